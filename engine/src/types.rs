@@ -1,0 +1,204 @@
+//! Plain data types of the facade: handles, attributes, credentials, requests and replies.
+
+use crate::error::{Error, Result};
+
+/// Inode number: the NFS fileid. Persistent and never reused.
+pub type Ino = u64;
+
+/// A persistent object handle: inode number + generation. Its 16-byte wire form is what the
+/// FSAL hands to NFS clients (well under ESXi's 51-byte limit for NFSv3 FSAL handles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Handle {
+    /// Inode number (NFS fileid).
+    pub ino: Ino,
+    /// Generation of the inode number; with never-reused inode numbers this guards against
+    /// handles from a different Strata namespace that happens to use the same number.
+    pub generation: u64,
+}
+
+impl Handle {
+    /// Length of the wire form in bytes.
+    pub const WIRE_LEN: usize = 16;
+
+    /// The wire form: inode then generation, both little-endian.
+    pub fn to_bytes(&self) -> [u8; Self::WIRE_LEN] {
+        let mut b = [0u8; Self::WIRE_LEN];
+        b[..8].copy_from_slice(&self.ino.to_le_bytes());
+        b[8..].copy_from_slice(&self.generation.to_le_bytes());
+        b
+    }
+
+    /// Parses the wire form; any other length is `Invalid`.
+    pub fn from_bytes(b: &[u8]) -> Result<Handle> {
+        if b.len() != Self::WIRE_LEN {
+            return Err(Error::Invalid(format!("handle of {} bytes, expected {}", b.len(), Self::WIRE_LEN)));
+        }
+        let mut ino = [0u8; 8];
+        let mut generation = [0u8; 8];
+        ino.copy_from_slice(&b[..8]);
+        generation.copy_from_slice(&b[8..]);
+        Ok(Handle { ino: u64::from_le_bytes(ino), generation: u64::from_le_bytes(generation) })
+    }
+}
+
+/// What an object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A directory (metadata only).
+    Directory,
+    /// A regular file kept by the FileDriver.
+    File,
+    /// A regular file kept as a volume (VM disk), chosen by name suffix at create time.
+    Volume,
+    /// A symbolic link (metadata only).
+    Symlink,
+}
+
+impl Kind {
+    /// True for the two kinds that NFS shows as regular files.
+    pub fn is_regular(self) -> bool {
+        matches!(self, Kind::File | Kind::Volume)
+    }
+}
+
+/// A point in time, seconds and nanoseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp {
+    /// Seconds since the epoch.
+    pub secs: i64,
+    /// Nanoseconds, below 1_000_000_000.
+    pub nsecs: u32,
+}
+
+/// Attributes of an object as the facade reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    /// The handle of the object.
+    pub handle: Handle,
+    /// Its kind.
+    pub kind: Kind,
+    /// Permission bits (07777), without the file type.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes (for a symlink, the length of its target).
+    pub size: u64,
+    /// Bytes of data actually stored for this object.
+    pub space_used: u64,
+    /// Number of directory entries naming it (directories: 2 + subdirectories).
+    pub nlink: u32,
+    /// Last access.
+    pub atime: Timestamp,
+    /// Last data change.
+    pub mtime: Timestamp,
+    /// Last attribute or data change.
+    pub ctime: Timestamp,
+    /// Change counter: bumped on every data or metadata change (NFSv4 change attribute).
+    pub change: u64,
+}
+
+/// A time to set with setattr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetTime {
+    /// The server's current time.
+    Now,
+    /// This time.
+    At(Timestamp),
+}
+
+/// Attribute changes for setattr; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// New permission bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size (regular files only): shrink drops data beyond it, grow is sparse.
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<SetTime>,
+    /// New modification time.
+    pub mtime: Option<SetTime>,
+}
+
+/// The caller's credentials, used as owner of new objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cred {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// How `create` treats an existing name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateMode {
+    /// Open the existing regular file if there is one.
+    Unchecked,
+    /// Fail with `Exists` if the name exists.
+    Guarded,
+    /// Exclusive create with a client verifier: if the name exists and is a regular file created
+    /// with the same verifier, succeed (a replay); otherwise `Exists`.
+    Exclusive([u8; 8]),
+}
+
+/// The reply of `create`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// Attributes of the file (new or existing).
+    pub attr: Attr,
+    /// False when an existing file was returned (Unchecked on an existing name, or an exclusive
+    /// replay).
+    pub created: bool,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's name.
+    pub name: Vec<u8>,
+    /// Cookie to pass to `readdir` to resume after this entry. Stable across concurrent inserts
+    /// and removals; never 0, 1 or 2 (reserved by NFS clients and Ganesha).
+    pub cookie: u64,
+    /// Attributes of the object it names.
+    pub attr: Attr,
+}
+
+/// A page of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadDir {
+    /// Entries in cookie order, without "." and "..".
+    pub entries: Vec<DirEntry>,
+    /// True when the listing ended within this page.
+    pub eof: bool,
+}
+
+/// How durable a write is when `write` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stability {
+    /// Not yet durable: a later `commit` makes it so.
+    Unstable,
+    /// Durable per the object kind's contract (FILE_SYNC).
+    Stable,
+}
+
+/// Capacity figures for FSSTAT / statfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFs {
+    /// Total bytes of the data directory's filesystem.
+    pub total_bytes: u64,
+    /// Free bytes.
+    pub free_bytes: u64,
+    /// Bytes available to users.
+    pub avail_bytes: u64,
+    /// Total inodes (files) that can exist.
+    pub total_files: u64,
+    /// Free inodes.
+    pub free_files: u64,
+    /// Inodes available to users.
+    pub avail_files: u64,
+}

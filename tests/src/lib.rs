@@ -1,0 +1,1 @@
+//! Helpers for Strata's end-to-end tests.
