@@ -9,8 +9,14 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+mod faulty;
 mod local;
+mod mem;
+mod namespaced;
+pub use faulty::FaultyStore;
 pub use local::LocalStore;
+pub use mem::MemStore;
+pub use namespaced::Namespaced;
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -52,6 +58,109 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// True for [`Error::ConditionFailed`].
+    pub fn is_condition_failed(&self) -> bool {
+        matches!(self, Error::ConditionFailed { .. })
+    }
+
+    /// Maps an I/O error on `key` to the typed error: ENOSPC/EDQUOT become [`Error::NoSpace`],
+    /// ENOENT becomes [`Error::NotFound`], ENAMETOOLONG becomes [`Error::InvalidKey`].
+    pub fn from_io(key: &str, source: std::io::Error) -> Error {
+        match source.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::NoSpace,
+            Some(libc::ENAMETOOLONG) => Error::InvalidKey {
+                key: key.to_string(),
+                reason: "a segment is too long for the store".to_string(),
+            },
+            _ if source.kind() == std::io::ErrorKind::NotFound => Error::NotFound {
+                key: key.to_string(),
+            },
+            _ => Error::Io {
+                key: key.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+/// Checks that `key` is acceptable to every store of this crate: not empty, no leading `/`, no
+/// empty, `.` or `..` segment (so no trailing `/` either), no NUL byte.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidKey {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if key.is_empty() {
+        return bad("empty key");
+    }
+    if key.contains('\0') {
+        return bad("NUL byte in key");
+    }
+    if key.starts_with('/') {
+        return bad("leading '/'");
+    }
+    for segment in key.split('/') {
+        match segment {
+            "" => return bad("empty segment"),
+            "." | ".." => return bad("'.' or '..' segment"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a listing prefix: like a key, except that it may be empty and its last segment may be
+/// empty or partial (a prefix is a string prefix of keys, not only a directory).
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidKey {
+            key: prefix.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if prefix.contains('\0') {
+        return bad("NUL byte in prefix");
+    }
+    if prefix.starts_with('/') {
+        return bad("leading '/'");
+    }
+    // Every segment but the last names a directory and must be a valid segment.
+    let mut segments: Vec<&str> = prefix.split('/').collect();
+    segments.pop();
+    for segment in segments {
+        match segment {
+            "" => return bad("empty segment"),
+            "." | ".." => return bad("'.' or '..' segment"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The ETag of `data`: the lowercase hex MD5 of the content, as S3 computes it for a plain PUT.
+pub fn etag_of(data: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    hex(&Md5::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
 /// Metadata of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -91,6 +200,11 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn head(&self, key: &str) -> Result<ObjectMeta>;
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &str) -> Result<()>;
-    /// Lists keys starting with `prefix`, at most `max` per page, resuming at `token`.
+    /// Lists keys starting with `prefix`, at most `max` per page (`0` counts as 1), in ascending
+    /// key order, resuming after `token` (the last key of the previous page, as returned in
+    /// [`ListPage::next`]). Recursive: keys in "sub-directories" are listed too.
     async fn list(&self, prefix: &str, token: Option<&str>, max: usize) -> Result<ListPage>;
 }
+
+#[cfg(test)]
+mod tests;

@@ -43,3 +43,50 @@ pub enum Error {
     #[error("I/O error: {0}")]
     Io(String),
 }
+
+/// True when an I/O error says the disk is full.
+pub(crate) fn is_enospc(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == std::io::ErrorKind::StorageFull
+}
+
+impl From<redb::StorageError> for Error {
+    fn from(e: redb::StorageError) -> Error {
+        match e {
+            redb::StorageError::Io(io) if is_enospc(&io) => Error::NoSpace,
+            e => Error::Io(format!("metadata store: {e}")),
+        }
+    }
+}
+
+/// redb's error types all wrap a `StorageError` where the disk is concerned.
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Error {
+                match redb::Error::from(e) {
+                    redb::Error::Io(io) if is_enospc(&io) => Error::NoSpace,
+                    e => Error::Io(format!("metadata store: {e}")),
+                }
+            }
+        }
+    )*};
+}
+from_redb!(redb::TransactionError, redb::TableError, redb::CommitError, redb::DatabaseError);
+
+impl From<strata_filedriver::Error> for Error {
+    fn from(e: strata_filedriver::Error) -> Error {
+        use strata_filedriver::Error as F;
+        match e {
+            F::NoSpace | F::Backend(strata_backend::Error::NoSpace) => Error::NoSpace,
+            F::Io(io) if is_enospc(&io) => Error::NoSpace,
+            F::Backend(strata_backend::Error::Io { source, .. }) if is_enospc(&source) => Error::NoSpace,
+            e => Error::Io(e.to_string()),
+        }
+    }
+}
+
+impl From<strata_backend::Error> for Error {
+    fn from(e: strata_backend::Error) -> Error {
+        Error::from(strata_filedriver::Error::Backend(e))
+    }
+}

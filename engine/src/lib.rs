@@ -3,10 +3,21 @@
 //!
 //! The engine knows nothing of Ganesha. See `FORMATS.md` for the redb tables.
 
+mod data;
 mod error;
 mod fs;
+mod namespace;
+mod runtime;
 mod types;
+pub mod volume;
 
 pub use error::{Error, Result};
-pub use fs::{BackendConfig, EngineConfig, Filesystem, DEFAULT_VOLUME_SUFFIXES};
+pub use fs::{
+    BackendConfig, EngineConfig, Filesystem, OpenOptions, DEFAULT_VOLUME_SUFFIXES, EXTENT_CACHE_DIR, FILES_PREFIX,
+    METADATA_FILE,
+};
 pub use types::*;
+
+/// redb, re-exported so that callers can implement [`redb::StorageBackend`] for
+/// [`OpenOptions::metadata_backend`] without depending on it themselves.
+pub use redb;

@@ -3,4 +3,13 @@
 //! file, line and reason), the shipped profiles, and the launcher that runs rpcbind and
 //! ganesha.nfsd.
 
+pub mod conf;
+pub mod launcher;
 pub mod params;
+pub mod parse;
+
+pub use conf::{
+    check_file, check_text, load_strata_settings, ConfError, CoreParams, Export, FsalBlock,
+    GaneshaConf, LogParams, Nfsv4Params, PROFILES,
+};
+pub use params::{BackendKind, Param, ParamType, StrataSettings, PARAMS};

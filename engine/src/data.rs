@@ -1,0 +1,194 @@
+//! Object data behind one trait: the facade reads, writes, truncates and syncs an object without
+//! caring whether a FileDriver file or (later) a volume holds it (DESIGN §2).
+
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use strata_filedriver::{ExtentMap, FileDriver, EXTENT_SIZE};
+
+use crate::error::Result;
+
+/// What a data commit must record in the namespace, atomically, before it counts as durable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Commit {
+    /// The size to persist.
+    pub size: u64,
+    /// Extent indices now on the backend that the metadata must name.
+    pub added: Vec<u64>,
+    /// Extent indices the metadata must forget.
+    pub removed: Vec<u64>,
+}
+
+/// Persists a [`Commit`] (one redb transaction). Called with the object's data lock held, so
+/// commits of one object are recorded in order.
+pub(crate) type Persist<'a> = &'a mut dyn FnMut(&Commit) -> Result<()>;
+
+/// The data of one regular object (file or volume).
+pub(crate) trait ObjectData: Send + Sync + std::fmt::Debug {
+    /// Reads from `offset`, clamped at the current size: bytes read and whether EOF was reached.
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(usize, bool)>;
+    /// Writes `data` at `offset` (not yet durable); grows the size if needed.
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()>;
+    /// Sets the size; durable (data and metadata) when it returns.
+    fn truncate(&self, new_size: u64, persist: Persist<'_>) -> Result<()>;
+    /// Makes every write so far durable, then persists the metadata naming it.
+    fn sync(&self, persist: Persist<'_>) -> Result<()>;
+    /// Current size, including writes not yet durable.
+    fn size(&self) -> u64;
+    /// Bytes stored for this object.
+    fn space_used(&self) -> u64;
+    /// True when writes since the last sync are not yet durable.
+    fn is_dirty(&self) -> bool;
+    /// Deletes all the object's data (its last link and open are gone).
+    fn delete(&self) -> Result<()>;
+}
+
+#[derive(Debug)]
+struct Sizes {
+    /// Size including unstable writes.
+    size: u64,
+    /// Writes since the last sync.
+    dirty: bool,
+    /// Extents uploaded whose names a failed persist did not record yet.
+    unrecorded: Vec<u64>,
+}
+
+/// A regular file kept by the FileDriver: the extent map and sizes live here while loaded, and
+/// in the namespace (redb) when durable.
+#[derive(Debug)]
+pub(crate) struct FileData {
+    id: u64,
+    driver: Arc<FileDriver>,
+    /// Read and write take it shared (the driver locks extents itself); sync, truncate and
+    /// delete take it exclusive so that the map they change is never read half-updated.
+    map: RwLock<ExtentMap>,
+    sizes: Mutex<Sizes>,
+}
+
+impl FileData {
+    /// The data of file `id` with its durable `size` and extent `map` as the namespace has them.
+    pub fn new(id: u64, driver: Arc<FileDriver>, size: u64, map: ExtentMap) -> FileData {
+        FileData {
+            id,
+            driver,
+            map: RwLock::new(map),
+            sizes: Mutex::new(Sizes { size, dirty: false, unrecorded: Vec::new() }),
+        }
+    }
+
+    /// Uploads dirty extents; returns the indices the map gained and lost (plus any left
+    /// unrecorded by an earlier failed persist).
+    fn upload(&self, map: &mut ExtentMap) -> Result<(Vec<u64>, Vec<u64>)> {
+        // The driver also applies what it learnt on its own (write-back by eviction, cuts):
+        // diff against the old map to know exactly what the metadata must change.
+        let old = map.clone();
+        let synced = self.driver.sync(self.id, map);
+        let mut added: Vec<u64> = map.difference(&old).copied().collect();
+        let removed: Vec<u64> = old.difference(map).copied().collect();
+        let mut sizes = self.sizes.lock();
+        added.append(&mut sizes.unrecorded);
+        if let Err(e) = synced {
+            // Whatever did reach the backend is in `map` now: record it with the next commit.
+            sizes.unrecorded = added;
+            return Err(e.into());
+        }
+        Ok((added, removed))
+    }
+}
+
+impl ObjectData for FileData {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(usize, bool)> {
+        let map = self.map.read();
+        let size = self.sizes.lock().size;
+        if offset >= size {
+            return Ok((0, true));
+        }
+        let n = (size - offset).min(buf.len() as u64) as usize;
+        self.driver.read(self.id, &map, offset, &mut buf[..n])?;
+        Ok((n, offset + n as u64 >= size))
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let map = self.map.read();
+        self.driver.write(self.id, &map, offset, data)?;
+        let mut s = self.sizes.lock();
+        s.size = s.size.max(offset + data.len() as u64);
+        s.dirty = true;
+        Ok(())
+    }
+
+    fn truncate(&self, new_size: u64, persist: Persist<'_>) -> Result<()> {
+        let mut map = self.map.write();
+        let removed = self.driver.truncate(self.id, &mut map, new_size)?;
+        // The zeroed tail of the last extent (and any earlier unstable write) goes up first, so
+        // that the size recorded next never exposes stale bytes.
+        let (added, mut cut) = self.upload(&mut map)?;
+        cut.extend(removed.iter().copied());
+        let commit = Commit { size: new_size, added, removed: cut };
+        if let Err(e) = persist(&commit) {
+            self.sizes.lock().unrecorded = commit.added;
+            return Err(e);
+        }
+        {
+            let mut s = self.sizes.lock();
+            s.size = new_size;
+            s.dirty = false;
+        }
+        // Not named by the metadata any more: leftovers after a crash are harmless garbage.
+        if let Err(e) = self.driver.delete_extents(self.id, &removed) {
+            tracing::warn!(file = self.id, error = %e, "deleting truncated extents failed");
+        }
+        Ok(())
+    }
+
+    fn sync(&self, persist: Persist<'_>) -> Result<()> {
+        let mut map = self.map.write();
+        let (added, removed) = self.upload(&mut map)?;
+        let size = self.sizes.lock().size;
+        let commit = Commit { size, added, removed };
+        if let Err(e) = persist(&commit) {
+            self.sizes.lock().unrecorded = commit.added;
+            return Err(e);
+        }
+        self.sizes.lock().dirty = false;
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.sizes.lock().size
+    }
+
+    fn space_used(&self) -> u64 {
+        let extents = self.map.read().len() as u64;
+        space_used(self.size(), extents)
+    }
+
+    fn is_dirty(&self) -> bool {
+        self.sizes.lock().dirty
+    }
+
+    fn delete(&self) -> Result<()> {
+        let map = self.map.write();
+        self.driver.delete(self.id, &map)?;
+        Ok(())
+    }
+}
+
+/// Bytes used by a file of `size` with `extents` extents on the backend.
+pub(crate) fn space_used(size: u64, extents: u64) -> u64 {
+    let rounded = size.div_ceil(4096) * 4096;
+    rounded.min(extents.saturating_mul(EXTENT_SIZE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_used_is_bounded_by_size_and_extents() {
+        assert_eq!(space_used(0, 0), 0);
+        assert_eq!(space_used(10, 1), 4096);
+        assert_eq!(space_used(10 * EXTENT_SIZE, 2), 2 * EXTENT_SIZE);
+        assert_eq!(space_used(100, 0), 0);
+    }
+}

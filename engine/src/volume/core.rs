@@ -1,0 +1,1310 @@
+//! One volume: the write path (clusters appended to the open SCO, one TLog entry each), the
+//! in-memory MetaDataStore, group commit, reads, resize and local restart.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::format::{
+    md5, parse_seq_name, sco_name, tlog_name, Entry, FormatError, ScoFooter, ScoHeader, TlogHeader,
+    VolumeId, CLUSTER_SIZE, CLUSTER_SIZE_U64, SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN,
+    TLOG_HEADER_LEN,
+};
+use super::localfs::{LocalFile, LocalFs};
+use crate::error::{Error, Result};
+
+/// Largest volume size accepted (1 PiB): keeps every offset computation far from overflow.
+pub const MAX_VOLUME_SIZE: u64 = 1 << 50;
+
+/// Default SCO size: 4 MiB (`SCO_Size`).
+pub const DEFAULT_SCO_SIZE: u64 = 4 << 20;
+/// Default number of SCOs covered by one TLog (`TLog_SCOs`).
+pub const DEFAULT_TLOG_SCOS: u32 = 16;
+
+/// Tunables of a volume. They may change between restarts: every SCO and TLog describes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeOptions {
+    /// Clusters per SCO (`SCO_Size` / 4 KiB), at least 1.
+    pub sco_clusters: u32,
+    /// SCOs per TLog (`TLog_SCOs`), at least 1.
+    pub tlog_scos: u32,
+}
+
+impl Default for VolumeOptions {
+    fn default() -> Self {
+        VolumeOptions {
+            sco_clusters: (DEFAULT_SCO_SIZE / CLUSTER_SIZE_U64) as u32,
+            tlog_scos: DEFAULT_TLOG_SCOS,
+        }
+    }
+}
+
+impl VolumeOptions {
+    /// Options from the configuration parameters `SCO_Size` (bytes, a multiple of 4 KiB between
+    /// 4 KiB and 1 GiB) and `TLog_SCOs` (1..=65536).
+    pub fn from_params(sco_size: u64, tlog_scos: u32) -> Result<VolumeOptions> {
+        if sco_size == 0 || !sco_size.is_multiple_of(CLUSTER_SIZE_U64) || sco_size > 1 << 30 {
+            return Err(Error::Invalid(format!(
+                "SCO_Size {sco_size}: must be a multiple of 4K between 4K and 1G"
+            )));
+        }
+        if tlog_scos == 0 || tlog_scos > 65536 {
+            return Err(Error::Invalid(format!(
+                "TLog_SCOs {tlog_scos}: must be between 1 and 65536"
+            )));
+        }
+        Ok(VolumeOptions {
+            sco_clusters: (sco_size / CLUSTER_SIZE_U64) as u32,
+            tlog_scos,
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.sco_clusters == 0 || self.tlog_scos == 0 || self.sco_clusters > 1 << 18 {
+            return Err(Error::Invalid(format!("bad volume options {self:?}")));
+        }
+        Ok(())
+    }
+}
+
+/// Every place where the VolumeDriver fsyncs. Tests switch each off in turn to prove that each
+/// one is needed (see `FORMATS.md`, "Durability contract").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FsyncSite {
+    /// Commit: fdatasync of the open SCO.
+    CommitSco,
+    /// Commit: fdatasync of the open TLog.
+    CommitTlog,
+    /// Commit: fsync of the `sco/` directory after a SCO was created or removed.
+    CommitScoDir,
+    /// Commit: fsync of the `tlog/` directory after a TLog was created.
+    CommitTlogDir,
+    /// Sealing a SCO: fdatasync of the SCO (with its footer) before the ScoSealed entry.
+    SealSco,
+    /// Sealing a SCO: fsync of the `sco/` directory (when a SCO was created since the last one)
+    /// before the ScoSealed entry.
+    SealScoDir,
+    /// Closing a TLog: fdatasync of the TLog (with its TLogClosed entry) before the next TLog.
+    CloseTlog,
+    /// Creating a TLog: fdatasync of its header before any entry is written.
+    CreateTlog,
+}
+
+impl FsyncSite {
+    /// All sites.
+    pub const ALL: [FsyncSite; 8] = [
+        FsyncSite::CommitSco,
+        FsyncSite::CommitTlog,
+        FsyncSite::CommitScoDir,
+        FsyncSite::CommitTlogDir,
+        FsyncSite::SealSco,
+        FsyncSite::SealScoDir,
+        FsyncSite::CloseTlog,
+        FsyncSite::CreateTlog,
+    ];
+}
+
+/// Counters of one volume since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VolumeStats {
+    /// Calls of [`Volume::sync`] (COMMITs and stable writes).
+    pub commits: u64,
+    /// Group-commit rounds: each fsyncs for every commit that joined before it started.
+    pub commit_rounds: u64,
+    /// fsync/fdatasync calls made (all sites).
+    pub fsyncs: u64,
+    /// Clusters appended to SCOs.
+    pub clusters_written: u64,
+    /// SCOs sealed.
+    pub scos_sealed: u64,
+}
+
+/// Where a cluster lives, and the MD5 of its content (one MetaDataStore value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Loc {
+    sco: u64,
+    offset: u32,
+    md5: [u8; 16],
+}
+
+struct OpenSco {
+    seq: u64,
+    file: Arc<dyn LocalFile>,
+    clusters: u32,
+    crc: u32,
+}
+
+struct OpenTlog {
+    seq: u64,
+    file: Arc<dyn LocalFile>,
+    len: u64,
+    /// CRC32C of every byte of the TLog so far.
+    crc: u32,
+    /// ScoSealed entries in this TLog.
+    scos: u32,
+}
+
+struct State {
+    size: u64,
+    /// The MetaDataStore: cluster address -> location + MD5.
+    mds: BTreeMap<u64, Loc>,
+    sco: Option<OpenSco>,
+    tlog: OpenTlog,
+    next_sco: u64,
+    /// Bumped by every completed change; a commit round makes everything up to it durable.
+    write_gen: u64,
+    sco_dir_dirty: bool,
+    tlog_dir_dirty: bool,
+}
+
+struct SyncState {
+    durable_gen: u64,
+    leader: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    commit_rounds: AtomicU64,
+    fsyncs: AtomicU64,
+    clusters_written: AtomicU64,
+    scos_sealed: AtomicU64,
+}
+
+/// A volume: a VM disk kept as 4 KiB clusters logged into SCOs and TLogs under one local
+/// directory (`sco/`, `tlog/`). All methods are blocking and may be called from many threads.
+///
+/// Durability: [`Volume::write`] with `stable == false` may leave data in the page cache;
+/// [`Volume::sync`] (and a stable write) returns only once every change made before it is on
+/// stable local storage. See `FORMATS.md`.
+pub struct Volume {
+    fs: Arc<dyn LocalFs>,
+    id: VolumeId,
+    opts: VolumeOptions,
+    sco_dir: PathBuf,
+    tlog_dir: PathBuf,
+    state: RwLock<State>,
+    sync: Mutex<SyncState>,
+    sync_cv: Condvar,
+    /// Set after an I/O error that left the volume's files in an unknown state: every later
+    /// operation fails until the volume is reopened (which replays and repairs).
+    halted: Mutex<Option<String>>,
+    handles: Mutex<HashMap<u64, Arc<dyn LocalFile>>>,
+    counters: Counters,
+    skip_fsync: Option<FsyncSite>,
+}
+
+impl std::fmt::Debug for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Volume")
+            .field("id", &self.id)
+            .field("dir", &self.sco_dir.parent())
+            .finish()
+    }
+}
+
+fn io_err(what: impl std::fmt::Display, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::NoSpace,
+        _ => Error::Io(format!("{what}: {e}")),
+    }
+}
+
+fn fmt_err(e: FormatError) -> Error {
+    Error::Io(e.to_string())
+}
+
+fn read_all(f: &dyn LocalFile, what: &str) -> Result<Vec<u8>> {
+    let len = f.file_len().map_err(|e| io_err(what, e))?;
+    let len = usize::try_from(len).map_err(|_| Error::Io(format!("{what}: too large")))?;
+    let mut b = vec![0u8; len];
+    let n = f.read_at(&mut b, 0).map_err(|e| io_err(what, e))?;
+    b.truncate(n);
+    Ok(b)
+}
+
+/// What replaying TLogs builds up.
+#[derive(Default)]
+struct Replay {
+    size: u64,
+    mds: BTreeMap<u64, Loc>,
+    /// Per SCO: clusters seen so far (the next expected offset).
+    sco_clusters: BTreeMap<u64, u32>,
+    sealed: BTreeSet<u64>,
+}
+
+impl Volume {
+    /// Creates a new, empty volume of `size` bytes in `dir` (which must not hold a volume yet).
+    /// Durable when it returns.
+    pub fn create(
+        fs: Arc<dyn LocalFs>,
+        dir: &Path,
+        id: VolumeId,
+        opts: VolumeOptions,
+        size: u64,
+    ) -> Result<Volume> {
+        Self::create_inner(fs, dir, id, opts, size, None)
+    }
+
+    pub(crate) fn create_inner(
+        fs: Arc<dyn LocalFs>,
+        dir: &Path,
+        id: VolumeId,
+        opts: VolumeOptions,
+        size: u64,
+        skip_fsync: Option<FsyncSite>,
+    ) -> Result<Volume> {
+        opts.check()?;
+        if size > MAX_VOLUME_SIZE {
+            return Err(Error::Invalid(format!(
+                "volume size {size} above {MAX_VOLUME_SIZE}"
+            )));
+        }
+        let sco_dir = dir.join("sco");
+        let tlog_dir = dir.join("tlog");
+        for d in [&sco_dir, &tlog_dir] {
+            fs.create_dir_all(d).map_err(|e| io_err(d.display(), e))?;
+        }
+        if !fs
+            .list(&tlog_dir)
+            .map_err(|e| io_err(tlog_dir.display(), e))?
+            .is_empty()
+        {
+            return Err(Error::Exists);
+        }
+        // The first TLog is created directly (there is no previous one to close).
+        let path = tlog_dir.join(tlog_name(1));
+        let file = fs
+            .create_new(&path)
+            .map_err(|e| io_err(path.display(), e))?;
+        let header = TlogHeader { volume: id, seq: 1 }.encode();
+        file.write_at(&header, 0)
+            .map_err(|e| io_err(path.display(), e))?;
+        let tlog = OpenTlog {
+            seq: 1,
+            file,
+            len: TLOG_HEADER_LEN as u64,
+            crc: crc32c::crc32c(&header),
+            scos: 0,
+        };
+        let vol = Volume::assemble(
+            fs,
+            id,
+            opts,
+            sco_dir,
+            tlog_dir,
+            State {
+                size: 0,
+                mds: BTreeMap::new(),
+                sco: None,
+                tlog,
+                next_sco: 1,
+                write_gen: 0,
+                sco_dir_dirty: true,
+                tlog_dir_dirty: true,
+            },
+            skip_fsync,
+        );
+        {
+            let mut st = vol.state.write();
+            vol.fsync(FsyncSite::CreateTlog, &*st.tlog.file, "tlog create")?;
+            if size > 0 {
+                vol.tlog_append(&mut st, &[Entry::Resize { size }])?;
+                st.size = size;
+            }
+        }
+        vol.commit_round()?;
+        Ok(vol)
+    }
+
+    fn assemble(
+        fs: Arc<dyn LocalFs>,
+        id: VolumeId,
+        opts: VolumeOptions,
+        sco_dir: PathBuf,
+        tlog_dir: PathBuf,
+        st: State,
+        skip_fsync: Option<FsyncSite>,
+    ) -> Volume {
+        let gen = st.write_gen;
+        Volume {
+            fs,
+            id,
+            opts,
+            sco_dir,
+            tlog_dir,
+            state: RwLock::new(st),
+            sync: Mutex::new(SyncState {
+                durable_gen: gen,
+                leader: false,
+            }),
+            sync_cv: Condvar::new(),
+            halted: Mutex::new(None),
+            handles: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            skip_fsync,
+        }
+    }
+
+    /// The volume's id.
+    pub fn id(&self) -> VolumeId {
+        self.id
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.state.read().size
+    }
+
+    /// Bytes of data stored for the volume: live (mapped) clusters × 4 KiB. Never-written and
+    /// dropped clusters take none; superseded cluster versions still in SCOs are not counted.
+    pub fn space_used(&self) -> u64 {
+        self.state.read().mds.len() as u64 * CLUSTER_SIZE_U64
+    }
+
+    /// Counters since the volume was opened.
+    pub fn stats(&self) -> VolumeStats {
+        let c = &self.counters;
+        VolumeStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            commit_rounds: c.commit_rounds.load(Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            clusters_written: c.clusters_written.load(Ordering::Relaxed),
+            scos_sealed: c.scos_sealed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn check_halted(&self) -> Result<()> {
+        match &*self.halted.lock() {
+            Some(m) => Err(Error::Io(format!(
+                "volume {} halted after an earlier error: {m}",
+                self.id
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn halt(&self, e: &Error) {
+        let mut h = self.halted.lock();
+        if h.is_none() {
+            tracing::error!(volume = %self.id, error = %e, "volume halted");
+            *h = Some(e.to_string());
+        }
+    }
+
+    /// Runs `f`; an error halts the volume (its files may be half-written: only a restart,
+    /// which replays and verifies, may continue from there).
+    fn guarded<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.check_halted()?;
+        let r = f();
+        if let Err(e) = &r {
+            if !matches!(e, Error::Invalid(_)) {
+                self.halt(e);
+            }
+        }
+        r
+    }
+
+    fn fsync(&self, site: FsyncSite, f: &dyn LocalFile, what: &str) -> Result<()> {
+        if self.skip_fsync == Some(site) {
+            return Ok(());
+        }
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        f.sync_data()
+            .map_err(|e| io_err(format!("{what}: fdatasync"), e))
+    }
+
+    fn fsync_dir(&self, site: FsyncSite, dir: &Path) -> Result<()> {
+        if self.skip_fsync == Some(site) {
+            return Ok(());
+        }
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.fs
+            .sync_dir(dir)
+            .map_err(|e| io_err(format!("{}: fsync", dir.display()), e))
+    }
+
+    fn sco_handle(&self, seq: u64) -> Result<Arc<dyn LocalFile>> {
+        let mut h = self.handles.lock();
+        if let Some(f) = h.get(&seq) {
+            return Ok(f.clone());
+        }
+        let path = self.sco_dir.join(sco_name(seq));
+        let f = self.fs.open(&path).map_err(|e| io_err(path.display(), e))?;
+        // A crude bound on open descriptors; an LRU comes with the SCO cache.
+        if h.len() >= 256 {
+            h.clear();
+        }
+        h.insert(seq, f.clone());
+        Ok(f)
+    }
+
+    fn read_loc(&self, loc: &Loc, buf: &mut [u8], within: u64) -> Result<()> {
+        let f = self.sco_handle(loc.sco)?;
+        let off = ScoFooter::offset(loc.offset) + within;
+        let n = f
+            .read_at(buf, off)
+            .map_err(|e| io_err(format!("SCO {}", sco_name(loc.sco)), e))?;
+        if n != buf.len() {
+            return Err(Error::Io(format!(
+                "SCO {}: short read at cluster {} (the SCO is truncated)",
+                sco_name(loc.sco),
+                loc.offset
+            )));
+        }
+        Ok(())
+    }
+
+    fn read_cluster(&self, st: &State, ca: u64) -> Result<Vec<u8>> {
+        let mut c = vec![0u8; CLUSTER_SIZE];
+        if let Some(loc) = st.mds.get(&ca) {
+            self.read_loc(loc, &mut c, 0)?;
+        }
+        Ok(c)
+    }
+
+    /// Reads up to `buf.len()` bytes at `off`; returns the count (short only at the end of the
+    /// volume). Never-written clusters read as zeros.
+    pub fn read(&self, off: u64, buf: &mut [u8]) -> Result<usize> {
+        self.check_halted()?;
+        let st = self.state.read();
+        if off >= st.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = (buf.len() as u64).min(st.size - off) as usize;
+        let end = off + n as u64;
+        let mut pos = off;
+        // Runs of clusters that are contiguous in one SCO are read with one pread.
+        while pos < end {
+            let ca = pos / CLUSTER_SIZE_U64;
+            let within = pos % CLUSTER_SIZE_U64;
+            let b0 = (pos - off) as usize;
+            match st.mds.get(&ca) {
+                None => {
+                    let stop = ((ca + 1) * CLUSTER_SIZE_U64).min(end);
+                    buf[b0..(stop - off) as usize].fill(0);
+                    pos = stop;
+                }
+                Some(loc) => {
+                    let mut stop_ca = ca + 1;
+                    while stop_ca * CLUSTER_SIZE_U64 < end {
+                        match st.mds.get(&stop_ca) {
+                            Some(l)
+                                if l.sco == loc.sco
+                                    && u64::from(l.offset)
+                                        == u64::from(loc.offset) + (stop_ca - ca) =>
+                            {
+                                stop_ca += 1
+                            }
+                            _ => break,
+                        }
+                    }
+                    let stop = (stop_ca * CLUSTER_SIZE_U64).min(end);
+                    self.read_loc(loc, &mut buf[b0..(stop - off) as usize], within)?;
+                    pos = stop;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Writes `data` at `off`, growing the volume when it ends past the current size. With
+    /// `stable`, returns only once the write (and everything before it) is durable.
+    pub fn write(&self, off: u64, data: &[u8], stable: bool) -> Result<()> {
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= MAX_VOLUME_SIZE)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "write past the largest volume size {MAX_VOLUME_SIZE}"
+                ))
+            })?;
+        if !data.is_empty() {
+            self.guarded(|| {
+                let mut st = self.state.write();
+                self.write_locked(&mut st, off, end, data)?;
+                st.write_gen += 1;
+                Ok(())
+            })?;
+        }
+        if stable {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn write_locked(&self, st: &mut State, off: u64, end: u64, data: &[u8]) -> Result<()> {
+        if end > st.size {
+            // Logged before the clusters, so replay never sees a cluster past the size.
+            self.tlog_append(st, &[Entry::Resize { size: end }])?;
+            st.size = end;
+        }
+        let first = off / CLUSTER_SIZE_U64;
+        let last = (end - 1) / CLUSTER_SIZE_U64;
+        let mut buf = Vec::with_capacity(((last - first + 1) as usize) * CLUSTER_SIZE);
+        for ca in first..=last {
+            let cstart = ca * CLUSTER_SIZE_U64;
+            let lo = off.max(cstart) - cstart;
+            let hi = end.min(cstart + CLUSTER_SIZE_U64) - cstart;
+            let src = &data[(cstart + lo - off) as usize..(cstart + hi - off) as usize];
+            if lo == 0 && hi == CLUSTER_SIZE_U64 {
+                buf.extend_from_slice(src);
+            } else {
+                // Read-modify-write of a partly written cluster, under the volume lock.
+                let mut c = self.read_cluster(st, ca)?;
+                c[lo as usize..hi as usize].copy_from_slice(src);
+                buf.extend_from_slice(&c);
+            }
+        }
+        self.append_clusters(st, first, &buf)
+    }
+
+    /// Appends whole clusters for addresses `first..` to the open SCO(s), logs them and updates
+    /// the MetaDataStore.
+    fn append_clusters(&self, st: &mut State, first: u64, buf: &[u8]) -> Result<()> {
+        let n = buf.len() / CLUSTER_SIZE;
+        let mut i = 0;
+        while i < n {
+            self.ensure_open_sco(st)?;
+            let Some(sco) = st.sco.as_mut() else {
+                return Err(Error::Io("no open SCO".into()));
+            };
+            let k = ((self.opts.sco_clusters - sco.clusters) as usize).min(n - i);
+            let chunk = &buf[i * CLUSTER_SIZE..(i + k) * CLUSTER_SIZE];
+            sco.file
+                .write_at(chunk, ScoFooter::offset(sco.clusters))
+                .map_err(|e| io_err(format!("SCO {}", sco_name(sco.seq)), e))?;
+            sco.crc = crc32c::crc32c_append(sco.crc, chunk);
+            let mut entries = Vec::with_capacity(k);
+            let mut locs = Vec::with_capacity(k);
+            for j in 0..k {
+                let m = md5(&chunk[j * CLUSTER_SIZE..(j + 1) * CLUSTER_SIZE]);
+                let address = first + (i + j) as u64;
+                let offset = sco.clusters + j as u32;
+                entries.push(Entry::Cluster {
+                    address,
+                    sco: sco.seq,
+                    offset,
+                    md5: m,
+                });
+                locs.push((
+                    address,
+                    Loc {
+                        sco: sco.seq,
+                        offset,
+                        md5: m,
+                    },
+                ));
+            }
+            sco.clusters += k as u32;
+            self.tlog_append(st, &entries)?;
+            st.mds.extend(locs);
+            self.counters
+                .clusters_written
+                .fetch_add(k as u64, Ordering::Relaxed);
+            i += k;
+        }
+        Ok(())
+    }
+
+    fn tlog_append(&self, st: &mut State, entries: &[Entry]) -> Result<()> {
+        let mut bytes = Vec::with_capacity(entries.len() * TLOG_ENTRY_LEN);
+        for e in entries {
+            bytes.extend_from_slice(&e.encode());
+        }
+        let t = &mut st.tlog;
+        t.file
+            .write_at(&bytes, t.len)
+            .map_err(|e| io_err(format!("TLog {}", tlog_name(t.seq)), e))?;
+        t.len += bytes.len() as u64;
+        t.crc = crc32c::crc32c_append(t.crc, &bytes);
+        Ok(())
+    }
+
+    fn ensure_open_sco(&self, st: &mut State) -> Result<()> {
+        if st
+            .sco
+            .as_ref()
+            .is_some_and(|s| s.clusters >= self.opts.sco_clusters)
+        {
+            self.seal_open_sco(st)?;
+        }
+        if st.sco.is_none() {
+            let seq = st.next_sco;
+            st.next_sco += 1;
+            let path = self.sco_dir.join(sco_name(seq));
+            let file = self
+                .fs
+                .create_new(&path)
+                .map_err(|e| io_err(path.display(), e))?;
+            file.write_at(
+                &ScoHeader {
+                    volume: self.id,
+                    seq,
+                }
+                .encode(),
+                0,
+            )
+            .map_err(|e| io_err(path.display(), e))?;
+            st.sco_dir_dirty = true;
+            self.handles.lock().insert(seq, file.clone());
+            st.sco = Some(OpenSco {
+                seq,
+                file,
+                clusters: 0,
+                crc: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// Seals the open SCO: footer, fdatasync, then the ScoSealed entry (so a ScoSealed entry
+    /// always names a SCO whose bytes are durable); closes the TLog when it covers enough SCOs.
+    fn seal_open_sco(&self, st: &mut State) -> Result<()> {
+        let Some(sco) = st.sco.take() else {
+            return Ok(());
+        };
+        let what = format!("SCO {}", sco_name(sco.seq));
+        let footer = ScoFooter {
+            seq: sco.seq,
+            clusters: sco.clusters,
+            data_crc: sco.crc,
+        };
+        sco.file
+            .write_at(&footer.encode(), ScoFooter::offset(sco.clusters))
+            .map_err(|e| io_err(&what, e))?;
+        self.fsync(FsyncSite::SealSco, &*sco.file, &what)?;
+        if std::mem::take(&mut st.sco_dir_dirty) {
+            // The SCO's name must be durable before an entry calls it sealed.
+            self.fsync_dir(FsyncSite::SealScoDir, &self.sco_dir)?;
+        }
+        self.tlog_append(
+            st,
+            &[Entry::ScoSealed {
+                sco: sco.seq,
+                clusters: sco.clusters,
+                crc: sco.crc,
+            }],
+        )?;
+        st.tlog.scos += 1;
+        self.counters.scos_sealed.fetch_add(1, Ordering::Relaxed);
+        if st.tlog.scos >= self.opts.tlog_scos {
+            self.roll_tlog(st)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open TLog (TLogClosed + fdatasync) and starts the next one (header +
+    /// fdatasync; its name becomes durable at the next commit).
+    fn roll_tlog(&self, st: &mut State) -> Result<()> {
+        let crc = st.tlog.crc;
+        self.tlog_append(st, &[Entry::TlogClosed { crc }])?;
+        let what = format!("TLog {}", tlog_name(st.tlog.seq));
+        self.fsync(FsyncSite::CloseTlog, &*st.tlog.file, &what)?;
+        let seq = st.tlog.seq + 1;
+        let path = self.tlog_dir.join(tlog_name(seq));
+        let file = self
+            .fs
+            .create_new(&path)
+            .map_err(|e| io_err(path.display(), e))?;
+        let header = TlogHeader {
+            volume: self.id,
+            seq,
+        }
+        .encode();
+        file.write_at(&header, 0)
+            .map_err(|e| io_err(path.display(), e))?;
+        self.fsync(
+            FsyncSite::CreateTlog,
+            &*file,
+            &format!("TLog {}", tlog_name(seq)),
+        )?;
+        st.tlog = OpenTlog {
+            seq,
+            file,
+            len: TLOG_HEADER_LEN as u64,
+            crc: crc32c::crc32c(&header),
+            scos: 0,
+        };
+        st.tlog_dir_dirty = true;
+        Ok(())
+    }
+
+    /// Changes the size. Growing is sparse; shrinking drops the clusters past the end and zeroes
+    /// the tail of the last cluster, so a later grow reads zeros there.
+    pub fn resize(&self, size: u64) -> Result<()> {
+        if size > MAX_VOLUME_SIZE {
+            return Err(Error::Invalid(format!(
+                "volume size {size} above {MAX_VOLUME_SIZE}"
+            )));
+        }
+        self.guarded(|| {
+            let mut st = self.state.write();
+            if size == st.size {
+                return Ok(());
+            }
+            if size < st.size {
+                let tail = size % CLUSTER_SIZE_U64;
+                let ca = size / CLUSTER_SIZE_U64;
+                if tail != 0 && st.mds.contains_key(&ca) {
+                    let mut c = self.read_cluster(&st, ca)?;
+                    c[tail as usize..].fill(0);
+                    self.append_clusters(&mut st, ca, &c)?;
+                }
+            }
+            self.tlog_append(&mut st, &[Entry::Resize { size }])?;
+            st.size = size;
+            let keep = size.div_ceil(CLUSTER_SIZE_U64);
+            drop(st.mds.split_off(&keep));
+            st.write_gen += 1;
+            Ok(())
+        })
+    }
+
+    /// Makes every change completed before this call durable (COMMIT). Concurrent callers share
+    /// one round of fsyncs: a leader fsyncs for every caller that arrived before it started.
+    pub fn sync(&self) -> Result<()> {
+        self.check_halted()?;
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        let target = self.state.read().write_gen;
+        let mut g = self.sync.lock();
+        loop {
+            if g.durable_gen >= target {
+                return Ok(());
+            }
+            if !g.leader {
+                g.leader = true;
+                break;
+            }
+            self.sync_cv.wait(&mut g);
+            self.check_halted()?;
+        }
+        drop(g);
+        let r = self.guarded(|| self.commit_round());
+        let mut g = self.sync.lock();
+        g.leader = false;
+        if let Ok(gen) = r {
+            g.durable_gen = g.durable_gen.max(gen);
+        }
+        self.sync_cv.notify_all();
+        drop(g);
+        r.map(|_| ())
+    }
+
+    /// One round of group commit; returns the write generation it made durable.
+    fn commit_round(&self) -> Result<u64> {
+        let (gen, sco, tlog, sco_dir, tlog_dir) = {
+            let mut st = self.state.write();
+            let s = (
+                st.write_gen,
+                st.sco.as_ref().map(|s| (s.seq, s.file.clone())),
+                (st.tlog.seq, st.tlog.file.clone()),
+                std::mem::take(&mut st.sco_dir_dirty),
+                std::mem::take(&mut st.tlog_dir_dirty),
+            );
+            s
+        };
+        self.counters.commit_rounds.fetch_add(1, Ordering::Relaxed);
+        if let Some((seq, f)) = sco {
+            self.fsync(FsyncSite::CommitSco, &*f, &format!("SCO {}", sco_name(seq)))?;
+        }
+        self.fsync(
+            FsyncSite::CommitTlog,
+            &*tlog.1,
+            &format!("TLog {}", tlog_name(tlog.0)),
+        )?;
+        if sco_dir {
+            self.fsync_dir(FsyncSite::CommitScoDir, &self.sco_dir)?;
+        }
+        if tlog_dir {
+            self.fsync_dir(FsyncSite::CommitTlogDir, &self.tlog_dir)?;
+        }
+        Ok(gen)
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // Local restart
+
+    /// Opens an existing volume from its local SCOs and TLogs (local restart): replays every
+    /// TLog in order, verifying every CRC; cuts a torn tail of the last TLog at the first entry
+    /// that does not verify (an entry whose CRC fails, or a cluster of the unsealed SCO whose MD5
+    /// does not match its data); seals the last SCO; makes the repaired state durable. Anything
+    /// else that does not verify is an error naming the file and what failed.
+    pub fn open(
+        fs: Arc<dyn LocalFs>,
+        dir: &Path,
+        id: VolumeId,
+        opts: VolumeOptions,
+    ) -> Result<Volume> {
+        Self::open_inner(fs, dir, id, opts, None)
+    }
+
+    pub(crate) fn open_inner(
+        fs: Arc<dyn LocalFs>,
+        dir: &Path,
+        id: VolumeId,
+        opts: VolumeOptions,
+        skip_fsync: Option<FsyncSite>,
+    ) -> Result<Volume> {
+        opts.check()?;
+        let sco_dir = dir.join("sco");
+        let tlog_dir = dir.join("tlog");
+        let mut tlogs: Vec<u64> = Vec::new();
+        for n in fs
+            .list(&tlog_dir)
+            .map_err(|e| io_err(tlog_dir.display(), e))?
+        {
+            match parse_seq_name(&n) {
+                Some(s) => tlogs.push(s),
+                None => tracing::warn!(file = %n, "ignoring unexpected file in the TLog directory"),
+            }
+        }
+        tlogs.sort_unstable();
+        let Some(&last_seq) = tlogs.last() else {
+            return Err(Error::Io(format!(
+                "{}: no TLog: not a volume",
+                tlog_dir.display()
+            )));
+        };
+        for w in tlogs.windows(2) {
+            if w[1] != w[0] + 1 {
+                return Err(Error::Io(format!(
+                    "{}: TLogs {} to {} are missing",
+                    tlog_dir.display(),
+                    tlog_name(w[0] + 1),
+                    tlog_name(w[1] - 1)
+                )));
+            }
+        }
+        let mut sco_files: BTreeSet<u64> = BTreeSet::new();
+        for n in fs
+            .list(&sco_dir)
+            .map_err(|e| io_err(sco_dir.display(), e))?
+        {
+            match parse_seq_name(&n) {
+                Some(s) => {
+                    sco_files.insert(s);
+                }
+                None => tracing::warn!(file = %n, "ignoring unexpected file in the SCO directory"),
+            }
+        }
+
+        let mut rp = Replay::default();
+        let ctx = ReplayCtx {
+            fs: &*fs,
+            sco_dir: &sco_dir,
+            id,
+        };
+        // Every TLog but the last must be complete and closed.
+        for &seq in &tlogs[..tlogs.len() - 1] {
+            let what = format!("TLog {}", tlog_name(seq));
+            let path = tlog_dir.join(tlog_name(seq));
+            let f = fs.open(&path).map_err(|e| io_err(path.display(), e))?;
+            let data = read_all(&*f, &what)?;
+            let entries = parse_tlog(&what, &data, id, seq, false)?;
+            if !matches!(entries.entries.last(), Some((_, Entry::TlogClosed { .. }))) {
+                return Err(fmt_err(FormatError::Inconsistent {
+                    what,
+                    reason: "not closed, yet a later TLog exists".into(),
+                }));
+            }
+            for (pos, e) in entries.entries {
+                ctx.apply(&mut rp, &format!("{what} entry at byte {pos}"), e)?;
+            }
+        }
+
+        // The last TLog: a torn tail is cut.
+        let what = format!("TLog {}", tlog_name(last_seq));
+        let path = tlog_dir.join(tlog_name(last_seq));
+        let tfile = fs.open(&path).map_err(|e| io_err(path.display(), e))?;
+        let data = read_all(&*tfile, &what)?;
+        let parsed = parse_tlog(&what, &data, id, last_seq, true)?;
+        let mut cut = parsed.valid_len;
+        // SCOs sealed within the valid prefix are durable; clusters of any other SCO are checked
+        // against their MD5, and the log is cut at the first that does not match.
+        let sealed_here: BTreeSet<u64> = parsed
+            .entries
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Entry::ScoSealed { sco, .. } => Some(*sco),
+                _ => None,
+            })
+            .collect();
+        let mut handles: HashMap<u64, Option<Arc<dyn LocalFile>>> = HashMap::new();
+        for (pos, e) in &parsed.entries {
+            if let Entry::Cluster {
+                sco,
+                offset,
+                md5: m,
+                ..
+            } = e
+            {
+                if rp.sealed.contains(sco) || sealed_here.contains(sco) {
+                    continue;
+                }
+                let h = handles
+                    .entry(*sco)
+                    .or_insert_with(|| fs.open(&sco_dir.join(sco_name(*sco))).ok());
+                let mut c = vec![0u8; CLUSTER_SIZE];
+                let ok = match h {
+                    Some(f) => {
+                        matches!(f.read_at(&mut c, ScoFooter::offset(*offset)), Ok(n) if n == CLUSTER_SIZE)
+                            && md5(&c) == *m
+                    }
+                    None => false,
+                };
+                if !ok {
+                    tracing::warn!(tlog = %what, at = pos, "cutting the TLog: cluster data of an unsynced write is missing");
+                    cut = *pos;
+                    break;
+                }
+            }
+        }
+        let mut last_closed = false;
+        let mut scos_in_last = 0u32;
+        for (pos, e) in parsed.entries.iter().filter(|(p, _)| *p < cut) {
+            match e {
+                Entry::TlogClosed { .. } => last_closed = true,
+                Entry::ScoSealed { .. } => scos_in_last += 1,
+                _ => {}
+            }
+            ctx.apply(&mut rp, &format!("{what} entry at byte {pos}"), *e)?;
+        }
+        if (cut as usize) < data.len() {
+            tracing::warn!(tlog = %what, from = data.len(), to = cut, "cut a torn TLog tail");
+            tfile.set_len(cut).map_err(|e| io_err(&what, e))?;
+        }
+        let tcrc = crc32c::crc32c(&data[..cut as usize]);
+
+        // Unsealed SCOs: at most one, the newest.
+        let unsealed: Vec<(u64, u32)> = rp
+            .sco_clusters
+            .iter()
+            .filter(|(s, _)| !rp.sealed.contains(s))
+            .map(|(s, c)| (*s, *c))
+            .collect();
+        let max_ref = rp.sco_clusters.keys().next_back().copied().unwrap_or(0);
+        if unsealed.len() > 1 || unsealed.first().is_some_and(|(s, _)| *s != max_ref) {
+            return Err(Error::Io(format!(
+                "{}: more than one unsealed SCO ({unsealed:?}) or an unsealed SCO older than a sealed one",
+                dir.display()
+            )));
+        }
+        let next_sco = max_ref.max(sco_files.last().copied().unwrap_or(0)) + 1;
+        let state = State {
+            size: rp.size,
+            mds: std::mem::take(&mut rp.mds),
+            sco: None,
+            tlog: OpenTlog {
+                seq: last_seq,
+                file: tfile,
+                len: cut,
+                crc: tcrc,
+                scos: scos_in_last,
+            },
+            next_sco,
+            write_gen: 0,
+            sco_dir_dirty: false,
+            tlog_dir_dirty: false,
+        };
+        let vol = Volume::assemble(
+            fs.clone(),
+            id,
+            opts,
+            sco_dir.clone(),
+            tlog_dir,
+            state,
+            skip_fsync,
+        );
+        {
+            let mut st = vol.state.write();
+            // SCO files no entry refers to hold nothing that was ever committed.
+            for s in sco_files
+                .iter()
+                .filter(|s| !rp.sco_clusters.contains_key(s))
+            {
+                let p = sco_dir.join(sco_name(*s));
+                fs.remove_file(&p).map_err(|e| io_err(p.display(), e))?;
+                st.sco_dir_dirty = true;
+            }
+            if let Some(&(seq, clusters)) = unsealed.first() {
+                // Reopen the unsealed SCO at its verified length, then seal it.
+                let what = format!("SCO {}", sco_name(seq));
+                let f = vol.sco_handle(seq)?;
+                f.write_at(&ScoHeader { volume: id, seq }.encode(), 0)
+                    .map_err(|e| io_err(&what, e))?;
+                f.set_len(ScoFooter::offset(clusters))
+                    .map_err(|e| io_err(&what, e))?;
+                let mut crc = 0u32;
+                let mut c = vec![0u8; CLUSTER_SIZE];
+                for k in 0..clusters {
+                    let n = f
+                        .read_at(&mut c, ScoFooter::offset(k))
+                        .map_err(|e| io_err(&what, e))?;
+                    if n != CLUSTER_SIZE {
+                        return Err(Error::Io(format!("{what}: short read at cluster {k}")));
+                    }
+                    crc = crc32c::crc32c_append(crc, &c);
+                }
+                st.sco = Some(OpenSco {
+                    seq,
+                    file: f,
+                    clusters,
+                    crc,
+                });
+                vol.seal_open_sco(&mut st)?;
+            }
+            if last_closed {
+                // Closed, but the next TLog never became durable: start it now.
+                let seq = st.tlog.seq + 1;
+                let path = vol.tlog_dir.join(tlog_name(seq));
+                let file = fs
+                    .create_new(&path)
+                    .map_err(|e| io_err(path.display(), e))?;
+                let header = TlogHeader { volume: id, seq }.encode();
+                file.write_at(&header, 0)
+                    .map_err(|e| io_err(path.display(), e))?;
+                vol.fsync(
+                    FsyncSite::CreateTlog,
+                    &*file,
+                    &format!("TLog {}", tlog_name(seq)),
+                )?;
+                st.tlog = OpenTlog {
+                    seq,
+                    file,
+                    len: TLOG_HEADER_LEN as u64,
+                    crc: crc32c::crc32c(&header),
+                    scos: 0,
+                };
+                st.tlog_dir_dirty = true;
+            } else if st.tlog.scos >= opts.tlog_scos {
+                vol.roll_tlog(&mut st)?;
+            }
+        }
+        vol.commit_round()?;
+        Ok(vol)
+    }
+
+    /// True when changes made since the last completed commit may not be durable yet.
+    pub fn is_dirty(&self) -> bool {
+        let gen = self.state.read().write_gen;
+        gen > self.sync.lock().durable_gen
+    }
+
+    /// Deletes every local file of the volume (its last link and open are gone). The volume is
+    /// halted: any later call fails.
+    pub fn destroy(&self) -> Result<()> {
+        self.halt(&Error::Io("volume deleted".into()));
+        let _st = self.state.write();
+        self.handles.lock().clear();
+        for d in [&self.sco_dir, &self.tlog_dir] {
+            for n in self.fs.list(d).map_err(|e| io_err(d.display(), e))? {
+                let p = d.join(&n);
+                self.fs
+                    .remove_file(&p)
+                    .map_err(|e| io_err(p.display(), e))?;
+            }
+            self.fs.sync_dir(d).map_err(|e| io_err(d.display(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Test helper: the content of cluster `ca` as the MetaDataStore maps it, ignoring the size.
+    #[cfg(test)]
+    pub(crate) fn raw_cluster(&self, ca: u64) -> Result<Vec<u8>> {
+        let st = self.state.read();
+        self.read_cluster(&st, ca)
+    }
+}
+
+struct ParsedTlog {
+    /// (byte offset, entry) of every entry that verified, in order.
+    entries: Vec<(u64, Entry)>,
+    /// Bytes up to the end of the last verified entry.
+    valid_len: u64,
+}
+
+/// Parses a whole TLog. With `tail_may_tear`, parsing stops at the first entry that does not
+/// verify (a torn tail); otherwise that is an error.
+fn parse_tlog(
+    what: &str,
+    data: &[u8],
+    id: VolumeId,
+    seq: u64,
+    tail_may_tear: bool,
+) -> Result<ParsedTlog> {
+    let h = TlogHeader::decode(what, data).map_err(fmt_err)?;
+    if h.volume != id || h.seq != seq {
+        return Err(fmt_err(FormatError::Inconsistent {
+            what: what.to_string(),
+            reason: format!(
+                "header names volume {} TLog {}, expected volume {id} TLog {seq}",
+                h.volume, h.seq
+            ),
+        }));
+    }
+    let mut entries = Vec::new();
+    let mut pos = TLOG_HEADER_LEN;
+    let mut closed = false;
+    while pos < data.len() {
+        let ewhat = format!("{what} entry at byte {pos}");
+        let decoded = if data.len() - pos < TLOG_ENTRY_LEN {
+            Err(FormatError::Truncated {
+                what: ewhat.clone(),
+                len: (data.len() - pos) as u64,
+                need: TLOG_ENTRY_LEN as u64,
+            })
+        } else {
+            Entry::decode(&ewhat, &data[pos..pos + TLOG_ENTRY_LEN])
+        };
+        let e = match decoded {
+            Ok(e) => e,
+            Err(_) if tail_may_tear && !closed => break,
+            Err(e) => return Err(fmt_err(e)),
+        };
+        if closed {
+            return Err(fmt_err(FormatError::Inconsistent {
+                what: ewhat,
+                reason: "entry after TLogClosed".into(),
+            }));
+        }
+        if let Entry::TlogClosed { crc } = e {
+            let computed = crc32c::crc32c(&data[..pos]);
+            if crc != computed {
+                return Err(fmt_err(FormatError::Crc {
+                    what: format!("{what} (whole TLog)"),
+                    stored: crc,
+                    computed,
+                }));
+            }
+            closed = true;
+        }
+        entries.push((pos as u64, e));
+        pos += TLOG_ENTRY_LEN;
+    }
+    Ok(ParsedTlog {
+        valid_len: (TLOG_HEADER_LEN + entries.len() * TLOG_ENTRY_LEN) as u64,
+        entries,
+    })
+}
+
+struct ReplayCtx<'a> {
+    fs: &'a dyn LocalFs,
+    sco_dir: &'a Path,
+    id: VolumeId,
+}
+
+impl ReplayCtx<'_> {
+    fn apply(&self, rp: &mut Replay, what: &str, e: Entry) -> Result<()> {
+        let bad = |reason: String| {
+            fmt_err(FormatError::Inconsistent {
+                what: what.to_string(),
+                reason,
+            })
+        };
+        match e {
+            Entry::Cluster {
+                address,
+                sco,
+                offset,
+                md5: m,
+            } => {
+                if rp.sealed.contains(&sco) {
+                    return Err(bad(format!(
+                        "cluster in SCO {} after it was sealed",
+                        sco_name(sco)
+                    )));
+                }
+                let next = rp.sco_clusters.entry(sco).or_insert(0);
+                if offset != *next {
+                    return Err(bad(format!(
+                        "cluster offset {offset} in SCO {}, expected {next}",
+                        sco_name(sco)
+                    )));
+                }
+                *next += 1;
+                if address.saturating_mul(CLUSTER_SIZE_U64) >= rp.size {
+                    return Err(bad(format!(
+                        "cluster {address} beyond the volume size {}",
+                        rp.size
+                    )));
+                }
+                rp.mds.insert(
+                    address,
+                    Loc {
+                        sco,
+                        offset,
+                        md5: m,
+                    },
+                );
+            }
+            Entry::ScoSealed { sco, clusters, crc } => {
+                let seen = rp.sco_clusters.get(&sco).copied().unwrap_or(0);
+                if seen != clusters || rp.sealed.contains(&sco) {
+                    return Err(bad(format!(
+                        "SCO {} sealed with {clusters} clusters, {seen} logged",
+                        sco_name(sco)
+                    )));
+                }
+                self.verify_sealed_sco(sco, clusters, crc)?;
+                rp.sealed.insert(sco);
+            }
+            Entry::Resize { size } => {
+                if size > MAX_VOLUME_SIZE {
+                    return Err(bad(format!("size {size} above the maximum")));
+                }
+                rp.size = size;
+                let keep = size.div_ceil(CLUSTER_SIZE_U64);
+                drop(rp.mds.split_off(&keep));
+            }
+            Entry::TlogClosed { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// A sealed SCO must exist with the exact length and a footer that matches its ScoSealed
+    /// entry. (Its data CRC is checked by scrubbing, not at every restart.)
+    fn verify_sealed_sco(&self, seq: u64, clusters: u32, crc: u32) -> Result<()> {
+        let what = format!("SCO {}", sco_name(seq));
+        let path = self.sco_dir.join(sco_name(seq));
+        let f = self
+            .fs
+            .open(&path)
+            .map_err(|e| io_err(format!("{what} (sealed)"), e))?;
+        let len = f.file_len().map_err(|e| io_err(&what, e))?;
+        let want = ScoFooter::offset(clusters) + SCO_FOOTER_LEN as u64;
+        if len != want {
+            return Err(fmt_err(FormatError::Truncated {
+                what: format!("{what} (sealed)"),
+                len,
+                need: want,
+            }));
+        }
+        let mut hb = vec![0u8; SCO_HEADER_LEN as usize];
+        let mut fb = [0u8; SCO_FOOTER_LEN];
+        f.read_at(&mut hb, 0).map_err(|e| io_err(&what, e))?;
+        f.read_at(&mut fb, ScoFooter::offset(clusters))
+            .map_err(|e| io_err(&what, e))?;
+        let h = ScoHeader::decode(&what, &hb).map_err(fmt_err)?;
+        let foot = ScoFooter::decode(&what, &fb).map_err(fmt_err)?;
+        if h.volume != self.id
+            || h.seq != seq
+            || foot
+                != (ScoFooter {
+                    seq,
+                    clusters,
+                    data_crc: crc,
+                })
+        {
+            return Err(fmt_err(FormatError::Inconsistent {
+                what,
+                reason: format!("header/footer {h:?} {foot:?} disagree with the TLog (clusters {clusters}, crc {crc:08x})"),
+            }));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,544 @@
+//! The local-file layer: every byte the VolumeDriver keeps on local disk goes through
+//! [`LocalFs`]. [`StdFs`] is the real one (std::fs, fdatasync, directory fsync). [`SimFs`] is an
+//! in-memory one that remembers, per file and per directory, what is durable and what is not, and
+//! can simulate a machine crash that loses everything not fsynced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// An open local file. Offsets are absolute (pread/pwrite); handles are shared between threads.
+pub trait LocalFile: Send + Sync + fmt::Debug {
+    /// Reads up to `buf.len()` bytes at `off`; returns how many were read (fewer only at EOF).
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize>;
+    /// Writes all of `data` at `off`, extending the file as needed.
+    fn write_at(&self, data: &[u8], off: u64) -> io::Result<()>;
+    /// The file's current length.
+    fn file_len(&self) -> io::Result<u64>;
+    /// Truncates or extends (with zeros) the file to `len`.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes the file's data (and its length) durable: fdatasync.
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+/// A local filesystem as the VolumeDriver uses it.
+pub trait LocalFs: Send + Sync + fmt::Debug {
+    /// Creates `dir` and its parents; they are durable when this returns.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Creates a new, empty file (`AlreadyExists` if it exists). Its name is durable only after
+    /// [`LocalFs::sync_dir`] of its directory.
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>>;
+    /// Opens an existing file for reading and writing (`NotFound` if it does not exist).
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>>;
+    /// The names in directory `dir` (files only, unsorted).
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Removes a file's name. Durable only after [`LocalFs::sync_dir`].
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the names in `dir` (creations and removals) durable: fsync of the directory.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real local filesystem.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdFs;
+
+#[derive(Debug)]
+struct StdFile(File);
+
+impl LocalFile for StdFile {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.0.read_at(&mut buf[done..], off + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+    fn write_at(&self, data: &[u8], off: u64) -> io::Result<()> {
+        self.0.write_all_at(data, off)
+    }
+    fn file_len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+impl LocalFs for StdFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        // Make the new directories' names durable, up to the first ancestor that already existed
+        // (fsyncing a few extra ancestors is harmless).
+        let mut d = Some(dir);
+        while let Some(p) = d {
+            File::open(p)?.sync_all()?;
+            d = p.parent().filter(|q| !q.as_os_str().is_empty());
+        }
+        Ok(())
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Arc::new(StdFile(f)))
+    }
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Arc::new(StdFile(f)))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                if let Ok(n) = e.file_name().into_string() {
+                    out.push(n);
+                }
+            }
+        }
+        Ok(out)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// SimFs
+
+/// How [`SimFs::crash`] treats writes that were not fsynced.
+#[derive(Debug, Clone, Copy)]
+pub enum CrashMode {
+    /// Every unsynced write, truncation, creation and removal is lost.
+    DropAll,
+    /// Each unsynced file operation independently survives, is lost or (for writes) survives
+    /// only as a prefix, and a prefix of each directory's unsynced operations survives, decided by
+    /// a deterministic generator seeded with this value: what a page cache flushing some pages but
+    /// not others, over a journaled directory, can leave behind.
+    Random(u64),
+}
+
+#[derive(Debug, Clone)]
+enum FileOp {
+    Write { off: u64, data: Vec<u8> },
+    SetLen(u64),
+}
+
+#[derive(Debug, Default)]
+struct Inode {
+    durable: Vec<u8>,
+    current: Vec<u8>,
+    pending: Vec<FileOp>,
+}
+
+fn apply(v: &mut Vec<u8>, op: &FileOp) {
+    match op {
+        FileOp::Write { off, data } => {
+            let off = *off as usize;
+            if v.len() < off + data.len() {
+                v.resize(off + data.len(), 0);
+            }
+            v[off..off + data.len()].copy_from_slice(data);
+        }
+        FileOp::SetLen(l) => v.resize(*l as usize, 0),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum DirOp {
+    Add(String, u64),
+    Remove(String),
+}
+
+#[derive(Debug, Default)]
+struct Dir {
+    durable: BTreeMap<String, u64>,
+    current: BTreeMap<String, u64>,
+    pending: Vec<DirOp>,
+}
+
+#[derive(Debug, Default)]
+struct SimState {
+    epoch: u64,
+    next_ino: u64,
+    inodes: HashMap<u64, Inode>,
+    dirs: HashMap<PathBuf, Dir>,
+    data_syncs: u64,
+    dir_syncs: u64,
+}
+
+/// A crash-simulating in-memory [`LocalFs`]. Cloning shares the same simulated disk.
+#[derive(Debug, Clone, Default)]
+pub struct SimFs {
+    state: Arc<Mutex<SimState>>,
+}
+
+/// A small deterministic generator (splitmix64) for crash decisions and tests.
+#[derive(Debug, Clone)]
+pub struct SimRng(u64);
+
+impl SimRng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> SimRng {
+        SimRng(seed)
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+fn split(path: &Path) -> io::Result<(PathBuf, String)> {
+    let parent = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent"))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad file name"))?;
+    Ok((parent.to_path_buf(), name.to_string()))
+}
+
+fn not_found(p: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: not found", p.display()),
+    )
+}
+
+impl SimFs {
+    /// An empty simulated disk.
+    pub fn new() -> SimFs {
+        SimFs::default()
+    }
+
+    /// Simulates a machine crash: every handle opened before becomes unusable, and whatever was
+    /// not fsynced is lost (or partly kept, per `mode`).
+    pub fn crash(&self, mode: CrashMode) {
+        let mut st = self.state.lock();
+        st.epoch += 1;
+        let mut rng = match mode {
+            CrashMode::DropAll => None,
+            CrashMode::Random(seed) => Some(SimRng::new(seed)),
+        };
+        let mut inos: Vec<u64> = st.inodes.keys().copied().collect();
+        inos.sort_unstable();
+        for ino in inos {
+            let Some(node) = st.inodes.get_mut(&ino) else {
+                continue;
+            };
+            let mut v = std::mem::take(&mut node.durable);
+            if let Some(r) = rng.as_mut() {
+                for op in &node.pending {
+                    match r.below(3) {
+                        0 => {}
+                        1 => apply(&mut v, op),
+                        _ => match op {
+                            FileOp::Write { off, data } => {
+                                let keep = r.below(data.len() as u64 + 1) as usize;
+                                apply(
+                                    &mut v,
+                                    &FileOp::Write {
+                                        off: *off,
+                                        data: data[..keep].to_vec(),
+                                    },
+                                );
+                            }
+                            FileOp::SetLen(_) => apply(&mut v, op),
+                        },
+                    }
+                }
+            }
+            node.pending.clear();
+            node.current = v.clone();
+            node.durable = v;
+        }
+        let mut dirs: Vec<PathBuf> = st.dirs.keys().cloned().collect();
+        dirs.sort();
+        for d in dirs {
+            let Some(dir) = st.dirs.get_mut(&d) else {
+                continue;
+            };
+            let mut m = std::mem::take(&mut dir.durable);
+            if let Some(r) = rng.as_mut() {
+                // Directory operations reach the disk in order (a journal commits them in
+                // sequence): a prefix of them survives.
+                let keep = r.below(dir.pending.len() as u64 + 1) as usize;
+                for op in &dir.pending[..keep] {
+                    {
+                        match op {
+                            DirOp::Add(n, i) => {
+                                m.insert(n.clone(), *i);
+                            }
+                            DirOp::Remove(n) => {
+                                m.remove(n);
+                            }
+                        }
+                    }
+                }
+            }
+            dir.pending.clear();
+            dir.current = m.clone();
+            dir.durable = m;
+        }
+    }
+
+    /// Number of `sync_data` calls so far.
+    pub fn data_syncs(&self) -> u64 {
+        self.state.lock().data_syncs
+    }
+
+    /// Number of `sync_dir` calls so far.
+    pub fn dir_syncs(&self) -> u64 {
+        self.state.lock().dir_syncs
+    }
+
+    /// The current bytes of the file at `path` (tests use it to corrupt files on purpose).
+    pub fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let st = self.state.lock();
+        let (d, n) = split(path)?;
+        let ino = st
+            .dirs
+            .get(&d)
+            .and_then(|dir| dir.current.get(&n))
+            .ok_or_else(|| not_found(path))?;
+        Ok(st
+            .inodes
+            .get(ino)
+            .map(|i| i.current.clone())
+            .unwrap_or_default())
+    }
+
+    /// Replaces the file at `path` with `data`, durably (tests use it to corrupt files).
+    pub fn overwrite_durably(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let (d, n) = split(path)?;
+        let ino = *st
+            .dirs
+            .get(&d)
+            .and_then(|dir| dir.current.get(&n))
+            .ok_or_else(|| not_found(path))?;
+        let node = st.inodes.entry(ino).or_default();
+        node.durable = data.to_vec();
+        node.current = data.to_vec();
+        node.pending.clear();
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct SimFile {
+    fs: SimFs,
+    ino: u64,
+    epoch: u64,
+}
+
+impl SimFile {
+    fn with<R>(&self, f: impl FnOnce(&mut SimState) -> R) -> io::Result<R> {
+        let mut st = self.fs.state.lock();
+        if st.epoch != self.epoch {
+            return Err(io::Error::other("handle from before a simulated crash"));
+        }
+        Ok(f(&mut st))
+    }
+}
+
+impl LocalFile for SimFile {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        let ino = self.ino;
+        self.with(|st| {
+            let Some(node) = st.inodes.get(&ino) else {
+                return 0;
+            };
+            let cur = &node.current;
+            if off >= cur.len() as u64 {
+                return 0;
+            }
+            let off = off as usize;
+            let n = buf.len().min(cur.len() - off);
+            buf[..n].copy_from_slice(&cur[off..off + n]);
+            n
+        })
+    }
+    fn write_at(&self, data: &[u8], off: u64) -> io::Result<()> {
+        let ino = self.ino;
+        self.with(|st| {
+            let node = st.inodes.entry(ino).or_default();
+            let op = FileOp::Write {
+                off,
+                data: data.to_vec(),
+            };
+            apply(&mut node.current, &op);
+            node.pending.push(op);
+        })
+    }
+    fn file_len(&self) -> io::Result<u64> {
+        let ino = self.ino;
+        self.with(|st| {
+            st.inodes
+                .get(&ino)
+                .map(|n| n.current.len() as u64)
+                .unwrap_or(0)
+        })
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let ino = self.ino;
+        self.with(|st| {
+            let node = st.inodes.entry(ino).or_default();
+            let op = FileOp::SetLen(len);
+            apply(&mut node.current, &op);
+            node.pending.push(op);
+        })
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        let ino = self.ino;
+        self.with(|st| {
+            st.data_syncs += 1;
+            let node = st.inodes.entry(ino).or_default();
+            node.durable = node.current.clone();
+            node.pending.clear();
+        })
+    }
+}
+
+impl LocalFs for SimFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        // Directories are made durable at once, like StdFs does.
+        let mut st = self.state.lock();
+        st.dirs.entry(dir.to_path_buf()).or_default();
+        Ok(())
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
+        let (d, n) = split(path)?;
+        let mut st = self.state.lock();
+        let ino = st.next_ino + 1;
+        let dir = st.dirs.get_mut(&d).ok_or_else(|| not_found(&d))?;
+        if dir.current.contains_key(&n) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{}: exists", path.display()),
+            ));
+        }
+        dir.current.insert(n.clone(), ino);
+        dir.pending.push(DirOp::Add(n, ino));
+        st.next_ino = ino;
+        st.inodes.insert(ino, Inode::default());
+        Ok(Arc::new(SimFile {
+            fs: self.clone(),
+            ino,
+            epoch: st.epoch,
+        }))
+    }
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
+        let (d, n) = split(path)?;
+        let st = self.state.lock();
+        let ino = *st
+            .dirs
+            .get(&d)
+            .and_then(|dir| dir.current.get(&n))
+            .ok_or_else(|| not_found(path))?;
+        Ok(Arc::new(SimFile {
+            fs: self.clone(),
+            ino,
+            epoch: st.epoch,
+        }))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let st = self.state.lock();
+        let d = st.dirs.get(dir).ok_or_else(|| not_found(dir))?;
+        Ok(d.current.keys().cloned().collect())
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let (d, n) = split(path)?;
+        let mut st = self.state.lock();
+        let dir = st.dirs.get_mut(&d).ok_or_else(|| not_found(&d))?;
+        if dir.current.remove(&n).is_none() {
+            return Err(not_found(path));
+        }
+        dir.pending.push(DirOp::Remove(n));
+        Ok(())
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.dir_syncs += 1;
+        let d = st.dirs.get_mut(dir).ok_or_else(|| not_found(dir))?;
+        d.durable = d.current.clone();
+        d.pending.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simfs_crash_drops_unsynced_bytes_and_names() {
+        let fs = SimFs::new();
+        let d = Path::new("/v");
+        fs.create_dir_all(d).unwrap();
+        let a = fs.create_new(&d.join("a")).unwrap();
+        a.write_at(b"hello", 0).unwrap();
+        a.sync_data().unwrap();
+        fs.sync_dir(d).unwrap();
+        a.write_at(b"world", 5).unwrap();
+        let b = fs.create_new(&d.join("b")).unwrap();
+        b.write_at(b"x", 0).unwrap();
+        b.sync_data().unwrap(); // data durable, but its name is not
+        fs.crash(CrashMode::DropAll);
+        assert!(
+            a.read_at(&mut [0u8; 1], 0).is_err(),
+            "old handles die with the crash"
+        );
+        assert_eq!(fs.read_file(&d.join("a")).unwrap(), b"hello");
+        assert_eq!(fs.list(d).unwrap(), vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn stdfs_round_trip() {
+        let t = tempfile::tempdir().unwrap();
+        let fs = StdFs;
+        let d = t.path().join("x/y");
+        fs.create_dir_all(&d).unwrap();
+        let f = fs.create_new(&d.join("f")).unwrap();
+        f.write_at(b"abc", 4).unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir(&d).unwrap();
+        let mut buf = [9u8; 10];
+        assert_eq!(f.read_at(&mut buf, 0).unwrap(), 7);
+        assert_eq!(&buf[..7], b"\0\0\0\0abc");
+        f.set_len(2).unwrap();
+        assert_eq!(f.file_len().unwrap(), 2);
+        assert_eq!(fs.list(&d).unwrap(), vec!["f".to_string()]);
+        assert!(fs.create_new(&d.join("f")).is_err());
+        fs.remove_file(&d.join("f")).unwrap();
+        assert!(fs.open(&d.join("f")).is_err());
+    }
+}

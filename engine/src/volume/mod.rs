@@ -1,0 +1,24 @@
+//! The VolumeDriver: VM disks ("volumes") kept as 4 KiB clusters logged into SCOs (Storage
+//! Container Objects, the data) and TLogs (transaction logs, the metadata), DESIGN §5.
+//!
+//! - [`format`]: the SCO and TLog formats (documented byte by byte in `FORMATS.md`).
+//! - [`localfs`]: the local-file layer all local I/O goes through, with a real implementation
+//!   and a crash-simulating one for tests.
+//! - [`Volume`]: the write path, the MetaDataStore, group commit, reads, resize and local restart.
+//!
+//! The facade routes `Kind::Volume` data here: `read`, `write(stable)`, `resize`, `sync`,
+//! `size`, `space_used`.
+
+mod core;
+pub mod format;
+pub mod localfs;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::core::{
+    FsyncSite, Volume, VolumeOptions, VolumeStats, DEFAULT_SCO_SIZE, DEFAULT_TLOG_SCOS,
+    MAX_VOLUME_SIZE,
+};
+pub use self::format::{FormatError, VolumeId, CLUSTER_SIZE};
+pub use self::localfs::{CrashMode, LocalFile, LocalFs, SimFs, SimRng, StdFs};

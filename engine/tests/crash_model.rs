@@ -1,0 +1,670 @@
+//! Random namespace and data operations against the engine and an in-memory model, with random
+//! crash points. redb sits on [`CrashDisk`], which loses every byte not covered by a
+//! `sync_data`; the backend is a MemStore (puts durable when they return) shared across crashes
+//! behind a FaultyStore that dies with the "machine"; the extent cache is wiped at reopen.
+//! After a crash between operations everything committed must be there exactly; after a crash
+//! inside an operation the namespace shows it entirely or not at all, and file bytes are each
+//! either the last committed or the newer value.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use proptest::prelude::*;
+use strata_backend::{FaultyStore, MemStore, ObjectStore};
+use strata_engine::*;
+
+// ---------- the crash-simulating redb storage ----------
+
+#[derive(Debug, Default)]
+struct DiskState {
+    /// What reads see: durable image plus writes since the last sync.
+    current: Vec<u8>,
+    /// What survives a crash.
+    durable: Vec<u8>,
+    syncs: u64,
+    /// Die when the sync with this number starts (it does not happen).
+    die_at_sync: Option<u64>,
+    dead: bool,
+    /// Called when the disk dies (stops the object store too: the whole machine dies).
+    on_death: Option<Arc<FaultyStore>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct CrashDisk(Arc<Mutex<DiskState>>);
+
+fn dead() -> std::io::Error {
+    std::io::Error::other("machine crashed")
+}
+
+impl CrashDisk {
+    /// Loses everything not synced and refuses all further I/O until revived.
+    fn crash(&self) {
+        let mut s = self.0.lock();
+        s.dead = true;
+        s.current = s.durable.clone();
+        if let Some(f) = s.on_death.take() {
+            f.set_failing(true);
+        }
+    }
+    fn revive(&self, store: Arc<FaultyStore>) {
+        let mut s = self.0.lock();
+        s.current = s.durable.clone();
+        s.dead = false;
+        s.die_at_sync = None;
+        s.on_death = Some(store);
+    }
+    fn arm(&self, after: u64) {
+        let mut s = self.0.lock();
+        s.die_at_sync = Some(s.syncs + after);
+    }
+    fn is_dead(&self) -> bool {
+        self.0.lock().dead
+    }
+}
+
+impl redb::StorageBackend for CrashDisk {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        let s = self.0.lock();
+        if s.dead {
+            return Err(dead());
+        }
+        Ok(s.current.len() as u64)
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        let s = self.0.lock();
+        if s.dead {
+            return Err(dead());
+        }
+        let start = offset as usize;
+        let end = start + out.len();
+        if end > s.current.len() {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past end"));
+        }
+        out.copy_from_slice(&s.current[start..end]);
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        let mut s = self.0.lock();
+        if s.dead {
+            return Err(dead());
+        }
+        s.current.resize(len as usize, 0);
+        Ok(())
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        let mut s = self.0.lock();
+        if s.dead {
+            return Err(dead());
+        }
+        s.syncs += 1;
+        if s.die_at_sync == Some(s.syncs) {
+            drop(s);
+            self.crash();
+            return Err(dead());
+        }
+        s.durable = s.current.clone();
+        Ok(())
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        let mut s = self.0.lock();
+        if s.dead {
+            return Err(dead());
+        }
+        let start = offset as usize;
+        let end = start + data.len();
+        if end > s.current.len() {
+            s.current.resize(end, 0);
+        }
+        s.current[start..end].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+// ---------- the harness: an engine that can crash and come back ----------
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    config: EngineConfig,
+    disk: CrashDisk,
+    mem: Arc<MemStore>,
+    fs: Option<Filesystem>,
+    no_sync: bool,
+}
+
+impl Harness {
+    fn new(no_sync: bool) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = EngineConfig::new(dir.path());
+        config.extent_cache_size = 64 << 20;
+        let mut h = Harness { _dir: dir, config, disk: CrashDisk::default(), mem: Arc::new(MemStore::new()), fs: None, no_sync };
+        h.open();
+        h
+    }
+
+    fn open(&mut self) {
+        let store = Arc::new(FaultyStore::new(self.mem.clone()));
+        self.disk.revive(store.clone());
+        let opts = OpenOptions {
+            store: Some(store as Arc<dyn ObjectStore>),
+            metadata_backend: Some(Box::new(self.disk.clone())),
+        };
+        let mut fs = Filesystem::open_with(self.config.clone(), opts).expect("open after crash");
+        fs.set_unsafe_no_sync(self.no_sync);
+        self.fs = Some(fs);
+    }
+
+    fn fs(&self) -> &Filesystem {
+        self.fs.as_ref().expect("engine open")
+    }
+
+    /// The machine dies now: unsynced metadata is lost, the store refuses everything.
+    fn crash_and_reopen(&mut self) {
+        self.disk.crash();
+        if let Some(fs) = self.fs.take() {
+            fs.crash();
+        }
+        self.open();
+    }
+}
+
+// ---------- the model ----------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MObj {
+    Dir { parent: Handle },
+    File { cur: Vec<u8>, dur: Vec<u8>, nlink: u32 },
+    Symlink { target: Vec<u8>, nlink: u32 },
+}
+
+#[derive(Debug, Clone)]
+struct Model {
+    root: Handle,
+    objs: BTreeMap<Handle, MObj>,
+    entries: BTreeMap<(Handle, String), Handle>,
+}
+
+type MResult = Result<(), &'static str>;
+
+fn code(e: &Error) -> &'static str {
+    match e {
+        Error::NotFound => "NotFound",
+        Error::Exists => "Exists",
+        Error::NotDir => "NotDir",
+        Error::IsDir => "IsDir",
+        Error::NotEmpty => "NotEmpty",
+        Error::NameTooLong => "NameTooLong",
+        Error::Invalid(_) => "Invalid",
+        Error::Stale => "Stale",
+        Error::NoSpace => "NoSpace",
+        Error::Delay => "Delay",
+        Error::NotSupported(_) => "NotSupported",
+        Error::Io(_) => "Io",
+    }
+}
+
+impl Model {
+    fn new(root: Handle) -> Model {
+        let mut objs = BTreeMap::new();
+        objs.insert(root, MObj::Dir { parent: root });
+        Model { root, objs, entries: BTreeMap::new() }
+    }
+
+    /// Directories sorted by path (root first).
+    fn dirs(&self) -> Vec<(String, Handle)> {
+        let mut out = vec![("/".to_string(), self.root)];
+        let mut i = 0;
+        while i < out.len() {
+            let (path, h) = out[i].clone();
+            for ((d, name), c) in &self.entries {
+                if *d == h && matches!(self.objs.get(c), Some(MObj::Dir { .. })) {
+                    out.push((format!("{}{}/", path, name), *c));
+                }
+            }
+            i += 1;
+        }
+        out.sort();
+        out
+    }
+
+    fn dir(&self, i: u8) -> Handle {
+        let d = self.dirs();
+        d[i as usize % d.len()].1
+    }
+
+    fn is_dir(&self, h: Handle) -> bool {
+        matches!(self.objs.get(&h), Some(MObj::Dir { .. }))
+    }
+
+    fn empty(&self, h: Handle) -> bool {
+        !self.entries.keys().any(|(d, _)| *d == h)
+    }
+
+    fn drop_link(&mut self, h: Handle) {
+        match self.objs.get_mut(&h) {
+            Some(MObj::Dir { .. }) => {
+                self.objs.remove(&h);
+            }
+            Some(MObj::File { nlink, .. }) | Some(MObj::Symlink { nlink, .. }) => {
+                *nlink -= 1;
+                if *nlink == 0 {
+                    self.objs.remove(&h);
+                }
+            }
+            None => panic!("model: dangling entry"),
+        }
+    }
+
+    fn crash(&mut self) {
+        for o in self.objs.values_mut() {
+            if let MObj::File { cur, dur, .. } = o {
+                *cur = dur.clone();
+            }
+        }
+    }
+
+    fn rename(&mut self, fd: Handle, from: &str, td: Handle, to: &str) -> MResult {
+        let src = *self.entries.get(&(fd, from.to_string())).ok_or("NotFound")?;
+        let dst = self.entries.get(&(td, to.to_string())).copied();
+        if dst == Some(src) {
+            return Ok(());
+        }
+        let s_dir = self.is_dir(src);
+        if s_dir && fd != td {
+            let mut cur = td;
+            loop {
+                if cur == src {
+                    return Err("Invalid");
+                }
+                if cur == self.root {
+                    break;
+                }
+                cur = match self.objs.get(&cur) {
+                    Some(MObj::Dir { parent }) => *parent,
+                    _ => panic!("model: parent not a dir"),
+                };
+            }
+        }
+        if let Some(d) = dst {
+            match (s_dir, self.is_dir(d)) {
+                (true, false) => return Err("NotDir"),
+                (false, true) => return Err("IsDir"),
+                (true, true) if !self.empty(d) => return Err("NotEmpty"),
+                _ => {}
+            }
+            self.entries.remove(&(td, to.to_string()));
+            self.drop_link(d);
+        }
+        self.entries.remove(&(fd, from.to_string()));
+        self.entries.insert((td, to.to_string()), src);
+        if let Some(MObj::Dir { parent }) = self.objs.get_mut(&src) {
+            *parent = td;
+        }
+        Ok(())
+    }
+}
+
+/// What a crash-free comparison looks at: path -> (ino, kind, nlink, content).
+type Tree = BTreeMap<String, (u64, char, u32, Vec<u8>)>;
+
+fn model_tree(m: &Model, durable: bool) -> Tree {
+    let mut t = Tree::new();
+    for (path, h) in m.dirs() {
+        let subdirs = m.entries.iter().filter(|((d, _), c)| *d == h && m.is_dir(**c)).count() as u32;
+        t.insert(path.clone(), (h.ino, 'd', 2 + subdirs, Vec::new()));
+        for ((d, name), c) in &m.entries {
+            if *d != h {
+                continue;
+            }
+            let p = format!("{path}{name}");
+            match m.objs.get(c) {
+                Some(MObj::File { cur, dur, nlink }) => {
+                    t.insert(p, (c.ino, 'f', *nlink, if durable { dur.clone() } else { cur.clone() }));
+                }
+                Some(MObj::Symlink { target, nlink }) => {
+                    t.insert(p, (c.ino, 'l', *nlink, target.clone()));
+                }
+                _ => {}
+            }
+        }
+    }
+    t
+}
+
+fn engine_tree(fs: &Filesystem) -> Tree {
+    let mut t = Tree::new();
+    let mut stack = vec![("/".to_string(), fs.root())];
+    while let Some((path, dir)) = stack.pop() {
+        let a = fs.getattr(dir).expect("getattr dir");
+        t.insert(path.clone(), (dir.ino, 'd', a.nlink, Vec::new()));
+        let mut cookie = 0;
+        loop {
+            let page = fs.readdir(dir, cookie, 3).expect("readdir");
+            for e in &page.entries {
+                cookie = e.cookie;
+                let name = String::from_utf8(e.name.clone()).expect("utf8 name");
+                let h = e.attr.handle;
+                match e.attr.kind {
+                    Kind::Directory => stack.push((format!("{path}{name}/"), h)),
+                    Kind::Symlink => {
+                        let target = fs.readlink(h).expect("readlink");
+                        t.insert(format!("{path}{name}"), (h.ino, 'l', e.attr.nlink, target));
+                    }
+                    Kind::File | Kind::Volume => {
+                        let mut buf = vec![0u8; e.attr.size as usize];
+                        let (n, eof) = fs.read(h, 0, &mut buf).expect("read");
+                        assert_eq!(n as u64, e.attr.size, "short read of {path}{name}");
+                        assert!(eof || e.attr.size == 0);
+                        t.insert(format!("{path}{name}"), (h.ino, 'f', e.attr.nlink, buf));
+                    }
+                }
+            }
+            if page.eof {
+                break;
+            }
+        }
+    }
+    t
+}
+
+// ---------- operations ----------
+
+const NAMES: [&str; 4] = ["a", "b", "c", "d.raw"];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(u8, u8),
+    Mkdir(u8, u8),
+    Symlink(u8, u8),
+    Unlink(u8, u8),
+    Rmdir(u8, u8),
+    Rename(u8, u8, u8, u8),
+    Link(u8, u8, u8, u8),
+    Write { pick: u8, offset: u32, len: u32, byte: u8, stable: bool },
+    Commit(u8),
+    Truncate(u8, u32),
+    Crash,
+    CrashDuring(u8, Box<Op>),
+}
+
+fn base_op() -> impl Strategy<Value = Op> {
+    let d = 0u8..6;
+    let n = 0u8..4;
+    prop_oneof![
+        4 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Create(d, n)),
+        2 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Mkdir(d, n)),
+        1 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Symlink(d, n)),
+        2 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Unlink(d, n)),
+        1 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Rmdir(d, n)),
+        3 => (d.clone(), n.clone(), d.clone(), n.clone()).prop_map(|(a, b, c, e)| Op::Rename(a, b, c, e)),
+        1 => (d.clone(), n.clone(), d.clone(), n.clone()).prop_map(|(a, b, c, e)| Op::Link(a, b, c, e)),
+        6 => (any::<u8>(), 0u32..(3 << 20), 1u32..70_000, any::<u8>(), any::<bool>()).prop_map(
+            |(pick, offset, len, byte, stable)| Op::Write { pick, offset, len, byte, stable }
+        ),
+        2 => any::<u8>().prop_map(Op::Commit),
+        1 => (any::<u8>(), 0u32..(3 << 20)).prop_map(|(p, s)| Op::Truncate(p, s)),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        20 => base_op(),
+        2 => Just(Op::Crash),
+        4 => (1u8..3, base_op()).prop_map(|(k, o)| Op::CrashDuring(k, Box::new(o))),
+    ]
+}
+
+fn same<T: std::fmt::Debug>(engine: Result<T>, model: MResult, what: &Op) -> Option<T> {
+    match (engine, model) {
+        (Ok(v), Ok(())) => Some(v),
+        (Err(e), Err(m)) => {
+            assert_eq!(code(&e), m, "{what:?}: engine error {e:?}, model {m}");
+            None
+        }
+        (Ok(v), Err(m)) => panic!("{what:?}: engine Ok({v:?}), model {m}"),
+        (Err(e), Ok(())) => panic!("{what:?}: engine {e:?}, model Ok"),
+    }
+}
+
+/// Runs one (non-crash) op on both; when `check` is false the engine's result is not compared
+/// (the machine may die under it) and the model applies the op whenever it predicts success
+/// (create-like ops need the engine's handle, so they apply only if the engine succeeded).
+fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
+    const ME: Cred = Cred { uid: 5, gid: 6 };
+    let res = |engine: Result<()>, model: MResult| -> bool {
+        if check {
+            same(engine, model, op).is_some()
+        } else {
+            model.is_ok()
+        }
+    };
+    match op {
+        Op::Create(d, n) | Op::Mkdir(d, n) | Op::Symlink(d, n) => {
+            let dir = m.dir(*d);
+            let name = NAMES[*n as usize];
+            let exists = m.entries.contains_key(&(dir, name.to_string()));
+            let r = match op {
+                Op::Create(..) => fs.create(dir, name.as_bytes(), 0o644, ME, CreateMode::Guarded).map(|c| c.attr),
+                Op::Mkdir(..) => fs.mkdir(dir, name.as_bytes(), 0o755, ME),
+                _ => fs.symlink(dir, name.as_bytes(), format!("/t/{name}").as_bytes(), ME),
+            };
+            let predicted = if exists { Err("Exists") } else { Ok(()) };
+            let attr = if check { same(r, predicted, op) } else { r.ok().filter(|_| predicted.is_ok()) };
+            if let Some(a) = attr {
+                let obj = match op {
+                    Op::Create(..) => MObj::File { cur: vec![], dur: vec![], nlink: 1 },
+                    Op::Mkdir(..) => MObj::Dir { parent: dir },
+                    _ => MObj::Symlink { target: format!("/t/{name}").into_bytes(), nlink: 1 },
+                };
+                m.objs.insert(a.handle, obj);
+                m.entries.insert((dir, name.to_string()), a.handle);
+            }
+        }
+        Op::Unlink(d, n) | Op::Rmdir(d, n) => {
+            let dir = m.dir(*d);
+            let name = NAMES[*n as usize];
+            let want_dir = matches!(op, Op::Rmdir(..));
+            let child = m.entries.get(&(dir, name.to_string())).copied();
+            let predicted = match child {
+                None => Err("NotFound"),
+                Some(c) if want_dir && !m.is_dir(c) => Err("NotDir"),
+                Some(c) if !want_dir && m.is_dir(c) => Err("IsDir"),
+                Some(c) if want_dir && !m.empty(c) => Err("NotEmpty"),
+                Some(_) => Ok(()),
+            };
+            let r = if want_dir { fs.rmdir(dir, name.as_bytes()) } else { fs.unlink(dir, name.as_bytes()) };
+            if res(r, predicted) {
+                let c = child.expect("predicted Ok");
+                m.entries.remove(&(dir, name.to_string()));
+                m.drop_link(c);
+            }
+        }
+        Op::Rename(a, b, c, e) => {
+            let (fd, td) = (m.dir(*a), m.dir(*c));
+            let (from, to) = (NAMES[*b as usize], NAMES[*e as usize]);
+            let mut after = m.clone();
+            let predicted = after.rename(fd, from, td, to);
+            if res(fs.rename(fd, from.as_bytes(), td, to.as_bytes()), predicted) {
+                *m = after;
+            }
+        }
+        Op::Link(a, b, c, e) => {
+            let (sd, td) = (m.dir(*a), m.dir(*c));
+            let (sname, tname) = (NAMES[*b as usize], NAMES[*e as usize]);
+            let Some(src) = m.entries.get(&(sd, sname.to_string())).copied() else {
+                if check {
+                    assert!(matches!(fs.lookup(sd, sname.as_bytes()), Err(Error::NotFound)));
+                }
+                return;
+            };
+            let predicted = if m.is_dir(src) {
+                Err("IsDir")
+            } else if m.entries.contains_key(&(td, tname.to_string())) {
+                Err("Exists")
+            } else {
+                Ok(())
+            };
+            if res(fs.link(src, td, tname.as_bytes()).map(|_| ()), predicted) {
+                m.entries.insert((td, tname.to_string()), src);
+                match m.objs.get_mut(&src) {
+                    Some(MObj::File { nlink, .. }) | Some(MObj::Symlink { nlink, .. }) => *nlink += 1,
+                    _ => unreachable!(),
+                }
+            }
+        }
+        Op::Write { pick, .. } | Op::Commit(pick) | Op::Truncate(pick, _) => {
+            // Data ops pick an existing entry, preferring files, so that most of them do work.
+            let files: Vec<Handle> = m.entries.values().copied().filter(|h| !m.is_dir(*h)).collect();
+            let all: Vec<Handle> = m.entries.values().copied().collect();
+            let h = match (*pick as usize % 8, files.is_empty(), all.is_empty()) {
+                (_, _, true) => return,
+                (0, _, false) | (_, true, false) => all[*pick as usize % all.len()],
+                _ => files[*pick as usize % files.len()],
+            };
+            let kind_err = match m.objs.get(&h) {
+                Some(MObj::Dir { .. }) => Some("IsDir"),
+                Some(MObj::Symlink { .. }) => Some("Invalid"),
+                _ => None,
+            };
+            match op {
+                Op::Write { offset, len, byte, stable, .. } => {
+                    let data = vec![*byte; *len as usize];
+                    let r = fs.write(h, *offset as u64, &data, *stable).map(|_| ());
+                    if res(r, kind_err.map_or(Ok(()), Err)) {
+                        if let Some(MObj::File { cur, dur, .. }) = m.objs.get_mut(&h) {
+                            let end = *offset as usize + data.len();
+                            if cur.len() < end {
+                                cur.resize(end, 0);
+                            }
+                            cur[*offset as usize..end].copy_from_slice(&data);
+                            if *stable {
+                                *dur = cur.clone();
+                            }
+                        }
+                    }
+                }
+                Op::Commit(..) => {
+                    if res(fs.commit(h), Ok(())) {
+                        if let Some(MObj::File { cur, dur, .. }) = m.objs.get_mut(&h) {
+                            *dur = cur.clone();
+                        }
+                    }
+                }
+                Op::Truncate(_, size) => {
+                    let set = SetAttr { size: Some(*size as u64), ..Default::default() };
+                    if res(fs.setattr(h, &set).map(|_| ()), kind_err.map_or(Ok(()), Err)) {
+                        if let Some(MObj::File { cur, dur, .. }) = m.objs.get_mut(&h) {
+                            cur.resize(*size as usize, 0);
+                            *dur = cur.clone();
+                        }
+                    }
+                }
+                _ => unreachable!(),
+            }
+        }
+        Op::Crash | Op::CrashDuring(..) => unreachable!(),
+    }
+}
+
+/// After a crash inside an op: the namespace equals `before` or `after`; each file's bytes are
+/// each the old durable or the new value. Returns the model that matches, with file contents
+/// taken from the engine.
+fn resolve(fs: &Filesystem, before: &Model, after: &Model) -> Model {
+    let got = engine_tree(fs);
+    let shape = |t: &Tree| -> BTreeMap<String, (u64, char, u32)> {
+        t.iter().map(|(k, v)| (k.clone(), (v.0, v.1, v.2))).collect()
+    };
+    let (tb, ta) = (model_tree(before, true), model_tree(after, true));
+    let g = shape(&got);
+    let chosen = if g == shape(&tb) {
+        before
+    } else if g == shape(&ta) {
+        after
+    } else {
+        panic!("after a crash the namespace is neither before nor after:\n got   {g:?}\n before {:?}\n after  {:?}", shape(&tb), shape(&ta));
+    };
+    let mut m = chosen.clone();
+    for (path, (ino, kind, _, data)) in &got {
+        if *kind != 'f' {
+            continue;
+        }
+        let old = tb.get(path).filter(|v| v.0 == *ino).map(|v| v.3.clone()).unwrap_or_default();
+        let new = ta.get(path).filter(|v| v.0 == *ino).map(|v| v.3.clone()).unwrap_or_default();
+        assert!(
+            data.len() == old.len() || data.len() == new.len(),
+            "{path}: size {} is neither {} nor {}",
+            data.len(),
+            old.len(),
+            new.len()
+        );
+        for (i, b) in data.iter().enumerate() {
+            let o = old.get(i).copied().unwrap_or(0);
+            let n = new.get(i).copied().unwrap_or(0);
+            assert!(*b == o || *b == n, "{path}: byte {i} is {b}, neither old {o} nor new {n}");
+        }
+        for (h, obj) in m.objs.iter_mut() {
+            if h.ino == *ino {
+                if let MObj::File { cur, dur, .. } = obj {
+                    *cur = data.clone();
+                    *dur = data.clone();
+                }
+            }
+        }
+    }
+    m
+}
+
+fn run(ops: &[Op], no_sync: bool) {
+    let mut h = Harness::new(no_sync);
+    let mut m = Model::new(h.fs().root());
+    for op in ops {
+        match op {
+            Op::Crash => {
+                h.crash_and_reopen();
+                m.crash();
+                assert_eq!(engine_tree(h.fs()), model_tree(&m, true), "after crash");
+            }
+            Op::CrashDuring(k, inner) => {
+                let mut before = m.clone();
+                before.crash();
+                h.disk.arm(*k as u64);
+                let mut after = m.clone();
+                apply(h.fs(), &mut after, inner, false);
+                let died = h.disk.is_dead();
+                h.crash_and_reopen();
+                after.crash();
+                eprintln!("STAT crashduring died={died} op={inner:?}");
+                if died {
+                    m = resolve(h.fs(), &before, &after);
+                } else {
+                    m = after;
+                    assert_eq!(engine_tree(h.fs()), model_tree(&m, true), "after crash following {inner:?}");
+                }
+            }
+            _ => apply(h.fs(), &mut m, op, true),
+        }
+    }
+    assert_eq!(engine_tree(h.fs()), model_tree(&m, false), "final tree");
+    h.crash_and_reopen();
+    m.crash();
+    assert_eq!(engine_tree(h.fs()), model_tree(&m, true), "final tree after crash");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_matches_model_across_crashes(ops in proptest::collection::vec(op(), 1..40)) {
+        run(&ops, false);
+    }
+}
+
+/// The crash layer must catch a commit path without fsync: with redb committing without
+/// `sync_data`, a file created and written stably is gone after a crash.
+#[test]
+fn missing_fsync_is_detected() {
+    let ops = vec![Op::Create(0, 0), Op::Write { pick: 1, offset: 0, len: 10, byte: 1, stable: true }, Op::Crash];
+    run(&ops, false);
+    let lost = std::panic::catch_unwind(|| run(&ops, true));
+    assert!(lost.is_err(), "without fsync the crash test must fail");
+}

@@ -1,0 +1,168 @@
+//! NFSv4 open state and share reservations.
+//!
+//! `alloc_state` allocates Ganesha's `state_t` followed by our per-state data ([`StateFd`]).
+//! Share reservation counters (`struct fsal_share`) live per inode in [`SHARES`], not per
+//! handle: MDCACHE may hold several of our handle objects for one inode over time, and a
+//! deny must hold against all of them. Ganesha's own `check_share_conflict` and
+//! `update_share_counters` do the arithmetic, under our lock.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use parking_lot::Mutex;
+use strata_engine::Ino;
+
+use crate::ffi;
+use crate::FResult;
+
+/// Our data after each `state_t`.
+#[repr(C)]
+pub struct StateFd {
+    /// Ganesha's generic fd: the open and deny flags of this state (FSAL_O_CLOSED when not open).
+    pub fd: ffi::fsal_fd,
+    /// The engine's open count was taken for this state (NFSv4 OPEN -> engine.open_file).
+    pub engine_open: bool,
+}
+
+/// `state_t` followed by our data; what `alloc_state` returns.
+#[repr(C)]
+pub struct StrataState {
+    /// Ganesha's part; must stay first.
+    pub state: ffi::state_t,
+    /// Ours.
+    pub fd: StateFd,
+}
+
+/// Share counters per inode. An entry with all counters at zero is removed.
+static SHARES: LazyLock<Mutex<HashMap<Ino, ffi::fsal_share>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn zero_share() -> ffi::fsal_share {
+    ffi::fsal_share {
+        share_access_read: 0,
+        share_access_write: 0,
+        share_deny_read: 0,
+        share_deny_write: 0,
+        share_deny_write_mand: 0,
+    }
+}
+
+fn is_zero(s: &ffi::fsal_share) -> bool {
+    s.share_access_read == 0
+        && s.share_access_write == 0
+        && s.share_deny_read == 0
+        && s.share_deny_write == 0
+        && s.share_deny_write_mand == 0
+}
+
+fn check(share: &mut ffi::fsal_share, flags: ffi::fsal_openflags_t, bypass: bool) -> FResult<()> {
+    // SAFETY: check_share_conflict only reads the counters of a valid fsal_share.
+    let s = unsafe { ffi::check_share_conflict(share, flags, bypass) };
+    if s.major == ffi::ERR_FSAL_NO_ERROR {
+        Ok(())
+    } else {
+        Err(s)
+    }
+}
+
+fn update(share: &mut ffi::fsal_share, old: ffi::fsal_openflags_t, new: ffi::fsal_openflags_t) {
+    // SAFETY: update_share_counters adjusts the counters of a valid fsal_share in place.
+    unsafe { ffi::update_share_counters(share, old, new) }
+}
+
+/// Replaces a state's share `old` by `new` on inode `ino`, atomically: the state's own old
+/// reservation never conflicts with its new one. On conflict nothing changes.
+pub fn change_share(
+    ino: Ino,
+    old: ffi::fsal_openflags_t,
+    new: ffi::fsal_openflags_t,
+) -> FResult<()> {
+    let mut map = SHARES.lock();
+    let share = map.entry(ino).or_insert_with(zero_share);
+    update(share, old, ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t);
+    let res = if new != ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t {
+        check(share, new, false)
+    } else {
+        Ok(())
+    };
+    match res {
+        Ok(()) => update(share, ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t, new),
+        Err(_) => update(share, ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t, old),
+    }
+    if is_zero(share) {
+        map.remove(&ino);
+    }
+    res
+}
+
+/// A transient check for an operation without a state (NFSv3 I/O, stateless setattr of the
+/// size): fails with SHARE_DENIED when an open's deny bits forbid `flags`.
+pub fn check_stateless(ino: Ino, flags: ffi::fsal_openflags_t, bypass: bool) -> FResult<()> {
+    let mut map = SHARES.lock();
+    match map.get_mut(&ino) {
+        None => Ok(()),
+        Some(share) => check(share, flags, bypass),
+    }
+}
+
+/// The share counters of an inode (tests and debugging).
+#[cfg(test)]
+pub fn share_of(ino: Ino) -> Option<ffi::fsal_share> {
+    SHARES.lock().get(&ino).copied()
+}
+
+/// Our data behind a Ganesha state pointer.
+///
+/// # Safety
+/// `state` must come from [`alloc_state`] and be live.
+pub unsafe fn fd_of<'a>(state: *mut ffi::state_t) -> &'a mut StateFd {
+    // SAFETY: state is the first field of a live StrataState (caller).
+    unsafe { &mut (*(state as *mut StrataState)).fd }
+}
+
+/// export_ops.alloc_state: `state_t` + [`StateFd`], zeroed, with Ganesha's init_state rules.
+pub unsafe extern "C" fn alloc_state(
+    _exp: *mut ffi::fsal_export,
+    state_type: ffi::state_type,
+    related_state: *mut ffi::state_t,
+) -> *mut ffi::state_t {
+    // No guard: nothing here can panic except allocation failure, which aborts anyway.
+    // SAFETY: state_t is a C struct for which all-zero is the state Ganesha expects from
+    // gsh_calloc; StateFd is plain data.
+    let b: Box<StrataState> = Box::new(unsafe { std::mem::zeroed() });
+    let p = Box::into_raw(b);
+    // SAFETY: p is a fresh, valid StrataState; related_state, when non-null, is a live state
+    // whose stateid_other Ganesha asks us to copy (init_state in fsal_commonlib.h).
+    unsafe {
+        (*p).state.state_type = state_type;
+        if !related_state.is_null() {
+            (*p).state.state_data.lock.openstate_key = (*related_state).stateid_other;
+        }
+        (*p).fd.fd.openflags = ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t;
+        std::ptr::addr_of_mut!((*p).state)
+    }
+}
+
+/// export_ops.free_state.
+pub unsafe extern "C" fn free_state(_exp: *mut ffi::fsal_export, state: *mut ffi::state_t) {
+    if state.is_null() {
+        return;
+    }
+    // SAFETY: state came from alloc_state (Box<StrataState>) and Ganesha frees it once.
+    unsafe { drop(Box::from_raw(state as *mut StrataState)) }
+}
+
+/// Inodes with a stateless open (NFSv3 CREATE) that Ganesha counts as an open global fd
+/// until it calls `close`.
+static GLOBAL_OPEN: LazyLock<Mutex<std::collections::HashSet<Ino>>> =
+    LazyLock::new(|| Mutex::new(std::collections::HashSet::new()));
+
+/// Records a stateless open of `ino`.
+pub fn set_global_open(ino: Ino) {
+    GLOBAL_OPEN.lock().insert(ino);
+}
+
+/// Forgets the stateless open of `ino`; returns whether there was one.
+pub fn take_global_open(ino: Ino) -> bool {
+    GLOBAL_OPEN.lock().remove(&ino)
+}

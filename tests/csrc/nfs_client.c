@@ -1,0 +1,582 @@
+/*
+ * strata-nfs-client: a small NFS client on libnfs 4.0 for Strata's end-to-end tests, for what
+ * nfs-ls/nfs-cp/nfs-cat and qemu cannot do (DESIGN §8).
+ *
+ * Usage: strata-nfs-client URL COMMAND [ARGS...]
+ *   URL is a libnfs URL of the export, e.g. nfs://127.0.0.1/strata?version=3 (or version=4).
+ *   Paths are relative to the export root and start with '/'.
+ *
+ * Output: one "key=value ..." line per result on stdout. On failure a line
+ * "error=<text> errno=<positive errno> [nfsstat=<n>]" and exit code 1; usage errors exit 2.
+ * The exit codes and the errno values are what the tests assert.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <nfsc/libnfs.h>
+#include <nfsc/libnfs-raw.h>
+#include <nfsc/libnfs-raw-nfs.h>
+
+/* libnfs 4.0 returns this from nfs_get_fh() but keeps its definition private. */
+struct nfs_fh {
+	int len;
+	char *val;
+};
+
+static struct nfs_context *nfs;
+static int nfs_version = 3;
+
+/* Prints `error="WHAT: MESSAGE" errno=N` (double quotes inside MESSAGE become single ones). */
+static int fail(const char *what, int ret)
+{
+	const char *msg = nfs ? nfs_get_error(nfs) : NULL;
+	char clean[512];
+	snprintf(clean, sizeof clean, "%s: %s", what, msg && *msg ? msg : strerror(ret < 0 ? -ret : ret));
+	for (char *p = clean; *p; p++)
+		if (*p == '"' || *p == '\n')
+			*p = '\'';
+	printf("error=\"%s\" errno=%d\n", clean, ret < 0 ? -ret : ret);
+	return 1;
+}
+
+static int usage(void)
+{
+	fprintf(stderr,
+		"usage: strata-nfs-client URL COMMAND [ARGS...]\n"
+		"commands:\n"
+		"  stat PATH | lstat PATH           fileid size mode nlink uid gid used mtime\n"
+		"  write PATH OFFSET LEN SEED       pattern write (creates the file; fsync at the end)\n"
+		"  verify PATH OFFSET LEN SEED      read and compare with the pattern\n"
+		"  put PATH TEXT | cat PATH         small text files\n"
+		"  mkdir PATH | rmdir PATH | unlink PATH\n"
+		"  rename OLD NEW | link OLD NEW | symlink TARGET PATH | readlink PATH\n"
+		"  truncate PATH SIZE\n"
+		"  create-excl PATH                 create(O_EXCL) (v3: GUARDED; v4: libnfs 4.0 EXCLUSIVE4)\n"
+		"  create3 unchecked|guarded|exclusive PATH [VERIFIER-HEX16]   raw NFSv3 CREATE\n"
+		"  handle PATH                      the file handle bytes as hex\n"
+		"  getattr-fh HEX                   raw NFSv3 GETATTR on a handle\n"
+		"  unlink-while-open PATH LEN SEED  open, unlink, read LEN through the open handle, close\n"
+		"  mkfiles DIR COUNT                create DIR/f00000.. empty files\n"
+		"  ls DIR                           one name=... line per entry, then count=\n");
+	return 2;
+}
+
+static uint8_t pattern_byte(uint64_t pos, uint64_t seed)
+{
+	uint64_t x = (pos + 1) * 0x9e3779b97f4a7c15ULL ^ (seed * 0xff51afd7ed558ccdULL);
+	x ^= x >> 29;
+	return (uint8_t)(x ^ (x >> 17));
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || *s == '\0' || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static void print_stat(const struct nfs_stat_64 *st)
+{
+	printf("fileid=%" PRIu64 " size=%" PRIu64 " mode=%" PRIo64 " nlink=%" PRIu64 " uid=%" PRIu64
+	       " gid=%" PRIu64 " used=%" PRIu64 " mtime=%" PRIu64 ".%09" PRIu64 " type=%s\n",
+	       st->nfs_ino, st->nfs_size, st->nfs_mode & 07777, st->nfs_nlink, st->nfs_uid, st->nfs_gid,
+	       st->nfs_used, st->nfs_mtime, st->nfs_mtime_nsec,
+	       S_ISDIR(st->nfs_mode)   ? "dir"
+	       : S_ISLNK(st->nfs_mode) ? "symlink"
+	       : S_ISREG(st->nfs_mode) ? "file"
+				       : "other");
+}
+
+#define CHUNK (1024 * 1024)
+
+static int do_write(const char *path, uint64_t off, uint64_t len, uint64_t seed)
+{
+	struct nfsfh *fh;
+	int ret = nfs_open(nfs, path, O_WRONLY, &fh);
+	if (ret == -ENOENT)
+		ret = nfs_creat(nfs, path, 0644, &fh);
+	if (ret < 0)
+		return fail("open", ret);
+	char *buf = malloc(CHUNK);
+	if (!buf)
+		return fail("malloc", -ENOMEM);
+	uint64_t done = 0;
+	while (done < len) {
+		uint64_t n = len - done < CHUNK ? len - done : CHUNK;
+		for (uint64_t i = 0; i < n; i++)
+			buf[i] = (char)pattern_byte(off + done + i, seed);
+		uint64_t part = 0;
+		while (part < n) {
+			ret = nfs_pwrite(nfs, fh, off + done + part, n - part, buf + part);
+			if (ret <= 0) {
+				free(buf);
+				return fail("pwrite", ret == 0 ? -EIO : ret);
+			}
+			part += (uint64_t)ret;
+		}
+		done += n;
+	}
+	free(buf);
+	if ((ret = nfs_fsync(nfs, fh)) < 0)
+		return fail("fsync", ret);
+	if ((ret = nfs_close(nfs, fh)) < 0)
+		return fail("close", ret);
+	printf("written=%" PRIu64 "\n", len);
+	return 0;
+}
+
+/* Reads [off, off+len) through an open handle and compares with the pattern. */
+static int verify_fh(struct nfsfh *fh, uint64_t off, uint64_t len, uint64_t seed)
+{
+	char *buf = malloc(CHUNK);
+	if (!buf)
+		return fail("malloc", -ENOMEM);
+	uint64_t done = 0;
+	while (done < len) {
+		uint64_t n = len - done < CHUNK ? len - done : CHUNK;
+		int ret = nfs_pread(nfs, fh, off + done, n, buf);
+		if (ret < 0) {
+			free(buf);
+			return fail("pread", ret);
+		}
+		if (ret == 0) {
+			free(buf);
+			printf("error=\"short read\" errno=0 at=%" PRIu64 "\n", off + done);
+			return 1;
+		}
+		for (int i = 0; i < ret; i++) {
+			if ((uint8_t)buf[i] != pattern_byte(off + done + i, seed)) {
+				free(buf);
+				printf("error=mismatch errno=0 at=%" PRIu64 "\n", off + done + i);
+				return 1;
+			}
+		}
+		done += (uint64_t)ret;
+	}
+	free(buf);
+	printf("verified=%" PRIu64 "\n", len);
+	return 0;
+}
+
+static int do_verify(const char *path, uint64_t off, uint64_t len, uint64_t seed)
+{
+	struct nfsfh *fh;
+	int ret = nfs_open(nfs, path, O_RDONLY, &fh);
+	if (ret < 0)
+		return fail("open", ret);
+	ret = verify_fh(fh, off, len, seed);
+	nfs_close(nfs, fh);
+	return ret;
+}
+
+static int do_put(const char *path, const char *text)
+{
+	struct nfsfh *fh;
+	int ret = nfs_open(nfs, path, O_WRONLY | O_TRUNC, &fh);
+	if (ret == -ENOENT)
+		ret = nfs_creat(nfs, path, 0644, &fh);
+	if (ret < 0)
+		return fail("open", ret);
+	size_t len = strlen(text);
+	if (len && (ret = nfs_pwrite(nfs, fh, 0, len, text)) != (int)len)
+		return fail("pwrite", ret < 0 ? ret : -EIO);
+	if ((ret = nfs_close(nfs, fh)) < 0)
+		return fail("close", ret);
+	printf("written=%zu\n", len);
+	return 0;
+}
+
+static int do_cat(const char *path)
+{
+	struct nfsfh *fh;
+	char buf[65536];
+	int ret = nfs_open(nfs, path, O_RDONLY, &fh);
+	if (ret < 0)
+		return fail("open", ret);
+	uint64_t off = 0;
+	for (;;) {
+		ret = nfs_pread(nfs, fh, off, sizeof buf, buf);
+		if (ret < 0)
+			return fail("pread", ret);
+		if (ret == 0)
+			break;
+		fwrite(buf, 1, (size_t)ret, stdout);
+		off += (uint64_t)ret;
+	}
+	nfs_close(nfs, fh);
+	return 0;
+}
+
+static void print_hex(const char *key, const char *val, int len)
+{
+	printf("%s=", key);
+	for (int i = 0; i < len; i++)
+		printf("%02x", (unsigned char)val[i]);
+	printf(" len=%d\n", len);
+}
+
+static int do_handle(const char *path)
+{
+	struct nfsfh *fh;
+	int ret = nfs_open(nfs, path, O_RDONLY, &fh);
+	if (ret < 0)
+		return fail("open", ret);
+	struct nfs_fh *raw = nfs_get_fh(fh);
+	print_hex("handle", raw->val, raw->len);
+	nfs_close(nfs, fh);
+	return 0;
+}
+
+/* ---- raw NFSv3 calls: a synchronous wrapper over the async API ---- */
+
+struct raw_call {
+	int done;
+	int status;
+	int nfsstat;
+	fattr3 attr;
+	int have_attr;
+	char err[256];
+};
+
+static int raw_wait(struct raw_call *c)
+{
+	struct rpc_context *rpc = nfs_get_rpc_context(nfs);
+	time_t deadline = time(NULL) + 60;
+	while (!c->done) {
+		struct pollfd p = {.fd = rpc_get_fd(rpc), .events = (short)rpc_which_events(rpc)};
+		if (poll(&p, 1, 100) < 0 && errno != EINTR)
+			return -errno;
+		if (rpc_service(rpc, p.revents) < 0)
+			return -EIO;
+		if (time(NULL) > deadline)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+static int nfsstat_errno(int st)
+{
+	switch (st) {
+	case NFS3ERR_PERM: return EPERM;
+	case NFS3ERR_NOENT: return ENOENT;
+	case NFS3ERR_IO: return EIO;
+	case NFS3ERR_ACCES: return EACCES;
+	case NFS3ERR_EXIST: return EEXIST;
+	case NFS3ERR_NOTDIR: return ENOTDIR;
+	case NFS3ERR_ISDIR: return EISDIR;
+	case NFS3ERR_INVAL: return EINVAL;
+	case NFS3ERR_NOSPC: return ENOSPC;
+	case NFS3ERR_NAMETOOLONG: return ENAMETOOLONG;
+	case NFS3ERR_NOTEMPTY: return ENOTEMPTY;
+	case NFS3ERR_STALE: return ESTALE;
+	case NFS3ERR_BADHANDLE: return EBADF;
+	case NFS3ERR_SERVERFAULT: return EREMOTEIO;
+	case NFS3ERR_JUKEBOX: return EAGAIN;
+	default: return EIO;
+	}
+}
+
+static int raw_result(struct raw_call *c, const char *what)
+{
+	if (c->status != RPC_STATUS_SUCCESS) {
+		printf("error=\"%s: rpc: %s\" errno=%d\n", what, c->err, EIO);
+		return 1;
+	}
+	if (c->nfsstat != NFS3_OK) {
+		printf("error=\"%s: nfsstat %d\" errno=%d nfsstat=%d\n", what, c->nfsstat,
+		       nfsstat_errno(c->nfsstat), c->nfsstat);
+		return 1;
+	}
+	return 0;
+}
+
+static void raw_status(struct raw_call *c, int status, void *data)
+{
+	c->done = 1;
+	c->status = status;
+	if (status != RPC_STATUS_SUCCESS)
+		snprintf(c->err, sizeof c->err, "%s", data ? (const char *)data : "cancelled");
+}
+
+static void create_cb(struct rpc_context *rpc, int status, void *data, void *priv)
+{
+	struct raw_call *c = priv;
+	(void)rpc;
+	raw_status(c, status, data);
+	if (status == RPC_STATUS_SUCCESS) {
+		CREATE3res *res = data;
+		c->nfsstat = res->status;
+		if (res->status == NFS3_OK && res->CREATE3res_u.resok.obj_attributes.attributes_follow) {
+			c->attr = res->CREATE3res_u.resok.obj_attributes.post_op_attr_u.attributes;
+			c->have_attr = 1;
+		}
+	}
+}
+
+static void getattr_cb(struct rpc_context *rpc, int status, void *data, void *priv)
+{
+	struct raw_call *c = priv;
+	(void)rpc;
+	raw_status(c, status, data);
+	if (status == RPC_STATUS_SUCCESS) {
+		GETATTR3res *res = data;
+		c->nfsstat = res->status;
+		if (res->status == NFS3_OK) {
+			c->attr = res->GETATTR3res_u.resok.obj_attributes;
+			c->have_attr = 1;
+		}
+	}
+}
+
+static void print_fattr3(const fattr3 *a)
+{
+	printf("fileid=%" PRIu64 " size=%" PRIu64 " mode=%o nlink=%u uid=%u gid=%u mtime=%u.%09u\n",
+	       (uint64_t)a->fileid, (uint64_t)a->size, (unsigned)a->mode & 07777, a->nlink, a->uid,
+	       a->gid, a->mtime.seconds, a->mtime.nseconds);
+}
+
+static int do_create3(const char *mode, const char *path, const char *verf_hex)
+{
+	if (nfs_version != 3) {
+		printf("error=\"create3 needs version=3\" errno=%d\n", EINVAL);
+		return 1;
+	}
+	char *slash = strrchr(path, '/');
+	if (!slash || slash[1] == '\0')
+		return usage();
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+	if (dir[0] == '\0')
+		strcpy(dir, "/");
+	struct nfsfh *dfh;
+	int ret = nfs_open(nfs, dir, O_RDONLY, &dfh);
+	if (ret < 0)
+		return fail("open parent", ret);
+	struct nfs_fh *raw = nfs_get_fh(dfh);
+
+	CREATE3args args;
+	memset(&args, 0, sizeof args);
+	args.where.dir.data.data_len = (u_int)raw->len;
+	args.where.dir.data.data_val = raw->val;
+	args.where.name = slash + 1;
+	if (strcmp(mode, "unchecked") == 0 || strcmp(mode, "guarded") == 0) {
+		args.how.mode = mode[0] == 'u' ? UNCHECKED : GUARDED;
+		args.how.createhow3_u.obj_attributes.mode.set_it = 1;
+		args.how.createhow3_u.obj_attributes.mode.set_mode3_u.mode = 0644;
+	} else if (strcmp(mode, "exclusive") == 0) {
+		args.how.mode = EXCLUSIVE;
+		if (!verf_hex || strlen(verf_hex) != 16)
+			return usage();
+		for (int i = 0; i < 8; i++) {
+			unsigned int b;
+			if (sscanf(verf_hex + 2 * i, "%2x", &b) != 1)
+				return usage();
+			args.how.createhow3_u.verf[i] = (char)b;
+		}
+	} else {
+		return usage();
+	}
+	struct raw_call c;
+	memset(&c, 0, sizeof c);
+	if (rpc_nfs3_create_async(nfs_get_rpc_context(nfs), create_cb, &args, &c) != 0)
+		return fail("rpc_nfs3_create_async", -EIO);
+	if ((ret = raw_wait(&c)) < 0)
+		return fail("create3", ret);
+	nfs_close(nfs, dfh);
+	if (raw_result(&c, "create3"))
+		return 1;
+	if (c.have_attr)
+		print_fattr3(&c.attr);
+	else
+		printf("created=1\n");
+	return 0;
+}
+
+/* Raw NFSv3 GETATTR of a handle; the result is in *c. */
+static int raw_getattr(char *bytes, u_int len, struct raw_call *c)
+{
+	GETATTR3args args;
+	args.object.data.data_len = len;
+	args.object.data.data_val = bytes;
+	memset(c, 0, sizeof *c);
+	if (rpc_nfs3_getattr_async(nfs_get_rpc_context(nfs), getattr_cb, &args, c) != 0)
+		return -EIO;
+	return raw_wait(c);
+}
+
+static int do_getattr_fh(const char *hex)
+{
+	size_t n = strlen(hex);
+	if (n == 0 || n % 2 || n > 2 * 128)
+		return usage();
+	char bytes[128];
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned int b;
+		if (sscanf(hex + 2 * i, "%2x", &b) != 1)
+			return usage();
+		bytes[i] = (char)b;
+	}
+	struct raw_call c;
+	int ret = raw_getattr(bytes, (u_int)(n / 2), &c);
+	if (ret < 0)
+		return fail("getattr", ret);
+	if (raw_result(&c, "getattr"))
+		return 1;
+	print_fattr3(&c.attr);
+	return 0;
+}
+
+static int do_unlink_while_open(const char *path, uint64_t len, uint64_t seed)
+{
+	struct nfsfh *fh;
+	int ret = nfs_open(nfs, path, O_RDONLY, &fh);
+	if (ret < 0)
+		return fail("open", ret);
+	if ((ret = nfs_unlink(nfs, path)) < 0)
+		return fail("unlink", ret);
+	struct nfs_stat_64 st;
+	ret = nfs_stat64(nfs, path, &st);
+	printf("stat_after_unlink_errno=%d\n", ret < 0 ? -ret : 0);
+	if (nfs_version == 3) {
+		/* NFSv3 has no open state: what does the server say about the handle now? */
+		struct nfs_fh *raw = nfs_get_fh(fh);
+		struct raw_call c;
+		if ((ret = raw_getattr(raw->val, (u_int)raw->len, &c)) < 0)
+			return fail("getattr", ret);
+		printf("getattr_after_unlink_nfsstat=%d\n", c.status == RPC_STATUS_SUCCESS ? c.nfsstat : -1);
+	}
+	ret = verify_fh(fh, 0, len, seed);
+	int cret = nfs_close(nfs, fh);
+	printf("close_errno=%d\n", cret < 0 ? -cret : 0);
+	return ret;
+}
+
+static int do_mkfiles(const char *dir, uint64_t count)
+{
+	char path[4096];
+	for (uint64_t i = 0; i < count; i++) {
+		struct nfsfh *fh;
+		snprintf(path, sizeof path, "%s/f%05" PRIu64, dir, i);
+		int ret = nfs_creat(nfs, path, 0644, &fh);
+		if (ret < 0)
+			return fail(path, ret);
+		nfs_close(nfs, fh);
+	}
+	printf("created=%" PRIu64 "\n", count);
+	return 0;
+}
+
+static int do_ls(const char *dir)
+{
+	struct nfsdir *d;
+	int ret = nfs_opendir(nfs, dir, &d);
+	if (ret < 0)
+		return fail("opendir", ret);
+	struct nfsdirent *e;
+	uint64_t count = 0;
+	while ((e = nfs_readdir(nfs, d)) != NULL) {
+		if (strcmp(e->name, ".") == 0 || strcmp(e->name, "..") == 0)
+			continue;
+		printf("name=%s fileid=%" PRIu64 "\n", e->name, (uint64_t)e->inode);
+		count++;
+	}
+	nfs_closedir(nfs, d);
+	printf("count=%" PRIu64 "\n", count);
+	return 0;
+}
+
+int strata_nfs_client_main(int argc, char **argv)
+{
+	if (argc < 3)
+		return usage();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	nfs = nfs_init_context();
+	if (!nfs) {
+		printf("error=\"nfs_init_context failed\" errno=%d\n", ENOMEM);
+		return 1;
+	}
+	struct nfs_url *url = nfs_parse_url_dir(nfs, argv[1]);
+	if (!url)
+		return fail("parse url", -EINVAL);
+	if (strstr(argv[1], "version=4"))
+		nfs_version = 4;
+	nfs_set_timeout(nfs, 60000);
+	int ret = nfs_mount(nfs, url->server, url->path);
+	if (ret < 0)
+		return fail("mount", ret);
+
+	const char *cmd = argv[2];
+	char **a = argv + 3;
+	int n = argc - 3;
+	uint64_t x, y, z;
+	int rc;
+	struct nfs_stat_64 st;
+	char buf[4096];
+
+	if ((strcmp(cmd, "stat") == 0 || strcmp(cmd, "lstat") == 0) && n == 1) {
+		ret = cmd[0] == 's' ? nfs_stat64(nfs, a[0], &st) : nfs_lstat64(nfs, a[0], &st);
+		rc = ret < 0 ? fail(cmd, ret) : (print_stat(&st), 0);
+	} else if (strcmp(cmd, "write") == 0 && n == 4 && !parse_u64(a[1], &x) && !parse_u64(a[2], &y) &&
+		   !parse_u64(a[3], &z)) {
+		rc = do_write(a[0], x, y, z);
+	} else if (strcmp(cmd, "verify") == 0 && n == 4 && !parse_u64(a[1], &x) &&
+		   !parse_u64(a[2], &y) && !parse_u64(a[3], &z)) {
+		rc = do_verify(a[0], x, y, z);
+	} else if (strcmp(cmd, "put") == 0 && n == 2) {
+		rc = do_put(a[0], a[1]);
+	} else if (strcmp(cmd, "cat") == 0 && n == 1) {
+		rc = do_cat(a[0]);
+	} else if (strcmp(cmd, "mkdir") == 0 && n == 1) {
+		rc = (ret = nfs_mkdir(nfs, a[0])) < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
+	} else if (strcmp(cmd, "rmdir") == 0 && n == 1) {
+		rc = (ret = nfs_rmdir(nfs, a[0])) < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
+	} else if (strcmp(cmd, "unlink") == 0 && n == 1) {
+		rc = (ret = nfs_unlink(nfs, a[0])) < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
+	} else if (strcmp(cmd, "rename") == 0 && n == 2) {
+		rc = (ret = nfs_rename(nfs, a[0], a[1])) < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
+	} else if (strcmp(cmd, "link") == 0 && n == 2) {
+		rc = (ret = nfs_link(nfs, a[0], a[1])) < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
+	} else if (strcmp(cmd, "symlink") == 0 && n == 2) {
+		rc = (ret = nfs_symlink(nfs, a[0], a[1])) < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
+	} else if (strcmp(cmd, "readlink") == 0 && n == 1) {
+		ret = nfs_readlink(nfs, a[0], buf, sizeof buf);
+		rc = ret < 0 ? fail(cmd, ret) : (printf("target=%s\n", buf), 0);
+	} else if (strcmp(cmd, "truncate") == 0 && n == 2 && !parse_u64(a[1], &x)) {
+		rc = (ret = nfs_truncate(nfs, a[0], x)) < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
+	} else if (strcmp(cmd, "create-excl") == 0 && n == 1) {
+		struct nfsfh *fh;
+		ret = nfs_create(nfs, a[0], O_WRONLY | O_EXCL, 0644, &fh);
+		rc = ret < 0 ? fail(cmd, ret) : (nfs_close(nfs, fh), printf("ok=1\n"), 0);
+	} else if (strcmp(cmd, "create3") == 0 && (n == 2 || n == 3)) {
+		rc = do_create3(a[0], a[1], n == 3 ? a[2] : NULL);
+	} else if (strcmp(cmd, "handle") == 0 && n == 1) {
+		rc = do_handle(a[0]);
+	} else if (strcmp(cmd, "getattr-fh") == 0 && n == 1) {
+		rc = do_getattr_fh(a[0]);
+	} else if (strcmp(cmd, "unlink-while-open") == 0 && n == 3 && !parse_u64(a[1], &x) &&
+		   !parse_u64(a[2], &y)) {
+		rc = do_unlink_while_open(a[0], x, y);
+	} else if (strcmp(cmd, "mkfiles") == 0 && n == 2 && !parse_u64(a[1], &x)) {
+		rc = do_mkfiles(a[0], x);
+	} else if (strcmp(cmd, "ls") == 0 && n == 1) {
+		rc = do_ls(a[0]);
+	} else {
+		rc = usage();
+	}
+	nfs_destroy_url(url);
+	nfs_destroy_context(nfs);
+	return rc;
+}

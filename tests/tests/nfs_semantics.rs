@@ -1,0 +1,461 @@
+//! Issue 4's NFS semantics, through real clients (libnfs-utils, qemu, our libnfs client).
+//!
+//! Every check runs twice: against Ganesha with our FSAL (`strata`), and against Ganesha's own
+//! VFS FSAL on a local directory (`vfs`), the reference that shows the check itself is right.
+
+use std::collections::BTreeSet;
+use std::thread;
+
+use strata_tests::*;
+
+const ENOENT: u64 = 2;
+const EEXIST: u64 = 17;
+const NFS3ERR_STALE: u64 = 70;
+const MIB: u64 = 1 << 20;
+
+/// Generates `mod $check { fn strata(); fn vfs(); }` running `$check(&TestGateway)` on both.
+macro_rules! on_both {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            #[test]
+            fn strata() {
+                if let Some(tg) = strata_tests::TestGateway::strata() {
+                    super::$check(&tg);
+                }
+            }
+            #[test]
+            fn vfs() {
+                if let Some(tg) = strata_tests::TestGateway::vfs() {
+                    super::$check(&tg);
+                }
+            }
+        }
+    )*};
+}
+
+on_both!(
+    nfs_utils_v3_and_v4,
+    directory_of_3000_entries_listed_exactly_once,
+    rename_replaces_atomically_and_keeps_fileid,
+    hard_links,
+    symlinks,
+    truncate_shrinks_and_grows,
+    unlink_while_open_v4_reads_until_close,
+    unlink_while_open_v3_is_stale,
+    guarded_create_twice_is_eexist,
+    exclusive_create_verifier,
+    file_of_256_mib_round_trips,
+    parallel_writers,
+    qemu_img_and_qemu_io,
+);
+
+fn nfs_utils_v3_and_v4(tg: &TestGateway) {
+    if !require_tools(&["nfs-ls", "nfs-cp", "nfs-cat"]) {
+        return;
+    }
+    let local = tg.dir().join("local");
+    std::fs::create_dir_all(&local).expect("mkdir");
+    // v3: a 300 KB file; v4: 3000 bytes (libnfs 4.0's v4 nfs-cp fails from 4000 bytes on any
+    // server, see ganesha-fsal.md §5).
+    let big = pattern(300_000, 1);
+    let small: Vec<u8> = (0..3000).map(|i| b"strata\n"[i % 7]).collect();
+    std::fs::write(local.join("big.bin"), &big).expect("write");
+    std::fs::write(local.join("small.txt"), &small).expect("write");
+    let src_big = local.join("big.bin").display().to_string();
+    let src_small = local.join("small.txt").display().to_string();
+    tg.run("nfs-cp", [src_big.as_str(), &tg.url(3, "/big.bin")])
+        .expect_ok("nfs-cp v3");
+    tg.run("nfs-cp", [src_small.as_str(), &tg.url(4, "/small.txt")])
+        .expect_ok("nfs-cp v4");
+
+    let back = local.join("big.back").display().to_string();
+    tg.run("nfs-cp", [tg.url(3, "/big.bin").as_str(), &back])
+        .expect_ok("nfs-cp v3 read");
+    assert!(
+        std::fs::read(&back).expect("read") == big,
+        "v3 round trip differs"
+    );
+    for v in [3, 4] {
+        let r = tg
+            .run("nfs-cat", [tg.url(v, "/small.txt")])
+            .expect_ok("nfs-cat");
+        assert_eq!(r.stdout.as_bytes(), &small[..], "nfs-cat v{v}");
+        let r = tg.run("nfs-ls", [tg.url(v, "/")]).expect_ok("nfs-ls");
+        assert!(
+            r.stdout.contains("big.bin") && r.stdout.contains("small.txt"),
+            "v{v}: {r}"
+        );
+        assert!(
+            r.stdout.contains("300000"),
+            "size of big.bin in v{v} listing: {r}"
+        );
+    }
+}
+
+fn directory_of_3000_entries_listed_exactly_once(tg: &TestGateway) {
+    if !require_tool("nfs-ls") {
+        return;
+    }
+    const N: usize = 3000;
+    tg.client(3, &["mkdir", "/many"]).expect_ok("mkdir");
+    let r = tg.client(3, &["mkfiles", "/many", &N.to_string()]);
+    assert_eq!(r.expect_ok("mkfiles").num("created"), N as u64);
+    let expected: BTreeSet<String> = (0..N).map(|i| format!("f{i:05}")).collect();
+
+    // Our client (READDIRPLUS, v3) and nfs-ls over v3 and v4: every name exactly once.
+    let r = tg.client(3, &["ls", "/many"]).expect_ok("ls");
+    let names: Vec<String> = r
+        .stdout
+        .lines()
+        .filter_map(|l| kv_line(l).remove("name"))
+        .collect();
+    assert_exactly_once(&names, &expected, "client ls v3");
+    let fileids: BTreeSet<String> = r
+        .stdout
+        .lines()
+        .filter_map(|l| kv_line(l).remove("fileid"))
+        .collect();
+    assert_eq!(fileids.len(), N, "fileids must be unique");
+    for v in [3, 4] {
+        let r = tg.run("nfs-ls", [tg.url(v, "/many/")]).expect_ok("nfs-ls");
+        let names: Vec<String> = r
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        assert_exactly_once(&names, &expected, &format!("nfs-ls v{v}"));
+    }
+}
+
+fn assert_exactly_once(names: &[String], expected: &BTreeSet<String>, what: &str) {
+    let set: BTreeSet<String> = names.iter().cloned().collect();
+    assert_eq!(
+        names.len(),
+        set.len(),
+        "{what}: duplicates in a listing of {}",
+        names.len()
+    );
+    let missing: Vec<_> = expected.difference(&set).take(5).collect();
+    let extra: Vec<_> = set.difference(expected).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: missing {missing:?}, extra {extra:?}"
+    );
+}
+
+fn cat(tg: &TestGateway, v: u8, path: &str) -> String {
+    tg.client(v, &["cat", path]).expect_ok("cat").stdout
+}
+
+fn rename_replaces_atomically_and_keeps_fileid(tg: &TestGateway) {
+    tg.client(3, &["put", "/a", "hello"]).expect_ok("put");
+    let id = tg
+        .client(3, &["stat", "/a"])
+        .expect_ok("stat")
+        .num("fileid");
+    tg.client(3, &["rename", "/a", "/b"]).expect_ok("rename");
+    let r = tg.client(3, &["stat", "/a"]);
+    assert_eq!(r.num("errno"), ENOENT, "old name gone: {r}");
+    assert_eq!(
+        tg.client(3, &["stat", "/b"])
+            .expect_ok("stat")
+            .num("fileid"),
+        id
+    );
+    assert_eq!(cat(tg, 3, "/b"), "hello");
+    // ESXi's `.vmx~` -> `.vmx`: rename over an existing name replaces it.
+    tg.client(3, &["put", "/b~", "new contents"])
+        .expect_ok("put");
+    let id2 = tg
+        .client(3, &["stat", "/b~"])
+        .expect_ok("stat")
+        .num("fileid");
+    tg.client(3, &["rename", "/b~", "/b"])
+        .expect_ok("rename over");
+    assert_eq!(cat(tg, 3, "/b"), "new contents");
+    assert_eq!(
+        tg.client(3, &["stat", "/b"])
+            .expect_ok("stat")
+            .num("fileid"),
+        id2
+    );
+    // Across directories, and over NFSv4.
+    tg.client(4, &["mkdir", "/d1"]).expect_ok("mkdir");
+    tg.client(4, &["rename", "/b", "/d1/c"])
+        .expect_ok("rename v4");
+    assert_eq!(cat(tg, 4, "/d1/c"), "new contents");
+    let r = tg.client(3, &["ls", "/"]).expect_ok("ls");
+    assert!(!r.stdout.contains("name=b "), "{r}");
+}
+
+fn hard_links(tg: &TestGateway) {
+    tg.client(3, &["put", "/orig", "linked data"])
+        .expect_ok("put");
+    tg.client(3, &["link", "/orig", "/other"]).expect_ok("link");
+    let a = tg.client(3, &["stat", "/orig"]).expect_ok("stat");
+    let b = tg.client(3, &["stat", "/other"]).expect_ok("stat");
+    assert_eq!(a.num("fileid"), b.num("fileid"));
+    assert_eq!(a.num("nlink"), 2);
+    tg.client(3, &["unlink", "/orig"]).expect_ok("unlink");
+    let b = tg.client(3, &["stat", "/other"]).expect_ok("stat");
+    assert_eq!(b.num("nlink"), 1);
+    assert_eq!(cat(tg, 3, "/other"), "linked data");
+    let r = tg.client(3, &["link", "/other", "/other"]);
+    assert_eq!(r.num("errno"), EEXIST, "link onto an existing name: {r}");
+}
+
+fn symlinks(tg: &TestGateway) {
+    tg.client(3, &["put", "/target", "via symlink"])
+        .expect_ok("put");
+    tg.client(3, &["symlink", "target", "/sl"])
+        .expect_ok("symlink");
+    let r = tg.client(3, &["readlink", "/sl"]).expect_ok("readlink");
+    assert_eq!(r.get("target").as_deref(), Some("target"));
+    let r = tg.client(3, &["lstat", "/sl"]).expect_ok("lstat");
+    assert_eq!(r.get("type").as_deref(), Some("symlink"));
+    let r = tg.client(4, &["readlink", "/sl"]).expect_ok("readlink v4");
+    assert_eq!(r.get("target").as_deref(), Some("target"));
+    tg.client(3, &["unlink", "/sl"]).expect_ok("unlink symlink");
+    assert_eq!(cat(tg, 3, "/target"), "via symlink");
+}
+
+fn truncate_shrinks_and_grows(tg: &TestGateway) {
+    tg.client(3, &["write", "/t", "0", "3000000", "5"])
+        .expect_ok("write");
+    tg.client(3, &["truncate", "/t", "1000000"])
+        .expect_ok("shrink");
+    assert_eq!(
+        tg.client(3, &["stat", "/t"]).expect_ok("stat").num("size"),
+        1_000_000
+    );
+    tg.client(3, &["verify", "/t", "0", "1000000", "5"])
+        .expect_ok("data kept");
+    tg.client(3, &["truncate", "/t", "5000000"])
+        .expect_ok("grow");
+    assert_eq!(
+        tg.client(3, &["stat", "/t"]).expect_ok("stat").num("size"),
+        5_000_000
+    );
+    // The grown part reads as zeros, not as the old data.
+    let r = tg.client(3, &["verify", "/t", "1000000", "4096", "5"]);
+    assert!(
+        !r.ok(),
+        "old bytes must not reappear after shrink+grow: {r}"
+    );
+    tg.client(4, &["truncate", "/t", "0"])
+        .expect_ok("truncate v4");
+    assert_eq!(
+        tg.client(3, &["stat", "/t"]).expect_ok("stat").num("size"),
+        0
+    );
+}
+
+fn unlink_while_open_v4_reads_until_close(tg: &TestGateway) {
+    tg.client(3, &["write", "/uwo", "0", "200000", "7"])
+        .expect_ok("write");
+    let r = tg.client(4, &["unlink-while-open", "/uwo", "200000", "7"]);
+    assert!(
+        r.ok(),
+        "data must stay readable through the open v4 handle: {r}"
+    );
+    assert_eq!(r.num("stat_after_unlink_errno"), ENOENT, "{r}");
+    assert_eq!(r.num("verified"), 200_000);
+    let r = tg.client(3, &["stat", "/uwo"]);
+    assert_eq!(r.num("errno"), ENOENT, "{r}");
+}
+
+fn unlink_while_open_v3_is_stale(tg: &TestGateway) {
+    tg.client(3, &["write", "/uwo3", "0", "100000", "8"])
+        .expect_ok("write");
+    let r = tg.client(3, &["unlink-while-open", "/uwo3", "100000", "8"]);
+    // NFSv3 has no open state: the unlinked file is gone and its handle is stale.
+    assert_eq!(r.num("getattr_after_unlink_nfsstat"), NFS3ERR_STALE, "{r}");
+    assert!(
+        !r.ok(),
+        "reading an unlinked file's handle over NFSv3 must fail: {r}"
+    );
+}
+
+fn guarded_create_twice_is_eexist(tg: &TestGateway) {
+    tg.client(3, &["create3", "guarded", "/g"])
+        .expect_ok("first GUARDED");
+    let r = tg.client(3, &["create3", "guarded", "/g"]);
+    assert_eq!(r.num("errno"), EEXIST, "second GUARDED: {r}");
+    // libnfs' own O_EXCL create (GUARDED on v3).
+    tg.client(3, &["create-excl", "/g2"])
+        .expect_ok("create-excl");
+    let r = tg.client(3, &["create-excl", "/g2"]);
+    assert_eq!(r.num("errno"), EEXIST, "{r}");
+    // UNCHECKED on an existing name succeeds.
+    tg.client(3, &["create3", "unchecked", "/g"])
+        .expect_ok("UNCHECKED over existing");
+}
+
+fn exclusive_create_verifier(tg: &TestGateway) {
+    let a = tg
+        .client(
+            3,
+            &["create3", "exclusive", "/.lck-0001", "0102030405060708"],
+        )
+        .expect_ok("EXCLUSIVE");
+    let replay = tg
+        .client(
+            3,
+            &["create3", "exclusive", "/.lck-0001", "0102030405060708"],
+        )
+        .expect_ok("replay with the same verifier");
+    assert_eq!(a.num("fileid"), replay.num("fileid"));
+    let r = tg.client(
+        3,
+        &["create3", "exclusive", "/.lck-0001", "1111111111111111"],
+    );
+    assert_eq!(r.num("errno"), EEXIST, "other verifier: {r}");
+    // An 84-byte lock write (ESXi's lease update) then works on it.
+    tg.client(3, &["write", "/.lck-0001", "0", "84", "3"])
+        .expect_ok("write");
+    assert_eq!(
+        tg.client(3, &["stat", "/.lck-0001"])
+            .expect_ok("stat")
+            .num("size"),
+        84
+    );
+}
+
+fn file_of_256_mib_round_trips(tg: &TestGateway) {
+    if !require_tools(&["nfs-cp", "sha256sum"]) {
+        return;
+    }
+    let src = tg.dir().join("256m.bin");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&src).expect("create"));
+        for i in 0..256 {
+            f.write_all(&pattern(MIB as usize, i)).expect("write");
+        }
+        f.flush().expect("flush");
+    }
+    let want = sha256_file(&src);
+    let s = src.display().to_string();
+    tg.run_timeout("nfs-cp", [s.as_str(), &tg.url(3, "/256m.bin")], LONG)
+        .expect_ok("nfs-cp to server");
+    std::fs::remove_file(&src).expect("rm");
+    assert_eq!(
+        tg.client(3, &["stat", "/256m.bin"])
+            .expect_ok("stat")
+            .num("size"),
+        256 * MIB
+    );
+    let back = tg.dir().join("256m.back");
+    let b = back.display().to_string();
+    tg.run_timeout("nfs-cp", [tg.url(3, "/256m.bin").as_str(), &b], LONG)
+        .expect_ok("nfs-cp from server");
+    assert_eq!(sha256_file(&back), want, "checksum after the round trip");
+}
+
+const LONG: std::time::Duration = std::time::Duration::from_secs(240);
+
+fn parallel_writers(tg: &TestGateway) {
+    const PER: u64 = 4 * MIB;
+    const N: u64 = 4;
+    // One file per writer, plus one shared file written in disjoint ranges.
+    tg.client(3, &["put", "/shared", ""])
+        .expect_ok("create shared");
+    tg.client(3, &["truncate", "/shared", &(N * PER).to_string()])
+        .expect_ok("size shared");
+    thread::scope(|s| {
+        let mut hs = Vec::new();
+        for i in 0..N {
+            hs.push(s.spawn(move || {
+                let own = format!("/own{i}");
+                tg.client(3, &["write", &own, "0", &PER.to_string(), &i.to_string()])
+                    .expect_ok("own file");
+            }));
+            hs.push(s.spawn(move || {
+                let off = (i * PER).to_string();
+                tg.client(3, &["write", "/shared", &off, &PER.to_string(), "99"])
+                    .expect_ok("shared range");
+            }));
+        }
+        for h in hs {
+            h.join().expect("writer thread");
+        }
+    });
+    for i in 0..N {
+        let own = format!("/own{i}");
+        tg.client(3, &["verify", &own, "0", &PER.to_string(), &i.to_string()])
+            .expect_ok("verify own");
+    }
+    let total = (N * PER).to_string();
+    tg.client(3, &["verify", "/shared", "0", &total, "99"])
+        .expect_ok("verify shared");
+    tg.client(4, &["verify", "/shared", "0", &total, "99"])
+        .expect_ok("verify shared over v4");
+}
+
+fn qemu_img_and_qemu_io(tg: &TestGateway) {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let raw = tg.qemu_url("/disk.raw");
+    let qcow = tg.qemu_url("/disk.qcow2");
+    let qemu = |args: &[&str]| {
+        let r = tg.run_timeout(args[0], &args[1..], LONG);
+        let r = r.expect_ok(&args.join(" "));
+        assert!(
+            !r.stdout.contains("failed") && !r.stderr.contains("failed"),
+            "{}: {r}",
+            args.join(" ")
+        );
+        r
+    };
+    qemu(&["qemu-img", "create", "-f", "raw", &raw, "64M"]);
+    qemu(&["qemu-img", "create", "-f", "qcow2", &qcow, "64M"]);
+    for (fmt, url) in [("raw", &raw), ("qcow2", &qcow)] {
+        qemu(&[
+            "qemu-io",
+            "-f",
+            fmt,
+            "-c",
+            "write -P 0xab 0 1M",
+            "-c",
+            "write -P 0x5a 8M 64k",
+            "-c",
+            "flush",
+            "-c",
+            "read -P 0xab 0 1M",
+            "-c",
+            "read -P 0x5a 8M 64k",
+            "-c",
+            "read -P 0 16M 4k",
+            url,
+        ]);
+    }
+    let r = qemu(&["qemu-img", "check", "-f", "qcow2", &qcow]);
+    assert!(r.stdout.contains("No errors were found"), "{r}");
+    let conv_raw = tg.qemu_url("/conv.raw");
+    let conv_qcow = tg.qemu_url("/conv.qcow2");
+    qemu(&[
+        "qemu-img", "convert", "-f", "qcow2", "-O", "raw", &qcow, &conv_raw,
+    ]);
+    qemu(&[
+        "qemu-img", "convert", "-f", "raw", "-O", "qcow2", &raw, &conv_qcow,
+    ]);
+    qemu(&[
+        "qemu-img", "compare", "-f", "qcow2", "-F", "raw", &qcow, &conv_raw,
+    ]);
+    qemu(&[
+        "qemu-img", "compare", "-f", "raw", "-F", "qcow2", &raw, &conv_qcow,
+    ]);
+    let r = qemu(&["qemu-img", "check", "-f", "qcow2", &conv_qcow]);
+    assert!(r.stdout.contains("No errors were found"), "{r}");
+    let r = qemu(&[
+        "qemu-io",
+        "-f",
+        "raw",
+        "-c",
+        "read -P 0x5a 8M 64k",
+        &conv_raw,
+    ]);
+    assert!(r.stdout.contains("read 65536/65536"), "{r}");
+}
