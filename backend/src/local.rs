@@ -27,6 +27,9 @@ pub(crate) const TMP_DIR: &str = ".strata-tmp";
 /// same key without one global lock.
 const LOCK_SHARDS: usize = 64;
 
+/// Numbers temp files.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
 /// An object store on a local directory. ETags are the hex MD5 of the content (as S3's for a
 /// plain PUT); `head` and `list` read each object to compute it, so they cost O(object size).
 /// Writers to one key are serialised by a key-hashed lock held only around the condition check
@@ -40,7 +43,6 @@ pub struct LocalStore {
 struct Inner {
     root: PathBuf,
     tmp: PathBuf,
-    seq: AtomicU64,
     locks: Vec<Mutex<()>>,
     /// Test fail-point: when set, a put stops after its temp file is written and fsynced, as if
     /// the process had died before the rename.
@@ -74,7 +76,6 @@ impl LocalStore {
             inner: Arc::new(Inner {
                 root,
                 tmp,
-                seq: AtomicU64::new(0),
                 locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
                 #[cfg(test)]
                 fail_before_rename: std::sync::atomic::AtomicBool::new(false),
@@ -143,11 +144,9 @@ impl Inner {
     fn put(&self, key: &str, data: &[u8], cond: Cond) -> Result<ObjectMeta> {
         let path = self.path(key)?;
         let etag = etag_of(data);
-        let tmp = self.tmp.join(format!(
-            "{}.{}",
-            std::process::id(),
-            self.seq.fetch_add(1, Ordering::Relaxed)
-        ));
+        // Unique in this process even across stores on one root (the counter is global).
+        let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp.join(format!("{}.{seq}", std::process::id()));
         if let Err(e) = self.put_via(key, &path, &tmp, data, cond) {
             #[cfg(test)]
             if self.fail_before_rename.load(Ordering::SeqCst) {

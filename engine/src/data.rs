@@ -51,6 +51,10 @@ struct Sizes {
     dirty: bool,
     /// Extents uploaded whose names a failed persist did not record yet.
     unrecorded: Vec<u64>,
+    /// The extent holding the end of file may have bytes beyond the size on the backend (an
+    /// unstable write that reached the backend before a crash, whose size was never recorded).
+    /// They must read as zeros when the file grows over them, so the first growth zeroes them.
+    suspect_tail: bool,
 }
 
 /// A regular file kept by the FileDriver: the extent map and sizes live here while loaded, and
@@ -68,22 +72,38 @@ pub(crate) struct FileData {
 impl FileData {
     /// The data of file `id` with its durable `size` and extent `map` as the namespace has them.
     pub fn new(id: u64, driver: Arc<FileDriver>, size: u64, map: ExtentMap) -> FileData {
+        let suspect_tail = !size.is_multiple_of(EXTENT_SIZE) && map.contains(&(size / EXTENT_SIZE));
         FileData {
             id,
             driver,
             map: RwLock::new(map),
-            sizes: Mutex::new(Sizes { size, dirty: false, unrecorded: Vec::new() }),
+            sizes: Mutex::new(Sizes {
+                size,
+                dirty: false,
+                unrecorded: Vec::new(),
+                suspect_tail,
+            }),
         }
+    }
+
+    /// Zeroes `[from, to)` within the extent that holds `from` (the rest reads as holes).
+    fn zero_gap(&self, map: &ExtentMap, from: u64, to: u64) -> Result<()> {
+        let end = to.min((from / EXTENT_SIZE + 1) * EXTENT_SIZE);
+        if end > from {
+            let zeros = vec![0u8; (end - from) as usize];
+            self.driver.write(self.id, map, from, &zeros)?;
+        }
+        Ok(())
     }
 
     /// Uploads dirty extents; returns the indices the map gained and lost (plus any left
     /// unrecorded by an earlier failed persist).
-    fn upload(&self, map: &mut ExtentMap) -> Result<(Vec<u64>, Vec<u64>)> {
+    /// `old` is the map as the metadata last recorded it.
+    fn upload(&self, old: &ExtentMap, map: &mut ExtentMap) -> Result<(Vec<u64>, Vec<u64>)> {
         // The driver also applies what it learnt on its own (write-back by eviction, cuts):
-        // diff against the old map to know exactly what the metadata must change.
-        let old = map.clone();
+        // diff against the recorded map to know exactly what the metadata must change.
         let synced = self.driver.sync(self.id, map);
-        let mut added: Vec<u64> = map.difference(&old).copied().collect();
+        let mut added: Vec<u64> = map.difference(old).copied().collect();
         let removed: Vec<u64> = old.difference(map).copied().collect();
         let mut sizes = self.sizes.lock();
         added.append(&mut sizes.unrecorded);
@@ -109,22 +129,64 @@ impl ObjectData for FileData {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
-        let map = self.map.read();
+        let end = offset + data.len() as u64;
+        {
+            let map = self.map.read();
+            let gap = {
+                let s = self.sizes.lock();
+                s.suspect_tail && offset > s.size
+            };
+            if !gap {
+                self.driver.write(self.id, &map, offset, data)?;
+                let mut s = self.sizes.lock();
+                s.size = s.size.max(end);
+                s.dirty = true;
+                return Ok(());
+            }
+        }
+        // Growing over a suspect tail: alone on the file, zero the gap first.
+        let map = self.map.write();
+        let (size, suspect) = {
+            let s = self.sizes.lock();
+            (s.size, s.suspect_tail)
+        };
+        if suspect && offset > size {
+            self.zero_gap(&map, size, offset)?;
+        }
         self.driver.write(self.id, &map, offset, data)?;
         let mut s = self.sizes.lock();
-        s.size = s.size.max(offset + data.len() as u64);
+        s.size = s.size.max(end);
         s.dirty = true;
+        if offset > size {
+            s.suspect_tail = false;
+        }
         Ok(())
     }
 
     fn truncate(&self, new_size: u64, persist: Persist<'_>) -> Result<()> {
         let mut map = self.map.write();
+        let (size, suspect) = {
+            let s = self.sizes.lock();
+            (s.size, s.suspect_tail)
+        };
+        if suspect && new_size > size {
+            self.zero_gap(&map, size, new_size)?;
+        }
+        let old = map.clone();
         let removed = self.driver.truncate(self.id, &mut map, new_size)?;
         // The zeroed tail of the last extent (and any earlier unstable write) goes up first, so
         // that the size recorded next never exposes stale bytes.
-        let (added, mut cut) = self.upload(&mut map)?;
-        cut.extend(removed.iter().copied());
-        let commit = Commit { size: new_size, added, removed: cut };
+        let (added, mut cut) = self.upload(&old, &mut map)?;
+        for r in &removed {
+            if !cut.contains(r) {
+                cut.push(*r);
+            }
+        }
+        let commit = Commit {
+            size: new_size,
+            added,
+            removed: cut,
+        };
         if let Err(e) = persist(&commit) {
             self.sizes.lock().unrecorded = commit.added;
             return Err(e);
@@ -133,6 +195,7 @@ impl ObjectData for FileData {
             let mut s = self.sizes.lock();
             s.size = new_size;
             s.dirty = false;
+            s.suspect_tail = false;
         }
         // Not named by the metadata any more: leftovers after a crash are harmless garbage.
         if let Err(e) = self.driver.delete_extents(self.id, &removed) {
@@ -143,9 +206,14 @@ impl ObjectData for FileData {
 
     fn sync(&self, persist: Persist<'_>) -> Result<()> {
         let mut map = self.map.write();
-        let (added, removed) = self.upload(&mut map)?;
+        let old = map.clone();
+        let (added, removed) = self.upload(&old, &mut map)?;
         let size = self.sizes.lock().size;
-        let commit = Commit { size, added, removed };
+        let commit = Commit {
+            size,
+            added,
+            removed,
+        };
         if let Err(e) = persist(&commit) {
             self.sizes.lock().unrecorded = commit.added;
             return Err(e);

@@ -71,7 +71,12 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(redb::TransactionError, redb::TableError, redb::CommitError, redb::DatabaseError);
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::CommitError,
+    redb::DatabaseError
+);
 
 impl From<strata_filedriver::Error> for Error {
     fn from(e: strata_filedriver::Error) -> Error {
@@ -79,7 +84,9 @@ impl From<strata_filedriver::Error> for Error {
         match e {
             F::NoSpace | F::Backend(strata_backend::Error::NoSpace) => Error::NoSpace,
             F::Io(io) if is_enospc(&io) => Error::NoSpace,
-            F::Backend(strata_backend::Error::Io { source, .. }) if is_enospc(&source) => Error::NoSpace,
+            F::Backend(strata_backend::Error::Io { source, .. }) if is_enospc(&source) => {
+                Error::NoSpace
+            }
             e => Error::Io(e.to_string()),
         }
     }
@@ -88,5 +95,43 @@ impl From<strata_filedriver::Error> for Error {
 impl From<strata_backend::Error> for Error {
     fn from(e: strata_backend::Error) -> Error {
         Error::from(strata_filedriver::Error::Backend(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_maps_to_nospace_everywhere() {
+        let full = || std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(matches!(
+            Error::from(redb::StorageError::Io(full())),
+            Error::NoSpace
+        ));
+        assert!(matches!(
+            Error::from(strata_filedriver::Error::NoSpace),
+            Error::NoSpace
+        ));
+        assert!(matches!(
+            Error::from(strata_filedriver::Error::Io(full())),
+            Error::NoSpace
+        ));
+        assert!(matches!(
+            Error::from(strata_backend::Error::NoSpace),
+            Error::NoSpace
+        ));
+        let backend_io = strata_backend::Error::Io {
+            key: "k".into(),
+            source: full(),
+        };
+        assert!(matches!(Error::from(backend_io), Error::NoSpace));
+        let other = std::io::Error::from_raw_os_error(libc::EIO);
+        assert!(matches!(
+            Error::from(redb::StorageError::Io(other)),
+            Error::Io(_)
+        ));
+        let nf = strata_backend::Error::NotFound { key: "k".into() };
+        assert!(matches!(Error::from(nf), Error::Io(_)));
     }
 }

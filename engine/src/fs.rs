@@ -29,10 +29,16 @@ const LIVE_LIMIT: usize = 4096;
 /// Longest symlink target accepted, in bytes.
 const TARGET_MAX: usize = 4096;
 
-
 /// Name suffixes that make a new regular file a volume (DESIGN §3).
-pub const DEFAULT_VOLUME_SUFFIXES: &[&str] =
-    &["-flat.vmdk", "-delta.vmdk", "-sesparse.vmdk", ".vswp", ".raw", ".img", ".qcow2"];
+pub const DEFAULT_VOLUME_SUFFIXES: &[&str] = &[
+    "-flat.vmdk",
+    "-delta.vmdk",
+    "-sesparse.vmdk",
+    ".vswp",
+    ".raw",
+    ".img",
+    ".qcow2",
+];
 
 /// Where object data goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,15 +70,19 @@ impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> EngineConfig {
         let data_dir = data_dir.into();
         EngineConfig {
-            backend: BackendConfig::Local { dir: data_dir.join("backend") },
+            backend: BackendConfig::Local {
+                dir: data_dir.join("backend"),
+            },
             data_dir,
-            volume_suffixes: DEFAULT_VOLUME_SUFFIXES.iter().map(|s| s.to_string()).collect(),
+            volume_suffixes: DEFAULT_VOLUME_SUFFIXES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             extent_cache_size: 1 << 30,
             metadata_cache_size: 64 << 20,
         }
     }
 }
-
 
 /// Attributes of unstable writes not yet recorded in redb.
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +165,9 @@ impl Filesystem {
     /// Opens with a caller-chosen object store and/or redb storage backend.
     pub fn open_with(config: EngineConfig, opts: OpenOptions) -> Result<Filesystem> {
         if crate::runtime::inside_runtime() {
-            return Err(Error::Invalid("the engine cannot be opened from inside a tokio runtime".into()));
+            return Err(Error::Invalid(
+                "the engine cannot be opened from inside a tokio runtime".into(),
+            ));
         }
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| io_err(e, &format!("creating {}", config.data_dir.display())))?;
@@ -220,7 +232,10 @@ impl Filesystem {
 
     /// Handle of the root directory.
     pub fn root(&self) -> Handle {
-        Handle { ino: ROOT, generation: self.ns.fsid() }
+        Handle {
+            ino: ROOT,
+            generation: self.ns.fsid(),
+        }
     }
 
     /// Looks `name` up in `dir` ("." and ".." included).
@@ -231,7 +246,9 @@ impl Filesystem {
 
     /// Resolves an absolute path inside the namespace ("/" is the root).
     pub fn lookup_path(&self, path: &str) -> Result<Attr> {
-        let rest = path.strip_prefix('/').ok_or_else(|| Error::Invalid(format!("path {path:?} is not absolute")))?;
+        let rest = path
+            .strip_prefix('/')
+            .ok_or_else(|| Error::Invalid(format!("path {path:?} is not absolute")))?;
         let mut attr = self.getattr(self.root())?;
         for comp in rest.split('/').filter(|c| !c.is_empty()) {
             attr = self.lookup(attr.handle, comp.as_bytes())?;
@@ -252,13 +269,20 @@ impl Filesystem {
         if let Some(size) = set.size {
             match inode.kind {
                 Kind::Directory => return Err(Error::IsDir),
-                Kind::Symlink => return Err(Error::Invalid("cannot set the size of a symlink".into())),
+                Kind::Symlink => {
+                    return Err(Error::Invalid("cannot set the size of a symlink".into()))
+                }
                 Kind::File | Kind::Volume => {}
             }
             let live = self.get_live(h)?;
-            live.data.truncate(size, &mut |c: &Commit| self.persist(h.ino, &live, c, true))?;
+            live.data
+                .truncate(size, &mut |c: &Commit| self.persist(h.ino, &live, c, true))?;
         }
-        let meta = set.mode.is_some() || set.uid.is_some() || set.gid.is_some() || set.atime.is_some() || set.mtime.is_some();
+        let meta = set.mode.is_some()
+            || set.uid.is_some()
+            || set.gid.is_some()
+            || set.atime.is_some()
+            || set.mtime.is_some();
         if meta {
             let live = self.peek_live(h.ino);
             // Hold the pending attributes still while redb changes, so both stay in step.
@@ -275,16 +299,40 @@ impl Filesystem {
     }
 
     /// Creates a regular file (a volume if the name has a volume suffix).
-    pub fn create(&self, dir: Handle, name: &[u8], mode: u32, cred: Cred, how: CreateMode) -> Result<Created> {
-        let kind = if self.is_volume_name(name) { Kind::Volume } else { Kind::File };
-        let node = NewNode { kind, mode, cred, target: Vec::new() };
+    pub fn create(
+        &self,
+        dir: Handle,
+        name: &[u8],
+        mode: u32,
+        cred: Cred,
+        how: CreateMode,
+    ) -> Result<Created> {
+        let kind = if self.is_volume_name(name) {
+            Kind::Volume
+        } else {
+            Kind::File
+        };
+        let node = NewNode {
+            kind,
+            mode,
+            cred,
+            target: Vec::new(),
+        };
         let (ino, inode, created) = self.ns.create(dir, name, node, how)?;
-        Ok(Created { attr: self.attr_of(ino, &inode), created })
+        Ok(Created {
+            attr: self.attr_of(ino, &inode),
+            created,
+        })
     }
 
     /// Creates a directory.
     pub fn mkdir(&self, dir: Handle, name: &[u8], mode: u32, cred: Cred) -> Result<Attr> {
-        let node = NewNode { kind: Kind::Directory, mode, cred, target: Vec::new() };
+        let node = NewNode {
+            kind: Kind::Directory,
+            mode,
+            cred,
+            target: Vec::new(),
+        };
         let (ino, inode, _) = self.ns.create(dir, name, node, CreateMode::Guarded)?;
         Ok(self.attr_of(ino, &inode))
     }
@@ -297,7 +345,12 @@ impl Filesystem {
         if target.len() > TARGET_MAX {
             return Err(Error::NameTooLong);
         }
-        let node = NewNode { kind: Kind::Symlink, mode: 0o777, cred, target: target.to_vec() };
+        let node = NewNode {
+            kind: Kind::Symlink,
+            mode: 0o777,
+            cred,
+            target: target.to_vec(),
+        };
         let (ino, inode, _) = self.ns.create(dir, name, node, CreateMode::Guarded)?;
         Ok(self.attr_of(ino, &inode))
     }
@@ -343,7 +396,11 @@ impl Filesystem {
         let (rows, eof) = self.ns.readdir(dir, cookie, max)?;
         let entries = rows
             .into_iter()
-            .map(|r| DirEntry { attr: self.attr_of(r.ino, &r.inode), name: r.name, cookie: r.cookie })
+            .map(|r| DirEntry {
+                attr: self.attr_of(r.ino, &r.inode),
+                name: r.name,
+                cookie: r.cookie,
+            })
             .collect();
         Ok(ReadDir { entries, eof })
     }
@@ -355,7 +412,13 @@ impl Filesystem {
     }
 
     /// Writes `data` at `offset`; with `stable`, returns only once durable.
-    pub fn write(&self, h: Handle, offset: u64, data: &[u8], stable: bool) -> Result<(usize, Stability)> {
+    pub fn write(
+        &self,
+        h: Handle,
+        offset: u64,
+        data: &[u8],
+        stable: bool,
+    ) -> Result<(usize, Stability)> {
         if offset.checked_add(data.len() as u64).is_none() {
             return Err(Error::Invalid("write beyond the largest offset".into()));
         }
@@ -371,7 +434,10 @@ impl Filesystem {
                 }
                 None => {
                     let base = self.ns.get_ino(h.ino)?.map(|i| i.change).unwrap_or(0);
-                    *p = Some(Pending { mtime: t, change: base + 1 });
+                    *p = Some(Pending {
+                        mtime: t,
+                        change: base + 1,
+                    });
                 }
             }
         }
@@ -446,7 +512,12 @@ impl Filesystem {
 
     /// Makes everything written so far durable (shutdown, management "sync").
     pub fn sync_all(&self) -> Result<()> {
-        let lives: Vec<(Ino, Arc<Live>)> = self.live.lock().iter().map(|(k, v)| (*k, v.clone())).collect();
+        let lives: Vec<(Ino, Arc<Live>)> = self
+            .live
+            .lock()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
         let mut first_err = None;
         for (ino, live) in lives {
             if let Err(e) = self.commit_live(ino, &live) {
@@ -461,7 +532,10 @@ impl Filesystem {
     // ---- internals ----
 
     fn is_volume_name(&self, name: &[u8]) -> bool {
-        self.config.volume_suffixes.iter().any(|s| !s.is_empty() && name.ends_with(s.as_bytes()))
+        self.config
+            .volume_suffixes
+            .iter()
+            .any(|s| !s.is_empty() && name.ends_with(s.as_bytes()))
     }
 
     fn is_open(&self, ino: Ino) -> bool {
@@ -497,7 +571,11 @@ impl Filesystem {
         }
         let map = self.ns.extents(h.ino)?;
         let data = FileData::new(h.ino, self.driver.clone(), inode.size, map);
-        let fresh = Arc::new(Live { generation: inode.generation, data: Box::new(data), pending: Mutex::new(None) });
+        let fresh = Arc::new(Live {
+            generation: inode.generation,
+            data: Box::new(data),
+            pending: Mutex::new(None),
+        });
         let mut live = self.live.lock();
         let l = live.entry(h.ino).or_insert(fresh).clone();
         if live.len() > LIVE_LIMIT {
@@ -515,7 +593,13 @@ impl Filesystem {
             (Some(p), true) => (namespace::now(), p.change + 1),
             (None, _) => (namespace::now(), 0),
         };
-        let up = DataUpdate { size: c.size, added: c.added.clone(), removed: c.removed.clone(), mtime, change };
+        let up = DataUpdate {
+            size: c.size,
+            added: c.added.clone(),
+            removed: c.removed.clone(),
+            mtime,
+            change,
+        };
         self.ns.persist_data(ino, &up)?;
         *pending = None;
         Ok(())
@@ -525,13 +609,17 @@ impl Filesystem {
         if !live.needs_commit() {
             return Ok(());
         }
-        live.data.sync(&mut |c: &Commit| self.persist(ino, live, c, false))
+        live.data
+            .sync(&mut |c: &Commit| self.persist(ino, live, c, false))
     }
 
     /// Attributes from an inode record, with the pending state of unstable writes on top.
     fn attr_of(&self, ino: Ino, i: &Inode) -> Attr {
         let mut a = Attr {
-            handle: Handle { ino, generation: i.generation },
+            handle: Handle {
+                ino,
+                generation: i.generation,
+            },
             kind: i.kind,
             mode: i.mode,
             uid: i.uid,
@@ -577,7 +665,10 @@ impl Filesystem {
         let live = self.live.lock().remove(&ino);
         let deleted = match live {
             Some(l) => l.data.delete(),
-            None => self.ns.extents(ino).and_then(|m| self.driver.delete(ino, &m).map_err(Error::from)),
+            None => self
+                .ns
+                .extents(ino)
+                .and_then(|m| self.driver.delete(ino, &m).map_err(Error::from)),
         };
         if let Err(e) = deleted.and_then(|()| self.ns.purge(ino)) {
             tracing::warn!(ino, error = %e, "purging an unlinked object failed; retried at the next open");
@@ -620,13 +711,19 @@ fn statvfs(path: &std::path::Path) -> Result<StatFs> {
     }
     // SAFETY: statvfs returned 0, so it filled the structure.
     let st = unsafe { st.assume_init() };
-    let frsize = st.f_frsize as u64;
+    let frsize = st.f_frsize;
     Ok(StatFs {
-        total_bytes: st.f_blocks as u64 * frsize,
-        free_bytes: st.f_bfree as u64 * frsize,
-        avail_bytes: st.f_bavail as u64 * frsize,
-        total_files: st.f_files as u64,
-        free_files: st.f_ffree as u64,
-        avail_files: st.f_favail as u64,
+        total_bytes: st.f_blocks * frsize,
+        free_bytes: st.f_bfree * frsize,
+        avail_bytes: st.f_bavail * frsize,
+        total_files: st.f_files,
+        free_files: st.f_ffree,
+        avail_files: st.f_favail,
     })
 }
+
+// The facade is shared by Ganesha's worker threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Filesystem>();
+};

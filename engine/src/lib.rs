@@ -13,8 +13,8 @@ pub mod volume;
 
 pub use error::{Error, Result};
 pub use fs::{
-    BackendConfig, EngineConfig, Filesystem, OpenOptions, DEFAULT_VOLUME_SUFFIXES, EXTENT_CACHE_DIR, FILES_PREFIX,
-    METADATA_FILE,
+    BackendConfig, EngineConfig, Filesystem, OpenOptions, DEFAULT_VOLUME_SUFFIXES,
+    EXTENT_CACHE_DIR, FILES_PREFIX, METADATA_FILE,
 };
 pub use types::*;
 

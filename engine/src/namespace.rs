@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 
 use crate::error::{Error, Result};
 use crate::types::{CreateMode, Cred, Handle, Ino, Kind, SetAttr, SetTime, Timestamp};
@@ -34,7 +36,10 @@ const META_FSID: &str = "fsid";
 /// The current time.
 pub(crate) fn now() -> Timestamp {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => Timestamp { secs: d.as_secs() as i64, nsecs: d.subsec_nanos() },
+        Ok(d) => Timestamp {
+            secs: d.as_secs() as i64,
+            nsecs: d.subsec_nanos(),
+        },
         Err(_) => Timestamp::default(),
     }
 }
@@ -50,7 +55,9 @@ fn resolve(t: SetTime) -> Timestamp {
 pub(crate) fn check_new_name(name: &[u8]) -> Result<()> {
     check_name(name)?;
     if name == b"." || name == b".." {
-        return Err(Error::Invalid("\".\" and \"..\" cannot be created or removed".into()));
+        return Err(Error::Invalid(
+            "\".\" and \"..\" cannot be created or removed".into(),
+        ));
     }
     Ok(())
 }
@@ -152,7 +159,13 @@ impl Inode {
             b.extend_from_slice(&t.nsecs.to_le_bytes());
         }
         b.extend_from_slice(&self.nlink.to_le_bytes());
-        for v in [self.generation, self.change, self.parent, self.next_cookie, self.nextents] {
+        for v in [
+            self.generation,
+            self.change,
+            self.parent,
+            self.next_cookie,
+            self.nextents,
+        ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         match self.verifier {
@@ -341,7 +354,11 @@ impl Namespace {
                         .map(|v| v.value())
                         .ok_or_else(|| Error::Io("meta table has no fsid".into()))?;
                 }
-                Some(v) => return Err(Error::Io(format!("namespace format version {v} unsupported"))),
+                Some(v) => {
+                    return Err(Error::Io(format!(
+                        "namespace format version {v} unsupported"
+                    )))
+                }
                 None => {
                     fsid = random_u64();
                     meta.insert(META_VERSION, FORMAT_VERSION)?;
@@ -362,12 +379,20 @@ impl Namespace {
             txn.open_table(ORPHANS)?;
         }
         txn.commit()?;
-        Ok(Namespace { db, fsid, durability: Durability::Immediate })
+        Ok(Namespace {
+            db,
+            fsid,
+            durability: Durability::Immediate,
+        })
     }
 
     /// Test knob: commits without fsync (to prove the crash tests notice).
     pub fn set_unsafe_no_sync(&mut self, on: bool) {
-        self.durability = if on { Durability::None } else { Durability::Immediate };
+        self.durability = if on {
+            Durability::None
+        } else {
+            Durability::Immediate
+        };
     }
 
     /// The per-filesystem generation carried by every handle.
@@ -377,7 +402,8 @@ impl Namespace {
 
     fn begin(&self) -> Result<WriteTransaction> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(self.durability).map_err(|e| Error::Io(e.to_string()))?;
+        txn.set_durability(self.durability)
+            .map_err(|e| Error::Io(e.to_string()))?;
         Ok(txn)
     }
 
@@ -409,8 +435,12 @@ impl Namespace {
         }
         check_name(name)?;
         let dirents = txn.open_table(DIRENTS)?;
-        let child = dirents.get((dir.ino, name))?.map(|v| v.value().0).ok_or(Error::NotFound)?;
-        let i = get_inode(&inodes, child)?.ok_or_else(|| Error::Io(format!("entry names missing inode {child}")))?;
+        let child = dirents
+            .get((dir.ino, name))?
+            .map(|v| v.value().0)
+            .ok_or(Error::NotFound)?;
+        let i = get_inode(&inodes, child)?
+            .ok_or_else(|| Error::Io(format!("entry names missing inode {child}")))?;
         Ok((child, i))
     }
 
@@ -438,22 +468,35 @@ impl Namespace {
 
     fn alloc_ino(txn: &WriteTransaction) -> Result<Ino> {
         let mut meta = txn.open_table(META)?;
-        let ino = meta.get(META_NEXT_INO)?.map(|v| v.value()).ok_or_else(|| Error::Io("meta has no next_ino".into()))?;
+        let ino = meta
+            .get(META_NEXT_INO)?
+            .map(|v| v.value())
+            .ok_or_else(|| Error::Io("meta has no next_ino".into()))?;
         meta.insert(META_NEXT_INO, ino + 1)?;
         Ok(ino)
     }
 
     /// Adds `name -> child` to `dir` (which the caller has loaded and will store).
-    fn add_entry(txn: &WriteTransaction, dir_ino: Ino, d: &mut Inode, name: &[u8], child: Ino) -> Result<()> {
+    fn add_entry(
+        txn: &WriteTransaction,
+        dir_ino: Ino,
+        d: &mut Inode,
+        name: &[u8],
+        child: Ino,
+    ) -> Result<()> {
         let cookie = d.next_cookie;
         d.next_cookie += 1;
-        txn.open_table(DIRENTS)?.insert((dir_ino, name), (child, cookie))?;
+        txn.open_table(DIRENTS)?
+            .insert((dir_ino, name), (child, cookie))?;
         txn.open_table(COOKIES)?.insert((dir_ino, cookie), name)?;
         Ok(())
     }
 
     fn remove_entry(txn: &WriteTransaction, dir_ino: Ino, name: &[u8]) -> Result<()> {
-        let old = txn.open_table(DIRENTS)?.remove((dir_ino, name))?.map(|v| v.value());
+        let old = txn
+            .open_table(DIRENTS)?
+            .remove((dir_ino, name))?
+            .map(|v| v.value());
         if let Some((_, cookie)) = old {
             txn.open_table(COOKIES)?.remove((dir_ino, cookie))?;
         }
@@ -468,7 +511,12 @@ impl Namespace {
 
     /// Drops one link of `ino` (already removed from its directory). Directories are deleted at
     /// once; regular objects at nlink 0 become orphans; symlinks are deleted.
-    fn drop_link(txn: &WriteTransaction, ino: Ino, i: &mut Inode, t: Timestamp) -> Result<Option<Orphaned>> {
+    fn drop_link(
+        txn: &WriteTransaction,
+        ino: Ino,
+        i: &mut Inode,
+        t: Timestamp,
+    ) -> Result<Option<Orphaned>> {
         let mut inodes = txn.open_table(INODES)?;
         match i.kind {
             Kind::Directory => {
@@ -494,20 +542,33 @@ impl Namespace {
     }
 
     /// Creates a node in `dir`. Returns its number, its inode and whether it was created.
-    pub fn create(&self, dir: Handle, name: &[u8], node: NewNode, how: CreateMode) -> Result<(Ino, Inode, bool)> {
+    pub fn create(
+        &self,
+        dir: Handle,
+        name: &[u8],
+        node: NewNode,
+        how: CreateMode,
+    ) -> Result<(Ino, Inode, bool)> {
         check_new_name(name)?;
         let txn = self.begin()?;
         let result;
         {
             let mut inodes = txn.open_table(INODES)?;
             let mut d = load_dir(&inodes, dir)?;
-            let existing = txn.open_table(DIRENTS)?.get((dir.ino, name))?.map(|v| v.value().0);
+            let existing = txn
+                .open_table(DIRENTS)?
+                .get((dir.ino, name))?
+                .map(|v| v.value().0);
             if let Some(child) = existing {
                 let i = get_inode(&inodes, child)?
                     .ok_or_else(|| Error::Io(format!("entry names missing inode {child}")))?;
                 return match how {
-                    CreateMode::Unchecked if node.kind.is_regular() && i.kind.is_regular() => Ok((child, i, false)),
-                    CreateMode::Exclusive(v) if i.kind.is_regular() && i.verifier == Some(v) => Ok((child, i, false)),
+                    CreateMode::Unchecked if node.kind.is_regular() && i.kind.is_regular() => {
+                        Ok((child, i, false))
+                    }
+                    CreateMode::Exclusive(v) if i.kind.is_regular() && i.verifier == Some(v) => {
+                        Ok((child, i, false))
+                    }
                     _ => Err(Error::Exists),
                 };
             }
@@ -582,8 +643,13 @@ impl Namespace {
         {
             let inodes = txn.open_table(INODES)?;
             let mut d = load_dir(&inodes, dir)?;
-            let child = txn.open_table(DIRENTS)?.get((dir.ino, name))?.map(|v| v.value().0).ok_or(Error::NotFound)?;
-            let mut c = get_inode(&inodes, child)?.ok_or_else(|| Error::Io(format!("entry names missing inode {child}")))?;
+            let child = txn
+                .open_table(DIRENTS)?
+                .get((dir.ino, name))?
+                .map(|v| v.value().0)
+                .ok_or(Error::NotFound)?;
+            let mut c = get_inode(&inodes, child)?
+                .ok_or_else(|| Error::Io(format!("entry names missing inode {child}")))?;
             match (want_dir, c.kind == Kind::Directory) {
                 (true, false) => return Err(Error::NotDir),
                 (false, true) => return Err(Error::IsDir),
@@ -607,7 +673,13 @@ impl Namespace {
     }
 
     /// Renames `from_dir/from` to `to_dir/to`, replacing a compatible target atomically.
-    pub fn rename(&self, from_dir: Handle, from: &[u8], to_dir: Handle, to: &[u8]) -> Result<Option<Orphaned>> {
+    pub fn rename(
+        &self,
+        from_dir: Handle,
+        from: &[u8],
+        to_dir: Handle,
+        to: &[u8],
+    ) -> Result<Option<Orphaned>> {
         check_new_name(from)?;
         check_new_name(to)?;
         let txn = self.begin()?;
@@ -617,31 +689,40 @@ impl Namespace {
             let mut fd = load_dir(&inodes, from_dir)?;
             let mut td = load_dir(&inodes, to_dir)?;
             let dirents = txn.open_table(DIRENTS)?;
-            let src = dirents.get((from_dir.ino, from))?.map(|v| v.value().0).ok_or(Error::NotFound)?;
+            let src = dirents
+                .get((from_dir.ino, from))?
+                .map(|v| v.value().0)
+                .ok_or(Error::NotFound)?;
             let dst = dirents.get((to_dir.ino, to))?.map(|v| v.value().0);
             drop(dirents);
             if dst == Some(src) {
                 // Same object (same name, or two links of one file): nothing to do.
                 return Ok(None);
             }
-            let mut s = get_inode(&inodes, src)?.ok_or_else(|| Error::Io(format!("entry names missing inode {src}")))?;
+            let mut s = get_inode(&inodes, src)?
+                .ok_or_else(|| Error::Io(format!("entry names missing inode {src}")))?;
             let s_dir = s.kind == Kind::Directory;
             if s_dir && from_dir.ino != to_dir.ino {
                 // Refuse to move a directory below itself: walk up from the target directory.
                 let mut cur = to_dir.ino;
                 loop {
                     if cur == src {
-                        return Err(Error::Invalid("cannot move a directory into its own subtree".into()));
+                        return Err(Error::Invalid(
+                            "cannot move a directory into its own subtree".into(),
+                        ));
                     }
                     if cur == ROOT {
                         break;
                     }
-                    cur = get_inode(&inodes, cur)?.map(|i| i.parent).ok_or(Error::Stale)?;
+                    cur = get_inode(&inodes, cur)?
+                        .map(|i| i.parent)
+                        .ok_or(Error::Stale)?;
                 }
             }
             let mut victim = None;
             if let Some(d) = dst {
-                let v = get_inode(&inodes, d)?.ok_or_else(|| Error::Io(format!("entry names missing inode {d}")))?;
+                let v = get_inode(&inodes, d)?
+                    .ok_or_else(|| Error::Io(format!("entry names missing inode {d}")))?;
                 let v_dir = v.kind == Kind::Directory;
                 match (s_dir, v_dir) {
                     (true, false) => return Err(Error::NotDir),
@@ -710,8 +791,14 @@ impl Namespace {
                 .get((dir.ino, name.as_slice()))?
                 .map(|v| v.value().0)
                 .ok_or_else(|| Error::Io("cookie without entry".into()))?;
-            let inode = get_inode(&inodes, ino)?.ok_or_else(|| Error::Io(format!("entry names missing inode {ino}")))?;
-            rows.push(DirRow { name, cookie: k.value().1, ino, inode });
+            let inode = get_inode(&inodes, ino)?
+                .ok_or_else(|| Error::Io(format!("entry names missing inode {ino}")))?;
+            rows.push(DirRow {
+                name,
+                cookie: k.value().1,
+                ino,
+                inode,
+            });
         }
         Ok((rows, eof))
     }
@@ -792,7 +879,8 @@ impl Namespace {
                 }
                 inodes.remove(ino)?;
             }
-            txn.open_table(EXTENTS)?.retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
+            txn.open_table(EXTENTS)?
+                .retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
             txn.open_table(ORPHANS)?.remove(ino)?;
         }
         txn.commit()?;
@@ -821,7 +909,12 @@ mod tests {
     }
 
     fn file(mode: u32) -> NewNode {
-        NewNode { kind: Kind::File, mode, cred: Cred { uid: 7, gid: 8 }, target: vec![] }
+        NewNode {
+            kind: Kind::File,
+            mode,
+            cred: Cred { uid: 7, gid: 8 },
+            target: vec![],
+        }
     }
 
     #[test]
@@ -835,21 +928,33 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        assert!(matches!(check_new_name(&[b'a'; 256]), Err(Error::NameTooLong)));
+        assert!(matches!(
+            check_new_name(&[b'a'; 256]),
+            Err(Error::NameTooLong)
+        ));
         assert!(check_new_name(&[b'a'; 255]).is_ok());
         for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
-            assert!(matches!(check_new_name(bad), Err(Error::Invalid(_))), "{bad:?}");
+            assert!(
+                matches!(check_new_name(bad), Err(Error::Invalid(_))),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn cookies_start_at_three_and_are_never_reused() {
         let (_d, ns) = ns();
-        let root = Handle { ino: ROOT, generation: ns.fsid() };
-        ns.create(root, b"a", file(0o644), CreateMode::Guarded).expect("a");
-        ns.create(root, b"b", file(0o644), CreateMode::Guarded).expect("b");
+        let root = Handle {
+            ino: ROOT,
+            generation: ns.fsid(),
+        };
+        ns.create(root, b"a", file(0o644), CreateMode::Guarded)
+            .expect("a");
+        ns.create(root, b"b", file(0o644), CreateMode::Guarded)
+            .expect("b");
         ns.remove(root, b"b", false).expect("rm b");
-        ns.create(root, b"b", file(0o644), CreateMode::Guarded).expect("b again");
+        ns.create(root, b"b", file(0o644), CreateMode::Guarded)
+            .expect("b again");
         let (rows, eof) = ns.readdir(root, 0, 10).expect("readdir");
         assert!(eof);
         let cookies: Vec<u64> = rows.iter().map(|r| r.cookie).collect();
@@ -862,14 +967,24 @@ mod tests {
         let path = dir.path().join("t.redb");
         let (fsid, ino) = {
             let ns = Namespace::open(Database::create(&path).expect("db")).expect("open");
-            let root = Handle { ino: ROOT, generation: ns.fsid() };
-            let (ino, _, _) = ns.create(root, b"a", file(0o600), CreateMode::Guarded).expect("create");
+            let root = Handle {
+                ino: ROOT,
+                generation: ns.fsid(),
+            };
+            let (ino, _, _) = ns
+                .create(root, b"a", file(0o600), CreateMode::Guarded)
+                .expect("create");
             (ns.fsid(), ino)
         };
         let ns = Namespace::open(Database::create(&path).expect("db")).expect("reopen");
         assert_eq!(ns.fsid(), fsid);
-        let root = Handle { ino: ROOT, generation: fsid };
-        let (ino2, _, _) = ns.create(root, b"b", file(0o600), CreateMode::Guarded).expect("create");
+        let root = Handle {
+            ino: ROOT,
+            generation: fsid,
+        };
+        let (ino2, _, _) = ns
+            .create(root, b"b", file(0o600), CreateMode::Guarded)
+            .expect("create");
         assert!(ino2 > ino);
         assert_eq!(ns.lookup(root, b"a").expect("lookup").0, ino);
     }

@@ -31,13 +31,20 @@ impl Handle {
     /// Parses the wire form; any other length is `Invalid`.
     pub fn from_bytes(b: &[u8]) -> Result<Handle> {
         if b.len() != Self::WIRE_LEN {
-            return Err(Error::Invalid(format!("handle of {} bytes, expected {}", b.len(), Self::WIRE_LEN)));
+            return Err(Error::Invalid(format!(
+                "handle of {} bytes, expected {}",
+                b.len(),
+                Self::WIRE_LEN
+            )));
         }
         let mut ino = [0u8; 8];
         let mut generation = [0u8; 8];
         ino.copy_from_slice(&b[..8]);
         generation.copy_from_slice(&b[8..]);
-        Ok(Handle { ino: u64::from_le_bytes(ino), generation: u64::from_le_bytes(generation) })
+        Ok(Handle {
+            ino: u64::from_le_bytes(ino),
+            generation: u64::from_le_bytes(generation),
+        })
     }
 }
 

@@ -79,7 +79,10 @@ impl redb::StorageBackend for CrashDisk {
         let start = offset as usize;
         let end = start + out.len();
         if end > s.current.len() {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past end"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "read past end",
+            ));
         }
         out.copy_from_slice(&s.current[start..end]);
         Ok(())
@@ -137,7 +140,14 @@ impl Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = EngineConfig::new(dir.path());
         config.extent_cache_size = 64 << 20;
-        let mut h = Harness { _dir: dir, config, disk: CrashDisk::default(), mem: Arc::new(MemStore::new()), fs: None, no_sync };
+        let mut h = Harness {
+            _dir: dir,
+            config,
+            disk: CrashDisk::default(),
+            mem: Arc::new(MemStore::new()),
+            fs: None,
+            no_sync,
+        };
         h.open();
         h
     }
@@ -172,9 +182,18 @@ impl Harness {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum MObj {
-    Dir { parent: Handle },
-    File { cur: Vec<u8>, dur: Vec<u8>, nlink: u32 },
-    Symlink { target: Vec<u8>, nlink: u32 },
+    Dir {
+        parent: Handle,
+    },
+    File {
+        cur: Vec<u8>,
+        dur: Vec<u8>,
+        nlink: u32,
+    },
+    Symlink {
+        target: Vec<u8>,
+        nlink: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -207,7 +226,11 @@ impl Model {
     fn new(root: Handle) -> Model {
         let mut objs = BTreeMap::new();
         objs.insert(root, MObj::Dir { parent: root });
-        Model { root, objs, entries: BTreeMap::new() }
+        Model {
+            root,
+            objs,
+            entries: BTreeMap::new(),
+        }
     }
 
     /// Directories sorted by path (root first).
@@ -264,7 +287,10 @@ impl Model {
     }
 
     fn rename(&mut self, fd: Handle, from: &str, td: Handle, to: &str) -> MResult {
-        let src = *self.entries.get(&(fd, from.to_string())).ok_or("NotFound")?;
+        let src = *self
+            .entries
+            .get(&(fd, from.to_string()))
+            .ok_or("NotFound")?;
         let dst = self.entries.get(&(td, to.to_string())).copied();
         if dst == Some(src) {
             return Ok(());
@@ -310,7 +336,11 @@ type Tree = BTreeMap<String, (u64, char, u32, Vec<u8>)>;
 fn model_tree(m: &Model, durable: bool) -> Tree {
     let mut t = Tree::new();
     for (path, h) in m.dirs() {
-        let subdirs = m.entries.iter().filter(|((d, _), c)| *d == h && m.is_dir(**c)).count() as u32;
+        let subdirs = m
+            .entries
+            .iter()
+            .filter(|((d, _), c)| *d == h && m.is_dir(**c))
+            .count() as u32;
         t.insert(path.clone(), (h.ino, 'd', 2 + subdirs, Vec::new()));
         for ((d, name), c) in &m.entries {
             if *d != h {
@@ -319,7 +349,15 @@ fn model_tree(m: &Model, durable: bool) -> Tree {
             let p = format!("{path}{name}");
             match m.objs.get(c) {
                 Some(MObj::File { cur, dur, nlink }) => {
-                    t.insert(p, (c.ino, 'f', *nlink, if durable { dur.clone() } else { cur.clone() }));
+                    t.insert(
+                        p,
+                        (
+                            c.ino,
+                            'f',
+                            *nlink,
+                            if durable { dur.clone() } else { cur.clone() },
+                        ),
+                    );
                 }
                 Some(MObj::Symlink { target, nlink }) => {
                     t.insert(p, (c.ino, 'l', *nlink, target.clone()));
@@ -329,6 +367,34 @@ fn model_tree(m: &Model, durable: bool) -> Tree {
         }
     }
     t
+}
+
+/// Compares trees, reporting differences compactly (file contents are large).
+fn check(got: &Tree, want: &Tree, ctx: &str) {
+    if got == want {
+        return;
+    }
+    let mut report = Vec::new();
+    for k in got
+        .keys()
+        .chain(want.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        match (got.get(k), want.get(k)) {
+            (Some(g), Some(w)) if g == w => {}
+            (Some(g), Some(w)) => {
+                let first = g.3.iter().zip(&w.3).position(|(a, b)| a != b);
+                report.push(format!(
+                    "{k}: engine (ino {}, {}, nlink {}, len {}) model (ino {}, {}, nlink {}, len {}), first differing byte {first:?}",
+                    g.0, g.1, g.2, g.3.len(), w.0, w.1, w.2, w.3.len()
+                ));
+            }
+            (Some(g), None) => report.push(format!("{k}: only in engine ({}, {})", g.0, g.1)),
+            (None, Some(w)) => report.push(format!("{k}: only in model ({}, {})", w.0, w.1)),
+            (None, None) => {}
+        }
+    }
+    panic!("{ctx}: trees differ:\n{}", report.join("\n"));
 }
 
 fn engine_tree(fs: &Filesystem) -> Tree {
@@ -380,7 +446,13 @@ enum Op {
     Rmdir(u8, u8),
     Rename(u8, u8, u8, u8),
     Link(u8, u8, u8, u8),
-    Write { pick: u8, offset: u32, len: u32, byte: u8, stable: bool },
+    Write {
+        pick: u8,
+        offset: u32,
+        len: u32,
+        byte: u8,
+        stable: bool,
+    },
     Commit(u8),
     Truncate(u8, u32),
     Crash,
@@ -444,17 +516,30 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
             let name = NAMES[*n as usize];
             let exists = m.entries.contains_key(&(dir, name.to_string()));
             let r = match op {
-                Op::Create(..) => fs.create(dir, name.as_bytes(), 0o644, ME, CreateMode::Guarded).map(|c| c.attr),
+                Op::Create(..) => fs
+                    .create(dir, name.as_bytes(), 0o644, ME, CreateMode::Guarded)
+                    .map(|c| c.attr),
                 Op::Mkdir(..) => fs.mkdir(dir, name.as_bytes(), 0o755, ME),
                 _ => fs.symlink(dir, name.as_bytes(), format!("/t/{name}").as_bytes(), ME),
             };
             let predicted = if exists { Err("Exists") } else { Ok(()) };
-            let attr = if check { same(r, predicted, op) } else { r.ok().filter(|_| predicted.is_ok()) };
+            let attr = if check {
+                same(r, predicted, op)
+            } else {
+                r.ok().filter(|_| predicted.is_ok())
+            };
             if let Some(a) = attr {
                 let obj = match op {
-                    Op::Create(..) => MObj::File { cur: vec![], dur: vec![], nlink: 1 },
+                    Op::Create(..) => MObj::File {
+                        cur: vec![],
+                        dur: vec![],
+                        nlink: 1,
+                    },
                     Op::Mkdir(..) => MObj::Dir { parent: dir },
-                    _ => MObj::Symlink { target: format!("/t/{name}").into_bytes(), nlink: 1 },
+                    _ => MObj::Symlink {
+                        target: format!("/t/{name}").into_bytes(),
+                        nlink: 1,
+                    },
                 };
                 m.objs.insert(a.handle, obj);
                 m.entries.insert((dir, name.to_string()), a.handle);
@@ -472,7 +557,11 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
                 Some(c) if want_dir && !m.empty(c) => Err("NotEmpty"),
                 Some(_) => Ok(()),
             };
-            let r = if want_dir { fs.rmdir(dir, name.as_bytes()) } else { fs.unlink(dir, name.as_bytes()) };
+            let r = if want_dir {
+                fs.rmdir(dir, name.as_bytes())
+            } else {
+                fs.unlink(dir, name.as_bytes())
+            };
             if res(r, predicted) {
                 let c = child.expect("predicted Ok");
                 m.entries.remove(&(dir, name.to_string()));
@@ -493,7 +582,10 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
             let (sname, tname) = (NAMES[*b as usize], NAMES[*e as usize]);
             let Some(src) = m.entries.get(&(sd, sname.to_string())).copied() else {
                 if check {
-                    assert!(matches!(fs.lookup(sd, sname.as_bytes()), Err(Error::NotFound)));
+                    assert!(matches!(
+                        fs.lookup(sd, sname.as_bytes()),
+                        Err(Error::NotFound)
+                    ));
                 }
                 return;
             };
@@ -507,14 +599,21 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
             if res(fs.link(src, td, tname.as_bytes()).map(|_| ()), predicted) {
                 m.entries.insert((td, tname.to_string()), src);
                 match m.objs.get_mut(&src) {
-                    Some(MObj::File { nlink, .. }) | Some(MObj::Symlink { nlink, .. }) => *nlink += 1,
+                    Some(MObj::File { nlink, .. }) | Some(MObj::Symlink { nlink, .. }) => {
+                        *nlink += 1
+                    }
                     _ => unreachable!(),
                 }
             }
         }
         Op::Write { pick, .. } | Op::Commit(pick) | Op::Truncate(pick, _) => {
             // Data ops pick an existing entry, preferring files, so that most of them do work.
-            let files: Vec<Handle> = m.entries.values().copied().filter(|h| !m.is_dir(*h)).collect();
+            let files: Vec<Handle> = m
+                .entries
+                .values()
+                .copied()
+                .filter(|h| !m.is_dir(*h))
+                .collect();
             let all: Vec<Handle> = m.entries.values().copied().collect();
             let h = match (*pick as usize % 8, files.is_empty(), all.is_empty()) {
                 (_, _, true) => return,
@@ -527,7 +626,13 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
                 _ => None,
             };
             match op {
-                Op::Write { offset, len, byte, stable, .. } => {
+                Op::Write {
+                    offset,
+                    len,
+                    byte,
+                    stable,
+                    ..
+                } => {
                     let data = vec![*byte; *len as usize];
                     let r = fs.write(h, *offset as u64, &data, *stable).map(|_| ());
                     if res(r, kind_err.map_or(Ok(()), Err)) {
@@ -551,8 +656,14 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
                     }
                 }
                 Op::Truncate(_, size) => {
-                    let set = SetAttr { size: Some(*size as u64), ..Default::default() };
-                    if res(fs.setattr(h, &set).map(|_| ()), kind_err.map_or(Ok(()), Err)) {
+                    let set = SetAttr {
+                        size: Some(*size as u64),
+                        ..Default::default()
+                    };
+                    if res(
+                        fs.setattr(h, &set).map(|_| ()),
+                        kind_err.map_or(Ok(()), Err),
+                    ) {
                         if let Some(MObj::File { cur, dur, .. }) = m.objs.get_mut(&h) {
                             cur.resize(*size as usize, 0);
                             *dur = cur.clone();
@@ -572,7 +683,9 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
 fn resolve(fs: &Filesystem, before: &Model, after: &Model) -> Model {
     let got = engine_tree(fs);
     let shape = |t: &Tree| -> BTreeMap<String, (u64, char, u32)> {
-        t.iter().map(|(k, v)| (k.clone(), (v.0, v.1, v.2))).collect()
+        t.iter()
+            .map(|(k, v)| (k.clone(), (v.0, v.1, v.2)))
+            .collect()
     };
     let (tb, ta) = (model_tree(before, true), model_tree(after, true));
     let g = shape(&got);
@@ -581,15 +694,27 @@ fn resolve(fs: &Filesystem, before: &Model, after: &Model) -> Model {
     } else if g == shape(&ta) {
         after
     } else {
-        panic!("after a crash the namespace is neither before nor after:\n got   {g:?}\n before {:?}\n after  {:?}", shape(&tb), shape(&ta));
+        panic!(
+            "after a crash the namespace is neither before nor after:\n got    {g:?}\n before {:?}\n after  {:?}",
+            shape(&tb),
+            shape(&ta)
+        );
     };
     let mut m = chosen.clone();
     for (path, (ino, kind, _, data)) in &got {
         if *kind != 'f' {
             continue;
         }
-        let old = tb.get(path).filter(|v| v.0 == *ino).map(|v| v.3.clone()).unwrap_or_default();
-        let new = ta.get(path).filter(|v| v.0 == *ino).map(|v| v.3.clone()).unwrap_or_default();
+        let old = tb
+            .get(path)
+            .filter(|v| v.0 == *ino)
+            .map(|v| v.3.clone())
+            .unwrap_or_default();
+        let new = ta
+            .get(path)
+            .filter(|v| v.0 == *ino)
+            .map(|v| v.3.clone())
+            .unwrap_or_default();
         assert!(
             data.len() == old.len() || data.len() == new.len(),
             "{path}: size {} is neither {} nor {}",
@@ -600,7 +725,10 @@ fn resolve(fs: &Filesystem, before: &Model, after: &Model) -> Model {
         for (i, b) in data.iter().enumerate() {
             let o = old.get(i).copied().unwrap_or(0);
             let n = new.get(i).copied().unwrap_or(0);
-            assert!(*b == o || *b == n, "{path}: byte {i} is {b}, neither old {o} nor new {n}");
+            assert!(
+                *b == o || *b == n,
+                "{path}: byte {i} is {b}, neither old {o} nor new {n}"
+            );
         }
         for (h, obj) in m.objs.iter_mut() {
             if h.ino == *ino {
@@ -622,7 +750,7 @@ fn run(ops: &[Op], no_sync: bool) {
             Op::Crash => {
                 h.crash_and_reopen();
                 m.crash();
-                assert_eq!(engine_tree(h.fs()), model_tree(&m, true), "after crash");
+                check(&engine_tree(h.fs()), &model_tree(&m, true), "after crash");
             }
             Op::CrashDuring(k, inner) => {
                 let mut before = m.clone();
@@ -638,16 +766,24 @@ fn run(ops: &[Op], no_sync: bool) {
                     m = resolve(h.fs(), &before, &after);
                 } else {
                     m = after;
-                    assert_eq!(engine_tree(h.fs()), model_tree(&m, true), "after crash following {inner:?}");
+                    check(
+                        &engine_tree(h.fs()),
+                        &model_tree(&m, true),
+                        &format!("after crash following {inner:?}"),
+                    );
                 }
             }
             _ => apply(h.fs(), &mut m, op, true),
         }
     }
-    assert_eq!(engine_tree(h.fs()), model_tree(&m, false), "final tree");
+    check(&engine_tree(h.fs()), &model_tree(&m, false), "final tree");
     h.crash_and_reopen();
     m.crash();
-    assert_eq!(engine_tree(h.fs()), model_tree(&m, true), "final tree after crash");
+    check(
+        &engine_tree(h.fs()),
+        &model_tree(&m, true),
+        "final tree after crash",
+    );
 }
 
 proptest! {
@@ -663,8 +799,35 @@ proptest! {
 /// `sync_data`, a file created and written stably is gone after a crash.
 #[test]
 fn missing_fsync_is_detected() {
-    let ops = vec![Op::Create(0, 0), Op::Write { pick: 1, offset: 0, len: 10, byte: 1, stable: true }, Op::Crash];
+    let ops = vec![
+        Op::Create(0, 0),
+        Op::Write {
+            pick: 1,
+            offset: 0,
+            len: 10,
+            byte: 1,
+            stable: true,
+        },
+        Op::Crash,
+    ];
     run(&ops, false);
     let lost = std::panic::catch_unwind(|| run(&ops, true));
     assert!(lost.is_err(), "without fsync the crash test must fail");
+}
+
+/// Found by the proptest: an unstable write across an extent boundary, then a shrink.
+#[test]
+fn regression_unstable_write_then_shrink() {
+    let ops = vec![
+        Op::Create(0, 0),
+        Op::Write {
+            pick: 0,
+            offset: 2096424,
+            len: 729,
+            byte: 1,
+            stable: false,
+        },
+        Op::Truncate(0, 2096425),
+    ];
+    run(&ops, false);
 }

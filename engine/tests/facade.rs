@@ -8,10 +8,15 @@ fn open() -> (tempfile::TempDir, Filesystem) {
     (dir, fs)
 }
 
-const ME: Cred = Cred { uid: 1000, gid: 100 };
+const ME: Cred = Cred {
+    uid: 1000,
+    gid: 100,
+};
 
 fn mkfile(fs: &Filesystem, dir: Handle, name: &str) -> Attr {
-    fs.create(dir, name.as_bytes(), 0o644, ME, CreateMode::Guarded).expect("create").attr
+    fs.create(dir, name.as_bytes(), 0o644, ME, CreateMode::Guarded)
+        .expect("create")
+        .attr
 }
 
 fn names(fs: &Filesystem, dir: Handle) -> Vec<String> {
@@ -63,23 +68,46 @@ fn root_lookup_dot_and_dotdot() {
 fn create_modes() {
     let (_d, fs) = open();
     let root = fs.root();
-    let c = fs.create(root, b"f", 0o640, ME, CreateMode::Guarded).expect("create");
+    let c = fs
+        .create(root, b"f", 0o640, ME, CreateMode::Guarded)
+        .expect("create");
     assert!(c.created);
-    assert_eq!((c.attr.mode, c.attr.uid, c.attr.gid, c.attr.size), (0o640, 1000, 100, 0));
-    assert!(matches!(fs.create(root, b"f", 0o600, ME, CreateMode::Guarded), Err(Error::Exists)));
-    let again = fs.create(root, b"f", 0o600, ME, CreateMode::Unchecked).expect("unchecked");
+    assert_eq!(
+        (c.attr.mode, c.attr.uid, c.attr.gid, c.attr.size),
+        (0o640, 1000, 100, 0)
+    );
+    assert!(matches!(
+        fs.create(root, b"f", 0o600, ME, CreateMode::Guarded),
+        Err(Error::Exists)
+    ));
+    let again = fs
+        .create(root, b"f", 0o600, ME, CreateMode::Unchecked)
+        .expect("unchecked");
     assert!(!again.created);
     assert_eq!(again.attr.handle, c.attr.handle);
     let v = *b"verifier";
-    let e = fs.create(root, b"x", 0o600, ME, CreateMode::Exclusive(v)).expect("exclusive");
+    let e = fs
+        .create(root, b"x", 0o600, ME, CreateMode::Exclusive(v))
+        .expect("exclusive");
     assert!(e.created);
-    let replay = fs.create(root, b"x", 0o600, ME, CreateMode::Exclusive(v)).expect("replay");
+    let replay = fs
+        .create(root, b"x", 0o600, ME, CreateMode::Exclusive(v))
+        .expect("replay");
     assert!(!replay.created);
     assert_eq!(replay.attr.handle, e.attr.handle);
-    assert!(matches!(fs.create(root, b"x", 0o600, ME, CreateMode::Exclusive(*b"otherver")), Err(Error::Exists)));
-    assert!(matches!(fs.create(root, b"f", 0o600, ME, CreateMode::Exclusive(v)), Err(Error::Exists)));
+    assert!(matches!(
+        fs.create(root, b"x", 0o600, ME, CreateMode::Exclusive(*b"otherver")),
+        Err(Error::Exists)
+    ));
+    assert!(matches!(
+        fs.create(root, b"f", 0o600, ME, CreateMode::Exclusive(v)),
+        Err(Error::Exists)
+    ));
     fs.mkdir(root, b"d", 0o755, ME).expect("mkdir");
-    assert!(matches!(fs.create(root, b"d", 0o600, ME, CreateMode::Unchecked), Err(Error::Exists)));
+    assert!(matches!(
+        fs.create(root, b"d", 0o600, ME, CreateMode::Unchecked),
+        Err(Error::Exists)
+    ));
 }
 
 #[test]
@@ -87,17 +115,43 @@ fn names_are_validated() {
     let (_d, fs) = open();
     let root = fs.root();
     let long = vec![b'a'; 256];
-    assert!(matches!(fs.create(root, &long, 0o644, ME, CreateMode::Guarded), Err(Error::NameTooLong)));
-    assert!(fs.create(root, &long[..255], 0o644, ME, CreateMode::Guarded).is_ok());
+    assert!(matches!(
+        fs.create(root, &long, 0o644, ME, CreateMode::Guarded),
+        Err(Error::NameTooLong)
+    ));
+    assert!(fs
+        .create(root, &long[..255], 0o644, ME, CreateMode::Guarded)
+        .is_ok());
     for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
-        assert!(matches!(fs.create(root, bad, 0o644, ME, CreateMode::Guarded), Err(Error::Invalid(_))), "{bad:?}");
-        assert!(matches!(fs.mkdir(root, bad, 0o755, ME), Err(Error::Invalid(_))), "{bad:?}");
-        assert!(matches!(fs.symlink(root, bad, b"t", ME), Err(Error::Invalid(_))), "{bad:?}");
+        assert!(
+            matches!(
+                fs.create(root, bad, 0o644, ME, CreateMode::Guarded),
+                Err(Error::Invalid(_))
+            ),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(fs.mkdir(root, bad, 0o755, ME), Err(Error::Invalid(_))),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(fs.symlink(root, bad, b"t", ME), Err(Error::Invalid(_))),
+            "{bad:?}"
+        );
     }
     let f = mkfile(&fs, root, "f");
-    assert!(matches!(fs.link(f.handle, root, b".."), Err(Error::Invalid(_))));
-    assert!(matches!(fs.rename(root, b"f", root, b"."), Err(Error::Invalid(_))));
-    assert!(matches!(fs.rename(root, b"..", root, b"g"), Err(Error::Invalid(_))));
+    assert!(matches!(
+        fs.link(f.handle, root, b".."),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        fs.rename(root, b"f", root, b"."),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        fs.rename(root, b"..", root, b"g"),
+        Err(Error::Invalid(_))
+    ));
 }
 
 #[test]
@@ -117,7 +171,10 @@ fn write_read_truncate_and_space_used() {
     let (_d, fs) = open();
     let root = fs.root();
     let f = mkfile(&fs, root, "f").handle;
-    assert_eq!(fs.write(f, 0, b"hello", false).expect("w"), (5, Stability::Unstable));
+    assert_eq!(
+        fs.write(f, 0, b"hello", false).expect("w"),
+        (5, Stability::Unstable)
+    );
     assert_eq!(fs.getattr(f).expect("a").size, 5);
     assert_eq!(read_all(&fs, f), b"hello");
     fs.write(f, 10, b"world", true).expect("w2");
@@ -128,17 +185,44 @@ fn write_read_truncate_and_space_used() {
     assert_eq!(fs.read(f, 0, &mut buf).expect("head"), (4, false));
     let a = fs.getattr(f).expect("attr");
     assert!(a.space_used >= 15, "space_used {}", a.space_used);
-    let a = fs.setattr(f, &SetAttr { size: Some(3), ..Default::default() }).expect("shrink");
+    let a = fs
+        .setattr(
+            f,
+            &SetAttr {
+                size: Some(3),
+                ..Default::default()
+            },
+        )
+        .expect("shrink");
     assert_eq!(a.size, 3);
     assert_eq!(read_all(&fs, f), b"hel");
-    fs.setattr(f, &SetAttr { size: Some(3 << 20), ..Default::default() }).expect("grow");
+    fs.setattr(
+        f,
+        &SetAttr {
+            size: Some(3 << 20),
+            ..Default::default()
+        },
+    )
+    .expect("grow");
     let all = read_all(&fs, f);
     assert_eq!(all.len(), 3 << 20);
     assert_eq!(&all[..3], b"hel");
-    assert!(all[3..].iter().all(|&b| b == 0), "grown part reads as zeros");
+    assert!(
+        all[3..].iter().all(|&b| b == 0),
+        "grown part reads as zeros"
+    );
     let d = fs.mkdir(root, b"d", 0o755, ME).expect("mkdir").handle;
     assert!(matches!(fs.write(d, 0, b"x", false), Err(Error::IsDir)));
-    assert!(matches!(fs.setattr(d, &SetAttr { size: Some(0), ..Default::default() }), Err(Error::IsDir)));
+    assert!(matches!(
+        fs.setattr(
+            d,
+            &SetAttr {
+                size: Some(0),
+                ..Default::default()
+            }
+        ),
+        Err(Error::IsDir)
+    ));
 }
 
 #[test]
@@ -146,7 +230,10 @@ fn setattr_fields_bump_ctime_and_change() {
     let (_d, fs) = open();
     let root = fs.root();
     let f = mkfile(&fs, root, "f");
-    let at = Timestamp { secs: 1_000_000, nsecs: 5 };
+    let at = Timestamp {
+        secs: 1_000_000,
+        nsecs: 5,
+    };
     let set = SetAttr {
         mode: Some(0o600),
         uid: Some(1),
@@ -156,10 +243,21 @@ fn setattr_fields_bump_ctime_and_change() {
         size: None,
     };
     let a = fs.setattr(f.handle, &set).expect("setattr");
-    assert_eq!((a.mode, a.uid, a.gid, a.atime, a.mtime), (0o600, 1, 2, at, at));
+    assert_eq!(
+        (a.mode, a.uid, a.gid, a.atime, a.mtime),
+        (0o600, 1, 2, at, at)
+    );
     assert!(a.change > f.change);
     assert!(a.ctime >= f.ctime);
-    let b = fs.setattr(f.handle, &SetAttr { mtime: Some(SetTime::Now), ..Default::default() }).expect("now");
+    let b = fs
+        .setattr(
+            f.handle,
+            &SetAttr {
+                mtime: Some(SetTime::Now),
+                ..Default::default()
+            },
+        )
+        .expect("now");
     assert!(b.mtime > at);
     assert!(b.change > a.change);
     // Unstable writes show in getattr at once, and change keeps growing.
@@ -167,7 +265,15 @@ fn setattr_fields_bump_ctime_and_change() {
     let c = fs.getattr(f.handle).expect("attr");
     assert_eq!(c.size, 3);
     assert!(c.change > b.change);
-    let d = fs.setattr(f.handle, &SetAttr { mode: Some(0o644), ..Default::default() }).expect("chmod");
+    let d = fs
+        .setattr(
+            f.handle,
+            &SetAttr {
+                mode: Some(0o644),
+                ..Default::default()
+            },
+        )
+        .expect("chmod");
     assert!(d.change > c.change);
     fs.commit(f.handle).expect("commit");
     let e = fs.getattr(f.handle).expect("attr");
@@ -195,7 +301,10 @@ fn unlink_rmdir_and_errors() {
     assert_eq!(fs.getattr(root).expect("root").nlink, 2);
     assert!(names(&fs, root).is_empty());
     // A handle from another filesystem is stale even with a valid inode number.
-    let other = Handle { ino: root.ino, generation: root.generation ^ 1 };
+    let other = Handle {
+        ino: root.ino,
+        generation: root.generation ^ 1,
+    };
     assert!(matches!(fs.getattr(other), Err(Error::Stale)));
 }
 
@@ -218,7 +327,10 @@ fn links_and_symlinks() {
     assert_eq!(s.size, 11);
     assert_eq!(fs.readlink(s.handle).expect("readlink"), b"/some/where");
     assert!(matches!(fs.readlink(f), Err(Error::Invalid(_))));
-    assert!(matches!(fs.symlink(root, b"s", b"x", ME), Err(Error::Exists)));
+    assert!(matches!(
+        fs.symlink(root, b"s", b"x", ME),
+        Err(Error::Exists)
+    ));
     fs.unlink(root, b"s").expect("unlink symlink");
     assert!(matches!(fs.readlink(s.handle), Err(Error::Stale)));
 }
@@ -234,14 +346,32 @@ fn rename_rules() {
     fs.write(g, 0, b"g", true).expect("write g");
     let e = fs.mkdir(root, b"e", 0o755, ME).expect("e").handle;
     // Into its own subtree.
-    assert!(matches!(fs.rename(root, b"a", b, b"x"), Err(Error::Invalid(_))));
-    assert!(matches!(fs.rename(root, b"a", a, b"x"), Err(Error::Invalid(_))));
+    assert!(matches!(
+        fs.rename(root, b"a", b, b"x"),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        fs.rename(root, b"a", a, b"x"),
+        Err(Error::Invalid(_))
+    ));
     // Kind conflicts.
-    assert!(matches!(fs.rename(root, b"f", root, b"a"), Err(Error::IsDir)));
-    assert!(matches!(fs.rename(root, b"a", root, b"f"), Err(Error::NotDir)));
+    assert!(matches!(
+        fs.rename(root, b"f", root, b"a"),
+        Err(Error::IsDir)
+    ));
+    assert!(matches!(
+        fs.rename(root, b"a", root, b"f"),
+        Err(Error::NotDir)
+    ));
     mkfile(&fs, e, "busy");
-    assert!(matches!(fs.rename(a, b"b", root, b"e"), Err(Error::NotEmpty)));
-    assert!(matches!(fs.rename(root, b"nope", root, b"x"), Err(Error::NotFound)));
+    assert!(matches!(
+        fs.rename(a, b"b", root, b"e"),
+        Err(Error::NotEmpty)
+    ));
+    assert!(matches!(
+        fs.rename(root, b"nope", root, b"x"),
+        Err(Error::NotFound)
+    ));
     // Same name, and two links of one file: no-ops.
     fs.rename(root, b"f", root, b"f").expect("same name");
     fs.link(f, root, b"f2").expect("link");
@@ -275,7 +405,8 @@ fn open_unlinked_file_keeps_data_until_last_close() {
     fs.unlink(root, b"f").expect("unlink");
     assert_eq!(fs.getattr(f).expect("attr of open").nlink, 0);
     assert_eq!(read_all(&fs, f), b"keep me");
-    fs.write(f, 7, b"!", false).expect("write to unlinked open file");
+    fs.write(f, 7, b"!", false)
+        .expect("write to unlinked open file");
     assert_eq!(read_all(&fs, f), b"keep me!");
     fs.close_file(f).expect("close 1");
     assert_eq!(read_all(&fs, f), b"keep me!");

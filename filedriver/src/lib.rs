@@ -18,6 +18,14 @@
 //! a crash, such objects are either named by the persisted map (then they hold data at least as
 //! new as the last sync, as with any write-back cache) or are orphans that read as holes.
 //!
+//! # The caller's map
+//! Every call takes the caller's current extent map of the file, the one that `sync` and
+//! `truncate` update: a `read` or `write` must not be given a copy older than the last `sync`
+//! or `truncate` of that file that has returned. A read-write lock per file does it (shared for
+//! `read`/`write`, exclusive for `sync`/`truncate`/`delete`). Reads and writes of a file may
+//! run concurrently with each other, and extents written while a `sync` uploads them stay
+//! dirty for the next one.
+//!
 //! # Concurrency
 //! Each file has its own lock, held for cache-file I/O (local disk) but never across backend
 //! I/O. One LRU lock is held only for list bookkeeping. Uploads of one extent never overlap
@@ -109,32 +117,42 @@ struct FileState {
     uploaded: Condvar,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FileMeta {
     extents: BTreeMap<u64, Extent>,
-    /// Overrides of the caller's map: `true` = uploaded by this driver, `false` = cut by a
-    /// truncate. Callers may hold an older copy of the map while another thread syncs or
-    /// truncates; this keeps reads right regardless.
-    backend: BTreeMap<u64, bool>,
-    /// Per extent, how often a cached copy was dropped or its backend object cut: a fetch that
-    /// raced with such a change must not install what it fetched.
-    epochs: HashMap<u64, u64>,
+    /// Extents uploaded by write-back (eviction) that the caller's map may not name yet;
+    /// `sync` adds them to the map and forgets them.
+    backend: BTreeSet<u64>,
+    /// How often a cached copy was dropped or a backend object cut, per bucket of extent
+    /// indices (`idx % EPOCH_BUCKETS`): a fetch that raced with such a change must not install
+    /// what it fetched. Buckets keep this bounded; a false conflict only costs a re-fetch.
+    epochs: [u64; EPOCH_BUCKETS],
+}
+
+/// Number of epoch buckets per file.
+const EPOCH_BUCKETS: usize = 64;
+
+impl Default for FileMeta {
+    fn default() -> FileMeta {
+        FileMeta {
+            extents: BTreeMap::new(),
+            backend: BTreeSet::new(),
+            epochs: [0; EPOCH_BUCKETS],
+        }
+    }
 }
 
 impl FileMeta {
     fn exists(&self, map: &ExtentMap, idx: u64) -> bool {
-        match self.backend.get(&idx) {
-            Some(present) => *present,
-            None => map.contains(&idx),
-        }
+        map.contains(&idx) || self.backend.contains(&idx)
     }
 
     fn epoch(&self, idx: u64) -> u64 {
-        self.epochs.get(&idx).copied().unwrap_or(0)
+        self.epochs[(idx % EPOCH_BUCKETS as u64) as usize]
     }
 
     fn bump(&mut self, idx: u64) {
-        *self.epochs.entry(idx).or_insert(0) += 1;
+        self.epochs[(idx % EPOCH_BUCKETS as u64) as usize] += 1;
     }
 }
 
@@ -221,9 +239,13 @@ impl FileDriver {
             let pos = offset + done as u64;
             let (idx, off) = (pos / EXTENT_SIZE, pos % EXTENT_SIZE);
             let n = ((EXTENT_SIZE - off) as usize).min(buf.len() - done);
-            self.read_extent(&st, map, idx, off, &mut buf[done..done + n])?;
+            if let Err(e) = self.read_extent(&st, map, idx, off, &mut buf[done..done + n]) {
+                self.release(st);
+                return Err(e);
+            }
             done += n;
         }
+        self.release(st);
         self.evict();
         Ok(())
     }
@@ -237,9 +259,13 @@ impl FileDriver {
             let pos = offset + done as u64;
             let (idx, off) = (pos / EXTENT_SIZE, pos % EXTENT_SIZE);
             let n = ((EXTENT_SIZE - off) as usize).min(data.len() - done);
-            self.write_extent(&st, map, idx, off, &data[done..done + n])?;
+            if let Err(e) = self.write_extent(&st, map, idx, off, &data[done..done + n]) {
+                self.release(st);
+                return Err(e);
+            }
             done += n;
         }
+        self.release(st);
         self.evict();
         Ok(())
     }
@@ -287,15 +313,10 @@ impl FileDriver {
         }
         self.upload_batch(&st, batch, &mut first_err);
         {
-            let m = st.meta.lock();
-            for (idx, present) in &m.backend {
-                if *present {
-                    map.insert(*idx);
-                } else {
-                    map.remove(idx);
-                }
-            }
+            let mut m = st.meta.lock();
+            map.append(&mut m.backend);
         }
+        self.release(st);
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -324,13 +345,11 @@ impl FileDriver {
             for idx in &cached {
                 self.drop_extent(&st, &mut m, *idx);
             }
-            let mut gone: BTreeSet<u64> = map.range(cut..).copied().collect();
-            gone.extend(m.backend.range(cut..).filter(|(_, p)| **p).map(|(i, _)| *i));
+            let mut gone = map.split_off(&cut);
+            gone.append(&mut m.backend.split_off(&cut));
             for idx in &gone {
                 m.bump(*idx);
-                m.backend.insert(*idx, false);
             }
-            map.split_off(&cut);
             gone
         };
         let off = new_size % EXTENT_SIZE;
@@ -346,10 +365,11 @@ impl FileDriver {
                     return Err(e);
                 }
             }
-            if st.meta.lock().backend.get(&idx) == Some(&true) {
+            if st.meta.lock().backend.remove(&idx) {
                 map.insert(idx);
             }
         }
+        self.release(st);
         Ok(removed.into_iter().collect())
     }
 
@@ -393,12 +413,10 @@ impl FileDriver {
             for idx in cached {
                 self.drop_extent(&st, &mut m, idx);
             }
-            // Objects cut by a truncate may not be deleted yet; deleting a missing one is fine.
-            keys.extend(m.backend.keys().copied());
-            let all: Vec<u64> = keys.iter().copied().collect();
-            for idx in all {
-                m.bump(idx);
-                m.backend.insert(idx, false);
+            // Written back but not in the map yet: delete those too.
+            keys.append(&mut m.backend);
+            for idx in &keys {
+                m.bump(*idx);
             }
         }
         self.delete_extents(file, &keys.into_iter().collect::<Vec<_>>())
@@ -444,6 +462,25 @@ impl FileDriver {
                 })
             })
             .clone()
+    }
+
+    /// Ends an operation's use of a file's state; forgets the state when nothing needs it: no
+    /// other user (the map's reference and ours are the only ones; cached extents hold one in
+    /// the LRU), nothing cached, no write-back the map does not know of yet.
+    fn release(&self, st: Arc<FileState>) {
+        let mut files = self.files.lock();
+        if Arc::strong_count(&st) != 2 || !files.get(&st.file).is_some_and(|s| Arc::ptr_eq(s, &st))
+        {
+            return;
+        }
+        // Never wait for a file lock while holding the map lock.
+        let idle = st
+            .meta
+            .try_lock()
+            .is_some_and(|m| m.extents.is_empty() && m.backend.is_empty());
+        if idle {
+            files.remove(&st.file);
+        }
     }
 
     fn cache_path(&self, file: FileId, idx: u64, id: u64) -> PathBuf {
@@ -523,7 +560,16 @@ impl FileDriver {
                 let mut m = st.meta.lock();
                 if let Some(e) = m.extents.get_mut(&idx) {
                     let path = self.cache_path(st.file, idx, e.id);
-                    write_cached(&path, off, data)?;
+                    if let Err(err) = write_cached(&path, off, data) {
+                        // Part of it may have landed: a clean copy no longer equals the
+                        // backend's (drop it); a dirty one stays dirty with a new generation.
+                        if e.dirty {
+                            e.gen += 1;
+                        } else {
+                            self.drop_extent(st, &mut m, idx);
+                        }
+                        return Err(err);
+                    }
                     let end = (off + data.len() as u64).max(e.len);
                     self.relist(st, idx, e, |e| {
                         e.len = end;
@@ -536,7 +582,11 @@ impl FileDriver {
                 if whole || !m.exists(map, idx) {
                     let id = self.install(st, &mut m, idx, &[], true)?;
                     let path = self.cache_path(st.file, idx, id);
-                    write_cached(&path, off, data)?;
+                    if let Err(e) = write_cached(&path, off, data) {
+                        // Leave no empty copy claiming to be the extent.
+                        self.drop_extent(st, &mut m, idx);
+                        return Err(e);
+                    }
                     if let Some(e) = m.extents.get_mut(&idx) {
                         let end = off + data.len() as u64;
                         self.relist(st, idx, e, |e| e.len = end);
@@ -551,11 +601,18 @@ impl FileDriver {
             if m.extents.contains_key(&idx) || m.epoch(idx) != epoch {
                 continue; // cached or changed meanwhile: write onto the current state
             }
-            let id = self.install(st, &mut m, idx, &base, true)?;
-            write_cached(&self.cache_path(st.file, idx, id), off, data)?;
+            let id = self.install(st, &mut m, idx, &base, false)?;
+            if let Err(err) = write_cached(&self.cache_path(st.file, idx, id), off, data) {
+                self.drop_extent(st, &mut m, idx); // may be partly written: not the backend's
+                return Err(err);
+            }
             if let Some(e) = m.extents.get_mut(&idx) {
                 let end = (off + data.len() as u64).max(base.len() as u64);
-                self.relist(st, idx, e, |e| e.len = end);
+                self.relist(st, idx, e, |e| {
+                    e.len = end;
+                    e.gen += 1;
+                    e.dirty = true;
+                });
             }
             return Ok(());
         }
@@ -743,7 +800,7 @@ impl FileDriver {
                 first_err.get_or_insert(e);
             }
             if ok {
-                m.backend.insert(c.idx, true);
+                m.backend.insert(c.idx);
             }
             if let Some(e) = m.extents.get_mut(&c.idx).filter(|e| e.id == c.id) {
                 e.uploading = false;
@@ -781,13 +838,16 @@ impl FileDriver {
                 (clean, dirty)
             };
             if let Some((tick, st, idx)) = clean {
-                let mut m = st.meta.lock();
-                if m.extents
-                    .get(&idx)
-                    .is_some_and(|e| e.tick == tick && !e.dirty)
                 {
-                    self.drop_extent(&st, &mut m, idx);
+                    let mut m = st.meta.lock();
+                    if m.extents
+                        .get(&idx)
+                        .is_some_and(|e| e.tick == tick && !e.dirty)
+                    {
+                        self.drop_extent(&st, &mut m, idx);
+                    }
                 }
+                self.release(st);
                 continue;
             }
             if dirty.is_empty() {

@@ -34,6 +34,7 @@ pub fn init_obj_ops() {
         o.readdir = Some(readdir);
         o.mkdir = Some(mkdir);
         o.symlink = Some(symlink);
+        o.mknode = Some(mknode);
         o.readlink = Some(readlink);
         o.getattrs = Some(getattrs);
         o.link = Some(link);
@@ -391,6 +392,19 @@ unsafe extern "C" fn symlink(
         }
         Ok(())
     })
+}
+
+/// Special files (FIFOs, sockets, devices) have no engine kind: NOTSUPP, quietly (Ganesha's
+/// default logs every call at CRIT).
+unsafe extern "C" fn mknode(
+    _dir: *mut ffi::fsal_obj_handle,
+    _name: *const c_char,
+    _nodetype: ffi::object_file_type_t,
+    _attrs_in: *mut ffi::fsal_attrlist,
+    _new_obj: *mut *mut ffi::fsal_obj_handle,
+    _attrs_out: *mut ffi::fsal_attrlist,
+) -> ffi::fsal_status_t {
+    err(ffi::ERR_FSAL_NOTSUPP, libc::ENOTSUP)
 }
 
 unsafe extern "C" fn readlink(

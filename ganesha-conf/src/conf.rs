@@ -100,9 +100,12 @@ pub enum FsalBlock {
     Strata,
     /// `Name = VFS;` (Ganesha's, for benchmarks).
     Vfs,
-    /// `Name = MEM;` with `Inode_Size` (Ganesha's, for benchmarks).
+    /// `Name = MEM;` (Ganesha's, for benchmarks). Ganesha reads `Inode_Size` from the
+    /// top-level `MEM { }` block (one value for the whole process, at most 2 MiB), so the
+    /// renderer writes it there, taking the largest of all MEM exports.
     Mem {
-        /// `Inode_Size`, bytes.
+        /// `Inode_Size`, bytes: data kept per file; writes beyond it are acknowledged and
+        /// dropped, reads beyond it return filler bytes.
         inode_size: u64,
     },
 }
@@ -283,6 +286,21 @@ impl GaneshaConf {
         line(&mut out, 1, "Default_Log_Level", &self.log.default_level);
         out.push_str("}\n\n");
 
+        // MEM's Inode_Size is a module parameter (`MEM { }`), not an export one.
+        let mem_inode_size = self
+            .exports
+            .iter()
+            .filter_map(|e| match e.fsal {
+                FsalBlock::Mem { inode_size } => Some(inode_size),
+                _ => None,
+            })
+            .max();
+        if let Some(size) = mem_inode_size {
+            out.push_str("MEM {\n");
+            line(&mut out, 1, "Inode_Size", &size.to_string());
+            out.push_str("}\n\n");
+        }
+
         if let Some(pairs) = &self.strata {
             out.push_str("STRATA {\n");
             for (name, value) in pairs {
@@ -308,9 +326,6 @@ impl GaneshaConf {
             line(&mut out, 1, "MaxWrite", &e.max_write.to_string());
             out.push_str("    FSAL {\n");
             line(&mut out, 2, "Name", e.fsal.name());
-            if let FsalBlock::Mem { inode_size } = e.fsal {
-                line(&mut out, 2, "Inode_Size", &inode_size.to_string());
-            }
             out.push_str("    }\n}\n");
         }
         out
@@ -345,6 +360,7 @@ impl GaneshaConf {
             strata: None,
             exports: Vec::new(),
         };
+        let mut mem_inode_size = None;
         let mut err = |line: u32, reason: String| {
             errs.push(ConfError {
                 file: file.to_path_buf(),
@@ -428,6 +444,16 @@ impl GaneshaConf {
                         .collect();
                     conf.strata = Some(pairs);
                 }
+                "MEM" => {
+                    for s in block.statements() {
+                        if s.name.eq_ignore_ascii_case("Inode_Size") {
+                            match one_u64(s) {
+                                Ok(v) => mem_inode_size = Some(v),
+                                Err(reason) => err(s.line, reason),
+                            }
+                        }
+                    }
+                }
                 "EXPORT" => match parse_export(block) {
                     Ok(e) => conf.exports.push(e),
                     Err(es) => {
@@ -437,6 +463,12 @@ impl GaneshaConf {
                     }
                 },
                 _ => {}
+            }
+        }
+        // Ganesha's one MEM Inode_Size applies to every MEM export (default 0).
+        for e in &mut conf.exports {
+            if let FsalBlock::Mem { inode_size } = &mut e.fsal {
+                *inode_size = mem_inode_size.unwrap_or(*inode_size);
             }
         }
         if errs.is_empty() {
@@ -949,7 +981,7 @@ mod tests {
                     max_read: MIB,
                     max_write: MIB,
                     fsal: FsalBlock::Mem {
-                        inode_size: 1 << 30,
+                        inode_size: 2 * MIB,
                     },
                 },
             ],

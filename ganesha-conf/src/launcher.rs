@@ -159,6 +159,8 @@ pub struct Gateway {
     out_path: PathBuf,
     mode: NamespaceMode,
     ready_timeout: Duration,
+    /// Where the current ganesha.nfsd run's part of the log starts.
+    log_start: u64,
     holder: Option<Proc>,
     rpcbind: Option<Proc>,
     ganesha: Option<Proc>,
@@ -208,6 +210,7 @@ impl Gateway {
             work_dir,
             mode: opts.namespace,
             ready_timeout: opts.ready_timeout,
+            log_start: 0,
             holder: None,
             rpcbind: None,
             ganesha: None,
@@ -258,9 +261,12 @@ impl Gateway {
 
     /// A Command that runs `program` inside the gateway's namespaces (`nsenter` in private
     /// mode, the program itself in host mode).
+    /// A bare program name is looked up in `PATH` plus the sbin directories (see
+    /// [`find_in_path`]), so `rpcbind` or `showmount` work from a non-root `PATH` too.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let program = resolve(program.as_ref());
         match &self.holder {
-            Some(h) => nsenter_command(h.pid(), program.as_ref()),
+            Some(h) => nsenter_command(h.pid(), &program),
             None => Command::new(program),
         }
     }
@@ -270,6 +276,30 @@ impl Gateway {
         fs::read(&self.log_path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
+    }
+
+    /// Configuration and export errors that the current ganesha.nfsd run logged. Ganesha 4.3
+    /// still starts (and logs "NFS SERVER INITIALIZED") when an export fails, e.g. an unloadable
+    /// FSAL or a STRATA block our FSAL refuses, so callers that need their exports (such as
+    /// `strata up`) check that this is empty. Each entry is one log line.
+    pub fn export_errors(&self) -> Vec<String> {
+        let Ok(mut f) = fs::File::open(&self.log_path) else {
+            return Vec::new();
+        };
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(self.log_start)).is_err() || f.read_to_end(&mut buf).is_err() {
+            return Vec::new();
+        }
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .filter(|l| {
+                l.contains(":CONFIG :CRIT")
+                    || l.contains(":FSAL :CRIT")
+                    || l.contains("Failed to call create_export")
+                    || l.contains("No export entries found")
+            })
+            .map(str::to_string)
+            .collect()
     }
 
     /// Kills ganesha.nfsd with SIGKILL (a crash, for restart tests) and reaps it.
@@ -339,7 +369,7 @@ impl Gateway {
     }
 
     fn start_namespace(&mut self) -> Result<(), LaunchError> {
-        let child = Command::new("unshare")
+        let child = Command::new(resolve(OsStr::new("unshare")))
             .args(["--net", "--mount", "--propagation", "private", "--"])
             .args(["sleep", "infinity"])
             .stdin(Stdio::null())
@@ -479,6 +509,7 @@ impl Gateway {
 
     fn start_ganesha(&mut self) -> Result<(), LaunchError> {
         let log_start = fs::metadata(&self.log_path).map_or(0, |m| m.len());
+        self.log_start = log_start;
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -558,8 +589,17 @@ fn setup_err(msg: impl Into<String>) -> LaunchError {
     LaunchError::Setup(msg.into())
 }
 
+/// `program` as an absolute path when it is a bare name found by [`find_in_path`].
+fn resolve(program: &OsStr) -> std::ffi::OsString {
+    let bare = !program.as_encoded_bytes().contains(&b'/');
+    match program.to_str().filter(|_| bare).and_then(find_in_path) {
+        Some(p) => p.into_os_string(),
+        None => program.to_os_string(),
+    }
+}
+
 fn nsenter_command(target: u32, program: &OsStr) -> Command {
-    let mut c = Command::new("nsenter");
+    let mut c = Command::new(resolve(OsStr::new("nsenter")));
     c.arg("--target")
         .arg(target.to_string())
         .args(["--net", "--mount", "--"])
@@ -588,12 +628,20 @@ pub fn require_tool(name: &str) -> Result<PathBuf, LaunchError> {
     find_in_path(name).ok_or_else(|| LaunchError::MissingTool(name.to_string()))
 }
 
-/// The full path of `name` in `PATH` (also searching the sbin directories, which a non-login
-/// root shell may lack).
+/// The full path of `name` in `PATH`, then in the standard bin and sbin directories (which a
+/// non-login or non-root `PATH` may lack).
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let extra = ["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from);
+    let extra = [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ]
+    .map(PathBuf::from);
     std::env::split_paths(&path).chain(extra).find_map(|dir| {
         let f = dir.join(name);
         let meta = fs::metadata(&f).ok()?;

@@ -60,13 +60,16 @@ static int usage(void)
 		"  mkdir PATH | rmdir PATH | unlink PATH\n"
 		"  rename OLD NEW | link OLD NEW | symlink TARGET PATH | readlink PATH\n"
 		"  truncate PATH SIZE\n"
+		"  statfs PATH                      capacity (FSSTAT) and transfer limits (FSINFO)\n"
 		"  create-excl PATH                 create(O_EXCL) (v3: GUARDED; v4: libnfs 4.0 EXCLUSIVE4)\n"
 		"  create3 unchecked|guarded|exclusive PATH [VERIFIER-HEX16]   raw NFSv3 CREATE\n"
 		"  handle PATH                      the file handle bytes as hex\n"
 		"  getattr-fh HEX                   raw NFSv3 GETATTR on a handle\n"
 		"  unlink-while-open PATH LEN SEED  open, unlink, read LEN through the open handle, close\n"
 		"  mkfiles DIR COUNT                create DIR/f00000.. empty files\n"
-		"  ls DIR                           one name=... line per entry, then count=\n");
+		"  ls DIR                           one name=... line per entry, then count=\n"
+		"  randio PATH SIZE BS QD COUNT read|write|readverify SEED [COMMIT_EVERY]\n"
+		"                                   random aligned I/O at queue depth QD (async API)\n");
 	return 2;
 }
 
@@ -498,6 +501,168 @@ static int do_ls(const char *dir)
 	return 0;
 }
 
+/* ---- random I/O at a queue depth, over libnfs' async API (for benchmarks) ---- */
+
+struct rio;
+struct rio_slot {
+	struct rio *r;
+	uint64_t off;
+	char *buf;
+};
+struct rio {
+	struct nfsfh *fh;
+	uint64_t size, bs, count, seed, rng, commit_every;
+	uint64_t issued, completed, since_commit, commits;
+	uint64_t errors, mismatches;
+	int mode; /* 0 read, 1 write, 2 read + verify the pattern */
+	int inflight;
+	int first_err;
+};
+
+static uint64_t rio_next(struct rio *r)
+{
+	/* xorshift64* */
+	r->rng ^= r->rng >> 12;
+	r->rng ^= r->rng << 25;
+	r->rng ^= r->rng >> 27;
+	return r->rng * 0x2545F4914F6CDD1DULL;
+}
+
+static void rio_issue(struct rio_slot *s);
+
+static void rio_fsync_cb(int err, struct nfs_context *n, void *data, void *priv)
+{
+	struct rio *r = priv;
+	(void)n;
+	(void)data;
+	r->inflight--;
+	r->commits++;
+	if (err < 0) {
+		r->errors++;
+		if (!r->first_err)
+			r->first_err = -err;
+	}
+}
+
+static void rio_cb(int err, struct nfs_context *n, void *data, void *priv)
+{
+	struct rio_slot *s = priv;
+	struct rio *r = s->r;
+	r->inflight--;
+	r->completed++;
+	if (err < 0) {
+		r->errors++;
+		if (!r->first_err)
+			r->first_err = -err;
+	} else if (r->mode == 2) {
+		const uint8_t *d = data;
+		for (int i = 0; i < err; i++) {
+			if (d[i] != pattern_byte(s->off + (uint64_t)i, r->seed)) {
+				r->mismatches++;
+				break;
+			}
+		}
+	}
+	if (r->mode == 1 && r->commit_every && ++r->since_commit >= r->commit_every) {
+		r->since_commit = 0;
+		if (nfs_fsync_async(n, r->fh, rio_fsync_cb, r) == 0)
+			r->inflight++;
+		else
+			r->errors++;
+	}
+	if (r->issued < r->count)
+		rio_issue(s);
+}
+
+static void rio_issue(struct rio_slot *s)
+{
+	struct rio *r = s->r;
+	uint64_t blocks = r->size / r->bs;
+	s->off = (rio_next(r) % blocks) * r->bs;
+	r->issued++;
+	int ret;
+	if (r->mode == 1) {
+		for (uint64_t i = 0; i < r->bs; i++)
+			s->buf[i] = (char)pattern_byte(s->off + i, r->seed);
+		ret = nfs_pwrite_async(nfs, r->fh, s->off, r->bs, s->buf, rio_cb, s);
+	} else {
+		ret = nfs_pread_async(nfs, r->fh, s->off, r->bs, rio_cb, s);
+	}
+	if (ret == 0) {
+		r->inflight++;
+	} else {
+		r->errors++;
+		r->completed++;
+	}
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* randio PATH SIZE BS QD COUNT read|write|readverify SEED [COMMIT_EVERY] */
+static int do_randio(char **a, int n)
+{
+	struct rio r;
+	memset(&r, 0, sizeof r);
+	uint64_t qd;
+	if (n < 7 || n > 8 || parse_u64(a[1], &r.size) || parse_u64(a[2], &r.bs) ||
+	    parse_u64(a[3], &qd) || parse_u64(a[4], &r.count) || parse_u64(a[6], &r.seed) ||
+	    (n == 8 && parse_u64(a[7], &r.commit_every)) || r.bs == 0 || r.size < r.bs || qd == 0 ||
+	    qd > 1024)
+		return usage();
+	if (strcmp(a[5], "read") == 0)
+		r.mode = 0;
+	else if (strcmp(a[5], "write") == 0)
+		r.mode = 1;
+	else if (strcmp(a[5], "readverify") == 0)
+		r.mode = 2;
+	else
+		return usage();
+	r.rng = r.seed * 0x9e3779b97f4a7c15ULL + 1;
+	int ret = nfs_open(nfs, a[0], r.mode == 1 ? O_RDWR : O_RDONLY, &r.fh);
+	if (ret == -ENOENT && r.mode == 1)
+		ret = nfs_creat(nfs, a[0], 0644, &r.fh);
+	if (ret < 0)
+		return fail("open", ret);
+	struct rio_slot *slots = calloc(qd, sizeof *slots);
+	if (!slots)
+		return fail("calloc", -ENOMEM);
+	for (uint64_t i = 0; i < qd; i++) {
+		slots[i].r = &r;
+		if (r.mode == 1 && !(slots[i].buf = malloc(r.bs)))
+			return fail("malloc", -ENOMEM);
+	}
+	double t0 = now_s();
+	for (uint64_t i = 0; i < qd && r.issued < r.count; i++)
+		rio_issue(&slots[i]);
+	while (r.inflight > 0) {
+		struct pollfd p = {.fd = nfs_get_fd(nfs), .events = (short)nfs_which_events(nfs)};
+		if (poll(&p, 1, 1000) < 0 && errno != EINTR)
+			return fail("poll", -errno);
+		if (nfs_service(nfs, p.revents) < 0)
+			return fail("nfs_service", -EIO);
+		if (now_s() - t0 > 600)
+			return fail("randio", -ETIMEDOUT);
+	}
+	if (r.mode == 1 && (ret = nfs_fsync(nfs, r.fh)) < 0)
+		return fail("final fsync", ret);
+	double secs = now_s() - t0;
+	nfs_close(nfs, r.fh);
+	for (uint64_t i = 0; i < qd; i++)
+		free(slots[i].buf);
+	free(slots);
+	printf("ops=%" PRIu64 " bytes=%" PRIu64 " seconds=%.6f iops=%.1f mib_per_s=%.2f commits=%" PRIu64
+	       " errors=%" PRIu64 " mismatches=%" PRIu64 " first_errno=%d\n",
+	       r.completed, r.completed * r.bs, secs, secs > 0 ? (double)r.completed / secs : 0.0,
+	       secs > 0 ? (double)(r.completed * r.bs) / secs / 1048576.0 : 0.0, r.commits, r.errors,
+	       r.mismatches, r.first_err);
+	return r.errors || r.mismatches ? 1 : 0;
+}
+
 int strata_nfs_client_main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -571,6 +736,23 @@ int strata_nfs_client_main(int argc, char **argv)
 		rc = do_unlink_while_open(a[0], x, y);
 	} else if (strcmp(cmd, "mkfiles") == 0 && n == 2 && !parse_u64(a[1], &x)) {
 		rc = do_mkfiles(a[0], x);
+	} else if (strcmp(cmd, "statfs") == 0 && n == 1) {
+		struct nfs_statvfs_64 sv;
+		ret = nfs_statvfs64(nfs, a[0], &sv);
+		if (ret < 0) {
+			rc = fail(cmd, ret);
+		} else {
+			/* FSSTAT (through statvfs) and FSINFO (the mount's transfer limits). */
+			printf("total_bytes=%" PRIu64 " free_bytes=%" PRIu64 " avail_bytes=%" PRIu64
+			       " files=%" PRIu64 " ffree=%" PRIu64 " namemax=%" PRIu64 " readmax=%" PRIu64
+			       " writemax=%" PRIu64 "\n",
+			       sv.f_blocks * sv.f_frsize, sv.f_bfree * sv.f_frsize, sv.f_bavail * sv.f_frsize,
+			       sv.f_files, sv.f_ffree, sv.f_namemax, nfs_get_readmax(nfs),
+			       nfs_get_writemax(nfs));
+			rc = 0;
+		}
+	} else if (strcmp(cmd, "randio") == 0) {
+		rc = do_randio(a, n);
 	} else if (strcmp(cmd, "ls") == 0 && n == 1) {
 		rc = do_ls(a[0]);
 	} else {

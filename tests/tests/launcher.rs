@@ -26,6 +26,7 @@ fn vfs_export_serves_nfs_ls_and_stop_leaks_nothing() {
     let pids = tg.gw().pids();
     assert_eq!(pids.len(), 3, "holder, rpcbind and ganesha: {pids:?}");
     assert!(tg.log().contains("NFS SERVER INITIALIZED"));
+    assert_eq!(tg.gw().export_errors(), Vec::<String>::new());
     for v in [3, 4] {
         let r = tg.run("nfs-ls", [tg.url(v, "/")]).expect_ok("nfs-ls");
         assert!(r.stdout.contains("hello.txt"), "v{v}: {r}");
@@ -179,4 +180,160 @@ fn ganesha_startup_failure_reports_the_log() {
 fn find_in_path_finds_sbin_tools() {
     assert!(launcher::find_in_path("sh").is_some());
     assert!(launcher::find_in_path("no-such-tool-strata").is_none());
+}
+
+/// Host mode is what `strata up` uses. To test it without touching this machine's network, the
+/// test re-runs itself (`host_mode_inner`) inside `unshare --net --mount`, where "the host" is
+/// a throw-away namespace with its own loopback and /run.
+#[test]
+fn host_mode_in_a_throwaway_namespace() {
+    if !require_tools(GATEWAY_TOOLS) || !require_tool("nfs-ls") {
+        return;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let script = r#"PATH="$PATH:/usr/sbin:/sbin"; ip link set lo up && mount -t tmpfs tmpfs /run && exec "$@""#;
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--net", "--mount", "--", "sh", "-c", script, "sh"])
+        .arg(exe)
+        .args(["--exact", "host_mode_inner", "--ignored", "--nocapture"])
+        .env("STRATA_HOST_MODE_INNER", "1");
+    let r = run_bounded(cmd, std::time::Duration::from_secs(120));
+    assert!(r.ok(), "inner host-mode test failed: {r}");
+    assert!(
+        r.stdout.contains("1 passed"),
+        "the inner test must have run: {r}"
+    );
+}
+
+#[test]
+#[ignore = "run by host_mode_in_a_throwaway_namespace inside its own namespace"]
+fn host_mode_inner() {
+    assert_eq!(
+        std::env::var("STRATA_HOST_MODE_INNER").as_deref(),
+        Ok("1"),
+        "only run inside host_mode_in_a_throwaway_namespace"
+    );
+    let dir = tempdir();
+    let export = dir.path().join("export");
+    std::fs::create_dir_all(&export).expect("mkdir");
+    std::fs::write(export.join("seen-by-host-mode"), b"x").expect("write");
+    let opts = |work: &str| LaunchOptions {
+        work_dir: dir.path().join(work),
+        conf: vfs_conf(&export),
+        plugin_dir: None,
+        namespace: NamespaceMode::Host,
+        ready_timeout: READY_TIMEOUT,
+    };
+    // No rpcbind answers here yet: the launcher starts one.
+    let gw = Gateway::start(opts("w1")).expect("start in host mode");
+    let pids = gw.pids();
+    assert_eq!(pids.len(), 2, "rpcbind + ganesha, no holder: {pids:?}");
+    let url = format!("nfs://127.0.0.1{VFS_PSEUDO}/?version=3");
+    let mut ls = gw.command("nfs-ls");
+    ls.arg(&url);
+    let r = run_bounded(ls, CMD_TIMEOUT).expect_ok("nfs-ls");
+    assert!(r.stdout.contains("seen-by-host-mode"), "{r}");
+    // Detach, as `strata up` does; status; stop, as `strata down` does.
+    let work = gw.work_dir().to_path_buf();
+    gw.detach().expect("detach");
+    let st = detached_status(&work).expect("status");
+    assert!(st.running(), "{st}");
+    assert_eq!(st.namespace, NamespaceMode::Host);
+    stop_detached(&work).expect("stop");
+    assert!(all_gone(&pids), "{pids:?}");
+
+    // With an rpcbind already answering, the launcher uses it and does not start another.
+    let mut rpcbind =
+        std::process::Command::new(launcher::find_in_path("rpcbind").expect("rpcbind"))
+            .args(["-f", "-w"])
+            .spawn()
+            .expect("rpcbind");
+    assert!(poll_until(std::time::Duration::from_secs(10), || {
+        std::process::Command::new(launcher::find_in_path("rpcinfo").expect("rpcinfo"))
+            .args(["-p", "127.0.0.1"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }));
+    let gw = Gateway::start(opts("w2")).expect("start with an existing rpcbind");
+    assert_eq!(gw.pids(), vec![gw.ganesha_pid()], "only ganesha is ours");
+    gw.stop().expect("stop");
+    assert!(
+        pid_exists(rpcbind.id()),
+        "the existing rpcbind is left alone"
+    );
+    let _ = rpcbind.kill();
+    let _ = rpcbind.wait();
+}
+
+/// PIDs of live processes whose command line mentions `needle`.
+fn pids_mentioning(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) && pid_exists(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn ready_timeout_stops_everything_and_says_so() {
+    if !require_tools(GATEWAY_TOOLS) {
+        return;
+    }
+    let dir = tempdir();
+    let export = dir.path().join("export");
+    std::fs::create_dir_all(&export).expect("mkdir");
+    let work = dir.path().join("work");
+    let err = Gateway::start(LaunchOptions {
+        work_dir: work.clone(),
+        conf: vfs_conf(&export),
+        plugin_dir: None,
+        namespace: NamespaceMode::Private,
+        ready_timeout: Duration::ZERO,
+    })
+    .expect_err("a zero ready timeout cannot be met");
+    assert!(matches!(err, LaunchError::Timeout { .. }), "{err}");
+    let conf = work.join("ganesha.conf").display().to_string();
+    let left = pids_mentioning(&conf);
+    assert!(
+        poll_until(Duration::from_secs(5), || pids_mentioning(&conf).is_empty()),
+        "ganesha left running after a failed start: {left:?}"
+    );
+}
+
+#[test]
+fn failed_exports_are_reported_although_ganesha_starts() {
+    if !require_tools(GATEWAY_TOOLS) {
+        return;
+    }
+    let dir = tempdir();
+    let export = dir.path().join("export");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&export).expect("mkdir");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    // A plugin dir without libfsalvfs.so: Ganesha 4.3 still starts, with no export.
+    let gw = Gateway::start(LaunchOptions {
+        work_dir: dir.path().join("work"),
+        conf: vfs_conf(&export),
+        plugin_dir: Some(empty),
+        namespace: NamespaceMode::Private,
+        ready_timeout: READY_TIMEOUT,
+    })
+    .expect("ganesha starts");
+    let errs = gw.export_errors();
+    assert!(
+        errs.iter().any(|l| l.contains("Failed to load FSAL (VFS)")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|l| l.contains("ganesha.conf:")),
+        "{errs:#?}"
+    );
+    gw.stop().expect("stop");
 }

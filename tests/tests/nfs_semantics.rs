@@ -47,6 +47,8 @@ on_both!(
     file_of_256_mib_round_trips,
     parallel_writers,
     qemu_img_and_qemu_io,
+    random_io_at_queue_depth,
+    capacity_and_transfer_limits,
 );
 
 fn nfs_utils_v3_and_v4(tg: &TestGateway) {
@@ -311,15 +313,22 @@ fn exclusive_create_verifier(tg: &TestGateway) {
         &["create3", "exclusive", "/.lck-0001", "1111111111111111"],
     );
     assert_eq!(r.num("errno"), EEXIST, "other verifier: {r}");
-    // An 84-byte lock write (ESXi's lease update) then works on it.
-    tg.client(3, &["write", "/.lck-0001", "0", "84", "3"])
-        .expect_ok("write");
-    assert_eq!(
-        tg.client(3, &["stat", "/.lck-0001"])
-            .expect_ok("stat")
-            .num("size"),
-        84
-    );
+    // 84-byte lock writes (ESXi's lease updates) then work on it, and each one moves mtime
+    // forward: other hosts judge the lock holder's liveness by it.
+    let mut last = 0f64;
+    for seed in 3..6 {
+        tg.client(3, &["write", "/.lck-0001", "0", "84", &seed.to_string()])
+            .expect_ok("write");
+        let st = tg.client(3, &["stat", "/.lck-0001"]).expect_ok("stat");
+        assert_eq!(st.num("size"), 84);
+        let mtime: f64 = st.get("mtime").and_then(|m| m.parse().ok()).expect("mtime");
+        assert!(mtime > 1.6e9, "mtime is a real time after a write: {st}");
+        assert!(
+            mtime > last,
+            "mtime must advance on every write: {last} then {st}"
+        );
+        last = mtime;
+    }
 }
 
 fn file_of_256_mib_round_trips(tg: &TestGateway) {
@@ -458,4 +467,107 @@ fn qemu_img_and_qemu_io(tg: &TestGateway) {
         &conv_raw,
     ]);
     assert!(r.stdout.contains("read 65536/65536"), "{r}");
+}
+
+fn random_io_at_queue_depth(tg: &TestGateway) {
+    let size = (8 * MIB).to_string();
+    tg.client(3, &["write", "/rio", "0", &size, "5"])
+        .expect_ok("fill");
+    // Random 4 KiB writes of the same pattern at QD 16 with a COMMIT every 64 writes: the file
+    // must still verify as a whole, and reads at QD 16 (v3) and QD 8 (v4) must match.
+    let r = tg
+        .client(
+            3,
+            &[
+                "randio", "/rio", &size, "4096", "16", "2000", "write", "5", "64",
+            ],
+        )
+        .expect_ok("randio write");
+    assert_eq!(r.num("ops"), 2000);
+    assert!(r.num("commits") >= 2000 / 64, "{r}");
+    let r = tg
+        .client(
+            3,
+            &[
+                "randio",
+                "/rio",
+                &size,
+                "4096",
+                "16",
+                "2000",
+                "readverify",
+                "5",
+            ],
+        )
+        .expect_ok("randio read v3");
+    assert_eq!(r.num("mismatches"), 0);
+    let r = tg
+        .client(
+            4,
+            &[
+                "randio",
+                "/rio",
+                &size,
+                "4096",
+                "8",
+                "500",
+                "readverify",
+                "5",
+            ],
+        )
+        .expect_ok("randio read v4");
+    assert_eq!(r.num("ops"), 500);
+    tg.client(3, &["verify", "/rio", "0", &size, "5"])
+        .expect_ok("whole file");
+    // The check can fail: another seed does not verify.
+    let r = tg.client(
+        3,
+        &[
+            "randio",
+            "/rio",
+            &size,
+            "4096",
+            "4",
+            "50",
+            "readverify",
+            "6",
+        ],
+    );
+    assert!(!r.ok() && r.num("mismatches") > 0, "{r}");
+}
+
+fn capacity_and_transfer_limits(tg: &TestGateway) {
+    for v in [3, 4] {
+        let r = tg.client(v, &["statfs", "/"]).expect_ok("statfs");
+        let (total, free, avail) = (
+            r.num("total_bytes"),
+            r.num("free_bytes"),
+            r.num("avail_bytes"),
+        );
+        assert!(total > 0 && total >= free && free >= avail, "v{v}: {r}");
+        if v == 3 {
+            // FSINFO: the exports' MaxRead/MaxWrite (1 MiB), what ESXi and QEMU will use.
+            assert_eq!(r.num("readmax"), MIB, "{r}");
+            assert_eq!(r.num("writemax"), MIB, "{r}");
+        }
+        // The real capacity of the filesystem holding the data (the test's temp dir).
+        let host = host_total_bytes(&tg.data_dir);
+        assert!(
+            total.abs_diff(host) <= host / 10,
+            "v{v}: total {total} vs the data directory's filesystem {host}: {r}"
+        );
+    }
+}
+
+fn host_total_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["--output=size", "-B1"])
+        .arg(path)
+        .output()
+        .expect("df");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("df output: {text}"))
 }

@@ -37,6 +37,7 @@ fn check_profile(name: &str) {
         !log.contains("Failed to call create_export") && !log.contains("export refused"),
         "{name}: every export must be created:\n{log}"
     );
+    assert_eq!(tg.gw().export_errors(), Vec::<String>::new(), "{name}");
     let mounts = tg.run("showmount", ["-e", "127.0.0.1"]);
     // libnfs speaks NFSv4.0 only; a profile limited to 4.1 (esxi) must refuse it.
     let v40 = conf_minor_versions.is_empty() || conf_minor_versions.contains(&0);

@@ -2,6 +2,7 @@
 //! attributes and the same handle bytes), crash restart, bad STRATA parameters, the injected
 //! panic switch, and the ESXi handle-size limit.
 
+use strata_ganesha_conf::params::{ParamType, RawSetting, StrataSettings, PARAMS};
 use strata_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -131,7 +132,10 @@ fn bad_param(name: &str, value: &str) {
     std::fs::create_dir_all(&data).expect("mkdir");
     let mut conf = strata_ganesha_conf::conf::GaneshaConf::strata_default(&data);
     if let Some(pairs) = conf.strata.as_mut() {
-        pairs.push((name.to_string(), value.to_string()));
+        match pairs.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => pairs.push((name.to_string(), value.to_string())),
+        }
     }
     // The launcher renders the conf (adding Plugins_Dir, RecoveryRoot) into work/ganesha.conf:
     // line numbers are those of that file.
@@ -146,6 +150,10 @@ fn bad_param(name: &str, value: &str) {
     match TestGateway::launch(dir, data, conf, Some(plugin_dir())) {
         Ok(tg) => {
             let line = line_of();
+            assert!(
+                !tg.gw().export_errors().is_empty(),
+                "the launcher must see the refused export"
+            );
             // Ganesha runs, but without the export, and says why with the line number.
             let r = tg.run("nfs-ls", [tg.url(3, "/")]);
             assert!(!r.ok(), "{name} = {value}: the export must be refused: {r}");
@@ -196,6 +204,47 @@ fn out_of_range_refuses_export_with_line() {
 #[test]
 fn unknown_parameter_refuses_export_with_line() {
     bad_param("No_Such_Parameter", "1");
+}
+
+/// A value of the wrong form or out of range for each parameter type (None: every text is valid).
+fn bad_value(ty: ParamType) -> Option<String> {
+    match ty {
+        ParamType::Path => Some("relative/path".to_string()),
+        ParamType::Enum(_) => Some("NOT_AN_OPTION".to_string()),
+        ParamType::Size { .. } => Some("lots".to_string()),
+        ParamType::Count { max, .. } | ParamType::Seconds { max, .. } => {
+            Some((max + 1).to_string())
+        }
+        ParamType::Text | ParamType::List => None,
+    }
+}
+
+#[test]
+fn every_parameter_with_a_bad_value_refuses_the_export_with_its_line() {
+    let mut tested = 0;
+    for p in PARAMS {
+        let Some(value) = bad_value(p.ty) else {
+            continue;
+        };
+        // The test's own premise, checked with the shared validator: this value is bad.
+        let pairs = [
+            RawSetting::new("Data_Dir", "/var/lib/strata", 2),
+            RawSetting::new(p.name, &value, 3),
+        ];
+        let pairs = if p.name == "Data_Dir" {
+            &pairs[1..]
+        } else {
+            &pairs[..]
+        };
+        assert!(
+            StrataSettings::from_pairs(pairs, 1).is_err(),
+            "{} = {value} should be invalid",
+            p.name
+        );
+        bad_param(p.name, &value);
+        tested += 1;
+    }
+    assert!(tested >= 10, "only {tested} parameters tested");
 }
 
 #[test]

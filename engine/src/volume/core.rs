@@ -121,6 +121,8 @@ pub struct VolumeStats {
     pub clusters_written: u64,
     /// SCOs sealed.
     pub scos_sealed: u64,
+    /// Bytes of the last TLog that the opening restart cut (a torn or unsynced tail).
+    pub restart_cut_bytes: u64,
 }
 
 /// Where a cluster lives, and the MD5 of its content (one MetaDataStore value).
@@ -136,6 +138,8 @@ struct OpenSco {
     file: Arc<dyn LocalFile>,
     clusters: u32,
     crc: u32,
+    /// When the SCO was created: partial SCOs older than `SCO_Max_Age` are sealed for upload.
+    created: std::time::Instant,
 }
 
 struct OpenTlog {
@@ -173,6 +177,7 @@ struct Counters {
     fsyncs: AtomicU64,
     clusters_written: AtomicU64,
     scos_sealed: AtomicU64,
+    restart_cut_bytes: AtomicU64,
 }
 
 /// A volume: a VM disk kept as 4 KiB clusters logged into SCOs and TLogs under one local
@@ -196,6 +201,8 @@ pub struct Volume {
     handles: Mutex<HashMap<u64, Arc<dyn LocalFile>>>,
     counters: Counters,
     skip_fsync: Option<FsyncSite>,
+    /// What the backend pipeline knows of the backend (serializes backups).
+    pub(super) backend: tokio::sync::Mutex<super::backup::BackendState>,
 }
 
 impl std::fmt::Debug for Volume {
@@ -207,18 +214,18 @@ impl std::fmt::Debug for Volume {
     }
 }
 
-fn io_err(what: impl std::fmt::Display, e: io::Error) -> Error {
+pub(super) fn io_err(what: impl std::fmt::Display, e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::NoSpace,
         _ => Error::Io(format!("{what}: {e}")),
     }
 }
 
-fn fmt_err(e: FormatError) -> Error {
+pub(super) fn fmt_err(e: FormatError) -> Error {
     Error::Io(e.to_string())
 }
 
-fn read_all(f: &dyn LocalFile, what: &str) -> Result<Vec<u8>> {
+pub(super) fn read_all(f: &dyn LocalFile, what: &str) -> Result<Vec<u8>> {
     let len = f.file_len().map_err(|e| io_err(what, e))?;
     let len = usize::try_from(len).map_err(|_| Error::Io(format!("{what}: too large")))?;
     let mut b = vec![0u8; len];
@@ -347,6 +354,7 @@ impl Volume {
             handles: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             skip_fsync,
+            backend: tokio::sync::Mutex::new(Default::default()),
         }
     }
 
@@ -375,6 +383,7 @@ impl Volume {
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
             clusters_written: c.clusters_written.load(Ordering::Relaxed),
             scos_sealed: c.scos_sealed.load(Ordering::Relaxed),
+            restart_cut_bytes: c.restart_cut_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -657,6 +666,7 @@ impl Volume {
                 file,
                 clusters: 0,
                 crc: 0,
+                created: std::time::Instant::now(),
             });
         }
         Ok(())
@@ -921,7 +931,21 @@ impl Volume {
         let what = format!("TLog {}", tlog_name(last_seq));
         let path = tlog_dir.join(tlog_name(last_seq));
         let tfile = fs.open(&path).map_err(|e| io_err(path.display(), e))?;
-        let data = read_all(&*tfile, &what)?;
+        let mut data = read_all(&*tfile, &what)?;
+        if data.len() <= TLOG_HEADER_LEN && TlogHeader::decode(&what, &data).is_err() {
+            // Created at a TLog roll, but the power failed before its header was durable (the
+            // header is fdatasynced before any entry is written): it holds nothing. Write it
+            // again; the commit at the end of the restart makes it durable.
+            tracing::warn!(tlog = %what, "rewriting the header of an empty TLog");
+            let h = TlogHeader {
+                volume: id,
+                seq: last_seq,
+            }
+            .encode();
+            tfile.set_len(0).map_err(|e| io_err(&what, e))?;
+            tfile.write_at(&h, 0).map_err(|e| io_err(&what, e))?;
+            data = h.to_vec();
+        }
         let parsed = parse_tlog(&what, &data, id, last_seq, true)?;
         let mut cut = parsed.valid_len;
         // SCOs sealed within the valid prefix are durable; clusters of any other SCO are checked
@@ -946,14 +970,28 @@ impl Volume {
                 if rp.sealed.contains(sco) || sealed_here.contains(sco) {
                     continue;
                 }
-                let h = handles
-                    .entry(*sco)
-                    .or_insert_with(|| fs.open(&sco_dir.join(sco_name(*sco))).ok());
+                let swhat = format!("SCO {}", sco_name(*sco));
+                let h = match handles.get(sco) {
+                    Some(h) => h.clone(),
+                    None => {
+                        // A missing SCO is a mismatch (its name never became durable); any
+                        // other error fails the restart rather than cutting committed data.
+                        let h = match fs.open(&sco_dir.join(sco_name(*sco))) {
+                            Ok(f) => Some(f),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                            Err(e) => return Err(io_err(&swhat, e)),
+                        };
+                        handles.insert(*sco, h.clone());
+                        h
+                    }
+                };
                 let mut c = vec![0u8; CLUSTER_SIZE];
                 let ok = match h {
                     Some(f) => {
-                        matches!(f.read_at(&mut c, ScoFooter::offset(*offset)), Ok(n) if n == CLUSTER_SIZE)
-                            && md5(&c) == *m
+                        let n = f
+                            .read_at(&mut c, ScoFooter::offset(*offset))
+                            .map_err(|e| io_err(&swhat, e))?;
+                        n == CLUSTER_SIZE && md5(&c) == *m
                     }
                     None => false,
                 };
@@ -1020,6 +1058,9 @@ impl Volume {
             state,
             skip_fsync,
         );
+        vol.counters
+            .restart_cut_bytes
+            .store(data.len() as u64 - cut, Ordering::Relaxed);
         {
             let mut st = vol.state.write();
             // SCO files no entry refers to hold nothing that was ever committed.
@@ -1055,6 +1096,7 @@ impl Volume {
                     file: f,
                     clusters,
                     crc,
+                    created: std::time::Instant::now(),
                 });
                 vol.seal_open_sco(&mut st)?;
             }
@@ -1089,6 +1131,49 @@ impl Volume {
         Ok(vol)
     }
 
+    /// Seals the open SCO (if it holds clusters) and closes the open TLog (if it holds
+    /// entries), durably, so that everything written so far is in closed TLogs. Returns the
+    /// sequence number of the TLog now open: every TLog before it is closed.
+    pub(super) fn close_for_backup(&self) -> Result<u64> {
+        self.guarded(|| {
+            let mut st = self.state.write();
+            if st.sco.as_ref().is_some_and(|s| s.clusters > 0) {
+                self.seal_open_sco(&mut st)?;
+            }
+            if st.tlog.len > TLOG_HEADER_LEN as u64 {
+                self.roll_tlog(&mut st)?;
+            }
+            st.write_gen += 1;
+            Ok(())
+        })?;
+        self.sync()?;
+        Ok(self.open_tlog_seq())
+    }
+
+    /// How long the open SCO has held data (None when there is no open SCO with data).
+    pub(super) fn open_sco_age(&self) -> Option<std::time::Duration> {
+        let st = self.state.read();
+        st.sco
+            .as_ref()
+            .filter(|s| s.clusters > 0)
+            .map(|s| s.created.elapsed())
+    }
+
+    /// Sequence number of the open TLog.
+    pub(super) fn open_tlog_seq(&self) -> u64 {
+        self.state.read().tlog.seq
+    }
+
+    /// The local `sco/` and `tlog/` directories.
+    pub(super) fn dirs(&self) -> (&Path, &Path) {
+        (&self.sco_dir, &self.tlog_dir)
+    }
+
+    /// The local-file layer.
+    pub(super) fn local_fs(&self) -> &Arc<dyn LocalFs> {
+        &self.fs
+    }
+
     /// True when changes made since the last completed commit may not be durable yet.
     pub fn is_dirty(&self) -> bool {
         let gen = self.state.read().write_gen;
@@ -1121,16 +1206,16 @@ impl Volume {
     }
 }
 
-struct ParsedTlog {
+pub(super) struct ParsedTlog {
     /// (byte offset, entry) of every entry that verified, in order.
-    entries: Vec<(u64, Entry)>,
+    pub(super) entries: Vec<(u64, Entry)>,
     /// Bytes up to the end of the last verified entry.
     valid_len: u64,
 }
 
 /// Parses a whole TLog. With `tail_may_tear`, parsing stops at the first entry that does not
 /// verify (a torn tail); otherwise that is an error.
-fn parse_tlog(
+pub(super) fn parse_tlog(
     what: &str,
     data: &[u8],
     id: VolumeId,

@@ -184,6 +184,27 @@ struct SimState {
     dirs: HashMap<PathBuf, Dir>,
     data_syncs: u64,
     dir_syncs: u64,
+    /// Mutating operations left before a simulated power cut (None: no cut planned).
+    power_left: Option<u64>,
+    /// The power is cut: every operation fails until [`SimFs::crash`].
+    dead: bool,
+}
+
+impl SimState {
+    /// Accounts for one operation: fails once the power is cut.
+    fn spend(&mut self, mutating: bool) -> io::Result<()> {
+        if !self.dead && mutating {
+            match self.power_left {
+                Some(0) => self.dead = true,
+                Some(n) => self.power_left = Some(n - 1),
+                None => {}
+            }
+        }
+        if self.dead {
+            return Err(io::Error::other("simulated power cut"));
+        }
+        Ok(())
+    }
 }
 
 /// A crash-simulating in-memory [`LocalFs`]. Cloning shares the same simulated disk.
@@ -244,6 +265,8 @@ impl SimFs {
     pub fn crash(&self, mode: CrashMode) {
         let mut st = self.state.lock();
         st.epoch += 1;
+        st.power_left = None;
+        st.dead = false;
         let mut rng = match mode {
             CrashMode::DropAll => None,
             CrashMode::Random(seed) => Some(SimRng::new(seed)),
@@ -310,6 +333,18 @@ impl SimFs {
         }
     }
 
+    /// Plans a power cut: the next `n` mutating operations (writes, truncations, syncs,
+    /// creations, removals) succeed, then that one and every later operation fail until
+    /// [`SimFs::crash`]. Simulates a machine dying in the middle of a call.
+    pub fn cut_power_after(&self, n: u64) {
+        self.state.lock().power_left = Some(n);
+    }
+
+    /// True once a planned power cut has happened.
+    pub fn power_is_cut(&self) -> bool {
+        self.state.lock().dead
+    }
+
     /// Number of `sync_data` calls so far.
     pub fn data_syncs(&self) -> u64 {
         self.state.lock().data_syncs
@@ -361,11 +396,12 @@ struct SimFile {
 }
 
 impl SimFile {
-    fn with<R>(&self, f: impl FnOnce(&mut SimState) -> R) -> io::Result<R> {
+    fn with<R>(&self, mutating: bool, f: impl FnOnce(&mut SimState) -> R) -> io::Result<R> {
         let mut st = self.fs.state.lock();
         if st.epoch != self.epoch {
             return Err(io::Error::other("handle from before a simulated crash"));
         }
+        st.spend(mutating)?;
         Ok(f(&mut st))
     }
 }
@@ -373,7 +409,7 @@ impl SimFile {
 impl LocalFile for SimFile {
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
         let ino = self.ino;
-        self.with(|st| {
+        self.with(false, |st| {
             let Some(node) = st.inodes.get(&ino) else {
                 return 0;
             };
@@ -389,7 +425,7 @@ impl LocalFile for SimFile {
     }
     fn write_at(&self, data: &[u8], off: u64) -> io::Result<()> {
         let ino = self.ino;
-        self.with(|st| {
+        self.with(true, |st| {
             let node = st.inodes.entry(ino).or_default();
             let op = FileOp::Write {
                 off,
@@ -401,7 +437,7 @@ impl LocalFile for SimFile {
     }
     fn file_len(&self) -> io::Result<u64> {
         let ino = self.ino;
-        self.with(|st| {
+        self.with(false, |st| {
             st.inodes
                 .get(&ino)
                 .map(|n| n.current.len() as u64)
@@ -410,7 +446,7 @@ impl LocalFile for SimFile {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         let ino = self.ino;
-        self.with(|st| {
+        self.with(true, |st| {
             let node = st.inodes.entry(ino).or_default();
             let op = FileOp::SetLen(len);
             apply(&mut node.current, &op);
@@ -419,7 +455,7 @@ impl LocalFile for SimFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         let ino = self.ino;
-        self.with(|st| {
+        self.with(true, |st| {
             st.data_syncs += 1;
             let node = st.inodes.entry(ino).or_default();
             node.durable = node.current.clone();
@@ -432,12 +468,14 @@ impl LocalFs for SimFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         // Directories are made durable at once, like StdFs does.
         let mut st = self.state.lock();
+        st.spend(true)?;
         st.dirs.entry(dir.to_path_buf()).or_default();
         Ok(())
     }
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
         let (d, n) = split(path)?;
         let mut st = self.state.lock();
+        st.spend(true)?;
         let ino = st.next_ino + 1;
         let dir = st.dirs.get_mut(&d).ok_or_else(|| not_found(&d))?;
         if dir.current.contains_key(&n) {
@@ -458,7 +496,8 @@ impl LocalFs for SimFs {
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
         let (d, n) = split(path)?;
-        let st = self.state.lock();
+        let mut st = self.state.lock();
+        st.spend(false)?;
         let ino = *st
             .dirs
             .get(&d)
@@ -471,13 +510,15 @@ impl LocalFs for SimFs {
         }))
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let st = self.state.lock();
+        let mut st = self.state.lock();
+        st.spend(false)?;
         let d = st.dirs.get(dir).ok_or_else(|| not_found(dir))?;
         Ok(d.current.keys().cloned().collect())
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let (d, n) = split(path)?;
         let mut st = self.state.lock();
+        st.spend(true)?;
         let dir = st.dirs.get_mut(&d).ok_or_else(|| not_found(&d))?;
         if dir.current.remove(&n).is_none() {
             return Err(not_found(path));
@@ -487,6 +528,7 @@ impl LocalFs for SimFs {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.spend(true)?;
         st.dir_syncs += 1;
         let d = st.dirs.get_mut(dir).ok_or_else(|| not_found(dir))?;
         d.durable = d.current.clone();

@@ -5,17 +5,22 @@
 //! - [`localfs`]: the local-file layer all local I/O goes through, with a real implementation
 //!   and a crash-simulating one for tests.
 //! - [`Volume`]: the write path, the MetaDataStore, group commit, reads, resize and local restart.
+//! - [`manifest`] and [`Volume::backup`] / [`Volume::restore`]: the backend pipeline (ordered
+//!   upload of SCOs, TLogs, manifest) and backend restart.
 //!
 //! The facade routes `Kind::Volume` data here: `read`, `write(stable)`, `resize`, `sync`,
 //! `size`, `space_used`.
 
+mod backup;
 mod core;
 pub mod format;
 pub mod localfs;
+pub mod manifest;
 
 #[cfg(test)]
 mod tests;
 
+pub use self::backup::{run_pipeline, BackupReport};
 pub use self::core::{
     FsyncSite, Volume, VolumeOptions, VolumeStats, DEFAULT_SCO_SIZE, DEFAULT_TLOG_SCOS,
     MAX_VOLUME_SIZE,

@@ -107,9 +107,8 @@ impl Oracle {
                 .raw_cluster(ca)
                 .map_err(|e| format!("read cluster {ca}: {e}"))?;
             let s = (ca * CLUSTER_SIZE_U64) as usize;
-            let m = md5(&c);
-            if m != md5(&self.committed[s..s + CLUSTER_SIZE])
-                && !self.alts.get(&ca).is_some_and(|v| v.contains(&m))
+            if c[..] != self.committed[s..s + CLUSTER_SIZE]
+                && !self.alts.get(&ca).is_some_and(|v| v.contains(&md5(&c)))
             {
                 let first_diff = c.iter().zip(&self.committed[s..]).position(|(a, b)| a != b);
                 return Err(format!(
@@ -151,11 +150,14 @@ struct RunStats {
     crashes: u64,
     commits: u64,
     writes: u64,
+    /// Restarts that cut a torn or unsynced TLog tail.
+    cuts: u64,
 }
 
 /// Random reads, writes (aligned and unaligned, up to 64 KiB), resizes and commits on a 4 MiB
-/// volume over SimFs, with simulated machine crashes; after each crash the volume is reopened
-/// and checked against the oracle. Returns the first violation.
+/// volume over SimFs, with simulated machine crashes — between calls, and (power cuts) in the
+/// middle of a call or of the restart itself; after each crash the volume is reopened and checked
+/// against the oracle. Returns the first violation.
 fn run_workload(
     seed: u64,
     steps: usize,
@@ -170,43 +172,45 @@ fn run_workload(
         .map_err(|e| e.to_string())?;
     let mut oracle = Oracle::new(1 << 20);
     let mut st = RunStats::default();
+    // A power cut is planned: the next failing call is the machine dying.
+    let mut armed = false;
     for step in 0..=steps {
         let r = rng.below(100);
-        if step == steps || r < 3 {
-            // Crash the machine and restart.
-            let mode = match crashes {
-                Crashes::DropAll => CrashMode::DropAll,
-                Crashes::Random => CrashMode::Random(rng.next_u64()),
-                Crashes::Mixed if st.crashes % 2 == 0 => CrashMode::DropAll,
-                Crashes::Mixed => CrashMode::Random(rng.next_u64()),
-            };
-            drop(vol);
-            fs.crash(mode);
-            st.crashes += 1;
-            vol = Volume::open_inner(lfs.clone(), &dir(), VOL, opts, skip)
-                .map_err(|e| format!("step {step}: restart after crash ({mode:?}) failed: {e}"))?;
-            oracle
-                .check_recovered(&vol)
-                .map_err(|e| format!("step {step} after crash {mode:?}: {e}"))?;
+        let crash = step == steps || r < 3;
+        if crash && !armed && step != steps && rng.below(2) == 0 {
+            fs.cut_power_after(rng.below(12));
+            armed = true;
+            continue;
+        }
+        let res: Result<(), String> = if crash {
+            Err("crash".into())
         } else if r < 13 {
-            vol.sync().map_err(|e| e.to_string())?;
-            oracle.commit();
-            st.commits += 1;
+            vol.sync()
+                .map(|_| {
+                    oracle.commit();
+                    st.commits += 1;
+                })
+                .map_err(|e| e.to_string())
         } else if r < 15 {
             let size = rng.below(SPACE + 1);
-            vol.resize(size).map_err(|e| e.to_string())?;
+            // Whether or not it completes, its effect may survive.
             oracle.resize(size);
+            vol.resize(size).map_err(|e| e.to_string())
         } else if r < 35 {
             let off = rng.below(SPACE);
             let len = (1 + rng.below(64 << 10)).min(SPACE - off) as usize;
             let mut buf = vec![0u8; len];
-            let n = vol.read(off, &mut buf).map_err(|e| e.to_string())?;
-            let want = (oracle.size.saturating_sub(off) as usize).min(len);
-            if n != want || buf[..n] != oracle.content[off as usize..off as usize + n] {
-                return Err(format!(
-                    "step {step}: read({off}, {len}) returned wrong data"
-                ));
-            }
+            vol.read(off, &mut buf)
+                .map_err(|e| e.to_string())
+                .and_then(|n| {
+                    let want = (oracle.size.saturating_sub(off) as usize).min(len);
+                    if n != want || buf[..n] != oracle.content[off as usize..off as usize + n] {
+                        return Err(format!(
+                            "step {step}: read({off}, {len}) returned wrong data"
+                        ));
+                    }
+                    Ok(())
+                })
         } else {
             let (off, len) = if rng.below(2) == 0 {
                 let c = rng.below(SPACE_CLUSTERS);
@@ -221,38 +225,86 @@ fn run_workload(
                 .map(|i| (fill.wrapping_add(i as u64 * 31) >> (i % 7)) as u8)
                 .collect();
             let stable = rng.below(10) == 0;
-            vol.write(off, &data, stable).map_err(|e| e.to_string())?;
-            oracle.write(off, &data);
-            if stable {
-                oracle.commit();
-                st.commits += 1;
-            }
             st.writes += 1;
+            oracle.write(off, &data);
+            vol.write(off, &data, stable)
+                .map_err(|e| e.to_string())
+                .map(|_| {
+                    if stable {
+                        oracle.commit();
+                        st.commits += 1;
+                    }
+                })
+        };
+        let Err(e) = res else { continue };
+        if !crash && !fs.power_is_cut() {
+            return Err(format!("step {step}: {e}"));
         }
+        // The machine dies (or died inside the call): crash, then restart — and the restart
+        // itself may lose power a few times.
+        let mut restarts = 0;
+        vol = loop {
+            let mode = match crashes {
+                Crashes::DropAll => CrashMode::DropAll,
+                Crashes::Random => CrashMode::Random(rng.next_u64()),
+                Crashes::Mixed if st.crashes % 2 == 0 => CrashMode::DropAll,
+                Crashes::Mixed => CrashMode::Random(rng.next_u64()),
+            };
+            fs.crash(mode);
+            st.crashes += 1;
+            restarts += 1;
+            if restarts < 4 && rng.below(4) == 0 {
+                fs.cut_power_after(rng.below(10));
+            }
+            match Volume::open_inner(lfs.clone(), &dir(), VOL, opts, skip) {
+                Ok(v) if !fs.power_is_cut() => break v,
+                Ok(_) => {}
+                Err(_) if fs.power_is_cut() => {}
+                Err(e) => {
+                    return Err(format!(
+                        "step {step}: restart after crash ({mode:?}) failed: {e}"
+                    ))
+                }
+            }
+        };
+        armed = false;
+        if vol.stats().restart_cut_bytes > 0 {
+            st.cuts += 1;
+        }
+        oracle
+            .check_recovered(&vol)
+            .map_err(|e| format!("step {step} after a crash: {e}"))?;
     }
     Ok(st)
 }
 
 #[test]
 fn random_io_with_machine_crashes_keeps_every_committed_byte() {
-    let deadline = Instant::now() + Duration::from_secs(8);
+    // At least 6 seeds (2 per crash mode), more while time allows; bounded either way.
+    let deadline = Instant::now() + Duration::from_secs(4);
     let mut total = RunStats::default();
     let mut seed = 1;
-    while seed <= 12 || (Instant::now() < deadline && seed <= 40) {
+    while seed <= 6 || (Instant::now() < deadline && seed <= 30) {
         let mode = [Crashes::DropAll, Crashes::Random, Crashes::Mixed][seed as usize % 3];
         match run_workload(seed, 300, mode, None) {
             Ok(s) => {
                 total.crashes += s.crashes;
                 total.commits += s.commits;
                 total.writes += s.writes;
+                total.cuts += s.cuts;
             }
             Err(e) => panic!("seed {seed} ({mode:?}): {e}"),
         }
         seed += 1;
     }
+    eprintln!("{} seeds: {total:?}", seed - 1);
     assert!(
         total.crashes > 20 && total.commits > 100 && total.writes > 500,
         "{total:?}"
+    );
+    assert!(
+        total.cuts > 0,
+        "no restart had to cut a torn tail: {total:?}"
     );
 }
 
@@ -495,4 +547,317 @@ fn real_files_survive_reopen() {
     assert_eq!(read_vec(&vol, 777, data.len()), data);
     assert!(std::fs::read_dir(d.join("sco")).expect("sco dir").count() > 5);
     assert!(Path::new(&d.join("tlog").join(tlog_name(3))).exists());
+}
+
+// ------------------------------------------------------------------------------------------------
+// Backend pipeline and backend restart
+
+use bytes::Bytes;
+use strata_backend::{ListPage, MemStore, ObjectMeta, ObjectStore};
+
+/// A store that fails PUTs of keys starting with a chosen prefix (to cut the pipeline midway).
+#[derive(Debug)]
+struct FailPuts {
+    inner: MemStore,
+    prefix: parking_lot::Mutex<Option<&'static str>>,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl FailPuts {
+    fn new() -> FailPuts {
+        FailPuts {
+            inner: MemStore::new(),
+            prefix: parking_lot::Mutex::new(None),
+            failed: Default::default(),
+        }
+    }
+
+    fn check(&self, key: &str) -> strata_backend::Result<()> {
+        match *self.prefix.lock() {
+            Some(p) if key.starts_with(p) => Err(strata_backend::Error::Io {
+                key: key.to_string(),
+                source: std::io::Error::other("injected PUT failure"),
+            })
+            .inspect_err(|_| {
+                self.failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for FailPuts {
+    async fn put(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
+        self.check(key)?;
+        self.inner.put(key, data).await
+    }
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
+        self.check(key)?;
+        self.inner.put_if_absent(key, data).await
+    }
+    async fn put_if_match(
+        &self,
+        key: &str,
+        data: Bytes,
+        etag: &str,
+    ) -> strata_backend::Result<ObjectMeta> {
+        self.check(key)?;
+        self.inner.put_if_match(key, data, etag).await
+    }
+    async fn get(&self, key: &str) -> strata_backend::Result<(Bytes, ObjectMeta)> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> strata_backend::Result<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(&self, key: &str) -> strata_backend::Result<ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &str) -> strata_backend::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        max: usize,
+    ) -> strata_backend::Result<ListPage> {
+        self.inner.list(prefix, token, max).await
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+}
+
+fn whole(vol: &Volume) -> Vec<u8> {
+    read_vec(vol, 0, vol.size() as usize)
+}
+
+fn scribble(vol: &Volume, rng: &mut SimRng, n: usize) {
+    for _ in 0..n {
+        let off = rng.below(SPACE - 70_000);
+        let len = 1 + rng.below(65_536) as usize;
+        let b = rng.next_u64() as u8;
+        vol.write(off, &vec![b; len], false).expect("write");
+    }
+}
+
+async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+    store
+        .list(prefix, None, 10_000)
+        .await
+        .expect("list")
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+#[test]
+fn backend_restart_rebuilds_the_volume_from_the_backend_alone() {
+    let rt = rt();
+    let store = FailPuts::new();
+    let opts = small_opts();
+    let (_fs, _lfs, vol) = fresh(opts);
+    let mut rng = SimRng::new(7);
+    scribble(&vol, &mut rng, 60);
+    vol.resize(3 << 20).expect("shrink");
+    let rep = rt.block_on(vol.backup(&store, true)).expect("backup");
+    assert!(rep.tlogs > 2 && rep.scos > 4, "{rep:?}");
+    let expect1 = whole(&vol);
+    let scos = rt.block_on(keys(&store, "sco/"));
+    let tlogs = rt.block_on(keys(&store, "tlog/"));
+    assert_eq!(scos.len() as u64, rep.scos);
+    assert_eq!(tlogs.len() as u64, rep.tlogs);
+    assert!(rt.block_on(store.head("manifest.xml")).is_ok());
+
+    // Local state gone: a fresh machine restores from the backend alone.
+    let fs2: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+    let vol2 = rt
+        .block_on(Volume::restore(&store, fs2.clone(), &dir(), VOL, opts))
+        .expect("restore");
+    assert_eq!(vol2.size(), 3 << 20);
+    assert_eq!(whole(&vol2), expect1);
+
+    // The restored volume goes on; its next backup extends the manifest (conditional PUT).
+    scribble(&vol2, &mut rng, 20);
+    let rep2 = rt
+        .block_on(vol2.backup(&store, true))
+        .expect("second backup");
+    assert_eq!(
+        rep2.last_tlog,
+        Some(rep.last_tlog.expect("tlogs") + rep2.tlogs)
+    );
+    let expect2 = whole(&vol2);
+
+    // A backup cut before its manifest changes nothing a restore sees.
+    scribble(&vol2, &mut rng, 20);
+    *store.prefix.lock() = Some("tlog/");
+    assert!(rt.block_on(vol2.backup(&store, true)).is_err());
+    *store.prefix.lock() = None;
+    let fs3: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+    let vol3 = rt
+        .block_on(Volume::restore(&store, fs3, &dir(), VOL, opts))
+        .expect("restore 3");
+    assert_eq!(
+        whole(&vol3),
+        expect2,
+        "only what the manifest names is restored"
+    );
+    // ...and the next backup uploads what was missed.
+    let expect4 = whole(&vol2);
+    rt.block_on(vol2.backup(&store, true)).expect("retry");
+    let fs4: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+    let vol4 = rt
+        .block_on(Volume::restore(&store, fs4, &dir(), VOL, opts))
+        .expect("restore 4");
+    assert_eq!(whole(&vol4), expect4);
+
+    // Restoring over an existing volume is refused.
+    assert!(matches!(
+        rt.block_on(Volume::restore(&store, fs2, &dir(), VOL, opts)),
+        Err(Error::Exists)
+    ));
+}
+
+#[test]
+fn a_manifest_changed_by_another_writer_is_never_overwritten() {
+    let rt = rt();
+    let store = MemStore::new();
+    let (_fs, _lfs, vol) = fresh(small_opts());
+    vol.write(0, &[1u8; 70_000], false).expect("write");
+    rt.block_on(vol.backup(&store, true)).expect("backup");
+    let intruder = Bytes::from_static(b"<strata-volume/>");
+    rt.block_on(store.put("manifest.xml", intruder.clone()))
+        .expect("intruder");
+    vol.write(0, &[2u8; 70_000], false).expect("write");
+    let err = rt
+        .block_on(vol.backup(&store, true))
+        .expect_err("must detect the other writer");
+    assert!(
+        err.to_string().contains("changed by another writer"),
+        "{err}"
+    );
+    assert_eq!(
+        rt.block_on(store.get("manifest.xml")).expect("get").0,
+        intruder
+    );
+}
+
+#[test]
+fn a_corrupted_backend_sco_is_rejected_on_restore() {
+    let rt = rt();
+    let store = MemStore::new();
+    let (_fs, _lfs, vol) = fresh(small_opts());
+    vol.write(0, &[1u8; 70_000], false).expect("write");
+    rt.block_on(vol.backup(&store, true)).expect("backup");
+    let key = format!("sco/{}", format::sco_name(1));
+    let (b, _) = rt.block_on(store.get(&key)).expect("get");
+    let mut b = b.to_vec();
+    b[5000] ^= 1;
+    rt.block_on(store.put(&key, Bytes::from(b)))
+        .expect("corrupt");
+    let fs2: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+    let err = rt
+        .block_on(Volume::restore(&store, fs2, &dir(), VOL, small_opts()))
+        .expect_err("corrupt SCO");
+    assert!(err.to_string().contains("data: CRC32C mismatch"), "{err}");
+}
+
+/// Random writes, resizes and "sync and wait" backups; at random points the machine is lost and
+/// the volume restored from the backend alone must equal its content at the last backup.
+#[test]
+fn random_backups_and_backend_restarts_restore_the_last_backup() {
+    let rt = rt();
+    let opts = small_opts();
+    let mut restores = 0;
+    for seed in 1..=3u64 {
+        let store = MemStore::new();
+        let mut rng = SimRng::new(seed * 1000);
+        let (_fs, _lfs, mut vol) = fresh(opts);
+        let mut at_backup: Option<Vec<u8>> = None;
+        for step in 0..120 {
+            match rng.below(20) {
+                0 | 1 => {
+                    rt.block_on(vol.backup(&store, true)).expect("backup");
+                    at_backup = Some(whole(&vol));
+                }
+                2 => {
+                    if let Some(expect) = &at_backup {
+                        let fs: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+                        vol = rt
+                            .block_on(Volume::restore(&store, fs, &dir(), VOL, opts))
+                            .expect("restore");
+                        assert_eq!(&whole(&vol), expect, "seed {seed} step {step}");
+                        restores += 1;
+                    }
+                }
+                3 => vol.resize(rng.below(SPACE)).expect("resize"),
+                _ => scribble(&vol, &mut rng, 1),
+            }
+        }
+    }
+    assert!(restores >= 3, "only {restores} restores");
+}
+
+/// Polls `cond` until it holds or `secs` pass (no fixed sleeps as synchronisation).
+fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn the_pipeline_retries_and_drains_once_the_backend_is_back() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = Arc::new(FailPuts::new());
+    *store.prefix.lock() = Some(""); // the backend is unreachable
+    let (_fs, _lfs, vol) = fresh(small_opts());
+    let vol = Arc::new(vol);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = rt.spawn(run_pipeline(
+        vol.clone(),
+        store.clone(),
+        Duration::ZERO,
+        Duration::from_millis(5),
+        rx,
+    ));
+    let mut rng = SimRng::new(99);
+    scribble(&vol, &mut rng, 10);
+    vol.sync().expect("sync");
+    let expect = whole(&vol);
+    wait_until(20, "failed uploads", || {
+        store.failed.load(std::sync::atomic::Ordering::Relaxed) >= 3
+    });
+    assert!(
+        rt.block_on(store.head("manifest.xml")).is_err(),
+        "nothing reached the backend"
+    );
+    *store.prefix.lock() = None; // the backend is back
+    wait_until(20, "the pipeline to drain", || {
+        rt.block_on(vol.backend_last_tlog()) == Some(vol.open_tlog_seq() - 1)
+            && vol.open_sco_age().is_none()
+    });
+    tx.send(true).expect("stop");
+    rt.block_on(task).expect("pipeline task");
+    let fs2: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+    let restored = rt
+        .block_on(Volume::restore(&*store, fs2, &dir(), VOL, small_opts()))
+        .expect("restore");
+    assert_eq!(whole(&restored), expect);
 }

@@ -1,0 +1,177 @@
+//! The volume manifest on the backend: which TLogs (in order) make up the volume. Written with
+//! quick-xml and replaced with a conditional PUT, so a lost race or a second writer is detected
+//! instead of silently overwriting (see `FORMATS.md`, "Backend").
+
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, Event};
+use quick_xml::{Reader, Writer};
+
+use super::format::{FormatError, VolumeId, CLUSTER_SIZE};
+
+/// Object name of the manifest inside the volume's backend namespace.
+pub const MANIFEST_NAME: &str = "manifest.xml";
+/// Manifest format version.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// The volume manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The volume.
+    pub volume: VolumeId,
+    /// Bumped on every rewrite.
+    pub generation: u64,
+    /// The TLogs on the backend, oldest first, as an inclusive range of sequence numbers
+    /// (TLogs are contiguous); `None` when no TLog is on the backend yet.
+    pub tlogs: Option<(u64, u64)>,
+}
+
+impl Manifest {
+    /// An empty manifest for `volume` (generation 0, no TLogs).
+    pub fn new(volume: VolumeId) -> Manifest {
+        Manifest {
+            volume,
+            generation: 0,
+            tlogs: None,
+        }
+    }
+
+    /// The XML text.
+    pub fn to_xml(&self) -> Vec<u8> {
+        let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+        let id = self.volume.to_string();
+        let format = MANIFEST_FORMAT.to_string();
+        let generation = self.generation.to_string();
+        let cs = CLUSTER_SIZE.to_string();
+        // Writing into a Vec cannot fail.
+        let _ = w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
+        let root = BytesStart::new("strata-volume").with_attributes([
+            ("format", format.as_str()),
+            ("id", id.as_str()),
+            ("generation", generation.as_str()),
+            ("cluster-size", cs.as_str()),
+        ]);
+        let _ = w.write_event(Event::Start(root));
+        if let Some((first, last)) = self.tlogs {
+            let (f, l) = (first.to_string(), last.to_string());
+            let t = BytesStart::new("tlogs")
+                .with_attributes([("first", f.as_str()), ("last", l.as_str())]);
+            let _ = w.write_event(Event::Empty(t));
+        }
+        let _ = w.write_event(Event::End(BytesEnd::new("strata-volume")));
+        let mut out = w.into_inner();
+        out.push(b'\n');
+        out
+    }
+
+    /// Parses and checks a manifest. Unknown elements are ignored (later formats add snapshots
+    /// and a clone parent); a wrong format version, cluster size or malformed XML is an error.
+    pub fn from_xml(what: &str, xml: &[u8]) -> Result<Manifest, FormatError> {
+        let bad = |reason: String| FormatError::Inconsistent {
+            what: what.to_string(),
+            reason,
+        };
+        let text = std::str::from_utf8(xml).map_err(|e| bad(format!("not UTF-8: {e}")))?;
+        let mut r = Reader::from_str(text);
+        r.config_mut().trim_text(true);
+        let mut root: Option<(VolumeId, u64)> = None;
+        let mut tlogs = None;
+        loop {
+            let ev = r.read_event().map_err(|e| bad(format!("XML: {e}")))?;
+            let (e, _empty) = match &ev {
+                Event::Start(e) => (e, false),
+                Event::Empty(e) => (e, true),
+                Event::Eof => break,
+                _ => continue,
+            };
+            let mut attrs = std::collections::HashMap::new();
+            for a in e.attributes() {
+                let a = a.map_err(|e| bad(format!("XML attribute: {e}")))?;
+                let k = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+                let v = a
+                    .unescape_value()
+                    .map_err(|e| bad(format!("XML attribute: {e}")))?
+                    .into_owned();
+                attrs.insert(k, v);
+            }
+            let num = |k: &str| -> Result<u64, FormatError> {
+                attrs
+                    .get(k)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "<{}> lacks {k}",
+                            String::from_utf8_lossy(e.name().as_ref())
+                        ))
+                    })?
+                    .parse::<u64>()
+                    .map_err(|_| bad(format!("attribute {k} is not a number")))
+            };
+            match e.name().as_ref() {
+                b"strata-volume" => {
+                    let f = num("format")?;
+                    if f != u64::from(MANIFEST_FORMAT) {
+                        return Err(FormatError::BadVersion {
+                            what: what.to_string(),
+                            found: f as u16,
+                        });
+                    }
+                    if num("cluster-size")? != CLUSTER_SIZE as u64 {
+                        return Err(bad("cluster size differs".into()));
+                    }
+                    let id = attrs.get("id").ok_or_else(|| bad("no volume id".into()))?;
+                    root = Some((
+                        parse_id(id).ok_or_else(|| bad(format!("bad volume id {id:?}")))?,
+                        num("generation")?,
+                    ));
+                }
+                b"tlogs" if root.is_some() => {
+                    let (first, last) = (num("first")?, num("last")?);
+                    if first == 0 || last < first {
+                        return Err(bad(format!("bad TLog range {first}..={last}")));
+                    }
+                    tlogs = Some((first, last));
+                }
+                _ => {}
+            }
+        }
+        let (volume, generation) = root.ok_or_else(|| bad("no <strata-volume> element".into()))?;
+        Ok(Manifest {
+            volume,
+            generation,
+            tlogs,
+        })
+    }
+}
+
+fn parse_id(s: &str) -> Option<VolumeId> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(VolumeId(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trips_and_rejects_other_formats() {
+        let mut m = Manifest::new(VolumeId([0xab; 16]));
+        assert_eq!(Manifest::from_xml("m", &m.to_xml()), Ok(m.clone()));
+        m.tlogs = Some((1, 42));
+        m.generation = 7;
+        let xml = m.to_xml();
+        assert_eq!(Manifest::from_xml("m", &xml), Ok(m.clone()));
+        let text = String::from_utf8(xml).expect("utf8");
+        assert!(text.contains("<tlogs first=\"1\" last=\"42\"/>"), "{text}");
+        let v2 = text.replace("format=\"1\"", "format=\"2\"");
+        assert!(matches!(
+            Manifest::from_xml("m", v2.as_bytes()),
+            Err(FormatError::BadVersion { .. })
+        ));
+        assert!(Manifest::from_xml("m", b"<strata-volume format=\"1\"").is_err());
+        assert!(Manifest::from_xml("m", b"<other/>").is_err());
+    }
+}

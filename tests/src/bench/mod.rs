@@ -1,0 +1,8 @@
+//! `strata-bench`: Strata against Ganesha's own VFS and MEM FSALs on the same machine, in one
+//! run (issue 6). Each system is started by the launcher in a private namespace; the same
+//! workloads run against each with real clients only (`qemu-img bench` over `nfs://`, and
+//! this binary's own libnfs client, run inside the namespace as `strata-bench client ...`).
+
+pub mod nfs;
+pub mod report;
+pub mod run;

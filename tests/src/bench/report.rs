@@ -1,0 +1,341 @@
+//! Medians, the text table, the JSON file and the machine description.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use super::run::{Results, Settings, System, COMMIT_EVERY};
+
+/// What a measurement counts; every unit is "higher is better" except [`Unit::Secs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Requests per second.
+    Iops,
+    /// MiB per second.
+    MibPerSec,
+    /// Files per second.
+    FilesPerSec,
+    /// Seconds (lower is better).
+    Secs,
+}
+
+impl Unit {
+    /// Short name for the table and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Iops => "IOPS",
+            Unit::MibPerSec => "MiB/s",
+            Unit::FilesPerSec => "files/s",
+            Unit::Secs => "s",
+        }
+    }
+}
+
+/// All repetitions of one workload on one system.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// Workload name (table row).
+    pub workload: String,
+    /// System (table column).
+    pub system: System,
+    /// Unit of the values.
+    pub unit: Unit,
+    /// The values of each repetition, or why there are none.
+    pub values: Result<Vec<f64>, String>,
+    /// A remark printed under the table.
+    pub note: Option<String>,
+}
+
+impl Measurement {
+    /// A measurement.
+    pub fn new(
+        workload: &str,
+        system: System,
+        unit: Unit,
+        values: Result<Vec<f64>, String>,
+        note: Option<String>,
+    ) -> Measurement {
+        Measurement {
+            workload: workload.to_string(),
+            system,
+            unit,
+            values,
+            note,
+        }
+    }
+
+    /// The median of the repetitions (None if failed or empty).
+    pub fn median(&self) -> Option<f64> {
+        median(self.values.as_ref().ok()?)
+    }
+}
+
+/// Median of a list (mean of the middle two for even lengths).
+pub fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    Some(if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    })
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Strata's value over another's, as "1.23x" (inverted for seconds, so >1 is always better).
+fn ratio(unit: Unit, strata: Option<f64>, other: Option<f64>) -> String {
+    match (strata, other) {
+        (Some(s), Some(o)) if s > 0.0 && o > 0.0 => {
+            let r = if unit == Unit::Secs { o / s } else { s / o };
+            format!("{r:.2}x")
+        }
+        _ => "-".to_string(),
+    }
+}
+
+/// Workload names in first-seen order.
+fn workloads(r: &Results) -> Vec<(String, Unit)> {
+    let mut seen: Vec<(String, Unit)> = Vec::new();
+    for m in &r.measurements {
+        if !seen.iter().any(|(w, _)| *w == m.workload) {
+            seen.push((m.workload.clone(), m.unit));
+        }
+    }
+    seen
+}
+
+fn find<'a>(r: &'a Results, workload: &str, system: System) -> Option<&'a Measurement> {
+    r.measurements
+        .iter()
+        .find(|m| m.workload == workload && m.system == system)
+}
+
+/// The Markdown table (workload x system, medians, ratios, peak RSS) and its notes.
+pub fn table(r: &Results, s: &Settings) -> String {
+    let mut out = String::new();
+    let cell = |m: Option<&Measurement>| -> String {
+        match m {
+            None => "-".into(),
+            Some(m) => match &m.values {
+                Ok(_) => m.median().map_or("-".into(), fmt_num),
+                Err(e) if e.starts_with("n/a") => e.clone(),
+                Err(_) => "FAILED".into(),
+            },
+        }
+    };
+    let _ = writeln!(
+        out,
+        "| workload | unit | Strata | Ganesha VFS | Ganesha MEM* | Strata/VFS | Strata/MEM |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    for (w, unit) in workloads(r) {
+        let get = |sys| find(r, &w, sys);
+        let med = |sys| get(sys).and_then(Measurement::median);
+        let _ = writeln!(
+            out,
+            "| {w} | {} | {} | {} | {} | {} | {} |",
+            unit.name(),
+            cell(get(System::Strata)),
+            cell(get(System::Vfs)),
+            cell(get(System::Mem)),
+            ratio(unit, med(System::Strata), med(System::Vfs)),
+            ratio(unit, med(System::Strata), med(System::Mem)),
+        );
+    }
+    let rss = |sys: System| -> Option<u64> {
+        r.rss_kib
+            .iter()
+            .find(|(x, _)| *x == sys)
+            .and_then(|(_, v)| v.as_ref().ok().copied())
+    };
+    let rss_cell = |sys| rss(sys).map_or("-".into(), |k| format!("{:.0}", k as f64 / 1024.0));
+    let rss_ratio = |other| match (rss(System::Strata), rss(other)) {
+        (Some(a), Some(b)) if b > 0 => format!("{:.2}x", a as f64 / b as f64),
+        _ => "-".into(),
+    };
+    let _ = writeln!(
+        out,
+        "| peak RSS of ganesha.nfsd (VmHWM) | MiB | {} | {} | {} | {} | {} |",
+        rss_cell(System::Strata),
+        rss_cell(System::Vfs),
+        rss_cell(System::Mem),
+        rss_ratio(System::Vfs),
+        rss_ratio(System::Mem),
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Median of {} run(s) per cell; ratios are Strata/other (>1: Strata faster; for RSS, >1: \
+         Strata uses more). Volume/image `bench.raw` of {} MiB (a volume on Strata).",
+        s.runs,
+        s.image_size >> 20
+    );
+    let _ = writeln!(
+        out,
+        "*MEM: Ganesha's MEM FSAL, the protocol ceiling with no storage behind it; it keeps at \
+         most 2 MiB per file (`MEM {{ Inode_Size = 2097152; }}`), so its image is 2 MiB and the \
+         same request counts wrap inside it."
+    );
+    let _ = writeln!(
+        out,
+        "qemu rows: `qemu-img bench -f raw` over `nfs://` (NFSv3, libnfs, cache=writeback), \
+         sequential; MiB/s or IOPS from the elapsed time qemu-img reports. rand rows: our \
+         libnfs client (NFSv3, UNSTABLE writes), uniformly random 4 KiB-aligned offsets for {} s; \
+         commit/{COMMIT_EVERY}: the queue is drained and a COMMIT sent after every \
+         {COMMIT_EVERY} writes. small files: one client, one at a time, create + WRITE 4 KiB + \
+         COMMIT each file, then remove each.",
+        s.rand_secs
+    );
+    let mut notes: Vec<String> = Vec::new();
+    for m in &r.measurements {
+        let n = match (&m.note, &m.values) {
+            (_, Err(e)) if !e.starts_with("n/a") => {
+                Some(format!("{} on {}: FAILED: {e}", m.workload, m.system.label()))
+            }
+            (Some(n), _) => Some(format!("{} on {}: {n}", m.workload, m.system.label())),
+            _ => None,
+        };
+        if let Some(n) = n {
+            if m.system == System::Mem && m.note.is_some() {
+                continue; // Covered by the MEM footnote.
+            }
+            notes.push(n.lines().next().unwrap_or_default().chars().take(300).collect());
+        }
+    }
+    for (sys, v) in &r.rss_kib {
+        if let Err(e) = v {
+            notes.push(format!("{}: {e}", sys.label()));
+        }
+    }
+    for n in notes {
+        let _ = writeln!(out, "- {n}");
+    }
+    out
+}
+
+fn sh(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            s.trim().to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// A description of the machine: CPUs, memory, the disk of the data dirs, kernel, versions.
+pub fn machine(tmp_base: &Path) -> BTreeMap<&'static str, String> {
+    let mut m = BTreeMap::new();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    m.insert("cpus", format!("{cpus} ({model})"));
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()))
+        .and_then(|k| k.parse::<u64>().ok())
+        .map_or(String::new(), |k| format!("{:.1} GiB", k as f64 / (1u64 << 20) as f64));
+    m.insert("memory", mem);
+    let tmp = tmp_base.display().to_string();
+    let df = sh("df", &["-hT", &tmp]);
+    m.insert(
+        "disk",
+        df.lines()
+            .last()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .map(|l| format!("{l} (data dirs under {tmp})"))
+            .unwrap_or_default(),
+    );
+    m.insert("kernel", sh("uname", &["-r"]));
+    m.insert(
+        "ganesha",
+        sh("dpkg-query", &["-W", "-f", "${Version}", "nfs-ganesha"]),
+    );
+    m.insert(
+        "qemu-img",
+        sh("qemu-img", &["--version"])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    );
+    m.insert(
+        "libnfs",
+        sh("dpkg-query", &["-W", "-f", "${Version}", "libnfs-dev"]),
+    );
+    m
+}
+
+/// The JSON document written to `--out`.
+pub fn json(r: &Results, s: &Settings, command: &str, machine: &BTreeMap<&str, String>) -> Value {
+    let results: Vec<Value> = r
+        .measurements
+        .iter()
+        .map(|m| {
+            json!({
+                "workload": m.workload,
+                "system": m.system.name(),
+                "unit": m.unit.name(),
+                "median": m.median(),
+                "values": m.values.as_ref().ok(),
+                "error": m.values.as_ref().err(),
+                "note": m.note,
+            })
+        })
+        .collect();
+    let rss: BTreeMap<&str, Value> = r
+        .rss_kib
+        .iter()
+        .map(|(sys, v)| {
+            (
+                sys.name(),
+                match v {
+                    Ok(k) => json!({ "peak_rss_kib": k }),
+                    Err(e) => json!({ "error": e }),
+                },
+            )
+        })
+        .collect();
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "schema": 1,
+        "unix_time": unix,
+        "command": command,
+        "quick": s.quick,
+        "runs": s.runs,
+        "image_size": s.image_size,
+        "rand_secs": s.rand_secs,
+        "small_files": s.small_files,
+        "wall_secs": r.wall_secs,
+        "machine": machine,
+        "systems": rss,
+        "results": results,
+    })
+}

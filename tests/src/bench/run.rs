@@ -1,0 +1,558 @@
+//! The benchmark run: systems, workloads, repetitions, peak RSS.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use strata_ganesha_conf::conf::{Export, FsalBlock, GaneshaConf};
+use strata_tests::{kv_line, vfs_conf, TestGateway};
+
+use super::report::{Measurement, Unit};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+/// Ganesha MEM keeps at most this much data per file (its `Inode_Size` maximum).
+pub const MEM_INODE_SIZE: u64 = 2 * MIB;
+/// A COMMIT after this many writes in the "with commits" random-write workloads, and the
+/// flush interval of the qemu-img flush workload.
+pub const COMMIT_EVERY: u64 = 16;
+
+/// One of the systems under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    /// Ganesha with our FSAL, local backend, fresh data directory.
+    Strata,
+    /// Ganesha's VFS FSAL exporting a fresh directory on the same disk.
+    Vfs,
+    /// Ganesha's MEM FSAL: the protocol ceiling, no storage behind it.
+    Mem,
+}
+
+impl System {
+    /// All systems, in table order.
+    pub const ALL: [System; 3] = [System::Strata, System::Vfs, System::Mem];
+
+    /// Short name (table column, JSON key).
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Strata => "strata",
+            System::Vfs => "vfs",
+            System::Mem => "mem",
+        }
+    }
+
+    /// Column heading.
+    pub fn label(self) -> &'static str {
+        match self {
+            System::Strata => "Strata",
+            System::Vfs => "Ganesha VFS",
+            System::Mem => "Ganesha MEM*",
+        }
+    }
+
+    /// Parses a short name.
+    pub fn parse(s: &str) -> Option<System> {
+        System::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// Settings of one benchmark run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Quick mode: one repetition, smaller sizes, shorter durations.
+    pub quick: bool,
+    /// Repetitions per workload (the table shows the median).
+    pub runs: usize,
+    /// Systems to run.
+    pub systems: Vec<System>,
+    /// Directory holding `libfsalstrata.so`.
+    pub plugin_dir: PathBuf,
+    /// Parent of the per-system temp directories (data dirs; all on one disk).
+    pub tmp_base: PathBuf,
+    /// Volume / image size for Strata and VFS.
+    pub image_size: u64,
+    /// Duration of one random I/O job.
+    pub rand_secs: f64,
+    /// Files in the small-file workload.
+    pub small_files: u64,
+    /// Bound for one client command.
+    pub cmd_timeout: Duration,
+}
+
+impl Settings {
+    /// Defaults for quick or full mode.
+    pub fn new(quick: bool, plugin_dir: PathBuf, tmp_base: PathBuf) -> Settings {
+        Settings {
+            quick,
+            runs: if quick { 1 } else { 3 },
+            systems: System::ALL.to_vec(),
+            plugin_dir,
+            tmp_base,
+            image_size: if quick { 128 * MIB } else { GIB },
+            rand_secs: if quick { 2.0 } else { 5.0 },
+            small_files: if quick { 500 } else { 2000 },
+            cmd_timeout: Duration::from_secs(if quick { 60 } else { 180 }),
+        }
+    }
+}
+
+/// A `qemu-img bench` workload.
+struct QemuWork {
+    id: &'static str,
+    write: bool,
+    bs: u64,
+    depth: u32,
+    flush_every: u64,
+    /// Bytes moved per run; on MEM the same requests wrap inside its 2 MiB image.
+    bytes: u64,
+}
+
+fn qemu_workloads(s: &Settings) -> Vec<QemuWork> {
+    let w = |id, write, bs, depth, flush_every, bytes| QemuWork {
+        id,
+        write,
+        bs,
+        depth,
+        flush_every,
+        bytes,
+    };
+    let image = s.image_size;
+    // 4 KiB runs: long enough for qemu-img's millisecond timer, short enough for --quick.
+    let small = if s.quick { 16 * MIB } else { 32 * MIB };
+    vec![
+        // First: fills the whole image, so every later read finds data.
+        w("qemu seq write 1M qd8", true, MIB, 8, 0, image),
+        w("qemu seq read 1M qd8", false, MIB, 8, 0, image),
+        w("qemu seq write 64K qd16", true, 64 << 10, 16, 0, image / 2),
+        w("qemu seq read 64K qd16", false, 64 << 10, 16, 0, image / 2),
+        w("qemu seq write 4K qd1", true, 4096, 1, 0, small),
+        w("qemu seq write 4K qd16", true, 4096, 16, 0, 4 * small),
+        w("qemu seq read 4K qd1", false, 4096, 1, 0, small),
+        w("qemu seq read 4K qd16", false, 4096, 16, 0, 4 * small),
+        w(
+            "qemu seq write 4K qd16 flush/16",
+            true,
+            4096,
+            16,
+            COMMIT_EVERY,
+            small / 4,
+        ),
+    ]
+}
+
+/// A random I/O workload of our libnfs client.
+struct RandWork {
+    id: &'static str,
+    write: bool,
+    qd: u32,
+    commit_every: u64,
+}
+
+fn rand_workloads() -> Vec<RandWork> {
+    let w = |id, write, qd, commit_every| RandWork {
+        id,
+        write,
+        qd,
+        commit_every,
+    };
+    vec![
+        w("rand read 4K qd1", false, 1, 0),
+        w("rand read 4K qd16", false, 16, 0),
+        w("rand write 4K qd1", true, 1, 0),
+        w("rand write 4K qd16", true, 16, 0),
+        w("rand write 4K qd1 commit/16", true, 1, COMMIT_EVERY),
+        w("rand write 4K qd16 commit/16", true, 16, COMMIT_EVERY),
+    ]
+}
+
+/// Result of a bounded command.
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd` with a time bound; a timeout or a spawn failure is an error, not a panic.
+fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Out, String> {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {desc}: {e}"))?;
+    let mut so = child.stdout.take().ok_or("no stdout pipe")?;
+    let mut se = child.stderr.take().ok_or("no stderr pipe")?;
+    let t_out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let t_err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for {desc}: {e}")),
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("timed out after {timeout:?}: {desc}"));
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    Ok(Out {
+        ok: status.success(),
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    })
+}
+
+/// Peak RSS (`VmHWM`, KiB) of a process, if readable.
+pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// One started system with what the workloads need.
+struct Target {
+    tg: TestGateway,
+    /// File (volume) the qemu and random workloads use, relative to the export root.
+    file: &'static str,
+    /// Its size.
+    size: u64,
+    /// Highest VmHWM seen over all ganesha.nfsd processes of this system, KiB.
+    peak_rss_kib: u64,
+}
+
+impl Target {
+    fn start(system: System, s: &Settings) -> Result<Target, String> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("strata-bench-{}-", system.name()))
+            .tempdir_in(&s.tmp_base)
+            .map_err(|e| format!("temp dir in {}: {e}", s.tmp_base.display()))?;
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).map_err(|e| format!("mkdir data dir: {e}"))?;
+        let (conf, plugin_dir, size) = match system {
+            System::Strata => (
+                GaneshaConf::strata_default(&data_dir),
+                Some(s.plugin_dir.clone()),
+                s.image_size,
+            ),
+            System::Vfs => (vfs_conf(&data_dir), None, s.image_size),
+            System::Mem => (mem_conf(&data_dir), None, MEM_INODE_SIZE),
+        };
+        let tg = TestGateway::launch(dir, data_dir, conf, plugin_dir)
+            .map_err(|e| format!("starting {}: {e}", system.label()))?;
+        let mut t = Target {
+            tg,
+            // `.raw` is a default volume suffix: on Strata this is a volume.
+            file: "/bench.raw",
+            size,
+            peak_rss_kib: 0,
+        };
+        t.sample_rss();
+        Ok(t)
+    }
+
+    fn sample_rss(&mut self) {
+        if let Some(kib) = vm_hwm_kib(self.tg.gw().ganesha_pid()) {
+            self.peak_rss_kib = self.peak_rss_kib.max(kib);
+        }
+    }
+
+    fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        self.tg.gw().command(program)
+    }
+
+    fn qemu_url(&self) -> String {
+        self.tg.qemu_url(self.file)
+    }
+
+    fn libnfs_url(&self) -> String {
+        format!("nfs://127.0.0.1{}?version=3", self.tg.pseudo)
+    }
+
+    /// `qemu-img create -f raw` of the bench image.
+    fn create_image(&self, s: &Settings) -> Result<(), String> {
+        let mut c = self.cmd("qemu-img");
+        c.args(["create", "-q", "-f", "raw"])
+            .arg(self.qemu_url())
+            .arg(self.size.to_string());
+        let out = run_bounded(c, s.cmd_timeout)?;
+        if !out.ok {
+            return Err(format!("qemu-img create: {}{}", out.stdout, out.stderr));
+        }
+        Ok(())
+    }
+
+    /// One `qemu-img bench` run; returns seconds as qemu-img reports them.
+    fn qemu_bench(&self, w: &QemuWork, s: &Settings) -> Result<f64, String> {
+        let count = (w.bytes / w.bs).max(1);
+        let mut c = self.cmd("qemu-img");
+        c.args(["bench", "-f", "raw"])
+            .args(["-c", &count.to_string()])
+            .args(["-d", &w.depth.to_string()])
+            .args(["-s", &w.bs.to_string()]);
+        if w.write {
+            c.arg("-w");
+            if w.flush_every > 0 {
+                c.args(["--flush-interval", &w.flush_every.to_string()]);
+            }
+        }
+        c.arg(self.qemu_url());
+        let out = run_bounded(c, s.cmd_timeout)?;
+        if !out.ok {
+            return Err(format!("qemu-img bench: {}{}", out.stdout, out.stderr));
+        }
+        parse_qemu_secs(&out.stdout)
+            .ok_or_else(|| format!("no 'Run completed in' in qemu-img output: {}", out.stdout))
+    }
+
+    /// Runs this binary's libnfs client inside the namespace; returns its last key=value line.
+    fn client(
+        &self,
+        args: &[String],
+        s: &Settings,
+    ) -> Result<std::collections::BTreeMap<String, String>, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut c = self.cmd(exe);
+        c.arg("client").arg(self.libnfs_url()).args(args);
+        let out = run_bounded(c, s.cmd_timeout)?;
+        let last = out.stdout.lines().last().unwrap_or_default().to_string();
+        if !out.ok {
+            return Err(format!("client {args:?}: {}{}", out.stdout, out.stderr));
+        }
+        Ok(kv_line(&last))
+    }
+}
+
+/// A conf with one MEM export at `/mem` (Inode_Size 2 MiB: the most Ganesha allows).
+pub fn mem_conf(dir: &Path) -> GaneshaConf {
+    let mut conf = GaneshaConf::strata_default(dir);
+    conf.strata = None;
+    conf.exports = vec![Export {
+        export_id: 9,
+        path: "/mem".to_string(),
+        pseudo: "/mem".to_string(),
+        protocols: vec![3, 4],
+        max_read: MIB,
+        max_write: MIB,
+        fsal: FsalBlock::Mem {
+            inode_size: MEM_INODE_SIZE,
+        },
+    }];
+    conf
+}
+
+/// Parses `Run completed in 1.234 seconds.`.
+pub fn parse_qemu_secs(out: &str) -> Option<f64> {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Run completed in "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn num(kv: &std::collections::BTreeMap<String, String>, key: &str) -> Result<f64, String> {
+    kv.get(key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("client output lacks {key}=: {kv:?}"))
+}
+
+/// Collects values of one workload on one system over the repetitions.
+fn repeat(
+    runs: usize,
+    mut f: impl FnMut() -> Result<f64, String>,
+) -> Result<Vec<f64>, String> {
+    (0..runs).map(|_| f()).collect()
+}
+
+/// Runs everything on one system; appends to `out`. Progress goes to stderr.
+fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Result<u64, String> {
+    let t0 = Instant::now();
+    let mut t = Target::start(system, s)?;
+    eprintln!(
+        "bench: {} started ({:.1}s), file {} of {} MiB",
+        system.label(),
+        t0.elapsed().as_secs_f64(),
+        t.file,
+        t.size / MIB
+    );
+    let mem_note = |w: &str| {
+        (system == System::Mem).then(|| format!("{w}: MEM file is 2 MiB; I/O wraps inside it"))
+    };
+    let mut push = |workload: &str, unit: Unit, r: Result<Vec<f64>, String>, note: Option<String>| {
+        match &r {
+            Ok(v) => eprintln!("bench: {} | {workload}: {v:?} {}", system.name(), unit.name()),
+            Err(e) => eprintln!("bench: {} | {workload}: FAILED: {e}", system.name()),
+        }
+        out.push(Measurement::new(workload, system, unit, r, note));
+    };
+
+    // qemu-img bench.
+    match t.create_image(s) {
+        Ok(()) => {
+            for w in qemu_workloads(s) {
+                let unit = if w.bs >= 64 << 10 {
+                    Unit::MibPerSec
+                } else {
+                    Unit::Iops
+                };
+                let count = (w.bytes / w.bs).max(1);
+                let r = repeat(s.runs, || {
+                    let secs = t.qemu_bench(&w, s)?;
+                    let ops = count as f64 / secs.max(0.0005);
+                    Ok(match unit {
+                        Unit::MibPerSec => ops * w.bs as f64 / MIB as f64,
+                        _ => ops,
+                    })
+                });
+                push(w.id, unit, r, mem_note(w.id));
+                t.sample_rss();
+            }
+        }
+        Err(e) => {
+            for w in qemu_workloads(s) {
+                push(w.id, Unit::Iops, Err(e.clone()), None);
+            }
+        }
+    }
+
+    // Random I/O with our libnfs client, on the file qemu filled.
+    for w in rand_workloads() {
+        let args: Vec<String> = vec![
+            "randio".into(),
+            if w.write { "write" } else { "read" }.into(),
+            t.file.into(),
+            t.size.to_string(),
+            "4096".into(),
+            w.qd.to_string(),
+            w.commit_every.to_string(),
+            s.rand_secs.to_string(),
+        ];
+        let r = repeat(s.runs, || num(&t.client(&args, s)?, "iops"));
+        push(w.id, Unit::Iops, r, mem_note(w.id));
+        t.sample_rss();
+    }
+
+    // Small files.
+    let n = s.small_files;
+    let mut removes = Vec::new();
+    let mut run_no = 0;
+    let r = repeat(s.runs, || {
+        run_no += 1;
+        let kv = t.client(
+            &[
+                "smallfiles".into(),
+                format!("/small{run_no}"),
+                n.to_string(),
+            ],
+            s,
+        )?;
+        removes.push(n as f64 / num(&kv, "remove_secs")?.max(1e-6));
+        Ok(n as f64 / num(&kv, "create_secs")?.max(1e-6))
+    });
+    let rm = r.as_ref().map(|_| removes.clone()).map_err(Clone::clone);
+    push(
+        &format!("small files create+4K+commit ({n})"),
+        Unit::FilesPerSec,
+        r,
+        None,
+    );
+    push(&format!("small files remove ({n})"), Unit::FilesPerSec, rm, None);
+    t.sample_rss();
+
+    // Cold read: restart Ganesha so its caches (and Strata's) are cold, then read it all.
+    let cold_id = "cold seq read 1M qd8 after restart";
+    match system {
+        System::Mem => push(
+            cold_id,
+            Unit::MibPerSec,
+            Err("n/a (MEM loses its data on restart)".into()),
+            None,
+        ),
+        _ => {
+            let w = QemuWork {
+                id: cold_id,
+                write: false,
+                bs: MIB,
+                depth: 8,
+                flush_every: 0,
+                bytes: t.size,
+            };
+            let r = repeat(s.runs, || {
+                t.sample_rss();
+                t.tg.gw_mut()
+                    .restart_ganesha()
+                    .map_err(|e| format!("restart: {e}"))?;
+                let secs = t.qemu_bench(&w, s)?;
+                Ok(t.size as f64 / MIB as f64 / secs.max(0.0005))
+            });
+            let note = match system {
+                System::Strata => "Ganesha restarted: Strata's caches cold; OS page cache warm",
+                _ => "Ganesha restarted; OS page cache warm (cannot drop per namespace)",
+            };
+            push(cold_id, Unit::MibPerSec, r, Some(note.into()));
+            t.sample_rss();
+        }
+    }
+
+    push(
+        "snapshot + clone of a volume",
+        Unit::Secs,
+        Err("n/a (not implemented)".into()),
+        None,
+    );
+
+    t.sample_rss();
+    let rss = t.peak_rss_kib;
+    if let Some(gw) = t.tg.gw.take() {
+        gw.stop().map_err(|e| format!("stopping {}: {e}", system.label()))?;
+    }
+    eprintln!(
+        "bench: {} done in {:.1}s, peak ganesha.nfsd RSS {} MiB",
+        system.label(),
+        t0.elapsed().as_secs_f64(),
+        rss / 1024
+    );
+    Ok(rss)
+}
+
+/// Everything the report needs.
+pub struct Results {
+    /// All measurements.
+    pub measurements: Vec<Measurement>,
+    /// Peak RSS of ganesha.nfsd per system (KiB), or the error that stopped the system.
+    pub rss_kib: Vec<(System, Result<u64, String>)>,
+    /// Wall time of the whole run.
+    pub wall_secs: f64,
+}
+
+/// Runs all systems in order.
+pub fn run_all(s: &Settings) -> Results {
+    let t0 = Instant::now();
+    let mut measurements = Vec::new();
+    let mut rss_kib = Vec::new();
+    for &system in &s.systems {
+        let r = bench_system(system, s, &mut measurements);
+        if let Err(e) = &r {
+            eprintln!("bench: {}: {e}", system.label());
+        }
+        rss_kib.push((system, r));
+    }
+    Results {
+        measurements,
+        rss_kib,
+        wall_secs: t0.elapsed().as_secs_f64(),
+    }
+}
