@@ -1,6 +1,7 @@
 //! Object data behind one trait: the facade reads, writes, truncates and syncs an object without
 //! caring whether a FileDriver file or (later) a volume holds it (DESIGN §2).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -49,8 +50,9 @@ struct Sizes {
     size: u64,
     /// Writes since the last sync.
     dirty: bool,
-    /// Extents uploaded whose names a failed persist did not record yet.
-    unrecorded: Vec<u64>,
+    /// Extent indices whose presence a failed persist did not record: the next commit records
+    /// them as the map has them then.
+    unrecorded: BTreeSet<u64>,
     /// The extent holding the end of file may have bytes beyond the size on the backend (an
     /// unstable write that reached the backend before a crash, whose size was never recorded).
     /// They must read as zeros when the file grows over them, so the first growth zeroes them.
@@ -80,7 +82,7 @@ impl FileData {
             sizes: Mutex::new(Sizes {
                 size,
                 dirty: false,
-                unrecorded: Vec::new(),
+                unrecorded: BTreeSet::new(),
                 suspect_tail,
             }),
         }
@@ -96,23 +98,28 @@ impl FileData {
         Ok(())
     }
 
-    /// Uploads dirty extents; returns the indices the map gained and lost (plus any left
-    /// unrecorded by an earlier failed persist).
-    /// `old` is the map as the metadata last recorded it.
+    /// Uploads dirty extents; returns the indices the metadata must add and remove, relative
+    /// to `old` (the map as the metadata last recorded it) plus any left unrecorded earlier.
     fn upload(&self, old: &ExtentMap, map: &mut ExtentMap) -> Result<(Vec<u64>, Vec<u64>)> {
         // The driver also applies what it learnt on its own (write-back by eviction, cuts):
         // diff against the recorded map to know exactly what the metadata must change.
         let synced = self.driver.sync(self.id, map);
-        let mut added: Vec<u64> = map.difference(old).copied().collect();
-        let removed: Vec<u64> = old.difference(map).copied().collect();
         let mut sizes = self.sizes.lock();
-        added.append(&mut sizes.unrecorded);
+        let mut touched: BTreeSet<u64> = map.symmetric_difference(old).copied().collect();
+        touched.append(&mut sizes.unrecorded);
         if let Err(e) = synced {
             // Whatever did reach the backend is in `map` now: record it with the next commit.
-            sizes.unrecorded = added;
+            sizes.unrecorded = touched;
             return Err(e.into());
         }
-        Ok((added, removed))
+        Ok(touched.into_iter().partition(|i| map.contains(i)))
+    }
+
+    /// Remembers a commit that could not be recorded, for the next one.
+    fn unrecorded(&self, c: &Commit) {
+        let mut s = self.sizes.lock();
+        s.unrecorded
+            .extend(c.added.iter().chain(&c.removed).copied());
     }
 }
 
@@ -188,7 +195,7 @@ impl ObjectData for FileData {
             removed: cut,
         };
         if let Err(e) = persist(&commit) {
-            self.sizes.lock().unrecorded = commit.added;
+            self.unrecorded(&commit);
             return Err(e);
         }
         {
@@ -215,7 +222,7 @@ impl ObjectData for FileData {
             removed,
         };
         if let Err(e) = persist(&commit) {
-            self.sizes.lock().unrecorded = commit.added;
+            self.unrecorded(&commit);
             return Err(e);
         }
         self.sizes.lock().dirty = false;

@@ -230,6 +230,12 @@ impl Filesystem {
         &self.config
     }
 
+    /// This namespace's random identity (also the generation of every handle): stable across
+    /// restarts, different for every newly created namespace. Usable as the NFS fsid.
+    pub fn fsid(&self) -> u64 {
+        self.ns.fsid()
+    }
+
     /// Handle of the root directory.
     pub fn root(&self) -> Handle {
         Handle {

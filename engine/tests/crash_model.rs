@@ -201,6 +201,10 @@ struct Model {
     root: Handle,
     objs: BTreeMap<Handle, MObj>,
     entries: BTreeMap<(Handle, String), Handle>,
+    /// Open counts (NFSv4 OPEN state); an open file with no links stays until the last close.
+    opens: BTreeMap<Handle, u32>,
+    /// Permission bits set by chmod (others have their creation mode).
+    modes: BTreeMap<Handle, u32>,
 }
 
 type MResult = Result<(), &'static str>;
@@ -230,6 +234,8 @@ impl Model {
             root,
             objs,
             entries: BTreeMap::new(),
+            opens: BTreeMap::new(),
+            modes: BTreeMap::new(),
         }
     }
 
@@ -270,7 +276,7 @@ impl Model {
             }
             Some(MObj::File { nlink, .. }) | Some(MObj::Symlink { nlink, .. }) => {
                 *nlink -= 1;
-                if *nlink == 0 {
+                if *nlink == 0 && !self.opens.contains_key(&h) {
                     self.objs.remove(&h);
                 }
             }
@@ -278,7 +284,20 @@ impl Model {
         }
     }
 
+    fn mode(&self, h: Handle) -> u32 {
+        let default = match self.objs.get(&h) {
+            Some(MObj::Dir { .. }) => 0o755,
+            Some(MObj::Symlink { .. }) => 0o777,
+            _ => 0o644,
+        };
+        self.modes.get(&h).copied().unwrap_or(default)
+    }
+
     fn crash(&mut self) {
+        // Nothing is open after a restart; unlinked open files are gone.
+        self.opens.clear();
+        self.objs
+            .retain(|_, o| !matches!(o, MObj::File { nlink: 0, .. }));
         for o in self.objs.values_mut() {
             if let MObj::File { cur, dur, .. } = o {
                 *cur = dur.clone();
@@ -342,11 +361,18 @@ fn model_tree(m: &Model, durable: bool) -> Tree {
             .filter(|((d, _), c)| *d == h && m.is_dir(**c))
             .count() as u32;
         t.insert(path.clone(), (h.ino, 'd', 2 + subdirs, Vec::new()));
+        t.insert(
+            format!("{path}#mode"),
+            (m.mode(h) as u64, 'm', 0, Vec::new()),
+        );
         for ((d, name), c) in &m.entries {
             if *d != h {
                 continue;
             }
             let p = format!("{path}{name}");
+            if !m.is_dir(*c) {
+                t.insert(format!("{p}#mode"), (m.mode(*c) as u64, 'm', 0, Vec::new()));
+            }
             match m.objs.get(c) {
                 Some(MObj::File { cur, dur, nlink }) => {
                     t.insert(
@@ -403,6 +429,7 @@ fn engine_tree(fs: &Filesystem) -> Tree {
     while let Some((path, dir)) = stack.pop() {
         let a = fs.getattr(dir).expect("getattr dir");
         t.insert(path.clone(), (dir.ino, 'd', a.nlink, Vec::new()));
+        t.insert(format!("{path}#mode"), (a.mode as u64, 'm', 0, Vec::new()));
         let mut cookie = 0;
         loop {
             let page = fs.readdir(dir, cookie, 3).expect("readdir");
@@ -410,6 +437,12 @@ fn engine_tree(fs: &Filesystem) -> Tree {
                 cookie = e.cookie;
                 let name = String::from_utf8(e.name.clone()).expect("utf8 name");
                 let h = e.attr.handle;
+                if e.attr.kind != Kind::Directory {
+                    t.insert(
+                        format!("{path}{name}#mode"),
+                        (e.attr.mode as u64, 'm', 0, Vec::new()),
+                    );
+                }
                 match e.attr.kind {
                     Kind::Directory => stack.push((format!("{path}{name}/"), h)),
                     Kind::Symlink => {
@@ -455,6 +488,11 @@ enum Op {
     },
     Commit(u8),
     Truncate(u8, u32),
+    Open(u8),
+    Close(u8),
+    Chmod(u8, u16),
+    /// Open a file, then unlink the name it was found under (the NFSv4 "silly rename" case).
+    OpenUnlink(u8),
     Crash,
     CrashDuring(u8, Box<Op>),
 }
@@ -475,6 +513,10 @@ fn base_op() -> impl Strategy<Value = Op> {
         ),
         2 => any::<u8>().prop_map(Op::Commit),
         1 => (any::<u8>(), 0u32..(3 << 20)).prop_map(|(p, s)| Op::Truncate(p, s)),
+        2 => any::<u8>().prop_map(Op::Open),
+        2 => any::<u8>().prop_map(Op::Close),
+        1 => (any::<u8>(), 0u16..0o7777).prop_map(|(p, m)| Op::Chmod(p, m)),
+        1 => any::<u8>().prop_map(Op::OpenUnlink),
     ]
 }
 
@@ -608,12 +650,14 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
         }
         Op::Write { pick, .. } | Op::Commit(pick) | Op::Truncate(pick, _) => {
             // Data ops pick an existing entry, preferring files, so that most of them do work.
-            let files: Vec<Handle> = m
+            let mut files: Vec<Handle> = m
                 .entries
                 .values()
                 .copied()
                 .filter(|h| !m.is_dir(*h))
                 .collect();
+            // Open files, linked or not, take writes too.
+            files.extend(m.opens.keys().copied());
             let all: Vec<Handle> = m.entries.values().copied().collect();
             let h = match (*pick as usize % 8, files.is_empty(), all.is_empty()) {
                 (_, _, true) => return,
@@ -671,6 +715,95 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
                     }
                 }
                 _ => unreachable!(),
+            }
+        }
+        Op::Open(pick) => {
+            let files: Vec<Handle> = m
+                .entries
+                .values()
+                .copied()
+                .filter(|h| matches!(m.objs.get(h), Some(MObj::File { .. })))
+                .collect();
+            if files.is_empty() {
+                return;
+            }
+            let h = files[*pick as usize % files.len()];
+            if res(fs.open_file(h), Ok(())) {
+                *m.opens.entry(h).or_insert(0) += 1;
+            }
+        }
+        Op::Chmod(pick, mode) => {
+            // Any named object or open file, with pending writes or not.
+            let mut all: Vec<Handle> = m.entries.values().copied().collect();
+            all.extend(m.opens.keys().copied());
+            if all.is_empty() {
+                return;
+            }
+            let h = all[*pick as usize % all.len()];
+            let set = SetAttr {
+                mode: Some(*mode as u32),
+                ..Default::default()
+            };
+            let r = fs.setattr(h, &set);
+            if let (true, Ok(a)) = (check, &r) {
+                assert_eq!(a.mode, *mode as u32, "setattr returns the new mode");
+            }
+            if res(r.map(|_| ()), Ok(())) {
+                m.modes.insert(h, *mode as u32);
+            }
+        }
+        Op::OpenUnlink(pick) => {
+            let named: Vec<((Handle, String), Handle)> = m
+                .entries
+                .iter()
+                .filter(|(_, h)| matches!(m.objs.get(h), Some(MObj::File { .. })))
+                .map(|(k, h)| (k.clone(), *h))
+                .collect();
+            if named.is_empty() {
+                return;
+            }
+            let ((dir, name), h) = named[*pick as usize % named.len()].clone();
+            if !res(fs.open_file(h), Ok(())) {
+                return;
+            }
+            *m.opens.entry(h).or_insert(0) += 1;
+            if res(fs.unlink(dir, name.as_bytes()), Ok(())) {
+                m.entries.remove(&(dir, name));
+                m.drop_link(h);
+            }
+        }
+        Op::Close(pick) => {
+            let open: Vec<Handle> = m.opens.keys().copied().collect();
+            if open.is_empty() {
+                return;
+            }
+            let h = open[*pick as usize % open.len()];
+            if check {
+                // Before the last close the object answers through its handle, linked or not.
+                let want = match m.objs.get(&h) {
+                    Some(MObj::File { cur, .. }) => cur.clone(),
+                    other => panic!("model: open handle names {other:?}"),
+                };
+                let a = fs.getattr(h).expect("getattr of an open file");
+                let mut buf = vec![0u8; a.size as usize];
+                fs.read(h, 0, &mut buf).expect("read of an open file");
+                assert!(buf == want, "open file {h:?} content differs");
+            }
+            if res(fs.close_file(h), Ok(())) {
+                let n = m.opens.get_mut(&h).expect("open");
+                *n -= 1;
+                if *n == 0 {
+                    m.opens.remove(&h);
+                    if matches!(m.objs.get(&h), Some(MObj::File { nlink: 0, .. })) {
+                        m.objs.remove(&h);
+                        if check {
+                            assert!(
+                                matches!(fs.getattr(h), Err(Error::Stale)),
+                                "closed unlinked file must be stale"
+                            );
+                        }
+                    }
+                }
             }
         }
         Op::Crash | Op::CrashDuring(..) => unreachable!(),
@@ -748,9 +881,21 @@ fn run(ops: &[Op], no_sync: bool) {
     for op in ops {
         match op {
             Op::Crash => {
+                let orphans: Vec<Handle> = m
+                    .objs
+                    .iter()
+                    .filter(|(_, o)| matches!(o, MObj::File { nlink: 0, .. }))
+                    .map(|(h, _)| *h)
+                    .collect();
                 h.crash_and_reopen();
                 m.crash();
                 check(&engine_tree(h.fs()), &model_tree(&m, true), "after crash");
+                for o in orphans {
+                    assert!(
+                        matches!(h.fs().getattr(o), Err(Error::Stale)),
+                        "unlinked open file survives a restart"
+                    );
+                }
             }
             Op::CrashDuring(k, inner) => {
                 let mut before = m.clone();

@@ -475,6 +475,8 @@ fn reopen_keeps_handles_and_committed_data() {
         let h = mkfile(&fs, d, "f").handle;
         fs.write(h, 0, &vec![7u8; 3 << 20], false).expect("write");
         fs.commit(h).expect("commit");
+        fs.create(d, b"excl", 0o600, ME, CreateMode::Exclusive(*b"12345678"))
+            .expect("exclusive create");
         (h, root)
     };
     let fs = Filesystem::open(EngineConfig::new(dir.path())).expect("reopen");
@@ -483,4 +485,85 @@ fn reopen_keeps_handles_and_committed_data() {
     let data = read_all(&fs, h);
     assert_eq!(data.len(), 3 << 20);
     assert!(data.iter().all(|&b| b == 7));
+    // An exclusive create replayed after a restart still finds its verifier.
+    let d = fs.lookup_path("/d").expect("d").handle;
+    let replay = fs
+        .create(d, b"excl", 0o600, ME, CreateMode::Exclusive(*b"12345678"))
+        .expect("replay after restart");
+    assert!(!replay.created);
+}
+
+#[test]
+fn backend_outage_fails_commit_then_recovers() {
+    use std::sync::Arc;
+    use strata_backend::{FaultyStore, MemStore, ObjectStore};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mem = Arc::new(MemStore::new());
+    let open = |faulty: Arc<FaultyStore>| {
+        let opts = OpenOptions {
+            store: Some(faulty as Arc<dyn ObjectStore>),
+            metadata_backend: None,
+        };
+        Filesystem::open_with(EngineConfig::new(dir.path()), opts).expect("open")
+    };
+    let faulty = Arc::new(FaultyStore::new(mem.clone()));
+    let fs = open(faulty.clone());
+    let f = mkfile(&fs, fs.root(), "f").handle;
+    fs.write(f, 0, &vec![3u8; 2 << 20], false)
+        .expect("unstable write");
+    faulty.set_failing(true);
+    assert!(
+        matches!(fs.commit(f), Err(Error::Io(_))),
+        "commit must fail while the backend is down"
+    );
+    assert!(
+        matches!(fs.write(f, 0, b"x", true), Err(Error::Io(_))),
+        "stable write too"
+    );
+    assert_eq!(fs.getattr(f).expect("getattr").size, 2 << 20);
+    faulty.set_failing(false);
+    fs.commit(f).expect("commit after recovery");
+    fs.crash();
+    let fs = open(Arc::new(FaultyStore::new(mem.clone())));
+    let data = read_all(&fs, f);
+    assert_eq!(data.len(), 2 << 20);
+    assert_eq!(data[0], b'x');
+    assert!(data[1..].iter().all(|&b| b == 3));
+}
+
+#[test]
+fn clean_drop_commits_unstable_writes_but_crash_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = {
+        let fs = Filesystem::open(EngineConfig::new(dir.path())).expect("open");
+        let f = mkfile(&fs, fs.root(), "f").handle;
+        fs.write(f, 0, b"kept by a clean shutdown", false)
+            .expect("write");
+        f
+    };
+    let fs = Filesystem::open(EngineConfig::new(dir.path())).expect("reopen");
+    assert_eq!(read_all(&fs, f), b"kept by a clean shutdown");
+    let g = mkfile(&fs, fs.root(), "g").handle;
+    fs.write(g, 0, b"lost", false).expect("write");
+    fs.crash();
+    let fs = Filesystem::open(EngineConfig::new(dir.path())).expect("reopen after crash");
+    assert_eq!(
+        fs.getattr(g).expect("g exists").size,
+        0,
+        "uncommitted data is not recorded"
+    );
+}
+
+#[test]
+fn handles_of_another_namespace_are_stale() {
+    let (_d1, a) = open();
+    let (_d2, b) = open();
+    assert_ne!(a.fsid(), b.fsid());
+    let f = mkfile(&a, a.root(), "f").handle;
+    mkfile(&b, b.root(), "f");
+    // Same inode number in both, but the generation tells them apart.
+    assert_eq!(b.lookup(b.root(), b"f").expect("lookup").handle.ino, f.ino);
+    assert!(matches!(b.getattr(f), Err(Error::Stale)));
+    assert!(matches!(b.read(f, 0, &mut [0u8; 1]), Err(Error::Stale)));
+    assert!(matches!(b.lookup(a.root(), b"f"), Err(Error::Stale)));
 }

@@ -814,7 +814,8 @@ impl FileDriver {
     }
 
     /// Brings the cache under its bound: evicts the least recently used clean extents; when
-    /// only dirty ones are left, uploads the oldest ones first. Failures are logged (the data
+    /// only dirty ones are left, uploads the oldest one that no one else is uploading, then
+    /// evicts it. Failures are logged (the data
     /// stays cached and dirty), not returned: the caller's own operation succeeded.
     fn evict(&self) {
         let bound = self.config.cache_bytes;
@@ -866,7 +867,10 @@ impl FileDriver {
                     let mut err = None;
                     self.upload_batch(&st, vec![c], &mut err);
                     if err.is_none() {
+                        // Now clean: the next round evicts it, and writes back no more than
+                        // the bound needs.
                         uploaded += 1;
+                        break;
                     }
                 }
             }

@@ -876,7 +876,8 @@ unsafe extern "C" fn write2(
             }
         }
         a.io_amount = total;
-        a.__bindgen_anon_1.fsal_stable = stable && all_stable;
+        // Report what was achieved: an engine that made the data durable says so.
+        a.__bindgen_anon_1.fsal_stable = all_stable;
         Ok(())
     });
     if let Some(cb) = done_cb {
@@ -910,8 +911,10 @@ unsafe extern "C" fn setattr2(
         let me = unsafe { from_obj(obj) };
         let set = setattr_of(attrs);
         if set.size.is_some() {
-            if !me.kind.is_regular() {
-                return Err(err(ffi::ERR_FSAL_INVAL, libc::EINVAL));
+            match me.kind {
+                Kind::Directory => return Err(err(ffi::ERR_FSAL_ISDIR, libc::EISDIR)),
+                Kind::Symlink => return Err(err(ffi::ERR_FSAL_INVAL, libc::EINVAL)),
+                Kind::File | Kind::Volume => {}
             }
             // nfs-ganesha #1144: a size change that comes with a state uses that state (its
             // own DENY_BOTH reservation must not refuse it); only a stateless one is checked.

@@ -105,12 +105,32 @@ static void print_stat(const struct nfs_stat_64 *st)
 
 #define CHUNK (1024 * 1024)
 
+/*
+ * Opens PATH read-write, creating it if missing. libnfs 4.0 quirks over NFSv4: a write-only
+ * open gets NFS4ERR_OPENMODE on WRITE, and every create is EXCLUSIVE4 (so O_CREAT on an existing
+ * name fails with EEXIST): open first, create only on ENOENT.
+ */
+static int open_rw(const char *path, int trunc, struct nfsfh **fh)
+{
+	int ret = nfs_open(nfs, path, O_RDWR | (trunc ? O_TRUNC : 0), fh);
+	if (ret == -ENOENT)
+		ret = nfs_open2(nfs, path, O_RDWR | O_CREAT | (trunc ? O_TRUNC : 0), 0644, fh);
+	return ret;
+}
+
+/*
+ * Largest WRITE we send: libnfs 4.0 cannot encode NFSv4 WRITEs much over 4 KB ("Failed to
+ * encode COMPOUND4args"; the same bug makes its nfs-cp fail from 4000 bytes).
+ */
+static uint64_t write_max(void)
+{
+	return nfs_version == 4 ? 2048 : CHUNK;
+}
+
 static int do_write(const char *path, uint64_t off, uint64_t len, uint64_t seed)
 {
 	struct nfsfh *fh;
-	int ret = nfs_open(nfs, path, O_WRONLY, &fh);
-	if (ret == -ENOENT)
-		ret = nfs_creat(nfs, path, 0644, &fh);
+	int ret = open_rw(path, 0, &fh);
 	if (ret < 0)
 		return fail("open", ret);
 	char *buf = malloc(CHUNK);
@@ -123,7 +143,8 @@ static int do_write(const char *path, uint64_t off, uint64_t len, uint64_t seed)
 			buf[i] = (char)pattern_byte(off + done + i, seed);
 		uint64_t part = 0;
 		while (part < n) {
-			ret = nfs_pwrite(nfs, fh, off + done + part, n - part, buf + part);
+			uint64_t piece = n - part < write_max() ? n - part : write_max();
+			ret = nfs_pwrite(nfs, fh, off + done + part, piece, buf + part);
 			if (ret <= 0) {
 				free(buf);
 				return fail("pwrite", ret == 0 ? -EIO : ret);
@@ -188,9 +209,7 @@ static int do_verify(const char *path, uint64_t off, uint64_t len, uint64_t seed
 static int do_put(const char *path, const char *text)
 {
 	struct nfsfh *fh;
-	int ret = nfs_open(nfs, path, O_WRONLY | O_TRUNC, &fh);
-	if (ret == -ENOENT)
-		ret = nfs_creat(nfs, path, 0644, &fh);
+	int ret = open_rw(path, 1, &fh);
 	if (ret < 0)
 		return fail("open", ret);
 	size_t len = strlen(text);
@@ -623,9 +642,12 @@ static int do_randio(char **a, int n)
 	else
 		return usage();
 	r.rng = r.seed * 0x9e3779b97f4a7c15ULL + 1;
-	int ret = nfs_open(nfs, a[0], r.mode == 1 ? O_RDWR : O_RDONLY, &r.fh);
-	if (ret == -ENOENT && r.mode == 1)
-		ret = nfs_creat(nfs, a[0], 0644, &r.fh);
+	if (r.mode == 1 && r.bs > write_max()) {
+		printf("error=\"randio: block size over %" PRIu64 " (libnfs limit for this version)\" errno=%d\n",
+		       write_max(), EINVAL);
+		return 1;
+	}
+	int ret = r.mode == 1 ? open_rw(a[0], 0, &r.fh) : nfs_open(nfs, a[0], O_RDONLY, &r.fh);
 	if (ret < 0)
 		return fail("open", ret);
 	struct rio_slot *slots = calloc(qd, sizeof *slots);

@@ -49,6 +49,8 @@ on_both!(
     qemu_img_and_qemu_io,
     random_io_at_queue_depth,
     capacity_and_transfer_limits,
+    parallel_v4_clients,
+    nfsv4_writes,
 );
 
 fn nfs_utils_v3_and_v4(tg: &TestGateway) {
@@ -440,6 +442,29 @@ fn qemu_img_and_qemu_io(tg: &TestGateway) {
             url,
         ]);
     }
+    // Zero writes and discard (qcow2 keeps them in its metadata; QEMU's nfs driver sends no
+    // DEALLOCATE), then the map shows data and zero runs.
+    qemu(&[
+        "qemu-io",
+        "-f",
+        "qcow2",
+        "-c",
+        "write -z 2M 1M",
+        "-c",
+        "discard 8M 64k",
+        "-c",
+        "flush",
+        "-c",
+        "read -P 0 2M 1M",
+        "-c",
+        "read -P 0 8M 64k",
+        "-c",
+        "read -P 0xab 0 1M",
+        &qcow,
+    ]);
+    let r = qemu(&["qemu-img", "map", "--output=json", "-f", "qcow2", &qcow]);
+    assert!(r.stdout.contains("\"data\": true"), "{r}");
+    assert!(r.stdout.contains("\"zero\": true"), "{r}");
     let r = qemu(&["qemu-img", "check", "-f", "qcow2", &qcow]);
     assert!(r.stdout.contains("No errors were found"), "{r}");
     let conv_raw = tg.qemu_url("/conv.raw");
@@ -458,15 +483,18 @@ fn qemu_img_and_qemu_io(tg: &TestGateway) {
     ]);
     let r = qemu(&["qemu-img", "check", "-f", "qcow2", &conv_qcow]);
     assert!(r.stdout.contains("No errors were found"), "{r}");
+    // The converted raw image has the qcow2's data, and its discarded range reads as zeros.
     let r = qemu(&[
         "qemu-io",
         "-f",
         "raw",
         "-c",
-        "read -P 0x5a 8M 64k",
+        "read -P 0xab 0 1M",
+        "-c",
+        "read -P 0 8M 64k",
         &conv_raw,
     ]);
-    assert!(r.stdout.contains("read 65536/65536"), "{r}");
+    assert!(r.stdout.contains("read 1048576/1048576"), "{r}");
 }
 
 fn random_io_at_queue_depth(tg: &TestGateway) {
@@ -570,4 +598,59 @@ fn host_total_bytes(path: &std::path::Path) -> u64 {
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("df output: {text}"))
+}
+
+fn parallel_v4_clients(tg: &TestGateway) {
+    const N: usize = 6;
+    thread::scope(|s| {
+        let hs: Vec<_> = (0..N)
+            .map(|i| {
+                s.spawn(move || {
+                    let path = format!("/v4-{i}");
+                    let text = format!("client {i} was here");
+                    tg.client(4, &["put", &path, &text]).expect_ok("put v4");
+                    assert_eq!(cat(tg, 4, &path), text);
+                    tg.client(4, &["rename", &path, &format!("{path}.done")])
+                        .expect_ok("rename v4");
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().expect("v4 client thread");
+        }
+    });
+    let r = tg.client(3, &["ls", "/"]).expect_ok("ls");
+    for i in 0..N {
+        assert!(r.stdout.contains(&format!("name=v4-{i}.done ")), "{r}");
+    }
+}
+
+fn nfsv4_writes(tg: &TestGateway) {
+    // NFSv4.0 OPEN + WRITE + COMMIT + CLOSE (our client sends 2 KiB WRITEs: libnfs 4.0's limit).
+    let size = MIB.to_string();
+    tg.client(4, &["write", "/v4data", "0", &size, "4"])
+        .expect_ok("write v4");
+    tg.client(3, &["verify", "/v4data", "0", &size, "4"])
+        .expect_ok("verify v3");
+    let r = tg
+        .client(
+            4,
+            &[
+                "randio", "/v4data", &size, "2048", "8", "400", "write", "4", "32",
+            ],
+        )
+        .expect_ok("randio write v4");
+    assert!(r.num("commits") >= 400 / 32, "{r}");
+    tg.client(4, &["verify", "/v4data", "0", &size, "4"])
+        .expect_ok("verify v4");
+    // Overwrite with truncation (OPEN with size 0) keeps the same file.
+    let id = tg
+        .client(3, &["stat", "/v4data"])
+        .expect_ok("stat")
+        .num("fileid");
+    tg.client(4, &["put", "/v4data", "short"])
+        .expect_ok("put v4");
+    let st = tg.client(3, &["stat", "/v4data"]).expect_ok("stat");
+    assert_eq!((st.num("fileid"), st.num("size")), (id, 5), "{st}");
+    assert_eq!(cat(tg, 4, "/v4data"), "short");
 }

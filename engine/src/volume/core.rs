@@ -92,11 +92,14 @@ pub enum FsyncSite {
     CloseTlog,
     /// Creating a TLog: fdatasync of its header before any entry is written.
     CreateTlog,
+    /// Restart: fdatasync of the last TLog after cutting its torn tail, before anything is
+    /// written at the cut.
+    RestartCut,
 }
 
 impl FsyncSite {
     /// All sites.
-    pub const ALL: [FsyncSite; 8] = [
+    pub const ALL: [FsyncSite; 9] = [
         FsyncSite::CommitSco,
         FsyncSite::CommitTlog,
         FsyncSite::CommitScoDir,
@@ -105,6 +108,7 @@ impl FsyncSite {
         FsyncSite::SealScoDir,
         FsyncSite::CloseTlog,
         FsyncSite::CreateTlog,
+        FsyncSite::RestartCut,
     ];
 }
 
@@ -1012,10 +1016,7 @@ impl Volume {
             }
             ctx.apply(&mut rp, &format!("{what} entry at byte {pos}"), *e)?;
         }
-        if (cut as usize) < data.len() {
-            tracing::warn!(tlog = %what, from = data.len(), to = cut, "cut a torn TLog tail");
-            tfile.set_len(cut).map_err(|e| io_err(&what, e))?;
-        }
+        let must_cut = (cut as usize) < data.len();
         let tcrc = crc32c::crc32c(&data[..cut as usize]);
 
         // Unsealed SCOs: at most one, the newest.
@@ -1063,6 +1064,13 @@ impl Volume {
             .store(data.len() as u64 - cut, Ordering::Relaxed);
         {
             let mut st = vol.state.write();
+            if must_cut {
+                // Durable before anything is written at the cut: stale entries past it must
+                // never reappear behind new ones.
+                tracing::warn!(tlog = %what, from = data.len(), to = cut, "cutting a torn TLog tail");
+                st.tlog.file.set_len(cut).map_err(|e| io_err(&what, e))?;
+                vol.fsync(FsyncSite::RestartCut, &*st.tlog.file, &what)?;
+            }
             // SCO files no entry refers to hold nothing that was ever committed.
             for s in sco_files
                 .iter()

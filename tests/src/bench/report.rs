@@ -47,6 +47,8 @@ pub struct Measurement {
     pub values: Result<Vec<f64>, String>,
     /// A remark printed under the table.
     pub note: Option<String>,
+    /// For write workloads: bytes ganesha.nfsd wrote to storage per byte the client wrote.
+    pub disk_per_client_byte: Option<f64>,
 }
 
 impl Measurement {
@@ -64,6 +66,7 @@ impl Measurement {
             unit,
             values,
             note,
+            disk_per_client_byte: None,
         }
     }
 
@@ -179,6 +182,7 @@ pub fn table(r: &Results, s: &Settings) -> String {
         rss_ratio(System::Mem),
     );
     let _ = writeln!(out);
+    out.push_str(&amp_table(r));
     let _ = writeln!(
         out,
         "Median of {} run(s) per cell; ratios are Strata/other (>1: Strata faster; for RSS, >1: \
@@ -205,9 +209,11 @@ pub fn table(r: &Results, s: &Settings) -> String {
     let mut notes: Vec<String> = Vec::new();
     for m in &r.measurements {
         let n = match (&m.note, &m.values) {
-            (_, Err(e)) if !e.starts_with("n/a") => {
-                Some(format!("{} on {}: FAILED: {e}", m.workload, m.system.label()))
-            }
+            (_, Err(e)) if !e.starts_with("n/a") => Some(format!(
+                "{} on {}: FAILED: {e}",
+                m.workload,
+                m.system.label()
+            )),
             (Some(n), _) => Some(format!("{} on {}: {n}", m.workload, m.system.label())),
             _ => None,
         };
@@ -215,7 +221,14 @@ pub fn table(r: &Results, s: &Settings) -> String {
             if m.system == System::Mem && m.note.is_some() {
                 continue; // Covered by the MEM footnote.
             }
-            notes.push(n.lines().next().unwrap_or_default().chars().take(300).collect());
+            notes.push(
+                n.lines()
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect(),
+            );
         }
     }
     for (sys, v) in &r.rss_kib {
@@ -226,6 +239,49 @@ pub fn table(r: &Results, s: &Settings) -> String {
     for n in notes {
         let _ = writeln!(out, "- {n}");
     }
+    out
+}
+
+/// Where write time goes, one view: bytes ganesha.nfsd sent to storage per byte written by
+/// the client (empty when no write workload could be measured).
+fn amp_table(r: &Results) -> String {
+    let rows: Vec<(String, Unit)> = workloads(r)
+        .into_iter()
+        .filter(|(w, _)| {
+            r.measurements
+                .iter()
+                .any(|m| m.workload == *w && m.disk_per_client_byte.is_some())
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Disk bytes written by ganesha.nfsd per byte the client wrote (`/proc/PID/io` \
+         write_bytes, all runs of the row; a page re-dirtied before writeback counts once):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| write workload | Strata | Ganesha VFS | Ganesha MEM* |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    for (w, _) in rows {
+        let cell = |sys| {
+            find(r, &w, sys)
+                .and_then(|m| m.disk_per_client_byte)
+                .map_or("-".to_string(), |a| format!("{a:.2}"))
+        };
+        let _ = writeln!(
+            out,
+            "| {w} | {} | {} | {} |",
+            cell(System::Strata),
+            cell(System::Vfs),
+            cell(System::Mem)
+        );
+    }
+    let _ = writeln!(out);
     out
 }
 
@@ -257,9 +313,15 @@ pub fn machine(tmp_base: &Path) -> BTreeMap<&'static str, String> {
     m.insert("cpus", format!("{cpus} ({model})"));
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|t| t.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()))
+        .and_then(|t| {
+            t.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+        })
         .and_then(|k| k.parse::<u64>().ok())
-        .map_or(String::new(), |k| format!("{:.1} GiB", k as f64 / (1u64 << 20) as f64));
+        .map_or(String::new(), |k| {
+            format!("{:.1} GiB", k as f64 / (1u64 << 20) as f64)
+        });
     m.insert("memory", mem);
     let tmp = tmp_base.display().to_string();
     let df = sh("df", &["-hT", &tmp]);
@@ -272,6 +334,13 @@ pub fn machine(tmp_base: &Path) -> BTreeMap<&'static str, String> {
             .unwrap_or_default(),
     );
     m.insert("kernel", sh("uname", &["-r"]));
+    // Other work on the machine skews results: record the load when the run starts.
+    m.insert(
+        "load at start",
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
+    );
     m.insert(
         "ganesha",
         sh("dpkg-query", &["-W", "-f", "${Version}", "nfs-ganesha"]),
@@ -305,6 +374,7 @@ pub fn json(r: &Results, s: &Settings, command: &str, machine: &BTreeMap<&str, S
                 "values": m.values.as_ref().ok(),
                 "error": m.values.as_ref().err(),
                 "note": m.note,
+                "disk_bytes_per_client_byte": m.disk_per_client_byte,
             })
         })
         .collect();
@@ -338,4 +408,64 @@ pub fn json(r: &Results, s: &Settings, command: &str, machine: &BTreeMap<&str, S
         "systems": rss,
         "results": results,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::run::Results;
+    use std::path::PathBuf;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn ratio_is_better_when_above_one() {
+        assert_eq!(ratio(Unit::Iops, Some(200.0), Some(100.0)), "2.00x");
+        // Seconds: less is better, so the ratio is inverted.
+        assert_eq!(ratio(Unit::Secs, Some(1.0), Some(2.0)), "2.00x");
+        assert_eq!(ratio(Unit::Iops, None, Some(1.0)), "-");
+        assert_eq!(ratio(Unit::Iops, Some(1.0), Some(0.0)), "-");
+    }
+
+    #[test]
+    fn table_shows_medians_ratios_failures_and_rss() {
+        let s = Settings::new(true, PathBuf::from("/nonexistent"), std::env::temp_dir());
+        let m = |sys, v| Measurement::new("w", sys, Unit::Iops, v, None);
+        let r = Results {
+            measurements: vec![
+                m(System::Strata, Ok(vec![300.0, 100.0, 200.0])),
+                m(System::Vfs, Ok(vec![100.0])),
+                m(System::Mem, Err("connection refused".into())),
+                Measurement::new(
+                    "snap",
+                    System::Strata,
+                    Unit::Secs,
+                    Err("n/a (x)".into()),
+                    None,
+                ),
+            ],
+            rss_kib: vec![(System::Strata, Ok(2048)), (System::Vfs, Ok(1024))],
+            wall_secs: 1.0,
+        };
+        let t = table(&r, &s);
+        assert!(
+            t.contains("| w | IOPS | 200 | 100 | FAILED | 2.00x | - |"),
+            "{t}"
+        );
+        assert!(t.contains("| snap | s | n/a (x) | - | - | - | - |"), "{t}");
+        assert!(t.contains("| MiB | 2 | 1 | - | 2.00x | - |"), "{t}");
+        assert!(
+            t.contains("w on Ganesha MEM*: FAILED: connection refused"),
+            "{t}"
+        );
+        let j = json(&r, &s, "cmd", &BTreeMap::new());
+        assert_eq!(j["results"][0]["median"], 200.0);
+        assert_eq!(j["results"][2]["error"], "connection refused");
+        assert_eq!(j["systems"]["strata"]["peak_rss_kib"], 2048);
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use strata_ganesha_conf::conf::{Export, FsalBlock, GaneshaConf};
 use strata_tests::{kv_line, vfs_conf, TestGateway};
 
-use super::report::{Measurement, Unit};
+use super::report::{median, Measurement, Unit};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -271,6 +271,15 @@ impl Target {
         }
     }
 
+    /// Bytes ganesha.nfsd has caused to be written to storage (`/proc/PID/io` write_bytes).
+    fn disk_write_bytes(&self) -> Option<u64> {
+        let pid = self.tg.gw().ganesha_pid();
+        let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         self.tg.gw().command(program)
     }
@@ -355,6 +364,61 @@ pub fn mem_conf(dir: &Path) -> GaneshaConf {
     conf
 }
 
+/// Disk bytes written by ganesha.nfsd against bytes the client wrote, over repetitions.
+#[derive(Default)]
+struct IoTally {
+    disk: u64,
+    client: u64,
+    complete: bool,
+    runs: u32,
+}
+
+impl IoTally {
+    fn add(&mut self, before: Option<u64>, after: Option<u64>, client: u64) {
+        match (before, after) {
+            (Some(b), Some(a)) if a >= b => {
+                self.complete = self.runs == 0 || self.complete;
+                self.disk += a - b;
+                self.client += client;
+            }
+            _ => self.complete = false,
+        }
+        self.runs += 1;
+    }
+
+    /// Disk bytes per client byte, if every run could be measured.
+    fn ratio(&self) -> Option<f64> {
+        (self.complete && self.client > 0).then(|| self.disk as f64 / self.client as f64)
+    }
+}
+
+/// Strata's extent cache directory under `Data_Dir` (strata-engine's `EXTENT_CACHE_DIR`; the
+/// tests crate does not depend on the engine).
+const EXTENT_CACHE_DIR: &str = "extent-cache";
+
+/// (files, bytes) under a directory, recursively; (0, 0) if it does not exist.
+pub fn dir_usage(dir: &Path) -> (u64, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => {
+                    files += 1;
+                    bytes += m.len();
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    (files, bytes)
+}
+
 /// Parses `Run completed in 1.234 seconds.`.
 pub fn parse_qemu_secs(out: &str) -> Option<f64> {
     out.lines()
@@ -370,10 +434,7 @@ fn num(kv: &std::collections::BTreeMap<String, String>, key: &str) -> Result<f64
 }
 
 /// Collects values of one workload on one system over the repetitions.
-fn repeat(
-    runs: usize,
-    mut f: impl FnMut() -> Result<f64, String>,
-) -> Result<Vec<f64>, String> {
+fn repeat(runs: usize, mut f: impl FnMut() -> Result<f64, String>) -> Result<Vec<f64>, String> {
     (0..runs).map(|_| f()).collect()
 }
 
@@ -391,12 +452,25 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
     let mem_note = |w: &str| {
         (system == System::Mem).then(|| format!("{w}: MEM file is 2 MiB; I/O wraps inside it"))
     };
-    let mut push = |workload: &str, unit: Unit, r: Result<Vec<f64>, String>, note: Option<String>| {
+    let mut push = |workload: &str,
+                    unit: Unit,
+                    r: Result<Vec<f64>, String>,
+                    note: Option<String>,
+                    amp: Option<f64>| {
         match &r {
-            Ok(v) => eprintln!("bench: {} | {workload}: {v:?} {}", system.name(), unit.name()),
+            Ok(v) => eprintln!(
+                "bench: {} | {workload}: {v:?} {}{}",
+                system.name(),
+                unit.name(),
+                amp.map_or(String::new(), |a| format!(
+                    ", disk bytes/client byte {a:.2}"
+                ))
+            ),
             Err(e) => eprintln!("bench: {} | {workload}: FAILED: {e}", system.name()),
         }
-        out.push(Measurement::new(workload, system, unit, r, note));
+        let mut m = Measurement::new(workload, system, unit, r, note);
+        m.disk_per_client_byte = amp;
+        out.push(m);
     };
 
     // qemu-img bench.
@@ -409,21 +483,25 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
                     Unit::Iops
                 };
                 let count = (w.bytes / w.bs).max(1);
+                let mut io = IoTally::default();
                 let r = repeat(s.runs, || {
+                    let before = t.disk_write_bytes();
                     let secs = t.qemu_bench(&w, s)?;
+                    io.add(before, t.disk_write_bytes(), count * w.bs);
                     let ops = count as f64 / secs.max(0.0005);
                     Ok(match unit {
                         Unit::MibPerSec => ops * w.bs as f64 / MIB as f64,
                         _ => ops,
                     })
                 });
-                push(w.id, unit, r, mem_note(w.id));
+                let amp = if w.write { io.ratio() } else { None };
+                push(w.id, unit, r, mem_note(w.id), amp);
                 t.sample_rss();
             }
         }
         Err(e) => {
             for w in qemu_workloads(s) {
-                push(w.id, Unit::Iops, Err(e.clone()), None);
+                push(w.id, Unit::Iops, Err(e.clone()), None, None);
             }
         }
     }
@@ -440,8 +518,24 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
             w.commit_every.to_string(),
             s.rand_secs.to_string(),
         ];
-        let r = repeat(s.runs, || num(&t.client(&args, s)?, "iops"));
-        push(w.id, Unit::Iops, r, mem_note(w.id));
+        let mut io = IoTally::default();
+        let mut final_commits = Vec::new();
+        let r = repeat(s.runs, || {
+            let before = t.disk_write_bytes();
+            let kv = t.client(&args, s)?;
+            io.add(before, t.disk_write_bytes(), num(&kv, "ops")? as u64 * 4096);
+            final_commits.push(num(&kv, "final_commit_secs")?);
+            num(&kv, "iops")
+        });
+        let amp = if w.write { io.ratio() } else { None };
+        let note = if w.write && system != System::Mem {
+            median(&final_commits).map(|c| {
+                format!("the untimed COMMIT after each run (of what it left unstable) took {c:.2} s (median)")
+            })
+        } else {
+            mem_note(w.id)
+        };
+        push(w.id, Unit::Iops, r, note, amp);
         t.sample_rss();
     }
 
@@ -449,8 +543,10 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
     let n = s.small_files;
     let mut removes = Vec::new();
     let mut run_no = 0;
+    let mut io = IoTally::default();
     let r = repeat(s.runs, || {
         run_no += 1;
+        let before = t.disk_write_bytes();
         let kv = t.client(
             &[
                 "smallfiles".into(),
@@ -459,6 +555,7 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
             ],
             s,
         )?;
+        io.add(before, t.disk_write_bytes(), n * 4096);
         removes.push(n as f64 / num(&kv, "remove_secs")?.max(1e-6));
         Ok(n as f64 / num(&kv, "create_secs")?.max(1e-6))
     });
@@ -468,8 +565,15 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
         Unit::FilesPerSec,
         r,
         None,
+        io.ratio(),
     );
-    push(&format!("small files remove ({n})"), Unit::FilesPerSec, rm, None);
+    push(
+        &format!("small files remove ({n})"),
+        Unit::FilesPerSec,
+        rm,
+        None,
+        None,
+    );
     t.sample_rss();
 
     // Cold read: restart Ganesha so its caches (and Strata's) are cold, then read it all.
@@ -479,6 +583,7 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
             cold_id,
             Unit::MibPerSec,
             Err("n/a (MEM loses its data on restart)".into()),
+            None,
             None,
         ),
         _ => {
@@ -490,19 +595,30 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
                 flush_every: 0,
                 bytes: t.size,
             };
+            // Strata's FileDriver wipes its extent cache when it opens: count what is there
+            // when the read starts, to show the data comes from the backend.
+            let cache_dir = t.tg.data_dir.join(EXTENT_CACHE_DIR);
+            let mut cached_at_start = Vec::new();
             let r = repeat(s.runs, || {
                 t.sample_rss();
                 t.tg.gw_mut()
                     .restart_ganesha()
                     .map_err(|e| format!("restart: {e}"))?;
+                cached_at_start.push(dir_usage(&cache_dir).1);
                 let secs = t.qemu_bench(&w, s)?;
                 Ok(t.size as f64 / MIB as f64 / secs.max(0.0005))
             });
             let note = match system {
-                System::Strata => "Ganesha restarted: Strata's caches cold; OS page cache warm",
-                _ => "Ganesha restarted; OS page cache warm (cannot drop per namespace)",
+                System::Strata => format!(
+                    "Ganesha restarted before each read: Strata's caches cold (bytes in \
+                     {EXTENT_CACHE_DIR}/ when the read began: {cached_at_start:?}), data read \
+                     from the local backend; OS page cache warm"
+                ),
+                _ => "Ganesha restarted before each read; OS page cache warm (it cannot be \
+                      dropped per namespace)"
+                    .to_string(),
             };
-            push(cold_id, Unit::MibPerSec, r, Some(note.into()));
+            push(cold_id, Unit::MibPerSec, r, Some(note), None);
             t.sample_rss();
         }
     }
@@ -512,12 +628,22 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
         Unit::Secs,
         Err("n/a (not implemented)".into()),
         None,
+        None,
     );
 
+    if system == System::Strata {
+        let (files, bytes) = dir_usage(&t.tg.data_dir.join("backend"));
+        eprintln!(
+            "bench: Strata backend holds {files} objects, {} MiB, for a {} MiB volume",
+            bytes / MIB,
+            t.size / MIB
+        );
+    }
     t.sample_rss();
     let rss = t.peak_rss_kib;
     if let Some(gw) = t.tg.gw.take() {
-        gw.stop().map_err(|e| format!("stopping {}: {e}", system.label()))?;
+        gw.stop()
+            .map_err(|e| format!("stopping {}: {e}", system.label()))?;
     }
     eprintln!(
         "bench: {} done in {:.1}s, peak ganesha.nfsd RSS {} MiB",
@@ -554,5 +680,69 @@ pub fn run_all(s: &Settings) -> Results {
         measurements,
         rss_kib,
         wall_secs: t0.elapsed().as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_tests::{require_tools, GATEWAY_TOOLS};
+
+    #[test]
+    fn parses_qemu_img_bench_output() {
+        let out = "Sending 100 write requests, 65536 bytes each, 16 in parallel (starting at \
+                   offset 0, step size 65536)\nSending flush every 16 requests\n\
+                   Run completed in 0.083 seconds.\n";
+        assert_eq!(parse_qemu_secs(out), Some(0.083));
+        assert_eq!(parse_qemu_secs("nothing"), None);
+    }
+
+    #[test]
+    fn io_tally_needs_every_run() {
+        let mut t = IoTally::default();
+        t.add(Some(100), Some(300), 100);
+        t.add(Some(300), Some(400), 100);
+        assert_eq!(t.ratio(), Some(1.5));
+        t.add(None, Some(1), 100);
+        t.add(Some(0), Some(100), 100);
+        assert_eq!(t.ratio(), None, "one unmeasured run spoils the total");
+    }
+
+    #[test]
+    fn reads_own_peak_rss_and_dir_usage() {
+        assert!(vm_hwm_kib(std::process::id()).is_some_and(|k| k > 0));
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(d.path().join("a/b")).expect("mkdir");
+        std::fs::write(d.path().join("a/b/x"), [0u8; 10]).expect("write");
+        std::fs::write(d.path().join("y"), [0u8; 5]).expect("write");
+        assert_eq!(dir_usage(d.path()), (2, 15));
+        assert_eq!(dir_usage(&d.path().join("missing")), (0, 0));
+    }
+
+    /// The MEM export as the benchmark renders it is accepted by ganesha.nfsd and keeps data:
+    /// with Inode_Size not in effect (e.g. rendered into the export's FSAL block, where
+    /// Ganesha does not read it), MEM would return filler bytes instead of what was written.
+    #[test]
+    fn mem_export_keeps_written_data() {
+        if !require_tools(GATEWAY_TOOLS) || !require_tools(&["nfs-cp", "nfs-cat"]) {
+            return;
+        }
+        let dir = strata_tests::tempdir();
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("mkdir");
+        let conf = mem_conf(&data_dir);
+        let text = conf.render();
+        assert!(
+            text.contains("MEM {\n    Inode_Size = 2097152;\n}"),
+            "{text}"
+        );
+        let src = dir.path().join("src.txt");
+        std::fs::write(&src, b"strata bench MEM check\n").expect("write");
+        let tg = TestGateway::launch(dir, data_dir, conf, None).expect("start MEM gateway");
+        let url = tg.url(3, "/x.txt");
+        tg.run("nfs-cp", [src.to_str().expect("utf-8 path"), &url])
+            .expect_ok("nfs-cp");
+        let r = tg.run("nfs-cat", [&url]).expect_ok("nfs-cat");
+        assert_eq!(r.stdout, "strata bench MEM check\n");
     }
 }
