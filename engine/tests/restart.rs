@@ -46,6 +46,22 @@ fn child(dir: &str) {
         .attr
         .handle;
     let out = std::io::stdout();
+    // An unlinked file held open: its data must be gone after the restart.
+    let orphan = fs
+        .create(root, b"orphan", 0o644, me, CreateMode::Guarded)
+        .expect("orphan")
+        .attr
+        .handle;
+    fs.write(orphan, 0, &[1u8; 3 << 20], true)
+        .expect("orphan data");
+    fs.open_file(orphan).expect("open orphan");
+    fs.unlink(root, b"orphan").expect("unlink orphan");
+    {
+        let mut o = out.lock();
+        // The test harness may have printed "test ... " without a newline: start afresh.
+        writeln!(o, "\nORPHAN {} {}", orphan.ino, orphan.generation).expect("stdout");
+        o.flush().expect("flush");
+    }
     for i in 0..10_000u64 {
         let (dname, dh) = &dirs[(i % 3) as usize];
         let name = format!("f{i}");
@@ -130,6 +146,7 @@ fn killed_child_loses_nothing_committed() {
     // path -> (ino, generation, checksum, len)
     let mut expect: BTreeMap<String, (u64, u64, u64, usize)> = BTreeMap::new();
     let mut commits = 0;
+    let mut orphan = None;
     let deadline = Instant::now() + Duration::from_secs(60);
     let apply = |line: &str, expect: &mut BTreeMap<String, (u64, u64, u64, usize)>| -> bool {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -160,6 +177,14 @@ fn killed_child_loses_nothing_committed() {
         let line = rx
             .recv_timeout(left)
             .expect("child reports commits in time");
+        if let ["ORPHAN", ino, generation] = line.split_whitespace().collect::<Vec<_>>().as_slice()
+        {
+            let n = |s: &str| s.parse::<u64>().expect("number from child");
+            orphan = Some(Handle {
+                ino: n(ino),
+                generation: n(generation),
+            });
+        }
         if apply(&line, &mut expect) {
             commits += 1;
         }
@@ -197,6 +222,30 @@ fn killed_child_loses_nothing_committed() {
             a.handle
         );
     }
+    // The open-but-unlinked file did not survive the restart, nor did its extents.
+    let orphan = orphan.expect("child reported its orphan");
+    assert!(
+        matches!(fs.getattr(orphan), Err(Error::Stale)),
+        "orphan survives"
+    );
+    let files_dir = dir
+        .path()
+        .join("backend")
+        .join(FILES_PREFIX.trim_end_matches('/'));
+    let prefix = format!("{:016x}.", orphan.ino);
+    let all: Vec<String> = std::fs::read_dir(&files_dir)
+        .expect("backend files dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        all.len() > 1,
+        "the backend holds the committed files' extents"
+    );
+    assert!(
+        !all.iter().any(|n| n.starts_with(&prefix)),
+        "the orphan's extents are deleted at the next open"
+    );
     // The namespace is still usable: new objects get fresh inode numbers.
     let max_ino = expect.values().map(|v| v.0).max().unwrap_or(0);
     let c = fs
