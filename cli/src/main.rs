@@ -1,4 +1,5 @@
-//! The `strata` command: start and stop a gateway (`up`, `down`, `status`) and work with
+//! The `strata` command: start and stop a gateway (`up`, `down`, `status`), talk to a running
+//! gateway's engine over its management socket (`status`, `sync`, `volume info`), and work with
 //! ganesha.conf files (`conf check`, `conf render`, `conf params`).
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -7,11 +8,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use strata_engine::mgmt::{ClientError, MgmtClient, StatusReport, SyncReport, VolumeReport};
 use strata_ganesha_conf::launcher::{self, Gateway, LaunchOptions, NamespaceMode};
 use strata_ganesha_conf::{check_file, check_text, params, GaneshaConf, PROFILES};
 
-/// Exit code of `strata status` when no gateway runs (as LSB init scripts do).
+/// Exit code of `strata status` when no gateway runs (as LSB init scripts do); also of the
+/// management commands when no gateway answers on the socket.
 const EXIT_NOT_RUNNING: u8 = 3;
+/// Bound on `status` and `volume info` calls.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Strata: an NFS gateway for VM storage on object storage.
 #[derive(Parser)]
@@ -27,8 +32,15 @@ enum Cmd {
     Up(UpArgs),
     /// Stop the gateway started by `strata up` with this data directory.
     Down(DataDirArg),
-    /// Show whether the gateway of this data directory runs (exit code 3 if not).
-    Status(DataDirArg),
+    /// Show whether the gateway of this data directory runs and what its engine says over the
+    /// management socket (exit code 3 if neither runs nor answers).
+    Status(StatusArgs),
+    /// Put everything committed so far on the object backend. With --wait, return only once
+    /// it is there (what scripts and tests wait with).
+    Sync(SyncArgs),
+    /// Volumes (VM disks) of a running gateway.
+    #[command(subcommand)]
+    Volume(VolumeCmd),
     /// Work with ganesha.conf files.
     #[command(subcommand)]
     Conf(ConfCmd),
@@ -39,6 +51,51 @@ struct DataDirArg {
     /// The data directory given to `strata up`.
     #[arg(long, default_value = "./var/strata")]
     data_dir: PathBuf,
+}
+
+/// Where to find a running gateway's management socket.
+#[derive(Args)]
+struct SocketArgs {
+    /// The data directory of the gateway: its socket is the Mgmt_Socket of the ganesha.conf
+    /// `strata up` recorded there, else <data-dir>/mgmt.sock.
+    #[arg(long, default_value = "./var/strata")]
+    data_dir: PathBuf,
+    /// The management socket itself (overrides --data-dir).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Print the engine's answer as JSON (one line) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    at: SocketArgs,
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    /// Wait until everything committed is on the backend. Without it, the sync starts in the
+    /// gateway and the command returns at once.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up after this many seconds (0: wait as long as it takes).
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    #[command(flatten)]
+    at: SocketArgs,
+}
+
+#[derive(Subcommand)]
+enum VolumeCmd {
+    /// Size, space used, bytes not yet on the backend, commit and cache counters of a volume.
+    Info {
+        /// The volume's path inside the export, e.g. /vm1/disk-flat.vmdk.
+        path: String,
+        #[command(flatten)]
+        at: SocketArgs,
+    },
 }
 
 #[derive(Args)]
@@ -110,7 +167,9 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Up(args) => up(args),
         Cmd::Down(a) => down(&a.data_dir),
-        Cmd::Status(a) => status(&a.data_dir),
+        Cmd::Status(a) => status(&a.at),
+        Cmd::Sync(a) => sync(&a),
+        Cmd::Volume(VolumeCmd::Info { path, at }) => volume_info(&path, &at),
         Cmd::Conf(ConfCmd::Check { file }) => conf_check(&file),
         Cmd::Conf(ConfCmd::Render { profile, data_dir }) => conf_render(&profile, &data_dir),
         Cmd::Conf(ConfCmd::Params) => {
@@ -191,26 +250,220 @@ fn down(data_dir: &Path) -> Result<ExitCode, String> {
     }
 }
 
-fn status(data_dir: &Path) -> Result<ExitCode, String> {
-    let work = work_dir_of(data_dir)?;
-    match launcher::detached_status(&work) {
-        Ok(st) => {
-            println!("{st}");
-            Ok(if st.running() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_NOT_RUNNING)
-            })
-        }
-        Err(launcher::LaunchError::NotRunning(_)) => {
+fn status(at: &SocketArgs) -> Result<ExitCode, String> {
+    let work = work_dir_of(&at.data_dir)?;
+    let launched = match launcher::detached_status(&work) {
+        Ok(st) => Some(st),
+        Err(launcher::LaunchError::NotRunning(_)) => None,
+        Err(e) => return Err(e.to_string()),
+    };
+    let sock = socket_path(at)?;
+    let engine = MgmtClient::connect(&sock).and_then(|mut c| {
+        c.set_timeout(Some(QUERY_TIMEOUT))?;
+        c.status()
+    });
+    let running = launched.as_ref().is_some_and(|st| st.running()) || engine.is_ok();
+    let code = if running {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOT_RUNNING)
+    };
+    if at.json {
+        let v = serde_json::json!({
+            "running": running,
+            "launched_by_strata_up": launched.as_ref().is_some_and(|st| st.running()),
+            "socket": sock,
+            "engine": engine.as_ref().ok(),
+            "engine_error": engine.as_ref().err().map(|e| e.to_string()),
+        });
+        println!("{v}");
+        return Ok(code);
+    }
+    match &launched {
+        Some(st) => println!("{st}"),
+        None if engine.is_ok() => println!(
+            "gateway: not started by `strata up` (nothing recorded in {})",
+            work.display()
+        ),
+        None => println!(
+            "gateway: not running (nothing recorded in {})",
+            work.display()
+        ),
+    }
+    match &engine {
+        Ok(r) => print!("{}", engine_report(&sock, r)),
+        Err(ClientError::NotRunning { .. }) => {
             println!(
-                "gateway: not running (nothing recorded in {})",
-                work.display()
+                "engine: not answering (nothing listens on {})",
+                sock.display()
+            )
+        }
+        Err(e) => println!("engine: not answering on {}: {e}", sock.display()),
+    }
+    Ok(code)
+}
+
+/// The socket of `--socket`, else the Mgmt_Socket of the conf `strata up` recorded for the data
+/// directory, else `<data-dir>/mgmt.sock`.
+fn socket_path(at: &SocketArgs) -> Result<PathBuf, String> {
+    if let Some(s) = &at.socket {
+        return absolute(s);
+    }
+    let data_dir = absolute(&at.data_dir)?;
+    let recorded = work_dir_of(&data_dir)?.join("ganesha.conf");
+    if recorded.is_file() {
+        if let Ok(s) = strata_ganesha_conf::load_strata_settings(&recorded) {
+            return Ok(s.mgmt_socket);
+        }
+    }
+    Ok(data_dir.join("mgmt.sock"))
+}
+
+/// Runs one management call; a gateway that is not running is exit code 3 with a hint.
+fn with_client<T>(
+    at: &SocketArgs,
+    timeout: Option<Duration>,
+    call: impl FnOnce(&mut MgmtClient) -> Result<T, ClientError>,
+    show: impl FnOnce(&T) -> String,
+) -> Result<ExitCode, String>
+where
+    T: serde::Serialize,
+{
+    let sock = socket_path(at)?;
+    let answer = MgmtClient::connect(&sock).and_then(|mut c| {
+        c.set_timeout(timeout)?;
+        call(&mut c)
+    });
+    match answer {
+        Ok(v) => {
+            if at.json {
+                let line = serde_json::to_string(&v).map_err(|e| e.to_string())?;
+                println!("{line}");
+            } else {
+                print!("{}", show(&v));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::NotRunning { .. }) => {
+            eprintln!(
+                "strata: no gateway answers on {} (is it running? see `strata status`; \
+                 --socket or --data-dir choose another)",
+                sock.display()
             );
             Ok(ExitCode::from(EXIT_NOT_RUNNING))
         }
+        Err(ClientError::Server(e)) => Err(e.message),
         Err(e) => Err(e.to_string()),
     }
+}
+
+fn sync(a: &SyncArgs) -> Result<ExitCode, String> {
+    let timeout = match (a.wait, a.timeout) {
+        (false, _) => Some(QUERY_TIMEOUT),
+        (true, 0) => None,
+        (true, t) => Some(Duration::from_secs(t)),
+    };
+    with_client(&a.at, timeout, |c| c.sync(a.wait), sync_report)
+}
+
+fn volume_info(path: &str, at: &SocketArgs) -> Result<ExitCode, String> {
+    with_client(
+        at,
+        Some(QUERY_TIMEOUT),
+        |c| c.volume_info(path),
+        volume_report,
+    )
+}
+
+/// `1.5 GiB`-style sizes for people (the exact byte counts are printed too).
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn duration_text(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// The engine part of `strata status`.
+fn engine_report(sock: &Path, r: &StatusReport) -> String {
+    let sp = &r.space;
+    format!(
+        "engine: answering on {} (strata {}, protocol {}, pid {}, up {})\n  \
+         data dir  {}\n  backend   {}\n  fsid      {:#x}\n  \
+         space     {} available of {} ({} free); {} of {} inodes free\n",
+        sock.display(),
+        r.gateway_version,
+        r.protocol_version,
+        r.pid,
+        duration_text(r.uptime_secs),
+        r.data_dir.display(),
+        r.backend,
+        r.fsid,
+        human(sp.avail_bytes),
+        human(sp.total_bytes),
+        human(sp.free_bytes),
+        sp.free_files,
+        sp.total_files,
+    )
+}
+
+fn sync_report(r: &SyncReport) -> String {
+    if r.waited {
+        format!(
+            "synced: everything committed is on the backend ({} ms)\n",
+            r.elapsed_ms
+        )
+    } else {
+        "sync started in the gateway (not waiting; use --wait to wait for it)\n".to_string()
+    }
+}
+
+fn volume_report(v: &VolumeReport) -> String {
+    let rate = v
+        .cache_hit_rate
+        .map_or_else(|| "n/a".to_string(), |r| format!("{:.1}%", r * 100.0));
+    format!(
+        "volume            {}\n\
+         inode             {}\n\
+         size              {} ({})\n\
+         space used        {} ({})\n\
+         not on backend    {} ({})\n\
+         commits           {} ({} group-commit rounds)\n\
+         clusters written  {}\n\
+         SCOs sealed       {}\n\
+         cache             {} hits, {} misses (hit rate {rate})\n",
+        v.path,
+        v.ino,
+        v.size,
+        human(v.size),
+        v.space_used,
+        human(v.space_used),
+        v.pending_backend_bytes,
+        human(v.pending_backend_bytes),
+        v.commits,
+        v.commit_rounds,
+        v.clusters_written,
+        v.scos_sealed,
+        v.cache_hits,
+        v.cache_misses,
+    )
 }
 
 /// The plugin directory for `up`: `--plugin-dir`, else the directory of this executable when

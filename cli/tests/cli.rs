@@ -1,5 +1,6 @@
-//! Tests of the built `strata` binary: `conf check/render/params`, the refusals of `up`, and
-//! `down`/`status` without a gateway.
+//! Tests of the built `strata` binary: `conf check/render/params`, the refusals of `up`,
+//! `down`/`status` without a gateway, and the management commands (`status`, `sync`,
+//! `volume info`) against the engine's management server on a real filesystem.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -142,6 +143,145 @@ fn status_and_down_without_a_gateway() {
     let out = strata(&["down", "--data-dir", d]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("nothing to stop"));
+}
+
+/// A real engine in a temp data directory with its management server at
+/// `<data>/mgmt.sock` (what the FSAL runs inside Ganesha), holding `/vm1/disk-flat.vmdk` with
+/// 1 MiB + 5 bytes written and committed.
+struct Engine {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    fs: std::sync::Arc<strata_engine::Filesystem>,
+    server: Option<strata_engine::mgmt::MgmtServer>,
+}
+
+fn engine_with_a_volume() -> Engine {
+    use strata_engine::{CreateMode, Cred, EngineConfig, Filesystem};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fs = std::sync::Arc::new(Filesystem::open(EngineConfig::new(&data)).expect("open"));
+    let vm1 = fs
+        .mkdir(fs.root(), b"vm1", 0o755, Cred::default())
+        .expect("mkdir");
+    let disk = fs
+        .create(
+            vm1.handle,
+            b"disk-flat.vmdk",
+            0o644,
+            Cred::default(),
+            CreateMode::Guarded,
+        )
+        .expect("create")
+        .attr;
+    fs.write(disk.handle, 0, &vec![7u8; (1 << 20) + 5], false)
+        .expect("write");
+    fs.commit(disk.handle).expect("commit");
+    let server = strata_engine::mgmt::MgmtServer::start(data.join("mgmt.sock"), fs.clone())
+        .expect("start management server");
+    Engine {
+        _dir: dir,
+        data,
+        fs,
+        server: Some(server),
+    }
+}
+
+#[test]
+fn management_commands_talk_to_the_engine() {
+    let e = engine_with_a_volume();
+    let d = e.data.to_str().unwrap();
+
+    let out = strata(&["status", "--data-dir", d]);
+    let st = text(&out.stdout);
+    assert!(out.status.success(), "{st}{}", text(&out.stderr));
+    assert!(st.contains("not started by `strata up`"), "{st}");
+    let sock = e.data.join("mgmt.sock");
+    assert!(
+        st.contains(&format!("engine: answering on {}", sock.display())),
+        "{st}"
+    );
+    assert!(st.contains(&format!("data dir  {d}\n")), "{st}");
+    assert!(st.contains(&format!("pid {}", std::process::id())), "{st}");
+
+    let out = strata(&["sync", "--wait", "--data-dir", d]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("synced: everything committed is on the backend"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = strata(&["sync", "--socket", sock.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("sync started"));
+
+    let out = strata(&["volume", "info", "/vm1/disk-flat.vmdk", "--data-dir", d]);
+    let v = text(&out.stdout);
+    assert!(out.status.success(), "{v}{}", text(&out.stderr));
+    assert!(v.contains("volume            /vm1/disk-flat.vmdk\n"), "{v}");
+    assert!(v.contains("size              1048581 (1.0 MiB)\n"), "{v}");
+    assert!(v.contains("not on backend    0 (0 B)\n"), "{v}");
+
+    // --json: the engine's answer, as the protocol carries it.
+    let out = strata(&[
+        "volume",
+        "info",
+        "/vm1/disk-flat.vmdk",
+        "--socket",
+        sock.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(j["size"], 1048581);
+    assert_eq!(j["pending_backend_bytes"], 0);
+    let root = e.fs.lookup_path("/vm1/disk-flat.vmdk").expect("lookup");
+    assert_eq!(j["ino"], root.handle.ino);
+    let out = strata(&["status", "--data-dir", d, "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(j["running"], true);
+    assert_eq!(j["engine"]["fsid"], e.fs.fsid());
+
+    // Not a volume, not there: exit 1 and a clear message.
+    for (path, needle) in [
+        ("/vm1", "/vm1 is not a volume: it is a directory"),
+        ("/vm1/nope-flat.vmdk", "/vm1/nope-flat.vmdk: not found"),
+    ] {
+        let out = strata(&["volume", "info", path, "--data-dir", d]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        assert!(text(&out.stderr).contains(needle), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn management_commands_without_a_gateway_exit_3() {
+    let mut e = engine_with_a_volume();
+    let d = e.data.to_str().unwrap().to_string();
+    // The server stops (as at Ganesha's shutdown): the socket goes, the commands say so.
+    e.server.take().expect("server").stop();
+    assert!(!e.data.join("mgmt.sock").exists());
+    for args in [
+        vec!["sync", "--wait", "--data-dir", &d],
+        vec!["volume", "info", "/vm1/disk-flat.vmdk", "--data-dir", &d],
+    ] {
+        let out = strata(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+        let err = text(&out.stderr);
+        assert!(err.contains("no gateway answers on"), "{err}");
+        assert!(err.contains("mgmt.sock"), "{err}");
+    }
+    let out = strata(&["status", "--data-dir", &d]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stdout).contains("engine: not answering"));
+    // A socket file nobody listens on (a gateway killed with SIGKILL) is "not running" too.
+    let stale = e.data.join("mgmt.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+    let out = strata(&["sync", "--wait", "--data-dir", &d]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }
 
 /// `up` checks for Ganesha first; where it is missing that is the refusal we see instead.
@@ -330,6 +470,9 @@ fn up_serves_nfs_in_a_private_namespace_and_down_stops_it() {
         .and_then(|rest| rest.split_whitespace().nth(1))
         .expect("ganesha pid in status")
         .to_string();
+    // The engine inside that Ganesha answers on its management socket.
+    assert!(st.contains("engine: answering on "), "{st}");
+    assert!(st.contains(&format!(", pid {ganesha}, up ")), "{st}");
 
     // A second `up` on the same data dir is refused while the first runs.
     let again = strata(&[

@@ -1,5 +1,5 @@
 //! Object data behind one trait: the facade reads, writes, truncates and syncs an object without
-//! caring whether a FileDriver file or (later) a volume holds it (DESIGN §2).
+//! caring whether a FileDriver file or a volume (`volumes.rs`) holds it (DESIGN §2).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,6 +18,9 @@ pub(crate) struct Commit {
     pub added: Vec<u64>,
     /// Extent indices the metadata must forget.
     pub removed: Vec<u64>,
+    /// The record needs no fsync of its own: the data's owner is the authority for what it
+    /// records (a volume's size lives in its TLogs), so a crash that loses it loses nothing.
+    pub lazy: bool,
 }
 
 /// Persists a [`Commit`] (one redb transaction). Called with the object's data lock held, so
@@ -193,6 +196,7 @@ impl ObjectData for FileData {
             size: new_size,
             added,
             removed: cut,
+            lazy: false,
         };
         if let Err(e) = persist(&commit) {
             self.unrecorded(&commit);
@@ -220,6 +224,7 @@ impl ObjectData for FileData {
             size,
             added,
             removed,
+            lazy: false,
         };
         if let Err(e) = persist(&commit) {
             self.unrecorded(&commit);

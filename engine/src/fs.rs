@@ -17,6 +17,8 @@ use crate::data::{space_used, Commit, FileData, ObjectData};
 use crate::error::{Error, Result};
 use crate::namespace::{self, DataUpdate, Inode, Namespace, NewNode, Orphaned, ROOT};
 use crate::types::*;
+use crate::volume::VolumeOptions;
+use crate::volumes::{VolumeData, VolumeObject, Volumes, VolumesConfig, VOLUMES_DIR};
 
 /// Key prefix of regular files' extents on the backend.
 pub const FILES_PREFIX: &str = "files/";
@@ -63,6 +65,14 @@ pub struct EngineConfig {
     pub extent_cache_size: u64,
     /// Bound of redb's page cache, bytes.
     pub metadata_cache_size: u64,
+    /// Size of a volume's SCO in bytes (`SCO_Size`, a multiple of 4 KiB).
+    pub sco_size: u64,
+    /// SCOs covered by one TLog (`TLog_SCOs`).
+    pub tlog_scos: u32,
+    /// A partial SCO holding data for this long is sealed and uploaded (`SCO_Max_Age`).
+    pub sco_max_age: std::time::Duration,
+    /// Bytes of a volume not yet on the backend before it is throttled (`Write_Buffer_Size`).
+    pub write_buffer_size: u64,
 }
 
 impl EngineConfig {
@@ -80,6 +90,10 @@ impl EngineConfig {
                 .collect(),
             extent_cache_size: 1 << 30,
             metadata_cache_size: 64 << 20,
+            sco_size: crate::volume::DEFAULT_SCO_SIZE,
+            tlog_scos: crate::volume::DEFAULT_TLOG_SCOS,
+            sco_max_age: std::time::Duration::from_secs(60),
+            write_buffer_size: 1 << 30,
         }
     }
 }
@@ -138,6 +152,9 @@ pub struct OpenOptions {
     pub store: Option<Arc<dyn ObjectStore>>,
     /// Where redb keeps its pages instead of `<data_dir>/strata.redb`.
     pub metadata_backend: Option<Box<dyn redb::StorageBackend>>,
+    /// The local-file layer of volumes instead of the real filesystem (tests simulating a
+    /// machine crash use a [`crate::volume::SimFs`]).
+    pub volume_fs: Option<Arc<dyn crate::volume::LocalFs>>,
 }
 
 /// The filesystem facade. All methods block; none may be called from inside the engine's
@@ -147,6 +164,8 @@ pub struct Filesystem {
     config: EngineConfig,
     ns: Namespace,
     driver: Arc<FileDriver>,
+    /// Open volumes (the data of `Kind::Volume` objects).
+    volumes: Arc<Volumes>,
     /// Loaded regular objects. Locked only to find or insert an entry, never across I/O.
     live: Mutex<HashMap<Ino, Arc<Live>>>,
     /// Open counts (NFSv4 OPEN state) per object.
@@ -177,7 +196,9 @@ impl Filesystem {
                 BackendConfig::Local { dir } => Arc::new(LocalStore::open(dir.clone())?),
             },
         };
-        let files: Arc<dyn ObjectStore> = Arc::new(Namespaced::new(store, FILES_PREFIX)?);
+        let vol_opts = VolumeOptions::from_params(config.sco_size, config.tlog_scos)?;
+        let files: Arc<dyn ObjectStore> =
+            Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
         let rt = crate::runtime::build()?;
         let driver = FileDriver::open(
             files,
@@ -194,10 +215,22 @@ impl Filesystem {
             None => builder.create(config.data_dir.join(METADATA_FILE))?,
         };
         let ns = Namespace::open(db)?;
+        let volumes = Arc::new(Volumes::new(
+            VolumesConfig {
+                dir: config.data_dir.join(VOLUMES_DIR),
+                opts: vol_opts,
+                max_age: config.sco_max_age,
+                fs: opts.volume_fs,
+            },
+            ns.fsid(),
+            store,
+            rt.handle().clone(),
+        ));
         let fs = Filesystem {
             config,
             ns,
             driver: Arc::new(driver),
+            volumes,
             live: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
             crashed: false,
@@ -325,6 +358,9 @@ impl Filesystem {
             target: Vec::new(),
         };
         let (ino, inode, created) = self.ns.create(dir, name, node, how)?;
+        if created && kind == Kind::Volume {
+            self.open_volume(ino, &inode)?;
+        }
         Ok(Created {
             attr: self.attr_of(ino, &inode),
             created,
@@ -535,6 +571,40 @@ impl Filesystem {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// Returns once everything committed so far (files and volumes) is on the object backend:
+    /// committed file data is uploaded by its commit already; volumes upload every SCO and
+    /// TLog (including the open ones) and their manifest.
+    pub fn flush_to_backend(&self) -> Result<()> {
+        self.sync_all()?;
+        // Every volume with local state, also those not opened by this run: a previous run may
+        // have left data that never reached the backend.
+        let mut first_err = None;
+        for ino in self.volumes.local_inos()? {
+            let inode = match self.ns.get_ino(ino)? {
+                Some(i) if i.kind == Kind::Volume => i,
+                _ => continue,
+            };
+            let r = self
+                .open_volume(ino, &inode)
+                .and_then(|v| self.volumes.flush(&v));
+            if let Err(e) = r {
+                tracing::warn!(ino, error = %e, "flushing a volume to the backend failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// State of the volume `h` (`Invalid` if `h` is not a volume).
+    pub fn volume_stats(&self, h: Handle) -> Result<VolumeInfo> {
+        let inode = self.get_valid(h)?;
+        if inode.kind != Kind::Volume {
+            return Err(Error::Invalid("not a volume".into()));
+        }
+        let v = self.open_volume(h.ino, &inode)?;
+        Ok(self.volumes.info(&v))
+    }
+
     // ---- internals ----
 
     fn is_volume_name(&self, name: &[u8]) -> bool {
@@ -546,6 +616,28 @@ impl Filesystem {
 
     fn is_open(&self, ino: Ino) -> bool {
         self.opens.lock().contains_key(&ino)
+    }
+
+    /// The open volume `ino` (opened, or created, on first use). The namespace's size of a
+    /// volume follows the volume's own (its TLogs are authoritative): a size that a crash left
+    /// behind is corrected here.
+    fn open_volume(&self, ino: Ino, inode: &Inode) -> Result<Arc<VolumeData>> {
+        if let Some(v) = self.volumes.get(ino) {
+            return Ok(v);
+        }
+        let v = self.volumes.open_or_create(ino, inode.size)?;
+        let size = v.volume().size();
+        if size != inode.size {
+            tracing::info!(ino, recorded = inode.size, size, "volume size recorded again");
+            let up = DataUpdate {
+                size,
+                mtime: inode.mtime,
+                change: inode.change + 1,
+                ..DataUpdate::default()
+            };
+            self.ns.persist_data(ino, &up)?;
+        }
+        Ok(v)
     }
 
     /// Loads an inode and refuses objects that are gone (no links and not open).
@@ -575,11 +667,16 @@ impl Filesystem {
             Kind::Symlink => return Err(Error::Invalid("not a regular file".into())),
             Kind::File | Kind::Volume => {}
         }
-        let map = self.ns.extents(h.ino)?;
-        let data = FileData::new(h.ino, self.driver.clone(), inode.size, map);
+        let data: Box<dyn ObjectData> = if inode.kind == Kind::Volume {
+            let v = self.open_volume(h.ino, &inode)?;
+            Box::new(VolumeObject::new(v, &self.volumes))
+        } else {
+            let map = self.ns.extents(h.ino)?;
+            Box::new(FileData::new(h.ino, self.driver.clone(), inode.size, map))
+        };
         let fresh = Arc::new(Live {
             generation: inode.generation,
-            data: Box::new(data),
+            data,
             pending: Mutex::new(None),
         });
         let mut live = self.live.lock();
@@ -605,6 +702,7 @@ impl Filesystem {
             removed: c.removed.clone(),
             mtime,
             change,
+            lazy: c.lazy,
         };
         self.ns.persist_data(ino, &up)?;
         *pending = None;
@@ -639,6 +737,16 @@ impl Filesystem {
             change: i.change,
         };
         match i.kind {
+            Kind::Volume if self.peek_live(ino).is_none() => {
+                // The volume is the authority for its size: open it (once per run).
+                match self.open_volume(ino, i) {
+                    Ok(v) => {
+                        a.size = v.volume().size();
+                        a.space_used = v.volume().space_used();
+                    }
+                    Err(e) => tracing::warn!(ino, error = %e, "cannot open a volume"),
+                }
+            }
             Kind::File | Kind::Volume => match self.peek_live(ino) {
                 Some(l) => {
                     a.size = l.data.size();
@@ -671,10 +779,14 @@ impl Filesystem {
         let live = self.live.lock().remove(&ino);
         let deleted = match live {
             Some(l) => l.data.delete(),
-            None => self
-                .ns
-                .extents(ino)
-                .and_then(|m| self.driver.delete(ino, &m).map_err(Error::from)),
+            None => match self.ns.get_ino(ino) {
+                Ok(Some(i)) if i.kind == Kind::Volume => self.volumes.delete(ino),
+                Ok(_) => self
+                    .ns
+                    .extents(ino)
+                    .and_then(|m| self.driver.delete(ino, &m).map_err(Error::from)),
+                Err(e) => Err(e),
+            },
         };
         if let Err(e) = deleted.and_then(|()| self.ns.purge(ino)) {
             tracing::warn!(ino, error = %e, "purging an unlinked object failed; retried at the next open");
@@ -689,8 +801,15 @@ impl Drop for Filesystem {
                 tracing::warn!(error = %e, "final sync failed");
             }
         }
+        self.volumes.stop_all();
         if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
+            if crate::runtime::inside_runtime() {
+                rt.shutdown_background();
+            } else {
+                // Tasks stop at their next await: nothing of this engine writes after it is
+                // gone (a reopened engine must be the only writer of its volumes).
+                rt.shutdown_timeout(std::time::Duration::from_secs(10));
+            }
         }
     }
 }

@@ -6,16 +6,19 @@
 mod data;
 mod error;
 mod fs;
+pub mod mgmt;
 mod namespace;
 mod runtime;
 mod types;
 pub mod volume;
+mod volumes;
 
 pub use error::{Error, Result};
 pub use fs::{
     BackendConfig, EngineConfig, Filesystem, OpenOptions, DEFAULT_VOLUME_SUFFIXES,
     EXTENT_CACHE_DIR, FILES_PREFIX, METADATA_FILE,
 };
+pub use volumes::{VOLUMES_DIR, VOLUMES_PREFIX};
 pub use types::*;
 
 /// redb, re-exported so that callers can implement [`redb::StorageBackend`] for

@@ -837,7 +837,13 @@ impl Namespace {
     /// Records a data commit of a file: new durable size, extents added and removed, times and
     /// change counter (the caller passes the values of its pending writes).
     pub fn persist_data(&self, ino: Ino, up: &DataUpdate) -> Result<Inode> {
-        let txn = self.begin()?;
+        let mut txn = self.begin()?;
+        if up.lazy {
+            // Made durable by the next durable transaction; a crash before it loses only what
+            // the data's owner records itself.
+            txn.set_durability(Durability::None)
+                .map_err(|e| Error::Io(e.to_string()))?;
+        }
         let i;
         {
             let mut inodes = txn.open_table(INODES)?;
@@ -896,6 +902,8 @@ pub(crate) struct DataUpdate {
     pub removed: Vec<u64>,
     pub mtime: Timestamp,
     pub change: u64,
+    /// Commit without fsync (see `Commit::lazy`).
+    pub lazy: bool,
 }
 
 #[cfg(test)]

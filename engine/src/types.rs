@@ -209,3 +209,26 @@ pub struct StatFs {
     /// Inodes available to users.
     pub avail_files: u64,
 }
+
+/// State of one volume for the management API (`strata volume stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VolumeInfo {
+    /// Size in bytes (including writes not yet durable).
+    pub size: u64,
+    /// Bytes of live data stored for the volume (4 KiB clusters).
+    pub space_used: u64,
+    /// Bytes written locally and not yet on the backend (SCOs and TLogs waiting for upload).
+    pub pending_backend_bytes: u64,
+    /// Commits (COMMITs and stable writes) since the volume was opened by this gateway.
+    pub commits: u64,
+    /// Group-commit rounds (each one set of fsyncs) since the volume was opened.
+    pub commit_rounds: u64,
+    /// Clusters appended to SCOs since the volume was opened.
+    pub clusters_written: u64,
+    /// SCOs sealed since the volume was opened.
+    pub scos_sealed: u64,
+    /// Read cache hits, if the volume has a read cache (0 otherwise).
+    pub cache_hits: u64,
+    /// Read cache misses, if the volume has a read cache (0 otherwise).
+    pub cache_misses: u64,
+}

@@ -28,6 +28,8 @@ struct DiskState {
     dead: bool,
     /// Called when the disk dies (stops the object store too: the whole machine dies).
     on_death: Option<Arc<FaultyStore>>,
+    /// The volumes' simulated local disk: it loses power with the metadata disk.
+    volumes: Option<volume::SimFs>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -46,9 +48,15 @@ impl CrashDisk {
         if let Some(f) = s.on_death.take() {
             f.set_failing(true);
         }
+        if let Some(v) = &s.volumes {
+            v.cut_power_after(0);
+        }
     }
-    fn revive(&self, store: Arc<FaultyStore>) {
+    fn revive(&self, store: Arc<FaultyStore>, volumes: &volume::SimFs) {
+        // Unsynced volume data is lost with the machine, like unsynced metadata.
+        volumes.crash(volume::CrashMode::DropAll);
         let mut s = self.0.lock();
+        s.volumes = Some(volumes.clone());
         s.current = s.durable.clone();
         s.dead = false;
         s.die_at_sync = None;
@@ -131,6 +139,7 @@ struct Harness {
     config: EngineConfig,
     disk: CrashDisk,
     mem: Arc<MemStore>,
+    volumes: volume::SimFs,
     fs: Option<Filesystem>,
     no_sync: bool,
 }
@@ -145,6 +154,7 @@ impl Harness {
             config,
             disk: CrashDisk::default(),
             mem: Arc::new(MemStore::new()),
+            volumes: volume::SimFs::new(),
             fs: None,
             no_sync,
         };
@@ -154,10 +164,11 @@ impl Harness {
 
     fn open(&mut self) {
         let store = Arc::new(FaultyStore::new(self.mem.clone()));
-        self.disk.revive(store.clone());
+        self.disk.revive(store.clone(), &self.volumes);
         let opts = OpenOptions {
             store: Some(store as Arc<dyn ObjectStore>),
             metadata_backend: Some(Box::new(self.disk.clone())),
+            volume_fs: Some(Arc::new(self.volumes.clone())),
         };
         let mut fs = Filesystem::open_with(self.config.clone(), opts).expect("open after crash");
         fs.set_unsafe_no_sync(self.no_sync);

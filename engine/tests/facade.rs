@@ -503,6 +503,7 @@ fn backend_outage_fails_commit_then_recovers() {
         let opts = OpenOptions {
             store: Some(faulty as Arc<dyn ObjectStore>),
             metadata_backend: None,
+            volume_fs: None,
         };
         Filesystem::open_with(EngineConfig::new(dir.path()), opts).expect("open")
     };

@@ -31,6 +31,11 @@ static SETTINGS: Mutex<Option<Result<EngineConfig, Vec<String>>>> = Mutex::new(N
 /// The one engine of this process, shared by all exports (opened at the first export).
 static FS: RwLock<Option<Arc<Filesystem>>> = RwLock::new(None);
 
+/// `Mgmt_Socket` of the validated STRATA block (set with [`SETTINGS`]).
+static MGMT_SOCKET: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// The management API server, started with the engine and stopped before it.
+static MGMT: Mutex<Option<strata_engine::mgmt::MgmtServer>> = Mutex::new(None);
+
 /// The shared engine; SERVERFAULT when no export opened it (cannot happen for a live
 /// handle, since handles only exist below an export).
 pub fn fs() -> FResult<Arc<Filesystem>> {
@@ -77,6 +82,10 @@ pub fn module_init() {
 
 /// Unregisters and shuts the engine down (ELF destructor at dlclose; all exports are gone).
 pub fn module_fini() {
+    // The server holds the engine: stop it (and remove its socket) first.
+    if let Some(server) = MGMT.lock().take() {
+        server.stop();
+    }
     if let Some(fs) = FS.write().take() {
         if let Err(e) = fs.sync_all() {
             crate::log::log(GLevel::Crit, &format!("final sync failed: {e}"));
@@ -160,13 +169,21 @@ pub fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> {
     c.volume_suffixes = s.volume_suffixes.clone();
     c.extent_cache_size = s.extent_cache_size;
     c.metadata_cache_size = s.metadata_cache_size;
+    c.sco_size = s.sco_size;
+    c.tlog_scos = u32::try_from(s.tlog_scos)
+        .map_err(|_| format!("TLog_SCOs = {} is too large", s.tlog_scos))?;
+    c.sco_max_age = s.sco_max_age;
+    c.write_buffer_size = s.write_buffer_size;
     Ok(c)
 }
 
 /// Validates the configuration file with ganesha-conf (which knows file, line and reason).
 pub fn settings_from_file(path: &Path) -> Result<EngineConfig, Vec<String>> {
     match strata_ganesha_conf::load_strata_settings(path) {
-        Ok(s) => engine_config(&s).map_err(|e| vec![format!("{}: {e}", path.display())]),
+        Ok(s) => {
+            *MGMT_SOCKET.lock() = Some(s.mgmt_socket.clone());
+            engine_config(&s).map_err(|e| vec![format!("{}: {e}", path.display())])
+        }
         Err(errs) => Err(errs.iter().map(|e| e.to_string()).collect()),
     }
 }
@@ -389,6 +406,15 @@ fn open_engine() -> FResult<Arc<Filesystem>> {
         config.data_dir.display()
     );
     *slot = Some(fs.clone());
+    // The management API is no reason to refuse NFS service: failures are only logged.
+    let sock = MGMT_SOCKET
+        .lock()
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("mgmt.sock"));
+    match strata_engine::mgmt::MgmtServer::start(&sock, fs.clone()) {
+        Ok(server) => *MGMT.lock() = Some(server),
+        Err(e) => crate::log::log(GLevel::Crit, &format!("management API not started: {e}")),
+    }
     Ok(fs)
 }
 

@@ -499,7 +499,7 @@ fn exclusive_verifier_uses_ganeshas_atime_mtime_convention() {
 
 #[test]
 fn s3_backend_is_refused_with_a_clear_message() {
-    let dir = std::env::temp_dir().join("strata-fsal-unit-s3");
+    let dir = std::env::temp_dir().join(format!("strata-fsal-unit-s3-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("ganesha.conf");
     std::fs::write(
@@ -511,11 +511,12 @@ fn s3_backend_is_refused_with_a_clear_message() {
         Ok(_) => panic!("S3 accepted"),
         Err(errs) => assert!(errs.iter().any(|e| e.contains("S3")), "{errs:?}"),
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn bad_values_are_refused_with_file_and_line() {
-    let dir = std::env::temp_dir().join("strata-fsal-unit-bad");
+    let dir = std::env::temp_dir().join(format!("strata-fsal-unit-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("ganesha.conf");
     std::fs::write(

@@ -128,6 +128,9 @@ impl Volume {
                             self.id()
                         )));
                     }
+                    if let Some((_, last)) = m.tlogs {
+                        self.on_backend_up_to(last);
+                    }
                     g.manifest = Some(m);
                     g.etag = Some(meta.etag);
                 }
@@ -195,6 +198,7 @@ impl Volume {
         };
         match put {
             Ok(meta) => {
+                self.on_backend_up_to(open - 1);
                 g.etag = Some(meta.etag);
                 rep.last_tlog = m.tlogs.map(|t| t.1);
                 g.manifest = Some(m);

@@ -167,6 +167,8 @@ struct State {
     write_gen: u64,
     sco_dir_dirty: bool,
     tlog_dir_dirty: bool,
+    /// Cluster bytes logged per TLog, for the TLogs not known to be on the backend.
+    tlog_bytes: BTreeMap<u64, u64>,
 }
 
 struct SyncState {
@@ -317,6 +319,7 @@ impl Volume {
                 write_gen: 0,
                 sco_dir_dirty: true,
                 tlog_dir_dirty: true,
+                tlog_bytes: BTreeMap::new(),
             },
             skip_fsync,
         );
@@ -616,6 +619,8 @@ impl Volume {
             sco.clusters += k as u32;
             self.tlog_append(st, &entries)?;
             st.mds.extend(locs);
+            let seq = st.tlog.seq;
+            *st.tlog_bytes.entry(seq).or_default() += (k * CLUSTER_SIZE) as u64;
             self.counters
                 .clusters_written
                 .fetch_add(k as u64, Ordering::Relaxed);
@@ -868,10 +873,13 @@ impl Volume {
         let sco_dir = dir.join("sco");
         let tlog_dir = dir.join("tlog");
         let mut tlogs: Vec<u64> = Vec::new();
-        for n in fs
-            .list(&tlog_dir)
-            .map_err(|e| io_err(tlog_dir.display(), e))?
-        {
+        let names = match fs.list(&tlog_dir) {
+            Ok(n) => n,
+            // No volume here at all.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound),
+            Err(e) => return Err(io_err(tlog_dir.display(), e)),
+        };
+        for n in names {
             match parse_seq_name(&n) {
                 Some(s) => tlogs.push(s),
                 None => tracing::warn!(file = %n, "ignoring unexpected file in the TLog directory"),
@@ -908,6 +916,7 @@ impl Volume {
         }
 
         let mut rp = Replay::default();
+        let mut tlog_bytes: BTreeMap<u64, u64> = BTreeMap::new();
         let ctx = ReplayCtx {
             fs: &*fs,
             sco_dir: &sco_dir,
@@ -927,6 +936,9 @@ impl Volume {
                 }));
             }
             for (pos, e) in entries.entries {
+                if matches!(e, Entry::Cluster { .. }) {
+                    *tlog_bytes.entry(seq).or_default() += CLUSTER_SIZE_U64;
+                }
                 ctx.apply(&mut rp, &format!("{what} entry at byte {pos}"), e)?;
             }
         }
@@ -1012,6 +1024,9 @@ impl Volume {
             match e {
                 Entry::TlogClosed { .. } => last_closed = true,
                 Entry::ScoSealed { .. } => scos_in_last += 1,
+                Entry::Cluster { .. } => {
+                    *tlog_bytes.entry(last_seq).or_default() += CLUSTER_SIZE_U64
+                }
                 _ => {}
             }
             ctx.apply(&mut rp, &format!("{what} entry at byte {pos}"), *e)?;
@@ -1049,6 +1064,7 @@ impl Volume {
             write_gen: 0,
             sco_dir_dirty: false,
             tlog_dir_dirty: false,
+            tlog_bytes,
         };
         let vol = Volume::assemble(
             fs.clone(),
@@ -1167,6 +1183,17 @@ impl Volume {
             .map(|s| s.created.elapsed())
     }
 
+    /// Forgets the byte counts of TLogs up to `last`, now on the backend.
+    pub(super) fn on_backend_up_to(&self, last: u64) {
+        self.state.write().tlog_bytes.retain(|seq, _| *seq > last);
+    }
+
+    /// Cluster bytes written that are not known to be on the backend yet (all of them until
+    /// the first backup call has read the backend manifest). What `Write_Buffer_Size` limits.
+    pub fn bytes_not_on_backend(&self) -> u64 {
+        self.state.read().tlog_bytes.values().sum()
+    }
+
     /// Sequence number of the open TLog.
     pub(super) fn open_tlog_seq(&self) -> u64 {
         self.state.read().tlog.seq
@@ -1180,6 +1207,73 @@ impl Volume {
     /// The local-file layer.
     pub(super) fn local_fs(&self) -> &Arc<dyn LocalFs> {
         &self.fs
+    }
+
+    /// Checks the integrity of everything the volume keeps locally (an online fsck): every
+    /// sealed SCO's header, footer and data CRC32C, and the MD5 of every live cluster against
+    /// its TLog entry. Reads everything: meant for tests, scrubbing and repair tools. Returns
+    /// the problems found (empty when all verifies); I/O errors are errors.
+    pub fn verify(&self) -> Result<Vec<String>> {
+        self.check_halted()?;
+        let st = self.state.read();
+        let mut problems = Vec::new();
+        let mut scos: BTreeSet<u64> = st.mds.values().map(|l| l.sco).collect();
+        if let Some(s) = &st.sco {
+            scos.remove(&s.seq);
+        }
+        for seq in scos {
+            let what = format!("SCO {}", sco_name(seq));
+            let f = self.sco_handle(seq)?;
+            let b = read_all(&*f, &what)?;
+            let check = (|| -> std::result::Result<(), FormatError> {
+                let h = ScoHeader::decode(&what, &b)?;
+                let fo = b
+                    .len()
+                    .checked_sub(SCO_FOOTER_LEN)
+                    .filter(|o| *o >= SCO_HEADER_LEN as usize)
+                    .ok_or_else(|| FormatError::Truncated {
+                        what: what.clone(),
+                        len: b.len() as u64,
+                        need: SCO_HEADER_LEN + SCO_FOOTER_LEN as u64,
+                    })?;
+                let foot = ScoFooter::decode(&what, &b[fo..])?;
+                let computed = crc32c::crc32c(&b[SCO_HEADER_LEN as usize..fo]);
+                if h.volume != self.id
+                    || h.seq != seq
+                    || foot.seq != seq
+                    || ScoFooter::offset(foot.clusters) != fo as u64
+                {
+                    return Err(FormatError::Inconsistent {
+                        what: what.clone(),
+                        reason: "header or footer disagree with the file".into(),
+                    });
+                }
+                if computed != foot.data_crc {
+                    return Err(FormatError::Crc {
+                        what: format!("{what} data"),
+                        stored: foot.data_crc,
+                        computed,
+                    });
+                }
+                Ok(())
+            })();
+            if let Err(e) = check {
+                problems.push(e.to_string());
+            }
+        }
+        let mut c = vec![0u8; CLUSTER_SIZE];
+        for (ca, loc) in &st.mds {
+            match self.read_loc(loc, &mut c, 0) {
+                Ok(()) if md5(&c) == loc.md5 => {}
+                Ok(()) => problems.push(format!(
+                    "cluster {ca} (SCO {} cluster {}): MD5 mismatch",
+                    sco_name(loc.sco),
+                    loc.offset
+                )),
+                Err(e) => problems.push(format!("cluster {ca}: {e}")),
+            }
+        }
+        Ok(problems)
     }
 
     /// True when changes made since the last completed commit may not be durable yet.

@@ -536,6 +536,18 @@ mod tests {
     }
 
     #[test]
+    fn crc_and_md5_are_the_standard_ones() {
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+        assert_eq!(
+            md5(b""),
+            [
+                0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8,
+                0x42, 0x7e
+            ]
+        );
+    }
+
+    #[test]
     fn names_sort_in_sequence_order() {
         assert_eq!(sco_name(10), "000000000000000a");
         assert!(tlog_name(9) < tlog_name(10));

@@ -129,6 +129,10 @@ impl Oracle {
         if n != size as usize || via_read[..] != now[..size as usize] {
             return Err("read() disagrees with the MetaDataStore".into());
         }
+        let problems = vol.verify().map_err(|e| format!("verify: {e}"))?;
+        if !problems.is_empty() {
+            return Err(format!("verify after restart: {problems:?}"));
+        }
         self.content = now;
         self.size = size;
         self.commit();
@@ -550,6 +554,11 @@ fn damaged_headers_and_sealed_scos_are_clear_errors() {
         .expect_err("bad footer")
         .to_string();
     assert!(msg.contains("SCO 0000000000000001 footer"), "{msg}");
+    // No volume at all.
+    assert!(matches!(
+        Volume::open(lfs.clone(), Path::new("/elsewhere"), VOL, opts),
+        Err(Error::NotFound)
+    ));
     // A volume opened under the wrong id.
     let msg = Volume::open(lfs, &dir(), VolumeId([1; 16]), opts)
         .expect_err("wrong id")
@@ -925,7 +934,8 @@ fn the_pipeline_retries_and_drains_once_the_backend_is_back() {
 }
 
 /// The crash workload over many seeds (run by hand: `cargo test -p strata-engine --release --
-/// --ignored soak`; `STRATA_SOAK_SEEDS` sets the count, default 300).
+/// --ignored soak`; `STRATA_SOAK_SEEDS` sets the count, default 300, `STRATA_SOAK_FIRST` the first
+/// seed, default 1000).
 #[test]
 #[ignore = "long soak, run by hand"]
 fn soak_random_io_with_machine_crashes() {
@@ -933,10 +943,124 @@ fn soak_random_io_with_machine_crashes() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
-    for seed in 1000..1000 + n {
+    let first: u64 = std::env::var("STRATA_SOAK_FIRST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    for seed in first..first + n {
         let mode = [Crashes::DropAll, Crashes::Random, Crashes::Mixed][seed as usize % 3];
         if let Err(e) = run_workload(seed, 400, mode, None) {
             panic!("seed {seed} ({mode:?}): {e}");
         }
     }
+}
+
+/// Rough numbers for the write and read paths on the real local filesystem (run by hand:
+/// `cargo test -p strata-engine --release --lib -- --ignored --nocapture volume_speed`).
+/// `STRATA_SPEED_DIR` picks the directory (default: a temporary one).
+#[test]
+#[ignore = "measurement, run by hand"]
+fn volume_speed() {
+    let t =
+        tempfile::tempdir_in(std::env::var("STRATA_SPEED_DIR").unwrap_or_else(|_| "/tmp".into()))
+            .expect("tempdir");
+    let fs: Arc<dyn LocalFs> = Arc::new(StdFs);
+    let d = t.path().join("v");
+    let size = 1u64 << 30;
+    let vol = Volume::create(fs.clone(), &d, VOL, VolumeOptions::default(), size).expect("create");
+    let mut rng = SimRng::new(5);
+    let buf = vec![0x5au8; 4096];
+    let n = 20_000u64;
+    let t0 = Instant::now();
+    for i in 0..n {
+        vol.write(rng.below(size / 4096) * 4096, &buf, false)
+            .expect("write");
+        if i % 32 == 31 {
+            vol.sync().expect("sync");
+        }
+    }
+    vol.sync().expect("sync");
+    let dt = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "4K random writes, COMMIT every 32: {:.0} IOPS",
+        n as f64 / dt
+    );
+    let t0 = Instant::now();
+    for _ in 0..n {
+        vol.write(rng.below(size / 4096) * 4096, &buf, true)
+            .expect("write");
+    }
+    eprintln!(
+        "4K random stable writes (QD1): {:.0} IOPS",
+        n as f64 / t0.elapsed().as_secs_f64()
+    );
+    let big = vec![0xa5u8; 1 << 20];
+    let t0 = Instant::now();
+    for i in 0..256u64 {
+        vol.write(i << 20, &big, false).expect("write");
+    }
+    vol.sync().expect("sync");
+    eprintln!(
+        "1 MiB sequential writes + COMMIT: {:.0} MB/s",
+        256.0 / t0.elapsed().as_secs_f64()
+    );
+    let mut rb = vec![0u8; 1 << 20];
+    let t0 = Instant::now();
+    for i in 0..256u64 {
+        vol.read(i << 20, &mut rb).expect("read");
+    }
+    eprintln!(
+        "1 MiB sequential reads (page cache): {:.0} MB/s",
+        256.0 / t0.elapsed().as_secs_f64()
+    );
+    let mut rb = vec![0u8; 4096];
+    let t0 = Instant::now();
+    for _ in 0..n {
+        vol.read(rng.below(256 << 8) * 4096, &mut rb).expect("read");
+    }
+    eprintln!(
+        "4K random reads (page cache): {:.0} IOPS",
+        n as f64 / t0.elapsed().as_secs_f64()
+    );
+    drop(vol);
+    let t0 = Instant::now();
+    let vol = Volume::open(fs, &d, VOL, VolumeOptions::default()).expect("open");
+    eprintln!(
+        "local restart with {} live clusters: {:.3} s",
+        vol.space_used() / 4096,
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn verify_finds_corruption_that_reads_cannot_see() {
+    let opts = VolumeOptions {
+        sco_clusters: 4,
+        tlog_scos: 2,
+    };
+    let (fs, lfs, vol) = fresh(opts);
+    vol.write(0, &vec![3u8; 4096 * 10], true).expect("write");
+    assert_eq!(vol.verify().expect("verify"), Vec::<String>::new());
+    drop(vol);
+    // Flip one data byte of sealed SCO 2 (restart does not read sealed SCOs' data).
+    let p = dir().join("sco").join(format::sco_name(2));
+    let mut b = fs.read_file(&p).expect("sco");
+    b[4096 + 100] ^= 0x80;
+    fs.overwrite_durably(&p, &b).expect("corrupt");
+    let vol = Volume::open(lfs, &dir(), VOL, opts).expect("open");
+    let problems = vol.verify().expect("verify");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("SCO 0000000000000002 data: CRC32C mismatch")),
+        "{problems:?}"
+    );
+    assert_eq!(
+        problems
+            .iter()
+            .filter(|p| p.contains("MD5 mismatch"))
+            .count(),
+        1,
+        "{problems:?}"
+    );
 }

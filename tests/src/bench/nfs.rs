@@ -460,3 +460,15 @@ pub fn small_files(url: &str, dir: &str, count: u64) -> Result<String, String> {
         "count={count} create_secs={create:.6} remove_secs={remove:.6}"
     ))
 }
+
+/// Removes `path`. Prints `removed=1`.
+pub fn unlink(url: &str, path: &str) -> Result<String, String> {
+    let client = Client::mount(url)?;
+    let p = cstr(path)?;
+    // SAFETY: valid context and path.
+    let rc = unsafe { nfs_unlink(client.nfs, p.as_ptr()) };
+    if rc < 0 {
+        return Err(client.error(&format!("unlink {path}"), rc));
+    }
+    Ok("removed=1".to_string())
+}

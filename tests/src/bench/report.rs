@@ -47,8 +47,9 @@ pub struct Measurement {
     pub values: Result<Vec<f64>, String>,
     /// A remark printed under the table.
     pub note: Option<String>,
-    /// For write workloads: bytes ganesha.nfsd wrote to storage per byte the client wrote.
-    pub disk_per_client_byte: Option<f64>,
+    /// For write workloads: bytes ganesha.nfsd passed to write system calls per byte the
+    /// client wrote.
+    pub write_amp: Option<f64>,
 }
 
 impl Measurement {
@@ -66,7 +67,7 @@ impl Measurement {
             unit,
             values,
             note,
-            disk_per_client_byte: None,
+            write_amp: None,
         }
     }
 
@@ -194,7 +195,8 @@ pub fn table(r: &Results, s: &Settings) -> String {
         out,
         "*MEM: Ganesha's MEM FSAL, the protocol ceiling with no storage behind it; it keeps at \
          most 2 MiB per file (`MEM {{ Inode_Size = 2097152; }}`), so its image is 2 MiB and the \
-         same request counts wrap inside it."
+         same request counts wrap inside it. MEM allocates `Inode_Size` for every file, so its RSS \
+         grows with the number of files (the small-file rows)."
     );
     let _ = writeln!(
         out,
@@ -250,7 +252,7 @@ fn amp_table(r: &Results) -> String {
         .filter(|(w, _)| {
             r.measurements
                 .iter()
-                .any(|m| m.workload == *w && m.disk_per_client_byte.is_some())
+                .any(|m| m.workload == *w && m.write_amp.is_some())
         })
         .collect();
     if rows.is_empty() {
@@ -259,8 +261,10 @@ fn amp_table(r: &Results) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Disk bytes written by ganesha.nfsd per byte the client wrote (`/proc/PID/io` \
-         write_bytes, all runs of the row; a page re-dirtied before writeback counts once):\n"
+        "Write amplification: bytes ganesha.nfsd passed to write system calls (`/proc/PID/io` \
+         wchar, bytes given to write(2)-family calls: data files, metadata, logs; not its NFS \
+         replies, which go out with sendmsg) per byte the client wrote, over all runs of the \
+         row:\n"
     );
     let _ = writeln!(
         out,
@@ -270,7 +274,7 @@ fn amp_table(r: &Results) -> String {
     for (w, _) in rows {
         let cell = |sys| {
             find(r, &w, sys)
-                .and_then(|m| m.disk_per_client_byte)
+                .and_then(|m| m.write_amp)
                 .map_or("-".to_string(), |a| format!("{a:.2}"))
         };
         let _ = writeln!(
@@ -374,7 +378,7 @@ pub fn json(r: &Results, s: &Settings, command: &str, machine: &BTreeMap<&str, S
                 "values": m.values.as_ref().ok(),
                 "error": m.values.as_ref().err(),
                 "note": m.note,
-                "disk_bytes_per_client_byte": m.disk_per_client_byte,
+                "server_write_bytes_per_client_byte": m.write_amp,
             })
         })
         .collect();

@@ -28,6 +28,7 @@ usage: strata-bench [--quick] [--out FILE] [--plugin-dir DIR] [--runs N]
 client commands (run inside a gateway namespace by the benchmark itself):
   strata-bench client URL randio read|write PATH SIZE BS QD COMMIT_EVERY SECS
   strata-bench client URL fill PATH SIZE
+  strata-bench client URL unlink PATH
   strata-bench client URL smallfiles DIR COUNT";
 
 fn main() {
@@ -74,6 +75,7 @@ fn client(a: &[String]) -> i32 {
                 nfs::randio(url, &job)
             }
             ["fill", path, size] => nfs::fill(url, path, parse("SIZE", size)?),
+            ["unlink", path] => nfs::unlink(url, path),
             ["smallfiles", dir, count] => nfs::small_files(url, dir, parse("COUNT", count)?),
             _ => Err(format!("unknown client command\n{USAGE}")),
         }

@@ -1,0 +1,474 @@
+//! The registry of open volumes: each `Kind::Volume` object's data is a [`Volume`] (VolumeDriver)
+//! in `<data_dir>/volumes/<ino as 16 hex>/`, uploaded to the backend namespace
+//! `volumes/<ino as 16 hex>/` by a background pipeline on the engine runtime.
+//!
+//! A volume is opened at most once per process (two `Volume`s on one directory would corrupt
+//! it), lazily on first access, and stays open until it is deleted or the engine stops. The
+//! volume's own TLogs are authoritative for its size (see `FORMATS.md`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use strata_backend::{Namespaced, ObjectStore};
+use tokio::sync::{watch, Semaphore};
+
+use crate::data::{Commit, ObjectData, Persist};
+use crate::error::{Error, Result};
+use crate::types::{Ino, VolumeInfo};
+use crate::volume::format::{
+    parse_seq_name, tlog_name, Entry, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
+};
+use crate::volume::{LocalFs, StdFs, Volume, VolumeId, VolumeOptions};
+
+/// Directory of the volumes' local state inside the data directory.
+pub const VOLUMES_DIR: &str = "volumes";
+/// Key prefix of the volumes' namespaces on the backend.
+pub const VOLUMES_PREFIX: &str = "volumes/";
+/// Backend uploads (pipeline passes and flushes) running at once, over all volumes.
+const UPLOADS: usize = 2;
+/// Longest wait between two failed pipeline passes.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// Settings of the registry, from the engine configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct VolumesConfig {
+    /// `<data_dir>/volumes`.
+    pub dir: PathBuf,
+    /// SCO and TLog sizes.
+    pub opts: VolumeOptions,
+    /// `SCO_Max_Age`.
+    pub max_age: Duration,
+    /// The local-file layer of every volume ([`StdFs`] unless a test simulates crashes).
+    pub fs: Option<Arc<dyn LocalFs>>,
+}
+
+/// One open volume with its backend namespace and pipeline.
+#[derive(Debug)]
+pub(crate) struct VolumeData {
+    ino: Ino,
+    vol: Arc<Volume>,
+    store: Arc<dyn ObjectStore>,
+    dir: PathBuf,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl VolumeData {
+    /// The volume.
+    pub fn volume(&self) -> &Arc<Volume> {
+        &self.vol
+    }
+}
+
+/// The registry of open volumes.
+#[derive(Debug)]
+pub(crate) struct Volumes {
+    cfg: VolumesConfig,
+    fs: Arc<dyn LocalFs>,
+    fsid: u64,
+    base: Arc<dyn ObjectStore>,
+    rt: tokio::runtime::Handle,
+    uploads: Arc<Semaphore>,
+    /// Open volumes. Held while a volume opens, so that it is never opened twice.
+    open: Mutex<HashMap<Ino, Arc<VolumeData>>>,
+}
+
+/// The id of volume `ino` of namespace `fsid`: both, little-endian.
+pub(crate) fn volume_id(fsid: u64, ino: Ino) -> VolumeId {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&fsid.to_le_bytes());
+    b[8..].copy_from_slice(&ino.to_le_bytes());
+    VolumeId(b)
+}
+
+fn ino_name(ino: Ino) -> String {
+    format!("{ino:016x}")
+}
+
+fn io_err(what: &Path, e: std::io::Error) -> Error {
+    if crate::error::is_enospc(&e) {
+        Error::NoSpace
+    } else {
+        Error::Io(format!("{}: {e}", what.display()))
+    }
+}
+
+impl Volumes {
+    /// A registry keeping volumes of namespace `fsid` under `cfg.dir` and `base`/`volumes/`.
+    pub fn new(
+        cfg: VolumesConfig,
+        fsid: u64,
+        base: Arc<dyn ObjectStore>,
+        rt: tokio::runtime::Handle,
+    ) -> Volumes {
+        let fs = cfg.fs.clone().unwrap_or_else(|| Arc::new(StdFs));
+        Volumes {
+            cfg,
+            fs,
+            fsid,
+            base,
+            rt,
+            uploads: Arc::new(Semaphore::new(UPLOADS)),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn local_dir(&self, ino: Ino) -> PathBuf {
+        self.cfg.dir.join(ino_name(ino))
+    }
+
+    fn store_of(&self, ino: Ino) -> Result<Arc<dyn ObjectStore>> {
+        let ns = Namespaced::new(self.base.clone(), format!("{VOLUMES_PREFIX}{}/", ino_name(ino)))?;
+        Ok(Arc::new(ns))
+    }
+
+    /// The open volume `ino`, if it is open.
+    pub fn get(&self, ino: Ino) -> Option<Arc<VolumeData>> {
+        self.open.lock().get(&ino).cloned()
+    }
+
+    /// Inode numbers of every open volume and every volume with a local directory.
+    pub fn local_inos(&self) -> Result<Vec<Ino>> {
+        let mut out: Vec<Ino> = self.open.lock().keys().copied().collect();
+        // Directories are only listed on the real filesystem (LocalFs lists files).
+        match std::fs::read_dir(&self.cfg.dir) {
+            Ok(rd) => {
+                for ent in rd {
+                    let ent = ent.map_err(|e| io_err(&self.cfg.dir, e))?;
+                    if let Some(ino) = ent
+                        .file_name()
+                        .to_str()
+                        .filter(|n| n.len() == 16)
+                        .and_then(|n| u64::from_str_radix(n, 16).ok())
+                    {
+                        out.push(ino);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&self.cfg.dir, e)),
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Removes every SCO and TLog of the volume in `dir` (durably) and then, on the real
+    /// filesystem, its directories.
+    fn remove_local(&self, dir: &Path) -> Result<()> {
+        for d in [dir.join("sco"), dir.join("tlog")] {
+            let names = match self.fs.list(&d) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&d, e)),
+            };
+            for n in names {
+                let p = d.join(n);
+                self.fs.remove_file(&p).map_err(|e| io_err(&p, e))?;
+            }
+            self.fs.sync_dir(&d).map_err(|e| io_err(&d, e))?;
+        }
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(dir, e)),
+        }
+    }
+
+    /// Opens volume `ino`: a local restart from its SCOs and TLogs if it has local state, else
+    /// a backend restart if its backend namespace has a manifest, else a new volume of
+    /// `size_hint` bytes. Starts its backend pipeline.
+    pub fn open_or_create(&self, ino: Ino, size_hint: u64) -> Result<Arc<VolumeData>> {
+        let mut open = self.open.lock();
+        if let Some(v) = open.get(&ino) {
+            return Ok(v.clone());
+        }
+        let dir = self.local_dir(ino);
+        let store = self.store_of(ino)?;
+        let id = volume_id(self.fsid, ino);
+        let fs = self.fs.clone();
+        let tlog_dir = dir.join("tlog");
+        let has_local = match fs.list(&tlog_dir) {
+            Ok(names) => !names.is_empty(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_err(&tlog_dir, e)),
+        };
+        let vol = if has_local {
+            Volume::open(fs, &dir, id, self.cfg.opts)?
+        } else {
+            // No TLog: nothing here was ever durable (a crash during create); start clean.
+            self.remove_local(&dir)?;
+            let restored = self.rt.block_on(Volume::restore(
+                &*store,
+                fs.clone(),
+                &dir,
+                id,
+                self.cfg.opts,
+            ));
+            match restored {
+                Ok(v) => {
+                    tracing::info!(ino, volume = %id, "volume restored from the backend");
+                    v
+                }
+                Err(Error::NotFound) => Volume::create(fs, &dir, id, self.cfg.opts, size_hint)?,
+                Err(e) => return Err(e),
+            }
+        };
+        let vol = Arc::new(vol);
+        let (stop, stopped) = watch::channel(false);
+        let task = self.rt.spawn(pipeline(
+            vol.clone(),
+            store.clone(),
+            self.uploads.clone(),
+            self.cfg.max_age,
+            stopped,
+        ));
+        let data = Arc::new(VolumeData {
+            ino,
+            vol,
+            store,
+            dir,
+            stop,
+            task: Mutex::new(Some(task)),
+        });
+        open.insert(ino, data.clone());
+        Ok(data)
+    }
+
+    /// Uploads everything written to volume `v` so far (open SCO and TLog included) and its
+    /// manifest; returns once it is on the backend.
+    pub fn flush(&self, v: &VolumeData) -> Result<()> {
+        let uploads = self.uploads.clone();
+        self.rt.block_on(async {
+            let _permit = uploads
+                .acquire()
+                .await
+                .map_err(|_| Error::Io("upload limiter closed".into()))?;
+            v.vol.backup(&*v.store, true).await.map(|_| ())
+        })
+    }
+
+    /// Deletes volume `ino` everywhere: stops its pipeline, removes its local directory and
+    /// every object of its backend namespace. Works whether or not it is open.
+    pub fn delete(&self, ino: Ino) -> Result<()> {
+        let data = self.open.lock().remove(&ino);
+        if let Some(d) = &data {
+            d.stop.send_replace(true);
+            let task = d.task.lock().take();
+            if let Some(t) = task {
+                // Wait for a pass in flight: it must not upload after the deletion below.
+                let _ = self.rt.block_on(t);
+            }
+            d.vol.destroy()?;
+        }
+        let dir = data
+            .as_ref()
+            .map_or_else(|| self.local_dir(ino), |d| d.dir.clone());
+        self.remove_local(&dir)?;
+        let store = match &data {
+            Some(d) => d.store.clone(),
+            None => self.store_of(ino)?,
+        };
+        self.rt.block_on(delete_all(&*store))
+    }
+
+    /// The management view of volume `v`.
+    pub fn info(&self, v: &VolumeData) -> VolumeInfo {
+        let s = v.vol.stats();
+        let last = self.rt.block_on(v.vol.backend_last_tlog());
+        let pending = pending_bytes(&*self.fs, &v.dir, last).unwrap_or_else(|e| {
+            tracing::warn!(ino = v.ino, error = %e, "cannot measure a volume's upload backlog");
+            0
+        });
+        VolumeInfo {
+            size: v.vol.size(),
+            space_used: v.vol.space_used(),
+            pending_backend_bytes: pending,
+            commits: s.commits,
+            commit_rounds: s.commit_rounds,
+            clusters_written: s.clusters_written,
+            scos_sealed: s.scos_sealed,
+            cache_hits: 0,
+            cache_misses: 0,
+        }
+    }
+
+    /// Stops every pipeline (engine shutdown); a pass in flight is abandoned (uploads are
+    /// idempotent and redone by the next run).
+    pub fn stop_all(&self) {
+        for d in self.open.lock().values() {
+            d.stop.send_replace(true);
+        }
+    }
+}
+
+/// Deletes every object of a store (a volume's namespace).
+async fn delete_all(store: &dyn ObjectStore) -> Result<()> {
+    loop {
+        // Deleting as we go: every page starts at the beginning again.
+        let page = store.list("", None, 1000).await?;
+        if page.objects.is_empty() {
+            return Ok(());
+        }
+        for o in page.objects {
+            store.delete(&o.key).await?;
+        }
+    }
+}
+
+/// The background pipeline of one volume: a pass every `interval` (a quarter of `max_age`,
+/// between 100 ms and 5 s) uploads closed TLogs, their SCOs and the manifest, sealing a partial
+/// SCO older than `max_age` first; failures back off exponentially. At most [`UPLOADS`] passes
+/// run at once over all volumes.
+async fn pipeline(
+    vol: Arc<Volume>,
+    store: Arc<dyn ObjectStore>,
+    uploads: Arc<Semaphore>,
+    max_age: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let interval = (max_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut delay = interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let Ok(_permit) = uploads.acquire().await else {
+            return;
+        };
+        match vol.backup_aged(&*store, max_age).await {
+            Ok(_) => delay = interval,
+            Err(e) => {
+                delay = (delay * 2).min(BACKOFF_CAP.max(interval));
+                tracing::warn!(volume = %vol.id(), error = %e, retry_in = ?delay, "volume upload failed");
+            }
+        }
+    }
+}
+
+/// Bytes of a volume's local SCOs and TLogs not yet on the backend, given the last TLog the
+/// backend manifest names: later TLogs, and SCOs after the last one those TLogs sealed.
+fn pending_bytes(fs: &dyn LocalFs, dir: &Path, last_tlog: Option<u64>) -> Result<u64> {
+    let last = last_tlog.unwrap_or(0);
+    let tlog_dir = dir.join("tlog");
+    let sco_dir = dir.join("sco");
+    let mut last_sco = 0;
+    let mut seq = last;
+    while seq > 0 && last_sco == 0 {
+        let path = tlog_dir.join(tlog_name(seq));
+        let f = fs.open(&path).map_err(|e| io_err(&path, e))?;
+        let len = f.file_len().map_err(|e| io_err(&path, e))?;
+        let mut data = vec![0u8; usize::try_from(len).map_err(|_| Error::Io("TLog too large".into()))?];
+        let n = f.read_at(&mut data, 0).map_err(|e| io_err(&path, e))?;
+        data.truncate(n);
+        for chunk in data
+            .get(TLOG_HEADER_LEN..)
+            .unwrap_or_default()
+            .chunks_exact(TLOG_ENTRY_LEN)
+        {
+            if let Ok(Entry::ScoSealed { sco, .. }) = Entry::decode("TLog", chunk) {
+                last_sco = last_sco.max(sco);
+            }
+        }
+        seq -= 1;
+    }
+    let mut total = 0;
+    for (d, after) in [(&tlog_dir, last), (&sco_dir, last_sco)] {
+        let names = match fs.list(d) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(d, e)),
+        };
+        for name in names {
+            let Some(seq) = parse_seq_name(&name) else {
+                continue;
+            };
+            if seq <= after {
+                continue;
+            }
+            let p = d.join(&name);
+            let len = fs
+                .open(&p)
+                .and_then(|f| f.file_len())
+                .map_err(|e| io_err(&p, e))?;
+            // A TLog holding only its header (the fresh open one) has nothing to upload yet.
+            if seq > after && !(d == &tlog_dir && len <= TLOG_HEADER_LEN as u64) {
+                total += len;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// A volume as the facade's [`ObjectData`].
+#[derive(Debug)]
+pub(crate) struct VolumeObject {
+    data: Arc<VolumeData>,
+    volumes: std::sync::Weak<Volumes>,
+}
+
+impl VolumeObject {
+    /// The object data of an open volume.
+    pub fn new(data: Arc<VolumeData>, volumes: &Arc<Volumes>) -> VolumeObject {
+        VolumeObject {
+            data,
+            volumes: Arc::downgrade(volumes),
+        }
+    }
+}
+
+impl ObjectData for VolumeObject {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(usize, bool)> {
+        let n = self.data.vol.read(offset, buf)?;
+        Ok((n, offset + n as u64 >= self.data.vol.size()))
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.data.vol.write(offset, data, false)
+    }
+
+    fn truncate(&self, new_size: u64, persist: Persist<'_>) -> Result<()> {
+        self.data.vol.resize(new_size)?;
+        self.data.vol.sync()?;
+        persist(&Commit {
+            size: new_size,
+            ..Commit::default()
+        })
+    }
+
+    fn sync(&self, persist: Persist<'_>) -> Result<()> {
+        // The volume's fsyncs are the durability point; the namespace only caches the size.
+        self.data.vol.sync()?;
+        persist(&Commit {
+            size: self.data.vol.size(),
+            lazy: true,
+            ..Commit::default()
+        })
+    }
+
+    fn size(&self) -> u64 {
+        self.data.vol.size()
+    }
+
+    fn space_used(&self) -> u64 {
+        self.data.vol.space_used()
+    }
+
+    fn is_dirty(&self) -> bool {
+        self.data.vol.is_dirty()
+    }
+
+    fn delete(&self) -> Result<()> {
+        match self.volumes.upgrade() {
+            Some(v) => v.delete(self.data.ino),
+            None => Err(Error::Io("volume registry gone".into())),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Volumes through the facade: a `Kind::Volume` object's data is a VolumeDriver volume under
+//! `<data_dir>/volumes/<ino>/`, uploaded to `volumes/<ino>/` on the backend; never FileDriver
+//! extents. Real redb file, real local files, LocalStore backend.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use strata_engine::*;
+
+const ME: Cred = Cred { uid: 0, gid: 0 };
+
+fn open(dir: &Path) -> Filesystem {
+    Filesystem::open(EngineConfig::new(dir)).expect("open engine")
+}
+
+fn hex(ino: Ino) -> String {
+    format!("{ino:016x}")
+}
+
+/// Files (recursively) under `dir`, as paths relative to it; empty if it does not exist.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn local_dir(data: &Path, ino: Ino) -> PathBuf {
+    data.join(VOLUMES_DIR).join(hex(ino))
+}
+
+fn backend_dir(data: &Path, ino: Ino) -> PathBuf {
+    data.join("backend").join(VOLUMES_PREFIX).join(hex(ino))
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn read_all(fs: &Filesystem, h: Handle, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len + 10];
+    let (n, eof) = fs.read(h, 0, &mut buf).expect("read");
+    assert!(eof, "read of the whole volume reaches EOF");
+    buf.truncate(n);
+    buf
+}
+
+fn create_volume(fs: &Filesystem, name: &str) -> Attr {
+    let a = fs
+        .create(fs.root(), name.as_bytes(), 0o644, ME, CreateMode::Guarded)
+        .expect("create")
+        .attr;
+    assert_eq!(a.kind, Kind::Volume, "{name} is a volume by its suffix");
+    a
+}
+
+#[test]
+fn committed_unaligned_writes_survive_a_crash_and_never_use_the_filedriver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = pattern(3 * 4096 + 123, 7);
+    let h = {
+        let fs = open(dir.path());
+        let a = create_volume(&fs, "disk-flat.vmdk");
+        // Unaligned on both ends, spanning clusters.
+        fs.write(a.handle, 1000, &data, false).expect("write");
+        assert_eq!(
+            fs.getattr(a.handle).expect("getattr").size,
+            1000 + data.len() as u64
+        );
+        fs.commit(a.handle).expect("commit");
+        fs.crash();
+        a.handle
+    };
+    let fs = open(dir.path());
+    let a = fs.getattr(h).expect("getattr after crash");
+    assert_eq!(a.size, 1000 + data.len() as u64);
+    let got = read_all(&fs, h, a.size as usize);
+    assert!(got[..1000].iter().all(|b| *b == 0), "hole reads as zeros");
+    assert_eq!(&got[1000..], &data[..]);
+    let local = files_under(&local_dir(dir.path(), h.ino));
+    assert!(local.iter().any(|f| f.starts_with("sco/")), "{local:?}");
+    assert!(local.iter().any(|f| f.starts_with("tlog/")), "{local:?}");
+    let extents = files_under(&dir.path().join("backend").join(FILES_PREFIX));
+    assert!(extents.is_empty(), "volume data went to the FileDriver: {extents:?}");
+}
+
+#[test]
+fn stable_write_is_durable_without_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = pattern(5000, 3);
+    let h = {
+        let fs = open(dir.path());
+        let a = create_volume(&fs, "vm.raw");
+        let (n, st) = fs.write(a.handle, 4096, &data, true).expect("write");
+        assert_eq!((n, st), (data.len(), Stability::Stable));
+        fs.crash();
+        a.handle
+    };
+    let fs = open(dir.path());
+    let got = read_all(&fs, h, 4096 + data.len());
+    assert_eq!(&got[4096..], &data[..]);
+}
+
+#[test]
+fn flush_to_backend_uploads_scos_tlogs_and_manifest_and_unlink_deletes_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = open(dir.path());
+    let a = create_volume(&fs, "disk-flat.vmdk");
+    let data = pattern(64 * 1024 + 5, 9);
+    fs.write(a.handle, 12345, &data, false).expect("write");
+    fs.commit(a.handle).expect("commit");
+    let before = fs.volume_stats(a.handle).expect("stats");
+    assert!(before.pending_backend_bytes > 0, "{before:?}");
+    assert!(before.commits >= 1, "{before:?}");
+    fs.flush_to_backend().expect("flush");
+    let after = fs.volume_stats(a.handle).expect("stats");
+    assert_eq!(after.pending_backend_bytes, 0, "{after:?}");
+    assert_eq!(after.size, 12345 + data.len() as u64);
+    assert!(after.space_used >= data.len() as u64, "{after:?}");
+
+    let remote = files_under(&backend_dir(dir.path(), a.handle.ino));
+    assert!(remote.iter().any(|f| f.starts_with("sco/")), "{remote:?}");
+    assert!(remote.iter().any(|f| f.starts_with("tlog/")), "{remote:?}");
+    assert!(remote.iter().any(|f| f == "manifest.xml"), "{remote:?}");
+
+    // A regular file is not a volume.
+    let f = fs
+        .create(fs.root(), b"notes.txt", 0o644, ME, CreateMode::Guarded)
+        .expect("create file")
+        .attr;
+    assert!(matches!(fs.volume_stats(f.handle), Err(Error::Invalid(_))));
+
+    fs.unlink(fs.root(), b"disk-flat.vmdk").expect("unlink");
+    assert!(
+        !local_dir(dir.path(), a.handle.ino).exists(),
+        "local volume dir left behind"
+    );
+    let remote = files_under(&backend_dir(dir.path(), a.handle.ino));
+    assert!(remote.is_empty(), "backend objects left behind: {remote:?}");
+    assert!(matches!(fs.getattr(a.handle), Err(Error::Stale)));
+}
+
+#[test]
+fn unlink_of_an_unopened_volume_after_restart_deletes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ino = {
+        let fs = open(dir.path());
+        let a = create_volume(&fs, "x.img");
+        fs.write(a.handle, 0, &pattern(9000, 1), true).expect("write");
+        fs.flush_to_backend().expect("flush");
+        a.handle.ino
+    };
+    assert!(!files_under(&backend_dir(dir.path(), ino)).is_empty());
+    let fs = open(dir.path());
+    fs.unlink(fs.root(), b"x.img").expect("unlink");
+    assert!(!local_dir(dir.path(), ino).exists());
+    assert!(files_under(&backend_dir(dir.path(), ino)).is_empty());
+}
+
+#[test]
+fn a_lost_local_cache_is_rebuilt_from_the_backend() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = pattern(40_000, 5);
+    let h = {
+        let fs = open(dir.path());
+        let a = create_volume(&fs, "disk-flat.vmdk");
+        fs.write(a.handle, 777, &data, false).expect("write");
+        fs.flush_to_backend().expect("flush");
+        fs.crash();
+        a.handle
+    };
+    std::fs::remove_dir_all(local_dir(dir.path(), h.ino)).expect("drop local cache");
+    let fs = open(dir.path());
+    let a = fs.getattr(h).expect("getattr");
+    assert_eq!(a.size, 777 + data.len() as u64);
+    let got = read_all(&fs, h, a.size as usize);
+    assert_eq!(&got[777..], &data[..]);
+    assert!(local_dir(dir.path(), h.ino).join("tlog").exists());
+}
+
+#[test]
+fn truncate_shrinks_and_grows_with_zeros_and_persists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = {
+        let fs = open(dir.path());
+        let a = create_volume(&fs, "t.qcow2");
+        fs.write(a.handle, 0, &[0xAB; 10_000], false).expect("write");
+        let set = |size| SetAttr {
+            size: Some(size),
+            ..Default::default()
+        };
+        fs.setattr(a.handle, &set(5000)).expect("shrink");
+        fs.setattr(a.handle, &set(12_000)).expect("grow");
+        fs.crash();
+        a.handle
+    };
+    let fs = open(dir.path());
+    assert_eq!(fs.getattr(h).expect("getattr").size, 12_000);
+    let got = read_all(&fs, h, 12_000);
+    assert!(got[..5000].iter().all(|b| *b == 0xAB));
+    assert!(got[5000..].iter().all(|b| *b == 0), "grown part reads zeros");
+}
+
+#[test]
+fn background_pipeline_uploads_aged_data_without_a_flush() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = EngineConfig::new(dir.path());
+    cfg.sco_max_age = Duration::from_secs(1);
+    let fs = Filesystem::open(cfg).expect("open");
+    let a = create_volume(&fs, "bg-flat.vmdk");
+    fs.write(a.handle, 0, &pattern(8192, 2), true).expect("write");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let remote = files_under(&backend_dir(dir.path(), a.handle.ino));
+        if remote.iter().any(|f| f == "manifest.xml") && remote.iter().any(|f| f.starts_with("sco/"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no upload within 20 s: {remote:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Poll the stats too: the backlog drains to nothing.
+    loop {
+        let s = fs.volume_stats(a.handle).expect("stats");
+        if s.pending_backend_bytes == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "backlog stays {s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,157 @@
+//! Issue 5's management API end to end: Ganesha with our FSAL serves the engine's management
+//! socket at `<data dir>/mgmt.sock`; the `strata` CLI, run on the host side of the gateway's
+//! private namespace, talks to it after QEMU wrote a volume over NFS.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use strata_tests::*;
+
+const MIB: u64 = 1 << 20;
+/// Bound for one `strata` command (a sync may upload).
+const STRATA_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The `strata` binary built next to the tests (`cargo build --workspace`).
+fn strata_bin() -> PathBuf {
+    let bin = profile_dir().join("strata");
+    assert!(
+        bin.is_file(),
+        "{} not found: build the workspace first (cargo build --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `strata args` on the host side (outside the gateway's namespaces).
+fn strata(args: &[&str]) -> Run {
+    let mut cmd = Command::new(strata_bin());
+    cmd.args(args);
+    run_bounded(cmd, STRATA_TIMEOUT)
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {r}"))
+}
+
+#[test]
+fn strata_sync_volume_info_and_status_through_the_gateway() {
+    let Some(mut tg) = TestGateway::strata() else {
+        return;
+    };
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let d = tg.data_dir.display().to_string();
+    let sock = tg.data_dir.join("mgmt.sock");
+
+    // The FSAL started the server with the engine: a socket, mode 0600, reachable from here.
+    let m = std::fs::symlink_metadata(&sock)
+        .unwrap_or_else(|e| panic!("no management socket at {}: {e}", sock.display()));
+    assert!(
+        m.file_type().is_socket(),
+        "{} is not a socket",
+        sock.display()
+    );
+    assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+
+    // A volume written by QEMU over NFSv3 (the name makes it a volume).
+    let url = tg.qemu_url("/x-flat.vmdk");
+    let qemu = |args: &[&str]| {
+        tg.run_timeout(args[0], &args[1..], CMD_TIMEOUT)
+            .expect_ok(&args.join(" "))
+    };
+    qemu(&["qemu-img", "create", "-f", "raw", &url, "4M"]);
+    qemu(&[
+        "qemu-io",
+        "-f",
+        "raw",
+        "-c",
+        "write -P 0xab 0 1M",
+        "-c",
+        "write -P 0xcd 2M 512k",
+        "-c",
+        "flush",
+        &url,
+    ]);
+
+    let r = strata(&["sync", "--wait", "--data-dir", &d]).expect_ok("strata sync --wait");
+    assert!(
+        r.stdout
+            .starts_with("synced: everything committed is on the backend"),
+        "{r}"
+    );
+
+    let r = strata(&["volume", "info", "/x-flat.vmdk", "--data-dir", &d, "--json"])
+        .expect_ok("strata volume info --json");
+    let v = json(&r);
+    assert_eq!(v["path"], "/x-flat.vmdk", "{r}");
+    assert_eq!(v["size"], 4 * MIB, "{r}");
+    assert_eq!(v["pending_backend_bytes"], 0, "{r}");
+    let used = v["space_used"].as_u64().expect("space_used");
+    assert!(
+        (MIB + MIB / 2..=4 * MIB).contains(&used),
+        "space_used {used} should hold the 1.5 MiB written: {r}"
+    );
+    // The same volume as NFS sees it.
+    let st = tg.client(3, &["stat", "/x-flat.vmdk"]).expect_ok("stat");
+    assert_eq!(v["ino"].as_u64(), Some(st.num("fileid")), "{r}\n{st}");
+
+    let r = strata(&["volume", "info", "/x-flat.vmdk", "--data-dir", &d])
+        .expect_ok("strata volume info");
+    assert!(
+        r.stdout.contains("size              4194304 (4.0 MiB)\n"),
+        "{r}"
+    );
+    assert!(r.stdout.contains("not on backend    0 (0 B)\n"), "{r}");
+
+    // Not a volume: exit 1, clear message.
+    let r = strata(&["volume", "info", "/", "--data-dir", &d]);
+    assert_eq!(r.code(), 1, "{r}");
+    assert!(
+        r.stderr.contains("/ is not a volume: it is a directory"),
+        "{r}"
+    );
+
+    // The engine answering is Ganesha itself.
+    let r = strata(&["status", "--data-dir", &d]).expect_ok("strata status");
+    let pid = tg.gw().ganesha_pid();
+    assert!(
+        r.stdout.contains(&format!(
+            "engine: answering on {} (strata {}, protocol 1, pid {pid},",
+            sock.display(),
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{r}"
+    );
+    let s = json(&strata(&["status", "--data-dir", &d, "--json"]).expect_ok("status --json"));
+    assert_eq!(s["engine"]["pid"], pid);
+    assert_eq!(s["engine"]["data_dir"], d.as_str());
+
+    // SIGKILL leaves the socket file behind: the commands see no gateway; a restarted Ganesha
+    // replaces the stale socket and serves again.
+    tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
+    assert!(sock.exists(), "a killed gateway cannot remove its socket");
+    let r = strata(&["sync", "--wait", "--data-dir", &d]);
+    assert_eq!(r.code(), 3, "{r}");
+    tg.gw_mut().restart_ganesha().expect("restart ganesha");
+    let s = json(&strata(&["status", "--data-dir", &d, "--json"]).expect_ok("status --json"));
+    assert_eq!(s["engine"]["pid"], tg.gw().ganesha_pid());
+    assert_ne!(s["engine"]["pid"], pid);
+    let v = json(
+        &strata(&["volume", "info", "/x-flat.vmdk", "--data-dir", &d, "--json"])
+            .expect_ok("volume info after restart"),
+    );
+    assert_eq!(v["size"], 4 * MIB);
+
+    // A clean stop unloads the FSAL, which removes the socket; the commands say so (exit 3).
+    tg.stop();
+    assert!(!sock.exists(), "socket left behind by a clean stop");
+    let r = strata(&["sync", "--wait", "--data-dir", &d]);
+    assert_eq!(r.code(), 3, "{r}");
+    assert!(r.stderr.contains("no gateway answers on"), "{r}");
+    let r = strata(&["status", "--data-dir", &d]);
+    assert_eq!(r.code(), 3, "{r}");
+    assert!(r.stdout.contains("engine: not answering"), "{r}");
+}
