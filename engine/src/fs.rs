@@ -197,8 +197,7 @@ impl Filesystem {
             },
         };
         let vol_opts = VolumeOptions::from_params(config.sco_size, config.tlog_scos)?;
-        let files: Arc<dyn ObjectStore> =
-            Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
+        let files: Arc<dyn ObjectStore> = Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
         let rt = crate::runtime::build()?;
         let driver = FileDriver::open(
             files,
@@ -221,6 +220,7 @@ impl Filesystem {
                 opts: vol_opts,
                 max_age: config.sco_max_age,
                 fs: opts.volume_fs,
+                write_buffer: config.write_buffer_size,
             },
             ns.fsid(),
             store,
@@ -628,7 +628,12 @@ impl Filesystem {
         let v = self.volumes.open_or_create(ino, inode.size)?;
         let size = v.volume().size();
         if size != inode.size {
-            tracing::info!(ino, recorded = inode.size, size, "volume size recorded again");
+            tracing::info!(
+                ino,
+                recorded = inode.size,
+                size,
+                "volume size recorded again"
+            );
             let up = DataUpdate {
                 size,
                 mtime: inode.mtime,

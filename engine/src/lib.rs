@@ -18,8 +18,8 @@ pub use fs::{
     BackendConfig, EngineConfig, Filesystem, OpenOptions, DEFAULT_VOLUME_SUFFIXES,
     EXTENT_CACHE_DIR, FILES_PREFIX, METADATA_FILE,
 };
-pub use volumes::{VOLUMES_DIR, VOLUMES_PREFIX};
 pub use types::*;
+pub use volumes::{VOLUMES_DIR, VOLUMES_PREFIX};
 
 /// redb, re-exported so that callers can implement [`redb::StorageBackend`] for
 /// [`OpenOptions::metadata_backend`] without depending on it themselves.

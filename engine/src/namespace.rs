@@ -300,7 +300,13 @@ pub(crate) struct Namespace {
     db: Database,
     fsid: u64,
     durability: Durability,
+    /// When a lazy data commit was last made durable (see `persist_data`).
+    lazy_synced: parking_lot::Mutex<std::time::Instant>,
 }
+
+/// Longest run of lazy (unsynced) commits: redb reuses the space a transaction frees only after
+/// a durable commit, so a volume committing without pause must not grow the file forever.
+const LAZY_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -383,6 +389,7 @@ impl Namespace {
             db,
             fsid,
             durability: Durability::Immediate,
+            lazy_synced: parking_lot::Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -839,10 +846,15 @@ impl Namespace {
     pub fn persist_data(&self, ino: Ino, up: &DataUpdate) -> Result<Inode> {
         let mut txn = self.begin()?;
         if up.lazy {
-            // Made durable by the next durable transaction; a crash before it loses only what
-            // the data's owner records itself.
-            txn.set_durability(Durability::None)
-                .map_err(|e| Error::Io(e.to_string()))?;
+            let mut last = self.lazy_synced.lock();
+            if last.elapsed() < LAZY_SYNC_EVERY {
+                // Made durable by the next durable transaction; a crash before it loses only
+                // what the data's owner records itself.
+                txn.set_durability(Durability::None)
+                    .map_err(|e| Error::Io(e.to_string()))?;
+            } else {
+                *last = std::time::Instant::now();
+            }
         }
         let i;
         {

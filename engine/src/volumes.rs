@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::data::{Commit, ObjectData, Persist};
 use crate::error::{Error, Result};
 use crate::types::{Ino, VolumeInfo};
-use crate::volume::format::{
-    parse_seq_name, tlog_name, Entry, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
-};
+use crate::volume::format::{parse_seq_name, tlog_name, Entry, TLOG_ENTRY_LEN, TLOG_HEADER_LEN};
 use crate::volume::{LocalFs, StdFs, Volume, VolumeId, VolumeOptions};
 
 /// Directory of the volumes' local state inside the data directory.
@@ -43,6 +42,31 @@ pub(crate) struct VolumesConfig {
     pub max_age: Duration,
     /// The local-file layer of every volume ([`StdFs`] unless a test simulates crashes).
     pub fs: Option<Arc<dyn LocalFs>>,
+    /// `Write_Buffer_Size`: a volume with more than this not yet on the backend is answered
+    /// `Delay` until the pipeline catches up.
+    pub write_buffer: u64,
+}
+
+/// A volume's upload backlog: measured after every pipeline pass and flush, estimated (grown
+/// by each write) in between.
+#[derive(Debug)]
+struct Backlog {
+    fs: Arc<dyn LocalFs>,
+    dir: PathBuf,
+    bytes: AtomicU64,
+}
+
+impl Backlog {
+    /// Measures the backlog again from the local files and what the backend has.
+    async fn refresh(&self, vol: &Volume) {
+        let last = vol.backend_last_tlog().await;
+        match pending_bytes(&*self.fs, &self.dir, last) {
+            Ok(n) => self.bytes.store(n, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(volume = %vol.id(), error = %e, "cannot measure a volume's upload backlog")
+            }
+        }
+    }
 }
 
 /// One open volume with its backend namespace and pipeline.
@@ -54,6 +78,8 @@ pub(crate) struct VolumeData {
     dir: PathBuf,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    backlog: Arc<Backlog>,
+    write_buffer: u64,
 }
 
 impl VolumeData {
@@ -121,7 +147,10 @@ impl Volumes {
     }
 
     fn store_of(&self, ino: Ino) -> Result<Arc<dyn ObjectStore>> {
-        let ns = Namespaced::new(self.base.clone(), format!("{VOLUMES_PREFIX}{}/", ino_name(ino)))?;
+        let ns = Namespaced::new(
+            self.base.clone(),
+            format!("{VOLUMES_PREFIX}{}/", ino_name(ino)),
+        )?;
         Ok(Arc::new(ns))
     }
 
@@ -219,10 +248,17 @@ impl Volumes {
         };
         let vol = Arc::new(vol);
         let (stop, stopped) = watch::channel(false);
+        // Unknown until the first pass has read the manifest: no throttling meanwhile.
+        let backlog = Arc::new(Backlog {
+            fs: self.fs.clone(),
+            dir: dir.clone(),
+            bytes: AtomicU64::new(0),
+        });
         let task = self.rt.spawn(pipeline(
             vol.clone(),
             store.clone(),
             self.uploads.clone(),
+            backlog.clone(),
             self.cfg.max_age,
             stopped,
         ));
@@ -233,6 +269,8 @@ impl Volumes {
             dir,
             stop,
             task: Mutex::new(Some(task)),
+            backlog,
+            write_buffer: self.cfg.write_buffer,
         });
         open.insert(ino, data.clone());
         Ok(data)
@@ -247,7 +285,9 @@ impl Volumes {
                 .acquire()
                 .await
                 .map_err(|_| Error::Io("upload limiter closed".into()))?;
-            v.vol.backup(&*v.store, true).await.map(|_| ())
+            let r = v.vol.backup(&*v.store, true).await;
+            v.backlog.refresh(&v.vol).await;
+            r.map(|_| ())
         })
     }
 
@@ -327,6 +367,7 @@ async fn pipeline(
     vol: Arc<Volume>,
     store: Arc<dyn ObjectStore>,
     uploads: Arc<Semaphore>,
+    backlog: Arc<Backlog>,
     max_age: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -350,6 +391,7 @@ async fn pipeline(
                 tracing::warn!(volume = %vol.id(), error = %e, retry_in = ?delay, "volume upload failed");
             }
         }
+        backlog.refresh(&vol).await;
     }
 }
 
@@ -365,7 +407,8 @@ fn pending_bytes(fs: &dyn LocalFs, dir: &Path, last_tlog: Option<u64>) -> Result
         let path = tlog_dir.join(tlog_name(seq));
         let f = fs.open(&path).map_err(|e| io_err(&path, e))?;
         let len = f.file_len().map_err(|e| io_err(&path, e))?;
-        let mut data = vec![0u8; usize::try_from(len).map_err(|_| Error::Io("TLog too large".into()))?];
+        let mut data =
+            vec![0u8; usize::try_from(len).map_err(|_| Error::Io("TLog too large".into()))?];
         let n = f.read_at(&mut data, 0).map_err(|e| io_err(&path, e))?;
         data.truncate(n);
         for chunk in data
@@ -431,7 +474,16 @@ impl ObjectData for VolumeObject {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.data.vol.write(offset, data, false)
+        let d = &self.data;
+        if d.backlog.bytes.load(Ordering::Relaxed) > d.write_buffer {
+            // The backend is behind (or down): the client retries later (NFS3ERR_JUKEBOX).
+            return Err(Error::Delay);
+        }
+        d.vol.write(offset, data, false)?;
+        d.backlog
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     fn truncate(&self, new_size: u64, persist: Persist<'_>) -> Result<()> {

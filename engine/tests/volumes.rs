@@ -96,7 +96,10 @@ fn committed_unaligned_writes_survive_a_crash_and_never_use_the_filedriver() {
     assert!(local.iter().any(|f| f.starts_with("sco/")), "{local:?}");
     assert!(local.iter().any(|f| f.starts_with("tlog/")), "{local:?}");
     let extents = files_under(&dir.path().join("backend").join(FILES_PREFIX));
-    assert!(extents.is_empty(), "volume data went to the FileDriver: {extents:?}");
+    assert!(
+        extents.is_empty(),
+        "volume data went to the FileDriver: {extents:?}"
+    );
 }
 
 #[test]
@@ -161,7 +164,8 @@ fn unlink_of_an_unopened_volume_after_restart_deletes_it() {
     let ino = {
         let fs = open(dir.path());
         let a = create_volume(&fs, "x.img");
-        fs.write(a.handle, 0, &pattern(9000, 1), true).expect("write");
+        fs.write(a.handle, 0, &pattern(9000, 1), true)
+            .expect("write");
         fs.flush_to_backend().expect("flush");
         a.handle.ino
     };
@@ -199,7 +203,8 @@ fn truncate_shrinks_and_grows_with_zeros_and_persists() {
     let h = {
         let fs = open(dir.path());
         let a = create_volume(&fs, "t.qcow2");
-        fs.write(a.handle, 0, &[0xAB; 10_000], false).expect("write");
+        fs.write(a.handle, 0, &[0xAB; 10_000], false)
+            .expect("write");
         let set = |size| SetAttr {
             size: Some(size),
             ..Default::default()
@@ -213,7 +218,10 @@ fn truncate_shrinks_and_grows_with_zeros_and_persists() {
     assert_eq!(fs.getattr(h).expect("getattr").size, 12_000);
     let got = read_all(&fs, h, 12_000);
     assert!(got[..5000].iter().all(|b| *b == 0xAB));
-    assert!(got[5000..].iter().all(|b| *b == 0), "grown part reads zeros");
+    assert!(
+        got[5000..].iter().all(|b| *b == 0),
+        "grown part reads zeros"
+    );
 }
 
 #[test]
@@ -223,11 +231,13 @@ fn background_pipeline_uploads_aged_data_without_a_flush() {
     cfg.sco_max_age = Duration::from_secs(1);
     let fs = Filesystem::open(cfg).expect("open");
     let a = create_volume(&fs, "bg-flat.vmdk");
-    fs.write(a.handle, 0, &pattern(8192, 2), true).expect("write");
+    fs.write(a.handle, 0, &pattern(8192, 2), true)
+        .expect("write");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let remote = files_under(&backend_dir(dir.path(), a.handle.ino));
-        if remote.iter().any(|f| f == "manifest.xml") && remote.iter().any(|f| f.starts_with("sco/"))
+        if remote.iter().any(|f| f == "manifest.xml")
+            && remote.iter().any(|f| f.starts_with("sco/"))
         {
             break;
         }
@@ -246,4 +256,24 @@ fn background_pipeline_uploads_aged_data_without_a_flush() {
         assert!(Instant::now() < deadline, "backlog stays {s:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_volume_too_far_ahead_of_the_backend_is_answered_delay_until_flushed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = EngineConfig::new(dir.path());
+    cfg.sco_max_age = Duration::from_secs(3600);
+    cfg.write_buffer_size = 64 * 1024;
+    let fs = Filesystem::open(cfg).expect("open");
+    let a = create_volume(&fs, "slow-flat.vmdk");
+    fs.write(a.handle, 0, &pattern(100_000, 1), false)
+        .expect("first write fits");
+    assert!(matches!(
+        fs.write(a.handle, 100_000, &[1; 10], false),
+        Err(Error::Delay)
+    ));
+    fs.flush_to_backend().expect("flush");
+    fs.write(a.handle, 100_000, &[1; 10], true)
+        .expect("accepted again once on the backend");
+    assert_eq!(fs.getattr(a.handle).expect("getattr").size, 100_010);
 }

@@ -94,7 +94,10 @@ fn files_under(dir: &Path) -> Vec<String> {
 
 /// The volume's local directory and backend namespace, from its NFS fileid (the inode number).
 fn volume_dirs(tg: &TestGateway, path: &str) -> (PathBuf, PathBuf) {
-    let ino = tg.client(3, &["stat", path]).expect_ok("stat").num("fileid");
+    let ino = tg
+        .client(3, &["stat", path])
+        .expect_ok("stat")
+        .num("fileid");
     let name = format!("{ino:016x}");
     (
         tg.data_dir.join("volumes").join(&name),
@@ -112,14 +115,18 @@ fn qemu_disk_lands_in_scos_and_tlogs_reaches_the_backend_and_survives_restart() 
     qemu_io(&tg, &url, true);
     qemu_io(&tg, &url, false);
 
-    let st = tg
-        .client(3, &["stat", "/disk-flat.vmdk"])
-        .expect_ok("stat");
+    let st = tg.client(3, &["stat", "/disk-flat.vmdk"]).expect_ok("stat");
     assert_eq!(st.num("size"), 1 << 30, "{st}");
     let (local, remote) = volume_dirs(&tg, "/disk-flat.vmdk");
     let lf = files_under(&local);
-    assert!(lf.iter().any(|f| f.starts_with("sco/")), "no local SCO: {lf:?}");
-    assert!(lf.iter().any(|f| f.starts_with("tlog/")), "no local TLog: {lf:?}");
+    assert!(
+        lf.iter().any(|f| f.starts_with("sco/")),
+        "no local SCO: {lf:?}"
+    );
+    assert!(
+        lf.iter().any(|f| f.starts_with("tlog/")),
+        "no local TLog: {lf:?}"
+    );
     let extents = files_under(&tg.data_dir.join("backend").join("files"));
     assert!(
         extents.is_empty(),
@@ -153,7 +160,9 @@ fn sigkill_after_flush_keeps_the_volume_data() {
     qemu(&tg, &["qemu-img", "create", "-f", "raw", &url, "1G"]);
     qemu_io(&tg, &url, true);
     tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
-    tg.gw_mut().restart_ganesha().expect("restart after SIGKILL");
+    tg.gw_mut()
+        .restart_ganesha()
+        .expect("restart after SIGKILL");
     qemu_io(&tg, &url, false);
     let st = tg.client(3, &["stat", "/vm.raw"]).expect_ok("stat");
     assert_eq!(st.num("size"), 1 << 30, "{st}");
@@ -183,7 +192,11 @@ fn sigkill_after_flush_keeps_the_volume_data() {
 fn sync_wait_then_lost_local_cache_rebuilds_from_the_backend() {
     let strata = plugin_dir().join("strata");
     if !strata.exists() {
-        assert!(!in_ci(), "{} missing (cargo build --workspace)", strata.display());
+        assert!(
+            !in_ci(),
+            "{} missing (cargo build --workspace)",
+            strata.display()
+        );
         eprintln!("skipped: {} missing", strata.display());
         return;
     }
@@ -204,7 +217,12 @@ fn sync_wait_then_lost_local_cache_rebuilds_from_the_backend() {
     // Everything is on the backend now: the machine may lose its local disk.
     tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
     std::fs::remove_dir_all(&local).expect("drop the local volume cache");
-    tg.gw_mut().restart_ganesha().expect("restart without the local cache");
+    tg.gw_mut()
+        .restart_ganesha()
+        .expect("restart without the local cache");
     qemu_io(&tg, &url, false);
-    assert!(local.join("tlog").exists(), "local state rebuilt from the backend");
+    assert!(
+        local.join("tlog").exists(),
+        "local state rebuilt from the backend"
+    );
 }

@@ -311,7 +311,9 @@ impl Volume {
         for d in [&sco_dir, &tlog_dir] {
             fs.sync_dir(d).map_err(|e| io_err(d.display(), e))?;
         }
-        Volume::open(fs, dir, id, opts)
+        let vol = Volume::open(fs, dir, id, opts)?;
+        vol.on_backend_up_to(last);
+        Ok(vol)
     }
 }
 

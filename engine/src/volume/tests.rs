@@ -742,8 +742,11 @@ fn backend_restart_rebuilds_the_volume_from_the_backend_alone() {
     let mut rng = SimRng::new(7);
     scribble(&vol, &mut rng, 60);
     vol.resize(3 << 20).expect("shrink");
+    let before = vol.bytes_not_on_backend();
+    assert!(before >= 60 * 4096, "{before}");
     let rep = rt.block_on(vol.backup(&store, true)).expect("backup");
     assert!(rep.tlogs > 2 && rep.scos > 4, "{rep:?}");
+    assert_eq!(vol.bytes_not_on_backend(), 0);
     let expect1 = whole(&vol);
     let scos = rt.block_on(keys(&store, "sco/"));
     let tlogs = rt.block_on(keys(&store, "tlog/"));
@@ -757,13 +760,24 @@ fn backend_restart_rebuilds_the_volume_from_the_backend_alone() {
         .block_on(Volume::restore(&store, fs2.clone(), &dir(), VOL, opts))
         .expect("restore");
     assert_eq!(vol2.size(), 3 << 20);
+    assert_eq!(
+        vol2.bytes_not_on_backend(),
+        0,
+        "restored data is on the backend"
+    );
     assert_eq!(whole(&vol2), expect1);
 
     // The restored volume goes on; its next backup extends the manifest (conditional PUT).
     scribble(&vol2, &mut rng, 20);
+    assert!(vol2.bytes_not_on_backend() > 0);
     let rep2 = rt
         .block_on(vol2.backup(&store, true))
         .expect("second backup");
+    assert_eq!(
+        vol2.bytes_not_on_backend(),
+        0,
+        "the manifest read at the first backup counts"
+    );
     assert_eq!(
         rep2.last_tlog,
         Some(rep.last_tlog.expect("tlogs") + rep2.tlogs)
