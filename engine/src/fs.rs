@@ -359,7 +359,7 @@ impl Filesystem {
         };
         let (ino, inode, created) = self.ns.create(dir, name, node, how)?;
         if created && kind == Kind::Volume {
-            self.open_volume(ino, &inode)?;
+            self.volumes.open_or_create(ino, 0, true)?;
         }
         Ok(Created {
             attr: self.attr_of(ino, &inode),
@@ -625,7 +625,7 @@ impl Filesystem {
         if let Some(v) = self.volumes.get(ino) {
             return Ok(v);
         }
-        let v = self.volumes.open_or_create(ino, inode.size)?;
+        let v = self.volumes.open_or_create(ino, inode.size, false)?;
         let size = v.volume().size();
         if size != inode.size {
             tracing::info!(

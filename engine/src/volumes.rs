@@ -209,8 +209,10 @@ impl Volumes {
 
     /// Opens volume `ino`: a local restart from its SCOs and TLogs if it has local state, else
     /// a backend restart if its backend namespace has a manifest, else a new volume of
-    /// `size_hint` bytes. Starts its backend pipeline.
-    pub fn open_or_create(&self, ino: Ino, size_hint: u64) -> Result<Arc<VolumeData>> {
+    /// `size_hint` bytes. With `fresh` (the inode was just created), anything found locally or
+    /// on the backend under this ino belongs to another namespace (inos are never reused within
+    /// one) and is removed, and the volume is created. Starts its backend pipeline.
+    pub fn open_or_create(&self, ino: Ino, size_hint: u64, fresh: bool) -> Result<Arc<VolumeData>> {
         let mut open = self.open.lock();
         if let Some(v) = open.get(&ino) {
             return Ok(v.clone());
@@ -225,7 +227,18 @@ impl Volumes {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => return Err(io_err(&tlog_dir, e)),
         };
-        let vol = if has_local {
+        let vol = if fresh {
+            self.remove_local(&dir)?;
+            let stale = self.rt.block_on(store.list("", None, 1))?;
+            if !stale.objects.is_empty() {
+                tracing::warn!(
+                    ino,
+                    "removing another namespace's volume objects from the backend"
+                );
+                self.rt.block_on(delete_all(&*store))?;
+            }
+            Volume::create(fs, &dir, id, self.cfg.opts, size_hint)?
+        } else if has_local {
             Volume::open(fs, &dir, id, self.cfg.opts)?
         } else {
             // No TLog: nothing here was ever durable (a crash during create); start clean.

@@ -277,3 +277,25 @@ fn a_volume_too_far_ahead_of_the_backend_is_answered_delay_until_flushed() {
         .expect("accepted again once on the backend");
     assert_eq!(fs.getattr(a.handle).expect("getattr").size, 100_010);
 }
+
+#[test]
+fn a_new_volume_ignores_what_another_namespace_left_under_its_ino() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ino = {
+        let fs = open(dir.path());
+        let a = create_volume(&fs, "old-flat.vmdk");
+        fs.write(a.handle, 0, &pattern(20_000, 4), true).expect("write");
+        fs.flush_to_backend().expect("flush");
+        a.handle.ino
+    };
+    // A new namespace on the same backend (the metadata was lost): inos start over.
+    std::fs::remove_file(dir.path().join(METADATA_FILE)).expect("drop namespace");
+    let fs = open(dir.path());
+    let a = create_volume(&fs, "new-flat.vmdk");
+    assert_eq!(a.handle.ino, ino, "same ino handed out again");
+    assert_eq!(a.size, 0);
+    fs.write(a.handle, 0, &[9; 100], true).expect("write");
+    assert_eq!(read_all(&fs, a.handle, 100), vec![9; 100]);
+    fs.flush_to_backend()
+        .expect("uploads into the namespace of the new volume");
+}

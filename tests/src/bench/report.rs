@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::run::{Results, Settings, System, COMMIT_EVERY};
 
-/// What a measurement counts; every unit is "higher is better" except [`Unit::Secs`].
+/// What a measurement counts; "higher is better" except where [`Unit::lower_is_better`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
     /// Requests per second.
@@ -20,6 +20,8 @@ pub enum Unit {
     FilesPerSec,
     /// Seconds (lower is better).
     Secs,
+    /// MiB stored (lower is better).
+    MibStored,
 }
 
 impl Unit {
@@ -30,7 +32,13 @@ impl Unit {
             Unit::MibPerSec => "MiB/s",
             Unit::FilesPerSec => "files/s",
             Unit::Secs => "s",
+            Unit::MibStored => "MiB",
         }
+    }
+
+    /// True when a smaller value is better.
+    pub fn lower_is_better(self) -> bool {
+        matches!(self, Unit::Secs | Unit::MibStored)
     }
 }
 
@@ -102,11 +110,12 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-/// Strata's value over another's, as "1.23x" (inverted for seconds, so >1 is always better).
+/// Strata's value over another's, as "1.23x" (inverted where lower is better, so >1 always
+/// means Strata is better).
 fn ratio(unit: Unit, strata: Option<f64>, other: Option<f64>) -> String {
     match (strata, other) {
         (Some(s), Some(o)) if s > 0.0 && o > 0.0 => {
-            let r = if unit == Unit::Secs { o / s } else { s / o };
+            let r = if unit.lower_is_better() { o / s } else { s / o };
             format!("{r:.2}x")
         }
         _ => "-".to_string(),
@@ -170,7 +179,7 @@ pub fn table(r: &Results, s: &Settings) -> String {
     };
     let rss_cell = |sys| rss(sys).map_or("-".into(), |k| format!("{:.0}", k as f64 / 1024.0));
     let rss_ratio = |other| match (rss(System::Strata), rss(other)) {
-        (Some(a), Some(b)) if b > 0 => format!("{:.2}x", a as f64 / b as f64),
+        (Some(a), Some(b)) if a > 0 => format!("{:.2}x", b as f64 / a as f64),
         _ => "-".into(),
     };
     let _ = writeln!(
@@ -186,8 +195,9 @@ pub fn table(r: &Results, s: &Settings) -> String {
     out.push_str(&amp_table(r));
     let _ = writeln!(
         out,
-        "Median of {} run(s) per cell; ratios are Strata/other (>1: Strata faster; for RSS, >1: \
-         Strata uses more). Volume/image `bench.raw` of {} MiB (a volume on Strata).",
+        "Median of {} run(s) per cell. Ratios compare Strata with the other system so that >1 \
+         always means Strata is better: Strata/other for rates, other/Strata for space and \
+         RSS. Volume/image `bench.raw` of {} MiB (a volume on Strata).",
         s.runs,
         s.image_size >> 20
     );
@@ -432,6 +442,7 @@ mod tests {
         assert_eq!(ratio(Unit::Iops, Some(200.0), Some(100.0)), "2.00x");
         // Seconds: less is better, so the ratio is inverted.
         assert_eq!(ratio(Unit::Secs, Some(1.0), Some(2.0)), "2.00x");
+        assert_eq!(ratio(Unit::MibStored, Some(4.0), Some(1.0)), "0.25x");
         assert_eq!(ratio(Unit::Iops, None, Some(1.0)), "-");
         assert_eq!(ratio(Unit::Iops, Some(1.0), Some(0.0)), "-");
     }
@@ -462,7 +473,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("| snap | s | n/a (x) | - | - | - | - |"), "{t}");
-        assert!(t.contains("| MiB | 2 | 1 | - | 2.00x | - |"), "{t}");
+        assert!(t.contains("| MiB | 2 | 1 | - | 0.50x | - |"), "{t}");
         assert!(
             t.contains("w on Ganesha MEM*: FAILED: connection refused"),
             "{t}"

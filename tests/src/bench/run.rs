@@ -405,14 +405,32 @@ impl IoTally {
     }
 }
 
-/// Strata's extent cache directory under `Data_Dir` (strata-engine's `EXTENT_CACHE_DIR`; the
-/// tests crate does not depend on the engine).
-const EXTENT_CACHE_DIR: &str = "extent-cache";
+/// Sizes of what sits in a Strata data directory besides the local backend, e.g.
+/// `volumes/ 1090 MiB, extent-cache/ 0 MiB`.
+pub fn local_state(data_dir: &Path) -> String {
+    let Ok(rd) = std::fs::read_dir(data_dir) else {
+        return "unreadable".to_string();
+    };
+    let mut parts: Vec<String> = rd
+        .flatten()
+        .filter(|e| e.file_name() != "backend")
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match e.metadata() {
+                Ok(m) if m.is_dir() => format!("{name}/ {} MiB", dir_usage(&e.path()).1 / MIB),
+                Ok(m) => format!("{name} {} MiB", m.len() / MIB),
+                Err(_) => format!("{name} ?"),
+            }
+        })
+        .collect();
+    parts.sort();
+    parts.join(", ")
+}
 
-/// (files, bytes) under a directory, recursively; (0, 0) if it does not exist.
-pub fn dir_usage(dir: &Path) -> (u64, u64) {
-    let mut files = 0;
-    let mut bytes = 0;
+/// (files, bytes, allocated bytes) under a directory, recursively; zeros if it does not exist.
+pub fn dir_usage(dir: &Path) -> (u64, u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (mut files, mut bytes, mut alloc) = (0, 0, 0);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&d) else {
@@ -424,12 +442,13 @@ pub fn dir_usage(dir: &Path) -> (u64, u64) {
                 Ok(m) => {
                     files += 1;
                     bytes += m.len();
+                    alloc += m.blocks() * 512;
                 }
                 Err(_) => {}
             }
         }
     }
-    (files, bytes)
+    (files, bytes, alloc)
 }
 
 /// Parses `Run completed in 1.234 seconds.`.
@@ -645,24 +664,25 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
                 flush_every: 0,
                 bytes: t.size,
             };
-            // Strata's FileDriver wipes its extent cache when it opens: count what is there
-            // when the read starts, to show the data comes from the backend.
-            let cache_dir = t.tg.data_dir.join(EXTENT_CACHE_DIR);
-            let mut cached_at_start = Vec::new();
+            // What Strata keeps locally (outside the backend) when the read starts tells
+            // where the "cold" data comes from: the FileDriver wipes its extent cache on open,
+            // a volume's SCO cache stays.
+            let data_dir = t.tg.data_dir.clone();
+            let mut local_at_start = String::new();
             let r = repeat(s.runs, || {
                 t.sample_rss();
                 t.tg.gw_mut()
                     .restart_ganesha()
                     .map_err(|e| format!("restart: {e}"))?;
-                cached_at_start.push(dir_usage(&cache_dir).1);
+                local_at_start = local_state(&data_dir);
                 let secs = t.qemu_bench(&w, s)?;
                 Ok(t.size as f64 / MIB as f64 / secs.max(0.0005))
             });
             let note = match system {
                 System::Strata => format!(
-                    "Ganesha restarted before each read: Strata's caches cold (bytes in \
-                     {EXTENT_CACHE_DIR}/ when the read began: {cached_at_start:?}), data read \
-                     from the local backend; OS page cache warm"
+                    "Ganesha restarted before each read: Strata's in-memory caches cold; local \
+                     state when the (last) read began: {local_at_start}; the OS page cache is \
+                     warm"
                 ),
                 _ => "Ganesha restarted before each read; OS page cache warm (it cannot be \
                       dropped per namespace)"
@@ -681,13 +701,36 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
         None,
     );
 
-    if system == System::Strata {
-        let (files, bytes) = dir_usage(&t.tg.data_dir.join("backend"));
-        eprintln!(
-            "bench: Strata backend holds {files} objects, {} MiB, for a {} MiB volume",
-            bytes / MIB,
-            t.size / MIB
-        );
+    // Space: what the system keeps on disk for what the client left there (the bench image;
+    // the small files and fresh images were removed).
+    let space_id = "disk space used at the end (allocated)";
+    match system {
+        System::Mem => push(
+            space_id,
+            Unit::MibStored,
+            Err("n/a (no storage)".into()),
+            None,
+            None,
+        ),
+        _ => {
+            let (_, _, total) = dir_usage(&t.tg.data_dir);
+            let note = (system == System::Strata).then(|| {
+                let (n, bytes, _) = dir_usage(&t.tg.data_dir.join("backend"));
+                format!(
+                    "backend: {n} objects, {} MiB; local state: {}; for a {} MiB volume",
+                    bytes / MIB,
+                    local_state(&t.tg.data_dir),
+                    t.size / MIB
+                )
+            });
+            push(
+                space_id,
+                Unit::MibStored,
+                Ok(vec![total as f64 / MIB as f64]),
+                note,
+                None,
+            );
+        }
     }
     t.sample_rss();
     let rss = t.peak_rss_kib;
@@ -765,8 +808,10 @@ mod tests {
         std::fs::create_dir_all(d.path().join("a/b")).expect("mkdir");
         std::fs::write(d.path().join("a/b/x"), [0u8; 10]).expect("write");
         std::fs::write(d.path().join("y"), [0u8; 5]).expect("write");
-        assert_eq!(dir_usage(d.path()), (2, 15));
-        assert_eq!(dir_usage(&d.path().join("missing")), (0, 0));
+        let (files, bytes, alloc) = dir_usage(d.path());
+        assert_eq!((files, bytes), (2, 15));
+        assert!(alloc >= 15, "{alloc}");
+        assert_eq!(dir_usage(&d.path().join("missing")), (0, 0, 0));
     }
 
     /// The MEM export as the benchmark renders it is accepted by ganesha.nfsd and keeps data:
