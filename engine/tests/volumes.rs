@@ -284,7 +284,8 @@ fn a_new_volume_ignores_what_another_namespace_left_under_its_ino() {
     let ino = {
         let fs = open(dir.path());
         let a = create_volume(&fs, "old-flat.vmdk");
-        fs.write(a.handle, 0, &pattern(20_000, 4), true).expect("write");
+        fs.write(a.handle, 0, &pattern(20_000, 4), true)
+            .expect("write");
         fs.flush_to_backend().expect("flush");
         a.handle.ino
     };

@@ -1002,6 +1002,28 @@ mod tests {
         assert_eq!(check_text(&plain.render(), p("y")).unwrap().1, None);
     }
 
+    /// Ganesha reads MEM's Inode_Size only from the top-level `MEM { }` block (it is not an
+    /// export parameter), so that is where it must be rendered.
+    #[test]
+    fn mem_inode_size_is_a_module_parameter() {
+        let mut conf = GaneshaConf::strata_default(p("/d"));
+        conf.strata = None;
+        conf.exports[0].fsal = FsalBlock::Mem {
+            inode_size: 2 * MIB,
+        };
+        let text = conf.render();
+        assert!(
+            text.contains("MEM {\n    Inode_Size = 2097152;\n}\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    FSAL {\n        Name = MEM;\n    }"),
+            "{text}"
+        );
+        assert_eq!(text.matches("Inode_Size").count(), 1, "{text}");
+        assert_eq!(GaneshaConf::parse(&text, p("m")).unwrap(), conf);
+    }
+
     fn errors(text: &str) -> Vec<ConfError> {
         check_text(text, p("/etc/ganesha/g.conf")).expect_err("should be refused")
     }

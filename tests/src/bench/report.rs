@@ -348,6 +348,18 @@ pub fn machine(tmp_base: &Path) -> BTreeMap<&'static str, String> {
             .unwrap_or_default(),
     );
     m.insert("kernel", sh("uname", &["-r"]));
+    // What was measured: the commit, and whether the work tree had changes on top of it.
+    let head = sh("git", &["rev-parse", "--short", "HEAD"]);
+    if !head.is_empty() && !head.contains(' ') {
+        let dirty = !sh("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+        m.insert(
+            "source",
+            format!(
+                "{head}{}",
+                if dirty { " + uncommitted changes" } else { "" }
+            ),
+        );
+    }
     // Other work on the machine skews results: record the load when the run starts.
     m.insert(
         "load at start",
