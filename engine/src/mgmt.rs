@@ -546,11 +546,23 @@ fn serve_connection(stream: UnixStream, shared: &Arc<Shared>) {
             ),
             Ok(Line::Request(bytes)) => (handle_bytes(&bytes, shared), false),
         };
-        if send_all(&out, line.as_bytes()).is_err() || close {
+        if send_all(&out, line.as_bytes()).is_err() {
+            return;
+        }
+        if close {
+            // Closing a Unix socket with unread input resets the peer, which could then lose
+            // the answer just sent: stop writing, and swallow a bounded rest of the request.
+            let _ = out.shutdown(std::net::Shutdown::Write);
+            let _ = reader.get_ref().set_read_timeout(Some(DRAIN_TIMEOUT));
+            let _ = std::io::copy(&mut reader.take(DRAIN_LIMIT), &mut std::io::sink());
             return;
         }
     }
 }
+
+/// How much of an oversized request is swallowed before closing, and for how long.
+const DRAIN_LIMIT: u64 = 16 * MAX_REQUEST as u64;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Answers one request line (without panicking: a handler panic becomes `internal`).
 fn handle_bytes(bytes: &[u8], shared: &Arc<Shared>) -> String {

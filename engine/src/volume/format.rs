@@ -1,5 +1,5 @@
 //! The on-disk (and later on-backend) formats of SCOs and TLogs: encoding, decoding and
-//! verification. Every byte is documented in `FORMATS.md` next to this file. All integers are
+//! verification. Every byte is documented in `engine/FORMATS.md`. All integers are
 //! little-endian.
 
 use std::fmt;
