@@ -93,4 +93,7 @@ fn main() {
     println!("cargo:rustc-link-search=native={GANESHA_LIB_DIR}");
     println!("cargo:rustc-link-lib=dylib=ganesha_nfsd");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{GANESHA_LIB_DIR}");
+    // Never unmapped by dlclose: Rust thread-local destructors and the engine's threads may
+    // outlive Ganesha's unload, and our unload hook returns after the default one dlcloses us.
+    println!("cargo:rustc-link-arg=-Wl,-z,nodelete");
 }

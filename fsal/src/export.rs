@@ -74,14 +74,23 @@ pub fn module_init() {
         }
         (*m).m_ops.init_config = Some(init_config);
         (*m).m_ops.create_export = Some(create_export);
+        if let Some(default_unload) = (*m).m_ops.unload {
+            let _ = DEFAULT_UNLOAD.set(default_unload);
+            (*m).m_ops.unload = Some(unload);
+        }
         set_fs_info(&mut (*m).fs_info);
     }
     crate::ops::init_obj_ops();
     install_panic_hook();
 }
 
-/// Unregisters and shuts the engine down (ELF destructor at dlclose; all exports are gone).
-pub fn module_fini() {
+/// Ganesha's default `unload` (it dlcloses us), called after our own shutdown.
+type UnloadFn = unsafe extern "C" fn(*mut ffi::fsal_module) -> c_int;
+static DEFAULT_UNLOAD: OnceLock<UnloadFn> = OnceLock::new();
+
+/// Stops the management API, then syncs and closes the engine (its runtime threads stop
+/// here, while Ganesha is still whole).
+fn shutdown_engine() {
     // The server holds the engine: stop it (and remove its socket) first.
     if let Some(server) = MGMT.lock().take() {
         server.stop();
@@ -91,13 +100,34 @@ pub fn module_fini() {
             crate::log::log(GLevel::Crit, &format!("final sync failed: {e}"));
         }
         drop(fs);
+        glog!(GLevel::Event, "engine closed");
     }
-    // SAFETY: Ganesha released every export before unloading us; MODULE was registered in
-    // module_init.
-    let rc = unsafe { ffi::unregister_fsal(&raw mut MODULE) };
-    if rc != 0 {
-        crate::log::log(GLevel::Crit, &format!("unregister_fsal failed: {rc}"));
+}
+
+/// fsal_ops.unload: Ganesha's shutdown (after every export was released). The library is
+/// linked `-z nodelete`, so the dlclose inside the default unload never unmaps the code we
+/// return into.
+unsafe extern "C" fn unload(m: *mut ffi::fsal_module) -> c_int {
+    crate::guard_with("unload", (), shutdown_engine);
+    match DEFAULT_UNLOAD.get() {
+        // SAFETY: the default unload Ganesha installed for this module, with its own pointer.
+        Some(f) => unsafe { f(m) },
+        None => 0,
     }
+}
+
+/// ELF destructor (at process exit, since the library is never unmapped): unregisters. The
+/// engine was closed by `unload`; if Ganesha exited without unloading us it is left alone,
+/// because its runtime cannot run while the process tears its threads down.
+pub fn module_fini() {
+    if let Some(server) = MGMT.lock().take() {
+        std::mem::forget(server);
+    }
+    if let Some(fs) = FS.write().take() {
+        std::mem::forget(fs);
+    }
+    // SAFETY: MODULE was registered in module_init; Ganesha no longer uses it at exit.
+    unsafe { ffi::unregister_fsal(&raw mut MODULE) };
 }
 
 /// Panics are caught at every entry point; the hook only makes sure their location reaches
@@ -114,7 +144,7 @@ fn install_panic_hook() {
 
 /// Static filesystem facts Ganesha's default export ops report (fs_supports, fs_maxread...).
 fn set_fs_info(i: &mut ffi::fsal_staticfsinfo_t) {
-    i.maxfilesize = i64::MAX as u64;
+    i.maxfilesize = crate::ops::MAX_FILE_SIZE;
     i.maxlink = u32::MAX;
     i.maxnamelen = 255;
     i.maxpathlen = 4096;

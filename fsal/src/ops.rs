@@ -54,6 +54,9 @@ pub fn init_obj_ops() {
     }
 }
 
+/// Largest file size (also fs_info.maxfilesize): what fits an off_t.
+pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
 const O_CLOSED: ffi::fsal_openflags_t = ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t;
 const O_READ: ffi::fsal_openflags_t = ffi::FSAL_O_READ as ffi::fsal_openflags_t;
 const O_WRITE: ffi::fsal_openflags_t = ffi::FSAL_O_WRITE as ffi::fsal_openflags_t;
@@ -910,6 +913,9 @@ unsafe extern "C" fn setattr2(
         // SAFETY: obj is our live handle.
         let me = unsafe { from_obj(obj) };
         let set = setattr_of(attrs);
+        if set.size.is_some_and(|s| s > MAX_FILE_SIZE) {
+            return Err(err(ffi::ERR_FSAL_FBIG, libc::EFBIG));
+        }
         if set.size.is_some() {
             match me.kind {
                 Kind::Directory => return Err(err(ffi::ERR_FSAL_ISDIR, libc::EISDIR)),

@@ -70,24 +70,34 @@ fn update(share: &mut ffi::fsal_share, old: ffi::fsal_openflags_t, new: ffi::fsa
     unsafe { ffi::update_share_counters(share, old, new) }
 }
 
-/// Replaces a state's share `old` by `new` on inode `ino`, atomically: the state's own old
-/// reservation never conflicts with its new one. On conflict nothing changes.
+/// Replaces a state's share `old` by `new` on inode `ino`, atomically; on conflict nothing
+/// changes. The rules (RFC 7530 §9.9/§16.16, as pynfs OPEN21/25/30 test them):
+/// - a new open or an upgrade (Ganesha passes the union of old and requested flags) must not
+///   conflict with any reservation, the state's own included: an OPEN for READ by the owner
+///   of a DENY_READ open is denied;
+/// - a downgrade (`new` a strict subset of `old`) only gives up bits, so it is checked
+///   against the other states' reservations only, and can never fail on its own deny bits.
 pub fn change_share(
     ino: Ino,
     old: ffi::fsal_openflags_t,
     new: ffi::fsal_openflags_t,
 ) -> FResult<()> {
+    let closed = ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t;
+    let downgrade = new != old && new & !old == 0;
     let mut map = SHARES.lock();
     let share = map.entry(ino).or_insert_with(zero_share);
-    update(share, old, ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t);
-    let res = if new != ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t {
-        check(share, new, false)
-    } else {
+    let res = if new == closed {
         Ok(())
+    } else if downgrade {
+        update(share, old, closed);
+        let r = check(share, new, false);
+        update(share, closed, old);
+        r
+    } else {
+        check(share, new, false)
     };
-    match res {
-        Ok(()) => update(share, ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t, new),
-        Err(_) => update(share, ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t, old),
+    if res.is_ok() {
+        update(share, old, new);
     }
     if is_zero(share) {
         map.remove(&ino);

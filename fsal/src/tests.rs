@@ -438,8 +438,16 @@ fn share_reservations_are_per_inode_and_never_self_conflict() {
             .major,
         ffi::ERR_FSAL_SHARE_DENIED
     );
-    // The holder itself may re-open (upgrade/downgrade) without conflicting with itself.
-    change_share(ino, rw_deny_both, rw_deny_both).expect("reopen by the holder");
+    // An upgrade by the holder is checked against every reservation, its own included
+    // (RFC 7530 §16.16, pynfs OPEN21/25/30): READ access under its own DENY_READ is denied,
+    // and nothing changes.
+    let e = change_share(ino, rw_deny_both, rw_deny_both).unwrap_err();
+    assert_eq!(e.major, ffi::ERR_FSAL_SHARE_DENIED);
+    assert_eq!(
+        share_of(ino).map(|s| (s.share_access_read, s.share_deny_read)),
+        Some((1, 1))
+    );
+    // A downgrade only gives bits up and never conflicts with the state's own deny bits.
     change_share(ino, rw_deny_both, o(ffi::FSAL_O_READ)).expect("downgrade");
     // Now a reader may join; a DENY_READ open may not.
     change_share(ino, o(ffi::FSAL_O_CLOSED), o(ffi::FSAL_O_READ)).expect("second reader");

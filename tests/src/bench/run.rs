@@ -79,6 +79,8 @@ pub struct Settings {
     pub small_files: u64,
     /// Bound for one client command.
     pub cmd_timeout: Duration,
+    /// The `strata` CLI (for `strata sync --wait`); None: Strata runs are not settled.
+    pub strata_cli: Option<PathBuf>,
 }
 
 impl Settings {
@@ -94,6 +96,7 @@ impl Settings {
             rand_secs: if quick { 2.0 } else { 5.0 },
             small_files: if quick { 500 } else { 2000 },
             cmd_timeout: Duration::from_secs(if quick { 60 } else { 180 }),
+            strata_cli: None,
         }
     }
 }
@@ -233,6 +236,10 @@ struct Target {
     size: u64,
     /// Highest VmHWM seen over all ganesha.nfsd processes of this system, KiB.
     peak_rss_kib: u64,
+    /// Strata only: the `strata` CLI, for `strata sync --wait` after write runs.
+    strata_cli: Option<PathBuf>,
+    /// Seconds each `strata sync --wait` took since the last [`Target::take_sync_note`].
+    syncs: Vec<f64>,
 }
 
 impl Target {
@@ -260,9 +267,42 @@ impl Target {
             file: "/bench.raw",
             size,
             peak_rss_kib: 0,
+            strata_cli: (system == System::Strata)
+                .then(|| s.strata_cli.clone())
+                .flatten(),
+            syncs: Vec::new(),
         };
         t.sample_rss();
         Ok(t)
+    }
+
+    /// Strata: waits (untimed) until everything committed is on the backend, so the next run
+    /// starts with an empty write buffer (`Write_Buffer_Size`) instead of paying for, or being
+    /// throttled by, the upload of the runs before it. Other systems: nothing to do.
+    fn settle(&mut self, s: &Settings) -> Result<(), String> {
+        let Some(cli) = &self.strata_cli else {
+            return Ok(());
+        };
+        let mut c = self.cmd(cli);
+        c.args(["sync", "--wait", "--timeout"])
+            .arg(s.cmd_timeout.as_secs().to_string())
+            .arg("--socket")
+            .arg(self.tg.data_dir.join("mgmt.sock"));
+        let t0 = Instant::now();
+        let out = run_bounded(c, s.cmd_timeout + Duration::from_secs(5))?;
+        if !out.ok {
+            return Err(format!("strata sync --wait: {}", brief(&out)));
+        }
+        self.syncs.push(t0.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// A note on how long the backend upload after each run took, if there were any.
+    fn take_sync_note(&mut self) -> Option<String> {
+        let m = median(&std::mem::take(&mut self.syncs))?;
+        Some(format!(
+            "then the upload to the backend (`strata sync --wait`, untimed) took {m:.2} s (median)"
+        ))
     }
 
     fn sample_rss(&mut self) {
@@ -329,7 +369,7 @@ impl Target {
         let out = run_bounded(c, s.cmd_timeout)?;
         let wall = t0.elapsed().as_secs_f64();
         if !out.ok {
-            return Err(format!("qemu-img bench: {}{}", out.stdout, out.stderr));
+            return Err(format!("qemu-img bench: {}", brief(&out)));
         }
         let secs = parse_qemu_secs(&out.stdout)
             .ok_or_else(|| format!("no 'Run completed in' in qemu-img output: {}", out.stdout))?;
@@ -357,6 +397,26 @@ impl Target {
         }
         Ok(kv_line(&last))
     }
+}
+
+/// Both notes, or either.
+fn join_notes(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The error lines of a failed command (stderr first), on one line.
+fn brief(out: &Out) -> String {
+    let text: Vec<&str> = out
+        .stderr
+        .lines()
+        .chain(out.stdout.lines())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Sending "))
+        .collect();
+    text.join(" / ")
 }
 
 /// A conf with one MEM export at `/mem` (Inode_Size 2 MiB: the most Ganesha allows).
@@ -522,27 +582,28 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
         t.create_file(&file, s)?;
         let before = t.written_bytes();
         let (_, wall) = t.qemu_bench_on(&file, &fresh, s)?;
+        t.settle(s)?;
         io.add(before, t.written_bytes(), fresh.bytes);
         t.client(&["unlink".into(), file], s)?;
         Ok(fresh.bytes as f64 / MIB as f64 / wall.max(0.0005))
     });
-    push(
-        fresh.id,
-        Unit::MibPerSec,
-        r,
+    let note = join_notes(
         Some(
-            "wall time of the qemu-img process (connect, write, final flush on close), \
-             so the data is durable; then the file is removed"
+            "wall time of the qemu-img process (connect, write, final flush on close), so the \
+             data is durable; then the file is removed"
                 .into(),
         ),
-        io.ratio(),
+        t.take_sync_note(),
     );
+    push(fresh.id, Unit::MibPerSec, r, note, io.ratio());
     t.sample_rss();
 
     // qemu-img bench on a filled image.
     match t.create_image(s).and_then(|()| {
-        t.client(&["fill".into(), t.file.into(), t.size.to_string()], s)
-            .map(|_| ())
+        t.client(&["fill".into(), t.file.into(), t.size.to_string()], s)?;
+        t.settle(s)?;
+        t.syncs.clear();
+        Ok(())
     }) {
         Ok(()) => {
             for w in qemu_workloads(s) {
@@ -556,6 +617,9 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
                 let r = repeat(s.runs, || {
                     let before = t.written_bytes();
                     let secs = t.qemu_bench(&w, s)?;
+                    if w.write {
+                        t.settle(s)?;
+                    }
                     io.add(before, t.written_bytes(), count * w.bs);
                     let ops = count as f64 / secs.max(0.0005);
                     Ok(match unit {
@@ -564,7 +628,8 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
                     })
                 });
                 let amp = if w.write { io.ratio() } else { None };
-                push(w.id, unit, r, mem_note(w.id), amp);
+                let note = join_notes(mem_note(w.id), t.take_sync_note());
+                push(w.id, unit, r, note, amp);
                 t.sample_rss();
             }
         }
@@ -592,6 +657,9 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
         let r = repeat(s.runs, || {
             let before = t.written_bytes();
             let kv = t.client(&args, s)?;
+            if w.write {
+                t.settle(s)?;
+            }
             io.add(before, t.written_bytes(), num(&kv, "ops")? as u64 * 4096);
             final_commits.push(num(&kv, "final_commit_secs")?);
             num(&kv, "iops")
@@ -604,6 +672,7 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
         } else {
             mem_note(w.id)
         };
+        let note = join_notes(note, t.take_sync_note());
         push(w.id, Unit::Iops, r, note, amp);
         t.sample_rss();
     }
@@ -624,6 +693,7 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
             ],
             s,
         )?;
+        t.settle(s)?;
         io.add(before, t.written_bytes(), n * 4096);
         removes.push(n as f64 / num(&kv, "remove_secs")?.max(1e-6));
         Ok(n as f64 / num(&kv, "create_secs")?.max(1e-6))
@@ -633,7 +703,7 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
         &format!("small files create+4K+commit ({n})"),
         Unit::FilesPerSec,
         r,
-        None,
+        t.take_sync_note(),
         io.ratio(),
     );
     push(

@@ -138,6 +138,17 @@ fn bench_main(args: &[String]) -> Result<(), String> {
             .ok_or("executable has no directory")?,
     };
     let mut s = Settings::new(quick, plugin_dir, tmp);
+    // The `strata` CLI built with this binary (scripts/bench builds it), for `strata sync`.
+    s.strata_cli = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("strata")))
+        .filter(|p| p.is_file());
+    if s.strata_cli.is_none() {
+        eprintln!(
+            "bench: no `strata` CLI next to this binary: Strata runs are not settled with \
+             `strata sync --wait` (scripts/bench builds it)"
+        );
+    }
     if let Some(n) = runs {
         s.runs = n.max(1);
     }
