@@ -558,6 +558,9 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
                     ", server bytes written per client byte {a:.2}"
                 ))
             ),
+            Err(e) if e.starts_with("n/a") => {
+                eprintln!("bench: {} | {workload}: {e}", system.name())
+            }
             Err(e) => eprintln!("bench: {} | {workload}: FAILED: {e}", system.name()),
         }
         let mut m = Measurement::new(workload, system, unit, r, note);

@@ -194,7 +194,15 @@ fn bench_main(args: &[String]) -> Result<(), String> {
     std::fs::write(&out, text + "\n").map_err(|e| format!("writing {}: {e}", out.display()))?;
     eprintln!("bench: results written to {}", out.display());
     if let Some(md) = md {
-        std::fs::write(&md, &table).map_err(|e| format!("writing {}: {e}", md.display()))?;
+        let mut text = format!("`{command}`\n\n| machine | |\n|---|---|\n");
+        for (k, v) in &machine {
+            text.push_str(&format!("| {k} | {v} |\n"));
+        }
+        text.push_str(&format!(
+            "| wall time | {:.0} s |\n\n{table}",
+            results.wall_secs
+        ));
+        std::fs::write(&md, text).map_err(|e| format!("writing {}: {e}", md.display()))?;
     }
     Ok(())
 }
