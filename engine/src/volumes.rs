@@ -47,6 +47,10 @@ pub(crate) struct VolumesConfig {
     pub write_buffer: u64,
 }
 
+/// How long a write to a volume over its `Write_Buffer_Size` is held back, waiting for the
+/// pipeline, before it is answered `Delay`. Short: ESXi fails a heartbeat after ~5 s.
+const THROTTLE_LIMIT: Duration = Duration::from_secs(1);
+
 /// A volume's upload backlog: measured after every pipeline pass and flush, estimated (grown
 /// by each write) in between.
 #[derive(Debug)]
@@ -54,14 +58,37 @@ struct Backlog {
     fs: Arc<dyn LocalFs>,
     dir: PathBuf,
     bytes: AtomicU64,
+    /// Signalled after every measurement, for writers throttled in [`Backlog::wait_below`].
+    measured: parking_lot::Condvar,
+    lock: Mutex<()>,
 }
 
 impl Backlog {
+    /// Records a measurement and wakes throttled writers.
+    fn record(&self, bytes: u64) {
+        self.bytes.store(bytes, Ordering::Relaxed);
+        let _guard = self.lock.lock();
+        self.measured.notify_all();
+    }
+
+    /// Throttles a writer: waits (at most `limit`) until the backlog is at most `max` bytes.
+    /// False if it is still above: the caller answers `Delay` rather than block longer.
+    fn wait_below(&self, max: u64, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut guard = self.lock.lock();
+        while self.bytes.load(Ordering::Relaxed) > max {
+            if self.measured.wait_until(&mut guard, deadline).timed_out() {
+                return self.bytes.load(Ordering::Relaxed) <= max;
+            }
+        }
+        true
+    }
+
     /// Measures the backlog again from the local files and what the backend has.
     async fn refresh(&self, vol: &Volume) {
         let last = vol.backend_last_tlog().await;
         match pending_bytes(&*self.fs, &self.dir, last) {
-            Ok(n) => self.bytes.store(n, Ordering::Relaxed),
+            Ok(n) => self.record(n),
             Err(e) => {
                 tracing::warn!(volume = %vol.id(), error = %e, "cannot measure a volume's upload backlog")
             }
@@ -266,6 +293,8 @@ impl Volumes {
             fs: self.fs.clone(),
             dir: dir.clone(),
             bytes: AtomicU64::new(0),
+            measured: parking_lot::Condvar::new(),
+            lock: Mutex::new(()),
         });
         let task = self.rt.spawn(pipeline(
             vol.clone(),
@@ -398,6 +427,9 @@ async fn pipeline(
             return;
         };
         match vol.backup_aged(&*store, max_age).await {
+            // Something went up: go on at once while a backlog is left, so throttled writers
+            // wait as little as possible.
+            Ok(r) if r.bytes > 0 => delay = Duration::from_millis(1),
             Ok(_) => delay = interval,
             Err(e) => {
                 delay = (delay * 2).min(BACKOFF_CAP.max(interval));
@@ -488,8 +520,11 @@ impl ObjectData for VolumeObject {
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
         let d = &self.data;
-        if d.backlog.bytes.load(Ordering::Relaxed) > d.write_buffer {
-            // The backend is behind (or down): the client retries later (NFS3ERR_JUKEBOX).
+        if d.backlog.bytes.load(Ordering::Relaxed) > d.write_buffer
+            && !d.backlog.wait_below(d.write_buffer, THROTTLE_LIMIT)
+        {
+            // The backend is behind (or down) even after throttling: rather than block the
+            // NFS worker for long, the client retries later (NFS3ERR_JUKEBOX / NFS4ERR_DELAY).
             return Err(Error::Delay);
         }
         d.vol.write(offset, data, false)?;
@@ -535,5 +570,41 @@ impl ObjectData for VolumeObject {
             Some(v) => v.delete(self.data.ino),
             None => Err(Error::Io("volume registry gone".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backlog(bytes: u64) -> Arc<Backlog> {
+        Arc::new(Backlog {
+            fs: Arc::new(StdFs),
+            dir: PathBuf::from("/nonexistent"),
+            bytes: AtomicU64::new(bytes),
+            measured: parking_lot::Condvar::new(),
+            lock: Mutex::new(()),
+        })
+    }
+
+    #[test]
+    fn a_throttled_writer_goes_on_once_the_backlog_drains() {
+        let b = backlog(10);
+        let drainer = {
+            let b = b.clone();
+            std::thread::spawn(move || b.record(3))
+        };
+        // Whether the measurement lands before or during the wait, the writer may go on.
+        assert!(b.wait_below(5, Duration::from_secs(30)));
+        drainer.join().expect("drainer");
+    }
+
+    #[test]
+    fn a_throttled_writer_gives_up_when_nothing_drains() {
+        let b = backlog(10);
+        assert!(!b.wait_below(5, Duration::from_millis(50)));
+        b.record(10);
+        assert!(!b.wait_below(5, Duration::from_millis(1)));
+        assert!(b.wait_below(10, Duration::from_millis(1)), "at the limit is fine");
     }
 }
