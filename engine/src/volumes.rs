@@ -605,6 +605,9 @@ mod tests {
         assert!(!b.wait_below(5, Duration::from_millis(50)));
         b.record(10);
         assert!(!b.wait_below(5, Duration::from_millis(1)));
-        assert!(b.wait_below(10, Duration::from_millis(1)), "at the limit is fine");
+        assert!(
+            b.wait_below(10, Duration::from_millis(1)),
+            "at the limit is fine"
+        );
     }
 }
