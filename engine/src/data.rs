@@ -256,7 +256,7 @@ impl ObjectData for FileData {
 
 /// Bytes used by a file of `size` with `extents` extents on the backend.
 pub(crate) fn space_used(size: u64, extents: u64) -> u64 {
-    let rounded = size.div_ceil(4096) * 4096;
+    let rounded = size.div_ceil(4096).saturating_mul(4096);
     rounded.min(extents.saturating_mul(EXTENT_SIZE))
 }
 
@@ -270,5 +270,6 @@ mod tests {
         assert_eq!(space_used(10, 1), 4096);
         assert_eq!(space_used(10 * EXTENT_SIZE, 2), 2 * EXTENT_SIZE);
         assert_eq!(space_used(100, 0), 0);
+        assert_eq!(space_used(u64::MAX, u64::MAX), u64::MAX, "saturates, no overflow");
     }
 }

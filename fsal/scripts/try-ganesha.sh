@@ -22,7 +22,7 @@ EXPORT { Export_Id = 77; Path = "/"; Pseudo = "/strata"; Access_Type = RW;
     MaxRead = 1048576; MaxWrite = 1048576;
     FSAL { Name = STRATA; } }
 CONF
-    exec unshare --net --mount --fork "$0" --inside "$WORK" "$CLIENT"
+    exec unshare --net --mount --fork --kill-child=TERM "$0" --inside "$WORK" "$CLIENT"
 fi
 WORK=$2; CLIENT=$3
 ip link set lo up
@@ -31,6 +31,19 @@ rpcbind -f -w & RPID=$!
 for _ in $(seq 100); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.05; done
 : > "$WORK/ganesha.log"
 ganesha.nfsd -F -f "$WORK/ganesha.conf" -L "$WORK/ganesha.log" -p /run/ganesha.pid -N NIV_EVENT & GPID=$!
+# Stop what we started, by PID, whatever way this script ends: SIGTERM, then SIGKILL after
+# a bounded wait (a clean shutdown takes well under a second).
+stop_all() {
+    kill $GPID 2>/dev/null || true
+    for _ in $(seq 200); do kill -0 $GPID 2>/dev/null || break; sleep 0.05; done
+    if kill -0 $GPID 2>/dev/null; then
+        echo "ganesha.nfsd did not stop within 10 s of SIGTERM; killing it"; kill -9 $GPID
+    fi
+    wait $GPID 2>/dev/null || true
+    kill $RPID 2>/dev/null || true; wait $RPID 2>/dev/null || true
+}
+trap stop_all EXIT
+trap 'exit 143' TERM INT
 ready=0
 for _ in $(seq 200); do
     if grep -q "NFS SERVER INITIALIZED" "$WORK/ganesha.log"; then ready=1; break; fi
@@ -43,6 +56,4 @@ if [ $ready = 1 ]; then
 else
     echo "ganesha did not become ready"; rc=99
 fi
-kill $GPID 2>/dev/null || true; wait $GPID 2>/dev/null || true
-kill $RPID 2>/dev/null || true; wait $RPID 2>/dev/null || true
 exit $rc
