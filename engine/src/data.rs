@@ -270,6 +270,10 @@ mod tests {
         assert_eq!(space_used(10, 1), 4096);
         assert_eq!(space_used(10 * EXTENT_SIZE, 2), 2 * EXTENT_SIZE);
         assert_eq!(space_used(100, 0), 0);
-        assert_eq!(space_used(u64::MAX, u64::MAX), u64::MAX, "saturates, no overflow");
+        assert_eq!(
+            space_used(u64::MAX, u64::MAX),
+            u64::MAX,
+            "saturates, no overflow"
+        );
     }
 }
