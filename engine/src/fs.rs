@@ -829,26 +829,16 @@ fn io_err(e: std::io::Error, what: &str) -> Error {
 
 /// statvfs of a directory.
 fn statvfs(path: &std::path::Path) -> Result<StatFs> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::Invalid("data directory path contains NUL".into()))?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory of the
-    // right type; statvfs only writes into it.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io_err(std::io::Error::last_os_error(), "statvfs"));
-    }
-    // SAFETY: statvfs returned 0, so it filled the structure.
-    let st = unsafe { st.assume_init() };
-    let frsize = st.f_frsize;
+    let st = nix::sys::statvfs::statvfs(path)
+        .map_err(|e| io_err(std::io::Error::from(e), "statvfs"))?;
+    let frsize = st.fragment_size();
     Ok(StatFs {
-        total_bytes: st.f_blocks * frsize,
-        free_bytes: st.f_bfree * frsize,
-        avail_bytes: st.f_bavail * frsize,
-        total_files: st.f_files,
-        free_files: st.f_ffree,
-        avail_files: st.f_favail,
+        total_bytes: st.blocks().saturating_mul(frsize),
+        free_bytes: st.blocks_free().saturating_mul(frsize),
+        avail_bytes: st.blocks_available().saturating_mul(frsize),
+        total_files: st.files(),
+        free_files: st.files_free(),
+        avail_files: st.files_available(),
     })
 }
 
