@@ -73,6 +73,8 @@ pub struct EngineConfig {
     pub sco_max_age: std::time::Duration,
     /// Bytes of a volume not yet on the backend before it is throttled (`Write_Buffer_Size`).
     pub write_buffer_size: u64,
+    /// Bound of the local SCO files of all volumes, bytes (`SCO_Cache_Size`; 0: unbounded).
+    pub sco_cache_size: u64,
 }
 
 impl EngineConfig {
@@ -94,6 +96,7 @@ impl EngineConfig {
             tlog_scos: crate::volume::DEFAULT_TLOG_SCOS,
             sco_max_age: std::time::Duration::from_secs(60),
             write_buffer_size: 1 << 30,
+            sco_cache_size: 8 << 30,
         }
     }
 }
@@ -221,6 +224,7 @@ impl Filesystem {
                 max_age: config.sco_max_age,
                 fs: opts.volume_fs,
                 write_buffer: config.write_buffer_size,
+                sco_cache_size: config.sco_cache_size,
             },
             ns.fsid(),
             store,

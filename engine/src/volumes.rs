@@ -45,6 +45,38 @@ pub(crate) struct VolumesConfig {
     /// `Write_Buffer_Size`: a volume with more than this not yet on the backend is answered
     /// `Delay` until the pipeline catches up.
     pub write_buffer: u64,
+    /// `SCO_Cache_Size`: the bound of the local SCO files of all volumes (0: unbounded).
+    pub sco_cache_size: u64,
+}
+
+/// The SCO cache shared by every open volume: runs the eviction policy
+/// ([`crate::volume::evict_lfu`]) over all of them, one run at a time.
+#[derive(Debug)]
+struct ScoCache {
+    size: u64,
+    vols: Mutex<HashMap<Ino, std::sync::Weak<Volume>>>,
+    running: Mutex<()>,
+}
+
+impl ScoCache {
+    /// Evicts disposable SCOs of the open volumes when they exceed the high watermark.
+    /// Blocking: runs on a blocking thread (see [`ScoCache::run_async`]) or outside the runtime.
+    fn run(&self) {
+        let _one = self.running.lock();
+        let vols: Vec<Arc<Volume>> = self.vols.lock().values().filter_map(|w| w.upgrade()).collect();
+        let r = crate::volume::evict_lfu(&vols, self.size);
+        if r.scos > 0 {
+            tracing::debug!(before = r.before, after = r.after, scos = r.scos, "SCO cache eviction");
+        }
+    }
+
+    /// [`ScoCache::run`] on a blocking thread, so async workers never wait on volume locks.
+    async fn run_async(self: &Arc<Self>) {
+        let me = self.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || me.run()).await {
+            tracing::warn!(error = %e, "SCO cache eviction task failed");
+        }
+    }
 }
 
 /// How long a write to a volume over its `Write_Buffer_Size` is held back, waiting for the
@@ -125,6 +157,7 @@ pub(crate) struct Volumes {
     base: Arc<dyn ObjectStore>,
     rt: tokio::runtime::Handle,
     uploads: Arc<Semaphore>,
+    cache: Arc<ScoCache>,
     /// Open volumes. Held while a volume opens, so that it is never opened twice.
     open: Mutex<HashMap<Ino, Arc<VolumeData>>>,
 }
@@ -158,7 +191,13 @@ impl Volumes {
         rt: tokio::runtime::Handle,
     ) -> Volumes {
         let fs = cfg.fs.clone().unwrap_or_else(|| Arc::new(StdFs));
+        let cache = Arc::new(ScoCache {
+            size: cfg.sco_cache_size,
+            vols: Mutex::new(HashMap::new()),
+            running: Mutex::new(()),
+        });
         Volumes {
+            cache,
             cfg,
             fs,
             fsid,
@@ -286,7 +325,9 @@ impl Volumes {
                 Err(e) => return Err(e),
             }
         };
+        vol.set_backend(store.clone(), self.rt.clone());
         let vol = Arc::new(vol);
+        self.cache.vols.lock().insert(ino, Arc::downgrade(&vol));
         let (stop, stopped) = watch::channel(false);
         // Unknown until the first pass has read the manifest: no throttling meanwhile.
         let backlog = Arc::new(Backlog {
@@ -301,6 +342,7 @@ impl Volumes {
             store.clone(),
             self.uploads.clone(),
             backlog.clone(),
+            self.cache.clone(),
             self.cfg.max_age,
             stopped,
         ));
@@ -330,13 +372,16 @@ impl Volumes {
             let r = v.vol.backup(&*v.store, true).await;
             v.backlog.refresh(&v.vol).await;
             r.map(|_| ())
-        })
+        })?;
+        self.cache.run();
+        Ok(())
     }
 
     /// Deletes volume `ino` everywhere: stops its pipeline, removes its local directory and
     /// every object of its backend namespace. Works whether or not it is open.
     pub fn delete(&self, ino: Ino) -> Result<()> {
         let data = self.open.lock().remove(&ino);
+        self.cache.vols.lock().remove(&ino);
         if let Some(d) = &data {
             d.stop.send_replace(true);
             let task = d.task.lock().take();
@@ -373,8 +418,8 @@ impl Volumes {
             commit_rounds: s.commit_rounds,
             clusters_written: s.clusters_written,
             scos_sealed: s.scos_sealed,
-            cache_hits: 0,
-            cache_misses: 0,
+            cache_hits: s.cache_hits,
+            cache_misses: s.cache_misses,
         }
     }
 
@@ -410,6 +455,7 @@ async fn pipeline(
     store: Arc<dyn ObjectStore>,
     uploads: Arc<Semaphore>,
     backlog: Arc<Backlog>,
+    cache: Arc<ScoCache>,
     max_age: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -437,6 +483,8 @@ async fn pipeline(
             }
         }
         backlog.refresh(&vol).await;
+        // SCOs that just became disposable may be evicted now.
+        cache.run_async().await;
     }
 }
 

@@ -204,6 +204,7 @@ pub fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> {
         .map_err(|_| format!("TLog_SCOs = {} is too large", s.tlog_scos))?;
     c.sco_max_age = s.sco_max_age;
     c.write_buffer_size = s.write_buffer_size;
+    c.sco_cache_size = s.sco_cache_size;
     Ok(c)
 }
 

@@ -69,7 +69,9 @@ static int usage(void)
 		"  mkfiles DIR COUNT                create DIR/f00000.. empty files\n"
 		"  ls DIR                           one name=... line per entry, then count=\n"
 		"  randio PATH SIZE BS QD COUNT read|write|readverify SEED [COMMIT_EVERY]\n"
-		"                                   random aligned I/O at queue depth QD (async API)\n");
+		"                                   random aligned I/O at queue depth QD (async API)\n"
+		"  commitlog PATH SIZE SEED COUNT EVERY   v3 UNSTABLE random writes, COMMIT every EVERY,\n"
+		"                                   committed=N after each successful COMMIT\n");
 	return 2;
 }
 
@@ -520,6 +522,149 @@ static int do_ls(const char *dir)
 	return 0;
 }
 
+/* ---- commitlog: a crash-test writer that says what is committed (raw NFSv3 WRITE/COMMIT) ---- */
+
+struct cl_call {
+	struct raw_call c;
+	char verf[NFS3_WRITEVERFSIZE];
+	uint64_t count; /* bytes the server says it wrote */
+};
+
+static void cl_write_cb(struct rpc_context *rpc, int status, void *data, void *priv)
+{
+	struct cl_call *c = priv;
+	(void)rpc;
+	raw_status(&c->c, status, data);
+	if (status == RPC_STATUS_SUCCESS) {
+		WRITE3res *res = data;
+		c->c.nfsstat = res->status;
+		if (res->status == NFS3_OK) {
+			memcpy(c->verf, res->WRITE3res_u.resok.verf, sizeof c->verf);
+			c->count = res->WRITE3res_u.resok.count;
+		}
+	}
+}
+
+static void cl_commit_cb(struct rpc_context *rpc, int status, void *data, void *priv)
+{
+	struct cl_call *c = priv;
+	(void)rpc;
+	raw_status(&c->c, status, data);
+	if (status == RPC_STATUS_SUCCESS) {
+		COMMIT3res *res = data;
+		c->c.nfsstat = res->status;
+		if (res->status == NFS3_OK)
+			memcpy(c->verf, res->COMMIT3res_u.resok.verf, sizeof c->verf);
+	}
+}
+
+/*
+ * commitlog PATH SIZE SEED COUNT EVERY: COUNT UNSTABLE WRITEs, one at a time, of 4 KiB..64 KiB at
+ * random byte offsets below SIZE; write i carries pattern_byte(pos, SEED + i + 1) and its offset
+ * and length come from xorshift64* seeded like randio (the tests replay both). A COMMIT follows
+ * every EVERY writes (and the last one); once it succeeds with the writes' verifier, the line
+ * "committed=N bytes=B" says writes 0..N-1 are stable. Stops at the first error.
+ */
+static int do_commitlog(char **a, int n)
+{
+	uint64_t size, seed, count, every;
+	if (n != 5 || parse_u64(a[1], &size) || parse_u64(a[2], &seed) || parse_u64(a[3], &count) ||
+	    parse_u64(a[4], &every) || every == 0 || size < 65536)
+		return usage();
+	if (nfs_version != 3) {
+		printf("error=\"commitlog needs version=3\" errno=%d\n", EINVAL);
+		return 1;
+	}
+	struct nfsfh *fh;
+	int ret = open_rw(a[0], 0, &fh);
+	if (ret < 0)
+		return fail("open", ret);
+	struct nfs_fh *raw = nfs_get_fh(fh);
+	struct rpc_context *rpc = nfs_get_rpc_context(nfs);
+	char *buf = malloc(65536);
+	if (!buf)
+		return fail("malloc", -ENOMEM);
+	uint64_t rng = seed * 0x9e3779b97f4a7c15ULL + 1, bytes = 0;
+	char verf[NFS3_WRITEVERFSIZE];
+	int have_verf = 0;
+	for (uint64_t i = 0; i < count; i++) {
+		rng ^= rng >> 12;
+		rng ^= rng << 25;
+		rng ^= rng >> 27;
+		uint64_t r1 = rng * 0x2545F4914F6CDD1DULL;
+		rng ^= rng >> 12;
+		rng ^= rng << 25;
+		rng ^= rng >> 27;
+		uint64_t r2 = rng * 0x2545F4914F6CDD1DULL;
+		uint64_t len = 4096 + r1 % 61441;
+		uint64_t off = r2 % (size - len + 1);
+		for (uint64_t j = 0; j < len; j++)
+			buf[j] = (char)pattern_byte(off + j, seed + i + 1);
+
+		WRITE3args w;
+		memset(&w, 0, sizeof w);
+		w.file.data.data_len = (u_int)raw->len;
+		w.file.data.data_val = raw->val;
+		w.offset = off;
+		w.count = (count3)len;
+		w.stable = UNSTABLE;
+		w.data.data_len = (u_int)len;
+		w.data.data_val = buf;
+		struct cl_call c;
+		memset(&c, 0, sizeof c);
+		if (rpc_nfs3_write_async(rpc, cl_write_cb, &w, &c) != 0)
+			return fail("rpc_nfs3_write_async", -EIO);
+		if ((ret = raw_wait(&c.c)) < 0) {
+			printf("failed_write=%" PRIu64 "\n", i);
+			return fail("write", ret);
+		}
+		/* A short write would break the replay: report it as an I/O error. */
+		if (c.c.status == RPC_STATUS_SUCCESS && c.c.nfsstat == NFS3_OK && c.count != len) {
+			printf("error=\"short write %" PRIu64 " of %" PRIu64 "\" errno=%d\n", c.count, len, EIO);
+			return 1;
+		}
+		if (c.c.status != RPC_STATUS_SUCCESS || c.c.nfsstat != NFS3_OK)
+			printf("failed_write=%" PRIu64 "\n", i);
+		if (raw_result(&c.c, "write"))
+			return 1;
+		if (have_verf && memcmp(verf, c.verf, sizeof verf) != 0) {
+			printf("error=\"write verifier changed at write %" PRIu64 "\" errno=%d\n", i, EIO);
+			return 1;
+		}
+		memcpy(verf, c.verf, sizeof verf);
+		have_verf = 1;
+		bytes += len;
+
+		if ((i + 1) % every == 0 || i + 1 == count) {
+			COMMIT3args cm;
+			memset(&cm, 0, sizeof cm);
+			cm.file.data.data_len = (u_int)raw->len;
+			cm.file.data.data_val = raw->val;
+			memset(&c, 0, sizeof c);
+			if (rpc_nfs3_commit_async(rpc, cl_commit_cb, &cm, &c) != 0)
+				return fail("rpc_nfs3_commit_async", -EIO);
+			if ((ret = raw_wait(&c.c)) < 0) {
+				printf("failed_commit=%" PRIu64 "\n", i + 1);
+				return fail("commit", ret);
+			}
+			if (c.c.status != RPC_STATUS_SUCCESS || c.c.nfsstat != NFS3_OK)
+				printf("failed_commit=%" PRIu64 "\n", i + 1);
+			if (raw_result(&c.c, "commit"))
+				return 1;
+			/* A new verifier means the server restarted: the writes may be lost, no record. */
+			if (memcmp(verf, c.verf, sizeof verf) != 0) {
+				printf("error=\"commit verifier differs from the writes'\" errno=%d\n", EIO);
+				return 1;
+			}
+			printf("committed=%" PRIu64 " bytes=%" PRIu64 "\n", i + 1, bytes);
+		}
+	}
+	nfs_close(nfs, fh);
+	free(buf);
+	printf("done=1 writes=%" PRIu64 " bytes=%" PRIu64 "\n", count, bytes);
+	return 0;
+}
+
 /* ---- random I/O at a queue depth, over libnfs' async API (for benchmarks) ---- */
 
 struct rio;
@@ -775,6 +920,8 @@ int strata_nfs_client_main(int argc, char **argv)
 		}
 	} else if (strcmp(cmd, "randio") == 0) {
 		rc = do_randio(a, n);
+	} else if (strcmp(cmd, "commitlog") == 0) {
+		rc = do_commitlog(a, n);
 	} else if (strcmp(cmd, "ls") == 0 && n == 1) {
 		rc = do_ls(a[0]);
 	} else {

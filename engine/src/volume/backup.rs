@@ -53,7 +53,8 @@ fn be_err(what: &str, e: strata_backend::Error) -> Error {
     }
 }
 
-fn sco_key(seq: u64) -> String {
+/// The backend key of SCO `seq`.
+pub(super) fn sco_key(seq: u64) -> String {
     format!("sco/{}", sco_name(seq))
 }
 

@@ -16,6 +16,7 @@ use super::format::{
 };
 use super::localfs::{LocalFile, LocalFs};
 use crate::error::{Error, Result};
+use strata_backend::ObjectStore;
 
 /// Largest volume size accepted (1 PiB): keeps every offset computation far from overflow.
 pub const MAX_VOLUME_SIZE: u64 = 1 << 50;
@@ -127,6 +128,70 @@ pub struct VolumeStats {
     pub scos_sealed: u64,
     /// Bytes of the last TLog that the opening restart cut (a torn or unsynced tail).
     pub restart_cut_bytes: u64,
+    /// Clusters read from SCOs in the local SCO cache.
+    pub cache_hits: u64,
+    /// Clusters read from the backend (ranged GETs) because their SCO was evicted.
+    pub cache_misses: u64,
+    /// SCOs evicted from the local SCO cache.
+    pub scos_evicted: u64,
+}
+
+/// A sealed SCO as the SCO cache sees it.
+#[derive(Debug)]
+struct ScoEntry {
+    /// The TLog holding its ScoSealed entry: once the backend manifest names that TLog, the SCO
+    /// (uploaded before it) is on the backend and its local file disposable.
+    tlog: u64,
+    /// Clusters in the SCO.
+    clusters: u32,
+    /// The local file is only a stub (the SCO header): the data is on the backend only.
+    evicted: bool,
+    /// Reads that touched the SCO (the eviction order: least-frequently-used first).
+    reads: AtomicU64,
+    /// When it entered the cache (sealed, restored or found at restart): breaks ties, oldest
+    /// first.
+    since: std::time::Instant,
+}
+
+impl ScoEntry {
+    fn new(tlog: u64, clusters: u32, evicted: bool) -> ScoEntry {
+        ScoEntry {
+            tlog,
+            clusters,
+            evicted,
+            reads: AtomicU64::new(0),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Bytes of its local file: the whole SCO, or the header stub once evicted.
+    fn local_bytes(&self) -> u64 {
+        if self.evicted {
+            SCO_HEADER_LEN
+        } else {
+            ScoFooter::offset(self.clusters) + SCO_FOOTER_LEN as u64
+        }
+    }
+}
+
+/// A disposable SCO that [`Volume::evict_sco`] may evict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvictionCandidate {
+    /// The SCO's sequence number.
+    pub sco: u64,
+    /// Reads that touched it since the volume was opened.
+    pub reads: u64,
+    /// When it entered the cache.
+    pub since: std::time::Instant,
+    /// Bytes eviction frees.
+    pub bytes: u64,
+}
+
+/// Where evicted SCOs are read back from: the volume's backend namespace.
+#[derive(Debug, Clone)]
+struct Remote {
+    store: Arc<dyn ObjectStore>,
+    rt: tokio::runtime::Handle,
 }
 
 /// Where a cluster lives, and the MD5 of its content (one MetaDataStore value).
@@ -169,6 +234,10 @@ struct State {
     tlog_dir_dirty: bool,
     /// Cluster bytes logged per TLog, for the TLogs not known to be on the backend.
     tlog_bytes: BTreeMap<u64, u64>,
+    /// Every sealed SCO (the SCO cache).
+    scos: BTreeMap<u64, ScoEntry>,
+    /// The newest TLog known to be named by the backend manifest (0: none known).
+    backend_tlog: u64,
 }
 
 struct SyncState {
@@ -184,6 +253,9 @@ struct Counters {
     clusters_written: AtomicU64,
     scos_sealed: AtomicU64,
     restart_cut_bytes: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    scos_evicted: AtomicU64,
 }
 
 /// A volume: a VM disk kept as 4 KiB clusters logged into SCOs and TLogs under one local
@@ -209,6 +281,8 @@ pub struct Volume {
     skip_fsync: Option<FsyncSite>,
     /// What the backend pipeline knows of the backend (serializes backups).
     pub(super) backend: tokio::sync::Mutex<super::backup::BackendState>,
+    /// Where clusters of evicted SCOs are fetched from (set by [`Volume::set_backend`]).
+    remote: Mutex<Option<Remote>>,
 }
 
 impl std::fmt::Debug for Volume {
@@ -248,6 +322,10 @@ struct Replay {
     /// Per SCO: clusters seen so far (the next expected offset).
     sco_clusters: BTreeMap<u64, u32>,
     sealed: BTreeSet<u64>,
+    /// The TLog being replayed.
+    cur_tlog: u64,
+    /// Sealed SCOs: sequence -> (sealing TLog, clusters, evicted).
+    sealed_in: BTreeMap<u64, (u64, u32, bool)>,
 }
 
 impl Volume {
@@ -320,6 +398,8 @@ impl Volume {
                 sco_dir_dirty: true,
                 tlog_dir_dirty: true,
                 tlog_bytes: BTreeMap::new(),
+                scos: BTreeMap::new(),
+                backend_tlog: 0,
             },
             skip_fsync,
         );
@@ -362,6 +442,7 @@ impl Volume {
             counters: Counters::default(),
             skip_fsync,
             backend: tokio::sync::Mutex::new(Default::default()),
+            remote: Mutex::new(None),
         }
     }
 
@@ -391,6 +472,9 @@ impl Volume {
             clusters_written: c.clusters_written.load(Ordering::Relaxed),
             scos_sealed: c.scos_sealed.load(Ordering::Relaxed),
             restart_cut_bytes: c.restart_cut_bytes.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            cache_misses: c.cache_misses.load(Ordering::Relaxed),
+            scos_evicted: c.scos_evicted.load(Ordering::Relaxed),
         }
     }
 
@@ -418,7 +502,9 @@ impl Volume {
         self.check_halted()?;
         let r = f();
         if let Err(e) = &r {
-            if !matches!(e, Error::Invalid(_)) {
+            // Invalid arguments and an unreachable backend (a cluster of an evicted SCO could not
+            // be fetched for a read-modify-write) happen before anything is written.
+            if !matches!(e, Error::Invalid(_) | Error::Delay) {
                 self.halt(e);
             }
         }
@@ -459,7 +545,13 @@ impl Volume {
         Ok(f)
     }
 
-    fn read_loc(&self, loc: &Loc, buf: &mut [u8], within: u64) -> Result<()> {
+    /// Reads `buf.len()` bytes at `within` of the cluster at `loc` and on (a run of clusters
+    /// contiguous in one SCO). A cluster of an evicted SCO (a run is then one cluster) is fetched
+    /// from the backend.
+    fn read_loc(&self, st: &State, loc: &Loc, buf: &mut [u8], within: u64) -> Result<()> {
+        if st.scos.get(&loc.sco).is_some_and(|e| e.evicted) {
+            return self.read_remote(loc, buf, within);
+        }
         let f = self.sco_handle(loc.sco)?;
         let off = ScoFooter::offset(loc.offset) + within;
         let n = f
@@ -478,9 +570,63 @@ impl Volume {
     fn read_cluster(&self, st: &State, ca: u64) -> Result<Vec<u8>> {
         let mut c = vec![0u8; CLUSTER_SIZE];
         if let Some(loc) = st.mds.get(&ca) {
-            self.read_loc(loc, &mut c, 0)?;
+            self.read_loc(st, loc, &mut c, 0)?;
         }
         Ok(c)
+    }
+
+    /// A cache miss: fetches the one cluster at `loc` from the backend SCO object with a ranged
+    /// GET, verifies its MD5 against the MetaDataStore and copies the wanted bytes. An
+    /// unreachable backend is `Delay` (the client retries); a mismatch is an error.
+    fn read_remote(&self, loc: &Loc, buf: &mut [u8], within: u64) -> Result<()> {
+        let what = format!("backend SCO {} cluster {}", sco_name(loc.sco), loc.offset);
+        let end = within as usize + buf.len();
+        if end > CLUSTER_SIZE {
+            return Err(Error::Io(format!("{what}: read crosses the cluster")));
+        }
+        let Some(remote) = self.remote.lock().clone() else {
+            return Err(Error::Io(format!(
+                "{what}: the SCO was evicted and the volume has no backend"
+            )));
+        };
+        let start = ScoFooter::offset(loc.offset);
+        let key = super::backup::sco_key(loc.sco);
+        let fetch = remote
+            .store
+            .get_range(&key, start..start + CLUSTER_SIZE_U64);
+        let got = match tokio::runtime::Handle::try_current() {
+            Err(_) => remote.rt.block_on(fetch),
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| remote.rt.block_on(fetch))
+            }
+            Ok(_) => {
+                return Err(Error::Io(format!(
+                    "{what}: cannot wait for the backend on a single-threaded runtime"
+                )))
+            }
+        };
+        let data = match got {
+            Ok(d) => d,
+            Err(e) if e.is_not_found() => return Err(Error::Io(format!("{what}: {e}"))),
+            Err(e) => {
+                tracing::warn!(volume = %self.id, error = %e, "{what}: backend read failed");
+                return Err(Error::Delay);
+            }
+        };
+        if data.len() != CLUSTER_SIZE {
+            return Err(Error::Io(format!(
+                "{what}: the backend returned {} bytes, expected {CLUSTER_SIZE}",
+                data.len()
+            )));
+        }
+        if md5(&data) != loc.md5 {
+            return Err(Error::Io(format!(
+                "{what}: MD5 mismatch: the backend copy is corrupt"
+            )));
+        }
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        buf.copy_from_slice(&data[within as usize..end]);
+        Ok(())
     }
 
     /// Reads up to `buf.len()` bytes at `off`; returns the count (short only at the end of the
@@ -507,7 +653,12 @@ impl Volume {
                 }
                 Some(loc) => {
                     let mut stop_ca = ca + 1;
-                    while stop_ca * CLUSTER_SIZE_U64 < end {
+                    let entry = st.scos.get(&loc.sco);
+                    if let Some(e) = entry {
+                        e.reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let evicted = entry.is_some_and(|e| e.evicted);
+                    while !evicted && stop_ca * CLUSTER_SIZE_U64 < end {
                         match st.mds.get(&stop_ca) {
                             Some(l)
                                 if l.sco == loc.sco
@@ -520,7 +671,12 @@ impl Volume {
                         }
                     }
                     let stop = (stop_ca * CLUSTER_SIZE_U64).min(end);
-                    self.read_loc(loc, &mut buf[b0..(stop - off) as usize], within)?;
+                    self.read_loc(&st, loc, &mut buf[b0..(stop - off) as usize], within)?;
+                    if !evicted {
+                        self.counters
+                            .cache_hits
+                            .fetch_add(stop_ca - ca, Ordering::Relaxed);
+                    }
                     pos = stop;
                 }
             }
@@ -710,6 +866,9 @@ impl Volume {
             }],
         )?;
         st.tlog.scos += 1;
+        let tlog = st.tlog.seq;
+        st.scos
+            .insert(sco.seq, ScoEntry::new(tlog, sco.clusters, false));
         self.counters.scos_sealed.fetch_add(1, Ordering::Relaxed);
         if st.tlog.scos >= self.opts.tlog_scos {
             self.roll_tlog(st)?;
@@ -935,6 +1094,7 @@ impl Volume {
                     reason: "not closed, yet a later TLog exists".into(),
                 }));
             }
+            rp.cur_tlog = seq;
             for (pos, e) in entries.entries {
                 if matches!(e, Entry::Cluster { .. }) {
                     *tlog_bytes.entry(seq).or_default() += CLUSTER_SIZE_U64;
@@ -1020,6 +1180,7 @@ impl Volume {
         }
         let mut last_closed = false;
         let mut scos_in_last = 0u32;
+        rp.cur_tlog = last_seq;
         for (pos, e) in parsed.entries.iter().filter(|(p, _)| *p < cut) {
             match e {
                 Entry::TlogClosed { .. } => last_closed = true,
@@ -1065,6 +1226,12 @@ impl Volume {
             sco_dir_dirty: false,
             tlog_dir_dirty: false,
             tlog_bytes,
+            scos: rp
+                .sealed_in
+                .iter()
+                .map(|(s, (t, c, ev))| (*s, ScoEntry::new(*t, *c, *ev)))
+                .collect(),
+            backend_tlog: 0,
         };
         let vol = Volume::assemble(
             fs.clone(),
@@ -1185,7 +1352,72 @@ impl Volume {
 
     /// Forgets the byte counts of TLogs up to `last`, now on the backend.
     pub(super) fn on_backend_up_to(&self, last: u64) {
-        self.state.write().tlog_bytes.retain(|seq, _| *seq > last);
+        let mut st = self.state.write();
+        st.tlog_bytes.retain(|seq, _| *seq > last);
+        st.backend_tlog = st.backend_tlog.max(last);
+    }
+
+    /// Sets the backend namespace clusters of evicted SCOs are read back from, and the runtime
+    /// that drives its requests. Without one, reading an evicted SCO is an error.
+    pub fn set_backend(&self, store: Arc<dyn ObjectStore>, rt: tokio::runtime::Handle) {
+        *self.remote.lock() = Some(Remote { store, rt });
+    }
+
+    /// Bytes of the volume's local SCO files: sealed SCOs (an evicted one as its header stub)
+    /// and the open SCO.
+    pub fn sco_cache_bytes(&self) -> u64 {
+        let st = self.state.read();
+        let open = st
+            .sco
+            .as_ref()
+            .map_or(0, |s| ScoFooter::offset(s.clusters));
+        open + st.scos.values().map(ScoEntry::local_bytes).sum::<u64>()
+    }
+
+    /// The disposable SCOs: sealed, still in the local cache, and on the backend (the manifest
+    /// names the TLog that sealed them, and the SCO was uploaded before that TLog).
+    pub fn eviction_candidates(&self) -> Vec<EvictionCandidate> {
+        let st = self.state.read();
+        st.scos
+            .iter()
+            .filter(|(_, e)| !e.evicted && e.tlog <= st.backend_tlog)
+            .map(|(sco, e)| EvictionCandidate {
+                sco: *sco,
+                reads: e.reads.load(Ordering::Relaxed),
+                since: e.since,
+                bytes: e.local_bytes() - SCO_HEADER_LEN,
+            })
+            .collect()
+    }
+
+    /// Evicts SCO `sco` from the local cache if it is disposable: its file is cut to the header
+    /// (a stub that tells a restart the data is on the backend) and later reads of its clusters
+    /// fetch them from the backend. Returns the bytes freed (0 when it was not disposable).
+    pub fn evict_sco(&self, sco: u64) -> Result<u64> {
+        self.check_halted()?;
+        let what = format!("SCO {}", sco_name(sco));
+        let (f, freed) = {
+            // Under the write lock: no reader sees the SCO as cached once it is cut.
+            let mut st = self.state.write();
+            let backend_tlog = st.backend_tlog;
+            let Some(e) = st.scos.get_mut(&sco) else {
+                return Ok(0);
+            };
+            if e.evicted || e.tlog > backend_tlog {
+                return Ok(0);
+            }
+            let freed = e.local_bytes() - SCO_HEADER_LEN;
+            let f = self.sco_handle(sco)?;
+            f.set_len(SCO_HEADER_LEN).map_err(|e| io_err(&what, e))?;
+            e.evicted = true;
+            self.handles.lock().remove(&sco);
+            (f, freed)
+        };
+        // Not needed for correctness (a whole SCO and its stub are both valid after a crash),
+        // but the space is only reliably free once the cut is durable.
+        f.sync_data().map_err(|e| io_err(&what, e))?;
+        self.counters.scos_evicted.fetch_add(1, Ordering::Relaxed);
+        Ok(freed)
     }
 
     /// Cluster bytes written that are not known to be on the backend yet (all of them until
@@ -1221,6 +1453,7 @@ impl Volume {
         if let Some(s) = &st.sco {
             scos.remove(&s.seq);
         }
+        scos.retain(|s| !st.scos.get(s).is_some_and(|e| e.evicted));
         for seq in scos {
             let what = format!("SCO {}", sco_name(seq));
             let f = self.sco_handle(seq)?;
@@ -1263,7 +1496,7 @@ impl Volume {
         }
         let mut c = vec![0u8; CLUSTER_SIZE];
         for (ca, loc) in &st.mds {
-            match self.read_loc(loc, &mut c, 0) {
+            match self.read_loc(&st, loc, &mut c, 0) {
                 Ok(()) if md5(&c) == loc.md5 => {}
                 Ok(()) => problems.push(format!(
                     "cluster {ca} (SCO {} cluster {}): MD5 mismatch",
@@ -1437,8 +1670,9 @@ impl ReplayCtx<'_> {
                         sco_name(sco)
                     )));
                 }
-                self.verify_sealed_sco(sco, clusters, crc)?;
+                let evicted = self.verify_sealed_sco(sco, clusters, crc)?;
                 rp.sealed.insert(sco);
+                rp.sealed_in.insert(sco, (rp.cur_tlog, clusters, evicted));
             }
             Entry::Resize { size } => {
                 if size > MAX_VOLUME_SIZE {
@@ -1454,8 +1688,10 @@ impl ReplayCtx<'_> {
     }
 
     /// A sealed SCO must exist with the exact length and a footer that matches its ScoSealed
-    /// entry. (Its data CRC is checked by scrubbing, not at every restart.)
-    fn verify_sealed_sco(&self, seq: u64, clusters: u32, crc: u32) -> Result<()> {
+    /// entry, or be an evicted SCO's stub (just its header; the data is on the backend).
+    /// Returns whether it is a stub. (Its data CRC is checked by scrubbing, not at every
+    /// restart.)
+    fn verify_sealed_sco(&self, seq: u64, clusters: u32, crc: u32) -> Result<bool> {
         let what = format!("SCO {}", sco_name(seq));
         let path = self.sco_dir.join(sco_name(seq));
         let f = self
@@ -1464,6 +1700,20 @@ impl ReplayCtx<'_> {
             .map_err(|e| io_err(format!("{what} (sealed)"), e))?;
         let len = f.file_len().map_err(|e| io_err(&what, e))?;
         let want = ScoFooter::offset(clusters) + SCO_FOOTER_LEN as u64;
+        if len == SCO_HEADER_LEN && len != want {
+            // Eviction cuts a sealed SCO to its header only after it was on the backend; a sealed
+            // SCO never has this length otherwise (sealing fdatasyncs the whole SCO first).
+            let mut hb = vec![0u8; SCO_HEADER_LEN as usize];
+            f.read_at(&mut hb, 0).map_err(|e| io_err(&what, e))?;
+            let h = ScoHeader::decode(&what, &hb).map_err(fmt_err)?;
+            if h.volume != self.id || h.seq != seq {
+                return Err(fmt_err(FormatError::Inconsistent {
+                    what,
+                    reason: format!("evicted stub's header {h:?} names another SCO"),
+                }));
+            }
+            return Ok(true);
+        }
         if len != want {
             return Err(fmt_err(FormatError::Truncated {
                 what: format!("{what} (sealed)"),
@@ -1492,6 +1742,6 @@ impl ReplayCtx<'_> {
                 reason: format!("header/footer {h:?} {foot:?} disagree with the TLog (clusters {clusters}, crc {crc:08x})"),
             }));
         }
-        Ok(())
+        Ok(false)
     }
 }

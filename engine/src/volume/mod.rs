@@ -5,6 +5,7 @@
 //! - [`localfs`]: the local-file layer all local I/O goes through, with a real implementation
 //!   and a crash-simulating one for tests.
 //! - [`Volume`]: the write path, the MetaDataStore, group commit, reads, resize and local restart.
+//! - [`cache`]: the SCO cache's eviction policy (disposable SCOs, LFU between watermarks).
 //! - [`manifest`] and [`Volume::backup`] / [`Volume::restore`]: the backend pipeline (ordered
 //!   upload of SCOs, TLogs, manifest) and backend restart.
 //!
@@ -12,6 +13,7 @@
 //! `size`, `space_used`.
 
 mod backup;
+pub mod cache;
 mod core;
 pub mod format;
 pub mod localfs;
@@ -21,8 +23,9 @@ pub mod manifest;
 mod tests;
 
 pub use self::backup::{run_pipeline, BackupReport};
+pub use self::cache::{evict_lfu, EvictionReport};
 pub use self::core::{
-    FsyncSite, Volume, VolumeOptions, VolumeStats, DEFAULT_SCO_SIZE, DEFAULT_TLOG_SCOS,
+    EvictionCandidate, FsyncSite, Volume, VolumeOptions, VolumeStats, DEFAULT_SCO_SIZE, DEFAULT_TLOG_SCOS,
     MAX_VOLUME_SIZE,
 };
 pub use self::format::{FormatError, VolumeId, CLUSTER_SIZE};

@@ -238,7 +238,7 @@ pub fn table(r: &Results, s: &Settings) -> String {
                     .next()
                     .unwrap_or_default()
                     .chars()
-                    .take(300)
+                    .take(600)
                     .collect(),
             );
         }

@@ -1,0 +1,72 @@
+//! The SCO cache policy over all volumes: when the local SCO files of every volume together
+//! exceed the high watermark of `SCO_Cache_Size`, disposable SCOs (sealed and on the backend)
+//! are evicted, least-frequently-used first (ties: oldest first), until the total is below the
+//! low watermark. Non-disposable SCOs are never evicted; `Write_Buffer_Size` bounds them.
+
+use std::sync::Arc;
+
+use super::core::Volume;
+
+/// Eviction starts above this share of `SCO_Cache_Size` (percent).
+pub const HIGH_WATERMARK_PERCENT: u64 = 90;
+/// Eviction stops at or below this share of `SCO_Cache_Size` (percent).
+pub const LOW_WATERMARK_PERCENT: u64 = 70;
+
+/// What one [`evict_lfu`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EvictionReport {
+    /// Local SCO bytes of all volumes before the call.
+    pub before: u64,
+    /// Local SCO bytes of all volumes after the call.
+    pub after: u64,
+    /// SCOs evicted.
+    pub scos: u64,
+}
+
+fn percent(size: u64, p: u64) -> u64 {
+    (u128::from(size) * u128::from(p) / 100) as u64
+}
+
+/// Applies the eviction policy to `vols` for a cache of `cache_size` bytes (0: unbounded, nothing
+/// is evicted). Blocking (truncates and fdatasyncs files): call it off the async workers. An SCO
+/// that fails to evict is logged and skipped.
+pub fn evict_lfu(vols: &[Arc<Volume>], cache_size: u64) -> EvictionReport {
+    let before: u64 = vols.iter().map(|v| v.sco_cache_bytes()).sum();
+    let mut rep = EvictionReport {
+        before,
+        after: before,
+        scos: 0,
+    };
+    if cache_size == 0 || before <= percent(cache_size, HIGH_WATERMARK_PERCENT) {
+        return rep;
+    }
+    let low = percent(cache_size, LOW_WATERMARK_PERCENT);
+    let mut cands: Vec<_> = vols
+        .iter()
+        .flat_map(|v| v.eviction_candidates().into_iter().map(move |c| (v, c)))
+        .collect();
+    cands.sort_by_key(|(_, c)| (c.reads, c.since));
+    let mut total = before;
+    for (v, c) in cands {
+        if total <= low {
+            break;
+        }
+        match v.evict_sco(c.sco) {
+            Ok(0) => {}
+            Ok(n) => {
+                total = total.saturating_sub(n);
+                rep.scos += 1;
+            }
+            Err(e) => tracing::warn!(volume = %v.id(), sco = c.sco, error = %e, "SCO eviction failed"),
+        }
+    }
+    rep.after = total;
+    if total > low {
+        tracing::debug!(
+            total,
+            low,
+            "SCO cache above its low watermark: the rest is not on the backend yet"
+        );
+    }
+    rep
+}
