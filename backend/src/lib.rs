@@ -4,6 +4,8 @@
 //! typed errors, and [`LocalStore`], a store on a local directory. Namespaces are key prefixes.
 //! This crate knows nothing of files or volumes.
 
+#![warn(missing_docs)]
+
 use std::ops::Range;
 
 use async_trait::async_trait;

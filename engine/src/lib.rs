@@ -3,6 +3,8 @@
 //!
 //! The engine knows nothing of Ganesha. See `FORMATS.md` for the redb tables.
 
+#![warn(missing_docs)]
+
 mod data;
 mod error;
 mod fs;

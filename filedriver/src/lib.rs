@@ -32,6 +32,8 @@
 //! (an `uploading` flag), so an older upload cannot land after a newer one; a write during an
 //! upload bumps the extent's generation and keeps it dirty.
 
+#![warn(missing_docs)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;

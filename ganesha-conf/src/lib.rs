@@ -3,6 +3,8 @@
 //! file, line and reason), the shipped profiles, and the launcher that runs rpcbind and
 //! ganesha.nfsd.
 
+#![warn(missing_docs)]
+
 pub mod conf;
 pub mod launcher;
 pub mod params;

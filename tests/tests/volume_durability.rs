@@ -438,7 +438,12 @@ fn unreachable_backend_fills_the_write_buffer_then_jukebox_and_loses_nothing() {
         "only {pending} bytes pending with the backend read-only: {info}"
     );
     eprintln!(
-        "JUKEBOX after {committed} writes ({bytes} bytes committed, {pending} pending) in {took:?}"
+        "JUKEBOX after {committed} writes ({bytes} bytes committed, {pending} pending) in \
+         {took:?}, on {}",
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with("failed_"))
+            .unwrap_or("?")
     );
 
     // The backend returns; the pipeline drains.

@@ -632,6 +632,10 @@ struct FailPuts {
     inner: MemStore,
     prefix: parking_lot::Mutex<Option<&'static str>>,
     failed: std::sync::atomic::AtomicU64,
+    /// Ranged GETs answered (cache misses reach the backend this way).
+    range_gets: std::sync::atomic::AtomicU64,
+    /// Ranged GETs fail (the backend is down for reads).
+    gets_down: std::sync::atomic::AtomicBool,
 }
 
 impl FailPuts {
@@ -640,6 +644,8 @@ impl FailPuts {
             inner: MemStore::new(),
             prefix: parking_lot::Mutex::new(None),
             failed: Default::default(),
+            range_gets: Default::default(),
+            gets_down: Default::default(),
         }
     }
 
@@ -685,6 +691,14 @@ impl ObjectStore for FailPuts {
         key: &str,
         range: std::ops::Range<u64>,
     ) -> strata_backend::Result<Bytes> {
+        if self.gets_down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(strata_backend::Error::Io {
+                key: key.to_string(),
+                source: std::io::Error::other("injected GET failure"),
+            });
+        }
+        self.range_gets
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.get_range(key, range).await
     }
     async fn head(&self, key: &str) -> strata_backend::Result<ObjectMeta> {
@@ -1077,4 +1091,221 @@ fn verify_finds_corruption_that_reads_cannot_see() {
         1,
         "{problems:?}"
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// SCO cache: eviction of disposable SCOs and ranged reads of evicted clusters
+
+/// Bytes of an SCO of `small_opts()` on disk: header, 16 clusters, footer.
+const SMALL_SCO_BYTES: u64 = 4096 + 16 * 4096 + 32;
+
+fn mt_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Writes `len` bytes of pseudo-random data from offset 0 in 64 KiB pieces; returns them.
+fn fill(vol: &Volume, len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = SimRng::new(seed);
+    let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+    for (i, piece) in data.chunks(65_536).enumerate() {
+        vol.write(i as u64 * 65_536, piece, false).expect("write");
+    }
+    data
+}
+
+/// Sum of the lengths of the SCO files on the (simulated) disk.
+fn sco_disk_bytes(lfs: &Arc<dyn LocalFs>) -> u64 {
+    let d = dir().join("sco");
+    lfs.list(&d)
+        .expect("list")
+        .iter()
+        .map(|n| {
+            lfs.open(&d.join(n))
+                .and_then(|f| f.file_len())
+                .expect("len")
+        })
+        .sum()
+}
+
+fn sco_file_len(lfs: &Arc<dyn LocalFs>, seq: u64) -> u64 {
+    lfs.open(&dir().join("sco").join(format::sco_name(seq)))
+        .and_then(|f| f.file_len())
+        .expect("SCO file")
+}
+
+fn range_gets(store: &FailPuts) -> u64 {
+    store
+        .range_gets
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A volume of 48 full SCOs, all on `store`, with SCO 1 read hot; then evicted down to a cache
+/// of 10 SCOs.
+fn evicted_volume(
+    rt: &tokio::runtime::Runtime,
+    store: &Arc<FailPuts>,
+) -> (SimFs, Arc<dyn LocalFs>, Volume, Vec<u8>, EvictionReport) {
+    let (fs, lfs, vol) = fresh(small_opts());
+    vol.set_backend(store.clone(), rt.handle().clone());
+    let vol = Arc::new(vol);
+    let data = fill(&vol, 48 * 65_536, 11);
+    rt.block_on(vol.backup(&**store, true)).expect("backup");
+    assert_eq!(evict_lfu(std::slice::from_ref(&vol), 0).scos, 0, "unbounded");
+    drop(vol);
+    let vol = Volume::open(lfs.clone(), &dir(), VOL, small_opts()).expect("reopen");
+    vol.set_backend(store.clone(), rt.handle().clone());
+    // After a restart nothing is known to be on the backend until the manifest is read again.
+    assert!(vol.eviction_candidates().is_empty());
+    rt.block_on(vol.backup(&**store, false)).expect("read the manifest");
+    assert_eq!(vol.eviction_candidates().len(), 48);
+    for _ in 0..5 {
+        assert_eq!(read_vec(&vol, 0, 65_536), data[..65_536]);
+    }
+    let vol = Arc::new(vol);
+    let rep = evict_lfu(std::slice::from_ref(&vol), 10 * SMALL_SCO_BYTES);
+    let vol = Arc::try_unwrap(vol).expect("sole owner");
+    (fs, lfs, vol, data, rep)
+}
+
+#[test]
+fn eviction_keeps_the_sco_cache_bounded_and_every_byte_reads_back() {
+    let rt = mt_rt();
+    let store = Arc::new(FailPuts::new());
+    let (_fs, lfs, vol, data, rep) = evicted_volume(&rt, &store);
+    let cache = 10 * SMALL_SCO_BYTES;
+    assert!(rep.before > cache && rep.scos > 30, "{rep:?}");
+    assert!(rep.after <= cache * 7 / 10, "{rep:?}");
+    // What the volume counts is what is on disk (evicted SCOs as 4 KiB header stubs).
+    assert_eq!(sco_disk_bytes(&lfs), vol.sco_cache_bytes());
+    assert_eq!(rep.after, vol.sco_cache_bytes());
+    // Least-frequently-used first, oldest first among equals: the hot SCO 1 and the newest
+    // SCOs stay, the oldest cold ones go.
+    assert_eq!(sco_file_len(&lfs, 1), SMALL_SCO_BYTES, "hot SCO kept");
+    assert_eq!(sco_file_len(&lfs, 48), SMALL_SCO_BYTES, "newest SCO kept");
+    assert_eq!(sco_file_len(&lfs, 2), 4096, "oldest cold SCO evicted");
+    assert_eq!(vol.stats().scos_evicted, rep.scos);
+
+    // Every byte reads back: hits from the cache, misses by ranged GETs of one cluster each.
+    let gets0 = range_gets(&store);
+    let s0 = vol.stats();
+    assert_eq!(whole(&vol), data);
+    let s1 = vol.stats();
+    let misses = s1.cache_misses - s0.cache_misses;
+    assert_eq!(range_gets(&store) - gets0, misses);
+    assert_eq!(misses, rep.scos * 16, "one GET per evicted cluster");
+    assert!(s1.cache_hits > s0.cache_hits);
+    // An unaligned read across cached and evicted clusters, and a read-modify-write of an
+    // evicted cluster.
+    assert_eq!(read_vec(&vol, 65_536 - 100, 9_000), data[65_536 - 100..65_536 + 8_900]);
+    vol.write(2 * 65_536 + 10, b"patch", true).expect("rmw of an evicted cluster");
+    let mut want = data.clone();
+    want[2 * 65_536 + 10..2 * 65_536 + 15].copy_from_slice(b"patch");
+    assert_eq!(whole(&vol), want);
+    assert!(vol.verify().expect("verify").is_empty());
+}
+
+#[test]
+fn scos_not_on_the_backend_are_never_evicted() {
+    let rt = mt_rt();
+    let store = Arc::new(FailPuts::new());
+    let (_fs, lfs, vol) = fresh(small_opts());
+    vol.set_backend(store.clone(), rt.handle().clone());
+    let vol = Arc::new(vol);
+    let data = fill(&vol, 20 * 65_536, 5);
+    let tiny = SMALL_SCO_BYTES;
+    // Nothing was uploaded yet.
+    assert_eq!(evict_lfu(std::slice::from_ref(&vol), tiny).scos, 0);
+    // SCOs and TLogs uploaded, but the manifest PUT fails: still not disposable.
+    *store.prefix.lock() = Some("manifest");
+    assert!(rt.block_on(vol.backup(&*store, true)).is_err());
+    assert!(rt.block_on(keys(&*store, "sco/")).len() >= 20);
+    assert!(vol.eviction_candidates().is_empty());
+    assert_eq!(evict_lfu(std::slice::from_ref(&vol), tiny).scos, 0);
+    // The backend is down altogether.
+    *store.prefix.lock() = Some("");
+    assert!(rt.block_on(vol.backup(&*store, true)).is_err());
+    let before = sco_disk_bytes(&lfs);
+    assert_eq!(evict_lfu(std::slice::from_ref(&vol), tiny).scos, 0);
+    assert_eq!(sco_disk_bytes(&lfs), before);
+    assert_eq!(whole(&vol), data);
+    assert_eq!(range_gets(&store), 0);
+
+    // Back up: what the manifest names becomes disposable, and only that.
+    *store.prefix.lock() = None;
+    rt.block_on(vol.backup(&*store, true)).expect("backup");
+    let last_backed = vol.stats().scos_sealed;
+    let more = fill(&vol, 4 * 65_536, 6);
+    vol.close_for_backup().expect("seal");
+    let cands = vol.eviction_candidates();
+    assert_eq!(cands.len() as u64, last_backed);
+    assert!(cands.iter().all(|c| c.sco <= last_backed));
+    let rep = evict_lfu(std::slice::from_ref(&vol), tiny);
+    assert_eq!(rep.scos, last_backed);
+    for seq in last_backed + 1..=vol.stats().scos_sealed {
+        assert_eq!(sco_file_len(&lfs, seq), SMALL_SCO_BYTES, "SCO {seq} not on the backend");
+    }
+    let mut want = data;
+    want[..more.len()].copy_from_slice(&more);
+    assert_eq!(whole(&vol), want);
+}
+
+#[test]
+fn restart_after_eviction_reads_evicted_clusters_from_the_backend() {
+    let rt = mt_rt();
+    let store = Arc::new(FailPuts::new());
+    let (fs, lfs, vol, data, rep) = evicted_volume(&rt, &store);
+    assert!(rep.scos > 0);
+    drop(vol);
+    fs.crash(CrashMode::DropAll);
+    let vol = Volume::open(lfs.clone(), &dir(), VOL, small_opts()).expect("restart");
+    // Without a backend an evicted cluster cannot be read: a clear error.
+    let mut b = vec![0u8; 4096];
+    let err = vol.read(2 * 65_536, &mut b).expect_err("no backend");
+    assert!(err.to_string().contains("evicted"), "{err}");
+    vol.set_backend(store.clone(), rt.handle().clone());
+    assert_eq!(whole(&vol), data);
+    assert!(vol.verify().expect("verify").is_empty());
+    // Writing, uploading and evicting go on after the restart.
+    let vol = Arc::new(vol);
+    let more = fill(&vol, 8 * 65_536, 9);
+    rt.block_on(vol.backup(&*store, true)).expect("backup");
+    let r2 = evict_lfu(std::slice::from_ref(&vol), 10 * SMALL_SCO_BYTES);
+    assert!(r2.scos > 0 && r2.after <= 7 * SMALL_SCO_BYTES, "{r2:?}");
+    let mut want = data;
+    want[..more.len()].copy_from_slice(&more);
+    assert_eq!(whole(&vol), want);
+}
+
+#[test]
+fn a_corrupt_or_unreachable_backend_cluster_is_a_clear_error() {
+    let rt = mt_rt();
+    let store = Arc::new(FailPuts::new());
+    let (_fs, lfs, vol, data, _rep) = evicted_volume(&rt, &store);
+    assert_eq!(sco_file_len(&lfs, 2), 4096);
+    // Flip one byte of cluster 3 of SCO 2 (volume cluster 19) on the backend.
+    let key = super::backup::sco_key(2);
+    let (obj, _) = rt.block_on(store.get(&key)).expect("get");
+    let mut obj = obj.to_vec();
+    obj[4096 + 3 * 4096 + 10] ^= 0x40;
+    rt.block_on(store.put(&key, Bytes::from(obj))).expect("put");
+    let mut b = vec![0u8; 4096];
+    let err = vol.read(19 * 4096, &mut b).expect_err("corrupt cluster");
+    assert!(err.to_string().contains("MD5 mismatch"), "{err}");
+    // The other clusters of that SCO still read.
+    assert_eq!(read_vec(&vol, 18 * 4096, 4096), data[18 * 4096..19 * 4096]);
+    // The backend unreachable: the client is told to retry later, and the volume is not halted.
+    store
+        .gets_down
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(matches!(vol.read(20 * 4096, &mut b), Err(Error::Delay)));
+    assert!(matches!(vol.write(20 * 4096 + 1, b"x", false), Err(Error::Delay)));
+    store
+        .gets_down
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(read_vec(&vol, 20 * 4096, 4096), data[20 * 4096..21 * 4096]);
+    vol.write(20 * 4096 + 1, b"x", true).expect("write after the backend is back");
 }
