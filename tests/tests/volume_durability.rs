@@ -61,17 +61,18 @@ fn plan(size: u64, seed: u64, count: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Checks `actual` (the whole volume read back) against writes `0..committed` of `seed`, with
-/// writes `committed..maybe` allowed per byte (see the module doc). Panics with the first bad
-/// bytes. Returns how many bytes of the uncommitted writes hold their new value (for the log).
-fn check(actual: &[u8], seed: u64, committed: u64, maybe: u64) -> u64 {
+/// Checks `actual` (the whole volume read back) against `base` (its contents before the writer
+/// ran) overwritten by writes `0..committed` of `seed`, with writes `committed..maybe` allowed
+/// per byte (see the module doc). Panics with the first bad bytes. Returns how many bytes of
+/// the uncommitted writes hold their new value (for the log).
+fn check(actual: &[u8], base: &[u8], seed: u64, committed: u64, maybe: u64) -> u64 {
     assert_eq!(
         actual.len() as u64,
         SIZE,
         "volume read back at a wrong size"
     );
     let writes = plan(SIZE, seed, maybe);
-    let mut expect = vec![0u8; SIZE as usize];
+    let mut expect = base.to_vec();
     for (i, &(off, len)) in writes.iter().enumerate().take(committed as usize) {
         let w_seed = seed + i as u64 + 1;
         for p in off..off + len {
@@ -248,13 +249,14 @@ fn bytes_under(dir: &Path, part: &str) -> u64 {
 fn the_check_catches_a_lost_committed_byte() {
     const SEED: u64 = 3;
     let writes = plan(SIZE, SEED, 60);
-    let mut img = vec![0u8; SIZE as usize];
+    let zeros = vec![0u8; SIZE as usize];
+    let mut img = zeros.clone();
     for (i, &(off, len)) in writes.iter().enumerate().take(50) {
         for p in off..off + len {
             img[p as usize] = data_byte(p, SEED + i as u64 + 1);
         }
     }
-    assert_eq!(check(&img, SEED, 50, 50), 0);
+    assert_eq!(check(&img, &zeros, SEED, 50, 50), 0);
     // A byte that only write 49 covers, rolled back to zero.
     let (off, len) = writes[49];
     let lone = (off..off + len)
@@ -265,7 +267,7 @@ fn the_check_catches_a_lost_committed_byte() {
         .expect("write 49 has a byte of its own");
     let mut lost = img.clone();
     lost[lone as usize] = 0;
-    let r = std::panic::catch_unwind(|| check(&lost, SEED, 50, 60));
+    let r = std::panic::catch_unwind(|| check(&lost, &zeros, SEED, 50, 60));
     assert!(r.is_err(), "a lost committed byte passed the check");
     // Bytes of write 55 appear: allowed as uncommitted when it may have been sent, not when
     // only writes up to 52 were.
@@ -274,14 +276,15 @@ fn the_check_catches_a_lost_committed_byte() {
     for p in off..off + len {
         ahead[p as usize] = data_byte(p, SEED + 56);
     }
-    assert!(check(&ahead, SEED, 50, 60) > 0);
-    let r = std::panic::catch_unwind(|| check(&ahead, SEED, 50, 52));
+    assert!(check(&ahead, &zeros, SEED, 50, 60) > 0);
+    let r = std::panic::catch_unwind(|| check(&ahead, &zeros, SEED, 50, 52));
     assert!(r.is_err(), "bytes of a write never sent passed the check");
 }
 
-/// SIGKILL of Ganesha while a writer is mid-workload: after a restart, every byte that a COMMIT
-/// acknowledged before the kill reads back (checked against the writer's last `committed=N`),
-/// and the volume keeps working.
+/// SIGKILL of Ganesha while a writer is mid-workload, three times in a row (each round's writer
+/// starts from what the previous crash left; its first COMMIT, of the whole file, makes that
+/// state stable too): after each restart, every byte that a COMMIT acknowledged before the kill
+/// reads back (checked against the writer's last `committed=N`), and the volume keeps working.
 #[test]
 fn sigkill_during_a_write_workload_keeps_every_committed_byte() {
     // Partial SCOs older than 1 s go to the backend, so the kill also lands mid-upload.
@@ -296,46 +299,51 @@ fn sigkill_during_a_write_workload_keeps_every_committed_byte() {
         return;
     }
     create_volume(&tg);
-    const SEED: u64 = 0x5eed_0001;
     const COUNT: u64 = 100_000;
-    // About 27 MiB committed: several SCOs, some already uploaded (SCO_Max_Age = 1 s).
-    const MIN_COMMITS: u64 = 100;
+    // About 20 MiB committed per round: several SCOs, some already uploaded.
+    const MIN_COMMITS: u64 = 75;
 
-    let mut w = Writer::start(&tg, SEED, COUNT);
-    let enough = poll_until(Duration::from_secs(120), || {
-        last_commit(&w.output()).0 >= MIN_COMMITS * EVERY || !w.running()
-    });
-    assert!(
-        enough && w.running(),
-        "writer did not reach {MIN_COMMITS} commits while running: {}",
-        w.output()
-    );
-    tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
-    // The writer's last line before the kill bounds what was acknowledged; stop it before the
-    // restart so that it cannot write to the new server.
-    let out = w.kill();
-    let (committed, bytes) = last_commit(&out);
-    assert!(committed >= MIN_COMMITS * EVERY, "{out}");
-    assert!(
-        !out.contains("done=1"),
-        "the writer finished before the kill: {out}"
-    );
+    let mut base = vec![0u8; SIZE as usize];
+    for round in 0..3u64 {
+        // Seeds far apart: write i of a round carries seed + i + 1.
+        let seed = 0x5eed_0000_0000 + round * 1_000_000;
+        let mut w = Writer::start(&tg, seed, COUNT);
+        let enough = poll_until(Duration::from_secs(120), || {
+            last_commit(&w.output()).0 >= MIN_COMMITS * EVERY || !w.running()
+        });
+        assert!(
+            enough && w.running(),
+            "round {round}: writer did not reach {MIN_COMMITS} commits while running: {}",
+            w.output()
+        );
+        tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
+        // The writer's last line before the kill bounds what was acknowledged; stop it before
+        // the restart so that it cannot write to the new server.
+        let out = w.kill();
+        let (committed, bytes) = last_commit(&out);
+        assert!(committed >= MIN_COMMITS * EVERY, "round {round}: {out}");
+        assert!(
+            !out.contains("done=1"),
+            "round {round}: the writer finished before the kill: {out}"
+        );
 
-    tg.gw_mut()
-        .restart_ganesha()
-        .expect("restart after SIGKILL");
-    let st = tg.client(3, &["stat", VOL]).expect_ok("stat after restart");
-    assert_eq!(st.num("size"), SIZE, "{st}");
-    let data = read_volume(&tg, "after-kill.bin");
-    // At most EVERY writes were sent after the last COMMIT the writer reported.
-    let maybe = (committed + EVERY).min(COUNT);
-    let new_bytes = check(&data, SEED, committed, maybe);
-    eprintln!(
-        "{committed} writes ({bytes} bytes) committed before SIGKILL; {new_bytes} bytes of the \
-         uncommitted writes survived"
-    );
+        tg.gw_mut()
+            .restart_ganesha()
+            .expect("restart after SIGKILL");
+        let st = tg.client(3, &["stat", VOL]).expect_ok("stat after restart");
+        assert_eq!(st.num("size"), SIZE, "round {round}: {st}");
+        let data = read_volume(&tg, &format!("after-kill-{round}.bin"));
+        // At most EVERY writes were sent after the last COMMIT the writer reported.
+        let maybe = (committed + EVERY).min(COUNT);
+        let new_bytes = check(&data, &base, seed, committed, maybe);
+        eprintln!(
+            "round {round}: {committed} writes ({bytes} bytes) committed before SIGKILL; \
+             {new_bytes} bytes of the uncommitted writes survived"
+        );
+        base = data;
+    }
 
-    // Still a working volume: a second workload after the crash restart, fully committed.
+    // Still a working volume: a last workload after the crash restarts, fully committed.
     let r = tg.run_timeout(
         client_bin(),
         [
@@ -470,7 +478,7 @@ fn unreachable_backend_fills_the_write_buffer_then_jukebox_and_loses_nothing() {
     );
 
     let data = read_volume(&tg, "after-backend-returns.bin");
-    check(&data, SEED, committed, maybe);
+    check(&data, &vec![0u8; SIZE as usize], SEED, committed, maybe);
 
     // Writable again once drained.
     let r = tg.run_timeout(
