@@ -833,8 +833,8 @@ fn io_err(e: std::io::Error, what: &str) -> Error {
 
 /// statvfs of a directory.
 fn statvfs(path: &std::path::Path) -> Result<StatFs> {
-    let st = nix::sys::statvfs::statvfs(path)
-        .map_err(|e| io_err(std::io::Error::from(e), "statvfs"))?;
+    let st =
+        nix::sys::statvfs::statvfs(path).map_err(|e| io_err(std::io::Error::from(e), "statvfs"))?;
     let frsize = st.fragment_size();
     Ok(StatFs {
         total_bytes: st.blocks().saturating_mul(frsize),

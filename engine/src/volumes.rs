@@ -63,10 +63,20 @@ impl ScoCache {
     /// Blocking: runs on a blocking thread (see [`ScoCache::run_async`]) or outside the runtime.
     fn run(&self) {
         let _one = self.running.lock();
-        let vols: Vec<Arc<Volume>> = self.vols.lock().values().filter_map(|w| w.upgrade()).collect();
+        let vols: Vec<Arc<Volume>> = self
+            .vols
+            .lock()
+            .values()
+            .filter_map(|w| w.upgrade())
+            .collect();
         let r = crate::volume::evict_lfu(&vols, self.size);
         if r.scos > 0 {
-            tracing::debug!(before = r.before, after = r.after, scos = r.scos, "SCO cache eviction");
+            tracing::debug!(
+                before = r.before,
+                after = r.after,
+                scos = r.scos,
+                "SCO cache eviction"
+            );
         }
     }
 
@@ -633,6 +643,55 @@ mod tests {
             measured: parking_lot::Condvar::new(),
             lock: Mutex::new(()),
         })
+    }
+
+    #[test]
+    fn the_registry_evicts_down_to_the_sco_cache_size_after_a_flush() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let rt = crate::runtime::build().expect("runtime");
+        let base: Arc<dyn ObjectStore> = Arc::new(strata_backend::MemStore::new());
+        let sco = 4096 + 16 * 4096 + 32;
+        let cfg = VolumesConfig {
+            dir: t.path().join("volumes"),
+            opts: VolumeOptions {
+                sco_clusters: 16,
+                tlog_scos: 2,
+            },
+            max_age: Duration::from_secs(3600),
+            fs: None,
+            write_buffer: 1 << 40,
+            sco_cache_size: 8 * sco,
+        };
+        let vols = Volumes::new(cfg, 1, base, rt.handle().clone());
+        let a = vols.open_or_create(2, 0, true).expect("open a");
+        let b = vols.open_or_create(3, 0, true).expect("open b");
+        let data: Vec<u8> = (0..20 * 65_536u32).map(|i| (i % 253) as u8).collect();
+        for v in [&a, &b] {
+            v.volume().write(0, &data, false).expect("write");
+            vols.flush(v).expect("flush");
+        }
+        let local: u64 = [&a, &b].iter().map(|v| v.volume().sco_cache_bytes()).sum();
+        assert!(local <= 8 * sco * 7 / 10, "{local}");
+        // What the volumes count is what is on disk.
+        let mut disk = 0;
+        for v in [&a, &b] {
+            for e in std::fs::read_dir(v.dir.join("sco")).expect("sco dir") {
+                disk += e.expect("entry").metadata().expect("metadata").len();
+            }
+        }
+        assert_eq!(disk, local);
+        let mut hits = 0;
+        for v in [&a, &b] {
+            let mut buf = vec![0u8; data.len()];
+            assert_eq!(v.volume().read(0, &mut buf).expect("read"), data.len());
+            assert!(buf == data, "volume {} reads back", v.ino);
+            let info = vols.info(v);
+            assert!(info.cache_misses > 0, "{info:?}");
+            hits += info.cache_hits;
+        }
+        // The newest SCOs (of the volume flushed last) stayed in the cache.
+        assert!(hits > 0);
+        vols.stop_all();
     }
 
     #[test]

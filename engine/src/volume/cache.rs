@@ -57,7 +57,9 @@ pub fn evict_lfu(vols: &[Arc<Volume>], cache_size: u64) -> EvictionReport {
                 total = total.saturating_sub(n);
                 rep.scos += 1;
             }
-            Err(e) => tracing::warn!(volume = %v.id(), sco = c.sco, error = %e, "SCO eviction failed"),
+            Err(e) => {
+                tracing::warn!(volume = %v.id(), sco = c.sco, error = %e, "SCO eviction failed")
+            }
         }
     }
     rep.after = total;

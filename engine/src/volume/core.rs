@@ -1367,10 +1367,7 @@ impl Volume {
     /// and the open SCO.
     pub fn sco_cache_bytes(&self) -> u64 {
         let st = self.state.read();
-        let open = st
-            .sco
-            .as_ref()
-            .map_or(0, |s| ScoFooter::offset(s.clusters));
+        let open = st.sco.as_ref().map_or(0, |s| ScoFooter::offset(s.clusters));
         open + st.scos.values().map(ScoEntry::local_bytes).sum::<u64>()
     }
 

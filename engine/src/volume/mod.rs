@@ -25,8 +25,8 @@ mod tests;
 pub use self::backup::{run_pipeline, BackupReport};
 pub use self::cache::{evict_lfu, EvictionReport};
 pub use self::core::{
-    EvictionCandidate, FsyncSite, Volume, VolumeOptions, VolumeStats, DEFAULT_SCO_SIZE, DEFAULT_TLOG_SCOS,
-    MAX_VOLUME_SIZE,
+    EvictionCandidate, FsyncSite, Volume, VolumeOptions, VolumeStats, DEFAULT_SCO_SIZE,
+    DEFAULT_TLOG_SCOS, MAX_VOLUME_SIZE,
 };
 pub use self::format::{FormatError, VolumeId, CLUSTER_SIZE};
 pub use self::localfs::{CrashMode, LocalFile, LocalFs, SimFs, SimRng, StdFs};

@@ -1138,9 +1138,7 @@ fn sco_file_len(lfs: &Arc<dyn LocalFs>, seq: u64) -> u64 {
 }
 
 fn range_gets(store: &FailPuts) -> u64 {
-    store
-        .range_gets
-        .load(std::sync::atomic::Ordering::Relaxed)
+    store.range_gets.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A volume of 48 full SCOs, all on `store`, with SCO 1 read hot; then evicted down to a cache
@@ -1154,13 +1152,18 @@ fn evicted_volume(
     let vol = Arc::new(vol);
     let data = fill(&vol, 48 * 65_536, 11);
     rt.block_on(vol.backup(&**store, true)).expect("backup");
-    assert_eq!(evict_lfu(std::slice::from_ref(&vol), 0).scos, 0, "unbounded");
+    assert_eq!(
+        evict_lfu(std::slice::from_ref(&vol), 0).scos,
+        0,
+        "unbounded"
+    );
     drop(vol);
     let vol = Volume::open(lfs.clone(), &dir(), VOL, small_opts()).expect("reopen");
     vol.set_backend(store.clone(), rt.handle().clone());
     // After a restart nothing is known to be on the backend until the manifest is read again.
     assert!(vol.eviction_candidates().is_empty());
-    rt.block_on(vol.backup(&**store, false)).expect("read the manifest");
+    rt.block_on(vol.backup(&**store, false))
+        .expect("read the manifest");
     assert_eq!(vol.eviction_candidates().len(), 48);
     for _ in 0..5 {
         assert_eq!(read_vec(&vol, 0, 65_536), data[..65_536]);
@@ -1200,8 +1203,12 @@ fn eviction_keeps_the_sco_cache_bounded_and_every_byte_reads_back() {
     assert!(s1.cache_hits > s0.cache_hits);
     // An unaligned read across cached and evicted clusters, and a read-modify-write of an
     // evicted cluster.
-    assert_eq!(read_vec(&vol, 65_536 - 100, 9_000), data[65_536 - 100..65_536 + 8_900]);
-    vol.write(2 * 65_536 + 10, b"patch", true).expect("rmw of an evicted cluster");
+    assert_eq!(
+        read_vec(&vol, 65_536 - 100, 9_000),
+        data[65_536 - 100..65_536 + 8_900]
+    );
+    vol.write(2 * 65_536 + 10, b"patch", true)
+        .expect("rmw of an evicted cluster");
     let mut want = data.clone();
     want[2 * 65_536 + 10..2 * 65_536 + 15].copy_from_slice(b"patch");
     assert_eq!(whole(&vol), want);
@@ -1246,7 +1253,11 @@ fn scos_not_on_the_backend_are_never_evicted() {
     let rep = evict_lfu(std::slice::from_ref(&vol), tiny);
     assert_eq!(rep.scos, last_backed);
     for seq in last_backed + 1..=vol.stats().scos_sealed {
-        assert_eq!(sco_file_len(&lfs, seq), SMALL_SCO_BYTES, "SCO {seq} not on the backend");
+        assert_eq!(
+            sco_file_len(&lfs, seq),
+            SMALL_SCO_BYTES,
+            "SCO {seq} not on the backend"
+        );
     }
     let mut want = data;
     want[..more.len()].copy_from_slice(&more);
@@ -1302,10 +1313,14 @@ fn a_corrupt_or_unreachable_backend_cluster_is_a_clear_error() {
         .gets_down
         .store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(matches!(vol.read(20 * 4096, &mut b), Err(Error::Delay)));
-    assert!(matches!(vol.write(20 * 4096 + 1, b"x", false), Err(Error::Delay)));
+    assert!(matches!(
+        vol.write(20 * 4096 + 1, b"x", false),
+        Err(Error::Delay)
+    ));
     store
         .gets_down
         .store(false, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(read_vec(&vol, 20 * 4096, 4096), data[20 * 4096..21 * 4096]);
-    vol.write(20 * 4096 + 1, b"x", true).expect("write after the backend is back");
+    vol.write(20 * 4096 + 1, b"x", true)
+        .expect("write after the backend is back");
 }
