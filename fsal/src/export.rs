@@ -44,6 +44,12 @@ pub fn fs() -> FResult<Arc<Filesystem>> {
         .ok_or(st(ffi::ERR_FSAL_SERVERFAULT, libc::EIO))
 }
 
+/// Installs `fs` as the process's engine (unit tests: there is no Ganesha to create an export).
+#[cfg(test)]
+pub fn tests_install_engine(fs: Arc<Filesystem>) {
+    *FS.write() = Some(fs);
+}
+
 /// Our export: Ganesha's `fsal_export` first, then a reference on the engine.
 #[repr(C)]
 pub struct StrataExport {

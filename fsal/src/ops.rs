@@ -160,6 +160,36 @@ pub fn tests_setattr_of(a: &ffi::fsal_attrlist) -> SetAttr {
     setattr_of(a)
 }
 
+/// A stateless named [`open2`] (NFSv3 CREATE style) for unit tests; any new handle is leaked.
+///
+/// # Safety
+/// `dir` must point to a valid [`handle::StrataHandle`] of a directory; `attrs_in` must be
+/// null or a valid attribute list.
+#[cfg(test)]
+pub unsafe fn tests_open2_named(
+    dir: *mut ffi::fsal_obj_handle,
+    name: &CStr,
+    createmode: ffi::fsal_create_mode,
+    attrs_in: *mut ffi::fsal_attrlist,
+) -> ffi::fsal_status_t {
+    let mut new_obj: *mut ffi::fsal_obj_handle = ptr::null_mut();
+    // SAFETY: the caller's pointers; every other pointer is null or local.
+    unsafe {
+        open2(
+            dir,
+            ptr::null_mut(),
+            O_READ | O_WRITE,
+            createmode,
+            name.as_ptr(),
+            attrs_in,
+            ptr::null_mut(),
+            &mut new_obj,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    }
+}
+
 /// [`verifier_times`] for unit tests.
 #[cfg(test)]
 pub fn tests_verifier_times(v: &[u8; 8]) -> (Timestamp, Timestamp) {
@@ -657,6 +687,11 @@ unsafe extern "C" fn open2(
         let n = name_of(name)?;
         maybe_test_panic(n);
         let (cred, mut set, mode) = create_cred(attrs_in);
+        // The size limit setattr2 enforces holds for a size given with the create too (NFSv3
+        // CREATE sattr, NFSv4 createattrs): refuse before anything is created.
+        if set.size.is_some_and(|s| s > MAX_FILE_SIZE) {
+            return Err(err(ffi::ERR_FSAL_FBIG, libc::EFBIG));
+        }
         let (attr, created) = if createmode == ffi::FSAL_NO_CREATE {
             (eng("lookup for open", fs.lookup(me.h, n))?, false)
         } else {

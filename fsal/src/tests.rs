@@ -542,3 +542,39 @@ fn bad_values_are_refused_with_file_and_line() {
         "{errs:?} lacks {want}"
     );
 }
+
+#[test]
+fn create_with_a_size_beyond_off_t_is_fbig_and_creates_nothing() {
+    use std::sync::Arc;
+    use strata_engine::{EngineConfig, Error, Filesystem, Kind};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = Arc::new(Filesystem::open(EngineConfig::new(dir.path())).expect("engine"));
+    crate::export::tests_install_engine(fs.clone());
+    let root = fs.getattr(fs.root()).expect("root");
+    let mut h = crate::handle::StrataHandle {
+        // SAFETY: a plain C struct; open2 by name never reads Ganesha's part of the parent.
+        obj: unsafe { std::mem::zeroed() },
+        h: root.handle,
+        key: root.handle.to_bytes(),
+        kind: Kind::Directory,
+    };
+    // SAFETY: all-zero is an empty attribute list.
+    let mut attrs: ffi::fsal_attrlist = unsafe { std::mem::zeroed() };
+    attrs.valid_mask = (ffi::ATTR_MODE | ffi::ATTR_SIZE) as u64;
+    attrs.mode = 0o644;
+    attrs.filesize = u64::MAX;
+    // SAFETY: h is a live directory handle of ours; attrs is valid.
+    let st = unsafe {
+        crate::ops::tests_open2_named(&mut h.obj, c"huge", ffi::FSAL_UNCHECKED, &mut attrs)
+    };
+    assert_eq!(
+        st.major,
+        ffi::ERR_FSAL_FBIG,
+        "NFSv3 CREATE size 2^64-1 must be FBIG"
+    );
+    assert!(
+        matches!(fs.lookup(root.handle, b"huge"), Err(Error::NotFound)),
+        "a refused create must leave no file behind"
+    );
+}
