@@ -183,10 +183,28 @@ impl ObjectData for FileData {
             self.zero_gap(&map, size, new_size)?;
         }
         let old = map.clone();
-        let removed = self.driver.truncate(self.id, &mut map, new_size)?;
+        // From here on the cut may be partly done (map and cache cut, tail zeroed): on failure
+        // the file must stay the truncated one in memory, never the old size over cut extents,
+        // and the next commit records it.
+        let cut_half_done = |e: crate::error::Error| {
+            let mut s = self.sizes.lock();
+            s.size = new_size;
+            s.dirty = true;
+            s.suspect_tail = !new_size.is_multiple_of(EXTENT_SIZE);
+            e
+        };
+        let removed = match self.driver.truncate(self.id, &mut map, new_size) {
+            Ok(r) => r,
+            Err(e) => {
+                // The indices it cut from the map are for the next commit to forget.
+                let changed = map.symmetric_difference(&old).copied().collect::<Vec<_>>();
+                self.sizes.lock().unrecorded.extend(changed);
+                return Err(cut_half_done(e.into()));
+            }
+        };
         // The zeroed tail of the last extent (and any earlier unstable write) goes up first, so
         // that the size recorded next never exposes stale bytes.
-        let (added, mut cut) = self.upload(&old, &mut map)?;
+        let (added, mut cut) = self.upload(&old, &mut map).map_err(cut_half_done)?;
         for r in &removed {
             if !cut.contains(r) {
                 cut.push(*r);
@@ -200,7 +218,7 @@ impl ObjectData for FileData {
         };
         if let Err(e) = persist(&commit) {
             self.unrecorded(&commit);
-            return Err(e);
+            return Err(cut_half_done(e));
         }
         {
             let mut s = self.sizes.lock();

@@ -469,6 +469,15 @@ impl Filesystem {
             return Err(Error::Invalid("write beyond the largest offset".into()));
         }
         let live = self.get_live(h)?;
+        if data.is_empty() {
+            // Writes nothing: a zero-length write past the end must not grow the file (POSIX
+            // pwrite), nor touch mtime or the change counter.
+            if stable {
+                self.commit_live(h.ino, &live)?;
+                return Ok((0, Stability::Stable));
+            }
+            return Ok((0, Stability::Unstable));
+        }
         live.data.write(offset, data)?;
         {
             let mut p = live.pending.lock();

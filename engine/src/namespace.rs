@@ -874,7 +874,13 @@ impl Namespace {
             obj.size = up.size;
             obj.mtime = up.mtime;
             obj.ctime = obj.ctime.max(up.mtime);
-            obj.change = obj.change.max(up.change);
+            // 0: no pending writes carried a counter (e.g. a size change alone); the data
+            // changed all the same, so the counter must move.
+            obj.change = if up.change == 0 {
+                obj.change + 1
+            } else {
+                obj.change.max(up.change)
+            };
             put_inode(&mut inodes, ino, &obj)?;
             i = obj;
         }
@@ -913,6 +919,7 @@ pub(crate) struct DataUpdate {
     pub added: Vec<u64>,
     pub removed: Vec<u64>,
     pub mtime: Timestamp,
+    /// The change counter to record (at least); 0 means one more than the recorded one.
     pub change: u64,
     /// Commit without fsync (see `Commit::lazy`).
     pub lazy: bool,

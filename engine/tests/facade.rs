@@ -568,3 +568,116 @@ fn handles_of_another_namespace_are_stale() {
     assert!(matches!(b.read(f, 0, &mut [0u8; 1]), Err(Error::Stale)));
     assert!(matches!(b.lookup(a.root(), b"f"), Err(Error::Stale)));
 }
+
+/// A shrinking truncate that fails half-way (backend down while the zeroed tail goes up) must
+/// leave a file that reads as the old one or the truncated one, never a mix (the old size over
+/// cut extents, which a later commit would make durable), in memory and after a crash.
+#[test]
+fn failed_truncate_never_shows_cut_data_under_the_old_size() {
+    use std::sync::Arc;
+    use strata_backend::{FaultyStore, MemStore, ObjectStore};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mem = Arc::new(MemStore::new());
+    let open = |faulty: Arc<FaultyStore>| {
+        let opts = OpenOptions {
+            store: Some(faulty as Arc<dyn ObjectStore>),
+            metadata_backend: None,
+            volume_fs: None,
+        };
+        Filesystem::open_with(EngineConfig::new(dir.path()), opts).expect("open")
+    };
+    let faulty = Arc::new(FaultyStore::new(mem.clone()));
+    let fs = open(faulty.clone());
+    let f = mkfile(&fs, fs.root(), "f").handle;
+    let old = vec![7u8; 3 << 20];
+    fs.write(f, 0, &old, true).expect("stable write");
+    let cut = (3 << 20) / 2;
+    let consistent = |data: &[u8], when: &str| {
+        assert!(
+            data == &old[..] || data == &old[..cut],
+            "{when}: {} bytes, {} of them zero: neither the old file nor the truncated one",
+            data.len(),
+            data.iter().filter(|&&b| b == 0).count()
+        );
+    };
+    faulty.set_failing(true);
+    let r = fs.setattr(
+        f,
+        &SetAttr {
+            size: Some(cut as u64),
+            ..Default::default()
+        },
+    );
+    assert!(r.is_err(), "the truncate needs the backend");
+    faulty.set_failing(false);
+    consistent(&read_all(&fs, f), "after the failed truncate");
+    fs.write(f, 0, b"\x07", false).expect("write");
+    fs.commit(f).expect("commit");
+    consistent(&read_all(&fs, f), "after a commit");
+    fs.crash();
+    let fs = open(Arc::new(FaultyStore::new(mem.clone())));
+    consistent(&read_all(&fs, f), "after a crash");
+    // Growing again shows zeros past the cut, never the cut bytes.
+    fs.setattr(
+        f,
+        &SetAttr {
+            size: Some(3 << 20),
+            ..Default::default()
+        },
+    )
+    .expect("grow");
+    let data = read_all(&fs, f);
+    assert!(data[..cut].iter().all(|&b| b == 7));
+    assert!(data[cut..].iter().all(|&b| b == 0), "cut bytes came back");
+}
+
+/// A size change alone (SETATTR of the size, no pending writes) changes the NFSv4 change
+/// attribute, in memory and as recorded.
+#[test]
+fn size_change_alone_bumps_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = Filesystem::open(EngineConfig::new(dir.path())).expect("open");
+    let f = mkfile(&fs, fs.root(), "f");
+    let mut last = f.change;
+    for size in [10u64, 3, 3 << 20] {
+        let a = fs
+            .setattr(
+                f.handle,
+                &SetAttr {
+                    size: Some(size),
+                    ..Default::default()
+                },
+            )
+            .expect("setattr size");
+        assert_eq!(a.size, size);
+        assert!(
+            a.change > last,
+            "size {size}: change {} <= {last}",
+            a.change
+        );
+        last = a.change;
+    }
+    drop(fs);
+    let fs = Filesystem::open(EngineConfig::new(dir.path())).expect("reopen");
+    assert!(fs.getattr(f.handle).expect("getattr").change >= last);
+}
+
+/// A zero-length WRITE past the end (legal in NFS) writes nothing: the size, the data and
+/// the change attribute stay as they were, for files and volumes.
+#[test]
+fn empty_write_past_the_end_changes_nothing() {
+    let (_d, fs) = open();
+    for name in ["f", "disk.raw"] {
+        let h = mkfile(&fs, fs.root(), name).handle;
+        fs.write(h, 0, b"abc", true).expect("write");
+        let before = fs.getattr(h).expect("getattr");
+        for stable in [false, true] {
+            let (n, _) = fs.write(h, 1 << 20, b"", stable).expect("empty write");
+            assert_eq!(n, 0);
+            let a = fs.getattr(h).expect("getattr");
+            assert_eq!(a.size, 3, "{name}: an empty write grew the file");
+            assert_eq!(a.change, before.change, "{name}: nothing changed");
+        }
+        assert_eq!(read_all(&fs, h), b"abc");
+    }
+}
