@@ -64,7 +64,8 @@ fn main() {
              state_t|state_type|fsal_dir_result|fsal_create_mode|object_file_type|gsh_buffdesc|\
              fsal_digesttype_t|fsal_id|fsal_share|fsal_fd|fsal_staticfsinfo_t|user_cred|\
              fsal_fsid__|config_file_t|fsal_openflags_t|fsal_verifier_t|fsal_cookie_t|\
-             fsal_readdir_cb|fsal_async_cb|log_components|log_levels|gsh_export|fsal_aclsupp_t",
+             fsal_readdir_cb|fsal_async_cb|log_components|log_levels|gsh_export|fsal_aclsupp_t|\
+             fsal_accessflags_t",
         )
         .allowlist_function(
             "register_fsal|unregister_fsal|fsal_export_init|fsal_attach_export|\
@@ -72,7 +73,7 @@ fn main() {
              fsal_default_obj_ops_init|free_export_ops|load_config_from_node|\
              load_config_from_parse|noop_conf_init|noop_conf_commit|DisplayLogComponentLevel|\
              posix2fsal_error|check_share_conflict|update_share_counters|merge_share|\
-             strata_get_op_ctx",
+             strata_get_op_ctx|fsal_test_access",
         )
         .allowlist_var(
             "ATTR_.*|ATTR4_.*|ATTRS_POSIX|FSAL_MAJOR_VERSION|FSAL_MINOR_VERSION|FSAL_O_.*|\

@@ -361,16 +361,84 @@ fn finish_create(h: strata_engine::Handle, attr: Attr, set: SetAttr) -> FResult<
     eng("setattr after create", fs.setattr(h, &set))
 }
 
-/// Owner for a new object: the attributes Ganesha passed, else the caller.
-fn create_cred(attrs_in: *const ffi::fsal_attrlist) -> (Cred, SetAttr, Option<u32>) {
+/// Owner for a new object: the attributes Ganesha passed, else the caller. Only root may give
+/// a new object another owner, or a group it is not a member of (EPERM, as chown would).
+fn create_cred(attrs_in: *const ffi::fsal_attrlist) -> FResult<(Cred, SetAttr, Option<u32>)> {
     let mut set = setattr_of(attrs_in);
     let caller = caller_cred();
     let cred = Cred {
         uid: set.uid.take().unwrap_or(caller.uid),
         gid: set.gid.take().unwrap_or(caller.gid),
     };
+    if caller.uid != 0
+        && (cred.uid != caller.uid || (cred.gid != caller.gid && !caller_in_group(cred.gid)))
+    {
+        return Err(err(ffi::ERR_FSAL_PERM, libc::EPERM));
+    }
     let mode = set.mode.take();
-    (cred, set, mode)
+    Ok((cred, set, mode))
+}
+
+/// Whether `gid` is among the caller's supplementary groups.
+fn caller_in_group(gid: u32) -> bool {
+    // SAFETY: as in caller_cred; Ganesha keeps caller_garray (caller_glen entries) alive for the
+    // whole request.
+    unsafe {
+        let ctx = ffi::strata_get_op_ctx();
+        if ctx.is_null() {
+            return false;
+        }
+        let c = &(*ctx).creds;
+        if c.caller_garray.is_null() {
+            return false;
+        }
+        std::slice::from_raw_parts(c.caller_garray, c.caller_glen as usize).contains(&gid)
+    }
+}
+
+/// Ganesha 4.3 leaves the permission check of adding, and renaming away, directory entries to
+/// the FSAL (it checks REMOVE and LINK itself): the caller needs write and search permission on
+/// the directory, by its mode bits and the request's credentials (root passes).
+fn may_change_entries(dir: *mut ffi::fsal_obj_handle) -> FResult<()> {
+    // SAFETY: dir is a live handle of ours for the whole call; fsal_test_access reads its
+    // attributes through our getattrs and the credentials of the live op_ctx; null
+    // allowed/denied pointers are accepted.
+    let st = unsafe {
+        ffi::fsal_test_access(
+            dir,
+            ffi::FSAL_W_OK | ffi::FSAL_X_OK,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            false,
+        )
+    };
+    if st.major == ffi::ERR_FSAL_NO_ERROR {
+        Ok(())
+    } else {
+        Err(st)
+    }
+}
+
+/// The sticky-bit rule for taking an entry out of `dir` (rename): in a sticky directory only
+/// the owner of the entry, the owner of the directory, or root may.
+fn sticky_allows(
+    fs: &strata_engine::Filesystem,
+    dir: strata_engine::Handle,
+    entry: strata_engine::Handle,
+) -> FResult<()> {
+    let caller = caller_cred();
+    if caller.uid == 0 {
+        return Ok(());
+    }
+    let d = eng("getattr for rename", fs.getattr(dir))?;
+    if d.mode & 0o1000 == 0 || d.uid == caller.uid {
+        return Ok(());
+    }
+    let e = eng("getattr for rename", fs.getattr(entry))?;
+    if e.uid == caller.uid {
+        return Ok(());
+    }
+    Err(err(ffi::ERR_FSAL_ACCESS, libc::EACCES))
 }
 
 unsafe extern "C" fn mkdir(
@@ -385,7 +453,8 @@ unsafe extern "C" fn mkdir(
         // SAFETY: dir is our live handle.
         let d = unsafe { from_obj(dir) };
         let n = name_of(name)?;
-        let (cred, mut set, mode) = create_cred(attrs_in);
+        let (cred, mut set, mode) = create_cred(attrs_in)?;
+        may_change_entries(dir)?;
         set.size = None;
         let attr = eng("mkdir", fs.mkdir(d.h, n, mode.unwrap_or(0o755), cred))?;
         let attr = finish_create(attr.handle, attr, set)?;
@@ -413,7 +482,8 @@ unsafe extern "C" fn symlink(
         let d = unsafe { from_obj(dir) };
         let n = name_of(name)?;
         let target = name_of(link_path)?;
-        let (cred, mut set, _mode) = create_cred(attrs_in);
+        let (cred, mut set, _mode) = create_cred(attrs_in)?;
+        may_change_entries(dir)?;
         set.size = None;
         let attr = eng("symlink", fs.symlink(d.h, n, target, cred))?;
         let attr = finish_create(attr.handle, attr, set)?;
@@ -489,7 +559,7 @@ unsafe extern "C" fn link(
 }
 
 unsafe extern "C" fn rename(
-    _obj: *mut ffi::fsal_obj_handle,
+    obj: *mut ffi::fsal_obj_handle,
     olddir: *mut ffi::fsal_obj_handle,
     old_name: *const c_char,
     newdir: *mut ffi::fsal_obj_handle,
@@ -497,10 +567,18 @@ unsafe extern "C" fn rename(
 ) -> ffi::fsal_status_t {
     guard("rename", || {
         let fs = fs()?;
-        // SAFETY: both are our live handles.
-        let (od, nd) = unsafe { (from_obj(olddir), from_obj(newdir)) };
+        // SAFETY: all three are our live handles.
+        let (o, od, nd) = unsafe { (from_obj(obj), from_obj(olddir), from_obj(newdir)) };
         let on = name_of(old_name)?;
         let nn = name_of(new_name)?;
+        may_change_entries(olddir)?;
+        may_change_entries(newdir)?;
+        sticky_allows(&fs, od.h, o.h)?;
+        if let Ok(target) = fs.lookup(nd.h, nn) {
+            if target.handle != o.h {
+                sticky_allows(&fs, nd.h, target.handle)?;
+            }
+        }
         eng("rename", fs.rename(od.h, on, nd.h, nn))
     })
 }
@@ -686,7 +764,7 @@ unsafe extern "C" fn open2(
 
         let n = name_of(name)?;
         maybe_test_panic(n);
-        let (cred, mut set, mode) = create_cred(attrs_in);
+        let (cred, mut set, mode) = create_cred(attrs_in)?;
         // The size limit setattr2 enforces holds for a size given with the create too (NFSv3
         // CREATE sattr, NFSv4 createattrs): refuse before anything is created.
         if set.size.is_some_and(|s| s > MAX_FILE_SIZE) {
@@ -700,6 +778,11 @@ unsafe extern "C" fn open2(
                 ffi::FSAL_GUARDED => CreateMode::Guarded,
                 _ => CreateMode::Exclusive(verf),
             };
+            // Only a new entry needs write permission on the directory: opening an existing
+            // file (UNCHECKED, an exclusive replay) does not.
+            if matches!(fs.lookup(me.h, n), Err(strata_engine::Error::NotFound)) {
+                may_change_entries(obj)?;
+            }
             let c = eng(
                 "create",
                 fs.create(me.h, n, mode.unwrap_or(0o600), cred, how),

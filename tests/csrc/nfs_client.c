@@ -57,7 +57,7 @@ static int usage(void)
 		"  write PATH OFFSET LEN SEED       pattern write (creates the file; fsync at the end)\n"
 		"  verify PATH OFFSET LEN SEED      read and compare with the pattern\n"
 		"  put PATH TEXT | cat PATH         small text files\n"
-		"  mkdir PATH | rmdir PATH | unlink PATH\n"
+		"  mkdir PATH | rmdir PATH | unlink PATH | chmod PATH OCTAL_MODE\n"
 		"  rename OLD NEW | link OLD NEW | symlink TARGET PATH | readlink PATH\n"
 		"  truncate PATH SIZE\n"
 		"  statfs PATH                      capacity (FSSTAT) and transfer limits (FSINFO)\n"
@@ -873,6 +873,10 @@ int strata_nfs_client_main(int argc, char **argv)
 		rc = do_cat(a[0]);
 	} else if (strcmp(cmd, "mkdir") == 0 && n == 1) {
 		rc = (ret = nfs_mkdir(nfs, a[0])) < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
+	} else if (strcmp(cmd, "chmod") == 0 && n == 2 && a[1][0] != '\0' &&
+		   a[1][strspn(a[1], "01234567")] == '\0' && strtoul(a[1], NULL, 8) <= 07777) {
+		ret = nfs_chmod(nfs, a[0], (int)strtoul(a[1], NULL, 8));
+		rc = ret < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
 	} else if (strcmp(cmd, "rmdir") == 0 && n == 1) {
 		rc = (ret = nfs_rmdir(nfs, a[0])) < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
 	} else if (strcmp(cmd, "unlink") == 0 && n == 1) {

@@ -10,6 +10,8 @@ use strata_tests::*;
 
 const ENOENT: u64 = 2;
 const EEXIST: u64 = 17;
+const EPERM: u64 = 1;
+const EACCES: u64 = 13;
 const NFS3ERR_STALE: u64 = 70;
 const MIB: u64 = 1 << 20;
 
@@ -51,6 +53,7 @@ on_both!(
     capacity_and_transfer_limits,
     parallel_v4_clients,
     nfsv4_writes,
+    a_non_root_caller_is_held_to_directory_permissions,
 );
 
 fn nfs_utils_v3_and_v4(tg: &TestGateway) {
@@ -653,4 +656,56 @@ fn nfsv4_writes(tg: &TestGateway) {
     let st = tg.client(3, &["stat", "/v4data"]).expect_ok("stat");
     assert_eq!((st.num("fileid"), st.num("size")), (id, 5), "{st}");
     assert_eq!(cat(tg, 4, "/v4data"), "short");
+}
+
+/// Our client as uid/gid 1000 (AUTH_SYS credentials from libnfs's URL options).
+fn as_user(tg: &TestGateway, args: &[&str]) -> Run {
+    let url = format!("{}&uid=1000&gid=1000", tg.url(3, ""));
+    let mut all: Vec<&str> = vec![&url];
+    all.extend_from_slice(args);
+    tg.run_timeout(client_bin(), all, CMD_TIMEOUT)
+}
+
+/// Creating, renaming and choosing owners are checked against the directory's mode and the
+/// caller's credentials (Ganesha 4.3 leaves these checks to the FSAL; VFS gets them from the
+/// kernel).
+fn a_non_root_caller_is_held_to_directory_permissions(tg: &TestGateway) {
+    // As root: a 0755 root-owned directory with a root file in it, and a 0777 directory.
+    tg.client(3, &["mkdir", "/locked"]).expect_ok("mkdir");
+    tg.client(3, &["chmod", "/locked", "755"])
+        .expect_ok("chmod");
+    tg.client(3, &["put", "/locked/rootfile", "root data"])
+        .expect_ok("put");
+    tg.client(3, &["mkdir", "/open"]).expect_ok("mkdir");
+    tg.client(3, &["chmod", "/open", "777"]).expect_ok("chmod");
+
+    // As uid 1000: nothing new in the locked directory, nothing renamed out of it.
+    for args in [
+        &["put", "/locked/mine", "x"][..],
+        &["mkdir", "/locked/d"],
+        &["symlink", "t", "/locked/sl"],
+        &["rename", "/locked/rootfile", "/open/stolen"],
+    ] {
+        let r = as_user(tg, args);
+        assert_eq!(r.num("errno"), EACCES, "uid 1000 {args:?}: {r}");
+    }
+    assert_eq!(cat(tg, 3, "/locked/rootfile"), "root data");
+
+    // In the open directory it may, and what it creates is its own.
+    as_user(tg, &["put", "/open/mine", "user data"]).expect_ok("put as uid 1000");
+    let st = tg.client(3, &["stat", "/open/mine"]).expect_ok("stat");
+    assert_eq!(st.num("uid"), 1000);
+    as_user(tg, &["mkdir", "/open/dir"]).expect_ok("mkdir as uid 1000");
+    as_user(tg, &["rename", "/open/mine", "/open/renamed"]).expect_ok("rename as uid 1000");
+
+    // A root-owned file in a sticky 1777 directory cannot be renamed away by another user.
+    tg.client(3, &["chmod", "/open", "1777"])
+        .expect_ok("chmod sticky");
+    tg.client(3, &["put", "/open/roots", "r"]).expect_ok("put");
+    let r = as_user(tg, &["rename", "/open/roots", "/open/taken"]);
+    assert!(
+        r.num("errno") == EACCES || r.num("errno") == EPERM,
+        "sticky rename: {r}"
+    );
+    as_user(tg, &["rename", "/open/renamed", "/open/again"]).expect_ok("own file in sticky dir");
 }
