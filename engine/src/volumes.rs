@@ -168,8 +168,11 @@ pub(crate) struct Volumes {
     rt: tokio::runtime::Handle,
     uploads: Arc<Semaphore>,
     cache: Arc<ScoCache>,
-    /// Open volumes. Held while a volume opens, so that it is never opened twice.
+    /// Open volumes. Held only briefly: a volume that is opening holds its own gate instead.
     open: Mutex<HashMap<Ino, Arc<VolumeData>>>,
+    /// One gate per volume being opened, so that it is opened once, while opening other volumes
+    /// (a local restart, or a whole backend restore) never waits for it.
+    opening: Mutex<HashMap<Ino, Arc<Mutex<()>>>>,
 }
 
 /// The id of volume `ino` of namespace `fsid`: both, little-endian.
@@ -215,6 +218,7 @@ impl Volumes {
             rt,
             uploads: Arc::new(Semaphore::new(UPLOADS)),
             open: Mutex::new(HashMap::new()),
+            opening: Mutex::new(HashMap::new()),
         }
     }
 
@@ -289,10 +293,28 @@ impl Volumes {
     /// on the backend under this ino belongs to another namespace (inos are never reused within
     /// one) and is removed, and the volume is created. Starts its backend pipeline.
     pub fn open_or_create(&self, ino: Ino, size_hint: u64, fresh: bool) -> Result<Arc<VolumeData>> {
-        let mut open = self.open.lock();
-        if let Some(v) = open.get(&ino) {
-            return Ok(v.clone());
+        if let Some(v) = self.get(ino) {
+            return Ok(v);
         }
+        let gate = self.opening.lock().entry(ino).or_default().clone();
+        let opened = {
+            let _opening = gate.lock();
+            match self.get(ino) {
+                // Opened by another thread while this one waited at the gate.
+                Some(v) => Ok(v),
+                None => self.open_gated(ino, size_hint, fresh),
+            }
+        };
+        let mut opening = self.opening.lock();
+        // Only the map and this thread hold the gate: nobody waits at it any more.
+        if Arc::strong_count(&gate) == 2 {
+            opening.remove(&ino);
+        }
+        opened
+    }
+
+    /// [`Volumes::open_or_create`] with the volume's gate held.
+    fn open_gated(&self, ino: Ino, size_hint: u64, fresh: bool) -> Result<Arc<VolumeData>> {
         let dir = self.local_dir(ino);
         let store = self.store_of(ino)?;
         let id = volume_id(self.fsid, ino);
@@ -366,7 +388,7 @@ impl Volumes {
             backlog,
             write_buffer: self.cfg.write_buffer,
         });
-        open.insert(ino, data.clone());
+        self.open.lock().insert(ino, data.clone());
         Ok(data)
     }
 

@@ -300,3 +300,136 @@ fn a_new_volume_ignores_what_another_namespace_left_under_its_ino() {
     fs.flush_to_backend()
         .expect("uploads into the namespace of the new volume");
 }
+
+/// A store whose reads under one key prefix wait until released, telling the test when the
+/// first such read started.
+#[derive(Debug)]
+struct GatedStore {
+    inner: strata_backend::LocalStore,
+    prefix: String,
+    started: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    release: tokio::sync::Semaphore,
+}
+
+impl GatedStore {
+    async fn gate(&self, key: &str) {
+        if key.starts_with(&self.prefix) {
+            if let Some(tx) = self.started.lock().expect("lock").take() {
+                let _ = tx.send(());
+            }
+            let _permit = self.release.acquire().await.expect("semaphore");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl strata_backend::ObjectStore for GatedStore {
+    async fn put(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+    ) -> strata_backend::Result<strata_backend::ObjectMeta> {
+        self.inner.put(key, data).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+    ) -> strata_backend::Result<strata_backend::ObjectMeta> {
+        self.inner.put_if_absent(key, data).await
+    }
+    async fn put_if_match(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        etag: &str,
+    ) -> strata_backend::Result<strata_backend::ObjectMeta> {
+        self.inner.put_if_match(key, data, etag).await
+    }
+    async fn get(
+        &self,
+        key: &str,
+    ) -> strata_backend::Result<(bytes::Bytes, strata_backend::ObjectMeta)> {
+        self.gate(key).await;
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> strata_backend::Result<bytes::Bytes> {
+        self.gate(key).await;
+        self.inner.get_range(key, range).await
+    }
+    async fn head(&self, key: &str) -> strata_backend::Result<strata_backend::ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &str) -> strata_backend::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        max: usize,
+    ) -> strata_backend::Result<strata_backend::ListPage> {
+        self.inner.list(prefix, token, max).await
+    }
+}
+
+#[test]
+fn a_slow_backend_restore_of_one_volume_does_not_stall_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a_data, b_data) = (pattern(30_000, 1), pattern(20_000, 2));
+    let (a, b) = {
+        let fs = open(dir.path());
+        let a = create_volume(&fs, "a-flat.vmdk");
+        let b = create_volume(&fs, "b-flat.vmdk");
+        fs.write(a.handle, 0, &a_data, false).expect("write a");
+        fs.write(b.handle, 0, &b_data, false).expect("write b");
+        fs.flush_to_backend().expect("flush");
+        fs.crash();
+        (a.handle, b.handle)
+    };
+    // Both volumes only on the backend; A's reads from it hang until released.
+    for h in [a, b] {
+        std::fs::remove_dir_all(local_dir(dir.path(), h.ino)).expect("drop local state");
+    }
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let store = std::sync::Arc::new(GatedStore {
+        inner: strata_backend::LocalStore::open(dir.path().join("backend")).expect("store"),
+        prefix: format!("{VOLUMES_PREFIX}{}/", hex(a.ino)),
+        started: std::sync::Mutex::new(Some(started_tx)),
+        release: tokio::sync::Semaphore::new(0),
+    });
+    let opts = OpenOptions {
+        store: Some(store.clone()),
+        ..Default::default()
+    };
+    let fs = std::sync::Arc::new(
+        Filesystem::open_with(EngineConfig::new(dir.path()), opts).expect("open"),
+    );
+    let reader_a = {
+        let fs = fs.clone();
+        std::thread::spawn(move || read_all(&fs, a, 30_000))
+    };
+    started
+        .recv_timeout(Duration::from_secs(30))
+        .expect("A's restore reached the backend");
+    // While A's restore hangs, B restores and reads.
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let reader_b = {
+        let fs = fs.clone();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(read_all(&fs, b, 20_000));
+        })
+    };
+    let got_b = done.recv_timeout(Duration::from_secs(30));
+    store.release.add_permits(1);
+    assert_eq!(
+        got_b.expect("B was served while A's restore was blocked"),
+        b_data
+    );
+    assert_eq!(reader_a.join().expect("reader a"), a_data);
+    reader_b.join().expect("reader b");
+}
