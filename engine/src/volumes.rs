@@ -129,7 +129,12 @@ impl Backlog {
     /// Measures the backlog again from the local files and what the backend has.
     async fn refresh(&self, vol: &Volume) {
         let last = vol.backend_last_tlog().await;
-        match pending_bytes(&*self.fs, &self.dir, last) {
+        // Listing and opening the volume's files blocks: keep it off the runtime's workers.
+        let (fs, dir) = (self.fs.clone(), self.dir.clone());
+        let measured = tokio::task::spawn_blocking(move || pending_bytes(&*fs, &dir, last))
+            .await
+            .unwrap_or_else(|e| Err(Error::Io(format!("measuring the upload backlog: {e}"))));
+        match measured {
             Ok(n) => self.record(n),
             Err(e) => {
                 tracing::warn!(volume = %vol.id(), error = %e, "cannot measure a volume's upload backlog")
