@@ -883,6 +883,12 @@ impl Volume {
         self.tlog_append(st, &[Entry::TlogClosed { crc }])?;
         let what = format!("TLog {}", tlog_name(st.tlog.seq));
         self.fsync(FsyncSite::CloseTlog, &*st.tlog.file, &what)?;
+        self.start_next_tlog(st)
+    }
+
+    /// Starts the TLog after the open one: header + fdatasync; its name becomes durable at the
+    /// next commit (the TLog directory is marked dirty).
+    fn start_next_tlog(&self, st: &mut State) -> Result<()> {
         let seq = st.tlog.seq + 1;
         let path = self.tlog_dir.join(tlog_name(seq));
         let file = self
@@ -1293,27 +1299,7 @@ impl Volume {
             }
             if last_closed {
                 // Closed, but the next TLog never became durable: start it now.
-                let seq = st.tlog.seq + 1;
-                let path = vol.tlog_dir.join(tlog_name(seq));
-                let file = fs
-                    .create_new(&path)
-                    .map_err(|e| io_err(path.display(), e))?;
-                let header = TlogHeader { volume: id, seq }.encode();
-                file.write_at(&header, 0)
-                    .map_err(|e| io_err(path.display(), e))?;
-                vol.fsync(
-                    FsyncSite::CreateTlog,
-                    &*file,
-                    &format!("TLog {}", tlog_name(seq)),
-                )?;
-                st.tlog = OpenTlog {
-                    seq,
-                    file,
-                    len: TLOG_HEADER_LEN as u64,
-                    crc: crc32c::crc32c(&header),
-                    scos: 0,
-                };
-                st.tlog_dir_dirty = true;
+                vol.start_next_tlog(&mut st)?;
             } else if st.tlog.scos >= opts.tlog_scos {
                 vol.roll_tlog(&mut st)?;
             }
