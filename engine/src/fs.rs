@@ -75,6 +75,9 @@ pub struct EngineConfig {
     pub write_buffer_size: u64,
     /// Bound of the local SCO files of all volumes, bytes (`SCO_Cache_Size`; 0: unbounded).
     pub sco_cache_size: u64,
+    /// Bound of the content-addressed cluster cache shared by all volumes, bytes
+    /// (`Cluster_Cache_Size`; 0: off).
+    pub cluster_cache_size: u64,
 }
 
 impl EngineConfig {
@@ -97,6 +100,7 @@ impl EngineConfig {
             sco_max_age: std::time::Duration::from_secs(60),
             write_buffer_size: 1 << 30,
             sco_cache_size: 8 << 30,
+            cluster_cache_size: 1 << 30,
         }
     }
 }
@@ -244,6 +248,7 @@ impl Filesystem {
         for ino in fs.ns.orphans()? {
             fs.purge(ino);
         }
+        fs.reopen_local_volumes()?;
         tracing::info!(data_dir = %fs.config.data_dir.display(), fsid = fs.ns.fsid(), "strata engine open");
         Ok(fs)
     }
@@ -619,6 +624,30 @@ impl Filesystem {
     }
 
     // ---- internals ----
+
+    /// Opens every volume that has local state (a local restart each), so that what the last
+    /// run left un-uploaded goes to the backend now, and their cached SCOs count towards (and
+    /// can be evicted from) `SCO_Cache_Size`, without waiting for a client to touch them. A
+    /// volume that fails to open is logged and left for its first access, which reports the
+    /// error to the client.
+    fn reopen_local_volumes(&self) -> Result<()> {
+        let mut opened = 0u32;
+        for ino in self.volumes.local_inos()? {
+            let inode = match self.ns.get_ino(ino)? {
+                Some(i) if i.kind == Kind::Volume => i,
+                // Not a volume of this namespace (any more): left alone.
+                _ => continue,
+            };
+            match self.open_volume(ino, &inode) {
+                Ok(_) => opened += 1,
+                Err(e) => tracing::error!(ino, error = %e, "cannot reopen a volume at startup"),
+            }
+        }
+        if opened > 0 {
+            tracing::info!(volumes = opened, "volumes with local state reopened");
+        }
+        Ok(())
+    }
 
     fn is_volume_name(&self, name: &[u8]) -> bool {
         self.config

@@ -211,6 +211,7 @@ pub fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> {
     c.sco_max_age = s.sco_max_age;
     c.write_buffer_size = s.write_buffer_size;
     c.sco_cache_size = s.sco_cache_size;
+    c.cluster_cache_size = s.cluster_cache_size;
     Ok(c)
 }
 
