@@ -151,6 +151,12 @@ pub static PARAMS: &[Param] = &[
         doc: "SCOs covered by one TLog",
     },
     Param {
+        name: "Checkpoint_TLogs",
+        ty: ParamType::Count { min: 1, max: 65536 },
+        default: "64",
+        doc: "Per volume: TLogs between two metadata checkpoints on the backend (a backend restart replays at most this many)",
+    },
+    Param {
         name: "SCO_Max_Age",
         ty: ParamType::Seconds { min: 1, max: 86400 },
         default: "60",
@@ -413,6 +419,8 @@ pub struct StrataSettings {
     pub sco_size: u64,
     /// SCOs per TLog.
     pub tlog_scos: u64,
+    /// TLogs between two metadata checkpoints of a volume.
+    pub checkpoint_tlogs: u64,
     /// Age after which a partial SCO is uploaded.
     pub sco_max_age: Duration,
     /// SCO cache bound, bytes.
@@ -665,6 +673,7 @@ impl StrataSettings {
             extent_cache_size: number("Extent_Cache_Size"),
             sco_size,
             tlog_scos: number("TLog_SCOs"),
+            checkpoint_tlogs: number("Checkpoint_TLogs"),
             sco_max_age: Duration::from_secs(number("SCO_Max_Age")),
             sco_cache_size,
             write_buffer_size,
@@ -997,6 +1006,7 @@ mod tests {
                 "Extent_Cache_Size",
                 "SCO_Size",
                 "TLog_SCOs",
+                "Checkpoint_TLogs",
                 "SCO_Max_Age",
                 "SCO_Cache_Size",
                 "Write_Buffer_Size",
