@@ -448,7 +448,9 @@ fn volume_report(v: &VolumeReport) -> String {
          commits           {} ({} group-commit rounds)\n\
          clusters written  {}\n\
          SCOs sealed       {}\n\
-         cache             {} hits, {} misses (hit rate {rate})\n",
+         cache             {} hits, {} misses (hit rate {rate})\n\
+         metadata          applied up to TLog {}, checkpoint TLog {}, {} clusters corked\n\
+         TLogs replayed    {} (at open)\n",
         v.path,
         v.ino,
         v.size,
@@ -463,6 +465,10 @@ fn volume_report(v: &VolumeReport) -> String {
         v.scos_sealed,
         v.cache_hits,
         v.cache_misses,
+        v.applied_tlog,
+        v.checkpoint_tlog,
+        v.corked_clusters,
+        v.tlogs_replayed,
     )
 }
 

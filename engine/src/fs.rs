@@ -69,6 +69,9 @@ pub struct EngineConfig {
     pub sco_size: u64,
     /// SCOs covered by one TLog (`TLog_SCOs`).
     pub tlog_scos: u32,
+    /// TLogs applied to a volume's MetaDataStore between two metadata checkpoints on the
+    /// backend (at least 1; default 64).
+    pub checkpoint_tlogs: u32,
     /// A partial SCO holding data for this long is sealed and uploaded (`SCO_Max_Age`).
     pub sco_max_age: std::time::Duration,
     /// Bytes of a volume not yet on the backend before it is throttled (`Write_Buffer_Size`).
@@ -97,6 +100,7 @@ impl EngineConfig {
             metadata_cache_size: 64 << 20,
             sco_size: crate::volume::DEFAULT_SCO_SIZE,
             tlog_scos: crate::volume::DEFAULT_TLOG_SCOS,
+            checkpoint_tlogs: crate::volume::DEFAULT_CHECKPOINT_TLOGS,
             sco_max_age: std::time::Duration::from_secs(60),
             write_buffer_size: 1 << 30,
             sco_cache_size: 8 << 30,
@@ -203,7 +207,8 @@ impl Filesystem {
                 BackendConfig::Local { dir } => Arc::new(LocalStore::open(dir.clone())?),
             },
         };
-        let vol_opts = VolumeOptions::from_params(config.sco_size, config.tlog_scos)?;
+        let mut vol_opts = VolumeOptions::from_params(config.sco_size, config.tlog_scos)?;
+        vol_opts.checkpoint_tlogs = config.checkpoint_tlogs.max(1);
         let files: Arc<dyn ObjectStore> = Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
         let rt = crate::runtime::build()?;
         let driver = FileDriver::open(

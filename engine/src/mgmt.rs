@@ -204,6 +204,18 @@ pub struct VolumeReport {
     pub cache_misses: u64,
     /// `cache_hits / (cache_hits + cache_misses)`, absent before the first cached read.
     pub cache_hit_rate: Option<f64>,
+    /// TLogs replayed when the volume was opened.
+    #[serde(default)]
+    pub tlogs_replayed: u64,
+    /// The newest TLog applied to the on-disk MetaDataStore.
+    #[serde(default)]
+    pub applied_tlog: u64,
+    /// The newest metadata checkpoint on the backend (0: none).
+    #[serde(default)]
+    pub checkpoint_tlog: u64,
+    /// MetaDataStore entries still corked in memory.
+    #[serde(default)]
+    pub corked_clusters: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -762,6 +774,10 @@ fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
                 cache_hits: v.cache_hits,
                 cache_misses: v.cache_misses,
                 cache_hit_rate: (looked > 0).then(|| v.cache_hits as f64 / looked as f64),
+                tlogs_replayed: v.tlogs_replayed,
+                applied_tlog: v.applied_tlog,
+                checkpoint_tlog: v.checkpoint_tlog,
+                corked_clusters: v.corked_clusters,
             }))
         }
     }

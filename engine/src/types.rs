@@ -231,4 +231,13 @@ pub struct VolumeInfo {
     pub cache_hits: u64,
     /// Read cache misses, if the volume has a read cache (0 otherwise).
     pub cache_misses: u64,
+    /// TLogs replayed when the volume was opened (local restart: those after `applied_tlog`;
+    /// backend restart: those after the checkpoint).
+    pub tlogs_replayed: u64,
+    /// The newest TLog applied to the on-disk MetaDataStore (0: none).
+    pub applied_tlog: u64,
+    /// The newest metadata checkpoint on the backend as the volume knows it (0: none).
+    pub checkpoint_tlog: u64,
+    /// MetaDataStore entries still corked in memory (their TLog is not on the backend yet).
+    pub corked_clusters: u64,
 }

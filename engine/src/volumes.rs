@@ -19,7 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::data::{Commit, ObjectData, Persist};
 use crate::error::{Error, Result};
 use crate::types::{Ino, VolumeInfo};
-use crate::volume::format::{parse_seq_name, tlog_name, Entry, TLOG_ENTRY_LEN, TLOG_HEADER_LEN};
+use crate::volume::format::{parse_seq_name, TLOG_HEADER_LEN};
 use crate::volume::{LocalFs, StdFs, Volume, VolumeId, VolumeOptions};
 
 /// Directory of the volumes' local state inside the data directory.
@@ -131,9 +131,11 @@ impl Backlog {
         let last = vol.backend_last_tlog().await;
         // Listing and opening the volume's files blocks: keep it off the runtime's workers.
         let (fs, dir) = (self.fs.clone(), self.dir.clone());
-        let measured = tokio::task::spawn_blocking(move || pending_bytes(&*fs, &dir, last))
-            .await
-            .unwrap_or_else(|e| Err(Error::Io(format!("measuring the upload backlog: {e}"))));
+        let last_sco = vol.newest_sco_sealed_by(last.unwrap_or(0));
+        let measured =
+            tokio::task::spawn_blocking(move || pending_bytes(&*fs, &dir, last, last_sco))
+                .await
+                .unwrap_or_else(|e| Err(Error::Io(format!("measuring the upload backlog: {e}"))));
         match measured {
             Ok(n) => self.record(n),
             Err(e) => {
@@ -284,6 +286,12 @@ impl Volumes {
                 self.fs.remove_file(&p).map_err(|e| io_err(&p, e))?;
             }
             self.fs.sync_dir(&d).map_err(|e| io_err(&d, e))?;
+        }
+        let mds = dir.join(crate::volume::MDS_FILE);
+        match self.fs.remove_file(&mds) {
+            Ok(()) => self.fs.sync_dir(dir).map_err(|e| io_err(dir, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&mds, e)),
         }
         match std::fs::remove_dir_all(dir) {
             Ok(()) => Ok(()),
@@ -443,7 +451,8 @@ impl Volumes {
     pub fn info(&self, v: &VolumeData) -> VolumeInfo {
         let s = v.vol.stats();
         let last = self.rt.block_on(v.vol.backend_last_tlog());
-        let pending = pending_bytes(&*self.fs, &v.dir, last).unwrap_or_else(|e| {
+        let last_sco = v.vol.newest_sco_sealed_by(last.unwrap_or(0));
+        let pending = pending_bytes(&*self.fs, &v.dir, last, last_sco).unwrap_or_else(|e| {
             tracing::warn!(ino = v.ino, error = %e, "cannot measure a volume's upload backlog");
             0
         });
@@ -457,6 +466,10 @@ impl Volumes {
             scos_sealed: s.scos_sealed,
             cache_hits: s.cache_hits,
             cache_misses: s.cache_misses,
+            tlogs_replayed: s.tlogs_replayed,
+            applied_tlog: s.applied_tlog,
+            checkpoint_tlog: s.checkpoint_tlog,
+            corked_clusters: s.corked_clusters,
         }
     }
 
@@ -526,32 +539,18 @@ async fn pipeline(
 }
 
 /// Bytes of a volume's local SCOs and TLogs not yet on the backend, given the last TLog the
-/// backend manifest names: later TLogs, and SCOs after the last one those TLogs sealed.
-fn pending_bytes(fs: &dyn LocalFs, dir: &Path, last_tlog: Option<u64>) -> Result<u64> {
+/// backend manifest names: later TLogs, and SCOs after `last_sco`, the newest one those TLogs
+/// sealed ([`Volume::newest_sco_sealed_by`]: the TLogs themselves are deleted locally once
+/// their effect is in the MetaDataStore).
+fn pending_bytes(
+    fs: &dyn LocalFs,
+    dir: &Path,
+    last_tlog: Option<u64>,
+    last_sco: u64,
+) -> Result<u64> {
     let last = last_tlog.unwrap_or(0);
     let tlog_dir = dir.join("tlog");
     let sco_dir = dir.join("sco");
-    let mut last_sco = 0;
-    let mut seq = last;
-    while seq > 0 && last_sco == 0 {
-        let path = tlog_dir.join(tlog_name(seq));
-        let f = fs.open(&path).map_err(|e| io_err(&path, e))?;
-        let len = f.file_len().map_err(|e| io_err(&path, e))?;
-        let mut data =
-            vec![0u8; usize::try_from(len).map_err(|_| Error::Io("TLog too large".into()))?];
-        let n = f.read_at(&mut data, 0).map_err(|e| io_err(&path, e))?;
-        data.truncate(n);
-        for chunk in data
-            .get(TLOG_HEADER_LEN..)
-            .unwrap_or_default()
-            .chunks_exact(TLOG_ENTRY_LEN)
-        {
-            if let Ok(Entry::ScoSealed { sco, .. }) = Entry::decode("TLog", chunk) {
-                last_sco = last_sco.max(sco);
-            }
-        }
-        seq -= 1;
-    }
     let mut total = 0;
     for (d, after) in [(&tlog_dir, last), (&sco_dir, last_sco)] {
         let names = match fs.list(d) {
@@ -683,6 +682,7 @@ mod tests {
             opts: VolumeOptions {
                 sco_clusters: 16,
                 tlog_scos: 2,
+                checkpoint_tlogs: 64,
             },
             max_age: Duration::from_secs(3600),
             fs: None,

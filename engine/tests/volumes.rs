@@ -433,3 +433,80 @@ fn a_slow_backend_restore_of_one_volume_does_not_stall_the_others() {
     assert_eq!(reader_a.join().expect("reader a"), a_data);
     reader_b.join().expect("reader b");
 }
+
+/// Local SCO files holding data (more than the 4 KiB header of an evicted SCO's stub).
+fn local_sco_data_files(data: &Path, ino: Ino) -> usize {
+    let d = local_dir(data, ino).join("sco");
+    std::fs::read_dir(d)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.metadata().map(|m| m.len() > 4096).unwrap_or(false))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn restarts_use_the_metadata_store_and_checkpoints_instead_of_replaying_every_tlog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = EngineConfig::new(dir.path());
+    cfg.sco_size = 16 * 4096;
+    cfg.tlog_scos = 1;
+    cfg.checkpoint_tlogs = 3;
+    let mut expect = vec![0u8; 0];
+    let h = {
+        let fs = Filesystem::open(cfg.clone()).expect("open");
+        let a = create_volume(&fs, "disk-flat.vmdk");
+        // Nine flushes: one TLog each (one SCO each); checkpoints after every third.
+        for round in 0..9u8 {
+            let piece = pattern(64 << 10, round);
+            let off = u64::from(round % 5) * (64 << 10);
+            fs.write(a.handle, off, &piece, false).expect("write");
+            let end = off as usize + piece.len();
+            if expect.len() < end {
+                expect.resize(end, 0);
+            }
+            expect[off as usize..end].copy_from_slice(&piece);
+            fs.flush_to_backend().expect("flush");
+        }
+        let s = fs.volume_stats(a.handle).expect("stats");
+        assert_eq!(s.corked_clusters, 0, "everything is on the backend: {s:?}");
+        assert!(s.applied_tlog >= 9 && s.checkpoint_tlog >= 9, "{s:?}");
+        fs.crash();
+        a.handle
+    };
+    // Local restart: only the open TLog is left and replayed.
+    let tlogs = std::fs::read_dir(local_dir(dir.path(), h.ino).join("tlog"))
+        .expect("tlog dir")
+        .count();
+    assert_eq!(tlogs, 1, "applied TLogs are deleted locally");
+    {
+        let fs = Filesystem::open(cfg.clone()).expect("reopen");
+        let a = fs.getattr(h).expect("getattr");
+        assert_eq!(read_all(&fs, h, a.size as usize), expect);
+        let s = fs.volume_stats(h).expect("stats");
+        assert_eq!(s.tlogs_replayed, 1, "{s:?}");
+        fs.crash();
+    }
+    // Backend restart from the checkpoint: metadata only, data faulted in by reads.
+    std::fs::remove_dir_all(local_dir(dir.path(), h.ino)).expect("drop local state");
+    let fs = Filesystem::open(cfg).expect("reopen 2");
+    let a = fs.getattr(h).expect("getattr");
+    let s = fs.volume_stats(h).expect("stats");
+    assert_eq!(
+        s.tlogs_replayed, 1,
+        "the checkpoint covers every TLog: {s:?}"
+    );
+    assert!(s.checkpoint_tlog >= 9, "{s:?}");
+    assert_eq!(
+        local_sco_data_files(dir.path(), h.ino),
+        0,
+        "no SCO downloaded"
+    );
+    assert_eq!(read_all(&fs, h, a.size as usize), expect);
+    let s = fs.volume_stats(h).expect("stats");
+    assert!(
+        s.cache_misses > 0,
+        "reads fetched clusters from the backend: {s:?}"
+    );
+}

@@ -208,6 +208,8 @@ pub fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> {
     c.sco_size = s.sco_size;
     c.tlog_scos = u32::try_from(s.tlog_scos)
         .map_err(|_| format!("TLog_SCOs = {} is too large", s.tlog_scos))?;
+    c.checkpoint_tlogs = u32::try_from(s.checkpoint_tlogs)
+        .map_err(|_| format!("Checkpoint_TLogs = {} is too large", s.checkpoint_tlogs))?;
     c.sco_max_age = s.sco_max_age;
     c.write_buffer_size = s.write_buffer_size;
     c.sco_cache_size = s.sco_cache_size;

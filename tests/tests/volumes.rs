@@ -226,3 +226,131 @@ fn sync_wait_then_lost_local_cache_rebuilds_from_the_backend() {
         "local state rebuilt from the backend"
     );
 }
+
+/// Bytes of the files directly in `dir` (0 if it does not exist).
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    })
+}
+
+/// Metadata checkpoints keep a backend restart short: a volume of 128 TLogs (64 KiB SCOs, one
+/// per TLog) with `Checkpoint_TLogs = 8` is rebuilt from its backend namespace by loading the
+/// newest checkpoint and replaying fewer than 8 TLogs, without downloading its SCOs (reads
+/// fetch the clusters they need).
+#[test]
+fn a_backend_restart_loads_the_checkpoint_and_replays_only_the_tlogs_after_it() {
+    let strata = plugin_dir().join("strata");
+    if !strata.exists() {
+        assert!(
+            !in_ci(),
+            "{} missing (cargo build --workspace)",
+            strata.display()
+        );
+        eprintln!("skipped: {} missing", strata.display());
+        return;
+    }
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let Some(mut tg) = TestGateway::strata_with(|conf| {
+        if let Some(block) = conf.strata.as_mut() {
+            for (k, v) in [
+                ("SCO_Max_Age", "1"),
+                ("SCO_Size", "\"64K\""),
+                ("TLog_SCOs", "1"),
+                ("Checkpoint_TLogs", "8"),
+            ] {
+                block.push((k.into(), v.into()));
+            }
+        }
+    }) else {
+        return;
+    };
+    let d = tg.data_dir.display().to_string();
+    let info = || -> serde_json::Value {
+        let mut cmd = std::process::Command::new(&strata);
+        cmd.args([
+            "volume",
+            "info",
+            "/ckpt-flat.vmdk",
+            "--json",
+            "--data-dir",
+            &d,
+        ]);
+        let r = run_bounded(cmd, CMD_TIMEOUT).expect_ok("strata volume info");
+        serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {r}"))
+    };
+    let url = tg.qemu_url("/ckpt-flat.vmdk");
+    qemu(&tg, &["qemu-img", "create", "-f", "raw", &url, "64M"]);
+    qemu(
+        &tg,
+        &[
+            "qemu-io",
+            "-f",
+            "raw",
+            "-c",
+            "write -P 0x5a 0 8M",
+            "-c",
+            "write -P 0xa5 4M 4k",
+            "-c",
+            "flush",
+            &url,
+        ],
+    );
+    let (local, remote) = volume_dirs(&tg, "/ckpt-flat.vmdk");
+    let mut cmd = std::process::Command::new(&strata);
+    cmd.args(["sync", "--wait", "--timeout", "120", "--data-dir", &d]);
+    run_bounded(cmd, CMD_TIMEOUT).expect_ok("strata sync --wait");
+    let rf = files_under(&remote);
+    let tlogs = rf.iter().filter(|f| f.starts_with("tlog/")).count() as u64;
+    assert!(tlogs >= 128, "{tlogs} TLogs on the backend: {rf:?}");
+    assert!(
+        rf.iter().any(|f| f.starts_with("mds/")),
+        "no checkpoint: {rf:?}"
+    );
+
+    tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
+    std::fs::remove_dir_all(&local).expect("drop the volume's local state");
+    tg.gw_mut().restart_ganesha().expect("restart");
+
+    // `volume info` opens the volume: a backend restart.
+    let v = info();
+    let replayed = v["tlogs_replayed"].as_u64().expect("tlogs_replayed");
+    let ckpt = v["checkpoint_tlog"].as_u64().expect("checkpoint_tlog");
+    assert!(
+        ckpt > 0 && replayed < 8,
+        "{tlogs} TLogs on the backend: {v}"
+    );
+    assert_eq!(v["size"], 64 << 20, "{v}");
+    // Only metadata came down: the SCOs stay on the backend until read.
+    let sco_bytes = dir_bytes(&local.join("sco"));
+    assert!(sco_bytes < 1 << 20, "{sco_bytes} bytes of SCOs downloaded");
+
+    let r = qemu(
+        &tg,
+        &[
+            "qemu-io",
+            "-f",
+            "raw",
+            "-c",
+            "read -P 0x5a 0 4M",
+            "-c",
+            "read -P 0xa5 4M 4k",
+            "-c",
+            "read -P 0x5a 4100k 4092k",
+            "-c",
+            "read -P 0 8M 1M",
+            &url,
+        ],
+    );
+    assert_eq!(r.stdout.matches("read ").count(), 4, "{r}");
+    let v = info();
+    assert!(
+        v["cache_misses"].as_u64().unwrap_or(0) > 0,
+        "read from the backend: {v}"
+    );
+}

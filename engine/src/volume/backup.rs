@@ -12,11 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_backend::ObjectStore;
 
+use super::checkpoint as ck;
 use super::core::{fmt_err, io_err, parse_tlog, read_all, Volume, VolumeOptions};
-use super::format::{
-    sco_name, tlog_name, Entry, FormatError, ScoFooter, ScoHeader, VolumeId, SCO_FOOTER_LEN,
-    SCO_HEADER_LEN,
-};
+use super::format::{sco_name, tlog_name, Entry, ScoHeader, TlogHeader, VolumeId};
 use super::localfs::LocalFs;
 use super::manifest::{Manifest, MANIFEST_NAME};
 use crate::error::{Error, Result};
@@ -73,41 +71,31 @@ fn sealed_scos(entries: &[(u64, Entry)]) -> Vec<(u64, u32, u32)> {
         .collect()
 }
 
-/// Verifies a whole sealed SCO: exact length, header, footer and data CRC.
-fn verify_sco(what: &str, b: &[u8], id: VolumeId, seq: u64, clusters: u32, crc: u32) -> Result<()> {
-    let want = ScoFooter::offset(clusters) + SCO_FOOTER_LEN as u64;
-    if b.len() as u64 != want {
-        return Err(fmt_err(FormatError::Truncated {
-            what: what.to_string(),
-            len: b.len() as u64,
-            need: want,
-        }));
+/// Replaces the manifest with `m` (generation bumped) by a conditional PUT; returns the bytes.
+async fn put_manifest(
+    store: &dyn ObjectStore,
+    g: &mut BackendState,
+    mut m: Manifest,
+) -> Result<u64> {
+    m.generation += 1;
+    let xml = Bytes::from(m.to_xml());
+    let len = xml.len() as u64;
+    let put = match &g.etag {
+        Some(etag) => store.put_if_match(MANIFEST_NAME, xml, etag).await,
+        None => store.put_if_absent(MANIFEST_NAME, xml).await,
+    };
+    match put {
+        Ok(meta) => {
+            g.etag = Some(meta.etag);
+            g.manifest = Some(m);
+            Ok(len)
+        }
+        Err(e) => {
+            // The outcome is unknown (or someone else wrote): read the manifest again next time.
+            g.loaded = false;
+            Err(be_err(MANIFEST_NAME, e))
+        }
     }
-    let h = ScoHeader::decode(what, b).map_err(fmt_err)?;
-    let fo = ScoFooter::offset(clusters) as usize;
-    let f = ScoFooter::decode(what, &b[fo..]).map_err(fmt_err)?;
-    let computed = crc32c::crc32c(&b[SCO_HEADER_LEN as usize..fo]);
-    if computed != crc {
-        return Err(fmt_err(FormatError::Crc {
-            what: format!("{what} data"),
-            stored: crc,
-            computed,
-        }));
-    }
-    if h.volume != id
-        || h.seq != seq
-        || f != (ScoFooter {
-            seq,
-            clusters,
-            data_crc: crc,
-        })
-    {
-        return Err(fmt_err(FormatError::Inconsistent {
-            what: what.to_string(),
-            reason: "header or footer disagree with the TLog".into(),
-        }));
-    }
-    Ok(())
 }
 
 impl Volume {
@@ -158,7 +146,19 @@ impl Volume {
             ..Default::default()
         };
         if from >= open {
+            // A crash (or a failed redb commit) may have left the cork on after the manifest PUT.
+            if let Some(last) = rep.last_tlog {
+                self.uncork(last)?;
+                // And a checkpoint that failed last time is tried again.
+                rep.bytes += self.maybe_checkpoint(store, &mut g).await?;
+            }
             return Ok(rep);
+        }
+        if !everything {
+            // The TLogs about to be named by the manifest (and their names) must be durable
+            // locally first: a crash must never lose a TLog the backend has, which a restart
+            // would then write again, differently, under the same number.
+            self.sync()?;
         }
         let fs = self.local_fs().clone();
         let (sco_dir, tlog_dir) = self.dirs();
@@ -190,27 +190,89 @@ impl Volume {
             rep.tlogs += 1;
         }
         m.tlogs = Some((m.tlogs.map_or(from, |t| t.0), open - 1));
-        m.generation += 1;
-        let xml = Bytes::from(m.to_xml());
-        rep.bytes += xml.len() as u64;
-        let put = match &g.etag {
-            Some(etag) => store.put_if_match(MANIFEST_NAME, xml, etag).await,
-            None => store.put_if_absent(MANIFEST_NAME, xml).await,
-        };
-        match put {
-            Ok(meta) => {
-                self.on_backend_up_to(open - 1);
-                g.etag = Some(meta.etag);
-                rep.last_tlog = m.tlogs.map(|t| t.1);
-                g.manifest = Some(m);
-                Ok(rep)
+        rep.bytes += put_manifest(store, &mut g, m).await?;
+        self.on_backend_up_to(open - 1);
+        rep.last_tlog = Some(open - 1);
+        self.uncork(open - 1)?;
+        rep.bytes += self.maybe_checkpoint(store, &mut g).await?;
+        Ok(rep)
+    }
+
+    /// Writes a metadata checkpoint when at least `checkpoint_tlogs` TLogs were applied to the
+    /// MetaDataStore since the last one: the changed pages, the SCO table and the index, all
+    /// from one redb snapshot at `applied_tlog = N`; then the manifest names it; only then are
+    /// the dirty marks cleared and the superseded objects deleted. Returns the bytes uploaded.
+    async fn maybe_checkpoint(&self, store: &dyn ObjectStore, g: &mut BackendState) -> Result<u64> {
+        let last = self.mds_checkpoint_tlog()?;
+        let applied = self.stats().applied_tlog;
+        if applied < last.saturating_add(u64::from(self.options().checkpoint_tlogs)) {
+            return Ok(0);
+        }
+        let snap = self.mds_snapshot()?;
+        let n = snap.applied_tlog()?;
+        let prev = snap.prev_checkpoint()?;
+        let id = self.id();
+        let mut bytes = 0u64;
+        let mut pages: std::collections::BTreeMap<u64, u64> =
+            snap.old_pages()?.into_iter().collect();
+        let mut superseded = Vec::new();
+        let written = snap.dirty_pages()?;
+        for p in &written {
+            if let Some(old) = pages.get(p) {
+                superseded.push(ck::page_key(*old, *p));
             }
-            Err(e) => {
-                // The outcome is unknown (or someone else wrote): read the manifest again next time.
-                g.loaded = false;
-                Err(be_err(MANIFEST_NAME, e))
+            let entries = snap.page(*p)?;
+            if entries.is_empty() {
+                pages.remove(p);
+                continue;
+            }
+            let body = ck::encode_page(id, n, *p, &entries);
+            drop(entries);
+            bytes += body.len() as u64;
+            let key = ck::page_key(n, *p);
+            store
+                .put(&key, Bytes::from(body))
+                .await
+                .map_err(|e| be_err(&key, e))?;
+            pages.insert(*p, n);
+        }
+        let body = ck::encode_scos(id, n, &snap.scos()?);
+        bytes += body.len() as u64;
+        store
+            .put(&ck::scos_key(n), Bytes::from(body))
+            .await
+            .map_err(|e| be_err(&ck::scos_key(n), e))?;
+        let ix = ck::Index {
+            size: snap.size()?,
+            mapped: snap.mapped()?,
+            pages: pages.into_iter().collect(),
+        };
+        drop(snap);
+        let body = ck::encode_index(id, n, &ix);
+        bytes += body.len() as u64;
+        store
+            .put(&ck::index_key(n), Bytes::from(body))
+            .await
+            .map_err(|e| be_err(&ck::index_key(n), e))?;
+        let mut m = g.manifest.clone().unwrap_or_else(|| Manifest::new(id));
+        m.checkpoint = Some(n);
+        bytes += put_manifest(store, g, m).await?;
+        self.mds_checkpoint_done(n, &written, &ix.pages)?;
+        self.counters_checkpoint(written.len() as u64);
+        if prev > 0 {
+            superseded.push(ck::index_key(prev));
+            superseded.push(ck::scos_key(prev));
+        }
+        // The manifest no longer reaches these; a failure leaves garbage, never a dangling
+        // reference.
+        for key in superseded {
+            if let Err(e) = store.delete(&key).await {
+                if !e.is_not_found() {
+                    tracing::warn!(volume = %id, key, error = %e, "cannot delete a superseded checkpoint object");
+                }
             }
         }
+        Ok(bytes)
     }
 
     /// One pass of the background pipeline: like `backup(store, false)`, but when the open SCO
@@ -238,9 +300,13 @@ impl Volume {
     }
 
     /// Backend restart: rebuilds the volume's local state in `dir` (which must hold no volume)
-    /// from its backend namespace alone — the manifest, then every TLog it names and every SCO
-    /// those TLogs seal, each verified (headers, CRCs, data CRC) — and opens it. Data that never
-    /// reached the backend is not there.
+    /// from its backend namespace alone and opens it. With a metadata checkpoint named by the
+    /// manifest, its index, pages and SCO table fill a fresh MetaDataStore and only the TLogs
+    /// after it are fetched and replayed; without one every TLog is. Every object is verified
+    /// (CRCs, magic, version, volume id). SCOs are not downloaded: they are all on the backend,
+    /// so they are recorded as evicted (a header stub, or nothing for checkpointed ones) and reads
+    /// fetch their clusters with ranged GETs, MD5-verified. Data that never reached the backend
+    /// is not there. On any error nothing of the partial local state is left behind.
     pub async fn restore(
         store: &dyn ObjectStore,
         fs: Arc<dyn LocalFs>,
@@ -277,44 +343,146 @@ impl Volume {
         {
             return Err(Error::Exists);
         }
-        let write_local = |path: &Path, data: &[u8]| -> Result<()> {
-            let f = fs.create_new(path).map_err(|e| io_err(path.display(), e))?;
-            f.write_at(data, 0).map_err(|e| io_err(path.display(), e))?;
-            f.sync_data().map_err(|e| io_err(path.display(), e))
+        // Without a TLog nothing here is a volume: a MetaDataStore left behind is not trusted.
+        let stale = dir.join(super::mds::MDS_FILE);
+        match fs.remove_file(&stale) {
+            Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(stale.display(), e)),
+        }
+        let r = async {
+            restore_files(store, &*fs, dir, id, &m, first, last).await?;
+            let vol = Volume::open(fs.clone(), dir, id, opts)?;
+            vol.on_backend_up_to(last);
+            // The replayed TLogs are on the backend: lift their cork at once.
+            vol.uncork(last)?;
+            Ok(vol)
+        }
+        .await;
+        if r.is_err() {
+            if let Err(e) = remove_local(&*fs, dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot clean up after a failed restore");
+            }
+        }
+        r
+    }
+}
+
+/// Writes the local state a backend restart starts from: the MetaDataStore from the checkpoint
+/// (if any), the TLogs after it, and a header stub for every SCO those TLogs seal.
+async fn restore_files(
+    store: &dyn ObjectStore,
+    fs: &dyn LocalFs,
+    dir: &Path,
+    id: VolumeId,
+    m: &Manifest,
+    first: u64,
+    last: u64,
+) -> Result<()> {
+    let sco_dir = dir.join("sco");
+    let tlog_dir = dir.join("tlog");
+    let write_local = |path: &Path, data: &[u8]| -> Result<()> {
+        let f = fs.create_new(path).map_err(|e| io_err(path.display(), e))?;
+        f.write_at(data, 0).map_err(|e| io_err(path.display(), e))?;
+        f.sync_data().map_err(|e| io_err(path.display(), e))
+    };
+    let from = match m.checkpoint {
+        Some(n) => {
+            load_checkpoint(store, fs, dir, id, n).await?;
+            n + 1
+        }
+        None => first,
+    };
+    // Newest first: a crash part-way leaves a suffix of the TLogs, which a local open refuses
+    // (the MetaDataStore's `applied_tlog + 1` is missing) instead of trusting a prefix.
+    for seq in (from..=last).rev() {
+        let what = format!("backend TLog {}", tlog_name(seq));
+        let (t, _) = store
+            .get(&tlog_key(seq))
+            .await
+            .map_err(|e| be_err(&tlog_key(seq), e))?;
+        let parsed = parse_tlog(&what, &t, id, seq, false)?;
+        if !matches!(parsed.entries.last(), Some((_, Entry::TlogClosed { .. }))) {
+            return Err(Error::Io(format!("{what}: not closed")));
+        }
+        for (sco, _, _) in sealed_scos(&parsed.entries) {
+            // An evicted SCO's stub: the data stays on the backend until a read needs it.
+            let stub = ScoHeader {
+                volume: id,
+                seq: sco,
+            }
+            .encode();
+            write_local(&sco_dir.join(sco_name(sco)), &stub)?;
+        }
+        write_local(&tlog_dir.join(tlog_name(seq)), &t)?;
+    }
+    if from > last {
+        // The checkpoint covers every TLog: start the next one empty.
+        let h = TlogHeader {
+            volume: id,
+            seq: last + 1,
+        }
+        .encode();
+        write_local(&tlog_dir.join(tlog_name(last + 1)), &h)?;
+    }
+    for d in [&sco_dir, &tlog_dir] {
+        fs.sync_dir(d).map_err(|e| io_err(d.display(), e))?;
+    }
+    Ok(())
+}
+
+/// Fetches and verifies checkpoint `n` (index, every page it names, SCO table) into a fresh
+/// MetaDataStore in `dir`; committed only once everything verified.
+async fn load_checkpoint(
+    store: &dyn ObjectStore,
+    fs: &dyn LocalFs,
+    dir: &Path,
+    id: VolumeId,
+    n: u64,
+) -> Result<()> {
+    let get = |key: String| async move {
+        store
+            .get(&key)
+            .await
+            .map(|(b, _)| b)
+            .map_err(|e| be_err(&key, e))
+    };
+    let ikey = ck::index_key(n);
+    let ix = ck::decode_index(&format!("backend {ikey}"), &get(ikey.clone()).await?, id, n)
+        .map_err(fmt_err)?;
+    let skey = ck::scos_key(n);
+    let scos = ck::decode_scos(&format!("backend {skey}"), &get(skey.clone()).await?, id, n)
+        .map_err(fmt_err)?;
+    let mds = super::mds::Mds::open(fs, dir, true, false, Default::default())?;
+    for (p, c) in &ix.pages {
+        let key = ck::page_key(*c, *p);
+        let b = get(key.clone()).await?;
+        let entries =
+            ck::decode_page(&format!("backend {key}"), &b, id, *c, *p).map_err(fmt_err)?;
+        mds.load_page(&entries)?;
+    }
+    mds.finish_checkpoint_load(n, &ix, &scos)
+}
+
+/// Removes a volume's local files (a failed restore's partial state).
+fn remove_local(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
+    for d in [dir.join("sco"), dir.join("tlog")] {
+        let names = match fs.list(&d) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(d.display(), e)),
         };
-        for seq in first..=last {
-            let what = format!("backend TLog {}", tlog_name(seq));
-            let (t, _) = store
-                .get(&tlog_key(seq))
-                .await
-                .map_err(|e| be_err(&tlog_key(seq), e))?;
-            let parsed = parse_tlog(&what, &t, id, seq, false)?;
-            if !matches!(parsed.entries.last(), Some((_, Entry::TlogClosed { .. }))) {
-                return Err(Error::Io(format!("{what}: not closed")));
-            }
-            for (sco, clusters, crc) in sealed_scos(&parsed.entries) {
-                let (s, _) = store
-                    .get(&sco_key(sco))
-                    .await
-                    .map_err(|e| be_err(&sco_key(sco), e))?;
-                verify_sco(
-                    &format!("backend SCO {}", sco_name(sco)),
-                    &s,
-                    id,
-                    sco,
-                    clusters,
-                    crc,
-                )?;
-                write_local(&sco_dir.join(sco_name(sco)), &s)?;
-            }
-            write_local(&tlog_dir.join(tlog_name(seq)), &t)?;
+        for n in names {
+            let p = d.join(n);
+            fs.remove_file(&p).map_err(|e| io_err(p.display(), e))?;
         }
-        for d in [&sco_dir, &tlog_dir] {
-            fs.sync_dir(d).map_err(|e| io_err(d.display(), e))?;
-        }
-        let vol = Volume::open(fs, dir, id, opts)?;
-        vol.on_backend_up_to(last);
-        Ok(vol)
+        fs.sync_dir(&d).map_err(|e| io_err(d.display(), e))?;
+    }
+    let p = dir.join(super::mds::MDS_FILE);
+    match fs.remove_file(&p) {
+        Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(p.display(), e)),
     }
 }
 

@@ -15,6 +15,7 @@ use super::format::{
     TLOG_HEADER_LEN,
 };
 use super::localfs::{LocalFile, LocalFs};
+use super::mds::{Loc, Mds, Op};
 use crate::error::{Error, Result};
 use strata_backend::ObjectStore;
 
@@ -33,13 +34,20 @@ pub struct VolumeOptions {
     pub sco_clusters: u32,
     /// SCOs per TLog (`TLog_SCOs`), at least 1.
     pub tlog_scos: u32,
+    /// A metadata checkpoint is written to the backend once at least this many TLogs were
+    /// applied to the MetaDataStore since the last one (at least 1).
+    pub checkpoint_tlogs: u32,
 }
+
+/// Default TLogs between metadata checkpoints.
+pub const DEFAULT_CHECKPOINT_TLOGS: u32 = 64;
 
 impl Default for VolumeOptions {
     fn default() -> Self {
         VolumeOptions {
             sco_clusters: (DEFAULT_SCO_SIZE / CLUSTER_SIZE_U64) as u32,
             tlog_scos: DEFAULT_TLOG_SCOS,
+            checkpoint_tlogs: DEFAULT_CHECKPOINT_TLOGS,
         }
     }
 }
@@ -61,11 +69,16 @@ impl VolumeOptions {
         Ok(VolumeOptions {
             sco_clusters: (sco_size / CLUSTER_SIZE_U64) as u32,
             tlog_scos,
+            checkpoint_tlogs: DEFAULT_CHECKPOINT_TLOGS,
         })
     }
 
     fn check(&self) -> Result<()> {
-        if self.sco_clusters == 0 || self.tlog_scos == 0 || self.sco_clusters > 1 << 18 {
+        if self.sco_clusters == 0
+            || self.tlog_scos == 0
+            || self.checkpoint_tlogs == 0
+            || self.sco_clusters > 1 << 18
+        {
             return Err(Error::Invalid(format!("bad volume options {self:?}")));
         }
         Ok(())
@@ -96,11 +109,14 @@ pub enum FsyncSite {
     /// Restart: fdatasync of the last TLog after cutting its torn tail, before anything is
     /// written at the cut.
     RestartCut,
+    /// Uncork: the MetaDataStore (redb) commit that applies TLogs now on the backend, before
+    /// their local files are deleted.
+    MdsCommit,
 }
 
 impl FsyncSite {
     /// All sites.
-    pub const ALL: [FsyncSite; 9] = [
+    pub const ALL: [FsyncSite; 10] = [
         FsyncSite::CommitSco,
         FsyncSite::CommitTlog,
         FsyncSite::CommitScoDir,
@@ -110,6 +126,7 @@ impl FsyncSite {
         FsyncSite::CloseTlog,
         FsyncSite::CreateTlog,
         FsyncSite::RestartCut,
+        FsyncSite::MdsCommit,
     ];
 }
 
@@ -134,6 +151,19 @@ pub struct VolumeStats {
     pub cache_misses: u64,
     /// SCOs evicted from the local SCO cache.
     pub scos_evicted: u64,
+    /// TLogs replayed when the volume was opened (local TLogs after `applied_tlog`, or on a
+    /// backend restart the TLogs after the checkpoint).
+    pub tlogs_replayed: u64,
+    /// Cluster entries still corked in memory (their TLog is not on the backend yet).
+    pub corked_clusters: u64,
+    /// The newest TLog whose effect is in the on-disk MetaDataStore (0: none).
+    pub applied_tlog: u64,
+    /// The newest metadata checkpoint on the backend as this volume knows it (0: none).
+    pub checkpoint_tlog: u64,
+    /// Metadata checkpoints written since the volume was opened.
+    pub checkpoints: u64,
+    /// Checkpoint pages written or removed since the volume was opened.
+    pub checkpoint_pages: u64,
 }
 
 /// A sealed SCO as the SCO cache sees it.
@@ -146,6 +176,8 @@ struct ScoEntry {
     clusters: u32,
     /// The local file is only a stub (the SCO header): the data is on the backend only.
     evicted: bool,
+    /// A local file (whole or stub) exists.
+    has_file: bool,
     /// Reads that touched the SCO (the eviction order: least-frequently-used first).
     reads: AtomicU64,
     /// When it entered the cache (sealed, restored or found at restart): breaks ties, oldest
@@ -159,14 +191,18 @@ impl ScoEntry {
             tlog,
             clusters,
             evicted,
+            has_file: true,
             reads: AtomicU64::new(0),
             since: std::time::Instant::now(),
         }
     }
 
-    /// Bytes of its local file: the whole SCO, or the header stub once evicted.
+    /// Bytes of its local file: the whole SCO, the header stub once evicted, or nothing for a
+    /// SCO a backend restart took from a checkpoint (no local file at all).
     fn local_bytes(&self) -> u64 {
-        if self.evicted {
+        if !self.has_file {
+            0
+        } else if self.evicted {
             SCO_HEADER_LEN
         } else {
             ScoFooter::offset(self.clusters) + SCO_FOOTER_LEN as u64
@@ -194,12 +230,23 @@ struct Remote {
     rt: tokio::runtime::Handle,
 }
 
-/// Where a cluster lives, and the MD5 of its content (one MetaDataStore value).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Loc {
-    sco: u64,
-    offset: u32,
-    md5: [u8; 16],
+/// The corked part of the MetaDataStore: the effect of TLogs not yet applied to `mds.redb`
+/// (not yet known to be on the backend). Lookups consult it first.
+#[derive(Debug, Default)]
+struct Overlay {
+    /// Per TLog, its changes in log order (what is applied to redb when the cork is lifted).
+    ops: BTreeMap<u64, Vec<Op>>,
+    /// The newest location of every address changed here, with the TLog that logged it.
+    by_addr: BTreeMap<u64, (Loc, u64)>,
+    /// A shrink not yet applied: redb entries at or past this address are stale (holes),
+    /// unless `by_addr` has a newer one.
+    trim: Option<u64>,
+}
+
+impl Overlay {
+    fn push(&mut self, tlog: u64, op: Op) {
+        self.ops.entry(tlog).or_default().push(op);
+    }
 }
 
 struct OpenSco {
@@ -223,8 +270,15 @@ struct OpenTlog {
 
 struct State {
     size: u64,
-    /// The MetaDataStore: cluster address -> location + MD5.
-    mds: BTreeMap<u64, Loc>,
+    /// The corked MetaDataStore entries (the rest is in redb).
+    ov: Overlay,
+    /// Mapped clusters (what `space_used` reports), kept up to date on every change.
+    mapped: u64,
+    /// The newest TLog applied to redb, and the size after it.
+    applied_tlog: u64,
+    applied_size: u64,
+    /// redb holds no cluster entry (lets writes skip the lookup that keeps `mapped` exact).
+    db_empty: bool,
     sco: Option<OpenSco>,
     tlog: OpenTlog,
     next_sco: u64,
@@ -256,6 +310,10 @@ struct Counters {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     scos_evicted: AtomicU64,
+    tlogs_replayed: AtomicU64,
+    checkpoint_tlog: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoint_pages: AtomicU64,
 }
 
 /// A volume: a VM disk kept as 4 KiB clusters logged into SCOs and TLogs under one local
@@ -283,6 +341,12 @@ pub struct Volume {
     pub(super) backend: tokio::sync::Mutex<super::backup::BackendState>,
     /// Where clusters of evicted SCOs are fetched from (set by [`Volume::set_backend`]).
     remote: Mutex<Option<Remote>>,
+    /// The on-disk MetaDataStore.
+    mds: Mds,
+    /// fsyncs redb made (added to `fsyncs`).
+    mds_syncs: Arc<AtomicU64>,
+    /// Serializes uncorks.
+    uncork_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Volume {
@@ -318,7 +382,8 @@ pub(super) fn read_all(f: &dyn LocalFile, what: &str) -> Result<Vec<u8>> {
 #[derive(Default)]
 struct Replay {
     size: u64,
-    mds: BTreeMap<u64, Loc>,
+    /// MetaDataStore changes, with the TLog that logged each, in log order.
+    ops: Vec<(u64, Op)>,
     /// Per SCO: clusters seen so far (the next expected offset).
     sco_clusters: BTreeMap<u64, u32>,
     sealed: BTreeSet<u64>,
@@ -367,6 +432,21 @@ impl Volume {
         {
             return Err(Error::Exists);
         }
+        // A MetaDataStore without TLogs is left over from a create that did not finish.
+        let mds_path = dir.join(super::mds::MDS_FILE);
+        match fs.remove_file(&mds_path) {
+            Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(mds_path.display(), e)),
+        }
+        let mds_syncs = Arc::new(AtomicU64::new(0));
+        let mds = Mds::open(
+            &*fs,
+            dir,
+            true,
+            skip_fsync == Some(FsyncSite::MdsCommit),
+            mds_syncs.clone(),
+        )?;
         // The first TLog is created directly (there is no previous one to close).
         let path = tlog_dir.join(tlog_name(1));
         let file = fs
@@ -386,11 +466,14 @@ impl Volume {
             fs,
             id,
             opts,
-            sco_dir,
-            tlog_dir,
+            (sco_dir, tlog_dir),
             State {
                 size: 0,
-                mds: BTreeMap::new(),
+                ov: Overlay::default(),
+                mapped: 0,
+                applied_tlog: 0,
+                applied_size: 0,
+                db_empty: true,
                 sco: None,
                 tlog,
                 next_sco: 1,
@@ -402,13 +485,14 @@ impl Volume {
                 backend_tlog: 0,
             },
             skip_fsync,
+            (mds, mds_syncs),
         );
         {
             let mut st = vol.state.write();
             vol.fsync(FsyncSite::CreateTlog, &*st.tlog.file, "tlog create")?;
             if size > 0 {
                 vol.tlog_append(&mut st, &[Entry::Resize { size }])?;
-                st.size = size;
+                vol.set_size(&mut st, 1, size)?;
             }
         }
         vol.commit_round()?;
@@ -419,10 +503,10 @@ impl Volume {
         fs: Arc<dyn LocalFs>,
         id: VolumeId,
         opts: VolumeOptions,
-        sco_dir: PathBuf,
-        tlog_dir: PathBuf,
+        (sco_dir, tlog_dir): (PathBuf, PathBuf),
         st: State,
         skip_fsync: Option<FsyncSite>,
+        (mds, mds_syncs): (Mds, Arc<AtomicU64>),
     ) -> Volume {
         let gen = st.write_gen;
         Volume {
@@ -443,6 +527,9 @@ impl Volume {
             skip_fsync,
             backend: tokio::sync::Mutex::new(Default::default()),
             remote: Mutex::new(None),
+            mds,
+            mds_syncs,
+            uncork_lock: Mutex::new(()),
         }
     }
 
@@ -459,22 +546,32 @@ impl Volume {
     /// Bytes of data stored for the volume: live (mapped) clusters × 4 KiB. Never-written and
     /// dropped clusters take none; superseded cluster versions still in SCOs are not counted.
     pub fn space_used(&self) -> u64 {
-        self.state.read().mds.len() as u64 * CLUSTER_SIZE_U64
+        self.state.read().mapped * CLUSTER_SIZE_U64
     }
 
     /// Counters since the volume was opened.
     pub fn stats(&self) -> VolumeStats {
         let c = &self.counters;
+        let (corked, applied) = {
+            let st = self.state.read();
+            (st.ov.by_addr.len() as u64, st.applied_tlog)
+        };
         VolumeStats {
             commits: c.commits.load(Ordering::Relaxed),
             commit_rounds: c.commit_rounds.load(Ordering::Relaxed),
-            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(Ordering::Relaxed) + self.mds_syncs.load(Ordering::Relaxed),
             clusters_written: c.clusters_written.load(Ordering::Relaxed),
             scos_sealed: c.scos_sealed.load(Ordering::Relaxed),
             restart_cut_bytes: c.restart_cut_bytes.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             cache_misses: c.cache_misses.load(Ordering::Relaxed),
             scos_evicted: c.scos_evicted.load(Ordering::Relaxed),
+            tlogs_replayed: c.tlogs_replayed.load(Ordering::Relaxed),
+            corked_clusters: corked,
+            applied_tlog: applied,
+            checkpoint_tlog: c.checkpoint_tlog.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            checkpoint_pages: c.checkpoint_pages.load(Ordering::Relaxed),
         }
     }
 
@@ -569,10 +666,86 @@ impl Volume {
 
     fn read_cluster(&self, st: &State, ca: u64) -> Result<Vec<u8>> {
         let mut c = vec![0u8; CLUSTER_SIZE];
-        if let Some(loc) = st.mds.get(&ca) {
-            self.read_loc(st, loc, &mut c, 0)?;
+        if let Some(loc) = self.lookup(st, ca)? {
+            self.read_loc(st, &loc, &mut c, 0)?;
         }
         Ok(c)
+    }
+
+    /// The MetaDataStore entry of cluster `ca`: the corked overlay first, then redb.
+    fn lookup(&self, st: &State, ca: u64) -> Result<Option<Loc>> {
+        if let Some((l, _)) = st.ov.by_addr.get(&ca) {
+            return Ok(Some(*l));
+        }
+        if st.db_empty || st.ov.trim.is_some_and(|t| ca >= t) {
+            return Ok(None);
+        }
+        Ok(self.mds.range(ca, ca + 1)?.first().map(|(_, l)| *l))
+    }
+
+    /// Every mapped cluster with an address in `from..to` (one redb range scan, then the
+    /// overlay on top).
+    fn lookup_range(&self, st: &State, from: u64, to: u64) -> Result<BTreeMap<u64, Loc>> {
+        let hi = to.min(st.ov.trim.unwrap_or(u64::MAX));
+        let mut m: BTreeMap<u64, Loc> = if st.db_empty {
+            BTreeMap::new()
+        } else {
+            self.mds.range(from, hi)?.into_iter().collect()
+        };
+        for (a, (l, _)) in st.ov.by_addr.range(from..to) {
+            m.insert(*a, *l);
+        }
+        Ok(m)
+    }
+
+    /// Records new locations of clusters (already logged in the open TLog) in the overlay and
+    /// keeps the mapped-cluster count exact.
+    fn map_clusters(&self, st: &mut State, tlog: u64, locs: &[(u64, Loc)]) -> Result<()> {
+        let fresh: Vec<u64> = locs
+            .iter()
+            .map(|(a, _)| *a)
+            .filter(|a| !st.ov.by_addr.contains_key(a))
+            .collect();
+        let mut new = fresh.len() as u64;
+        if !st.db_empty {
+            let probe: Vec<u64> = fresh
+                .iter()
+                .copied()
+                .filter(|a| st.ov.trim.is_none_or(|t| *a < t))
+                .collect();
+            new -= self.mds.contains(&probe)?.iter().filter(|b| **b).count() as u64;
+        }
+        st.mapped += new;
+        let ops = st.ov.ops.entry(tlog).or_default();
+        for (a, l) in locs {
+            ops.push(Op::Cluster(*a, *l));
+        }
+        for (a, l) in locs {
+            st.ov.by_addr.insert(*a, (*l, tlog));
+        }
+        Ok(())
+    }
+
+    /// Records a size change (already logged in the open TLog); a shrink drops the clusters
+    /// past the new end.
+    fn set_size(&self, st: &mut State, tlog: u64, size: u64) -> Result<()> {
+        let shrink = size < st.size;
+        st.ov.push(tlog, Op::Resize { size, shrink });
+        st.size = size;
+        if shrink {
+            let keep = size.div_ceil(CLUSTER_SIZE_U64);
+            let hi = st.ov.trim.unwrap_or(u64::MAX);
+            let in_db = if st.db_empty || keep >= hi {
+                0
+            } else {
+                let ov = &st.ov.by_addr;
+                self.mds.count_range(keep, hi, |a| !ov.contains_key(&a))?
+            };
+            let tail = st.ov.by_addr.split_off(&keep);
+            st.mapped -= tail.len() as u64 + in_db;
+            st.ov.trim = Some(hi.min(keep));
+        }
+        Ok(())
     }
 
     /// A cache miss: fetches the one cluster at `loc` from the backend SCO object with a ranged
@@ -639,13 +812,14 @@ impl Volume {
         }
         let n = (buf.len() as u64).min(st.size - off) as usize;
         let end = off + n as u64;
+        let map = self.lookup_range(&st, off / CLUSTER_SIZE_U64, end.div_ceil(CLUSTER_SIZE_U64))?;
         let mut pos = off;
         // Runs of clusters that are contiguous in one SCO are read with one pread.
         while pos < end {
             let ca = pos / CLUSTER_SIZE_U64;
             let within = pos % CLUSTER_SIZE_U64;
             let b0 = (pos - off) as usize;
-            match st.mds.get(&ca) {
+            match map.get(&ca) {
                 None => {
                     let stop = ((ca + 1) * CLUSTER_SIZE_U64).min(end);
                     buf[b0..(stop - off) as usize].fill(0);
@@ -659,7 +833,7 @@ impl Volume {
                     }
                     let evicted = entry.is_some_and(|e| e.evicted);
                     while !evicted && stop_ca * CLUSTER_SIZE_U64 < end {
-                        match st.mds.get(&stop_ca) {
+                        match map.get(&stop_ca) {
                             Some(l)
                                 if l.sco == loc.sco
                                     && u64::from(l.offset)
@@ -713,7 +887,8 @@ impl Volume {
         if end > st.size {
             // Logged before the clusters, so replay never sees a cluster past the size.
             self.tlog_append(st, &[Entry::Resize { size: end }])?;
-            st.size = end;
+            let tlog = st.tlog.seq;
+            self.set_size(st, tlog, end)?;
         }
         let first = off / CLUSTER_SIZE_U64;
         let last = (end - 1) / CLUSTER_SIZE_U64;
@@ -774,7 +949,8 @@ impl Volume {
             }
             sco.clusters += k as u32;
             self.tlog_append(st, &entries)?;
-            st.mds.extend(locs);
+            let tlog = st.tlog.seq;
+            self.map_clusters(st, tlog, &locs)?;
             let seq = st.tlog.seq;
             *st.tlog_bytes.entry(seq).or_default() += (k * CLUSTER_SIZE) as u64;
             self.counters
@@ -867,6 +1043,15 @@ impl Volume {
         )?;
         st.tlog.scos += 1;
         let tlog = st.tlog.seq;
+        st.ov.push(
+            tlog,
+            Op::Sealed {
+                sco: sco.seq,
+                tlog,
+                clusters: sco.clusters,
+                crc: sco.crc,
+            },
+        );
         st.scos
             .insert(sco.seq, ScoEntry::new(tlog, sco.clusters, false));
         self.counters.scos_sealed.fetch_add(1, Ordering::Relaxed);
@@ -934,16 +1119,15 @@ impl Volume {
             if size < st.size {
                 let tail = size % CLUSTER_SIZE_U64;
                 let ca = size / CLUSTER_SIZE_U64;
-                if tail != 0 && st.mds.contains_key(&ca) {
+                if tail != 0 && self.lookup(&st, ca)?.is_some() {
                     let mut c = self.read_cluster(&st, ca)?;
                     c[tail as usize..].fill(0);
                     self.append_clusters(&mut st, ca, &c)?;
                 }
             }
             self.tlog_append(&mut st, &[Entry::Resize { size }])?;
-            st.size = size;
-            let keep = size.div_ceil(CLUSTER_SIZE_U64);
-            drop(st.mds.split_off(&keep));
+            let tlog = st.tlog.seq;
+            self.set_size(&mut st, tlog, size)?;
             st.write_gen += 1;
             Ok(())
         })
@@ -1051,6 +1235,34 @@ impl Volume {
             }
         }
         tlogs.sort_unstable();
+        let mds_syncs = Arc::new(AtomicU64::new(0));
+        // A volume from before the MetaDataStore was on disk gets an empty one (applied_tlog 0:
+        // every TLog is replayed).
+        let mds = Mds::open(
+            &*fs,
+            dir,
+            true,
+            skip_fsync == Some(FsyncSite::MdsCommit),
+            mds_syncs.clone(),
+        )?;
+        let meta = mds.meta()?;
+        // TLogs whose effect is in redb were on the backend: one left behind by a crash between
+        // the redb commit and the deletion is deleted now.
+        let mut tlog_dir_dirty = false;
+        for seq in tlogs.iter().filter(|s| **s <= meta.applied_tlog) {
+            let p = tlog_dir.join(tlog_name(*seq));
+            fs.remove_file(&p).map_err(|e| io_err(p.display(), e))?;
+            tlog_dir_dirty = true;
+        }
+        tlogs.retain(|s| *s > meta.applied_tlog);
+        if tlogs.first().is_some_and(|f| *f != meta.applied_tlog + 1) {
+            return Err(Error::Io(format!(
+                "{}: the MetaDataStore holds TLogs up to {}, but the next local TLog is {}",
+                dir.display(),
+                meta.applied_tlog,
+                tlogs[0]
+            )));
+        }
         let Some(&last_seq) = tlogs.last() else {
             return Err(Error::Io(format!(
                 "{}: no TLog: not a volume",
@@ -1080,7 +1292,10 @@ impl Volume {
             }
         }
 
-        let mut rp = Replay::default();
+        let mut rp = Replay {
+            size: meta.size,
+            ..Default::default()
+        };
         let mut tlog_bytes: BTreeMap<u64, u64> = BTreeMap::new();
         let ctx = ReplayCtx {
             fs: &*fs,
@@ -1215,10 +1430,39 @@ impl Volume {
                 dir.display()
             )));
         }
-        let next_sco = max_ref.max(sco_files.last().copied().unwrap_or(0)) + 1;
+        let db_scos = mds.scos()?;
+        let max_db_sco = db_scos.last().map_or(0, |(s, _)| *s);
+        let next_sco = max_ref
+            .max(sco_files.last().copied().unwrap_or(0))
+            .max(max_db_sco)
+            + 1;
+        let mut scos: BTreeMap<u64, ScoEntry> = BTreeMap::new();
+        for (seq, (tlog, clusters, _crc)) in &db_scos {
+            // Applied SCOs are on the backend: no local file (a backend restart never fetched
+            // it) or a header stub means the data is only there.
+            let has_file = sco_files.contains(seq);
+            let evicted = if has_file {
+                let p = sco_dir.join(sco_name(*seq));
+                let f = fs.open(&p).map_err(|e| io_err(p.display(), e))?;
+                f.file_len().map_err(|e| io_err(p.display(), e))? <= SCO_HEADER_LEN
+            } else {
+                true
+            };
+            let mut e = ScoEntry::new(*tlog, *clusters, evicted);
+            e.has_file = has_file;
+            scos.insert(*seq, e);
+        }
+        for (s, (t, c, ev)) in &rp.sealed_in {
+            scos.insert(*s, ScoEntry::new(*t, *c, *ev));
+        }
+        let mapped = mds.mapped()?;
         let state = State {
-            size: rp.size,
-            mds: std::mem::take(&mut rp.mds),
+            size: meta.size,
+            ov: Overlay::default(),
+            mapped,
+            applied_tlog: meta.applied_tlog,
+            applied_size: meta.size,
+            db_empty: mapped == 0,
             sco: None,
             tlog: OpenTlog {
                 seq: last_seq,
@@ -1230,29 +1474,59 @@ impl Volume {
             next_sco,
             write_gen: 0,
             sco_dir_dirty: false,
-            tlog_dir_dirty: false,
+            tlog_dir_dirty,
             tlog_bytes,
-            scos: rp
-                .sealed_in
-                .iter()
-                .map(|(s, (t, c, ev))| (*s, ScoEntry::new(*t, *c, *ev)))
-                .collect(),
-            backend_tlog: 0,
+            scos,
+            // Everything applied to redb is on the backend.
+            backend_tlog: meta.applied_tlog,
         };
         let vol = Volume::assemble(
             fs.clone(),
             id,
             opts,
-            sco_dir.clone(),
-            tlog_dir,
+            (sco_dir.clone(), tlog_dir),
             state,
             skip_fsync,
+            (mds, mds_syncs),
         );
         vol.counters
             .restart_cut_bytes
             .store(data.len() as u64 - cut, Ordering::Relaxed);
+        vol.counters
+            .tlogs_replayed
+            .store(tlogs.len() as u64, Ordering::Relaxed);
+        vol.counters
+            .checkpoint_tlog
+            .store(vol.mds.checkpoint_tlog()?, Ordering::Relaxed);
         {
             let mut st = vol.state.write();
+            // The replayed TLogs' changes are corked until the backend has those TLogs.
+            // Runs of clusters (distinct addresses, one TLog) are mapped together: one redb
+            // lookup per run.
+            let mut run: Vec<(u64, Loc)> = Vec::new();
+            let mut in_run: BTreeSet<u64> = BTreeSet::new();
+            let mut run_tlog = 0;
+            for (tlog, op) in std::mem::take(&mut rp.ops) {
+                let joins =
+                    matches!(op, Op::Cluster(a, _) if tlog == run_tlog && !in_run.contains(&a));
+                if !joins && !run.is_empty() {
+                    vol.map_clusters(&mut st, run_tlog, &run)?;
+                    run.clear();
+                    in_run.clear();
+                }
+                match op {
+                    Op::Cluster(a, l) => {
+                        run_tlog = tlog;
+                        run.push((a, l));
+                        in_run.insert(a);
+                    }
+                    Op::Resize { size, .. } => vol.set_size(&mut st, tlog, size)?,
+                    Op::Sealed { .. } => st.ov.push(tlog, op),
+                }
+            }
+            if !run.is_empty() {
+                vol.map_clusters(&mut st, run_tlog, &run)?;
+            }
             if must_cut {
                 // Durable before anything is written at the cut: stale entries past it must
                 // never reappear behind new ones.
@@ -1261,9 +1535,10 @@ impl Volume {
                 vol.fsync(FsyncSite::RestartCut, &*st.tlog.file, &what)?;
             }
             // SCO files no entry refers to hold nothing that was ever committed.
+            let in_db: BTreeSet<u64> = db_scos.iter().map(|(s, _)| *s).collect();
             for s in sco_files
                 .iter()
-                .filter(|s| !rp.sco_clusters.contains_key(s))
+                .filter(|s| !rp.sco_clusters.contains_key(s) && !in_db.contains(s))
             {
                 let p = sco_dir.join(sco_name(*s));
                 fs.remove_file(&p).map_err(|e| io_err(p.display(), e))?;
@@ -1343,6 +1618,82 @@ impl Volume {
         st.backend_tlog = st.backend_tlog.max(last);
     }
 
+    /// Lifts the cork for every TLog up to `last`, now on the backend (the manifest naming it
+    /// was written): their MetaDataStore changes are applied to redb in one durable transaction
+    /// that also records `applied_tlog = last`, the applied entries leave the overlay, and only
+    /// then are the local TLog files deleted (redb now holds their effect, the backend their
+    /// bytes). The redb commit runs without the state lock held for writing.
+    pub(super) fn uncork(&self, last: u64) -> Result<()> {
+        self.check_halted()?;
+        let _one = self.uncork_lock.lock();
+        let (ops, size, from) = {
+            let st = self.state.read();
+            if last <= st.applied_tlog {
+                return Ok(());
+            }
+            if last >= st.tlog.seq {
+                return Err(Error::Io(format!(
+                    "volume {}: the backend names TLog {} but TLog {} is still open locally",
+                    self.id,
+                    tlog_name(last),
+                    tlog_name(st.tlog.seq)
+                )));
+            }
+            let mut size = st.applied_size;
+            let mut ops = Vec::new();
+            for v in st.ov.ops.range(..=last).map(|(_, v)| v) {
+                for op in v {
+                    if let Op::Resize { size: s, .. } = op {
+                        size = *s;
+                    }
+                    ops.push(*op);
+                }
+            }
+            (ops, size, st.applied_tlog + 1)
+        };
+        self.mds.apply(&ops, last, size)?;
+        let db_empty = self.mds.mapped()? == 0;
+        {
+            let mut st = self.state.write();
+            let keep = st.ov.ops.split_off(&(last + 1));
+            st.ov.ops = keep;
+            for op in &ops {
+                if let Op::Cluster(a, _) = op {
+                    if st.ov.by_addr.get(a).is_some_and(|(_, t)| *t <= last) {
+                        st.ov.by_addr.remove(a);
+                    }
+                }
+            }
+            // Only shrinks still corked make redb entries stale.
+            st.ov.trim = st
+                .ov
+                .ops
+                .values()
+                .flatten()
+                .filter_map(|op| match op {
+                    Op::Resize { size, shrink: true } => Some(size.div_ceil(CLUSTER_SIZE_U64)),
+                    _ => None,
+                })
+                .min();
+            st.applied_tlog = last;
+            st.applied_size = size;
+            st.db_empty = db_empty;
+            st.backend_tlog = st.backend_tlog.max(last);
+        }
+        for seq in from..=last {
+            let p = self.tlog_dir.join(tlog_name(seq));
+            match self.fs.remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(p.display(), e)),
+            }
+        }
+        self.fs
+            .sync_dir(&self.tlog_dir)
+            .map_err(|e| io_err(self.tlog_dir.display(), e))?;
+        Ok(())
+    }
+
     /// Sets the backend namespace clusters of evicted SCOs are read back from, and the runtime
     /// that drives its requests. Without one, reading an evicted SCO is an error.
     pub fn set_backend(&self, store: Arc<dyn ObjectStore>, rt: tokio::runtime::Handle) {
@@ -1409,6 +1760,48 @@ impl Volume {
         self.state.read().tlog_bytes.values().sum()
     }
 
+    /// The newest SCO sealed by a TLog up to `tlog` (0: none). SCOs are sealed in sequence
+    /// order, so every SCO up to it is covered by those TLogs.
+    pub fn newest_sco_sealed_by(&self, tlog: u64) -> u64 {
+        let st = self.state.read();
+        st.scos
+            .iter()
+            .rev()
+            .find(|(_, e)| e.tlog <= tlog)
+            .map_or(0, |(s, _)| *s)
+    }
+
+    /// The volume's options.
+    pub fn options(&self) -> VolumeOptions {
+        self.opts
+    }
+
+    pub(super) fn mds_checkpoint_tlog(&self) -> Result<u64> {
+        self.mds.checkpoint_tlog()
+    }
+
+    pub(super) fn mds_snapshot(&self) -> Result<super::mds::SnapshotTx> {
+        self.mds.begin_snapshot()
+    }
+
+    pub(super) fn mds_checkpoint_done(
+        &self,
+        n: u64,
+        written: &[u64],
+        pages: &[(u64, u64)],
+    ) -> Result<()> {
+        self.mds.checkpoint_done(n, written, pages)?;
+        self.counters.checkpoint_tlog.store(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(super) fn counters_checkpoint(&self, pages: u64) {
+        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .checkpoint_pages
+            .fetch_add(pages, Ordering::Relaxed);
+    }
+
     /// Sequence number of the open TLog.
     pub(super) fn open_tlog_seq(&self) -> u64 {
         self.state.read().tlog.seq
@@ -1432,7 +1825,15 @@ impl Volume {
         self.check_halted()?;
         let st = self.state.read();
         let mut problems = Vec::new();
-        let mut scos: BTreeSet<u64> = st.mds.values().map(|l| l.sco).collect();
+        let all = self.lookup_range(&st, 0, st.size.div_ceil(CLUSTER_SIZE_U64))?;
+        if all.len() as u64 != st.mapped {
+            problems.push(format!(
+                "the mapped-cluster count {} disagrees with the MetaDataStore ({})",
+                st.mapped,
+                all.len()
+            ));
+        }
+        let mut scos: BTreeSet<u64> = all.values().map(|l| l.sco).collect();
         if let Some(s) = &st.sco {
             scos.remove(&s.seq);
         }
@@ -1478,7 +1879,7 @@ impl Volume {
             }
         }
         let mut c = vec![0u8; CLUSTER_SIZE];
-        for (ca, loc) in &st.mds {
+        for (ca, loc) in &all {
             match self.read_loc(&st, loc, &mut c, 0) {
                 Ok(()) if md5(&c) == loc.md5 => {}
                 Ok(()) => problems.push(format!(
@@ -1512,6 +1913,17 @@ impl Volume {
                     .map_err(|e| io_err(p.display(), e))?;
             }
             self.fs.sync_dir(d).map_err(|e| io_err(d.display(), e))?;
+        }
+        if let Some(dir) = self.sco_dir.parent() {
+            let p = dir.join(super::mds::MDS_FILE);
+            match self.fs.remove_file(&p) {
+                Ok(()) => self
+                    .fs
+                    .sync_dir(dir)
+                    .map_err(|e| io_err(dir.display(), e))?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(p.display(), e)),
+            }
         }
         Ok(())
     }
@@ -1636,14 +2048,17 @@ impl ReplayCtx<'_> {
                         rp.size
                     )));
                 }
-                rp.mds.insert(
-                    address,
-                    Loc {
-                        sco,
-                        offset,
-                        md5: m,
-                    },
-                );
+                rp.ops.push((
+                    rp.cur_tlog,
+                    Op::Cluster(
+                        address,
+                        Loc {
+                            sco,
+                            offset,
+                            md5: m,
+                        },
+                    ),
+                ));
             }
             Entry::ScoSealed { sco, clusters, crc } => {
                 let seen = rp.sco_clusters.get(&sco).copied().unwrap_or(0);
@@ -1656,14 +2071,23 @@ impl ReplayCtx<'_> {
                 let evicted = self.verify_sealed_sco(sco, clusters, crc)?;
                 rp.sealed.insert(sco);
                 rp.sealed_in.insert(sco, (rp.cur_tlog, clusters, evicted));
+                rp.ops.push((
+                    rp.cur_tlog,
+                    Op::Sealed {
+                        sco,
+                        tlog: rp.cur_tlog,
+                        clusters,
+                        crc,
+                    },
+                ));
             }
             Entry::Resize { size } => {
                 if size > MAX_VOLUME_SIZE {
                     return Err(bad(format!("size {size} above the maximum")));
                 }
+                let shrink = size < rp.size;
                 rp.size = size;
-                let keep = size.div_ceil(CLUSTER_SIZE_U64);
-                drop(rp.mds.split_off(&keep));
+                rp.ops.push((rp.cur_tlog, Op::Resize { size, shrink }));
             }
             Entry::TlogClosed { .. } => {}
         }

@@ -469,7 +469,9 @@ impl LocalFs for SimFs {
         // Directories are made durable at once, like StdFs does.
         let mut st = self.state.lock();
         st.spend(true)?;
-        st.dirs.entry(dir.to_path_buf()).or_default();
+        for d in dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
+            st.dirs.entry(d.to_path_buf()).or_default();
+        }
         Ok(())
     }
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {

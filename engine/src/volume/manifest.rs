@@ -22,6 +22,9 @@ pub struct Manifest {
     /// The TLogs on the backend, oldest first, as an inclusive range of sequence numbers
     /// (TLogs are contiguous); `None` when no TLog is on the backend yet.
     pub tlogs: Option<(u64, u64)>,
+    /// The newest metadata checkpoint on the backend: the MetaDataStore as of this TLog
+    /// (`mds/<N>/index`); `None` when there is none. Readers of older manifests see none.
+    pub checkpoint: Option<u64>,
 }
 
 impl Manifest {
@@ -31,6 +34,7 @@ impl Manifest {
             volume,
             generation: 0,
             tlogs: None,
+            checkpoint: None,
         }
     }
 
@@ -56,6 +60,11 @@ impl Manifest {
                 .with_attributes([("first", f.as_str()), ("last", l.as_str())]);
             let _ = w.write_event(Event::Empty(t));
         }
+        if let Some(n) = self.checkpoint {
+            let n = n.to_string();
+            let c = BytesStart::new("checkpoint").with_attributes([("tlog", n.as_str())]);
+            let _ = w.write_event(Event::Empty(c));
+        }
         let _ = w.write_event(Event::End(BytesEnd::new("strata-volume")));
         let mut out = w.into_inner();
         out.push(b'\n');
@@ -74,6 +83,7 @@ impl Manifest {
         r.config_mut().trim_text(true);
         let mut root: Option<(VolumeId, u64)> = None;
         let mut tlogs = None;
+        let mut checkpoint = None;
         loop {
             let ev = r.read_event().map_err(|e| bad(format!("XML: {e}")))?;
             let (e, _empty) = match &ev {
@@ -129,14 +139,27 @@ impl Manifest {
                     }
                     tlogs = Some((first, last));
                 }
+                b"checkpoint" if root.is_some() => {
+                    let n = num("tlog")?;
+                    if n == 0 {
+                        return Err(bad("checkpoint of TLog 0".into()));
+                    }
+                    checkpoint = Some(n);
+                }
                 _ => {}
             }
         }
         let (volume, generation) = root.ok_or_else(|| bad("no <strata-volume> element".into()))?;
+        if let (Some(n), Some((_, last))) = (checkpoint, tlogs) {
+            if n > last {
+                return Err(bad(format!("checkpoint {n} after the last TLog {last}")));
+            }
+        }
         Ok(Manifest {
             volume,
             generation,
             tlogs,
+            checkpoint,
         })
     }
 }
@@ -166,6 +189,11 @@ mod tests {
         assert_eq!(Manifest::from_xml("m", &xml), Ok(m.clone()));
         let text = String::from_utf8(xml).expect("utf8");
         assert!(text.contains("<tlogs first=\"1\" last=\"42\"/>"), "{text}");
+        assert!(!text.contains("checkpoint"), "{text}");
+        m.checkpoint = Some(40);
+        let with = m.to_xml();
+        assert_eq!(Manifest::from_xml("m", &with), Ok(m.clone()));
+        assert!(String::from_utf8_lossy(&with).contains("<checkpoint tlog=\"40\"/>"));
         let v2 = text.replace("format=\"1\"", "format=\"2\"");
         assert!(matches!(
             Manifest::from_xml("m", v2.as_bytes()),

@@ -5,6 +5,8 @@
 //! - [`localfs`]: the local-file layer all local I/O goes through, with a real implementation
 //!   and a crash-simulating one for tests.
 //! - [`Volume`]: the write path, the MetaDataStore, group commit, reads, resize and local restart.
+//! - `mds`: the MetaDataStore in redb (`mds.redb`) under the in-memory cork; `checkpoint`: its
+//!   paged, incremental checkpoints on the backend.
 //! - [`cache`]: the SCO cache's eviction policy (disposable SCOs, LFU between watermarks).
 //! - [`manifest`] and [`Volume::backup`] / [`Volume::restore`]: the backend pipeline (ordered
 //!   upload of SCOs, TLogs, manifest) and backend restart.
@@ -14,10 +16,13 @@
 
 mod backup;
 pub mod cache;
+mod checkpoint;
+pub mod cluster_cache;
 mod core;
 pub mod format;
 pub mod localfs;
 pub mod manifest;
+mod mds;
 
 #[cfg(test)]
 mod tests;
@@ -25,8 +30,9 @@ mod tests;
 pub use self::backup::{run_pipeline, BackupReport};
 pub use self::cache::{evict_lfu, EvictionReport};
 pub use self::core::{
-    EvictionCandidate, FsyncSite, Volume, VolumeOptions, VolumeStats, DEFAULT_SCO_SIZE,
-    DEFAULT_TLOG_SCOS, MAX_VOLUME_SIZE,
+    EvictionCandidate, FsyncSite, Volume, VolumeOptions, VolumeStats, DEFAULT_CHECKPOINT_TLOGS,
+    DEFAULT_SCO_SIZE, DEFAULT_TLOG_SCOS, MAX_VOLUME_SIZE,
 };
 pub use self::format::{FormatError, VolumeId, CLUSTER_SIZE};
 pub use self::localfs::{CrashMode, LocalFile, LocalFs, SimFs, SimRng, StdFs};
+pub use self::mds::MDS_FILE;

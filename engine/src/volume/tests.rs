@@ -20,6 +20,7 @@ fn small_opts() -> VolumeOptions {
     VolumeOptions {
         sco_clusters: 16,
         tlog_scos: 2,
+        checkpoint_tlogs: 64,
     }
 }
 
@@ -156,6 +157,10 @@ struct RunStats {
     writes: u64,
     /// Restarts that cut a torn or unsynced TLog tail.
     cuts: u64,
+    /// Backups that uploaded (and uncorked) TLogs.
+    backups: u64,
+    /// Restarts that found a MetaDataStore with applied TLogs (local TLogs were deleted).
+    uncorked_restarts: u64,
 }
 
 /// Random reads, writes (aligned and unaligned, up to 64 KiB), resizes and commits on a 4 MiB
@@ -171,11 +176,21 @@ fn run_workload(
     let mut rng = SimRng::new(seed);
     let fs = SimFs::new();
     let lfs: Arc<dyn LocalFs> = Arc::new(fs.clone());
-    let opts = small_opts();
+    // Frequent checkpoints, so that crashes also land in their writing.
+    let opts = VolumeOptions {
+        checkpoint_tlogs: 2,
+        ..small_opts()
+    };
     let mut vol = Volume::create_inner(lfs.clone(), &dir(), VOL, opts, 1 << 20, skip)
         .map_err(|e| e.to_string())?;
     let mut oracle = Oracle::new(1 << 20);
     let mut st = RunStats::default();
+    // Backups lift the cork (redb commit, local TLogs deleted) at random points; the backend
+    // survives every crash.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let store = FailPuts::new();
     // A power cut is planned: the next failing call is the machine dying.
     let mut armed = false;
     for step in 0..=steps {
@@ -200,6 +215,29 @@ fn run_workload(
             // Whether or not it completes, its effect may survive.
             oracle.resize(size);
             vol.resize(size).map_err(|e| e.to_string())
+        } else if r < 18 {
+            let everything = rng.below(2) == 0;
+            // Now and then the backend refuses one kind of object, at any point of the upload.
+            let fail = ["sco/", "tlog/", "manifest", "mds/"];
+            let inject = (rng.below(4) == 0).then(|| fail[rng.below(4) as usize]);
+            *store.prefix.lock() = inject;
+            let r = rt.block_on(vol.backup(&store, everything));
+            *store.prefix.lock() = None;
+            match r {
+                Ok(rep) => {
+                    if rep.tlogs > 0 {
+                        st.backups += 1;
+                    }
+                    // "Everything" commits first: all before it is durable.
+                    if everything {
+                        oracle.commit();
+                    }
+                    Ok(())
+                }
+                // An injected refusal leaves the cork on; nothing is lost.
+                Err(_) if inject.is_some() && !fs.power_is_cut() => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
         } else if r < 35 {
             let off = rng.below(SPACE);
             let len = (1 + rng.below(64 << 10)).min(SPACE - off) as usize;
@@ -275,6 +313,9 @@ fn run_workload(
         if vol.stats().restart_cut_bytes > 0 {
             st.cuts += 1;
         }
+        if vol.stats().applied_tlog > 0 {
+            st.uncorked_restarts += 1;
+        }
         oracle
             .check_recovered(&vol)
             .map_err(|e| format!("step {step} after a crash: {e}"))?;
@@ -296,6 +337,8 @@ fn random_io_with_machine_crashes_keeps_every_committed_byte() {
                 total.commits += s.commits;
                 total.writes += s.writes;
                 total.cuts += s.cuts;
+                total.backups += s.backups;
+                total.uncorked_restarts += s.uncorked_restarts;
             }
             Err(e) => panic!("seed {seed} ({mode:?}): {e}"),
         }
@@ -309,6 +352,10 @@ fn random_io_with_machine_crashes_keeps_every_committed_byte() {
     assert!(
         total.cuts > 0,
         "no restart had to cut a torn tail: {total:?}"
+    );
+    assert!(
+        total.backups > 20 && total.uncorked_restarts > 10,
+        "the cork was rarely lifted before a crash: {total:?}"
     );
 }
 
@@ -347,6 +394,7 @@ fn restart_window_scenario(skip: Option<FsyncSite>) -> Result<(), String> {
     let opts = VolumeOptions {
         sco_clusters: 16,
         tlog_scos: 1,
+        checkpoint_tlogs: 64,
     };
     let a: Vec<u8> = (0..4 * 4096).map(|i| (i % 253) as u8 + 1).collect();
     let b = vec![0xeeu8; 4 * 4096];
@@ -503,6 +551,7 @@ fn corrupt_middle_entry_of_a_closed_tlog_is_a_clear_error() {
     let opts = VolumeOptions {
         sco_clusters: 4,
         tlog_scos: 1,
+        checkpoint_tlogs: 64,
     };
     let (fs, lfs, vol) = fresh(opts);
     vol.write(0, &vec![7u8; 4 * 4096 * 3], true).expect("write");
@@ -529,6 +578,7 @@ fn damaged_headers_and_sealed_scos_are_clear_errors() {
     let opts = VolumeOptions {
         sco_clusters: 4,
         tlog_scos: 4,
+        checkpoint_tlogs: 64,
     };
     // A bad TLog header (even of the last TLog: headers are fsynced at creation).
     let (fs, lfs, vol) = fresh(opts);
@@ -605,6 +655,7 @@ fn real_files_survive_reopen() {
     let opts = VolumeOptions {
         sco_clusters: 8,
         tlog_scos: 2,
+        checkpoint_tlogs: 64,
     };
     let vol = Volume::create(fs.clone(), &d, VOL, opts, 0).expect("create");
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -636,6 +687,9 @@ struct FailPuts {
     range_gets: std::sync::atomic::AtomicU64,
     /// Ranged GETs fail (the backend is down for reads).
     gets_down: std::sync::atomic::AtomicBool,
+    /// Keys of every whole-object GET, and of every PUT, in order.
+    gets: parking_lot::Mutex<Vec<String>>,
+    puts: parking_lot::Mutex<Vec<String>>,
 }
 
 impl FailPuts {
@@ -646,6 +700,8 @@ impl FailPuts {
             failed: Default::default(),
             range_gets: Default::default(),
             gets_down: Default::default(),
+            gets: Default::default(),
+            puts: Default::default(),
         }
     }
 
@@ -668,6 +724,7 @@ impl FailPuts {
 impl ObjectStore for FailPuts {
     async fn put(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
         self.check(key)?;
+        self.puts.lock().push(key.to_string());
         self.inner.put(key, data).await
     }
     async fn put_if_absent(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
@@ -684,6 +741,7 @@ impl ObjectStore for FailPuts {
         self.inner.put_if_match(key, data, etag).await
     }
     async fn get(&self, key: &str) -> strata_backend::Result<(Bytes, ObjectMeta)> {
+        self.gets.lock().push(key.to_string());
         self.inner.get(key).await
     }
     async fn get_range(
@@ -715,6 +773,18 @@ impl ObjectStore for FailPuts {
     ) -> strata_backend::Result<ListPage> {
         self.inner.list(prefix, token, max).await
     }
+}
+
+/// Backend restart, then reads of the (lazily restored) SCOs go to `store`.
+fn restore_from<S: ObjectStore + 'static>(
+    rt: &tokio::runtime::Runtime,
+    store: &Arc<S>,
+    fs: Arc<dyn LocalFs>,
+    opts: VolumeOptions,
+) -> Result<Volume, Error> {
+    let v = rt.block_on(Volume::restore(&**store, fs, &dir(), VOL, opts))?;
+    v.set_backend(store.clone(), rt.handle().clone());
+    Ok(v)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -750,7 +820,7 @@ async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
 #[test]
 fn backend_restart_rebuilds_the_volume_from_the_backend_alone() {
     let rt = rt();
-    let store = FailPuts::new();
+    let store = Arc::new(FailPuts::new());
     let opts = small_opts();
     let (_fs, _lfs, vol) = fresh(opts);
     let mut rng = SimRng::new(7);
@@ -758,21 +828,19 @@ fn backend_restart_rebuilds_the_volume_from_the_backend_alone() {
     vol.resize(3 << 20).expect("shrink");
     let before = vol.bytes_not_on_backend();
     assert!(before >= 60 * 4096, "{before}");
-    let rep = rt.block_on(vol.backup(&store, true)).expect("backup");
+    let rep = rt.block_on(vol.backup(&*store, true)).expect("backup");
     assert!(rep.tlogs > 2 && rep.scos > 4, "{rep:?}");
     assert_eq!(vol.bytes_not_on_backend(), 0);
     let expect1 = whole(&vol);
-    let scos = rt.block_on(keys(&store, "sco/"));
-    let tlogs = rt.block_on(keys(&store, "tlog/"));
+    let scos = rt.block_on(keys(&*store, "sco/"));
+    let tlogs = rt.block_on(keys(&*store, "tlog/"));
     assert_eq!(scos.len() as u64, rep.scos);
     assert_eq!(tlogs.len() as u64, rep.tlogs);
     assert!(rt.block_on(store.head("manifest.xml")).is_ok());
 
     // Local state gone: a fresh machine restores from the backend alone.
     let fs2: Arc<dyn LocalFs> = Arc::new(SimFs::new());
-    let vol2 = rt
-        .block_on(Volume::restore(&store, fs2.clone(), &dir(), VOL, opts))
-        .expect("restore");
+    let vol2 = restore_from(&rt, &store, fs2.clone(), opts).expect("restore");
     assert_eq!(vol2.size(), 3 << 20);
     assert_eq!(
         vol2.bytes_not_on_backend(),
@@ -785,7 +853,7 @@ fn backend_restart_rebuilds_the_volume_from_the_backend_alone() {
     scribble(&vol2, &mut rng, 20);
     assert!(vol2.bytes_not_on_backend() > 0);
     let rep2 = rt
-        .block_on(vol2.backup(&store, true))
+        .block_on(vol2.backup(&*store, true))
         .expect("second backup");
     assert_eq!(
         vol2.bytes_not_on_backend(),
@@ -801,12 +869,10 @@ fn backend_restart_rebuilds_the_volume_from_the_backend_alone() {
     // A backup cut before its manifest changes nothing a restore sees.
     scribble(&vol2, &mut rng, 20);
     *store.prefix.lock() = Some("tlog/");
-    assert!(rt.block_on(vol2.backup(&store, true)).is_err());
+    assert!(rt.block_on(vol2.backup(&*store, true)).is_err());
     *store.prefix.lock() = None;
     let fs3: Arc<dyn LocalFs> = Arc::new(SimFs::new());
-    let vol3 = rt
-        .block_on(Volume::restore(&store, fs3, &dir(), VOL, opts))
-        .expect("restore 3");
+    let vol3 = restore_from(&rt, &store, fs3, opts).expect("restore 3");
     assert_eq!(
         whole(&vol3),
         expect2,
@@ -814,16 +880,14 @@ fn backend_restart_rebuilds_the_volume_from_the_backend_alone() {
     );
     // ...and the next backup uploads what was missed.
     let expect4 = whole(&vol2);
-    rt.block_on(vol2.backup(&store, true)).expect("retry");
+    rt.block_on(vol2.backup(&*store, true)).expect("retry");
     let fs4: Arc<dyn LocalFs> = Arc::new(SimFs::new());
-    let vol4 = rt
-        .block_on(Volume::restore(&store, fs4, &dir(), VOL, opts))
-        .expect("restore 4");
+    let vol4 = restore_from(&rt, &store, fs4, opts).expect("restore 4");
     assert_eq!(whole(&vol4), expect4);
 
     // Restoring over an existing volume is refused.
     assert!(matches!(
-        rt.block_on(Volume::restore(&store, fs2, &dir(), VOL, opts)),
+        restore_from(&rt, &store, fs2, opts),
         Err(Error::Exists)
     ));
 }
@@ -831,16 +895,16 @@ fn backend_restart_rebuilds_the_volume_from_the_backend_alone() {
 #[test]
 fn a_manifest_changed_by_another_writer_is_never_overwritten() {
     let rt = rt();
-    let store = MemStore::new();
+    let store = Arc::new(MemStore::new());
     let (_fs, _lfs, vol) = fresh(small_opts());
     vol.write(0, &[1u8; 70_000], false).expect("write");
-    rt.block_on(vol.backup(&store, true)).expect("backup");
+    rt.block_on(vol.backup(&*store, true)).expect("backup");
     let intruder = Bytes::from_static(b"<strata-volume/>");
     rt.block_on(store.put("manifest.xml", intruder.clone()))
         .expect("intruder");
     vol.write(0, &[2u8; 70_000], false).expect("write");
     let err = rt
-        .block_on(vol.backup(&store, true))
+        .block_on(vol.backup(&*store, true))
         .expect_err("must detect the other writer");
     assert!(
         err.to_string().contains("changed by another writer"),
@@ -853,23 +917,29 @@ fn a_manifest_changed_by_another_writer_is_never_overwritten() {
 }
 
 #[test]
-fn a_corrupted_backend_sco_is_rejected_on_restore() {
+fn a_corrupted_backend_sco_is_rejected_when_read_after_restore() {
     let rt = rt();
-    let store = MemStore::new();
+    let store = Arc::new(MemStore::new());
     let (_fs, _lfs, vol) = fresh(small_opts());
     vol.write(0, &[1u8; 70_000], false).expect("write");
-    rt.block_on(vol.backup(&store, true)).expect("backup");
+    rt.block_on(vol.backup(&*store, true)).expect("backup");
     let key = format!("sco/{}", format::sco_name(1));
     let (b, _) = rt.block_on(store.get(&key)).expect("get");
     let mut b = b.to_vec();
-    b[5000] ^= 1;
+    b[format::ScoFooter::offset(1) as usize + 10] ^= 1;
     rt.block_on(store.put(&key, Bytes::from(b)))
         .expect("corrupt");
     let fs2: Arc<dyn LocalFs> = Arc::new(SimFs::new());
-    let err = rt
-        .block_on(Volume::restore(&store, fs2, &dir(), VOL, small_opts()))
-        .expect_err("corrupt SCO");
-    assert!(err.to_string().contains("data: CRC32C mismatch"), "{err}");
+    // Restore fetches metadata only; the damaged cluster is caught by its MD5 when read.
+    let vol2 = restore_from(&rt, &store, fs2, small_opts()).expect("restore");
+    assert_eq!(
+        read_vec(&vol2, 0, 4096),
+        vec![1u8; 4096],
+        "an intact cluster"
+    );
+    let mut buf = vec![0u8; 4096];
+    let err = vol2.read(4096, &mut buf).expect_err("corrupt cluster");
+    assert!(err.to_string().contains("MD5 mismatch"), "{err}");
 }
 
 /// Random writes, resizes and "sync and wait" backups; at random points the machine is lost and
@@ -877,25 +947,27 @@ fn a_corrupted_backend_sco_is_rejected_on_restore() {
 #[test]
 fn random_backups_and_backend_restarts_restore_the_last_backup() {
     let rt = rt();
-    let opts = small_opts();
     let mut restores = 0;
-    for seed in 1..=3u64 {
-        let store = MemStore::new();
+    // Without checkpoints (every TLog replayed), and with frequent incremental ones.
+    for seed in 1..=6u64 {
+        let opts = VolumeOptions {
+            checkpoint_tlogs: if seed % 2 == 0 { 1000 } else { 2 },
+            ..small_opts()
+        };
+        let store = Arc::new(MemStore::new());
         let mut rng = SimRng::new(seed * 1000);
         let (_fs, _lfs, mut vol) = fresh(opts);
         let mut at_backup: Option<Vec<u8>> = None;
         for step in 0..120 {
             match rng.below(20) {
                 0 | 1 => {
-                    rt.block_on(vol.backup(&store, true)).expect("backup");
+                    rt.block_on(vol.backup(&*store, true)).expect("backup");
                     at_backup = Some(whole(&vol));
                 }
                 2 => {
                     if let Some(expect) = &at_backup {
                         let fs: Arc<dyn LocalFs> = Arc::new(SimFs::new());
-                        vol = rt
-                            .block_on(Volume::restore(&store, fs, &dir(), VOL, opts))
-                            .expect("restore");
+                        vol = restore_from(&rt, &store, fs, opts).expect("restore");
                         assert_eq!(&whole(&vol), expect, "seed {seed} step {step}");
                         restores += 1;
                     }
@@ -905,7 +977,7 @@ fn random_backups_and_backend_restarts_restore_the_last_backup() {
             }
         }
     }
-    assert!(restores >= 3, "only {restores} restores");
+    assert!(restores >= 6, "only {restores} restores");
 }
 
 /// Polls `cond` until it holds or `secs` pass (no fixed sleeps as synchronisation).
@@ -955,9 +1027,7 @@ fn the_pipeline_retries_and_drains_once_the_backend_is_back() {
     tx.send(true).expect("stop");
     rt.block_on(task).expect("pipeline task");
     let fs2: Arc<dyn LocalFs> = Arc::new(SimFs::new());
-    let restored = rt
-        .block_on(Volume::restore(&*store, fs2, &dir(), VOL, small_opts()))
-        .expect("restore");
+    let restored = restore_from(&rt, &store, fs2, small_opts()).expect("restore");
     assert_eq!(whole(&restored), expect);
 }
 
@@ -1052,10 +1122,59 @@ fn volume_speed() {
     );
     drop(vol);
     let t0 = Instant::now();
-    let vol = Volume::open(fs, &d, VOL, VolumeOptions::default()).expect("open");
+    let vol = Volume::open(fs.clone(), &d, VOL, VolumeOptions::default()).expect("open");
     eprintln!(
         "local restart with {} live clusters: {:.3} s",
         vol.space_used() / 4096,
+        t0.elapsed().as_secs_f64()
+    );
+    // Everything on a (memory) backend: the MetaDataStore is in redb, the overlay empty.
+    let rt = rt();
+    let store = MemStore::new();
+    let t0 = Instant::now();
+    rt.block_on(vol.backup(&store, true)).expect("backup");
+    eprintln!(
+        "backup + uncork of {} clusters: {:.3} s",
+        vol.space_used() / 4096,
+        t0.elapsed().as_secs_f64()
+    );
+    let t0 = Instant::now();
+    for i in 0..n {
+        vol.write(rng.below(size / 4096) * 4096, &buf, false)
+            .expect("write");
+        if i % 32 == 31 {
+            vol.sync().expect("sync");
+        }
+    }
+    vol.sync().expect("sync");
+    eprintln!(
+        "4K random writes over redb, COMMIT every 32: {:.0} IOPS",
+        n as f64 / t0.elapsed().as_secs_f64()
+    );
+    rt.block_on(vol.backup(&store, true)).expect("backup");
+    let t0 = Instant::now();
+    for _ in 0..n {
+        vol.read(rng.below(256 << 8) * 4096, &mut rb).expect("read");
+    }
+    eprintln!(
+        "4K random reads over redb (page cache): {:.0} IOPS",
+        n as f64 / t0.elapsed().as_secs_f64()
+    );
+    let mut big = vec![0u8; 1 << 20];
+    let t0 = Instant::now();
+    for i in 0..256u64 {
+        vol.read(i << 20, &mut big).expect("read");
+    }
+    eprintln!(
+        "1 MiB sequential reads over redb: {:.0} MB/s",
+        256.0 / t0.elapsed().as_secs_f64()
+    );
+    drop(vol);
+    let t0 = Instant::now();
+    let vol = Volume::open(fs, &d, VOL, VolumeOptions::default()).expect("open");
+    eprintln!(
+        "local restart after uncork ({} TLogs replayed): {:.3} s",
+        vol.stats().tlogs_replayed,
         t0.elapsed().as_secs_f64()
     );
 }
@@ -1065,6 +1184,7 @@ fn verify_finds_corruption_that_reads_cannot_see() {
     let opts = VolumeOptions {
         sco_clusters: 4,
         tlog_scos: 2,
+        checkpoint_tlogs: 64,
     };
     let (fs, lfs, vol) = fresh(opts);
     vol.write(0, &vec![3u8; 4096 * 10], true).expect("write");
@@ -1160,8 +1280,15 @@ fn evicted_volume(
     drop(vol);
     let vol = Volume::open(lfs.clone(), &dir(), VOL, small_opts()).expect("reopen");
     vol.set_backend(store.clone(), rt.handle().clone());
-    // After a restart nothing is known to be on the backend until the manifest is read again.
-    assert!(vol.eviction_candidates().is_empty());
+    // After a restart, the SCOs whose TLogs the MetaDataStore applied are known to be on the
+    // backend (the cork was lifted only once the manifest named them).
+    assert_eq!(vol.eviction_candidates().len(), 48);
+    assert_eq!(
+        vol.stats().tlogs_replayed,
+        1,
+        "only the open TLog is replayed"
+    );
+    assert_eq!(vol.stats().corked_clusters, 0);
     rt.block_on(vol.backup(&**store, false))
         .expect("read the manifest");
     assert_eq!(vol.eviction_candidates().len(), 48);
@@ -1323,4 +1450,301 @@ fn a_corrupt_or_unreachable_backend_cluster_is_a_clear_error() {
     assert_eq!(read_vec(&vol, 20 * 4096, 4096), data[20 * 4096..21 * 4096]);
     vol.write(20 * 4096 + 1, b"x", true)
         .expect("write after the backend is back");
+}
+
+// ------------------------------------------------------------------------------------------------
+// The MetaDataStore in redb, the cork, metadata checkpoints
+
+fn ckpt_opts(checkpoint_tlogs: u32) -> VolumeOptions {
+    VolumeOptions {
+        sco_clusters: 16,
+        tlog_scos: 1,
+        checkpoint_tlogs,
+    }
+}
+
+/// Writes one SCO's worth (16 clusters) at cluster `ca`, recording it in `oracle`.
+fn write_sco(vol: &Volume, oracle: &mut HashMap<u64, Vec<u8>>, ca: u64, seed: u64) {
+    let mut rng = SimRng::new(seed);
+    let data: Vec<u8> = (0..16 * CLUSTER_SIZE)
+        .map(|_| rng.next_u64() as u8)
+        .collect();
+    vol.write(ca * CLUSTER_SIZE_U64, &data, false)
+        .expect("write");
+    for (i, c) in data.chunks(CLUSTER_SIZE).enumerate() {
+        oracle.insert(ca + i as u64, c.to_vec());
+    }
+}
+
+fn check_oracle(vol: &Volume, oracle: &HashMap<u64, Vec<u8>>) {
+    for (ca, want) in oracle {
+        assert_eq!(
+            &read_vec(vol, ca * CLUSTER_SIZE_U64, CLUSTER_SIZE),
+            want,
+            "cluster {ca}"
+        );
+    }
+    assert_eq!(vol.space_used(), oracle.len() as u64 * CLUSTER_SIZE_U64);
+}
+
+/// Local SCO files holding more than a header (data that is not only on the backend).
+fn local_sco_data_files(lfs: &Arc<dyn LocalFs>) -> usize {
+    let d = dir().join("sco");
+    lfs.list(&d)
+        .expect("list")
+        .iter()
+        .filter(|n| {
+            lfs.open(&d.join(n))
+                .and_then(|f| f.file_len())
+                .expect("len")
+                > 4096
+        })
+        .count()
+}
+
+#[test]
+fn the_cork_lifts_once_on_the_backend_and_local_restart_replays_only_later_tlogs() {
+    let rt = rt();
+    let store = Arc::new(MemStore::new());
+    let (_fs, lfs, vol) = fresh(ckpt_opts(1000));
+    let mut oracle = HashMap::new();
+    for i in 0..6 {
+        write_sco(&vol, &mut oracle, (i % 4) * 16, i);
+    }
+    assert!(vol.stats().corked_clusters > 0, "nothing uploaded yet");
+    let rep = rt.block_on(vol.backup(&*store, true)).expect("backup");
+    let last = rep.last_tlog.expect("uploaded");
+    let s = vol.stats();
+    assert_eq!(s.corked_clusters, 0, "the overlay drained: {s:?}");
+    assert_eq!(s.applied_tlog, last);
+    // The applied TLogs are gone locally; only the open one is left.
+    let tlogs = lfs.list(&dir().join("tlog")).expect("list");
+    assert_eq!(tlogs, vec![tlog_name(last + 1)]);
+    check_oracle(&vol, &oracle);
+    // Corked again, then a shrink over redb entries and a grow: the trim floor hides them.
+    write_sco(&vol, &mut oracle, 100, 99);
+    vol.resize(40 * CLUSTER_SIZE_U64).expect("shrink");
+    oracle.retain(|ca, _| *ca < 40);
+    vol.resize(200 * CLUSTER_SIZE_U64).expect("grow");
+    check_oracle(&vol, &oracle);
+    vol.sync().expect("sync");
+    drop(vol);
+    let vol = Volume::open(lfs.clone(), &dir(), VOL, ckpt_opts(1000)).expect("reopen");
+    assert_eq!(
+        vol.stats().tlogs_replayed,
+        1,
+        "only the TLog after applied_tlog"
+    );
+    assert_eq!(vol.stats().applied_tlog, last);
+    check_oracle(&vol, &oracle);
+    assert!(vol.verify().expect("verify").is_empty());
+    rt.block_on(vol.backup(&*store, true)).expect("backup 2");
+    assert_eq!(vol.stats().corked_clusters, 0);
+    check_oracle(&vol, &oracle);
+    drop(vol);
+    let vol = Volume::open(lfs.clone(), &dir(), VOL, ckpt_opts(1000)).expect("reopen 2");
+    check_oracle(&vol, &oracle);
+    assert!(vol.verify().expect("verify").is_empty());
+}
+
+#[test]
+fn backend_restart_from_a_checkpoint_replays_only_later_tlogs_and_fetches_no_sco() {
+    let rt = rt();
+    let store = Arc::new(FailPuts::new());
+    let opts = ckpt_opts(4);
+    let (_fs, _lfs, vol) = fresh(opts);
+    let mut oracle = HashMap::new();
+    // One TLog per backup (one SCO each, TLog_SCOs 1); checkpoints after TLogs 4 and 8.
+    for i in 0..10u64 {
+        write_sco(&vol, &mut oracle, (i * 16) % 96, i + 1);
+        let rep = rt.block_on(vol.backup(&*store, true)).expect("backup");
+        assert_eq!(rep.last_tlog, Some(i + 1));
+    }
+    let s = vol.stats();
+    assert_eq!((s.checkpoints, s.checkpoint_tlog), (2, 8), "{s:?}");
+    assert_eq!(s.corked_clusters, 0);
+    store.gets.lock().clear();
+    let fs2: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+    let vol2 = restore_from(&rt, &store, fs2.clone(), opts).expect("restore");
+    let gets = store.gets.lock().clone();
+    assert!(
+        gets.iter().all(|k| !k.starts_with("sco/")),
+        "no SCO was downloaded: {gets:?}"
+    );
+    let tlog_gets: Vec<_> = gets.iter().filter(|k| k.starts_with("tlog/")).collect();
+    assert_eq!(tlog_gets.len(), 2, "only TLogs 9 and 10: {gets:?}");
+    let s2 = vol2.stats();
+    assert_eq!(s2.tlogs_replayed, 2, "10 TLogs, checkpoint at 8: {s2:?}");
+    assert_eq!(s2.checkpoint_tlog, 8);
+    assert_eq!(local_sco_data_files(&fs2), 0, "no SCO data is local");
+    assert_eq!(
+        vol2.sco_cache_bytes(),
+        2 * 4096,
+        "two stubs (the SCOs of TLogs 9 and 10); checkpointed SCOs have no file"
+    );
+    assert_eq!(range_gets(&store), 0);
+    check_oracle(&vol2, &oracle);
+    assert!(range_gets(&store) > 0, "reads faulted the data in");
+    assert!(vol2.verify().expect("verify").is_empty());
+    // The restored volume goes on: write, back up, restore again.
+    write_sco(&vol2, &mut oracle, 200, 77);
+    rt.block_on(vol2.backup(&*store, true))
+        .expect("backup after restore");
+    let fs3: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+    let vol3 = restore_from(&rt, &store, fs3, opts).expect("restore 3");
+    check_oracle(&vol3, &oracle);
+}
+
+#[test]
+fn incremental_checkpoints_upload_only_changed_pages_and_delete_superseded_ones() {
+    let rt = rt();
+    let store = Arc::new(FailPuts::new());
+    let opts = ckpt_opts(1);
+    let (_fs, _lfs, vol) = fresh(opts);
+    let mut oracle = HashMap::new();
+    let page = super::checkpoint::PAGE_CLUSTERS;
+    write_sco(&vol, &mut oracle, 0, 1);
+    write_sco(&vol, &mut oracle, 2 * page + 32, 2);
+    let rep = rt.block_on(vol.backup(&*store, true)).expect("backup 1");
+    let n1 = rep.last_tlog.expect("n1");
+    let pages =
+        |n: u64| -> Vec<String> { rt.block_on(keys(&*store, &format!("mds/{n:016x}/page-"))) };
+    assert_eq!(pages(n1).len(), 2, "pages 0 and 2");
+    store.puts.lock().clear();
+    write_sco(&vol, &mut oracle, 2 * page + 64, 3);
+    let rep = rt.block_on(vol.backup(&*store, true)).expect("backup 2");
+    let n2 = rep.last_tlog.expect("n2");
+    let page_puts: Vec<String> = store
+        .puts
+        .lock()
+        .iter()
+        .filter(|k| k.contains("/page-"))
+        .cloned()
+        .collect();
+    assert_eq!(page_puts, vec![format!("mds/{n2:016x}/page-00000002")]);
+    assert_eq!(
+        pages(n1),
+        vec![format!("mds/{n1:016x}/page-00000000")],
+        "the old page 2 is deleted, page 0 is still referenced"
+    );
+    let all = rt.block_on(keys(&*store, "mds/"));
+    assert!(
+        !all.contains(&format!("mds/{n1:016x}/index"))
+            && !all.contains(&format!("mds/{n1:016x}/scos")),
+        "{all:?}"
+    );
+    // A shrink empties page 2: the next checkpoint drops it from the index.
+    vol.resize(page * CLUSTER_SIZE_U64).expect("shrink");
+    oracle.retain(|ca, _| *ca < page);
+    let rep = rt.block_on(vol.backup(&*store, true)).expect("backup 3");
+    let n3 = rep.last_tlog.expect("n3");
+    assert!(
+        pages(n2).is_empty() && pages(n3).is_empty(),
+        "{:?}",
+        rt.block_on(keys(&*store, "mds/"))
+    );
+    let fs2: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+    let vol2 = restore_from(&rt, &store, fs2, opts).expect("restore");
+    assert_eq!(vol2.stats().tlogs_replayed, 1, "just the fresh empty TLog");
+    assert_eq!(vol2.size(), page * CLUSTER_SIZE_U64);
+    check_oracle(&vol2, &oracle);
+    assert!(vol2.verify().expect("verify").is_empty());
+}
+
+#[test]
+fn corrupt_or_foreign_checkpoint_objects_fail_restore_and_leave_nothing_behind() {
+    let rt = rt();
+    let store = Arc::new(MemStore::new());
+    let opts = ckpt_opts(1);
+    let (_fs, _lfs, vol) = fresh(opts);
+    let mut oracle = HashMap::new();
+    write_sco(&vol, &mut oracle, 0, 1);
+    let n = rt
+        .block_on(vol.backup(&*store, true))
+        .expect("backup")
+        .last_tlog
+        .expect("n");
+    let page_key = format!("mds/{n:016x}/page-00000000");
+    let index_key = format!("mds/{n:016x}/index");
+    let (good_page, _) = rt.block_on(store.get(&page_key)).expect("page");
+    let (good_index, _) = rt.block_on(store.get(&index_key)).expect("index");
+    let expect_failure = |what: &str, needle: &str| {
+        let fs2 = SimFs::new();
+        let lfs2: Arc<dyn LocalFs> = Arc::new(fs2.clone());
+        let err = restore_from(&rt, &store, lfs2.clone(), opts).expect_err(what);
+        assert!(err.to_string().contains(needle), "{what}: {err}");
+        for d in [dir().join("sco"), dir().join("tlog")] {
+            assert!(
+                lfs2.list(&d).expect("list").is_empty(),
+                "{what}: files left"
+            );
+        }
+        assert!(
+            lfs2.open(&dir().join("mds.redb")).is_err(),
+            "{what}: a MetaDataStore was left behind"
+        );
+        assert!(
+            Volume::open(lfs2, &dir(), VOL, opts).is_err(),
+            "{what}: a later open trusted something"
+        );
+    };
+    let mut b = good_page.to_vec();
+    b[60] ^= 1;
+    rt.block_on(store.put(&page_key, Bytes::from(b)))
+        .expect("corrupt");
+    expect_failure("flipped page byte", &page_key);
+    rt.block_on(store.put(&page_key, good_page))
+        .expect("repair");
+    let ix = super::checkpoint::decode_index("i", &good_index, VOL, n).expect("decode");
+    let foreign = super::checkpoint::encode_index(VolumeId([1; 16]), n, &ix);
+    rt.block_on(store.put(&index_key, Bytes::from(foreign)))
+        .expect("foreign");
+    expect_failure("foreign index", "names volume");
+    rt.block_on(store.put(&index_key, good_index))
+        .expect("repair");
+    let vol2 = restore_from(&rt, &store, Arc::new(SimFs::new()), opts).expect("restore");
+    check_oracle(&vol2, &oracle);
+}
+
+/// A backend restart that loses power part-way never leaves a local state that opens with
+/// less than the backup: after the crash, an open either fails or holds everything.
+#[test]
+fn a_backend_restart_cut_short_by_power_is_never_trusted_half_done() {
+    let rt = rt();
+    for checkpoint_tlogs in [3, 1000] {
+        let store = Arc::new(MemStore::new());
+        let opts = ckpt_opts(checkpoint_tlogs);
+        let (_fs, _lfs, vol) = fresh(opts);
+        let mut oracle = HashMap::new();
+        for i in 0..5u64 {
+            write_sco(&vol, &mut oracle, i * 16, i + 1);
+            rt.block_on(vol.backup(&*store, true)).expect("backup");
+        }
+        let (mut full, mut refused) = (0, 0);
+        for n in 0..60u64 {
+            let fs = SimFs::new();
+            let lfs: Arc<dyn LocalFs> = Arc::new(fs.clone());
+            fs.cut_power_after(n);
+            let r = restore_from(&rt, &store, lfs.clone(), opts);
+            if r.is_ok() && !fs.power_is_cut() {
+                full += 1;
+                continue;
+            }
+            drop(r);
+            fs.crash(if n % 2 == 0 {
+                CrashMode::DropAll
+            } else {
+                CrashMode::Random(n)
+            });
+            match Volume::open(lfs.clone(), &dir(), VOL, opts) {
+                Ok(v) => {
+                    v.set_backend(store.clone(), rt.handle().clone());
+                    check_oracle(&v, &oracle);
+                    full += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(full > 0 && refused > 0, "{full} full, {refused} refused");
+    }
 }

@@ -1,0 +1,314 @@
+//! Metadata checkpoints on the backend (byte layout in `FORMATS.md`, "Metadata checkpoints"):
+//! the MetaDataStore as of TLog N, cut into pages of [`PAGE_CLUSTERS`] cluster addresses. Only
+//! pages changed since the previous checkpoint are written; the index names, for every
+//! non-empty page, the checkpoint holding its newest copy.
+
+use super::format::{FormatError, VolumeId};
+use super::mds::Loc;
+
+/// Cluster addresses per checkpoint page.
+pub const PAGE_CLUSTERS: u64 = 65_536;
+/// Format version of every checkpoint object.
+pub const CHECKPOINT_VERSION: u16 = 1;
+
+const PAGE_MAGIC: &[u8; 8] = b"STRMDSPG";
+const SCOS_MAGIC: &[u8; 8] = b"STRMDSSC";
+const INDEX_MAGIC: &[u8; 8] = b"STRMDSIX";
+/// magic (8) | version u16 | reserved u16 | volume (16) | checkpoint u64.
+const COMMON_LEN: usize = 36;
+const PAGE_ENTRY_LEN: usize = 36;
+const SCO_ENTRY_LEN: usize = 24;
+const INDEX_ENTRY_LEN: usize = 16;
+
+/// The page holding cluster address `a`.
+pub fn page_of(a: u64) -> u64 {
+    a / PAGE_CLUSTERS
+}
+
+/// Backend key of page `page` written by checkpoint `n`.
+pub fn page_key(n: u64, page: u64) -> String {
+    format!("mds/{n:016x}/page-{page:08x}")
+}
+
+/// Backend key of checkpoint `n`'s SCO table.
+pub fn scos_key(n: u64) -> String {
+    format!("mds/{n:016x}/scos")
+}
+
+/// Backend key of checkpoint `n`'s index.
+pub fn index_key(n: u64) -> String {
+    format!("mds/{n:016x}/index")
+}
+
+/// A checkpoint's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    /// The volume size after TLog N.
+    pub size: u64,
+    /// Mapped clusters.
+    pub mapped: u64,
+    /// Every non-empty page -> the checkpoint holding its newest copy (ascending pages).
+    pub pages: Vec<(u64, u64)>,
+}
+
+fn common(magic: &[u8; 8], id: VolumeId, n: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(COMMON_LEN);
+    b.extend_from_slice(magic);
+    b.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+    b.extend_from_slice(&0u16.to_le_bytes());
+    b.extend_from_slice(&id.0);
+    b.extend_from_slice(&n.to_le_bytes());
+    b
+}
+
+fn seal(mut b: Vec<u8>) -> Vec<u8> {
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+/// Checks length, CRC32C, magic, version, volume and checkpoint; returns the body after the
+/// common header (without the CRC).
+fn open<'a>(
+    what: &str,
+    b: &'a [u8],
+    magic: &[u8; 8],
+    id: VolumeId,
+    n: u64,
+    fixed: usize,
+) -> Result<&'a [u8], FormatError> {
+    let bad = |reason: String| FormatError::Inconsistent {
+        what: what.to_string(),
+        reason,
+    };
+    if b.len() < COMMON_LEN + fixed + 4 {
+        return Err(FormatError::Truncated {
+            what: what.to_string(),
+            len: b.len() as u64,
+            need: (COMMON_LEN + fixed + 4) as u64,
+        });
+    }
+    let body = &b[..b.len() - 4];
+    let stored = u32_at(b, b.len() - 4);
+    let computed = crc32c::crc32c(body);
+    if stored != computed {
+        return Err(FormatError::Crc {
+            what: what.to_string(),
+            stored,
+            computed,
+        });
+    }
+    if &b[..8] != magic {
+        return Err(bad("bad magic".into()));
+    }
+    let version = u16::from_le_bytes([b[8], b[9]]);
+    if version != CHECKPOINT_VERSION {
+        return Err(FormatError::BadVersion {
+            what: what.to_string(),
+            found: version,
+        });
+    }
+    let mut vid = [0u8; 16];
+    vid.copy_from_slice(&b[12..28]);
+    if VolumeId(vid) != id {
+        return Err(bad(format!(
+            "names volume {}, expected {id}",
+            VolumeId(vid)
+        )));
+    }
+    let got = u64_at(b, 28);
+    if got != n {
+        return Err(bad(format!("names checkpoint {got}, expected {n}")));
+    }
+    Ok(&body[COMMON_LEN..])
+}
+
+/// Encodes page `page` of checkpoint `n`: its entries, ascending addresses.
+pub fn encode_page(id: VolumeId, n: u64, page: u64, entries: &[(u64, Loc)]) -> Vec<u8> {
+    let mut b = common(PAGE_MAGIC, id, n);
+    b.extend_from_slice(&page.to_le_bytes());
+    b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (a, l) in entries {
+        b.extend_from_slice(&a.to_le_bytes());
+        b.extend_from_slice(&l.sco.to_le_bytes());
+        b.extend_from_slice(&l.offset.to_le_bytes());
+        b.extend_from_slice(&l.md5);
+    }
+    seal(b)
+}
+
+/// Decodes and verifies a page object.
+pub fn decode_page(
+    what: &str,
+    b: &[u8],
+    id: VolumeId,
+    n: u64,
+    page: u64,
+) -> Result<Vec<(u64, Loc)>, FormatError> {
+    let body = open(what, b, PAGE_MAGIC, id, n, 12)?;
+    let bad = |reason: String| FormatError::Inconsistent {
+        what: what.to_string(),
+        reason,
+    };
+    if u64_at(body, 0) != page {
+        return Err(bad(format!(
+            "holds page {}, expected {page}",
+            u64_at(body, 0)
+        )));
+    }
+    let count = u32_at(body, 8) as usize;
+    let rest = &body[12..];
+    if rest.len() != count * PAGE_ENTRY_LEN {
+        return Err(bad(format!("{count} entries, {} bytes", rest.len())));
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut prev: Option<u64> = None;
+    for e in rest.chunks_exact(PAGE_ENTRY_LEN) {
+        let a = u64_at(e, 0);
+        if page_of(a) != page || prev.is_some_and(|p| p >= a) {
+            return Err(bad(format!("address {a} out of order or outside the page")));
+        }
+        prev = Some(a);
+        let mut md5 = [0u8; 16];
+        md5.copy_from_slice(&e[20..36]);
+        out.push((
+            a,
+            Loc {
+                sco: u64_at(e, 8),
+                offset: u32_at(e, 16),
+                md5,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Encodes checkpoint `n`'s SCO table: sco -> (sealing TLog, clusters, CRC32C).
+pub fn encode_scos(id: VolumeId, n: u64, scos: &[(u64, (u64, u32, u32))]) -> Vec<u8> {
+    let mut b = common(SCOS_MAGIC, id, n);
+    b.extend_from_slice(&(scos.len() as u64).to_le_bytes());
+    for (s, (t, c, crc)) in scos {
+        b.extend_from_slice(&s.to_le_bytes());
+        b.extend_from_slice(&t.to_le_bytes());
+        b.extend_from_slice(&c.to_le_bytes());
+        b.extend_from_slice(&crc.to_le_bytes());
+    }
+    seal(b)
+}
+
+/// A decoded SCO table entry: sco -> (sealing TLog, clusters, CRC32C).
+pub type ScoRow = (u64, (u64, u32, u32));
+
+/// Decodes and verifies a SCO table object.
+pub fn decode_scos(what: &str, b: &[u8], id: VolumeId, n: u64) -> Result<Vec<ScoRow>, FormatError> {
+    let body = open(what, b, SCOS_MAGIC, id, n, 8)?;
+    let count = u64_at(body, 0);
+    let rest = &body[8..];
+    if rest.len() as u64 != count.saturating_mul(SCO_ENTRY_LEN as u64) {
+        return Err(FormatError::Inconsistent {
+            what: what.to_string(),
+            reason: format!("{count} entries, {} bytes", rest.len()),
+        });
+    }
+    Ok(rest
+        .chunks_exact(SCO_ENTRY_LEN)
+        .map(|e| (u64_at(e, 0), (u64_at(e, 8), u32_at(e, 16), u32_at(e, 20))))
+        .collect())
+}
+
+/// Encodes checkpoint `n`'s index.
+pub fn encode_index(id: VolumeId, n: u64, ix: &Index) -> Vec<u8> {
+    let mut b = common(INDEX_MAGIC, id, n);
+    b.extend_from_slice(&ix.size.to_le_bytes());
+    b.extend_from_slice(&ix.mapped.to_le_bytes());
+    b.extend_from_slice(&(ix.pages.len() as u64).to_le_bytes());
+    for (p, c) in &ix.pages {
+        b.extend_from_slice(&p.to_le_bytes());
+        b.extend_from_slice(&c.to_le_bytes());
+    }
+    seal(b)
+}
+
+/// Decodes and verifies an index object (pages ascending, each held by a checkpoint <= `n`).
+pub fn decode_index(what: &str, b: &[u8], id: VolumeId, n: u64) -> Result<Index, FormatError> {
+    let body = open(what, b, INDEX_MAGIC, id, n, 24)?;
+    let bad = |reason: String| FormatError::Inconsistent {
+        what: what.to_string(),
+        reason,
+    };
+    let count = u64_at(body, 16);
+    let rest = &body[24..];
+    if rest.len() as u64 != count.saturating_mul(INDEX_ENTRY_LEN as u64) {
+        return Err(bad(format!("{count} pages, {} bytes", rest.len())));
+    }
+    let mut pages = Vec::with_capacity(rest.len() / INDEX_ENTRY_LEN);
+    for e in rest.chunks_exact(INDEX_ENTRY_LEN) {
+        let (p, c) = (u64_at(e, 0), u64_at(e, 8));
+        if c == 0 || c > n || pages.last().is_some_and(|(q, _)| *q >= p) {
+            return Err(bad(format!("page {p} -> checkpoint {c} out of order")));
+        }
+        pages.push((p, c));
+    }
+    Ok(Index {
+        size: u64_at(body, 0),
+        mapped: u64_at(body, 8),
+        pages,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_objects_round_trip_and_reject_damage() {
+        let id = VolumeId([7; 16]);
+        let l = Loc {
+            sco: 3,
+            offset: 9,
+            md5: [0xaa; 16],
+        };
+        let entries = vec![(65_536 * 2 + 1, l), (65_536 * 2 + 7, l)];
+        let b = encode_page(id, 5, 2, &entries);
+        assert_eq!(decode_page("p", &b, id, 5, 2), Ok(entries));
+        assert!(decode_page("p", &b, id, 5, 3).is_err(), "other page");
+        assert!(decode_page("p", &b, id, 6, 2).is_err(), "other checkpoint");
+        assert!(
+            decode_page("p", &b, VolumeId([8; 16]), 5, 2).is_err(),
+            "other volume"
+        );
+        let mut flipped = b.clone();
+        flipped[40] ^= 1;
+        assert!(matches!(
+            decode_page("p", &flipped, id, 5, 2),
+            Err(FormatError::Crc { .. })
+        ));
+        let ix = Index {
+            size: 1 << 30,
+            mapped: 2,
+            pages: vec![(2, 5), (9, 3)],
+        };
+        assert_eq!(decode_index("i", &encode_index(id, 5, &ix), id, 5), Ok(ix));
+        let scos = vec![(1, (1, 16, 0xdead)), (2, (2, 4, 0xbeef))];
+        assert_eq!(
+            decode_scos("s", &encode_scos(id, 5, &scos), id, 5),
+            Ok(scos)
+        );
+        assert!(
+            decode_scos("s", &b, id, 5).is_err(),
+            "a page is not a SCO table"
+        );
+    }
+}

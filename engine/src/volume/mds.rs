@@ -1,0 +1,513 @@
+//! The MetaDataStore on disk: one redb database per volume (`<volume dir>/mds.redb`), opened
+//! through the volume's [`LocalFs`] so that crash simulation covers it like the SCOs and TLogs.
+//!
+//! It holds the effect of every TLog up to `applied_tlog` — and only of TLogs that are on the
+//! backend (the cork, see `FORMATS.md`, "MetaDataStore"). Newer entries live in the volume's
+//! in-memory overlay until the backend has their TLog.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::checkpoint::{page_of, Index, ScoRow, PAGE_CLUSTERS};
+use super::core::io_err;
+use super::localfs::{LocalFile, LocalFs};
+use crate::error::{Error, Result};
+
+/// Format version of `mds.redb` (the `format` key of the `meta` table).
+pub const MDS_FORMAT: u64 = 1;
+/// File name of the MetaDataStore inside the volume directory.
+pub const MDS_FILE: &str = "mds.redb";
+
+/// cluster address -> sco (u64 LE) | offset (u32 LE) | md5 (16 bytes).
+const CLUSTERS: TableDefinition<u64, [u8; 28]> = TableDefinition::new("clusters");
+/// SCO sequence -> (sealing TLog, clusters, data CRC32C), every sealed SCO applied.
+const SCOS: TableDefinition<u64, (u64, u32, u32)> = TableDefinition::new("scos");
+/// `format`, `applied_tlog`, `size`, `checkpoint_tlog`.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Checkpoint pages changed since the last checkpoint on the backend (value unused).
+const DIRTY: TableDefinition<u64, ()> = TableDefinition::new("dirty_pages");
+/// The last checkpoint's index: page -> the checkpoint holding its newest copy.
+const CKPT_PAGES: TableDefinition<u64, u64> = TableDefinition::new("checkpoint_pages");
+
+/// One redb read transaction (a consistent snapshot) that a checkpoint is read from, page by
+/// page, so a checkpoint never needs the whole MetaDataStore in memory.
+pub(super) struct SnapshotTx {
+    tx: redb::ReadTransaction,
+}
+
+impl SnapshotTx {
+    fn meta(&self, k: &str) -> Result<u64> {
+        let meta = self.tx.open_table(META).map_err(db_err)?;
+        Ok(meta.get(k).map_err(db_err)?.map_or(0, |v| v.value()))
+    }
+
+    /// `applied_tlog` of the snapshot (the checkpoint's N).
+    pub(super) fn applied_tlog(&self) -> Result<u64> {
+        self.meta("applied_tlog")
+    }
+
+    /// The previous checkpoint (0: none).
+    pub(super) fn prev_checkpoint(&self) -> Result<u64> {
+        self.meta("checkpoint_tlog")
+    }
+
+    /// The size after `applied_tlog`.
+    pub(super) fn size(&self) -> Result<u64> {
+        self.meta("size")
+    }
+
+    /// Mapped clusters.
+    pub(super) fn mapped(&self) -> Result<u64> {
+        let t = self.tx.open_table(CLUSTERS).map_err(db_err)?;
+        t.len().map_err(db_err)
+    }
+
+    /// Pages changed since the last checkpoint, ascending.
+    pub(super) fn dirty_pages(&self) -> Result<Vec<u64>> {
+        let t = self.tx.open_table(DIRTY).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in t.iter().map_err(db_err)? {
+            out.push(r.map_err(db_err)?.0.value());
+        }
+        Ok(out)
+    }
+
+    /// The entries of page `p`, ascending addresses.
+    pub(super) fn page(&self, p: u64) -> Result<Vec<(u64, Loc)>> {
+        let t = self.tx.open_table(CLUSTERS).map_err(db_err)?;
+        let lo = p.saturating_mul(PAGE_CLUSTERS);
+        let mut out = Vec::new();
+        for e in t
+            .range(lo..lo.saturating_add(PAGE_CLUSTERS))
+            .map_err(db_err)?
+        {
+            let (k, v) = e.map_err(db_err)?;
+            out.push((k.value(), Loc::decode(&v.value())));
+        }
+        Ok(out)
+    }
+
+    /// The SCO table.
+    pub(super) fn scos(&self) -> Result<Vec<ScoRow>> {
+        let t = self.tx.open_table(SCOS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in t.iter().map_err(db_err)? {
+            let (k, v) = r.map_err(db_err)?;
+            out.push((k.value(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// The previous checkpoint's index (page -> checkpoint holding it).
+    pub(super) fn old_pages(&self) -> Result<Vec<(u64, u64)>> {
+        let t = self.tx.open_table(CKPT_PAGES).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in t.iter().map_err(db_err)? {
+            let (k, v) = r.map_err(db_err)?;
+            out.push((k.value(), v.value()));
+        }
+        Ok(out)
+    }
+}
+
+/// Where a cluster lives, and the MD5 of its content (one MetaDataStore value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Loc {
+    pub(super) sco: u64,
+    pub(super) offset: u32,
+    pub(super) md5: [u8; 16],
+}
+
+impl Loc {
+    fn encode(&self) -> [u8; 28] {
+        let mut b = [0u8; 28];
+        b[..8].copy_from_slice(&self.sco.to_le_bytes());
+        b[8..12].copy_from_slice(&self.offset.to_le_bytes());
+        b[12..].copy_from_slice(&self.md5);
+        b
+    }
+
+    fn decode(b: &[u8; 28]) -> Loc {
+        let mut sco = [0u8; 8];
+        sco.copy_from_slice(&b[..8]);
+        let mut off = [0u8; 4];
+        off.copy_from_slice(&b[8..12]);
+        let mut md5 = [0u8; 16];
+        md5.copy_from_slice(&b[12..]);
+        Loc {
+            sco: u64::from_le_bytes(sco),
+            offset: u32::from_le_bytes(off),
+            md5,
+        }
+    }
+}
+
+/// One change of the MetaDataStore, as logged by a TLog entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    /// A cluster written.
+    Cluster(u64, Loc),
+    /// The size changed; `shrink` when it dropped clusters.
+    Resize { size: u64, shrink: bool },
+    /// A SCO sealed.
+    Sealed {
+        sco: u64,
+        tlog: u64,
+        clusters: u32,
+        crc: u32,
+    },
+}
+
+/// redb over a [`LocalFile`]. `skip_sync` (tests only, set once the database is open) turns
+/// `sync_data` into a no-op for the uncork commits, to prove a crash test notices the missing
+/// fsync.
+#[derive(Debug)]
+struct LocalBackend {
+    file: Arc<dyn LocalFile>,
+    skip_sync: Arc<AtomicBool>,
+    syncs: Arc<AtomicU64>,
+}
+
+impl redb::StorageBackend for LocalBackend {
+    fn len(&self) -> io::Result<u64> {
+        self.file.file_len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        let n = self.file.read_at(out, offset)?;
+        if n != out.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "mds.redb: read past the end",
+            ));
+        }
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        if self.skip_sync.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.file.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.file.write_at(data, offset)
+    }
+}
+
+fn db_err(e: impl std::fmt::Display) -> Error {
+    Error::Io(format!("{MDS_FILE}: {e}"))
+}
+
+/// What `meta` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct MdsMeta {
+    /// Every TLog up to this one is applied (0: none).
+    pub(super) applied_tlog: u64,
+    /// The volume size after `applied_tlog`.
+    pub(super) size: u64,
+}
+
+/// One volume's MetaDataStore database.
+pub(super) struct Mds {
+    db: redb::Database,
+}
+
+impl std::fmt::Debug for Mds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mds")
+    }
+}
+
+impl Mds {
+    /// Opens `dir/mds.redb`, creating an empty one (applied_tlog 0, size 0) when `create` and
+    /// it does not exist; a new file's name is made durable before this returns.
+    pub(super) fn open(
+        fs: &dyn LocalFs,
+        dir: &Path,
+        create: bool,
+        skip_sync: bool,
+        syncs: Arc<AtomicU64>,
+    ) -> Result<Mds> {
+        let path = dir.join(MDS_FILE);
+        let (file, fresh) = match fs.open(&path) {
+            Ok(f) => (f, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                let f = fs
+                    .create_new(&path)
+                    .map_err(|e| io_err(path.display(), e))?;
+                (f, true)
+            }
+            Err(e) => return Err(io_err(path.display(), e)),
+        };
+        let skip = Arc::new(AtomicBool::new(false));
+        let backend = LocalBackend {
+            file,
+            skip_sync: skip.clone(),
+            syncs,
+        };
+        let db = redb::Database::builder()
+            .set_cache_size(8 << 20)
+            .create_with_backend(backend)
+            .map_err(db_err)?;
+        let mds = Mds { db };
+        let tx = mds.db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            let format = meta.get("format").map_err(db_err)?.map(|v| v.value());
+            match format {
+                None => {
+                    meta.insert("format", MDS_FORMAT).map_err(db_err)?;
+                    meta.insert("applied_tlog", 0).map_err(db_err)?;
+                    meta.insert("size", 0).map_err(db_err)?;
+                    meta.insert("checkpoint_tlog", 0).map_err(db_err)?;
+                }
+                Some(MDS_FORMAT) => {}
+                Some(f) => {
+                    return Err(Error::Io(format!(
+                        "{}: format {f}, this build reads {MDS_FORMAT}",
+                        path.display()
+                    )))
+                }
+            }
+            tx.open_table(CLUSTERS).map_err(db_err)?;
+            tx.open_table(SCOS).map_err(db_err)?;
+            tx.open_table(DIRTY).map_err(db_err)?;
+            tx.open_table(CKPT_PAGES).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        if fresh {
+            fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
+        }
+        skip.store(skip_sync, Ordering::Relaxed);
+        Ok(mds)
+    }
+
+    /// The `meta` table.
+    pub(super) fn meta(&self) -> Result<MdsMeta> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let meta = tx.open_table(META).map_err(db_err)?;
+        let get = |k: &str| -> Result<u64> {
+            meta.get(k)
+                .map_err(db_err)?
+                .map(|v| v.value())
+                .ok_or_else(|| Error::Io(format!("{MDS_FILE}: no {k} in meta")))
+        };
+        Ok(MdsMeta {
+            applied_tlog: get("applied_tlog")?,
+            size: get("size")?,
+        })
+    }
+
+    /// Mapped clusters (all entries).
+    pub(super) fn mapped(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(CLUSTERS).map_err(db_err)?;
+        t.len().map_err(db_err)
+    }
+
+    /// Every entry with an address in `from..to`, in address order.
+    pub(super) fn range(&self, from: u64, to: u64) -> Result<Vec<(u64, Loc)>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(CLUSTERS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in t.range(from..to).map_err(db_err)? {
+            let (k, v) = r.map_err(db_err)?;
+            out.push((k.value(), Loc::decode(&v.value())));
+        }
+        Ok(out)
+    }
+
+    /// How many entries with an address in `from..to` satisfy `keep`.
+    pub(super) fn count_range(
+        &self,
+        from: u64,
+        to: u64,
+        keep: impl Fn(u64) -> bool,
+    ) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(CLUSTERS).map_err(db_err)?;
+        let mut n = 0;
+        for r in t.range(from..to).map_err(db_err)? {
+            let (k, _) = r.map_err(db_err)?;
+            if keep(k.value()) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Which of `addrs` have an entry.
+    pub(super) fn contains(&self, addrs: &[u64]) -> Result<Vec<bool>> {
+        if addrs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(CLUSTERS).map_err(db_err)?;
+        addrs
+            .iter()
+            .map(|a| Ok(t.get(*a).map_err(db_err)?.is_some()))
+            .collect()
+    }
+
+    /// Every sealed SCO: sequence -> (sealing TLog, clusters, CRC32C).
+    pub(super) fn scos(&self) -> Result<Vec<ScoRow>> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(SCOS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in t.iter().map_err(db_err)? {
+            let (k, v) = r.map_err(db_err)?;
+            out.push((k.value(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Applies `ops` (in order) and sets `applied_tlog` and `size`, in one durable transaction.
+    pub(super) fn apply(&self, ops: &[Op], applied_tlog: u64, size: u64) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut clusters = tx.open_table(CLUSTERS).map_err(db_err)?;
+            let mut scos = tx.open_table(SCOS).map_err(db_err)?;
+            let mut dirty = tx.open_table(DIRTY).map_err(db_err)?;
+            let mut last_page = None;
+            for op in ops {
+                match *op {
+                    Op::Cluster(a, loc) => {
+                        clusters.insert(a, loc.encode()).map_err(db_err)?;
+                        let p = page_of(a);
+                        if last_page != Some(p) {
+                            dirty.insert(p, ()).map_err(db_err)?;
+                            last_page = Some(p);
+                        }
+                    }
+                    Op::Resize { size, shrink: true } => {
+                        let keep = size.div_ceil(super::format::CLUSTER_SIZE_U64);
+                        let mut pages = Vec::new();
+                        for r in clusters.range(keep..).map_err(db_err)? {
+                            let p = page_of(r.map_err(db_err)?.0.value());
+                            if pages.last() != Some(&p) {
+                                pages.push(p);
+                            }
+                        }
+                        for p in pages {
+                            dirty.insert(p, ()).map_err(db_err)?;
+                        }
+                        last_page = None;
+                        clusters.retain_in(keep.., |_, _| false).map_err(db_err)?;
+                    }
+                    Op::Resize { .. } => {}
+                    Op::Sealed {
+                        sco,
+                        tlog,
+                        clusters: n,
+                        crc,
+                    } => {
+                        scos.insert(sco, (tlog, n, crc)).map_err(db_err)?;
+                    }
+                }
+            }
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            meta.insert("applied_tlog", applied_tlog).map_err(db_err)?;
+            meta.insert("size", size).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+}
+
+impl Mds {
+    /// The last checkpoint on the backend (0: none).
+    pub(super) fn checkpoint_tlog(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let meta = tx.open_table(META).map_err(db_err)?;
+        Ok(meta
+            .get("checkpoint_tlog")
+            .map_err(db_err)?
+            .map_or(0, |v| v.value()))
+    }
+
+    /// A read transaction for the next checkpoint: a consistent snapshot at its
+    /// `applied_tlog`.
+    pub(super) fn begin_snapshot(&self) -> Result<SnapshotTx> {
+        Ok(SnapshotTx {
+            tx: self.db.begin_read().map_err(db_err)?,
+        })
+    }
+
+    /// Records that checkpoint `n` (with index `pages`) is named by the backend manifest: the
+    /// pages it wrote are clean again.
+    pub(super) fn checkpoint_done(
+        &self,
+        n: u64,
+        written: &[u64],
+        pages: &[(u64, u64)],
+    ) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut dirty = tx.open_table(DIRTY).map_err(db_err)?;
+            for p in written {
+                dirty.remove(*p).map_err(db_err)?;
+            }
+            let mut ck = tx.open_table(CKPT_PAGES).map_err(db_err)?;
+            ck.retain(|_, _| false).map_err(db_err)?;
+            for (p, c) in pages {
+                ck.insert(*p, *c).map_err(db_err)?;
+            }
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            meta.insert("checkpoint_tlog", n).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Adds verified checkpoint page entries to a fresh MetaDataStore (backend restart). Not
+    /// durable on its own: [`Mds::finish_checkpoint_load`] commits durably, and a restore that
+    /// fails or crashes before that never leaves this file for an open to trust.
+    pub(super) fn load_page(&self, entries: &[(u64, Loc)]) -> Result<()> {
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        tx.set_durability(redb::Durability::None).map_err(db_err)?;
+        {
+            let mut clusters = tx.open_table(CLUSTERS).map_err(db_err)?;
+            for (a, l) in entries {
+                clusters.insert(*a, l.encode()).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Completes loading checkpoint `n` (after every page was loaded): checks the mapped count,
+    /// writes the SCO table, the index and `meta` (`applied_tlog = n`), durably.
+    pub(super) fn finish_checkpoint_load(&self, n: u64, ix: &Index, scos: &[ScoRow]) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let clusters = tx.open_table(CLUSTERS).map_err(db_err)?;
+            let mapped = clusters.len().map_err(db_err)?;
+            if mapped != ix.mapped {
+                return Err(Error::Io(format!(
+                    "checkpoint {n}: the index counts {} mapped clusters, the pages hold {mapped}",
+                    ix.mapped
+                )));
+            }
+            let mut t = tx.open_table(SCOS).map_err(db_err)?;
+            for (s, v) in scos {
+                t.insert(*s, *v).map_err(db_err)?;
+            }
+            let mut ck = tx.open_table(CKPT_PAGES).map_err(db_err)?;
+            for (p, c) in &ix.pages {
+                ck.insert(*p, *c).map_err(db_err)?;
+            }
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            meta.insert("applied_tlog", n).map_err(db_err)?;
+            meta.insert("size", ix.size).map_err(db_err)?;
+            meta.insert("checkpoint_tlog", n).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+}
