@@ -260,7 +260,7 @@ fn a_backend_restart_loads_the_checkpoint_and_replays_only_the_tlogs_after_it() 
         if let Some(block) = conf.strata.as_mut() {
             for (k, v) in [
                 ("SCO_Max_Age", "1"),
-                ("SCO_Size", "\"64K\""),
+                ("SCO_Size", "64K"),
                 ("TLog_SCOs", "1"),
                 ("Checkpoint_TLogs", "8"),
             ] {
@@ -285,7 +285,12 @@ fn a_backend_restart_loads_the_checkpoint_and_replays_only_the_tlogs_after_it() 
         serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {r}"))
     };
     let url = tg.qemu_url("/ckpt-flat.vmdk");
-    qemu(&tg, &["qemu-img", "create", "-f", "raw", &url, "64M"]);
+    let r = tg.run_timeout(
+        "qemu-img",
+        ["create", "-f", "raw", &url, "64M"],
+        QEMU_TIMEOUT,
+    );
+    assert!(r.ok(), "{r}\n{}", tg.log());
     qemu(
         &tg,
         &[
