@@ -407,7 +407,8 @@ fn engine_report(sock: &Path, r: &StatusReport) -> String {
     format!(
         "engine: answering on {} (strata {}, protocol {}, pid {}, up {})\n  \
          data dir  {}\n  backend   {}\n  fsid      {:#x}\n  \
-         space     {} available of {} ({} free); {} of {} inodes free\n",
+         space     {} available of {} ({} free); {} of {} inodes free\n  \
+         cluster cache {} of {} held; {} hits, {} misses\n",
         sock.display(),
         r.gateway_version,
         r.protocol_version,
@@ -421,6 +422,10 @@ fn engine_report(sock: &Path, r: &StatusReport) -> String {
         human(sp.free_bytes),
         sp.free_files,
         sp.total_files,
+        human(r.cluster_cache.bytes),
+        human(r.cluster_cache.capacity),
+        r.cluster_cache.hits,
+        r.cluster_cache.misses,
     )
 }
 
@@ -449,6 +454,7 @@ fn volume_report(v: &VolumeReport) -> String {
          clusters written  {}\n\
          SCOs sealed       {}\n\
          cache             {} hits, {} misses (hit rate {rate})\n\
+         cluster cache     {} hits (clusters of evicted SCOs not fetched again)\n\
          metadata          applied up to TLog {}, checkpoint TLog {}, {} clusters corked\n\
          TLogs replayed    {} (at open)\n",
         v.path,
@@ -465,6 +471,7 @@ fn volume_report(v: &VolumeReport) -> String {
         v.scos_sealed,
         v.cache_hits,
         v.cache_misses,
+        v.cluster_cache_hits,
         v.applied_tlog,
         v.checkpoint_tlog,
         v.corked_clusters,

@@ -234,6 +234,7 @@ impl Filesystem {
                 fs: opts.volume_fs,
                 write_buffer: config.write_buffer_size,
                 sco_cache_size: config.sco_cache_size,
+                cluster_cache_size: config.cluster_cache_size,
             },
             ns.fsid(),
             store,
@@ -616,6 +617,11 @@ impl Filesystem {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Counters of the content-addressed cluster cache shared by all volumes.
+    pub fn cluster_cache_stats(&self) -> crate::volume::cluster_cache::ClusterCacheStats {
+        self.volumes.cluster_cache_stats()
     }
 
     /// State of the volume `h` (`Invalid` if `h` is not a volume).

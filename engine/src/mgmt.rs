@@ -165,6 +165,22 @@ pub struct StatusReport {
     pub space: SpaceReport,
     /// Management requests served so far (this one included).
     pub requests: u64,
+    /// The cluster cache shared by all volumes.
+    #[serde(default)]
+    pub cluster_cache: ClusterCacheReport,
+}
+
+/// The content-addressed cluster cache in [`StatusReport`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCacheReport {
+    /// Its bound in bytes (`Cluster_Cache_Size`; 0: off).
+    pub capacity: u64,
+    /// Bytes of cluster data held.
+    pub bytes: u64,
+    /// Lookups that found the cluster (a backend read saved).
+    pub hits: u64,
+    /// Lookups that did not.
+    pub misses: u64,
 }
 
 /// Answer to [`Request::Sync`].
@@ -204,6 +220,9 @@ pub struct VolumeReport {
     pub cache_misses: u64,
     /// `cache_hits / (cache_hits + cache_misses)`, absent before the first cached read.
     pub cache_hit_rate: Option<f64>,
+    /// Clusters of evicted SCOs served by the cluster cache instead of the backend.
+    #[serde(default)]
+    pub cluster_cache_hits: u64,
     /// TLogs replayed when the volume was opened.
     #[serde(default)]
     pub tlogs_replayed: u64,
@@ -703,6 +722,15 @@ fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
                     free_files: s.free_files,
                 },
                 requests: shared.requests.load(Ordering::Relaxed),
+                cluster_cache: {
+                    let c = fs.cluster_cache_stats();
+                    ClusterCacheReport {
+                        capacity: c.capacity,
+                        bytes: c.bytes,
+                        hits: c.hits,
+                        misses: c.misses,
+                    }
+                },
             }))
         }
         Request::Sync { wait: true } => {
@@ -774,6 +802,7 @@ fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
                 cache_hits: v.cache_hits,
                 cache_misses: v.cache_misses,
                 cache_hit_rate: (looked > 0).then(|| v.cache_hits as f64 / looked as f64),
+                cluster_cache_hits: v.cluster_cache_hits,
                 tlogs_replayed: v.tlogs_replayed,
                 applied_tlog: v.applied_tlog,
                 checkpoint_tlog: v.checkpoint_tlog,

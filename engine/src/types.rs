@@ -231,6 +231,8 @@ pub struct VolumeInfo {
     pub cache_hits: u64,
     /// Read cache misses, if the volume has a read cache (0 otherwise).
     pub cache_misses: u64,
+    /// Clusters of evicted SCOs served by the content-addressed cluster cache.
+    pub cluster_cache_hits: u64,
     /// TLogs replayed when the volume was opened (local restart: those after `applied_tlog`;
     /// backend restart: those after the checkpoint).
     pub tlogs_replayed: u64,

@@ -19,6 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::data::{Commit, ObjectData, Persist};
 use crate::error::{Error, Result};
 use crate::types::{Ino, VolumeInfo};
+use crate::volume::cluster_cache::{ClusterCache, ClusterCacheStats};
 use crate::volume::format::{parse_seq_name, TLOG_HEADER_LEN};
 use crate::volume::{LocalFs, StdFs, Volume, VolumeId, VolumeOptions};
 
@@ -47,6 +48,8 @@ pub(crate) struct VolumesConfig {
     pub write_buffer: u64,
     /// `SCO_Cache_Size`: the bound of the local SCO files of all volumes (0: unbounded).
     pub sco_cache_size: u64,
+    /// `Cluster_Cache_Size`: the bound of the cluster cache shared by all volumes (0: off).
+    pub cluster_cache_size: u64,
 }
 
 /// The SCO cache shared by every open volume: runs the eviction policy
@@ -175,6 +178,8 @@ pub(crate) struct Volumes {
     rt: tokio::runtime::Handle,
     uploads: Arc<Semaphore>,
     cache: Arc<ScoCache>,
+    /// The content-addressed cluster cache every volume reads evicted clusters through.
+    clusters: Arc<ClusterCache>,
     /// Open volumes. Held only briefly: a volume that is opening holds its own gate instead.
     open: Mutex<HashMap<Ino, Arc<VolumeData>>>,
     /// One gate per volume being opened, so that it is opened once, while opening other volumes
@@ -218,6 +223,7 @@ impl Volumes {
         });
         Volumes {
             cache,
+            clusters: Arc::new(ClusterCache::new(cfg.cluster_cache_size)),
             cfg,
             fs,
             fsid,
@@ -371,6 +377,7 @@ impl Volumes {
             }
         };
         vol.set_backend(store.clone(), self.rt.clone());
+        vol.set_cluster_cache(self.clusters.clone());
         let vol = Arc::new(vol);
         self.cache.vols.lock().insert(ino, Arc::downgrade(&vol));
         let (stop, stopped) = watch::channel(false);
@@ -466,11 +473,17 @@ impl Volumes {
             scos_sealed: s.scos_sealed,
             cache_hits: s.cache_hits,
             cache_misses: s.cache_misses,
+            cluster_cache_hits: s.cluster_cache_hits,
             tlogs_replayed: s.tlogs_replayed,
             applied_tlog: s.applied_tlog,
             checkpoint_tlog: s.checkpoint_tlog,
             corked_clusters: s.corked_clusters,
         }
+    }
+
+    /// Counters of the cluster cache shared by all volumes.
+    pub fn cluster_cache_stats(&self) -> ClusterCacheStats {
+        self.clusters.stats()
     }
 
     /// Stops every pipeline (engine shutdown); a pass in flight is abandoned (uploads are
@@ -688,6 +701,7 @@ mod tests {
             fs: None,
             write_buffer: 1 << 40,
             sco_cache_size: 8 * sco,
+            cluster_cache_size: 0,
         };
         let vols = Volumes::new(cfg, 1, base, rt.handle().clone());
         let a = vols.open_or_create(2, 0, true).expect("open a");

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::cluster_cache::ClusterCache;
 use super::format::{
     md5, parse_seq_name, sco_name, tlog_name, Entry, FormatError, ScoFooter, ScoHeader, TlogHeader,
     VolumeId, CLUSTER_SIZE, CLUSTER_SIZE_U64, SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN,
@@ -21,6 +22,9 @@ use strata_backend::ObjectStore;
 
 /// Largest volume size accepted (1 PiB): keeps every offset computation far from overflow.
 pub const MAX_VOLUME_SIZE: u64 = 1 << 50;
+
+/// Most clusters of an evicted SCO fetched by one ranged GET (1 MiB).
+const REMOTE_RUN: u64 = 256;
 
 /// Default SCO size: 4 MiB (`SCO_Size`).
 pub const DEFAULT_SCO_SIZE: u64 = 4 << 20;
@@ -149,6 +153,8 @@ pub struct VolumeStats {
     pub cache_hits: u64,
     /// Clusters read from the backend (ranged GETs) because their SCO was evicted.
     pub cache_misses: u64,
+    /// Clusters of evicted SCOs served by the cluster cache instead of the backend.
+    pub cluster_cache_hits: u64,
     /// SCOs evicted from the local SCO cache.
     pub scos_evicted: u64,
     /// TLogs replayed when the volume was opened (local TLogs after `applied_tlog`, or on a
@@ -309,6 +315,7 @@ struct Counters {
     restart_cut_bytes: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    cluster_cache_hits: AtomicU64,
     scos_evicted: AtomicU64,
     tlogs_replayed: AtomicU64,
     checkpoint_tlog: AtomicU64,
@@ -341,6 +348,9 @@ pub struct Volume {
     pub(super) backend: tokio::sync::Mutex<super::backup::BackendState>,
     /// Where clusters of evicted SCOs are fetched from (set by [`Volume::set_backend`]).
     remote: Mutex<Option<Remote>>,
+    /// The content-addressed cache of clusters read from the backend, shared by the volumes of
+    /// an engine (set by [`Volume::set_cluster_cache`]).
+    cluster_cache: Mutex<Option<Arc<ClusterCache>>>,
     /// The on-disk MetaDataStore.
     mds: Mds,
     /// fsyncs redb made (added to `fsyncs`).
@@ -527,6 +537,7 @@ impl Volume {
             skip_fsync,
             backend: tokio::sync::Mutex::new(Default::default()),
             remote: Mutex::new(None),
+            cluster_cache: Mutex::new(None),
             mds,
             mds_syncs,
             uncork_lock: Mutex::new(()),
@@ -565,6 +576,7 @@ impl Volume {
             restart_cut_bytes: c.restart_cut_bytes.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             cache_misses: c.cache_misses.load(Ordering::Relaxed),
+            cluster_cache_hits: c.cluster_cache_hits.load(Ordering::Relaxed),
             scos_evicted: c.scos_evicted.load(Ordering::Relaxed),
             tlogs_replayed: c.tlogs_replayed.load(Ordering::Relaxed),
             corked_clusters: corked,
@@ -643,11 +655,11 @@ impl Volume {
     }
 
     /// Reads `buf.len()` bytes at `within` of the cluster at `loc` and on (a run of clusters
-    /// contiguous in one SCO). A cluster of an evicted SCO (a run is then one cluster) is fetched
-    /// from the backend.
+    /// contiguous in one SCO, in the local SCO cache). A cluster of an evicted SCO is read
+    /// through the cluster cache and the backend ([`Volume::read_remote`]).
     fn read_loc(&self, st: &State, loc: &Loc, buf: &mut [u8], within: u64) -> Result<()> {
         if st.scos.get(&loc.sco).is_some_and(|e| e.evicted) {
-            return self.read_remote(loc, buf, within);
+            return self.read_remote(std::slice::from_ref(loc), buf, within);
         }
         let f = self.sco_handle(loc.sco)?;
         let off = ScoFooter::offset(loc.offset) + within;
@@ -748,25 +760,54 @@ impl Volume {
         Ok(())
     }
 
-    /// A cache miss: fetches the one cluster at `loc` from the backend SCO object with a ranged
-    /// GET, verifies its MD5 against the MetaDataStore and copies the wanted bytes. An
-    /// unreachable backend is `Delay` (the client retries); a mismatch is an error.
-    fn read_remote(&self, loc: &Loc, buf: &mut [u8], within: u64) -> Result<()> {
-        let what = format!("backend SCO {} cluster {}", sco_name(loc.sco), loc.offset);
-        let end = within as usize + buf.len();
-        if end > CLUSTER_SIZE {
-            return Err(Error::Io(format!("{what}: read crosses the cluster")));
+    /// Reads clusters of an evicted SCO: `run` holds their locations, contiguous in one SCO,
+    /// and `buf` receives `buf.len()` bytes from `within` of the first one on. Each cluster is
+    /// taken from the cluster cache by its MD5 when there; the others come from the backend SCO
+    /// object with ONE ranged GET (from the first missing cluster to the last), are verified
+    /// against their MD5 and kept in the cluster cache. An unreachable backend is `Delay` (the
+    /// client retries); a mismatch is an error.
+    fn read_remote(&self, run: &[Loc], buf: &mut [u8], within: u64) -> Result<()> {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return Ok(());
+        };
+        let what = format!(
+            "backend SCO {} clusters {}..={}",
+            sco_name(first.sco),
+            first.offset,
+            last.offset
+        );
+        let within = within as usize;
+        if within + buf.len() > run.len() * CLUSTER_SIZE || within >= CLUSTER_SIZE {
+            return Err(Error::Io(format!("{what}: read outside the run")));
         }
+        let cache = self.cluster_cache.lock().clone();
+        // Which clusters the cluster cache serves; the bytes of the others are fetched.
+        let mut missing = Vec::new();
+        for (i, loc) in run.iter().enumerate() {
+            let (lo, hi) = Self::run_slice(i, within, buf.len());
+            let hit = cache
+                .as_ref()
+                .is_some_and(|c| c.get(&loc.md5, lo.0, &mut buf[hi.0..hi.1]));
+            if hit {
+                self.counters
+                    .cluster_cache_hits
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                missing.push(i);
+            }
+        }
+        let (Some(&m0), Some(&m1)) = (missing.first(), missing.last()) else {
+            return Ok(());
+        };
         let Some(remote) = self.remote.lock().clone() else {
             return Err(Error::Io(format!(
                 "{what}: the SCO was evicted and the volume has no backend"
             )));
         };
-        let start = ScoFooter::offset(loc.offset);
-        let key = super::backup::sco_key(loc.sco);
-        let fetch = remote
-            .store
-            .get_range(&key, start..start + CLUSTER_SIZE_U64);
+        let start = ScoFooter::offset(run[m0].offset);
+        let len = (m1 - m0 + 1) as u64 * CLUSTER_SIZE_U64;
+        let key = super::backup::sco_key(first.sco);
+        let fetch = remote.store.get_range(&key, start..start + len);
         let got = match tokio::runtime::Handle::try_current() {
             Err(_) => remote.rt.block_on(fetch),
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -786,20 +827,42 @@ impl Volume {
                 return Err(Error::Delay);
             }
         };
-        if data.len() != CLUSTER_SIZE {
+        if data.len() as u64 != len {
             return Err(Error::Io(format!(
-                "{what}: the backend returned {} bytes, expected {CLUSTER_SIZE}",
+                "{what}: the backend returned {} bytes, expected {len}",
                 data.len()
             )));
         }
-        if md5(&data) != loc.md5 {
-            return Err(Error::Io(format!(
-                "{what}: MD5 mismatch: the backend copy is corrupt"
-            )));
+        for i in missing {
+            let c = &data[(i - m0) * CLUSTER_SIZE..(i - m0 + 1) * CLUSTER_SIZE];
+            if md5(c) != run[i].md5 {
+                return Err(Error::Io(format!(
+                    "backend SCO {} cluster {}: MD5 mismatch: the backend copy is corrupt",
+                    sco_name(run[i].sco),
+                    run[i].offset
+                )));
+            }
+            let (lo, hi) = Self::run_slice(i, within, buf.len());
+            buf[hi.0..hi.1].copy_from_slice(&c[lo.0..lo.1]);
+            if let Some(cc) = &cache {
+                cc.insert(run[i].md5, c);
+            }
+            self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         }
-        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-        buf.copy_from_slice(&data[within as usize..end]);
         Ok(())
+    }
+
+    /// For cluster `i` of a run read into a buffer of `len` bytes starting `within` the first
+    /// cluster: the byte range inside the cluster, and the range of the buffer it fills (both
+    /// empty when the cluster is outside the read).
+    fn run_slice(i: usize, within: usize, len: usize) -> ((usize, usize), (usize, usize)) {
+        let c0 = i * CLUSTER_SIZE;
+        let (r0, r1) = (within, within + len);
+        let (a, b) = (c0.max(r0), (c0 + CLUSTER_SIZE).min(r1));
+        if a >= b {
+            return ((0, 0), (0, 0));
+        }
+        ((a - c0, b - c0), (a - r0, b - r0))
     }
 
     /// Reads up to `buf.len()` bytes at `off`; returns the count (short only at the end of the
@@ -832,7 +895,10 @@ impl Volume {
                         e.reads.fetch_add(1, Ordering::Relaxed);
                     }
                     let evicted = entry.is_some_and(|e| e.evicted);
-                    while !evicted && stop_ca * CLUSTER_SIZE_U64 < end {
+                    // A remote run is one ranged GET: bounded, so one read never asks the
+                    // backend for more than REMOTE_RUN clusters at once.
+                    let cap = if evicted { ca + REMOTE_RUN } else { u64::MAX };
+                    while stop_ca < cap && stop_ca * CLUSTER_SIZE_U64 < end {
                         match map.get(&stop_ca) {
                             Some(l)
                                 if l.sco == loc.sco
@@ -845,7 +911,14 @@ impl Volume {
                         }
                     }
                     let stop = (stop_ca * CLUSTER_SIZE_U64).min(end);
-                    self.read_loc(&st, loc, &mut buf[b0..(stop - off) as usize], within)?;
+                    let out = &mut buf[b0..(stop - off) as usize];
+                    if evicted {
+                        let run: Vec<Loc> =
+                            (ca..stop_ca).filter_map(|a| map.get(&a).copied()).collect();
+                        self.read_remote(&run, out, within)?;
+                    } else {
+                        self.read_loc(&st, loc, out, within)?;
+                    }
                     if !evicted {
                         self.counters
                             .cache_hits
@@ -1698,6 +1771,11 @@ impl Volume {
     /// that drives its requests. Without one, reading an evicted SCO is an error.
     pub fn set_backend(&self, store: Arc<dyn ObjectStore>, rt: tokio::runtime::Handle) {
         *self.remote.lock() = Some(Remote { store, rt });
+    }
+
+    /// Sets the cluster cache that reads of evicted SCOs go through (shared by all volumes).
+    pub fn set_cluster_cache(&self, cache: Arc<ClusterCache>) {
+        *self.cluster_cache.lock() = Some(cache);
     }
 
     /// Bytes of the volume's local SCO files: sealed SCOs (an evicted one as its header stub)
