@@ -281,24 +281,7 @@ impl Volumes {
     /// Removes every SCO and TLog of the volume in `dir` (durably) and then, on the real
     /// filesystem, its directories.
     fn remove_local(&self, dir: &Path) -> Result<()> {
-        for d in [dir.join("sco"), dir.join("tlog")] {
-            let names = match self.fs.list(&d) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&d, e)),
-            };
-            for n in names {
-                let p = d.join(n);
-                self.fs.remove_file(&p).map_err(|e| io_err(&p, e))?;
-            }
-            self.fs.sync_dir(&d).map_err(|e| io_err(&d, e))?;
-        }
-        let mds = dir.join(crate::volume::MDS_FILE);
-        match self.fs.remove_file(&mds) {
-            Ok(()) => self.fs.sync_dir(dir).map_err(|e| io_err(dir, e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&mds, e)),
-        }
+        crate::volume::remove_local_state(&*self.fs, dir)?;
         match std::fs::remove_dir_all(dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -344,15 +327,34 @@ impl Volumes {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => return Err(io_err(&tlog_dir, e)),
         };
+        // A backend restart cut short (a crash, or the backend failed half-way): its files are
+        // only a partial copy of the backend; throw them away and restore again below.
+        let has_local = has_local && {
+            let interrupted = crate::volume::restore_interrupted(&*fs, &dir)?;
+            if interrupted {
+                tracing::warn!(ino, "an interrupted backend restart is started again");
+            }
+            !interrupted
+        };
         let vol = if fresh {
             self.remove_local(&dir)?;
-            let stale = self.rt.block_on(store.list("", None, 1))?;
-            if !stale.objects.is_empty() {
-                tracing::warn!(
+            match self.rt.block_on(store.list("", None, 1)) {
+                Ok(stale) if !stale.objects.is_empty() => {
+                    tracing::warn!(
+                        ino,
+                        "removing another namespace's volume objects from the backend"
+                    );
+                    self.rt.block_on(delete_all(&*store))?;
+                }
+                Ok(_) => {}
+                // A VM disk can be created while the backend is down. Should another
+                // namespace's objects be there, the pipeline refuses to upload over them (the
+                // manifest names another volume) and says so: nothing is overwritten.
+                Err(e) => tracing::warn!(
                     ino,
-                    "removing another namespace's volume objects from the backend"
-                );
-                self.rt.block_on(delete_all(&*store))?;
+                    error = %e,
+                    "backend unreachable: creating the volume without checking its namespace for stale objects"
+                ),
             }
             Volume::create(fs, &dir, id, self.cfg.opts, size_hint)?
         } else if has_local {

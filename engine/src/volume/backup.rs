@@ -275,15 +275,16 @@ impl Volume {
         Ok(bytes)
     }
 
-    /// One pass of the background pipeline: like `backup(store, false)`, but when the open SCO
-    /// has held data for `max_age` (`SCO_Max_Age`) or longer it is sealed and the TLog closed
-    /// first, so that no written data stays off the backend for much longer than that.
+    /// One pass of the background pipeline: like `backup(store, false)`, but when a change not
+    /// yet in a closed TLog (a cluster in the open SCO, a sealed SCO or a resize in the open
+    /// TLog) is `max_age` (`SCO_Max_Age`) old or older, the open SCO is sealed and the TLog
+    /// closed first, so that nothing written stays off the backend for much longer than that.
     pub async fn backup_aged(
         &self,
         store: &dyn ObjectStore,
         max_age: Duration,
     ) -> Result<BackupReport> {
-        let aged = self.open_sco_age().is_some_and(|a| a >= max_age);
+        let aged = self.unuploaded_age().is_some_and(|a| a >= max_age);
         self.backup(store, aged).await
     }
 
@@ -350,12 +351,24 @@ impl Volume {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(stale.display(), e)),
         }
+        // Durable before anything else is written: whatever a crash leaves behind from here on
+        // is recognised as an unfinished restore and thrown away by the next open.
+        let marker = dir.join(RESTORE_MARKER);
+        let f = fs
+            .create_new(&marker)
+            .map_err(|e| io_err(marker.display(), e))?;
+        f.sync_data().map_err(|e| io_err(marker.display(), e))?;
+        fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
         let r = async {
             restore_files(store, &*fs, dir, id, &m, first, last).await?;
             let vol = Volume::open(fs.clone(), dir, id, opts)?;
             vol.on_backend_up_to(last);
             // The replayed TLogs are on the backend: lift their cork at once.
             vol.uncork(last)?;
+            // Complete: from now on the local state is the volume's own.
+            fs.remove_file(&marker)
+                .map_err(|e| io_err(marker.display(), e))?;
+            fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
             Ok(vol)
         }
         .await;
@@ -465,6 +478,25 @@ async fn load_checkpoint(
 }
 
 /// Removes a volume's local files (a failed restore's partial state).
+/// Marker file in a volume directory while a backend restart writes it: a restart that finds it
+/// throws the half-written state away and restores again.
+pub const RESTORE_MARKER: &str = "restoring";
+
+/// True when a backend restart into `dir` was interrupted (its marker is still there).
+pub fn restore_interrupted(fs: &dyn LocalFs, dir: &Path) -> Result<bool> {
+    match fs.open(&dir.join(RESTORE_MARKER)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(dir.join(RESTORE_MARKER).display(), e)),
+    }
+}
+
+/// Removes, durably, every file of a volume's local state in `dir`: SCOs, TLogs, the
+/// MetaDataStore and a restore marker (the directories stay).
+pub fn remove_local_state(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
+    remove_local(fs, dir)
+}
+
 fn remove_local(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
     for d in [dir.join("sco"), dir.join("tlog")] {
         let names = match fs.list(&d) {
@@ -478,12 +510,16 @@ fn remove_local(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
         }
         fs.sync_dir(&d).map_err(|e| io_err(d.display(), e))?;
     }
-    let p = dir.join(super::mds::MDS_FILE);
-    match fs.remove_file(&p) {
-        Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(p.display(), e)),
+    // The marker goes last: until then a crash leaves it, and the next restart starts over.
+    for name in [super::mds::MDS_FILE, RESTORE_MARKER] {
+        let p = dir.join(name);
+        match fs.remove_file(&p) {
+            Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(p.display(), e)),
+        }
     }
+    Ok(())
 }
 
 /// Runs the backend pipeline of one volume until `stop` turns true: a [`Volume::backup_aged`]

@@ -211,7 +211,10 @@ mod tests {
         assert_eq!(s.evictions, 1000 - 64);
         // The most recent insert of each shard is still there; the oldest ones are gone.
         assert!(c.get(&keys[999], 0, &mut out));
-        let gone = keys[1..100].iter().filter(|k| !c.get(k, 0, &mut out)).count();
+        let gone = keys[1..100]
+            .iter()
+            .filter(|k| !c.get(k, 0, &mut out))
+            .count();
         assert!(gone >= 90, "only {gone} of the 99 oldest were evicted");
     }
 

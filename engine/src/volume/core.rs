@@ -272,6 +272,9 @@ struct OpenTlog {
     crc: u32,
     /// ScoSealed entries in this TLog.
     scos: u32,
+    /// When its first entry was written (None while it holds none): its entries are not on the
+    /// backend until it is closed, so `SCO_Max_Age` is measured from here.
+    first_entry: Option<std::time::Instant>,
 }
 
 struct State {
@@ -471,6 +474,7 @@ impl Volume {
             len: TLOG_HEADER_LEN as u64,
             crc: crc32c::crc32c(&header),
             scos: 0,
+            first_entry: None,
         };
         let vol = Volume::assemble(
             fs,
@@ -1045,6 +1049,7 @@ impl Volume {
             .map_err(|e| io_err(format!("TLog {}", tlog_name(t.seq)), e))?;
         t.len += bytes.len() as u64;
         t.crc = crc32c::crc32c_append(t.crc, &bytes);
+        t.first_entry.get_or_insert_with(std::time::Instant::now);
         Ok(())
     }
 
@@ -1171,6 +1176,7 @@ impl Volume {
             len: TLOG_HEADER_LEN as u64,
             crc: crc32c::crc32c(&header),
             scos: 0,
+            first_entry: None,
         };
         st.tlog_dir_dirty = true;
         Ok(())
@@ -1543,6 +1549,8 @@ impl Volume {
                 len: cut,
                 crc: tcrc,
                 scos: scos_in_last,
+                // Entries left by the last run count as just written.
+                first_entry: (cut > TLOG_HEADER_LEN as u64).then(std::time::Instant::now),
             },
             next_sco,
             write_gen: 0,
@@ -1675,13 +1683,18 @@ impl Volume {
         Ok(self.open_tlog_seq())
     }
 
-    /// How long the open SCO has held data (None when there is no open SCO with data).
-    pub(super) fn open_sco_age(&self) -> Option<std::time::Duration> {
+    /// How long the oldest change not in a closed TLog has waited (None when there is none):
+    /// the open TLog's first entry, or the open SCO's first cluster. Only closed TLogs (and the
+    /// SCOs they seal) are uploaded, so this is how long data may have been kept off the backend.
+    pub(super) fn unuploaded_age(&self) -> Option<std::time::Duration> {
         let st = self.state.read();
-        st.sco
+        let sco = st
+            .sco
             .as_ref()
             .filter(|s| s.clusters > 0)
-            .map(|s| s.created.elapsed())
+            .map(|s| s.created.elapsed());
+        let tlog = st.tlog.first_entry.map(|t| t.elapsed());
+        sco.max(tlog)
     }
 
     /// Forgets the byte counts of TLogs up to `last`, now on the backend.

@@ -27,7 +27,9 @@ mod mds;
 #[cfg(test)]
 mod tests;
 
-pub use self::backup::{run_pipeline, BackupReport};
+pub use self::backup::{
+    remove_local_state, restore_interrupted, run_pipeline, BackupReport, RESTORE_MARKER,
+};
 pub use self::cache::{evict_lfu, EvictionReport};
 pub use self::core::{
     EvictionCandidate, FsyncSite, Volume, VolumeOptions, VolumeStats, DEFAULT_CHECKPOINT_TLOGS,
