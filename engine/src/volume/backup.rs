@@ -28,7 +28,7 @@ pub(crate) struct BackendState {
 }
 
 /// What one [`Volume::backup`] call did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackupReport {
     /// TLogs uploaded.
     pub tlogs: u64,
@@ -38,6 +38,8 @@ pub struct BackupReport {
     pub bytes: u64,
     /// The newest TLog the backend manifest names after the call.
     pub last_tlog: Option<u64>,
+    /// Why the metadata checkpoint due in this call failed (the backup itself succeeded).
+    pub checkpoint_error: Option<String>,
 }
 
 fn be_err(what: &str, e: strata_backend::Error) -> Error {
@@ -140,7 +142,18 @@ impl Volume {
             .manifest
             .clone()
             .unwrap_or_else(|| Manifest::new(self.id()));
-        let from = m.tlogs.map_or(1, |(_, last)| last + 1);
+        let applied = self.stats().applied_tlog;
+        if m.tlogs.map_or(0, |t| t.1) < applied {
+            // The MetaDataStore only ever takes TLogs the backend had: this backend lost them
+            // (emptied, replaced, or another backend directory). Uploading again is impossible,
+            // since the local TLogs up to `applied` are gone; never overwrite it silently.
+            return Err(Error::Io(format!(
+                "backend manifest names TLogs up to {} but this volume applied up to {applied}: \
+                 the backend lost data it had (emptied or replaced?); refusing to upload",
+                m.tlogs.map_or(0, |t| t.1)
+            )));
+        }
+        let from = m.tlogs.map_or(1, |(_, last)| last.saturating_add(1));
         let mut rep = BackupReport {
             last_tlog: m.tlogs.map(|t| t.1),
             ..Default::default()
@@ -149,8 +162,9 @@ impl Volume {
             // A crash (or a failed redb commit) may have left the cork on after the manifest PUT.
             if let Some(last) = rep.last_tlog {
                 self.uncork(last)?;
+                self.on_backend_up_to(last);
                 // And a checkpoint that failed last time is tried again.
-                rep.bytes += self.maybe_checkpoint(store, &mut g).await?;
+                self.checkpoint_or_log(store, &mut g, &mut rep).await;
             }
             return Ok(rep);
         }
@@ -191,11 +205,30 @@ impl Volume {
         }
         m.tlogs = Some((m.tlogs.map_or(from, |t| t.0), open - 1));
         rep.bytes += put_manifest(store, &mut g, m).await?;
-        self.on_backend_up_to(open - 1);
         rep.last_tlog = Some(open - 1);
         self.uncork(open - 1)?;
-        rep.bytes += self.maybe_checkpoint(store, &mut g).await?;
+        // Only now: until the cork is lifted the local TLogs stay, and so does their weight in
+        // the write buffer.
+        self.on_backend_up_to(open - 1);
+        self.checkpoint_or_log(store, &mut g, &mut rep).await;
         Ok(rep)
+    }
+
+    /// [`Volume::maybe_checkpoint`], whose failure does not fail the backup: the data is on the
+    /// backend; only a faster backend restart is missing, and the next pass tries again.
+    async fn checkpoint_or_log(
+        &self,
+        store: &dyn ObjectStore,
+        g: &mut BackendState,
+        rep: &mut BackupReport,
+    ) {
+        match self.maybe_checkpoint(store, g).await {
+            Ok(n) => rep.bytes += n,
+            Err(e) => {
+                rep.checkpoint_error = Some(e.to_string());
+                tracing::warn!(volume = %self.id(), error = %e, "metadata checkpoint failed; retried at the next pass");
+            }
+        }
     }
 
     /// Writes a metadata checkpoint when at least `checkpoint_tlogs` TLogs were applied to the

@@ -101,17 +101,22 @@ pub enum FsyncSite {
     CommitScoDir,
     /// Commit: fsync of the `tlog/` directory after a TLog was created.
     CommitTlogDir,
-    /// Sealing a SCO: fdatasync of the SCO (with its footer) before the ScoSealed entry.
+    /// Closing a TLog: fdatasync of every SCO it sealed that is not durable yet, before the
+    /// TLogClosed entry (a closed TLog only names durable SCOs).
     SealSco,
-    /// Sealing a SCO: fsync of the `sco/` directory (when a SCO was created since the last one)
-    /// before the ScoSealed entry.
+    /// Closing a TLog: fsync of the `sco/` directory (when a SCO was created since the last
+    /// fsync of it) before the TLogClosed entry.
     SealScoDir,
+    /// Commit: fdatasync of the SCOs sealed since the last commit that are not durable yet.
+    CommitSealedSco,
     /// Closing a TLog: fdatasync of the TLog (with its TLogClosed entry) before the next TLog.
     CloseTlog,
     /// Creating a TLog: fdatasync of its header before any entry is written.
     CreateTlog,
     /// Restart: fdatasync of the last TLog after cutting its torn tail, before anything is
-    /// written at the cut.
+    /// written at the cut. Not in [`FsyncSite::ALL`]: since every cluster and seal of the open
+    /// TLog is verified at restart, a cut tail that reappears after another crash is cut again
+    /// (or holds only data never acknowledged); it is kept so that a cut is final.
     RestartCut,
     /// Uncork: the MetaDataStore (redb) commit that applies TLogs now on the backend, before
     /// their local files are deleted.
@@ -119,8 +124,9 @@ pub enum FsyncSite {
 }
 
 impl FsyncSite {
-    /// All sites.
+    /// Every site the crash tests prove necessary (all but [`FsyncSite::RestartCut`]).
     pub const ALL: [FsyncSite; 10] = [
+        FsyncSite::CommitSealedSco,
         FsyncSite::CommitSco,
         FsyncSite::CommitTlog,
         FsyncSite::CommitScoDir,
@@ -129,7 +135,6 @@ impl FsyncSite {
         FsyncSite::SealScoDir,
         FsyncSite::CloseTlog,
         FsyncSite::CreateTlog,
-        FsyncSite::RestartCut,
         FsyncSite::MdsCommit,
     ];
 }
@@ -295,6 +300,9 @@ struct State {
     write_gen: u64,
     sco_dir_dirty: bool,
     tlog_dir_dirty: bool,
+    /// Sealed SCOs whose bytes are not known to be durable yet (all sealed in the open TLog):
+    /// fdatasynced by the next commit round or, at the latest, before the TLog is closed.
+    unsynced: Vec<(u64, Arc<dyn LocalFile>)>,
     /// Cluster bytes logged per TLog, for the TLogs not known to be on the backend.
     tlog_bytes: BTreeMap<u64, u64>,
     /// Every sealed SCO (the SCO cache).
@@ -494,6 +502,7 @@ impl Volume {
                 write_gen: 0,
                 sco_dir_dirty: true,
                 tlog_dir_dirty: true,
+                unsynced: Vec::new(),
                 tlog_bytes: BTreeMap::new(),
                 scos: BTreeMap::new(),
                 backend_tlog: 0,
@@ -1106,11 +1115,11 @@ impl Volume {
         sco.file
             .write_at(&footer.encode(), ScoFooter::offset(sco.clusters))
             .map_err(|e| io_err(&what, e))?;
-        self.fsync(FsyncSite::SealSco, &*sco.file, &what)?;
-        if std::mem::take(&mut st.sco_dir_dirty) {
-            // The SCO's name must be durable before an entry calls it sealed.
-            self.fsync_dir(FsyncSite::SealScoDir, &self.sco_dir)?;
-        }
+        // Not waited for here (a writer would stall on every full SCO): the next commit round,
+        // or at the latest the close of this TLog, makes it durable. Until then a restart checks
+        // every cluster of it against its MD5 (see `open`).
+        sco.file.start_writeback().map_err(|e| io_err(&what, e))?;
+        st.unsynced.push((sco.seq, sco.file.clone()));
         self.tlog_append(
             st,
             &[Entry::ScoSealed {
@@ -1142,6 +1151,13 @@ impl Volume {
     /// Closes the open TLog (TLogClosed + fdatasync) and starts the next one (header +
     /// fdatasync; its name becomes durable at the next commit).
     fn roll_tlog(&self, st: &mut State) -> Result<()> {
+        // A closed TLog only names durable SCOs: a restart trusts them without reading them.
+        for (seq, f) in std::mem::take(&mut st.unsynced) {
+            self.fsync(FsyncSite::SealSco, &*f, &format!("SCO {}", sco_name(seq)))?;
+        }
+        if std::mem::take(&mut st.sco_dir_dirty) {
+            self.fsync_dir(FsyncSite::SealScoDir, &self.sco_dir)?;
+        }
         let crc = st.tlog.crc;
         self.tlog_append(st, &[Entry::TlogClosed { crc }])?;
         let what = format!("TLog {}", tlog_name(st.tlog.seq));
@@ -1244,10 +1260,11 @@ impl Volume {
 
     /// One round of group commit; returns the write generation it made durable.
     fn commit_round(&self) -> Result<u64> {
-        let (gen, sco, tlog, sco_dir, tlog_dir) = {
+        let (gen, sealed, sco, tlog, sco_dir, tlog_dir) = {
             let mut st = self.state.write();
             let s = (
                 st.write_gen,
+                st.unsynced.clone(),
                 st.sco.as_ref().map(|s| (s.seq, s.file.clone())),
                 (st.tlog.seq, st.tlog.file.clone()),
                 std::mem::take(&mut st.sco_dir_dirty),
@@ -1256,6 +1273,23 @@ impl Volume {
             s
         };
         self.counters.commit_rounds.fetch_add(1, Ordering::Relaxed);
+        // Data first (every SCO holding clusters written before the round), then the TLog that
+        // names it.
+        for (seq, f) in &sealed {
+            self.fsync(
+                FsyncSite::CommitSealedSco,
+                &**f,
+                &format!("SCO {}", sco_name(*seq)),
+            )?;
+        }
+        if !sealed.is_empty() {
+            // A TLog roll may have synced (and dropped) some of them meanwhile: harmless.
+            let done: BTreeSet<u64> = sealed.iter().map(|(s, _)| *s).collect();
+            self.state
+                .write()
+                .unsynced
+                .retain(|(s, _)| !done.contains(s));
+        }
         if let Some((seq, f)) = sco {
             self.fsync(FsyncSite::CommitSco, &*f, &format!("SCO {}", sco_name(seq)))?;
         }
@@ -1424,18 +1458,28 @@ impl Volume {
         }
         let parsed = parse_tlog(&what, &data, id, last_seq, true)?;
         let mut cut = parsed.valid_len;
-        // SCOs sealed within the valid prefix are durable; clusters of any other SCO are checked
-        // against their MD5, and the log is cut at the first that does not match.
-        let sealed_here: BTreeSet<u64> = parsed
-            .entries
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Entry::ScoSealed { sco, .. } => Some(*sco),
-                _ => None,
-            })
-            .collect();
+        // SCOs sealed in closed TLogs are durable (closing a TLog fdatasyncs them first). The
+        // SCOs this TLog writes or seals may not be (a seal does not wait for its data; a commit
+        // or the TLog's close does): every cluster of them is checked against its MD5, every
+        // ScoSealed against the SCO's footer, and the log is cut at the first that does not
+        // verify — nothing after it was acknowledged.
         let mut handles: HashMap<u64, Option<Arc<dyn LocalFile>>> = HashMap::new();
-        for (pos, e) in &parsed.entries {
+        // A closed last TLog (its TLogClosed verified) was fdatasynced after its SCOs: trusted
+        // like the others (a backend restart leaves one whose SCOs are header stubs).
+        let closed = matches!(parsed.entries.last(), Some((_, Entry::TlogClosed { .. })));
+        for (pos, e) in parsed.entries.iter().filter(|_| !closed) {
+            if let Entry::ScoSealed { sco, clusters, crc } = *e {
+                if rp.sealed.contains(&sco) {
+                    continue;
+                }
+                if !sealed_sco_is_whole(&*fs, &sco_dir, id, sco, clusters, crc)?
+                    && !repair_sealed_sco(&*fs, &sco_dir, id, sco, clusters, crc)?
+                {
+                    tracing::warn!(tlog = %what, at = pos, "cutting the TLog: a SCO it seals is not whole");
+                    cut = *pos;
+                    break;
+                }
+            }
             if let Entry::Cluster {
                 sco,
                 offset,
@@ -1443,7 +1487,7 @@ impl Volume {
                 ..
             } = e
             {
-                if rp.sealed.contains(sco) || sealed_here.contains(sco) {
+                if rp.sealed.contains(sco) {
                     continue;
                 }
                 let swhat = format!("SCO {}", sco_name(*sco));
@@ -1523,7 +1567,16 @@ impl Volume {
             let evicted = if has_file {
                 let p = sco_dir.join(sco_name(*seq));
                 let f = fs.open(&p).map_err(|e| io_err(p.display(), e))?;
-                f.file_len().map_err(|e| io_err(p.display(), e))? <= SCO_HEADER_LEN
+                let len = f.file_len().map_err(|e| io_err(p.display(), e))?;
+                let whole = ScoFooter::offset(*clusters) + SCO_FOOTER_LEN as u64;
+                if len > SCO_HEADER_LEN && len != whole {
+                    // Not a copy to read from (damaged, or an eviction's cut half-done): the
+                    // data is on the backend; keep only the stub.
+                    tracing::warn!(sco = %sco_name(*seq), len, "a cached SCO is not whole: reading it from the backend");
+                    f.set_len(SCO_HEADER_LEN)
+                        .map_err(|e| io_err(p.display(), e))?;
+                }
+                len != whole
             } else {
                 true
             };
@@ -1556,6 +1609,7 @@ impl Volume {
             write_gen: 0,
             sco_dir_dirty: false,
             tlog_dir_dirty,
+            unsynced: Vec::new(),
             tlog_bytes,
             scos,
             // Everything applied to redb is on the backend.
@@ -1737,8 +1791,13 @@ impl Volume {
             }
             (ops, size, st.applied_tlog + 1)
         };
-        self.mds.apply(&ops, last, size)?;
-        let db_empty = self.mds.mapped()? == 0;
+        // redb remembers a failed write (every later commit fails): halt, so that a reopen
+        // (which replays the TLogs, still local) repairs it instead of corked entries and local
+        // TLogs piling up behind a MetaDataStore that can no longer take them.
+        let db_empty = self.guarded(|| {
+            self.mds.apply(&ops, last, size)?;
+            Ok(self.mds.mapped()? == 0)
+        })?;
         {
             let mut st = self.state.write();
             let keep = st.ov.ops.split_off(&(last + 1));
@@ -2025,6 +2084,87 @@ impl Volume {
         let st = self.state.read();
         self.read_cluster(&st, ca)
     }
+}
+
+/// Whether sealed SCO `seq` is whole on local disk: exact length, header and footer matching
+/// its ScoSealed entry (its clusters are checked one by one against their MD5s elsewhere). A
+/// missing file is not whole; other I/O errors are errors.
+fn sealed_sco_is_whole(
+    fs: &dyn LocalFs,
+    sco_dir: &Path,
+    id: VolumeId,
+    seq: u64,
+    clusters: u32,
+    crc: u32,
+) -> Result<bool> {
+    let what = format!("SCO {}", sco_name(seq));
+    let f = match fs.open(&sco_dir.join(sco_name(seq))) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(&what, e)),
+    };
+    let want = ScoFooter::offset(clusters) + SCO_FOOTER_LEN as u64;
+    if f.file_len().map_err(|e| io_err(&what, e))? != want {
+        return Ok(false);
+    }
+    let mut hb = vec![0u8; SCO_HEADER_LEN as usize];
+    let mut fb = [0u8; SCO_FOOTER_LEN];
+    f.read_at(&mut hb, 0).map_err(|e| io_err(&what, e))?;
+    f.read_at(&mut fb, ScoFooter::offset(clusters))
+        .map_err(|e| io_err(&what, e))?;
+    let header_ok = ScoHeader::decode(&what, &hb).is_ok_and(|h| h.volume == id && h.seq == seq);
+    let footer_ok = ScoFooter::decode(&what, &fb).is_ok_and(|foot| {
+        foot == ScoFooter {
+            seq,
+            clusters,
+            data_crc: crc,
+        }
+    });
+    Ok(header_ok && footer_ok)
+}
+
+/// A sealed SCO of the open TLog whose header or footer did not survive (a crash before the
+/// seal was durable, or damage): when its clusters are all there with the data CRC its
+/// ScoSealed entry names (each was also checked against its MD5), the header and footer are
+/// written again, durably, and the seal stands. False when the data does not match: the caller
+/// cuts the TLog there.
+fn repair_sealed_sco(
+    fs: &dyn LocalFs,
+    sco_dir: &Path,
+    id: VolumeId,
+    seq: u64,
+    clusters: u32,
+    crc: u32,
+) -> Result<bool> {
+    let what = format!("SCO {}", sco_name(seq));
+    let f = match fs.open(&sco_dir.join(sco_name(seq))) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(&what, e)),
+    };
+    let data_len = usize::try_from(u64::from(clusters) * CLUSTER_SIZE_U64)
+        .map_err(|_| Error::Io(format!("{what}: too large")))?;
+    let mut data = vec![0u8; data_len];
+    let n = f
+        .read_at(&mut data, SCO_HEADER_LEN)
+        .map_err(|e| io_err(&what, e))?;
+    if n != data_len || crc32c::crc32c(&data) != crc {
+        return Ok(false);
+    }
+    tracing::warn!(sco = %what, "rewriting the header and footer of a sealed SCO whose data verifies");
+    let footer = ScoFooter {
+        seq,
+        clusters,
+        data_crc: crc,
+    };
+    f.write_at(&ScoHeader { volume: id, seq }.encode(), 0)
+        .map_err(|e| io_err(&what, e))?;
+    f.write_at(&footer.encode(), ScoFooter::offset(clusters))
+        .map_err(|e| io_err(&what, e))?;
+    f.set_len(ScoFooter::offset(clusters) + SCO_FOOTER_LEN as u64)
+        .map_err(|e| io_err(&what, e))?;
+    f.sync_data().map_err(|e| io_err(&what, e))?;
+    Ok(true)
 }
 
 pub(super) struct ParsedTlog {

@@ -134,7 +134,8 @@ impl Manifest {
                 }
                 b"tlogs" if root.is_some() => {
                     let (first, last) = (num("first")?, num("last")?);
-                    if first == 0 || last < first {
+                    // u64::MAX is refused too: the next TLog number must exist.
+                    if first == 0 || last < first || last == u64::MAX {
                         return Err(bad(format!("bad TLog range {first}..={last}")));
                     }
                     tlogs = Some((first, last));
@@ -150,10 +151,14 @@ impl Manifest {
             }
         }
         let (volume, generation) = root.ok_or_else(|| bad("no <strata-volume> element".into()))?;
-        if let (Some(n), Some((_, last))) = (checkpoint, tlogs) {
-            if n > last {
+        match (checkpoint, tlogs) {
+            (Some(n), Some((_, last))) if n > last => {
                 return Err(bad(format!("checkpoint {n} after the last TLog {last}")));
             }
+            (Some(n), None) => {
+                return Err(bad(format!("checkpoint {n} but no TLogs")));
+            }
+            _ => {}
         }
         Ok(Manifest {
             volume,
@@ -194,6 +199,13 @@ mod tests {
         let with = m.to_xml();
         assert_eq!(Manifest::from_xml("m", &with), Ok(m.clone()));
         assert!(String::from_utf8_lossy(&with).contains("<checkpoint tlog=\"40\"/>"));
+        // A checkpoint needs TLogs up to it; the TLog range must leave room for the next one.
+        let text = String::from_utf8_lossy(&with).into_owned();
+        let no_tlogs = text.replace("<tlogs first=\"1\" last=\"42\"/>", "");
+        assert!(no_tlogs != text, "{text}");
+        assert!(Manifest::from_xml("m", no_tlogs.as_bytes()).is_err());
+        let huge = text.replace("last=\"42\"", &format!("last=\"{}\"", u64::MAX));
+        assert!(Manifest::from_xml("m", huge.as_bytes()).is_err());
         let v2 = text.replace("format=\"1\"", "format=\"2\"");
         assert!(matches!(
             Manifest::from_xml("m", v2.as_bytes()),

@@ -591,19 +591,34 @@ fn damaged_headers_and_sealed_scos_are_clear_errors() {
         .expect_err("bad magic")
         .to_string();
     assert!(msg.contains("bad magic"), "{msg}");
-    // A sealed SCO whose footer is damaged.
+    // A SCO sealed in a closed TLog whose footer is damaged: an error (closed TLogs are trusted
+    // without reading their SCOs, so a damaged one must not pass).
     let (fs, lfs, vol) = fresh(opts);
-    vol.write(0, &vec![1u8; 4096 * 5], true).expect("write");
+    let data: Vec<u8> = (0..4096 * 17).map(|i| (i % 251) as u8).collect();
+    vol.write(0, &data, true).expect("write");
     drop(vol);
-    let p = dir().join("sco").join(format::sco_name(1));
-    let mut s = fs.read_file(&p).expect("sco 1");
-    let l = s.len();
-    s[l - 5] ^= 1;
-    fs.overwrite_durably(&p, &s).expect("corrupt");
+    let damage_footer = |fs: &SimFs, seq: u64| {
+        let p = dir().join("sco").join(format::sco_name(seq));
+        let mut s = fs.read_file(&p).expect("sco");
+        let l = s.len();
+        s[l - 5] ^= 1;
+        fs.overwrite_durably(&p, &s).expect("corrupt");
+    };
+    damage_footer(&fs, 1);
     let msg = Volume::open(lfs.clone(), &dir(), VOL, opts)
         .expect_err("bad footer")
         .to_string();
     assert!(msg.contains("SCO 0000000000000001 footer"), "{msg}");
+    // A SCO sealed in the open TLog (a seal is made durable by the next commit, so a crash can
+    // tear its footer): its data verifies, so the footer is written again and nothing is lost.
+    let (fs, lfs, vol) = fresh(opts);
+    vol.write(0, &data[..4096 * 5], true).expect("write");
+    drop(vol);
+    damage_footer(&fs, 1);
+    let v = Volume::open(lfs.clone(), &dir(), VOL, opts).expect("repaired");
+    assert_eq!(whole(&v), data[..4096 * 5].to_vec());
+    assert!(v.verify().expect("verify").is_empty());
+    drop(v);
     // No volume at all.
     assert!(matches!(
         Volume::open(lfs.clone(), Path::new("/elsewhere"), VOL, opts),
@@ -1762,4 +1777,151 @@ fn a_backend_restart_cut_short_by_power_is_never_trusted_half_done() {
         }
         assert!(full > 0 && refused > 0, "{full} full, {refused} refused");
     }
+}
+
+/// A local-file layer whose `mds.redb` writes fail with ENOSPC while `fail_mds` is set.
+#[derive(Debug, Clone)]
+struct MdsFaultFs {
+    inner: SimFs,
+    fail_mds: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Debug)]
+struct MdsFaultFile {
+    inner: Arc<dyn LocalFile>,
+    fail: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl MdsFaultFile {
+    fn check(&self) -> std::io::Result<()> {
+        if self
+            .fail
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        Ok(())
+    }
+}
+
+impl LocalFile for MdsFaultFile {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+        self.inner.read_at(buf, off)
+    }
+    fn write_at(&self, data: &[u8], off: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.write_at(data, off)
+    }
+    fn file_len(&self) -> std::io::Result<u64> {
+        self.inner.file_len()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.sync_data()
+    }
+}
+
+impl MdsFaultFs {
+    fn wrap(&self, p: &Path, f: Arc<dyn LocalFile>) -> Arc<dyn LocalFile> {
+        let fail = p.ends_with(MDS_FILE).then(|| self.fail_mds.clone());
+        Arc::new(MdsFaultFile { inner: f, fail })
+    }
+}
+
+impl LocalFs for MdsFaultFs {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn create_new(&self, path: &Path) -> std::io::Result<Arc<dyn LocalFile>> {
+        Ok(self.wrap(path, self.inner.create_new(path)?))
+    }
+    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn LocalFile>> {
+        Ok(self.wrap(path, self.inner.open(path)?))
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+}
+
+/// A MetaDataStore write that fails while the cork is lifted (a full disk) halts the volume
+/// instead of leaving corked entries and local TLogs to pile up behind a redb that refuses
+/// every later commit; reopening (once there is space) replays the TLogs, still local, and the
+/// pipeline goes on. Nothing committed is lost.
+#[test]
+fn a_failed_uncork_halts_the_volume_and_a_reopen_recovers() {
+    let rt = rt();
+    let store = Arc::new(MemStore::new());
+    let fs = MdsFaultFs {
+        inner: SimFs::new(),
+        fail_mds: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    };
+    let lfs: Arc<dyn LocalFs> = Arc::new(fs.clone());
+    let opts = ckpt_opts(1000);
+    let vol = Volume::create(lfs.clone(), &dir(), VOL, opts, 0).expect("create");
+    let mut oracle = HashMap::new();
+    write_sco(&vol, &mut oracle, 0, 1);
+    rt.block_on(vol.backup(&*store, true)).expect("backup 1");
+    write_sco(&vol, &mut oracle, 16, 2);
+    fs.fail_mds
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(rt.block_on(vol.backup(&*store, true)).is_err());
+    fs.fail_mds
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    // Halted: no write is taken on top of a MetaDataStore in an unknown state.
+    assert!(vol.write(0, &[1u8; 4096], true).is_err(), "halted");
+    drop(vol);
+    let vol = Volume::open(lfs.clone(), &dir(), VOL, opts).expect("reopen");
+    check_oracle(&vol, &oracle);
+    write_sco(&vol, &mut oracle, 32, 3);
+    rt.block_on(vol.backup(&*store, true))
+        .expect("backup after reopen");
+    let s = vol.stats();
+    assert_eq!(s.corked_clusters, 0, "{s:?}");
+    assert_eq!(vol.bytes_not_on_backend(), 0);
+    check_oracle(&vol, &oracle);
+    drop(vol);
+    let restored = restore_from(&rt, &store, Arc::new(SimFs::new()), opts).expect("restore");
+    check_oracle(&restored, &oracle);
+}
+
+/// A checkpoint the backend refuses does not fail the backup (the data and the manifest are
+/// on the backend; only a faster restart is missing): the report says why, the next pass tries
+/// again, and a backend restart replays the TLogs instead.
+#[test]
+fn a_failing_checkpoint_does_not_fail_the_backup() {
+    let rt = rt();
+    let store = Arc::new(FailPuts::new());
+    *store.prefix.lock() = Some("mds/");
+    let opts = ckpt_opts(2);
+    let (_fs, _lfs, vol) = fresh(opts);
+    let mut oracle = HashMap::new();
+    for i in 0..6 {
+        write_sco(&vol, &mut oracle, 16 * i, i);
+        let rep = rt
+            .block_on(vol.backup(&*store, true))
+            .expect("the backup succeeds");
+        if i >= 1 {
+            assert!(rep.checkpoint_error.is_some(), "pass {i}: {rep:?}");
+        }
+    }
+    assert_eq!(vol.stats().checkpoint_tlog, 0);
+    *store.prefix.lock() = None;
+    write_sco(&vol, &mut oracle, 200, 9);
+    let rep = rt.block_on(vol.backup(&*store, true)).expect("backup");
+    assert_eq!(rep.checkpoint_error, None);
+    assert!(vol.stats().checkpoint_tlog > 0);
+    drop(vol);
+    let restored = restore_from(&rt, &store, Arc::new(SimFs::new()), opts).expect("restore");
+    check_oracle(&restored, &oracle);
 }
