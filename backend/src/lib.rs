@@ -2,7 +2,8 @@
 //!
 //! A narrow async [`ObjectStore`] trait (in the spirit of Apache Arrow's `object_store`) with
 //! typed errors, and [`LocalStore`], a store on a local directory. Namespaces are key prefixes.
-//! This crate knows nothing of files or volumes.
+//! This crate knows nothing of files or volumes. On-disk layout and ETag formats: `FORMATS.md`
+//! next to this crate's `Cargo.toml`.
 
 #![warn(missing_docs)]
 
@@ -147,7 +148,9 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
     Ok(())
 }
 
-/// The ETag of `data`: the lowercase hex MD5 of the content, as S3 computes it for a plain PUT.
+/// The lowercase hex MD5 of `data`, as S3 computes the ETag of a plain PUT: [`MemStore`]'s
+/// ETag. Not [`LocalStore`]'s, whose ETags come from file metadata (never compare an ETag
+/// with this unless the store is known to be a [`MemStore`]).
 pub fn etag_of(data: &[u8]) -> String {
     use md5::{Digest, Md5};
     hex(&Md5::digest(data))
@@ -170,7 +173,10 @@ pub struct ObjectMeta {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
-    /// Opaque version tag; changes whenever the object is replaced.
+    /// Opaque version tag; changes whenever the object's content changes, and compared only for
+    /// equality with ETags of the same store. [`LocalStore`]: from the file's metadata, new on
+    /// every put even of equal content; [`MemStore`]: the content's MD5 (as S3's single-part
+    /// PUT), so equal content keeps it.
     pub etag: String,
 }
 

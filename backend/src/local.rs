@@ -5,20 +5,39 @@
 //! parents of directories it had to create), so a crash leaves either the old object or the new
 //! one under the final name, never a partial one. Temp files left by a crash are removed at
 //! [`LocalStore::open`]. One `LocalStore` per root at a time (opening wipes the temp dir).
+//!
+//! # ETags
+//!
+//! An ETag is a version tag made from the object file's metadata, never from its content, so
+//! `head` and `list` cost one `stat` per object and a put hashes nothing: 56 lowercase hex
+//! digits, the inode number (16), the size (16), the mtime's seconds (16, two's complement) and
+//! its nanoseconds (8). Why that changes whenever the object is replaced:
+//! - every put writes a NEW temp file and renames it over the old one, so while both exist they
+//!   have different inodes: a replacement always changes the inode number;
+//! - an inode number can come back later, once the replaced file is freed (ext4 reuses a freed
+//!   inode at once), and sizes often repeat; so every put also sets its temp file's mtime to a
+//!   process-wide strictly increasing nanosecond time (`unique_mtime`), and two versions of a
+//!   key written by this process never share an mtime (on a file system that keeps nanosecond
+//!   mtimes: ext4 with large inodes, xfs, btrfs, tmpfs);
+//! - rename keeps the inode and the mtime, so the ETag a put returns (from `fstat` of its temp
+//!   file) is the one `get` (`fstat` of the file it opened), `head` and `list` (`stat`) see.
+//!
+//! Copying the store's directory elsewhere (new inodes) changes every ETag without changing
+//! any content: a conditional put then fails safe (`ConditionFailed`), it never overwrites.
 
-use std::fs::{self, File};
+use std::fs::{self, File, FileTimes, Metadata};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{
-    etag_of, validate_key, validate_prefix, Error, ListPage, ObjectMeta, ObjectStore, Result,
-};
+use crate::{validate_key, validate_prefix, Error, ListPage, ObjectMeta, ObjectStore, Result};
 
 /// Name of the private temp directory under the root; reserved as a first key segment.
 pub(crate) const TMP_DIR: &str = ".strata-tmp";
@@ -30,10 +49,41 @@ const LOCK_SHARDS: usize = 64;
 /// Numbers temp files.
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// An object store on a local directory. ETags are the hex MD5 of the content (as S3's for a
-/// plain PUT); `head` and `list` read each object to compute it, so they cost O(object size).
-/// Writers to one key are serialised by a key-hashed lock held only around the condition check
-/// and the rename, so conditional puts are atomic within this process.
+/// The last mtime (nanoseconds since the epoch) [`unique_mtime`] handed out.
+static LAST_MTIME_NS: AtomicI64 = AtomicI64::new(0);
+
+/// A modification time for a new object file: the current time, or 1 ns after the last one
+/// handed out in this process if the clock has not moved past it (coarse or stepped back), so
+/// no two puts of this process share an mtime (see the module doc, "ETags").
+pub(crate) fn unique_mtime() -> SystemTime {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let prev = LAST_MTIME_NS
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or(now); // the closure never returns None
+    let ns = now.max(prev.saturating_add(1));
+    UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
+}
+
+/// The ETag of an object file from its metadata (see the module doc, "ETags").
+fn etag_of_meta(m: &Metadata) -> String {
+    format!(
+        "{:016x}{:016x}{:016x}{:08x}",
+        m.ino(),
+        m.size(),
+        m.mtime() as u64,
+        m.mtime_nsec() as u32
+    )
+}
+
+/// An object store on a local directory. ETags are version tags from each file's metadata
+/// (inode, size, mtime; see the module doc), so `head` and `list` never read content. Writers
+/// to one key are serialised by a key-hashed lock held only around the condition check and the
+/// rename, so conditional puts are atomic within this process.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     inner: Arc<Inner>,
@@ -143,37 +193,52 @@ impl Inner {
 
     fn put(&self, key: &str, data: &[u8], cond: Cond) -> Result<ObjectMeta> {
         let path = self.path(key)?;
-        let etag = etag_of(data);
         // Unique in this process even across stores on one root (the counter is global).
         let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = self.tmp.join(format!("{}.{seq}", std::process::id()));
-        if let Err(e) = self.put_via(key, &path, &tmp, data, cond) {
-            #[cfg(test)]
-            if self.fail_before_rename.load(Ordering::SeqCst) {
-                // Simulated crash: leave the temp file behind for `open` to clean.
-                return Err(e);
+        match self.put_via(key, &path, &tmp, data, cond) {
+            Ok(meta) => Ok(ObjectMeta {
+                key: key.to_string(),
+                size: meta.size(),
+                etag: etag_of_meta(&meta),
+            }),
+            Err(e) => {
+                #[cfg(test)]
+                if self.fail_before_rename.load(Ordering::SeqCst) {
+                    // Simulated crash: leave the temp file behind for `open` to clean.
+                    return Err(e);
+                }
+                let _ = fs::remove_file(&tmp);
+                Err(e)
             }
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
         }
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size: data.len() as u64,
-            etag,
-        })
     }
 
-    fn put_via(&self, key: &str, path: &Path, tmp: &Path, data: &[u8], cond: Cond) -> Result<()> {
+    /// Writes the temp file, checks `cond` and renames; returns the metadata of the file as
+    /// stored (rename keeps inode and mtime, so it is also the final name's).
+    fn put_via(
+        &self,
+        key: &str,
+        path: &Path,
+        tmp: &Path,
+        data: &[u8],
+        cond: Cond,
+    ) -> Result<Metadata> {
         let io = |e| Error::from_io(key, e);
-        {
+        let meta = {
             let mut f = File::options()
                 .write(true)
                 .create_new(true)
                 .open(tmp)
                 .map_err(|e| io_err(key, e))?;
             f.write_all(data).map_err(|e| io_err(key, e))?;
+            // After the last write (which sets the mtime) and before the fsync (so it is durable).
+            f.set_times(FileTimes::new().set_modified(unique_mtime()))
+                .map_err(|e| io_err(key, e))?;
+            let meta = f.metadata().map_err(|e| io_err(key, e))?;
             f.sync_all().map_err(|e| io_err(key, e))?;
-        }
+            meta
+        };
         #[cfg(test)]
         if self.fail_before_rename.load(Ordering::SeqCst) {
             return Err(Error::Io {
@@ -191,8 +256,8 @@ impl Inner {
                     });
                 }
             }
-            Cond::Match(want) => match fs::read(path) {
-                Ok(cur) if etag_of(&cur) == want => {}
+            Cond::Match(want) => match fs::metadata(path) {
+                Ok(cur) if cur.is_file() && etag_of_meta(&cur) == want => {}
                 Ok(_) => {
                     return Err(Error::ConditionFailed {
                         key: key.to_string(),
@@ -217,7 +282,8 @@ impl Inner {
                 Err(e) => return Err(conflict_or(key, e)),
             }
         }
-        fsync_dir(parent).map_err(|e| io_err(key, e))
+        fsync_dir(parent).map_err(|e| io_err(key, e))?;
+        Ok(meta)
     }
 
     /// Creates the directories between the root and `dir`, fsyncing the parent of each one
@@ -239,33 +305,48 @@ impl Inner {
 
     fn get(&self, key: &str) -> Result<(Bytes, ObjectMeta)> {
         let path = self.path(key)?;
-        match fs::read(&path) {
-            Ok(data) => {
-                let meta = ObjectMeta {
-                    key: key.to_string(),
-                    size: data.len() as u64,
-                    etag: etag_of(&data),
-                };
-                Ok((Bytes::from(data), meta))
-            }
-            Err(e) if is_missing(&e) => Err(Error::NotFound {
+        let missing = |e: std::io::Error| missing_or_io(key, e);
+        let mut f = File::open(&path).map_err(missing)?;
+        // The ETag of the file opened: a replacement renamed over it meanwhile does not change
+        // what this handle reads (nor its inode, size or mtime).
+        let meta = f.metadata().map_err(missing)?;
+        if !meta.is_file() {
+            return Err(Error::NotFound {
+                key: key.to_string(),
+            });
+        }
+        let mut data = Vec::with_capacity(usize::try_from(meta.size()).unwrap_or(0));
+        f.read_to_end(&mut data).map_err(missing)?;
+        Ok((
+            Bytes::from(data),
+            ObjectMeta {
+                key: key.to_string(),
+                size: meta.size(),
+                etag: etag_of_meta(&meta),
+            },
+        ))
+    }
+
+    /// Metadata of an object from one `stat`: no content is read.
+    fn head(&self, key: &str) -> Result<ObjectMeta> {
+        let path = self.path(key)?;
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(ObjectMeta {
+                key: key.to_string(),
+                size: m.size(),
+                etag: etag_of_meta(&m),
+            }),
+            // A directory is a prefix of keys, not an object.
+            Ok(_) => Err(Error::NotFound {
                 key: key.to_string(),
             }),
-            Err(e) => Err(Error::from_io(key, e)),
+            Err(e) => Err(missing_or_io(key, e)),
         }
     }
 
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let path = self.path(key)?;
-        let missing = |e: std::io::Error| {
-            if is_missing(&e) {
-                Error::NotFound {
-                    key: key.to_string(),
-                }
-            } else {
-                Error::from_io(key, e)
-            }
-        };
+        let missing = |e: std::io::Error| missing_or_io(key, e);
         let mut f = File::open(&path).map_err(missing)?;
         let len = f.metadata().map_err(missing)?.len();
         let end = range.end.min(len);
@@ -314,6 +395,9 @@ impl Inner {
             Some(i) => &prefix[..=i],
             None => "",
         };
+        // Known cost: every page walks (and sorts) every key under the prefix after the token,
+        // not just `max` of them: O(keys) directory reads per page, O(keys²/max) for a whole
+        // listing. Fine for volumes of thousands of SCOs; a sorted, bounded walk would fix it.
         let mut keys = Vec::new();
         self.walk(base, prefix, token, &mut keys)?;
         keys.sort();
@@ -321,13 +405,15 @@ impl Inner {
         keys.truncate(max);
         let mut objects = Vec::with_capacity(keys.len());
         for key in keys {
-            // Deleted since the walk: skip it, as a listing is not a snapshot.
-            match fs::read(self.root.join(&key)) {
-                Ok(data) => objects.push(ObjectMeta {
-                    size: data.len() as u64,
-                    etag: etag_of(&data),
+            // One stat per key, no content read. Deleted (or turned into a directory) since the
+            // walk: skip it, as a listing is not a snapshot.
+            match fs::metadata(self.root.join(&key)) {
+                Ok(m) if m.is_file() => objects.push(ObjectMeta {
+                    size: m.size(),
+                    etag: etag_of_meta(&m),
                     key,
                 }),
+                Ok(_) => {}
                 Err(e) if is_missing(&e) => {}
                 Err(e) => return Err(Error::from_io(&key, e)),
             }
@@ -393,6 +479,17 @@ fn is_missing(e: &std::io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::EISDIR))
 }
 
+/// A read's error: [`Error::NotFound`] if the object is not there (see [`is_missing`]).
+fn missing_or_io(key: &str, e: std::io::Error) -> Error {
+    if is_missing(&e) {
+        Error::NotFound {
+            key: key.to_string(),
+        }
+    } else {
+        Error::from_io(key, e)
+    }
+}
+
 /// An I/O error while writing: never "not found" (that would mislead callers).
 fn io_err(key: &str, e: std::io::Error) -> Error {
     match Error::from_io(key, e) {
@@ -449,7 +546,8 @@ impl ObjectStore for LocalStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        Ok(self.get(key).await?.1)
+        let k = key.to_string();
+        self.blocking(key, move |inner| inner.head(&k)).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -22,6 +22,15 @@ fn b(s: &str) -> Bytes {
 
 /// Every listed key of `prefix`, fetched page by page with `max` per page.
 async fn list_all(store: &dyn ObjectStore, prefix: &str, max: usize) -> Vec<String> {
+    list_all_meta(store, prefix, max)
+        .await
+        .into_iter()
+        .map(|m| m.key)
+        .collect()
+}
+
+/// Every listed object of `prefix` with its metadata, fetched page by page.
+async fn list_all_meta(store: &dyn ObjectStore, prefix: &str, max: usize) -> Vec<ObjectMeta> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -30,7 +39,7 @@ async fn list_all(store: &dyn ObjectStore, prefix: &str, max: usize) -> Vec<Stri
             .await
             .expect("list");
         assert!(page.objects.len() <= max.max(1), "page larger than max");
-        out.extend(page.objects.into_iter().map(|m| m.key));
+        out.extend(page.objects);
         match page.next {
             Some(t) => token = Some(t),
             None => return out,
@@ -38,18 +47,24 @@ async fn list_all(store: &dyn ObjectStore, prefix: &str, max: usize) -> Vec<Stri
     }
 }
 
+/// What a store's ETags are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Etags {
+    /// The hex MD5 of the content, as S3 for a single-part PUT ([`MemStore`]): equal content,
+    /// equal ETag.
+    Md5,
+    /// An opaque version tag ([`LocalStore`]): every put makes a new one, even of equal content.
+    Version,
+}
+
 /// The behaviour every store shares.
-async fn conformance(store: Arc<dyn ObjectStore>) {
-    // put / get / head / get_range; ETag = MD5 hex as S3.
+async fn conformance(store: Arc<dyn ObjectStore>, etags: Etags) {
+    // put / get / head / get_range agree on the metadata.
     let m = store.put("a/one", b("hello")).await.expect("put");
-    assert_eq!(
-        m,
-        ObjectMeta {
-            key: "a/one".into(),
-            size: 5,
-            etag: "5d41402abc4b2a76b9719d911017c592".into()
-        }
-    );
+    assert_eq!((m.key.as_str(), m.size), ("a/one", 5));
+    if etags == Etags::Md5 {
+        assert_eq!(m.etag, "5d41402abc4b2a76b9719d911017c592", "MD5 hex as S3");
+    }
     let (data, meta) = store.get("a/one").await.expect("get");
     assert_eq!(&data[..], b"hello");
     assert_eq!(meta, m);
@@ -79,7 +94,27 @@ async fn conformance(store: Arc<dyn ObjectStore>) {
     // Replacing changes the etag.
     let m2 = store.put("a/one", b("world!")).await.expect("replace");
     assert_ne!(m2.etag, m.etag);
-    assert_eq!(&store.get("a/one").await.expect("get").0[..], b"world!");
+    let (data, meta) = store.get("a/one").await.expect("get");
+    assert_eq!(&data[..], b"world!");
+    assert_eq!(meta, m2);
+    assert_eq!(store.head("a/one").await.expect("head"), m2);
+    // Replacing with equal content: a new version tag, or the same MD5.
+    let m3 = store.put("a/one", b("world!")).await.expect("replace");
+    match etags {
+        Etags::Version => assert_ne!(m3.etag, m2.etag, "a replacement is a new version"),
+        Etags::Md5 => assert_eq!(m3.etag, m2.etag, "same content, same MD5"),
+    }
+    assert_eq!(store.head("a/one").await.expect("head"), m3);
+    if etags == Etags::Version {
+        assert!(
+            store
+                .put_if_match("a/one", b("x"), &m2.etag)
+                .await
+                .unwrap_err()
+                .is_condition_failed(),
+            "the ETag of a replaced version of equal content is stale"
+        );
+    }
     // Missing objects.
     assert!(store.get("nope").await.unwrap_err().is_not_found());
     assert!(store.head("a/nope").await.unwrap_err().is_not_found());
@@ -144,9 +179,11 @@ async fn conformance(store: Arc<dyn ObjectStore>) {
     let keys = [
         "b/x/1", "b/x/2", "b/x2", "b/y", "b.z", "ba", "c/d/e/f", "b/x/10",
     ];
+    let mut metas = BTreeMap::new();
     for k in keys {
-        store.put(k, b(k)).await.expect("put");
+        metas.insert(k.to_string(), store.put(k, b(k)).await.expect("put"));
     }
+    metas.insert("a/one".to_string(), m3.clone());
     let mut all: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     all.push("a/one".into());
     all.sort();
@@ -170,17 +207,18 @@ async fn conformance(store: Arc<dyn ObjectStore>) {
             );
         }
     }
-    // A listing page carries sizes and etags.
+    // A listing carries the sizes and etags the puts returned.
     let page = store.list("b/y", None, 10).await.expect("list");
-    assert_eq!(
-        page.objects,
-        vec![ObjectMeta {
-            key: "b/y".into(),
-            size: 3,
-            etag: etag_of(b"b/y")
-        }]
-    );
+    assert_eq!(page.objects, vec![metas["b/y"].clone()]);
+    assert_eq!(page.objects[0].size, 3);
+    if etags == Etags::Md5 {
+        assert_eq!(page.objects[0].etag, etag_of(b"b/y"));
+    }
     assert_eq!(page.next, None);
+    assert_eq!(
+        list_all_meta(&*store, "", 3).await,
+        metas.values().cloned().collect::<Vec<_>>()
+    );
     // A token from elsewhere in the key space is honoured as a position.
     let page = store.list("b/", Some("b/x/2"), 10).await.expect("list");
     let got: Vec<_> = page.objects.into_iter().map(|m| m.key).collect();
@@ -282,7 +320,7 @@ async fn conditional_races(store: Arc<dyn ObjectStore>) {
 fn local_store_conformance() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(LocalStore::open(dir.path().join("store")).expect("open"));
-    rt().block_on(conformance(store.clone()));
+    rt().block_on(conformance(store.clone(), Etags::Version));
     // Emptied directories are removed on delete; the temp dir is never listed.
     rt().block_on(async {
         for k in list_all(&*store, "", 100).await {
@@ -304,7 +342,7 @@ fn local_store_conformance() {
 #[test]
 fn mem_store_conformance() {
     let store = Arc::new(MemStore::new());
-    rt().block_on(conformance(store.clone()));
+    rt().block_on(conformance(store.clone(), Etags::Md5));
     assert!(!store.is_empty());
 }
 
@@ -318,7 +356,7 @@ fn namespaced_conformance_and_isolation() {
             .put("files", b("not in the namespace either"))
             .await
             .expect("put");
-        conformance(ns.clone()).await;
+        conformance(ns.clone(), Etags::Md5).await;
         // Everything the namespace wrote is under its prefix in the inner store.
         let inner_keys = list_all(&*inner, "", 100).await;
         let ns_keys = list_all(&*ns, "", 100).await;
@@ -346,7 +384,7 @@ fn namespaced_on_local_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let local = Arc::new(LocalStore::open(dir.path()).expect("open"));
     let ns = Arc::new(Namespaced::new(local, "files/").expect("ns"));
-    rt().block_on(conformance(ns));
+    rt().block_on(conformance(ns, Etags::Version));
     assert!(
         dir.path().join("files/a/one").is_file(),
         "namespaces are sub-directories of a local store"
@@ -465,6 +503,139 @@ fn local_store_long_segment_is_invalid() {
     assert!(matches!(r, Err(Error::InvalidKey { .. })), "{r:?}");
 }
 
+/// LocalStore ETags come from file metadata, not content: an in-place rewrite of the file's
+/// bytes behind the store's back (same size, same inode, mtime put back) leaves head, list and
+/// get reporting the same ETag, an MD5 would not; while a put of identical content (a new
+/// inode) makes a new ETag, and the old one no longer matches.
+#[test]
+fn local_store_etag_is_metadata_not_content() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path()).expect("open");
+    rt().block_on(async {
+        let m = store.put("v/disk", b("original")).await.expect("put");
+        let path = dir.path().join("v/disk");
+        let mtime = std::fs::metadata(&path)
+            .expect("stat")
+            .modified()
+            .expect("mtime");
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open in place");
+            f.write_all(b"REWRITES").expect("rewrite");
+            f.set_times(std::fs::FileTimes::new().set_modified(mtime))
+                .expect("restore mtime");
+        }
+        assert_eq!(store.head("v/disk").await.expect("head"), m);
+        assert_eq!(
+            store.list("v/", None, 10).await.expect("list").objects,
+            vec![m.clone()]
+        );
+        let (data, meta) = store.get("v/disk").await.expect("get");
+        assert_eq!(&data[..], b"REWRITES", "the store reads what is on disk");
+        assert_eq!(meta, m, "the ETag does not depend on the content");
+
+        let m2 = store.put("v/disk", b("REWRITES")).await.expect("replace");
+        assert_ne!(m2.etag, m.etag, "a put of equal content is a new version");
+        assert_eq!(store.head("v/disk").await.expect("head"), m2);
+        assert_eq!(store.get("v/disk").await.expect("get").1, m2);
+        assert!(store
+            .put_if_match("v/disk", b("x"), &m.etag)
+            .await
+            .unwrap_err()
+            .is_condition_failed());
+        let m3 = store
+            .put_if_match("v/disk", b("y"), &m2.etag)
+            .await
+            .expect("match");
+        assert_eq!(store.head("v/disk").await.expect("head"), m3);
+    });
+}
+
+/// head, list and put_if_match never read an object: a 64 GiB (sparse) object is answered
+/// from its metadata. Reading it instead would mean allocating 64 GiB (an error) or minutes of
+/// hashing; so would an MD5 ETag.
+#[test]
+fn local_store_head_and_list_of_a_huge_object_do_not_read_it() {
+    const HUGE: u64 = 64 << 30;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path()).expect("open");
+    rt().block_on(async {
+        store.put("vol/sco", b("head")).await.expect("put");
+        // Grow the object file in place to a sparse 64 GiB behind the store's back.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("vol/sco"))
+            .expect("open in place")
+            .set_len(HUGE)
+            .expect("set_len");
+        let h = store.head("vol/sco").await.expect("head");
+        assert_eq!((h.key.as_str(), h.size), ("vol/sco", HUGE));
+        let page = store.list("vol/", None, 1000).await.expect("list");
+        assert_eq!(page.objects, vec![h.clone()]);
+        assert_eq!(
+            &store.get_range("vol/sco", 0..4).await.expect("range")[..],
+            b"head"
+        );
+        let m = store
+            .put_if_match("vol/sco", b("small"), &h.etag)
+            .await
+            .expect("match against a huge object");
+        assert_eq!(store.head("vol/sco").await.expect("head"), m);
+        assert_eq!(m.size, 5);
+    });
+}
+
+/// A put's mtime is unique in the process, so the ETag changes even when a deleted object's
+/// inode number is reused at once (as ext4 does) for a new object of the same size: no ETag
+/// repeats over many delete/put and replace cycles of equal content on one key.
+#[test]
+fn local_store_etags_never_repeat_on_inode_reuse() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path()).expect("open");
+    let mut etags = std::collections::BTreeSet::new();
+    let mut inodes = std::collections::BTreeSet::new();
+    let mut puts = 0;
+    rt().block_on(async {
+        for i in 0..300 {
+            let m = store.put("k", b("same")).await.expect("put");
+            puts += 1;
+            inodes.insert(std::fs::metadata(dir.path().join("k")).expect("stat").ino());
+            assert!(etags.insert(m.etag.clone()), "ETag repeated at {i}");
+            assert_eq!(store.head("k").await.expect("head"), m);
+            if i % 2 == 0 {
+                store.delete("k").await.expect("delete");
+            }
+        }
+    });
+    // Not asserted (it depends on the file system), but shows the test exercised reuse.
+    eprintln!("{puts} puts used {} distinct inode numbers", inodes.len());
+}
+
+/// The mtimes LocalStore gives its puts are distinct across threads and increasing in each,
+/// even when called faster than the clock ticks.
+#[test]
+fn local_store_mtimes_are_unique() {
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let v: Vec<_> = (0..20_000).map(|_| local::unique_mtime()).collect();
+                assert!(v.windows(2).all(|w| w[0] < w[1]), "increasing per thread");
+                v
+            })
+        })
+        .collect();
+    let mut all = std::collections::BTreeSet::new();
+    for t in threads {
+        for m in t.join().expect("join") {
+            assert!(all.insert(m), "mtime handed out twice");
+        }
+    }
+}
+
 #[test]
 fn faulty_store_fails_when_switched() {
     let inner = Arc::new(MemStore::new());
@@ -494,9 +665,11 @@ fn faulty_store_fails_when_switched() {
 enum Op {
     Put(String, Vec<u8>),
     PutIfAbsent(String, Vec<u8>),
+    /// `true`: with the current ETag; `false`: with a stale one of the key (or a made-up one).
     PutIfMatch(String, Vec<u8>, bool),
     Delete(String),
     Get(String),
+    Head(String),
     Range(String, u64, u64),
     List(String, usize),
 }
@@ -511,13 +684,18 @@ fn key() -> impl Strategy<Value = String> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let data = proptest::collection::vec(any::<u8>(), 0..64);
+    // Few distinct contents, so replacements with equal content (and equal size) are common.
+    let data = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..64),
+        (0..3u8).prop_map(|i| vec![i; 8]),
+    ];
     prop_oneof![
         (key(), data.clone()).prop_map(|(k, d)| Op::Put(k, d)),
         (key(), data.clone()).prop_map(|(k, d)| Op::PutIfAbsent(k, d)),
         (key(), data, any::<bool>()).prop_map(|(k, d, m)| Op::PutIfMatch(k, d, m)),
         key().prop_map(Op::Delete),
         key().prop_map(Op::Get),
+        key().prop_map(Op::Head),
         (key(), 0..70u64, 0..70u64).prop_map(|(k, s, e)| Op::Range(k, s, e)),
         (
             prop_oneof![
@@ -534,55 +712,99 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Runs `ops` against `store` and a BTreeMap model, comparing every result.
-async fn run_model(store: &dyn ObjectStore, ops: Vec<Op>) {
-    let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+/// The model of a store: each key's content and the ETag its last put returned, and every
+/// ETag each key ever had.
+#[derive(Default)]
+struct Model {
+    objects: BTreeMap<String, (Vec<u8>, String)>,
+    history: BTreeMap<String, Vec<String>>,
+}
+
+impl Model {
+    /// Records a successful put of `d` under `k` that returned `m`, checking its ETag: the MD5
+    /// of the content, or a version tag this key never had before (not even before a delete).
+    fn put(&mut self, etags: Etags, k: String, d: Vec<u8>, m: ObjectMeta) {
+        assert_eq!((m.key.as_str(), m.size), (k.as_str(), d.len() as u64));
+        let seen = self.history.entry(k.clone()).or_default();
+        match etags {
+            Etags::Md5 => assert_eq!(m.etag, etag_of(&d)),
+            Etags::Version => assert!(
+                !seen.contains(&m.etag),
+                "put of {k} returned an ETag the key already had: {}",
+                m.etag
+            ),
+        }
+        seen.push(m.etag.clone());
+        self.objects.insert(k, (d, m.etag));
+    }
+
+    /// The metadata the store must report for `k`.
+    fn meta(&self, k: &str) -> Option<ObjectMeta> {
+        self.objects.get(k).map(|(d, etag)| ObjectMeta {
+            key: k.to_string(),
+            size: d.len() as u64,
+            etag: etag.clone(),
+        })
+    }
+}
+
+/// Runs `ops` against `store` and a model, comparing every result, ETags included: the ETag a
+/// put returned is the one get, head and list report until the next put.
+async fn run_model(store: &dyn ObjectStore, etags: Etags, ops: Vec<Op>) {
+    let mut model = Model::default();
     for op in ops {
         match op {
             Op::Put(k, d) => {
                 let m = store.put(&k, Bytes::from(d.clone())).await.expect("put");
-                assert_eq!(m.etag, etag_of(&d));
-                model.insert(k, d);
+                model.put(etags, k, d, m);
             }
             Op::PutIfAbsent(k, d) => {
                 let r = store.put_if_absent(&k, Bytes::from(d.clone())).await;
-                match model.entry(k) {
-                    std::collections::btree_map::Entry::Occupied(_) => {
-                        assert!(r.unwrap_err().is_condition_failed())
-                    }
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        r.expect("put_if_absent");
-                        v.insert(d);
-                    }
+                if model.objects.contains_key(&k) {
+                    assert!(r.unwrap_err().is_condition_failed())
+                } else {
+                    model.put(etags, k, d, r.expect("put_if_absent"));
                 }
             }
             Op::PutIfMatch(k, d, right) => {
-                let etag = match (&model.get(&k), right) {
-                    (Some(cur), true) => etag_of(cur),
-                    _ => "0123".to_string(),
-                };
-                let r = store.put_if_match(&k, Bytes::from(d.clone()), &etag).await;
-                if model.contains_key(&k) && right {
-                    r.expect("put_if_match");
-                    model.insert(k, d);
+                let current = model.objects.get(&k).map(|(_, e)| e.clone());
+                let etag = if right {
+                    current.clone()
                 } else {
-                    assert!(r.unwrap_err().is_condition_failed());
+                    // A stale ETag of this key: must never match again.
+                    model
+                        .history
+                        .get(&k)
+                        .and_then(|h| h.iter().rev().find(|e| Some(*e) != current.as_ref()))
+                        .cloned()
+                }
+                .unwrap_or_else(|| "0123".to_string());
+                let r = store.put_if_match(&k, Bytes::from(d.clone()), &etag).await;
+                if current.is_some() && right {
+                    model.put(etags, k, d, r.expect("put_if_match"));
+                } else {
+                    assert!(r.unwrap_err().is_condition_failed(), "etag {etag}");
                 }
             }
             Op::Delete(k) => {
                 store.delete(&k).await.expect("delete");
-                model.remove(&k);
+                model.objects.remove(&k);
             }
-            Op::Get(k) => match (store.get(&k).await, model.get(&k)) {
-                (Ok((d, m)), Some(want)) => {
+            Op::Get(k) => match (store.get(&k).await, model.objects.get(&k)) {
+                (Ok((d, m)), Some((want, _))) => {
                     assert_eq!(&d[..], &want[..]);
-                    assert_eq!(m.size, want.len() as u64);
+                    assert_eq!(Some(m), model.meta(&k));
                 }
                 (Err(e), None) => assert!(e.is_not_found()),
                 (r, want) => panic!("get {k}: {r:?} vs model {want:?}"),
             },
-            Op::Range(k, s, e) => match (store.get_range(&k, s..e).await, model.get(&k)) {
-                (Ok(d), Some(want)) => {
+            Op::Head(k) => match (store.head(&k).await, model.meta(&k)) {
+                (Ok(m), Some(want)) => assert_eq!(m, want),
+                (Err(e), None) => assert!(e.is_not_found()),
+                (r, want) => panic!("head {k}: {r:?} vs model {want:?}"),
+            },
+            Op::Range(k, s, e) => match (store.get_range(&k, s..e).await, model.objects.get(&k)) {
+                (Ok(d), Some((want, _))) => {
                     let end = (e as usize).min(want.len());
                     let start = (s as usize).min(end);
                     assert_eq!(&d[..], &want[start..end]);
@@ -591,18 +813,20 @@ async fn run_model(store: &dyn ObjectStore, ops: Vec<Op>) {
                 (r, want) => panic!("range {k}: {r:?} vs model {want:?}"),
             },
             Op::List(p, max) => {
-                let got = list_all(store, &p, max).await;
-                let want: Vec<String> = model
+                let got = list_all_meta(store, &p, max).await;
+                let want: Vec<ObjectMeta> = model
+                    .objects
                     .keys()
                     .filter(|k| k.starts_with(&p))
-                    .cloned()
+                    .filter_map(|k| model.meta(k))
                     .collect();
                 assert_eq!(got, want, "list {p:?}");
             }
         }
     }
-    let all = list_all(store, "", 3).await;
-    assert_eq!(all, model.keys().cloned().collect::<Vec<_>>());
+    let all = list_all_meta(store, "", 3).await;
+    let want: Vec<ObjectMeta> = model.objects.keys().filter_map(|k| model.meta(k)).collect();
+    assert_eq!(all, want);
 }
 
 proptest! {
@@ -612,12 +836,12 @@ proptest! {
     fn local_store_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::open(dir.path()).expect("open");
-        rt().block_on(run_model(&store, ops));
+        rt().block_on(run_model(&store, Etags::Version, ops));
     }
 
     #[test]
     fn mem_store_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
-        rt().block_on(run_model(&MemStore::new(), ops));
+        rt().block_on(run_model(&MemStore::new(), Etags::Md5, ops));
     }
 
     #[test]
@@ -625,6 +849,6 @@ proptest! {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(LocalStore::open(dir.path()).expect("open"));
         let ns = Namespaced::new(store, "ns/").expect("ns");
-        rt().block_on(run_model(&ns, ops));
+        rt().block_on(run_model(&ns, Etags::Version, ops));
     }
 }

@@ -956,8 +956,16 @@ impl Volume {
                 ))
             })?;
         if !data.is_empty() {
+            // Whole clusters are hashed before the volume lock is taken, so concurrent writers
+            // hash in parallel instead of one after the other under it.
+            let hashes: Option<Vec<[u8; 16]>> = (off % CLUSTER_SIZE_U64 == 0
+                && data.len() % CLUSTER_SIZE == 0)
+                .then(|| data.chunks_exact(CLUSTER_SIZE).map(md5).collect());
             self.guarded(|| {
                 let mut st = self.state.write();
+                if let Some(h) = &hashes {
+                    return self.write_aligned_locked(&mut st, off, end, data, h);
+                }
                 self.write_locked(&mut st, off, end, data)?;
                 st.write_gen += 1;
                 Ok(())
@@ -966,6 +974,27 @@ impl Volume {
         if stable {
             self.sync()?;
         }
+        Ok(())
+    }
+
+    /// [`Volume::write_locked`] for whole clusters with their MD5s already computed: no
+    /// read-modify-write and no copy of the data.
+    fn write_aligned_locked(
+        &self,
+        st: &mut State,
+        off: u64,
+        end: u64,
+        data: &[u8],
+        hashes: &[[u8; 16]],
+    ) -> Result<()> {
+        if end > st.size {
+            // Logged before the clusters, so replay never sees a cluster past the size.
+            self.tlog_append(st, &[Entry::Resize { size: end }])?;
+            let tlog = st.tlog.seq;
+            self.set_size(st, tlog, end)?;
+        }
+        self.append_hashed(st, off / CLUSTER_SIZE_U64, data, Some(hashes))?;
+        st.write_gen += 1;
         Ok(())
     }
 
@@ -999,6 +1028,17 @@ impl Volume {
     /// Appends whole clusters for addresses `first..` to the open SCO(s), logs them and updates
     /// the MetaDataStore.
     fn append_clusters(&self, st: &mut State, first: u64, buf: &[u8]) -> Result<()> {
+        self.append_hashed(st, first, buf, None)
+    }
+
+    /// [`Volume::append_clusters`] with the clusters' MD5s, when the caller computed them.
+    fn append_hashed(
+        &self,
+        st: &mut State,
+        first: u64,
+        buf: &[u8],
+        hashes: Option<&[[u8; 16]]>,
+    ) -> Result<()> {
         let n = buf.len() / CLUSTER_SIZE;
         let mut i = 0;
         while i < n {
@@ -1015,7 +1055,10 @@ impl Volume {
             let mut entries = Vec::with_capacity(k);
             let mut locs = Vec::with_capacity(k);
             for j in 0..k {
-                let m = md5(&chunk[j * CLUSTER_SIZE..(j + 1) * CLUSTER_SIZE]);
+                let m = match hashes.and_then(|h| h.get(i + j)) {
+                    Some(h) => *h,
+                    None => md5(&chunk[j * CLUSTER_SIZE..(j + 1) * CLUSTER_SIZE]),
+                };
                 let address = first + (i + j) as u64;
                 let offset = sco.clusters + j as u32;
                 entries.push(Entry::Cluster {
