@@ -958,9 +958,9 @@ impl Volume {
         if !data.is_empty() {
             // Whole clusters are hashed before the volume lock is taken, so concurrent writers
             // hash in parallel instead of one after the other under it.
-            let hashes: Option<Vec<[u8; 16]>> = (off % CLUSTER_SIZE_U64 == 0
-                && data.len() % CLUSTER_SIZE == 0)
-                .then(|| data.chunks_exact(CLUSTER_SIZE).map(md5).collect());
+            let hashes: Option<Vec<[u8; 16]>> = (off.is_multiple_of(CLUSTER_SIZE_U64)
+                && data.len().is_multiple_of(CLUSTER_SIZE))
+            .then(|| data.chunks_exact(CLUSTER_SIZE).map(md5).collect());
             self.guarded(|| {
                 let mut st = self.state.write();
                 if let Some(h) = &hashes {
