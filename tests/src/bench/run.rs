@@ -769,8 +769,10 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
             let note = match system {
                 System::Strata => format!(
                     "before each read: `strata sync --wait`, Ganesha stopped, the volumes' local \
-                     state deleted, Ganesha started: the volume is rebuilt from the backend on \
-                     first access (all its SCOs are downloaded); local state when the (last) \
+                     state deleted, Ganesha started: on first access the volume is rebuilt \
+                     from its metadata checkpoint and the TLogs after it, and its data is read \
+                     from the backend as needed (ranged GETs of up to 1 MiB, through the \
+                     cluster cache); local state when the (last) \
                      read began: {local_at_start}; the OS page cache is warm for the backend \
                      directory"
                 ),
