@@ -186,20 +186,28 @@ fn sigkill_after_flush_keeps_the_volume_data() {
     );
 }
 
+/// The `strata` CLI built next to the plugin; `None` (skip) when missing, a failure under CI.
+fn strata_cli() -> Option<PathBuf> {
+    let strata = plugin_dir().join("strata");
+    if strata.exists() {
+        return Some(strata);
+    }
+    assert!(
+        !in_ci(),
+        "{} missing (cargo build --workspace)",
+        strata.display()
+    );
+    eprintln!("skipped: {} missing", strata.display());
+    None
+}
+
 /// `strata sync --wait` (the management API's flush_to_backend) puts everything on the backend:
 /// with the local volume cache thrown away, the gateway rebuilds the disk from the backend alone.
 #[test]
 fn sync_wait_then_lost_local_cache_rebuilds_from_the_backend() {
-    let strata = plugin_dir().join("strata");
-    if !strata.exists() {
-        assert!(
-            !in_ci(),
-            "{} missing (cargo build --workspace)",
-            strata.display()
-        );
-        eprintln!("skipped: {} missing", strata.display());
+    let Some(strata) = strata_cli() else {
         return;
-    }
+    };
     let Some(mut tg) = gateway() else {
         return;
     };
@@ -243,16 +251,9 @@ fn dir_bytes(dir: &Path) -> u64 {
 /// fetch the clusters they need).
 #[test]
 fn a_backend_restart_loads_the_checkpoint_and_replays_only_the_tlogs_after_it() {
-    let strata = plugin_dir().join("strata");
-    if !strata.exists() {
-        assert!(
-            !in_ci(),
-            "{} missing (cargo build --workspace)",
-            strata.display()
-        );
-        eprintln!("skipped: {} missing", strata.display());
+    let Some(strata) = strata_cli() else {
         return;
-    }
+    };
     if !require_tools(&["qemu-img", "qemu-io"]) {
         return;
     }

@@ -2129,6 +2129,15 @@ impl Volume {
     }
 }
 
+/// Opens `path`; `None` if it does not exist (other errors are errors).
+fn open_if_exists(fs: &dyn LocalFs, path: &Path, what: &str) -> Result<Option<Arc<dyn LocalFile>>> {
+    match fs.open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(what, e)),
+    }
+}
+
 /// Whether sealed SCO `seq` is whole on local disk: exact length, header and footer matching
 /// its ScoSealed entry (its clusters are checked one by one against their MD5s elsewhere). A
 /// missing file is not whole; other I/O errors are errors.
@@ -2141,10 +2150,8 @@ fn sealed_sco_is_whole(
     crc: u32,
 ) -> Result<bool> {
     let what = format!("SCO {}", sco_name(seq));
-    let f = match fs.open(&sco_dir.join(sco_name(seq))) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_err(&what, e)),
+    let Some(f) = open_if_exists(fs, &sco_dir.join(sco_name(seq)), &what)? else {
+        return Ok(false);
     };
     let want = ScoFooter::offset(clusters) + SCO_FOOTER_LEN as u64;
     if f.file_len().map_err(|e| io_err(&what, e))? != want {
@@ -2180,10 +2187,8 @@ fn repair_sealed_sco(
     crc: u32,
 ) -> Result<bool> {
     let what = format!("SCO {}", sco_name(seq));
-    let f = match fs.open(&sco_dir.join(sco_name(seq))) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_err(&what, e)),
+    let Some(f) = open_if_exists(fs, &sco_dir.join(sco_name(seq)), &what)? else {
+        return Ok(false);
     };
     let data_len = usize::try_from(u64::from(clusters) * CLUSTER_SIZE_U64)
         .map_err(|_| Error::Io(format!("{what}: too large")))?;
