@@ -394,7 +394,8 @@ impl Volume {
         fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
         let r = async {
             restore_files(store, &*fs, dir, id, &m, first, last).await?;
-            let vol = Volume::open(fs.clone(), dir, id, opts)?;
+            // The marker is still there: `open` would refuse what this restore is writing.
+            let vol = Volume::open_inner(fs.clone(), dir, id, opts, None)?;
             vol.on_backend_up_to(last);
             // The replayed TLogs are on the backend: lift their cork at once.
             vol.uncork(last)?;

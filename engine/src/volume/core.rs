@@ -1364,6 +1364,13 @@ impl Volume {
         id: VolumeId,
         opts: VolumeOptions,
     ) -> Result<Volume> {
+        if super::backup::restore_interrupted(&*fs, dir)? {
+            return Err(Error::Io(format!(
+                "{}: a backend restart into this directory was interrupted; remove its local \
+                 state and restore again",
+                dir.display()
+            )));
+        }
         Self::open_inner(fs, dir, id, opts, None)
     }
 
