@@ -245,11 +245,29 @@ impl Volume {
         let n = snap.applied_tlog()?;
         let prev = snap.prev_checkpoint()?;
         let id = self.id();
+        let written = snap.dirty_pages()?;
+        // Never upload more metadata than the data written since the last checkpoint: random
+        // writes over a large volume dirty every page, and rewriting all of them every
+        // `checkpoint_tlogs` TLogs would multiply the backend traffic. Waiting longer only means
+        // more TLogs to replay at a backend restart (what the checkpoint saves).
+        let opts = self.options();
+        let entries_max = (written.len() as u64)
+            .saturating_mul(ck::PAGE_CLUSTERS)
+            .min(snap.mapped()?);
+        let cost = entries_max.saturating_mul(ck::PAGE_ENTRY_LEN as u64);
+        let data_since = n
+            .saturating_sub(last)
+            .saturating_mul(u64::from(opts.tlog_scos))
+            .saturating_mul(u64::from(opts.sco_clusters))
+            .saturating_mul(super::format::CLUSTER_SIZE_U64);
+        if cost > data_since {
+            tracing::debug!(volume = %id, cost, data_since, "metadata checkpoint deferred: larger than the data it covers");
+            return Ok(0);
+        }
         let mut bytes = 0u64;
         let mut pages: std::collections::BTreeMap<u64, u64> =
             snap.old_pages()?.into_iter().collect();
         let mut superseded = Vec::new();
-        let written = snap.dirty_pages()?;
         for p in &written {
             if let Some(old) = pages.get(p) {
                 superseded.push(ck::page_key(*old, *p));

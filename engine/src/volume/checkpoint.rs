@@ -16,7 +16,8 @@ const SCOS_MAGIC: &[u8; 8] = b"STRMDSSC";
 const INDEX_MAGIC: &[u8; 8] = b"STRMDSIX";
 /// magic (8) | version u16 | reserved u16 | volume (16) | checkpoint u64.
 const COMMON_LEN: usize = 36;
-const PAGE_ENTRY_LEN: usize = 36;
+/// Bytes of one entry in a page object.
+pub const PAGE_ENTRY_LEN: usize = 36;
 const SCO_ENTRY_LEN: usize = 24;
 const INDEX_ENTRY_LEN: usize = 16;
 

@@ -1925,3 +1925,35 @@ fn a_failing_checkpoint_does_not_fail_the_backup() {
     let restored = restore_from(&rt, &store, Arc::new(SimFs::new()), opts).expect("restore");
     check_oracle(&restored, &oracle);
 }
+
+/// A checkpoint never uploads more metadata than the data written since the last one: after a
+/// large volume was checkpointed, a little new data does not trigger a rewrite of the whole
+/// page; enough data does.
+#[test]
+fn a_checkpoint_waits_until_the_data_written_outweighs_it() {
+    let rt = rt();
+    let store = Arc::new(MemStore::new());
+    let opts = ckpt_opts(1);
+    let (_fs, _lfs, vol) = fresh(opts);
+    let mut oracle = HashMap::new();
+    // 4096 clusters (256 TLogs of one 16-cluster SCO each) in one page: checkpointed.
+    for i in 0..256u64 {
+        write_sco(&vol, &mut oracle, i * 16, i + 1);
+    }
+    rt.block_on(vol.backup(&*store, true)).expect("backup");
+    let first = vol.stats().checkpoint_tlog;
+    assert!(first > 0);
+    // The page now holds 4096 entries (~147 KB); one TLog covers 64 KiB of data: deferred.
+    write_sco(&vol, &mut oracle, 0, 1000);
+    rt.block_on(vol.backup(&*store, true)).expect("backup");
+    assert_eq!(vol.stats().checkpoint_tlog, first, "deferred after 64 KiB");
+    write_sco(&vol, &mut oracle, 16, 1001);
+    rt.block_on(vol.backup(&*store, true)).expect("backup");
+    assert_eq!(vol.stats().checkpoint_tlog, first, "deferred after 128 KiB");
+    write_sco(&vol, &mut oracle, 32, 1002);
+    rt.block_on(vol.backup(&*store, true)).expect("backup");
+    assert!(vol.stats().checkpoint_tlog > first, "written after 192 KiB");
+    drop(vol);
+    let restored = restore_from(&rt, &store, Arc::new(SimFs::new()), opts).expect("restore");
+    check_oracle(&restored, &oracle);
+}
