@@ -889,6 +889,10 @@ impl Volume {
         let n = (buf.len() as u64).min(st.size - off) as usize;
         let end = off + n as u64;
         let map = self.lookup_range(&st, off / CLUSTER_SIZE_U64, end.div_ceil(CLUSTER_SIZE_U64))?;
+        // Runs of evicted SCOs, fetched from the backend after the volume lock is released
+        // (writers must not wait for the backend): (buffer range, offset in the first cluster,
+        // locations). What a location names never changes, so reading it later is safe.
+        let mut remote: Vec<(std::ops::Range<usize>, u64, Vec<Loc>)> = Vec::new();
         let mut pos = off;
         // Runs of clusters that are contiguous in one SCO are read with one pread.
         while pos < end {
@@ -924,13 +928,13 @@ impl Volume {
                         }
                     }
                     let stop = (stop_ca * CLUSTER_SIZE_U64).min(end);
-                    let out = &mut buf[b0..(stop - off) as usize];
+                    let range = b0..(stop - off) as usize;
                     if evicted {
                         let run: Vec<Loc> =
                             (ca..stop_ca).filter_map(|a| map.get(&a).copied()).collect();
-                        self.read_remote(&run, out, within)?;
+                        remote.push((range, within, run));
                     } else {
-                        self.read_loc(&st, loc, out, within)?;
+                        self.read_loc(&st, loc, &mut buf[range], within)?;
                     }
                     if !evicted {
                         self.counters
@@ -940,6 +944,10 @@ impl Volume {
                     pos = stop;
                 }
             }
+        }
+        drop(st);
+        for (range, within, run) in remote {
+            self.read_remote(&run, &mut buf[range], within)?;
         }
         Ok(n)
     }

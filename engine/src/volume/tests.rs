@@ -1957,3 +1957,110 @@ fn a_checkpoint_waits_until_the_data_written_outweighs_it() {
     let restored = restore_from(&rt, &store, Arc::new(SimFs::new()), opts).expect("restore");
     check_oracle(&restored, &oracle);
 }
+
+/// A store whose ranged GETs wait while `held` is set, telling the test when one started.
+#[derive(Debug)]
+struct SlowReads {
+    inner: MemStore,
+    held: std::sync::atomic::AtomicBool,
+    release: tokio::sync::Notify,
+    started: parking_lot::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for SlowReads {
+    async fn put(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
+        self.inner.put(key, data).await
+    }
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
+        self.inner.put_if_absent(key, data).await
+    }
+    async fn put_if_match(
+        &self,
+        key: &str,
+        data: Bytes,
+        etag: &str,
+    ) -> strata_backend::Result<ObjectMeta> {
+        self.inner.put_if_match(key, data, etag).await
+    }
+    async fn get(&self, key: &str) -> strata_backend::Result<(Bytes, ObjectMeta)> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> strata_backend::Result<Bytes> {
+        if self.held.load(std::sync::atomic::Ordering::SeqCst) {
+            let wait = self.release.notified();
+            if let Some(tx) = self.started.lock().take() {
+                let _ = tx.send(());
+            }
+            wait.await;
+        }
+        self.inner.get_range(key, range).await
+    }
+    async fn head(&self, key: &str) -> strata_backend::Result<ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &str) -> strata_backend::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        max: usize,
+    ) -> strata_backend::Result<ListPage> {
+        self.inner.list(prefix, token, max).await
+    }
+}
+
+/// A read that waits for the backend (its SCO is not in the local cache) does not hold the
+/// volume lock meanwhile: writes, commits and cached reads of the same volume go on.
+#[test]
+fn a_read_waiting_for_the_backend_does_not_block_writers() {
+    let rt = mt_rt();
+    let store = Arc::new(SlowReads {
+        inner: MemStore::new(),
+        held: Default::default(),
+        release: tokio::sync::Notify::new(),
+        started: parking_lot::Mutex::new(None),
+    });
+    let opts = ckpt_opts(1000);
+    let mut oracle = HashMap::new();
+    {
+        let (_fs, _lfs, vol) = fresh(opts);
+        write_sco(&vol, &mut oracle, 0, 7);
+        rt.block_on(vol.backup(&*store, true)).expect("backup");
+    }
+    // Restored from the backend: every cluster is remote.
+    let vol = Arc::new(restore_from(&rt, &store, Arc::new(SimFs::new()), opts).expect("restore"));
+    let (tx, started) = std::sync::mpsc::channel();
+    *store.started.lock() = Some(tx);
+    store.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reader = {
+        let vol = vol.clone();
+        std::thread::spawn(move || read_vec(&vol, 0, CLUSTER_SIZE))
+    };
+    started
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the read reached the backend");
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let writer = {
+        let vol = vol.clone();
+        std::thread::spawn(move || {
+            vol.write(100 * CLUSTER_SIZE_U64, &[9u8; 4096], true)
+                .expect("write");
+            let _ = done_tx.send(read_vec(&vol, 100 * CLUSTER_SIZE_U64, 4096));
+        })
+    };
+    let got = done
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the write and its read went on while the other read waited for the backend");
+    assert_eq!(got, vec![9u8; 4096]);
+    store.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    store.release.notify_waiters();
+    assert_eq!(reader.join().expect("reader"), oracle[&0]);
+    writer.join().expect("writer");
+}
