@@ -255,6 +255,7 @@ impl Filesystem {
             fs.purge(ino);
         }
         fs.reopen_local_volumes()?;
+        fs.volumes.resume_deletions()?;
         tracing::info!(data_dir = %fs.config.data_dir.display(), fsid = fs.ns.fsid(), "strata engine open");
         Ok(fs)
     }
@@ -597,7 +598,8 @@ impl Filesystem {
 
     /// Returns once everything committed so far (files and volumes) is on the object backend:
     /// committed file data is uploaded by its commit already; volumes upload every SCO and
-    /// TLog (including the open ones) and their manifest.
+    /// TLog (including the open ones) and their manifest; the objects of deleted volumes are
+    /// gone from the backend.
     pub fn flush_to_backend(&self) -> Result<()> {
         self.sync_all()?;
         // Every volume with local state, also those not opened by this run: a previous run may
@@ -615,6 +617,11 @@ impl Filesystem {
                 tracing::warn!(ino, error = %e, "flushing a volume to the backend failed");
                 first_err.get_or_insert(e);
             }
+        }
+        // Deleted volumes' objects are gone from the backend too.
+        if let Err(e) = self.volumes.finish_deletions() {
+            tracing::warn!(error = %e, "deleting removed volumes' backend objects failed");
+            first_err.get_or_insert(e);
         }
         first_err.map_or(Ok(()), Err)
     }

@@ -185,6 +185,8 @@ pub(crate) struct Volumes {
     /// One gate per volume being opened, so that it is opened once, while opening other volumes
     /// (a local restart, or a whole backend restore) never waits for it.
     opening: Mutex<HashMap<Ino, Arc<Mutex<()>>>>,
+    /// Background deletions of deleted volumes' backend objects.
+    deletions: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The id of volume `ino` of namespace `fsid`: both, little-endian.
@@ -232,6 +234,7 @@ impl Volumes {
             uploads: Arc::new(Semaphore::new(UPLOADS)),
             open: Mutex::new(HashMap::new()),
             opening: Mutex::new(HashMap::new()),
+            deletions: Mutex::new(Vec::new()),
         }
     }
 
@@ -448,12 +451,94 @@ impl Volumes {
         let dir = data
             .as_ref()
             .map_or_else(|| self.local_dir(ino), |d| d.dir.clone());
-        self.remove_local(&dir)?;
         let store = match &data {
             Some(d) => d.store.clone(),
             None => self.store_of(ino)?,
         };
-        self.rt.block_on(delete_all(&*store))
+        // A large volume has thousands of objects: deleting them inside the client's REMOVE
+        // would take minutes. A durable marker takes the job over (a crash or a stop resumes it
+        // at the next start) and the objects go in the background.
+        let marker = self.deleting_marker(ino);
+        self.fs
+            .create_dir_all(&self.cfg.dir)
+            .map_err(|e| io_err(&self.cfg.dir, e))?;
+        match self.fs.create_new(&marker) {
+            Ok(f) => f.sync_data().map_err(|e| io_err(&marker, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(&marker, e)),
+        }
+        self.fs
+            .sync_dir(&self.cfg.dir)
+            .map_err(|e| io_err(&self.cfg.dir, e))?;
+        self.remove_local(&dir)?;
+        self.spawn_backend_delete(ino, store);
+        Ok(())
+    }
+
+    /// `<volumes dir>/<ino>.deleting`: the volume is deleted, its backend objects not all yet.
+    fn deleting_marker(&self, ino: Ino) -> PathBuf {
+        self.cfg
+            .dir
+            .join(format!("{}{DELETING_SUFFIX}", ino_name(ino)))
+    }
+
+    /// Deletes every object of a deleted volume's namespace on the runtime, then its marker.
+    /// A failure is logged and left to [`Volumes::finish_deletions`] or the next start.
+    fn spawn_backend_delete(&self, ino: Ino, store: Arc<dyn ObjectStore>) {
+        let fs = self.fs.clone();
+        let marker = self.deleting_marker(ino);
+        let dir = self.cfg.dir.clone();
+        let task = self.rt.spawn(async move {
+            if let Err(e) = delete_all(&*store).await {
+                tracing::warn!(ino, error = %e, "deleting a volume's backend objects failed; retried at the next sync or start");
+                return;
+            }
+            let done = tokio::task::spawn_blocking(move || remove_marker(&*fs, &marker, &dir)).await;
+            if let Ok(Err(e)) | Err(e) = done.map_err(|e| Error::Io(e.to_string())) {
+                tracing::warn!(ino, error = %e, "removing a volume's deletion marker failed");
+            }
+        });
+        self.deletions.lock().push(task);
+    }
+
+    /// Inos of deleted volumes whose backend objects are not all deleted yet (their markers).
+    fn pending_deletions(&self) -> Result<Vec<Ino>> {
+        let names = match self.fs.list(&self.cfg.dir) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.cfg.dir, e)),
+        };
+        Ok(names
+            .iter()
+            .filter_map(|n| n.strip_suffix(DELETING_SUFFIX))
+            .filter_map(|h| u64::from_str_radix(h, 16).ok())
+            .collect())
+    }
+
+    /// At start: resumes, in the background, the deletions an earlier run left unfinished.
+    pub fn resume_deletions(&self) -> Result<()> {
+        for ino in self.pending_deletions()? {
+            tracing::info!(ino, "resuming the deletion of a volume's backend objects");
+            let store = self.store_of(ino)?;
+            self.spawn_backend_delete(ino, store);
+        }
+        Ok(())
+    }
+
+    /// Returns once every deleted volume's backend objects are gone: waits for the background
+    /// deletions, then deletes (here, synchronously) whatever a failed one left.
+    pub fn finish_deletions(&self) -> Result<()> {
+        let running = std::mem::take(&mut *self.deletions.lock());
+        for t in running {
+            // A failed task leaves its marker: handled below.
+            let _ = self.rt.block_on(t);
+        }
+        for ino in self.pending_deletions()? {
+            let store = self.store_of(ino)?;
+            self.rt.block_on(delete_all(&*store))?;
+            remove_marker(&*self.fs, &self.deleting_marker(ino), &self.cfg.dir)?;
+        }
+        Ok(())
     }
 
     /// The management view of volume `v`.
@@ -494,6 +579,19 @@ impl Volumes {
         for d in self.open.lock().values() {
             d.stop.send_replace(true);
         }
+    }
+}
+
+/// Suffix of the marker of a volume deleted from the namespace whose backend objects are not
+/// all deleted yet.
+const DELETING_SUFFIX: &str = ".deleting";
+
+/// Removes a deletion marker (durably); a marker already gone is fine.
+fn remove_marker(fs: &dyn LocalFs, marker: &Path, dir: &Path) -> Result<()> {
+    match fs.remove_file(marker) {
+        Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(marker, e)),
     }
 }
 

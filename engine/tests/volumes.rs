@@ -153,6 +153,8 @@ fn flush_to_backend_uploads_scos_tlogs_and_manifest_and_unlink_deletes_everythin
         !local_dir(dir.path(), a.handle.ino).exists(),
         "local volume dir left behind"
     );
+    // The backend objects go in the background; a sync waits for them.
+    fs.flush_to_backend().expect("sync");
     let remote = files_under(&backend_dir(dir.path(), a.handle.ino));
     assert!(remote.is_empty(), "backend objects left behind: {remote:?}");
     assert!(matches!(fs.getattr(a.handle), Err(Error::Stale)));
@@ -173,7 +175,50 @@ fn unlink_of_an_unopened_volume_after_restart_deletes_it() {
     let fs = open(dir.path());
     fs.unlink(fs.root(), b"x.img").expect("unlink");
     assert!(!local_dir(dir.path(), ino).exists());
+    fs.flush_to_backend().expect("sync");
     assert!(files_under(&backend_dir(dir.path(), ino)).is_empty());
+}
+
+/// Deleting a volume's backend objects is taken over by a durable marker: a stop before they
+/// are all gone (here: the backend refuses deletes) resumes at the next start.
+#[test]
+fn a_volume_deletion_interrupted_by_a_stop_finishes_after_the_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backend = strata_backend::LocalStore::open(dir.path().join("backend")).expect("store");
+    let faulty = std::sync::Arc::new(strata_backend::FaultyStore::new(std::sync::Arc::new(
+        backend.clone(),
+    )));
+    let ino = {
+        let fs = Filesystem::open_with(
+            EngineConfig::new(dir.path()),
+            OpenOptions {
+                store: Some(faulty.clone()),
+                ..OpenOptions::default()
+            },
+        )
+        .expect("open");
+        let a = create_volume(&fs, "gone-flat.vmdk");
+        fs.write(a.handle, 0, &pattern(300_000, 3), true)
+            .expect("write");
+        fs.flush_to_backend().expect("flush");
+        faulty.set_failing(true);
+        fs.unlink(fs.root(), b"gone-flat.vmdk")
+            .expect("unlink answers at once, backend or not");
+        assert!(fs.flush_to_backend().is_err(), "the deletes fail");
+        a.handle.ino
+    };
+    assert!(!files_under(&backend_dir(dir.path(), ino)).is_empty());
+    let fs = open(dir.path());
+    fs.flush_to_backend().expect("sync");
+    assert!(
+        files_under(&backend_dir(dir.path(), ino)).is_empty(),
+        "the deletion resumed"
+    );
+    assert!(!dir
+        .path()
+        .join(VOLUMES_DIR)
+        .join(format!("{}.deleting", hex(ino)))
+        .exists());
 }
 
 #[test]
