@@ -13,10 +13,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 mod faulty;
+mod hooked;
 mod local;
 mod mem;
 mod namespaced;
 pub use faulty::FaultyStore;
+pub use hooked::{Call, Hook, HookedStore};
 pub use local::LocalStore;
 pub use mem::MemStore;
 pub use namespaced::Namespaced;

@@ -7,49 +7,38 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use strata_backend::{ListPage, MemStore, ObjectMeta, ObjectStore, Result as StoreResult};
+use strata_backend::{Call, Hook, HookedStore, MemStore, Result as StoreResult};
 use strata_engine::*;
 
 const ME: Cred = Cred { uid: 0, gid: 0 };
 const MIB: usize = 1 << 20;
 
-/// A store that counts ranged GETs of SCO objects.
-#[derive(Debug)]
-struct Counting {
-    inner: MemStore,
-    sco_range_gets: AtomicU64,
-}
+/// Counts ranged GETs of SCO objects.
+#[derive(Debug, Default)]
+struct ScoRanges(AtomicU64);
 
 #[async_trait::async_trait]
-impl ObjectStore for Counting {
-    async fn put(&self, key: &str, data: Bytes) -> StoreResult<ObjectMeta> {
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<ObjectMeta> {
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> StoreResult<ObjectMeta> {
-        self.inner.put_if_match(key, data, etag).await
-    }
-    async fn get(&self, key: &str) -> StoreResult<(Bytes, ObjectMeta)> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StoreResult<Bytes> {
-        if key.contains("/sco/") {
-            self.sco_range_gets.fetch_add(1, Ordering::Relaxed);
+impl Hook for ScoRanges {
+    async fn before(&self, call: &Call<'_>) -> StoreResult<()> {
+        if matches!(call, Call::GetRange { key, .. } if key.contains("/sco/")) {
+            self.0.fetch_add(1, Ordering::Relaxed);
         }
-        self.inner.get_range(key, range).await
+        Ok(())
     }
-    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str, token: Option<&str>, max: usize) -> StoreResult<ListPage> {
-        self.inner.list(prefix, token, max).await
-    }
+}
+
+type Counting = HookedStore<ScoRanges>;
+
+fn counting() -> Arc<Counting> {
+    Arc::new(HookedStore::new(
+        Arc::new(MemStore::new()),
+        ScoRanges::default(),
+    ))
+}
+
+/// Ranged GETs of SCOs so far.
+fn sco_gets(store: &Counting) -> u64 {
+    store.hook().0.load(Ordering::Relaxed)
 }
 
 fn open(dir: &Path, store: Arc<Counting>, cluster_cache: u64) -> Filesystem {
@@ -107,17 +96,14 @@ fn read_whole(fs: &Filesystem, h: Handle) -> Vec<u8> {
 #[test]
 fn clusters_fetched_once_serve_every_volume_with_the_same_content() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Counting {
-        inner: MemStore::new(),
-        sco_range_gets: AtomicU64::new(0),
-    });
+    let store = counting();
     let (a, b) = two_volumes_on_the_backend_only(dir.path(), &store);
     let fs = open(dir.path(), store.clone(), 64 << 20);
     let data = pattern(2 * MIB);
 
-    let before = store.sco_range_gets.load(Ordering::Relaxed);
+    let before = sco_gets(&store);
     assert!(read_whole(&fs, a) == data, "volume a reads back");
-    let gets = store.sco_range_gets.load(Ordering::Relaxed) - before;
+    let gets = sco_gets(&store) - before;
     // 512 clusters contiguous in one SCO: one GET per 1 MiB run, not one per cluster.
     assert_eq!(gets, 2, "ranged GETs for 2 MiB");
     let sa = fs.volume_stats(a).expect("stats a");
@@ -125,7 +111,7 @@ fn clusters_fetched_once_serve_every_volume_with_the_same_content() {
 
     // The same content in another volume: served from memory, no backend read at all.
     assert!(read_whole(&fs, b) == data, "volume b reads back");
-    assert_eq!(store.sco_range_gets.load(Ordering::Relaxed) - before, 2);
+    assert_eq!(sco_gets(&store) - before, 2);
     let sb = fs.volume_stats(b).expect("stats b");
     assert_eq!((sb.cache_misses, sb.cluster_cache_hits), (0, 512), "{sb:?}");
 
@@ -142,18 +128,15 @@ fn clusters_fetched_once_serve_every_volume_with_the_same_content() {
 #[test]
 fn without_a_cluster_cache_every_read_of_an_evicted_cluster_goes_to_the_backend() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Counting {
-        inner: MemStore::new(),
-        sco_range_gets: AtomicU64::new(0),
-    });
+    let store = counting();
     let (a, b) = two_volumes_on_the_backend_only(dir.path(), &store);
     let fs = open(dir.path(), store.clone(), 0);
     let data = pattern(2 * MIB);
-    let before = store.sco_range_gets.load(Ordering::Relaxed);
+    let before = sco_gets(&store);
     for h in [a, b, a] {
         assert!(read_whole(&fs, h) == data);
     }
-    assert_eq!(store.sco_range_gets.load(Ordering::Relaxed) - before, 6);
+    assert_eq!(sco_gets(&store) - before, 6);
     let sb = fs.volume_stats(b).expect("stats b");
     assert_eq!((sb.cache_misses, sb.cluster_cache_hits), (512, 0), "{sb:?}");
     assert_eq!(fs.cluster_cache_stats().bytes, 0);

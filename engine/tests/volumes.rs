@@ -346,79 +346,29 @@ fn a_new_volume_ignores_what_another_namespace_left_under_its_ino() {
         .expect("uploads into the namespace of the new volume");
 }
 
-/// A store whose reads under one key prefix wait until released, telling the test when the
+/// Reads (whole or ranged) under one key prefix wait until released, telling the test when the
 /// first such read started.
 #[derive(Debug)]
-struct GatedStore {
-    inner: strata_backend::LocalStore,
+struct Gate {
     prefix: String,
     started: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
     release: tokio::sync::Semaphore,
 }
 
-impl GatedStore {
-    async fn gate(&self, key: &str) {
-        if key.starts_with(&self.prefix) {
+#[async_trait::async_trait]
+impl strata_backend::Hook for Gate {
+    async fn before(&self, call: &strata_backend::Call<'_>) -> strata_backend::Result<()> {
+        let read = matches!(
+            call,
+            strata_backend::Call::Get { .. } | strata_backend::Call::GetRange { .. }
+        );
+        if read && call.key().starts_with(&self.prefix) {
             if let Some(tx) = self.started.lock().expect("lock").take() {
                 let _ = tx.send(());
             }
             let _permit = self.release.acquire().await.expect("semaphore");
         }
-    }
-}
-
-#[async_trait::async_trait]
-impl strata_backend::ObjectStore for GatedStore {
-    async fn put(
-        &self,
-        key: &str,
-        data: bytes::Bytes,
-    ) -> strata_backend::Result<strata_backend::ObjectMeta> {
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(
-        &self,
-        key: &str,
-        data: bytes::Bytes,
-    ) -> strata_backend::Result<strata_backend::ObjectMeta> {
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn put_if_match(
-        &self,
-        key: &str,
-        data: bytes::Bytes,
-        etag: &str,
-    ) -> strata_backend::Result<strata_backend::ObjectMeta> {
-        self.inner.put_if_match(key, data, etag).await
-    }
-    async fn get(
-        &self,
-        key: &str,
-    ) -> strata_backend::Result<(bytes::Bytes, strata_backend::ObjectMeta)> {
-        self.gate(key).await;
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> strata_backend::Result<bytes::Bytes> {
-        self.gate(key).await;
-        self.inner.get_range(key, range).await
-    }
-    async fn head(&self, key: &str) -> strata_backend::Result<strata_backend::ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn delete(&self, key: &str) -> strata_backend::Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-        max: usize,
-    ) -> strata_backend::Result<strata_backend::ListPage> {
-        self.inner.list(prefix, token, max).await
+        Ok(())
     }
 }
 
@@ -441,12 +391,16 @@ fn a_slow_backend_restore_of_one_volume_does_not_stall_the_others() {
         std::fs::remove_dir_all(local_dir(dir.path(), h.ino)).expect("drop local state");
     }
     let (started_tx, started) = std::sync::mpsc::channel();
-    let store = std::sync::Arc::new(GatedStore {
-        inner: strata_backend::LocalStore::open(dir.path().join("backend")).expect("store"),
-        prefix: format!("{VOLUMES_PREFIX}{}/", hex(a.ino)),
-        started: std::sync::Mutex::new(Some(started_tx)),
-        release: tokio::sync::Semaphore::new(0),
-    });
+    let store = std::sync::Arc::new(strata_backend::HookedStore::new(
+        std::sync::Arc::new(
+            strata_backend::LocalStore::open(dir.path().join("backend")).expect("store"),
+        ),
+        Gate {
+            prefix: format!("{VOLUMES_PREFIX}{}/", hex(a.ino)),
+            started: std::sync::Mutex::new(Some(started_tx)),
+            release: tokio::sync::Semaphore::new(0),
+        },
+    ));
     let opts = OpenOptions {
         store: Some(store.clone()),
         ..Default::default()
@@ -470,7 +424,7 @@ fn a_slow_backend_restore_of_one_volume_does_not_stall_the_others() {
         })
     };
     let got_b = done.recv_timeout(Duration::from_secs(30));
-    store.release.add_permits(1);
+    store.hook().release.add_permits(1);
     assert_eq!(
         got_b.expect("B was served while A's restore was blocked"),
         b_data

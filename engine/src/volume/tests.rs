@@ -190,7 +190,7 @@ fn run_workload(
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| e.to_string())?;
-    let store = FailPuts::new();
+    let store = fail_puts();
     // A power cut is planned: the next failing call is the machine dying.
     let mut armed = false;
     for step in 0..=steps {
@@ -220,9 +220,9 @@ fn run_workload(
             // Now and then the backend refuses one kind of object, at any point of the upload.
             let fail = ["sco/", "tlog/", "manifest", "mds/"];
             let inject = (rng.below(4) == 0).then(|| fail[rng.below(4) as usize]);
-            *store.prefix.lock() = inject;
+            *store.hook().prefix.lock() = inject;
             let r = rt.block_on(vol.backup(&store, everything));
-            *store.prefix.lock() = None;
+            *store.hook().prefix.lock() = None;
             match r {
                 Ok(rep) => {
                     if rep.tlogs > 0 {
@@ -690,104 +690,62 @@ fn real_files_survive_reopen() {
 // Backend pipeline and backend restart
 
 use bytes::Bytes;
-use strata_backend::{ListPage, MemStore, ObjectMeta, ObjectStore};
+use strata_backend::{MemStore, ObjectStore};
 
 /// A store that fails PUTs of keys starting with a chosen prefix (to cut the pipeline midway).
-#[derive(Debug)]
-struct FailPuts {
-    inner: MemStore,
+type FailPuts = strata_backend::HookedStore<Faults>;
+
+/// The hook of [`FailPuts`].
+#[derive(Debug, Default)]
+struct Faults {
     prefix: parking_lot::Mutex<Option<&'static str>>,
     failed: std::sync::atomic::AtomicU64,
     /// Ranged GETs answered (cache misses reach the backend this way).
     range_gets: std::sync::atomic::AtomicU64,
     /// Ranged GETs fail (the backend is down for reads).
     gets_down: std::sync::atomic::AtomicBool,
-    /// Keys of every whole-object GET, and of every PUT, in order.
+    /// Keys of every whole-object GET, and of every unconditional PUT, in order.
     gets: parking_lot::Mutex<Vec<String>>,
     puts: parking_lot::Mutex<Vec<String>>,
 }
 
-impl FailPuts {
-    fn new() -> FailPuts {
-        FailPuts {
-            inner: MemStore::new(),
-            prefix: parking_lot::Mutex::new(None),
-            failed: Default::default(),
-            range_gets: Default::default(),
-            gets_down: Default::default(),
-            gets: Default::default(),
-            puts: Default::default(),
-        }
-    }
-
-    fn check(&self, key: &str) -> strata_backend::Result<()> {
-        match *self.prefix.lock() {
-            Some(p) if key.starts_with(p) => Err(strata_backend::Error::Io {
-                key: key.to_string(),
-                source: std::io::Error::other("injected PUT failure"),
-            })
-            .inspect_err(|_| {
-                self.failed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }),
-            _ => Ok(()),
-        }
+fn injected(key: &str, what: &str) -> strata_backend::Error {
+    strata_backend::Error::Io {
+        key: key.to_string(),
+        source: std::io::Error::other(format!("injected {what} failure")),
     }
 }
 
 #[async_trait::async_trait]
-impl ObjectStore for FailPuts {
-    async fn put(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
-        self.check(key)?;
-        self.puts.lock().push(key.to_string());
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
-        self.check(key)?;
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn put_if_match(
-        &self,
-        key: &str,
-        data: Bytes,
-        etag: &str,
-    ) -> strata_backend::Result<ObjectMeta> {
-        self.check(key)?;
-        self.inner.put_if_match(key, data, etag).await
-    }
-    async fn get(&self, key: &str) -> strata_backend::Result<(Bytes, ObjectMeta)> {
-        self.gets.lock().push(key.to_string());
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> strata_backend::Result<Bytes> {
-        if self.gets_down.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(strata_backend::Error::Io {
-                key: key.to_string(),
-                source: std::io::Error::other("injected GET failure"),
-            });
+impl strata_backend::Hook for Faults {
+    async fn before(&self, call: &strata_backend::Call<'_>) -> strata_backend::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        use strata_backend::Call;
+        match call {
+            Call::Put { key, conditional } => {
+                if self.prefix.lock().is_some_and(|p| key.starts_with(p)) {
+                    self.failed.fetch_add(1, Relaxed);
+                    return Err(injected(key, "PUT"));
+                }
+                if !conditional {
+                    self.puts.lock().push(key.to_string());
+                }
+            }
+            Call::Get { key } => self.gets.lock().push(key.to_string()),
+            Call::GetRange { key, .. } => {
+                if self.gets_down.load(Relaxed) {
+                    return Err(injected(key, "GET"));
+                }
+                self.range_gets.fetch_add(1, Relaxed);
+            }
+            _ => {}
         }
-        self.range_gets
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.get_range(key, range).await
+        Ok(())
     }
-    async fn head(&self, key: &str) -> strata_backend::Result<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn delete(&self, key: &str) -> strata_backend::Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-        max: usize,
-    ) -> strata_backend::Result<ListPage> {
-        self.inner.list(prefix, token, max).await
-    }
+}
+
+fn fail_puts() -> FailPuts {
+    strata_backend::HookedStore::new(Arc::new(MemStore::new()), Faults::default())
 }
 
 /// Backend restart, then reads of the (lazily restored) SCOs go to `store`.
@@ -835,7 +793,7 @@ async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
 #[test]
 fn backend_restart_rebuilds_the_volume_from_the_backend_alone() {
     let rt = rt();
-    let store = Arc::new(FailPuts::new());
+    let store = Arc::new(fail_puts());
     let opts = small_opts();
     let (_fs, _lfs, vol) = fresh(opts);
     let mut rng = SimRng::new(7);
@@ -883,9 +841,9 @@ fn backend_restart_rebuilds_the_volume_from_the_backend_alone() {
 
     // A backup cut before its manifest changes nothing a restore sees.
     scribble(&vol2, &mut rng, 20);
-    *store.prefix.lock() = Some("tlog/");
+    *store.hook().prefix.lock() = Some("tlog/");
     assert!(rt.block_on(vol2.backup(&*store, true)).is_err());
-    *store.prefix.lock() = None;
+    *store.hook().prefix.lock() = None;
     let fs3: Arc<dyn LocalFs> = Arc::new(SimFs::new());
     let vol3 = restore_from(&rt, &store, fs3, opts).expect("restore 3");
     assert_eq!(
@@ -1011,8 +969,8 @@ fn the_pipeline_retries_and_drains_once_the_backend_is_back() {
         .enable_all()
         .build()
         .expect("runtime");
-    let store = Arc::new(FailPuts::new());
-    *store.prefix.lock() = Some(""); // the backend is unreachable
+    let store = Arc::new(fail_puts());
+    *store.hook().prefix.lock() = Some(""); // the backend is unreachable
     let (_fs, _lfs, vol) = fresh(small_opts());
     let vol = Arc::new(vol);
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -1028,13 +986,17 @@ fn the_pipeline_retries_and_drains_once_the_backend_is_back() {
     vol.sync().expect("sync");
     let expect = whole(&vol);
     wait_until(20, "failed uploads", || {
-        store.failed.load(std::sync::atomic::Ordering::Relaxed) >= 3
+        store
+            .hook()
+            .failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
     });
     assert!(
         rt.block_on(store.head("manifest.xml")).is_err(),
         "nothing reached the backend"
     );
-    *store.prefix.lock() = None; // the backend is back
+    *store.hook().prefix.lock() = None; // the backend is back
     wait_until(20, "the pipeline to drain", || {
         rt.block_on(vol.backend_last_tlog()) == Some(vol.open_tlog_seq() - 1)
             && vol.unuploaded_age().is_none()
@@ -1273,7 +1235,10 @@ fn sco_file_len(lfs: &Arc<dyn LocalFs>, seq: u64) -> u64 {
 }
 
 fn range_gets(store: &FailPuts) -> u64 {
-    store.range_gets.load(std::sync::atomic::Ordering::Relaxed)
+    store
+        .hook()
+        .range_gets
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A volume of 48 full SCOs, all on `store`, with SCO 1 read hot; then evicted down to a cache
@@ -1319,7 +1284,7 @@ fn evicted_volume(
 #[test]
 fn eviction_keeps_the_sco_cache_bounded_and_every_byte_reads_back() {
     let rt = mt_rt();
-    let store = Arc::new(FailPuts::new());
+    let store = Arc::new(fail_puts());
     let (_fs, lfs, vol, data, rep) = evicted_volume(&rt, &store);
     let cache = 10 * SMALL_SCO_BYTES;
     assert!(rep.before > cache && rep.scos > 30, "{rep:?}");
@@ -1365,7 +1330,7 @@ fn eviction_keeps_the_sco_cache_bounded_and_every_byte_reads_back() {
 #[test]
 fn scos_not_on_the_backend_are_never_evicted() {
     let rt = mt_rt();
-    let store = Arc::new(FailPuts::new());
+    let store = Arc::new(fail_puts());
     let (_fs, lfs, vol) = fresh(small_opts());
     vol.set_backend(store.clone(), rt.handle().clone());
     let vol = Arc::new(vol);
@@ -1374,13 +1339,13 @@ fn scos_not_on_the_backend_are_never_evicted() {
     // Nothing was uploaded yet.
     assert_eq!(evict_lfu(std::slice::from_ref(&vol), tiny).scos, 0);
     // SCOs and TLogs uploaded, but the manifest PUT fails: still not disposable.
-    *store.prefix.lock() = Some("manifest");
+    *store.hook().prefix.lock() = Some("manifest");
     assert!(rt.block_on(vol.backup(&*store, true)).is_err());
     assert!(rt.block_on(keys(&*store, "sco/")).len() >= 20);
     assert!(vol.eviction_candidates().is_empty());
     assert_eq!(evict_lfu(std::slice::from_ref(&vol), tiny).scos, 0);
     // The backend is down altogether.
-    *store.prefix.lock() = Some("");
+    *store.hook().prefix.lock() = Some("");
     assert!(rt.block_on(vol.backup(&*store, true)).is_err());
     let before = sco_disk_bytes(&lfs);
     assert_eq!(evict_lfu(std::slice::from_ref(&vol), tiny).scos, 0);
@@ -1389,7 +1354,7 @@ fn scos_not_on_the_backend_are_never_evicted() {
     assert_eq!(range_gets(&store), 0);
 
     // Back up: what the manifest names becomes disposable, and only that.
-    *store.prefix.lock() = None;
+    *store.hook().prefix.lock() = None;
     rt.block_on(vol.backup(&*store, true)).expect("backup");
     let last_backed = vol.stats().scos_sealed;
     let more = fill(&vol, 4 * 65_536, 6);
@@ -1414,7 +1379,7 @@ fn scos_not_on_the_backend_are_never_evicted() {
 #[test]
 fn restart_after_eviction_reads_evicted_clusters_from_the_backend() {
     let rt = mt_rt();
-    let store = Arc::new(FailPuts::new());
+    let store = Arc::new(fail_puts());
     let (fs, lfs, vol, data, rep) = evicted_volume(&rt, &store);
     assert!(rep.scos > 0);
     drop(vol);
@@ -1441,7 +1406,7 @@ fn restart_after_eviction_reads_evicted_clusters_from_the_backend() {
 #[test]
 fn a_corrupt_or_unreachable_backend_cluster_is_a_clear_error() {
     let rt = mt_rt();
-    let store = Arc::new(FailPuts::new());
+    let store = Arc::new(fail_puts());
     let (_fs, lfs, vol, data, _rep) = evicted_volume(&rt, &store);
     assert_eq!(sco_file_len(&lfs, 2), 4096);
     // Flip one byte of cluster 3 of SCO 2 (volume cluster 19) on the backend.
@@ -1457,6 +1422,7 @@ fn a_corrupt_or_unreachable_backend_cluster_is_a_clear_error() {
     assert_eq!(read_vec(&vol, 18 * 4096, 4096), data[18 * 4096..19 * 4096]);
     // The backend unreachable: the client is told to retry later, and the volume is not halted.
     store
+        .hook()
         .gets_down
         .store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(matches!(vol.read(20 * 4096, &mut b), Err(Error::Delay)));
@@ -1465,6 +1431,7 @@ fn a_corrupt_or_unreachable_backend_cluster_is_a_clear_error() {
         Err(Error::Delay)
     ));
     store
+        .hook()
         .gets_down
         .store(false, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(read_vec(&vol, 20 * 4096, 4096), data[20 * 4096..21 * 4096]);
@@ -1570,7 +1537,7 @@ fn the_cork_lifts_once_on_the_backend_and_local_restart_replays_only_later_tlogs
 #[test]
 fn backend_restart_from_a_checkpoint_replays_only_later_tlogs_and_fetches_no_sco() {
     let rt = rt();
-    let store = Arc::new(FailPuts::new());
+    let store = Arc::new(fail_puts());
     let opts = ckpt_opts(4);
     let (_fs, _lfs, vol) = fresh(opts);
     let mut oracle = HashMap::new();
@@ -1583,10 +1550,10 @@ fn backend_restart_from_a_checkpoint_replays_only_later_tlogs_and_fetches_no_sco
     let s = vol.stats();
     assert_eq!((s.checkpoints, s.checkpoint_tlog), (2, 8), "{s:?}");
     assert_eq!(s.corked_clusters, 0);
-    store.gets.lock().clear();
+    store.hook().gets.lock().clear();
     let fs2: Arc<dyn LocalFs> = Arc::new(SimFs::new());
     let vol2 = restore_from(&rt, &store, fs2.clone(), opts).expect("restore");
-    let gets = store.gets.lock().clone();
+    let gets = store.hook().gets.lock().clone();
     assert!(
         gets.iter().all(|k| !k.starts_with("sco/")),
         "no SCO was downloaded: {gets:?}"
@@ -1618,7 +1585,7 @@ fn backend_restart_from_a_checkpoint_replays_only_later_tlogs_and_fetches_no_sco
 #[test]
 fn incremental_checkpoints_upload_only_changed_pages_and_delete_superseded_ones() {
     let rt = rt();
-    let store = Arc::new(FailPuts::new());
+    let store = Arc::new(fail_puts());
     let opts = ckpt_opts(1);
     let (_fs, _lfs, vol) = fresh(opts);
     let mut oracle = HashMap::new();
@@ -1630,11 +1597,12 @@ fn incremental_checkpoints_upload_only_changed_pages_and_delete_superseded_ones(
     let pages =
         |n: u64| -> Vec<String> { rt.block_on(keys(&*store, &format!("mds/{n:016x}/page-"))) };
     assert_eq!(pages(n1).len(), 2, "pages 0 and 2");
-    store.puts.lock().clear();
+    store.hook().puts.lock().clear();
     write_sco(&vol, &mut oracle, 2 * page + 64, 3);
     let rep = rt.block_on(vol.backup(&*store, true)).expect("backup 2");
     let n2 = rep.last_tlog.expect("n2");
     let page_puts: Vec<String> = store
+        .hook()
         .puts
         .lock()
         .iter()
@@ -1901,8 +1869,8 @@ fn a_failed_uncork_halts_the_volume_and_a_reopen_recovers() {
 #[test]
 fn a_failing_checkpoint_does_not_fail_the_backup() {
     let rt = rt();
-    let store = Arc::new(FailPuts::new());
-    *store.prefix.lock() = Some("mds/");
+    let store = Arc::new(fail_puts());
+    *store.hook().prefix.lock() = Some("mds/");
     let opts = ckpt_opts(2);
     let (_fs, _lfs, vol) = fresh(opts);
     let mut oracle = HashMap::new();
@@ -1916,7 +1884,7 @@ fn a_failing_checkpoint_does_not_fail_the_backup() {
         }
     }
     assert_eq!(vol.stats().checkpoint_tlog, 0);
-    *store.prefix.lock() = None;
+    *store.hook().prefix.lock() = None;
     write_sco(&vol, &mut oracle, 200, 9);
     let rep = rt.block_on(vol.backup(&*store, true)).expect("backup");
     assert_eq!(rep.checkpoint_error, None);
@@ -1958,61 +1926,27 @@ fn a_checkpoint_waits_until_the_data_written_outweighs_it() {
     check_oracle(&restored, &oracle);
 }
 
-/// A store whose ranged GETs wait while `held` is set, telling the test when one started.
-#[derive(Debug)]
-struct SlowReads {
-    inner: MemStore,
+/// Ranged GETs wait while `held` is set, telling the test when one started.
+#[derive(Debug, Default)]
+struct Hold {
     held: std::sync::atomic::AtomicBool,
     release: tokio::sync::Notify,
     started: parking_lot::Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
 #[async_trait::async_trait]
-impl ObjectStore for SlowReads {
-    async fn put(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn put_if_match(
-        &self,
-        key: &str,
-        data: Bytes,
-        etag: &str,
-    ) -> strata_backend::Result<ObjectMeta> {
-        self.inner.put_if_match(key, data, etag).await
-    }
-    async fn get(&self, key: &str) -> strata_backend::Result<(Bytes, ObjectMeta)> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> strata_backend::Result<Bytes> {
-        if self.held.load(std::sync::atomic::Ordering::SeqCst) {
+impl strata_backend::Hook for Hold {
+    async fn before(&self, call: &strata_backend::Call<'_>) -> strata_backend::Result<()> {
+        if matches!(call, strata_backend::Call::GetRange { .. })
+            && self.held.load(std::sync::atomic::Ordering::SeqCst)
+        {
             let wait = self.release.notified();
             if let Some(tx) = self.started.lock().take() {
                 let _ = tx.send(());
             }
             wait.await;
         }
-        self.inner.get_range(key, range).await
-    }
-    async fn head(&self, key: &str) -> strata_backend::Result<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn delete(&self, key: &str) -> strata_backend::Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-        max: usize,
-    ) -> strata_backend::Result<ListPage> {
-        self.inner.list(prefix, token, max).await
+        Ok(())
     }
 }
 
@@ -2021,12 +1955,10 @@ impl ObjectStore for SlowReads {
 #[test]
 fn a_read_waiting_for_the_backend_does_not_block_writers() {
     let rt = mt_rt();
-    let store = Arc::new(SlowReads {
-        inner: MemStore::new(),
-        held: Default::default(),
-        release: tokio::sync::Notify::new(),
-        started: parking_lot::Mutex::new(None),
-    });
+    let store = Arc::new(strata_backend::HookedStore::new(
+        Arc::new(MemStore::new()),
+        Hold::default(),
+    ));
     let opts = ckpt_opts(1000);
     let mut oracle = HashMap::new();
     {
@@ -2037,8 +1969,11 @@ fn a_read_waiting_for_the_backend_does_not_block_writers() {
     // Restored from the backend: every cluster is remote.
     let vol = Arc::new(restore_from(&rt, &store, Arc::new(SimFs::new()), opts).expect("restore"));
     let (tx, started) = std::sync::mpsc::channel();
-    *store.started.lock() = Some(tx);
-    store.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    *store.hook().started.lock() = Some(tx);
+    store
+        .hook()
+        .held
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let reader = {
         let vol = vol.clone();
         std::thread::spawn(move || read_vec(&vol, 0, CLUSTER_SIZE))
@@ -2059,8 +1994,11 @@ fn a_read_waiting_for_the_backend_does_not_block_writers() {
         .recv_timeout(Duration::from_secs(30))
         .expect("the write and its read went on while the other read waited for the backend");
     assert_eq!(got, vec![9u8; 4096]);
-    store.held.store(false, std::sync::atomic::Ordering::SeqCst);
-    store.release.notify_waiters();
+    store
+        .hook()
+        .held
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    store.hook().release.notify_waiters();
     assert_eq!(reader.join().expect("reader"), oracle[&0]);
     writer.join().expect("writer");
 }
