@@ -383,25 +383,7 @@ impl Volume {
         let Some((first, last)) = m.tlogs else {
             return Volume::create(fs, dir, id, opts, 0);
         };
-        let sco_dir = dir.join("sco");
-        let tlog_dir = dir.join("tlog");
-        for d in [&sco_dir, &tlog_dir] {
-            fs.create_dir_all(d).map_err(|e| io_err(d.display(), e))?;
-        }
-        if !fs
-            .list(&tlog_dir)
-            .map_err(|e| io_err(tlog_dir.display(), e))?
-            .is_empty()
-        {
-            return Err(Error::Exists);
-        }
-        // Without a TLog nothing here is a volume: a MetaDataStore left behind is not trusted.
-        let stale = dir.join(super::mds::MDS_FILE);
-        match fs.remove_file(&stale) {
-            Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(stale.display(), e)),
-        }
+        super::core::prepare_empty_dir(&*fs, dir)?;
         // Durable before anything else is written: whatever a crash leaves behind from here on
         // is recognised as an unfinished restore and thrown away by the next open.
         let marker = dir.join(RESTORE_MARKER);

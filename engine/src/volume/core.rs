@@ -441,25 +441,7 @@ impl Volume {
                 "volume size {size} above {MAX_VOLUME_SIZE}"
             )));
         }
-        let sco_dir = dir.join("sco");
-        let tlog_dir = dir.join("tlog");
-        for d in [&sco_dir, &tlog_dir] {
-            fs.create_dir_all(d).map_err(|e| io_err(d.display(), e))?;
-        }
-        if !fs
-            .list(&tlog_dir)
-            .map_err(|e| io_err(tlog_dir.display(), e))?
-            .is_empty()
-        {
-            return Err(Error::Exists);
-        }
-        // A MetaDataStore without TLogs is left over from a create that did not finish.
-        let mds_path = dir.join(super::mds::MDS_FILE);
-        match fs.remove_file(&mds_path) {
-            Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(mds_path.display(), e)),
-        }
+        let (sco_dir, tlog_dir) = prepare_empty_dir(&*fs, dir)?;
         let mds_syncs = Arc::new(AtomicU64::new(0));
         let mds = Mds::open(
             &*fs,
@@ -995,24 +977,25 @@ impl Volume {
         data: &[u8],
         hashes: &[[u8; 16]],
     ) -> Result<()> {
-        if end > st.size {
-            // Logged before the clusters, so replay never sees a cluster past the size.
-            self.tlog_append(st, &[Entry::Resize { size: end }])?;
-            let tlog = st.tlog.seq;
-            self.set_size(st, tlog, end)?;
-        }
+        self.grow_to(st, end)?;
         self.append_hashed(st, off / CLUSTER_SIZE_U64, data, Some(hashes))?;
         st.write_gen += 1;
         Ok(())
     }
 
-    fn write_locked(&self, st: &mut State, off: u64, end: u64, data: &[u8]) -> Result<()> {
+    /// Grows the volume to `end` if it is smaller, logged before the clusters written there so
+    /// that replay never sees a cluster past the size.
+    fn grow_to(&self, st: &mut State, end: u64) -> Result<()> {
         if end > st.size {
-            // Logged before the clusters, so replay never sees a cluster past the size.
             self.tlog_append(st, &[Entry::Resize { size: end }])?;
             let tlog = st.tlog.seq;
             self.set_size(st, tlog, end)?;
         }
+        Ok(())
+    }
+
+    fn write_locked(&self, st: &mut State, off: u64, end: u64, data: &[u8]) -> Result<()> {
+        self.grow_to(st, end)?;
         let first = off / CLUSTER_SIZE_U64;
         let last = (end - 1) / CLUSTER_SIZE_U64;
         let mut buf = Vec::with_capacity(((last - first + 1) as usize) * CLUSTER_SIZE);
@@ -1030,16 +1013,11 @@ impl Volume {
                 buf.extend_from_slice(&c);
             }
         }
-        self.append_clusters(st, first, &buf)
+        self.append_hashed(st, first, &buf, None)
     }
 
     /// Appends whole clusters for addresses `first..` to the open SCO(s), logs them and updates
-    /// the MetaDataStore.
-    fn append_clusters(&self, st: &mut State, first: u64, buf: &[u8]) -> Result<()> {
-        self.append_hashed(st, first, buf, None)
-    }
-
-    /// [`Volume::append_clusters`] with the clusters' MD5s, when the caller computed them.
+    /// the MetaDataStore; `hashes` are their MD5s when the caller computed them already.
     fn append_hashed(
         &self,
         st: &mut State,
@@ -1268,7 +1246,7 @@ impl Volume {
                 if tail != 0 && self.lookup(&st, ca)?.is_some() {
                     let mut c = self.read_cluster(&st, ca)?;
                     c[tail as usize..].fill(0);
-                    self.append_clusters(&mut st, ca, &c)?;
+                    self.append_hashed(&mut st, ca, &c, None)?;
                 }
             }
             self.tlog_append(&mut st, &[Entry::Resize { size }])?;
@@ -2142,6 +2120,32 @@ impl Volume {
         let st = self.state.read();
         self.read_cluster(&st, ca)
     }
+}
+
+/// Makes `dir` ready to receive a new volume (create, or a backend restart): its `sco/` and
+/// `tlog/` directories exist, there is no TLog (else `Exists`), and a MetaDataStore left without
+/// TLogs (by a create or restore that did not finish) is removed, since nothing there is a
+/// volume. Returns the two directories.
+pub(super) fn prepare_empty_dir(fs: &dyn LocalFs, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let sco_dir = dir.join("sco");
+    let tlog_dir = dir.join("tlog");
+    for d in [&sco_dir, &tlog_dir] {
+        fs.create_dir_all(d).map_err(|e| io_err(d.display(), e))?;
+    }
+    if !fs
+        .list(&tlog_dir)
+        .map_err(|e| io_err(tlog_dir.display(), e))?
+        .is_empty()
+    {
+        return Err(Error::Exists);
+    }
+    let mds_path = dir.join(super::mds::MDS_FILE);
+    match fs.remove_file(&mds_path) {
+        Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(mds_path.display(), e)),
+    }
+    Ok((sco_dir, tlog_dir))
 }
 
 /// Opens `path`; `None` if it does not exist (other errors are errors).
