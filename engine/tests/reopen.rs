@@ -209,3 +209,60 @@ fn an_interrupted_backend_restart_is_started_again() {
         "the marker is gone once the restore completed"
     );
 }
+
+/// The deletion of a volume's backend objects survives a machine crash right after the REMOVE
+/// was answered (its marker is durable before the answer): the next start finishes it. The
+/// volumes' files are on a layer that loses every byte not synced.
+#[test]
+fn a_volume_deletion_survives_a_machine_crash() {
+    use strata_engine::volume::{CrashMode, LocalFs, SimFs};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner: Arc<dyn ObjectStore> = Arc::new(MemStore::new());
+    let sim = SimFs::new();
+    let open_sim = |store: Arc<dyn ObjectStore>| {
+        let vfs: Arc<dyn LocalFs> = Arc::new(sim.clone());
+        Filesystem::open_with(
+            config(dir.path(), 16),
+            OpenOptions {
+                store: Some(store),
+                volume_fs: Some(vfs),
+                ..OpenOptions::default()
+            },
+        )
+        .expect("open engine")
+    };
+    let faulty = Arc::new(FaultyStore::new(inner.clone()));
+    let fs = open_sim(faulty.clone());
+    let a = fs
+        .create(
+            fs.root(),
+            b"crash-flat.vmdk",
+            0o644,
+            ME,
+            CreateMode::Guarded,
+        )
+        .expect("create")
+        .attr;
+    fs.write(a.handle, 0, &pattern(5 * SCO as usize, 6), true)
+        .expect("write");
+    fs.flush_to_backend().expect("flush");
+    let prefix = format!("{VOLUMES_PREFIX}{:016x}/", a.handle.ino);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let objects = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(inner.list(&prefix, None, 1000))
+            .expect("list")
+            .objects
+            .len()
+    };
+    assert!(objects(&rt) > 0);
+    // The backend refuses the deletes; the machine dies right after the REMOVE.
+    faulty.set_failing(true);
+    fs.unlink(fs.root(), b"crash-flat.vmdk").expect("unlink");
+    fs.crash();
+    sim.crash(CrashMode::DropAll);
+    let fs = open_sim(inner.clone());
+    fs.flush_to_backend().expect("sync");
+    assert_eq!(objects(&rt), 0, "the deletion was resumed after the crash");
+}
