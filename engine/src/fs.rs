@@ -613,6 +613,10 @@ impl Filesystem {
             let r = self
                 .open_volume(ino, &inode)
                 .and_then(|v| self.volumes.flush(&v));
+            // A volume deleted meanwhile has nothing to flush (its deletion is waited for below).
+            if matches!(r, Err(Error::Stale)) || self.volumes.is_deleted(ino).unwrap_or(false) {
+                continue;
+            }
             if let Err(e) = r {
                 tracing::warn!(ino, error = %e, "flushing a volume to the backend failed");
                 first_err.get_or_insert(e);
@@ -658,6 +662,8 @@ impl Filesystem {
             };
             match self.open_volume(ino, &inode) {
                 Ok(_) => opened += 1,
+                // Deleted: its deletion resumes below, nothing to open.
+                Err(Error::Stale) => {}
                 Err(e) => tracing::error!(ino, error = %e, "cannot reopen a volume at startup"),
             }
         }

@@ -13,6 +13,8 @@ mod namespace;
 mod runtime;
 mod types;
 pub mod volume;
+#[cfg(test)]
+mod volume_deletion_tests;
 mod volumes;
 
 pub use error::{Error, Result};

@@ -187,6 +187,9 @@ pub(crate) struct Volumes {
     opening: Mutex<HashMap<Ino, Arc<Mutex<()>>>>,
     /// Background deletions of deleted volumes' backend objects.
     deletions: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Volumes deleted by this run: never opened again, even once their deletion marker is
+    /// gone (a flush of all volumes may have listed one just before it was deleted).
+    deleted: Mutex<std::collections::HashSet<Ino>>,
 }
 
 /// The id of volume `ino` of namespace `fsid`: both, little-endian.
@@ -235,6 +238,7 @@ impl Volumes {
             open: Mutex::new(HashMap::new()),
             opening: Mutex::new(HashMap::new()),
             deletions: Mutex::new(Vec::new()),
+            deleted: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -258,20 +262,15 @@ impl Volumes {
     /// Inode numbers of every open volume and every volume with a local directory.
     pub fn local_inos(&self) -> Result<Vec<Ino>> {
         let mut out: Vec<Ino> = self.open.lock().keys().copied().collect();
-        // Directories are only listed on the real filesystem (LocalFs lists files).
-        match std::fs::read_dir(&self.cfg.dir) {
-            Ok(rd) => {
-                for ent in rd {
-                    let ent = ent.map_err(|e| io_err(&self.cfg.dir, e))?;
-                    if let Some(ino) = ent
-                        .file_name()
-                        .to_str()
+        // Through the local-file layer, so that a simulated disk is listed, not the real one.
+        match self.fs.list_dirs(&self.cfg.dir) {
+            Ok(names) => {
+                out.extend(
+                    names
+                        .iter()
                         .filter(|n| n.len() == 16)
-                        .and_then(|n| u64::from_str_radix(n, 16).ok())
-                    {
-                        out.push(ino);
-                    }
-                }
+                        .filter_map(|n| u64::from_str_radix(n, 16).ok()),
+                );
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&self.cfg.dir, e)),
@@ -301,25 +300,50 @@ impl Volumes {
         if let Some(v) = self.get(ino) {
             return Ok(v);
         }
+        self.gated(ino, || match self.get(ino) {
+            // Opened by another thread while this one waited at the gate.
+            Some(v) => Ok(v),
+            None => self.open_gated(ino, size_hint, fresh),
+        })
+    }
+
+    /// Runs `f` holding volume `ino`'s gate: opening and deleting a volume never overlap, and
+    /// a volume is opened once.
+    fn gated<T>(&self, ino: Ino, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let gate = self.opening.lock().entry(ino).or_default().clone();
-        let opened = {
-            let _opening = gate.lock();
-            match self.get(ino) {
-                // Opened by another thread while this one waited at the gate.
-                Some(v) => Ok(v),
-                None => self.open_gated(ino, size_hint, fresh),
-            }
+        let r = {
+            let _held = gate.lock();
+            f()
         };
         let mut opening = self.opening.lock();
         // Only the map and this thread hold the gate: nobody waits at it any more.
         if Arc::strong_count(&gate) == 2 {
             opening.remove(&ino);
         }
-        opened
+        r
+    }
+
+    /// Whether volume `ino` is deleted (its deletion marker exists), so that it must never be
+    /// opened, restored or created again under this ino.
+    pub fn is_deleted(&self, ino: Ino) -> Result<bool> {
+        if self.deleted.lock().contains(&ino) {
+            return Ok(true);
+        }
+        let marker = self.deleting_marker(ino);
+        match self.fs.open(&marker) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(&marker, e)),
+        }
     }
 
     /// [`Volumes::open_or_create`] with the volume's gate held.
     fn open_gated(&self, ino: Ino, size_hint: u64, fresh: bool) -> Result<Arc<VolumeData>> {
+        if !fresh && self.is_deleted(ino)? {
+            // Deleted (perhaps right now, by another thread): never opened, restored from the
+            // backend or created again.
+            return Err(Error::Stale);
+        }
         let dir = self.local_dir(ino);
         let store = self.store_of(ino)?;
         let id = volume_id(self.fsid, ino);
@@ -435,29 +459,25 @@ impl Volumes {
     }
 
     /// Deletes volume `ino` everywhere: stops its pipeline, removes its local directory and
-    /// every object of its backend namespace. Works whether or not it is open.
+    /// every object of its backend namespace. Works whether or not it is open. Holds the
+    /// volume's gate throughout, so no other thread opens (or restores) it meanwhile.
+    ///
+    /// 1. A durable marker, first: from here on the volume is deleted. Nothing opens, restores
+    ///    or re-creates it ([`Volumes::open_or_create`] refuses it), and a crash resumes the
+    ///    deletion at the next start.
+    /// 2. Out of the registry; its pipeline is stopped and a pass in flight waited for.
+    /// 3. Its local files go (the volume is halted: no later call uploads anything), and a
+    ///    flush in flight (`strata sync --wait`) is waited for, so that nothing reaches the
+    ///    backend after step 4 starts.
+    /// 4. Its backend objects go in the background (a large volume has thousands: deleting
+    ///    them inside the client's REMOVE would take minutes); the marker goes last.
     pub fn delete(&self, ino: Ino) -> Result<()> {
-        let data = self.open.lock().remove(&ino);
-        self.cache.vols.lock().remove(&ino);
-        if let Some(d) = &data {
-            d.stop.send_replace(true);
-            let task = d.task.lock().take();
-            if let Some(t) = task {
-                // Wait for a pass in flight: it must not upload after the deletion below.
-                let _ = self.rt.block_on(t);
-            }
-            d.vol.destroy()?;
-        }
-        let dir = data
-            .as_ref()
-            .map_or_else(|| self.local_dir(ino), |d| d.dir.clone());
-        let store = match &data {
-            Some(d) => d.store.clone(),
-            None => self.store_of(ino)?,
-        };
-        // A large volume has thousands of objects: deleting them inside the client's REMOVE
-        // would take minutes. A durable marker takes the job over (a crash or a stop resumes it
-        // at the next start) and the objects go in the background.
+        self.gated(ino, || self.delete_gated(ino))
+    }
+
+    /// [`Volumes::delete`] with the volume's gate held.
+    fn delete_gated(&self, ino: Ino) -> Result<()> {
+        self.deleted.lock().insert(ino);
         let marker = self.deleting_marker(ino);
         self.fs
             .create_dir_all(&self.cfg.dir)
@@ -470,6 +490,25 @@ impl Volumes {
         self.fs
             .sync_dir(&self.cfg.dir)
             .map_err(|e| io_err(&self.cfg.dir, e))?;
+        let data = self.open.lock().remove(&ino);
+        self.cache.vols.lock().remove(&ino);
+        if let Some(d) = &data {
+            d.stop.send_replace(true);
+            let task = d.task.lock().take();
+            if let Some(t) = task {
+                // Wait for a pass in flight: it must not upload after the deletion below.
+                let _ = self.rt.block_on(t);
+            }
+            d.vol.destroy()?;
+            self.rt.block_on(d.vol.backend_idle());
+        }
+        let dir = data
+            .as_ref()
+            .map_or_else(|| self.local_dir(ino), |d| d.dir.clone());
+        let store = match &data {
+            Some(d) => d.store.clone(),
+            None => self.store_of(ino)?,
+        };
         self.remove_local(&dir)?;
         self.spawn_backend_delete(ino, store);
         Ok(())

@@ -101,6 +101,12 @@ async fn put_manifest(
 }
 
 impl Volume {
+    /// Returns once no backup of this volume is in flight (a deletion waits for a flush this
+    /// way; a halted volume starts no new upload).
+    pub(crate) async fn backend_idle(&self) {
+        drop(self.backend.lock().await);
+    }
+
     /// Uploads every closed TLog not yet on the backend, in order: for each, its sealed SCOs,
     /// then the TLog; then the manifest naming them (conditional PUT: a manifest changed by
     /// anyone else is an error, never overwritten). With `everything`, the open SCO is sealed and

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::cluster_cache::ClusterCache;
+use super::dirsync::DirSync;
 use super::format::{
     md5, parse_seq_name, sco_name, tlog_name, Entry, FormatError, ScoFooter, ScoHeader, TlogHeader,
     VolumeId, CLUSTER_SIZE, CLUSTER_SIZE_U64, SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN,
@@ -298,8 +299,9 @@ struct State {
     next_sco: u64,
     /// Bumped by every completed change; a commit round makes everything up to it durable.
     write_gen: u64,
-    sco_dir_dirty: bool,
-    tlog_dir_dirty: bool,
+    /// Names created or removed in `sco/` and `tlog/`, and how many are durable.
+    sco_dir: DirSync,
+    tlog_dir: DirSync,
     /// Sealed SCOs whose bytes are not known to be durable yet (all sealed in the open TLog):
     /// fdatasynced by the next commit round or, at the latest, before the TLog is closed.
     unsynced: Vec<(u64, Arc<dyn LocalFile>)>,
@@ -399,6 +401,22 @@ pub(super) fn read_all(f: &dyn LocalFile, what: &str) -> Result<Vec<u8>> {
     Ok(b)
 }
 
+/// What a read-modify-write needs of a cluster it partly overwrites.
+enum Base {
+    /// Its current bytes (zeros if never written).
+    Have(Vec<u8>),
+    /// It lives in an evicted SCO: fetched from the backend with the volume lock released.
+    Fetch(Loc),
+}
+
+/// Clusters fetched from the backend for a read-modify-write: address -> (the location they
+/// were read from, their bytes). Used only while the address still maps to that location.
+type Fetched = HashMap<u64, (Loc, Vec<u8>)>;
+
+/// Rounds of fetching a read-modify-write may take (a cluster only moves to another evicted
+/// SCO by a concurrent write plus an upload and an eviction in between: rare).
+const RMW_ATTEMPTS: usize = 8;
+
 /// What replaying TLogs builds up.
 #[derive(Default)]
 struct Replay {
@@ -482,8 +500,8 @@ impl Volume {
                 tlog,
                 next_sco: 1,
                 write_gen: 0,
-                sco_dir_dirty: true,
-                tlog_dir_dirty: true,
+                sco_dir: DirSync::dirty(),
+                tlog_dir: DirSync::dirty(),
                 unsynced: Vec::new(),
                 tlog_bytes: BTreeMap::new(),
                 scos: BTreeMap::new(),
@@ -671,12 +689,48 @@ impl Volume {
         Ok(())
     }
 
-    fn read_cluster(&self, st: &State, ca: u64) -> Result<Vec<u8>> {
-        let mut c = vec![0u8; CLUSTER_SIZE];
-        if let Some(loc) = self.lookup(st, ca)? {
-            self.read_loc(st, &loc, &mut c, 0)?;
+    /// The current bytes of cluster `ca` for a read-modify-write, or, when it lives in an
+    /// evicted SCO and is not in `fetched` (at the same location), that it must be fetched.
+    fn rmw_base(&self, st: &State, ca: u64, fetched: &Fetched) -> Result<Base> {
+        let Some(loc) = self.lookup(st, ca)? else {
+            return Ok(Base::Have(vec![0u8; CLUSTER_SIZE]));
+        };
+        if st.scos.get(&loc.sco).is_some_and(|e| e.evicted) {
+            return Ok(match fetched.get(&ca) {
+                Some((l, c)) if *l == loc => Base::Have(c.clone()),
+                _ => Base::Fetch(loc),
+            });
         }
-        Ok(c)
+        let mut c = vec![0u8; CLUSTER_SIZE];
+        self.read_loc(st, &loc, &mut c, 0)?;
+        Ok(Base::Have(c))
+    }
+
+    /// Runs `f` under the volume's write lock. `f` returns the clusters it must
+    /// read-modify-write that live in evicted SCOs, having changed nothing; they are fetched
+    /// from the backend with the lock released (writers never wait for the backend) and `f`
+    /// runs again with them. A backend that cannot be reached is `Delay`, and nothing changed.
+    fn with_rmw<T>(
+        &self,
+        mut f: impl FnMut(&mut State, &Fetched) -> Result<std::result::Result<T, Vec<(u64, Loc)>>>,
+    ) -> Result<T> {
+        let mut fetched = Fetched::new();
+        for _ in 0..RMW_ATTEMPTS {
+            let need = {
+                let mut st = self.state.write();
+                match f(&mut st, &fetched)? {
+                    Ok(v) => return Ok(v),
+                    Err(need) => need,
+                }
+            };
+            for (ca, loc) in need {
+                let mut c = vec![0u8; CLUSTER_SIZE];
+                self.read_remote(std::slice::from_ref(&loc), &mut c, 0)?;
+                fetched.insert(ca, (loc, c));
+            }
+        }
+        // Each attempt found its clusters moved to other evicted SCOs: give the client a retry.
+        Err(Error::Delay)
     }
 
     /// The MetaDataStore entry of cluster `ca`: the corked overlay first, then redb.
@@ -952,13 +1006,17 @@ impl Volume {
                 && data.len().is_multiple_of(CLUSTER_SIZE))
             .then(|| data.chunks_exact(CLUSTER_SIZE).map(md5).collect());
             self.guarded(|| {
-                let mut st = self.state.write();
                 if let Some(h) = &hashes {
+                    let mut st = self.state.write();
                     return self.write_aligned_locked(&mut st, off, end, data, h);
                 }
-                self.write_locked(&mut st, off, end, data)?;
-                st.write_gen += 1;
-                Ok(())
+                self.with_rmw(|st, fetched| {
+                    let r = self.write_locked(st, off, end, data, fetched)?;
+                    if r.is_ok() {
+                        st.write_gen += 1;
+                    }
+                    Ok(r)
+                })
             })?;
         }
         if stable {
@@ -994,11 +1052,21 @@ impl Volume {
         Ok(())
     }
 
-    fn write_locked(&self, st: &mut State, off: u64, end: u64, data: &[u8]) -> Result<()> {
-        self.grow_to(st, end)?;
+    /// Writes `data` at `off` (not whole clusters): the partly written clusters are
+    /// read-modify-written. Changes nothing and returns the clusters to fetch first when one of
+    /// them lives in an evicted SCO (see [`Volume::with_rmw`]).
+    fn write_locked(
+        &self,
+        st: &mut State,
+        off: u64,
+        end: u64,
+        data: &[u8],
+        fetched: &Fetched,
+    ) -> Result<std::result::Result<(), Vec<(u64, Loc)>>> {
         let first = off / CLUSTER_SIZE_U64;
         let last = (end - 1) / CLUSTER_SIZE_U64;
         let mut buf = Vec::with_capacity(((last - first + 1) as usize) * CLUSTER_SIZE);
+        let mut need = Vec::new();
         for ca in first..=last {
             let cstart = ca * CLUSTER_SIZE_U64;
             let lo = off.max(cstart) - cstart;
@@ -1008,12 +1076,22 @@ impl Volume {
                 buf.extend_from_slice(src);
             } else {
                 // Read-modify-write of a partly written cluster, under the volume lock.
-                let mut c = self.read_cluster(st, ca)?;
-                c[lo as usize..hi as usize].copy_from_slice(src);
-                buf.extend_from_slice(&c);
+                match self.rmw_base(st, ca, fetched)? {
+                    Base::Have(mut c) => {
+                        c[lo as usize..hi as usize].copy_from_slice(src);
+                        buf.extend_from_slice(&c);
+                    }
+                    Base::Fetch(loc) => need.push((ca, loc)),
+                }
             }
         }
-        self.append_hashed(st, first, &buf, None)
+        if !need.is_empty() {
+            return Ok(Err(need));
+        }
+        // Nothing changes before the write is sure to be accepted: the size grows only now.
+        self.grow_to(st, end)?;
+        self.append_hashed(st, first, &buf, None)?;
+        Ok(Ok(()))
     }
 
     /// Appends whole clusters for addresses `first..` to the open SCO(s), logs them and updates
@@ -1116,7 +1194,7 @@ impl Volume {
                 0,
             )
             .map_err(|e| io_err(path.display(), e))?;
-            st.sco_dir_dirty = true;
+            st.sco_dir.touch();
             self.handles.lock().insert(seq, file.clone());
             st.sco = Some(OpenSco {
                 seq,
@@ -1184,8 +1262,11 @@ impl Volume {
         for (seq, f) in std::mem::take(&mut st.unsynced) {
             self.fsync(FsyncSite::SealSco, &*f, &format!("SCO {}", sco_name(seq)))?;
         }
-        if std::mem::take(&mut st.sco_dir_dirty) {
+        // Also when a commit round is about to fsync `sco/` (it has not yet): the round runs
+        // without the lock, and this TLog is closed now.
+        if let Some(mark) = st.sco_dir.pending() {
             self.fsync_dir(FsyncSite::SealScoDir, &self.sco_dir)?;
+            st.sco_dir.synced_up_to(mark);
         }
         let crc = st.tlog.crc;
         self.tlog_append(st, &[Entry::TlogClosed { crc }])?;
@@ -1223,7 +1304,7 @@ impl Volume {
             scos: 0,
             first_entry: None,
         };
-        st.tlog_dir_dirty = true;
+        st.tlog_dir.touch();
         Ok(())
     }
 
@@ -1236,24 +1317,29 @@ impl Volume {
             )));
         }
         self.guarded(|| {
-            let mut st = self.state.write();
-            if size == st.size {
-                return Ok(());
-            }
-            if size < st.size {
-                let tail = size % CLUSTER_SIZE_U64;
-                let ca = size / CLUSTER_SIZE_U64;
-                if tail != 0 && self.lookup(&st, ca)?.is_some() {
-                    let mut c = self.read_cluster(&st, ca)?;
-                    c[tail as usize..].fill(0);
-                    self.append_hashed(&mut st, ca, &c, None)?;
+            self.with_rmw(|st, fetched| {
+                if size == st.size {
+                    return Ok(Ok(()));
                 }
-            }
-            self.tlog_append(&mut st, &[Entry::Resize { size }])?;
-            let tlog = st.tlog.seq;
-            self.set_size(&mut st, tlog, size)?;
-            st.write_gen += 1;
-            Ok(())
+                if size < st.size {
+                    let tail = size % CLUSTER_SIZE_U64;
+                    let ca = size / CLUSTER_SIZE_U64;
+                    if tail != 0 && self.lookup(st, ca)?.is_some() {
+                        match self.rmw_base(st, ca, fetched)? {
+                            Base::Have(mut c) => {
+                                c[tail as usize..].fill(0);
+                                self.append_hashed(st, ca, &c, None)?;
+                            }
+                            Base::Fetch(loc) => return Ok(Err(vec![(ca, loc)])),
+                        }
+                    }
+                }
+                self.tlog_append(st, &[Entry::Resize { size }])?;
+                let tlog = st.tlog.seq;
+                self.set_size(st, tlog, size)?;
+                st.write_gen += 1;
+                Ok(Ok(()))
+            })
         })
     }
 
@@ -1290,14 +1376,14 @@ impl Volume {
     /// One round of group commit; returns the write generation it made durable.
     fn commit_round(&self) -> Result<u64> {
         let (gen, sealed, sco, tlog, sco_dir, tlog_dir) = {
-            let mut st = self.state.write();
+            let st = self.state.read();
             let s = (
                 st.write_gen,
                 st.unsynced.clone(),
                 st.sco.as_ref().map(|s| (s.seq, s.file.clone())),
                 (st.tlog.seq, st.tlog.file.clone()),
-                std::mem::take(&mut st.sco_dir_dirty),
-                std::mem::take(&mut st.tlog_dir_dirty),
+                st.sco_dir.pending(),
+                st.tlog_dir.pending(),
             );
             s
         };
@@ -1327,11 +1413,15 @@ impl Volume {
             &*tlog.1,
             &format!("TLog {}", tlog_name(tlog.0)),
         )?;
-        if sco_dir {
+        // The marks are recorded only once the fsyncs returned: until then a TLog close that
+        // runs meanwhile still sees the names as not durable and fsyncs them itself.
+        if let Some(mark) = sco_dir {
             self.fsync_dir(FsyncSite::CommitScoDir, &self.sco_dir)?;
+            self.state.write().sco_dir.synced_up_to(mark);
         }
-        if tlog_dir {
+        if let Some(mark) = tlog_dir {
             self.fsync_dir(FsyncSite::CommitTlogDir, &self.tlog_dir)?;
+            self.state.write().tlog_dir.synced_up_to(mark);
         }
         Ok(gen)
     }
@@ -1397,11 +1487,9 @@ impl Volume {
         let meta = mds.meta()?;
         // TLogs whose effect is in redb were on the backend: one left behind by a crash between
         // the redb commit and the deletion is deleted now.
-        let mut tlog_dir_dirty = false;
         for seq in tlogs.iter().filter(|s| **s <= meta.applied_tlog) {
             let p = tlog_dir.join(tlog_name(*seq));
             fs.remove_file(&p).map_err(|e| io_err(p.display(), e))?;
-            tlog_dir_dirty = true;
         }
         tlogs.retain(|s| *s > meta.applied_tlog);
         if tlogs.first().is_some_and(|f| *f != meta.applied_tlog + 1) {
@@ -1643,8 +1731,10 @@ impl Volume {
             },
             next_sco,
             write_gen: 0,
-            sco_dir_dirty: false,
-            tlog_dir_dirty,
+            // After a process crash the page cache may hold names never fsynced (of SCOs and
+            // TLogs the last run created or removed): the restart's commit makes them durable.
+            sco_dir: DirSync::dirty(),
+            tlog_dir: DirSync::dirty(),
             unsynced: Vec::new(),
             tlog_bytes,
             scos,
@@ -1713,7 +1803,18 @@ impl Volume {
             {
                 let p = sco_dir.join(sco_name(*s));
                 fs.remove_file(&p).map_err(|e| io_err(p.display(), e))?;
-                st.sco_dir_dirty = true;
+                st.sco_dir.touch();
+            }
+            // The SCOs sealed in the open TLog were verified against what the page cache shows:
+            // after a process crash their bytes may never have been fdatasynced. The restart's
+            // commit makes them durable before anything new is acknowledged behind them.
+            if !closed {
+                for (seq, (tlog, _, evicted)) in &rp.sealed_in {
+                    if *tlog == last_seq && !*evicted {
+                        let f = vol.sco_handle(*seq)?;
+                        st.unsynced.push((*seq, f));
+                    }
+                }
             }
             if let Some(&(seq, clusters)) = unsealed.first() {
                 // Reopen the unsealed SCO at its verified length, then seal it.
@@ -1744,7 +1845,11 @@ impl Volume {
                 vol.seal_open_sco(&mut st)?;
             }
             if last_closed {
-                // Closed, but the next TLog never became durable: start it now.
+                // Closed, but the next TLog never became durable: start it now. The close may
+                // be only in the page cache (a process crash before its fdatasync): made
+                // durable first, or a power cut would leave an unclosed TLog before the next.
+                let file = st.tlog.file.clone();
+                vol.fsync(FsyncSite::CloseTlog, &*file, &what)?;
                 vol.start_next_tlog(&mut st)?;
             } else if st.tlog.scos >= opts.tlog_scos {
                 vol.roll_tlog(&mut st)?;
@@ -2118,7 +2223,11 @@ impl Volume {
     #[cfg(test)]
     pub(crate) fn raw_cluster(&self, ca: u64) -> Result<Vec<u8>> {
         let st = self.state.read();
-        self.read_cluster(&st, ca)
+        let mut c = vec![0u8; CLUSTER_SIZE];
+        if let Some(loc) = self.lookup(&st, ca)? {
+            self.read_loc(&st, &loc, &mut c, 0)?;
+        }
+        Ok(c)
     }
 }
 

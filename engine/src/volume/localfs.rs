@@ -43,6 +43,8 @@ pub trait LocalFs: Send + Sync + fmt::Debug {
     fn open(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>>;
     /// The names in directory `dir` (files only, unsorted).
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// The names of the subdirectories of `dir` (unsorted).
+    fn list_dirs(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Removes a file's name. Durable only after [`LocalFs::sync_dir`].
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Makes the names in `dir` (creations and removals) durable: fsync of the directory.
@@ -131,6 +133,18 @@ impl LocalFs for StdFs {
         }
         Ok(out)
     }
+    fn list_dirs(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                if let Ok(n) = e.file_name().into_string() {
+                    out.push(n);
+                }
+            }
+        }
+        Ok(out)
+    }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
     }
@@ -203,13 +217,29 @@ struct SimState {
     dir_syncs: u64,
     /// Mutating operations left before a simulated power cut (None: no cut planned).
     power_left: Option<u64>,
+    /// fsyncs (of data or of a directory) left before a simulated power cut.
+    syncs_left: Option<u64>,
+    /// Directory fsyncs left before a simulated power cut (of directories with this name only,
+    /// when one is given).
+    dir_syncs_left: Option<(u64, Option<String>)>,
+    /// Directory fsyncs during whose wait another thread's `sync_data` took effect, left
+    /// before a simulated power cut.
+    concurrent_syncs_left: Option<u64>,
     /// The power is cut: every operation fails until [`SimFs::crash`].
     dead: bool,
+    /// Mutating operations so far.
+    ops: u64,
 }
 
 impl SimState {
     /// Accounts for one operation: fails once the power is cut.
     fn spend(&mut self, mutating: bool) -> io::Result<()> {
+        if mutating {
+            self.ops += 1;
+        }
+        if self.dead {
+            return Err(io::Error::other("simulated power cut"));
+        }
         if !self.dead && mutating {
             match self.power_left {
                 Some(0) => self.dead = true,
@@ -228,6 +258,10 @@ impl SimState {
 #[derive(Debug, Clone, Default)]
 pub struct SimFs {
     state: Arc<Mutex<SimState>>,
+    /// How long each fsync of a file's data and of a directory takes (none by default): a real
+    /// device's latency, so that other threads run while one waits for its fsync, as they do
+    /// on a real machine.
+    sync_latency: Arc<Mutex<Option<(std::time::Duration, std::time::Duration)>>>,
 }
 
 /// A small deterministic generator (splitmix64) for crash decisions and tests.
@@ -283,6 +317,9 @@ impl SimFs {
         let mut st = self.state.lock();
         st.epoch += 1;
         st.power_left = None;
+        st.syncs_left = None;
+        st.dir_syncs_left = None;
+        st.concurrent_syncs_left = None;
         st.dead = false;
         let mut rng = match mode {
             CrashMode::DropAll => None,
@@ -348,6 +385,87 @@ impl SimFs {
             dir.current = m.clone();
             dir.durable = m;
         }
+    }
+
+    /// Simulates a crash of the process only (SIGKILL): every handle opened before becomes
+    /// unusable, a planned or happened power cut is forgotten, and everything written so far
+    /// stays as it is, synced or not (the page cache survives a process).
+    pub fn restart_process(&self) {
+        let mut st = self.state.lock();
+        st.epoch += 1;
+        st.power_left = None;
+        st.syncs_left = None;
+        st.dir_syncs_left = None;
+        st.concurrent_syncs_left = None;
+        st.dead = false;
+    }
+
+    /// Makes every later `sync_data` take `data` and every `sync_dir` take `dir` (a journal
+    /// commit: usually longer), outside the disk's lock.
+    pub fn set_sync_latency(&self, data: std::time::Duration, dir: std::time::Duration) {
+        *self.sync_latency.lock() = Some((data, dir));
+    }
+
+    /// Waits out the simulated fsync latency, if one is set.
+    fn sync_delay(&self, dir: bool) {
+        let latency = *self.sync_latency.lock();
+        if let Some((d, dd)) = latency {
+            std::thread::sleep(if dir { dd } else { d });
+        }
+    }
+
+    /// Mutating operations so far (writes, truncations, syncs, creations, removals).
+    pub fn mutating_ops(&self) -> u64 {
+        self.state.lock().ops
+    }
+
+    /// Plans a power cut at an fsync: the next `n` fsyncs (`sync_data` or `sync_dir`) succeed,
+    /// then that one (it does not happen) and every later operation fail until
+    /// [`SimFs::crash`].
+    pub fn cut_power_at_sync(&self, n: u64) {
+        self.state.lock().syncs_left = Some(n);
+    }
+
+    /// Plans a power cut at a directory fsync: the next `n` `sync_dir` calls (of directories
+    /// named `named` only, when given) succeed, then that one (it does not happen) and every
+    /// later operation fail until [`SimFs::crash`].
+    pub fn cut_power_at_dir_sync(&self, n: u64, named: Option<&str>) {
+        self.state.lock().dir_syncs_left = Some((n, named.map(str::to_string)));
+    }
+
+    /// Plans a power cut at a directory fsync during whose wait (its latency) another thread
+    /// made a file's data durable: the `n`-th such `sync_dir` from now does not happen, and
+    /// every later operation fails until [`SimFs::crash`]. Where two threads make things
+    /// durable at once, the order in which their fsyncs land is what a crash tests.
+    pub fn cut_power_at_concurrent_sync(&self, n: u64) {
+        self.state.lock().concurrent_syncs_left = Some(n);
+    }
+
+    /// Accounts for an fsync (`dir`: of that directory): fails (the power is cut) when the
+    /// planned one is reached.
+    fn spend_sync(st: &mut SimState, dir: Option<&Path>) -> io::Result<()> {
+        match st.syncs_left {
+            Some(0) => {
+                st.dead = true;
+                st.syncs_left = None;
+            }
+            Some(n) => st.syncs_left = Some(n - 1),
+            None => {}
+        }
+        if let (Some(d), Some((n, named))) = (dir, st.dir_syncs_left.as_mut()) {
+            let counts = named
+                .as_deref()
+                .is_none_or(|want| d.file_name().and_then(|f| f.to_str()) == Some(want));
+            if counts {
+                if *n == 0 {
+                    st.dead = true;
+                    st.dir_syncs_left = None;
+                } else {
+                    *n -= 1;
+                }
+            }
+        }
+        st.spend(true)
     }
 
     /// Plans a power cut: the next `n` mutating operations (writes, truncations, syncs,
@@ -472,12 +590,17 @@ impl LocalFile for SimFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         let ino = self.ino;
-        self.with(true, |st| {
-            st.data_syncs += 1;
-            let node = st.inodes.entry(ino).or_default();
-            node.durable = node.current.clone();
-            node.pending.clear();
-        })
+        self.fs.sync_delay(false);
+        let mut st = self.fs.state.lock();
+        if st.epoch != self.epoch {
+            return Err(io::Error::other("handle from before a simulated crash"));
+        }
+        SimFs::spend_sync(&mut st, None)?;
+        st.data_syncs += 1;
+        let node = st.inodes.entry(ino).or_default();
+        node.durable = node.current.clone();
+        node.pending.clear();
+        Ok(())
     }
 }
 
@@ -534,6 +657,19 @@ impl LocalFs for SimFs {
         let d = st.dirs.get(dir).ok_or_else(|| not_found(dir))?;
         Ok(d.current.keys().cloned().collect())
     }
+    fn list_dirs(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut st = self.state.lock();
+        st.spend(false)?;
+        if !st.dirs.contains_key(dir) {
+            return Err(not_found(dir));
+        }
+        Ok(st
+            .dirs
+            .keys()
+            .filter(|d| d.parent() == Some(dir))
+            .filter_map(|d| d.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .collect())
+    }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let (d, n) = split(path)?;
         let mut st = self.state.lock();
@@ -546,8 +682,20 @@ impl LocalFs for SimFs {
         Ok(())
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let data_syncs_before = self.state.lock().data_syncs;
+        self.sync_delay(true);
         let mut st = self.state.lock();
-        st.spend(true)?;
+        if st.data_syncs > data_syncs_before && !st.dead {
+            match st.concurrent_syncs_left {
+                Some(0) => {
+                    st.dead = true;
+                    st.concurrent_syncs_left = None;
+                }
+                Some(n) => st.concurrent_syncs_left = Some(n - 1),
+                None => {}
+            }
+        }
+        SimFs::spend_sync(&mut st, Some(dir))?;
         st.dir_syncs += 1;
         let d = st.dirs.get_mut(dir).ok_or_else(|| not_found(dir))?;
         d.durable = d.current.clone();

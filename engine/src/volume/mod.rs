@@ -19,11 +19,14 @@ pub mod cache;
 mod checkpoint;
 pub mod cluster_cache;
 mod core;
+mod dirsync;
 pub mod format;
 pub mod localfs;
 pub mod manifest;
 mod mds;
 
+#[cfg(test)]
+mod durability_tests;
 #[cfg(test)]
 mod tests;
 

@@ -10,12 +10,12 @@ use super::format::{md5, tlog_name, CLUSTER_SIZE, CLUSTER_SIZE_U64, TLOG_ENTRY_L
 use super::*;
 use crate::error::Error;
 
-const VOL: VolumeId = VolumeId([0x5a; 16]);
+pub(super) const VOL: VolumeId = VolumeId([0x5a; 16]);
 /// The address space the random workload uses: a 4 MiB volume.
 const SPACE: u64 = 4 << 20;
 const SPACE_CLUSTERS: u64 = SPACE / CLUSTER_SIZE_U64;
 
-fn small_opts() -> VolumeOptions {
+pub(super) fn small_opts() -> VolumeOptions {
     // 64 KiB SCOs, 2 SCOs per TLog: seals and TLog rolls happen often.
     VolumeOptions {
         sco_clusters: 16,
@@ -24,7 +24,7 @@ fn small_opts() -> VolumeOptions {
     }
 }
 
-fn dir() -> PathBuf {
+pub(super) fn dir() -> PathBuf {
     PathBuf::from("/vol")
 }
 
@@ -496,18 +496,18 @@ fn group_commit_shares_fsyncs_and_keeps_all_data() {
     }
 }
 
-fn tlog_path(seq: u64) -> PathBuf {
+pub(super) fn tlog_path(seq: u64) -> PathBuf {
     dir().join("tlog").join(tlog_name(seq))
 }
 
-fn fresh(opts: VolumeOptions) -> (SimFs, Arc<dyn LocalFs>, Volume) {
+pub(super) fn fresh(opts: VolumeOptions) -> (SimFs, Arc<dyn LocalFs>, Volume) {
     let fs = SimFs::new();
     let lfs: Arc<dyn LocalFs> = Arc::new(fs.clone());
     let vol = Volume::create(lfs.clone(), &dir(), VOL, opts, 0).expect("create");
     (fs, lfs, vol)
 }
 
-fn read_vec(vol: &Volume, off: u64, len: usize) -> Vec<u8> {
+pub(super) fn read_vec(vol: &Volume, off: u64, len: usize) -> Vec<u8> {
     let mut b = vec![0u8; len];
     let n = vol.read(off, &mut b).expect("read");
     b.truncate(n);
@@ -693,20 +693,23 @@ use bytes::Bytes;
 use strata_backend::{MemStore, ObjectStore};
 
 /// A store that fails PUTs of keys starting with a chosen prefix (to cut the pipeline midway).
-type FailPuts = strata_backend::HookedStore<Faults>;
+pub(super) type FailPuts = strata_backend::HookedStore<Faults>;
 
 /// The hook of [`FailPuts`].
 #[derive(Debug, Default)]
-struct Faults {
+pub(super) struct Faults {
     prefix: parking_lot::Mutex<Option<&'static str>>,
     failed: std::sync::atomic::AtomicU64,
     /// Ranged GETs answered (cache misses reach the backend this way).
     range_gets: std::sync::atomic::AtomicU64,
     /// Ranged GETs fail (the backend is down for reads).
-    gets_down: std::sync::atomic::AtomicBool,
+    pub(super) gets_down: std::sync::atomic::AtomicBool,
     /// Keys of every whole-object GET, and of every unconditional PUT, in order.
     gets: parking_lot::Mutex<Vec<String>>,
     puts: parking_lot::Mutex<Vec<String>>,
+    /// When set, the next ranged GET is held: it sends a release handle here and waits for it.
+    pub(super) hold_range_gets:
+        parking_lot::Mutex<Option<std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>>>,
 }
 
 fn injected(key: &str, what: &str) -> strata_backend::Error {
@@ -733,6 +736,12 @@ impl strata_backend::Hook for Faults {
             }
             Call::Get { key } => self.gets.lock().push(key.to_string()),
             Call::GetRange { key, .. } => {
+                let hold = self.hold_range_gets.lock().take();
+                if let Some(tx) = hold {
+                    let (release, released) = tokio::sync::oneshot::channel();
+                    let _ = tx.send(release);
+                    let _ = released.await;
+                }
                 if self.gets_down.load(Relaxed) {
                     return Err(injected(key, "GET"));
                 }
@@ -744,7 +753,7 @@ impl strata_backend::Hook for Faults {
     }
 }
 
-fn fail_puts() -> FailPuts {
+pub(super) fn fail_puts() -> FailPuts {
     strata_backend::HookedStore::new(Arc::new(MemStore::new()), Faults::default())
 }
 
@@ -760,7 +769,7 @@ fn restore_from<S: ObjectStore + 'static>(
     Ok(v)
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(super) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime")
@@ -1194,9 +1203,9 @@ fn verify_finds_corruption_that_reads_cannot_see() {
 // SCO cache: eviction of disposable SCOs and ranged reads of evicted clusters
 
 /// Bytes of an SCO of `small_opts()` on disk: header, 16 clusters, footer.
-const SMALL_SCO_BYTES: u64 = 4096 + 16 * 4096 + 32;
+pub(super) const SMALL_SCO_BYTES: u64 = 4096 + 16 * 4096 + 32;
 
-fn mt_rt() -> tokio::runtime::Runtime {
+pub(super) fn mt_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -1243,7 +1252,7 @@ fn range_gets(store: &FailPuts) -> u64 {
 
 /// A volume of 48 full SCOs, all on `store`, with SCO 1 read hot; then evicted down to a cache
 /// of 10 SCOs.
-fn evicted_volume(
+pub(super) fn evicted_volume(
     rt: &tokio::runtime::Runtime,
     store: &Arc<FailPuts>,
 ) -> (SimFs, Arc<dyn LocalFs>, Volume, Vec<u8>, EvictionReport) {
@@ -1813,6 +1822,9 @@ impl LocalFs for MdsFaultFs {
     }
     fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
         self.inner.list(dir)
+    }
+    fn list_dirs(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dirs(dir)
     }
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
         self.inner.remove_file(path)
