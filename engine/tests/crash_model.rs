@@ -9,128 +9,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use proptest::prelude::*;
 use strata_backend::{FaultyStore, MemStore, ObjectStore};
 use strata_engine::*;
 
-// ---------- the crash-simulating redb storage ----------
-
-#[derive(Debug, Default)]
-struct DiskState {
-    /// What reads see: durable image plus writes since the last sync.
-    current: Vec<u8>,
-    /// What survives a crash.
-    durable: Vec<u8>,
-    syncs: u64,
-    /// Die when the sync with this number starts (it does not happen).
-    die_at_sync: Option<u64>,
-    dead: bool,
-    /// Called when the disk dies (stops the object store too: the whole machine dies).
-    on_death: Option<Arc<FaultyStore>>,
-    /// The volumes' simulated local disk: it loses power with the metadata disk.
-    volumes: Option<volume::SimFs>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct CrashDisk(Arc<Mutex<DiskState>>);
-
-fn dead() -> std::io::Error {
-    std::io::Error::other("machine crashed")
-}
-
-impl CrashDisk {
-    /// Loses everything not synced and refuses all further I/O until revived.
-    fn crash(&self) {
-        let mut s = self.0.lock();
-        s.dead = true;
-        s.current = s.durable.clone();
-        if let Some(f) = s.on_death.take() {
-            f.set_failing(true);
-        }
-        if let Some(v) = &s.volumes {
-            v.cut_power_after(0);
-        }
-    }
-    fn revive(&self, store: Arc<FaultyStore>, volumes: &volume::SimFs) {
-        // Unsynced volume data is lost with the machine, like unsynced metadata.
-        volumes.crash(volume::CrashMode::DropAll);
-        let mut s = self.0.lock();
-        s.volumes = Some(volumes.clone());
-        s.current = s.durable.clone();
-        s.dead = false;
-        s.die_at_sync = None;
-        s.on_death = Some(store);
-    }
-    fn arm(&self, after: u64) {
-        let mut s = self.0.lock();
-        s.die_at_sync = Some(s.syncs + after);
-    }
-    fn is_dead(&self) -> bool {
-        self.0.lock().dead
-    }
-}
-
-impl redb::StorageBackend for CrashDisk {
-    fn len(&self) -> Result<u64, std::io::Error> {
-        let s = self.0.lock();
-        if s.dead {
-            return Err(dead());
-        }
-        Ok(s.current.len() as u64)
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
-        let s = self.0.lock();
-        if s.dead {
-            return Err(dead());
-        }
-        let start = offset as usize;
-        let end = start + out.len();
-        if end > s.current.len() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "read past end",
-            ));
-        }
-        out.copy_from_slice(&s.current[start..end]);
-        Ok(())
-    }
-    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
-        let mut s = self.0.lock();
-        if s.dead {
-            return Err(dead());
-        }
-        s.current.resize(len as usize, 0);
-        Ok(())
-    }
-    fn sync_data(&self) -> Result<(), std::io::Error> {
-        let mut s = self.0.lock();
-        if s.dead {
-            return Err(dead());
-        }
-        s.syncs += 1;
-        if s.die_at_sync == Some(s.syncs) {
-            drop(s);
-            self.crash();
-            return Err(dead());
-        }
-        s.durable = s.current.clone();
-        Ok(())
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
-        let mut s = self.0.lock();
-        if s.dead {
-            return Err(dead());
-        }
-        let start = offset as usize;
-        let end = start + data.len();
-        if end > s.current.len() {
-            s.current.resize(end, 0);
-        }
-        s.current[start..end].copy_from_slice(data);
-        Ok(())
-    }
-}
+mod support;
+use support::crash_disk::CrashDisk;
 
 // ---------- the harness: an engine that can crash and come back ----------
 
@@ -164,7 +48,7 @@ impl Harness {
 
     fn open(&mut self) {
         let store = Arc::new(FaultyStore::new(self.mem.clone()));
-        self.disk.revive(store.clone(), &self.volumes);
+        self.disk.revive(Some(store.clone()), &self.volumes);
         let opts = OpenOptions {
             store: Some(store as Arc<dyn ObjectStore>),
             metadata_backend: Some(Box::new(self.disk.clone())),
