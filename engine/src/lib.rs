@@ -5,6 +5,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(test)]
+mod alloc_probe;
 mod data;
 mod error;
 mod fs;
@@ -14,6 +16,11 @@ mod runtime;
 mod types;
 pub mod volume;
 mod volumes;
+
+/// Unit tests record their largest allocations (see `alloc_probe`).
+#[cfg(test)]
+#[global_allocator]
+static ALLOC_PROBE: alloc_probe::Probe = alloc_probe::Probe;
 
 pub use error::{Error, Result};
 pub use fs::{
