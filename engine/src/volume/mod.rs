@@ -25,6 +25,8 @@ pub mod manifest;
 mod mds;
 
 #[cfg(test)]
+pub(crate) mod decoder_tests;
+#[cfg(test)]
 mod tests;
 
 pub use self::backup::{
