@@ -8,6 +8,8 @@
 #[cfg(test)]
 mod alloc_probe;
 mod data;
+#[cfg(test)]
+mod decoder_tests;
 mod error;
 mod fs;
 pub mod mgmt;
