@@ -459,4 +459,34 @@ mod bounded_reads {
         assert!(back == data, "committed clusters survive the cut");
         assert!(vol.verify().expect("verify").is_empty());
     }
+
+    /// A backend object far larger than its kind may be (a 64 MiB manifest) is refused from
+    /// its size, never read into memory.
+    #[test]
+    fn a_backend_object_larger_than_its_format_allows_is_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = strata_backend::LocalStore::open(dir.path().join("backend")).expect("store");
+        let store: &dyn strata_backend::ObjectStore = &store;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let id = VolumeId([9; 16]);
+        let xml = Manifest::new(id).to_xml();
+        rt.block_on(store.put(super::super::manifest::MANIFEST_NAME, xml.into()))
+            .expect("put");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("backend").join("manifest.xml"))
+            .expect("manifest file");
+        file.set_len(64 << 20).expect("sparse manifest");
+        let lfs: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+        let opts = VolumeOptions::default();
+        let (r, largest) = largest_allocation(|| {
+            rt.block_on(Volume::restore(store, lfs, Path::new("/vol"), id, opts))
+        });
+        let msg = r.map(|_| ()).expect_err("refused").to_string();
+        assert!(msg.contains("more than"), "{msg}");
+        assert!(largest < 1 << 20, "allocated {largest} bytes at once");
+    }
 }

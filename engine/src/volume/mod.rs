@@ -15,6 +15,7 @@
 //! `size`, `space_used`.
 
 mod backup;
+mod bounded_get;
 pub mod cache;
 mod checkpoint;
 pub mod cluster_cache;
