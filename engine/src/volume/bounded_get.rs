@@ -7,12 +7,12 @@ use strata_backend::{Error as BackendError, ObjectMeta, ObjectStore};
 
 use super::checkpoint::PAGE_CLUSTERS;
 use super::core::MAX_VOLUME_SIZE;
-use super::format::{CLUSTER_SIZE_U64, MAX_SCO_LEN};
+use super::format::{CLUSTER_SIZE_U64, MAX_TLOG_LEN};
 
 /// Largest manifest read: 1 MiB (one is a few hundred bytes today).
 pub(super) const MAX_MANIFEST_LEN: u64 = 1 << 20;
-/// Largest TLog read from the backend: as for a local one, the largest sealed SCO's length.
-pub(super) const MAX_TLOG_OBJECT_LEN: u64 = MAX_SCO_LEN;
+/// Largest TLog read from the backend: as for a local one.
+pub(super) const MAX_TLOG_OBJECT_LEN: u64 = MAX_TLOG_LEN;
 /// Largest checkpoint page: header (36), page number and count (12), 65,536 entries of 36
 /// bytes, CRC (4).
 pub(super) const MAX_PAGE_LEN: u64 = 36 + 12 + 36 * PAGE_CLUSTERS + 4;

@@ -12,8 +12,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::cluster_cache::ClusterCache;
 use super::format::{
     md5, parse_seq_name, sco_name, tlog_name, Entry, FormatError, ScoFooter, ScoHeader, TlogHeader,
-    VolumeId, CLUSTER_SIZE, CLUSTER_SIZE_U64, MAX_SCO_CLUSTERS, MAX_SCO_LEN, SCO_FOOTER_LEN,
-    SCO_HEADER_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
+    VolumeId, CLUSTER_SIZE, CLUSTER_SIZE_U64, MAX_SCO_CLUSTERS, MAX_SCO_LEN, MAX_TLOG_LEN,
+    SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
 };
 use super::localfs::{LocalFile, LocalFs};
 use super::mds::{Loc, Mds, Op};
@@ -390,14 +390,15 @@ pub(super) fn fmt_err(e: FormatError) -> Error {
     Error::Io(e.to_string())
 }
 
-/// Reads a whole local SCO or TLog. A file longer than [`MAX_SCO_LEN`] (the largest SCO the
-/// format allows; a TLog that long would hold over 22 million entries) is an error, not an
-/// allocation of whatever length the file claims.
+/// Reads a whole local SCO or TLog. A file longer than the largest either may be
+/// ([`MAX_TLOG_LEN`], above [`MAX_SCO_LEN`]) is an error, not an allocation of whatever
+/// length the file claims; memory that cannot be had is an error too, not an abort.
 pub(super) fn read_all(f: &dyn LocalFile, what: &str) -> Result<Vec<u8>> {
     let len = f.file_len().map_err(|e| io_err(what, e))?;
-    if len > MAX_SCO_LEN {
+    let max = MAX_SCO_LEN.max(MAX_TLOG_LEN);
+    if len > max {
         return Err(Error::Io(format!(
-            "{what}: {len} bytes, more than any SCO or TLog may hold ({MAX_SCO_LEN})"
+            "{what}: {len} bytes, more than any SCO or TLog may hold ({max})"
         )));
     }
     let len = usize::try_from(len).map_err(|_| Error::Io(format!("{what}: too large")))?;

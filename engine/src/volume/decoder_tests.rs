@@ -337,7 +337,7 @@ mod bounded_reads {
     use std::sync::Arc;
 
     use super::super::core::{read_all, repair_sealed_sco};
-    use super::super::format::{CLUSTER_SIZE, MAX_SCO_LEN};
+    use super::super::format::{CLUSTER_SIZE, MAX_SCO_LEN, MAX_TLOG_LEN};
     use super::super::{LocalFs, SimFs, StdFs, Volume, VolumeOptions};
     use super::*;
 
@@ -349,7 +349,8 @@ mod bounded_reads {
     fn a_local_file_longer_than_any_sco_is_refused_not_allocated() {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = StdFs.create_new(&dir.path().join("huge")).expect("create");
-        f.set_len(MAX_SCO_LEN + 1).expect("sparse");
+        f.set_len(MAX_SCO_LEN.max(MAX_TLOG_LEN) + 1)
+            .expect("sparse");
         let (r, largest) = largest_allocation(|| read_all(&*f, "TLog 0000000000000001"));
         // (Never print what was read: it could be a gigabyte.)
         let msg = r.map(|b| b.len()).expect_err("refused").to_string();

@@ -22,10 +22,15 @@ pub const SCO_HEADER_LEN: u64 = CLUSTER_SIZE_U64;
 const SCO_HEADER_USED: usize = 44;
 /// Bytes of the SCO footer appended when a SCO is sealed.
 pub const SCO_FOOTER_LEN: usize = 32;
-/// Bytes of the largest sealed SCO: header, [`MAX_SCO_CLUSTERS`] clusters, footer. No local
-/// file of a volume is read whole beyond this length.
+/// Bytes of the largest sealed SCO: header, [`MAX_SCO_CLUSTERS`] clusters, footer.
 pub const MAX_SCO_LEN: u64 =
     SCO_HEADER_LEN + MAX_SCO_CLUSTERS as u64 * CLUSTER_SIZE_U64 + SCO_FOOTER_LEN as u64;
+/// Bytes of the largest TLog a reader accepts (it is read whole): 4 GiB, 89 million entries.
+/// The largest configuration Ganesha accepts (`TLog_SCOs` 1024, `SCO_Size` 256 MiB) writes
+/// TLogs of at most 1024 × 65,537 entries (3.2 GB).
+pub const MAX_TLOG_LEN: u64 = 4 << 30;
+const _: () =
+    assert!(MAX_TLOG_LEN >= TLOG_HEADER_LEN as u64 + TLOG_ENTRY_LEN as u64 * (1024 * 65_537 + 1));
 
 /// Magic at offset 0 of a TLog.
 pub const TLOG_MAGIC: [u8; 8] = *b"STRATLOG";
