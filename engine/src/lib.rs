@@ -5,7 +5,11 @@
 
 #![warn(missing_docs)]
 
+#[cfg(test)]
+mod alloc_probe;
 mod data;
+#[cfg(test)]
+mod decoder_tests;
 mod error;
 mod fs;
 pub mod mgmt;
@@ -16,6 +20,11 @@ pub mod volume;
 #[cfg(test)]
 mod volume_deletion_tests;
 mod volumes;
+
+/// Unit tests record their largest allocations (see `alloc_probe`).
+#[cfg(test)]
+#[global_allocator]
+static ALLOC_PROBE: alloc_probe::Probe = alloc_probe::Probe;
 
 pub use error::{Error, Result};
 pub use fs::{

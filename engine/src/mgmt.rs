@@ -598,25 +598,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Answers one request line (without panicking: a handler panic becomes `internal`).
 fn handle_bytes(bytes: &[u8], shared: &Arc<Shared>) -> String {
     shared.requests.fetch_add(1, Ordering::Relaxed);
-    let req: RequestLine = match serde_json::from_slice(bytes) {
+    let req = match parse_request(bytes) {
         Ok(r) => r,
-        Err(e) => {
-            // Tell a newer client apart from garbage.
-            let version = serde_json::from_slice::<serde_json::Value>(bytes)
-                .ok()
-                .and_then(|v| v.get("version").and_then(|v| v.as_u64()));
-            return match version {
-                Some(v) if v != u64::from(PROTOCOL_VERSION) => unsupported(v),
-                _ => error_line("bad_request", format!("not a valid request: {e}")),
-            };
-        }
+        Err(e) => return error_line(&e.kind, e.message),
     };
-    if req.version != PROTOCOL_VERSION {
-        return unsupported(u64::from(req.version));
-    }
-    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        dispatch(req.request, shared)
-    }));
+    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(req, shared)));
     let response = match answer {
         Ok(Ok(reply)) => ResponseLine {
             version: PROTOCOL_VERSION,
@@ -640,11 +626,38 @@ fn handle_bytes(bytes: &[u8], shared: &Arc<Shared>) -> String {
     to_line(&response)
 }
 
-fn unsupported(v: u64) -> String {
-    error_line(
-        "unsupported_version",
-        format!("protocol version {v} is not supported; this gateway speaks {PROTOCOL_VERSION}"),
-    )
+/// Decodes one request line (at most [`MAX_REQUEST`] bytes, see `read_line`): the request,
+/// or the error to answer (`bad_request`, `unsupported_version`).
+fn parse_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
+    let req: RequestLine = match serde_json::from_slice(bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            // Tell a newer client apart from garbage.
+            let version = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .and_then(|v| v.get("version").and_then(|v| v.as_u64()));
+            return Err(match version {
+                Some(v) if v != u64::from(PROTOCOL_VERSION) => unsupported(v),
+                _ => ErrorBody {
+                    kind: "bad_request".into(),
+                    message: format!("not a valid request: {e}"),
+                },
+            });
+        }
+    };
+    if req.version != PROTOCOL_VERSION {
+        return Err(unsupported(u64::from(req.version)));
+    }
+    Ok(req.request)
+}
+
+fn unsupported(v: u64) -> ErrorBody {
+    ErrorBody {
+        kind: "unsupported_version".into(),
+        message: format!(
+            "protocol version {v} is not supported; this gateway speaks {PROTOCOL_VERSION}"
+        ),
+    }
 }
 
 fn error_line(kind: &str, message: String) -> String {
@@ -931,26 +944,7 @@ impl MgmtClient {
                 "{path} closed the connection without answering"
             )));
         }
-        if buf.last() != Some(&b'\n') {
-            return Err(ClientError::Protocol(if buf.len() > MAX_RESPONSE {
-                format!("answer longer than {MAX_RESPONSE} bytes")
-            } else {
-                "answer cut short".into()
-            }));
-        }
-        let resp: ResponseLine =
-            serde_json::from_slice(&buf).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if resp.version != PROTOCOL_VERSION {
-            return Err(ClientError::Protocol(format!(
-                "the gateway speaks protocol version {}, this client {PROTOCOL_VERSION}",
-                resp.version
-            )));
-        }
-        match (resp.result, resp.error) {
-            (_, Some(e)) => Err(ClientError::Server(e)),
-            (Some(r), None) => Ok(r),
-            (None, None) => Err(ClientError::Protocol("neither result nor error".into())),
-        }
+        parse_response(&buf)
     }
 
     /// [`Request::Status`].
@@ -978,9 +972,37 @@ impl MgmtClient {
     }
 }
 
+/// Decodes one answer as read (at most [`MAX_RESPONSE`] + 1 bytes): a whole line, of this
+/// protocol version, holding a result or an error.
+fn parse_response(buf: &[u8]) -> Result<Reply, ClientError> {
+    if buf.last() != Some(&b'\n') {
+        return Err(ClientError::Protocol(if buf.len() > MAX_RESPONSE {
+            format!("answer longer than {MAX_RESPONSE} bytes")
+        } else {
+            "answer cut short".into()
+        }));
+    }
+    let resp: ResponseLine =
+        serde_json::from_slice(buf).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    if resp.version != PROTOCOL_VERSION {
+        return Err(ClientError::Protocol(format!(
+            "the gateway speaks protocol version {}, this client {PROTOCOL_VERSION}",
+            resp.version
+        )));
+    }
+    match (resp.result, resp.error) {
+        (_, Some(e)) => Err(ClientError::Server(e)),
+        (Some(r), None) => Ok(r),
+        (None, None) => Err(ClientError::Protocol("neither result nor error".into())),
+    }
+}
+
 fn mismatch(asked: &str, got: &Reply) -> ClientError {
     ClientError::Protocol(format!("asked for {asked}, got {got:?}"))
 }
+
+#[cfg(test)]
+mod decoder_tests;
 
 #[cfg(test)]
 mod tests {

@@ -208,11 +208,12 @@ impl Inode {
         let nextents = r.u64()?;
         let verifier = match r.u8()? {
             0 => None,
-            _ => {
+            1 => {
                 let mut v = [0u8; 8];
                 v.copy_from_slice(r.take(8)?);
                 Some(v)
             }
+            f => return Err(Error::Io(format!("inode record verifier flag {f} unknown"))),
         };
         let target = b[r.pos..].to_vec();
         Ok(Inode {

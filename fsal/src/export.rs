@@ -654,3 +654,6 @@ unsafe extern "C" fn get_fs_dynamic_info(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod handle_tests;

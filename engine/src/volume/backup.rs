@@ -12,6 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_backend::ObjectStore;
 
+use super::bounded_get::{
+    get_at_most, MAX_INDEX_LEN, MAX_MANIFEST_LEN, MAX_PAGE_LEN, MAX_TLOG_OBJECT_LEN,
+};
 use super::checkpoint as ck;
 use super::core::{fmt_err, io_err, parse_tlog, read_all, Volume, VolumeOptions};
 use super::format::{sco_name, tlog_name, Entry, ScoHeader, TlogHeader, VolumeId};
@@ -115,7 +118,7 @@ impl Volume {
     pub async fn backup(&self, store: &dyn ObjectStore, everything: bool) -> Result<BackupReport> {
         let mut g = self.backend.lock().await;
         if !g.loaded {
-            match store.get(MANIFEST_NAME).await {
+            match get_at_most(store, MANIFEST_NAME, MAX_MANIFEST_LEN).await {
                 Ok((b, meta)) => {
                     let m = Manifest::from_xml(MANIFEST_NAME, &b).map_err(fmt_err)?;
                     if m.volume != self.id() {
@@ -372,13 +375,15 @@ impl Volume {
         id: VolumeId,
         opts: VolumeOptions,
     ) -> Result<Volume> {
-        let (b, _) = store.get(MANIFEST_NAME).await.map_err(|e| {
-            if e.is_not_found() {
-                Error::NotFound
-            } else {
-                be_err(MANIFEST_NAME, e)
-            }
-        })?;
+        let (b, _) = get_at_most(store, MANIFEST_NAME, MAX_MANIFEST_LEN)
+            .await
+            .map_err(|e| {
+                if e.is_not_found() {
+                    Error::NotFound
+                } else {
+                    be_err(MANIFEST_NAME, e)
+                }
+            })?;
         let m = Manifest::from_xml(MANIFEST_NAME, &b).map_err(fmt_err)?;
         if m.volume != id {
             return Err(Error::Io(format!(
@@ -450,8 +455,7 @@ async fn restore_files(
     // (the MetaDataStore's `applied_tlog + 1` is missing) instead of trusting a prefix.
     for seq in (from..=last).rev() {
         let what = format!("backend TLog {}", tlog_name(seq));
-        let (t, _) = store
-            .get(&tlog_key(seq))
+        let (t, _) = get_at_most(store, &tlog_key(seq), MAX_TLOG_OBJECT_LEN)
             .await
             .map_err(|e| be_err(&tlog_key(seq), e))?;
         let parsed = parse_tlog(&what, &t, id, seq, false)?;
@@ -493,23 +497,33 @@ async fn load_checkpoint(
     id: VolumeId,
     n: u64,
 ) -> Result<()> {
-    let get = |key: String| async move {
-        store
-            .get(&key)
+    let get = |key: String, max: u64| async move {
+        get_at_most(store, &key, max)
             .await
             .map(|(b, _)| b)
             .map_err(|e| be_err(&key, e))
     };
     let ikey = ck::index_key(n);
-    let ix = ck::decode_index(&format!("backend {ikey}"), &get(ikey.clone()).await?, id, n)
-        .map_err(fmt_err)?;
+    let ix = ck::decode_index(
+        &format!("backend {ikey}"),
+        &get(ikey.clone(), MAX_INDEX_LEN).await?,
+        id,
+        n,
+    )
+    .map_err(fmt_err)?;
+    // The SCO table has no fixed bound (one row per SCO ever sealed and still referenced).
     let skey = ck::scos_key(n);
-    let scos = ck::decode_scos(&format!("backend {skey}"), &get(skey.clone()).await?, id, n)
-        .map_err(fmt_err)?;
+    let scos = ck::decode_scos(
+        &format!("backend {skey}"),
+        &get(skey.clone(), u64::MAX).await?,
+        id,
+        n,
+    )
+    .map_err(fmt_err)?;
     let mds = super::mds::Mds::open(fs, dir, true, false, Default::default())?;
     for (p, c) in &ix.pages {
         let key = ck::page_key(*c, *p);
-        let b = get(key.clone()).await?;
+        let b = get(key.clone(), MAX_PAGE_LEN).await?;
         let entries =
             ck::decode_page(&format!("backend {key}"), &b, id, *c, *p).map_err(fmt_err)?;
         mds.load_page(&entries)?;

@@ -3,7 +3,7 @@
 //! pages changed since the previous checkpoint are written; the index names, for every
 //! non-empty page, the checkpoint holding its newest copy.
 
-use super::format::{FormatError, VolumeId};
+use super::format::{FormatError, VolumeId, MAX_SCO_CLUSTERS};
 use super::mds::Loc;
 
 /// Cluster addresses per checkpoint page.
@@ -169,7 +169,13 @@ pub fn decode_page(
             u64_at(body, 0)
         )));
     }
-    let count = u32_at(body, 8) as usize;
+    let count = u32_at(body, 8);
+    if u64::from(count) > PAGE_CLUSTERS {
+        return Err(bad(format!(
+            "{count} entries, a page holds at most {PAGE_CLUSTERS}"
+        )));
+    }
+    let count = count as usize;
     let rest = &body[12..];
     if rest.len() != count * PAGE_ENTRY_LEN {
         return Err(bad(format!("{count} entries, {} bytes", rest.len())));
@@ -182,13 +188,19 @@ pub fn decode_page(
             return Err(bad(format!("address {a} out of order or outside the page")));
         }
         prev = Some(a);
+        let offset = u32_at(e, 16);
+        if offset >= MAX_SCO_CLUSTERS {
+            return Err(bad(format!(
+                "address {a}: cluster index {offset} beyond any SCO"
+            )));
+        }
         let mut md5 = [0u8; 16];
         md5.copy_from_slice(&e[20..36]);
         out.push((
             a,
             Loc {
                 sco: u64_at(e, 8),
-                offset: u32_at(e, 16),
+                offset,
                 md5,
             },
         ));
@@ -223,10 +235,18 @@ pub fn decode_scos(what: &str, b: &[u8], id: VolumeId, n: u64) -> Result<Vec<Sco
             reason: format!("{count} entries, {} bytes", rest.len()),
         });
     }
-    Ok(rest
-        .chunks_exact(SCO_ENTRY_LEN)
-        .map(|e| (u64_at(e, 0), (u64_at(e, 8), u32_at(e, 16), u32_at(e, 20))))
-        .collect())
+    let mut out = Vec::with_capacity(rest.len() / SCO_ENTRY_LEN);
+    for e in rest.chunks_exact(SCO_ENTRY_LEN) {
+        let (sco, clusters) = (u64_at(e, 0), u32_at(e, 16));
+        if clusters > MAX_SCO_CLUSTERS {
+            return Err(FormatError::Inconsistent {
+                what: what.to_string(),
+                reason: format!("SCO {sco} of {clusters} clusters, at most {MAX_SCO_CLUSTERS}"),
+            });
+        }
+        out.push((sco, (u64_at(e, 8), clusters, u32_at(e, 20))));
+    }
+    Ok(out)
 }
 
 /// Encodes checkpoint `n`'s index.

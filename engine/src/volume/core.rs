@@ -13,8 +13,8 @@ use super::cluster_cache::ClusterCache;
 use super::dirsync::DirSync;
 use super::format::{
     md5, parse_seq_name, sco_name, tlog_name, Entry, FormatError, ScoFooter, ScoHeader, TlogHeader,
-    VolumeId, CLUSTER_SIZE, CLUSTER_SIZE_U64, SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN,
-    TLOG_HEADER_LEN,
+    VolumeId, CLUSTER_SIZE, CLUSTER_SIZE_U64, MAX_SCO_CLUSTERS, MAX_SCO_LEN, MAX_TLOG_LEN,
+    SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
 };
 use super::localfs::{LocalFile, LocalFs};
 use super::mds::{Loc, Mds, Op};
@@ -392,10 +392,22 @@ pub(super) fn fmt_err(e: FormatError) -> Error {
     Error::Io(e.to_string())
 }
 
+/// Reads a whole local SCO or TLog. A file longer than the largest either may be
+/// ([`MAX_TLOG_LEN`], above [`MAX_SCO_LEN`]) is an error, not an allocation of whatever
+/// length the file claims; memory that cannot be had is an error too, not an abort.
 pub(super) fn read_all(f: &dyn LocalFile, what: &str) -> Result<Vec<u8>> {
     let len = f.file_len().map_err(|e| io_err(what, e))?;
+    let max = MAX_SCO_LEN.max(MAX_TLOG_LEN);
+    if len > max {
+        return Err(Error::Io(format!(
+            "{what}: {len} bytes, more than any SCO or TLog may hold ({max})"
+        )));
+    }
     let len = usize::try_from(len).map_err(|_| Error::Io(format!("{what}: too large")))?;
-    let mut b = vec![0u8; len];
+    let mut b = Vec::new();
+    b.try_reserve_exact(len)
+        .map_err(|e| Error::Io(format!("{what}: cannot allocate {len} bytes: {e}")))?;
+    b.resize(len, 0);
     let n = f.read_at(&mut b, 0).map_err(|e| io_err(what, e))?;
     b.truncate(n);
     Ok(b)
@@ -2301,12 +2313,15 @@ fn sealed_sco_is_whole(
     Ok(header_ok && footer_ok)
 }
 
+/// Bytes of SCO data [`repair_sealed_sco`] reads at a time.
+const REPAIR_CHUNK: usize = 1 << 20;
+
 /// A sealed SCO of the open TLog whose header or footer did not survive (a crash before the
 /// seal was durable, or damage): when its clusters are all there with the data CRC its
 /// ScoSealed entry names (each was also checked against its MD5), the header and footer are
 /// written again, durably, and the seal stands. False when the data does not match: the caller
 /// cuts the TLog there.
-fn repair_sealed_sco(
+pub(super) fn repair_sealed_sco(
     fs: &dyn LocalFs,
     sco_dir: &Path,
     id: VolumeId,
@@ -2315,16 +2330,32 @@ fn repair_sealed_sco(
     crc: u32,
 ) -> Result<bool> {
     let what = format!("SCO {}", sco_name(seq));
+    if clusters > MAX_SCO_CLUSTERS {
+        // Entry::decode refuses such a count; never trust it to size a read.
+        return Ok(false);
+    }
     let Some(f) = open_if_exists(fs, &sco_dir.join(sco_name(seq)), &what)? else {
         return Ok(false);
     };
-    let data_len = usize::try_from(u64::from(clusters) * CLUSTER_SIZE_U64)
-        .map_err(|_| Error::Io(format!("{what}: too large")))?;
-    let mut data = vec![0u8; data_len];
-    let n = f
-        .read_at(&mut data, SCO_HEADER_LEN)
-        .map_err(|e| io_err(&what, e))?;
-    if n != data_len || crc32c::crc32c(&data) != crc {
+    let data_len = u64::from(clusters) * CLUSTER_SIZE_U64;
+    if f.file_len().map_err(|e| io_err(&what, e))? < SCO_HEADER_LEN + data_len {
+        return Ok(false);
+    }
+    // The data CRC over a bounded buffer, whatever the count says.
+    let mut buf = vec![0u8; REPAIR_CHUNK];
+    let (mut done, mut computed) = (0u64, 0u32);
+    while done < data_len {
+        let chunk = &mut buf[..(data_len - done).min(REPAIR_CHUNK as u64) as usize];
+        let n = f
+            .read_at(chunk, SCO_HEADER_LEN + done)
+            .map_err(|e| io_err(&what, e))?;
+        if n != chunk.len() {
+            return Ok(false);
+        }
+        computed = crc32c::crc32c_append(computed, chunk);
+        done += n as u64;
+    }
+    if computed != crc {
         return Ok(false);
     }
     tracing::warn!(sco = %what, "rewriting the header and footer of a sealed SCO whose data verifies");

@@ -22,6 +22,15 @@ pub const SCO_HEADER_LEN: u64 = CLUSTER_SIZE_U64;
 const SCO_HEADER_USED: usize = 44;
 /// Bytes of the SCO footer appended when a SCO is sealed.
 pub const SCO_FOOTER_LEN: usize = 32;
+/// Bytes of the largest sealed SCO: header, [`MAX_SCO_CLUSTERS`] clusters, footer.
+pub const MAX_SCO_LEN: u64 =
+    SCO_HEADER_LEN + MAX_SCO_CLUSTERS as u64 * CLUSTER_SIZE_U64 + SCO_FOOTER_LEN as u64;
+/// Bytes of the largest TLog a reader accepts (it is read whole): 4 GiB, 89 million entries.
+/// The largest configuration Ganesha accepts (`TLog_SCOs` 1024, `SCO_Size` 256 MiB) writes
+/// TLogs of at most 1024 × 65,537 entries (3.2 GB).
+pub const MAX_TLOG_LEN: u64 = 4 << 30;
+const _: () =
+    assert!(MAX_TLOG_LEN >= TLOG_HEADER_LEN as u64 + TLOG_ENTRY_LEN as u64 * (1024 * 65_537 + 1));
 
 /// Magic at offset 0 of a TLog.
 pub const TLOG_MAGIC: [u8; 8] = *b"STRATLOG";
@@ -29,6 +38,10 @@ pub const TLOG_MAGIC: [u8; 8] = *b"STRATLOG";
 pub const TLOG_HEADER_LEN: usize = 64;
 /// Bytes of one TLog entry.
 pub const TLOG_ENTRY_LEN: usize = 48;
+/// Most clusters one SCO may hold (`SCO_Size` is at most 1 GiB). Readers refuse a cluster
+/// index, a cluster count or a footer beyond it, so no count read from disk or the backend can
+/// make them allocate or read more than one such SCO.
+pub const MAX_SCO_CLUSTERS: u32 = 1 << 18;
 
 /// The 16-byte identity of a volume, written in every SCO and TLog header. It keys the
 /// volume's backend namespace (never its file name), so volumes can be renamed freely.
@@ -181,13 +194,14 @@ impl ScoHeader {
         b
     }
 
-    /// Decodes and verifies a header (magic, version, CRC, cluster size).
+    /// Decodes and verifies a header: the first [`SCO_HEADER_LEN`] bytes of `b` (magic,
+    /// version, CRC, cluster size, and the zero padding the CRC does not cover).
     pub fn decode(what: &str, b: &[u8]) -> Result<ScoHeader, FormatError> {
-        if b.len() < SCO_HEADER_USED {
+        if b.len() < SCO_HEADER_LEN as usize {
             return Err(FormatError::Truncated {
                 what: what.to_string(),
                 len: b.len() as u64,
-                need: SCO_HEADER_USED as u64,
+                need: SCO_HEADER_LEN,
             });
         }
         let magic = arr8(b, 0);
@@ -210,6 +224,17 @@ impl ScoHeader {
             return Err(FormatError::Inconsistent {
                 what: what.to_string(),
                 reason: format!("cluster size {cs}, expected {CLUSTER_SIZE}"),
+            });
+        }
+        // The rest of the header cluster is zero: the CRC does not cover it.
+        let pad = &b[SCO_HEADER_USED..SCO_HEADER_LEN as usize];
+        if let Some(i) = pad.iter().position(|&x| x != 0) {
+            return Err(FormatError::Inconsistent {
+                what: format!("{what} header"),
+                reason: format!(
+                    "byte {} of the zero padding is not zero",
+                    SCO_HEADER_USED + i
+                ),
             });
         }
         Ok(ScoHeader {
@@ -266,9 +291,16 @@ impl ScoFooter {
             });
         }
         check_crc(&format!("{what} footer"), le_u32(b, 28), &b[0..28])?;
+        let clusters = le_u32(b, 16);
+        if clusters > MAX_SCO_CLUSTERS {
+            return Err(FormatError::Inconsistent {
+                what: format!("{what} footer"),
+                reason: format!("{clusters} clusters, at most {MAX_SCO_CLUSTERS} allowed"),
+            });
+        }
         Ok(ScoFooter {
             seq: le_u64(b, 8),
-            clusters: le_u32(b, 16),
+            clusters,
             data_crc: le_u32(b, 20),
         })
     }
@@ -437,15 +469,28 @@ impl Entry {
         if b[1..4] != [0, 0, 0] {
             return Err(bad("reserved bytes are not zero"));
         }
+        // Field a: a cluster index (below the limit) or a cluster count (up to it).
+        let a = le_u32(b, 4);
         Ok(match b[0] {
+            KIND_CLUSTER if a >= MAX_SCO_CLUSTERS => {
+                return Err(bad(&format!(
+                    "cluster index {a} in a SCO, at most {} allowed",
+                    MAX_SCO_CLUSTERS - 1
+                )))
+            }
+            KIND_SCO_SEALED if a > MAX_SCO_CLUSTERS => {
+                return Err(bad(&format!(
+                    "SCO sealed with {a} clusters, at most {MAX_SCO_CLUSTERS} allowed"
+                )))
+            }
             KIND_CLUSTER => Entry::Cluster {
-                offset: le_u32(b, 4),
+                offset: a,
                 address: le_u64(b, 8),
                 sco: le_u64(b, 16),
                 md5: arr16(b, 24),
             },
             KIND_SCO_SEALED => Entry::ScoSealed {
-                clusters: le_u32(b, 4),
+                clusters: a,
                 sco: le_u64(b, 16),
                 crc: le_u32(b, 40),
             },

@@ -123,7 +123,7 @@ pub(super) struct Loc {
 }
 
 impl Loc {
-    fn encode(&self) -> [u8; 28] {
+    pub(super) fn encode(&self) -> [u8; 28] {
         let mut b = [0u8; 28];
         b[..8].copy_from_slice(&self.sco.to_le_bytes());
         b[8..12].copy_from_slice(&self.offset.to_le_bytes());
@@ -131,7 +131,7 @@ impl Loc {
         b
     }
 
-    fn decode(b: &[u8; 28]) -> Loc {
+    pub(super) fn decode(b: &[u8; 28]) -> Loc {
         let mut sco = [0u8; 8];
         sco.copy_from_slice(&b[..8]);
         let mut off = [0u8; 4];

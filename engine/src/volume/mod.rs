@@ -15,6 +15,7 @@
 //! `size`, `space_used`.
 
 mod backup;
+mod bounded_get;
 pub mod cache;
 mod checkpoint;
 pub mod cluster_cache;
@@ -25,6 +26,8 @@ pub mod localfs;
 pub mod manifest;
 mod mds;
 
+#[cfg(test)]
+pub(crate) mod decoder_tests;
 #[cfg(test)]
 mod durability_tests;
 #[cfg(test)]
