@@ -204,16 +204,16 @@ impl Filesystem {
         }
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| io_err(e, &format!("creating {}", config.data_dir.display())))?;
-        let (store, location): (Arc<dyn ObjectStore>, String) = match opts.store {
+        let mut location = match &config.backend {
+            BackendConfig::Local { dir } => dir.display().to_string(),
+        };
+        let store: Arc<dyn ObjectStore> = match opts.store {
             Some(s) => {
-                let location = format!("{s:?}");
-                (s, location)
+                location.push_str(" (through a store given by the caller)");
+                s
             }
             None => match &config.backend {
-                BackendConfig::Local { dir } => (
-                    Arc::new(LocalStore::open(dir.clone())?),
-                    dir.display().to_string(),
-                ),
+                BackendConfig::Local { dir } => Arc::new(LocalStore::open(dir.clone())?),
             },
         };
         let mut vol_opts = VolumeOptions::from_params(config.sco_size, config.tlog_scos)?;

@@ -223,7 +223,7 @@ async fn foreign(
 fn ino_is_ours(ns: &Namespace, next_ino: Ino, ino: Ino, kind: Kind) -> Result<Option<String>> {
     if ino <= crate::namespace::ROOT || ino >= next_ino {
         return Ok(Some(format!(
-            "ino {ino} was never handed out by this namespace (next is {next_ino})"
+            "ino {ino} was never handed out here, the next ino is {next_ino}"
         )));
     }
     Ok(match ns.get_ino(ino)? {
