@@ -250,3 +250,116 @@ fn first8(b: &[u8; 16]) -> [u8; 8] {
     a.copy_from_slice(&b[..8]);
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::NewNode;
+    use crate::types::{CreateMode, Cred, Handle};
+    use strata_backend::MemStore;
+
+    /// A namespace with ino 2 a file, 3 a directory, 4 a volume, 5 a file that is gone.
+    fn ns() -> (tempfile::TempDir, Namespace) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = redb::Database::create(dir.path().join("t.redb")).expect("db");
+        let ns = Namespace::open(db).expect("open");
+        let root = Handle {
+            ino: crate::namespace::ROOT,
+            generation: ns.fsid(),
+        };
+        for (name, kind) in [
+            ("f", Kind::File),
+            ("d", Kind::Directory),
+            ("v", Kind::Volume),
+            ("gone", Kind::File),
+        ] {
+            let node = NewNode {
+                kind,
+                mode: 0o644,
+                cred: Cred::default(),
+                target: vec![],
+            };
+            ns.create(root, name.as_bytes(), node, CreateMode::Guarded)
+                .expect("create");
+        }
+        ns.remove(root, b"gone", false).expect("remove");
+        ns.purge(5).expect("purge");
+        (dir, ns)
+    }
+
+    fn why(store: &MemStore, me: &Claimant<'_>, key: &str) -> Option<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let next = me.ns.next_ino().expect("next_ino");
+        rt.block_on(foreign(store, me, next, key))
+            .expect("no error")
+    }
+
+    #[test]
+    fn objects_are_accounted_for_by_ino_and_kind() {
+        let (_dir, ns) = ns();
+        let me = Claimant {
+            ns: &ns,
+            label: "test".into(),
+            location: "mem".into(),
+        };
+        let store = MemStore::new();
+        for ours in [
+            "files/0000000000000002.00000000",
+            "files/0000000000000005.00000003",
+            "volumes/0000000000000004/sco/0000000000000001",
+            "volumes/0000000000000005/tlog/0000000000000001",
+        ] {
+            assert_eq!(why(&store, &me, ours), None, "{ours}");
+        }
+        for (theirs, reason) in [
+            ("files/0000000000000003.00000000", "Directory"),
+            ("files/0000000000000004.00000000", "Volume"),
+            ("files/0000000000000006.00000000", "never handed out"),
+            ("files/0000000000000001.00000000", "never handed out"),
+            ("files/2.0", "not a file extent"),
+            ("files/0000000000000002", "not a file extent"),
+            ("volumes/0000000000000002/sco/0000000000000001", "File"),
+            (
+                "volumes/0000000000000009/sco/0000000000000001",
+                "never handed out",
+            ),
+            ("volumes/0000000000000004", "not in a volume"),
+            ("stray", "not a Strata"),
+        ] {
+            let got = why(&store, &me, theirs).unwrap_or_else(|| panic!("{theirs} accepted"));
+            assert!(got.contains(reason), "{theirs}: {got}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_must_name_this_namespaces_volume() {
+        let (_dir, ns) = ns();
+        let me = Claimant {
+            ns: &ns,
+            label: "test".into(),
+            location: "mem".into(),
+        };
+        let store = MemStore::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let key = "volumes/0000000000000004/manifest.xml";
+        let put = |xml: Vec<u8>| rt.block_on(store.put(key, xml.into())).expect("put");
+        put(Manifest::new(volume_id(ns.fsid(), 4)).to_xml());
+        assert_eq!(why(&store, &me, key), None);
+        let other = ns.fsid() ^ 0xff00;
+        put(Manifest::new(volume_id(other, 4)).to_xml());
+        let got = why(&store, &me, key).expect("another namespace's manifest");
+        assert!(got.contains(&format!("{other:016x}")), "{got}");
+        put(Manifest::new(volume_id(ns.fsid(), 2)).to_xml());
+        assert!(why(&store, &me, key).is_some(), "another ino's manifest");
+        // Garbage and oversized manifests are errors, not panics.
+        let next = ns.next_ino().expect("next_ino");
+        for bad in [b"<nope".to_vec(), vec![b' '; MANIFEST_MAX as usize + 1]] {
+            put(bad);
+            assert!(rt.block_on(foreign(&store, &me, next, key)).is_err());
+        }
+    }
+}
