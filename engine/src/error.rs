@@ -42,6 +42,11 @@ pub enum Error {
     /// An I/O error on the local disk, the metadata store or the backend.
     #[error("I/O error: {0}")]
     Io(String),
+    /// The backend belongs to another gateway (its owner record names another, or it holds
+    /// objects this namespace does not refer to): the engine refuses to open (EPERM). The
+    /// message names the identities and the backend.
+    #[error("{0}")]
+    NotOwner(String),
 }
 
 /// True when an I/O error says the disk is full.

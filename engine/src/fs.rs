@@ -16,6 +16,7 @@ use strata_filedriver::FileDriver;
 use crate::data::{space_used, Commit, FileData, ObjectData};
 use crate::error::{Error, Result};
 use crate::namespace::{self, DataUpdate, Inode, Namespace, NewNode, Orphaned, ROOT};
+use crate::owner::{Claimant, OwnerRecord};
 use crate::types::*;
 use crate::volume::VolumeOptions;
 use crate::volumes::{VolumeData, VolumeObject, Volumes, VolumesConfig, VOLUMES_DIR};
@@ -174,6 +175,8 @@ pub struct OpenOptions {
 pub struct Filesystem {
     config: EngineConfig,
     ns: Namespace,
+    /// The backend's owner record as this start wrote it.
+    owner: OwnerRecord,
     driver: Arc<FileDriver>,
     /// Open volumes (the data of `Kind::Volume` objects).
     volumes: Arc<Volumes>,
@@ -201,8 +204,14 @@ impl Filesystem {
         }
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| io_err(e, &format!("creating {}", config.data_dir.display())))?;
+        let mut location = match &config.backend {
+            BackendConfig::Local { dir } => dir.display().to_string(),
+        };
         let store: Arc<dyn ObjectStore> = match opts.store {
-            Some(s) => s,
+            Some(s) => {
+                location.push_str(" (through a store given by the caller)");
+                s
+            }
             None => match &config.backend {
                 BackendConfig::Local { dir } => Arc::new(LocalStore::open(dir.clone())?),
             },
@@ -226,6 +235,13 @@ impl Filesystem {
             None => builder.create(config.data_dir.join(METADATA_FILE))?,
         };
         let ns = Namespace::open(db)?;
+        // Before anything touches the backend: is it ours? (A refusal changes nothing there.)
+        let claimant = Claimant {
+            ns: &ns,
+            label: format!("{}:{}", host_name(), config.data_dir.display()),
+            location,
+        };
+        let owner = rt.block_on(crate::owner::claim(&*store, &claimant))?;
         let volumes = Arc::new(Volumes::new(
             VolumesConfig {
                 dir: config.data_dir.join(VOLUMES_DIR),
@@ -243,6 +259,7 @@ impl Filesystem {
         let fs = Filesystem {
             config,
             ns,
+            owner,
             driver: Arc::new(driver),
             volumes,
             live: Mutex::new(HashMap::new()),
@@ -283,6 +300,11 @@ impl Filesystem {
     /// restarts, different for every newly created namespace. Usable as the NFS fsid.
     pub fn fsid(&self) -> u64 {
         self.ns.fsid()
+    }
+
+    /// The backend's owner record as this start wrote it (this gateway; the epoch of this run).
+    pub fn owner(&self) -> &OwnerRecord {
+        &self.owner
     }
 
     /// Handle of the root directory.
@@ -883,6 +905,15 @@ impl Drop for Filesystem {
             }
         }
     }
+}
+
+/// This machine's name, for the owner record's label ("unknown" if it cannot be read).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 fn io_err(e: std::io::Error, what: &str) -> Error {

@@ -14,6 +14,7 @@ mod error;
 mod fs;
 pub mod mgmt;
 mod namespace;
+mod owner;
 mod runtime;
 mod types;
 pub mod volume;
@@ -31,6 +32,7 @@ pub use fs::{
     BackendConfig, EngineConfig, Filesystem, OpenOptions, DEFAULT_VOLUME_SUFFIXES,
     EXTENT_CACHE_DIR, FILES_PREFIX, METADATA_FILE,
 };
+pub use owner::{OwnerRecord, OWNER_KEY};
 pub use types::*;
 pub use volumes::{VOLUMES_DIR, VOLUMES_PREFIX};
 

@@ -697,6 +697,7 @@ pub fn error_kind(e: &Error) -> &'static str {
         Error::Delay => "delay",
         Error::NotSupported(_) => "not_supported",
         Error::Io(_) => "io",
+        Error::NotOwner(_) => "not_owner",
     }
 }
 

@@ -32,6 +32,7 @@ const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
 const META_VERSION: &str = "format_version";
 const META_NEXT_INO: &str = "next_ino";
 const META_FSID: &str = "fsid";
+const META_GATEWAY: &str = "gateway_id";
 
 /// The current time.
 pub(crate) fn now() -> Timestamp {
@@ -300,6 +301,7 @@ pub(crate) struct DirRow {
 pub(crate) struct Namespace {
     db: Database,
     fsid: u64,
+    gateway: u64,
     durability: Durability,
     /// When a lazy data commit was last made durable (see `persist_data`).
     lazy_synced: parking_lot::Mutex<std::time::Instant>,
@@ -351,6 +353,7 @@ impl Namespace {
     pub fn open(db: Database) -> Result<Namespace> {
         let txn = db.begin_write()?;
         let fsid;
+        let gateway;
         {
             let mut meta = txn.open_table(META)?;
             let version = meta.get(META_VERSION)?.map(|v| v.value());
@@ -378,6 +381,17 @@ impl Namespace {
                     put_inode(&mut inodes, ROOT, &root)?;
                 }
             }
+            // The gateway id came after format 1's first release: a namespace without one
+            // gets it now (older readers ignore the row).
+            let stored = meta.get(META_GATEWAY)?.map(|v| v.value());
+            gateway = match stored {
+                Some(g) => g,
+                None => {
+                    let g = random_u64();
+                    meta.insert(META_GATEWAY, g)?;
+                    g
+                }
+            };
             // Create every table so that read transactions never meet a missing one.
             txn.open_table(INODES)?;
             txn.open_table(DIRENTS)?;
@@ -389,6 +403,7 @@ impl Namespace {
         Ok(Namespace {
             db,
             fsid,
+            gateway,
             durability: Durability::Immediate,
             lazy_synced: parking_lot::Mutex::new(std::time::Instant::now()),
         })
@@ -406,6 +421,21 @@ impl Namespace {
     /// The per-filesystem generation carried by every handle.
     pub fn fsid(&self) -> u64 {
         self.fsid
+    }
+
+    /// The random identity of the gateway this namespace belongs to (the owner record's
+    /// gateway id): stable across restarts.
+    pub fn gateway_id(&self) -> u64 {
+        self.gateway
+    }
+
+    /// The next inode number to hand out: every ino below it was handed out by this namespace.
+    pub fn next_ino(&self) -> Result<Ino> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        meta.get(META_NEXT_INO)?
+            .map(|v| v.value())
+            .ok_or_else(|| Error::Io("meta has no next_ino".into()))
     }
 
     fn begin(&self) -> Result<WriteTransaction> {

@@ -118,6 +118,7 @@ fn code(e: &Error) -> &'static str {
         Error::Delay => "Delay",
         Error::NotSupported(_) => "NotSupported",
         Error::Io(_) => "Io",
+        Error::NotOwner(_) => "NotOwner",
     }
 }
 

@@ -325,18 +325,35 @@ fn a_volume_too_far_ahead_of_the_backend_is_answered_delay_until_flushed() {
 
 #[test]
 fn a_new_volume_ignores_what_another_namespace_left_under_its_ino() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (old_dir, dir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
     let ino = {
-        let fs = open(dir.path());
+        let fs = open(old_dir.path());
         let a = create_volume(&fs, "old-flat.vmdk");
         fs.write(a.handle, 0, &pattern(20_000, 4), true)
             .expect("write");
         fs.flush_to_backend().expect("flush");
         a.handle.ino
     };
-    // A new namespace on the same backend (the metadata was lost): inos start over.
-    std::fs::remove_file(dir.path().join(METADATA_FILE)).expect("drop namespace");
+    // A new namespace, whose backend holds another namespace's objects under the ino it hands
+    // out next (the owner record keeps gateways apart; this is what is left if something wrote
+    // there behind its back): inos start over.
     let fs = open(dir.path());
+    let (from, to) = (
+        backend_dir(old_dir.path(), ino),
+        backend_dir(dir.path(), ino),
+    );
+    for rel in files_under(&from) {
+        let dst = to.join(&rel);
+        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(from.join(&rel), dst).expect("plant a foreign object");
+    }
+    assert!(
+        to.join("manifest.xml").exists(),
+        "a foreign manifest planted"
+    );
     let a = create_volume(&fs, "new-flat.vmdk");
     assert_eq!(a.handle.ino, ino, "same ino handed out again");
     assert_eq!(a.size, 0);

@@ -49,6 +49,7 @@ pub(crate) fn map_err(e: &Error) -> ffi::fsal_status_t {
         Error::Delay => st(ffi::ERR_FSAL_DELAY, libc::EAGAIN),
         Error::NotSupported(_) => st(ffi::ERR_FSAL_NOTSUPP, libc::ENOTSUP),
         Error::Io(_) => st(ffi::ERR_FSAL_IO, libc::EIO),
+        Error::NotOwner(_) => st(ffi::ERR_FSAL_PERM, libc::EPERM),
     }
 }
 
@@ -59,7 +60,7 @@ pub(crate) type FResult<T> = Result<T, ffi::fsal_status_t>;
 pub(crate) fn eng<T>(what: &str, r: strata_engine::Result<T>) -> FResult<T> {
     r.map_err(|e| {
         match &e {
-            Error::Io(_) | Error::Invalid(_) | Error::NotSupported(_) => {
+            Error::Io(_) | Error::Invalid(_) | Error::NotSupported(_) | Error::NotOwner(_) => {
                 glog!(GLevel::Warn, "{what}: {e}")
             }
             _ => glog!(GLevel::Debug, "{what}: {e}"),

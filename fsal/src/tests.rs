@@ -406,6 +406,7 @@ fn engine_errors_map_to_nfs_statuses() {
         (Error::Delay, ffi::ERR_FSAL_DELAY),
         (Error::NotSupported("x".into()), ffi::ERR_FSAL_NOTSUPP),
         (Error::Io("x".into()), ffi::ERR_FSAL_IO),
+        (Error::NotOwner("x".into()), ffi::ERR_FSAL_PERM),
     ];
     for (e, want) in cases {
         assert_eq!(crate::map_err(&e).major, want, "{e:?}");
