@@ -71,7 +71,8 @@ static int usage(void)
 		"  randio PATH SIZE BS QD COUNT read|write|readverify SEED [COMMIT_EVERY]\n"
 		"                                   random aligned I/O at queue depth QD (async API)\n"
 		"  commitlog PATH SIZE SEED COUNT EVERY   v3 UNSTABLE random writes, COMMIT every EVERY,\n"
-		"                                   committed=N after each successful COMMIT\n");
+		"                                   committed=N after each successful COMMIT\n"
+		"  blocklog PATH SIZE SEED COUNT EVERY    the same with 4 KiB writes at aligned random blocks\n");
 	return 2;
 }
 
@@ -558,21 +559,35 @@ static void cl_commit_cb(struct rpc_context *rpc, int status, void *data, void *
 	}
 }
 
+/* The next xorshift64* number of the commitlog/blocklog sequence. */
+static uint64_t cl_next(uint64_t *rng)
+{
+	*rng ^= *rng >> 12;
+	*rng ^= *rng << 25;
+	*rng ^= *rng >> 27;
+	return *rng * 0x2545F4914F6CDD1DULL;
+}
+
 /*
  * commitlog PATH SIZE SEED COUNT EVERY: COUNT UNSTABLE WRITEs, one at a time, of 4 KiB..64 KiB at
  * random byte offsets below SIZE; write i carries pattern_byte(pos, SEED + i + 1) and its offset
  * and length come from xorshift64* seeded like randio (the tests replay both). A COMMIT follows
  * every EVERY writes (and the last one); once it succeeds with the writes' verifier, the line
  * "committed=N bytes=B" says writes 0..N-1 are stable. Stops at the first error.
+ *
+ * blocklog (BLOCKS = 1) is the same with every write exactly 4 KiB at a 4 KiB-aligned offset:
+ * block (one xorshift64* number) % (SIZE / 4096); SIZE must be a multiple of 4 KiB.
  */
-static int do_commitlog(char **a, int n)
+static int do_commitlog(char **a, int n, int blocks)
 {
 	uint64_t size, seed, count, every;
 	if (n != 5 || parse_u64(a[1], &size) || parse_u64(a[2], &seed) || parse_u64(a[3], &count) ||
-	    parse_u64(a[4], &every) || every == 0 || size < 65536)
+	    parse_u64(a[4], &every) || every == 0 || size < (blocks ? 4096 : 65536) ||
+	    (blocks && size % 4096))
 		return usage();
 	if (nfs_version != 3) {
-		printf("error=\"commitlog needs version=3\" errno=%d\n", EINVAL);
+		printf("error=\"%s needs version=3\" errno=%d\n", blocks ? "blocklog" : "commitlog",
+		       EINVAL);
 		return 1;
 	}
 	struct nfsfh *fh;
@@ -588,16 +603,14 @@ static int do_commitlog(char **a, int n)
 	char verf[NFS3_WRITEVERFSIZE];
 	int have_verf = 0;
 	for (uint64_t i = 0; i < count; i++) {
-		rng ^= rng >> 12;
-		rng ^= rng << 25;
-		rng ^= rng >> 27;
-		uint64_t r1 = rng * 0x2545F4914F6CDD1DULL;
-		rng ^= rng >> 12;
-		rng ^= rng << 25;
-		rng ^= rng >> 27;
-		uint64_t r2 = rng * 0x2545F4914F6CDD1DULL;
-		uint64_t len = 4096 + r1 % 61441;
-		uint64_t off = r2 % (size - len + 1);
+		uint64_t len, off;
+		if (blocks) {
+			len = 4096;
+			off = cl_next(&rng) % (size / 4096) * 4096;
+		} else {
+			len = 4096 + cl_next(&rng) % 61441;
+			off = cl_next(&rng) % (size - len + 1);
+		}
 		for (uint64_t j = 0; j < len; j++)
 			buf[j] = (char)pattern_byte(off + j, seed + i + 1);
 
@@ -925,7 +938,9 @@ int strata_nfs_client_main(int argc, char **argv)
 	} else if (strcmp(cmd, "randio") == 0) {
 		rc = do_randio(a, n);
 	} else if (strcmp(cmd, "commitlog") == 0) {
-		rc = do_commitlog(a, n);
+		rc = do_commitlog(a, n, 0);
+	} else if (strcmp(cmd, "blocklog") == 0) {
+		rc = do_commitlog(a, n, 1);
 	} else if (strcmp(cmd, "ls") == 0 && n == 1) {
 		rc = do_ls(a[0]);
 	} else {

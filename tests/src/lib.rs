@@ -11,6 +11,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod soak_model;
+
 use strata_ganesha_conf::conf::{Export, FsalBlock, GaneshaConf};
 use strata_ganesha_conf::launcher::{self, Gateway, LaunchOptions, NamespaceMode};
 
