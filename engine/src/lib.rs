@@ -18,9 +18,9 @@ mod owner;
 mod runtime;
 mod types;
 pub mod volume;
-#[cfg(test)]
-mod volume_deletion_tests;
 mod volumes;
+#[cfg(test)]
+mod volumes_tests;
 
 /// Unit tests record their largest allocations (see `alloc_probe`).
 #[cfg(test)]

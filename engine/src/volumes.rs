@@ -648,10 +648,12 @@ async fn delete_all(store: &dyn ObjectStore) -> Result<()> {
     }
 }
 
-/// The background pipeline of one volume: a pass every `interval` (a quarter of `max_age`,
-/// between 100 ms and 5 s) uploads closed TLogs, their SCOs and the manifest, sealing a partial
-/// SCO older than `max_age` first; failures back off exponentially. At most [`UPLOADS`] passes
-/// run at once over all volumes.
+/// The background pipeline of one volume, the only upload loop: a pass every `interval` (a
+/// quarter of `max_age`, between 100 ms and 5 s) uploads closed TLogs, their SCOs and the
+/// manifest, sealing a partial SCO older than `max_age` first; failures back off exponentially
+/// (from `interval`, doubling, capped at 30 s, plus up to a quarter of jitter) until the
+/// backend answers again. Nothing is dropped meanwhile: what is not uploaded stays local. At
+/// most [`UPLOADS`] passes run at once over all volumes.
 async fn pipeline(
     vol: Arc<Volume>,
     store: Arc<dyn ObjectStore>,
@@ -663,6 +665,9 @@ async fn pipeline(
 ) {
     let interval = (max_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut delay = interval;
+    // Retries of many volumes after one outage spread out instead of arriving together.
+    let seed = u64::from_le_bytes(vol.id().0[..8].try_into().unwrap_or([0; 8]));
+    let mut jitter = crate::volume::SimRng::new(seed ^ 0x5ca1_ab1e);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -680,7 +685,11 @@ async fn pipeline(
             Ok(r) if r.bytes > 0 => delay = Duration::from_millis(1),
             Ok(_) => delay = interval,
             Err(e) => {
-                delay = (delay * 2).min(BACKOFF_CAP.max(interval));
+                let next = delay
+                    .saturating_mul(2)
+                    .clamp(interval, BACKOFF_CAP.max(interval));
+                let spread = u64::try_from(next.as_millis() / 4).unwrap_or(u64::MAX);
+                delay = next + Duration::from_millis(jitter.below(spread.saturating_add(1)));
                 tracing::warn!(volume = %vol.id(), error = %e, retry_in = ?delay, "volume upload failed");
             }
         }

@@ -575,39 +575,3 @@ fn remove_local(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
     }
     Ok(())
 }
-
-/// Runs the backend pipeline of one volume until `stop` turns true: a [`Volume::backup_aged`]
-/// pass every `interval`; after a failure, passes are retried with exponential backoff (from
-/// `interval`, doubling, capped at 30 s, with jitter) until the backend answers again. Nothing is
-/// dropped meanwhile: un-uploaded SCOs and TLogs stay in the local cache.
-pub async fn run_pipeline(
-    vol: Arc<Volume>,
-    store: Arc<dyn ObjectStore>,
-    max_age: Duration,
-    interval: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut delay = interval;
-    let mut jitter = super::localfs::SimRng::new(u64::from_le_bytes(
-        vol.id().0[..8].try_into().unwrap_or([0; 8]),
-    ));
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        match vol.backup_aged(&*store, max_age).await {
-            Ok(_) => delay = interval,
-            Err(e) => {
-                tracing::warn!(volume = %vol.id(), error = %e, retry_in = ?delay, "backend upload failed");
-                let cap = Duration::from_secs(30).max(interval);
-                let next = delay.saturating_mul(2).min(cap);
-                let j = jitter.below(next.as_millis().max(1) as u64 / 4 + 1);
-                delay = next + Duration::from_millis(j);
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            r = stop.changed() => if r.is_err() { return },
-        }
-    }
-}

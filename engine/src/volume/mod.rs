@@ -33,9 +33,7 @@ mod durability_tests;
 #[cfg(test)]
 mod tests;
 
-pub use self::backup::{
-    remove_local_state, restore_interrupted, run_pipeline, BackupReport, RESTORE_MARKER,
-};
+pub use self::backup::{remove_local_state, restore_interrupted, BackupReport, RESTORE_MARKER};
 pub use self::cache::{evict_lfu, EvictionReport};
 pub use self::core::{
     EvictionCandidate, FsyncSite, Volume, VolumeOptions, VolumeStats, DEFAULT_CHECKPOINT_TLOGS,

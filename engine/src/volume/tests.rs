@@ -963,60 +963,6 @@ fn random_backups_and_backend_restarts_restore_the_last_backup() {
 }
 
 /// Polls `cond` until it holds or `secs` pass (no fixed sleeps as synchronisation).
-fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-#[test]
-fn the_pipeline_retries_and_drains_once_the_backend_is_back() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let store = Arc::new(fail_puts());
-    *store.hook().prefix.lock() = Some(""); // the backend is unreachable
-    let (_fs, _lfs, vol) = fresh(small_opts());
-    let vol = Arc::new(vol);
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let task = rt.spawn(run_pipeline(
-        vol.clone(),
-        store.clone(),
-        Duration::ZERO,
-        Duration::from_millis(5),
-        rx,
-    ));
-    let mut rng = SimRng::new(99);
-    scribble(&vol, &mut rng, 10);
-    vol.sync().expect("sync");
-    let expect = whole(&vol);
-    wait_until(20, "failed uploads", || {
-        store
-            .hook()
-            .failed
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 3
-    });
-    assert!(
-        rt.block_on(store.head("manifest.xml")).is_err(),
-        "nothing reached the backend"
-    );
-    *store.hook().prefix.lock() = None; // the backend is back
-    wait_until(20, "the pipeline to drain", || {
-        rt.block_on(vol.backend_last_tlog()) == Some(vol.open_tlog_seq() - 1)
-            && vol.unuploaded_age().is_none()
-    });
-    tx.send(true).expect("stop");
-    rt.block_on(task).expect("pipeline task");
-    let fs2: Arc<dyn LocalFs> = Arc::new(SimFs::new());
-    let restored = restore_from(&rt, &store, fs2, small_opts()).expect("restore");
-    assert_eq!(whole(&restored), expect);
-}
-
 /// The crash workload over many seeds (run by hand: `cargo test -p strata-engine --release --
 /// --ignored soak`; `STRATA_SOAK_SEEDS` sets the count, default 300, `STRATA_SOAK_FIRST` the first
 /// seed, default 1000).
