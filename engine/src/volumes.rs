@@ -477,7 +477,6 @@ impl Volumes {
 
     /// [`Volumes::delete`] with the volume's gate held.
     fn delete_gated(&self, ino: Ino) -> Result<()> {
-        self.deleted.lock().insert(ino);
         let marker = self.deleting_marker(ino);
         self.fs
             .create_dir_all(&self.cfg.dir)
@@ -490,6 +489,8 @@ impl Volumes {
         self.fs
             .sync_dir(&self.cfg.dir)
             .map_err(|e| io_err(&self.cfg.dir, e))?;
+        // Deleted from here on (not before: a failed marker leaves the volume as it was).
+        self.deleted.lock().insert(ino);
         let data = self.open.lock().remove(&ino);
         self.cache.vols.lock().remove(&ino);
         if let Some(d) = &data {
@@ -666,7 +667,10 @@ async fn pipeline(
     let interval = (max_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut delay = interval;
     // Retries of many volumes after one outage spread out instead of arriving together.
-    let seed = u64::from_le_bytes(vol.id().0[..8].try_into().unwrap_or([0; 8]));
+    // Seeded by the whole volume id: the fsid half alone is the same for every volume.
+    let half =
+        |r: std::ops::Range<usize>| u64::from_le_bytes(vol.id().0[r].try_into().unwrap_or([0; 8]));
+    let seed = half(0..8) ^ half(8..16).rotate_left(32);
     let mut jitter = crate::volume::SimRng::new(seed ^ 0x5ca1_ab1e);
     loop {
         tokio::select! {

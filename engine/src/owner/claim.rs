@@ -84,7 +84,7 @@ pub(crate) async fn claim(store: &dyn ObjectStore, me: &Claimant<'_>) -> Result<
                 tracing::info!(epoch, backend = %me.location, "backend owner record: epoch bumped");
                 Ok(new)
             }
-            Err(e) if e.is_condition_failed() => Err(lost_race(store, me).await),
+            Err(e) if e.is_condition_failed() => lost_race(store, me, &new).await,
             Err(e) => Err(e.into()),
         };
     }
@@ -100,24 +100,31 @@ pub(crate) async fn claim(store: &dyn ObjectStore, me: &Claimant<'_>) -> Result<
             tracing::info!(backend = %me.location, "backend claimed: owner record written");
             Ok(new)
         }
-        Err(e) if e.is_condition_failed() => Err(lost_race(store, me).await),
+        Err(e) if e.is_condition_failed() => lost_race(store, me, &new).await,
         Err(e) => Err(e.into()),
     }
 }
 
-/// The refusal after a conditional put of the record failed: someone else wrote it meanwhile.
-async fn lost_race(store: &dyn ObjectStore, me: &Claimant<'_>) -> Error {
+/// After a conditional put of the record failed: if the record is now exactly the one this
+/// gateway tried to write, the put did succeed and only its answer was lost (a store that
+/// retried it); otherwise someone else wrote it meanwhile, and the start is refused.
+async fn lost_race(
+    store: &dyn ObjectStore,
+    me: &Claimant<'_>,
+    tried: &OwnerRecord,
+) -> Result<OwnerRecord> {
     let now = match get_bounded(store, OWNER_KEY, RECORD_MAX).await {
         Ok(Some((b, _))) => match OwnerRecord::decode(OWNER_KEY, &b) {
+            Ok(r) if r == *tried => return Ok(r),
             Ok(r) => format!("{}, epoch {}", r.describe(), r.epoch),
             Err(e) => e.to_string(),
         },
         Ok(None) => "nobody (the record is gone again)".to_string(),
         Err(e) => format!("unknown ({e})"),
     };
-    me.refuse(format!(
+    Err(me.refuse(format!(
         "its owner record changed while this gateway was starting; it now names {now}"
-    ))
+    )))
 }
 
 /// Reads an object of at most `max` bytes with its ETag; `None` if there is none. A larger

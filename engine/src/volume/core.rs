@@ -370,6 +370,8 @@ pub struct Volume {
     mds_syncs: Arc<AtomicU64>,
     /// Serializes uncorks.
     uncork_lock: Mutex<()>,
+    /// A TLog longer than this is closed at the next change ([`TLOG_ROLL_LEN`]; tests lower it).
+    tlog_roll_len: AtomicU64,
 }
 
 impl std::fmt::Debug for Volume {
@@ -424,6 +426,10 @@ enum Base {
 /// Clusters fetched from the backend for a read-modify-write: address -> (the location they
 /// were read from, their bytes). Used only while the address still maps to that location.
 type Fetched = HashMap<u64, (Loc, Vec<u8>)>;
+
+/// A TLog longer than this is closed at the next write, whatever its SCO count: half of what
+/// a reader accepts ([`MAX_TLOG_LEN`]).
+const TLOG_ROLL_LEN: u64 = MAX_TLOG_LEN / 2;
 
 /// Rounds of fetching a read-modify-write may take (a cluster only moves to another evicted
 /// SCO by a concurrent write plus an upload and an eviction in between: rare).
@@ -566,6 +572,7 @@ impl Volume {
             mds,
             mds_syncs,
             uncork_lock: Mutex::new(()),
+            tlog_roll_len: AtomicU64::new(TLOG_ROLL_LEN),
         }
     }
 
@@ -718,22 +725,27 @@ impl Volume {
         Ok(Base::Have(c))
     }
 
-    /// Runs `f` under the volume's write lock. `f` returns the clusters it must
-    /// read-modify-write that live in evicted SCOs, having changed nothing; they are fetched
-    /// from the backend with the lock released (writers never wait for the backend) and `f`
-    /// runs again with them. A backend that cannot be reached is `Delay`, and nothing changed.
+    /// Runs `f` under the volume's write lock, guarded (an error there halts the volume). `f`
+    /// returns the clusters it must read-modify-write that live in evicted SCOs, having changed
+    /// nothing; they are fetched from the backend with the lock released (writers never wait
+    /// for the backend) and `f` runs again with them. A failed fetch changed nothing, so it
+    /// does not halt the volume: a backend that cannot be reached is `Delay`, a bad object an
+    /// error for this call only. Each attempt checks, under the lock, that the volume was not
+    /// halted (a failed fsync, a deletion) while the lock was released.
     fn with_rmw<T>(
         &self,
         mut f: impl FnMut(&mut State, &Fetched) -> Result<std::result::Result<T, Vec<(u64, Loc)>>>,
     ) -> Result<T> {
         let mut fetched = Fetched::new();
         for _ in 0..RMW_ATTEMPTS {
-            let need = {
+            let attempt = self.guarded(|| {
                 let mut st = self.state.write();
-                match f(&mut st, &fetched)? {
-                    Ok(v) => return Ok(v),
-                    Err(need) => need,
-                }
+                self.check_halted()?;
+                f(&mut st, &fetched)
+            })?;
+            let need = match attempt {
+                Ok(v) => return Ok(v),
+                Err(need) => need,
             };
             for (ca, loc) in need {
                 let mut c = vec![0u8; CLUSTER_SIZE];
@@ -1017,19 +1029,21 @@ impl Volume {
             let hashes: Option<Vec<[u8; 16]>> = (off.is_multiple_of(CLUSTER_SIZE_U64)
                 && data.len().is_multiple_of(CLUSTER_SIZE))
             .then(|| data.chunks_exact(CLUSTER_SIZE).map(md5).collect());
-            self.guarded(|| {
-                if let Some(h) = &hashes {
+            if let Some(h) = &hashes {
+                self.guarded(|| {
                     let mut st = self.state.write();
-                    return self.write_aligned_locked(&mut st, off, end, data, h);
-                }
+                    self.write_aligned_locked(&mut st, off, end, data, h)
+                })?;
+            } else {
                 self.with_rmw(|st, fetched| {
                     let r = self.write_locked(st, off, end, data, fetched)?;
                     if r.is_ok() {
                         st.write_gen += 1;
+                        self.roll_if_long(st)?;
                     }
                     Ok(r)
-                })
-            })?;
+                })?;
+            }
         }
         if stable {
             self.sync()?;
@@ -1050,7 +1064,7 @@ impl Volume {
         self.grow_to(st, end)?;
         self.append_hashed(st, off / CLUSTER_SIZE_U64, data, Some(hashes))?;
         st.write_gen += 1;
-        Ok(())
+        self.roll_if_long(st)
     }
 
     /// Grows the volume to `end` if it is smaller, logged before the clusters written there so
@@ -1267,6 +1281,25 @@ impl Volume {
         Ok(())
     }
 
+    /// Closes the open TLog once it is longer than [`TLOG_ROLL_LEN`], whatever its SCO count:
+    /// resize entries (a guest appending in small writes logs one per write; truncates fill
+    /// no SCO at all) would otherwise grow it past what a reader accepts ([`MAX_TLOG_LEN`]).
+    /// The open SCO is sealed first: a closed TLog names only sealed, durable SCOs.
+    fn roll_if_long(&self, st: &mut State) -> Result<()> {
+        if st.tlog.len <= self.tlog_roll_len.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if st.sco.as_ref().is_some_and(|s| s.clusters > 0) {
+            // Sealing may close the TLog already (when it fills its SCO count).
+            let seq = st.tlog.seq;
+            self.seal_open_sco(st)?;
+            if st.tlog.seq != seq {
+                return Ok(());
+            }
+        }
+        self.roll_tlog(st)
+    }
+
     /// Closes the open TLog (TLogClosed + fdatasync) and starts the next one (header +
     /// fdatasync; its name becomes durable at the next commit).
     fn roll_tlog(&self, st: &mut State) -> Result<()> {
@@ -1328,30 +1361,29 @@ impl Volume {
                 "volume size {size} above {MAX_VOLUME_SIZE}"
             )));
         }
-        self.guarded(|| {
-            self.with_rmw(|st, fetched| {
-                if size == st.size {
-                    return Ok(Ok(()));
-                }
-                if size < st.size {
-                    let tail = size % CLUSTER_SIZE_U64;
-                    let ca = size / CLUSTER_SIZE_U64;
-                    if tail != 0 && self.lookup(st, ca)?.is_some() {
-                        match self.rmw_base(st, ca, fetched)? {
-                            Base::Have(mut c) => {
-                                c[tail as usize..].fill(0);
-                                self.append_hashed(st, ca, &c, None)?;
-                            }
-                            Base::Fetch(loc) => return Ok(Err(vec![(ca, loc)])),
+        self.with_rmw(|st, fetched| {
+            if size == st.size {
+                return Ok(Ok(()));
+            }
+            if size < st.size {
+                let tail = size % CLUSTER_SIZE_U64;
+                let ca = size / CLUSTER_SIZE_U64;
+                if tail != 0 && self.lookup(st, ca)?.is_some() {
+                    match self.rmw_base(st, ca, fetched)? {
+                        Base::Have(mut c) => {
+                            c[tail as usize..].fill(0);
+                            self.append_hashed(st, ca, &c, None)?;
                         }
+                        Base::Fetch(loc) => return Ok(Err(vec![(ca, loc)])),
                     }
                 }
-                self.tlog_append(st, &[Entry::Resize { size }])?;
-                let tlog = st.tlog.seq;
-                self.set_size(st, tlog, size)?;
-                st.write_gen += 1;
-                Ok(Ok(()))
-            })
+            }
+            self.tlog_append(st, &[Entry::Resize { size }])?;
+            let tlog = st.tlog.seq;
+            self.set_size(st, tlog, size)?;
+            st.write_gen += 1;
+            self.roll_if_long(st)?;
+            Ok(Ok(()))
         })
     }
 
@@ -2229,6 +2261,12 @@ impl Volume {
             }
         }
         Ok(())
+    }
+
+    /// Test knob: close TLogs once they are longer than `len` bytes.
+    #[cfg(test)]
+    pub(crate) fn set_tlog_roll_len(&self, len: u64) {
+        self.tlog_roll_len.store(len, Ordering::Relaxed);
     }
 
     /// Test helper: the content of cluster `ca` as the MetaDataStore maps it, ignoring the size.

@@ -325,3 +325,65 @@ fn a_read_modify_write_waiting_for_the_backend_does_not_block_other_writers() {
     want[1] = b'x';
     assert_eq!(read_vec(&vol, 20 * CLUSTER_SIZE_U64, CLUSTER_SIZE), want);
 }
+
+/// From the review of issue 10: a TLog was closed only by its SCO count, so resize entries (a
+/// guest appending in small writes logs one per write; truncates fill no SCO) could grow it
+/// past what a reader accepts, and the volume could then neither upload nor reopen. A long
+/// TLog is now closed at the next change (the open SCO sealed first); everything reads back
+/// after a restart and a power cut.
+#[test]
+fn a_tlog_long_with_resizes_is_closed_by_its_length() {
+    let opts = VolumeOptions {
+        sco_clusters: 1024,
+        tlog_scos: 64,
+        checkpoint_tlogs: 64,
+    };
+    let (sim, lfs, vol) = fresh(opts);
+    vol.set_tlog_roll_len(16 << 10);
+    let first = vol.open_tlog_seq();
+    // 2000 appends of 100 bytes: one resize entry each, few clusters, no SCO filled.
+    let mut want = Vec::new();
+    for i in 0..2000u32 {
+        let piece = vec![(i % 251) as u8; 100];
+        vol.write(want.len() as u64, &piece, false).expect("append");
+        want.extend_from_slice(&piece);
+        // Truncates that change the size back and forth add entries without data.
+        vol.resize(want.len() as u64 + 1).expect("grow");
+        vol.resize(want.len() as u64).expect("shrink back");
+    }
+    vol.sync().expect("commit");
+    assert!(
+        vol.open_tlog_seq() > first + 10,
+        "the TLog was not closed by its length ({} TLogs)",
+        vol.open_tlog_seq() - first
+    );
+    drop(vol);
+    sim.crash(CrashMode::DropAll);
+    let vol = Volume::open(lfs, &dir(), VOL, opts).expect("reopen");
+    assert_eq!(vol.size(), want.len() as u64);
+    assert_eq!(read_vec(&vol, 0, want.len()), want);
+}
+
+/// From the review of issue 10: a read-modify-write whose fetch from the backend fails (here a
+/// corrupt object: MD5 mismatch) changed nothing, so it fails that write only; the volume is
+/// not halted and other writes and COMMITs go on.
+#[test]
+fn a_failed_fetch_for_a_read_modify_write_does_not_halt_the_volume() {
+    use bytes::Bytes;
+    use strata_backend::ObjectStore;
+    let rt = mt_rt();
+    let store: Arc<FailPuts> = Arc::new(super::tests::fail_puts());
+    let (_sim, _lfs, vol, _data, _rep) = evicted_volume(&rt, &store);
+    // Cluster 19 is in the evicted SCO 2: flip a byte of it on the backend.
+    let key = super::backup::sco_key(2);
+    let (obj, _) = rt.block_on(store.get(&key)).expect("get");
+    let mut obj = obj.to_vec();
+    obj[4096 + 3 * 4096 + 10] ^= 0x40;
+    rt.block_on(store.put(&key, Bytes::from(obj))).expect("put");
+    let err = vol
+        .write(19 * CLUSTER_SIZE_U64 + 1, b"x", false)
+        .expect_err("the corrupt cluster cannot be read-modify-written");
+    assert!(err.to_string().contains("MD5 mismatch"), "{err}");
+    vol.write(600 * CLUSTER_SIZE_U64, &[1u8; CLUSTER_SIZE], true)
+        .expect("the volume goes on after a failed fetch");
+}
