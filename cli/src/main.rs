@@ -456,7 +456,9 @@ fn volume_report(v: &VolumeReport) -> String {
          cache             {} hits, {} misses (hit rate {rate})\n\
          cluster cache     {} hits (clusters of evicted SCOs not fetched again)\n\
          metadata          applied up to TLog {}, checkpoint TLog {}, {} clusters corked\n\
-         TLogs replayed    {} (at open)\n",
+         TLogs replayed    {} (at open)\n\
+         upload            {}/s; peak backlog {} ({})\n\
+         pacing            {} writes waited, {} ms in all; {} answered DELAY\n",
         v.path,
         v.ino,
         v.size,
@@ -476,6 +478,12 @@ fn volume_report(v: &VolumeReport) -> String {
         v.checkpoint_tlog,
         v.corked_clusters,
         v.tlogs_replayed,
+        human(v.upload_rate),
+        v.peak_backlog,
+        human(v.peak_backlog),
+        v.writes_paced,
+        v.pacing_delay_ms,
+        v.writes_refused,
     )
 }
 

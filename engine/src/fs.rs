@@ -75,8 +75,15 @@ pub struct EngineConfig {
     pub checkpoint_tlogs: u32,
     /// A partial SCO holding data for this long is sealed and uploaded (`SCO_Max_Age`).
     pub sco_max_age: std::time::Duration,
-    /// Bytes of a volume not yet on the backend before it is throttled (`Write_Buffer_Size`).
+    /// Bytes of a volume not yet on the backend at which its writes wait for room
+    /// (`Write_Buffer_Size`, the hard mark).
     pub write_buffer_size: u64,
+    /// Percentage of `write_buffer_size` above which a volume's writes are paced
+    /// (`Write_Throttle_Start`, 1..=100).
+    pub write_throttle_start: u64,
+    /// How long the backend may make no upload progress before a write waiting at the hard
+    /// mark is answered `Delay` (`Backend_Stall_Timeout`).
+    pub backend_stall_timeout: std::time::Duration,
     /// Bound of the local SCO files of all volumes, bytes (`SCO_Cache_Size`; 0: unbounded).
     pub sco_cache_size: u64,
     /// Bound of the content-addressed cluster cache shared by all volumes, bytes
@@ -104,6 +111,8 @@ impl EngineConfig {
             checkpoint_tlogs: crate::volume::DEFAULT_CHECKPOINT_TLOGS,
             sco_max_age: std::time::Duration::from_secs(60),
             write_buffer_size: 1 << 30,
+            write_throttle_start: 50,
+            backend_stall_timeout: std::time::Duration::from_secs(60),
             sco_cache_size: 8 << 30,
             cluster_cache_size: 1 << 30,
         }
@@ -216,6 +225,7 @@ impl Filesystem {
                 BackendConfig::Local { dir } => Arc::new(LocalStore::open(dir.clone())?),
             },
         };
+        let store = crate::test_knobs::slow_backend(store);
         let mut vol_opts = VolumeOptions::from_params(config.sco_size, config.tlog_scos)?;
         vol_opts.checkpoint_tlogs = config.checkpoint_tlogs.max(1);
         let files: Arc<dyn ObjectStore> = Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
@@ -249,6 +259,8 @@ impl Filesystem {
                 max_age: config.sco_max_age,
                 fs: opts.volume_fs,
                 write_buffer: config.write_buffer_size,
+                throttle_start: config.write_throttle_start,
+                stall_timeout: config.backend_stall_timeout,
                 sco_cache_size: config.sco_cache_size,
                 cluster_cache_size: config.cluster_cache_size,
             },

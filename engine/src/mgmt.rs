@@ -235,6 +235,21 @@ pub struct VolumeReport {
     /// MetaDataStore entries still corked in memory.
     #[serde(default)]
     pub corked_clusters: u64,
+    /// Writes that waited for the upload (paced, or at the write buffer's hard mark).
+    #[serde(default)]
+    pub writes_paced: u64,
+    /// Their total wait, milliseconds.
+    #[serde(default)]
+    pub pacing_delay_ms: u64,
+    /// Writes answered DELAY (buffer full, backend stalled).
+    #[serde(default)]
+    pub writes_refused: u64,
+    /// The largest backlog a write saw, bytes.
+    #[serde(default)]
+    pub peak_backlog: u64,
+    /// The measured upload rate, bytes per second.
+    #[serde(default)]
+    pub upload_rate: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -821,6 +836,11 @@ fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
                 applied_tlog: v.applied_tlog,
                 checkpoint_tlog: v.checkpoint_tlog,
                 corked_clusters: v.corked_clusters,
+                writes_paced: v.writes_paced,
+                pacing_delay_ms: v.pacing_delay_ms,
+                writes_refused: v.writes_refused,
+                peak_backlog: v.peak_backlog,
+                upload_rate: v.upload_rate,
             }))
         }
     }

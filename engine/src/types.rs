@@ -242,4 +242,14 @@ pub struct VolumeInfo {
     pub checkpoint_tlog: u64,
     /// MetaDataStore entries still corked in memory (their TLog is not on the backend yet).
     pub corked_clusters: u64,
+    /// Writes that waited for the upload (paced between the marks, or at the hard mark).
+    pub writes_paced: u64,
+    /// Their total wait, milliseconds.
+    pub pacing_delay_ms: u64,
+    /// Writes answered `Delay` (write buffer full and the backend stalled).
+    pub writes_refused: u64,
+    /// The largest backlog (bytes not yet on the backend) a write saw.
+    pub peak_backlog: u64,
+    /// The measured upload rate, bytes per second (0: nothing measured yet).
+    pub upload_rate: u64,
 }

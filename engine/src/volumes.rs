@@ -43,9 +43,14 @@ pub(crate) struct VolumesConfig {
     pub max_age: Duration,
     /// The local-file layer of every volume ([`StdFs`] unless a test simulates crashes).
     pub fs: Option<Arc<dyn LocalFs>>,
-    /// `Write_Buffer_Size`: a volume with more than this not yet on the backend is answered
-    /// `Delay` until the pipeline catches up.
+    /// `Write_Buffer_Size`: the hard mark of a volume's data not yet on the backend, at which
+    /// its writes wait for room (see [`crate::pacing`]).
     pub write_buffer: u64,
+    /// `Write_Throttle_Start`: the soft mark, in percent of `write_buffer`.
+    pub throttle_start: u64,
+    /// `Backend_Stall_Timeout`: a write at the hard mark is answered `Delay` only after the
+    /// backend made no progress for this long.
+    pub stall_timeout: Duration,
     /// `SCO_Cache_Size`: the bound of the local SCO files of all volumes (0: unbounded).
     pub sco_cache_size: u64,
     /// `Cluster_Cache_Size`: the bound of the cluster cache shared by all volumes (0: off).
@@ -92,10 +97,6 @@ impl ScoCache {
     }
 }
 
-/// How long a write to a volume over its `Write_Buffer_Size` is held back, waiting for the
-/// pipeline, before it is answered `Delay`. Short: ESXi fails a heartbeat after ~5 s.
-const THROTTLE_LIMIT: Duration = Duration::from_secs(1);
-
 /// A volume's upload backlog: measured after every pipeline pass and flush, estimated (grown
 /// by each write) in between.
 #[derive(Debug)]
@@ -116,17 +117,10 @@ impl Backlog {
         self.measured.notify_all();
     }
 
-    /// Throttles a writer: waits (at most `limit`) until the backlog is at most `max` bytes.
-    /// False if it is still above: the caller answers `Delay` rather than block longer.
-    fn wait_below(&self, max: u64, limit: Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
+    /// Waits (at most `limit`) for the next measurement.
+    fn wait_measured(&self, limit: Duration) {
         let mut guard = self.lock.lock();
-        while self.bytes.load(Ordering::Relaxed) > max {
-            if self.measured.wait_until(&mut guard, deadline).timed_out() {
-                return self.bytes.load(Ordering::Relaxed) <= max;
-            }
-        }
-        true
+        let _ = self.measured.wait_for(&mut guard, limit);
     }
 
     /// Measures the backlog again from the local files and what the backend has.
@@ -158,7 +152,8 @@ pub(crate) struct VolumeData {
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     backlog: Arc<Backlog>,
-    write_buffer: u64,
+    /// Paces writes between the soft and the hard mark of the backlog.
+    pacer: crate::pacing::Pacer,
 }
 
 impl VolumeData {
@@ -427,6 +422,7 @@ impl Volumes {
             self.cfg.max_age,
             stopped,
         ));
+        let uploaded = vol.uploaded_bytes();
         let data = Arc::new(VolumeData {
             ino,
             vol,
@@ -434,8 +430,13 @@ impl Volumes {
             dir,
             stop,
             task: Mutex::new(Some(task)),
+            pacer: crate::pacing::Pacer::new(
+                self.cfg.write_buffer,
+                self.cfg.throttle_start,
+                self.cfg.stall_timeout,
+                uploaded,
+            ),
             backlog,
-            write_buffer: self.cfg.write_buffer,
         });
         self.open.lock().insert(ino, data.clone());
         Ok(data)
@@ -590,7 +591,13 @@ impl Volumes {
             tracing::warn!(ino = v.ino, error = %e, "cannot measure a volume's upload backlog");
             0
         });
+        let p = v.pacer.stats();
         VolumeInfo {
+            writes_paced: p.delayed,
+            pacing_delay_ms: p.delay_ms,
+            writes_refused: p.refused,
+            peak_backlog: p.peak_backlog,
+            upload_rate: p.upload_rate as u64,
             size: v.vol.size(),
             space_used: v.vol.space_used(),
             pending_backend_bytes: pending,
@@ -769,18 +776,36 @@ impl ObjectData for VolumeObject {
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
         let d = &self.data;
-        if d.backlog.bytes.load(Ordering::Relaxed) > d.write_buffer
-            && !d.backlog.wait_below(d.write_buffer, THROTTLE_LIMIT)
-        {
-            // The backend is behind (or down) even after throttling: rather than block the
-            // NFS worker for long, the client retries later (NFS3ERR_JUKEBOX / NFS4ERR_DELAY).
+        let admitted = d.pacer.admit(
+            data.len() as u64,
+            || d.backlog.bytes.load(Ordering::Relaxed),
+            || d.vol.uploaded_bytes(),
+            |n| {
+                let _ = d
+                    .backlog
+                    .bytes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                        Some(b.saturating_sub(n))
+                    });
+            },
+            |len, hard| {
+                d.backlog
+                    .bytes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                        (b.saturating_add(len) <= hard).then_some(b + len)
+                    })
+                    .ok()
+                    .map(|b| b + len)
+            },
+            |t| d.backlog.wait_measured(t),
+        );
+        if admitted == crate::pacing::Admit::Refuse {
+            // Full, and the backend made no progress for Backend_Stall_Timeout: an outage.
+            // The client retries later (NFS3ERR_JUKEBOX / NFS4ERR_DELAY).
             return Err(Error::Delay);
         }
-        d.vol.write(offset, data, false)?;
-        d.backlog
-            .bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        Ok(())
+        // Its length is in the backlog already (reserved above).
+        d.vol.write(offset, data, false)
     }
 
     fn truncate(&self, new_size: u64, persist: Persist<'_>) -> Result<()> {
@@ -826,16 +851,6 @@ impl ObjectData for VolumeObject {
 mod tests {
     use super::*;
 
-    fn backlog(bytes: u64) -> Arc<Backlog> {
-        Arc::new(Backlog {
-            fs: Arc::new(StdFs),
-            dir: PathBuf::from("/nonexistent"),
-            bytes: AtomicU64::new(bytes),
-            measured: parking_lot::Condvar::new(),
-            lock: Mutex::new(()),
-        })
-    }
-
     #[test]
     fn the_registry_evicts_down_to_the_sco_cache_size_after_a_flush() {
         let t = tempfile::tempdir().expect("tempdir");
@@ -852,6 +867,8 @@ mod tests {
             max_age: Duration::from_secs(3600),
             fs: None,
             write_buffer: 1 << 40,
+            throttle_start: 50,
+            stall_timeout: Duration::from_secs(60),
             sco_cache_size: 8 * sco,
             cluster_cache_size: 0,
         };
@@ -885,29 +902,5 @@ mod tests {
         // The newest SCOs (of the volume flushed last) stayed in the cache.
         assert!(hits > 0);
         vols.stop_all();
-    }
-
-    #[test]
-    fn a_throttled_writer_goes_on_once_the_backlog_drains() {
-        let b = backlog(10);
-        let drainer = {
-            let b = b.clone();
-            std::thread::spawn(move || b.record(3))
-        };
-        // Whether the measurement lands before or during the wait, the writer may go on.
-        assert!(b.wait_below(5, Duration::from_secs(30)));
-        drainer.join().expect("drainer");
-    }
-
-    #[test]
-    fn a_throttled_writer_gives_up_when_nothing_drains() {
-        let b = backlog(10);
-        assert!(!b.wait_below(5, Duration::from_millis(50)));
-        b.record(10);
-        assert!(!b.wait_below(5, Duration::from_millis(1)));
-        assert!(
-            b.wait_below(10, Duration::from_millis(1)),
-            "at the limit is fine"
-        );
     }
 }

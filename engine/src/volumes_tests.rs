@@ -67,6 +67,8 @@ fn registry(dir: &Path, base: Arc<dyn ObjectStore>, rt: &tokio::runtime::Runtime
         max_age: Duration::from_millis(1),
         fs: None,
         write_buffer: 1 << 40,
+        throttle_start: 50,
+        stall_timeout: Duration::from_secs(60),
         sco_cache_size: 0,
         cluster_cache_size: 0,
     };
@@ -180,4 +182,155 @@ fn the_pipeline_retries_and_drains_once_the_backend_is_back() {
         "the drained volume reads back from the backend"
     );
     vols2.stop_all();
+}
+
+/// Delays every PUT: a backend slower than the writer.
+#[derive(Debug)]
+struct SlowPuts(Duration);
+
+#[async_trait::async_trait]
+impl Hook for SlowPuts {
+    async fn before(&self, call: &Call<'_>) -> strata_backend::Result<()> {
+        if matches!(call, Call::Put { .. }) {
+            tokio::time::sleep(self.0).await;
+        }
+        Ok(())
+    }
+}
+
+fn paced_registry(
+    dir: &Path,
+    base: Arc<dyn ObjectStore>,
+    rt: &tokio::runtime::Runtime,
+    write_buffer: u64,
+    stall: Duration,
+) -> Arc<Volumes> {
+    let cfg = VolumesConfig {
+        dir: dir.join("volumes"),
+        opts: VolumeOptions {
+            sco_clusters: 16,
+            tlog_scos: 2,
+            checkpoint_tlogs: 64,
+        },
+        max_age: Duration::from_millis(1),
+        fs: None,
+        write_buffer,
+        throttle_start: 50,
+        stall_timeout: stall,
+        sco_cache_size: 0,
+        cluster_cache_size: 0,
+    };
+    Arc::new(Volumes::new(cfg, 1, base, rt.handle().clone()))
+}
+
+/// Issue 11: a writer faster than the backend is paced, not refused: 4x the write buffer goes
+/// through with no error, writes waited once the backlog crossed the soft mark, and the
+/// backlog never went past the hard mark by more than one write.
+#[test]
+fn a_writer_faster_than_the_backend_is_paced_and_never_refused() {
+    use crate::data::ObjectData;
+    const BUF: u64 = 2 << 20;
+    const PIECE: usize = 128 << 10;
+    let t = tempfile::tempdir().expect("tempdir");
+    let rt = crate::runtime::build().expect("runtime");
+    let store = Arc::new(HookedStore::new(
+        Arc::new(MemStore::new()),
+        SlowPuts(Duration::from_millis(4)),
+    ));
+    let vols = paced_registry(t.path(), store, &rt, BUF, Duration::from_secs(60));
+    let v = vols.open_or_create(2, 0, true).expect("create");
+    let obj = crate::volumes::VolumeObject::new(v.clone(), &vols);
+    let total = 4 * BUF as usize;
+    let data: Vec<u8> = (0..total).map(|i| (i % 253) as u8).collect();
+    for (i, piece) in data.chunks(PIECE).enumerate() {
+        obj.write((i * PIECE) as u64, piece)
+            .unwrap_or_else(|e| panic!("write {i} refused: {e}"));
+    }
+    let info = vols.info(&v);
+    eprintln!("{info:?}");
+    assert!(info.writes_paced > 0, "no write was paced: {info:?}");
+    assert_eq!(info.writes_refused, 0);
+    assert!(
+        info.peak_backlog > BUF / 2,
+        "the soft mark was never crossed: {info:?}"
+    );
+    assert!(
+        info.peak_backlog <= BUF,
+        "the backlog went past the hard mark: {info:?}"
+    );
+    vols.flush(&v).expect("flush");
+    let mut got = vec![0u8; total];
+    assert_eq!(v.volume().read(0, &mut got).expect("read"), total);
+    assert!(got == data);
+    vols.stop_all();
+}
+
+/// Issue 11: with the backend down, writes go on (paced) up to the hard mark; there they wait,
+/// and only once the backend made no progress for `Backend_Stall_Timeout` are they answered
+/// `Delay`; when the backend is back, writes resume and nothing is lost.
+#[test]
+fn a_stalled_backend_refuses_writes_only_at_the_hard_mark_after_the_stall_timeout() {
+    use crate::data::ObjectData;
+    use std::sync::atomic::Ordering::SeqCst;
+    const BUF: u64 = 1 << 20;
+    const PIECE: usize = 64 << 10;
+    let t = tempfile::tempdir().expect("tempdir");
+    let rt = crate::runtime::build().expect("runtime");
+    let store = Arc::new(HookedStore::new(
+        Arc::new(MemStore::new()),
+        HoldPut::default(),
+    ));
+    store.hook().down.store(true, SeqCst);
+    let stall = Duration::from_millis(300);
+    let vols = paced_registry(t.path(), store.clone(), &rt, BUF, stall);
+    let v = vols.open_or_create(2, 0, true).expect("create");
+    let obj = crate::volumes::VolumeObject::new(v.clone(), &vols);
+    let mut written = 0u64;
+    let mut refused_after = None;
+    let began = Instant::now();
+    for i in 0..64u64 {
+        let piece = vec![i as u8 + 1; PIECE];
+        match obj.write(i * PIECE as u64, &piece) {
+            Ok(()) => {
+                written += PIECE as u64;
+                // Committed on local durability, backend or not.
+                v.volume().sync().expect("commit");
+            }
+            Err(Error::Delay) => {
+                // Only once the backend made no progress for the stall timeout.
+                assert!(began.elapsed() >= stall, "refused before the stall timeout");
+                refused_after = Some(written);
+                break;
+            }
+            Err(e) => panic!("write {i}: {e}"),
+        }
+    }
+    let refused_after = refused_after.expect("the full buffer was never refused");
+    // Refused only when it did not fit under the hard mark (the backlog counts SCO and TLog
+    // bytes too: the hard mark is reached with a little less data).
+    let info = vols.info(&v);
+    assert!(
+        info.peak_backlog + PIECE as u64 > BUF
+            && info.peak_backlog <= BUF
+            && refused_after >= BUF * 3 / 4,
+        "refused below the hard mark, after {refused_after} bytes: {info:?}"
+    );
+    assert_eq!(info.writes_refused, 1);
+    store.hook().down.store(false, SeqCst);
+    let next = vec![0xeeu8; PIECE];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match obj.write(written, &next) {
+            Ok(()) => break,
+            Err(Error::Delay) if Instant::now() < deadline => {}
+            Err(e) => panic!("after the backend came back: {e}"),
+        }
+    }
+    vols.flush(&v).expect("flush");
+    for i in 0..written / PIECE as u64 {
+        let mut b = vec![0u8; PIECE];
+        v.volume().read(i * PIECE as u64, &mut b).expect("read");
+        assert!(b.iter().all(|x| *x == i as u8 + 1), "piece {i} lost");
+    }
+    vols.stop_all();
 }

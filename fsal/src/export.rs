@@ -212,6 +212,8 @@ pub fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> {
         .map_err(|_| format!("Checkpoint_TLogs = {} is too large", s.checkpoint_tlogs))?;
     c.sco_max_age = s.sco_max_age;
     c.write_buffer_size = s.write_buffer_size;
+    c.write_throttle_start = s.write_throttle_start;
+    c.backend_stall_timeout = s.backend_stall_timeout;
     c.sco_cache_size = s.sco_cache_size;
     c.cluster_cache_size = s.cluster_cache_size;
     Ok(c)

@@ -178,7 +178,19 @@ pub static PARAMS: &[Param] = &[
             max: TIB,
         },
         default: "1G",
-        doc: "Per volume: data not yet on the backend before writes are throttled; at least 1 SCO",
+        doc: "Per volume: data not yet on the backend at which writes wait for room (the hard mark); at least 1 SCO",
+    },
+    Param {
+        name: "Write_Throttle_Start",
+        ty: ParamType::Count { min: 1, max: 100 },
+        default: "50",
+        doc: "Per volume: percentage of Write_Buffer_Size above which each write is paced (waits a little, more the fuller the buffer and the slower the upload)",
+    },
+    Param {
+        name: "Backend_Stall_Timeout",
+        ty: ParamType::Seconds { min: 1, max: 3600 },
+        default: "60",
+        doc: "A write at Write_Buffer_Size is answered NFS3ERR_JUKEBOX / NFS4ERR_DELAY only once the backend made no upload progress for this long",
     },
     Param {
         name: "Cluster_Cache_Size",
@@ -427,6 +439,10 @@ pub struct StrataSettings {
     pub sco_cache_size: u64,
     /// Per-volume bound of data not yet on the backend, bytes.
     pub write_buffer_size: u64,
+    /// Percentage of `write_buffer_size` above which writes are paced.
+    pub write_throttle_start: u64,
+    /// How long the backend may make no progress before a write at the hard mark is refused.
+    pub backend_stall_timeout: Duration,
     /// Cluster cache bound, bytes.
     pub cluster_cache_size: u64,
     /// redb cache bound, bytes.
@@ -677,6 +693,8 @@ impl StrataSettings {
             sco_max_age: Duration::from_secs(number("SCO_Max_Age")),
             sco_cache_size,
             write_buffer_size,
+            write_throttle_start: number("Write_Throttle_Start"),
+            backend_stall_timeout: Duration::from_secs(number("Backend_Stall_Timeout")),
             cluster_cache_size: number("Cluster_Cache_Size"),
             metadata_cache_size: number("Metadata_Cache_Size"),
             mgmt_socket,
@@ -1010,6 +1028,8 @@ mod tests {
                 "SCO_Max_Age",
                 "SCO_Cache_Size",
                 "Write_Buffer_Size",
+                "Write_Throttle_Start",
+                "Backend_Stall_Timeout",
                 "Cluster_Cache_Size",
                 "Metadata_Cache_Size",
                 "Mgmt_Socket",

@@ -372,6 +372,8 @@ fn unreachable_backend_fills_the_write_buffer_then_jukebox_and_loses_nothing() {
         if let Some(block) = conf.strata.as_mut() {
             block.push(("SCO_Max_Age".into(), "1".into()));
             block.push(("Write_Buffer_Size".into(), "16M".into()));
+            // DELAY only once the backend made no progress for this long (default 60 s).
+            block.push(("Backend_Stall_Timeout".into(), "2".into()));
         }
     }) else {
         return;

@@ -198,18 +198,22 @@ impl Volume {
                 let p = sco_dir.join(sco_name(sco));
                 let sf = fs.open(&p).map_err(|e| io_err(p.display(), e))?;
                 let body = read_all(&*sf, &format!("SCO {}", sco_name(sco)))?;
-                rep.bytes += body.len() as u64;
+                let len = body.len() as u64;
+                rep.bytes += len;
                 store
                     .put(&sco_key(sco), Bytes::from(body))
                     .await
                     .map_err(|e| be_err(&sco_key(sco), e))?;
+                self.note_uploaded(len);
                 rep.scos += 1;
             }
-            rep.bytes += data.len() as u64;
+            let len = data.len() as u64;
+            rep.bytes += len;
             store
                 .put(&tlog_key(seq), Bytes::from(data))
                 .await
                 .map_err(|e| be_err(&tlog_key(seq), e))?;
+            self.note_uploaded(len);
             rep.tlogs += 1;
         }
         m.tlogs = Some((m.tlogs.map_or(from, |t| t.0), open - 1));

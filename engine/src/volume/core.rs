@@ -334,6 +334,8 @@ struct Counters {
     checkpoint_tlog: AtomicU64,
     checkpoints: AtomicU64,
     checkpoint_pages: AtomicU64,
+    /// Bytes of SCOs and TLogs uploaded to the backend (progress, for backpressure).
+    uploaded_bytes: AtomicU64,
 }
 
 /// A volume: a VM disk kept as 4 KiB clusters logged into SCOs and TLogs under one local
@@ -2135,6 +2137,17 @@ impl Volume {
         self.counters
             .checkpoint_pages
             .fetch_add(pages, Ordering::Relaxed);
+    }
+
+    /// Bytes of SCOs and TLogs this volume uploaded to the backend since it was opened: its
+    /// upload progress (the write path's pacing watches it).
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.counters.uploaded_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Records `n` bytes uploaded (an SCO or a TLog PUT that succeeded).
+    pub(super) fn note_uploaded(&self, n: u64) {
+        self.counters.uploaded_bytes.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Sequence number of the open TLog.
