@@ -34,7 +34,7 @@ pub struct OwnerRecord {
 }
 
 impl OwnerRecord {
-    /// A record for `fsid`/`gateway` at `epoch`, with `label` cut to [`LABEL_MAX`] bytes.
+    /// A record for `fsid`/`gateway` at `epoch`, with `label` cut to `LABEL_MAX` bytes.
     pub fn new(fsid: u64, gateway: u64, epoch: u64, label: &str) -> OwnerRecord {
         let mut end = label.len().min(LABEL_MAX);
         while !label.is_char_boundary(end) {
