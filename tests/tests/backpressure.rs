@@ -30,8 +30,9 @@ fn strata_cli() -> Option<PathBuf> {
 
 #[test]
 fn sustained_writes_through_qemu_are_paced_not_refused() {
-    // Inherited by ganesha.nfsd: each backend PUT (a 4 MiB SCO) takes 60 ms more.
-    std::env::set_var("STRATA_TEST_UPLOAD_DELAY_MS", "60");
+    // Inherited by ganesha.nfsd: each backend PUT (a 4 MiB SCO) takes 400 ms more
+    // (4 in flight: about 40 MB/s, far below what QEMU writes over loopback).
+    std::env::set_var("STRATA_TEST_UPLOAD_DELAY_MS", "400");
     let tg = TestGateway::strata_with(|conf| {
         if let Some(block) = conf.strata.as_mut() {
             block.push(("SCO_Max_Age".into(), "1".into()));

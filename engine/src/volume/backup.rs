@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
 use strata_backend::ObjectStore;
 
 use super::bounded_get::{
@@ -54,6 +55,15 @@ fn be_err(what: &str, e: strata_backend::Error) -> Error {
         )),
         e => Error::Io(format!("backend: {what}: {e}")),
     }
+}
+
+/// SCO uploads of one TLog in flight at once: 4, fewer for large SCOs (each is held in memory
+/// while it is sent: at most 64 MiB of them, and always one).
+fn parallel_puts(opts: VolumeOptions) -> usize {
+    let sco_bytes = u64::from(opts.sco_clusters) * super::format::CLUSTER_SIZE_U64;
+    usize::try_from((64 << 20) / sco_bytes.max(1))
+        .unwrap_or(usize::MAX)
+        .clamp(1, 4)
 }
 
 /// The backend key of SCO `seq`.
@@ -194,16 +204,26 @@ impl Volume {
             if !matches!(parsed.entries.last(), Some((_, Entry::TlogClosed { .. }))) {
                 return Err(Error::Io(format!("{what}: not closed, cannot upload it")));
             }
-            for (sco, _, _) in sealed_scos(&parsed.entries) {
-                let p = sco_dir.join(sco_name(sco));
-                let sf = fs.open(&p).map_err(|e| io_err(p.display(), e))?;
-                let body = read_all(&*sf, &format!("SCO {}", sco_name(sco)))?;
-                let len = body.len() as u64;
+            // The TLog's SCOs go up several at a time (a PUT's latency, not its bandwidth, is
+            // what limits one stream to S3), all of them before the TLog that names them.
+            let puts = sealed_scos(&parsed.entries).into_iter().map(|(sco, _, _)| {
+                let (fs, sco_dir) = (&fs, &sco_dir);
+                async move {
+                    let p = sco_dir.join(sco_name(sco));
+                    let sf = fs.open(&p).map_err(|e| io_err(p.display(), e))?;
+                    let body = read_all(&*sf, &format!("SCO {}", sco_name(sco)))?;
+                    let len = body.len() as u64;
+                    store
+                        .put(&sco_key(sco), Bytes::from(body))
+                        .await
+                        .map_err(|e| be_err(&sco_key(sco), e))?;
+                    Ok::<u64, Error>(len)
+                }
+            });
+            let mut puts = stream::iter(puts).buffer_unordered(parallel_puts(self.options()));
+            while let Some(put) = puts.next().await {
+                let len = put?;
                 rep.bytes += len;
-                store
-                    .put(&sco_key(sco), Bytes::from(body))
-                    .await
-                    .map_err(|e| be_err(&sco_key(sco), e))?;
                 self.note_uploaded(len);
                 rep.scos += 1;
             }
