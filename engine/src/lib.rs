@@ -7,6 +7,7 @@
 
 #[cfg(test)]
 mod alloc_probe;
+mod backlog;
 mod data;
 #[cfg(test)]
 mod decoder_tests;

@@ -15,10 +15,12 @@
 //!    backend has made no upload progress for `Backend_Stall_Timeout`: QEMU's userspace NFS
 //!    driver does not retry that answer, so it is kept for real outages (and logged as one).
 //!
-//! Progress is the volume's count of bytes uploaded ([`crate::volume::Volume::uploaded_bytes`]),
-//! sampled by the writers themselves: its increase since the last sample both lowers the
-//! backlog estimate (the pipeline measures the backlog exactly after each pass) and feeds the
-//! rate, a moving average.
+//! Progress is the volume's count of bytes uploaded ([`crate::volume::Volume::uploaded_bytes`],
+//! each object counted once however often a failed pass sends it again), sampled by the
+//! writers themselves: its increase since the last sample feeds the rate, a moving average, and
+//! the backlog estimate subtracts it ([`crate::backlog`]). "No progress for the stall timeout"
+//! counts from the later of the last progress and the moment the buffer became full: a volume
+//! idle for an hour (nothing to upload, so no progress) is not stalled when its buffer fills.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -67,6 +69,10 @@ pub(crate) struct Pacer {
     delay_us: AtomicU64,
     /// Writes refused with `Delay`.
     refused: AtomicU64,
+    /// Since when writers have found no room (`None` once a write got some).
+    full_since: Mutex<Option<Instant>>,
+    /// Whether this full episode's outage was logged already.
+    logged: std::sync::atomic::AtomicBool,
     /// The largest backlog a write saw.
     peak: AtomicU64,
 }
@@ -81,14 +87,18 @@ pub(crate) struct PacerStats {
     pub upload_rate: f64,
 }
 
+/// The soft mark: `start_pct` % (1..100) of the hard mark `hard`.
+pub(crate) fn soft_mark(hard: u64, start_pct: u64) -> u64 {
+    (u128::from(hard) * u128::from(start_pct.clamp(1, 100)) / 100) as u64
+}
+
 impl Pacer {
     /// A pacer with the hard mark `hard` (`Write_Buffer_Size`), the soft mark at `start_pct` %
     /// of it, and `stall` (`Backend_Stall_Timeout`).
     pub(crate) fn new(hard: u64, start_pct: u64, stall: Duration, uploaded: u64) -> Pacer {
-        let pct = start_pct.clamp(1, 100);
         let now = Instant::now();
         Pacer {
-            soft: (u128::from(hard) * u128::from(pct) / 100) as u64,
+            soft: soft_mark(hard, start_pct),
             hard,
             stall,
             sample: Mutex::new(Sample {
@@ -100,6 +110,8 @@ impl Pacer {
             delayed: AtomicU64::new(0),
             delay_us: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            full_since: Mutex::new(None),
+            logged: std::sync::atomic::AtomicBool::new(false),
             peak: AtomicU64::new(0),
         }
     }
@@ -149,29 +161,21 @@ impl Pacer {
     }
 
     /// Decides, and waits, for a write of `len` bytes. `backlog` gives the current estimate,
-    /// `uploaded` the volume's uploaded-bytes count, `drained` lowers the estimate by what was
-    /// uploaded since the last look, `reserve` adds `len` to the estimate if that keeps it at
-    /// most the hard mark and returns the new estimate (atomically: concurrent writers never
-    /// overshoot it together), and
-    /// `wait` blocks (at most the given time) until the pipeline measures the backlog again.
+    /// `uploaded` the volume's uploaded-bytes count, `reserve` adds `len` to the estimate if
+    /// that keeps it at most the hard mark and returns the new estimate (atomically: concurrent
+    /// writers never overshoot it together), and `wait` blocks (at most the given time) until
+    /// the pipeline measures the backlog again.
     pub(crate) fn admit(
         &self,
         len: u64,
         backlog: impl Fn() -> u64,
         uploaded: impl Fn() -> u64,
-        drained: impl Fn(u64),
         reserve: impl Fn(u64, u64) -> Option<u64>,
         wait: impl Fn(Duration),
     ) -> Admit {
-        let look = || {
-            let grew = self.observe(uploaded());
-            if grew > 0 {
-                drained(grew);
-            }
-            backlog()
-        };
         let start = Instant::now();
-        let pause = self.pause_for(look(), len);
+        self.observe(uploaded());
+        let pause = self.pause_for(backlog(), len);
         if !pause.is_zero() {
             std::thread::sleep(pause);
         }
@@ -179,19 +183,32 @@ impl Pacer {
         let need = len.min(self.hard);
         let mut held = false;
         loop {
-            let b = look();
+            self.observe(uploaded());
             if let Some(now) = reserve(need, self.hard) {
                 self.peak.fetch_max(now, Ordering::Relaxed);
+                if held {
+                    *self.full_since.lock() = None;
+                    self.logged.store(false, Ordering::Relaxed);
+                }
                 break;
             }
             held = true;
-            if self.stalled_for() >= self.stall {
+            let full_for = self
+                .full_since
+                .lock()
+                .get_or_insert(Instant::now())
+                .elapsed();
+            let stalled = self.stalled_for().min(full_for);
+            if stalled >= self.stall {
                 self.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    backlog = b,
-                    stalled_s = self.stalled_for().as_secs(),
-                    "volume write buffer full and the backend made no progress: answering DELAY"
-                );
+                // Once per outage: every write of it is refused the same way.
+                if !self.logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        backlog = backlog(),
+                        stalled_s = stalled.as_secs(),
+                        "volume write buffer full and the backend made no progress: answering DELAY until it does"
+                    );
+                }
                 return Admit::Refuse;
             }
             wait(POLL);
@@ -267,7 +284,6 @@ mod tests {
             MIB,
             || 4 * MIB,
             || 0,
-            |_| {},
             // Room appears at the fourth look.
             |len, _| (looks.fetch_add(1, Ordering::Relaxed) >= 3).then_some(4 * MIB + len),
             |_| {},
@@ -276,15 +292,50 @@ mod tests {
         assert_eq!(p.stats().delayed, 1);
         // No progress at all, stall timeout short: refused.
         let p = Pacer::new(10 * MIB, 50, Duration::from_millis(30), 0);
+        let r = p.admit(MIB, || 10 * MIB, || 0, |_, _| None, std::thread::sleep);
+        assert_eq!(r, Admit::Refuse);
+        assert_eq!(p.stats().refused, 1);
+    }
+
+    /// Issue 11 review: a volume idle for longer than the stall timeout (nothing to upload, so
+    /// no progress) whose buffer fills is not "stalled": its writes wait for room and get it.
+    #[test]
+    fn an_idle_volume_is_not_stalled_when_its_buffer_fills() {
+        let stall = Duration::from_millis(500);
+        let p = Pacer::new(10 * MIB, 50, stall, 0);
+        // The last progress was long ago.
+        p.sample.lock().progress_at = Instant::now() - 10 * stall;
+        let looks = AtomicU64::new(0);
         let r = p.admit(
             MIB,
             || 10 * MIB,
             || 0,
+            |len, _| (looks.fetch_add(1, Ordering::Relaxed) >= 2).then_some(9 * MIB + len),
             |_| {},
-            |_, _| None,
-            std::thread::sleep,
         );
+        assert_eq!(r, Admit::Go, "refused at once after an idle period");
+        assert_eq!(p.stats().refused, 0);
+    }
+
+    /// ...and refused only once it has been full for the whole stall timeout.
+    #[test]
+    fn a_full_buffer_is_refused_only_after_the_stall_timeout() {
+        let stall = Duration::from_millis(500);
+        let p = Pacer::new(10 * MIB, 50, stall, 0);
+        p.sample.lock().progress_at = Instant::now() - 10 * stall;
+        let began = Instant::now();
+        let r = p.admit(MIB, || 10 * MIB, || 0, |_, _| None, std::thread::sleep);
         assert_eq!(r, Admit::Refuse);
-        assert_eq!(p.stats().refused, 1);
+        assert!(
+            began.elapsed() >= stall,
+            "refused after {:?}",
+            began.elapsed()
+        );
+        // While it stays full, the next write is refused at once (the outage goes on).
+        let began = Instant::now();
+        let r = p.admit(MIB, || 10 * MIB, || 0, |_, _| None, std::thread::sleep);
+        assert_eq!(r, Admit::Refuse);
+        assert!(began.elapsed() < stall, "{:?}", began.elapsed());
+        assert_eq!(p.stats().refused, 2);
     }
 }

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +15,11 @@ use parking_lot::Mutex;
 use strata_backend::{Namespaced, ObjectStore};
 use tokio::sync::{watch, Semaphore};
 
+use crate::backlog::{known_on_backend, pending_bytes, Backlog};
 use crate::data::{Commit, ObjectData, Persist};
 use crate::error::{Error, Result};
 use crate::types::{Ino, VolumeInfo};
 use crate::volume::cluster_cache::{ClusterCache, ClusterCacheStats};
-use crate::volume::format::{parse_seq_name, TLOG_HEADER_LEN};
 use crate::volume::{LocalFs, StdFs, Volume, VolumeId, VolumeOptions};
 
 /// Directory of the volumes' local state inside the data directory.
@@ -97,51 +96,6 @@ impl ScoCache {
     }
 }
 
-/// A volume's upload backlog: measured after every pipeline pass and flush, estimated (grown
-/// by each write) in between.
-#[derive(Debug)]
-struct Backlog {
-    fs: Arc<dyn LocalFs>,
-    dir: PathBuf,
-    bytes: AtomicU64,
-    /// Signalled after every measurement, for writers throttled in [`Backlog::wait_below`].
-    measured: parking_lot::Condvar,
-    lock: Mutex<()>,
-}
-
-impl Backlog {
-    /// Records a measurement and wakes throttled writers.
-    fn record(&self, bytes: u64) {
-        self.bytes.store(bytes, Ordering::Relaxed);
-        let _guard = self.lock.lock();
-        self.measured.notify_all();
-    }
-
-    /// Waits (at most `limit`) for the next measurement.
-    fn wait_measured(&self, limit: Duration) {
-        let mut guard = self.lock.lock();
-        let _ = self.measured.wait_for(&mut guard, limit);
-    }
-
-    /// Measures the backlog again from the local files and what the backend has.
-    async fn refresh(&self, vol: &Volume) {
-        let last = vol.backend_last_tlog().await;
-        // Listing and opening the volume's files blocks: keep it off the runtime's workers.
-        let (fs, dir) = (self.fs.clone(), self.dir.clone());
-        let last_sco = vol.newest_sco_sealed_by(last.unwrap_or(0));
-        let measured =
-            tokio::task::spawn_blocking(move || pending_bytes(&*fs, &dir, last, last_sco))
-                .await
-                .unwrap_or_else(|e| Err(Error::Io(format!("measuring the upload backlog: {e}"))));
-        match measured {
-            Ok(n) => self.record(n),
-            Err(e) => {
-                tracing::warn!(volume = %vol.id(), error = %e, "cannot measure a volume's upload backlog")
-            }
-        }
-    }
-}
-
 /// One open volume with its backend namespace and pipeline.
 #[derive(Debug)]
 pub(crate) struct VolumeData {
@@ -199,7 +153,8 @@ fn ino_name(ino: Ino) -> String {
     format!("{ino:016x}")
 }
 
-fn io_err(what: &Path, e: std::io::Error) -> Error {
+/// A local I/O error on `what`: `NoSpace` for a full disk or quota.
+pub(crate) fn io_err(what: &Path, e: std::io::Error) -> Error {
     if crate::error::is_enospc(&e) {
         Error::NoSpace
     } else {
@@ -405,14 +360,12 @@ impl Volumes {
         let vol = Arc::new(vol);
         self.cache.vols.lock().insert(ino, Arc::downgrade(&vol));
         let (stop, stopped) = watch::channel(false);
-        // Unknown until the first pass has read the manifest: no throttling meanwhile.
-        let backlog = Arc::new(Backlog {
-            fs: self.fs.clone(),
-            dir: dir.clone(),
-            bytes: AtomicU64::new(0),
-            measured: parking_lot::Condvar::new(),
-            lock: Mutex::new(()),
-        });
+        // Unknown until the first pass measured it: no throttling meanwhile.
+        let backlog = Arc::new(Backlog::new(
+            self.fs.clone(),
+            dir.clone(),
+            crate::pacing::soft_mark(self.cfg.write_buffer, self.cfg.throttle_start),
+        ));
         let task = self.rt.spawn(pipeline(
             vol.clone(),
             store.clone(),
@@ -585,8 +538,8 @@ impl Volumes {
     /// The management view of volume `v`.
     pub fn info(&self, v: &VolumeData) -> VolumeInfo {
         let s = v.vol.stats();
-        let last = self.rt.block_on(v.vol.backend_last_tlog());
-        let last_sco = v.vol.newest_sco_sealed_by(last.unwrap_or(0));
+        let last = known_on_backend(&v.vol, self.rt.block_on(v.vol.backend_last_tlog()));
+        let last_sco = v.vol.newest_sco_sealed_by(last);
         let pending = pending_bytes(&*self.fs, &v.dir, last, last_sco).unwrap_or_else(|e| {
             tracing::warn!(ino = v.ino, error = %e, "cannot measure a volume's upload backlog");
             0
@@ -679,9 +632,13 @@ async fn pipeline(
         |r: std::ops::Range<usize>| u64::from_le_bytes(vol.id().0[r].try_into().unwrap_or([0; 8]));
     let seed = half(0..8) ^ half(8..16).rotate_left(32);
     let mut jitter = crate::volume::SimRng::new(seed ^ 0x5ca1_ab1e);
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            // A writer waits for room: a pass now, unless the backend is failing (the backoff
+            // stands).
+            _ = backlog.wanted(), if !failing => {}
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
         }
         if *stop.borrow() {
@@ -690,7 +647,15 @@ async fn pipeline(
         let Ok(_permit) = uploads.acquire().await else {
             return;
         };
-        match vol.backup_aged(&*store, max_age).await {
+        let mut pass = vol.backup_aged(&*store, max_age).await;
+        if matches!(&pass, Ok(r) if r.tlogs == 0) && backlog.above_soft(vol.uploaded_bytes()) {
+            // Above the soft mark with no closed TLog to upload: the backlog is all in the open
+            // TLog (a write buffer smaller than a few TLogs), which would otherwise only go up
+            // at SCO_Max_Age while writers wait. Close it now.
+            pass = vol.backup(&*store, true).await;
+        }
+        failing = pass.is_err();
+        match pass {
             // Something went up: go on at once while a backlog is left, so throttled writers
             // wait as little as possible.
             Ok(r) if r.bytes > 0 => delay = Duration::from_millis(1),
@@ -708,47 +673,6 @@ async fn pipeline(
         // SCOs that just became disposable may be evicted now.
         cache.run_async().await;
     }
-}
-
-/// Bytes of a volume's local SCOs and TLogs not yet on the backend, given the last TLog the
-/// backend manifest names: later TLogs, and SCOs after `last_sco`, the newest one those TLogs
-/// sealed ([`Volume::newest_sco_sealed_by`]: the TLogs themselves are deleted locally once
-/// their effect is in the MetaDataStore).
-fn pending_bytes(
-    fs: &dyn LocalFs,
-    dir: &Path,
-    last_tlog: Option<u64>,
-    last_sco: u64,
-) -> Result<u64> {
-    let last = last_tlog.unwrap_or(0);
-    let tlog_dir = dir.join("tlog");
-    let sco_dir = dir.join("sco");
-    let mut total = 0;
-    for (d, after) in [(&tlog_dir, last), (&sco_dir, last_sco)] {
-        let names = match fs.list(d) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(d, e)),
-        };
-        for name in names {
-            let Some(seq) = parse_seq_name(&name) else {
-                continue;
-            };
-            if seq <= after {
-                continue;
-            }
-            let p = d.join(&name);
-            let len = fs
-                .open(&p)
-                .and_then(|f| f.file_len())
-                .map_err(|e| io_err(&p, e))?;
-            // A TLog holding only its header (the fresh open one) has nothing to upload yet.
-            if seq > after && !(d == &tlog_dir && len <= TLOG_HEADER_LEN as u64) {
-                total += len;
-            }
-        }
-    }
-    Ok(total)
 }
 
 /// A volume as the facade's [`ObjectData`].
@@ -777,27 +701,11 @@ impl ObjectData for VolumeObject {
     fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
         let d = &self.data;
         let admitted = d.pacer.admit(
-            data.len() as u64,
-            || d.backlog.bytes.load(Ordering::Relaxed),
+            crate::backlog::cost(data.len() as u64, d.vol.options()),
+            || d.backlog.estimate(d.vol.uploaded_bytes()),
             || d.vol.uploaded_bytes(),
-            |n| {
-                let _ = d
-                    .backlog
-                    .bytes
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                        Some(b.saturating_sub(n))
-                    });
-            },
-            |len, hard| {
-                d.backlog
-                    .bytes
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                        (b.saturating_add(len) <= hard).then_some(b + len)
-                    })
-                    .ok()
-                    .map(|b| b + len)
-            },
-            |t| d.backlog.wait_measured(t),
+            |len, hard| d.backlog.reserve(len, hard, d.vol.uploaded_bytes()),
+            |t| d.backlog.wait_for_room(t),
         );
         if admitted == crate::pacing::Admit::Refuse {
             // Full, and the backend made no progress for Backend_Stall_Timeout: an outage.

@@ -57,6 +57,11 @@ fn be_err(what: &str, e: strata_backend::Error) -> Error {
     }
 }
 
+/// Within a long pass, the manifest names what went up once this much is sent...
+const MANIFEST_EVERY_BYTES: u64 = 64 << 20;
+/// ...or this long after it last did.
+const MANIFEST_EVERY: Duration = Duration::from_secs(1);
+
 /// SCO uploads of one TLog in flight at once: 4, fewer for large SCOs (each is held in memory
 /// while it is sent: at most 64 MiB of them, and always one).
 fn parallel_puts(opts: VolumeOptions) -> usize {
@@ -122,7 +127,8 @@ impl Volume {
 
     /// Uploads every closed TLog not yet on the backend, in order: for each, its sealed SCOs,
     /// then the TLog; then the manifest naming them (conditional PUT: a manifest changed by
-    /// anyone else is an error, never overwritten). With `everything`, the open SCO is sealed and
+    /// anyone else is an error, never overwritten), also within the pass every
+    /// [`MANIFEST_EVERY_BYTES`] or [`MANIFEST_EVERY`]. With `everything`, the open SCO is sealed and
     /// the open TLog closed first, so all data written before the call ends up on the backend
     /// ("sync and wait"). A failed call uploads again next time (uploads are idempotent).
     pub async fn backup(&self, store: &dyn ObjectStore, everything: bool) -> Result<BackupReport> {
@@ -195,6 +201,9 @@ impl Volume {
         }
         let fs = self.local_fs().clone();
         let (sco_dir, tlog_dir) = self.dirs();
+        // Bytes of SCOs and TLogs sent that no manifest names yet, and when one last did.
+        let mut unnamed = 0u64;
+        let mut named_at = std::time::Instant::now();
         for seq in from..open {
             let what = format!("TLog {}", tlog_name(seq));
             let path = tlog_dir.join(tlog_name(seq));
@@ -222,27 +231,41 @@ impl Volume {
             });
             let mut puts = stream::iter(puts).buffer_unordered(parallel_puts(self.options()));
             while let Some(put) = puts.next().await {
-                let len = put?;
-                rep.bytes += len;
-                self.note_uploaded(len);
+                unnamed += put?;
                 rep.scos += 1;
             }
-            let len = data.len() as u64;
-            rep.bytes += len;
+            unnamed += data.len() as u64;
             store
                 .put(&tlog_key(seq), Bytes::from(data))
                 .await
                 .map_err(|e| be_err(&tlog_key(seq), e))?;
-            self.note_uploaded(len);
             rep.tlogs += 1;
+            // The manifest names what went up at the end of the pass, and within a long pass
+            // every MANIFEST_EVERY_BYTES or MANIFEST_EVERY: what the backend has is then on it
+            // for good, and leaves the write buffer as it goes rather than at the end.
+            if seq + 1 < open
+                && unnamed < MANIFEST_EVERY_BYTES
+                && named_at.elapsed() < MANIFEST_EVERY
+            {
+                continue;
+            }
+            m.tlogs = Some((m.tlogs.map_or(from, |t| t.0), seq));
+            rep.bytes += put_manifest(store, &mut g, m).await? + unnamed;
+            rep.last_tlog = Some(seq);
+            self.uncork(seq)?;
+            // Only now: until the cork is lifted the local TLogs stay, and so does their weight
+            // in the write buffer.
+            self.on_backend_up_to(seq);
+            // Progress for the pacing, counted once: a pass that failed before this point
+            // sends the same objects again next time, which is no progress.
+            self.note_uploaded(unnamed);
+            unnamed = 0;
+            named_at = std::time::Instant::now();
+            m = g
+                .manifest
+                .clone()
+                .unwrap_or_else(|| Manifest::new(self.id()));
         }
-        m.tlogs = Some((m.tlogs.map_or(from, |t| t.0), open - 1));
-        rep.bytes += put_manifest(store, &mut g, m).await?;
-        rep.last_tlog = Some(open - 1);
-        self.uncork(open - 1)?;
-        // Only now: until the cork is lifted the local TLogs stay, and so does their weight in
-        // the write buffer.
-        self.on_backend_up_to(open - 1);
         self.checkpoint_or_log(store, &mut g, &mut rep).await;
         Ok(rep)
     }
