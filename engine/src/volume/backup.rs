@@ -216,11 +216,15 @@ impl Volume {
             // The TLog's SCOs go up several at a time (a PUT's latency, not its bandwidth, is
             // what limits one stream to S3), all of them before the TLog that names them.
             let puts = sealed_scos(&parsed.entries).into_iter().map(|(sco, _, _)| {
-                let (fs, sco_dir) = (&fs, &sco_dir);
+                let (fs, p) = (fs.clone(), sco_dir.join(sco_name(sco)));
                 async move {
-                    let p = sco_dir.join(sco_name(sco));
-                    let sf = fs.open(&p).map_err(|e| io_err(p.display(), e))?;
-                    let body = read_all(&*sf, &format!("SCO {}", sco_name(sco)))?;
+                    // Reading a whole SCO blocks: off the runtime's workers.
+                    let body = tokio::task::spawn_blocking(move || {
+                        let sf = fs.open(&p).map_err(|e| io_err(p.display(), e))?;
+                        read_all(&*sf, &format!("SCO {}", sco_name(sco)))
+                    })
+                    .await
+                    .map_err(|e| Error::Io(format!("reading SCO {}: {e}", sco_name(sco))))??;
                     let len = body.len() as u64;
                     store
                         .put(&sco_key(sco), Bytes::from(body))

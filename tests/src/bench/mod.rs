@@ -6,3 +6,4 @@
 pub mod nfs;
 pub mod report;
 pub mod run;
+pub mod sustained;

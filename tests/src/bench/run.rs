@@ -171,14 +171,15 @@ fn rand_workloads() -> Vec<RandWork> {
 }
 
 /// Result of a bounded command.
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+/// What a bounded command printed.
+pub(super) struct Out {
+    pub(super) ok: bool,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 /// Runs `cmd` with a time bound; a timeout or a spawn failure is an error, not a panic.
-fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Out, String> {
+pub(super) fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Out, String> {
     let desc = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -228,8 +229,9 @@ pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
 }
 
 /// One started system with what the workloads need.
-struct Target {
-    tg: TestGateway,
+/// One system under test, started in its own namespace.
+pub struct Target {
+    pub(super) tg: TestGateway,
     /// File (volume) the qemu and random workloads use, relative to the export root.
     file: &'static str,
     /// Its size.
@@ -237,7 +239,7 @@ struct Target {
     /// Highest VmHWM seen over all ganesha.nfsd processes of this system, KiB.
     peak_rss_kib: u64,
     /// Strata only: the `strata` CLI, for `strata sync --wait` after write runs.
-    strata_cli: Option<PathBuf>,
+    pub(super) strata_cli: Option<PathBuf>,
     /// Seconds each `strata sync --wait` took since the last [`Target::take_sync_note`].
     syncs: Vec<f64>,
 }
@@ -279,7 +281,7 @@ impl Target {
     /// Strata: waits (untimed) until everything committed is on the backend, so the next run
     /// starts with an empty write buffer (`Write_Buffer_Size`) instead of paying for, or being
     /// throttled by, the upload of the runs before it. Other systems: nothing to do.
-    fn settle(&mut self, s: &Settings) -> Result<(), String> {
+    pub(super) fn settle(&mut self, s: &Settings) -> Result<(), String> {
         let Some(cli) = &self.strata_cli else {
             return Ok(());
         };
@@ -322,7 +324,7 @@ impl Target {
             .and_then(|v| v.trim().parse().ok())
     }
 
-    fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(super) fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         self.tg.gw().command(program)
     }
 
@@ -382,7 +384,7 @@ impl Target {
     }
 
     /// Runs this binary's libnfs client inside the namespace; returns its last key=value line.
-    fn client(
+    pub(super) fn client(
         &self,
         args: &[String],
         s: &Settings,
@@ -784,6 +786,18 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
             t.sample_rss();
         }
     }
+
+    // The sustained import (MEM's 2 MiB file cannot hold it).
+    let r = match system {
+        System::Mem => Err("n/a (MEM file is 2 MiB)".into()),
+        _ => super::sustained::run(&mut t, s),
+    };
+    let (r, note) = match r {
+        Ok((rate, note)) => (Ok(vec![rate]), note),
+        Err(e) => (Err(e), None),
+    };
+    push(super::sustained::ID, Unit::MibPerSec, r, note, None);
+    t.sample_rss();
 
     push(
         "snapshot + clone of a volume",
