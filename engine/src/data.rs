@@ -1,5 +1,5 @@
 //! Object data behind one trait: the facade reads, writes, truncates and syncs an object without
-//! caring whether a FileDriver file or a volume (`volumes.rs`) holds it (DESIGN §2).
+//! caring whether a FileDriver file or a volume (`registry/`) holds it (DESIGN §2).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

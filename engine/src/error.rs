@@ -49,6 +49,15 @@ pub enum Error {
     NotOwner(String),
 }
 
+/// A local I/O error on `what`: `NoSpace` for a full disk or quota, else `Io` naming it.
+pub(crate) fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
+    if is_enospc(&e) || e.raw_os_error() == Some(libc::EDQUOT) {
+        Error::NoSpace
+    } else {
+        Error::Io(format!("{what}: {e}"))
+    }
+}
+
 /// True when an I/O error says the disk is full.
 pub(crate) fn is_enospc(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == std::io::ErrorKind::StorageFull

@@ -17,9 +17,9 @@ use crate::data::{space_used, Commit, FileData, ObjectData};
 use crate::error::{Error, Result};
 use crate::namespace::{self, DataUpdate, Inode, Namespace, NewNode, Orphaned, ROOT};
 use crate::owner::{Claimant, OwnerRecord};
+use crate::registry::{OpenVolume, RegistryConfig, VolumeObject, VolumeRegistry, VOLUMES_DIR};
 use crate::types::*;
 use crate::volume::VolumeOptions;
-use crate::volumes::{VolumeData, VolumeObject, Volumes, VolumesConfig, VOLUMES_DIR};
 
 /// Key prefix of regular files' extents on the backend.
 pub const FILES_PREFIX: &str = "files/";
@@ -188,7 +188,7 @@ pub struct Filesystem {
     owner: OwnerRecord,
     driver: Arc<FileDriver>,
     /// Open volumes (the data of `Kind::Volume` objects).
-    volumes: Arc<Volumes>,
+    volumes: Arc<VolumeRegistry>,
     /// Loaded regular objects. Locked only to find or insert an entry, never across I/O.
     live: Mutex<HashMap<Ino, Arc<Live>>>,
     /// Open counts (NFSv4 OPEN state) per object.
@@ -252,8 +252,8 @@ impl Filesystem {
             location,
         };
         let owner = rt.block_on(crate::owner::claim(&*store, &claimant))?;
-        let volumes = Arc::new(Volumes::new(
-            VolumesConfig {
+        let volumes = Arc::new(VolumeRegistry::new(
+            RegistryConfig {
                 dir: config.data_dir.join(VOLUMES_DIR),
                 opts: vol_opts,
                 max_age: config.sco_max_age,
@@ -721,7 +721,7 @@ impl Filesystem {
     /// The open volume `ino` (opened, or created, on first use). The namespace's size of a
     /// volume follows the volume's own (its TLogs are authoritative): a size that a crash left
     /// behind is corrected here.
-    fn open_volume(&self, ino: Ino, inode: &Inode) -> Result<Arc<VolumeData>> {
+    fn open_volume(&self, ino: Ino, inode: &Inode) -> Result<Arc<OpenVolume>> {
         if let Some(v) = self.volumes.get(ino) {
             return Ok(v);
         }

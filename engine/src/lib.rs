@@ -7,7 +7,6 @@
 
 #[cfg(test)]
 mod alloc_probe;
-mod backlog;
 mod data;
 #[cfg(test)]
 mod decoder_tests;
@@ -16,14 +15,11 @@ mod fs;
 pub mod mgmt;
 mod namespace;
 mod owner;
-mod pacing;
+mod registry;
 mod runtime;
 mod test_knobs;
 mod types;
 pub mod volume;
-mod volumes;
-#[cfg(test)]
-mod volumes_tests;
 
 /// Unit tests record their largest allocations (see `alloc_probe`).
 #[cfg(test)]
@@ -36,8 +32,8 @@ pub use fs::{
     EXTENT_CACHE_DIR, FILES_PREFIX, METADATA_FILE,
 };
 pub use owner::{OwnerRecord, OWNER_KEY};
+pub use registry::{VOLUMES_DIR, VOLUMES_PREFIX};
 pub use types::*;
-pub use volumes::{VOLUMES_DIR, VOLUMES_PREFIX};
 
 /// redb, re-exported so that callers can implement [`redb::StorageBackend`] for
 /// [`OpenOptions::metadata_backend`] without depending on it themselves.

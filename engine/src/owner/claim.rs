@@ -9,9 +9,9 @@ use super::record::{describe, OwnerRecord, OWNER_KEY, RECORD_MAX};
 use crate::error::{Error, Result};
 use crate::fs::FILES_PREFIX;
 use crate::namespace::Namespace;
+use crate::registry::{volume_id, VOLUMES_PREFIX};
 use crate::types::{Ino, Kind};
 use crate::volume::manifest::{Manifest, MANIFEST_NAME};
-use crate::volumes::{volume_id, VOLUMES_PREFIX};
 
 /// Largest volume manifest read while checking a backend without an owner record.
 const MANIFEST_MAX: u64 = 1 << 20;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use strata_backend::{Call, Hook, HookedStore, MemStore, ObjectStore};
 
 use crate::error::Error;
+use crate::registry::{RegistryConfig, VolumeRegistry};
 use crate::volume::VolumeOptions;
-use crate::volumes::{Volumes, VolumesConfig};
 
 /// Holds the next PUT until the test releases it; while `down`, every call fails.
 #[derive(Debug, Default)]
@@ -55,8 +55,12 @@ fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn registry(dir: &Path, base: Arc<dyn ObjectStore>, rt: &tokio::runtime::Runtime) -> Volumes {
-    let cfg = VolumesConfig {
+fn registry(
+    dir: &Path,
+    base: Arc<dyn ObjectStore>,
+    rt: &tokio::runtime::Runtime,
+) -> VolumeRegistry {
+    let cfg = RegistryConfig {
         dir: dir.join("volumes"),
         opts: VolumeOptions {
             sco_clusters: 16,
@@ -72,7 +76,7 @@ fn registry(dir: &Path, base: Arc<dyn ObjectStore>, rt: &tokio::runtime::Runtime
         sco_cache_size: 0,
         cluster_cache_size: 0,
     };
-    Volumes::new(cfg, 1, base, rt.handle().clone())
+    VolumeRegistry::new(cfg, 1, base, rt.handle().clone())
 }
 
 /// The deletion holds the volume's gate from start to end: a concurrent open waits for it and
@@ -204,7 +208,7 @@ fn paced_registry(
     rt: &tokio::runtime::Runtime,
     write_buffer: u64,
     stall: Duration,
-) -> Arc<Volumes> {
+) -> Arc<VolumeRegistry> {
     paced_registry_with(dir, base, rt, write_buffer, stall, |_| {})
 }
 
@@ -214,9 +218,9 @@ fn paced_registry_with(
     rt: &tokio::runtime::Runtime,
     write_buffer: u64,
     stall: Duration,
-    tweak: impl FnOnce(&mut VolumesConfig),
-) -> Arc<Volumes> {
-    let mut cfg = VolumesConfig {
+    tweak: impl FnOnce(&mut RegistryConfig),
+) -> Arc<VolumeRegistry> {
+    let mut cfg = RegistryConfig {
         dir: dir.join("volumes"),
         opts: VolumeOptions {
             sco_clusters: 16,
@@ -232,7 +236,7 @@ fn paced_registry_with(
         cluster_cache_size: 0,
     };
     tweak(&mut cfg);
-    Arc::new(Volumes::new(cfg, 1, base, rt.handle().clone()))
+    Arc::new(VolumeRegistry::new(cfg, 1, base, rt.handle().clone()))
 }
 
 /// Issue 11: a writer faster than the backend is paced, not refused: 4x the write buffer goes
@@ -251,7 +255,7 @@ fn a_writer_faster_than_the_backend_is_paced_and_never_refused() {
     ));
     let vols = paced_registry(t.path(), store, &rt, BUF, Duration::from_secs(60));
     let v = vols.open_or_create(2, 0, true).expect("create");
-    let obj = crate::volumes::VolumeObject::new(v.clone(), &vols);
+    let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
     let total = 4 * BUF as usize;
     let data: Vec<u8> = (0..total).map(|i| (i % 253) as u8).collect();
     // The backlog as measured from the files (not the estimate the writes were admitted by),
@@ -311,7 +315,7 @@ fn a_stalled_backend_refuses_writes_only_at_the_hard_mark_after_the_stall_timeou
     let stall = Duration::from_millis(300);
     let vols = paced_registry(t.path(), store.clone(), &rt, BUF, stall);
     let v = vols.open_or_create(2, 0, true).expect("create");
-    let obj = crate::volumes::VolumeObject::new(v.clone(), &vols);
+    let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
     let mut written = 0u64;
     let mut refused_after = None;
     for i in 0..64u64 {
@@ -468,7 +472,7 @@ fn a_write_buffer_smaller_than_a_tlog_never_stalls_a_healthy_backend() {
         c.max_age = Duration::from_secs(600);
     });
     let v = vols.open_or_create(2, 0, true).expect("create");
-    let obj = crate::volumes::VolumeObject::new(v.clone(), &vols);
+    let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
     let total = 4 * BUF as usize;
     let data: Vec<u8> = (0..total).map(|i| (i % 241) as u8).collect();
     for (i, piece) in data.chunks(PIECE).enumerate() {
@@ -523,7 +527,7 @@ fn re_uploads_after_a_failed_manifest_are_not_progress() {
     let stall = Duration::from_millis(500);
     let vols = paced_registry(t.path(), store.clone(), &rt, BUF, stall);
     let v = vols.open_or_create(2, 0, true).expect("create");
-    let obj = crate::volumes::VolumeObject::new(v.clone(), &vols);
+    let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
     let mut written = 0u64;
     let mut refused = false;
     for i in 0..(8 * BUF / PIECE as u64) {
@@ -592,5 +596,58 @@ fn a_volume_reopened_with_the_backend_down_counts_only_what_it_did_not_upload() 
         info.pending_backend_bytes < BUF / 4,
         "uploaded SCOs counted as backlog: {info:?}"
     );
+    vols.stop_all();
+}
+
+#[test]
+fn the_registry_evicts_down_to_the_sco_cache_size_after_a_flush() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let rt = crate::runtime::build().expect("runtime");
+    let base: Arc<dyn ObjectStore> = Arc::new(strata_backend::MemStore::new());
+    let sco = 4096 + 16 * 4096 + 32;
+    let cfg = RegistryConfig {
+        dir: t.path().join("volumes"),
+        opts: VolumeOptions {
+            sco_clusters: 16,
+            tlog_scos: 2,
+            checkpoint_tlogs: 64,
+        },
+        max_age: Duration::from_secs(3600),
+        fs: None,
+        write_buffer: 1 << 40,
+        throttle_start: 50,
+        stall_timeout: Duration::from_secs(60),
+        sco_cache_size: 8 * sco,
+        cluster_cache_size: 0,
+    };
+    let vols = VolumeRegistry::new(cfg, 1, base, rt.handle().clone());
+    let a = vols.open_or_create(2, 0, true).expect("open a");
+    let b = vols.open_or_create(3, 0, true).expect("open b");
+    let data: Vec<u8> = (0..20 * 65_536u32).map(|i| (i % 253) as u8).collect();
+    for v in [&a, &b] {
+        v.volume().write(0, &data, false).expect("write");
+        vols.flush(v).expect("flush");
+    }
+    let local: u64 = [&a, &b].iter().map(|v| v.volume().sco_cache_bytes()).sum();
+    assert!(local <= 8 * sco * 7 / 10, "{local}");
+    // What the volumes count is what is on disk.
+    let mut disk = 0;
+    for v in [&a, &b] {
+        for e in std::fs::read_dir(v.dir.join("sco")).expect("sco dir") {
+            disk += e.expect("entry").metadata().expect("metadata").len();
+        }
+    }
+    assert_eq!(disk, local);
+    let mut hits = 0;
+    for v in [&a, &b] {
+        let mut buf = vec![0u8; data.len()];
+        assert_eq!(v.volume().read(0, &mut buf).expect("read"), data.len());
+        assert!(buf == data, "volume {} reads back", v.ino);
+        let info = vols.info(v);
+        assert!(info.cache_misses > 0, "{info:?}");
+        hits += info.cache_hits;
+    }
+    // The newest SCOs (of the volume flushed last) stayed in the cache.
+    assert!(hits > 0);
     vols.stop_all();
 }

@@ -29,13 +29,13 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::error::io_err;
 use crate::error::{Error, Result};
 use crate::volume::format::{
     parse_seq_name, CLUSTER_SIZE_U64, SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN,
     TLOG_HEADER_LEN,
 };
 use crate::volume::{LocalFs, Volume, VolumeOptions};
-use crate::volumes::io_err;
 
 /// Running totals and the last measurement.
 #[derive(Debug, Default)]
@@ -212,7 +212,7 @@ pub(crate) fn pending_bytes(
         let names = match fs.list(d) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(d, e)),
+            Err(e) => return Err(io_err(d.display(), e)),
         };
         for name in names {
             let Some(seq) = parse_seq_name(&name) else {
@@ -225,7 +225,7 @@ pub(crate) fn pending_bytes(
             let len = fs
                 .open(&p)
                 .and_then(|f| f.file_len())
-                .map_err(|e| io_err(&p, e))?;
+                .map_err(|e| io_err(p.display(), e))?;
             // A TLog holding only its header (the fresh open one) has nothing to upload yet.
             if !(d == &tlog_dir && len <= TLOG_HEADER_LEN as u64) {
                 total += len;

@@ -1,0 +1,164 @@
+//! Deleting a volume everywhere, in an order a crash can resume: a durable marker first, then
+//! its local files, then (in the background) its backend objects, then the marker.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use strata_backend::ObjectStore;
+
+use super::{ino_name, VolumeRegistry};
+use crate::error::{io_err, Error, Result};
+use crate::types::Ino;
+use crate::volume::LocalFs;
+
+impl VolumeRegistry {
+    /// Deletes volume `ino` everywhere: stops its pipeline, removes its local directory and
+    /// every object of its backend namespace. Works whether or not it is open. Holds the
+    /// volume's gate throughout, so no other thread opens (or restores) it meanwhile.
+    ///
+    /// 1. A durable marker, first: from here on the volume is deleted. Nothing opens, restores
+    ///    or re-creates it ([`VolumeRegistry::open_or_create`] refuses it), and a crash resumes the
+    ///    deletion at the next start.
+    /// 2. Out of the registry; its pipeline is stopped and a pass in flight waited for.
+    /// 3. Its local files go (the volume is halted: no later call uploads anything), and a
+    ///    flush in flight (`strata sync --wait`) is waited for, so that nothing reaches the
+    ///    backend after step 4 starts.
+    /// 4. Its backend objects go in the background (a large volume has thousands: deleting
+    ///    them inside the client's REMOVE would take minutes); the marker goes last.
+    pub fn delete(&self, ino: Ino) -> Result<()> {
+        self.gated(ino, || self.delete_gated(ino))
+    }
+
+    /// [`VolumeRegistry::delete`] with the volume's gate held.
+    fn delete_gated(&self, ino: Ino) -> Result<()> {
+        let marker = self.deleting_marker(ino);
+        self.fs
+            .create_dir_all(&self.cfg.dir)
+            .map_err(|e| io_err(self.cfg.dir.display(), e))?;
+        match self.fs.create_new(&marker) {
+            Ok(f) => f.sync_data().map_err(|e| io_err(marker.display(), e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(marker.display(), e)),
+        }
+        self.fs
+            .sync_dir(&self.cfg.dir)
+            .map_err(|e| io_err(self.cfg.dir.display(), e))?;
+        // Deleted from here on (not before: a failed marker leaves the volume as it was).
+        self.deleted.lock().insert(ino);
+        let data = self.open.lock().remove(&ino);
+        self.cache.vols.lock().remove(&ino);
+        if let Some(d) = &data {
+            d.stop.send_replace(true);
+            let task = d.task.lock().take();
+            if let Some(t) = task {
+                // Wait for a pass in flight: it must not upload after the deletion below.
+                let _ = self.rt.block_on(t);
+            }
+            d.vol.destroy()?;
+            self.rt.block_on(d.vol.backend_idle());
+        }
+        let dir = data
+            .as_ref()
+            .map_or_else(|| self.local_dir(ino), |d| d.dir.clone());
+        let store = match &data {
+            Some(d) => d.store.clone(),
+            None => self.store_of(ino)?,
+        };
+        self.remove_local(&dir)?;
+        self.spawn_backend_delete(ino, store);
+        Ok(())
+    }
+
+    /// `<volumes dir>/<ino>.deleting`: the volume is deleted, its backend objects not all yet.
+    pub(super) fn deleting_marker(&self, ino: Ino) -> PathBuf {
+        self.cfg
+            .dir
+            .join(format!("{}{DELETING_SUFFIX}", ino_name(ino)))
+    }
+
+    /// Deletes every object of a deleted volume's namespace on the runtime, then its marker.
+    /// A failure is logged and left to [`VolumeRegistry::finish_deletions`] or the next start.
+    fn spawn_backend_delete(&self, ino: Ino, store: Arc<dyn ObjectStore>) {
+        let fs = self.fs.clone();
+        let marker = self.deleting_marker(ino);
+        let dir = self.cfg.dir.clone();
+        let task = self.rt.spawn(async move {
+            if let Err(e) = delete_all(&*store).await {
+                tracing::warn!(ino, error = %e, "deleting a volume's backend objects failed; retried at the next sync or start");
+                return;
+            }
+            let done = tokio::task::spawn_blocking(move || remove_marker(&*fs, &marker, &dir)).await;
+            if let Ok(Err(e)) | Err(e) = done.map_err(|e| Error::Io(e.to_string())) {
+                tracing::warn!(ino, error = %e, "removing a volume's deletion marker failed");
+            }
+        });
+        self.deletions.lock().push(task);
+    }
+
+    /// Inos of deleted volumes whose backend objects are not all deleted yet (their markers).
+    fn pending_deletions(&self) -> Result<Vec<Ino>> {
+        let names = match self.fs.list(&self.cfg.dir) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(self.cfg.dir.display(), e)),
+        };
+        Ok(names
+            .iter()
+            .filter_map(|n| n.strip_suffix(DELETING_SUFFIX))
+            .filter_map(|h| u64::from_str_radix(h, 16).ok())
+            .collect())
+    }
+
+    /// At start: resumes, in the background, the deletions an earlier run left unfinished.
+    pub fn resume_deletions(&self) -> Result<()> {
+        for ino in self.pending_deletions()? {
+            tracing::info!(ino, "resuming the deletion of a volume's backend objects");
+            let store = self.store_of(ino)?;
+            self.spawn_backend_delete(ino, store);
+        }
+        Ok(())
+    }
+
+    /// Returns once every deleted volume's backend objects are gone: waits for the background
+    /// deletions, then deletes (here, synchronously) whatever a failed one left.
+    pub fn finish_deletions(&self) -> Result<()> {
+        let running = std::mem::take(&mut *self.deletions.lock());
+        for t in running {
+            // A failed task leaves its marker: handled below.
+            let _ = self.rt.block_on(t);
+        }
+        for ino in self.pending_deletions()? {
+            let store = self.store_of(ino)?;
+            self.rt.block_on(delete_all(&*store))?;
+            remove_marker(&*self.fs, &self.deleting_marker(ino), &self.cfg.dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Suffix of the marker of a volume deleted from the namespace whose backend objects are not
+/// all deleted yet.
+const DELETING_SUFFIX: &str = ".deleting";
+
+/// Removes a deletion marker (durably); a marker already gone is fine.
+pub(super) fn remove_marker(fs: &dyn LocalFs, marker: &Path, dir: &Path) -> Result<()> {
+    match fs.remove_file(marker) {
+        Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(marker.display(), e)),
+    }
+}
+
+/// Deletes every object of a store (a volume's namespace).
+pub(super) async fn delete_all(store: &dyn ObjectStore) -> Result<()> {
+    loop {
+        // Deleting as we go: every page starts at the beginning again.
+        let page = store.list("", None, 1000).await?;
+        if page.objects.is_empty() {
+            return Ok(());
+        }
+        for o in page.objects {
+            store.delete(&o.key).await?;
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! An open volume as the facade's [`ObjectData`]: reads, writes admitted by the pacing,
+//! resize, COMMIT.
+
+use std::sync::Arc;
+
+use super::open_volume::OpenVolume;
+use super::VolumeRegistry;
+use crate::data::{Commit, ObjectData, Persist};
+use crate::error::{Error, Result};
+
+/// A volume as the facade's [`ObjectData`].
+#[derive(Debug)]
+pub(crate) struct VolumeObject {
+    data: Arc<OpenVolume>,
+    volumes: std::sync::Weak<VolumeRegistry>,
+}
+
+impl VolumeObject {
+    /// The object data of an open volume.
+    pub fn new(data: Arc<OpenVolume>, volumes: &Arc<VolumeRegistry>) -> VolumeObject {
+        VolumeObject {
+            data,
+            volumes: Arc::downgrade(volumes),
+        }
+    }
+}
+
+impl ObjectData for VolumeObject {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(usize, bool)> {
+        let n = self.data.vol.read(offset, buf)?;
+        Ok((n, offset + n as u64 >= self.data.vol.size()))
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let d = &self.data;
+        let admitted = d.pacer.admit(
+            super::backlog::cost(data.len() as u64, d.vol.options()),
+            || d.backlog.estimate(d.vol.uploaded_bytes()),
+            || d.vol.uploaded_bytes(),
+            |len, hard| d.backlog.reserve(len, hard, d.vol.uploaded_bytes()),
+            |t| d.backlog.wait_for_room(t),
+        );
+        if admitted == super::pacing::Admit::Refuse {
+            // Full, and the backend made no progress for Backend_Stall_Timeout: an outage.
+            // The client retries later (NFS3ERR_JUKEBOX / NFS4ERR_DELAY).
+            return Err(Error::Delay);
+        }
+        // Its length is in the backlog already (reserved above).
+        d.vol.write(offset, data, false)
+    }
+
+    fn truncate(&self, new_size: u64, persist: Persist<'_>) -> Result<()> {
+        self.data.vol.resize(new_size)?;
+        self.data.vol.sync()?;
+        persist(&Commit {
+            size: new_size,
+            ..Commit::default()
+        })
+    }
+
+    fn sync(&self, persist: Persist<'_>) -> Result<()> {
+        // The volume's fsyncs are the durability point; the namespace only caches the size.
+        self.data.vol.sync()?;
+        persist(&Commit {
+            size: self.data.vol.size(),
+            lazy: true,
+            ..Commit::default()
+        })
+    }
+
+    fn size(&self) -> u64 {
+        self.data.vol.size()
+    }
+
+    fn space_used(&self) -> u64 {
+        self.data.vol.space_used()
+    }
+
+    fn is_dirty(&self) -> bool {
+        self.data.vol.is_dirty()
+    }
+
+    fn delete(&self) -> Result<()> {
+        match self.volumes.upgrade() {
+            Some(v) => v.delete(self.data.ino),
+            None => Err(Error::Io("volume registry gone".into())),
+        }
+    }
+}
