@@ -14,7 +14,7 @@ use strata_backend::{LocalStore, Namespaced, ObjectStore};
 use strata_filedriver::FileDriver;
 
 use crate::data::{space_used, Commit, FileData, ObjectData};
-use crate::error::{Error, Result};
+use crate::error::{io_err, Error, Result};
 use crate::namespace::{self, DataUpdate, Inode, Namespace, NewNode, Orphaned, ROOT};
 use crate::owner::{Claimant, OwnerRecord};
 use crate::registry::{OpenVolume, RegistryConfig, VolumeObject, VolumeRegistry, VOLUMES_DIR};
@@ -212,7 +212,7 @@ impl Filesystem {
             ));
         }
         std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| io_err(e, &format!("creating {}", config.data_dir.display())))?;
+            .map_err(|e| io_err(format!("creating {}", config.data_dir.display()), e))?;
         let mut location = match &config.backend {
             BackendConfig::Local { dir } => dir.display().to_string(),
         };
@@ -928,18 +928,10 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-fn io_err(e: std::io::Error, what: &str) -> Error {
-    if crate::error::is_enospc(&e) {
-        Error::NoSpace
-    } else {
-        Error::Io(format!("{what}: {e}"))
-    }
-}
-
 /// statvfs of a directory.
 fn statvfs(path: &std::path::Path) -> Result<StatFs> {
     let st =
-        nix::sys::statvfs::statvfs(path).map_err(|e| io_err(std::io::Error::from(e), "statvfs"))?;
+        nix::sys::statvfs::statvfs(path).map_err(|e| io_err("statvfs", std::io::Error::from(e)))?;
     let frsize = st.fragment_size();
     Ok(StatFs {
         total_bytes: st.blocks().saturating_mul(frsize),
