@@ -74,6 +74,11 @@ impl ObjectStore for FaultyStore {
         self.inner.put(key, data).await
     }
 
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<ObjectMeta> {
+        self.check(key)?;
+        self.inner.put_file(key, path).await
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
         self.check(key)?;
         self.inner.put_if_absent(key, data).await

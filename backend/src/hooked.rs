@@ -101,6 +101,15 @@ impl<H: Hook> ObjectStore for HookedStore<H> {
         self.inner.put(key, data).await
     }
 
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<ObjectMeta> {
+        let call = Call::Put {
+            key,
+            conditional: false,
+        };
+        self.hook.before(&call).await?;
+        self.inner.put_file(key, path).await
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
         let call = Call::Put {
             key,

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 use std::ops::Range;
+use std::path::Path;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -202,6 +203,25 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Replaces the object only if its current etag equals `etag`; else `ConditionFailed`
     /// (also when it does not exist).
     async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<ObjectMeta>;
+    /// Stores the contents of the local file `path` under `key`, replacing any object there;
+    /// durable when it returns. The file must be durable already, and never be modified in
+    /// place afterwards (its owner may delete it, or replace it by a rename): a store may keep
+    /// the file itself as the object, as [`LocalStore`] does by hard-linking it, so that its
+    /// bytes are not written a second time. The default reads it and [`ObjectStore::put`]s it.
+    async fn put_file(&self, key: &str, path: &Path) -> Result<ObjectMeta> {
+        let p = path.to_path_buf();
+        let data = tokio::task::spawn_blocking(move || std::fs::read(&p))
+            .await
+            .map_err(|e| Error::Io {
+                key: key.to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .map_err(|e| Error::Io {
+                key: key.to_string(),
+                source: e,
+            })?;
+        self.put(key, Bytes::from(data)).await
+    }
     /// Reads a whole object.
     async fn get(&self, key: &str) -> Result<(Bytes, ObjectMeta)>;
     /// Reads `range` of an object; the range is clipped at the object's end.

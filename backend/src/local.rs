@@ -6,6 +6,11 @@
 //! one under the final name, never a partial one. Temp files left by a crash are removed at
 //! [`LocalStore::open`]. One `LocalStore` per root at a time (opening wipes the temp dir).
 //!
+//! [`ObjectStore::put_file`] hard-links the caller's file as the temp file instead of copying
+//! its bytes (the caller promises the file is durable and never modified in place), then
+//! installs it the same way; where a link is impossible (another file system, a file system
+//! without hard links) it copies.
+//!
 //! # ETags
 //!
 //! An ETag is a version tag made from the object file's metadata, never from its content, so
@@ -94,6 +99,8 @@ struct Inner {
     root: PathBuf,
     tmp: PathBuf,
     locks: Vec<Mutex<()>>,
+    /// Objects stored by linking the caller's file ([`ObjectStore::put_file`]).
+    linked: AtomicU64,
     /// Test fail-point: when set, a put stops after its temp file is written and fsynced, as if
     /// the process had died before the rename.
     #[cfg(test)]
@@ -127,6 +134,7 @@ impl LocalStore {
                 root,
                 tmp,
                 locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
+                linked: AtomicU64::new(0),
                 #[cfg(test)]
                 fail_before_rename: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -136,6 +144,11 @@ impl LocalStore {
     /// The directory the store lives in.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// Objects stored so far by linking the caller's file instead of copying it.
+    pub fn linked_puts(&self) -> u64 {
+        self.inner.linked.load(Ordering::Relaxed)
     }
 
     #[cfg(test)]
@@ -191,11 +204,59 @@ impl Inner {
         self.locks[shard].lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A fresh temp file name: unique in this process even across stores on one root (the
+    /// counter is global).
+    fn tmp_name(&self) -> PathBuf {
+        let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        self.tmp.join(format!("{}.{seq}", std::process::id()))
+    }
+
+    /// [`ObjectStore::put_file`]: links `src` as the temp file (no byte is written), stamps
+    /// it with a unique mtime and installs it; copies when it cannot link.
+    fn put_linked(&self, key: &str, src: &Path) -> Result<ObjectMeta> {
+        let path = self.path(key)?;
+        let tmp = self.tmp_name();
+        if let Err(e) = fs::hard_link(src, &tmp) {
+            let cannot_link = matches!(
+                e.raw_os_error(),
+                Some(libc::EXDEV | libc::EPERM | libc::EMLINK | libc::EOPNOTSUPP)
+            );
+            if !cannot_link {
+                return Err(missing_or_io(key, e));
+            }
+            let data = fs::read(src).map_err(|e| missing_or_io(key, e))?;
+            return self.put(key, &data, Cond::None);
+        }
+        let stamped = (|| {
+            let f = File::options().write(true).open(&tmp)?;
+            f.set_times(FileTimes::new().set_modified(unique_mtime()))?;
+            let meta = f.metadata()?;
+            // The link count and the mtime; the data was durable already.
+            f.sync_all()?;
+            Ok::<_, std::io::Error>(meta)
+        })();
+        let installed = stamped
+            .map_err(|e| io_err(key, e))
+            .and_then(|meta| self.install(key, &path, &tmp, Cond::None).map(|()| meta));
+        match installed {
+            Ok(meta) => {
+                self.linked.fetch_add(1, Ordering::Relaxed);
+                Ok(ObjectMeta {
+                    key: key.to_string(),
+                    size: meta.size(),
+                    etag: etag_of_meta(&meta),
+                })
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
     fn put(&self, key: &str, data: &[u8], cond: Cond) -> Result<ObjectMeta> {
         let path = self.path(key)?;
-        // Unique in this process even across stores on one root (the counter is global).
-        let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.tmp.join(format!("{}.{seq}", std::process::id()));
+        let tmp = self.tmp_name();
         match self.put_via(key, &path, &tmp, data, cond) {
             Ok(meta) => Ok(ObjectMeta {
                 key: key.to_string(),
@@ -224,7 +285,6 @@ impl Inner {
         data: &[u8],
         cond: Cond,
     ) -> Result<Metadata> {
-        let io = |e| Error::from_io(key, e);
         let meta = {
             let mut f = File::options()
                 .write(true)
@@ -246,6 +306,13 @@ impl Inner {
                 source: std::io::Error::other("fail-point: before rename"),
             });
         }
+        self.install(key, path, tmp, cond)?;
+        Ok(meta)
+    }
+
+    /// Checks `cond` and renames the durable temp file `tmp` over `path`, durably.
+    fn install(&self, key: &str, path: &Path, tmp: &Path, cond: Cond) -> Result<()> {
+        let io = |e| Error::from_io(key, e);
         let _guard = self.lock(key);
         match cond {
             Cond::None => {}
@@ -283,7 +350,7 @@ impl Inner {
             }
         }
         fsync_dir(parent).map_err(|e| io_err(key, e))?;
-        Ok(meta)
+        Ok(())
     }
 
     /// Creates the directories between the root and `dir`, fsyncing the parent of each one
@@ -523,6 +590,12 @@ fn conflict_or(key: &str, e: std::io::Error) -> Error {
 impl ObjectStore for LocalStore {
     async fn put(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
         self.put_cond(key, data, Cond::None).await
+    }
+
+    async fn put_file(&self, key: &str, path: &Path) -> Result<ObjectMeta> {
+        let (k, src) = (key.to_string(), path.to_path_buf());
+        self.blocking(key, move |inner| inner.put_linked(&k, &src))
+            .await
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {

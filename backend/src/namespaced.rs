@@ -59,6 +59,11 @@ impl ObjectStore for Namespaced {
         self.strip_meta(meta)
     }
 
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<ObjectMeta> {
+        let meta = self.inner.put_file(&self.full(key)?, path).await?;
+        self.strip_meta(meta)
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
         let meta = self.inner.put_if_absent(&self.full(key)?, data).await?;
         self.strip_meta(meta)

@@ -261,6 +261,23 @@ async fn conformance(store: Arc<dyn ObjectStore>, etags: Etags) {
             "list {bad:?}"
         );
     }
+    // put_file stores a local file's contents; a replaced source (renamed over, as a volume
+    // evicts an SCO) leaves the object as it was.
+    let src_dir = tempfile::tempdir().expect("tempdir");
+    let src = src_dir.path().join("sco");
+    std::fs::write(&src, b"sealed bytes").expect("write source");
+    let m = store.put_file("f/sco", &src).await.expect("put_file");
+    assert_eq!((m.key.as_str(), m.size), ("f/sco", 12));
+    let tmp = src_dir.path().join("stub");
+    std::fs::write(&tmp, b"stub").expect("write stub");
+    std::fs::rename(&tmp, &src).expect("replace source");
+    let (data, meta) = store.get("f/sco").await.expect("get");
+    assert_eq!((&data[..], meta), (&b"sealed bytes"[..], m));
+    assert!(store
+        .put_file("f/missing", &src_dir.path().join("nope"))
+        .await
+        .is_err());
+    store.delete("f/sco").await.expect("delete");
 }
 
 /// 8 tasks race `put_if_absent` on one key, then `put_if_match` on one etag: one winner each.
@@ -337,6 +354,33 @@ fn local_store_conformance() {
         vec![std::ffi::OsString::from(local::TMP_DIR)],
         "only the temp dir is left"
     );
+}
+
+/// Issue 11: the local store takes a file by linking it, not by writing its bytes again.
+#[test]
+fn local_store_put_file_links_instead_of_copying() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path().join("store")).expect("open");
+    let src = dir.path().join("sco");
+    std::fs::write(&src, vec![7u8; 1 << 20]).expect("write source");
+    let m = rt()
+        .block_on(store.put_file("v/sco/1", &src))
+        .expect("put_file");
+    let object = store.root().join("v/sco/1");
+    let ino = |p: &std::path::Path| std::fs::metadata(p).expect("stat").ino();
+    assert_eq!(ino(&object), ino(&src), "the object is not the source file");
+    assert_eq!(store.linked_puts(), 1);
+    // The ETag is still a version: a second put of the same file makes a new one.
+    let m2 = rt()
+        .block_on(store.put_file("v/sco/1", &src))
+        .expect("put_file again");
+    assert_ne!(m.etag, m2.etag);
+    assert_eq!(rt().block_on(store.head("v/sco/1")).expect("head"), m2);
+    // Deleting the source leaves the object.
+    std::fs::remove_file(&src).expect("remove source");
+    let (data, _) = rt().block_on(store.get("v/sco/1")).expect("get");
+    assert!(data.len() == 1 << 20 && data.iter().all(|b| *b == 7));
 }
 
 #[test]
