@@ -218,6 +218,16 @@ impl Volume {
             let puts = sealed_scos(&parsed.entries).into_iter().map(|(sco, _, _)| {
                 let (fs, p) = (fs.clone(), sco_dir.join(sco_name(sco)));
                 async move {
+                    if let Some(real) = fs.real_path(&p) {
+                        // A sealed SCO is durable and never changed in place (eviction renames
+                        // a stub over it): the store may take the file itself, and the local
+                        // store does, hard-linking it instead of writing its bytes again.
+                        let meta = store
+                            .put_file(&sco_key(sco), &real)
+                            .await
+                            .map_err(|e| be_err(&sco_key(sco), e))?;
+                        return Ok::<u64, Error>(meta.size);
+                    }
                     // Reading a whole SCO blocks: off the runtime's workers.
                     let body = tokio::task::spawn_blocking(move || {
                         let sf = fs.open(&p).map_err(|e| io_err(p.display(), e))?;

@@ -12,9 +12,9 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::cluster_cache::ClusterCache;
 use super::dirsync::DirSync;
 use super::format::{
-    md5, parse_seq_name, sco_name, tlog_name, Entry, FormatError, ScoFooter, ScoHeader, TlogHeader,
-    VolumeId, CLUSTER_SIZE, CLUSTER_SIZE_U64, MAX_SCO_CLUSTERS, MAX_SCO_LEN, MAX_TLOG_LEN,
-    SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
+    md5, parse_seq_name, sco_name, sco_stub_name, tlog_name, Entry, FormatError, ScoFooter,
+    ScoHeader, TlogHeader, VolumeId, CLUSTER_SIZE, CLUSTER_SIZE_U64, MAX_SCO_CLUSTERS, MAX_SCO_LEN,
+    MAX_TLOG_LEN, SCO_FOOTER_LEN, SCO_HEADER_LEN, SCO_STUB_SUFFIX, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
 };
 use super::localfs::{LocalFile, LocalFs};
 use super::mds::{Loc, Mds, Op};
@@ -122,6 +122,10 @@ pub enum FsyncSite {
     /// Uncork: the MetaDataStore (redb) commit that applies TLogs now on the backend, before
     /// their local files are deleted.
     MdsCommit,
+    /// Eviction: fsync of the `sco/` directory after a stub was renamed over a SCO, so that the
+    /// space freed stays free. Not in [`FsyncSite::ALL`]: the whole SCO and its stub are both
+    /// valid after a crash.
+    EvictScoDir,
 }
 
 impl FsyncSite {
@@ -207,6 +211,11 @@ impl ScoEntry {
             reads: AtomicU64::new(0),
             since: std::time::Instant::now(),
         }
+    }
+
+    /// Bytes an eviction frees from the cache: the whole SCO less the stub it leaves.
+    fn local_bytes_before_eviction(&self) -> u64 {
+        ScoFooter::offset(self.clusters) + SCO_FOOTER_LEN as u64 - SCO_HEADER_LEN
     }
 
     /// Bytes of its local file: the whole SCO, the header stub once evicted, or nothing for a
@@ -1563,6 +1572,8 @@ impl Volume {
             }
         }
         let mut sco_files: BTreeSet<u64> = BTreeSet::new();
+        // Stubs of evictions a crash interrupted before their rename: they hold nothing.
+        let mut stray_stubs: Vec<String> = Vec::new();
         for n in fs
             .list(&sco_dir)
             .map_err(|e| io_err(sco_dir.display(), e))?
@@ -1570,6 +1581,13 @@ impl Volume {
             match parse_seq_name(&n) {
                 Some(s) => {
                     sco_files.insert(s);
+                }
+                None if n
+                    .strip_suffix(SCO_STUB_SUFFIX)
+                    .and_then(parse_seq_name)
+                    .is_some() =>
+                {
+                    stray_stubs.push(n)
                 }
                 None => tracing::warn!(file = %n, "ignoring unexpected file in the SCO directory"),
             }
@@ -1743,8 +1761,7 @@ impl Volume {
                     // Not a copy to read from (damaged, or an eviction's cut half-done): the
                     // data is on the backend; keep only the stub.
                     tracing::warn!(sco = %sco_name(*seq), len, "a cached SCO is not whole: reading it from the backend");
-                    f.set_len(SCO_HEADER_LEN)
-                        .map_err(|e| io_err(p.display(), e))?;
+                    replace_sco_by_stub(&*fs, &sco_dir, id, *seq)?;
                 }
                 len != whole
             } else {
@@ -1840,6 +1857,11 @@ impl Volume {
                 tracing::warn!(tlog = %what, from = data.len(), to = cut, "cutting a torn TLog tail");
                 st.tlog.file.set_len(cut).map_err(|e| io_err(&what, e))?;
                 vol.fsync(FsyncSite::RestartCut, &*st.tlog.file, &what)?;
+            }
+            for n in &stray_stubs {
+                let p = sco_dir.join(n);
+                fs.remove_file(&p).map_err(|e| io_err(p.display(), e))?;
+                st.sco_dir.touch();
             }
             // SCO files no entry refers to hold nothing that was ever committed.
             let in_db: BTreeSet<u64> = db_scos.iter().map(|(s, _)| *s).collect();
@@ -2061,32 +2083,58 @@ impl Volume {
             .collect()
     }
 
-    /// Evicts SCO `sco` from the local cache if it is disposable: its file is cut to the header
-    /// (a stub that tells a restart the data is on the backend) and later reads of its clusters
-    /// fetch them from the backend. Returns the bytes freed (0 when it was not disposable).
+    /// Evicts SCO `sco` from the local cache if it is disposable: its file is replaced by the
+    /// header (a stub that tells a restart the data is on the backend) and later reads of its
+    /// clusters fetch them from the backend. Returns the bytes freed from the cache (0 when it
+    /// was not disposable).
+    ///
+    /// The SCO's file is never cut in place: the local store may hold that very file as the
+    /// backend's object (it hard-links sealed SCOs instead of copying their bytes). The stub is
+    /// written aside, made durable and renamed over the SCO, so a crash leaves the whole SCO or
+    /// the stub (and at worst a stray stub beside the SCO, which the next restart removes).
     pub fn evict_sco(&self, sco: u64) -> Result<u64> {
         self.check_halted()?;
-        let what = format!("SCO {}", sco_name(sco));
-        let (f, freed) = {
-            // Under the write lock: no reader sees the SCO as cached once it is cut.
+        let disposable = |st: &State| {
+            st.scos
+                .get(&sco)
+                .is_some_and(|e| !e.evicted && e.tlog <= st.backend_tlog)
+        };
+        if !disposable(&self.state.read()) {
+            return Ok(0);
+        }
+        let stub = self.sco_dir.join(sco_stub_name(sco));
+        write_sco_stub(&*self.fs, &stub, self.id, sco)?;
+        let freed = {
+            // Under the write lock: no reader opens the SCO's name while it changes files.
             let mut st = self.state.write();
-            let backend_tlog = st.backend_tlog;
+            if !disposable(&st) {
+                drop(st);
+                self.fs
+                    .remove_file(&stub)
+                    .map_err(|e| io_err(stub.display(), e))?;
+                self.state.write().sco_dir.touch();
+                return Ok(0);
+            }
+            let path = self.sco_dir.join(sco_name(sco));
+            self.fs
+                .rename(&stub, &path)
+                .map_err(|e| io_err(path.display(), e))?;
+            st.sco_dir.touch();
+            let mark = st.sco_dir.pending();
+            self.handles.lock().remove(&sco);
             let Some(e) = st.scos.get_mut(&sco) else {
                 return Ok(0);
             };
-            if e.evicted || e.tlog > backend_tlog {
-                return Ok(0);
-            }
-            let freed = e.local_bytes() - SCO_HEADER_LEN;
-            let f = self.sco_handle(sco)?;
-            f.set_len(SCO_HEADER_LEN).map_err(|e| io_err(&what, e))?;
             e.evicted = true;
-            self.handles.lock().remove(&sco);
-            (f, freed)
+            (e.local_bytes_before_eviction(), mark)
         };
-        // Not needed for correctness (a whole SCO and its stub are both valid after a crash),
-        // but the space is only reliably free once the cut is durable.
-        f.sync_data().map_err(|e| io_err(&what, e))?;
+        let (freed, mark) = freed;
+        if let Some(mark) = mark {
+            // Not needed for correctness, but the space is only reliably free once the new
+            // name is durable.
+            self.fsync_dir(FsyncSite::EvictScoDir, &self.sco_dir)?;
+            self.state.write().sco_dir.synced_up_to(mark);
+        }
         self.counters.scos_evicted.fetch_add(1, Ordering::Relaxed);
         Ok(freed)
     }
@@ -2321,6 +2369,31 @@ pub(super) fn prepare_empty_dir(fs: &dyn LocalFs, dir: &Path) -> Result<(PathBuf
 }
 
 /// Opens `path`; `None` if it does not exist (other errors are errors).
+/// Writes the header stub of SCO `seq` (what an evicted SCO's local file holds) to a new file
+/// at `path`, replacing one a crash left there, and makes its bytes durable (its name is
+/// durable only after the directory's fsync).
+fn write_sco_stub(fs: &dyn LocalFs, path: &Path, id: VolumeId, seq: u64) -> Result<()> {
+    match fs.remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(path.display(), e)),
+    }
+    let f = fs.create_new(path).map_err(|e| io_err(path.display(), e))?;
+    f.write_at(&ScoHeader { volume: id, seq }.encode(), 0)
+        .map_err(|e| io_err(path.display(), e))?;
+    f.sync_data().map_err(|e| io_err(path.display(), e))
+}
+
+/// Replaces SCO `seq`'s local file by its header stub (written aside, then renamed over it),
+/// never changing the old file's bytes: it may be the backend's object too.
+fn replace_sco_by_stub(fs: &dyn LocalFs, sco_dir: &Path, id: VolumeId, seq: u64) -> Result<()> {
+    let stub = sco_dir.join(sco_stub_name(seq));
+    write_sco_stub(fs, &stub, id, seq)?;
+    let path = sco_dir.join(sco_name(seq));
+    fs.rename(&stub, &path)
+        .map_err(|e| io_err(path.display(), e))
+}
+
 fn open_if_exists(fs: &dyn LocalFs, path: &Path, what: &str) -> Result<Option<Arc<dyn LocalFile>>> {
     match fs.open(path) {
         Ok(f) => Ok(Some(f)),

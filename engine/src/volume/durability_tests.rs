@@ -86,6 +86,9 @@ impl LocalFs for GateFs {
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
         self.sim.remove_file(path)
     }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.sim.rename(from, to)
+    }
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
         let me = std::thread::current().id();
         let mut g = self.gate.0.lock();

@@ -111,6 +111,16 @@ pub fn sco_name(seq: u64) -> String {
     format!("{seq:016x}")
 }
 
+/// The local name of the header stub being written for SCO `seq` while it is evicted
+/// (`<seq as 16 hex>.evicting`), renamed over the SCO once durable. One left behind by a crash
+/// holds nothing and is removed at restart.
+pub fn sco_stub_name(seq: u64) -> String {
+    format!("{seq:016x}{SCO_STUB_SUFFIX}")
+}
+
+/// The suffix of [`sco_stub_name`].
+pub const SCO_STUB_SUFFIX: &str = ".evicting";
+
 /// The object name of TLog `seq` inside a volume's namespace: `tlog/<seq as 16 hex>`.
 pub fn tlog_name(seq: u64) -> String {
     format!("{seq:016x}")

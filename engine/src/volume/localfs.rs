@@ -49,6 +49,17 @@ pub trait LocalFs: Send + Sync + fmt::Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Makes the names in `dir` (creations and removals) durable: fsync of the directory.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Renames `from` to `to` in the same directory, atomically replacing any file named `to`:
+    /// after a crash the directory shows either the old names or the new ones. Durable only
+    /// after [`LocalFs::sync_dir`].
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// The path of `path` on the machine's real filesystem, when this layer is backed by one
+    /// (so that another component, such as the local object store, may take the file itself);
+    /// `None` for a simulated filesystem.
+    fn real_path(&self, path: &Path) -> Option<PathBuf> {
+        let _ = path;
+        None
+    }
 }
 
 /// The real local filesystem.
@@ -150,6 +161,12 @@ impl LocalFs for StdFs {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn real_path(&self, path: &Path) -> Option<PathBuf> {
+        Some(path.to_path_buf())
     }
 }
 
@@ -679,6 +696,34 @@ impl LocalFs for SimFs {
             return Err(not_found(path));
         }
         dir.pending.push(DirOp::Remove(n));
+        Ok(())
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (d, from_name) = split(from)?;
+        let (to_dir, to_name) = split(to)?;
+        if to_dir != d {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{} -> {}: renames across directories are not simulated",
+                    from.display(),
+                    to.display()
+                ),
+            ));
+        }
+        let mut st = self.state.lock();
+        st.spend(true)?;
+        let dir = st.dirs.get_mut(&d).ok_or_else(|| not_found(&d))?;
+        let ino = dir
+            .current
+            .remove(&from_name)
+            .ok_or_else(|| not_found(from))?;
+        dir.current.insert(to_name.clone(), ino);
+        // In the journal's order: the new name replaces the old file in one step, then the
+        // old name goes. A crash keeps a prefix: the old state, both names on the renamed
+        // file, or the new state — never a missing `to`.
+        dir.pending.push(DirOp::Add(to_name, ino));
+        dir.pending.push(DirOp::Remove(from_name));
         Ok(())
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

@@ -31,6 +31,8 @@ pub(crate) mod decoder_tests;
 #[cfg(test)]
 mod durability_tests;
 #[cfg(test)]
+mod eviction_tests;
+#[cfg(test)]
 mod tests;
 
 pub use self::backup::{remove_local_state, restore_interrupted, BackupReport, RESTORE_MARKER};

@@ -775,7 +775,7 @@ pub(super) fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn whole(vol: &Volume) -> Vec<u8> {
+pub(super) fn whole(vol: &Volume) -> Vec<u8> {
     read_vec(vol, 0, vol.size() as usize)
 }
 
@@ -1160,7 +1160,7 @@ pub(super) fn mt_rt() -> tokio::runtime::Runtime {
 }
 
 /// Writes `len` bytes of pseudo-random data from offset 0 in 64 KiB pieces; returns them.
-fn fill(vol: &Volume, len: usize, seed: u64) -> Vec<u8> {
+pub(super) fn fill(vol: &Volume, len: usize, seed: u64) -> Vec<u8> {
     let mut rng = SimRng::new(seed);
     let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
     for (i, piece) in data.chunks(65_536).enumerate() {
@@ -1774,6 +1774,9 @@ impl LocalFs for MdsFaultFs {
     }
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
         self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
     }
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
         self.inner.sync_dir(dir)
