@@ -1,6 +1,8 @@
 //! The `strata` command: start and stop a gateway (`up`, `down`, `status`), talk to a running
 //! gateway's engine over its management socket (`status`, `sync`, `volume info`), and work with
 //! ganesha.conf files (`conf check`, `conf render`, `conf params`).
+// The doc comments are also the commands' --help text (clap), where <placeholders> are plain text.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -76,7 +76,7 @@ pub(crate) struct FileData {
 
 impl FileData {
     /// The data of file `id` with its durable `size` and extent `map` as the namespace has them.
-    pub fn new(id: u64, driver: Arc<FileDriver>, size: u64, map: ExtentMap) -> FileData {
+    pub(crate) fn new(id: u64, driver: Arc<FileDriver>, size: u64, map: ExtentMap) -> FileData {
         let suspect_tail = !size.is_multiple_of(EXTENT_SIZE) && map.contains(&(size / EXTENT_SIZE));
         FileData {
             id,

@@ -142,7 +142,7 @@ impl Inode {
     }
 
     /// Encodes the record (little-endian, see FORMATS.md).
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(128 + self.target.len());
         b.push(ENC_VERSION);
         b.push(match self.kind {
@@ -181,7 +181,7 @@ impl Inode {
     }
 
     /// Decodes a record written by [`Inode::encode`].
-    pub fn decode(b: &[u8]) -> Result<Inode> {
+    pub(crate) fn decode(b: &[u8]) -> Result<Inode> {
         let mut r = Reader { b, pos: 0 };
         let version = r.u8()?;
         if version != ENC_VERSION {
@@ -350,7 +350,7 @@ fn put_inode(t: &mut redb::Table<u64, &'static [u8]>, ino: Ino, i: &Inode) -> Re
 
 impl Namespace {
     /// Opens the database, initialising an empty one (root directory, meta) on first use.
-    pub fn open(db: Database) -> Result<Namespace> {
+    pub(crate) fn open(db: Database) -> Result<Namespace> {
         let txn = db.begin_write()?;
         let fsid;
         let gateway;
@@ -410,7 +410,7 @@ impl Namespace {
     }
 
     /// Test knob: commits without fsync (to prove the crash tests notice).
-    pub fn set_unsafe_no_sync(&mut self, on: bool) {
+    pub(crate) fn set_unsafe_no_sync(&mut self, on: bool) {
         self.durability = if on {
             Durability::None
         } else {
@@ -419,18 +419,18 @@ impl Namespace {
     }
 
     /// The per-filesystem generation carried by every handle.
-    pub fn fsid(&self) -> u64 {
+    pub(crate) fn fsid(&self) -> u64 {
         self.fsid
     }
 
     /// The random identity of the gateway this namespace belongs to (the owner record's
     /// gateway id): stable across restarts.
-    pub fn gateway_id(&self) -> u64 {
+    pub(crate) fn gateway_id(&self) -> u64 {
         self.gateway
     }
 
     /// The next inode number to hand out: every ino below it was handed out by this namespace.
-    pub fn next_ino(&self) -> Result<Ino> {
+    pub(crate) fn next_ino(&self) -> Result<Ino> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         meta.get(META_NEXT_INO)?
@@ -446,21 +446,21 @@ impl Namespace {
     }
 
     /// Reads one inode.
-    pub fn get(&self, h: Handle) -> Result<Inode> {
+    pub(crate) fn get(&self, h: Handle) -> Result<Inode> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(INODES)?;
         load(&t, h)
     }
 
     /// Reads one inode by number, whatever its generation.
-    pub fn get_ino(&self, ino: Ino) -> Result<Option<Inode>> {
+    pub(crate) fn get_ino(&self, ino: Ino) -> Result<Option<Inode>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(INODES)?;
         get_inode(&t, ino)
     }
 
     /// Looks a name up: "." and ".." included. Returns the child's number and inode.
-    pub fn lookup(&self, dir: Handle, name: &[u8]) -> Result<(Ino, Inode)> {
+    pub(crate) fn lookup(&self, dir: Handle, name: &[u8]) -> Result<(Ino, Inode)> {
         let txn = self.db.begin_read()?;
         let inodes = txn.open_table(INODES)?;
         let d = load_dir(&inodes, dir)?;
@@ -483,7 +483,7 @@ impl Namespace {
     }
 
     /// The extent map of a file.
-    pub fn extents(&self, ino: Ino) -> Result<BTreeSet<u64>> {
+    pub(crate) fn extents(&self, ino: Ino) -> Result<BTreeSet<u64>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(EXTENTS)?;
         let mut m = BTreeSet::new();
@@ -494,7 +494,7 @@ impl Namespace {
     }
 
     /// Inodes waiting for their data to be deleted.
-    pub fn orphans(&self) -> Result<Vec<Ino>> {
+    pub(crate) fn orphans(&self) -> Result<Vec<Ino>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ORPHANS)?;
         let mut v = Vec::new();
@@ -580,7 +580,7 @@ impl Namespace {
     }
 
     /// Creates a node in `dir`. Returns its number, its inode and whether it was created.
-    pub fn create(
+    pub(crate) fn create(
         &self,
         dir: Handle,
         name: &[u8],
@@ -640,7 +640,7 @@ impl Namespace {
     }
 
     /// Adds the link `dir/name` to the non-directory `h`.
-    pub fn link(&self, h: Handle, dir: Handle, name: &[u8]) -> Result<Inode> {
+    pub(crate) fn link(&self, h: Handle, dir: Handle, name: &[u8]) -> Result<Inode> {
         check_new_name(name)?;
         let txn = self.begin()?;
         let i;
@@ -671,7 +671,12 @@ impl Namespace {
     }
 
     /// Removes `dir/name`: a directory (must be empty) when `want_dir`, else a non-directory.
-    pub fn remove(&self, dir: Handle, name: &[u8], want_dir: bool) -> Result<Option<Orphaned>> {
+    pub(crate) fn remove(
+        &self,
+        dir: Handle,
+        name: &[u8],
+        want_dir: bool,
+    ) -> Result<Option<Orphaned>> {
         if name == b"." || name == b".." {
             return Err(Error::Invalid("cannot remove \".\" or \"..\"".into()));
         }
@@ -711,7 +716,7 @@ impl Namespace {
     }
 
     /// Renames `from_dir/from` to `to_dir/to`, replacing a compatible target atomically.
-    pub fn rename(
+    pub(crate) fn rename(
         &self,
         from_dir: Handle,
         from: &[u8],
@@ -809,7 +814,12 @@ impl Namespace {
     }
 
     /// Lists `dir` after `cookie`, at most `max` rows; returns the rows and whether the end was reached.
-    pub fn readdir(&self, dir: Handle, cookie: u64, max: usize) -> Result<(Vec<DirRow>, bool)> {
+    pub(crate) fn readdir(
+        &self,
+        dir: Handle,
+        cookie: u64,
+        max: usize,
+    ) -> Result<(Vec<DirRow>, bool)> {
         let txn = self.db.begin_read()?;
         let inodes = txn.open_table(INODES)?;
         load_dir(&inodes, dir)?;
@@ -842,7 +852,7 @@ impl Namespace {
     }
 
     /// Applies the metadata part of a setattr (mode, owner, times); size is the caller's.
-    pub fn setattr(&self, h: Handle, set: &SetAttr) -> Result<Inode> {
+    pub(crate) fn setattr(&self, h: Handle, set: &SetAttr) -> Result<Inode> {
         let txn = self.begin()?;
         let i;
         {
@@ -874,7 +884,7 @@ impl Namespace {
 
     /// Records a data commit of a file: new durable size, extents added and removed, times and
     /// change counter (the caller passes the values of its pending writes).
-    pub fn persist_data(&self, ino: Ino, up: &DataUpdate) -> Result<Inode> {
+    pub(crate) fn persist_data(&self, ino: Ino, up: &DataUpdate) -> Result<Inode> {
         let mut txn = self.begin()?;
         if up.lazy {
             let mut last = self.lazy_synced.lock();
@@ -920,7 +930,7 @@ impl Namespace {
     }
 
     /// Deletes an orphan's inode and extent rows (its data is gone from the backend).
-    pub fn purge(&self, ino: Ino) -> Result<()> {
+    pub(crate) fn purge(&self, ino: Ino) -> Result<()> {
         let txn = self.begin()?;
         {
             let mut inodes = txn.open_table(INODES)?;

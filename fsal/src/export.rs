@@ -16,9 +16,9 @@ use crate::log::GLevel;
 use crate::{eng, guard, st, FResult};
 
 /// The name Ganesha knows us by (`FSAL { Name = STRATA; }` loads `libfsalstrata.so`).
-pub const FSAL_NAME: &CStr = c"STRATA";
+pub(crate) const FSAL_NAME: &CStr = c"STRATA";
 /// Largest READ/WRITE (MaxRead/MaxWrite of the shipped profiles).
-pub const MAX_IO: u64 = 1 << 20;
+pub(crate) const MAX_IO: u64 = 1 << 20;
 
 /// Ganesha's module struct for this FSAL. Ganesha keeps a pointer to it from registration to
 /// unload; only Ganesha's config/load thread touches it outside its own locks.
@@ -38,7 +38,7 @@ static MGMT: Mutex<Option<strata_engine::mgmt::MgmtServer>> = Mutex::new(None);
 
 /// The shared engine; SERVERFAULT when no export opened it (cannot happen for a live
 /// handle, since handles only exist below an export).
-pub fn fs() -> FResult<Arc<Filesystem>> {
+pub(crate) fn fs() -> FResult<Arc<Filesystem>> {
     FS.read()
         .clone()
         .ok_or(st(ffi::ERR_FSAL_SERVERFAULT, libc::EIO))
@@ -46,13 +46,13 @@ pub fn fs() -> FResult<Arc<Filesystem>> {
 
 /// Installs `fs` as the process's engine (unit tests: there is no Ganesha to create an export).
 #[cfg(test)]
-pub fn tests_install_engine(fs: Arc<Filesystem>) {
+pub(crate) fn tests_install_engine(fs: Arc<Filesystem>) {
     *FS.write() = Some(fs);
 }
 
 /// Our export: Ganesha's `fsal_export` first, then a reference on the engine.
 #[repr(C)]
-pub struct StrataExport {
+pub(crate) struct StrataExport {
     /// Ganesha's part; must stay first.
     pub exp: ffi::fsal_export,
     /// Keeps the engine alive while the export exists.
@@ -60,7 +60,7 @@ pub struct StrataExport {
 }
 
 /// Registers the FSAL (called from the ELF constructor during Ganesha's dlopen).
-pub fn module_init() {
+pub(crate) fn module_init() {
     crate::log::install();
     // SAFETY: we run inside dlopen on Ganesha's loading thread; MODULE is ours and nothing
     // else references it yet. register_fsal memcpy's the default ops into m_ops, so our
@@ -125,7 +125,7 @@ unsafe extern "C" fn unload(m: *mut ffi::fsal_module) -> c_int {
 /// ELF destructor (at process exit, since the library is never unmapped): unregisters. The
 /// engine was closed by `unload`; if Ganesha exited without unloading us it is left alone,
 /// because its runtime cannot run while the process tears its threads down.
-pub fn module_fini() {
+pub(crate) fn module_fini() {
     if let Some(server) = MGMT.lock().take() {
         std::mem::forget(server);
     }
@@ -189,7 +189,7 @@ fn set_fs_info(i: &mut ffi::fsal_staticfsinfo_t) {
 }
 
 /// Maps validated settings to the engine configuration; S3 is refused until it exists.
-pub fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> {
+pub(crate) fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> {
     let backend = match s.backend {
         BackendKind::Local => BackendConfig::Local {
             dir: s.backend_dir.clone(),
@@ -220,7 +220,7 @@ pub fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> {
 }
 
 /// Validates the configuration file with ganesha-conf (which knows file, line and reason).
-pub fn settings_from_file(path: &Path) -> Result<EngineConfig, Vec<String>> {
+pub(crate) fn settings_from_file(path: &Path) -> Result<EngineConfig, Vec<String>> {
     match strata_ganesha_conf::load_strata_settings(path) {
         Ok(s) => {
             *MGMT_SOCKET.lock() = Some(s.mgmt_socket.clone());

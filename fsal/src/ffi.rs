@@ -8,6 +8,7 @@
     unnecessary_transmutes,
     improper_ctypes,
     missing_docs,
+    unreachable_pub,
     clippy::all,
     clippy::pedantic
 )]

@@ -12,14 +12,14 @@ use strata_engine::{Attr, Handle, Kind, Timestamp};
 use crate::ffi;
 
 /// The filesystem id every Strata object reports ('STRA', 1): stable across restarts.
-pub const FSID_MAJOR: u64 = 0x5354_5241;
+pub(crate) const FSID_MAJOR: u64 = 0x5354_5241;
 /// Minor part of the filesystem id.
-pub const FSID_MINOR: u64 = 1;
+pub(crate) const FSID_MINOR: u64 = 1;
 
 /// A Strata object handle as Ganesha sees it. `obj` must stay first: Ganesha passes
 /// `*mut fsal_obj_handle` and we cast back.
 #[repr(C)]
-pub struct StrataHandle {
+pub(crate) struct StrataHandle {
     /// Ganesha's part.
     pub obj: ffi::fsal_obj_handle,
     /// The engine's persistent handle.
@@ -32,7 +32,7 @@ pub struct StrataHandle {
 }
 
 /// Ganesha's object type for an engine kind.
-pub fn obj_type(kind: Kind) -> ffi::object_file_type_t {
+pub(crate) fn obj_type(kind: Kind) -> ffi::object_file_type_t {
     match kind {
         Kind::Directory => ffi::DIRECTORY,
         Kind::File | Kind::Volume => ffi::REGULAR_FILE,
@@ -45,7 +45,10 @@ pub fn obj_type(kind: Kind) -> ffi::object_file_type_t {
 /// # Safety
 /// `export` must be a live `fsal_export` of this FSAL and the call must happen on a Ganesha
 /// thread (fsal_obj_handle_init takes the module lock).
-pub unsafe fn new_handle(export: *mut ffi::fsal_export, attr: &Attr) -> *mut ffi::fsal_obj_handle {
+pub(crate) unsafe fn new_handle(
+    export: *mut ffi::fsal_export,
+    attr: &Attr,
+) -> *mut ffi::fsal_obj_handle {
     // SAFETY: fsal_obj_handle is a plain C struct for which all-zero is the documented
     // starting state (Ganesha initialises its lock and list in fsal_obj_handle_init).
     let mut b = Box::new(StrataHandle {
@@ -74,7 +77,7 @@ pub unsafe fn new_handle(export: *mut ffi::fsal_export, attr: &Attr) -> *mut ffi
 ///
 /// # Safety
 /// `obj` must have been created by [`new_handle`] and not yet released.
-pub unsafe fn from_obj<'a>(obj: *const ffi::fsal_obj_handle) -> &'a StrataHandle {
+pub(crate) unsafe fn from_obj<'a>(obj: *const ffi::fsal_obj_handle) -> &'a StrataHandle {
     // SAFETY: obj is the first field of a live StrataHandle (caller), so the cast is exact.
     unsafe { &*(obj as *const StrataHandle) }
 }
@@ -83,7 +86,7 @@ pub unsafe fn from_obj<'a>(obj: *const ffi::fsal_obj_handle) -> &'a StrataHandle
 ///
 /// # Safety
 /// `obj` must come from [`new_handle`]; it must not be used afterwards.
-pub unsafe fn release(obj: *mut ffi::fsal_obj_handle) {
+pub(crate) unsafe fn release(obj: *mut ffi::fsal_obj_handle) {
     // SAFETY: obj came from Box::into_raw of a StrataHandle whose first field is obj.
     unsafe {
         ffi::fsal_obj_handle_fini(obj);
@@ -99,7 +102,7 @@ fn ts(t: Timestamp) -> ffi::timespec {
 }
 
 /// The attributes every Strata object supports (POSIX set).
-pub fn supported_attrs() -> ffi::attrmask_t {
+pub(crate) fn supported_attrs() -> ffi::attrmask_t {
     ffi::ATTRS_POSIX as ffi::attrmask_t
 }
 
@@ -108,7 +111,7 @@ pub fn supported_attrs() -> ffi::attrmask_t {
 ///
 /// # Safety
 /// `out` must be null or point to a valid `fsal_attrlist`.
-pub unsafe fn fill_attrs(out: *mut ffi::fsal_attrlist, a: &Attr) {
+pub(crate) unsafe fn fill_attrs(out: *mut ffi::fsal_attrlist, a: &Attr) {
     if out.is_null() {
         return;
     }
@@ -142,7 +145,7 @@ pub unsafe fn fill_attrs(out: *mut ffi::fsal_attrlist, a: &Attr) {
 ///
 /// # Safety
 /// `out` must be null or point to a valid `fsal_attrlist`.
-pub unsafe fn attrs_error_allowed(out: *mut ffi::fsal_attrlist) -> bool {
+pub(crate) unsafe fn attrs_error_allowed(out: *mut ffi::fsal_attrlist) -> bool {
     if out.is_null() {
         return true;
     }

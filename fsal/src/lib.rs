@@ -3,7 +3,7 @@
 //! Ganesha `dlopen`s this library (FSAL name `STRATA`); an ELF constructor registers the
 //! module, `init_config` reads and validates the `STRATA { }` block, `create_export` opens the
 //! one engine [`strata_engine::Filesystem`] shared by all exports, and every object operation
-//! forwards into it. Every entry point from C is wrapped by [`guard`]: a panic becomes
+//! forwards into it. Every entry point from C is wrapped by `guard`: a panic becomes
 //! ERR_FSAL_SERVERFAULT plus a log line and never unwinds into Ganesha.
 
 #[macro_use]

@@ -13,7 +13,7 @@ use crate::ffi;
 
 /// Ganesha log levels we use (a subset of `log_levels_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GLevel {
+pub(crate) enum GLevel {
     /// NIV_CRIT.
     Crit,
     /// NIV_WARN.
@@ -49,7 +49,7 @@ impl GLevel {
 }
 
 /// True when Ganesha would print a message of `level` for COMPONENT_FSAL.
-pub fn enabled(level: GLevel) -> bool {
+pub(crate) fn enabled(level: GLevel) -> bool {
     if cfg!(test) {
         return true;
     }
@@ -67,7 +67,7 @@ pub fn enabled(level: GLevel) -> bool {
 
 /// Writes `msg` to Ganesha's log with COMPONENT_FSAL. The message is passed as a `%s`
 /// argument, never as the format string.
-pub fn log(level: GLevel, msg: &str) {
+pub(crate) fn log(level: GLevel, msg: &str) {
     if cfg!(test) {
         // Unit-test binaries are not Ganesha: its logger is not initialised there.
         eprintln!("{level:?}: {msg}");
@@ -151,7 +151,7 @@ impl<S: Subscriber> Layer<S> for GaneshaLayer {
 }
 
 /// Installs the forwarding layer as the process-wide `tracing` subscriber (once).
-pub fn install() {
+pub(crate) fn install() {
     let subscriber = tracing_subscriber::registry().with(GaneshaLayer);
     // Another subscriber may already be set (never in ganesha.nfsd); keep it then.
     let _ = tracing::subscriber::set_global_default(subscriber);

@@ -17,12 +17,12 @@ use crate::{eng, guard, guard_with, maybe_test_panic, st, FResult};
 static mut OBJ_OPS: ffi::fsal_obj_ops = unsafe { std::mem::zeroed() };
 
 /// Our ops vector (a stable address for every handle's `obj_ops`).
-pub fn obj_ops() -> *mut ffi::fsal_obj_ops {
+pub(crate) fn obj_ops() -> *mut ffi::fsal_obj_ops {
     &raw mut OBJ_OPS
 }
 
 /// Fills the ops vector: Ganesha's defaults, then ours.
-pub fn init_obj_ops() {
+pub(crate) fn init_obj_ops() {
     // SAFETY: called once from the module constructor before any handle exists; nothing else
     // reads OBJ_OPS yet.
     unsafe {
@@ -55,7 +55,7 @@ pub fn init_obj_ops() {
 }
 
 /// Largest file size (also fs_info.maxfilesize): what fits an off_t.
-pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+pub(crate) const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
 const O_CLOSED: ffi::fsal_openflags_t = ffi::FSAL_O_CLOSED as ffi::fsal_openflags_t;
 const O_READ: ffi::fsal_openflags_t = ffi::FSAL_O_READ as ffi::fsal_openflags_t;
@@ -156,7 +156,7 @@ fn setattr_of(a: *const ffi::fsal_attrlist) -> SetAttr {
 
 /// [`setattr_of`] for unit tests.
 #[cfg(test)]
-pub fn tests_setattr_of(a: &ffi::fsal_attrlist) -> SetAttr {
+pub(crate) fn tests_setattr_of(a: &ffi::fsal_attrlist) -> SetAttr {
     setattr_of(a)
 }
 
@@ -166,7 +166,7 @@ pub fn tests_setattr_of(a: &ffi::fsal_attrlist) -> SetAttr {
 /// `dir` must point to a valid [`handle::StrataHandle`] of a directory; `attrs_in` must be
 /// null or a valid attribute list.
 #[cfg(test)]
-pub unsafe fn tests_open2_named(
+pub(crate) unsafe fn tests_open2_named(
     dir: *mut ffi::fsal_obj_handle,
     name: &CStr,
     createmode: ffi::fsal_create_mode,
@@ -192,7 +192,7 @@ pub unsafe fn tests_open2_named(
 
 /// [`verifier_times`] for unit tests.
 #[cfg(test)]
-pub fn tests_verifier_times(v: &[u8; 8]) -> (Timestamp, Timestamp) {
+pub(crate) fn tests_verifier_times(v: &[u8; 8]) -> (Timestamp, Timestamp) {
     verifier_times(v)
 }
 

@@ -17,7 +17,7 @@ use crate::FResult;
 
 /// Our data after each `state_t`.
 #[repr(C)]
-pub struct StateFd {
+pub(crate) struct StateFd {
     /// Ganesha's generic fd: the open and deny flags of this state (FSAL_O_CLOSED when not open).
     pub fd: ffi::fsal_fd,
     /// The engine's open count was taken for this state (NFSv4 OPEN -> engine.open_file).
@@ -26,7 +26,7 @@ pub struct StateFd {
 
 /// `state_t` followed by our data; what `alloc_state` returns.
 #[repr(C)]
-pub struct StrataState {
+pub(crate) struct StrataState {
     /// Ganesha's part; must stay first.
     pub state: ffi::state_t,
     /// Ours.
@@ -77,7 +77,7 @@ fn update(share: &mut ffi::fsal_share, old: ffi::fsal_openflags_t, new: ffi::fsa
 ///   of a DENY_READ open is denied;
 /// - a downgrade (`new` a strict subset of `old`) only gives up bits, so it is checked
 ///   against the other states' reservations only, and can never fail on its own deny bits.
-pub fn change_share(
+pub(crate) fn change_share(
     ino: Ino,
     old: ffi::fsal_openflags_t,
     new: ffi::fsal_openflags_t,
@@ -107,7 +107,7 @@ pub fn change_share(
 
 /// A transient check for an operation without a state (NFSv3 I/O, stateless setattr of the
 /// size): fails with SHARE_DENIED when an open's deny bits forbid `flags`.
-pub fn check_stateless(ino: Ino, flags: ffi::fsal_openflags_t, bypass: bool) -> FResult<()> {
+pub(crate) fn check_stateless(ino: Ino, flags: ffi::fsal_openflags_t, bypass: bool) -> FResult<()> {
     let mut map = SHARES.lock();
     match map.get_mut(&ino) {
         None => Ok(()),
@@ -117,7 +117,7 @@ pub fn check_stateless(ino: Ino, flags: ffi::fsal_openflags_t, bypass: bool) -> 
 
 /// The share counters of an inode (tests and debugging).
 #[cfg(test)]
-pub fn share_of(ino: Ino) -> Option<ffi::fsal_share> {
+pub(crate) fn share_of(ino: Ino) -> Option<ffi::fsal_share> {
     SHARES.lock().get(&ino).copied()
 }
 
@@ -125,13 +125,13 @@ pub fn share_of(ino: Ino) -> Option<ffi::fsal_share> {
 ///
 /// # Safety
 /// `state` must come from [`alloc_state`] and be live.
-pub unsafe fn fd_of<'a>(state: *mut ffi::state_t) -> &'a mut StateFd {
+pub(crate) unsafe fn fd_of<'a>(state: *mut ffi::state_t) -> &'a mut StateFd {
     // SAFETY: state is the first field of a live StrataState (caller).
     unsafe { &mut (*(state as *mut StrataState)).fd }
 }
 
 /// export_ops.alloc_state: `state_t` + [`StateFd`], zeroed, with Ganesha's init_state rules.
-pub unsafe extern "C" fn alloc_state(
+pub(crate) unsafe extern "C" fn alloc_state(
     _exp: *mut ffi::fsal_export,
     state_type: ffi::state_type,
     related_state: *mut ffi::state_t,
@@ -154,7 +154,7 @@ pub unsafe extern "C" fn alloc_state(
 }
 
 /// export_ops.free_state.
-pub unsafe extern "C" fn free_state(_exp: *mut ffi::fsal_export, state: *mut ffi::state_t) {
+pub(crate) unsafe extern "C" fn free_state(_exp: *mut ffi::fsal_export, state: *mut ffi::state_t) {
     if state.is_null() {
         return;
     }
@@ -168,11 +168,11 @@ static GLOBAL_OPEN: LazyLock<Mutex<std::collections::HashSet<Ino>>> =
     LazyLock::new(|| Mutex::new(std::collections::HashSet::new()));
 
 /// Records a stateless open of `ino`.
-pub fn set_global_open(ino: Ino) {
+pub(crate) fn set_global_open(ino: Ino) {
     GLOBAL_OPEN.lock().insert(ino);
 }
 
 /// Forgets the stateless open of `ino`; returns whether there was one.
-pub fn take_global_open(ino: Ino) -> bool {
+pub(crate) fn take_global_open(ino: Ino) -> bool {
     GLOBAL_OPEN.lock().remove(&ino)
 }

@@ -14,9 +14,9 @@ const HEADER_LEN: usize = 36;
 /// Length of the trailing CRC32C.
 const CRC_LEN: usize = 4;
 /// Longest label kept, in bytes (a longer one is cut at a character boundary).
-pub const LABEL_MAX: usize = 255;
+pub(super) const LABEL_MAX: usize = 255;
 /// Largest owner record a reader accepts: anything larger is refused before it is read.
-pub const RECORD_MAX: u64 = 4096;
+pub(super) const RECORD_MAX: u64 = 4096;
 
 /// What the owner record says.
 #[derive(Debug, Clone, PartialEq, Eq)]

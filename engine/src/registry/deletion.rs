@@ -25,7 +25,7 @@ impl VolumeRegistry {
     ///    backend after step 4 starts.
     /// 4. Its backend objects go in the background (a large volume has thousands: deleting
     ///    them inside the client's REMOVE would take minutes); the marker goes last.
-    pub fn delete(&self, ino: Ino) -> Result<()> {
+    pub(crate) fn delete(&self, ino: Ino) -> Result<()> {
         self.gated(ino, || self.delete_gated(ino))
     }
 
@@ -110,7 +110,7 @@ impl VolumeRegistry {
     }
 
     /// At start: resumes, in the background, the deletions an earlier run left unfinished.
-    pub fn resume_deletions(&self) -> Result<()> {
+    pub(crate) fn resume_deletions(&self) -> Result<()> {
         for ino in self.pending_deletions()? {
             tracing::info!(ino, "resuming the deletion of a volume's backend objects");
             let store = self.store_of(ino)?;
@@ -121,7 +121,7 @@ impl VolumeRegistry {
 
     /// Returns once every deleted volume's backend objects are gone: waits for the background
     /// deletions, then deletes (here, synchronously) whatever a failed one left.
-    pub fn finish_deletions(&self) -> Result<()> {
+    pub(crate) fn finish_deletions(&self) -> Result<()> {
         let running = std::mem::take(&mut *self.deletions.lock());
         for t in running {
             // A failed task leaves its marker: handled below.

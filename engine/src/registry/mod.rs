@@ -115,7 +115,7 @@ fn ino_name(ino: Ino) -> String {
 
 impl VolumeRegistry {
     /// A registry keeping volumes of namespace `fsid` under `cfg.dir` and `base`/`volumes/`.
-    pub fn new(
+    pub(crate) fn new(
         cfg: RegistryConfig,
         fsid: u64,
         base: Arc<dyn ObjectStore>,
@@ -156,12 +156,12 @@ impl VolumeRegistry {
     }
 
     /// The open volume `ino`, if it is open.
-    pub fn get(&self, ino: Ino) -> Option<Arc<OpenVolume>> {
+    pub(crate) fn get(&self, ino: Ino) -> Option<Arc<OpenVolume>> {
         self.open.lock().get(&ino).cloned()
     }
 
     /// Inode numbers of every open volume and every volume with a local directory.
-    pub fn local_inos(&self) -> Result<Vec<Ino>> {
+    pub(crate) fn local_inos(&self) -> Result<Vec<Ino>> {
         let mut out: Vec<Ino> = self.open.lock().keys().copied().collect();
         // Through the local-file layer, so that a simulated disk is listed, not the real one.
         match self.fs.list_dirs(&self.cfg.dir) {
@@ -197,7 +197,12 @@ impl VolumeRegistry {
     /// `size_hint` bytes. With `fresh` (the inode was just created), anything found locally or
     /// on the backend under this ino belongs to another namespace (inos are never reused within
     /// one) and is removed, and the volume is created. Starts its backend pipeline.
-    pub fn open_or_create(&self, ino: Ino, size_hint: u64, fresh: bool) -> Result<Arc<OpenVolume>> {
+    pub(crate) fn open_or_create(
+        &self,
+        ino: Ino,
+        size_hint: u64,
+        fresh: bool,
+    ) -> Result<Arc<OpenVolume>> {
         if let Some(v) = self.get(ino) {
             return Ok(v);
         }
@@ -226,7 +231,7 @@ impl VolumeRegistry {
 
     /// Whether volume `ino` is deleted (its deletion marker exists), so that it must never be
     /// opened, restored or created again under this ino.
-    pub fn is_deleted(&self, ino: Ino) -> Result<bool> {
+    pub(crate) fn is_deleted(&self, ino: Ino) -> Result<bool> {
         if self.deleted.lock().contains(&ino) {
             return Ok(true);
         }
@@ -241,7 +246,7 @@ impl VolumeRegistry {
     /// [`VolumeRegistry::open_or_create`] with the volume's gate held.
     /// Uploads everything written to volume `v` so far (open SCO and TLog included) and its
     /// manifest; returns once it is on the backend.
-    pub fn flush(&self, v: &OpenVolume) -> Result<()> {
+    pub(crate) fn flush(&self, v: &OpenVolume) -> Result<()> {
         let uploads = self.uploads.clone();
         self.rt.block_on(async {
             let _permit = uploads
@@ -257,7 +262,7 @@ impl VolumeRegistry {
     }
 
     /// The management view of volume `v`.
-    pub fn info(&self, v: &OpenVolume) -> VolumeInfo {
+    pub(crate) fn info(&self, v: &OpenVolume) -> VolumeInfo {
         let s = v.vol.stats();
         let last = known_on_backend(&v.vol, self.rt.block_on(v.vol.backend_last_tlog()));
         let last_sco = v.vol.newest_sco_sealed_by(last);
@@ -290,13 +295,13 @@ impl VolumeRegistry {
     }
 
     /// Counters of the cluster cache shared by all volumes.
-    pub fn cluster_cache_stats(&self) -> ClusterCacheStats {
+    pub(crate) fn cluster_cache_stats(&self) -> ClusterCacheStats {
         self.clusters.stats()
     }
 
     /// Stops every pipeline (engine shutdown); a pass in flight is abandoned (uploads are
     /// idempotent and redone by the next run).
-    pub fn stop_all(&self) {
+    pub(crate) fn stop_all(&self) {
         for d in self.open.lock().values() {
             d.stop.send_replace(true);
         }

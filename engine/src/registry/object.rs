@@ -17,7 +17,7 @@ pub(crate) struct VolumeObject {
 
 impl VolumeObject {
     /// The object data of an open volume.
-    pub fn new(data: Arc<OpenVolume>, volumes: &Arc<VolumeRegistry>) -> VolumeObject {
+    pub(crate) fn new(data: Arc<OpenVolume>, volumes: &Arc<VolumeRegistry>) -> VolumeObject {
         VolumeObject {
             data,
             volumes: Arc::downgrade(volumes),

@@ -28,7 +28,7 @@ pub(crate) struct OpenVolume {
 
 impl OpenVolume {
     /// The volume.
-    pub fn volume(&self) -> &Arc<Volume> {
+    pub(crate) fn volume(&self) -> &Arc<Volume> {
         &self.vol
     }
 }

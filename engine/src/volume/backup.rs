@@ -128,7 +128,7 @@ impl Volume {
     /// Uploads every closed TLog not yet on the backend, in order: for each, its sealed SCOs,
     /// then the TLog; then the manifest naming them (conditional PUT: a manifest changed by
     /// anyone else is an error, never overwritten), also within the pass every
-    /// [`MANIFEST_EVERY_BYTES`] or [`MANIFEST_EVERY`]. With `everything`, the open SCO is sealed and
+    /// `MANIFEST_EVERY_BYTES` (64 MiB) or `MANIFEST_EVERY` (1 s). With `everything`, the open SCO is sealed and
     /// the open TLog closed first, so all data written before the call ends up on the backend
     /// ("sync and wait"). A failed call uploads again next time (uploads are idempotent).
     pub async fn backup(&self, store: &dyn ObjectStore, everything: bool) -> Result<BackupReport> {

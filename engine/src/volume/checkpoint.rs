@@ -7,9 +7,9 @@ use super::format::{FormatError, VolumeId, MAX_SCO_CLUSTERS};
 use super::mds::Loc;
 
 /// Cluster addresses per checkpoint page.
-pub const PAGE_CLUSTERS: u64 = 65_536;
+pub(super) const PAGE_CLUSTERS: u64 = 65_536;
 /// Format version of every checkpoint object.
-pub const CHECKPOINT_VERSION: u16 = 1;
+pub(super) const CHECKPOINT_VERSION: u16 = 1;
 
 const PAGE_MAGIC: &[u8; 8] = b"STRMDSPG";
 const SCOS_MAGIC: &[u8; 8] = b"STRMDSSC";
@@ -17,33 +17,33 @@ const INDEX_MAGIC: &[u8; 8] = b"STRMDSIX";
 /// magic (8) | version u16 | reserved u16 | volume (16) | checkpoint u64.
 const COMMON_LEN: usize = 36;
 /// Bytes of one entry in a page object.
-pub const PAGE_ENTRY_LEN: usize = 36;
+pub(super) const PAGE_ENTRY_LEN: usize = 36;
 const SCO_ENTRY_LEN: usize = 24;
 const INDEX_ENTRY_LEN: usize = 16;
 
 /// The page holding cluster address `a`.
-pub fn page_of(a: u64) -> u64 {
+pub(super) fn page_of(a: u64) -> u64 {
     a / PAGE_CLUSTERS
 }
 
 /// Backend key of page `page` written by checkpoint `n`.
-pub fn page_key(n: u64, page: u64) -> String {
+pub(super) fn page_key(n: u64, page: u64) -> String {
     format!("mds/{n:016x}/page-{page:08x}")
 }
 
 /// Backend key of checkpoint `n`'s SCO table.
-pub fn scos_key(n: u64) -> String {
+pub(super) fn scos_key(n: u64) -> String {
     format!("mds/{n:016x}/scos")
 }
 
 /// Backend key of checkpoint `n`'s index.
-pub fn index_key(n: u64) -> String {
+pub(super) fn index_key(n: u64) -> String {
     format!("mds/{n:016x}/index")
 }
 
 /// A checkpoint's index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Index {
+pub(super) struct Index {
     /// The volume size after TLog N.
     pub size: u64,
     /// Mapped clusters.
@@ -137,7 +137,7 @@ fn open<'a>(
 }
 
 /// Encodes page `page` of checkpoint `n`: its entries, ascending addresses.
-pub fn encode_page(id: VolumeId, n: u64, page: u64, entries: &[(u64, Loc)]) -> Vec<u8> {
+pub(super) fn encode_page(id: VolumeId, n: u64, page: u64, entries: &[(u64, Loc)]) -> Vec<u8> {
     let mut b = common(PAGE_MAGIC, id, n);
     b.extend_from_slice(&page.to_le_bytes());
     b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -151,7 +151,7 @@ pub fn encode_page(id: VolumeId, n: u64, page: u64, entries: &[(u64, Loc)]) -> V
 }
 
 /// Decodes and verifies a page object.
-pub fn decode_page(
+pub(super) fn decode_page(
     what: &str,
     b: &[u8],
     id: VolumeId,
@@ -209,7 +209,7 @@ pub fn decode_page(
 }
 
 /// Encodes checkpoint `n`'s SCO table: sco -> (sealing TLog, clusters, CRC32C).
-pub fn encode_scos(id: VolumeId, n: u64, scos: &[(u64, (u64, u32, u32))]) -> Vec<u8> {
+pub(super) fn encode_scos(id: VolumeId, n: u64, scos: &[(u64, (u64, u32, u32))]) -> Vec<u8> {
     let mut b = common(SCOS_MAGIC, id, n);
     b.extend_from_slice(&(scos.len() as u64).to_le_bytes());
     for (s, (t, c, crc)) in scos {
@@ -222,10 +222,15 @@ pub fn encode_scos(id: VolumeId, n: u64, scos: &[(u64, (u64, u32, u32))]) -> Vec
 }
 
 /// A decoded SCO table entry: sco -> (sealing TLog, clusters, CRC32C).
-pub type ScoRow = (u64, (u64, u32, u32));
+pub(super) type ScoRow = (u64, (u64, u32, u32));
 
 /// Decodes and verifies a SCO table object.
-pub fn decode_scos(what: &str, b: &[u8], id: VolumeId, n: u64) -> Result<Vec<ScoRow>, FormatError> {
+pub(super) fn decode_scos(
+    what: &str,
+    b: &[u8],
+    id: VolumeId,
+    n: u64,
+) -> Result<Vec<ScoRow>, FormatError> {
     let body = open(what, b, SCOS_MAGIC, id, n, 8)?;
     let count = u64_at(body, 0);
     let rest = &body[8..];
@@ -250,7 +255,7 @@ pub fn decode_scos(what: &str, b: &[u8], id: VolumeId, n: u64) -> Result<Vec<Sco
 }
 
 /// Encodes checkpoint `n`'s index.
-pub fn encode_index(id: VolumeId, n: u64, ix: &Index) -> Vec<u8> {
+pub(super) fn encode_index(id: VolumeId, n: u64, ix: &Index) -> Vec<u8> {
     let mut b = common(INDEX_MAGIC, id, n);
     b.extend_from_slice(&ix.size.to_le_bytes());
     b.extend_from_slice(&ix.mapped.to_le_bytes());
@@ -263,7 +268,12 @@ pub fn encode_index(id: VolumeId, n: u64, ix: &Index) -> Vec<u8> {
 }
 
 /// Decodes and verifies an index object (pages ascending, each held by a checkpoint <= `n`).
-pub fn decode_index(what: &str, b: &[u8], id: VolumeId, n: u64) -> Result<Index, FormatError> {
+pub(super) fn decode_index(
+    what: &str,
+    b: &[u8],
+    id: VolumeId,
+    n: u64,
+) -> Result<Index, FormatError> {
     let body = open(what, b, INDEX_MAGIC, id, n, 24)?;
     let bad = |reason: String| FormatError::Inconsistent {
         what: what.to_string(),

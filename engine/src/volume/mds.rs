@@ -18,7 +18,7 @@ use super::localfs::{LocalFile, LocalFs};
 use crate::error::{Error, Result};
 
 /// Format version of `mds.redb` (the `format` key of the `meta` table).
-pub const MDS_FORMAT: u64 = 1;
+pub(super) const MDS_FORMAT: u64 = 1;
 /// File name of the MetaDataStore inside the volume directory.
 pub const MDS_FILE: &str = "mds.redb";
 

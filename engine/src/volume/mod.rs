@@ -1,7 +1,7 @@
 //! The VolumeDriver: VM disks ("volumes") kept as 4 KiB clusters logged into SCOs (Storage
 //! Container Objects, the data) and TLogs (transaction logs, the metadata), DESIGN §5.
 //!
-//! - [`format`]: the SCO and TLog formats (documented byte by byte in `engine/FORMATS.md`).
+//! - [`format`](mod@format): the SCO and TLog formats (documented byte by byte in `engine/FORMATS.md`).
 //! - [`localfs`]: the local-file layer all local I/O goes through, with a real implementation
 //!   and a crash-simulating one for tests.
 //! - [`Volume`]: the write path, the MetaDataStore, group commit, reads, resize and local restart.

@@ -34,7 +34,7 @@ impl DiskState {
 
 /// The crash-simulating redb storage (cloning shares the disk).
 #[derive(Debug, Clone, Default)]
-pub struct CrashDisk(Arc<Mutex<DiskState>>);
+pub(crate) struct CrashDisk(Arc<Mutex<DiskState>>);
 
 fn dead() -> std::io::Error {
     std::io::Error::other("machine crashed")
@@ -42,7 +42,7 @@ fn dead() -> std::io::Error {
 
 impl CrashDisk {
     /// Loses everything not synced and refuses all further I/O until revived.
-    pub fn crash(&self) {
+    pub(crate) fn crash(&self) {
         let mut s = self.0.lock();
         s.dead = true;
         s.current = s.durable.clone();
@@ -56,14 +56,14 @@ impl CrashDisk {
 
     /// After a machine crash: unsynced volume data is lost with the machine, like unsynced
     /// metadata; `store` dies with the machine the next time.
-    pub fn revive(&self, store: Option<Arc<FaultyStore>>, volumes: &SimFs) {
+    pub(crate) fn revive(&self, store: Option<Arc<FaultyStore>>, volumes: &SimFs) {
         volumes.crash(volume::CrashMode::DropAll);
         self.revive_as_is(store, volumes);
     }
 
     /// After a crash (of the machine: `volumes` already crashed by the caller; or of the
     /// process only), the disk works again with what it holds now.
-    pub fn revive_as_is(&self, store: Option<Arc<FaultyStore>>, volumes: &SimFs) {
+    pub(crate) fn revive_as_is(&self, store: Option<Arc<FaultyStore>>, volumes: &SimFs) {
         let mut s = self.0.lock();
         s.volumes = Some(volumes.clone());
         s.dead = false;
@@ -72,19 +72,19 @@ impl CrashDisk {
     }
 
     /// Loses what is not synced (a machine crash), without touching the volumes' disk.
-    pub fn drop_unsynced(&self) {
+    pub(crate) fn drop_unsynced(&self) {
         let mut s = self.0.lock();
         s.current = s.durable.clone();
     }
 
     /// The machine dies when the `after`-th sync from now starts.
-    pub fn arm(&self, after: u64) {
+    pub(crate) fn arm(&self, after: u64) {
         let mut s = self.0.lock();
         s.die_at_sync = Some(s.syncs + after);
     }
 
     /// Whether the disk is dead.
-    pub fn is_dead(&self) -> bool {
+    pub(crate) fn is_dead(&self) -> bool {
         self.0.lock().is_down()
     }
 }

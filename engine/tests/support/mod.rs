@@ -1,4 +1,4 @@
 //! Test support shared by the engine's integration tests (each test binary uses a part of it).
 #![allow(dead_code)]
 
-pub mod crash_disk;
+pub(crate) mod crash_disk;

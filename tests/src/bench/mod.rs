@@ -3,7 +3,7 @@
 //! workloads run against each with real clients only (`qemu-img bench` over `nfs://`, and
 //! this binary's own libnfs client, run inside the namespace as `strata-bench client ...`).
 
-pub mod nfs;
-pub mod report;
-pub mod run;
-pub mod sustained;
+pub(crate) mod nfs;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod sustained;

@@ -274,7 +274,7 @@ impl Client {
 
 /// What one random I/O job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RandOp {
+pub(crate) enum RandOp {
     /// Random READs.
     Read,
     /// Random (UNSTABLE) WRITEs.
@@ -283,7 +283,7 @@ pub enum RandOp {
 
 /// Parameters of a random I/O job.
 #[derive(Debug, Clone)]
-pub struct RandJob {
+pub(crate) struct RandJob {
     /// Read or write.
     pub op: RandOp,
     /// Path inside the export (must exist and span `size` bytes).
@@ -304,7 +304,7 @@ pub struct RandJob {
 
 /// Runs a random I/O job for its duration, then (untimed) commits what a write job left
 /// unstable; prints `ops= secs= iops= mibps= commits= final_commit_secs=`.
-pub fn randio(url: &str, job: &RandJob) -> Result<String, String> {
+pub(crate) fn randio(url: &str, job: &RandJob) -> Result<String, String> {
     let blocks = job.size / job.bs.max(1);
     if blocks == 0 || job.qd == 0 {
         return Err("size must hold at least one block and qd must be > 0".into());
@@ -404,7 +404,7 @@ pub fn randio(url: &str, job: &RandJob) -> Result<String, String> {
 
 /// Writes `size` bytes sequentially in 1 MiB requests to `path` (created if needed), then
 /// commits: the data random reads then find. Prints `filled=`.
-pub fn fill(url: &str, path: &str, size: u64) -> Result<String, String> {
+pub(crate) fn fill(url: &str, path: &str, size: u64) -> Result<String, String> {
     let client = Client::mount(url)?;
     let fh = match client.open(path, false) {
         Ok(fh) => fh,
@@ -424,7 +424,7 @@ pub fn fill(url: &str, path: &str, size: u64) -> Result<String, String> {
 
 /// Small-file work in `dir` (created, then removed): `count` times create + write 4 KiB +
 /// COMMIT + close, then `count` removes. Prints `count= create_secs= remove_secs=`.
-pub fn small_files(url: &str, dir: &str, count: u64) -> Result<String, String> {
+pub(crate) fn small_files(url: &str, dir: &str, count: u64) -> Result<String, String> {
     let client = Client::mount(url)?;
     let d = cstr(dir)?;
     // SAFETY: valid context and path.
@@ -462,7 +462,7 @@ pub fn small_files(url: &str, dir: &str, count: u64) -> Result<String, String> {
 }
 
 /// Removes `path`. Prints `removed=1`.
-pub fn unlink(url: &str, path: &str) -> Result<String, String> {
+pub(crate) fn unlink(url: &str, path: &str) -> Result<String, String> {
     let client = Client::mount(url)?;
     let p = cstr(path)?;
     // SAFETY: valid context and path.

@@ -11,7 +11,7 @@ use super::run::{Results, Settings, System, COMMIT_EVERY};
 
 /// What a measurement counts; "higher is better" except where [`Unit::lower_is_better`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Requests per second.
     Iops,
     /// MiB per second.
@@ -26,7 +26,7 @@ pub enum Unit {
 
 impl Unit {
     /// Short name for the table and JSON.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Unit::Iops => "IOPS",
             Unit::MibPerSec => "MiB/s",
@@ -37,14 +37,14 @@ impl Unit {
     }
 
     /// True when a smaller value is better.
-    pub fn lower_is_better(self) -> bool {
+    pub(crate) fn lower_is_better(self) -> bool {
         matches!(self, Unit::Secs | Unit::MibStored)
     }
 }
 
 /// All repetitions of one workload on one system.
 #[derive(Debug, Clone)]
-pub struct Measurement {
+pub(crate) struct Measurement {
     /// Workload name (table row).
     pub workload: String,
     /// System (table column).
@@ -62,7 +62,7 @@ pub struct Measurement {
 
 impl Measurement {
     /// A measurement.
-    pub fn new(
+    pub(crate) fn new(
         workload: &str,
         system: System,
         unit: Unit,
@@ -80,13 +80,13 @@ impl Measurement {
     }
 
     /// The median of the repetitions (None if failed or empty).
-    pub fn median(&self) -> Option<f64> {
+    pub(crate) fn median(&self) -> Option<f64> {
         median(self.values.as_ref().ok()?)
     }
 }
 
 /// Median of a list (mean of the middle two for even lengths).
-pub fn median(v: &[f64]) -> Option<f64> {
+pub(crate) fn median(v: &[f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -140,7 +140,7 @@ fn find<'a>(r: &'a Results, workload: &str, system: System) -> Option<&'a Measur
 }
 
 /// The Markdown table (workload x system, medians, ratios, peak RSS) and its notes.
-pub fn table(r: &Results, s: &Settings) -> String {
+pub(crate) fn table(r: &Results, s: &Settings) -> String {
     let mut out = String::new();
     let cell = |m: Option<&Measurement>| -> String {
         match m {
@@ -313,7 +313,7 @@ fn sh(program: &str, args: &[&str]) -> String {
 }
 
 /// A description of the machine: CPUs, memory, the disk of the data dirs, kernel, versions.
-pub fn machine(tmp_base: &Path) -> BTreeMap<&'static str, String> {
+pub(crate) fn machine(tmp_base: &Path) -> BTreeMap<&'static str, String> {
     let mut m = BTreeMap::new();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -387,7 +387,12 @@ pub fn machine(tmp_base: &Path) -> BTreeMap<&'static str, String> {
 }
 
 /// The JSON document written to `--out`.
-pub fn json(r: &Results, s: &Settings, command: &str, machine: &BTreeMap<&str, String>) -> Value {
+pub(crate) fn json(
+    r: &Results,
+    s: &Settings,
+    command: &str,
+    machine: &BTreeMap<&str, String>,
+) -> Value {
     let results: Vec<Value> = r
         .measurements
         .iter()

@@ -14,14 +14,14 @@ use super::report::{median, Measurement, Unit};
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 /// Ganesha MEM keeps at most this much data per file (its `Inode_Size` maximum).
-pub const MEM_INODE_SIZE: u64 = 2 * MIB;
+pub(crate) const MEM_INODE_SIZE: u64 = 2 * MIB;
 /// A COMMIT after this many writes in the "with commits" random-write workloads, and the
 /// flush interval of the qemu-img flush workload.
-pub const COMMIT_EVERY: u64 = 16;
+pub(crate) const COMMIT_EVERY: u64 = 16;
 
 /// One of the systems under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum System {
+pub(crate) enum System {
     /// Ganesha with our FSAL, local backend, fresh data directory.
     Strata,
     /// Ganesha's VFS FSAL exporting a fresh directory on the same disk.
@@ -32,10 +32,10 @@ pub enum System {
 
 impl System {
     /// All systems, in table order.
-    pub const ALL: [System; 3] = [System::Strata, System::Vfs, System::Mem];
+    pub(crate) const ALL: [System; 3] = [System::Strata, System::Vfs, System::Mem];
 
     /// Short name (table column, JSON key).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             System::Strata => "strata",
             System::Vfs => "vfs",
@@ -44,7 +44,7 @@ impl System {
     }
 
     /// Column heading.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             System::Strata => "Strata",
             System::Vfs => "Ganesha VFS",
@@ -53,14 +53,14 @@ impl System {
     }
 
     /// Parses a short name.
-    pub fn parse(s: &str) -> Option<System> {
+    pub(crate) fn parse(s: &str) -> Option<System> {
         System::ALL.into_iter().find(|x| x.name() == s)
     }
 }
 
 /// Settings of one benchmark run.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Quick mode: one repetition, smaller sizes, shorter durations.
     pub quick: bool,
     /// Repetitions per workload (the table shows the median).
@@ -85,7 +85,7 @@ pub struct Settings {
 
 impl Settings {
     /// Defaults for quick or full mode.
-    pub fn new(quick: bool, plugin_dir: PathBuf, tmp_base: PathBuf) -> Settings {
+    pub(crate) fn new(quick: bool, plugin_dir: PathBuf, tmp_base: PathBuf) -> Settings {
         Settings {
             quick,
             runs: if quick { 1 } else { 3 },
@@ -221,7 +221,7 @@ pub(super) fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Out, St
 }
 
 /// Peak RSS (`VmHWM`, KiB) of a process, if readable.
-pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+pub(crate) fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -230,7 +230,7 @@ pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
 
 /// One started system with what the workloads need.
 /// One system under test, started in its own namespace.
-pub struct Target {
+pub(crate) struct Target {
     pub(super) tg: TestGateway,
     /// File (volume) the qemu and random workloads use, relative to the export root.
     file: &'static str,
@@ -422,7 +422,7 @@ fn brief(out: &Out) -> String {
 }
 
 /// A conf with one MEM export at `/mem` (Inode_Size 2 MiB: the most Ganesha allows).
-pub fn mem_conf(dir: &Path) -> GaneshaConf {
+pub(crate) fn mem_conf(dir: &Path) -> GaneshaConf {
     let mut conf = GaneshaConf::strata_default(dir);
     conf.strata = None;
     conf.exports = vec![Export {
@@ -469,7 +469,7 @@ impl IoTally {
 
 /// Sizes of what sits in a Strata data directory besides the local backend, e.g.
 /// `volumes/ 1090 MiB, extent-cache/ 0 MiB`.
-pub fn local_state(data_dir: &Path) -> String {
+pub(crate) fn local_state(data_dir: &Path) -> String {
     let Ok(rd) = std::fs::read_dir(data_dir) else {
         return "unreadable".to_string();
     };
@@ -490,7 +490,7 @@ pub fn local_state(data_dir: &Path) -> String {
 }
 
 /// (files, bytes, allocated bytes) under a directory, recursively; zeros if it does not exist.
-pub fn dir_usage(dir: &Path) -> (u64, u64, u64) {
+pub(crate) fn dir_usage(dir: &Path) -> (u64, u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let (mut files, mut bytes, mut alloc) = (0, 0, 0);
     let mut stack = vec![dir.to_path_buf()];
@@ -514,7 +514,7 @@ pub fn dir_usage(dir: &Path) -> (u64, u64, u64) {
 }
 
 /// Parses `Run completed in 1.234 seconds.`.
-pub fn parse_qemu_secs(out: &str) -> Option<f64> {
+pub(crate) fn parse_qemu_secs(out: &str) -> Option<f64> {
     out.lines()
         .find_map(|l| l.trim().strip_prefix("Run completed in "))
         .and_then(|r| r.split_whitespace().next())
@@ -854,7 +854,7 @@ fn bench_system(system: System, s: &Settings, out: &mut Vec<Measurement>) -> Res
 }
 
 /// Everything the report needs.
-pub struct Results {
+pub(crate) struct Results {
     /// All measurements.
     pub measurements: Vec<Measurement>,
     /// Peak RSS of ganesha.nfsd per system (KiB), or the error that stopped the system.
@@ -864,7 +864,7 @@ pub struct Results {
 }
 
 /// Runs all systems in order.
-pub fn run_all(s: &Settings) -> Results {
+pub(crate) fn run_all(s: &Settings) -> Results {
     let t0 = Instant::now();
     let mut measurements = Vec::new();
     let mut rss_kib = Vec::new();

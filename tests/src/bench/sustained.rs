@@ -10,13 +10,13 @@ use std::time::Instant;
 use super::run::{run_bounded, Settings, Target};
 
 /// The row's name in the table.
-pub const ID: &str = "sustained 8 GiB sequential write through nfs://";
+pub(crate) const ID: &str = "sustained 8 GiB sequential write through nfs://";
 
 const FILE: &str = "/sustained.raw";
 const MIB: u64 = 1 << 20;
 
 /// Bytes the row writes.
-pub fn bytes(s: &Settings) -> u64 {
+pub(crate) fn bytes(s: &Settings) -> u64 {
     if s.quick {
         1 << 30
     } else {
@@ -26,7 +26,7 @@ pub fn bytes(s: &Settings) -> u64 {
 
 /// Runs the import once on `t`: its rate (MiB/s, wall time of the qemu-img process, which
 /// ends with a flush) and, on Strata, a note with what the volume reports.
-pub fn run(t: &mut Target, s: &Settings) -> Result<(f64, Option<String>), String> {
+pub(crate) fn run(t: &mut Target, s: &Settings) -> Result<(f64, Option<String>), String> {
     let len = bytes(s);
     let url = t.tg.qemu_url(FILE);
     let mut c = t.cmd("qemu-img");
