@@ -190,7 +190,7 @@ pub static PARAMS: &[Param] = &[
         name: "Backend_Stall_Timeout",
         ty: ParamType::Seconds { min: 1, max: 3600 },
         default: "60",
-        doc: "A write at Write_Buffer_Size is answered NFS3ERR_JUKEBOX / NFS4ERR_DELAY only once the backend made no upload progress for this long",
+        doc: "A write at Write_Buffer_Size is answered NFS3ERR_JUKEBOX / NFS4ERR_DELAY only once the buffer has been full and the backend made no upload progress for this long",
     },
     Param {
         name: "Cluster_Cache_Size",
