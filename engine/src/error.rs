@@ -39,14 +39,54 @@ pub enum Error {
     /// The operation is not supported on this object (ENOTSUP).
     #[error("not supported: {0}")]
     NotSupported(String),
-    /// An I/O error on the local disk, the metadata store or the backend.
+    /// An I/O error on the local disk or the metadata store (EIO).
     #[error("I/O error: {0}")]
     Io(String),
+    /// Bytes read from the local disk or the backend did not verify: a SCO, TLog, checkpoint or
+    /// manifest that is damaged or not ours (EIO). Not transient: reading again reads the same.
+    #[error("I/O error: {0}")]
+    Format(#[from] crate::volume::FormatError),
+    /// A backend operation failed (EIO; a full backend is [`Error::NoSpace`]). Whether to retry
+    /// is the source's to tell: see [`Error::is_final`].
+    #[error("I/O error: backend: {what}: {source}")]
+    Backend {
+        /// What the engine was doing, with the object's name.
+        what: String,
+        /// The store's typed error.
+        #[source]
+        source: strata_backend::Error,
+    },
     /// The backend belongs to another gateway (its owner record names another, or it holds
     /// objects this namespace does not refer to): the engine refuses to open (EPERM). The
     /// message names the identities and the backend.
     #[error("{0}")]
     NotOwner(String),
+}
+
+impl Error {
+    /// The backend refused a conditional write: another writer changed the object (a second
+    /// gateway on the same backend, or an operator). Final: retrying cannot succeed and must
+    /// not be attempted (it would overwrite the other writer's work).
+    pub fn is_final(&self) -> bool {
+        matches!(self, Error::Backend { source, .. } if source.is_condition_failed())
+    }
+
+    /// The backend has no such object.
+    pub fn is_backend_not_found(&self) -> bool {
+        matches!(self, Error::Backend { source, .. } if source.is_not_found())
+    }
+
+    /// Worth retrying later: an I/O failure talking to the backend (a network blip, a store
+    /// that is down), as opposed to a final refusal or bytes that do not verify.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Backend {
+                source: strata_backend::Error::Io { .. },
+                ..
+            }
+        )
+    }
 }
 
 /// A local I/O error on `what`: `NoSpace` for a full disk or quota, else `Io` naming it.

@@ -711,7 +711,7 @@ pub fn error_kind(e: &Error) -> &'static str {
         Error::NoSpace => "no_space",
         Error::Delay => "delay",
         Error::NotSupported(_) => "not_supported",
-        Error::Io(_) => "io",
+        Error::Io(_) | Error::Format(_) | Error::Backend { .. } => "io",
         Error::NotOwner(_) => "not_owner",
     }
 }

@@ -117,7 +117,7 @@ fn code(e: &Error) -> &'static str {
         Error::NoSpace => "NoSpace",
         Error::Delay => "Delay",
         Error::NotSupported(_) => "NotSupported",
-        Error::Io(_) => "Io",
+        Error::Io(_) | Error::Format(_) | Error::Backend { .. } => "Io",
         Error::NotOwner(_) => "NotOwner",
     }
 }

@@ -48,7 +48,7 @@ pub(crate) fn map_err(e: &Error) -> ffi::fsal_status_t {
         Error::NoSpace => st(ffi::ERR_FSAL_NOSPC, libc::ENOSPC),
         Error::Delay => st(ffi::ERR_FSAL_DELAY, libc::EAGAIN),
         Error::NotSupported(_) => st(ffi::ERR_FSAL_NOTSUPP, libc::ENOTSUP),
-        Error::Io(_) => st(ffi::ERR_FSAL_IO, libc::EIO),
+        Error::Io(_) | Error::Format(_) | Error::Backend { .. } => st(ffi::ERR_FSAL_IO, libc::EIO),
         Error::NotOwner(_) => st(ffi::ERR_FSAL_PERM, libc::EPERM),
     }
 }
@@ -60,7 +60,12 @@ pub(crate) type FResult<T> = Result<T, ffi::fsal_status_t>;
 pub(crate) fn eng<T>(what: &str, r: strata_engine::Result<T>) -> FResult<T> {
     r.map_err(|e| {
         match &e {
-            Error::Io(_) | Error::Invalid(_) | Error::NotSupported(_) | Error::NotOwner(_) => {
+            Error::Io(_)
+            | Error::Format(_)
+            | Error::Backend { .. }
+            | Error::Invalid(_)
+            | Error::NotSupported(_)
+            | Error::NotOwner(_) => {
                 glog!(GLevel::Warn, "{what}: {e}")
             }
             _ => glog!(GLevel::Debug, "{what}: {e}"),

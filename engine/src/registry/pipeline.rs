@@ -17,8 +17,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// quarter of `max_age`, between 100 ms and 5 s) uploads closed TLogs, their SCOs and the
 /// manifest, sealing a partial SCO older than `max_age` first; failures back off exponentially
 /// (from `interval`, doubling, capped at 30 s, plus up to a quarter of jitter) until the
-/// backend answers again. Nothing is dropped meanwhile: what is not uploaded stays local. At
-/// most [`super::UPLOADS`] passes run at once over all volumes.
+/// backend answers again. Nothing is dropped meanwhile: what is not uploaded stays local. A
+/// final error (the backend refused a conditional write: another writer) is never retried: the
+/// loop stops, logging it. At most [`super::UPLOADS`] passes run at once over all volumes.
 pub(super) async fn pipeline(
     vol: Arc<Volume>,
     store: Arc<dyn ObjectStore>,
@@ -64,6 +65,13 @@ pub(super) async fn pipeline(
             // wait as little as possible.
             Ok(r) if r.bytes > 0 => delay = Duration::from_millis(1),
             Ok(_) => delay = interval,
+            Err(e) if e.is_final() => {
+                // Another writer changed this volume's objects on the backend: retrying would
+                // overwrite its work. Uploads of this volume stop; writes go on locally up to
+                // the write buffer, then get DELAY, and nothing is lost (it stays local).
+                tracing::error!(volume = %vol.id(), error = %e, "volume upload stopped: another writer changed the backend; resolve it, then restart the gateway");
+                return;
+            }
             Err(e) => {
                 let next = delay
                     .saturating_mul(2)

@@ -651,3 +651,90 @@ fn the_registry_evicts_down_to_the_sco_cache_size_after_a_flush() {
     assert!(hits > 0);
     vols.stop_all();
 }
+
+/// Counts the requests (PUT, GET, HEAD) for a manifest, once armed.
+#[derive(Debug, Default)]
+struct CountManifestPuts {
+    armed: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Hook for CountManifestPuts {
+    async fn before(&self, call: &Call<'_>) -> strata_backend::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let key = match call {
+            Call::Put { key, .. } | Call::Get { key } | Call::Head { key } => *key,
+            _ => return Ok(()),
+        };
+        if key.ends_with("manifest.xml") && self.armed.load(SeqCst) {
+            self.calls.fetch_add(1, SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// Issue 12: a manifest changed by another writer is a final error, never retried like a
+/// network blip: the pipeline tries once, stops, and the volume's writes fill the buffer and
+/// are refused after the stall timeout — the other writer's manifest stays as it is. (Before,
+/// the loop retried the conditional PUT with backoff for ever.)
+#[test]
+fn a_manifest_changed_by_another_writer_stops_the_uploads_instead_of_retrying() {
+    use crate::data::ObjectData;
+    use std::sync::atomic::Ordering::SeqCst;
+    const BUF: u64 = 1 << 20;
+    const PIECE: usize = 64 << 10;
+    let t = tempfile::tempdir().expect("tempdir");
+    let rt = crate::runtime::build().expect("runtime");
+    let mem = Arc::new(MemStore::new());
+    let store = Arc::new(HookedStore::new(mem.clone(), CountManifestPuts::default()));
+    let stall = Duration::from_secs(2);
+    let vols = paced_registry(t.path(), store.clone(), &rt, BUF, stall);
+    let v = vols.open_or_create(2, 0, true).expect("create");
+    let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
+    obj.write(0, &vec![1u8; PIECE]).expect("first write");
+    v.volume().sync().expect("commit");
+    poll_until("the first upload", || {
+        vols.info(&v).pending_backend_bytes == 0
+    });
+    // Another writer replaces the manifest behind the gateway's back.
+    let listed = rt.block_on(mem.list("", None, 1000)).expect("list");
+    let key = listed
+        .objects
+        .iter()
+        .map(|o| o.key.clone())
+        .find(|k| k.ends_with("manifest.xml"))
+        .expect("a manifest");
+    let intruder = bytes::Bytes::from_static(b"<strata-volume/>");
+    rt.block_on(mem.put(&key, intruder.clone()))
+        .expect("intruder");
+    store.hook().armed.store(true, SeqCst);
+    let mut refused = false;
+    for i in 1..(8 * BUF / PIECE as u64) {
+        match obj.write(i * PIECE as u64, &vec![i as u8; PIECE]) {
+            Ok(()) => {}
+            Err(Error::Delay) => {
+                refused = true;
+                break;
+            }
+            Err(e) => panic!("write {i}: {e}"),
+        }
+    }
+    assert!(
+        refused,
+        "the buffer filled and writes were refused: {:?}",
+        vols.info(&v)
+    );
+    assert_eq!(
+        store.hook().calls.load(SeqCst),
+        1,
+        "one manifest PUT, refused by the other writer's ETag, and no retry (no request for the \
+         manifest at all) during the {stall:?} the writes waited"
+    );
+    assert_eq!(
+        rt.block_on(mem.get(&key)).expect("get").0,
+        intruder,
+        "the other writer's manifest is untouched"
+    );
+    vols.stop_all();
+}

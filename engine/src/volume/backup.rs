@@ -49,11 +49,14 @@ pub struct BackupReport {
 fn be_err(what: &str, e: strata_backend::Error) -> Error {
     match e {
         strata_backend::Error::NoSpace => Error::NoSpace,
-        strata_backend::Error::NotFound { .. } => Error::Io(format!("backend: {what}: {e}")),
-        e if e.is_condition_failed() => Error::Io(format!(
-            "backend: {what}: the manifest was changed by another writer ({e})"
-        )),
-        e => Error::Io(format!("backend: {what}: {e}")),
+        e if e.is_condition_failed() => Error::Backend {
+            what: format!("{what}: the manifest was changed by another writer"),
+            source: e,
+        },
+        e => Error::Backend {
+            what: what.to_string(),
+            source: e,
+        },
     }
 }
 

@@ -28,7 +28,7 @@ fn percent(size: u64, p: u64) -> u64 {
 }
 
 /// Applies the eviction policy to `vols` for a cache of `cache_size` bytes (0: unbounded, nothing
-/// is evicted). Blocking (truncates and fdatasyncs files): call it off the async workers. An SCO
+/// is evicted). Blocking (writes and fdatasyncs stubs, fsyncs directories): call it off the async workers. An SCO
 /// that fails to evict is logged and skipped.
 pub fn evict_lfu(vols: &[Arc<Volume>], cache_size: u64) -> EvictionReport {
     let before: u64 = vols.iter().map(|v| v.sco_cache_bytes()).sum();
@@ -47,6 +47,7 @@ pub fn evict_lfu(vols: &[Arc<Volume>], cache_size: u64) -> EvictionReport {
         .collect();
     cands.sort_by_key(|(_, c)| (c.reads, c.since));
     let mut total = before;
+    let mut touched: Vec<&Arc<Volume>> = Vec::new();
     for (v, c) in cands {
         if total <= low {
             break;
@@ -56,10 +57,19 @@ pub fn evict_lfu(vols: &[Arc<Volume>], cache_size: u64) -> EvictionReport {
             Ok(n) => {
                 total = total.saturating_sub(n);
                 rep.scos += 1;
+                if !touched.iter().any(|t| Arc::ptr_eq(t, v)) {
+                    touched.push(v);
+                }
             }
             Err(e) => {
                 tracing::warn!(volume = %v.id(), sco = c.sco, error = %e, "SCO eviction failed")
             }
+        }
+    }
+    // One fsync of `sco/` per volume for the whole batch.
+    for v in touched {
+        if let Err(e) = v.sync_evictions() {
+            tracing::warn!(volume = %v.id(), error = %e, "making SCO evictions durable failed");
         }
     }
     rep.after = total;

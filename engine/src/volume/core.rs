@@ -402,7 +402,7 @@ pub(super) fn io_err(what: impl std::fmt::Display, e: io::Error) -> Error {
 }
 
 pub(super) fn fmt_err(e: FormatError) -> Error {
-    Error::Io(e.to_string())
+    Error::Format(e)
 }
 
 /// Reads a whole local SCO or TLog. A file longer than the largest either may be
@@ -2119,24 +2119,29 @@ impl Volume {
             self.fs
                 .rename(&stub, &path)
                 .map_err(|e| io_err(path.display(), e))?;
+            // Durable at the next fsync of `sco/`: [`Volume::sync_evictions`] after a batch.
             st.sco_dir.touch();
-            let mark = st.sco_dir.pending();
             self.handles.lock().remove(&sco);
             let Some(e) = st.scos.get_mut(&sco) else {
                 return Ok(0);
             };
             e.evicted = true;
-            (e.local_bytes_before_eviction(), mark)
+            e.local_bytes_before_eviction()
         };
-        let (freed, mark) = freed;
-        if let Some(mark) = mark {
-            // Not needed for correctness, but the space is only reliably free once the new
-            // name is durable.
-            self.fsync_dir(FsyncSite::EvictScoDir, &self.sco_dir)?;
-            self.state.write().sco_dir.synced_up_to(mark);
-        }
         self.counters.scos_evicted.fetch_add(1, Ordering::Relaxed);
         Ok(freed)
+    }
+
+    /// Makes the evictions done so far durable (one fsync of `sco/` for a batch of them). Not
+    /// needed for correctness — a whole SCO and its stub are both valid after a crash — but the
+    /// space freed is only reliably free once the stubs' names are durable.
+    pub fn sync_evictions(&self) -> Result<()> {
+        let Some(mark) = self.state.read().sco_dir.pending() else {
+            return Ok(());
+        };
+        self.fsync_dir(FsyncSite::EvictScoDir, &self.sco_dir)?;
+        self.state.write().sco_dir.synced_up_to(mark);
+        Ok(())
     }
 
     /// Cluster bytes written that are not known to be on the backend yet (all of them until

@@ -43,7 +43,9 @@ fn an_eviction_cut_short_by_a_power_cut_at_any_step_loses_nothing() {
                 .min()
                 .expect("a SCO on the backend");
             fs.cut_power_after(step);
-            let evicted = vol.evict_sco(sco);
+            let evicted = vol
+                .evict_sco(sco)
+                .and_then(|n| vol.sync_evictions().map(|()| n));
             finished = !fs.power_is_cut();
             if finished {
                 assert!(evicted.expect("evict") > 0, "step {step}: evicted");

@@ -566,7 +566,7 @@ fn corrupt_middle_entry_of_a_closed_tlog_is_a_clear_error() {
     let err =
         Volume::open(lfs, &dir(), VOL, opts).expect_err("a corrupted closed TLog must not open");
     let msg = err.to_string();
-    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    assert!(matches!(err, Error::Format(_)), "{err:?}");
     assert!(
         msg.contains(&tlog_name(1)) && msg.contains("CRC32C mismatch"),
         "{msg}"
@@ -892,6 +892,11 @@ fn a_manifest_changed_by_another_writer_is_never_overwritten() {
         err.to_string().contains("changed by another writer"),
         "{err}"
     );
+    assert!(
+        err.is_final(),
+        "a lost manifest race is final, never retried: {err:?}"
+    );
+    assert!(!err.is_transient(), "{err:?}");
     assert_eq!(
         rt.block_on(store.get("manifest.xml")).expect("get").0,
         intruder
