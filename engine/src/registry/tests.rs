@@ -281,8 +281,12 @@ fn a_writer_faster_than_the_backend_is_paced_and_never_refused() {
     let info = vols.info(&v);
     assert!(info.writes_paced > 0, "no write was paced: {info:?}");
     assert_eq!(info.writes_refused, 0);
+    // The peak the volume reports (what the management API shows). The sampled measurement
+    // may miss a short peak, so it only bounds the backlog from above (next assertion): under
+    // load, pacing keeps the files' backlog near the soft mark, and a 2 ms sampler saw
+    // 0.94 MiB of a 1 MiB soft mark while the peak was 1.8 MiB.
     assert!(
-        info.peak_backlog > BUF / 2 && measured_peak > BUF / 2,
+        info.peak_backlog > BUF / 2,
         "the soft mark was never crossed (measured peak {measured_peak}): {info:?}"
     );
     assert!(
