@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::core::Volume;
+use super::state::Volume;
 
 /// Eviction starts above this share of `SCO_Cache_Size` (percent).
 pub const HIGH_WATERMARK_PERCENT: u64 = 90;

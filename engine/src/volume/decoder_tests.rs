@@ -6,14 +6,14 @@
 
 use proptest::prelude::*;
 
-use super::checkpoint as ck;
-use super::core::parse_tlog;
+use super::backend::manifest::Manifest;
+use super::format::parse_tlog;
 use super::format::{
     parse_seq_name, sco_name, Entry, ScoFooter, ScoHeader, TlogHeader, VolumeId, MAX_SCO_CLUSTERS,
     SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
 };
-use super::manifest::Manifest;
-use super::mds::Loc;
+use super::mds::checkpoint as ck;
+use super::mds::store::Loc;
 use crate::alloc_probe::{decoder_bound, largest_allocation};
 
 /// One change to a valid encoding.
@@ -336,8 +336,9 @@ mod bounded_reads {
     use std::path::Path;
     use std::sync::Arc;
 
-    use super::super::core::{read_all, repair_sealed_sco};
+    use super::super::files::read_all;
     use super::super::format::{CLUSTER_SIZE, MAX_SCO_LEN, MAX_TLOG_LEN};
+    use super::super::restart::repair::repair_sealed_sco;
     use super::super::{LocalFs, SimFs, StdFs, Volume, VolumeOptions};
     use super::*;
 
@@ -474,7 +475,7 @@ mod bounded_reads {
             .expect("runtime");
         let id = VolumeId([9; 16]);
         let xml = Manifest::new(id).to_xml();
-        rt.block_on(store.put(super::super::manifest::MANIFEST_NAME, xml.into()))
+        rt.block_on(store.put(super::super::backend::manifest::MANIFEST_NAME, xml.into()))
             .expect("put");
         let file = std::fs::OpenOptions::new()
             .write(true)

@@ -1,30 +1,47 @@
 //! The VolumeDriver: VM disks ("volumes") kept as 4 KiB clusters logged into SCOs (Storage
 //! Container Objects, the data) and TLogs (transaction logs, the metadata), DESIGN §5.
 //!
-//! - [`format`](mod@format): the SCO and TLog formats (documented byte by byte in `engine/FORMATS.md`).
-//! - [`localfs`]: the local-file layer all local I/O goes through, with a real implementation
-//!   and a crash-simulating one for tests.
-//! - [`Volume`]: the write path, the MetaDataStore, group commit, reads, resize and local restart.
-//! - `mds`: the MetaDataStore in redb (`mds.redb`) under the in-memory cork; `checkpoint`: its
-//!   paged, incremental checkpoints on the backend.
-//! - [`cache`]: the SCO cache's eviction policy (disposable SCOs, LFU between watermarks).
-//! - [`manifest`] and [`Volume::backup`] / [`Volume::restore`]: the backend pipeline (ordered
-//!   upload of SCOs, TLogs, manifest) and backend restart.
+//! One [`Volume`] type, its methods split by concern, one file each:
+//!
+//! - `state`: the type and the state behind its lock; `options`: [`VolumeOptions`];
+//!   `stats`: [`VolumeStats`]; `create`: creating and destroying a volume.
+//! - `write`: writes and resizes (read-modify-write of partial clusters); `log`: appending to
+//!   the open SCO and TLog, sealing SCOs, closing TLogs; `read`: the read path (local SCOs, or
+//!   the cluster cache and the backend for evicted ones).
+//! - `commit`: group commit and every fsync site ([`FsyncSite`]).
+//! - `restart`: opening a volume from its local files, in numbered steps (replay, repair).
+//! - `evict`: replacing a disposable SCO by its stub; [`cache`]: the eviction policy (LFU
+//!   between watermarks); [`cluster_cache`]: the content-addressed cache of clusters read from
+//!   the backend.
+//! - `verify`: the online check of everything kept locally.
+//! - `mds`: the MetaDataStore (redb store, the in-memory cork, backend checkpoints).
+//! - `backend`: the ordered upload to the backend, backend restart, the manifest.
+//! - [`format`](mod@format): the SCO and TLog formats (byte by byte in `engine/FORMATS.md`);
+//!   [`localfs`]: the local-file layer all local I/O goes through, with a real implementation
+//!   and a crash-simulating one for tests; `files` and `dirsync`: helpers for local files.
 //!
 //! The facade routes `Kind::Volume` data here: `read`, `write(stable)`, `resize`, `sync`,
 //! `size`, `space_used`.
 
-mod backup;
-mod bounded_get;
+mod backend;
 pub mod cache;
-mod checkpoint;
 pub mod cluster_cache;
-mod core;
+mod commit;
+mod create;
 mod dirsync;
+mod evict;
+mod files;
 pub mod format;
 pub mod localfs;
-pub mod manifest;
+mod log;
 mod mds;
+mod options;
+mod read;
+mod restart;
+mod state;
+mod stats;
+mod verify;
+mod write;
 
 #[cfg(test)]
 pub(crate) mod decoder_tests;
@@ -35,12 +52,16 @@ mod eviction_tests;
 #[cfg(test)]
 mod tests;
 
-pub use self::backup::{remove_local_state, restore_interrupted, BackupReport, RESTORE_MARKER};
+pub use self::backend::manifest;
+pub use self::backend::{remove_local_state, restore_interrupted, BackupReport, RESTORE_MARKER};
 pub use self::cache::{evict_lfu, EvictionReport};
-pub use self::core::{
-    EvictionCandidate, FsyncSite, Volume, VolumeOptions, VolumeStats, DEFAULT_CHECKPOINT_TLOGS,
-    DEFAULT_SCO_SIZE, DEFAULT_TLOG_SCOS, MAX_VOLUME_SIZE,
-};
+pub use self::commit::FsyncSite;
+pub use self::evict::EvictionCandidate;
 pub use self::format::{FormatError, VolumeId, CLUSTER_SIZE};
 pub use self::localfs::{CrashMode, LocalFile, LocalFs, SimFs, SimRng, StdFs};
-pub use self::mds::MDS_FILE;
+pub use self::mds::store::MDS_FILE;
+pub use self::options::{
+    VolumeOptions, DEFAULT_CHECKPOINT_TLOGS, DEFAULT_SCO_SIZE, DEFAULT_TLOG_SCOS, MAX_VOLUME_SIZE,
+};
+pub use self::state::Volume;
+pub use self::stats::VolumeStats;

@@ -1370,7 +1370,7 @@ fn a_corrupt_or_unreachable_backend_cluster_is_a_clear_error() {
     let (_fs, lfs, vol, data, _rep) = evicted_volume(&rt, &store);
     assert_eq!(sco_file_len(&lfs, 2), 4096);
     // Flip one byte of cluster 3 of SCO 2 (volume cluster 19) on the backend.
-    let key = super::backup::sco_key(2);
+    let key = super::backend::sco_key(2);
     let (obj, _) = rt.block_on(store.get(&key)).expect("get");
     let mut obj = obj.to_vec();
     obj[4096 + 3 * 4096 + 10] ^= 0x40;
@@ -1549,7 +1549,7 @@ fn incremental_checkpoints_upload_only_changed_pages_and_delete_superseded_ones(
     let opts = ckpt_opts(1);
     let (_fs, _lfs, vol) = fresh(opts);
     let mut oracle = HashMap::new();
-    let page = super::checkpoint::PAGE_CLUSTERS;
+    let page = super::mds::checkpoint::PAGE_CLUSTERS;
     write_sco(&vol, &mut oracle, 0, 1);
     write_sco(&vol, &mut oracle, 2 * page + 32, 2);
     let rep = rt.block_on(vol.backup(&*store, true)).expect("backup 1");
@@ -1643,8 +1643,8 @@ fn corrupt_or_foreign_checkpoint_objects_fail_restore_and_leave_nothing_behind()
     expect_failure("flipped page byte", &page_key);
     rt.block_on(store.put(&page_key, good_page))
         .expect("repair");
-    let ix = super::checkpoint::decode_index("i", &good_index, VOL, n).expect("decode");
-    let foreign = super::checkpoint::encode_index(VolumeId([1; 16]), n, &ix);
+    let ix = super::mds::checkpoint::decode_index("i", &good_index, VOL, n).expect("decode");
+    let foreign = super::mds::checkpoint::encode_index(VolumeId([1; 16]), n, &ix);
     rt.block_on(store.put(&index_key, Bytes::from(foreign)))
         .expect("foreign");
     expect_failure("foreign index", "names volume");

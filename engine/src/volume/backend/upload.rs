@@ -1,64 +1,22 @@
-//! The backend pipeline (first part): upload closed TLogs in order — each TLog's sealed SCOs
-//! first, then the TLog, then the manifest (conditional PUT) — and backend restart: rebuild a
-//! volume's local state from its backend namespace alone.
-//!
-//! The store passed in is the volume's own namespace (e.g. a `strata_backend::Namespaced`
-//! keyed by the volume id). Object names: `sco/<seq>`, `tlog/<seq>`, `manifest.xml`.
+//! Uploading a volume to its backend namespace: closed TLogs in order, each TLog's sealed SCOs
+//! first (up to 4 at a time), then the TLog, then the manifest (a conditional PUT), and now and
+//! then a metadata checkpoint.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use strata_backend::ObjectStore;
 
-use super::bounded_get::{
-    get_at_most, MAX_INDEX_LEN, MAX_MANIFEST_LEN, MAX_PAGE_LEN, MAX_TLOG_OBJECT_LEN,
-};
-use super::checkpoint as ck;
-use super::core::{fmt_err, io_err, parse_tlog, read_all, Volume, VolumeOptions};
-use super::format::{sco_name, tlog_name, Entry, ScoHeader, TlogHeader, VolumeId};
-use super::localfs::LocalFs;
+use super::bounded_get::{get_at_most, MAX_MANIFEST_LEN};
 use super::manifest::{Manifest, MANIFEST_NAME};
+use super::{be_err, sco_key, sealed_scos, tlog_key, BackendState, BackupReport};
 use crate::error::{Error, Result};
-
-/// What the pipeline knows of the backend copy of one volume.
-#[derive(Debug, Default)]
-pub(crate) struct BackendState {
-    loaded: bool,
-    manifest: Option<Manifest>,
-    etag: Option<String>,
-}
-
-/// What one [`Volume::backup`] call did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BackupReport {
-    /// TLogs uploaded.
-    pub tlogs: u64,
-    /// SCOs uploaded.
-    pub scos: u64,
-    /// Bytes uploaded (SCOs, TLogs and manifest).
-    pub bytes: u64,
-    /// The newest TLog the backend manifest names after the call.
-    pub last_tlog: Option<u64>,
-    /// Why the metadata checkpoint due in this call failed (the backup itself succeeded).
-    pub checkpoint_error: Option<String>,
-}
-
-fn be_err(what: &str, e: strata_backend::Error) -> Error {
-    match e {
-        strata_backend::Error::NoSpace => Error::NoSpace,
-        e if e.is_condition_failed() => Error::Backend {
-            what: format!("{what}: the manifest was changed by another writer"),
-            source: e,
-        },
-        e => Error::Backend {
-            what: what.to_string(),
-            source: e,
-        },
-    }
-}
+use crate::volume::files::{fmt_err, io_err, read_all};
+use crate::volume::format::{parse_tlog, sco_name, tlog_name, Entry, CLUSTER_SIZE_U64};
+use crate::volume::mds::checkpoint as ck;
+use crate::volume::options::VolumeOptions;
+use crate::volume::state::Volume;
 
 /// Within a long pass, the manifest names what went up once this much is sent...
 const MANIFEST_EVERY_BYTES: u64 = 64 << 20;
@@ -68,30 +26,10 @@ const MANIFEST_EVERY: Duration = Duration::from_secs(1);
 /// SCO uploads of one TLog in flight at once: 4, fewer for large SCOs (each is held in memory
 /// while it is sent: at most 64 MiB of them, and always one).
 fn parallel_puts(opts: VolumeOptions) -> usize {
-    let sco_bytes = u64::from(opts.sco_clusters) * super::format::CLUSTER_SIZE_U64;
+    let sco_bytes = u64::from(opts.sco_clusters) * CLUSTER_SIZE_U64;
     usize::try_from((64 << 20) / sco_bytes.max(1))
         .unwrap_or(usize::MAX)
         .clamp(1, 4)
-}
-
-/// The backend key of SCO `seq`.
-pub(super) fn sco_key(seq: u64) -> String {
-    format!("sco/{}", sco_name(seq))
-}
-
-fn tlog_key(seq: u64) -> String {
-    format!("tlog/{}", tlog_name(seq))
-}
-
-/// The SCOs a closed TLog seals (every SCO its clusters live in: a TLog covers whole SCOs).
-fn sealed_scos(entries: &[(u64, Entry)]) -> Vec<(u64, u32, u32)> {
-    entries
-        .iter()
-        .filter_map(|(_, e)| match *e {
-            Entry::ScoSealed { sco, clusters, crc } => Some((sco, clusters, crc)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Replaces the manifest with `m` (generation bumped) by a conditional PUT; returns the bytes.
@@ -332,7 +270,7 @@ impl Volume {
             .saturating_sub(last)
             .saturating_mul(u64::from(opts.tlog_scos))
             .saturating_mul(u64::from(opts.sco_clusters))
-            .saturating_mul(super::format::CLUSTER_SIZE_U64);
+            .saturating_mul(CLUSTER_SIZE_U64);
         if cost > data_since {
             tracing::debug!(volume = %id, cost, data_since, "metadata checkpoint deferred: larger than the data it covers");
             return Ok(0);
@@ -423,219 +361,4 @@ impl Volume {
             .and_then(|m| m.tlogs)
             .map(|t| t.1)
     }
-
-    /// Backend restart: rebuilds the volume's local state in `dir` (which must hold no volume)
-    /// from its backend namespace alone and opens it. With a metadata checkpoint named by the
-    /// manifest, its index, pages and SCO table fill a fresh MetaDataStore and only the TLogs
-    /// after it are fetched and replayed; without one every TLog is. Every object is verified
-    /// (CRCs, magic, version, volume id). SCOs are not downloaded: they are all on the backend,
-    /// so they are recorded as evicted (a header stub, or nothing for checkpointed ones) and reads
-    /// fetch their clusters with ranged GETs, MD5-verified. Data that never reached the backend
-    /// is not there. On any error nothing of the partial local state is left behind.
-    pub async fn restore(
-        store: &dyn ObjectStore,
-        fs: Arc<dyn LocalFs>,
-        dir: &Path,
-        id: VolumeId,
-        opts: VolumeOptions,
-    ) -> Result<Volume> {
-        let (b, _) = get_at_most(store, MANIFEST_NAME, MAX_MANIFEST_LEN)
-            .await
-            .map_err(|e| {
-                if e.is_not_found() {
-                    Error::NotFound
-                } else {
-                    be_err(MANIFEST_NAME, e)
-                }
-            })?;
-        let m = Manifest::from_xml(MANIFEST_NAME, &b).map_err(fmt_err)?;
-        if m.volume != id {
-            return Err(Error::Io(format!(
-                "backend manifest names volume {}, expected {id}",
-                m.volume
-            )));
-        }
-        let Some((first, last)) = m.tlogs else {
-            return Volume::create(fs, dir, id, opts, 0);
-        };
-        super::core::prepare_empty_dir(&*fs, dir)?;
-        // Durable before anything else is written: whatever a crash leaves behind from here on
-        // is recognised as an unfinished restore and thrown away by the next open.
-        let marker = dir.join(RESTORE_MARKER);
-        let f = fs
-            .create_new(&marker)
-            .map_err(|e| io_err(marker.display(), e))?;
-        f.sync_data().map_err(|e| io_err(marker.display(), e))?;
-        fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
-        let r = async {
-            restore_files(store, &*fs, dir, id, &m, first, last).await?;
-            // The marker is still there: `open` would refuse what this restore is writing.
-            let vol = Volume::open_inner(fs.clone(), dir, id, opts, None)?;
-            vol.on_backend_up_to(last);
-            // The replayed TLogs are on the backend: lift their cork at once.
-            vol.uncork(last)?;
-            // Complete: from now on the local state is the volume's own.
-            fs.remove_file(&marker)
-                .map_err(|e| io_err(marker.display(), e))?;
-            fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
-            Ok(vol)
-        }
-        .await;
-        if r.is_err() {
-            if let Err(e) = remove_local(&*fs, dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot clean up after a failed restore");
-            }
-        }
-        r
-    }
-}
-
-/// Writes the local state a backend restart starts from: the MetaDataStore from the checkpoint
-/// (if any), the TLogs after it, and a header stub for every SCO those TLogs seal.
-async fn restore_files(
-    store: &dyn ObjectStore,
-    fs: &dyn LocalFs,
-    dir: &Path,
-    id: VolumeId,
-    m: &Manifest,
-    first: u64,
-    last: u64,
-) -> Result<()> {
-    let sco_dir = dir.join("sco");
-    let tlog_dir = dir.join("tlog");
-    let write_local = |path: &Path, data: &[u8]| -> Result<()> {
-        let f = fs.create_new(path).map_err(|e| io_err(path.display(), e))?;
-        f.write_at(data, 0).map_err(|e| io_err(path.display(), e))?;
-        f.sync_data().map_err(|e| io_err(path.display(), e))
-    };
-    let from = match m.checkpoint {
-        Some(n) => {
-            load_checkpoint(store, fs, dir, id, n).await?;
-            n + 1
-        }
-        None => first,
-    };
-    // Newest first: a crash part-way leaves a suffix of the TLogs, which a local open refuses
-    // (the MetaDataStore's `applied_tlog + 1` is missing) instead of trusting a prefix.
-    for seq in (from..=last).rev() {
-        let what = format!("backend TLog {}", tlog_name(seq));
-        let (t, _) = get_at_most(store, &tlog_key(seq), MAX_TLOG_OBJECT_LEN)
-            .await
-            .map_err(|e| be_err(&tlog_key(seq), e))?;
-        let parsed = parse_tlog(&what, &t, id, seq, false)?;
-        if !matches!(parsed.entries.last(), Some((_, Entry::TlogClosed { .. }))) {
-            return Err(Error::Io(format!("{what}: not closed")));
-        }
-        for (sco, _, _) in sealed_scos(&parsed.entries) {
-            // An evicted SCO's stub: the data stays on the backend until a read needs it.
-            let stub = ScoHeader {
-                volume: id,
-                seq: sco,
-            }
-            .encode();
-            write_local(&sco_dir.join(sco_name(sco)), &stub)?;
-        }
-        write_local(&tlog_dir.join(tlog_name(seq)), &t)?;
-    }
-    if from > last {
-        // The checkpoint covers every TLog: start the next one empty.
-        let h = TlogHeader {
-            volume: id,
-            seq: last + 1,
-        }
-        .encode();
-        write_local(&tlog_dir.join(tlog_name(last + 1)), &h)?;
-    }
-    for d in [&sco_dir, &tlog_dir] {
-        fs.sync_dir(d).map_err(|e| io_err(d.display(), e))?;
-    }
-    Ok(())
-}
-
-/// Fetches and verifies checkpoint `n` (index, every page it names, SCO table) into a fresh
-/// MetaDataStore in `dir`; committed only once everything verified.
-async fn load_checkpoint(
-    store: &dyn ObjectStore,
-    fs: &dyn LocalFs,
-    dir: &Path,
-    id: VolumeId,
-    n: u64,
-) -> Result<()> {
-    let get = |key: String, max: u64| async move {
-        get_at_most(store, &key, max)
-            .await
-            .map(|(b, _)| b)
-            .map_err(|e| be_err(&key, e))
-    };
-    let ikey = ck::index_key(n);
-    let ix = ck::decode_index(
-        &format!("backend {ikey}"),
-        &get(ikey.clone(), MAX_INDEX_LEN).await?,
-        id,
-        n,
-    )
-    .map_err(fmt_err)?;
-    // The SCO table has no fixed bound (one row per SCO ever sealed and still referenced).
-    let skey = ck::scos_key(n);
-    let scos = ck::decode_scos(
-        &format!("backend {skey}"),
-        &get(skey.clone(), u64::MAX).await?,
-        id,
-        n,
-    )
-    .map_err(fmt_err)?;
-    let mds = super::mds::Mds::open(fs, dir, true, false, Default::default())?;
-    for (p, c) in &ix.pages {
-        let key = ck::page_key(*c, *p);
-        let b = get(key.clone(), MAX_PAGE_LEN).await?;
-        let entries =
-            ck::decode_page(&format!("backend {key}"), &b, id, *c, *p).map_err(fmt_err)?;
-        mds.load_page(&entries)?;
-    }
-    mds.finish_checkpoint_load(n, &ix, &scos)
-}
-
-/// Removes a volume's local files (a failed restore's partial state).
-/// Marker file in a volume directory while a backend restart writes it: a restart that finds it
-/// throws the half-written state away and restores again.
-pub const RESTORE_MARKER: &str = "restoring";
-
-/// True when a backend restart into `dir` was interrupted (its marker is still there).
-pub fn restore_interrupted(fs: &dyn LocalFs, dir: &Path) -> Result<bool> {
-    match fs.open(&dir.join(RESTORE_MARKER)) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_err(dir.join(RESTORE_MARKER).display(), e)),
-    }
-}
-
-/// Removes, durably, every file of a volume's local state in `dir`: SCOs, TLogs, the
-/// MetaDataStore and a restore marker (the directories stay).
-pub fn remove_local_state(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
-    remove_local(fs, dir)
-}
-
-fn remove_local(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
-    for d in [dir.join("sco"), dir.join("tlog")] {
-        let names = match fs.list(&d) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(d.display(), e)),
-        };
-        for n in names {
-            let p = d.join(n);
-            fs.remove_file(&p).map_err(|e| io_err(p.display(), e))?;
-        }
-        fs.sync_dir(&d).map_err(|e| io_err(d.display(), e))?;
-    }
-    // The marker goes last: until then a crash leaves it, and the next restart starts over.
-    for name in [super::mds::MDS_FILE, RESTORE_MARKER] {
-        let p = dir.join(name);
-        match fs.remove_file(&p) {
-            Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(p.display(), e)),
-        }
-    }
-    Ok(())
 }

@@ -3,13 +3,13 @@
 //! pages changed since the previous checkpoint are written; the index names, for every
 //! non-empty page, the checkpoint holding its newest copy.
 
-use super::format::{FormatError, VolumeId, MAX_SCO_CLUSTERS};
-use super::mds::Loc;
+use super::store::Loc;
+use crate::volume::format::{FormatError, VolumeId, MAX_SCO_CLUSTERS};
 
 /// Cluster addresses per checkpoint page.
-pub(super) const PAGE_CLUSTERS: u64 = 65_536;
+pub(in crate::volume) const PAGE_CLUSTERS: u64 = 65_536;
 /// Format version of every checkpoint object.
-pub(super) const CHECKPOINT_VERSION: u16 = 1;
+pub(in crate::volume) const CHECKPOINT_VERSION: u16 = 1;
 
 const PAGE_MAGIC: &[u8; 8] = b"STRMDSPG";
 const SCOS_MAGIC: &[u8; 8] = b"STRMDSSC";
@@ -17,33 +17,33 @@ const INDEX_MAGIC: &[u8; 8] = b"STRMDSIX";
 /// magic (8) | version u16 | reserved u16 | volume (16) | checkpoint u64.
 const COMMON_LEN: usize = 36;
 /// Bytes of one entry in a page object.
-pub(super) const PAGE_ENTRY_LEN: usize = 36;
+pub(in crate::volume) const PAGE_ENTRY_LEN: usize = 36;
 const SCO_ENTRY_LEN: usize = 24;
 const INDEX_ENTRY_LEN: usize = 16;
 
 /// The page holding cluster address `a`.
-pub(super) fn page_of(a: u64) -> u64 {
+pub(in crate::volume) fn page_of(a: u64) -> u64 {
     a / PAGE_CLUSTERS
 }
 
 /// Backend key of page `page` written by checkpoint `n`.
-pub(super) fn page_key(n: u64, page: u64) -> String {
+pub(in crate::volume) fn page_key(n: u64, page: u64) -> String {
     format!("mds/{n:016x}/page-{page:08x}")
 }
 
 /// Backend key of checkpoint `n`'s SCO table.
-pub(super) fn scos_key(n: u64) -> String {
+pub(in crate::volume) fn scos_key(n: u64) -> String {
     format!("mds/{n:016x}/scos")
 }
 
 /// Backend key of checkpoint `n`'s index.
-pub(super) fn index_key(n: u64) -> String {
+pub(in crate::volume) fn index_key(n: u64) -> String {
     format!("mds/{n:016x}/index")
 }
 
 /// A checkpoint's index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Index {
+pub(in crate::volume) struct Index {
     /// The volume size after TLog N.
     pub size: u64,
     /// Mapped clusters.
@@ -137,7 +137,12 @@ fn open<'a>(
 }
 
 /// Encodes page `page` of checkpoint `n`: its entries, ascending addresses.
-pub(super) fn encode_page(id: VolumeId, n: u64, page: u64, entries: &[(u64, Loc)]) -> Vec<u8> {
+pub(in crate::volume) fn encode_page(
+    id: VolumeId,
+    n: u64,
+    page: u64,
+    entries: &[(u64, Loc)],
+) -> Vec<u8> {
     let mut b = common(PAGE_MAGIC, id, n);
     b.extend_from_slice(&page.to_le_bytes());
     b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -151,7 +156,7 @@ pub(super) fn encode_page(id: VolumeId, n: u64, page: u64, entries: &[(u64, Loc)
 }
 
 /// Decodes and verifies a page object.
-pub(super) fn decode_page(
+pub(in crate::volume) fn decode_page(
     what: &str,
     b: &[u8],
     id: VolumeId,
@@ -209,7 +214,11 @@ pub(super) fn decode_page(
 }
 
 /// Encodes checkpoint `n`'s SCO table: sco -> (sealing TLog, clusters, CRC32C).
-pub(super) fn encode_scos(id: VolumeId, n: u64, scos: &[(u64, (u64, u32, u32))]) -> Vec<u8> {
+pub(in crate::volume) fn encode_scos(
+    id: VolumeId,
+    n: u64,
+    scos: &[(u64, (u64, u32, u32))],
+) -> Vec<u8> {
     let mut b = common(SCOS_MAGIC, id, n);
     b.extend_from_slice(&(scos.len() as u64).to_le_bytes());
     for (s, (t, c, crc)) in scos {
@@ -222,10 +231,10 @@ pub(super) fn encode_scos(id: VolumeId, n: u64, scos: &[(u64, (u64, u32, u32))])
 }
 
 /// A decoded SCO table entry: sco -> (sealing TLog, clusters, CRC32C).
-pub(super) type ScoRow = (u64, (u64, u32, u32));
+pub(in crate::volume) type ScoRow = (u64, (u64, u32, u32));
 
 /// Decodes and verifies a SCO table object.
-pub(super) fn decode_scos(
+pub(in crate::volume) fn decode_scos(
     what: &str,
     b: &[u8],
     id: VolumeId,
@@ -255,7 +264,7 @@ pub(super) fn decode_scos(
 }
 
 /// Encodes checkpoint `n`'s index.
-pub(super) fn encode_index(id: VolumeId, n: u64, ix: &Index) -> Vec<u8> {
+pub(in crate::volume) fn encode_index(id: VolumeId, n: u64, ix: &Index) -> Vec<u8> {
     let mut b = common(INDEX_MAGIC, id, n);
     b.extend_from_slice(&ix.size.to_le_bytes());
     b.extend_from_slice(&ix.mapped.to_le_bytes());
@@ -268,7 +277,7 @@ pub(super) fn encode_index(id: VolumeId, n: u64, ix: &Index) -> Vec<u8> {
 }
 
 /// Decodes and verifies an index object (pages ascending, each held by a checkpoint <= `n`).
-pub(super) fn decode_index(
+pub(in crate::volume) fn decode_index(
     what: &str,
     b: &[u8],
     id: VolumeId,

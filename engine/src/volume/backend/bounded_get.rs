@@ -5,9 +5,9 @@
 use bytes::Bytes;
 use strata_backend::{Error as BackendError, ObjectMeta, ObjectStore};
 
-use super::checkpoint::PAGE_CLUSTERS;
-use super::core::MAX_VOLUME_SIZE;
-use super::format::{CLUSTER_SIZE_U64, MAX_TLOG_LEN};
+use crate::volume::format::{CLUSTER_SIZE_U64, MAX_TLOG_LEN};
+use crate::volume::mds::checkpoint::PAGE_CLUSTERS;
+use crate::volume::options::MAX_VOLUME_SIZE;
 
 /// Largest manifest read: 1 MiB (one is a few hundred bytes today).
 pub(super) const MAX_MANIFEST_LEN: u64 = 1 << 20;

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::checkpoint::{page_of, Index, ScoRow, PAGE_CLUSTERS};
-use super::core::io_err;
-use super::localfs::{LocalFile, LocalFs};
 use crate::error::{Error, Result};
+use crate::volume::files::io_err;
+use crate::volume::localfs::{LocalFile, LocalFs};
 
 /// Format version of `mds.redb` (the `format` key of the `meta` table).
-pub(super) const MDS_FORMAT: u64 = 1;
+pub(in crate::volume) const MDS_FORMAT: u64 = 1;
 /// File name of the MetaDataStore inside the volume directory.
 pub const MDS_FILE: &str = "mds.redb";
 
@@ -35,7 +35,7 @@ const CKPT_PAGES: TableDefinition<u64, u64> = TableDefinition::new("checkpoint_p
 
 /// One redb read transaction (a consistent snapshot) that a checkpoint is read from, page by
 /// page, so a checkpoint never needs the whole MetaDataStore in memory.
-pub(super) struct SnapshotTx {
+pub(in crate::volume) struct SnapshotTx {
     tx: redb::ReadTransaction,
 }
 
@@ -46,28 +46,28 @@ impl SnapshotTx {
     }
 
     /// `applied_tlog` of the snapshot (the checkpoint's N).
-    pub(super) fn applied_tlog(&self) -> Result<u64> {
+    pub(in crate::volume) fn applied_tlog(&self) -> Result<u64> {
         self.meta("applied_tlog")
     }
 
     /// The previous checkpoint (0: none).
-    pub(super) fn prev_checkpoint(&self) -> Result<u64> {
+    pub(in crate::volume) fn prev_checkpoint(&self) -> Result<u64> {
         self.meta("checkpoint_tlog")
     }
 
     /// The size after `applied_tlog`.
-    pub(super) fn size(&self) -> Result<u64> {
+    pub(in crate::volume) fn size(&self) -> Result<u64> {
         self.meta("size")
     }
 
     /// Mapped clusters.
-    pub(super) fn mapped(&self) -> Result<u64> {
+    pub(in crate::volume) fn mapped(&self) -> Result<u64> {
         let t = self.tx.open_table(CLUSTERS).map_err(db_err)?;
         t.len().map_err(db_err)
     }
 
     /// Pages changed since the last checkpoint, ascending.
-    pub(super) fn dirty_pages(&self) -> Result<Vec<u64>> {
+    pub(in crate::volume) fn dirty_pages(&self) -> Result<Vec<u64>> {
         let t = self.tx.open_table(DIRTY).map_err(db_err)?;
         let mut out = Vec::new();
         for r in t.iter().map_err(db_err)? {
@@ -77,7 +77,7 @@ impl SnapshotTx {
     }
 
     /// The entries of page `p`, ascending addresses.
-    pub(super) fn page(&self, p: u64) -> Result<Vec<(u64, Loc)>> {
+    pub(in crate::volume) fn page(&self, p: u64) -> Result<Vec<(u64, Loc)>> {
         let t = self.tx.open_table(CLUSTERS).map_err(db_err)?;
         let lo = p.saturating_mul(PAGE_CLUSTERS);
         let mut out = Vec::new();
@@ -92,7 +92,7 @@ impl SnapshotTx {
     }
 
     /// The SCO table.
-    pub(super) fn scos(&self) -> Result<Vec<ScoRow>> {
+    pub(in crate::volume) fn scos(&self) -> Result<Vec<ScoRow>> {
         let t = self.tx.open_table(SCOS).map_err(db_err)?;
         let mut out = Vec::new();
         for r in t.iter().map_err(db_err)? {
@@ -103,7 +103,7 @@ impl SnapshotTx {
     }
 
     /// The previous checkpoint's index (page -> checkpoint holding it).
-    pub(super) fn old_pages(&self) -> Result<Vec<(u64, u64)>> {
+    pub(in crate::volume) fn old_pages(&self) -> Result<Vec<(u64, u64)>> {
         let t = self.tx.open_table(CKPT_PAGES).map_err(db_err)?;
         let mut out = Vec::new();
         for r in t.iter().map_err(db_err)? {
@@ -116,14 +116,14 @@ impl SnapshotTx {
 
 /// Where a cluster lives, and the MD5 of its content (one MetaDataStore value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Loc {
-    pub(super) sco: u64,
-    pub(super) offset: u32,
-    pub(super) md5: [u8; 16],
+pub(in crate::volume) struct Loc {
+    pub(in crate::volume) sco: u64,
+    pub(in crate::volume) offset: u32,
+    pub(in crate::volume) md5: [u8; 16],
 }
 
 impl Loc {
-    pub(super) fn encode(&self) -> [u8; 28] {
+    pub(in crate::volume) fn encode(&self) -> [u8; 28] {
         let mut b = [0u8; 28];
         b[..8].copy_from_slice(&self.sco.to_le_bytes());
         b[8..12].copy_from_slice(&self.offset.to_le_bytes());
@@ -131,7 +131,7 @@ impl Loc {
         b
     }
 
-    pub(super) fn decode(b: &[u8; 28]) -> Loc {
+    pub(in crate::volume) fn decode(b: &[u8; 28]) -> Loc {
         let mut sco = [0u8; 8];
         sco.copy_from_slice(&b[..8]);
         let mut off = [0u8; 4];
@@ -148,7 +148,7 @@ impl Loc {
 
 /// One change of the MetaDataStore, as logged by a TLog entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Op {
+pub(in crate::volume) enum Op {
     /// A cluster written.
     Cluster(u64, Loc),
     /// The size changed; `shrink` when it dropped clusters.
@@ -207,15 +207,15 @@ fn db_err(e: impl std::fmt::Display) -> Error {
 
 /// What `meta` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct MdsMeta {
+pub(in crate::volume) struct MdsMeta {
     /// Every TLog up to this one is applied (0: none).
-    pub(super) applied_tlog: u64,
+    pub(in crate::volume) applied_tlog: u64,
     /// The volume size after `applied_tlog`.
-    pub(super) size: u64,
+    pub(in crate::volume) size: u64,
 }
 
 /// One volume's MetaDataStore database.
-pub(super) struct Mds {
+pub(in crate::volume) struct Mds {
     db: redb::Database,
 }
 
@@ -228,7 +228,7 @@ impl std::fmt::Debug for Mds {
 impl Mds {
     /// Opens `dir/mds.redb`, creating an empty one (applied_tlog 0, size 0) when `create` and
     /// it does not exist; a new file's name is made durable before this returns.
-    pub(super) fn open(
+    pub(in crate::volume) fn open(
         fs: &dyn LocalFs,
         dir: &Path,
         create: bool,
@@ -290,7 +290,7 @@ impl Mds {
     }
 
     /// The `meta` table.
-    pub(super) fn meta(&self) -> Result<MdsMeta> {
+    pub(in crate::volume) fn meta(&self) -> Result<MdsMeta> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let meta = tx.open_table(META).map_err(db_err)?;
         let get = |k: &str| -> Result<u64> {
@@ -306,14 +306,14 @@ impl Mds {
     }
 
     /// Mapped clusters (all entries).
-    pub(super) fn mapped(&self) -> Result<u64> {
+    pub(in crate::volume) fn mapped(&self) -> Result<u64> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(CLUSTERS).map_err(db_err)?;
         t.len().map_err(db_err)
     }
 
     /// Every entry with an address in `from..to`, in address order.
-    pub(super) fn range(&self, from: u64, to: u64) -> Result<Vec<(u64, Loc)>> {
+    pub(in crate::volume) fn range(&self, from: u64, to: u64) -> Result<Vec<(u64, Loc)>> {
         if from >= to {
             return Ok(Vec::new());
         }
@@ -328,7 +328,7 @@ impl Mds {
     }
 
     /// How many entries with an address in `from..to` satisfy `keep`.
-    pub(super) fn count_range(
+    pub(in crate::volume) fn count_range(
         &self,
         from: u64,
         to: u64,
@@ -347,7 +347,7 @@ impl Mds {
     }
 
     /// Which of `addrs` have an entry.
-    pub(super) fn contains(&self, addrs: &[u64]) -> Result<Vec<bool>> {
+    pub(in crate::volume) fn contains(&self, addrs: &[u64]) -> Result<Vec<bool>> {
         if addrs.is_empty() {
             return Ok(Vec::new());
         }
@@ -360,7 +360,7 @@ impl Mds {
     }
 
     /// Every sealed SCO: sequence -> (sealing TLog, clusters, CRC32C).
-    pub(super) fn scos(&self) -> Result<Vec<ScoRow>> {
+    pub(in crate::volume) fn scos(&self) -> Result<Vec<ScoRow>> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(SCOS).map_err(db_err)?;
         let mut out = Vec::new();
@@ -372,7 +372,7 @@ impl Mds {
     }
 
     /// Applies `ops` (in order) and sets `applied_tlog` and `size`, in one durable transaction.
-    pub(super) fn apply(&self, ops: &[Op], applied_tlog: u64, size: u64) -> Result<()> {
+    pub(in crate::volume) fn apply(&self, ops: &[Op], applied_tlog: u64, size: u64) -> Result<()> {
         let tx = self.db.begin_write().map_err(db_err)?;
         {
             let mut clusters = tx.open_table(CLUSTERS).map_err(db_err)?;
@@ -390,7 +390,7 @@ impl Mds {
                         }
                     }
                     Op::Resize { size, shrink: true } => {
-                        let keep = size.div_ceil(super::format::CLUSTER_SIZE_U64);
+                        let keep = size.div_ceil(crate::volume::format::CLUSTER_SIZE_U64);
                         let mut pages = Vec::new();
                         for r in clusters.range(keep..).map_err(db_err)? {
                             let p = page_of(r.map_err(db_err)?.0.value());
@@ -425,7 +425,7 @@ impl Mds {
 
 impl Mds {
     /// The last checkpoint on the backend (0: none).
-    pub(super) fn checkpoint_tlog(&self) -> Result<u64> {
+    pub(in crate::volume) fn checkpoint_tlog(&self) -> Result<u64> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let meta = tx.open_table(META).map_err(db_err)?;
         Ok(meta
@@ -436,7 +436,7 @@ impl Mds {
 
     /// A read transaction for the next checkpoint: a consistent snapshot at its
     /// `applied_tlog`.
-    pub(super) fn begin_snapshot(&self) -> Result<SnapshotTx> {
+    pub(in crate::volume) fn begin_snapshot(&self) -> Result<SnapshotTx> {
         Ok(SnapshotTx {
             tx: self.db.begin_read().map_err(db_err)?,
         })
@@ -444,7 +444,7 @@ impl Mds {
 
     /// Records that checkpoint `n` (with index `pages`) is named by the backend manifest: the
     /// pages it wrote are clean again.
-    pub(super) fn checkpoint_done(
+    pub(in crate::volume) fn checkpoint_done(
         &self,
         n: u64,
         written: &[u64],
@@ -470,7 +470,7 @@ impl Mds {
     /// Adds verified checkpoint page entries to a fresh MetaDataStore (backend restart). Not
     /// durable on its own: [`Mds::finish_checkpoint_load`] commits durably, and a restore that
     /// fails or crashes before that never leaves this file for an open to trust.
-    pub(super) fn load_page(&self, entries: &[(u64, Loc)]) -> Result<()> {
+    pub(in crate::volume) fn load_page(&self, entries: &[(u64, Loc)]) -> Result<()> {
         let mut tx = self.db.begin_write().map_err(db_err)?;
         tx.set_durability(redb::Durability::None).map_err(db_err)?;
         {
@@ -484,7 +484,12 @@ impl Mds {
 
     /// Completes loading checkpoint `n` (after every page was loaded): checks the mapped count,
     /// writes the SCO table, the index and `meta` (`applied_tlog = n`), durably.
-    pub(super) fn finish_checkpoint_load(&self, n: u64, ix: &Index, scos: &[ScoRow]) -> Result<()> {
+    pub(in crate::volume) fn finish_checkpoint_load(
+        &self,
+        n: u64,
+        ix: &Index,
+        scos: &[ScoRow],
+    ) -> Result<()> {
         let tx = self.db.begin_write().map_err(db_err)?;
         {
             let clusters = tx.open_table(CLUSTERS).map_err(db_err)?;

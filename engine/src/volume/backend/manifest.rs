@@ -5,7 +5,7 @@
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, Event};
 use quick_xml::{Reader, Writer};
 
-use super::format::{FormatError, VolumeId, CLUSTER_SIZE};
+use crate::volume::format::{FormatError, VolumeId, CLUSTER_SIZE};
 
 /// Object name of the manifest inside the volume's backend namespace.
 pub const MANIFEST_NAME: &str = "manifest.xml";

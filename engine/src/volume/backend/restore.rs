@@ -1,0 +1,238 @@
+//! Backend restart: rebuilding a volume's local state from its backend namespace alone.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use strata_backend::ObjectStore;
+
+use super::bounded_get::{
+    get_at_most, MAX_INDEX_LEN, MAX_MANIFEST_LEN, MAX_PAGE_LEN, MAX_TLOG_OBJECT_LEN,
+};
+use super::manifest::{Manifest, MANIFEST_NAME};
+use super::{be_err, sealed_scos, tlog_key};
+use crate::error::{Error, Result};
+use crate::volume::files::{fmt_err, io_err};
+use crate::volume::format::{
+    parse_tlog, sco_name, tlog_name, Entry, ScoHeader, TlogHeader, VolumeId,
+};
+use crate::volume::localfs::LocalFs;
+use crate::volume::mds::checkpoint as ck;
+use crate::volume::options::VolumeOptions;
+use crate::volume::state::Volume;
+
+impl Volume {
+    /// Backend restart: rebuilds the volume's local state in `dir` (which must hold no volume)
+    /// from its backend namespace alone and opens it. With a metadata checkpoint named by the
+    /// manifest, its index, pages and SCO table fill a fresh MetaDataStore and only the TLogs
+    /// after it are fetched and replayed; without one every TLog is. Every object is verified
+    /// (CRCs, magic, version, volume id). SCOs are not downloaded: they are all on the backend,
+    /// so they are recorded as evicted (a header stub, or nothing for checkpointed ones) and reads
+    /// fetch their clusters with ranged GETs, MD5-verified. Data that never reached the backend
+    /// is not there. On any error nothing of the partial local state is left behind.
+    pub async fn restore(
+        store: &dyn ObjectStore,
+        fs: Arc<dyn LocalFs>,
+        dir: &Path,
+        id: VolumeId,
+        opts: VolumeOptions,
+    ) -> Result<Volume> {
+        let (b, _) = get_at_most(store, MANIFEST_NAME, MAX_MANIFEST_LEN)
+            .await
+            .map_err(|e| {
+                if e.is_not_found() {
+                    Error::NotFound
+                } else {
+                    be_err(MANIFEST_NAME, e)
+                }
+            })?;
+        let m = Manifest::from_xml(MANIFEST_NAME, &b).map_err(fmt_err)?;
+        if m.volume != id {
+            return Err(Error::Io(format!(
+                "backend manifest names volume {}, expected {id}",
+                m.volume
+            )));
+        }
+        let Some((first, last)) = m.tlogs else {
+            return Volume::create(fs, dir, id, opts, 0);
+        };
+        crate::volume::create::prepare_empty_dir(&*fs, dir)?;
+        // Durable before anything else is written: whatever a crash leaves behind from here on
+        // is recognised as an unfinished restore and thrown away by the next open.
+        let marker = dir.join(RESTORE_MARKER);
+        let f = fs
+            .create_new(&marker)
+            .map_err(|e| io_err(marker.display(), e))?;
+        f.sync_data().map_err(|e| io_err(marker.display(), e))?;
+        fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
+        let r = async {
+            restore_files(store, &*fs, dir, id, &m, first, last).await?;
+            // The marker is still there: `open` would refuse what this restore is writing.
+            let vol = Volume::open_inner(fs.clone(), dir, id, opts, None)?;
+            vol.on_backend_up_to(last);
+            // The replayed TLogs are on the backend: lift their cork at once.
+            vol.uncork(last)?;
+            // Complete: from now on the local state is the volume's own.
+            fs.remove_file(&marker)
+                .map_err(|e| io_err(marker.display(), e))?;
+            fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
+            Ok(vol)
+        }
+        .await;
+        if r.is_err() {
+            if let Err(e) = remove_local(&*fs, dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot clean up after a failed restore");
+            }
+        }
+        r
+    }
+}
+
+/// Writes the local state a backend restart starts from: the MetaDataStore from the checkpoint
+/// (if any), the TLogs after it, and a header stub for every SCO those TLogs seal.
+async fn restore_files(
+    store: &dyn ObjectStore,
+    fs: &dyn LocalFs,
+    dir: &Path,
+    id: VolumeId,
+    m: &Manifest,
+    first: u64,
+    last: u64,
+) -> Result<()> {
+    let sco_dir = dir.join("sco");
+    let tlog_dir = dir.join("tlog");
+    let write_local = |path: &Path, data: &[u8]| -> Result<()> {
+        let f = fs.create_new(path).map_err(|e| io_err(path.display(), e))?;
+        f.write_at(data, 0).map_err(|e| io_err(path.display(), e))?;
+        f.sync_data().map_err(|e| io_err(path.display(), e))
+    };
+    let from = match m.checkpoint {
+        Some(n) => {
+            load_checkpoint(store, fs, dir, id, n).await?;
+            n + 1
+        }
+        None => first,
+    };
+    // Newest first: a crash part-way leaves a suffix of the TLogs, which a local open refuses
+    // (the MetaDataStore's `applied_tlog + 1` is missing) instead of trusting a prefix.
+    for seq in (from..=last).rev() {
+        let what = format!("backend TLog {}", tlog_name(seq));
+        let (t, _) = get_at_most(store, &tlog_key(seq), MAX_TLOG_OBJECT_LEN)
+            .await
+            .map_err(|e| be_err(&tlog_key(seq), e))?;
+        let parsed = parse_tlog(&what, &t, id, seq, false)?;
+        if !matches!(parsed.entries.last(), Some((_, Entry::TlogClosed { .. }))) {
+            return Err(Error::Io(format!("{what}: not closed")));
+        }
+        for (sco, _, _) in sealed_scos(&parsed.entries) {
+            // An evicted SCO's stub: the data stays on the backend until a read needs it.
+            let stub = ScoHeader {
+                volume: id,
+                seq: sco,
+            }
+            .encode();
+            write_local(&sco_dir.join(sco_name(sco)), &stub)?;
+        }
+        write_local(&tlog_dir.join(tlog_name(seq)), &t)?;
+    }
+    if from > last {
+        // The checkpoint covers every TLog: start the next one empty.
+        let h = TlogHeader {
+            volume: id,
+            seq: last + 1,
+        }
+        .encode();
+        write_local(&tlog_dir.join(tlog_name(last + 1)), &h)?;
+    }
+    for d in [&sco_dir, &tlog_dir] {
+        fs.sync_dir(d).map_err(|e| io_err(d.display(), e))?;
+    }
+    Ok(())
+}
+
+/// Fetches and verifies checkpoint `n` (index, every page it names, SCO table) into a fresh
+/// MetaDataStore in `dir`; committed only once everything verified.
+async fn load_checkpoint(
+    store: &dyn ObjectStore,
+    fs: &dyn LocalFs,
+    dir: &Path,
+    id: VolumeId,
+    n: u64,
+) -> Result<()> {
+    let get = |key: String, max: u64| async move {
+        get_at_most(store, &key, max)
+            .await
+            .map(|(b, _)| b)
+            .map_err(|e| be_err(&key, e))
+    };
+    let ikey = ck::index_key(n);
+    let ix = ck::decode_index(
+        &format!("backend {ikey}"),
+        &get(ikey.clone(), MAX_INDEX_LEN).await?,
+        id,
+        n,
+    )
+    .map_err(fmt_err)?;
+    // The SCO table has no fixed bound (one row per SCO ever sealed and still referenced).
+    let skey = ck::scos_key(n);
+    let scos = ck::decode_scos(
+        &format!("backend {skey}"),
+        &get(skey.clone(), u64::MAX).await?,
+        id,
+        n,
+    )
+    .map_err(fmt_err)?;
+    let mds = crate::volume::mds::store::Mds::open(fs, dir, true, false, Default::default())?;
+    for (p, c) in &ix.pages {
+        let key = ck::page_key(*c, *p);
+        let b = get(key.clone(), MAX_PAGE_LEN).await?;
+        let entries =
+            ck::decode_page(&format!("backend {key}"), &b, id, *c, *p).map_err(fmt_err)?;
+        mds.load_page(&entries)?;
+    }
+    mds.finish_checkpoint_load(n, &ix, &scos)
+}
+
+/// Removes a volume's local files (a failed restore's partial state).
+/// Marker file in a volume directory while a backend restart writes it: a restart that finds it
+/// throws the half-written state away and restores again.
+pub const RESTORE_MARKER: &str = "restoring";
+
+/// True when a backend restart into `dir` was interrupted (its marker is still there).
+pub fn restore_interrupted(fs: &dyn LocalFs, dir: &Path) -> Result<bool> {
+    match fs.open(&dir.join(RESTORE_MARKER)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(dir.join(RESTORE_MARKER).display(), e)),
+    }
+}
+
+/// Removes, durably, every file of a volume's local state in `dir`: SCOs, TLogs, the
+/// MetaDataStore and a restore marker (the directories stay).
+pub fn remove_local_state(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
+    remove_local(fs, dir)
+}
+
+fn remove_local(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
+    for d in [dir.join("sco"), dir.join("tlog")] {
+        let names = match fs.list(&d) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(d.display(), e)),
+        };
+        for n in names {
+            let p = d.join(n);
+            fs.remove_file(&p).map_err(|e| io_err(p.display(), e))?;
+        }
+        fs.sync_dir(&d).map_err(|e| io_err(d.display(), e))?;
+    }
+    // The marker goes last: until then a crash leaves it, and the next restart starts over.
+    for name in [crate::volume::mds::store::MDS_FILE, RESTORE_MARKER] {
+        let p = dir.join(name);
+        match fs.remove_file(&p) {
+            Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(p.display(), e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Group commit (COMMIT and stable writes) and every fsync site of the VolumeDriver.
+//!
+//! A commit round makes durable, in this order: the SCOs sealed since the last round, the open
+//! SCO, the open TLog, then the `sco/` and `tlog/` directories when names were created or
+//! removed there. Concurrent callers share one round: a leader fsyncs for every caller that
+//! arrived before it started. [`FsyncSite`] names each fsync so that the crash tests can switch
+//! each off in turn and prove it necessary.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use crate::error::Result;
+use crate::volume::files::io_err;
+use crate::volume::format::{sco_name, tlog_name};
+use crate::volume::localfs::LocalFile;
+use crate::volume::state::Volume;
+
+/// Every place where the VolumeDriver fsyncs. Tests switch each off in turn to prove that each
+/// one is needed (see `FORMATS.md`, "Durability contract").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FsyncSite {
+    /// Commit: fdatasync of the open SCO.
+    CommitSco,
+    /// Commit: fdatasync of the open TLog.
+    CommitTlog,
+    /// Commit: fsync of the `sco/` directory after a SCO was created or removed.
+    CommitScoDir,
+    /// Commit: fsync of the `tlog/` directory after a TLog was created.
+    CommitTlogDir,
+    /// Closing a TLog: fdatasync of every SCO it sealed that is not durable yet, before the
+    /// TLogClosed entry (a closed TLog only names durable SCOs).
+    SealSco,
+    /// Closing a TLog: fsync of the `sco/` directory (when a SCO was created since the last
+    /// fsync of it) before the TLogClosed entry.
+    SealScoDir,
+    /// Commit: fdatasync of the SCOs sealed since the last commit that are not durable yet.
+    CommitSealedSco,
+    /// Closing a TLog: fdatasync of the TLog (with its TLogClosed entry) before the next TLog.
+    CloseTlog,
+    /// Creating a TLog: fdatasync of its header before any entry is written.
+    CreateTlog,
+    /// Restart: fdatasync of the last TLog after cutting its torn tail, before anything is
+    /// written at the cut. Not in [`FsyncSite::ALL`]: since every cluster and seal of the open
+    /// TLog is verified at restart, a cut tail that reappears after another crash is cut again
+    /// (or holds only data never acknowledged); it is kept so that a cut is final.
+    RestartCut,
+    /// Uncork: the MetaDataStore (redb) commit that applies TLogs now on the backend, before
+    /// their local files are deleted.
+    MdsCommit,
+    /// Eviction: fsync of the `sco/` directory after a stub was renamed over a SCO, so that the
+    /// space freed stays free. Not in [`FsyncSite::ALL`]: the whole SCO and its stub are both
+    /// valid after a crash.
+    EvictScoDir,
+}
+
+impl FsyncSite {
+    /// Every site the crash tests prove necessary (all but [`FsyncSite::RestartCut`]).
+    pub const ALL: [FsyncSite; 10] = [
+        FsyncSite::CommitSealedSco,
+        FsyncSite::CommitSco,
+        FsyncSite::CommitTlog,
+        FsyncSite::CommitScoDir,
+        FsyncSite::CommitTlogDir,
+        FsyncSite::SealSco,
+        FsyncSite::SealScoDir,
+        FsyncSite::CloseTlog,
+        FsyncSite::CreateTlog,
+        FsyncSite::MdsCommit,
+    ];
+}
+
+impl Volume {
+    pub(super) fn fsync(&self, site: FsyncSite, f: &dyn LocalFile, what: &str) -> Result<()> {
+        if self.skip_fsync == Some(site) {
+            return Ok(());
+        }
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        f.sync_data()
+            .map_err(|e| io_err(format!("{what}: fdatasync"), e))
+    }
+
+    pub(super) fn fsync_dir(&self, site: FsyncSite, dir: &Path) -> Result<()> {
+        if self.skip_fsync == Some(site) {
+            return Ok(());
+        }
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.fs
+            .sync_dir(dir)
+            .map_err(|e| io_err(format!("{}: fsync", dir.display()), e))
+    }
+
+    /// Makes every change completed before this call durable (COMMIT). Concurrent callers share
+    /// one round of fsyncs: a leader fsyncs for every caller that arrived before it started.
+    pub fn sync(&self) -> Result<()> {
+        self.check_halted()?;
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        let target = self.state.read().write_gen;
+        let mut g = self.sync.lock();
+        loop {
+            if g.durable_gen >= target {
+                return Ok(());
+            }
+            if !g.leader {
+                g.leader = true;
+                break;
+            }
+            self.sync_cv.wait(&mut g);
+            self.check_halted()?;
+        }
+        drop(g);
+        let r = self.guarded(|| self.commit_round());
+        let mut g = self.sync.lock();
+        g.leader = false;
+        if let Ok(gen) = r {
+            g.durable_gen = g.durable_gen.max(gen);
+        }
+        self.sync_cv.notify_all();
+        drop(g);
+        r.map(|_| ())
+    }
+
+    /// One round of group commit; returns the write generation it made durable.
+    pub(super) fn commit_round(&self) -> Result<u64> {
+        let (gen, sealed, sco, tlog, sco_dir, tlog_dir) = {
+            let st = self.state.read();
+            let s = (
+                st.write_gen,
+                st.unsynced.clone(),
+                st.sco.as_ref().map(|s| (s.seq, s.file.clone())),
+                (st.tlog.seq, st.tlog.file.clone()),
+                st.sco_dir.pending(),
+                st.tlog_dir.pending(),
+            );
+            s
+        };
+        self.counters.commit_rounds.fetch_add(1, Ordering::Relaxed);
+        // Data first (every SCO holding clusters written before the round), then the TLog that
+        // names it.
+        for (seq, f) in &sealed {
+            self.fsync(
+                FsyncSite::CommitSealedSco,
+                &**f,
+                &format!("SCO {}", sco_name(*seq)),
+            )?;
+        }
+        if !sealed.is_empty() {
+            // A TLog roll may have synced (and dropped) some of them meanwhile: harmless.
+            let done: BTreeSet<u64> = sealed.iter().map(|(s, _)| *s).collect();
+            self.state
+                .write()
+                .unsynced
+                .retain(|(s, _)| !done.contains(s));
+        }
+        if let Some((seq, f)) = sco {
+            self.fsync(FsyncSite::CommitSco, &*f, &format!("SCO {}", sco_name(seq)))?;
+        }
+        self.fsync(
+            FsyncSite::CommitTlog,
+            &*tlog.1,
+            &format!("TLog {}", tlog_name(tlog.0)),
+        )?;
+        // The marks are recorded only once the fsyncs returned: until then a TLog close that
+        // runs meanwhile still sees the names as not durable and fsyncs them itself.
+        if let Some(mark) = sco_dir {
+            self.fsync_dir(FsyncSite::CommitScoDir, &self.sco_dir)?;
+            self.state.write().sco_dir.synced_up_to(mark);
+        }
+        if let Some(mark) = tlog_dir {
+            self.fsync_dir(FsyncSite::CommitTlogDir, &self.tlog_dir)?;
+            self.state.write().tlog_dir.synced_up_to(mark);
+        }
+        Ok(gen)
+    }
+
+    /// True when changes made since the last completed commit may not be durable yet.
+    pub fn is_dirty(&self) -> bool {
+        let gen = self.state.read().write_gen;
+        gen > self.sync.lock().durable_gen
+    }
+}

@@ -1,0 +1,136 @@
+//! One 48-byte TLog entry: a cluster written, a SCO sealed, a resize, the TLog closed. Byte
+//! layout: `engine/FORMATS.md`, "TLog entries".
+
+use super::sco::MAX_SCO_CLUSTERS;
+use super::tlog::TLOG_ENTRY_LEN;
+use super::{arr16, check_crc, le_u32, le_u64, FormatError};
+
+/// One TLog entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// Cluster `address` of the volume now lives at cluster `offset` of SCO `sco`; `md5` is the
+    /// MD5 of its 4 KiB.
+    Cluster {
+        /// Cluster address in the volume (byte offset / 4096).
+        address: u64,
+        /// SCO sequence number.
+        sco: u64,
+        /// Cluster index inside the SCO.
+        offset: u32,
+        /// MD5 of the cluster's content.
+        md5: [u8; 16],
+    },
+    /// SCO `sco` was sealed with `clusters` clusters whose CRC32C is `crc`; its bytes were
+    /// fsynced before this entry was written.
+    ScoSealed {
+        /// SCO sequence number.
+        sco: u64,
+        /// Clusters in the SCO.
+        clusters: u32,
+        /// CRC32C of the SCO's cluster bytes.
+        crc: u32,
+    },
+    /// The volume's size became `size` bytes; clusters at or beyond `ceil(size / 4096)` are
+    /// dropped.
+    Resize {
+        /// New size in bytes.
+        size: u64,
+    },
+    /// The TLog is closed; `crc` is the CRC32C of every byte of the TLog before this entry
+    /// (header included). Nothing follows it.
+    TlogClosed {
+        /// CRC32C of the TLog up to this entry.
+        crc: u32,
+    },
+}
+
+const KIND_CLUSTER: u8 = 1;
+const KIND_SCO_SEALED: u8 = 2;
+const KIND_RESIZE: u8 = 3;
+const KIND_TLOG_CLOSED: u8 = 4;
+
+impl Entry {
+    /// Encodes the entry, CRC included.
+    pub fn encode(&self) -> [u8; TLOG_ENTRY_LEN] {
+        let mut b = [0u8; TLOG_ENTRY_LEN];
+        match *self {
+            Entry::Cluster {
+                address,
+                sco,
+                offset,
+                md5,
+            } => {
+                b[0] = KIND_CLUSTER;
+                b[4..8].copy_from_slice(&offset.to_le_bytes());
+                b[8..16].copy_from_slice(&address.to_le_bytes());
+                b[16..24].copy_from_slice(&sco.to_le_bytes());
+                b[24..40].copy_from_slice(&md5);
+            }
+            Entry::ScoSealed { sco, clusters, crc } => {
+                b[0] = KIND_SCO_SEALED;
+                b[4..8].copy_from_slice(&clusters.to_le_bytes());
+                b[16..24].copy_from_slice(&sco.to_le_bytes());
+                b[40..44].copy_from_slice(&crc.to_le_bytes());
+            }
+            Entry::Resize { size } => {
+                b[0] = KIND_RESIZE;
+                b[8..16].copy_from_slice(&size.to_le_bytes());
+            }
+            Entry::TlogClosed { crc } => {
+                b[0] = KIND_TLOG_CLOSED;
+                b[40..44].copy_from_slice(&crc.to_le_bytes());
+            }
+        }
+        let crc = crc32c::crc32c(&b[0..44]);
+        b[44..48].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and verifies one entry (`what` names it in errors).
+    pub fn decode(what: &str, b: &[u8]) -> Result<Entry, FormatError> {
+        if b.len() < TLOG_ENTRY_LEN {
+            return Err(FormatError::Truncated {
+                what: what.to_string(),
+                len: b.len() as u64,
+                need: TLOG_ENTRY_LEN as u64,
+            });
+        }
+        check_crc(what, le_u32(b, 44), &b[0..44])?;
+        let bad = |reason: &str| FormatError::Inconsistent {
+            what: what.to_string(),
+            reason: reason.to_string(),
+        };
+        if b[1..4] != [0, 0, 0] {
+            return Err(bad("reserved bytes are not zero"));
+        }
+        // Field a: a cluster index (below the limit) or a cluster count (up to it).
+        let a = le_u32(b, 4);
+        Ok(match b[0] {
+            KIND_CLUSTER if a >= MAX_SCO_CLUSTERS => {
+                return Err(bad(&format!(
+                    "cluster index {a} in a SCO, at most {} allowed",
+                    MAX_SCO_CLUSTERS - 1
+                )))
+            }
+            KIND_SCO_SEALED if a > MAX_SCO_CLUSTERS => {
+                return Err(bad(&format!(
+                    "SCO sealed with {a} clusters, at most {MAX_SCO_CLUSTERS} allowed"
+                )))
+            }
+            KIND_CLUSTER => Entry::Cluster {
+                offset: a,
+                address: le_u64(b, 8),
+                sco: le_u64(b, 16),
+                md5: arr16(b, 24),
+            },
+            KIND_SCO_SEALED => Entry::ScoSealed {
+                clusters: a,
+                sco: le_u64(b, 16),
+                crc: le_u32(b, 40),
+            },
+            KIND_RESIZE => Entry::Resize { size: le_u64(b, 8) },
+            KIND_TLOG_CLOSED => Entry::TlogClosed { crc: le_u32(b, 40) },
+            k => return Err(bad(&format!("unknown entry kind {k}"))),
+        })
+    }
+}

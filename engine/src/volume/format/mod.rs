@@ -1,0 +1,86 @@
+//! The on-disk (and later on-backend) formats of SCOs and TLogs: encoding, decoding and
+//! verification. Every byte is documented in `engine/FORMATS.md`. All integers are
+//! little-endian.
+//!
+//! - `id`: [`VolumeId`]; `names`: file and object names; `error`: [`FormatError`].
+//! - `sco`: the SCO header and footer; `tlog`: the TLog header and parsing a whole TLog;
+//!   `entry`: the 48-byte TLog entry.
+
+mod entry;
+mod error;
+mod id;
+mod names;
+mod sco;
+#[cfg(test)]
+mod tests;
+mod tlog;
+
+pub use self::entry::Entry;
+pub use self::error::FormatError;
+pub use self::id::VolumeId;
+pub use self::names::{parse_seq_name, sco_name, sco_stub_name, tlog_name, SCO_STUB_SUFFIX};
+pub use self::sco::{
+    ScoFooter, ScoHeader, MAX_SCO_CLUSTERS, MAX_SCO_LEN, SCO_FOOTER_LEN, SCO_FOOTER_MAGIC,
+    SCO_HEADER_LEN, SCO_MAGIC,
+};
+pub use self::tlog::{
+    parse_tlog, ParsedTlog, TlogHeader, MAX_TLOG_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN, TLOG_MAGIC,
+};
+
+/// Bytes in one cluster: the unit of addressing, of the MetaDataStore and of SCO appends.
+pub const CLUSTER_SIZE: usize = 4096;
+/// The same as a `u64`, for offset arithmetic.
+pub const CLUSTER_SIZE_U64: u64 = CLUSTER_SIZE as u64;
+
+/// Format version written in SCO and TLog headers. Readers reject any other.
+pub const FORMAT_VERSION: u16 = 1;
+
+fn le_u16(b: &[u8], at: usize) -> u16 {
+    let mut a = [0u8; 2];
+    a.copy_from_slice(&b[at..at + 2]);
+    u16::from_le_bytes(a)
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn arr8(b: &[u8], at: usize) -> [u8; 8] {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    a
+}
+
+fn arr16(b: &[u8], at: usize) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[at..at + 16]);
+    a
+}
+
+fn check_crc(what: &str, stored: u32, covered: &[u8]) -> Result<(), FormatError> {
+    let computed = crc32c::crc32c(covered);
+    if stored != computed {
+        return Err(FormatError::Crc {
+            what: what.to_string(),
+            stored,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+/// The MD5 of a cluster.
+pub fn md5(data: &[u8]) -> [u8; 16] {
+    use md5::Digest;
+    let mut h = md5::Md5::new();
+    h.update(data);
+    h.finalize().into()
+}

@@ -1,0 +1,161 @@
+//! The SCO header (one whole cluster at offset 0) and footer (appended when the SCO is
+//! sealed). Byte layout: `engine/FORMATS.md`, "SCO".
+
+use super::{
+    arr16, arr8, check_crc, le_u16, le_u32, le_u64, FormatError, VolumeId, CLUSTER_SIZE,
+    CLUSTER_SIZE_U64, FORMAT_VERSION,
+};
+
+/// Magic at offset 0 of an SCO.
+pub const SCO_MAGIC: [u8; 8] = *b"STRATSCO";
+/// Magic at offset 0 of an SCO footer.
+pub const SCO_FOOTER_MAGIC: [u8; 8] = *b"STRSCOFT";
+/// Bytes reserved for the SCO header: one whole cluster, so clusters stay page-aligned.
+pub const SCO_HEADER_LEN: u64 = CLUSTER_SIZE_U64;
+/// Meaningful bytes at the start of the SCO header (the rest of the header cluster is zero).
+const SCO_HEADER_USED: usize = 44;
+/// Bytes of the SCO footer appended when a SCO is sealed.
+pub const SCO_FOOTER_LEN: usize = 32;
+/// Bytes of the largest sealed SCO: header, [`MAX_SCO_CLUSTERS`] clusters, footer.
+pub const MAX_SCO_LEN: u64 =
+    SCO_HEADER_LEN + MAX_SCO_CLUSTERS as u64 * CLUSTER_SIZE_U64 + SCO_FOOTER_LEN as u64;
+/// Most clusters one SCO may hold (`SCO_Size` is at most 1 GiB). Readers refuse a cluster
+/// index, a cluster count or a footer beyond it, so no count read from disk or the backend can
+/// make them allocate or read more than one such SCO.
+pub const MAX_SCO_CLUSTERS: u32 = 1 << 18;
+
+/// The header at the start of every SCO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoHeader {
+    /// The volume the SCO belongs to.
+    pub volume: VolumeId,
+    /// The SCO's sequence number (its name).
+    pub seq: u64,
+}
+
+impl ScoHeader {
+    /// Encodes the header as the full [`SCO_HEADER_LEN`] bytes written at offset 0.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; SCO_HEADER_LEN as usize];
+        b[0..8].copy_from_slice(&SCO_MAGIC);
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        // 10..12 reserved (zero)
+        b[12..16].copy_from_slice(&(CLUSTER_SIZE as u32).to_le_bytes());
+        b[16..32].copy_from_slice(&self.volume.0);
+        b[32..40].copy_from_slice(&self.seq.to_le_bytes());
+        let crc = crc32c::crc32c(&b[0..40]);
+        b[40..44].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and verifies a header: the first [`SCO_HEADER_LEN`] bytes of `b` (magic,
+    /// version, CRC, cluster size, and the zero padding the CRC does not cover).
+    pub fn decode(what: &str, b: &[u8]) -> Result<ScoHeader, FormatError> {
+        if b.len() < SCO_HEADER_LEN as usize {
+            return Err(FormatError::Truncated {
+                what: what.to_string(),
+                len: b.len() as u64,
+                need: SCO_HEADER_LEN,
+            });
+        }
+        let magic = arr8(b, 0);
+        if magic != SCO_MAGIC {
+            return Err(FormatError::BadMagic {
+                what: what.to_string(),
+                found: magic,
+            });
+        }
+        let version = le_u16(b, 8);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::BadVersion {
+                what: what.to_string(),
+                found: version,
+            });
+        }
+        check_crc(&format!("{what} header"), le_u32(b, 40), &b[0..40])?;
+        let cs = le_u32(b, 12);
+        if cs as usize != CLUSTER_SIZE {
+            return Err(FormatError::Inconsistent {
+                what: what.to_string(),
+                reason: format!("cluster size {cs}, expected {CLUSTER_SIZE}"),
+            });
+        }
+        // The rest of the header cluster is zero: the CRC does not cover it.
+        let pad = &b[SCO_HEADER_USED..SCO_HEADER_LEN as usize];
+        if let Some(i) = pad.iter().position(|&x| x != 0) {
+            return Err(FormatError::Inconsistent {
+                what: format!("{what} header"),
+                reason: format!(
+                    "byte {} of the zero padding is not zero",
+                    SCO_HEADER_USED + i
+                ),
+            });
+        }
+        Ok(ScoHeader {
+            volume: VolumeId(arr16(b, 16)),
+            seq: le_u64(b, 32),
+        })
+    }
+}
+
+/// The footer appended to a SCO when it is sealed (no more clusters will be added).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoFooter {
+    /// The SCO's sequence number.
+    pub seq: u64,
+    /// Clusters in the SCO.
+    pub clusters: u32,
+    /// CRC32C of all cluster bytes, in order (not the header).
+    pub data_crc: u32,
+}
+
+impl ScoFooter {
+    /// Byte offset of the footer in a SCO holding `clusters` clusters.
+    pub fn offset(clusters: u32) -> u64 {
+        SCO_HEADER_LEN + u64::from(clusters) * CLUSTER_SIZE_U64
+    }
+
+    /// Encodes the footer.
+    pub fn encode(&self) -> [u8; SCO_FOOTER_LEN] {
+        let mut b = [0u8; SCO_FOOTER_LEN];
+        b[0..8].copy_from_slice(&SCO_FOOTER_MAGIC);
+        b[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        b[16..20].copy_from_slice(&self.clusters.to_le_bytes());
+        b[20..24].copy_from_slice(&self.data_crc.to_le_bytes());
+        // 24..28 reserved (zero)
+        let crc = crc32c::crc32c(&b[0..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and verifies a footer.
+    pub fn decode(what: &str, b: &[u8]) -> Result<ScoFooter, FormatError> {
+        if b.len() < SCO_FOOTER_LEN {
+            return Err(FormatError::Truncated {
+                what: format!("{what} footer"),
+                len: b.len() as u64,
+                need: SCO_FOOTER_LEN as u64,
+            });
+        }
+        let magic = arr8(b, 0);
+        if magic != SCO_FOOTER_MAGIC {
+            return Err(FormatError::BadMagic {
+                what: format!("{what} footer"),
+                found: magic,
+            });
+        }
+        check_crc(&format!("{what} footer"), le_u32(b, 28), &b[0..28])?;
+        let clusters = le_u32(b, 16);
+        if clusters > MAX_SCO_CLUSTERS {
+            return Err(FormatError::Inconsistent {
+                what: format!("{what} footer"),
+                reason: format!("{clusters} clusters, at most {MAX_SCO_CLUSTERS} allowed"),
+            });
+        }
+        Ok(ScoFooter {
+            seq: le_u64(b, 8),
+            clusters,
+            data_crc: le_u32(b, 20),
+        })
+    }
+}

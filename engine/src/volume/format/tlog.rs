@@ -1,0 +1,160 @@
+//! The TLog header and parsing a whole TLog into verified entries. Byte layout:
+//! `engine/FORMATS.md`, "TLog".
+
+use super::Entry;
+use super::{
+    arr16, arr8, check_crc, le_u16, le_u32, le_u64, FormatError, VolumeId, CLUSTER_SIZE,
+    FORMAT_VERSION,
+};
+
+/// Bytes of the largest TLog a reader accepts (it is read whole): 4 GiB, 89 million entries.
+/// The largest configuration Ganesha accepts (`TLog_SCOs` 1024, `SCO_Size` 256 MiB) writes
+/// TLogs of at most 1024 × 65,537 entries (3.2 GB).
+pub const MAX_TLOG_LEN: u64 = 4 << 30;
+const _: () =
+    assert!(MAX_TLOG_LEN >= TLOG_HEADER_LEN as u64 + TLOG_ENTRY_LEN as u64 * (1024 * 65_537 + 1));
+
+/// Magic at offset 0 of a TLog.
+pub const TLOG_MAGIC: [u8; 8] = *b"STRATLOG";
+/// Bytes of the TLog header.
+pub const TLOG_HEADER_LEN: usize = 64;
+/// Bytes of one TLog entry.
+pub const TLOG_ENTRY_LEN: usize = 48;
+
+/// The header at the start of every TLog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlogHeader {
+    /// The volume the TLog belongs to.
+    pub volume: VolumeId,
+    /// The TLog's sequence number (its name).
+    pub seq: u64,
+}
+
+impl TlogHeader {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; TLOG_HEADER_LEN] {
+        let mut b = [0u8; TLOG_HEADER_LEN];
+        b[0..8].copy_from_slice(&TLOG_MAGIC);
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        // 10..12 reserved (zero)
+        b[12..16].copy_from_slice(&(TLOG_ENTRY_LEN as u32).to_le_bytes());
+        b[16..32].copy_from_slice(&self.volume.0);
+        b[32..40].copy_from_slice(&self.seq.to_le_bytes());
+        b[40..44].copy_from_slice(&(CLUSTER_SIZE as u32).to_le_bytes());
+        // 44..60 reserved (zero)
+        let crc = crc32c::crc32c(&b[0..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and verifies a header (magic, version, CRC, entry and cluster size).
+    pub fn decode(what: &str, b: &[u8]) -> Result<TlogHeader, FormatError> {
+        if b.len() < TLOG_HEADER_LEN {
+            return Err(FormatError::Truncated {
+                what: what.to_string(),
+                len: b.len() as u64,
+                need: TLOG_HEADER_LEN as u64,
+            });
+        }
+        let magic = arr8(b, 0);
+        if magic != TLOG_MAGIC {
+            return Err(FormatError::BadMagic {
+                what: what.to_string(),
+                found: magic,
+            });
+        }
+        let version = le_u16(b, 8);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::BadVersion {
+                what: what.to_string(),
+                found: version,
+            });
+        }
+        check_crc(&format!("{what} header"), le_u32(b, 60), &b[0..60])?;
+        let es = le_u32(b, 12);
+        let cs = le_u32(b, 40);
+        if es as usize != TLOG_ENTRY_LEN || cs as usize != CLUSTER_SIZE {
+            return Err(FormatError::Inconsistent {
+                what: what.to_string(),
+                reason: format!("entry size {es} / cluster size {cs}, expected {TLOG_ENTRY_LEN} / {CLUSTER_SIZE}"),
+            });
+        }
+        Ok(TlogHeader {
+            volume: VolumeId(arr16(b, 16)),
+            seq: le_u64(b, 32),
+        })
+    }
+}
+
+/// A TLog parsed by [`parse_tlog`].
+#[derive(Debug)]
+pub struct ParsedTlog {
+    /// (byte offset, entry) of every entry that verified, in order.
+    pub entries: Vec<(u64, Entry)>,
+    /// Bytes up to the end of the last verified entry.
+    pub valid_len: u64,
+}
+
+/// Parses a whole TLog. With `tail_may_tear`, parsing stops at the first entry that does not
+/// verify (a torn tail); otherwise that is an error.
+pub fn parse_tlog(
+    what: &str,
+    data: &[u8],
+    id: VolumeId,
+    seq: u64,
+    tail_may_tear: bool,
+) -> Result<ParsedTlog, FormatError> {
+    let h = TlogHeader::decode(what, data)?;
+    if h.volume != id || h.seq != seq {
+        return Err(FormatError::Inconsistent {
+            what: what.to_string(),
+            reason: format!(
+                "header names volume {} TLog {}, expected volume {id} TLog {seq}",
+                h.volume, h.seq
+            ),
+        });
+    }
+    let mut entries = Vec::new();
+    let mut pos = TLOG_HEADER_LEN;
+    let mut closed = false;
+    while pos < data.len() {
+        let ewhat = format!("{what} entry at byte {pos}");
+        let decoded = if data.len() - pos < TLOG_ENTRY_LEN {
+            Err(FormatError::Truncated {
+                what: ewhat.clone(),
+                len: (data.len() - pos) as u64,
+                need: TLOG_ENTRY_LEN as u64,
+            })
+        } else {
+            Entry::decode(&ewhat, &data[pos..pos + TLOG_ENTRY_LEN])
+        };
+        let e = match decoded {
+            Ok(e) => e,
+            Err(_) if tail_may_tear && !closed => break,
+            Err(e) => return Err(e),
+        };
+        if closed {
+            return Err(FormatError::Inconsistent {
+                what: ewhat,
+                reason: "entry after TLogClosed".into(),
+            });
+        }
+        if let Entry::TlogClosed { crc } = e {
+            let computed = crc32c::crc32c(&data[..pos]);
+            if crc != computed {
+                return Err(FormatError::Crc {
+                    what: format!("{what} (whole TLog)"),
+                    stored: crc,
+                    computed,
+                });
+            }
+            closed = true;
+        }
+        entries.push((pos as u64, e));
+        pos += TLOG_ENTRY_LEN;
+    }
+    Ok(ParsedTlog {
+        valid_len: (TLOG_HEADER_LEN + entries.len() * TLOG_ENTRY_LEN) as u64,
+        entries,
+    })
+}

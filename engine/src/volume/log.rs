@@ -1,0 +1,259 @@
+//! Appending to the log: clusters into the open SCO and entries into the open TLog; sealing
+//! a full SCO; closing a TLog and starting the next one.
+
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::volume::commit::FsyncSite;
+use crate::volume::files::io_err;
+use crate::volume::format::{
+    md5, sco_name, tlog_name, Entry, ScoFooter, ScoHeader, TlogHeader, CLUSTER_SIZE, MAX_TLOG_LEN,
+    TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
+};
+use crate::volume::mds::store::{Loc, Op};
+use crate::volume::state::{OpenSco, OpenTlog, ScoEntry, State, Volume};
+
+/// A TLog longer than this is closed at the next write, whatever its SCO count: half of what
+/// a reader accepts ([`MAX_TLOG_LEN`]).
+pub(super) const TLOG_ROLL_LEN: u64 = MAX_TLOG_LEN / 2;
+
+impl Volume {
+    /// Appends whole clusters for addresses `first..` to the open SCO(s), logs them and updates
+    /// the MetaDataStore; `hashes` are their MD5s when the caller computed them already.
+    pub(super) fn append_hashed(
+        &self,
+        st: &mut State,
+        first: u64,
+        buf: &[u8],
+        hashes: Option<&[[u8; 16]]>,
+    ) -> Result<()> {
+        let n = buf.len() / CLUSTER_SIZE;
+        let mut i = 0;
+        while i < n {
+            self.ensure_open_sco(st)?;
+            let Some(sco) = st.sco.as_mut() else {
+                return Err(Error::Io("no open SCO".into()));
+            };
+            let k = ((self.opts.sco_clusters - sco.clusters) as usize).min(n - i);
+            let chunk = &buf[i * CLUSTER_SIZE..(i + k) * CLUSTER_SIZE];
+            sco.file
+                .write_at(chunk, ScoFooter::offset(sco.clusters))
+                .map_err(|e| io_err(format!("SCO {}", sco_name(sco.seq)), e))?;
+            sco.crc = crc32c::crc32c_append(sco.crc, chunk);
+            let mut entries = Vec::with_capacity(k);
+            let mut locs = Vec::with_capacity(k);
+            for j in 0..k {
+                let m = match hashes.and_then(|h| h.get(i + j)) {
+                    Some(h) => *h,
+                    None => md5(&chunk[j * CLUSTER_SIZE..(j + 1) * CLUSTER_SIZE]),
+                };
+                let address = first + (i + j) as u64;
+                let offset = sco.clusters + j as u32;
+                entries.push(Entry::Cluster {
+                    address,
+                    sco: sco.seq,
+                    offset,
+                    md5: m,
+                });
+                locs.push((
+                    address,
+                    Loc {
+                        sco: sco.seq,
+                        offset,
+                        md5: m,
+                    },
+                ));
+            }
+            sco.clusters += k as u32;
+            self.tlog_append(st, &entries)?;
+            let tlog = st.tlog.seq;
+            self.map_clusters(st, tlog, &locs)?;
+            let seq = st.tlog.seq;
+            *st.tlog_bytes.entry(seq).or_default() += (k * CLUSTER_SIZE) as u64;
+            self.counters
+                .clusters_written
+                .fetch_add(k as u64, Ordering::Relaxed);
+            i += k;
+        }
+        Ok(())
+    }
+
+    pub(super) fn tlog_append(&self, st: &mut State, entries: &[Entry]) -> Result<()> {
+        let mut bytes = Vec::with_capacity(entries.len() * TLOG_ENTRY_LEN);
+        for e in entries {
+            bytes.extend_from_slice(&e.encode());
+        }
+        let t = &mut st.tlog;
+        t.file
+            .write_at(&bytes, t.len)
+            .map_err(|e| io_err(format!("TLog {}", tlog_name(t.seq)), e))?;
+        t.len += bytes.len() as u64;
+        t.crc = crc32c::crc32c_append(t.crc, &bytes);
+        t.first_entry.get_or_insert_with(std::time::Instant::now);
+        Ok(())
+    }
+
+    fn ensure_open_sco(&self, st: &mut State) -> Result<()> {
+        if st
+            .sco
+            .as_ref()
+            .is_some_and(|s| s.clusters >= self.opts.sco_clusters)
+        {
+            self.seal_open_sco(st)?;
+        }
+        if st.sco.is_none() {
+            let seq = st.next_sco;
+            st.next_sco += 1;
+            let path = self.sco_dir.join(sco_name(seq));
+            let file = self
+                .fs
+                .create_new(&path)
+                .map_err(|e| io_err(path.display(), e))?;
+            file.write_at(
+                &ScoHeader {
+                    volume: self.id,
+                    seq,
+                }
+                .encode(),
+                0,
+            )
+            .map_err(|e| io_err(path.display(), e))?;
+            st.sco_dir.touch();
+            self.handles.lock().insert(seq, file.clone());
+            st.sco = Some(OpenSco {
+                seq,
+                file,
+                clusters: 0,
+                crc: 0,
+                created: std::time::Instant::now(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Seals the open SCO: footer, fdatasync, then the ScoSealed entry (so a ScoSealed entry
+    /// always names a SCO whose bytes are durable); closes the TLog when it covers enough SCOs.
+    pub(super) fn seal_open_sco(&self, st: &mut State) -> Result<()> {
+        let Some(sco) = st.sco.take() else {
+            return Ok(());
+        };
+        let what = format!("SCO {}", sco_name(sco.seq));
+        let footer = ScoFooter {
+            seq: sco.seq,
+            clusters: sco.clusters,
+            data_crc: sco.crc,
+        };
+        sco.file
+            .write_at(&footer.encode(), ScoFooter::offset(sco.clusters))
+            .map_err(|e| io_err(&what, e))?;
+        // Not waited for here (a writer would stall on every full SCO): the next commit round,
+        // or at the latest the close of this TLog, makes it durable. Until then a restart checks
+        // every cluster of it against its MD5 (see `open`).
+        sco.file.start_writeback().map_err(|e| io_err(&what, e))?;
+        st.unsynced.push((sco.seq, sco.file.clone()));
+        self.tlog_append(
+            st,
+            &[Entry::ScoSealed {
+                sco: sco.seq,
+                clusters: sco.clusters,
+                crc: sco.crc,
+            }],
+        )?;
+        st.tlog.scos += 1;
+        let tlog = st.tlog.seq;
+        st.ov.push(
+            tlog,
+            Op::Sealed {
+                sco: sco.seq,
+                tlog,
+                clusters: sco.clusters,
+                crc: sco.crc,
+            },
+        );
+        st.scos
+            .insert(sco.seq, ScoEntry::new(tlog, sco.clusters, false));
+        self.counters.scos_sealed.fetch_add(1, Ordering::Relaxed);
+        if st.tlog.scos >= self.opts.tlog_scos {
+            self.roll_tlog(st)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open TLog once it is longer than [`TLOG_ROLL_LEN`], whatever its SCO count:
+    /// resize entries (a guest appending in small writes logs one per write; truncates fill
+    /// no SCO at all) would otherwise grow it past what a reader accepts ([`MAX_TLOG_LEN`]).
+    /// The open SCO is sealed first: a closed TLog names only sealed, durable SCOs.
+    pub(super) fn roll_if_long(&self, st: &mut State) -> Result<()> {
+        if st.tlog.len <= self.tlog_roll_len.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if st.sco.as_ref().is_some_and(|s| s.clusters > 0) {
+            // Sealing may close the TLog already (when it fills its SCO count).
+            let seq = st.tlog.seq;
+            self.seal_open_sco(st)?;
+            if st.tlog.seq != seq {
+                return Ok(());
+            }
+        }
+        self.roll_tlog(st)
+    }
+
+    /// Closes the open TLog (TLogClosed + fdatasync) and starts the next one (header +
+    /// fdatasync; its name becomes durable at the next commit).
+    pub(super) fn roll_tlog(&self, st: &mut State) -> Result<()> {
+        // A closed TLog only names durable SCOs: a restart trusts them without reading them.
+        for (seq, f) in std::mem::take(&mut st.unsynced) {
+            self.fsync(FsyncSite::SealSco, &*f, &format!("SCO {}", sco_name(seq)))?;
+        }
+        // Also when a commit round is about to fsync `sco/` (it has not yet): the round runs
+        // without the lock, and this TLog is closed now.
+        if let Some(mark) = st.sco_dir.pending() {
+            self.fsync_dir(FsyncSite::SealScoDir, &self.sco_dir)?;
+            st.sco_dir.synced_up_to(mark);
+        }
+        let crc = st.tlog.crc;
+        self.tlog_append(st, &[Entry::TlogClosed { crc }])?;
+        let what = format!("TLog {}", tlog_name(st.tlog.seq));
+        self.fsync(FsyncSite::CloseTlog, &*st.tlog.file, &what)?;
+        self.start_next_tlog(st)
+    }
+
+    /// Starts the TLog after the open one: header + fdatasync; its name becomes durable at the
+    /// next commit (the TLog directory is marked dirty).
+    pub(super) fn start_next_tlog(&self, st: &mut State) -> Result<()> {
+        let seq = st.tlog.seq + 1;
+        let path = self.tlog_dir.join(tlog_name(seq));
+        let file = self
+            .fs
+            .create_new(&path)
+            .map_err(|e| io_err(path.display(), e))?;
+        let header = TlogHeader {
+            volume: self.id,
+            seq,
+        }
+        .encode();
+        file.write_at(&header, 0)
+            .map_err(|e| io_err(path.display(), e))?;
+        self.fsync(
+            FsyncSite::CreateTlog,
+            &*file,
+            &format!("TLog {}", tlog_name(seq)),
+        )?;
+        st.tlog = OpenTlog {
+            seq,
+            file,
+            len: TLOG_HEADER_LEN as u64,
+            crc: crc32c::crc32c(&header),
+            scos: 0,
+            first_entry: None,
+        };
+        st.tlog_dir.touch();
+        Ok(())
+    }
+
+    /// Test knob: close TLogs once they are longer than `len` bytes.
+    #[cfg(test)]
+    pub(crate) fn set_tlog_roll_len(&self, len: u64) {
+        self.tlog_roll_len.store(len, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,15 @@
+//! The MetaDataStore: where each cluster of a volume lives (SCO, offset, MD5), the sealed SCOs
+//! and the size.
+//!
+//! - `store`: the on-disk part, one redb database per volume (`mds.redb`), holding the effect
+//!   of every TLog already on the backend.
+//! - `cork`: the in-memory part on top of it, the effect of TLogs not yet on the backend, and
+//!   uncorking (applying them to redb once the manifest names them).
+//! - `checkpoint`: paged, incremental copies of the store on the backend, from which a backend
+//!   restart starts.
+//!
+//! Byte layouts: `engine/FORMATS.md`, "MetaDataStore" and "Metadata checkpoints".
+
+pub(crate) mod checkpoint;
+pub(crate) mod cork;
+pub(crate) mod store;

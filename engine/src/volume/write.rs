@@ -1,0 +1,219 @@
+//! The write path: writes and resizes, with read-modify-write of partly written clusters
+//! (fetching clusters of evicted SCOs from the backend with the volume lock released).
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::volume::format::{md5, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64};
+use crate::volume::mds::store::Loc;
+use crate::volume::options::MAX_VOLUME_SIZE;
+use crate::volume::state::{State, Volume};
+
+/// What a read-modify-write needs of a cluster it partly overwrites.
+enum Base {
+    /// Its current bytes (zeros if never written).
+    Have(Vec<u8>),
+    /// It lives in an evicted SCO: fetched from the backend with the volume lock released.
+    Fetch(Loc),
+}
+
+/// Clusters fetched from the backend for a read-modify-write: address -> (the location they
+/// were read from, their bytes). Used only while the address still maps to that location.
+type Fetched = HashMap<u64, (Loc, Vec<u8>)>;
+
+/// Rounds of fetching a read-modify-write may take (a cluster only moves to another evicted
+/// SCO by a concurrent write plus an upload and an eviction in between: rare).
+const RMW_ATTEMPTS: usize = 8;
+
+impl Volume {
+    /// Writes `data` at `off`, growing the volume when it ends past the current size. With
+    /// `stable`, returns only once the write (and everything before it) is durable.
+    pub fn write(&self, off: u64, data: &[u8], stable: bool) -> Result<()> {
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= MAX_VOLUME_SIZE)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "write past the largest volume size {MAX_VOLUME_SIZE}"
+                ))
+            })?;
+        if !data.is_empty() {
+            // Whole clusters are hashed before the volume lock is taken, so concurrent writers
+            // hash in parallel instead of one after the other under it.
+            let hashes: Option<Vec<[u8; 16]>> = (off.is_multiple_of(CLUSTER_SIZE_U64)
+                && data.len().is_multiple_of(CLUSTER_SIZE))
+            .then(|| data.chunks_exact(CLUSTER_SIZE).map(md5).collect());
+            if let Some(h) = &hashes {
+                self.guarded(|| {
+                    let mut st = self.state.write();
+                    self.write_aligned_locked(&mut st, off, end, data, h)
+                })?;
+            } else {
+                self.with_rmw(|st, fetched| {
+                    let r = self.write_locked(st, off, end, data, fetched)?;
+                    if r.is_ok() {
+                        st.write_gen += 1;
+                        self.roll_if_long(st)?;
+                    }
+                    Ok(r)
+                })?;
+            }
+        }
+        if stable {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// [`Volume::write_locked`] for whole clusters with their MD5s already computed: no
+    /// read-modify-write and no copy of the data.
+    fn write_aligned_locked(
+        &self,
+        st: &mut State,
+        off: u64,
+        end: u64,
+        data: &[u8],
+        hashes: &[[u8; 16]],
+    ) -> Result<()> {
+        self.grow_to(st, end)?;
+        self.append_hashed(st, off / CLUSTER_SIZE_U64, data, Some(hashes))?;
+        st.write_gen += 1;
+        self.roll_if_long(st)
+    }
+
+    /// Grows the volume to `end` if it is smaller, logged before the clusters written there so
+    /// that replay never sees a cluster past the size.
+    fn grow_to(&self, st: &mut State, end: u64) -> Result<()> {
+        if end > st.size {
+            self.tlog_append(st, &[Entry::Resize { size: end }])?;
+            let tlog = st.tlog.seq;
+            self.set_size(st, tlog, end)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `off` (not whole clusters): the partly written clusters are
+    /// read-modify-written. Changes nothing and returns the clusters to fetch first when one of
+    /// them lives in an evicted SCO (see [`Volume::with_rmw`]).
+    fn write_locked(
+        &self,
+        st: &mut State,
+        off: u64,
+        end: u64,
+        data: &[u8],
+        fetched: &Fetched,
+    ) -> Result<std::result::Result<(), Vec<(u64, Loc)>>> {
+        let first = off / CLUSTER_SIZE_U64;
+        let last = (end - 1) / CLUSTER_SIZE_U64;
+        let mut buf = Vec::with_capacity(((last - first + 1) as usize) * CLUSTER_SIZE);
+        let mut need = Vec::new();
+        for ca in first..=last {
+            let cstart = ca * CLUSTER_SIZE_U64;
+            let lo = off.max(cstart) - cstart;
+            let hi = end.min(cstart + CLUSTER_SIZE_U64) - cstart;
+            let src = &data[(cstart + lo - off) as usize..(cstart + hi - off) as usize];
+            if lo == 0 && hi == CLUSTER_SIZE_U64 {
+                buf.extend_from_slice(src);
+            } else {
+                // Read-modify-write of a partly written cluster, under the volume lock.
+                match self.rmw_base(st, ca, fetched)? {
+                    Base::Have(mut c) => {
+                        c[lo as usize..hi as usize].copy_from_slice(src);
+                        buf.extend_from_slice(&c);
+                    }
+                    Base::Fetch(loc) => need.push((ca, loc)),
+                }
+            }
+        }
+        if !need.is_empty() {
+            return Ok(Err(need));
+        }
+        // Nothing changes before the write is sure to be accepted: the size grows only now.
+        self.grow_to(st, end)?;
+        self.append_hashed(st, first, &buf, None)?;
+        Ok(Ok(()))
+    }
+
+    /// The current bytes of cluster `ca` for a read-modify-write, or, when it lives in an
+    /// evicted SCO and is not in `fetched` (at the same location), that it must be fetched.
+    fn rmw_base(&self, st: &State, ca: u64, fetched: &Fetched) -> Result<Base> {
+        let Some(loc) = self.lookup(st, ca)? else {
+            return Ok(Base::Have(vec![0u8; CLUSTER_SIZE]));
+        };
+        if st.scos.get(&loc.sco).is_some_and(|e| e.evicted) {
+            return Ok(match fetched.get(&ca) {
+                Some((l, c)) if *l == loc => Base::Have(c.clone()),
+                _ => Base::Fetch(loc),
+            });
+        }
+        let mut c = vec![0u8; CLUSTER_SIZE];
+        self.read_loc(st, &loc, &mut c, 0)?;
+        Ok(Base::Have(c))
+    }
+
+    /// Runs `f` under the volume's write lock, guarded (an error there halts the volume). `f`
+    /// returns the clusters it must read-modify-write that live in evicted SCOs, having changed
+    /// nothing; they are fetched from the backend with the lock released (writers never wait
+    /// for the backend) and `f` runs again with them. A failed fetch changed nothing, so it
+    /// does not halt the volume: a backend that cannot be reached is `Delay`, a bad object an
+    /// error for this call only. Each attempt checks, under the lock, that the volume was not
+    /// halted (a failed fsync, a deletion) while the lock was released.
+    fn with_rmw<T>(
+        &self,
+        mut f: impl FnMut(&mut State, &Fetched) -> Result<std::result::Result<T, Vec<(u64, Loc)>>>,
+    ) -> Result<T> {
+        let mut fetched = Fetched::new();
+        for _ in 0..RMW_ATTEMPTS {
+            let attempt = self.guarded(|| {
+                let mut st = self.state.write();
+                self.check_halted()?;
+                f(&mut st, &fetched)
+            })?;
+            let need = match attempt {
+                Ok(v) => return Ok(v),
+                Err(need) => need,
+            };
+            for (ca, loc) in need {
+                let mut c = vec![0u8; CLUSTER_SIZE];
+                self.read_remote(std::slice::from_ref(&loc), &mut c, 0)?;
+                fetched.insert(ca, (loc, c));
+            }
+        }
+        // Each attempt found its clusters moved to other evicted SCOs: give the client a retry.
+        Err(Error::Delay)
+    }
+
+    /// Changes the size. Growing is sparse; shrinking drops the clusters past the end and zeroes
+    /// the tail of the last cluster, so a later grow reads zeros there.
+    pub fn resize(&self, size: u64) -> Result<()> {
+        if size > MAX_VOLUME_SIZE {
+            return Err(Error::Invalid(format!(
+                "volume size {size} above {MAX_VOLUME_SIZE}"
+            )));
+        }
+        self.with_rmw(|st, fetched| {
+            if size == st.size {
+                return Ok(Ok(()));
+            }
+            if size < st.size {
+                let tail = size % CLUSTER_SIZE_U64;
+                let ca = size / CLUSTER_SIZE_U64;
+                if tail != 0 && self.lookup(st, ca)?.is_some() {
+                    match self.rmw_base(st, ca, fetched)? {
+                        Base::Have(mut c) => {
+                            c[tail as usize..].fill(0);
+                            self.append_hashed(st, ca, &c, None)?;
+                        }
+                        Base::Fetch(loc) => return Ok(Err(vec![(ca, loc)])),
+                    }
+                }
+            }
+            self.tlog_append(st, &[Entry::Resize { size }])?;
+            let tlog = st.tlog.seq;
+            self.set_size(st, tlog, size)?;
+            st.write_gen += 1;
+            self.roll_if_long(st)?;
+            Ok(Ok(()))
+        })
+    }
+}
