@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use strata_engine::mgmt::{ClientError, MgmtClient, StatusReport, SyncReport, VolumeReport};
 use strata_ganesha_conf::launcher::{self, Gateway, LaunchOptions, NamespaceMode};
 use strata_ganesha_conf::{check_file, check_text, params, GaneshaConf, PROFILES};
+use strata_mgmt::{ClientError, MgmtClient, StatusReport, SyncReport, VolumeReport};
 
 /// Exit code of `strata status` when no gateway runs (as LSB init scripts do); also of the
 /// management commands when no gateway answers on the socket.

@@ -7,9 +7,11 @@ use std::io::{BufReader, Cursor};
 
 use proptest::prelude::*;
 
+use super::conn::{parse_request, read_line, Line};
 use super::*;
 use crate::alloc_probe::{decoder_bound, largest_allocation};
 use crate::volume::decoder_tests::{bounded, mutate, mutations};
+use serde::Serialize;
 
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
@@ -80,6 +82,9 @@ proptest! {
         waited in any::<bool>(), elapsed_ms in any::<u64>(), kind in "[a-z_]{1,12}",
         message in ".{0,40}", is_error in any::<bool>(), ms in mutations()
     ) {
+        // Random kinds: mostly unknown to this client, which decodes them as `Unknown`.
+        let kind: ErrorKind = serde_json::from_value(serde_json::Value::String(kind))
+            .expect("any kind string decodes");
         let answer = if is_error {
             Err(ErrorBody { kind, message })
         } else {

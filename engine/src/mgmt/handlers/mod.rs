@@ -1,0 +1,55 @@
+//! One handler per resource: `status` (the gateway), `sync` (everything to the backend),
+//! `volume` (one volume's state). Each takes the request's fields and the server's shared
+//! state and returns the reply or the error to answer.
+
+mod status;
+mod sync;
+mod volume;
+
+use std::sync::Arc;
+
+#[cfg(test)]
+use std::sync::atomic::Ordering;
+
+use super::{ErrorBody, ErrorKind, Reply, Request, Shared};
+use crate::error::Error;
+
+/// Runs the handler of `req`.
+pub(super) fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
+    #[cfg(test)]
+    if shared.panic_next.swap(false, Ordering::SeqCst) {
+        panic!("injected handler panic");
+    }
+    match req {
+        Request::Status => status::status(shared),
+        Request::Sync { wait } => sync::sync(shared, wait),
+        Request::VolumeInfo { path } => volume::volume_info(shared, path),
+    }
+}
+
+/// The kind of an engine error on the wire.
+pub fn error_kind(e: &Error) -> ErrorKind {
+    match e {
+        Error::NotFound => ErrorKind::NotFound,
+        Error::Exists => ErrorKind::Exists,
+        Error::NotDir => ErrorKind::NotDir,
+        Error::IsDir => ErrorKind::IsDir,
+        Error::NotEmpty => ErrorKind::NotEmpty,
+        Error::NameTooLong => ErrorKind::NameTooLong,
+        Error::Invalid(_) => ErrorKind::Invalid,
+        Error::Stale => ErrorKind::Stale,
+        Error::NoSpace => ErrorKind::NoSpace,
+        Error::Delay => ErrorKind::Delay,
+        Error::NotSupported(_) => ErrorKind::NotSupported,
+        Error::Io(_) | Error::Format(_) | Error::Backend { .. } => ErrorKind::Io,
+        Error::NotOwner(_) => ErrorKind::NotOwner,
+    }
+}
+
+/// An engine error as an answer, with what was being done.
+fn engine_error(e: Error, context: &str) -> ErrorBody {
+    ErrorBody {
+        kind: error_kind(&e),
+        message: format!("{context}: {e}"),
+    }
+}

@@ -1,0 +1,43 @@
+//! `status`: versions, uptime, data directory, backend, capacity, the cluster cache.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::engine_error;
+use crate::fs::BackendConfig;
+use crate::mgmt::{
+    ClusterCacheReport, ErrorBody, Reply, Shared, SpaceReport, StatusReport, PROTOCOL_VERSION,
+};
+
+/// [`crate::mgmt::Request::Status`].
+pub(super) fn status(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
+    let fs = &shared.fs;
+    let s = fs.statfs().map_err(|e| engine_error(e, "statfs"))?;
+    let backend = match &fs.config().backend {
+        BackendConfig::Local { dir } => format!("local {}", dir.display()),
+    };
+    let c = fs.cluster_cache_stats();
+    Ok(Reply::Status(StatusReport {
+        gateway_version: env!("CARGO_PKG_VERSION").into(),
+        protocol_version: PROTOCOL_VERSION,
+        pid: std::process::id(),
+        uptime_secs: shared.started.elapsed().as_secs(),
+        data_dir: fs.config().data_dir.clone(),
+        backend,
+        fsid: fs.fsid(),
+        space: SpaceReport {
+            total_bytes: s.total_bytes,
+            free_bytes: s.free_bytes,
+            avail_bytes: s.avail_bytes,
+            total_files: s.total_files,
+            free_files: s.free_files,
+        },
+        requests: shared.requests.load(Ordering::Relaxed),
+        cluster_cache: ClusterCacheReport {
+            capacity: c.capacity,
+            bytes: c.bytes,
+            hits: c.hits,
+            misses: c.misses,
+        },
+    }))
+}

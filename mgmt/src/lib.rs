@@ -1,0 +1,33 @@
+//! The management protocol between a Strata gateway and the `strata` CLI (DESIGN §7): request
+//! and reply types, error kinds, and the client. The server lives in the engine
+//! (`strata_engine::mgmt`); this crate has no engine in it, so the CLI does not link one.
+//!
+//!
+//! Protocol: newline-delimited JSON, one request line answered by one response line, any number
+//! of requests per connection. Every message carries `"version"` ([`PROTOCOL_VERSION`]).
+//!
+//! ```text
+//! -> {"version":1,"op":"status"}
+//! <- {"version":1,"result":{"status":{"gateway_version":"0.1.0",...}}}
+//! -> {"version":1,"op":"sync","wait":true}
+//! <- {"version":1,"result":{"sync":{"waited":true,"elapsed_ms":12}}}
+//! -> {"version":1,"op":"volume_info","path":"/vm1/disk-flat.vmdk"}
+//! <- {"version":1,"result":{"volume_info":{"path":"/vm1/disk-flat.vmdk","size":...}}}
+//! <- {"version":1,"error":{"kind":"not_found","message":"..."}}
+//! ```
+//!
+//! Requests are at most [`MAX_REQUEST`] bytes; a longer one is answered `too_large` and the
+//! connection closed (the stream cannot be resynchronised). A malformed request is answered
+//! `bad_request` and changes nothing. Facade calls run on the server's own plain threads, never
+
+mod client;
+mod error;
+mod protocol;
+mod reports;
+
+pub use self::client::{parse_response, ClientError, MgmtClient};
+pub use self::error::{ErrorBody, ErrorKind};
+pub use self::protocol::{
+    Reply, Request, RequestLine, ResponseLine, MAX_REQUEST, MAX_RESPONSE, PROTOCOL_VERSION,
+};
+pub use self::reports::{ClusterCacheReport, SpaceReport, StatusReport, SyncReport, VolumeReport};

@@ -1,0 +1,76 @@
+//! The wire: one JSON request line, one JSON response line, both carrying the protocol
+//! version.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorBody;
+use crate::reports::{StatusReport, SyncReport, VolumeReport};
+
+/// Version of the protocol spoken here; requests of another version are refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest request line accepted, in bytes (newline included).
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// Largest response line the client accepts, in bytes.
+pub const MAX_RESPONSE: usize = 1 << 20;
+
+// Wire types
+// ---------------------------------------------------------------------------------------------
+
+/// A request, as the `"op"` field names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// The gateway's status: versions, uptime, data directory, capacity.
+    Status,
+    /// Put everything committed so far on the backend. With `wait` (the default) the answer
+    /// comes once it is there; without, the sync starts and the answer comes at once.
+    Sync {
+        /// Wait for the sync to finish before answering.
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    /// State of the volume at `path` (absolute, inside the Strata namespace).
+    VolumeInfo {
+        /// e.g. `/vm1/disk-flat.vmdk`.
+        path: String,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A request line: the version and the request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestLine {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u32,
+    /// The request.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// The result of a successful request, keyed by the request's op.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// Answer to [`Request::Status`].
+    Status(StatusReport),
+    /// Answer to [`Request::Sync`].
+    Sync(SyncReport),
+    /// Answer to [`Request::VolumeInfo`].
+    VolumeInfo(VolumeReport),
+}
+
+/// A response line: the version and either a result or an error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseLine {
+    /// [`PROTOCOL_VERSION`] of the server.
+    pub version: u32,
+    /// The result of a request that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Reply>,
+    /// Why the request failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}

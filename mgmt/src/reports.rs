@@ -1,0 +1,128 @@
+//! The answers' payloads: the gateway's status, a sync, a volume's state.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Capacity of the data directory's filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceReport {
+    /// Total bytes.
+    pub total_bytes: u64,
+    /// Free bytes.
+    pub free_bytes: u64,
+    /// Bytes available to unprivileged users.
+    pub avail_bytes: u64,
+    /// Total inodes.
+    pub total_files: u64,
+    /// Free inodes.
+    pub free_files: u64,
+}
+
+/// Answer to [`Request::Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Version of the engine serving the request (the strata crates' version).
+    pub gateway_version: String,
+    /// The protocol version the server speaks.
+    pub protocol_version: u32,
+    /// PID of the gateway process (ganesha.nfsd).
+    pub pid: u32,
+    /// Seconds since the management server started (with the engine).
+    pub uptime_secs: u64,
+    /// The engine's data directory.
+    pub data_dir: PathBuf,
+    /// The object backend, e.g. `local /var/lib/strata/backend`.
+    pub backend: String,
+    /// The namespace's identity (the NFS fsid).
+    pub fsid: u64,
+    /// Capacity of the data directory.
+    pub space: SpaceReport,
+    /// Management requests served so far (this one included).
+    pub requests: u64,
+    /// The cluster cache shared by all volumes.
+    #[serde(default)]
+    pub cluster_cache: ClusterCacheReport,
+}
+
+/// The content-addressed cluster cache in [`StatusReport`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCacheReport {
+    /// Its bound in bytes (`Cluster_Cache_Size`; 0: off).
+    pub capacity: u64,
+    /// Bytes of cluster data held.
+    pub bytes: u64,
+    /// Lookups that found the cluster (a backend read saved).
+    pub hits: u64,
+    /// Lookups that did not.
+    pub misses: u64,
+}
+
+/// Answer to [`Request::Sync`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// True when the answer waited for the sync: everything committed before the request is
+    /// on the backend. False: the sync was started in the background.
+    pub waited: bool,
+    /// Time the sync took, in milliseconds (0 when not waited for).
+    pub elapsed_ms: u64,
+}
+
+/// Answer to [`Request::VolumeInfo`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeReport {
+    /// The path asked about.
+    pub path: String,
+    /// Its inode number (NFS fileid).
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes of data stored for it.
+    pub space_used: u64,
+    /// Bytes written locally and not yet on the backend.
+    pub pending_backend_bytes: u64,
+    /// Commits since the gateway opened it.
+    pub commits: u64,
+    /// Group-commit rounds since the gateway opened it.
+    pub commit_rounds: u64,
+    /// Clusters written since the gateway opened it.
+    pub clusters_written: u64,
+    /// SCOs sealed since the gateway opened it.
+    pub scos_sealed: u64,
+    /// Read cache hits.
+    pub cache_hits: u64,
+    /// Read cache misses.
+    pub cache_misses: u64,
+    /// `cache_hits / (cache_hits + cache_misses)`, absent before the first cached read.
+    pub cache_hit_rate: Option<f64>,
+    /// Clusters of evicted SCOs served by the cluster cache instead of the backend.
+    #[serde(default)]
+    pub cluster_cache_hits: u64,
+    /// TLogs replayed when the volume was opened.
+    #[serde(default)]
+    pub tlogs_replayed: u64,
+    /// The newest TLog applied to the on-disk MetaDataStore.
+    #[serde(default)]
+    pub applied_tlog: u64,
+    /// The newest metadata checkpoint on the backend (0: none).
+    #[serde(default)]
+    pub checkpoint_tlog: u64,
+    /// MetaDataStore entries still corked in memory.
+    #[serde(default)]
+    pub corked_clusters: u64,
+    /// Writes that waited for the upload (paced, or at the write buffer's hard mark).
+    #[serde(default)]
+    pub writes_paced: u64,
+    /// Their total wait, milliseconds.
+    #[serde(default)]
+    pub pacing_delay_ms: u64,
+    /// Writes answered DELAY (buffer full, backend stalled).
+    #[serde(default)]
+    pub writes_refused: u64,
+    /// The largest backlog a write saw, bytes.
+    #[serde(default)]
+    pub peak_backlog: u64,
+    /// The measured upload rate, bytes per second.
+    #[serde(default)]
+    pub upload_rate: u64,
+}
