@@ -1,0 +1,253 @@
+//! The [`Filesystem`] facade: blocking, `Send + Sync`, called from Ganesha's worker threads.
+//!
+//! Namespace changes are redb transactions (see `namespace/`). File data goes through
+//! [`ObjectData`]; unstable writes keep their new size, mtime and change counter in memory
+//! (`Pending`) until a commit, a stable write, a truncate or `sync_all` records them together
+//! with the extents that hold the data, so a crash never shows a size whose data is missing.
+//!
+//! The facade's methods by family, one file each: `lookup` (reading the namespace), `modify`
+//! (changing it), `io` (read, write, commit, open counts), `sync` (capacity, durability,
+//! upload), `live` (loaded objects and their unstable attributes); `config`: [`EngineConfig`].
+
+mod config;
+mod io;
+mod live;
+mod lookup;
+mod modify;
+mod sync;
+
+pub use self::config::{BackendConfig, EngineConfig, DEFAULT_VOLUME_SUFFIXES};
+use self::live::Live;
+use self::sync::host_name;
+use crate::error::{io_err, Error, Result};
+use crate::namespace::Namespace;
+use crate::owner::{Claimant, OwnerRecord};
+use crate::registry::{RegistryConfig, VolumeRegistry, VOLUMES_DIR};
+use crate::types::*;
+use crate::volume::VolumeOptions;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use strata_backend::{LocalStore, Namespaced, ObjectStore};
+use strata_filedriver::FileDriver;
+
+/// Key prefix of regular files' extents on the backend.
+pub const FILES_PREFIX: &str = "files/";
+
+/// Name of the redb file in the data directory.
+pub const METADATA_FILE: &str = "strata.redb";
+
+/// Name of the FileDriver's cache directory in the data directory.
+pub const EXTENT_CACHE_DIR: &str = "extent-cache";
+
+/// Loaded objects kept in memory beyond those in use or with pending writes.
+const LIVE_LIMIT: usize = 4096;
+
+/// Longest symlink target accepted, in bytes.
+const TARGET_MAX: usize = 4096;
+
+/// A redb storage backend chosen by the caller (tests put redb on a crash-simulating layer).
+#[derive(Debug)]
+struct BoxedBackend(Box<dyn redb::StorageBackend>);
+
+impl redb::StorageBackend for BoxedBackend {
+    fn len(&self) -> std::result::Result<u64, std::io::Error> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::result::Result<(), std::io::Error> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::result::Result<(), std::io::Error> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> std::result::Result<(), std::io::Error> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::result::Result<(), std::io::Error> {
+        self.0.write(offset, data)
+    }
+    fn close(&self) -> std::result::Result<(), std::io::Error> {
+        self.0.close()
+    }
+}
+
+/// How to open a [`Filesystem`] beyond its [`EngineConfig`] (tests and embedding).
+#[derive(Debug, Default)]
+pub struct OpenOptions {
+    /// The object store to use instead of the one `config.backend` names. Files live under
+    /// [`FILES_PREFIX`] inside it.
+    pub store: Option<Arc<dyn ObjectStore>>,
+    /// Where redb keeps its pages instead of `<data_dir>/strata.redb`.
+    pub metadata_backend: Option<Box<dyn redb::StorageBackend>>,
+    /// The local-file layer of volumes instead of the real filesystem (tests simulating a
+    /// machine crash use a [`crate::volume::SimFs`]).
+    pub volume_fs: Option<Arc<dyn crate::volume::LocalFs>>,
+}
+
+/// The filesystem facade. All methods block; none may be called from inside the engine's
+/// tokio runtime. `Send + Sync`: call it from any number of threads.
+#[derive(Debug)]
+pub struct Filesystem {
+    config: EngineConfig,
+    ns: Namespace,
+    /// The backend's owner record as this start wrote it.
+    owner: OwnerRecord,
+    driver: Arc<FileDriver>,
+    /// Open volumes (the data of `Kind::Volume` objects).
+    volumes: Arc<VolumeRegistry>,
+    /// Loaded regular objects. Locked only to find or insert an entry, never across I/O.
+    live: Mutex<HashMap<Ino, Arc<Live>>>,
+    /// Open counts (NFSv4 OPEN state) per object.
+    opens: Mutex<HashMap<Ino, u32>>,
+    /// Set by [`Filesystem::crash`]: drop without flushing anything.
+    crashed: bool,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Filesystem {
+    /// Opens (or creates) the filesystem described by `config`.
+    pub fn open(config: EngineConfig) -> Result<Filesystem> {
+        Filesystem::open_with(config, OpenOptions::default())
+    }
+
+    /// Opens with a caller-chosen object store and/or redb storage backend.
+    pub fn open_with(config: EngineConfig, opts: OpenOptions) -> Result<Filesystem> {
+        if crate::runtime::inside_runtime() {
+            return Err(Error::Invalid(
+                "the engine cannot be opened from inside a tokio runtime".into(),
+            ));
+        }
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| io_err(format!("creating {}", config.data_dir.display()), e))?;
+        let mut location = match &config.backend {
+            BackendConfig::Local { dir } => dir.display().to_string(),
+        };
+        let store: Arc<dyn ObjectStore> = match opts.store {
+            Some(s) => {
+                location.push_str(" (through a store given by the caller)");
+                s
+            }
+            None => match &config.backend {
+                BackendConfig::Local { dir } => Arc::new(LocalStore::open(dir.clone())?),
+            },
+        };
+        let store = crate::test_knobs::slow_backend(store);
+        let mut vol_opts = VolumeOptions::from_params(config.sco_size, config.tlog_scos)?;
+        vol_opts.checkpoint_tlogs = config.checkpoint_tlogs.max(1);
+        let files: Arc<dyn ObjectStore> = Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
+        let rt = crate::runtime::build()?;
+        let driver = FileDriver::open(
+            files,
+            strata_filedriver::Config {
+                cache_dir: config.data_dir.join(EXTENT_CACHE_DIR),
+                cache_bytes: config.extent_cache_size,
+            },
+            rt.handle().clone(),
+        )?;
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(usize::try_from(config.metadata_cache_size).unwrap_or(usize::MAX));
+        let db = match opts.metadata_backend {
+            Some(b) => builder.create_with_backend(BoxedBackend(b))?,
+            None => builder.create(config.data_dir.join(METADATA_FILE))?,
+        };
+        let ns = Namespace::open(db)?;
+        // Before anything touches the backend: is it ours? (A refusal changes nothing there.)
+        let claimant = Claimant {
+            ns: &ns,
+            label: format!("{}:{}", host_name(), config.data_dir.display()),
+            location,
+        };
+        let owner = rt.block_on(crate::owner::claim(&*store, &claimant))?;
+        let volumes = Arc::new(VolumeRegistry::new(
+            RegistryConfig {
+                dir: config.data_dir.join(VOLUMES_DIR),
+                opts: vol_opts,
+                max_age: config.sco_max_age,
+                fs: opts.volume_fs,
+                write_buffer: config.write_buffer_size,
+                throttle_start: config.write_throttle_start,
+                stall_timeout: config.backend_stall_timeout,
+                sco_cache_size: config.sco_cache_size,
+                cluster_cache_size: config.cluster_cache_size,
+            },
+            ns.fsid(),
+            store,
+            rt.handle().clone(),
+        ));
+        let fs = Filesystem {
+            config,
+            ns,
+            owner,
+            driver: Arc::new(driver),
+            volumes,
+            live: Mutex::new(HashMap::new()),
+            opens: Mutex::new(HashMap::new()),
+            crashed: false,
+            rt: Some(rt),
+        };
+        // Nothing is open after a restart: orphans left by the last run go now.
+        for ino in fs.ns.orphans()? {
+            fs.purge(ino);
+        }
+        fs.reopen_local_volumes()?;
+        fs.volumes.resume_deletions()?;
+        tracing::info!(data_dir = %fs.config.data_dir.display(), fsid = fs.ns.fsid(), "strata engine open");
+        Ok(fs)
+    }
+
+    /// Test knob: commit redb transactions without fsync. Only for proving that the crash
+    /// tests notice a missing fsync; never use it otherwise.
+    #[doc(hidden)]
+    pub fn set_unsafe_no_sync(&mut self, on: bool) {
+        self.ns.set_unsafe_no_sync(on);
+    }
+
+    /// Stops without flushing anything, as a crash would (tests). Unlike a plain drop, nothing
+    /// pending is committed; the runtime stops without waiting for its tasks.
+    pub fn crash(mut self) {
+        self.crashed = true;
+        drop(self);
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// This namespace's random identity (also the generation of every handle): stable across
+    /// restarts, different for every newly created namespace. Usable as the NFS fsid.
+    pub fn fsid(&self) -> u64 {
+        self.ns.fsid()
+    }
+
+    /// The backend's owner record as this start wrote it (this gateway; the epoch of this run).
+    pub fn owner(&self) -> &OwnerRecord {
+        &self.owner
+    }
+}
+
+impl Drop for Filesystem {
+    fn drop(&mut self) {
+        if !self.crashed && !crate::runtime::inside_runtime() {
+            if let Err(e) = self.sync_all() {
+                tracing::warn!(error = %e, "final sync failed");
+            }
+        }
+        self.volumes.stop_all();
+        if let Some(rt) = self.rt.take() {
+            if crate::runtime::inside_runtime() {
+                rt.shutdown_background();
+            } else {
+                // Tasks stop at their next await: nothing of this engine writes after it is
+                // gone (a reopened engine must be the only writer of its volumes).
+                rt.shutdown_timeout(std::time::Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+// The facade is shared by Ganesha's worker threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Filesystem>();
+};

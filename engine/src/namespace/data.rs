@@ -1,0 +1,152 @@
+//! An object's data as the namespace records it: extent maps, attributes, orphans (unlinked
+//! but still open), purging.
+
+use super::inode::Inode;
+use super::names::{now, resolve};
+use super::{get_inode, load, put_inode, Namespace, EXTENTS, INODES, LAZY_SYNC_EVERY, ORPHANS};
+use crate::error::{Error, Result};
+use crate::types::{Handle, Ino, SetAttr, Timestamp};
+use redb::{Durability, ReadableDatabase, ReadableTable};
+use std::collections::BTreeSet;
+
+/// A regular object that lost its last link in a transaction: its data must go unless opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Orphaned(pub Ino);
+
+impl Namespace {
+    /// The extent map of a file.
+    pub(crate) fn extents(&self, ino: Ino) -> Result<BTreeSet<u64>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(EXTENTS)?;
+        let mut m = BTreeSet::new();
+        for r in t.range((ino, 0)..=(ino, u64::MAX))? {
+            m.insert(r?.0.value().1);
+        }
+        Ok(m)
+    }
+
+    /// Inodes waiting for their data to be deleted.
+    pub(crate) fn orphans(&self) -> Result<Vec<Ino>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ORPHANS)?;
+        let mut v = Vec::new();
+        for r in t.iter()? {
+            v.push(r?.0.value());
+        }
+        Ok(v)
+    }
+
+    /// Applies the metadata part of a setattr (mode, owner, times); size is the caller's.
+    pub(crate) fn setattr(&self, h: Handle, set: &SetAttr) -> Result<Inode> {
+        let txn = self.begin()?;
+        let i;
+        {
+            let mut inodes = txn.open_table(INODES)?;
+            let mut obj = load(&inodes, h)?;
+            let t = now();
+            if let Some(m) = set.mode {
+                obj.mode = m & 0o7777;
+            }
+            if let Some(u) = set.uid {
+                obj.uid = u;
+            }
+            if let Some(g) = set.gid {
+                obj.gid = g;
+            }
+            if let Some(a) = set.atime {
+                obj.atime = resolve(a);
+            }
+            if let Some(m) = set.mtime {
+                obj.mtime = resolve(m);
+            }
+            obj.touch_c(t);
+            put_inode(&mut inodes, h.ino, &obj)?;
+            i = obj;
+        }
+        txn.commit()?;
+        Ok(i)
+    }
+
+    /// Records a data commit of a file: new durable size, extents added and removed, times and
+    /// change counter (the caller passes the values of its pending writes).
+    pub(crate) fn persist_data(&self, ino: Ino, up: &DataUpdate) -> Result<Inode> {
+        let mut txn = self.begin()?;
+        if up.lazy {
+            let mut last = self.lazy_synced.lock();
+            if last.elapsed() < LAZY_SYNC_EVERY {
+                // Made durable by the next durable transaction; a crash before it loses only
+                // what the data's owner records itself.
+                txn.set_durability(Durability::None)
+                    .map_err(|e| Error::Io(e.to_string()))?;
+            } else {
+                *last = std::time::Instant::now();
+            }
+        }
+        let i;
+        {
+            let mut inodes = txn.open_table(INODES)?;
+            let mut obj = get_inode(&inodes, ino)?.ok_or(Error::Stale)?;
+            let mut ext = txn.open_table(EXTENTS)?;
+            for &e in &up.added {
+                if ext.insert((ino, e), ())?.is_none() {
+                    obj.nextents += 1;
+                }
+            }
+            for &e in &up.removed {
+                if ext.remove((ino, e))?.is_some() {
+                    obj.nextents = obj.nextents.saturating_sub(1);
+                }
+            }
+            obj.size = up.size;
+            obj.mtime = up.mtime;
+            obj.ctime = obj.ctime.max(up.mtime);
+            // 0: no pending writes carried a counter (e.g. a size change alone); the data
+            // changed all the same, so the counter must move.
+            obj.change = if up.change == 0 {
+                obj.change + 1
+            } else {
+                obj.change.max(up.change)
+            };
+            put_inode(&mut inodes, ino, &obj)?;
+            i = obj;
+        }
+        txn.commit()?;
+        Ok(i)
+    }
+
+    /// Deletes an orphan's inode and extent rows (its data is gone from the backend).
+    pub(crate) fn purge(&self, ino: Ino) -> Result<()> {
+        let txn = self.begin()?;
+        {
+            let mut inodes = txn.open_table(INODES)?;
+            if let Some(i) = get_inode(&inodes, ino)? {
+                if i.nlink > 0 {
+                    // Linked again meanwhile: keep it.
+                    txn.open_table(ORPHANS)?.remove(ino)?;
+                    drop(inodes);
+                    txn.commit()?;
+                    return Ok(());
+                }
+                inodes.remove(ino)?;
+            }
+            txn.open_table(EXTENTS)?
+                .retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
+            txn.open_table(ORPHANS)?.remove(ino)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// What a data commit persists.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DataUpdate {
+    pub size: u64,
+    pub added: Vec<u64>,
+    pub removed: Vec<u64>,
+    pub mtime: Timestamp,
+    /// The change counter to record (at least); 0 means one more than the recorded one.
+    pub change: u64,
+    /// Commit without fsync (see `Commit::lazy`).
+    pub lazy: bool,
+}

@@ -1,0 +1,228 @@
+//! The namespace in redb: inodes, directory entries, readdir cookies, extent maps, orphans.
+//!
+//! Every method that changes something is one durable redb write transaction, so a crash shows
+//! each operation entirely or not at all. Table layouts and encodings are in `FORMATS.md`.
+
+mod data;
+mod dir;
+mod inode;
+mod names;
+
+pub(crate) use self::data::{DataUpdate, Orphaned};
+pub(crate) use self::dir::NewNode;
+pub(crate) use self::inode::Inode;
+pub(crate) use self::names::now;
+use crate::error::{Error, Result};
+use crate::types::{Cred, Handle, Ino, Kind};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+
+/// Inode number of the root directory.
+pub(crate) const ROOT: Ino = 1;
+
+/// Version of the on-disk layout written into `meta`.
+pub(crate) const FORMAT_VERSION: u64 = 1;
+
+/// First readdir cookie of every directory (0, 1, 2 are reserved by NFS clients and Ganesha).
+pub(crate) const FIRST_COOKIE: u64 = 3;
+
+/// Longest name accepted, in bytes.
+pub(crate) const NAME_MAX: usize = 255;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
+
+const DIRENTS: TableDefinition<(u64, &[u8]), (u64, u64)> = TableDefinition::new("dirents");
+
+const COOKIES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("cookies");
+
+const EXTENTS: TableDefinition<(u64, u64), ()> = TableDefinition::new("extents");
+
+const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
+
+const META_VERSION: &str = "format_version";
+
+const META_NEXT_INO: &str = "next_ino";
+
+const META_FSID: &str = "fsid";
+
+const META_GATEWAY: &str = "gateway_id";
+
+/// The namespace database.
+#[derive(Debug)]
+pub(crate) struct Namespace {
+    db: Database,
+    fsid: u64,
+    gateway: u64,
+    durability: Durability,
+    /// When a lazy data commit was last made durable (see `persist_data`).
+    lazy_synced: parking_lot::Mutex<std::time::Instant>,
+}
+
+/// Longest run of lazy (unsynced) commits: redb reuses the space a transaction frees only after
+/// a durable commit, so a volume committing without pause must not grow the file forever.
+const LAZY_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(now().secs as u128 * 1_000_000_000 + now().nsecs as u128);
+    h.write_u32(std::process::id());
+    // Never 0: a zero generation is easy to forge by accident.
+    h.finish() | 1
+}
+
+fn get_inode(t: &impl ReadableTable<u64, &'static [u8]>, ino: Ino) -> Result<Option<Inode>> {
+    match t.get(ino)? {
+        Some(v) => Ok(Some(Inode::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Loads the inode a handle names; `Stale` if it is gone or from another filesystem.
+fn load(t: &impl ReadableTable<u64, &'static [u8]>, h: Handle) -> Result<Inode> {
+    match get_inode(t, h.ino)? {
+        Some(i) if i.generation == h.generation => Ok(i),
+        _ => Err(Error::Stale),
+    }
+}
+
+fn load_dir(t: &impl ReadableTable<u64, &'static [u8]>, h: Handle) -> Result<Inode> {
+    let i = load(t, h)?;
+    if i.kind != Kind::Directory {
+        return Err(Error::NotDir);
+    }
+    Ok(i)
+}
+
+fn put_inode(t: &mut redb::Table<u64, &'static [u8]>, ino: Ino, i: &Inode) -> Result<()> {
+    t.insert(ino, i.encode().as_slice())?;
+    Ok(())
+}
+
+impl Namespace {
+    /// Opens the database, initialising an empty one (root directory, meta) on first use.
+    pub(crate) fn open(db: Database) -> Result<Namespace> {
+        let txn = db.begin_write()?;
+        let fsid;
+        let gateway;
+        {
+            let mut meta = txn.open_table(META)?;
+            let version = meta.get(META_VERSION)?.map(|v| v.value());
+            match version {
+                Some(FORMAT_VERSION) => {
+                    fsid = meta
+                        .get(META_FSID)?
+                        .map(|v| v.value())
+                        .ok_or_else(|| Error::Io("meta table has no fsid".into()))?;
+                }
+                Some(v) => {
+                    return Err(Error::Io(format!(
+                        "namespace format version {v} unsupported"
+                    )))
+                }
+                None => {
+                    fsid = random_u64();
+                    meta.insert(META_VERSION, FORMAT_VERSION)?;
+                    meta.insert(META_FSID, fsid)?;
+                    meta.insert(META_NEXT_INO, ROOT + 1)?;
+                    let mut inodes = txn.open_table(INODES)?;
+                    let mut root = Inode::new(Kind::Directory, 0o755, Cred::default(), fsid);
+                    root.nlink = 2;
+                    root.parent = ROOT;
+                    put_inode(&mut inodes, ROOT, &root)?;
+                }
+            }
+            // The gateway id came after format 1's first release: a namespace without one
+            // gets it now (older readers ignore the row).
+            let stored = meta.get(META_GATEWAY)?.map(|v| v.value());
+            gateway = match stored {
+                Some(g) => g,
+                None => {
+                    let g = random_u64();
+                    meta.insert(META_GATEWAY, g)?;
+                    g
+                }
+            };
+            // Create every table so that read transactions never meet a missing one.
+            txn.open_table(INODES)?;
+            txn.open_table(DIRENTS)?;
+            txn.open_table(COOKIES)?;
+            txn.open_table(EXTENTS)?;
+            txn.open_table(ORPHANS)?;
+        }
+        txn.commit()?;
+        Ok(Namespace {
+            db,
+            fsid,
+            gateway,
+            durability: Durability::Immediate,
+            lazy_synced: parking_lot::Mutex::new(std::time::Instant::now()),
+        })
+    }
+
+    /// Test knob: commits without fsync (to prove the crash tests notice).
+    pub(crate) fn set_unsafe_no_sync(&mut self, on: bool) {
+        self.durability = if on {
+            Durability::None
+        } else {
+            Durability::Immediate
+        };
+    }
+
+    /// The per-filesystem generation carried by every handle.
+    pub(crate) fn fsid(&self) -> u64 {
+        self.fsid
+    }
+
+    /// The random identity of the gateway this namespace belongs to (the owner record's
+    /// gateway id): stable across restarts.
+    pub(crate) fn gateway_id(&self) -> u64 {
+        self.gateway
+    }
+
+    /// The next inode number to hand out: every ino below it was handed out by this namespace.
+    pub(crate) fn next_ino(&self) -> Result<Ino> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        meta.get(META_NEXT_INO)?
+            .map(|v| v.value())
+            .ok_or_else(|| Error::Io("meta has no next_ino".into()))
+    }
+
+    fn begin(&self) -> Result<WriteTransaction> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(self.durability)
+            .map_err(|e| Error::Io(e.to_string()))?;
+        Ok(txn)
+    }
+
+    /// Reads one inode.
+    pub(crate) fn get(&self, h: Handle) -> Result<Inode> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INODES)?;
+        load(&t, h)
+    }
+
+    /// Reads one inode by number, whatever its generation.
+    pub(crate) fn get_ino(&self, ino: Ino) -> Result<Option<Inode>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INODES)?;
+        get_inode(&t, ino)
+    }
+
+    fn alloc_ino(txn: &WriteTransaction) -> Result<Ino> {
+        let mut meta = txn.open_table(META)?;
+        let ino = meta
+            .get(META_NEXT_INO)?
+            .map(|v| v.value())
+            .ok_or_else(|| Error::Io("meta has no next_ino".into()))?;
+        meta.insert(META_NEXT_INO, ino + 1)?;
+        Ok(ino)
+    }
+}
+
+#[cfg(test)]
+mod tests;
