@@ -1,0 +1,117 @@
+//! What the management commands print: tables for people, JSON with `--json`.
+
+use std::path::Path;
+
+use strata_mgmt::{StatusReport, SyncReport, VolumeReport};
+
+/// `1.5 GiB`-style sizes for people (the exact byte counts are printed too).
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub(crate) fn duration_text(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// The engine part of `strata status`.
+pub(crate) fn engine_report(sock: &Path, r: &StatusReport) -> String {
+    let sp = &r.space;
+    format!(
+        "engine: answering on {} (strata {}, protocol {}, pid {}, up {})\n  \
+         data dir  {}\n  backend   {}\n  fsid      {:#x}\n  \
+         space     {} available of {} ({} free); {} of {} inodes free\n  \
+         cluster cache {} of {} held; {} hits, {} misses\n",
+        sock.display(),
+        r.gateway_version,
+        r.protocol_version,
+        r.pid,
+        duration_text(r.uptime_secs),
+        r.data_dir.display(),
+        r.backend,
+        r.fsid,
+        human(sp.avail_bytes),
+        human(sp.total_bytes),
+        human(sp.free_bytes),
+        sp.free_files,
+        sp.total_files,
+        human(r.cluster_cache.bytes),
+        human(r.cluster_cache.capacity),
+        r.cluster_cache.hits,
+        r.cluster_cache.misses,
+    )
+}
+
+pub(crate) fn sync_report(r: &SyncReport) -> String {
+    if r.waited {
+        format!(
+            "synced: everything committed is on the backend ({} ms)\n",
+            r.elapsed_ms
+        )
+    } else {
+        "sync started in the gateway (not waiting; use --wait to wait for it)\n".to_string()
+    }
+}
+
+pub(crate) fn volume_report(v: &VolumeReport) -> String {
+    let rate = v
+        .cache_hit_rate
+        .map_or_else(|| "n/a".to_string(), |r| format!("{:.1}%", r * 100.0));
+    format!(
+        "volume            {}\n\
+         inode             {}\n\
+         size              {} ({})\n\
+         space used        {} ({})\n\
+         not on backend    {} ({})\n\
+         commits           {} ({} group-commit rounds)\n\
+         clusters written  {}\n\
+         SCOs sealed       {}\n\
+         cache             {} hits, {} misses (hit rate {rate})\n\
+         cluster cache     {} hits (clusters of evicted SCOs not fetched again)\n\
+         metadata          applied up to TLog {}, checkpoint TLog {}, {} clusters corked\n\
+         TLogs replayed    {} (at open)\n\
+         upload            {}/s; peak backlog {} ({})\n\
+         pacing            {} writes waited, {} ms in all; {} answered DELAY\n",
+        v.path,
+        v.ino,
+        v.size,
+        human(v.size),
+        v.space_used,
+        human(v.space_used),
+        v.pending_backend_bytes,
+        human(v.pending_backend_bytes),
+        v.commits,
+        v.commit_rounds,
+        v.clusters_written,
+        v.scos_sealed,
+        v.cache_hits,
+        v.cache_misses,
+        v.cluster_cache_hits,
+        v.applied_tlog,
+        v.checkpoint_tlog,
+        v.corked_clusters,
+        v.tlogs_replayed,
+        human(v.upload_rate),
+        v.peak_backlog,
+        human(v.peak_backlog),
+        v.writes_paced,
+        v.pacing_delay_ms,
+        v.writes_refused,
+    )
+}
