@@ -28,7 +28,7 @@ static ALLOC_PROBE: alloc_probe::Probe = alloc_probe::Probe;
 
 pub use error::{Error, Result};
 pub use fs::{
-    BackendConfig, EngineConfig, Filesystem, OpenOptions, DEFAULT_VOLUME_SUFFIXES,
+    default_volume_suffixes, BackendConfig, EngineConfig, Filesystem, OpenOptions,
     EXTENT_CACHE_DIR, FILES_PREFIX, METADATA_FILE,
 };
 pub use owner::{OwnerRecord, OWNER_KEY};

@@ -188,7 +188,10 @@ fn set_fs_info(i: &mut ffi::fsal_staticfsinfo_t) {
     i.expire_time_parent = -1;
 }
 
-/// Maps validated settings to the engine configuration; S3 is refused until it exists.
+/// Maps validated settings to the engine configuration. The validation (ganesha-conf's, the
+/// same `strata conf check` runs) already refuses everything this build cannot serve,
+/// `Backend = S3` included, so settings it accepted always convert; the S3 arm only keeps the
+/// match whole until the S3 backend exists (issue 13).
 pub(crate) fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> {
     let backend = match s.backend {
         BackendKind::Local => BackendConfig::Local {
@@ -206,10 +209,8 @@ pub(crate) fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> 
     c.extent_cache_size = s.extent_cache_size;
     c.metadata_cache_size = s.metadata_cache_size;
     c.sco_size = s.sco_size;
-    c.tlog_scos = u32::try_from(s.tlog_scos)
-        .map_err(|_| format!("TLog_SCOs = {} is too large", s.tlog_scos))?;
-    c.checkpoint_tlogs = u32::try_from(s.checkpoint_tlogs)
-        .map_err(|_| format!("Checkpoint_TLogs = {} is too large", s.checkpoint_tlogs))?;
+    c.tlog_scos = s.tlog_scos;
+    c.checkpoint_tlogs = s.checkpoint_tlogs;
     c.sco_max_age = s.sco_max_age;
     c.write_buffer_size = s.write_buffer_size;
     c.write_throttle_start = s.write_throttle_start;

@@ -579,3 +579,121 @@ fn create_with_a_size_beyond_off_t_is_fbig_and_creates_nothing() {
         "a refused create must leave no file behind"
     );
 }
+
+/// Values of `p` that its type or range refuses.
+fn refused_values(p: &strata_ganesha_conf::Param) -> Vec<String> {
+    use strata_ganesha_conf::params::{format_size, ParamType};
+    match p.ty {
+        ParamType::Path => vec!["relative/path".into()],
+        ParamType::Text => vec![],
+        ParamType::Enum(_) => vec!["NOT_AN_OPTION".into()],
+        ParamType::Size { min, max } => {
+            let mut v = vec![
+                "lots".to_string(),
+                "1.5G".into(),
+                format!("\"{}\"", format_size(max) + "0"),
+            ];
+            v.push(format!("\"{}\"", max + 1));
+            if min > 0 {
+                v.push(format!("\"{}\"", min - 1));
+            }
+            v
+        }
+        ParamType::Count { min, max } | ParamType::Seconds { min, max } => {
+            let mut v = vec!["x".to_string(), (max + 1).to_string(), "-1".into()];
+            if min > 0 {
+                v.push((min - 1).to_string());
+            }
+            v
+        }
+        ParamType::List => vec!["\"-flat.vmdk, a/b\"".into()],
+    }
+}
+
+/// Values of `p` at the edges of what its type and range accept.
+fn accepted_values(p: &strata_ganesha_conf::Param) -> Vec<String> {
+    use strata_ganesha_conf::params::ParamType;
+    match p.ty {
+        ParamType::Path | ParamType::Text => vec![],
+        ParamType::Enum(words) => words
+            .iter()
+            .filter(|w| !w.eq_ignore_ascii_case("S3"))
+            .map(|w| w.to_string())
+            .collect(),
+        ParamType::Size { min, max } => vec![format!("\"{min}\""), format!("\"{max}\"")],
+        ParamType::Count { min, max } | ParamType::Seconds { min, max } => {
+            vec![min.to_string(), max.to_string()]
+        }
+        ParamType::List => vec!["\"\"".into(), "\".raw\"".into()],
+    }
+}
+
+/// One place for each parameter's bounds: `strata conf check` (ganesha-conf) and the FSAL
+/// (its settings, then the engine opening with them) refuse the same configurations — every
+/// refused value of every parameter, and `Backend = S3` while this build has no S3 backend —
+/// and accept the same: each parameter at its smallest and largest value, with which the engine
+/// opens.
+#[test]
+fn conf_check_and_the_fsal_refuse_and_accept_the_same_configurations() {
+    use strata_engine::Filesystem;
+    use strata_ganesha_conf::params::PARAMS;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("ganesha.conf");
+    let data = dir.path().join("d");
+    let text_with = |name: &str, value: &str| {
+        let mut t = format!("STRATA {{\n  Data_Dir = \"{}\";\n", data.display());
+        if name != "Data_Dir" {
+            t.push_str(&format!("  {name} = {value};\n"));
+        }
+        t.push_str("}\n");
+        t
+    };
+    let verdicts = |text: &str| {
+        std::fs::write(&conf, text).expect("write conf");
+        let check = strata_ganesha_conf::check_text(text, &conf);
+        let fsal = crate::export::settings_from_file(&conf);
+        (check, fsal)
+    };
+    let (mut refused, mut accepted) = (0, 0);
+    for p in PARAMS {
+        for v in refused_values(p) {
+            let text = if p.name == "Data_Dir" {
+                format!("STRATA {{\n  Data_Dir = {v};\n}}\n")
+            } else {
+                text_with(p.name, &v)
+            };
+            let (check, fsal) = verdicts(&text);
+            assert!(check.is_err(), "conf check accepts {} = {v}", p.name);
+            assert!(fsal.is_err(), "the FSAL accepts {} = {v}", p.name);
+            refused += 1;
+        }
+        for v in accepted_values(p) {
+            let (check, fsal) = verdicts(&text_with(p.name, &v));
+            assert!(
+                check.is_ok(),
+                "conf check refuses {} = {v}: {check:?}",
+                p.name
+            );
+            let config = match fsal {
+                Ok(c) => c,
+                Err(e) => panic!("the FSAL refuses {} = {v}: {e:?}", p.name),
+            };
+            let _ = std::fs::remove_dir_all(&data);
+            if let Err(e) = Filesystem::open(config) {
+                panic!("the engine refuses {} = {v}: {e}", p.name);
+            }
+            accepted += 1;
+        }
+    }
+    let s3 = text_with("Backend", "S3").replace(
+        "}\n",
+        "  S3_Endpoint = \"http://127.0.0.1:1\";\n  S3_Bucket = b;\n}\n",
+    );
+    let (check, fsal) = verdicts(&s3);
+    assert!(check.is_err() && fsal.is_err(), "Backend = S3 accepted");
+    assert!(
+        refused >= 30 && accepted >= 25,
+        "{refused} refused, {accepted} accepted"
+    );
+}

@@ -1088,13 +1088,13 @@ mod tests {
         let f = dir.path().join("g.conf");
         std::fs::write(
             &f,
-            "# mine\nstrata {\n  data_dir = /srv/strata;\n  backend = s3;\n  \
+            "# mine\nstrata {\n  data_dir = /srv/strata;\n  backend = local;\n  \
              S3_Endpoint = \"https://s3.example\";\n  S3_Bucket = vms;\n}\n",
         )
         .unwrap();
         let s = load_strata_settings(&f).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("/srv/strata"));
-        assert_eq!(s.backend, BackendKind::S3);
+        assert_eq!(s.backend, BackendKind::Local);
         assert_eq!(s.s3_bucket.as_deref(), Some("vms"));
         std::fs::write(
             &f,

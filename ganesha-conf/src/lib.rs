@@ -7,7 +7,7 @@
 
 pub mod conf;
 pub mod launcher;
-pub mod params;
+pub use strata_params as params;
 pub mod parse;
 
 pub use conf::{

@@ -19,7 +19,7 @@ pub struct SpaceReport {
     pub free_files: u64,
 }
 
-/// Answer to [`Request::Status`].
+/// Answer to [`Request::Status`](crate::Request::Status).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {
     /// Version of the engine serving the request (the strata crates' version).
@@ -58,7 +58,7 @@ pub struct ClusterCacheReport {
     pub misses: u64,
 }
 
-/// Answer to [`Request::Sync`].
+/// Answer to [`Request::Sync`](crate::Request::Sync).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {
     /// True when the answer waited for the sync: everything committed before the request is
@@ -68,7 +68,7 @@ pub struct SyncReport {
     pub elapsed_ms: u64,
 }
 
-/// Answer to [`Request::VolumeInfo`].
+/// Answer to [`Request::VolumeInfo`](crate::Request::VolumeInfo).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VolumeReport {
     /// The path asked about.

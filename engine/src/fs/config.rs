@@ -2,17 +2,6 @@
 
 use std::path::PathBuf;
 
-/// Name suffixes that make a new regular file a volume (DESIGN §3).
-pub const DEFAULT_VOLUME_SUFFIXES: &[&str] = &[
-    "-flat.vmdk",
-    "-delta.vmdk",
-    "-sesparse.vmdk",
-    ".vswp",
-    ".raw",
-    ".img",
-    ".qcow2",
-];
-
 /// Where object data goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendConfig {
@@ -62,29 +51,40 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// Defaults of DESIGN §7 for a data directory, with the local backend at `<data_dir>/backend`.
+    /// The parameter table's defaults (`strata-params`) for a data directory, with the local
+    /// backend at `<data_dir>/backend`.
     pub fn new(data_dir: impl Into<PathBuf>) -> EngineConfig {
         let data_dir = data_dir.into();
+        let number = crate::volume::table_default;
+        let count = |name| u32::try_from(number(name)).unwrap_or(u32::MAX);
+        let secs = |name| std::time::Duration::from_secs(number(name));
         EngineConfig {
             backend: BackendConfig::Local {
                 dir: data_dir.join("backend"),
             },
             data_dir,
-            volume_suffixes: DEFAULT_VOLUME_SUFFIXES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            extent_cache_size: 1 << 30,
-            metadata_cache_size: 64 << 20,
-            sco_size: crate::volume::DEFAULT_SCO_SIZE,
-            tlog_scos: crate::volume::DEFAULT_TLOG_SCOS,
-            checkpoint_tlogs: crate::volume::DEFAULT_CHECKPOINT_TLOGS,
-            sco_max_age: std::time::Duration::from_secs(60),
-            write_buffer_size: 1 << 30,
-            write_throttle_start: 50,
-            backend_stall_timeout: std::time::Duration::from_secs(60),
-            sco_cache_size: 8 << 30,
-            cluster_cache_size: 1 << 30,
+            volume_suffixes: default_volume_suffixes(),
+            extent_cache_size: number("Extent_Cache_Size"),
+            metadata_cache_size: number("Metadata_Cache_Size"),
+            sco_size: number("SCO_Size"),
+            tlog_scos: count("TLog_SCOs"),
+            checkpoint_tlogs: count("Checkpoint_TLogs"),
+            sco_max_age: secs("SCO_Max_Age"),
+            write_buffer_size: number("Write_Buffer_Size"),
+            write_throttle_start: number("Write_Throttle_Start"),
+            backend_stall_timeout: secs("Backend_Stall_Timeout"),
+            sco_cache_size: number("SCO_Cache_Size"),
+            cluster_cache_size: number("Cluster_Cache_Size"),
         }
     }
+}
+
+/// The parameter table's default `Volume_Suffixes`: names ending in one of these are volumes
+/// (DESIGN §3).
+pub fn default_volume_suffixes() -> Vec<String> {
+    strata_params::DEFAULT_VOLUME_SUFFIXES
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }

@@ -16,7 +16,7 @@ mod lookup;
 mod modify;
 mod sync;
 
-pub use self::config::{BackendConfig, EngineConfig, DEFAULT_VOLUME_SUFFIXES};
+pub use self::config::{default_volume_suffixes, BackendConfig, EngineConfig};
 use self::live::Live;
 use self::sync::host_name;
 use crate::error::{io_err, Error, Result};
@@ -132,8 +132,8 @@ impl Filesystem {
             },
         };
         let store = crate::test_knobs::slow_backend(store);
-        let mut vol_opts = VolumeOptions::from_params(config.sco_size, config.tlog_scos)?;
-        vol_opts.checkpoint_tlogs = config.checkpoint_tlogs.max(1);
+        let vol_opts =
+            VolumeOptions::new(config.sco_size, config.tlog_scos, config.checkpoint_tlogs)?;
         let files: Arc<dyn ObjectStore> = Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
         let rt = crate::runtime::build()?;
         let driver = FileDriver::open(

@@ -60,8 +60,7 @@ pub use self::evict::EvictionCandidate;
 pub use self::format::{FormatError, VolumeId, CLUSTER_SIZE};
 pub use self::localfs::{CrashMode, LocalFile, LocalFs, SimFs, SimRng, StdFs};
 pub use self::mds::store::MDS_FILE;
-pub use self::options::{
-    VolumeOptions, DEFAULT_CHECKPOINT_TLOGS, DEFAULT_SCO_SIZE, DEFAULT_TLOG_SCOS, MAX_VOLUME_SIZE,
-};
+pub(crate) use self::options::table_default;
+pub use self::options::{VolumeOptions, MAX_VOLUME_SIZE};
 pub use self::state::Volume;
 pub use self::stats::VolumeStats;

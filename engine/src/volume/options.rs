@@ -1,17 +1,16 @@
 //! A volume's tunables ([`VolumeOptions`]: SCO size, SCOs per TLog, TLogs between checkpoints)
 //! and the size limit every offset computation relies on.
+//!
+//! Two kinds of limit, kept apart: what a user may configure (each parameter's default and
+//! bounds) is the parameter table's (`strata-params`), checked by `strata conf check` and the
+//! FSAL alike; what a volume's files can represent (a SCO of at most
+//! [`MAX_SCO_CLUSTERS`] clusters, counts of at least 1) is checked here, for any caller.
 
 use crate::error::{Error, Result};
-use crate::volume::format::CLUSTER_SIZE_U64;
+use crate::volume::format::{CLUSTER_SIZE_U64, MAX_SCO_CLUSTERS};
 
 /// Largest volume size accepted (1 PiB): keeps every offset computation far from overflow.
 pub const MAX_VOLUME_SIZE: u64 = 1 << 50;
-
-/// Default SCO size: 4 MiB (`SCO_Size`).
-pub const DEFAULT_SCO_SIZE: u64 = 4 << 20;
-
-/// Default number of SCOs covered by one TLog (`TLog_SCOs`).
-pub const DEFAULT_TLOG_SCOS: u32 = 16;
 
 /// Tunables of a volume. They may change between restarts: every SCO and TLog describes itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,48 +24,106 @@ pub struct VolumeOptions {
     pub checkpoint_tlogs: u32,
 }
 
-/// Default TLogs between metadata checkpoints.
-pub const DEFAULT_CHECKPOINT_TLOGS: u32 = 64;
+/// The default of the numeric parameter `name` in the parameter table (0 if the table lacks
+/// it: a unit test proves it has every name the engine asks for).
+pub(crate) fn table_default(name: &str) -> u64 {
+    strata_params::number(name).map_or(0, |n| n.default)
+}
 
 impl Default for VolumeOptions {
+    /// The parameter table's defaults (`SCO_Size`, `TLog_SCOs`, `Checkpoint_TLogs`).
     fn default() -> Self {
+        let count = |name| u32::try_from(table_default(name)).unwrap_or(u32::MAX);
         VolumeOptions {
-            sco_clusters: (DEFAULT_SCO_SIZE / CLUSTER_SIZE_U64) as u32,
-            tlog_scos: DEFAULT_TLOG_SCOS,
-            checkpoint_tlogs: DEFAULT_CHECKPOINT_TLOGS,
+            sco_clusters: u32::try_from(table_default("SCO_Size") / CLUSTER_SIZE_U64)
+                .unwrap_or(u32::MAX),
+            tlog_scos: count("TLog_SCOs"),
+            checkpoint_tlogs: count("Checkpoint_TLogs"),
         }
     }
 }
 
 impl VolumeOptions {
-    /// Options from the configuration parameters `SCO_Size` (bytes, a multiple of 4 KiB between
-    /// 4 KiB and 1 GiB) and `TLog_SCOs` (1..=65536).
-    pub fn from_params(sco_size: u64, tlog_scos: u32) -> Result<VolumeOptions> {
-        if sco_size == 0 || !sco_size.is_multiple_of(CLUSTER_SIZE_U64) || sco_size > 1 << 30 {
+    /// Options for SCOs of `sco_size` bytes, `tlog_scos` SCOs per TLog and a checkpoint every
+    /// `checkpoint_tlogs` TLogs. Refuses only what a volume's files cannot represent: a SCO
+    /// size that is not a whole number of clusters between 1 and [`MAX_SCO_CLUSTERS`], or a
+    /// count of 0. (Whether a user may configure it is the parameter table's rule.)
+    pub fn new(sco_size: u64, tlog_scos: u32, checkpoint_tlogs: u32) -> Result<VolumeOptions> {
+        let clusters = sco_size / CLUSTER_SIZE_U64;
+        if sco_size == 0
+            || !sco_size.is_multiple_of(CLUSTER_SIZE_U64)
+            || clusters > u64::from(MAX_SCO_CLUSTERS)
+        {
             return Err(Error::Invalid(format!(
-                "SCO_Size {sco_size}: must be a multiple of 4K between 4K and 1G"
+                "SCO size {sco_size}: a SCO holds 1 to {MAX_SCO_CLUSTERS} whole 4 KiB clusters"
             )));
         }
-        if tlog_scos == 0 || tlog_scos > 65536 {
-            return Err(Error::Invalid(format!(
-                "TLog_SCOs {tlog_scos}: must be between 1 and 65536"
-            )));
-        }
-        Ok(VolumeOptions {
-            sco_clusters: (sco_size / CLUSTER_SIZE_U64) as u32,
+        let opts = VolumeOptions {
+            sco_clusters: u32::try_from(clusters).unwrap_or(u32::MAX),
             tlog_scos,
-            checkpoint_tlogs: DEFAULT_CHECKPOINT_TLOGS,
-        })
+            checkpoint_tlogs,
+        };
+        opts.check()?;
+        Ok(opts)
     }
 
+    /// What every volume checks its options against when it is created or opened.
     pub(super) fn check(&self) -> Result<()> {
         if self.sco_clusters == 0
             || self.tlog_scos == 0
             || self.checkpoint_tlogs == 0
-            || self.sco_clusters > 1 << 18
+            || self.sco_clusters > MAX_SCO_CLUSTERS
         {
             return Err(Error::Invalid(format!("bad volume options {self:?}")));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_parameter_tables() {
+        let d = VolumeOptions::default();
+        assert_eq!(
+            u64::from(d.sco_clusters) * CLUSTER_SIZE_U64,
+            strata_params::number("SCO_Size").expect("SCO_Size").default
+        );
+        assert_eq!(
+            u64::from(d.tlog_scos),
+            strata_params::number("TLog_SCOs")
+                .expect("TLog_SCOs")
+                .default
+        );
+        assert_eq!(
+            u64::from(d.checkpoint_tlogs),
+            strata_params::number("Checkpoint_TLogs")
+                .expect("Checkpoint_TLogs")
+                .default
+        );
+        assert_eq!(d.check().map_err(|e| e.to_string()), Ok(()));
+    }
+
+    #[test]
+    fn every_configurable_value_is_representable_and_the_format_limits_hold() {
+        // Everything the parameter table lets a user configure, a volume can hold.
+        let sco = strata_params::number("SCO_Size").expect("SCO_Size");
+        let tlog = strata_params::number("TLog_SCOs").expect("TLog_SCOs");
+        let ck = strata_params::number("Checkpoint_TLogs").expect("Checkpoint_TLogs");
+        for (s, t, c) in [(sco.min, tlog.min, ck.min), (sco.max, tlog.max, ck.max)] {
+            let t = u32::try_from(t).expect("count");
+            let c = u32::try_from(c).expect("count");
+            assert!(VolumeOptions::new(s, t, c).is_ok(), "{s} {t} {c}");
+        }
+        // What the files cannot represent is refused whoever asks.
+        let max = u64::from(MAX_SCO_CLUSTERS) * CLUSTER_SIZE_U64;
+        assert!(VolumeOptions::new(max, 1, 1).is_ok());
+        assert!(VolumeOptions::new(max + CLUSTER_SIZE_U64, 1, 1).is_err());
+        assert!(VolumeOptions::new(0, 1, 1).is_err());
+        assert!(VolumeOptions::new(CLUSTER_SIZE_U64 + 1, 1, 1).is_err());
+        assert!(VolumeOptions::new(CLUSTER_SIZE_U64, 0, 1).is_err());
+        assert!(VolumeOptions::new(CLUSTER_SIZE_U64, 1, 0).is_err());
     }
 }
