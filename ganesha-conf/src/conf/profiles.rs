@@ -59,7 +59,7 @@ impl GaneshaConf {
         conf
     }
 
-    /// The named profile (see [`PROFILES`]), or None for an unknown name.
+    /// The named profile (see [`PROFILES`](crate::PROFILES)), or None for an unknown name.
     pub fn profile(name: &str, data_dir: &Path) -> Option<GaneshaConf> {
         match name {
             "default" => Some(GaneshaConf::strata_default(data_dir)),

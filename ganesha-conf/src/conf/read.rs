@@ -10,7 +10,7 @@ impl GaneshaConf {
     /// Parses ganesha.conf text into the model. Tolerant: blocks and parameters that the model
     /// does not cover are ignored (Ganesha itself judges those); values of covered parameters
     /// are checked. `file` only names the source in errors. The `STRATA` block is kept raw here;
-    /// [`check_file`] / [`load_strata_settings`] validate it.
+    /// [`check_file`](crate::check_file) / [`load_strata_settings`](crate::load_strata_settings) validate it.
     pub fn parse(text: &str, file: &Path) -> Result<GaneshaConf, Vec<ConfError>> {
         let doc = parse::parse(text).map_err(|es| to_conf_errors(file, es))?;
         let mut errs = Vec::new();

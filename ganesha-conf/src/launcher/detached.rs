@@ -115,7 +115,7 @@ pub(super) fn read_state(work_dir: &Path) -> Result<(PathBuf, StateRecord), Laun
     Ok((path, rec))
 }
 
-/// Status of a gateway left running by [`Gateway::detach`] in `work_dir` (for `strata status`).
+/// Status of a gateway left running by [`Gateway::detach`](crate::launcher::Gateway::detach) in `work_dir` (for `strata status`).
 pub fn detached_status(work_dir: &Path) -> Result<DetachedStatus, LaunchError> {
     let (state_file, rec) = read_state(work_dir)?;
     Ok(DetachedStatus {
@@ -135,7 +135,7 @@ pub fn detached_status(work_dir: &Path) -> Result<DetachedStatus, LaunchError> {
     })
 }
 
-/// Stops a gateway left running by [`Gateway::detach`] in `work_dir` (for `strata down`):
+/// Stops a gateway left running by [`Gateway::detach`](crate::launcher::Gateway::detach) in `work_dir` (for `strata down`):
 /// SIGTERM to ganesha.nfsd with a bounded wait, then SIGKILL; then rpcbind; then the namespace
 /// holder. Only processes whose PID and start time match the record are signalled. The state
 /// file is removed once all are gone.

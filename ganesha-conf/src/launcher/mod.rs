@@ -15,12 +15,12 @@ mod namespace;
 mod process;
 mod tools;
 
-use self::namespace::nsenter_command;
 pub use self::detached::{detached_status, stop_detached, DetachedStatus};
-pub use self::process::{pid_alive, ProcStatus};
-pub use self::tools::{find_in_path, log_tail, require_tool};
+use self::namespace::nsenter_command;
 use self::process::{kill_now, terminate};
+pub use self::process::{pid_alive, ProcStatus};
 use self::tools::{absolute, resolve, uses_strata_fsal};
+pub use self::tools::{find_in_path, log_tail, require_tool};
 use crate::conf::GaneshaConf;
 use std::ffi::OsStr;
 use std::fs;
