@@ -1,6 +1,9 @@
 //! Tests of the FileDriver against a model, with real stores and a real cache directory.
 
+use std::fs;
 use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
