@@ -81,13 +81,12 @@ impl VolumeRegistry {
     fn spawn_backend_delete(&self, ino: Ino, store: Arc<dyn ObjectStore>) {
         let fs = self.fs.clone();
         let marker = self.deleting_marker(ino);
-        let dir = self.cfg.dir.clone();
         let task = self.rt.spawn(async move {
             if let Err(e) = delete_all(&*store).await {
                 tracing::warn!(ino, error = %e, "deleting a volume's backend objects failed; retried at the next sync or start");
                 return;
             }
-            let done = tokio::task::spawn_blocking(move || remove_marker(&*fs, &marker, &dir)).await;
+            let done = tokio::task::spawn_blocking(move || remove_marker(&*fs, &marker)).await;
             if let Ok(Err(e)) | Err(e) = done.map_err(|e| Error::Io(e.to_string())) {
                 tracing::warn!(ino, error = %e, "removing a volume's deletion marker failed");
             }
@@ -130,7 +129,7 @@ impl VolumeRegistry {
         for ino in self.pending_deletions()? {
             let store = self.store_of(ino)?;
             self.rt.block_on(delete_all(&*store))?;
-            remove_marker(&*self.fs, &self.deleting_marker(ino), &self.cfg.dir)?;
+            remove_marker(&*self.fs, &self.deleting_marker(ino))?;
         }
         Ok(())
     }
@@ -141,12 +140,8 @@ impl VolumeRegistry {
 const DELETING_SUFFIX: &str = ".deleting";
 
 /// Removes a deletion marker (durably); a marker already gone is fine.
-pub(super) fn remove_marker(fs: &dyn LocalFs, marker: &Path, dir: &Path) -> Result<()> {
-    match fs.remove_file(marker) {
-        Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(marker.display(), e)),
-    }
+pub(super) fn remove_marker(fs: &dyn LocalFs, marker: &Path) -> Result<()> {
+    crate::volume::files::remove_durably(fs, marker)
 }
 
 /// Deletes every object of a store (a volume's namespace).

@@ -181,15 +181,23 @@ impl VolumeRegistry {
         Ok(out)
     }
 
-    /// Removes every SCO and TLog of the volume in `dir` (durably) and then, on the real
-    /// filesystem, its directories.
+    /// Removes every file of the volume in `dir` (durably), then its directories, all through
+    /// the local-file layer.
     fn remove_local(&self, dir: &Path) -> Result<()> {
         crate::volume::remove_local_state(&*self.fs, dir)?;
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(dir.display(), e)),
+        use crate::volume::layout;
+        for d in [
+            layout::sco_dir(dir),
+            layout::tlog_dir(dir),
+            dir.to_path_buf(),
+        ] {
+            match self.fs.remove_dir(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(d.display(), e)),
+            }
         }
+        Ok(())
     }
 
     /// Opens volume `ino`: a local restart from its SCOs and TLogs if it has local state, else

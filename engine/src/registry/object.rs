@@ -33,11 +33,18 @@ impl ObjectData for VolumeObject {
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
         let d = &self.data;
+        let reserved = std::cell::Cell::new(0);
         let admitted = d.pacer.admit(
             super::backlog::cost(data.len() as u64, d.vol.options()),
             || d.backlog.estimate(d.vol.uploaded_bytes()),
             || d.vol.uploaded_bytes(),
-            |len, hard| d.backlog.reserve(len, hard, d.vol.uploaded_bytes()),
+            |len, hard| {
+                let r = d.backlog.reserve(len, hard, d.vol.uploaded_bytes());
+                if r.is_some() {
+                    reserved.set(len);
+                }
+                r
+            },
             |t| d.backlog.wait_for_room(t),
         );
         if admitted == super::pacing::Admit::Refuse {
@@ -45,8 +52,11 @@ impl ObjectData for VolumeObject {
             // The client retries later (NFS3ERR_JUKEBOX / NFS4ERR_DELAY).
             return Err(Error::Delay);
         }
-        // Its length is in the backlog already (reserved above).
-        d.vol.write(offset, data, false)
+        // Its length is in the backlog already (reserved above); once the write returns, its
+        // bytes are in the volume's files (or it failed) and no longer in flight.
+        let r = d.vol.write(offset, data, false);
+        d.backlog.complete(reserved.get());
+        r
     }
 
     fn truncate(&self, new_size: u64, persist: Persist<'_>) -> Result<()> {

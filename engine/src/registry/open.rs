@@ -32,7 +32,7 @@ impl VolumeRegistry {
         let store = self.store_of(ino)?;
         let id = volume_id(self.fsid, ino);
         let fs = self.fs.clone();
-        let tlog_dir = dir.join("tlog");
+        let tlog_dir = crate::volume::layout::tlog_dir(&dir);
         let has_local = match fs.list(&tlog_dir) {
             Ok(names) => !names.is_empty(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,

@@ -1,7 +1,6 @@
 //! Creating a volume (and preparing an empty directory for one) and destroying its local files.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -18,14 +17,15 @@ use crate::volume::mds::cork::Overlay;
 use crate::volume::mds::store::Mds;
 use crate::volume::options::{VolumeOptions, MAX_VOLUME_SIZE};
 use crate::volume::state::{Counters, OpenTlog, State, SyncState, Volume};
+use crate::volume::{files, layout};
 
 /// Makes `dir` ready to receive a new volume (create, or a backend restart): its `sco/` and
 /// `tlog/` directories exist, there is no TLog (else `Exists`), and a MetaDataStore left without
 /// TLogs (by a create or restore that did not finish) is removed, since nothing there is a
 /// volume. Returns the two directories.
 pub(super) fn prepare_empty_dir(fs: &dyn LocalFs, dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let sco_dir = dir.join("sco");
-    let tlog_dir = dir.join("tlog");
+    let sco_dir = layout::sco_dir(dir);
+    let tlog_dir = layout::tlog_dir(dir);
     for d in [&sco_dir, &tlog_dir] {
         fs.create_dir_all(d).map_err(|e| io_err(d.display(), e))?;
     }
@@ -36,12 +36,7 @@ pub(super) fn prepare_empty_dir(fs: &dyn LocalFs, dir: &Path) -> Result<(PathBuf
     {
         return Err(Error::Exists);
     }
-    let mds_path = dir.join(crate::volume::mds::store::MDS_FILE);
-    match fs.remove_file(&mds_path) {
-        Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(mds_path.display(), e)),
-    }
+    files::remove_durably(fs, &layout::mds_path(dir))?;
     Ok((sco_dir, tlog_dir))
 }
 
@@ -178,24 +173,10 @@ impl Volume {
         let _st = self.state.write();
         self.handles.lock().clear();
         for d in [&self.sco_dir, &self.tlog_dir] {
-            for n in self.fs.list(d).map_err(|e| io_err(d.display(), e))? {
-                let p = d.join(&n);
-                self.fs
-                    .remove_file(&p)
-                    .map_err(|e| io_err(p.display(), e))?;
-            }
-            self.fs.sync_dir(d).map_err(|e| io_err(d.display(), e))?;
+            files::empty_dir_durably(&*self.fs, d)?;
         }
         if let Some(dir) = self.sco_dir.parent() {
-            let p = dir.join(crate::volume::mds::store::MDS_FILE);
-            match self.fs.remove_file(&p) {
-                Ok(()) => self
-                    .fs
-                    .sync_dir(dir)
-                    .map_err(|e| io_err(dir.display(), e))?,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(p.display(), e)),
-            }
+            files::remove_durably(&*self.fs, &layout::mds_path(dir))?;
         }
         Ok(())
     }

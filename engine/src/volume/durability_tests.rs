@@ -89,6 +89,9 @@ impl LocalFs for GateFs {
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
         self.sim.rename(from, to)
     }
+    fn remove_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.sim.remove_dir(dir)
+    }
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
         let me = std::thread::current().id();
         let mut g = self.gate.0.lock();

@@ -1,4 +1,5 @@
-//! Small helpers for the volume's local files: error mapping and bounded whole-file reads.
+//! Small helpers for the volume's local files: error mapping, bounded whole-file reads, and
+//! durable removals.
 
 use std::io;
 use std::path::Path;
@@ -8,12 +9,7 @@ use crate::error::{Error, Result};
 use crate::volume::format::{FormatError, MAX_SCO_LEN, MAX_TLOG_LEN};
 use crate::volume::localfs::{LocalFile, LocalFs};
 
-pub(super) fn io_err(what: impl std::fmt::Display, e: io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::NoSpace,
-        _ => Error::Io(format!("{what}: {e}")),
-    }
-}
+pub(crate) use crate::error::io_err;
 
 pub(super) fn fmt_err(e: FormatError) -> Error {
     Error::Format(e)
@@ -50,4 +46,33 @@ pub(super) fn open_if_exists(
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(what, e)),
     }
+}
+
+/// Removes the file at `path` if it exists and makes its removal durable (fsync of its
+/// directory). A file already gone is fine.
+pub(crate) fn remove_durably(fs: &dyn LocalFs, path: &Path) -> Result<()> {
+    match fs.remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(path.display(), e)),
+    }
+    match path.parent() {
+        Some(dir) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e)),
+        None => Ok(()),
+    }
+}
+
+/// Removes every file in `dir` and makes the removals durable (one fsync of `dir`). A missing
+/// `dir` holds nothing.
+pub(crate) fn empty_dir_durably(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
+    let names = match fs.list(dir) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(dir.display(), e)),
+    };
+    for n in names {
+        let p = dir.join(n);
+        fs.remove_file(&p).map_err(|e| io_err(p.display(), e))?;
+    }
+    fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))
 }

@@ -18,7 +18,8 @@
 //! - `backend`: the ordered upload to the backend, backend restart, the manifest.
 //! - [`format`](mod@format): the SCO and TLog formats (byte by byte in `engine/FORMATS.md`);
 //!   [`localfs`]: the local-file layer all local I/O goes through, with a real implementation
-//!   and a crash-simulating one for tests; `files` and `dirsync`: helpers for local files.
+//!   and a crash-simulating one for tests; `layout`: the names in a volume's directory;
+//!   `files` and `dirsync`: helpers for local files.
 //!
 //! The facade routes `Kind::Volume` data here: `read`, `write(stable)`, `resize`, `sync`,
 //! `size`, `space_used`.
@@ -30,8 +31,9 @@ mod commit;
 mod create;
 mod dirsync;
 mod evict;
-mod files;
+pub(crate) mod files;
 pub mod format;
+pub(crate) mod layout;
 pub mod localfs;
 mod log;
 mod mds;
@@ -53,13 +55,13 @@ mod eviction_tests;
 mod tests;
 
 pub use self::backend::manifest;
-pub use self::backend::{remove_local_state, restore_interrupted, BackupReport, RESTORE_MARKER};
+pub use self::backend::{remove_local_state, restore_interrupted, BackupReport};
 pub use self::cache::{evict_lfu, EvictionReport};
 pub use self::commit::FsyncSite;
 pub use self::evict::EvictionCandidate;
 pub use self::format::{FormatError, VolumeId, CLUSTER_SIZE};
+pub use self::layout::{MDS_FILE, RESTORE_MARKER};
 pub use self::localfs::{CrashMode, LocalFile, LocalFs, SimFs, SimRng, StdFs};
-pub use self::mds::store::MDS_FILE;
 pub(crate) use self::options::table_default;
 pub use self::options::{VolumeOptions, MAX_VOLUME_SIZE};
 pub use self::state::Volume;

@@ -1786,6 +1786,9 @@ impl LocalFs for MdsFaultFs {
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
         self.inner.sync_dir(dir)
     }
+    fn remove_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.remove_dir(dir)
+    }
 }
 
 /// A MetaDataStore write that fails while the cork is lifted (a full disk) halts the volume

@@ -18,7 +18,7 @@ pub mod manifest;
 mod restore;
 mod upload;
 
-pub use self::restore::{remove_local_state, restore_interrupted, RESTORE_MARKER};
+pub use self::restore::{remove_local_state, restore_interrupted};
 
 use crate::error::Error;
 use crate::volume::format::Entry;

@@ -19,6 +19,7 @@ use crate::volume::localfs::LocalFs;
 use crate::volume::mds::checkpoint as ck;
 use crate::volume::options::VolumeOptions;
 use crate::volume::state::Volume;
+use crate::volume::{files, layout};
 
 impl Volume {
     /// Backend restart: rebuilds the volume's local state in `dir` (which must hold no volume)
@@ -58,7 +59,7 @@ impl Volume {
         crate::volume::create::prepare_empty_dir(&*fs, dir)?;
         // Durable before anything else is written: whatever a crash leaves behind from here on
         // is recognised as an unfinished restore and thrown away by the next open.
-        let marker = dir.join(RESTORE_MARKER);
+        let marker = layout::restore_marker(dir);
         let f = fs
             .create_new(&marker)
             .map_err(|e| io_err(marker.display(), e))?;
@@ -98,8 +99,8 @@ async fn restore_files(
     first: u64,
     last: u64,
 ) -> Result<()> {
-    let sco_dir = dir.join("sco");
-    let tlog_dir = dir.join("tlog");
+    let sco_dir = layout::sco_dir(dir);
+    let tlog_dir = layout::tlog_dir(dir);
     let write_local = |path: &Path, data: &[u8]| -> Result<()> {
         let f = fs.create_new(path).map_err(|e| io_err(path.display(), e))?;
         f.write_at(data, 0).map_err(|e| io_err(path.display(), e))?;
@@ -192,17 +193,12 @@ async fn load_checkpoint(
     mds.finish_checkpoint_load(n, &ix, &scos)
 }
 
-/// Removes a volume's local files (a failed restore's partial state).
-/// Marker file in a volume directory while a backend restart writes it: a restart that finds it
-/// throws the half-written state away and restores again.
-pub const RESTORE_MARKER: &str = "restoring";
-
 /// True when a backend restart into `dir` was interrupted (its marker is still there).
 pub fn restore_interrupted(fs: &dyn LocalFs, dir: &Path) -> Result<bool> {
-    match fs.open(&dir.join(RESTORE_MARKER)) {
+    match fs.open(&layout::restore_marker(dir)) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_err(dir.join(RESTORE_MARKER).display(), e)),
+        Err(e) => Err(io_err(layout::restore_marker(dir).display(), e)),
     }
 }
 
@@ -213,26 +209,12 @@ pub fn remove_local_state(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
 }
 
 fn remove_local(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
-    for d in [dir.join("sco"), dir.join("tlog")] {
-        let names = match fs.list(&d) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(d.display(), e)),
-        };
-        for n in names {
-            let p = d.join(n);
-            fs.remove_file(&p).map_err(|e| io_err(p.display(), e))?;
-        }
-        fs.sync_dir(&d).map_err(|e| io_err(d.display(), e))?;
+    for d in [layout::sco_dir(dir), layout::tlog_dir(dir)] {
+        files::empty_dir_durably(fs, &d)?;
     }
     // The marker goes last: until then a crash leaves it, and the next restart starts over.
-    for name in [crate::volume::mds::store::MDS_FILE, RESTORE_MARKER] {
-        let p = dir.join(name);
-        match fs.remove_file(&p) {
-            Ok(()) => fs.sync_dir(dir).map_err(|e| io_err(dir.display(), e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(p.display(), e)),
-        }
+    for p in [layout::mds_path(dir), layout::restore_marker(dir)] {
+        files::remove_durably(fs, &p)?;
     }
     Ok(())
 }

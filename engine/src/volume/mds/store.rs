@@ -19,8 +19,6 @@ use crate::volume::localfs::{LocalFile, LocalFs};
 
 /// Format version of `mds.redb` (the `format` key of the `meta` table).
 pub(in crate::volume) const MDS_FORMAT: u64 = 1;
-/// File name of the MetaDataStore inside the volume directory.
-pub const MDS_FILE: &str = "mds.redb";
 
 /// cluster address -> sco (u64 LE) | offset (u32 LE) | md5 (16 bytes).
 const CLUSTERS: TableDefinition<u64, [u8; 28]> = TableDefinition::new("clusters");
@@ -202,7 +200,7 @@ impl redb::StorageBackend for LocalBackend {
 }
 
 fn db_err(e: impl std::fmt::Display) -> Error {
-    Error::Io(format!("{MDS_FILE}: {e}"))
+    Error::Io(format!("{}: {e}", crate::volume::layout::MDS_FILE))
 }
 
 /// What `meta` says.
@@ -235,7 +233,7 @@ impl Mds {
         skip_sync: bool,
         syncs: Arc<AtomicU64>,
     ) -> Result<Mds> {
-        let path = dir.join(MDS_FILE);
+        let path = crate::volume::layout::mds_path(dir);
         let (file, fresh) = match fs.open(&path) {
             Ok(f) => (f, false),
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
@@ -297,7 +295,12 @@ impl Mds {
             meta.get(k)
                 .map_err(db_err)?
                 .map(|v| v.value())
-                .ok_or_else(|| Error::Io(format!("{MDS_FILE}: no {k} in meta")))
+                .ok_or_else(|| {
+                    Error::Io(format!(
+                        "{}: no {k} in meta",
+                        crate::volume::layout::MDS_FILE
+                    ))
+                })
         };
         Ok(MdsMeta {
             applied_tlog: get("applied_tlog")?,

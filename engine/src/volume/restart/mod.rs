@@ -45,6 +45,7 @@ use crate::volume::format::{
     VolumeId, CLUSTER_SIZE, CLUSTER_SIZE_U64, SCO_FOOTER_LEN, SCO_HEADER_LEN, SCO_STUB_SUFFIX,
     TLOG_HEADER_LEN,
 };
+use crate::volume::layout;
 use crate::volume::localfs::LocalFs;
 use crate::volume::mds::checkpoint::ScoRow;
 use crate::volume::mds::cork::Overlay;
@@ -92,8 +93,8 @@ impl Volume {
         skip_fsync: Option<FsyncSite>,
     ) -> Result<Volume> {
         opts.check()?;
-        let sco_dir = dir.join("sco");
-        let tlog_dir = dir.join("tlog");
+        let sco_dir = layout::sco_dir(dir);
+        let tlog_dir = layout::tlog_dir(dir);
         // 1.
         let tlogs = list_tlogs(&*fs, &tlog_dir)?;
         // 2.

@@ -1,174 +1,14 @@
-//! The local-file layer: every byte the VolumeDriver keeps on local disk goes through
-//! [`LocalFs`]. [`StdFs`] is the real one (std::fs, fdatasync, directory fsync). [`SimFs`] is an
-//! in-memory one that remembers, per file and per directory, what is durable and what is not, and
-//! can simulate a machine crash that loses everything not fsynced.
+//! [`SimFs`]: an in-memory local-file layer that remembers, per file and per directory, what is
+//! durable and what is not, and simulates a machine crash that loses everything not fsynced.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-/// An open local file. Offsets are absolute (pread/pwrite); handles are shared between threads.
-pub trait LocalFile: Send + Sync + fmt::Debug {
-    /// Reads up to `buf.len()` bytes at `off`; returns how many were read (fewer only at EOF).
-    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize>;
-    /// Writes all of `data` at `off`, extending the file as needed.
-    fn write_at(&self, data: &[u8], off: u64) -> io::Result<()>;
-    /// The file's current length.
-    fn file_len(&self) -> io::Result<u64>;
-    /// Truncates or extends (with zeros) the file to `len`.
-    fn set_len(&self, len: u64) -> io::Result<()>;
-    /// Makes the file's data (and its length) durable: fdatasync.
-    fn sync_data(&self) -> io::Result<()>;
-    /// Starts writing the file's dirty data to disk without waiting, so that a later
-    /// [`LocalFile::sync_data`] has little left to do. A hint: guarantees nothing.
-    fn start_writeback(&self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A local filesystem as the VolumeDriver uses it.
-pub trait LocalFs: Send + Sync + fmt::Debug {
-    /// Creates `dir` and its parents; they are durable when this returns.
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
-    /// Creates a new, empty file (`AlreadyExists` if it exists). Its name is durable only after
-    /// [`LocalFs::sync_dir`] of its directory.
-    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>>;
-    /// Opens an existing file for reading and writing (`NotFound` if it does not exist).
-    fn open(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>>;
-    /// The names in directory `dir` (files only, unsorted).
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
-    /// The names of the subdirectories of `dir` (unsorted).
-    fn list_dirs(&self, dir: &Path) -> io::Result<Vec<String>>;
-    /// Removes a file's name. Durable only after [`LocalFs::sync_dir`].
-    fn remove_file(&self, path: &Path) -> io::Result<()>;
-    /// Makes the names in `dir` (creations and removals) durable: fsync of the directory.
-    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-    /// Renames `from` to `to` in the same directory, atomically replacing any file named `to`:
-    /// after a crash the directory shows either the old names or the new ones. Durable only
-    /// after [`LocalFs::sync_dir`].
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
-    /// The path of `path` on the machine's real filesystem, when this layer is backed by one
-    /// (so that another component, such as the local object store, may take the file itself);
-    /// `None` for a simulated filesystem.
-    fn real_path(&self, path: &Path) -> Option<PathBuf> {
-        let _ = path;
-        None
-    }
-}
-
-/// The real local filesystem.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StdFs;
-
-#[derive(Debug)]
-struct StdFile(File);
-
-impl LocalFile for StdFile {
-    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.0.read_at(&mut buf[done..], off + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(done)
-    }
-    fn write_at(&self, data: &[u8], off: u64) -> io::Result<()> {
-        self.0.write_all_at(data, off)
-    }
-    fn file_len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
-    }
-    fn start_writeback(&self) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor is owned by `self.0` and open for the duration of the call;
-        // sync_file_range only reads its arguments.
-        let r =
-            unsafe { libc::sync_file_range(self.0.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-}
-
-impl LocalFs for StdFs {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        // Make the new directories' names durable, up to the first ancestor that already existed
-        // (fsyncing a few extra ancestors is harmless).
-        let mut d = Some(dir);
-        while let Some(p) = d {
-            File::open(p)?.sync_all()?;
-            d = p.parent().filter(|q| !q.as_os_str().is_empty());
-        }
-        Ok(())
-    }
-    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        Ok(Arc::new(StdFile(f)))
-    }
-    fn open(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
-        let f = OpenOptions::new().read(true).write(true).open(path)?;
-        Ok(Arc::new(StdFile(f)))
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            if e.file_type()?.is_file() {
-                if let Ok(n) = e.file_name().into_string() {
-                    out.push(n);
-                }
-            }
-        }
-        Ok(out)
-    }
-    fn list_dirs(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            if e.file_type()?.is_dir() {
-                if let Ok(n) = e.file_name().into_string() {
-                    out.push(n);
-                }
-            }
-        }
-        Ok(out)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
-    }
-    fn real_path(&self, path: &Path) -> Option<PathBuf> {
-        Some(path.to_path_buf())
-    }
-}
+use super::{LocalFile, LocalFs};
 
 // ------------------------------------------------------------------------------------------------
 // SimFs
@@ -698,6 +538,21 @@ impl LocalFs for SimFs {
         dir.pending.push(DirOp::Remove(n));
         Ok(())
     }
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        // Directories are made durable at once, like StdFs does.
+        let mut st = self.state.lock();
+        st.spend(true)?;
+        let d = st.dirs.get(dir).ok_or_else(|| not_found(dir))?;
+        let has_subdirs = st.dirs.keys().any(|k| k.parent() == Some(dir));
+        if !d.current.is_empty() || has_subdirs {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{}: not empty", dir.display()),
+            ));
+        }
+        st.dirs.remove(dir);
+        Ok(())
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let (d, from_name) = split(from)?;
         let (to_dir, to_name) = split(to)?;
@@ -752,6 +607,7 @@ impl LocalFs for SimFs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::volume::localfs::StdFs;
 
     #[test]
     fn simfs_crash_drops_unsynced_bytes_and_names() {
@@ -794,5 +650,40 @@ mod tests {
         assert!(fs.create_new(&d.join("f")).is_err());
         fs.remove_file(&d.join("f")).unwrap();
         assert!(fs.open(&d.join("f")).is_err());
+    }
+
+    /// Both layers remove only empty directories, durably.
+    #[test]
+    fn remove_dir_refuses_what_is_not_empty_and_is_durable() {
+        let t = tempfile::tempdir().unwrap();
+        let sim = SimFs::new();
+        let real = t.path().join("r");
+        for (fs, root) in [
+            (&sim as &dyn LocalFs, Path::new("/v").to_path_buf()),
+            (&StdFs as &dyn LocalFs, real),
+        ] {
+            let sub = root.join("sco");
+            fs.create_dir_all(&sub).unwrap();
+            fs.create_new(&sub.join("f")).unwrap();
+            fs.sync_dir(&sub).unwrap();
+            let kind = |r: io::Result<()>| r.map_err(|e| e.kind());
+            assert_eq!(
+                kind(fs.remove_dir(&sub)),
+                Err(io::ErrorKind::DirectoryNotEmpty)
+            );
+            assert_eq!(
+                kind(fs.remove_dir(&root)),
+                Err(io::ErrorKind::DirectoryNotEmpty)
+            );
+            fs.remove_file(&sub.join("f")).unwrap();
+            fs.remove_dir(&sub).unwrap();
+            fs.remove_dir(&root).unwrap();
+            assert_eq!(kind(fs.remove_dir(&root)), Err(io::ErrorKind::NotFound));
+        }
+        sim.crash(CrashMode::DropAll);
+        assert!(
+            sim.list(Path::new("/v")).is_err(),
+            "the removal was durable"
+        );
     }
 }

@@ -1,0 +1,45 @@
+//! A volume's local directory: the one place that knows its names.
+//!
+//! ```text
+//! <volume dir>/
+//!   sco/<seq>            a SCO (whole, or an evicted SCO's header stub); <seq> is 16 hex digits
+//!   sco/<seq>.evicting   the stub an eviction is writing, renamed over the SCO once durable
+//!   tlog/<seq>           a TLog not yet applied to the MetaDataStore
+//!   mds.redb             the MetaDataStore
+//!   restoring            present while a backend restart writes the directory
+//! ```
+//!
+//! File names inside `sco/` and `tlog/` are [`format::sco_name`](super::format::sco_name) and
+//! friends (the same names the objects have on the backend).
+
+use std::path::{Path, PathBuf};
+
+/// The SCO directory's name.
+const SCO_DIR: &str = "sco";
+/// The TLog directory's name.
+const TLOG_DIR: &str = "tlog";
+/// The MetaDataStore's file name (a redb database).
+pub const MDS_FILE: &str = "mds.redb";
+/// Marker file in a volume directory while a backend restart writes it: a restart that finds it
+/// throws the half-written state away and restores again.
+pub const RESTORE_MARKER: &str = "restoring";
+
+/// `<dir>/sco`.
+pub(crate) fn sco_dir(dir: &Path) -> PathBuf {
+    dir.join(SCO_DIR)
+}
+
+/// `<dir>/tlog`.
+pub(crate) fn tlog_dir(dir: &Path) -> PathBuf {
+    dir.join(TLOG_DIR)
+}
+
+/// `<dir>/mds.redb`.
+pub(crate) fn mds_path(dir: &Path) -> PathBuf {
+    dir.join(MDS_FILE)
+}
+
+/// `<dir>/restoring`.
+pub(crate) fn restore_marker(dir: &Path) -> PathBuf {
+    dir.join(RESTORE_MARKER)
+}
