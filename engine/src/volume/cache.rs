@@ -24,7 +24,8 @@ pub struct EvictionReport {
 }
 
 fn percent(size: u64, p: u64) -> u64 {
-    (u128::from(size) * u128::from(p) / 100) as u64
+    // At most `size` for p <= 100.
+    u64::try_from(u128::from(size) * u128::from(p) / 100).unwrap_or(u64::MAX)
 }
 
 /// Applies the eviction policy to `vols` for a cache of `cache_size` bytes (0: unbounded, nothing

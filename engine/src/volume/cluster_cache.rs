@@ -158,6 +158,7 @@ impl ClusterCache {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
     use crate::volume::format::md5;

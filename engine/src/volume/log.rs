@@ -10,6 +10,7 @@ use crate::volume::format::{
     md5, sco_name, tlog_name, Entry, ScoFooter, ScoHeader, TlogHeader, CLUSTER_SIZE, MAX_TLOG_LEN,
     TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
 };
+use crate::volume::int::u32_of;
 use crate::volume::mds::store::{Loc, Op};
 use crate::volume::state::{OpenSco, OpenTlog, ScoEntry, State, Volume};
 
@@ -48,7 +49,7 @@ impl Volume {
                     None => md5(&chunk[j * CLUSTER_SIZE..(j + 1) * CLUSTER_SIZE]),
                 };
                 let address = first + (i + j) as u64;
-                let offset = sco.clusters + j as u32;
+                let offset = sco.clusters + u32_of(j);
                 entries.push(Entry::Cluster {
                     address,
                     sco: sco.seq,
@@ -64,7 +65,7 @@ impl Volume {
                     },
                 ));
             }
-            sco.clusters += k as u32;
+            sco.clusters += u32_of(k);
             self.tlog_append(st, &entries)?;
             let tlog = st.tlog.seq;
             self.map_clusters(st, tlog, &locs)?;

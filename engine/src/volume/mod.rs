@@ -24,6 +24,8 @@
 //! The facade routes `Kind::Volume` data here: `read`, `write(stable)`, `resize`, `sync`,
 //! `size`, `space_used`.
 
+#![warn(clippy::cast_possible_truncation)]
+
 mod backend;
 pub mod cache;
 pub mod cluster_cache;
@@ -33,6 +35,7 @@ mod dirsync;
 mod evict;
 pub(crate) mod files;
 pub mod format;
+mod int;
 pub(crate) mod layout;
 pub mod localfs;
 mod log;
@@ -46,12 +49,16 @@ mod verify;
 mod write;
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 pub(crate) mod decoder_tests;
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod durability_tests;
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod eviction_tests;
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests;
 
 pub use self::backend::manifest;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::volume::files::io_err;
 use crate::volume::format::{md5, sco_name, ScoFooter, CLUSTER_SIZE, CLUSTER_SIZE_U64};
+use crate::volume::int::usize_of;
 use crate::volume::localfs::LocalFile;
 use crate::volume::mds::store::Loc;
 use crate::volume::state::{State, Volume};
@@ -38,7 +39,7 @@ impl Volume {
         if off >= st.size || buf.is_empty() {
             return Ok(0);
         }
-        let n = (buf.len() as u64).min(st.size - off) as usize;
+        let n = usize_of((buf.len() as u64).min(st.size - off));
         let end = off + n as u64;
         let map = self.lookup_range(&st, off / CLUSTER_SIZE_U64, end.div_ceil(CLUSTER_SIZE_U64))?;
         // Runs of evicted SCOs, fetched from the backend after the volume lock is released
@@ -50,11 +51,11 @@ impl Volume {
         while pos < end {
             let ca = pos / CLUSTER_SIZE_U64;
             let within = pos % CLUSTER_SIZE_U64;
-            let b0 = (pos - off) as usize;
+            let b0 = usize_of(pos - off);
             match map.get(&ca) {
                 None => {
                     let stop = ((ca + 1) * CLUSTER_SIZE_U64).min(end);
-                    buf[b0..(stop - off) as usize].fill(0);
+                    buf[b0..usize_of(stop - off)].fill(0);
                     pos = stop;
                 }
                 Some(loc) => {
@@ -80,7 +81,7 @@ impl Volume {
                         }
                     }
                     let stop = (stop_ca * CLUSTER_SIZE_U64).min(end);
-                    let range = b0..(stop - off) as usize;
+                    let range = b0..usize_of(stop - off);
                     if evicted {
                         let run: Vec<Loc> =
                             (ca..stop_ca).filter_map(|a| map.get(&a).copied()).collect();
@@ -148,7 +149,7 @@ impl Volume {
             first.offset,
             last.offset
         );
-        let within = within as usize;
+        let within = usize_of(within);
         if within + buf.len() > run.len() * CLUSTER_SIZE || within >= CLUSTER_SIZE {
             return Err(Error::Io(format!("{what}: read outside the run")));
         }

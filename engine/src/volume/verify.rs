@@ -9,6 +9,7 @@ use crate::volume::format::{
     md5, sco_name, FormatError, ScoFooter, ScoHeader, CLUSTER_SIZE, CLUSTER_SIZE_U64,
     SCO_FOOTER_LEN, SCO_HEADER_LEN,
 };
+use crate::volume::int::usize_of;
 use crate::volume::state::Volume;
 
 impl Volume {
@@ -42,14 +43,14 @@ impl Volume {
                 let fo = b
                     .len()
                     .checked_sub(SCO_FOOTER_LEN)
-                    .filter(|o| *o >= SCO_HEADER_LEN as usize)
+                    .filter(|o| *o >= usize_of(SCO_HEADER_LEN))
                     .ok_or_else(|| FormatError::Truncated {
                         what: what.clone(),
                         len: b.len() as u64,
                         need: SCO_HEADER_LEN + SCO_FOOTER_LEN as u64,
                     })?;
                 let foot = ScoFooter::decode(&what, &b[fo..])?;
-                let computed = crc32c::crc32c(&b[SCO_HEADER_LEN as usize..fo]);
+                let computed = crc32c::crc32c(&b[usize_of(SCO_HEADER_LEN)..fo]);
                 if h.volume != self.id
                     || h.seq != seq
                     || foot.seq != seq

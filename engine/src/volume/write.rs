@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::volume::format::{md5, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64};
+use crate::volume::int::usize_of;
 use crate::volume::mds::store::Loc;
 use crate::volume::options::MAX_VOLUME_SIZE;
 use crate::volume::state::{State, Volume};
@@ -105,20 +106,20 @@ impl Volume {
     ) -> Result<std::result::Result<(), Vec<(u64, Loc)>>> {
         let first = off / CLUSTER_SIZE_U64;
         let last = (end - 1) / CLUSTER_SIZE_U64;
-        let mut buf = Vec::with_capacity(((last - first + 1) as usize) * CLUSTER_SIZE);
+        let mut buf = Vec::with_capacity(usize_of(last - first + 1) * CLUSTER_SIZE);
         let mut need = Vec::new();
         for ca in first..=last {
             let cstart = ca * CLUSTER_SIZE_U64;
             let lo = off.max(cstart) - cstart;
             let hi = end.min(cstart + CLUSTER_SIZE_U64) - cstart;
-            let src = &data[(cstart + lo - off) as usize..(cstart + hi - off) as usize];
+            let src = &data[usize_of(cstart + lo - off)..usize_of(cstart + hi - off)];
             if lo == 0 && hi == CLUSTER_SIZE_U64 {
                 buf.extend_from_slice(src);
             } else {
                 // Read-modify-write of a partly written cluster, under the volume lock.
                 match self.rmw_base(st, ca, fetched)? {
                     Base::Have(mut c) => {
-                        c[lo as usize..hi as usize].copy_from_slice(src);
+                        c[usize_of(lo)..usize_of(hi)].copy_from_slice(src);
                         buf.extend_from_slice(&c);
                     }
                     Base::Fetch(loc) => need.push((ca, loc)),

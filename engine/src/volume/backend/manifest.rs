@@ -120,7 +120,7 @@ impl Manifest {
                     if f != u64::from(MANIFEST_FORMAT) {
                         return Err(FormatError::BadVersion {
                             what: what.to_string(),
-                            found: f as u16,
+                            found: u16::try_from(f).unwrap_or(u16::MAX),
                         });
                     }
                     if num("cluster-size")? != CLUSTER_SIZE as u64 {

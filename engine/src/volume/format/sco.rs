@@ -5,6 +5,7 @@ use super::{
     arr16, arr8, check_crc, le_u16, le_u32, le_u64, FormatError, VolumeId, CLUSTER_SIZE,
     CLUSTER_SIZE_U64, FORMAT_VERSION,
 };
+use crate::volume::int::{u32_of, usize_of};
 
 /// Magic at offset 0 of an SCO.
 pub const SCO_MAGIC: [u8; 8] = *b"STRATSCO";
@@ -36,11 +37,11 @@ pub struct ScoHeader {
 impl ScoHeader {
     /// Encodes the header as the full [`SCO_HEADER_LEN`] bytes written at offset 0.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![0u8; SCO_HEADER_LEN as usize];
+        let mut b = vec![0u8; usize_of(SCO_HEADER_LEN)];
         b[0..8].copy_from_slice(&SCO_MAGIC);
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         // 10..12 reserved (zero)
-        b[12..16].copy_from_slice(&(CLUSTER_SIZE as u32).to_le_bytes());
+        b[12..16].copy_from_slice(&u32_of(CLUSTER_SIZE).to_le_bytes());
         b[16..32].copy_from_slice(&self.volume.0);
         b[32..40].copy_from_slice(&self.seq.to_le_bytes());
         let crc = crc32c::crc32c(&b[0..40]);
@@ -51,7 +52,7 @@ impl ScoHeader {
     /// Decodes and verifies a header: the first [`SCO_HEADER_LEN`] bytes of `b` (magic,
     /// version, CRC, cluster size, and the zero padding the CRC does not cover).
     pub fn decode(what: &str, b: &[u8]) -> Result<ScoHeader, FormatError> {
-        if b.len() < SCO_HEADER_LEN as usize {
+        if b.len() < usize_of(SCO_HEADER_LEN) {
             return Err(FormatError::Truncated {
                 what: what.to_string(),
                 len: b.len() as u64,
@@ -81,7 +82,7 @@ impl ScoHeader {
             });
         }
         // The rest of the header cluster is zero: the CRC does not cover it.
-        let pad = &b[SCO_HEADER_USED..SCO_HEADER_LEN as usize];
+        let pad = &b[SCO_HEADER_USED..usize_of(SCO_HEADER_LEN)];
         if let Some(i) = pad.iter().position(|&x| x != 0) {
             return Err(FormatError::Inconsistent {
                 what: format!("{what} header"),

@@ -6,6 +6,7 @@ use super::{
     arr16, arr8, check_crc, le_u16, le_u32, le_u64, FormatError, VolumeId, CLUSTER_SIZE,
     FORMAT_VERSION,
 };
+use crate::volume::int::u32_of;
 
 /// Bytes of the largest TLog a reader accepts (it is read whole): 4 GiB, 89 million entries.
 /// The largest configuration Ganesha accepts (`TLog_SCOs` 1024, `SCO_Size` 256 MiB) writes
@@ -37,10 +38,10 @@ impl TlogHeader {
         b[0..8].copy_from_slice(&TLOG_MAGIC);
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         // 10..12 reserved (zero)
-        b[12..16].copy_from_slice(&(TLOG_ENTRY_LEN as u32).to_le_bytes());
+        b[12..16].copy_from_slice(&u32_of(TLOG_ENTRY_LEN).to_le_bytes());
         b[16..32].copy_from_slice(&self.volume.0);
         b[32..40].copy_from_slice(&self.seq.to_le_bytes());
-        b[40..44].copy_from_slice(&(CLUSTER_SIZE as u32).to_le_bytes());
+        b[40..44].copy_from_slice(&u32_of(CLUSTER_SIZE).to_le_bytes());
         // 44..60 reserved (zero)
         let crc = crc32c::crc32c(&b[0..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());

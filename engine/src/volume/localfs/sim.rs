@@ -9,6 +9,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{LocalFile, LocalFs};
+use crate::volume::int::usize_of;
 
 // ------------------------------------------------------------------------------------------------
 // SimFs
@@ -41,13 +42,13 @@ struct Inode {
 fn apply(v: &mut Vec<u8>, op: &FileOp) {
     match op {
         FileOp::Write { off, data } => {
-            let off = *off as usize;
+            let off = usize_of(*off);
             if v.len() < off + data.len() {
                 v.resize(off + data.len(), 0);
             }
             v[off..off + data.len()].copy_from_slice(data);
         }
-        FileOp::SetLen(l) => v.resize(*l as usize, 0),
+        FileOp::SetLen(l) => v.resize(usize_of(*l), 0),
     }
 }
 
@@ -196,7 +197,7 @@ impl SimFs {
                         1 => apply(&mut v, op),
                         _ => match op {
                             FileOp::Write { off, data } => {
-                                let keep = r.below(data.len() as u64 + 1) as usize;
+                                let keep = usize_of(r.below(data.len() as u64 + 1));
                                 apply(
                                     &mut v,
                                     &FileOp::Write {
@@ -224,7 +225,7 @@ impl SimFs {
             if let Some(r) = rng.as_mut() {
                 // Directory operations reach the disk in order (a journal commits them in
                 // sequence): a prefix of them survives.
-                let keep = r.below(dir.pending.len() as u64 + 1) as usize;
+                let keep = usize_of(r.below(dir.pending.len() as u64 + 1));
                 for op in &dir.pending[..keep] {
                     {
                         match op {
@@ -409,7 +410,7 @@ impl LocalFile for SimFile {
             if off >= cur.len() as u64 {
                 return 0;
             }
-            let off = off as usize;
+            let off = usize_of(off);
             let n = buf.len().min(cur.len() - off);
             buf[..n].copy_from_slice(&cur[off..off + n]);
             n

@@ -5,6 +5,7 @@
 
 use super::store::Loc;
 use crate::volume::format::{FormatError, VolumeId, MAX_SCO_CLUSTERS};
+use crate::volume::int::u32_of;
 
 /// Cluster addresses per checkpoint page.
 pub(in crate::volume) const PAGE_CLUSTERS: u64 = 65_536;
@@ -145,7 +146,7 @@ pub(in crate::volume) fn encode_page(
 ) -> Vec<u8> {
     let mut b = common(PAGE_MAGIC, id, n);
     b.extend_from_slice(&page.to_le_bytes());
-    b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    b.extend_from_slice(&u32_of(entries.len()).to_le_bytes());
     for (a, l) in entries {
         b.extend_from_slice(&a.to_le_bytes());
         b.extend_from_slice(&l.sco.to_le_bytes());

@@ -9,6 +9,7 @@ use crate::volume::format::{
     sco_name, ScoFooter, ScoHeader, VolumeId, CLUSTER_SIZE_U64, MAX_SCO_CLUSTERS, SCO_FOOTER_LEN,
     SCO_HEADER_LEN,
 };
+use crate::volume::int::usize_of;
 use crate::volume::localfs::LocalFs;
 
 /// Whether sealed SCO `seq` is whole on local disk: exact length, header and footer matching
@@ -30,7 +31,7 @@ pub(in crate::volume) fn sealed_sco_is_whole(
     if f.file_len().map_err(|e| io_err(&what, e))? != want {
         return Ok(false);
     }
-    let mut hb = vec![0u8; SCO_HEADER_LEN as usize];
+    let mut hb = vec![0u8; usize_of(SCO_HEADER_LEN)];
     let mut fb = [0u8; SCO_FOOTER_LEN];
     f.read_at(&mut hb, 0).map_err(|e| io_err(&what, e))?;
     f.read_at(&mut fb, ScoFooter::offset(clusters))
@@ -78,7 +79,7 @@ pub(in crate::volume) fn repair_sealed_sco(
     let mut buf = vec![0u8; REPAIR_CHUNK];
     let (mut done, mut computed) = (0u64, 0u32);
     while done < data_len {
-        let chunk = &mut buf[..(data_len - done).min(REPAIR_CHUNK as u64) as usize];
+        let chunk = &mut buf[..usize_of((data_len - done).min(REPAIR_CHUNK as u64))];
         let n = f
             .read_at(chunk, SCO_HEADER_LEN + done)
             .map_err(|e| io_err(&what, e))?;

@@ -10,6 +10,7 @@ use crate::volume::format::{
     sco_name, Entry, FormatError, ScoFooter, ScoHeader, VolumeId, CLUSTER_SIZE_U64, SCO_FOOTER_LEN,
     SCO_HEADER_LEN,
 };
+use crate::volume::int::usize_of;
 use crate::volume::localfs::LocalFs;
 use crate::volume::mds::store::{Loc, Op};
 use crate::volume::options::MAX_VOLUME_SIZE;
@@ -132,7 +133,7 @@ impl ReplayCtx<'_> {
         if len == SCO_HEADER_LEN && len != want {
             // Eviction cuts a sealed SCO to its header only after it was on the backend; a sealed
             // SCO never has this length otherwise (sealing fdatasyncs the whole SCO first).
-            let mut hb = vec![0u8; SCO_HEADER_LEN as usize];
+            let mut hb = vec![0u8; usize_of(SCO_HEADER_LEN)];
             f.read_at(&mut hb, 0).map_err(|e| io_err(&what, e))?;
             let h = ScoHeader::decode(&what, &hb).map_err(fmt_err)?;
             if h.volume != self.id || h.seq != seq {
@@ -150,7 +151,7 @@ impl ReplayCtx<'_> {
                 need: want,
             }));
         }
-        let mut hb = vec![0u8; SCO_HEADER_LEN as usize];
+        let mut hb = vec![0u8; usize_of(SCO_HEADER_LEN)];
         let mut fb = [0u8; SCO_FOOTER_LEN];
         f.read_at(&mut hb, 0).map_err(|e| io_err(&what, e))?;
         f.read_at(&mut fb, ScoFooter::offset(clusters))
