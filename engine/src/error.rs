@@ -138,17 +138,24 @@ impl From<strata_filedriver::Error> for Error {
         match e {
             F::NoSpace | F::Backend(strata_backend::Error::NoSpace) => Error::NoSpace,
             F::Io(io) if is_enospc(&io) => Error::NoSpace,
-            F::Backend(strata_backend::Error::Io { source, .. }) if is_enospc(&source) => {
-                Error::NoSpace
-            }
+            F::Backend(source) => Error::from(source),
             e => Error::Io(e.to_string()),
         }
     }
 }
 
+/// A backend error keeps its type ([`Error::Backend`]), so that callers can tell a final
+/// refusal from a transient failure; a full backend is [`Error::NoSpace`].
 impl From<strata_backend::Error> for Error {
     fn from(e: strata_backend::Error) -> Error {
-        Error::from(strata_filedriver::Error::Backend(e))
+        match e {
+            strata_backend::Error::NoSpace => Error::NoSpace,
+            strata_backend::Error::Io { ref source, .. } if is_enospc(source) => Error::NoSpace,
+            source => Error::Backend {
+                what: "the object store".into(),
+                source,
+            },
+        }
     }
 }
 
@@ -185,7 +192,14 @@ mod tests {
             Error::from(redb::StorageError::Io(other)),
             Error::Io(_)
         ));
-        let nf = strata_backend::Error::NotFound { key: "k".into() };
-        assert!(matches!(Error::from(nf), Error::Io(_)));
+        // Other backend errors keep their type, through the FileDriver too.
+        let nf = || strata_backend::Error::NotFound { key: "k".into() };
+        assert!(Error::from(nf()).is_backend_not_found());
+        assert!(Error::from(strata_filedriver::Error::Backend(nf())).is_backend_not_found());
+        let blip = strata_backend::Error::Io {
+            key: "k".into(),
+            source: std::io::Error::from_raw_os_error(libc::ECONNRESET),
+        };
+        assert!(Error::from(blip).is_transient());
     }
 }

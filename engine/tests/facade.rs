@@ -513,12 +513,13 @@ fn backend_outage_fails_commit_then_recovers() {
     fs.write(f, 0, &vec![3u8; 2 << 20], false)
         .expect("unstable write");
     faulty.set_failing(true);
+    // An I/O error (EIO), typed as the backend's transient failure.
     assert!(
-        matches!(fs.commit(f), Err(Error::Io(_))),
+        matches!(fs.commit(f), Err(ref e) if e.is_transient()),
         "commit must fail while the backend is down"
     );
     assert!(
-        matches!(fs.write(f, 0, b"x", true), Err(Error::Io(_))),
+        matches!(fs.write(f, 0, b"x", true), Err(ref e) if e.is_transient()),
         "stable write too"
     );
     assert_eq!(fs.getattr(f).expect("getattr").size, 2 << 20);
