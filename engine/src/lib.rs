@@ -27,10 +27,7 @@ pub mod volume;
 static ALLOC_PROBE: alloc_probe::Probe = alloc_probe::Probe;
 
 pub use error::{Error, Result};
-pub use fs::{
-    default_volume_suffixes, BackendConfig, EngineConfig, Filesystem, OpenOptions,
-    EXTENT_CACHE_DIR, FILES_PREFIX, METADATA_FILE,
-};
+pub use fs::{BackendConfig, EngineConfig, Filesystem, OpenOptions, FILES_PREFIX};
 pub use owner::{OwnerRecord, OWNER_KEY};
 pub use registry::{VOLUMES_DIR, VOLUMES_PREFIX};
 pub use types::*;

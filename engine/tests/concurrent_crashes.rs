@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use strata_backend::{FaultyStore, MemStore, ObjectStore};
-use strata_engine::volume::format::md5;
+use strata_engine::volume::md5;
 use strata_engine::volume::{CrashMode, SimFs, SimRng};
 use strata_engine::*;
 use support::crash_disk::CrashDisk;

@@ -81,7 +81,7 @@ impl EngineConfig {
 
 /// The parameter table's default `Volume_Suffixes`: names ending in one of these are volumes
 /// (DESIGN §3).
-pub fn default_volume_suffixes() -> Vec<String> {
+pub(crate) fn default_volume_suffixes() -> Vec<String> {
     strata_params::DEFAULT_VOLUME_SUFFIXES
         .split(',')
         .map(|s| s.trim().to_string())

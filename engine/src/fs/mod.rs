@@ -16,7 +16,7 @@ mod lookup;
 mod modify;
 mod sync;
 
-pub use self::config::{default_volume_suffixes, BackendConfig, EngineConfig};
+pub use self::config::{BackendConfig, EngineConfig};
 use self::live::Live;
 use self::sync::host_name;
 use crate::error::{io_err, Error, Result};
@@ -35,10 +35,10 @@ use strata_filedriver::FileDriver;
 pub const FILES_PREFIX: &str = "files/";
 
 /// Name of the redb file in the data directory.
-pub const METADATA_FILE: &str = "strata.redb";
+pub(crate) const METADATA_FILE: &str = "strata.redb";
 
 /// Name of the FileDriver's cache directory in the data directory.
-pub const EXTENT_CACHE_DIR: &str = "extent-cache";
+pub(crate) const EXTENT_CACHE_DIR: &str = "extent-cache";
 
 /// Loaded objects kept in memory beyond those in use or with pending writes.
 const LIVE_LIMIT: usize = 4096;

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use super::state::Volume;
 
 /// Eviction starts above this share of `SCO_Cache_Size` (percent).
-pub const HIGH_WATERMARK_PERCENT: u64 = 90;
+pub(crate) const HIGH_WATERMARK_PERCENT: u64 = 90;
 /// Eviction stops at or below this share of `SCO_Cache_Size` (percent).
-pub const LOW_WATERMARK_PERCENT: u64 = 70;
+pub(crate) const LOW_WATERMARK_PERCENT: u64 = 70;
 
 /// What one [`evict_lfu`] call did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EvictionReport {
+pub(crate) struct EvictionReport {
     /// Local SCO bytes of all volumes before the call.
     pub before: u64,
     /// Local SCO bytes of all volumes after the call.
@@ -31,7 +31,7 @@ fn percent(size: u64, p: u64) -> u64 {
 /// Applies the eviction policy to `vols` for a cache of `cache_size` bytes (0: unbounded, nothing
 /// is evicted). Blocking (writes and fdatasyncs stubs, fsyncs directories): call it off the async workers. An SCO
 /// that fails to evict is logged and skipped.
-pub fn evict_lfu(vols: &[Arc<Volume>], cache_size: u64) -> EvictionReport {
+pub(crate) fn evict_lfu(vols: &[Arc<Volume>], cache_size: u64) -> EvictionReport {
     let before: u64 = vols.iter().map(|v| v.sco_cache_bytes()).sum();
     let mut rep = EvictionReport {
         before,

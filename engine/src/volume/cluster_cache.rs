@@ -47,7 +47,7 @@ pub struct ClusterCacheStats {
 }
 
 /// The content-addressed cluster cache. Cheap to share: wrap it in an `Arc`.
-pub struct ClusterCache {
+pub(crate) struct ClusterCache {
     shards: Vec<Shard>,
     capacity: u64,
     hits: AtomicU64,
@@ -67,7 +67,7 @@ impl std::fmt::Debug for ClusterCache {
 impl ClusterCache {
     /// A cache holding at most `capacity` bytes of cluster data (whole clusters; less than one
     /// cluster disables it). Entries also cost about 100 bytes of bookkeeping each (~2.5 %).
-    pub fn new(capacity: u64) -> ClusterCache {
+    pub(crate) fn new(capacity: u64) -> ClusterCache {
         let clusters = usize::try_from(capacity / CLUSTER_SIZE_U64).unwrap_or(usize::MAX);
         // Fewer shards than clusters never: each shard holds at least one.
         let n = clusters.min(SHARDS);
@@ -89,7 +89,8 @@ impl ClusterCache {
     }
 
     /// False when the capacity is below one cluster: lookups always miss, inserts do nothing.
-    pub fn is_enabled(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_enabled(&self) -> bool {
         !self.shards.is_empty()
     }
 
@@ -103,7 +104,7 @@ impl ClusterCache {
     /// Copies `out.len()` bytes starting at `within` of the cluster with content hash `md5`
     /// into `out` and marks it recently used. False (and `out` untouched) on a miss or when the
     /// range does not fit in a cluster.
-    pub fn get(&self, md5: &[u8; 16], within: usize, out: &mut [u8]) -> bool {
+    pub(crate) fn get(&self, md5: &[u8; 16], within: usize, out: &mut [u8]) -> bool {
         let Some(shard) = self.shard(md5) else {
             return false;
         };
@@ -125,7 +126,7 @@ impl ClusterCache {
 
     /// Keeps `data` (one whole cluster whose MD5 the caller verified to be `md5`), dropping the
     /// least recently used cluster of its shard when full. Data of another length is ignored.
-    pub fn insert(&self, md5: [u8; 16], data: &[u8]) {
+    pub(crate) fn insert(&self, md5: [u8; 16], data: &[u8]) {
         let Some(shard) = self.shard(&md5) else {
             return;
         };
@@ -144,7 +145,7 @@ impl ClusterCache {
     }
 
     /// Counters and current size.
-    pub fn stats(&self) -> ClusterCacheStats {
+    pub(crate) fn stats(&self) -> ClusterCacheStats {
         let entries: u64 = self.shards.iter().map(|s| s.lock().len() as u64).sum();
         ClusterCacheStats {
             capacity: self.capacity,

@@ -19,7 +19,7 @@ use crate::volume::state::Volume;
 /// Every place where the VolumeDriver fsyncs. Tests switch each off in turn to prove that each
 /// one is needed (see `FORMATS.md`, "Durability contract").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FsyncSite {
+pub(crate) enum FsyncSite {
     /// Commit: fdatasync of the open SCO.
     CommitSco,
     /// Commit: fdatasync of the open TLog.
@@ -56,7 +56,8 @@ pub enum FsyncSite {
 
 impl FsyncSite {
     /// Every site the crash tests prove necessary (all but [`FsyncSite::RestartCut`]).
-    pub const ALL: [FsyncSite; 10] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [FsyncSite; 10] = [
         FsyncSite::CommitSealedSco,
         FsyncSite::CommitSco,
         FsyncSite::CommitTlog,
@@ -92,7 +93,7 @@ impl Volume {
 
     /// Makes every change completed before this call durable (COMMIT). Concurrent callers share
     /// one round of fsyncs: a leader fsyncs for every caller that arrived before it started.
-    pub fn sync(&self) -> Result<()> {
+    pub(crate) fn sync(&self) -> Result<()> {
         self.check_halted()?;
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         let target = self.state.read().write_gen;
@@ -174,7 +175,7 @@ impl Volume {
     }
 
     /// True when changes made since the last completed commit may not be durable yet.
-    pub fn is_dirty(&self) -> bool {
+    pub(crate) fn is_dirty(&self) -> bool {
         let gen = self.state.read().write_gen;
         gen > self.sync.lock().durable_gen
     }

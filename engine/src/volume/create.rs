@@ -43,7 +43,7 @@ pub(super) fn prepare_empty_dir(fs: &dyn LocalFs, dir: &Path) -> Result<(PathBuf
 impl Volume {
     /// Creates a new, empty volume of `size` bytes in `dir` (which must not hold a volume yet).
     /// Durable when it returns.
-    pub fn create(
+    pub(crate) fn create(
         fs: Arc<dyn LocalFs>,
         dir: &Path,
         id: VolumeId,
@@ -168,7 +168,7 @@ impl Volume {
 
     /// Deletes every local file of the volume (its last link and open are gone). The volume is
     /// halted: any later call fails.
-    pub fn destroy(&self) -> Result<()> {
+    pub(crate) fn destroy(&self) -> Result<()> {
         self.halt(&Error::Io("volume deleted".into()));
         let _st = self.state.write();
         self.handles.lock().clear();

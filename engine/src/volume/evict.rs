@@ -17,7 +17,7 @@ use crate::volume::state::{ScoEntry, State, Volume};
 
 /// A disposable SCO that [`Volume::evict_sco`] may evict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EvictionCandidate {
+pub(crate) struct EvictionCandidate {
     /// The SCO's sequence number.
     pub sco: u64,
     /// Reads that touched it since the volume was opened.
@@ -62,7 +62,7 @@ pub(super) fn replace_sco_by_stub(
 impl Volume {
     /// Bytes of the volume's local SCO files: sealed SCOs (an evicted one as its header stub)
     /// and the open SCO.
-    pub fn sco_cache_bytes(&self) -> u64 {
+    pub(crate) fn sco_cache_bytes(&self) -> u64 {
         let st = self.state.read();
         let open = st.sco.as_ref().map_or(0, |s| ScoFooter::offset(s.clusters));
         open + st.scos.values().map(ScoEntry::local_bytes).sum::<u64>()
@@ -70,7 +70,7 @@ impl Volume {
 
     /// The disposable SCOs: sealed, still in the local cache, and on the backend (the manifest
     /// names the TLog that sealed them, and the SCO was uploaded before that TLog).
-    pub fn eviction_candidates(&self) -> Vec<EvictionCandidate> {
+    pub(crate) fn eviction_candidates(&self) -> Vec<EvictionCandidate> {
         let st = self.state.read();
         st.scos
             .iter()
@@ -93,7 +93,7 @@ impl Volume {
     /// backend's object (it hard-links sealed SCOs instead of copying their bytes). The stub is
     /// written aside, made durable and renamed over the SCO, so a crash leaves the whole SCO or
     /// the stub (and at worst a stray stub beside the SCO, which the next restart removes).
-    pub fn evict_sco(&self, sco: u64) -> Result<u64> {
+    pub(crate) fn evict_sco(&self, sco: u64) -> Result<u64> {
         self.check_halted()?;
         let disposable = |st: &State| {
             st.scos
@@ -136,7 +136,7 @@ impl Volume {
     /// Makes the evictions done so far durable (one fsync of `sco/` for a batch of them). Not
     /// needed for correctness — a whole SCO and its stub are both valid after a crash — but the
     /// space freed is only reliably free once the stubs' names are durable.
-    pub fn sync_evictions(&self) -> Result<()> {
+    pub(crate) fn sync_evictions(&self) -> Result<()> {
         let Some(mark) = self.state.read().sco_dir.pending() else {
             return Ok(());
         };

@@ -19,7 +19,7 @@ const SCO_DIR: &str = "sco";
 /// The TLog directory's name.
 const TLOG_DIR: &str = "tlog";
 /// The MetaDataStore's file name (a redb database).
-pub const MDS_FILE: &str = "mds.redb";
+pub(crate) const MDS_FILE: &str = "mds.redb";
 /// Marker file in a volume directory while a backend restart writes it: a restart that finds it
 /// throws the half-written state away and restores again.
 pub const RESTORE_MARKER: &str = "restoring";

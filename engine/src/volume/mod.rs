@@ -1,23 +1,23 @@
 //! The VolumeDriver: VM disks ("volumes") kept as 4 KiB clusters logged into SCOs (Storage
 //! Container Objects, the data) and TLogs (transaction logs, the metadata), DESIGN §5.
 //!
-//! One [`Volume`] type, its methods split by concern, one file each:
+//! One `Volume` type, its methods split by concern, one file each:
 //!
-//! - `state`: the type and the state behind its lock; `options`: [`VolumeOptions`];
-//!   `stats`: [`VolumeStats`]; `create`: creating and destroying a volume.
+//! - `state`: the type and the state behind its lock; `options`: `VolumeOptions`;
+//!   `stats`: `VolumeStats`; `create`: creating and destroying a volume.
 //! - `write`: writes and resizes (read-modify-write of partial clusters); `log`: appending to
 //!   the open SCO and TLog, sealing SCOs, closing TLogs; `read`: the read path (local SCOs, or
 //!   the cluster cache and the backend for evicted ones).
-//! - `commit`: group commit and every fsync site ([`FsyncSite`]).
+//! - `commit`: group commit and every fsync site (`FsyncSite`).
 //! - `restart`: opening a volume from its local files, in numbered steps (replay, repair).
-//! - `evict`: replacing a disposable SCO by its stub; [`cache`]: the eviction policy (LFU
-//!   between watermarks); [`cluster_cache`]: the content-addressed cache of clusters read from
+//! - `evict`: replacing a disposable SCO by its stub; `cache`: the eviction policy (LFU
+//!   between watermarks); `cluster_cache`: the content-addressed cache of clusters read from
 //!   the backend.
 //! - `verify`: the online check of everything kept locally.
 //! - `mds`: the MetaDataStore (redb store, the in-memory cork, backend checkpoints).
 //! - `backend`: the ordered upload to the backend, backend restart, the manifest.
-//! - [`format`](mod@format): the SCO and TLog formats (byte by byte in `engine/FORMATS.md`);
-//!   [`localfs`]: the local-file layer all local I/O goes through, with a real implementation
+//! - `format`: the SCO and TLog formats (byte by byte in `engine/FORMATS.md`);
+//!   `localfs`: the local-file layer all local I/O goes through, with a real implementation
 //!   and a crash-simulating one for tests; `layout`: the names in a volume's directory;
 //!   `files` and `dirsync`: helpers for local files.
 //!
@@ -27,17 +27,17 @@
 #![warn(clippy::cast_possible_truncation)]
 
 mod backend;
-pub mod cache;
-pub mod cluster_cache;
+pub(crate) mod cache;
+pub(crate) mod cluster_cache;
 mod commit;
 mod create;
 mod dirsync;
 mod evict;
 pub(crate) mod files;
-pub mod format;
+pub(crate) mod format;
 mod int;
 pub(crate) mod layout;
-pub mod localfs;
+pub(crate) mod localfs;
 mod log;
 mod mds;
 mod options;
@@ -61,15 +61,17 @@ mod eviction_tests;
 #[allow(clippy::cast_possible_truncation)]
 mod tests;
 
-pub use self::backend::manifest;
-pub use self::backend::{remove_local_state, restore_interrupted, BackupReport};
-pub use self::cache::{evict_lfu, EvictionReport};
-pub use self::commit::FsyncSite;
-pub use self::evict::EvictionCandidate;
-pub use self::format::{FormatError, VolumeId, CLUSTER_SIZE};
-pub use self::layout::{MDS_FILE, RESTORE_MARKER};
+// What other crates see: the local-file layer (a test or an embedder gives the engine a
+// crash-simulating one through `OpenOptions::volume_fs`), the restore marker a test plants, and
+// the cluster hash. Everything else is the engine's own.
+pub use self::format::{md5, FormatError};
+pub use self::layout::RESTORE_MARKER;
 pub use self::localfs::{CrashMode, LocalFile, LocalFs, SimFs, SimRng, StdFs};
+
+pub(crate) use self::backend::manifest;
+pub(crate) use self::backend::{remove_local_state, restore_interrupted};
+pub(crate) use self::cache::evict_lfu;
+pub(crate) use self::format::VolumeId;
 pub(crate) use self::options::table_default;
-pub use self::options::{VolumeOptions, MAX_VOLUME_SIZE};
-pub use self::state::Volume;
-pub use self::stats::VolumeStats;
+pub(crate) use self::options::VolumeOptions;
+pub(crate) use self::state::Volume;

@@ -10,11 +10,11 @@ use crate::error::{Error, Result};
 use crate::volume::format::{CLUSTER_SIZE_U64, MAX_SCO_CLUSTERS};
 
 /// Largest volume size accepted (1 PiB): keeps every offset computation far from overflow.
-pub const MAX_VOLUME_SIZE: u64 = 1 << 50;
+pub(crate) const MAX_VOLUME_SIZE: u64 = 1 << 50;
 
 /// Tunables of a volume. They may change between restarts: every SCO and TLog describes itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VolumeOptions {
+pub(crate) struct VolumeOptions {
     /// Clusters per SCO (`SCO_Size` / 4 KiB), at least 1.
     pub sco_clusters: u32,
     /// SCOs per TLog (`TLog_SCOs`), at least 1.
@@ -48,7 +48,11 @@ impl VolumeOptions {
     /// `checkpoint_tlogs` TLogs. Refuses only what a volume's files cannot represent: a SCO
     /// size that is not a whole number of clusters between 1 and [`MAX_SCO_CLUSTERS`], or a
     /// count of 0. (Whether a user may configure it is the parameter table's rule.)
-    pub fn new(sco_size: u64, tlog_scos: u32, checkpoint_tlogs: u32) -> Result<VolumeOptions> {
+    pub(crate) fn new(
+        sco_size: u64,
+        tlog_scos: u32,
+        checkpoint_tlogs: u32,
+    ) -> Result<VolumeOptions> {
         let clusters = sco_size / CLUSTER_SIZE_U64;
         if sco_size == 0
             || !sco_size.is_multiple_of(CLUSTER_SIZE_U64)

@@ -33,7 +33,7 @@ impl Volume {
 
     /// Reads up to `buf.len()` bytes at `off`; returns the count (short only at the end of the
     /// volume). Never-written clusters read as zeros.
-    pub fn read(&self, off: u64, buf: &mut [u8]) -> Result<usize> {
+    pub(crate) fn read(&self, off: u64, buf: &mut [u8]) -> Result<usize> {
         self.check_halted()?;
         let st = self.state.read();
         if off >= st.size || buf.is_empty() {

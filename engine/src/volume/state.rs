@@ -162,7 +162,7 @@ pub(super) struct Counters {
 /// Durability: [`Volume::write`] with `stable == false` may leave data in the page cache;
 /// [`Volume::sync`] (and a stable write) returns only once every change made before it is on
 /// stable local storage. See `FORMATS.md`.
-pub struct Volume {
+pub(crate) struct Volume {
     pub(super) fs: Arc<dyn LocalFs>,
     pub(super) id: VolumeId,
     pub(super) opts: VolumeOptions,
@@ -205,23 +205,23 @@ impl std::fmt::Debug for Volume {
 
 impl Volume {
     /// The volume's id.
-    pub fn id(&self) -> VolumeId {
+    pub(crate) fn id(&self) -> VolumeId {
         self.id
     }
 
     /// Size in bytes.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.state.read().size
     }
 
     /// Bytes of data stored for the volume: live (mapped) clusters × 4 KiB. Never-written and
     /// dropped clusters take none; superseded cluster versions still in SCOs are not counted.
-    pub fn space_used(&self) -> u64 {
+    pub(crate) fn space_used(&self) -> u64 {
         self.state.read().mapped * CLUSTER_SIZE_U64
     }
 
     /// The volume's options.
-    pub fn options(&self) -> VolumeOptions {
+    pub(crate) fn options(&self) -> VolumeOptions {
         self.opts
     }
 
@@ -260,12 +260,12 @@ impl Volume {
 
     /// Sets the backend namespace clusters of evicted SCOs are read back from, and the runtime
     /// that drives its requests. Without one, reading an evicted SCO is an error.
-    pub fn set_backend(&self, store: Arc<dyn ObjectStore>, rt: tokio::runtime::Handle) {
+    pub(crate) fn set_backend(&self, store: Arc<dyn ObjectStore>, rt: tokio::runtime::Handle) {
         *self.remote.lock() = Some(Remote { store, rt });
     }
 
     /// Sets the cluster cache that reads of evicted SCOs go through (shared by all volumes).
-    pub fn set_cluster_cache(&self, cache: Arc<ClusterCache>) {
+    pub(crate) fn set_cluster_cache(&self, cache: Arc<ClusterCache>) {
         *self.cluster_cache.lock() = Some(cache);
     }
 }

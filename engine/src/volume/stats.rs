@@ -6,7 +6,7 @@ use crate::volume::state::Volume;
 
 /// Counters of one volume since it was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct VolumeStats {
+pub(crate) struct VolumeStats {
     /// Calls of [`Volume::sync`] (COMMITs and stable writes).
     pub commits: u64,
     /// Group-commit rounds: each fsyncs for every commit that joined before it started.
@@ -44,7 +44,7 @@ pub struct VolumeStats {
 
 impl Volume {
     /// Counters since the volume was opened.
-    pub fn stats(&self) -> VolumeStats {
+    pub(crate) fn stats(&self) -> VolumeStats {
         let c = &self.counters;
         let (corked, applied) = {
             let st = self.state.read();

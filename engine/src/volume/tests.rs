@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::format::{md5, tlog_name, CLUSTER_SIZE, CLUSTER_SIZE_U64, TLOG_ENTRY_LEN};
 use super::*;
+use super::{cache::EvictionReport, commit::FsyncSite, layout::MDS_FILE};
 use crate::error::Error;
 
 pub(super) const VOL: VolumeId = VolumeId([0x5a; 16]);

@@ -29,7 +29,7 @@ const RMW_ATTEMPTS: usize = 8;
 impl Volume {
     /// Writes `data` at `off`, growing the volume when it ends past the current size. With
     /// `stable`, returns only once the write (and everything before it) is durable.
-    pub fn write(&self, off: u64, data: &[u8], stable: bool) -> Result<()> {
+    pub(crate) fn write(&self, off: u64, data: &[u8], stable: bool) -> Result<()> {
         let end = off
             .checked_add(data.len() as u64)
             .filter(|e| *e <= MAX_VOLUME_SIZE)
@@ -186,7 +186,7 @@ impl Volume {
 
     /// Changes the size. Growing is sparse; shrinking drops the clusters past the end and zeroes
     /// the tail of the last cluster, so a later grow reads zeros there.
-    pub fn resize(&self, size: u64) -> Result<()> {
+    pub(crate) fn resize(&self, size: u64) -> Result<()> {
         if size > MAX_VOLUME_SIZE {
             return Err(Error::Invalid(format!(
                 "volume size {size} above {MAX_VOLUME_SIZE}"

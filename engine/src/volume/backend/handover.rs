@@ -54,13 +54,14 @@ impl Volume {
 
     /// Cluster bytes written that are not known to be on the backend yet (all of them until
     /// the first backup call has read the backend manifest). What `Write_Buffer_Size` limits.
-    pub fn bytes_not_on_backend(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn bytes_not_on_backend(&self) -> u64 {
         self.state.read().tlog_bytes.values().sum()
     }
 
     /// The newest SCO sealed by a TLog up to `tlog` (0: none). SCOs are sealed in sequence
     /// order, so every SCO up to it is covered by those TLogs.
-    pub fn newest_sco_sealed_by(&self, tlog: u64) -> u64 {
+    pub(crate) fn newest_sco_sealed_by(&self, tlog: u64) -> u64 {
         let st = self.state.read();
         st.scos
             .iter()
@@ -97,7 +98,7 @@ impl Volume {
 
     /// Bytes of SCOs and TLogs this volume uploaded to the backend since it was opened: its
     /// upload progress (the write path's pacing watches it).
-    pub fn uploaded_bytes(&self) -> u64 {
+    pub(crate) fn uploaded_bytes(&self) -> u64 {
         self.counters.uploaded_bytes.load(Ordering::Relaxed)
     }
 

@@ -8,13 +8,13 @@ use quick_xml::{Reader, Writer};
 use crate::volume::format::{FormatError, VolumeId, CLUSTER_SIZE};
 
 /// Object name of the manifest inside the volume's backend namespace.
-pub const MANIFEST_NAME: &str = "manifest.xml";
+pub(crate) const MANIFEST_NAME: &str = "manifest.xml";
 /// Manifest format version.
-pub const MANIFEST_FORMAT: u32 = 1;
+pub(crate) const MANIFEST_FORMAT: u32 = 1;
 
 /// The volume manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// The volume.
     pub volume: VolumeId,
     /// Bumped on every rewrite.
@@ -29,7 +29,7 @@ pub struct Manifest {
 
 impl Manifest {
     /// An empty manifest for `volume` (generation 0, no TLogs).
-    pub fn new(volume: VolumeId) -> Manifest {
+    pub(crate) fn new(volume: VolumeId) -> Manifest {
         Manifest {
             volume,
             generation: 0,
@@ -39,7 +39,7 @@ impl Manifest {
     }
 
     /// The XML text.
-    pub fn to_xml(&self) -> Vec<u8> {
+    pub(crate) fn to_xml(&self) -> Vec<u8> {
         let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
         let id = self.volume.to_string();
         let format = MANIFEST_FORMAT.to_string();
@@ -73,7 +73,7 @@ impl Manifest {
 
     /// Parses and checks a manifest. Unknown elements are ignored (later formats add snapshots
     /// and a clone parent); a wrong format version, cluster size or malformed XML is an error.
-    pub fn from_xml(what: &str, xml: &[u8]) -> Result<Manifest, FormatError> {
+    pub(crate) fn from_xml(what: &str, xml: &[u8]) -> Result<Manifest, FormatError> {
         let bad = |reason: String| FormatError::Inconsistent {
             what: what.to_string(),
             reason,

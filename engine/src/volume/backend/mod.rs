@@ -14,11 +14,11 @@
 
 mod bounded_get;
 mod handover;
-pub mod manifest;
+pub(crate) mod manifest;
 mod restore;
 mod upload;
 
-pub use self::restore::{remove_local_state, restore_interrupted};
+pub(crate) use self::restore::{remove_local_state, restore_interrupted};
 
 use crate::error::Error;
 use crate::volume::format::Entry;
@@ -35,7 +35,7 @@ pub(crate) struct BackendState {
 
 /// What one [`Volume::backup`](crate::volume::Volume::backup) call did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BackupReport {
+pub(crate) struct BackupReport {
     /// TLogs uploaded.
     pub tlogs: u64,
     /// SCOs uploaded.

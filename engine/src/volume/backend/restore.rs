@@ -30,7 +30,7 @@ impl Volume {
     /// so they are recorded as evicted (a header stub, or nothing for checkpointed ones) and reads
     /// fetch their clusters with ranged GETs, MD5-verified. Data that never reached the backend
     /// is not there. On any error nothing of the partial local state is left behind.
-    pub async fn restore(
+    pub(crate) async fn restore(
         store: &dyn ObjectStore,
         fs: Arc<dyn LocalFs>,
         dir: &Path,
@@ -194,7 +194,7 @@ async fn load_checkpoint(
 }
 
 /// True when a backend restart into `dir` was interrupted (its marker is still there).
-pub fn restore_interrupted(fs: &dyn LocalFs, dir: &Path) -> Result<bool> {
+pub(crate) fn restore_interrupted(fs: &dyn LocalFs, dir: &Path) -> Result<bool> {
     match fs.open(&layout::restore_marker(dir)) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -204,7 +204,7 @@ pub fn restore_interrupted(fs: &dyn LocalFs, dir: &Path) -> Result<bool> {
 
 /// Removes, durably, every file of a volume's local state in `dir`: SCOs, TLogs, the
 /// MetaDataStore and a restore marker (the directories stay).
-pub fn remove_local_state(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
+pub(crate) fn remove_local_state(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
     remove_local(fs, dir)
 }
 

@@ -72,7 +72,11 @@ impl Volume {
     /// `MANIFEST_EVERY_BYTES` (64 MiB) or `MANIFEST_EVERY` (1 s). With `everything`, the open SCO is sealed and
     /// the open TLog closed first, so all data written before the call ends up on the backend
     /// ("sync and wait"). A failed call uploads again next time (uploads are idempotent).
-    pub async fn backup(&self, store: &dyn ObjectStore, everything: bool) -> Result<BackupReport> {
+    pub(crate) async fn backup(
+        &self,
+        store: &dyn ObjectStore,
+        everything: bool,
+    ) -> Result<BackupReport> {
         let mut g = self.backend.lock().await;
         if !g.loaded {
             match get_at_most(store, MANIFEST_NAME, MAX_MANIFEST_LEN).await {
@@ -341,7 +345,7 @@ impl Volume {
     /// yet in a closed TLog (a cluster in the open SCO, a sealed SCO or a resize in the open
     /// TLog) is `max_age` (`SCO_Max_Age`) old or older, the open SCO is sealed and the TLog
     /// closed first, so that nothing written stays off the backend for much longer than that.
-    pub async fn backup_aged(
+    pub(crate) async fn backup_aged(
         &self,
         store: &dyn ObjectStore,
         max_age: Duration,
@@ -352,7 +356,7 @@ impl Volume {
 
     /// The newest TLog the backend manifest names, as this volume last saw it (`None` before
     /// the first backup call or while nothing is on the backend).
-    pub async fn backend_last_tlog(&self) -> Option<u64> {
+    pub(crate) async fn backend_last_tlog(&self) -> Option<u64> {
         self.backend
             .lock()
             .await

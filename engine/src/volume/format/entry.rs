@@ -7,7 +7,7 @@ use super::{arr16, check_crc, le_u32, le_u64, FormatError};
 
 /// One TLog entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Entry {
+pub(crate) enum Entry {
     /// Cluster `address` of the volume now lives at cluster `offset` of SCO `sco`; `md5` is the
     /// MD5 of its 4 KiB.
     Cluster {
@@ -51,7 +51,7 @@ const KIND_TLOG_CLOSED: u8 = 4;
 
 impl Entry {
     /// Encodes the entry, CRC included.
-    pub fn encode(&self) -> [u8; TLOG_ENTRY_LEN] {
+    pub(crate) fn encode(&self) -> [u8; TLOG_ENTRY_LEN] {
         let mut b = [0u8; TLOG_ENTRY_LEN];
         match *self {
             Entry::Cluster {
@@ -87,7 +87,7 @@ impl Entry {
     }
 
     /// Decodes and verifies one entry (`what` names it in errors).
-    pub fn decode(what: &str, b: &[u8]) -> Result<Entry, FormatError> {
+    pub(crate) fn decode(what: &str, b: &[u8]) -> Result<Entry, FormatError> {
         if b.len() < TLOG_ENTRY_LEN {
             return Err(FormatError::Truncated {
                 what: what.to_string(),

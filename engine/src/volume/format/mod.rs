@@ -15,25 +15,24 @@ mod sco;
 mod tests;
 mod tlog;
 
-pub use self::entry::Entry;
+pub(crate) use self::entry::Entry;
 pub use self::error::FormatError;
-pub use self::id::VolumeId;
-pub use self::names::{parse_seq_name, sco_name, sco_stub_name, tlog_name, SCO_STUB_SUFFIX};
-pub use self::sco::{
-    ScoFooter, ScoHeader, MAX_SCO_CLUSTERS, MAX_SCO_LEN, SCO_FOOTER_LEN, SCO_FOOTER_MAGIC,
-    SCO_HEADER_LEN, SCO_MAGIC,
+pub(crate) use self::id::VolumeId;
+pub(crate) use self::names::{parse_seq_name, sco_name, sco_stub_name, tlog_name, SCO_STUB_SUFFIX};
+pub(crate) use self::sco::{
+    ScoFooter, ScoHeader, MAX_SCO_CLUSTERS, MAX_SCO_LEN, SCO_FOOTER_LEN, SCO_HEADER_LEN,
 };
-pub use self::tlog::{
-    parse_tlog, ParsedTlog, TlogHeader, MAX_TLOG_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN, TLOG_MAGIC,
+pub(crate) use self::tlog::{
+    parse_tlog, TlogHeader, MAX_TLOG_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
 };
 
 /// Bytes in one cluster: the unit of addressing, of the MetaDataStore and of SCO appends.
-pub const CLUSTER_SIZE: usize = 4096;
+pub(crate) const CLUSTER_SIZE: usize = 4096;
 /// The same as a `u64`, for offset arithmetic.
-pub const CLUSTER_SIZE_U64: u64 = CLUSTER_SIZE as u64;
+pub(crate) const CLUSTER_SIZE_U64: u64 = CLUSTER_SIZE as u64;
 
 /// Format version written in SCO and TLog headers. Readers reject any other.
-pub const FORMAT_VERSION: u16 = 1;
+pub(crate) const FORMAT_VERSION: u16 = 1;
 
 fn le_u16(b: &[u8], at: usize) -> u16 {
     let mut a = [0u8; 2];

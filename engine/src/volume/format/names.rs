@@ -2,27 +2,27 @@
 //! digits.
 
 /// The object name of SCO `seq` inside a volume's namespace: `sco/<seq as 16 hex>`.
-pub fn sco_name(seq: u64) -> String {
+pub(crate) fn sco_name(seq: u64) -> String {
     format!("{seq:016x}")
 }
 
 /// The local name of the header stub being written for SCO `seq` while it is evicted
 /// (`<seq as 16 hex>.evicting`), renamed over the SCO once durable. One left behind by a crash
 /// holds nothing and is removed at restart.
-pub fn sco_stub_name(seq: u64) -> String {
+pub(crate) fn sco_stub_name(seq: u64) -> String {
     format!("{seq:016x}{SCO_STUB_SUFFIX}")
 }
 
 /// The suffix of [`sco_stub_name`].
-pub const SCO_STUB_SUFFIX: &str = ".evicting";
+pub(crate) const SCO_STUB_SUFFIX: &str = ".evicting";
 
 /// The object name of TLog `seq` inside a volume's namespace: `tlog/<seq as 16 hex>`.
-pub fn tlog_name(seq: u64) -> String {
+pub(crate) fn tlog_name(seq: u64) -> String {
     format!("{seq:016x}")
 }
 
 /// Parses a SCO or TLog file name (16 lowercase hex digits) back into its sequence number.
-pub fn parse_seq_name(name: &str) -> Option<u64> {
+pub(crate) fn parse_seq_name(name: &str) -> Option<u64> {
     if name.len() != 16
         || !name
             .bytes()

@@ -8,26 +8,26 @@ use super::{
 use crate::volume::int::{u32_of, usize_of};
 
 /// Magic at offset 0 of an SCO.
-pub const SCO_MAGIC: [u8; 8] = *b"STRATSCO";
+pub(crate) const SCO_MAGIC: [u8; 8] = *b"STRATSCO";
 /// Magic at offset 0 of an SCO footer.
-pub const SCO_FOOTER_MAGIC: [u8; 8] = *b"STRSCOFT";
+pub(crate) const SCO_FOOTER_MAGIC: [u8; 8] = *b"STRSCOFT";
 /// Bytes reserved for the SCO header: one whole cluster, so clusters stay page-aligned.
-pub const SCO_HEADER_LEN: u64 = CLUSTER_SIZE_U64;
+pub(crate) const SCO_HEADER_LEN: u64 = CLUSTER_SIZE_U64;
 /// Meaningful bytes at the start of the SCO header (the rest of the header cluster is zero).
 const SCO_HEADER_USED: usize = 44;
 /// Bytes of the SCO footer appended when a SCO is sealed.
-pub const SCO_FOOTER_LEN: usize = 32;
+pub(crate) const SCO_FOOTER_LEN: usize = 32;
 /// Bytes of the largest sealed SCO: header, [`MAX_SCO_CLUSTERS`] clusters, footer.
-pub const MAX_SCO_LEN: u64 =
+pub(crate) const MAX_SCO_LEN: u64 =
     SCO_HEADER_LEN + MAX_SCO_CLUSTERS as u64 * CLUSTER_SIZE_U64 + SCO_FOOTER_LEN as u64;
 /// Most clusters one SCO may hold (`SCO_Size` is at most 1 GiB). Readers refuse a cluster
 /// index, a cluster count or a footer beyond it, so no count read from disk or the backend can
 /// make them allocate or read more than one such SCO.
-pub const MAX_SCO_CLUSTERS: u32 = 1 << 18;
+pub(crate) const MAX_SCO_CLUSTERS: u32 = 1 << 18;
 
 /// The header at the start of every SCO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScoHeader {
+pub(crate) struct ScoHeader {
     /// The volume the SCO belongs to.
     pub volume: VolumeId,
     /// The SCO's sequence number (its name).
@@ -36,7 +36,7 @@ pub struct ScoHeader {
 
 impl ScoHeader {
     /// Encodes the header as the full [`SCO_HEADER_LEN`] bytes written at offset 0.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = vec![0u8; usize_of(SCO_HEADER_LEN)];
         b[0..8].copy_from_slice(&SCO_MAGIC);
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -51,7 +51,7 @@ impl ScoHeader {
 
     /// Decodes and verifies a header: the first [`SCO_HEADER_LEN`] bytes of `b` (magic,
     /// version, CRC, cluster size, and the zero padding the CRC does not cover).
-    pub fn decode(what: &str, b: &[u8]) -> Result<ScoHeader, FormatError> {
+    pub(crate) fn decode(what: &str, b: &[u8]) -> Result<ScoHeader, FormatError> {
         if b.len() < usize_of(SCO_HEADER_LEN) {
             return Err(FormatError::Truncated {
                 what: what.to_string(),
@@ -101,7 +101,7 @@ impl ScoHeader {
 
 /// The footer appended to a SCO when it is sealed (no more clusters will be added).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScoFooter {
+pub(crate) struct ScoFooter {
     /// The SCO's sequence number.
     pub seq: u64,
     /// Clusters in the SCO.
@@ -112,12 +112,12 @@ pub struct ScoFooter {
 
 impl ScoFooter {
     /// Byte offset of the footer in a SCO holding `clusters` clusters.
-    pub fn offset(clusters: u32) -> u64 {
+    pub(crate) fn offset(clusters: u32) -> u64 {
         SCO_HEADER_LEN + u64::from(clusters) * CLUSTER_SIZE_U64
     }
 
     /// Encodes the footer.
-    pub fn encode(&self) -> [u8; SCO_FOOTER_LEN] {
+    pub(crate) fn encode(&self) -> [u8; SCO_FOOTER_LEN] {
         let mut b = [0u8; SCO_FOOTER_LEN];
         b[0..8].copy_from_slice(&SCO_FOOTER_MAGIC);
         b[8..16].copy_from_slice(&self.seq.to_le_bytes());
@@ -130,7 +130,7 @@ impl ScoFooter {
     }
 
     /// Decodes and verifies a footer.
-    pub fn decode(what: &str, b: &[u8]) -> Result<ScoFooter, FormatError> {
+    pub(crate) fn decode(what: &str, b: &[u8]) -> Result<ScoFooter, FormatError> {
         if b.len() < SCO_FOOTER_LEN {
             return Err(FormatError::Truncated {
                 what: format!("{what} footer"),

@@ -11,20 +11,20 @@ use crate::volume::int::u32_of;
 /// Bytes of the largest TLog a reader accepts (it is read whole): 4 GiB, 89 million entries.
 /// The largest configuration Ganesha accepts (`TLog_SCOs` 1024, `SCO_Size` 256 MiB) writes
 /// TLogs of at most 1024 × 65,537 entries (3.2 GB).
-pub const MAX_TLOG_LEN: u64 = 4 << 30;
+pub(crate) const MAX_TLOG_LEN: u64 = 4 << 30;
 const _: () =
     assert!(MAX_TLOG_LEN >= TLOG_HEADER_LEN as u64 + TLOG_ENTRY_LEN as u64 * (1024 * 65_537 + 1));
 
 /// Magic at offset 0 of a TLog.
-pub const TLOG_MAGIC: [u8; 8] = *b"STRATLOG";
+pub(crate) const TLOG_MAGIC: [u8; 8] = *b"STRATLOG";
 /// Bytes of the TLog header.
-pub const TLOG_HEADER_LEN: usize = 64;
+pub(crate) const TLOG_HEADER_LEN: usize = 64;
 /// Bytes of one TLog entry.
-pub const TLOG_ENTRY_LEN: usize = 48;
+pub(crate) const TLOG_ENTRY_LEN: usize = 48;
 
 /// The header at the start of every TLog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TlogHeader {
+pub(crate) struct TlogHeader {
     /// The volume the TLog belongs to.
     pub volume: VolumeId,
     /// The TLog's sequence number (its name).
@@ -33,7 +33,7 @@ pub struct TlogHeader {
 
 impl TlogHeader {
     /// Encodes the header.
-    pub fn encode(&self) -> [u8; TLOG_HEADER_LEN] {
+    pub(crate) fn encode(&self) -> [u8; TLOG_HEADER_LEN] {
         let mut b = [0u8; TLOG_HEADER_LEN];
         b[0..8].copy_from_slice(&TLOG_MAGIC);
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -49,7 +49,7 @@ impl TlogHeader {
     }
 
     /// Decodes and verifies a header (magic, version, CRC, entry and cluster size).
-    pub fn decode(what: &str, b: &[u8]) -> Result<TlogHeader, FormatError> {
+    pub(crate) fn decode(what: &str, b: &[u8]) -> Result<TlogHeader, FormatError> {
         if b.len() < TLOG_HEADER_LEN {
             return Err(FormatError::Truncated {
                 what: what.to_string(),
@@ -89,7 +89,7 @@ impl TlogHeader {
 
 /// A TLog parsed by [`parse_tlog`].
 #[derive(Debug)]
-pub struct ParsedTlog {
+pub(crate) struct ParsedTlog {
     /// (byte offset, entry) of every entry that verified, in order.
     pub entries: Vec<(u64, Entry)>,
     /// Bytes up to the end of the last verified entry.
@@ -98,7 +98,7 @@ pub struct ParsedTlog {
 
 /// Parses a whole TLog. With `tail_may_tear`, parsing stops at the first entry that does not
 /// verify (a torn tail); otherwise that is an error.
-pub fn parse_tlog(
+pub(crate) fn parse_tlog(
     what: &str,
     data: &[u8],
     id: VolumeId,

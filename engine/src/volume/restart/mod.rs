@@ -67,7 +67,7 @@ impl Volume {
     /// that does not verify (an entry whose CRC fails, or a cluster of the unsealed SCO whose MD5
     /// does not match its data); seals the last SCO; makes the repaired state durable. Anything
     /// else that does not verify is an error naming the file and what failed.
-    pub fn open(
+    pub(crate) fn open(
         fs: Arc<dyn LocalFs>,
         dir: &Path,
         id: VolumeId,
