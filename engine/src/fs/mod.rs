@@ -132,8 +132,11 @@ impl Filesystem {
             },
         };
         let store = crate::test_knobs::slow_backend(store);
-        let vol_opts =
-            VolumeOptions::new(config.sco_size, config.tlog_scos, config.checkpoint_tlogs)?;
+        let vol_opts = VolumeOptions::new(
+            config.sco_size,
+            config.tlog_scos,
+            config.checkpoint_tlogs.max(1),
+        )?;
         let files: Arc<dyn ObjectStore> = Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
         let rt = crate::runtime::build()?;
         let driver = FileDriver::open(

@@ -155,6 +155,21 @@ impl Backlog {
         self.measured.notify_all();
     }
 
+    /// Step 2, when a backup pass may run meanwhile (a flush beside the pipeline): records
+    /// `bytes` only if no upload was counted since `mark` (`uploaded_now` is the count after
+    /// the listing). A pass that named objects meanwhile may have deleted files the listing
+    /// then lacked, whose bytes the estimate subtracts as uploaded already: recording would
+    /// count them out twice. The estimate stays as it was (it errs high); the next measurement
+    /// records. Returns whether it recorded.
+    pub(crate) fn record_if_quiet(&self, mark: Mark, bytes: u64, uploaded_now: u64) -> bool {
+        if uploaded_now != mark.uploaded {
+            self.measured.notify_all();
+            return false;
+        }
+        self.record(mark, bytes);
+        true
+    }
+
     /// Waits (at most `limit`) for the next measurement, waking the pipeline first.
     pub(crate) fn wait_for_room(&self, limit: Duration) {
         self.wanted.notify_one();
@@ -183,7 +198,9 @@ impl Backlog {
                 .await
                 .unwrap_or_else(|e| Err(Error::Io(format!("measuring the upload backlog: {e}"))));
         match measured {
-            Ok(n) => self.record(mark, n),
+            Ok(n) => {
+                self.record_if_quiet(mark, n, vol.uploaded_bytes());
+            }
             Err(e) => {
                 tracing::warn!(volume = %vol.id(), error = %e, "cannot measure a volume's upload backlog")
             }
@@ -191,16 +208,17 @@ impl Backlog {
     }
 }
 
-/// What a write of `len` bytes adds to the backlog: its clusters (a partial one at each end
-/// counts whole), a TLog entry for each, and each SCO's header, footer and seal entry for the
-/// share of an SCO they fill. Errs high (a rewrite of a cluster in the open SCO adds nothing
-/// new), so that the measured backlog stays at most what the writes reserved.
+/// What a write of `len` bytes adds to the backlog at most: its clusters (a partial one at each
+/// end counts whole), a TLog entry for each and a resize entry, and for every SCO it may touch
+/// the SCO's header, footer and seal entry and the close of a TLog with the next one's header
+/// (a seal may close the TLog). Errs high, so that the measured backlog stays at most what the
+/// writes reserved.
 pub(crate) fn cost(len: u64, opts: VolumeOptions) -> u64 {
     let clusters = len.div_ceil(CLUSTER_SIZE_U64) + 1;
-    let per_sco = SCO_HEADER_LEN + (SCO_FOOTER_LEN + TLOG_ENTRY_LEN) as u64;
-    let scos = clusters.div_ceil(u64::from(opts.sco_clusters.max(1)));
+    let per_sco = SCO_HEADER_LEN + (SCO_FOOTER_LEN + 2 * TLOG_ENTRY_LEN + TLOG_HEADER_LEN) as u64;
+    let scos = clusters.div_ceil(u64::from(opts.sco_clusters.max(1))) + 1;
     (clusters * CLUSTER_SIZE_U64)
-        .saturating_add(clusters * TLOG_ENTRY_LEN as u64)
+        .saturating_add((clusters + 1) * TLOG_ENTRY_LEN as u64)
         .saturating_add(scos * per_sco)
 }
 
@@ -299,6 +317,23 @@ mod tests {
         let mark = b.begin(0);
         b.record(mark, 30);
         assert_eq!(b.estimate(0), 30);
+    }
+
+    /// A flush's pass may upload, name and uncork a TLog while the pipeline lists the files:
+    /// the listing lacks it and the estimate subtracts it as uploaded. That measurement must
+    /// not replace the estimate (it would count those bytes out twice).
+    #[test]
+    fn a_measurement_during_which_uploads_were_counted_is_not_recorded() {
+        let b = backlog();
+        assert_eq!(b.reserve(80, 100, 0), Some(80));
+        b.complete(80);
+        let mark = b.begin(0);
+        // Meanwhile 30 bytes went up and their local files were deleted: the listing shows 50.
+        assert!(!b.record_if_quiet(mark, 50, 30));
+        assert_eq!(b.estimate(30), 50, "the upload counted out twice");
+        let mark = b.begin(30);
+        assert!(b.record_if_quiet(mark, 50, 30));
+        assert_eq!(b.estimate(30), 50);
     }
 
     #[test]

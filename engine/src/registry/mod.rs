@@ -184,17 +184,29 @@ impl VolumeRegistry {
     /// Removes every file of the volume in `dir` (durably), then its directories, all through
     /// the local-file layer.
     fn remove_local(&self, dir: &Path) -> Result<()> {
-        crate::volume::remove_local_state(&*self.fs, dir)?;
         use crate::volume::layout;
-        for d in [
-            layout::sco_dir(dir),
-            layout::tlog_dir(dir),
-            dir.to_path_buf(),
-        ] {
-            match self.fs.remove_dir(&d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(d.display(), e)),
+        // Twice at most: an eviction already under way may rename its stub into `sco/` after
+        // the first emptying.
+        for attempt in 0..2 {
+            crate::volume::remove_local_state(&*self.fs, dir)?;
+            let mut refilled = false;
+            for d in [
+                layout::sco_dir(dir),
+                layout::tlog_dir(dir),
+                dir.to_path_buf(),
+            ] {
+                match self.fs.remove_dir(&d) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempt == 0 => {
+                        refilled = true;
+                        break;
+                    }
+                    Err(e) => return Err(io_err(d.display(), e)),
+                }
+            }
+            if !refilled {
+                break;
             }
         }
         Ok(())

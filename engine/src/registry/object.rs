@@ -8,6 +8,18 @@ use super::VolumeRegistry;
 use crate::data::{Commit, ObjectData, Persist};
 use crate::error::{Error, Result};
 
+/// Gives a write's reservation back to the backlog's in-flight count when dropped.
+struct InFlight<'a> {
+    backlog: &'a super::backlog::Backlog,
+    len: u64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.backlog.complete(self.len);
+    }
+}
+
 /// A volume as the facade's [`ObjectData`].
 #[derive(Debug)]
 pub(crate) struct VolumeObject {
@@ -52,11 +64,14 @@ impl ObjectData for VolumeObject {
             // The client retries later (NFS3ERR_JUKEBOX / NFS4ERR_DELAY).
             return Err(Error::Delay);
         }
-        // Its length is in the backlog already (reserved above); once the write returns, its
-        // bytes are in the volume's files (or it failed) and no longer in flight.
-        let r = d.vol.write(offset, data, false);
-        d.backlog.complete(reserved.get());
-        r
+        // Its length is in the backlog already (reserved above); once the write returns (or
+        // fails, or panics), its bytes are in the volume's files or never will be: no longer in
+        // flight.
+        let _in_flight = InFlight {
+            backlog: &d.backlog,
+            len: reserved.get(),
+        };
+        d.vol.write(offset, data, false)
     }
 
     fn truncate(&self, new_size: u64, persist: Persist<'_>) -> Result<()> {

@@ -202,7 +202,7 @@ impl Volume {
                 if tail != 0 && self.lookup(st, ca)?.is_some() {
                     match self.rmw_base(st, ca, fetched)? {
                         Base::Have(mut c) => {
-                            c[tail as usize..].fill(0);
+                            c[usize_of(tail)..].fill(0);
                             self.append_hashed(st, ca, &c, None)?;
                         }
                         Base::Fetch(loc) => return Ok(Err(vec![(ca, loc)])),

@@ -211,13 +211,15 @@ impl Volume {
             m.tlogs = Some((m.tlogs.map_or(from, |t| t.0), seq));
             rep.bytes += put_manifest(store, &mut g, m).await? + unnamed;
             rep.last_tlog = Some(seq);
+            // Progress for the pacing, counted once: a pass that failed before this point
+            // sends the same objects again next time, which is no progress. Counted before the
+            // uncork deletes the local TLogs, so that a backlog measurement that could have
+            // missed those files sees the count change and is not recorded.
+            self.note_uploaded(unnamed);
             self.uncork(seq)?;
             // Only now: until the cork is lifted the local TLogs stay, and so does their weight
             // in the write buffer.
             self.on_backend_up_to(seq);
-            // Progress for the pacing, counted once: a pass that failed before this point
-            // sends the same objects again next time, which is no progress.
-            self.note_uploaded(unnamed);
             unnamed = 0;
             named_at = std::time::Instant::now();
             m = g
