@@ -161,6 +161,7 @@ pub(crate) fn up(args: UpArgs) -> Result<ExitCode, String> {
         plugin_dir: Some(plugins),
         namespace,
         ready_timeout: Duration::from_secs(args.timeout),
+        s3_server: None,
     })
     .map_err(|e| e.to_string())?;
     // Ganesha comes up even when it drops an export it cannot load; that is no gateway.

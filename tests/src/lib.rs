@@ -304,6 +304,7 @@ impl TestGateway {
             plugin_dir,
             namespace: NamespaceMode::Private,
             ready_timeout: READY_TIMEOUT,
+            s3_server: None,
         })?;
         Ok(TestGateway {
             gw: Some(gw),

@@ -89,6 +89,7 @@ fn detach_status_and_stop_detached() {
         plugin_dir: None,
         namespace: NamespaceMode::Private,
         ready_timeout: READY_TIMEOUT,
+        s3_server: None,
     })
     .expect("start");
     let pids = gw.pids();
@@ -131,6 +132,7 @@ fn missing_plugin_is_a_clear_error() {
         plugin_dir: Some(empty.clone()),
         namespace: NamespaceMode::Private,
         ready_timeout: READY_TIMEOUT,
+        s3_server: None,
     })
     .expect_err("must refuse");
     assert!(
@@ -157,6 +159,7 @@ fn ganesha_startup_failure_reports_the_log() {
         plugin_dir: None,
         namespace: NamespaceMode::Private,
         ready_timeout: Duration::from_secs(20),
+        s3_server: None,
     });
     match res {
         Err(LaunchError::EarlyExit { tail, .. }) | Err(LaunchError::Timeout { tail, .. }) => {
@@ -223,6 +226,7 @@ fn host_mode_inner() {
         plugin_dir: None,
         namespace: NamespaceMode::Host,
         ready_timeout: READY_TIMEOUT,
+        s3_server: None,
     };
     // No rpcbind answers here yet: the launcher starts one.
     let gw = Gateway::start(opts("w1")).expect("start in host mode");
@@ -296,6 +300,7 @@ fn ready_timeout_stops_everything_and_says_so() {
         plugin_dir: None,
         namespace: NamespaceMode::Private,
         ready_timeout: Duration::ZERO,
+        s3_server: None,
     })
     .expect_err("a zero ready timeout cannot be met");
     assert!(matches!(err, LaunchError::Timeout { .. }), "{err}");
@@ -324,6 +329,7 @@ fn failed_exports_are_reported_although_ganesha_starts() {
         plugin_dir: Some(empty),
         namespace: NamespaceMode::Private,
         ready_timeout: READY_TIMEOUT,
+        s3_server: None,
     })
     .expect("ganesha starts");
     let errs = gw.export_errors();
@@ -336,4 +342,98 @@ fn failed_exports_are_reported_although_ganesha_starts() {
         "{errs:#?}"
     );
     gw.stop().expect("stop");
+}
+
+/// The S3 test server (SeaweedFS `weed mini`, installed by scripts/setup) runs inside the
+/// gateway's private namespace: signed requests with its credentials store and return objects,
+/// others are refused, the host's loopback does not see it, and stop leaves nothing behind.
+#[test]
+fn s3_test_server_runs_in_the_gateway_namespace_and_stops_with_it() {
+    if !require_tools(GATEWAY_TOOLS) || !require_tool("curl") {
+        return;
+    }
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf();
+    let weed = launcher::S3ServerOptions::setup_weed(&repo);
+    if !weed.is_file() {
+        let msg = format!("{} is missing (run scripts/setup)", weed.display());
+        if in_ci() {
+            panic!("{msg}; CI=true, so this is a failure, not a skip");
+        }
+        eprintln!("SKIP: {msg}");
+        return;
+    }
+    let s3 = launcher::S3ServerOptions::for_tests(weed);
+    let dir = tempdir();
+    let export = dir.path().join("export");
+    std::fs::create_dir_all(&export).expect("mkdir");
+    let gw = Gateway::start(LaunchOptions {
+        work_dir: dir.path().join("work"),
+        conf: vfs_conf(&export),
+        plugin_dir: None,
+        namespace: NamespaceMode::Private,
+        ready_timeout: READY_TIMEOUT,
+        s3_server: Some(s3.clone()),
+    })
+    .expect("start with the S3 server");
+    let pids = gw.pids();
+    assert_eq!(pids.len(), 4, "holder, rpcbind, s3 and ganesha: {pids:?}");
+    let curl = |user: &str, extra: &[&str], url: String| {
+        let out = gw
+            .command("curl")
+            .args(["-s", "-w", "\n%{http_code}", "--max-time", "10"])
+            .args(["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", user])
+            .args(extra)
+            .arg(url)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let user = format!("{}:{}", s3.access_key, s3.secret_key);
+    let obj = format!("{}/{}/hello", s3.endpoint(), s3.bucket);
+    let put = curl(
+        &user,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            "hello s3",
+        ],
+        obj.clone(),
+    );
+    assert!(put.ends_with("200"), "PUT: {put}");
+    let get = curl(&user, &[], obj.clone());
+    assert_eq!(get, "hello s3\n200", "GET");
+    let wrong = curl("nobody-key:nobody-secret-0123456789", &[], obj.clone());
+    assert!(
+        wrong.ends_with("403"),
+        "a wrong key must be refused: {wrong}"
+    );
+    // Not on the host's loopback: the server lives in the private namespace only.
+    let host = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "2",
+        ])
+        .arg(format!("{}/healthz", s3.endpoint()))
+        .output()
+        .expect("curl on the host");
+    assert_eq!(
+        String::from_utf8_lossy(&host.stdout),
+        "000",
+        "reachable from the host"
+    );
+    gw.stop().expect("stop");
+    assert!(all_gone(&pids), "processes left after stop: {pids:?}");
 }

@@ -13,12 +13,14 @@ mod daemons;
 mod detached;
 mod namespace;
 mod process;
+mod s3;
 mod tools;
 
 pub use self::detached::{detached_status, stop_detached, DetachedStatus};
 use self::namespace::nsenter_command;
 use self::process::{kill_now, terminate};
 pub use self::process::{pid_alive, ProcStatus};
+pub use self::s3::S3ServerOptions;
 use self::tools::{absolute, resolve, uses_strata_fsal};
 pub use self::tools::{find_in_path, log_tail, require_tool};
 use crate::conf::GaneshaConf;
@@ -83,6 +85,8 @@ pub struct LaunchOptions {
     pub namespace: NamespaceMode,
     /// How long to wait for "NFS SERVER INITIALIZED" after starting ganesha.nfsd.
     pub ready_timeout: Duration,
+    /// An S3 test server to start in the gateway's namespaces before Ganesha (`None`: none).
+    pub s3_server: Option<S3ServerOptions>,
 }
 
 /// Errors of the launcher. Startup errors carry the tail of Ganesha's log.
@@ -177,6 +181,7 @@ pub struct Gateway {
     log_start: u64,
     holder: Option<Proc>,
     rpcbind: Option<Proc>,
+    s3: Option<Proc>,
     ganesha: Option<Proc>,
 }
 
@@ -227,6 +232,7 @@ impl Gateway {
             log_start: 0,
             holder: None,
             rpcbind: None,
+            s3: None,
             ganesha: None,
         };
         // On error `gw` is dropped, which stops whatever was started.
@@ -234,6 +240,10 @@ impl Gateway {
             gw.start_namespace()?;
         }
         gw.start_rpcbind()?;
+        if let Some(s3) = &opts.s3_server {
+            require_tool("curl")?;
+            gw.start_s3(s3)?;
+        }
         gw.start_ganesha()?;
         Ok(gw)
     }
@@ -266,7 +276,7 @@ impl Gateway {
     /// PIDs of every process this gateway started and still owns (holder, rpcbind, ganesha),
     /// for leak checks.
     pub fn pids(&self) -> Vec<u32> {
-        [&self.holder, &self.rpcbind, &self.ganesha]
+        [&self.holder, &self.rpcbind, &self.s3, &self.ganesha]
             .into_iter()
             .flatten()
             .map(Proc::pid)
@@ -330,7 +340,7 @@ impl Gateway {
         text.push_str(&format!("namespace={}\n", self.mode.as_str()));
         text.push_str(&format!("conf={}\n", self.conf_path.display()));
         text.push_str(&format!("log={}\n", self.log_path.display()));
-        for p in [&self.ganesha, &self.rpcbind, &self.holder]
+        for p in [&self.ganesha, &self.s3, &self.rpcbind, &self.holder]
             .into_iter()
             .flatten()
         {
@@ -341,6 +351,7 @@ impl Gateway {
         fs::rename(&tmp, &path).map_err(io_err(format!("writing {}", path.display())))?;
         // Forget the children: they keep running; init reaps them once we exit.
         self.ganesha = None;
+        self.s3 = None;
         self.rpcbind = None;
         self.holder = None;
         Ok(path)
@@ -348,7 +359,7 @@ impl Gateway {
 
     fn stop_all(&mut self) -> Result<(), LaunchError> {
         let mut first_err = None;
-        for p in [self.ganesha.take(), self.rpcbind.take()]
+        for p in [self.ganesha.take(), self.s3.take(), self.rpcbind.take()]
             .into_iter()
             .flatten()
         {

@@ -1,0 +1,169 @@
+//! The S3 test server: SeaweedFS `weed mini` (installed by `scripts/setup`, see
+//! `../shared/docs/s3-test-server.md`) started inside the gateway's namespaces before Ganesha,
+//! with a fresh data directory and its own ports, and ready once a signed HeadBucket on its
+//! bucket answers 200. For tests and benchmarks of the S3 backend: a real, disk-backed store on
+//! the private loopback, stopped with the gateway.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::process::proc_start_time;
+use super::tools::{log_tail, setup_err};
+use super::{io_err, Gateway, LaunchError, Proc, POLL};
+
+/// How long `weed mini` gets to answer a signed HeadBucket (it needs about 1.5 s idle).
+const S3_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An S3 server to run beside Ganesha ([`super::LaunchOptions::s3_server`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3ServerOptions {
+    /// The `weed` binary.
+    pub weed: PathBuf,
+    /// The bucket the server creates (3 to 63 characters).
+    pub bucket: String,
+    /// The access key it accepts.
+    pub access_key: String,
+    /// The secret key it accepts.
+    pub secret_key: String,
+    /// The first of its ports: it listens on base+1 to base+6 and base+333 (S3), and each
+    /// +10000 for gRPC, so two servers in one namespace need bases at least 1000 apart.
+    pub port_base: u16,
+}
+
+impl S3ServerOptions {
+    /// A server with test credentials and bucket `strata-test`, the `weed` binary at `weed`.
+    pub fn for_tests(weed: PathBuf) -> S3ServerOptions {
+        S3ServerOptions {
+            weed,
+            bucket: "strata-test".into(),
+            access_key: "strata-test-key".into(),
+            secret_key: "strata-test-secret-0123456789".into(),
+            port_base: 8000,
+        }
+    }
+
+    /// The S3 endpoint URL (path-style addressing: `<endpoint>/<bucket>/<key>`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", u32::from(self.port_base) + 333)
+    }
+
+    /// The `weed` binary `scripts/setup` installs under the repository at `repo`.
+    pub fn setup_weed(repo: &Path) -> PathBuf {
+        repo.join(".cache/s3/venv/bin/weed")
+    }
+}
+
+impl Gateway {
+    /// Starts `weed mini` in the gateway's namespaces and waits until a signed HeadBucket on
+    /// its bucket answers 200; on failure the error carries the tail of its log.
+    pub(super) fn start_s3(&mut self, o: &S3ServerOptions) -> Result<(), LaunchError> {
+        if !o.weed.is_file() {
+            return Err(setup_err(format!(
+                "{} not found: scripts/setup installs the S3 test server",
+                o.weed.display()
+            )));
+        }
+        let base = u32::from(o.port_base);
+        if base + 333 + 10_000 > u32::from(u16::MAX) {
+            return Err(setup_err(format!(
+                "S3 port base {base} too high: its gRPC ports pass 65535"
+            )));
+        }
+        let dir = self.work_dir.join("s3");
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(io_err(format!("emptying {}", dir.display())))?;
+        }
+        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let log = self.work_dir.join("s3.log");
+        let out = fs::File::create(&log).map_err(io_err("creating s3.log"))?;
+        let err = out.try_clone().map_err(io_err("cloning a file handle"))?;
+        let port = |n: u32| (base + n).to_string();
+        let child = self
+            .command(&o.weed)
+            .arg("mini")
+            .arg(format!("-dir={}", dir.display()))
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-master.telemetry=false",
+            ])
+            .args([
+                "-admin.ui=false",
+                "-webdav=false",
+                "-s3.autoCreateBucket=false",
+            ])
+            .arg("-volume.preStopSeconds=0")
+            .arg(format!("-master.port={}", port(1)))
+            .arg(format!("-volume.port={}", port(2)))
+            .arg(format!("-filer.port={}", port(3)))
+            .arg(format!("-admin.port={}", port(4)))
+            .arg(format!("-s3.port.iceberg={}", port(5)))
+            .arg(format!("-s3.port.lance={}", port(6)))
+            .arg(format!("-s3.port={}", port(333)))
+            .arg(format!("-bucket={}", o.bucket))
+            .env("AWS_ACCESS_KEY_ID", &o.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &o.secret_key)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(io_err("starting weed mini"))?;
+        let pid = child.id();
+        self.s3 = Some(Proc {
+            name: "s3",
+            start_time: proc_start_time(pid).unwrap_or(0),
+            child,
+        });
+        let deadline = Instant::now() + S3_READY_TIMEOUT;
+        loop {
+            if self.s3_head_bucket(o)? == "200" {
+                return Ok(());
+            }
+            let s3 = self
+                .s3
+                .as_mut()
+                .ok_or_else(|| setup_err("the S3 server vanished"))?;
+            if let Some(status) = s3.child.try_wait().map_err(io_err("waiting for weed"))? {
+                self.s3 = None;
+                return Err(setup_err(format!(
+                    "weed mini exited ({status}):\n{}",
+                    log_tail(&log)
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(setup_err(format!(
+                    "the S3 server did not answer a signed HeadBucket in {}s:\n{}",
+                    S3_READY_TIMEOUT.as_secs(),
+                    log_tail(&log)
+                )));
+            }
+            thread::sleep(POLL * 10);
+        }
+    }
+
+    /// The HTTP status of a signed HeadBucket on the S3 server's bucket ("000": no answer).
+    fn s3_head_bucket(&self, o: &S3ServerOptions) -> Result<String, LaunchError> {
+        let out = self
+            .command("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+            ])
+            .args(["--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+            .arg(format!("{}:{}", o.access_key, o.secret_key))
+            .arg("-I")
+            .arg(format!("{}/{}", o.endpoint(), o.bucket))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io_err("running curl"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
