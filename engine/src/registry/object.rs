@@ -1,5 +1,5 @@
-//! An open volume as the facade's [`ObjectData`]: reads, writes admitted by the pacing,
-//! resize, COMMIT.
+//! An open volume as the facade's [`ObjectData`]: reads, writes and resizes admitted by the
+//! pacing, COMMIT.
 
 use std::sync::Arc;
 
@@ -37,17 +37,18 @@ impl VolumeObject {
     }
 }
 
-impl ObjectData for VolumeObject {
-    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(usize, bool)> {
-        let n = self.data.vol.read(offset, buf)?;
-        Ok((n, offset + n as u64 >= self.data.vol.size()))
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+impl VolumeObject {
+    /// Admits a change that adds at most `cost` bytes to the backlog: paced above the soft mark,
+    /// waiting for room at the hard mark. Returns the reservation, given back to the in-flight
+    /// count when dropped (once the change is in the volume's files, failed, or panicked);
+    /// `Delay` when the buffer is full and the backend made no progress for
+    /// `Backend_Stall_Timeout` (an outage: the client retries later, NFS3ERR_JUKEBOX /
+    /// NFS4ERR_DELAY).
+    fn admit(&self, cost: u64) -> Result<InFlight<'_>> {
         let d = &self.data;
         let reserved = std::cell::Cell::new(0);
         let admitted = d.pacer.admit(
-            super::backlog::cost(data.len() as u64, d.vol.options()),
+            cost,
             || d.backlog.estimate(d.vol.uploaded_bytes()),
             || d.vol.uploaded_bytes(),
             |len, hard| {
@@ -60,22 +61,34 @@ impl ObjectData for VolumeObject {
             |t| d.backlog.wait_for_room(t),
         );
         if admitted == super::pacing::Admit::Refuse {
-            // Full, and the backend made no progress for Backend_Stall_Timeout: an outage.
-            // The client retries later (NFS3ERR_JUKEBOX / NFS4ERR_DELAY).
             return Err(Error::Delay);
         }
-        // Its length is in the backlog already (reserved above); once the write returns (or
-        // fails, or panics), its bytes are in the volume's files or never will be: no longer in
-        // flight.
-        let _in_flight = InFlight {
+        Ok(InFlight {
             backlog: &d.backlog,
             len: reserved.get(),
-        };
+        })
+    }
+}
+
+impl ObjectData for VolumeObject {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(usize, bool)> {
+        let n = self.data.vol.read(offset, buf)?;
+        Ok((n, offset + n as u64 >= self.data.vol.size()))
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let d = &self.data;
+        let _in_flight = self.admit(super::backlog::cost(data.len() as u64, d.vol.options()))?;
         d.vol.write(offset, data, false)
     }
 
     fn truncate(&self, new_size: u64, persist: Persist<'_>) -> Result<()> {
-        self.data.vol.resize(new_size)?;
+        // A resize logs an entry, and a shrink to a partial cluster rewrites that cluster: paced
+        // and reserved like a write of nothing (one cluster of slack).
+        {
+            let _in_flight = self.admit(super::backlog::cost(0, self.data.vol.options()))?;
+            self.data.vol.resize(new_size)?;
+        }
         self.data.vol.sync()?;
         persist(&Commit {
             size: new_size,

@@ -560,6 +560,58 @@ fn re_uploads_after_a_failed_manifest_are_not_progress() {
     vols.stop_all();
 }
 
+/// Issue 11 review: a truncate is paced like a write. A shrink to a partial cluster rewrites
+/// that cluster; unreserved, truncates could take the files past the hard mark. At the hard mark
+/// with the backend stalled, it is refused (DELAY) and changes nothing.
+#[test]
+fn a_truncate_at_the_hard_mark_with_the_backend_stalled_is_refused() {
+    use crate::data::{Commit, ObjectData};
+    const BUF: u64 = 1 << 20;
+    const PIECE: usize = 64 << 10;
+    let t = tempfile::tempdir().expect("tempdir");
+    let rt = crate::runtime::build().expect("runtime");
+    let store = Arc::new(HookedStore::new(
+        Arc::new(MemStore::new()),
+        ManifestFails::default(),
+    ));
+    let vols = paced_registry(t.path(), store, &rt, BUF, Duration::from_millis(300));
+    let v = vols.open_or_create(2, 0, true).expect("create");
+    let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
+    let mut end = 0u64;
+    loop {
+        match obj.write(end, &vec![7u8; PIECE]) {
+            Ok(()) => end += PIECE as u64,
+            Err(Error::Delay) => break,
+            Err(e) => panic!("write at {end}: {e}"),
+        }
+        assert!(end <= 8 * BUF, "never refused");
+    }
+    // Each shrink to a partial cluster rewrites it (a whole cluster appended): unpaced, enough
+    // of them would take the files past the hard mark.
+    let mut persist = |_: &Commit| Ok(());
+    let mut size = end;
+    let mut refused = false;
+    for _ in 0..400 {
+        let want = size - 100;
+        match obj.truncate(want, &mut persist) {
+            Ok(()) => size = want,
+            Err(Error::Delay) => {
+                refused = true;
+                break;
+            }
+            Err(e) => panic!("truncate to {want}: {e}"),
+        }
+    }
+    assert!(refused, "400 truncates at the hard mark, none refused");
+    assert_eq!(v.vol.size(), size, "a refused truncate changed the size");
+    let info = vols.info(&v);
+    assert!(
+        info.pending_backend_bytes <= BUF,
+        "truncates took the backlog past the hard mark: {info:?}"
+    );
+    vols.stop_all();
+}
+
 /// Issue 11 review: a volume reopened while the backend is unreachable does not know the
 /// manifest, and counted every local SCO (uploaded long ago, kept in the SCO cache) as backlog,
 /// so its first writes met a full buffer. What its MetaDataStore applied is on the backend.
