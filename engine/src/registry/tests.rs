@@ -512,6 +512,27 @@ impl Hook for ManifestFails {
     }
 }
 
+/// Writes pieces of `piece` bytes (piece `i` filled with the byte `i`) from piece `first` on,
+/// until one is refused with DELAY or `limit` bytes are reached; returns the bytes written and
+/// whether a write was refused. Any other error fails the test.
+fn write_until_refused(
+    obj: &crate::registry::VolumeObject,
+    first: u64,
+    piece: usize,
+    limit: u64,
+) -> (u64, bool) {
+    use crate::data::ObjectData;
+    let mut written = 0;
+    for i in first..limit / piece as u64 {
+        match obj.write(i * piece as u64, &vec![i as u8; piece]) {
+            Ok(()) => written += piece as u64,
+            Err(Error::Delay) => return (written, true),
+            Err(e) => panic!("write {i}: {e}"),
+        }
+    }
+    (written, false)
+}
+
 /// Issue 11 review: a pass that fails at the manifest sends the same SCOs and TLogs again at
 /// every retry. That is not progress: counted as such, a backend that never accepts the
 /// manifest never looked stalled and the estimate fell by each re-upload, so writes went on
@@ -519,7 +540,6 @@ impl Hook for ManifestFails {
 /// timeout, writes are refused.
 #[test]
 fn re_uploads_after_a_failed_manifest_are_not_progress() {
-    use crate::data::ObjectData;
     const BUF: u64 = 1 << 20;
     const PIECE: usize = 64 << 10;
     let t = tempfile::tempdir().expect("tempdir");
@@ -532,18 +552,7 @@ fn re_uploads_after_a_failed_manifest_are_not_progress() {
     let vols = paced_registry(t.path(), store.clone(), &rt, BUF, stall);
     let v = vols.open_or_create(2, 0, true).expect("create");
     let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
-    let mut written = 0u64;
-    let mut refused = false;
-    for i in 0..(8 * BUF / PIECE as u64) {
-        match obj.write(i * PIECE as u64, &vec![i as u8; PIECE]) {
-            Ok(()) => written += PIECE as u64,
-            Err(Error::Delay) => {
-                refused = true;
-                break;
-            }
-            Err(e) => panic!("write {i}: {e}"),
-        }
-    }
+    let (written, refused) = write_until_refused(&obj, 0, PIECE, 8 * BUF);
     let info = vols.info(&v);
     assert!(
         refused,
@@ -577,15 +586,8 @@ fn a_truncate_at_the_hard_mark_with_the_backend_stalled_is_refused() {
     let vols = paced_registry(t.path(), store, &rt, BUF, Duration::from_millis(300));
     let v = vols.open_or_create(2, 0, true).expect("create");
     let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
-    let mut end = 0u64;
-    loop {
-        match obj.write(end, &vec![7u8; PIECE]) {
-            Ok(()) => end += PIECE as u64,
-            Err(Error::Delay) => break,
-            Err(e) => panic!("write at {end}: {e}"),
-        }
-        assert!(end <= 8 * BUF, "never refused");
-    }
+    let (end, refused) = write_until_refused(&obj, 0, PIECE, 8 * BUF);
+    assert!(refused, "never refused");
     // Each shrink to a partial cluster rewrites it (a whole cluster appended): unpaced, enough
     // of them would take the files past the hard mark.
     let mut persist = |_: &Commit| Ok(());
@@ -765,17 +767,7 @@ fn a_manifest_changed_by_another_writer_stops_the_uploads_instead_of_retrying() 
     rt.block_on(mem.put(&key, intruder.clone()))
         .expect("intruder");
     store.hook().armed.store(true, SeqCst);
-    let mut refused = false;
-    for i in 1..(8 * BUF / PIECE as u64) {
-        match obj.write(i * PIECE as u64, &vec![i as u8; PIECE]) {
-            Ok(()) => {}
-            Err(Error::Delay) => {
-                refused = true;
-                break;
-            }
-            Err(e) => panic!("write {i}: {e}"),
-        }
-    }
+    let (_, refused) = write_until_refused(&obj, 1, PIECE, 8 * BUF);
     assert!(
         refused,
         "the buffer filled and writes were refused: {:?}",

@@ -122,9 +122,10 @@ impl Volume {
             sco_dir: &sco_dir,
             id,
         };
-        let (&last_seq, closed_tlogs) = tlogs
-            .split_last()
-            .ok_or_else(|| Error::Io(format!("{}: no TLog: not a volume", tlog_dir.display())))?;
+        let Some((&last_seq, closed_tlogs)) = tlogs.split_last() else {
+            // drop_applied_tlogs returns at least one.
+            return Err(Error::Io(format!("{}: no TLog", tlog_dir.display())));
+        };
         replay_closed(&ctx, &tlog_dir, closed_tlogs, &mut rp, &mut tlog_bytes)?;
         // 6.
         let mut last = LastTlog::read(&ctx, &tlog_dir, last_seq, &rp)?;
@@ -279,7 +280,7 @@ impl Volume {
         if let Some((seq, clusters)) = unsealed {
             self.reseal_unsealed(st, seq, clusters)?;
         }
-        if last.replayed_closed {
+        if last.closed {
             // Closed, but the next TLog never became durable: start it now. The close may be
             // only in the page cache (a process crash before its fdatasync): made durable
             // first, or a power cut would leave an unclosed TLog before the next.

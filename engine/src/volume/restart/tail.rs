@@ -35,10 +35,10 @@ pub(super) struct LastTlog {
     entries: Vec<(u64, Entry)>,
     /// Where the valid log ends: bytes from here on are cut.
     pub(super) cut: u64,
-    /// It ends with a verified TLogClosed entry (then it is trusted like the closed ones).
+    /// It ends with a verified TLogClosed entry (then it is trusted like the closed ones, no
+    /// cut is searched for, and its replay ends with the close). A TLogClosed is always the
+    /// last entry a parse returns, so a TLog that is not closed replays none.
     pub(super) closed: bool,
-    /// Set by [`LastTlog::replay`]: the entries before the cut end with the TLog's close.
-    pub(super) replayed_closed: bool,
     /// Set by [`LastTlog::replay`]: SCOs the entries before the cut seal.
     pub(super) replayed_scos: u32,
 }
@@ -82,7 +82,6 @@ impl LastTlog {
             entries: parsed.entries,
             cut: parsed.valid_len,
             closed,
-            replayed_closed: false,
             replayed_scos: 0,
         };
         if !closed {
@@ -160,20 +159,17 @@ impl LastTlog {
         Ok(None)
     }
 
-    /// Step 7: replays the entries before the cut, noting whether they end with the TLog's
-    /// close and how many SCOs they seal.
+    /// Step 7: replays the entries before the cut, noting how many SCOs they seal.
     pub(super) fn replay(
         &mut self,
         ctx: &ReplayCtx<'_>,
         rp: &mut Replay,
         tlog_bytes: &mut BTreeMap<u64, u64>,
     ) -> Result<()> {
-        let mut closed = false;
         let mut scos = 0u32;
         rp.cur_tlog = self.seq;
         for (pos, e) in self.entries.iter().filter(|(p, _)| *p < self.cut) {
             match e {
-                Entry::TlogClosed { .. } => closed = true,
                 Entry::ScoSealed { .. } => scos += 1,
                 Entry::Cluster { .. } => {
                     *tlog_bytes.entry(self.seq).or_default() += CLUSTER_SIZE_U64
@@ -182,7 +178,6 @@ impl LastTlog {
             }
             ctx.apply(rp, &format!("{} entry at byte {pos}", self.what), *e)?;
         }
-        self.replayed_closed = closed;
         self.replayed_scos = scos;
         Ok(())
     }
