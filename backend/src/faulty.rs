@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Error, ListPage, ObjectMeta, ObjectStore, Result};
+use crate::{Error, ListPage, ObjectMeta, ObjectStore, PutMode, Result};
 
 /// An [`ObjectStore`] that forwards to an inner store until [`FaultyStore::set_failing`] turns
 /// it off; from then on every call fails with [`Error::Io`] (an "injected fault") without
@@ -69,24 +69,14 @@ impl FaultyStore {
 
 #[async_trait]
 impl ObjectStore for FaultyStore {
-    async fn put(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
+    async fn put_opts(&self, key: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
         self.check(key)?;
-        self.inner.put(key, data).await
+        self.inner.put_opts(key, data, mode).await
     }
 
     async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<ObjectMeta> {
         self.check(key)?;
         self.inner.put_file(key, path).await
-    }
-
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
-        self.check(key)?;
-        self.inner.put_if_absent(key, data).await
-    }
-
-    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<ObjectMeta> {
-        self.check(key)?;
-        self.inner.put_if_match(key, data, etag).await
     }
 
     async fn get(&self, key: &str) -> Result<(Bytes, ObjectMeta)> {

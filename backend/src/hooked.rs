@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{ListPage, ObjectMeta, ObjectStore, Result};
+use crate::{ListPage, ObjectMeta, ObjectStore, PutMode, Result};
 
 /// A call about to reach the inner store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,13 +92,13 @@ impl<H: Hook> HookedStore<H> {
 
 #[async_trait]
 impl<H: Hook> ObjectStore for HookedStore<H> {
-    async fn put(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
+    async fn put_opts(&self, key: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
         let call = Call::Put {
             key,
-            conditional: false,
+            conditional: mode != PutMode::Overwrite,
         };
         self.hook.before(&call).await?;
-        self.inner.put(key, data).await
+        self.inner.put_opts(key, data, mode).await
     }
 
     async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<ObjectMeta> {
@@ -108,24 +108,6 @@ impl<H: Hook> ObjectStore for HookedStore<H> {
         };
         self.hook.before(&call).await?;
         self.inner.put_file(key, path).await
-    }
-
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
-        let call = Call::Put {
-            key,
-            conditional: true,
-        };
-        self.hook.before(&call).await?;
-        self.inner.put_if_absent(key, data).await
-    }
-
-    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<ObjectMeta> {
-        let call = Call::Put {
-            key,
-            conditional: true,
-        };
-        self.hook.before(&call).await?;
-        self.inner.put_if_match(key, data, etag).await
     }
 
     async fn get(&self, key: &str) -> Result<(Bytes, ObjectMeta)> {

@@ -1,7 +1,9 @@
 //! Object stores for Strata.
 //!
 //! A narrow async [`ObjectStore`] trait (in the spirit of Apache Arrow's `object_store`) with
-//! typed errors, and [`LocalStore`], a store on a local directory. Namespaces are key prefixes.
+//! typed errors and one put with a [`PutMode`]; [`LocalStore`], a store on a local directory;
+//! [`S3Store`], a bucket of any S3-compatible store; one [`RetryPolicy`]; the conditional-write
+//! [`probe`]; and test wrappers ([`Namespaced`], [`FaultyStore`], [`HookedStore`], [`MemStore`]). Namespaces are key prefixes.
 //! This crate knows nothing of files or volumes. On-disk layout and ETag formats: `FORMATS.md`
 //! next to this crate's `Cargo.toml`.
 
@@ -13,87 +15,28 @@ use std::path::Path;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod error;
 mod faulty;
 mod hooked;
 mod local;
 mod mem;
 mod namespaced;
+pub mod probe;
+mod retry;
+pub mod s3;
+pub use error::Error;
 pub use faulty::FaultyStore;
 pub use hooked::{Call, Hook, HookedStore};
 pub use local::LocalStore;
 pub use mem::MemStore;
 pub use namespaced::Namespaced;
+pub use retry::RetryPolicy;
+pub use s3::{CredentialsSource, S3Config, S3Credentials, S3Store, PUT_ID_META};
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Errors of an object store. Callers tell "not found" from "condition failed" from "I/O".
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No object under that key.
-    #[error("object not found: {key}")]
-    NotFound {
-        /// The key asked for.
-        key: String,
-    },
-    /// A conditional put's condition did not hold (object exists / ETag differs).
-    #[error("condition failed for {key}")]
-    ConditionFailed {
-        /// The key written.
-        key: String,
-    },
-    /// The key is not acceptable to this store.
-    #[error("invalid key {key:?}: {reason}")]
-    InvalidKey {
-        /// The key.
-        key: String,
-        /// Why.
-        reason: String,
-    },
-    /// The store has no room.
-    #[error("no space left on the backend")]
-    NoSpace,
-    /// I/O failed (possibly transient).
-    #[error("I/O error on {key}: {source}")]
-    Io {
-        /// The key concerned.
-        key: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl Error {
-    /// True for [`Error::NotFound`].
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound { .. })
-    }
-
-    /// True for [`Error::ConditionFailed`].
-    pub fn is_condition_failed(&self) -> bool {
-        matches!(self, Error::ConditionFailed { .. })
-    }
-
-    /// Maps an I/O error on `key` to the typed error: ENOSPC/EDQUOT become [`Error::NoSpace`],
-    /// ENOENT becomes [`Error::NotFound`], ENAMETOOLONG becomes [`Error::InvalidKey`].
-    pub fn from_io(key: &str, source: std::io::Error) -> Error {
-        match source.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::NoSpace,
-            Some(libc::ENAMETOOLONG) => Error::InvalidKey {
-                key: key.to_string(),
-                reason: "a segment is too long for the store".to_string(),
-            },
-            _ if source.kind() == std::io::ErrorKind::NotFound => Error::NotFound {
-                key: key.to_string(),
-            },
-            _ => Error::Io {
-                key: key.to_string(),
-                source,
-            },
-        }
-    }
-}
 
 /// Checks that `key` is acceptable to every store of this crate: not empty, no leading `/`, no
 /// empty, `.` or `..` segment (so no trailing `/` either), no NUL byte.
@@ -159,6 +102,11 @@ pub fn etag_of(data: &[u8]) -> String {
     hex(&Md5::digest(data))
 }
 
+/// `n` as a `usize` (saturating; this crate runs on 64-bit targets).
+pub(crate) fn usize_of(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -192,17 +140,47 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
+/// How a put treats an object already under its key (arrow-rs `object_store`'s `PutMode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace whatever is there.
+    Overwrite,
+    /// Create only: fail with [`Error::ConditionFailed`] if an object exists (S3
+    /// `If-None-Match: *`).
+    Create,
+    /// Replace only the version with this ETag: fail with [`Error::ConditionFailed`] if the
+    /// object changed or does not exist (S3 `If-Match`).
+    Update {
+        /// The ETag the current object must have.
+        etag: String,
+    },
+}
+
 /// An object store. All writes are atomic: a reader sees the old or the new object, never a
 /// mix, and a crash never leaves a partly written object under its final name.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
-    /// Stores `data` under `key`, replacing any object there. Durable when it returns.
-    async fn put(&self, key: &str, data: Bytes) -> Result<ObjectMeta>;
-    /// Stores `data` only if no object exists under `key`; else `ConditionFailed`.
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ObjectMeta>;
-    /// Replaces the object only if its current etag equals `etag`; else `ConditionFailed`
-    /// (also when it does not exist).
-    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<ObjectMeta>;
+    /// Stores `data` under `key` as `mode` says: replacing any object there
+    /// ([`PutMode::Overwrite`]), only if none exists ([`PutMode::Create`]), or only if the
+    /// current object's ETag is the given one ([`PutMode::Update`]; a missing object fails
+    /// too). A condition that does not hold is [`Error::ConditionFailed`] and changes nothing.
+    /// Durable when it returns. The one put every store implements.
+    async fn put_opts(&self, key: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta>;
+    /// [`ObjectStore::put_opts`] with [`PutMode::Overwrite`].
+    async fn put(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
+        self.put_opts(key, data, PutMode::Overwrite).await
+    }
+    /// [`ObjectStore::put_opts`] with [`PutMode::Create`].
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
+        self.put_opts(key, data, PutMode::Create).await
+    }
+    /// [`ObjectStore::put_opts`] with [`PutMode::Update`].
+    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<ObjectMeta> {
+        let mode = PutMode::Update {
+            etag: etag.to_string(),
+        };
+        self.put_opts(key, data, mode).await
+    }
     /// Stores the contents of the local file `path` under `key`, replacing any object there;
     /// durable when it returns. The file must be durable already, and never be modified in
     /// place afterwards (its owner may delete it, or replace it by a rename): a store may keep

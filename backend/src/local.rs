@@ -42,7 +42,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{validate_key, validate_prefix, Error, ListPage, ObjectMeta, ObjectStore, Result};
+use crate::{
+    validate_key, validate_prefix, Error, ListPage, ObjectMeta, ObjectStore, PutMode, Result,
+};
 
 /// Name of the private temp directory under the root; reserved as a first key segment.
 pub(crate) const TMP_DIR: &str = ".strata-tmp";
@@ -107,13 +109,6 @@ struct Inner {
     fail_before_rename: std::sync::atomic::AtomicBool,
 }
 
-/// The condition of a put.
-enum Cond {
-    None,
-    Absent,
-    Match(String),
-}
-
 impl LocalStore {
     /// Opens (creating it if needed) a store on directory `root` and removes temp files left
     /// by an earlier crash.
@@ -176,7 +171,7 @@ impl LocalStore {
         }
     }
 
-    async fn put_cond(&self, key: &str, data: Bytes, cond: Cond) -> Result<ObjectMeta> {
+    async fn put_cond(&self, key: &str, data: Bytes, cond: PutMode) -> Result<ObjectMeta> {
         let key = key.to_string();
         self.blocking(&key.clone(), move |inner| inner.put(&key, &data, cond))
             .await
@@ -225,7 +220,7 @@ impl Inner {
                 return Err(missing_or_io(key, e));
             }
             let data = fs::read(src).map_err(|e| missing_or_io(key, e))?;
-            return self.put(key, &data, Cond::None);
+            return self.put(key, &data, PutMode::Overwrite);
         }
         let stamped = (|| {
             let f = File::options().write(true).open(&tmp)?;
@@ -235,9 +230,10 @@ impl Inner {
             f.sync_all()?;
             Ok::<_, std::io::Error>(meta)
         })();
-        let installed = stamped
-            .map_err(|e| io_err(key, e))
-            .and_then(|meta| self.install(key, &path, &tmp, Cond::None).map(|()| meta));
+        let installed = stamped.map_err(|e| io_err(key, e)).and_then(|meta| {
+            self.install(key, &path, &tmp, PutMode::Overwrite)
+                .map(|()| meta)
+        });
         match installed {
             Ok(meta) => {
                 self.linked.fetch_add(1, Ordering::Relaxed);
@@ -254,7 +250,7 @@ impl Inner {
         }
     }
 
-    fn put(&self, key: &str, data: &[u8], cond: Cond) -> Result<ObjectMeta> {
+    fn put(&self, key: &str, data: &[u8], cond: PutMode) -> Result<ObjectMeta> {
         let path = self.path(key)?;
         let tmp = self.tmp_name();
         match self.put_via(key, &path, &tmp, data, cond) {
@@ -283,7 +279,7 @@ impl Inner {
         path: &Path,
         tmp: &Path,
         data: &[u8],
-        cond: Cond,
+        cond: PutMode,
     ) -> Result<Metadata> {
         let meta = {
             let mut f = File::options()
@@ -311,19 +307,19 @@ impl Inner {
     }
 
     /// Checks `cond` and renames the durable temp file `tmp` over `path`, durably.
-    fn install(&self, key: &str, path: &Path, tmp: &Path, cond: Cond) -> Result<()> {
+    fn install(&self, key: &str, path: &Path, tmp: &Path, cond: PutMode) -> Result<()> {
         let io = |e| Error::from_io(key, e);
         let _guard = self.lock(key);
         match cond {
-            Cond::None => {}
-            Cond::Absent => {
+            PutMode::Overwrite => {}
+            PutMode::Create => {
                 if fs::symlink_metadata(path).is_ok() {
                     return Err(Error::ConditionFailed {
                         key: key.to_string(),
                     });
                 }
             }
-            Cond::Match(want) => match fs::metadata(path) {
+            PutMode::Update { etag: want } => match fs::metadata(path) {
                 Ok(cur) if cur.is_file() && etag_of_meta(&cur) == want => {}
                 Ok(_) => {
                     return Err(Error::ConditionFailed {
@@ -588,22 +584,13 @@ fn conflict_or(key: &str, e: std::io::Error) -> Error {
 
 #[async_trait]
 impl ObjectStore for LocalStore {
-    async fn put(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
-        self.put_cond(key, data, Cond::None).await
+    async fn put_opts(&self, key: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
+        self.put_cond(key, data, mode).await
     }
 
     async fn put_file(&self, key: &str, path: &Path) -> Result<ObjectMeta> {
         let (k, src) = (key.to_string(), path.to_path_buf());
         self.blocking(key, move |inner| inner.put_linked(&k, &src))
-            .await
-    }
-
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
-        self.put_cond(key, data, Cond::Absent).await
-    }
-
-    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<ObjectMeta> {
-        self.put_cond(key, data, Cond::Match(etag.to_string()))
             .await
     }
 

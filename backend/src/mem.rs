@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::{
-    etag_of, validate_key, validate_prefix, Error, ListPage, ObjectMeta, ObjectStore, Result,
+    etag_of, validate_key, validate_prefix, Error, ListPage, ObjectMeta, ObjectStore, PutMode,
+    Result,
 };
 
 /// An object store held in memory, with the same key rules, ETags and listing semantics as
@@ -75,16 +76,12 @@ impl MemStore {
 
 #[async_trait]
 impl ObjectStore for MemStore {
-    async fn put(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
-        self.store(key, data, |_| true)
-    }
-
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
-        self.store(key, data, |cur| cur.is_none())
-    }
-
-    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<ObjectMeta> {
-        self.store(key, data, |cur| cur == Some(etag))
+    async fn put_opts(&self, key: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
+        match mode {
+            PutMode::Overwrite => self.store(key, data, |_| true),
+            PutMode::Create => self.store(key, data, |cur| cur.is_none()),
+            PutMode::Update { etag } => self.store(key, data, |cur| cur == Some(etag.as_str())),
+        }
     }
 
     async fn get(&self, key: &str) -> Result<(Bytes, ObjectMeta)> {

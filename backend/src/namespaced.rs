@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{validate_key, validate_prefix, Error, ListPage, ObjectMeta, ObjectStore, Result};
+use crate::{
+    validate_key, validate_prefix, Error, ListPage, ObjectMeta, ObjectStore, PutMode, Result,
+};
 
 /// An [`ObjectStore`] that prepends a fixed prefix (e.g. `files/`) to every key of an inner
 /// store and strips it again from listed keys, page tokens and returned metadata. Keys given to
@@ -54,26 +56,13 @@ impl Namespaced {
 
 #[async_trait]
 impl ObjectStore for Namespaced {
-    async fn put(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
-        let meta = self.inner.put(&self.full(key)?, data).await?;
+    async fn put_opts(&self, key: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
+        let meta = self.inner.put_opts(&self.full(key)?, data, mode).await?;
         self.strip_meta(meta)
     }
 
     async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<ObjectMeta> {
         let meta = self.inner.put_file(&self.full(key)?, path).await?;
-        self.strip_meta(meta)
-    }
-
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
-        let meta = self.inner.put_if_absent(&self.full(key)?, data).await?;
-        self.strip_meta(meta)
-    }
-
-    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<ObjectMeta> {
-        let meta = self
-            .inner
-            .put_if_match(&self.full(key)?, data, etag)
-            .await?;
         self.strip_meta(meta)
     }
 

@@ -30,6 +30,8 @@ pub use error::{Error, Result};
 pub use fs::{BackendConfig, EngineConfig, Filesystem, OpenOptions, FILES_PREFIX};
 pub use owner::{OwnerRecord, OWNER_KEY};
 pub use registry::{VOLUMES_DIR, VOLUMES_PREFIX};
+/// The S3 backend's configuration types (from strata-backend), for [`BackendConfig::S3`].
+pub use strata_backend::{CredentialsSource, S3Config};
 pub use types::*;
 
 /// redb, re-exported so that callers can implement [`redb::StorageBackend`] for

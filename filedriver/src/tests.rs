@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use proptest::prelude::*;
-use strata_backend::{ListPage, LocalStore, MemStore, ObjectMeta};
+use strata_backend::{ListPage, LocalStore, MemStore, ObjectMeta, PutMode};
 
 use super::*;
 
@@ -314,25 +314,19 @@ struct GateStore {
 
 #[async_trait]
 impl ObjectStore for GateStore {
-    async fn put(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
-        if self.gated.load(Ordering::SeqCst) {
+    async fn put_opts(
+        &self,
+        key: &str,
+        data: Bytes,
+        mode: PutMode,
+    ) -> strata_backend::Result<ObjectMeta> {
+        if mode == PutMode::Overwrite && self.gated.load(Ordering::SeqCst) {
             self.waiting.fetch_add(1, Ordering::SeqCst);
             let permit = self.gate.acquire().await.expect("gate");
             permit.forget();
             self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> strata_backend::Result<ObjectMeta> {
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn put_if_match(
-        &self,
-        key: &str,
-        data: Bytes,
-        etag: &str,
-    ) -> strata_backend::Result<ObjectMeta> {
-        self.inner.put_if_match(key, data, etag).await
+        self.inner.put_opts(key, data, mode).await
     }
     async fn get(&self, key: &str) -> strata_backend::Result<(Bytes, ObjectMeta)> {
         self.inner.get(key).await

@@ -7,7 +7,7 @@ use std::ptr;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
-use strata_engine::{BackendConfig, EngineConfig, Filesystem, Handle};
+use strata_engine::{BackendConfig, CredentialsSource, EngineConfig, Filesystem, Handle, S3Config};
 use strata_ganesha_conf::params::{BackendKind, StrataSettings, PARAMS};
 
 use crate::ffi;
@@ -189,18 +189,29 @@ fn set_fs_info(i: &mut ffi::fsal_staticfsinfo_t) {
 }
 
 /// Maps validated settings to the engine configuration. The validation (ganesha-conf's, the
-/// same `strata conf check` runs) already refuses everything this build cannot serve,
-/// `Backend = S3` included, so settings it accepted always convert; the S3 arm only keeps the
-/// match whole until the S3 backend exists (issue 13).
-pub(crate) fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> {
+/// same `strata conf check` runs) already refused everything this build cannot serve (an S3
+/// backend without endpoint or bucket included), so settings it accepted always convert.
+pub(crate) fn engine_config(s: &StrataSettings) -> EngineConfig {
     let backend = match s.backend {
         BackendKind::Local => BackendConfig::Local {
             dir: s.backend_dir.clone(),
         },
         BackendKind::S3 => {
-            return Err(
-                "Backend = S3 is not implemented yet in this build; use Backend = LOCAL".into(),
-            )
+            let credentials = match &s.s3_credentials_file {
+                Some(path) => CredentialsSource::File(path.clone()),
+                None => CredentialsSource::Environment,
+            };
+            let mut s3 = S3Config::new(
+                s.s3_endpoint.clone().unwrap_or_default(),
+                s.s3_bucket.clone().unwrap_or_default(),
+                credentials,
+            );
+            s3.region = s.s3_region.clone();
+            s3.prefix = s.s3_prefix.clone();
+            s3.virtual_host = s.s3_virtual_host;
+            s3.request_timeout = s.s3_request_timeout;
+            s3.unsafe_single_writer = s.s3_unsafe_single_writer;
+            BackendConfig::S3(s3)
         }
     };
     let mut c = EngineConfig::new(s.data_dir.clone());
@@ -217,7 +228,7 @@ pub(crate) fn engine_config(s: &StrataSettings) -> Result<EngineConfig, String> 
     c.backend_stall_timeout = s.backend_stall_timeout;
     c.sco_cache_size = s.sco_cache_size;
     c.cluster_cache_size = s.cluster_cache_size;
-    Ok(c)
+    c
 }
 
 /// Validates the configuration file with ganesha-conf (which knows file, line and reason).
@@ -225,7 +236,7 @@ pub(crate) fn settings_from_file(path: &Path) -> Result<EngineConfig, Vec<String
     match strata_ganesha_conf::load_strata_settings(path) {
         Ok(s) => {
             *MGMT_SOCKET.lock() = Some(s.mgmt_socket.clone());
-            engine_config(&s).map_err(|e| vec![format!("{}: {e}", path.display())])
+            Ok(engine_config(&s))
         }
         Err(errs) => Err(errs.iter().map(|e| e.to_string()).collect()),
     }

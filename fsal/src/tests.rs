@@ -506,21 +506,52 @@ fn exclusive_verifier_uses_ganeshas_atime_mtime_convention() {
     assert_eq!((at.secs, mt.secs), (1, 2));
 }
 
+/// A complete S3 block becomes the engine's S3 backend with every S3 parameter carried over;
+/// an endpoint nobody answers on is refused at open with an error that names it.
 #[test]
-fn s3_backend_is_refused_with_a_clear_message() {
-    let dir = std::env::temp_dir().join(format!("strata-fsal-unit-s3-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("ganesha.conf");
+fn s3_settings_become_the_s3_backend_and_an_unreachable_endpoint_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("ganesha.conf");
+    let creds = dir.path().join("creds");
+    std::fs::write(
+        &creds,
+        "[default]\naws_access_key_id = AK\naws_secret_access_key = SECRET-never-shown\n",
+    )
+    .expect("write creds");
     std::fs::write(
         &conf,
-        format!("STRATA {{\n  Data_Dir = \"{}\";\n  Backend = S3;\n  S3_Endpoint = \"http://127.0.0.1:1\";\n  S3_Bucket = b;\n}}\n", dir.display()),
+        format!(
+            "STRATA {{\n  Data_Dir = \"{}\";\n  Backend = S3;\n  S3_Endpoint = \"http://127.0.0.1:1\";\n  S3_Bucket = vms;\n  S3_Prefix = \"gw1/\";\n  S3_Region = eu-west-1;\n  S3_Credentials_File = \"{}\";\n  S3_Request_Timeout = 7;\n  S3_Unsafe_Single_Writer = true;\n}}\n",
+            dir.path().join("d").display(),
+            creds.display()
+        ),
     )
-    .unwrap();
-    match crate::export::settings_from_file(&conf) {
-        Ok(_) => panic!("S3 accepted"),
-        Err(errs) => assert!(errs.iter().any(|e| e.contains("S3")), "{errs:?}"),
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    .expect("write conf");
+    let config = crate::export::settings_from_file(&conf).expect("accepted");
+    let strata_engine::BackendConfig::S3(s3) = &config.backend else {
+        panic!("not S3: {:?}", config.backend);
+    };
+    assert_eq!(
+        (
+            s3.endpoint.as_str(),
+            s3.bucket.as_str(),
+            s3.prefix.as_str(),
+            s3.region.as_str()
+        ),
+        ("http://127.0.0.1:1", "vms", "gw1/", "eu-west-1")
+    );
+    assert_eq!(s3.request_timeout, std::time::Duration::from_secs(7));
+    assert!(s3.unsafe_single_writer && !s3.virtual_host);
+    assert_eq!(
+        s3.credentials,
+        strata_engine::CredentialsSource::File(creds)
+    );
+    let err = match strata_engine::Filesystem::open(config) {
+        Ok(_) => panic!("opened on an endpoint nobody answers on"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("cannot reach http://127.0.0.1:1"), "{err}");
+    assert!(!err.contains("SECRET"), "{err}");
 }
 
 #[test]
@@ -615,6 +646,7 @@ fn accepted_values(p: &strata_ganesha_conf::Param) -> Vec<String> {
     use strata_ganesha_conf::params::ParamType;
     match p.ty {
         ParamType::Path | ParamType::Text => vec![],
+        // Backend = S3 needs an endpoint and a bucket (tested apart).
         ParamType::Enum(words) => words
             .iter()
             .filter(|w| !w.eq_ignore_ascii_case("S3"))
@@ -630,8 +662,8 @@ fn accepted_values(p: &strata_ganesha_conf::Param) -> Vec<String> {
 
 /// One place for each parameter's bounds: `strata conf check` (ganesha-conf) and the FSAL
 /// (its settings, then the engine opening with them) refuse the same configurations — every
-/// refused value of every parameter, and `Backend = S3` while this build has no S3 backend —
-/// and accept the same: each parameter at its smallest and largest value, with which the engine
+/// refused value of every parameter, and `Backend = S3` without endpoint and bucket — and
+/// accept the same: each parameter at its smallest and largest value, with which the engine
 /// opens.
 #[test]
 fn conf_check_and_the_fsal_refuse_and_accept_the_same_configurations() {
@@ -686,12 +718,20 @@ fn conf_check_and_the_fsal_refuse_and_accept_the_same_configurations() {
             accepted += 1;
         }
     }
+    let (check, fsal) = verdicts(&text_with("Backend", "S3"));
+    assert!(
+        check.is_err() && fsal.is_err(),
+        "Backend = S3 without endpoint and bucket accepted"
+    );
     let s3 = text_with("Backend", "S3").replace(
         "}\n",
-        "  S3_Endpoint = \"http://127.0.0.1:1\";\n  S3_Bucket = b;\n}\n",
+        "  S3_Endpoint = \"http://127.0.0.1:1\";\n  S3_Bucket = vms;\n}\n",
     );
     let (check, fsal) = verdicts(&s3);
-    assert!(check.is_err() && fsal.is_err(), "Backend = S3 accepted");
+    assert!(
+        check.is_ok() && fsal.is_ok(),
+        "complete S3 settings refused"
+    );
     assert!(
         refused >= 30 && accepted >= 25,
         "{refused} refused, {accepted} accepted"

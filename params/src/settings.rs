@@ -58,6 +58,12 @@ pub struct StrataSettings {
     pub s3_prefix: String,
     /// File with S3 credentials.
     pub s3_credentials_file: Option<PathBuf>,
+    /// Virtual-host addressing instead of path-style.
+    pub s3_virtual_host: bool,
+    /// Bound of one attempt of one S3 request.
+    pub s3_request_timeout: Duration,
+    /// Skip the conditional-write probe (one writer, no fencing).
+    pub s3_unsafe_single_writer: bool,
     /// Suffixes that make a new file a volume.
     pub volume_suffixes: Vec<String>,
     /// FileDriver extent cache bound, bytes.
@@ -110,8 +116,7 @@ impl StrataSettings {
 
     /// Validates the settings of a STRATA block: every name must be in [`PARAMS`]
     /// (case-insensitive) and set at most once, every value must fit its type and range,
-    /// `Data_Dir` is required, `Backend = S3` requires `S3_Endpoint` and `S3_Bucket` (and is
-    /// refused by this build until the S3 backend exists), and the
+    /// `Data_Dir` is required, `Backend = S3` requires `S3_Endpoint` and `S3_Bucket`, and the
     /// sizes must agree (SCO_Size a multiple of 4K; SCO_Cache_Size at least 4 SCOs;
     /// Write_Buffer_Size at least 1 SCO). `block_line` is the line of `STRATA {`, used for
     /// errors about missing settings. Returns every error found.
@@ -241,13 +246,6 @@ impl StrataSettings {
             }
         }
         if backend == BackendKind::S3 {
-            // Until the S3 backend exists (issue 13) this build refuses it here, so that
-            // `strata conf check` refuses what the FSAL would.
-            errs.push(ParamError {
-                line: line_of("Backend"),
-                reason: "Backend = S3 is not implemented yet in this build; use Backend = LOCAL"
-                    .into(),
-            });
             for (name, missing) in [
                 ("S3_Endpoint", s3_endpoint.is_none()),
                 ("S3_Bucket", s3_bucket.is_none()),
@@ -330,6 +328,9 @@ impl StrataSettings {
             s3_bucket,
             s3_prefix: text("S3_Prefix").unwrap_or_default(),
             s3_credentials_file: path("S3_Credentials_File"),
+            s3_virtual_host: text("S3_Addressing").as_deref() == Some("VIRTUAL_HOST"),
+            s3_request_timeout: Duration::from_secs(number("S3_Request_Timeout")),
+            s3_unsafe_single_writer: text("S3_Unsafe_Single_Writer").as_deref() == Some("true"),
             volume_suffixes,
             extent_cache_size: number("Extent_Cache_Size"),
             sco_size,

@@ -105,7 +105,25 @@ pub static PARAMS: &[Param] = &[
         name: "S3_Credentials_File",
         ty: ParamType::Path,
         default: "",
-        doc: "File with the S3 access key and secret; none = the environment",
+        doc: "File with the S3 access key and secret (AWS shared-credentials format, [default]); none = AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the gateway's environment",
+    },
+    Param {
+        name: "S3_Addressing",
+        ty: ParamType::Enum(&["PATH", "VIRTUAL_HOST"]),
+        default: "PATH",
+        doc: "S3 addressing: PATH (<endpoint>/<bucket>/<key>, every store) or VIRTUAL_HOST (<bucket>.<host>)",
+    },
+    Param {
+        name: "S3_Request_Timeout",
+        ty: ParamType::Seconds { min: 1, max: 3600 },
+        default: "120",
+        doc: "Bound of one attempt of one S3 request (connecting is bounded by 5 s); failed attempts are retried with backoff",
+    },
+    Param {
+        name: "S3_Unsafe_Single_Writer",
+        ty: ParamType::Enum(&["false", "true"]),
+        default: "false",
+        doc: "Run on a store whose conditional writes failed the probe at start: only safe if this gateway is the bucket prefix's only writer ever (no fencing of a second gateway, no take-over)",
     },
     Param {
         name: "Volume_Suffixes",

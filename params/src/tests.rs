@@ -92,8 +92,7 @@ fn every_default_is_valid_for_its_type() {
 
 #[test]
 fn all_values_set_and_names_case_insensitive() {
-    // Backend = S3 is refused by this build (see `s3_requirements`); its parameters are still
-    // read and checked.
+    // S3 parameters are read and checked whatever the backend.
     let s = settings(&[
         ("backend", "local"),
         ("BACKEND_DIR", "/b"),
@@ -228,20 +227,33 @@ fn unknown_duplicate_and_missing() {
 #[test]
 fn s3_requirements() {
     let errs = settings(&[("Backend", "S3")]).unwrap_err();
-    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(errs.iter().all(|e| e.line == 3));
-    assert!(errs[0].reason.contains("not implemented yet"), "{errs:?}");
-    assert!(errs[1].reason.contains("requires S3_Endpoint"));
-    assert!(errs[2].reason.contains("requires S3_Bucket"));
-    // Complete S3 settings: refused by this build alone, on the Backend line.
-    let errs = settings(&[
+    assert!(errs[0].reason.contains("requires S3_Endpoint"));
+    assert!(errs[1].reason.contains("requires S3_Bucket"));
+    // Complete S3 settings are accepted, with the S3 defaults.
+    let s = settings(&[
         ("Backend", "S3"),
         ("S3_Endpoint", "http://127.0.0.1:9000"),
         ("S3_Bucket", "vms"),
     ])
-    .unwrap_err();
-    assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].reason.contains("not implemented yet") && errs[0].line == 3);
+    .expect("complete S3 settings");
+    assert_eq!(s.backend, BackendKind::S3);
+    assert!(!s.s3_virtual_host && !s.s3_unsafe_single_writer);
+    assert_eq!(s.s3_request_timeout, Duration::from_secs(120));
+    let s = settings(&[
+        ("Backend", "s3"),
+        ("S3_Endpoint", "https://s3.example"),
+        ("S3_Bucket", "vms"),
+        ("S3_Addressing", "virtual_host"),
+        ("S3_Unsafe_Single_Writer", "TRUE"),
+        ("S3_Request_Timeout", "30"),
+    ])
+    .expect("S3 options");
+    assert!(s.s3_virtual_host && s.s3_unsafe_single_writer);
+    assert_eq!(s.s3_request_timeout, Duration::from_secs(30));
+    let e = one_error(&[("S3_Unsafe_Single_Writer", "maybe")]);
+    assert!(e.reason.contains("S3_Unsafe_Single_Writer"), "{}", e.reason);
     let e = one_error(&[("S3_Endpoint", "127.0.0.1:9000")]);
     assert!(e.reason.contains("not an http"), "{}", e.reason);
     let e = one_error(&[("S3_Bucket", "Upper_Case")]);
@@ -281,6 +293,9 @@ fn table_is_complete_and_unique() {
             "S3_Bucket",
             "S3_Prefix",
             "S3_Credentials_File",
+            "S3_Addressing",
+            "S3_Request_Timeout",
+            "S3_Unsafe_Single_Writer",
             "Volume_Suffixes",
             "Extent_Cache_Size",
             "SCO_Size",

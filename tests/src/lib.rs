@@ -11,6 +11,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod s3;
 pub mod soak_model;
 
 use strata_ganesha_conf::conf::{Export, FsalBlock, GaneshaConf};
@@ -294,6 +295,17 @@ impl TestGateway {
         conf: GaneshaConf,
         plugin_dir: Option<PathBuf>,
     ) -> Result<TestGateway, launcher::LaunchError> {
+        Self::launch_with(dir, data_dir, conf, plugin_dir, None)
+    }
+
+    /// [`TestGateway::launch`] with an S3 test server started in the namespace first.
+    pub fn launch_with(
+        dir: tempfile::TempDir,
+        data_dir: PathBuf,
+        conf: GaneshaConf,
+        plugin_dir: Option<PathBuf>,
+        s3_server: Option<launcher::S3ServerOptions>,
+    ) -> Result<TestGateway, launcher::LaunchError> {
         let pseudo = conf
             .exports
             .first()
@@ -304,7 +316,7 @@ impl TestGateway {
             plugin_dir,
             namespace: NamespaceMode::Private,
             ready_timeout: READY_TIMEOUT,
-            s3_server: None,
+            s3_server,
         })?;
         Ok(TestGateway {
             gw: Some(gw),

@@ -10,6 +10,18 @@ pub enum BackendConfig {
         /// The directory.
         dir: PathBuf,
     },
+    /// A bucket of an S3-compatible store (checked and probed at open).
+    S3(strata_backend::S3Config),
+}
+
+impl BackendConfig {
+    /// Where the backend is, for messages (no credentials).
+    pub fn location(&self) -> String {
+        match self {
+            BackendConfig::Local { dir } => dir.display().to_string(),
+            BackendConfig::S3(s3) => s3.location(),
+        }
+    }
 }
 
 /// Engine configuration (built by the FSAL from the `STRATA { }` block).

@@ -28,7 +28,7 @@ use crate::volume::VolumeOptions;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use strata_backend::{LocalStore, Namespaced, ObjectStore};
+use strata_backend::{LocalStore, Namespaced, ObjectStore, S3Store};
 use strata_filedriver::FileDriver;
 
 /// Key prefix of regular files' extents on the backend.
@@ -119,9 +119,8 @@ impl Filesystem {
         }
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| io_err(format!("creating {}", config.data_dir.display()), e))?;
-        let mut location = match &config.backend {
-            BackendConfig::Local { dir } => dir.display().to_string(),
-        };
+        let rt = crate::runtime::build()?;
+        let mut location = config.backend.location();
         let store: Arc<dyn ObjectStore> = match opts.store {
             Some(s) => {
                 location.push_str(" (through a store given by the caller)");
@@ -129,6 +128,7 @@ impl Filesystem {
             }
             None => match &config.backend {
                 BackendConfig::Local { dir } => Arc::new(LocalStore::open(dir.clone())?),
+                BackendConfig::S3(s3) => Arc::new(rt.block_on(S3Store::connect(s3.clone()))?),
             },
         };
         let store = crate::test_knobs::slow_backend(store);
@@ -138,7 +138,6 @@ impl Filesystem {
             config.checkpoint_tlogs.max(1),
         )?;
         let files: Arc<dyn ObjectStore> = Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
-        let rt = crate::runtime::build()?;
         let driver = FileDriver::open(
             files,
             strata_filedriver::Config {

@@ -283,6 +283,15 @@ impl Gateway {
             .collect()
     }
 
+    /// The network namespace the gateway's processes share (`/proc/<holder>/ns/net`); None in
+    /// host mode. A test thread that `setns(2)`s into it reaches the gateway's loopback (the
+    /// S3 test server, Ganesha) with its own sockets.
+    pub fn net_namespace(&self) -> Option<PathBuf> {
+        self.holder
+            .as_ref()
+            .map(|h| PathBuf::from(format!("/proc/{}/ns/net", h.pid())))
+    }
+
     /// A Command that runs `program` inside the gateway's namespaces (`nsenter` in private
     /// mode, the program itself in host mode).
     /// A bare program name is looked up in `PATH` plus the sbin directories (see

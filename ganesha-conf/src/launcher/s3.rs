@@ -1,7 +1,7 @@
 //! The S3 test server: SeaweedFS `weed mini` (installed by `scripts/setup`, see
 //! `../shared/docs/s3-test-server.md`) started inside the gateway's namespaces before Ganesha,
 //! with a fresh data directory and its own ports, and ready once a signed HeadBucket on its
-//! bucket answers 200. For tests and benchmarks of the S3 backend: a real, disk-backed store on
+//! bucket answers 200 and a signed PUT into it is stored. For tests and benchmarks of the S3 backend: a real, disk-backed store on
 //! the private loopback, stopped with the gateway.
 
 use std::fs;
@@ -14,8 +14,26 @@ use super::process::proc_start_time;
 use super::tools::{log_tail, setup_err};
 use super::{io_err, Gateway, LaunchError, Proc, POLL};
 
-/// How long `weed mini` gets to answer a signed HeadBucket (it needs about 1.5 s idle).
+/// How long `weed mini` gets to answer a signed HeadBucket and store a PUT (about 1.5 s idle).
 const S3_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `$1` (the weed binary) with the arguments after `$2`, with directory `$2` bound over
+/// /tmp: the binary is opened before the bind and executed through its descriptor.
+const PRIVATE_TMP: &str = r#"exec 3<"$1" && mkdir -p "$2/data" && mount --bind "$2" /tmp && shift 2 && exec /proc/self/fd/3 "$@""#;
+
+/// The key of the readiness PUT (deleted again once it was stored).
+const READY_KEY: &str = "launcher-ready-check";
+
+/// curl arguments of the readiness PUT (a small unsigned-payload body).
+const PUT_ARGS: [&str; 7] = [
+    "-X",
+    "PUT",
+    "-H",
+    "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+    "--data-binary",
+    "ready",
+    "-s",
+];
 
 /// An S3 server to run beside Ganesha ([`super::LaunchOptions::s3_server`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +76,7 @@ impl S3ServerOptions {
 
 impl Gateway {
     /// Starts `weed mini` in the gateway's namespaces and waits until a signed HeadBucket on
-    /// its bucket answers 200; on failure the error carries the tail of its log.
+    /// its bucket answers 200 and a PUT is stored; on failure the error carries the tail of its log.
     pub(super) fn start_s3(&mut self, o: &S3ServerOptions) -> Result<(), LaunchError> {
         if !o.weed.is_file() {
             return Err(setup_err(format!(
@@ -81,10 +99,25 @@ impl Gateway {
         let out = fs::File::create(&log).map_err(io_err("creating s3.log"))?;
         let err = out.try_clone().map_err(io_err("cloning a file handle"))?;
         let port = |n: u32| (base + n).to_string();
+        // weed names unix sockets after its ports in /tmp (`/tmp/seaweedfs-*-<port>.sock`),
+        // which every gateway's namespace shares: it runs in a mount namespace of its own with
+        // its directory bound over /tmp (the binary opened first, as it may live under /tmp).
         let child = self
-            .command(&o.weed)
+            .command("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                PRIVATE_TMP,
+                "sh",
+            ])
+            .arg(&o.weed)
+            .arg(&dir)
             .arg("mini")
-            .arg(format!("-dir={}", dir.display()))
+            .arg("-dir=/tmp/data")
             .args([
                 "-ip=127.0.0.1",
                 "-ip.bind=127.0.0.1",
@@ -118,8 +151,15 @@ impl Gateway {
             child,
         });
         let deadline = Instant::now() + S3_READY_TIMEOUT;
+        // Ready once a signed HeadBucket answers 200 and then a PUT is stored: the S3 front
+        // answers before its volume server takes writes ("volume 1 not found", HTTP 500).
+        let mut bucket_ready = false;
         loop {
-            if self.s3_head_bucket(o)? == "200" {
+            if !bucket_ready {
+                bucket_ready = self.s3_request(o, &["-I"], "")? == "200";
+            }
+            if bucket_ready && self.s3_request(o, &PUT_ARGS, READY_KEY)? == "200" {
+                self.s3_request(o, &["-X", "DELETE"], READY_KEY)?;
                 return Ok(());
             }
             let s3 = self
@@ -135,7 +175,7 @@ impl Gateway {
             }
             if Instant::now() > deadline {
                 return Err(setup_err(format!(
-                    "the S3 server did not answer a signed HeadBucket in {}s:\n{}",
+                    "the S3 server did not store a signed PUT in {}s:\n{}",
                     S3_READY_TIMEOUT.as_secs(),
                     log_tail(&log)
                 )));
@@ -144,8 +184,14 @@ impl Gateway {
         }
     }
 
-    /// The HTTP status of a signed HeadBucket on the S3 server's bucket ("000": no answer).
-    fn s3_head_bucket(&self, o: &S3ServerOptions) -> Result<String, LaunchError> {
+    /// The HTTP status of a signed request with `args` on `key` of the S3 server's bucket (the
+    /// bucket itself if `key` is empty; "000": no answer).
+    fn s3_request(
+        &self,
+        o: &S3ServerOptions,
+        args: &[&str],
+        key: &str,
+    ) -> Result<String, LaunchError> {
         let out = self
             .command("curl")
             .args([
@@ -159,8 +205,8 @@ impl Gateway {
             ])
             .args(["--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
             .arg(format!("{}:{}", o.access_key, o.secret_key))
-            .arg("-I")
-            .arg(format!("{}/{}", o.endpoint(), o.bucket))
+            .args(args)
+            .arg(format!("{}/{}/{key}", o.endpoint(), o.bucket))
             .stdin(Stdio::null())
             .output()
             .map_err(io_err("running curl"))?;

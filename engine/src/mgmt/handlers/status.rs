@@ -15,6 +15,7 @@ pub(super) fn status(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
     let s = fs.statfs().map_err(|e| engine_error(e, "statfs"))?;
     let backend = match &fs.config().backend {
         BackendConfig::Local { dir } => format!("local {}", dir.display()),
+        BackendConfig::S3(s3) => format!("s3 {}", s3.location()),
     };
     let c = fs.cluster_cache_stats();
     Ok(Reply::Status(StatusReport {

@@ -1,0 +1,139 @@
+//! The conditional-write probe: before a gateway trusts a store to fence a second writer, it
+//! checks that the store honours conditional puts, under keys of its own below `dir`:
+//!
+//! 1. a create (`If-None-Match: *`) of a new key succeeds;
+//! 2. a second create of that key fails (Garage ignores `If-None-Match`);
+//! 3. an update with a stale ETag (`If-Match`) fails;
+//! 4. an update of a missing key fails and creates nothing (MinIO once accepted it);
+//! 5. eight creates racing on one new key: exactly one wins, and its bytes are stored;
+//! 6. the probe's objects are deleted.
+//!
+//! A failure names the step; the caller refuses to run unless the user said the gateway is
+//! the store's only writer.
+
+use bytes::Bytes;
+
+use crate::{Error, ObjectStore, Result};
+
+/// Writers racing in step 5.
+const RACERS: u8 = 8;
+
+fn unsafe_store(what: &str) -> Error {
+    Error::ConditionsIgnored {
+        what: what.to_string(),
+    }
+}
+
+/// Runs the probe on `store` under `dir` (a prefix ending in `/`). Errors of the store itself
+/// (unreachable, refused) are returned as they are.
+pub async fn conditional_writes(store: &(dyn ObjectStore + 'static), dir: &str) -> Result<()> {
+    let a = format!("{dir}a");
+    let missing = format!("{dir}missing");
+    let race = format!("{dir}race");
+    let result = steps(store, &a, &missing, &race).await;
+    for key in [&a, &missing, &race] {
+        let _ = store.delete(key).await;
+    }
+    result
+}
+
+async fn steps(
+    store: &(dyn ObjectStore + 'static),
+    a: &str,
+    missing: &str,
+    race: &str,
+) -> Result<()> {
+    let first = store.put_if_absent(a, Bytes::from_static(b"1")).await?;
+    match store.put_if_absent(a, Bytes::from_static(b"2")).await {
+        Err(e) if e.is_condition_failed() => {}
+        Err(e) => return Err(e),
+        Ok(_) => {
+            return Err(unsafe_store(
+                "a create (If-None-Match: *) over an existing object succeeded",
+            ))
+        }
+    }
+    let stale = "00000000000000000000000000000000";
+    let stale = if first.etag == stale { "1" } else { stale };
+    match store.put_if_match(a, Bytes::from_static(b"3"), stale).await {
+        Err(e) if e.is_condition_failed() => {}
+        Err(e) => return Err(e),
+        Ok(_) => return Err(unsafe_store("an update with a stale If-Match succeeded")),
+    }
+    match store
+        .put_if_match(missing, Bytes::from_static(b"4"), &first.etag)
+        .await
+    {
+        Err(e) if e.is_condition_failed() || e.is_not_found() => {}
+        Err(e) => return Err(e),
+        Ok(_) => {
+            return Err(unsafe_store(
+                "an update (If-Match) of a missing key succeeded",
+            ))
+        }
+    }
+    match store.head(missing).await {
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+        Ok(_) => {
+            return Err(unsafe_store(
+                "a refused update (If-Match) of a missing key created it",
+            ))
+        }
+    }
+    race_creates(store, race).await
+}
+
+async fn race_creates(store: &(dyn ObjectStore + 'static), key: &str) -> Result<()> {
+    // The racers run as separate requests at once (joined futures on one task).
+    let puts = (0..RACERS).map(|i| {
+        let body = Bytes::from(vec![i; 64]);
+        async move { (i, store.put_if_absent(key, body).await) }
+    });
+    let mut winners = Vec::new();
+    for (i, r) in join_all(puts).await {
+        match r {
+            Ok(_) => winners.push(i),
+            Err(e) if e.is_condition_failed() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if winners.len() != 1 {
+        return Err(unsafe_store(&format!(
+            "{} of {RACERS} racing creates (If-None-Match: *) of one key succeeded",
+            winners.len()
+        )));
+    }
+    let (data, _) = store.get(key).await?;
+    if data[..] != vec![winners[0]; 64][..] {
+        return Err(unsafe_store(
+            "the object after a create race is not the winner's",
+        ));
+    }
+    Ok(())
+}
+
+/// Polls every future to completion concurrently on the current task.
+async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futs.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_some() {
+                continue;
+            }
+            match f.as_mut().poll(cx) {
+                std::task::Poll::Ready(v) => out[i] = Some(v),
+                std::task::Poll::Pending => pending = true,
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}

@@ -1,0 +1,502 @@
+//! [`S3Store`]: objects in a bucket of any S3-compatible store (AWS S3, Ceph RGW, SeaweedFS,
+//! MinIO, Garage, R2), through aws-sdk-s3.
+//!
+//! 1. **Addressing.** Path-style (`<endpoint>/<bucket>/<key>`) by default, which every
+//!    S3-compatible store accepts; virtual-host style as an option. Every key is stored as
+//!    `<prefix><key>`, so several gateways (or other users) can share a bucket.
+//! 2. **Checksums.** Request checksums and response validation are "when required": since
+//!    2025 the SDKs send a CRC on every PUT by default and several stores reject it. The data
+//!    is protected by Strata's own checksums instead (SCO and TLog CRC32C, cluster MD5),
+//!    verified by the engine on every read.
+//! 3. **Retries and timeouts.** The SDK's own retries are off; every request goes through the
+//!    crate's one [`RetryPolicy`], and each attempt is bounded by a connect timeout and a whole
+//!    request timeout.
+//! 4. **Conditional puts and lost answers.** A put with a condition carries a put id in the
+//!    object's user metadata (`x-amz-meta-strata-put-id`). If a retried attempt comes back
+//!    "precondition failed", the store reads the object's put id: its own means the first
+//!    attempt succeeded and only its answer was lost; another means someone else wrote it.
+//! 5. **Start.** [`S3Store::connect`] checks the bucket (a missing bucket, refused credentials
+//!    and an unreachable endpoint each give their own error) and then, unless the user runs a
+//!    single writer knowingly, probes the store's conditional writes ([`crate::probe`]).
+
+mod credentials;
+mod errors;
+
+use std::ops::Range;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    SharedHttpClient,
+};
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+pub use self::credentials::{CredentialsSource, S3Credentials};
+use crate::retry::jitter;
+use crate::{
+    validate_key, validate_prefix, Error, ListPage, ObjectMeta, ObjectStore, PutMode, Result,
+    RetryPolicy,
+};
+
+/// The user-metadata name of a conditional put's id (`x-amz-meta-strata-put-id`).
+pub const PUT_ID_META: &str = "strata-put-id";
+
+/// Where and how to reach the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// Endpoint URL (`http://` or `https://`).
+    pub endpoint: String,
+    /// Region (signing; `us-east-1` for most S3-compatible stores).
+    pub region: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Prefix of every key in the bucket (`""`, or segments ending in `/`; a missing final
+    /// `/` is added).
+    pub prefix: String,
+    /// Where the keys come from.
+    pub credentials: CredentialsSource,
+    /// Virtual-host addressing (`<bucket>.<host>`) instead of path-style.
+    pub virtual_host: bool,
+    /// Bound of establishing a connection.
+    pub connect_timeout: Duration,
+    /// Bound of one attempt of one request, from sending to the last byte of the answer.
+    pub request_timeout: Duration,
+    /// How failed requests are retried.
+    pub retry: RetryPolicy,
+    /// Skip the conditional-write probe at start: the user promises a single writer (no
+    /// fencing of a second gateway, no take-over; see the README).
+    pub unsafe_single_writer: bool,
+}
+
+impl S3Config {
+    /// A configuration with the defaults: region `us-east-1`, no prefix, path-style, 5 s to
+    /// connect, 120 s per request attempt, the default retry policy, the probe on.
+    pub fn new(
+        endpoint: impl Into<String>,
+        bucket: impl Into<String>,
+        credentials: CredentialsSource,
+    ) -> S3Config {
+        S3Config {
+            endpoint: endpoint.into(),
+            region: "us-east-1".into(),
+            bucket: bucket.into(),
+            prefix: String::new(),
+            credentials,
+            virtual_host: false,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+            unsafe_single_writer: false,
+        }
+    }
+
+    /// `s3://bucket/prefix at endpoint`, for messages (no credentials in it).
+    pub fn location(&self) -> String {
+        format!("s3://{}/{} at {}", self.bucket, self.prefix, self.endpoint)
+    }
+}
+
+/// An [`ObjectStore`] on an S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+    retry: RetryPolicy,
+}
+
+/// The HTTP client [`S3Store::connect`] uses: hyper with rustls (ring), HTTP and HTTPS. Tests
+/// wrap it to inject faults below the SDK ([`S3Store::connect_with_http_client`]).
+pub fn default_http_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+impl S3Store {
+    /// Connects: loads the credentials, checks the bucket, and probes conditional writes
+    /// unless `config.unsafe_single_writer`. Errors say which of these failed.
+    pub async fn connect(config: S3Config) -> Result<S3Store> {
+        S3Store::connect_with_http_client(config, default_http_client()).await
+    }
+
+    /// [`S3Store::connect`] through a given HTTP client (tests put one that loses answers).
+    pub async fn connect_with_http_client(
+        config: S3Config,
+        http: SharedHttpClient,
+    ) -> Result<S3Store> {
+        let store = S3Store::new(&config, http)?;
+        store.check_bucket(&config).await?;
+        if !config.unsafe_single_writer {
+            crate::probe::conditional_writes(&store, &format!("probe/{:016x}/", jitter())).await?;
+        }
+        Ok(store)
+    }
+
+    /// The store, without touching the network.
+    fn new(config: &S3Config, http: SharedHttpClient) -> Result<S3Store> {
+        let mut prefix = config.prefix.trim_start_matches('/').to_string();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        validate_prefix(&prefix)?;
+        let creds = config.credentials.load()?;
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .endpoint_url(config.endpoint.clone())
+            .force_path_style(!config.virtual_host)
+            .credentials_provider(Credentials::new(
+                creds.access_key,
+                creds.secret_key,
+                creds.session_token,
+                None,
+                "strata",
+            ))
+            .http_client(http)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(config.connect_timeout)
+                    .operation_attempt_timeout(config.request_timeout)
+                    .build(),
+            )
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        Ok(S3Store {
+            client: aws_sdk_s3::Client::from_conf(conf),
+            bucket: config.bucket.clone(),
+            prefix,
+            retry: config.retry,
+        })
+    }
+
+    /// HeadBucket: a missing bucket, refused credentials and an unreachable endpoint become
+    /// errors that name the bucket, the access key or the endpoint (never the secret).
+    async fn check_bucket(&self, config: &S3Config) -> Result<()> {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            max_elapsed: Duration::from_secs(15),
+            ..self.retry
+        };
+        let access_key = config.credentials.load()?.access_key;
+        let r = policy
+            .run(|_| async {
+                match self.client.head_bucket().bucket(&self.bucket).send().await {
+                    Ok(_) => Ok(()),
+                    Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 404 => {
+                        Err(Error::NoBucket {
+                            bucket: self.bucket.clone(),
+                        })
+                    }
+                    Err(e) => Err(errors::map(&self.bucket, &self.bucket, e)),
+                }
+            })
+            .await;
+        r.map_err(|e| match e {
+            Error::NoBucket { bucket } => Error::NoBucket {
+                bucket: format!("{bucket} (at {})", config.endpoint),
+            },
+            Error::Denied { message, .. } => Error::Denied {
+                key: format!("bucket {}", self.bucket),
+                message: format!(
+                    "{message}; the credentials of access key {access_key} were refused at {} \
+                     (wrong key or secret, no permission on the bucket, or a clock far off)",
+                    config.endpoint
+                ),
+            },
+            Error::Unavailable { reason, .. } => Error::Unavailable {
+                key: format!("bucket {}", self.bucket),
+                reason: format!("cannot reach {}: {reason}", config.endpoint),
+            },
+            other => other,
+        })
+    }
+
+    fn full(&self, key: &str) -> Result<String> {
+        validate_key(key)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    fn strip(&self, full: &str) -> Result<String> {
+        full.strip_prefix(&self.prefix)
+            .map(str::to_string)
+            .ok_or_else(|| Error::Protocol {
+                key: full.to_string(),
+                reason: "a listed key outside the prefix".into(),
+            })
+    }
+
+    fn err<E, R>(&self, key: &str, e: SdkError<E, R>) -> Error
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + errors::HasStatus,
+    {
+        errors::map(&self.bucket, key, e)
+    }
+
+    /// HEAD of a full key: its metadata and its put id (if any).
+    async fn head_full(&self, key: &str, full: &str) -> Result<(ObjectMeta, Option<String>)> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .send()
+            .await
+            .map_err(|e| self.err(key, e))?;
+        let meta = ObjectMeta {
+            key: key.to_string(),
+            size: size_of(key, out.content_length())?,
+            etag: unquote(key, out.e_tag())?,
+        };
+        let put_id = out.metadata().and_then(|m| m.get(PUT_ID_META)).cloned();
+        Ok((meta, put_id))
+    }
+
+    async fn put_once(
+        &self,
+        key: &str,
+        full: &str,
+        data: Bytes,
+        mode: &PutMode,
+        put_id: &str,
+    ) -> Result<ObjectMeta> {
+        let size = data.len() as u64;
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .body(ByteStream::from(data))
+            .metadata(PUT_ID_META, put_id);
+        match mode {
+            PutMode::Overwrite => {}
+            PutMode::Create => req = req.if_none_match("*"),
+            PutMode::Update { etag } => req = req.if_match(format!("\"{etag}\"")),
+        }
+        match req.send().await {
+            Ok(out) => match out.e_tag() {
+                Some(_) => Ok(ObjectMeta {
+                    key: key.to_string(),
+                    size,
+                    etag: unquote(key, out.e_tag())?,
+                }),
+                None => Ok(self.head_full(key, full).await?.0),
+            },
+            // AWS answers an If-Match on a missing key 404: the condition did not hold.
+            Err(e) => match self.err(key, e) {
+                Error::NotFound { key } if matches!(mode, PutMode::Update { .. }) => {
+                    Err(Error::ConditionFailed { key })
+                }
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// An ETag without its quotes; a missing one is a protocol error.
+fn unquote(key: &str, etag: Option<&str>) -> Result<String> {
+    match etag {
+        Some(e) => Ok(e.trim_matches('"').to_string()),
+        None => Err(Error::Protocol {
+            key: key.to_string(),
+            reason: "no ETag in the answer".into(),
+        }),
+    }
+}
+
+fn size_of(key: &str, len: Option<i64>) -> Result<u64> {
+    len.and_then(|l| u64::try_from(l).ok())
+        .ok_or_else(|| Error::Protocol {
+            key: key.to_string(),
+            reason: "no valid Content-Length in the answer".into(),
+        })
+}
+
+fn body_err(key: &str, e: impl std::fmt::Display) -> Error {
+    Error::Unavailable {
+        key: key.to_string(),
+        reason: format!("reading the body: {e}"),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put_opts(&self, key: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
+        let full = self.full(key)?;
+        let put_id = format!("{:016x}{:016x}", jitter(), jitter());
+        self.retry
+            .run(|attempt| {
+                let (data, full, mode, put_id) = (data.clone(), &full, &mode, &put_id);
+                async move {
+                    match self.put_once(key, full, data, mode, put_id).await {
+                        Err(Error::ConditionFailed { key: k }) if attempt > 1 => {
+                            // An earlier attempt may have succeeded with its answer lost.
+                            match self.head_full(key, full).await {
+                                Ok((meta, Some(id))) if id == *put_id => Ok(meta),
+                                _ => Err(Error::ConditionFailed { key: k }),
+                            }
+                        }
+                        other => other,
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn get(&self, key: &str) -> Result<(Bytes, ObjectMeta)> {
+        let full = self.full(key)?;
+        self.retry
+            .run(|_| async {
+                let out = self
+                    .client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .send()
+                    .await
+                    .map_err(|e| self.err(key, e))?;
+                let size = size_of(key, out.content_length())?;
+                let etag = unquote(key, out.e_tag())?;
+                let data = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| body_err(key, e))?
+                    .into_bytes();
+                if data.len() as u64 != size {
+                    return Err(body_err(key, format!("{} bytes of {size}", data.len())));
+                }
+                let meta = ObjectMeta {
+                    key: key.to_string(),
+                    size,
+                    etag,
+                };
+                Ok((data, meta))
+            })
+            .await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let full = self.full(key)?;
+        if range.start >= range.end {
+            self.head_full(key, &full).await?;
+            return Ok(Bytes::new());
+        }
+        self.retry
+            .run(|_| async {
+                let sent = self
+                    .client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .range(format!("bytes={}-{}", range.start, range.end - 1))
+                    .send()
+                    .await;
+                let out = match sent {
+                    Ok(out) => out,
+                    // The range starts at or past the end of an object that exists.
+                    Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 416 => {
+                        return Ok(Bytes::new())
+                    }
+                    Err(e) => return Err(self.err(key, e)),
+                };
+                let ranged = out.content_range().is_some();
+                let data = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| body_err(key, e))?
+                    .into_bytes();
+                if ranged {
+                    let want = range.end - range.start;
+                    if data.len() as u64 > want {
+                        return Err(body_err(key, "more bytes than the range asked"));
+                    }
+                    return Ok(data);
+                }
+                // A store that ignored the Range header sent the whole object.
+                let len = data.len() as u64;
+                let (s, e) = (range.start.min(len), range.end.min(len));
+                Ok(data.slice(crate::usize_of(s)..crate::usize_of(e)))
+            })
+            .await
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        let full = self.full(key)?;
+        self.retry
+            .run(|_| async { Ok(self.head_full(key, &full).await?.0) })
+            .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let full = self.full(key)?;
+        self.retry
+            .run(|_| async {
+                match self
+                    .client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) => match self.err(key, e) {
+                        Error::NotFound { .. } => Ok(()),
+                        other => Err(other),
+                    },
+                }
+            })
+            .await
+    }
+
+    async fn list(&self, prefix: &str, token: Option<&str>, max: usize) -> Result<ListPage> {
+        validate_prefix(prefix)?;
+        let full_prefix = format!("{}{prefix}", self.prefix);
+        let start_after = token.map(|t| format!("{}{t}", self.prefix));
+        let max_keys = i32::try_from(max.clamp(1, 1000)).unwrap_or(1000);
+        self.retry
+            .run(|_| async {
+                let mut req = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(&full_prefix)
+                    .max_keys(max_keys);
+                if let Some(s) = &start_after {
+                    req = req.start_after(s);
+                }
+                let out = req.send().await.map_err(|e| self.err(prefix, e))?;
+                let mut objects = Vec::new();
+                for o in out.contents() {
+                    let full = o.key().ok_or_else(|| Error::Protocol {
+                        key: prefix.to_string(),
+                        reason: "a listed object without a key".into(),
+                    })?;
+                    let key = self.strip(full)?;
+                    objects.push(ObjectMeta {
+                        size: size_of(&key, o.size())?,
+                        etag: unquote(&key, o.e_tag())?,
+                        key,
+                    });
+                }
+                objects.truncate(crate::usize_of(u64::from(max_keys.unsigned_abs())));
+                let next = match out.is_truncated() {
+                    Some(true) => objects.last().map(|m| m.key.clone()),
+                    _ => None,
+                };
+                Ok(ListPage { objects, next })
+            })
+            .await
+    }
+}
