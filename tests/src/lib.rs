@@ -418,6 +418,30 @@ impl Drop for TestGateway {
     }
 }
 
+/// The `strata` CLI built next to the plugin; `None` (skip) when missing, a failure under CI.
+pub fn strata_cli() -> Option<PathBuf> {
+    let strata = plugin_dir().join("strata");
+    if strata.exists() {
+        return Some(strata);
+    }
+    assert!(
+        !in_ci(),
+        "{} missing (cargo build --workspace)",
+        strata.display()
+    );
+    eprintln!("skipped: {} missing", strata.display());
+    None
+}
+
+/// `strata sync --wait` on the gateway with data directory `data_dir`: everything written so
+/// far is on the backend when it returns.
+pub fn strata_sync_wait(strata: &Path, data_dir: &Path) {
+    let mut cmd = Command::new(strata);
+    cmd.args(["sync", "--wait", "--timeout", "120", "--data-dir"])
+        .arg(data_dir);
+    run_bounded(cmd, CMD_TIMEOUT).expect_ok("strata sync --wait");
+}
+
 /// A fresh temp directory (under `$TMPDIR`, default /tmp).
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -114,10 +114,10 @@ impl S3Gateway {
         if let Some(pairs) = conf.strata.as_mut() {
             for (k, v) in [
                 ("Backend", "S3".to_string()),
-                ("S3_Endpoint", format!("\"{}\"", s3.endpoint())),
+                ("S3_Endpoint", s3.endpoint()),
                 ("S3_Bucket", s3.bucket.clone()),
-                ("S3_Prefix", "\"gw/\"".to_string()),
-                ("S3_Credentials_File", format!("\"{}\"", creds.display())),
+                ("S3_Prefix", "gw/".to_string()),
+                ("S3_Credentials_File", creds.display().to_string()),
             ] {
                 pairs.push((k.to_string(), v));
             }

@@ -5,7 +5,6 @@
 //! does the project's own libnfs client after it. The backlog measured from the volume's files
 //! (`strata volume info`, sampled all along) never exceeds the hard mark.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use strata_tests::*;
@@ -14,21 +13,6 @@ const MIB: u64 = 1 << 20;
 const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
 /// The write buffer (the hard mark) of the test gateway.
 const WRITE_BUFFER: u64 = 16 * MIB;
-
-/// The `strata` CLI built next to the plugin; `None` (skip) when missing, a failure under CI.
-fn strata_cli() -> Option<PathBuf> {
-    let strata = plugin_dir().join("strata");
-    if strata.exists() {
-        return Some(strata);
-    }
-    assert!(
-        !in_ci(),
-        "{} missing (cargo build --workspace)",
-        strata.display()
-    );
-    eprintln!("skipped: {} missing", strata.display());
-    None
-}
 
 #[test]
 fn sustained_writes_through_qemu_are_paced_not_refused() {

@@ -186,21 +186,6 @@ fn sigkill_after_flush_keeps_the_volume_data() {
     );
 }
 
-/// The `strata` CLI built next to the plugin; `None` (skip) when missing, a failure under CI.
-fn strata_cli() -> Option<PathBuf> {
-    let strata = plugin_dir().join("strata");
-    if strata.exists() {
-        return Some(strata);
-    }
-    assert!(
-        !in_ci(),
-        "{} missing (cargo build --workspace)",
-        strata.display()
-    );
-    eprintln!("skipped: {} missing", strata.display());
-    None
-}
-
 /// `strata sync --wait` (the management API's flush_to_backend) puts everything on the backend:
 /// with the local volume cache thrown away, the gateway rebuilds the disk from the backend alone.
 #[test]

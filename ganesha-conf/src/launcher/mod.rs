@@ -182,6 +182,8 @@ pub struct Gateway {
     holder: Option<Proc>,
     rpcbind: Option<Proc>,
     s3: Option<Proc>,
+    /// The S3 server's options, kept to restart it.
+    s3_options: Option<S3ServerOptions>,
     ganesha: Option<Proc>,
 }
 
@@ -233,6 +235,7 @@ impl Gateway {
             holder: None,
             rpcbind: None,
             s3: None,
+            s3_options: opts.s3_server.clone(),
             ganesha: None,
         };
         // On error `gw` is dropped, which stops whatever was started.
@@ -242,7 +245,7 @@ impl Gateway {
         gw.start_rpcbind()?;
         if let Some(s3) = &opts.s3_server {
             require_tool("curl")?;
-            gw.start_s3(s3)?;
+            gw.start_s3(s3, true)?;
         }
         gw.start_ganesha()?;
         Ok(gw)

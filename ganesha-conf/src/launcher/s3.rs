@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::process::proc_start_time;
+use super::process::{kill_now, proc_start_time};
 use super::tools::{log_tail, setup_err};
 use super::{io_err, Gateway, LaunchError, Proc, POLL};
 
@@ -75,9 +75,28 @@ impl S3ServerOptions {
 }
 
 impl Gateway {
+    /// Kills the S3 server with SIGKILL (an outage of the store) and reaps it; its data stay.
+    pub fn kill_s3(&mut self) -> Result<(), LaunchError> {
+        if let Some(mut p) = self.s3.take() {
+            kill_now(&mut p)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the S3 server again on its data (after [`Gateway::kill_s3`]) and waits until it
+    /// is ready.
+    pub fn restart_s3(&mut self) -> Result<(), LaunchError> {
+        let o = self
+            .s3_options
+            .clone()
+            .ok_or_else(|| setup_err("this gateway has no S3 server"))?;
+        self.kill_s3()?;
+        self.start_s3(&o, false)
+    }
+
     /// Starts `weed mini` in the gateway's namespaces and waits until a signed HeadBucket on
     /// its bucket answers 200 and a PUT is stored; on failure the error carries the tail of its log.
-    pub(super) fn start_s3(&mut self, o: &S3ServerOptions) -> Result<(), LaunchError> {
+    pub(super) fn start_s3(&mut self, o: &S3ServerOptions, fresh: bool) -> Result<(), LaunchError> {
         if !o.weed.is_file() {
             return Err(setup_err(format!(
                 "{} not found: scripts/setup installs the S3 test server",
@@ -91,12 +110,16 @@ impl Gateway {
             )));
         }
         let dir = self.work_dir.join("s3");
-        if dir.exists() {
+        if fresh && dir.exists() {
             fs::remove_dir_all(&dir).map_err(io_err(format!("emptying {}", dir.display())))?;
         }
         fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         let log = self.work_dir.join("s3.log");
-        let out = fs::File::create(&log).map_err(io_err("creating s3.log"))?;
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(io_err("opening s3.log"))?;
         let err = out.try_clone().map_err(io_err("cloning a file handle"))?;
         let port = |n: u32| (base + n).to_string();
         // weed names unix sockets after its ports in /tmp (`/tmp/seaweedfs-*-<port>.sock`),
