@@ -35,6 +35,13 @@ pub enum Error {
         /// The store's code and message (never a credential).
         message: String,
     },
+    /// No usable credentials: none configured, or a credentials file that cannot be read or
+    /// lacks a key. The message never quotes a secret.
+    #[error("S3 credentials: {reason}")]
+    Credentials {
+        /// What is missing or wrong.
+        reason: String,
+    },
     /// The bucket does not exist.
     #[error("bucket {bucket:?} does not exist")]
     NoBucket {

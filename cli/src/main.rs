@@ -124,9 +124,17 @@ struct UpArgs {
     /// The S3 region.
     #[arg(long, requires = "s3_endpoint")]
     s3_region: Option<String>,
-    /// File with the S3 credentials.
+    /// Key prefix of the gateway's objects in the bucket (e.g. `gw1/`).
+    #[arg(long, requires = "s3_endpoint")]
+    s3_prefix: Option<String>,
+    /// File with the S3 credentials (AWS shared-credentials format, `[default]` section);
+    /// without it, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment.
     #[arg(long, requires = "s3_endpoint")]
     s3_credentials_file: Option<PathBuf>,
+    /// Run on a store whose conditional writes fail the probe at start (Garage, old MinIO):
+    /// only safe if this gateway is the prefix's only writer ever (see the README).
+    #[arg(long, requires = "s3_endpoint")]
+    s3_unsafe_single_writer: bool,
     /// NFS port.
     #[arg(long, default_value_t = 2049)]
     nfs_port: u16,

@@ -101,8 +101,14 @@ pub(crate) fn up_conf(args: &UpArgs, data_dir: &Path) -> Result<GaneshaConf, Str
         if let Some(region) = &args.s3_region {
             extra.push(("S3_Region", region.clone()));
         }
+        if let Some(prefix) = &args.s3_prefix {
+            extra.push(("S3_Prefix", prefix.clone()));
+        }
         if let Some(f) = &args.s3_credentials_file {
             extra.push(("S3_Credentials_File", path_text(f)?));
+        }
+        if args.s3_unsafe_single_writer {
+            extra.push(("S3_Unsafe_Single_Writer", "true".to_string()));
         }
     }
     if let Some(pairs) = conf.strata.as_mut() {
@@ -197,13 +203,14 @@ pub(crate) fn up(args: UpArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The configuration errors in a Ganesha log (FSAL load failures and CONFIG errors), without
-/// their timestamp prefix.
+/// The configuration errors in a Ganesha log (FSAL load failures, CONFIG errors and why our
+/// FSAL refused an export), without their timestamp prefix.
 pub(crate) fn config_errors(log: &str) -> Vec<String> {
     log.lines()
         .filter(|l| {
             (l.contains(" :CONFIG :CRIT :") || l.contains(" :CONFIG :MAJ :"))
                 || (l.contains("load_fsal :") && (l.contains(":CRIT :") || l.contains(":MAJ :")))
+                || l.contains("strata :FSAL :CRIT :")
         })
         .map(|l| match l.find("] ") {
             Some(i) => l[i + 2..].to_string(),
@@ -322,6 +329,48 @@ mod tests {
             "{errs:?}"
         );
         assert!(errs[1].contains("Config File (/c:36)"), "{errs:?}");
+    }
+
+    /// The `--s3-*` options become the STRATA block's S3 parameters, validated.
+    #[test]
+    fn s3_options_become_the_s3_parameters() {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from([
+            "strata",
+            "up",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-bucket",
+            "vms",
+            "--s3-prefix",
+            "gw1/",
+            "--s3-region",
+            "eu-west-1",
+            "--s3-credentials-file",
+            "/etc/strata/s3",
+            "--s3-unsafe-single-writer",
+        ])
+        .expect("parse");
+        let crate::Cmd::Up(args) = cli.cmd else {
+            panic!("not up");
+        };
+        let conf = up_conf(&args, Path::new("/d")).expect("valid");
+        let pairs = conf.strata.expect("a STRATA block");
+        for (k, v) in [
+            ("Backend", "S3"),
+            ("S3_Endpoint", "http://127.0.0.1:9000"),
+            ("S3_Bucket", "vms"),
+            ("S3_Prefix", "gw1/"),
+            ("S3_Region", "eu-west-1"),
+            ("S3_Credentials_File", "/etc/strata/s3"),
+            ("S3_Unsafe_Single_Writer", "true"),
+        ] {
+            assert!(
+                pairs.iter().any(|(pk, pv)| pk == k && pv == v),
+                "{k} = {v} missing: {pairs:?}"
+            );
+        }
+        assert!(crate::Cli::try_parse_from(["strata", "up", "--s3-prefix", "p/"]).is_err());
     }
 
     #[test]

@@ -546,3 +546,40 @@ fn up_serves_nfs_in_a_private_namespace_and_down_stops_it() {
         );
     }
 }
+
+/// `strata up` on an S3 endpoint nobody answers on: Ganesha refuses the export, `up` stops it
+/// again and says why, naming the endpoint (and never the secret).
+#[test]
+fn up_on_an_unreachable_s3_endpoint_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let creds = dir.path().join("s3-creds");
+    std::fs::write(
+        &creds,
+        "[default]\naws_access_key_id = AKID\naws_secret_access_key = SECRET-never-shown\n",
+    )
+    .unwrap();
+    let _down = Down(data.clone());
+    let plugins = if ci() || Path::new("/usr/bin/ganesha.nfsd").exists() {
+        plugin_dir()
+    } else {
+        dir.path().to_path_buf()
+    };
+    let args = [
+        "up",
+        "--private-namespace",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--s3-endpoint",
+        "http://127.0.0.1:1",
+        "--s3-bucket",
+        "vms",
+        "--s3-credentials-file",
+        creds.to_str().unwrap(),
+    ];
+    expect_up_refusal(&args, "cannot reach http://127.0.0.1:1");
+    let err = text(&strata(&["status", "--data-dir", data.to_str().unwrap()]).stderr);
+    assert!(!err.contains("SECRET"), "{err}");
+}

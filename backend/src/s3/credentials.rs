@@ -53,9 +53,8 @@ impl CredentialsSource {
 }
 
 fn bad(what: impl Into<String>) -> Error {
-    Error::Denied {
-        key: "credentials".into(),
-        message: what.into(),
+    Error::Credentials {
+        reason: what.into(),
     }
 }
 

@@ -352,6 +352,36 @@ impl ObjectStore for S3Store {
             .await
     }
 
+    /// Streams the file (never whole in memory), opened again by every attempt.
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<ObjectMeta> {
+        let full = self.full(key)?;
+        let put_id = format!("{:016x}{:016x}", jitter(), jitter());
+        self.retry
+            .run(|_| async {
+                let body = ByteStream::from_path(path).await.map_err(|e| Error::Io {
+                    key: key.to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                let size = body.size_hint().0;
+                let out = self
+                    .client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .body(body)
+                    .metadata(PUT_ID_META, &put_id)
+                    .send()
+                    .await
+                    .map_err(|e| self.err(key, e))?;
+                Ok(ObjectMeta {
+                    key: key.to_string(),
+                    size,
+                    etag: unquote(key, out.e_tag())?,
+                })
+            })
+            .await
+    }
+
     async fn get(&self, key: &str) -> Result<(Bytes, ObjectMeta)> {
         let full = self.full(key)?;
         self.retry
