@@ -100,7 +100,7 @@ pub(super) fn read_state(work_dir: &Path) -> Result<(PathBuf, StateRecord), Laun
             }
             "conf" => rec.conf = PathBuf::from(v),
             "log" => rec.log = PathBuf::from(v),
-            "ganesha" | "rpcbind" | "holder" | "s3" => {
+            "ganesha" | "rpcbind" | "holder" | "s3" | "s3-proxy" => {
                 let mut it = v.split_whitespace().map(str::parse::<u64>);
                 match (it.next(), it.next()) {
                     (Some(Ok(pid)), Some(Ok(start))) if pid > 0 && pid <= u64::from(u32::MAX) => {

@@ -20,7 +20,7 @@ pub use self::detached::{detached_status, stop_detached, DetachedStatus};
 use self::namespace::nsenter_command;
 use self::process::{kill_now, terminate};
 pub use self::process::{pid_alive, ProcStatus};
-pub use self::s3::S3ServerOptions;
+pub use self::s3::{Latency, S3ServerOptions};
 use self::tools::{absolute, resolve, uses_strata_fsal};
 pub use self::tools::{find_in_path, log_tail, require_tool};
 use crate::conf::GaneshaConf;
@@ -182,6 +182,8 @@ pub struct Gateway {
     holder: Option<Proc>,
     rpcbind: Option<Proc>,
     s3: Option<Proc>,
+    /// The S3 server's delaying proxy.
+    s3_proxy: Option<Proc>,
     /// The S3 server's options, kept to restart it.
     s3_options: Option<S3ServerOptions>,
     ganesha: Option<Proc>,
@@ -235,6 +237,7 @@ impl Gateway {
             holder: None,
             rpcbind: None,
             s3: None,
+            s3_proxy: None,
             s3_options: opts.s3_server.clone(),
             ganesha: None,
         };
@@ -279,11 +282,17 @@ impl Gateway {
     /// PIDs of every process this gateway started and still owns (holder, rpcbind, ganesha),
     /// for leak checks.
     pub fn pids(&self) -> Vec<u32> {
-        [&self.holder, &self.rpcbind, &self.s3, &self.ganesha]
-            .into_iter()
-            .flatten()
-            .map(Proc::pid)
-            .collect()
+        [
+            &self.holder,
+            &self.rpcbind,
+            &self.s3,
+            &self.s3_proxy,
+            &self.ganesha,
+        ]
+        .into_iter()
+        .flatten()
+        .map(Proc::pid)
+        .collect()
     }
 
     /// The network namespace the gateway's processes share (`/proc/<holder>/ns/net`); None in
@@ -352,9 +361,15 @@ impl Gateway {
         text.push_str(&format!("namespace={}\n", self.mode.as_str()));
         text.push_str(&format!("conf={}\n", self.conf_path.display()));
         text.push_str(&format!("log={}\n", self.log_path.display()));
-        for p in [&self.ganesha, &self.s3, &self.rpcbind, &self.holder]
-            .into_iter()
-            .flatten()
+        for p in [
+            &self.ganesha,
+            &self.s3,
+            &self.s3_proxy,
+            &self.rpcbind,
+            &self.holder,
+        ]
+        .into_iter()
+        .flatten()
         {
             text.push_str(&format!("{}={} {}\n", p.name, p.pid(), p.start_time));
         }
@@ -364,6 +379,7 @@ impl Gateway {
         // Forget the children: they keep running; init reaps them once we exit.
         self.ganesha = None;
         self.s3 = None;
+        self.s3_proxy = None;
         self.rpcbind = None;
         self.holder = None;
         Ok(path)
@@ -371,9 +387,14 @@ impl Gateway {
 
     fn stop_all(&mut self) -> Result<(), LaunchError> {
         let mut first_err = None;
-        for p in [self.ganesha.take(), self.s3.take(), self.rpcbind.take()]
-            .into_iter()
-            .flatten()
+        for p in [
+            self.ganesha.take(),
+            self.s3_proxy.take(),
+            self.s3.take(),
+            self.rpcbind.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if let Err(e) = terminate(p) {
                 first_err.get_or_insert(e);

@@ -49,6 +49,18 @@ pub struct S3ServerOptions {
     /// The first of its ports: it listens on base+1 to base+6 and base+333 (S3), and each
     /// +10000 for gRPC, so two servers in one namespace need bases at least 1000 apart.
     pub port_base: u16,
+    /// A delaying proxy in front of the server (a network's latency; the kernel has no
+    /// `netem`): the endpoint is then the proxy's, on base+334.
+    pub latency: Option<Latency>,
+}
+
+/// `strata-delay-proxy` between the gateway and the S3 server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Latency {
+    /// The `strata-delay-proxy` binary.
+    pub proxy: PathBuf,
+    /// Milliseconds each chunk is held, in each direction.
+    pub delay_ms: u32,
 }
 
 impl S3ServerOptions {
@@ -60,12 +72,15 @@ impl S3ServerOptions {
             access_key: "strata-test-key".into(),
             secret_key: "strata-test-secret-0123456789".into(),
             port_base: 8000,
+            latency: None,
         }
     }
 
-    /// The S3 endpoint URL (path-style addressing: `<endpoint>/<bucket>/<key>`).
+    /// The S3 endpoint URL (path-style addressing: `<endpoint>/<bucket>/<key>`): the server's,
+    /// or its delaying proxy's.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", u32::from(self.port_base) + 333)
+        let port = if self.latency.is_some() { 334 } else { 333 };
+        format!("http://127.0.0.1:{}", u32::from(self.port_base) + port)
     }
 
     /// The `weed` binary `scripts/setup` installs under the repository at `repo`.
@@ -173,6 +188,9 @@ impl Gateway {
             start_time: proc_start_time(pid).unwrap_or(0),
             child,
         });
+        if let Some(l) = &o.latency {
+            self.start_s3_proxy(l, base)?;
+        }
         let deadline = Instant::now() + S3_READY_TIMEOUT;
         // Ready once a signed HeadBucket answers 200 and then a PUT is stored: the S3 front
         // answers before its volume server takes writes ("volume 1 not found", HTTP 500).
@@ -205,6 +223,33 @@ impl Gateway {
             }
             thread::sleep(POLL * 10);
         }
+    }
+
+    /// Starts the delaying proxy on base+334 in front of the server on base+333.
+    fn start_s3_proxy(&mut self, l: &Latency, base: u32) -> Result<(), LaunchError> {
+        let log = self.work_dir.join("s3-proxy.log");
+        let out = fs::File::create(&log).map_err(io_err("creating s3-proxy.log"))?;
+        let err = out.try_clone().map_err(io_err("cloning a file handle"))?;
+        let child = self
+            .command(&l.proxy)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", base + 334))
+            .arg("--upstream")
+            .arg(format!("127.0.0.1:{}", base + 333))
+            .arg("--delay-ms")
+            .arg(l.delay_ms.to_string())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(io_err(format!("starting {}", l.proxy.display())))?;
+        let pid = child.id();
+        self.s3_proxy = Some(Proc {
+            name: "s3-proxy",
+            start_time: proc_start_time(pid).unwrap_or(0),
+            child,
+        });
+        Ok(())
     }
 
     /// The HTTP status of a signed request with `args` on `key` of the S3 server's bucket (the

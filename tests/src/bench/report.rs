@@ -122,6 +122,50 @@ fn ratio(unit: Unit, strata: Option<f64>, other: Option<f64>) -> String {
     }
 }
 
+/// The S3 column (`--systems strata,strata-s3`): each workload on the local backend and on the
+/// S3 test server behind the delaying proxy, and their ratio (>1: S3 is faster). Empty when
+/// the S3 system did not run.
+fn s3_table(r: &Results) -> String {
+    let mut out = String::new();
+    if !r.measurements.iter().any(|m| m.system == System::StrataS3) {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "| workload (S3 backend) | unit | Strata, local backend | {} | S3/local |",
+        System::StrataS3.label()
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|");
+    for (w, unit) in workloads(r) {
+        let (local, s3) = (find(r, &w, System::Strata), find(r, &w, System::StrataS3));
+        let Some(s3m) = s3 else { continue };
+        let cell = |m: Option<&Measurement>| match m {
+            None => "-".to_string(),
+            Some(m) => match &m.values {
+                Ok(_) => m.median().map_or("-".into(), fmt_num),
+                Err(e) if e.starts_with("n/a") => e.clone(),
+                Err(_) => "FAILED".into(),
+            },
+        };
+        let _ = writeln!(
+            out,
+            "| {w} | {} | {} | {} | {} |",
+            unit.name(),
+            cell(local),
+            cell(Some(s3m)),
+            ratio(unit, s3m.median(), local.and_then(Measurement::median)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nS3 column: SeaweedFS `weed mini` (the S3 test server) in the gateway's namespace, behind \
+         `strata-delay-proxy` holding every chunk {} ms in each direction (a request pays at \
+         least 2x that); everything else as for Strata.\n",
+        crate::bench::run::S3_DELAY_MS
+    );
+    out
+}
+
 /// Workload names in first-seen order.
 fn workloads(r: &Results) -> Vec<(String, Unit)> {
     let mut seen: Vec<(String, Unit)> = Vec::new();
@@ -192,6 +236,7 @@ pub(crate) fn table(r: &Results, s: &Settings) -> String {
         rss_ratio(System::Mem),
     );
     let _ = writeln!(out);
+    out.push_str(&s3_table(r));
     out.push_str(&amp_table(r));
     let _ = writeln!(
         out,
@@ -499,5 +544,21 @@ mod tests {
         assert_eq!(j["results"][0]["median"], 200.0);
         assert_eq!(j["results"][2]["error"], "connection refused");
         assert_eq!(j["systems"]["strata"]["peak_rss_kib"], 2048);
+    }
+
+    #[test]
+    fn the_s3_table_compares_the_backends_only_when_s3_ran() {
+        let s = Settings::new(true, PathBuf::from("/nonexistent"), std::env::temp_dir());
+        let m = |sys, v| Measurement::new("w", sys, Unit::Iops, v, None);
+        let mut r = Results {
+            measurements: vec![m(System::Strata, Ok(vec![1000.0]))],
+            rss_kib: vec![],
+            wall_secs: 1.0,
+        };
+        assert!(!table(&r, &s).contains("S3/local"));
+        r.measurements.push(m(System::StrataS3, Ok(vec![800.0])));
+        let t = table(&r, &s);
+        assert!(t.contains("| w | IOPS | 1000 | 800 | 0.80x |"), "{t}");
+        assert!(t.contains("20 ms"), "{t}");
     }
 }

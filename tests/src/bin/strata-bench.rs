@@ -16,13 +16,15 @@ use bench::run::{self, Settings, System};
 
 const USAGE: &str = "\
 usage: strata-bench [--quick] [--out FILE] [--plugin-dir DIR] [--runs N]
-                    [--systems strata,vfs,mem] [--tmp DIR]
+                    [--systems strata,vfs,mem,strata-s3] [--tmp DIR]
   --quick         one run per workload, smaller sizes (under two minutes)
   --out FILE      JSON results (default target/bench/results.json)
   --plugin-dir    directory holding libfsalstrata.so (default: $STRATA_PLUGIN_DIR, else
                   this executable's directory)
   --runs N        repetitions per workload (default 3, quick 1); the table shows the median
-  --systems LIST  which systems to run (default all three)
+  --systems LIST  which systems to run (default strata,vfs,mem); strata-s3 adds Strata on
+                  the S3 test server behind a 20 ms delaying proxy (an S3 table beside
+                  the main one; needs scripts/setup's SeaweedFS)
   --tmp DIR       where the data directories go (default $TMPDIR or /tmp)
   --md FILE       also write the table (Markdown) to FILE
 client commands (run inside a gateway namespace by the benchmark itself):

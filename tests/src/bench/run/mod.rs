@@ -30,11 +30,26 @@ pub(crate) enum System {
     Vfs,
     /// Ganesha's MEM FSAL: the protocol ceiling, no storage behind it.
     Mem,
+    /// Ganesha with our FSAL on the S3 test server (SeaweedFS) behind a delaying proxy
+    /// ([`S3_DELAY_MS`] each way): not in the default run (`--systems strata,strata-s3`).
+    StrataS3,
 }
 
+/// The delay the S3 column's proxy adds in each direction, milliseconds.
+pub(crate) const S3_DELAY_MS: u32 = 20;
+
 impl System {
-    /// All systems, in table order.
+    /// The systems of the default run, in table order.
     pub(crate) const ALL: [System; 3] = [System::Strata, System::Vfs, System::Mem];
+
+    /// Every system (what `--systems` accepts).
+    pub(crate) const EVERY: [System; 4] =
+        [System::Strata, System::Vfs, System::Mem, System::StrataS3];
+
+    /// Ganesha with our FSAL (on any backend).
+    pub(crate) fn is_strata(self) -> bool {
+        matches!(self, System::Strata | System::StrataS3)
+    }
 
     /// Short name (table column, JSON key).
     pub(crate) fn name(self) -> &'static str {
@@ -42,6 +57,7 @@ impl System {
             System::Strata => "strata",
             System::Vfs => "vfs",
             System::Mem => "mem",
+            System::StrataS3 => "strata-s3",
         }
     }
 
@@ -51,12 +67,13 @@ impl System {
             System::Strata => "Strata",
             System::Vfs => "Ganesha VFS",
             System::Mem => "Ganesha MEM*",
+            System::StrataS3 => "Strata on S3 (20 ms)",
         }
     }
 
     /// Parses a short name.
     pub(crate) fn parse(s: &str) -> Option<System> {
-        System::ALL.into_iter().find(|x| x.name() == s)
+        System::EVERY.into_iter().find(|x| x.name() == s)
     }
 }
 

@@ -267,7 +267,7 @@ pub(super) fn bench_system(
             // a volume's SCO cache stays.
             let data_dir = t.tg.data_dir.clone();
             let mut local_at_start = String::new();
-            let strata = system == System::Strata;
+            let strata = system.is_strata();
             let r = repeat(s.runs, || {
                 t.sample_rss();
                 if strata {

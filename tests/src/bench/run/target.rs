@@ -3,7 +3,7 @@
 
 use super::system::{brief, parse_qemu_secs};
 use super::workloads::QemuWork;
-use super::{Settings, System, MEM_INODE_SIZE, MIB};
+use super::{Settings, System, MEM_INODE_SIZE, MIB, S3_DELAY_MS};
 use crate::bench::report::median;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,9 +11,50 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 use strata_ganesha_conf::conf::{Export, FsalBlock, GaneshaConf};
+use strata_ganesha_conf::launcher::{Latency, S3ServerOptions};
 use strata_tests::{kv_line, vfs_conf, TestGateway};
 
-/// Result of a bounded command.
+/// The S3 column's setup: the S3 test server (`scripts/setup` installs it) behind
+/// `strata-delay-proxy` (built next to the plugin) at [`S3_DELAY_MS`], and `conf` pointed at it.
+fn s3_setup(
+    mut conf: GaneshaConf,
+    dir: &Path,
+    plugin_dir: &Path,
+) -> Result<(GaneshaConf, S3ServerOptions), String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no repository root")?;
+    let weed = S3ServerOptions::setup_weed(repo);
+    if !weed.is_file() {
+        return Err(format!("{} missing: run scripts/setup", weed.display()));
+    }
+    let mut s3 = S3ServerOptions::for_tests(weed);
+    s3.latency = Some(Latency {
+        proxy: plugin_dir.join("strata-delay-proxy"),
+        delay_ms: S3_DELAY_MS,
+    });
+    let creds = dir.join("s3-credentials");
+    std::fs::write(
+        &creds,
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            s3.access_key, s3.secret_key
+        ),
+    )
+    .map_err(|e| format!("writing {}: {e}", creds.display()))?;
+    if let Some(pairs) = conf.strata.as_mut() {
+        for (k, v) in [
+            ("Backend", "S3".to_string()),
+            ("S3_Endpoint", s3.endpoint()),
+            ("S3_Bucket", s3.bucket.clone()),
+            ("S3_Credentials_File", creds.display().to_string()),
+        ] {
+            pairs.push((k.to_string(), v));
+        }
+    }
+    Ok((conf, s3))
+}
+
 /// What a bounded command printed.
 pub(crate) struct Out {
     pub(crate) ok: bool,
@@ -103,8 +144,20 @@ impl Target {
             ),
             System::Vfs => (vfs_conf(&data_dir), None, s.image_size),
             System::Mem => (mem_conf(&data_dir), None, MEM_INODE_SIZE),
+            System::StrataS3 => (
+                GaneshaConf::strata_default(&data_dir),
+                Some(s.plugin_dir.clone()),
+                s.image_size,
+            ),
         };
-        let tg = TestGateway::launch(dir, data_dir, conf, plugin_dir)
+        let (conf, s3) = match system {
+            System::StrataS3 => {
+                let (conf, s3) = s3_setup(conf, dir.path(), &s.plugin_dir)?;
+                (conf, Some(s3))
+            }
+            _ => (conf, None),
+        };
+        let tg = TestGateway::launch_with(dir, data_dir, conf, plugin_dir, s3)
             .map_err(|e| format!("starting {}: {e}", system.label()))?;
         let mut t = Target {
             tg,
@@ -112,9 +165,7 @@ impl Target {
             file: "/bench.raw",
             size,
             peak_rss_kib: 0,
-            strata_cli: (system == System::Strata)
-                .then(|| s.strata_cli.clone())
-                .flatten(),
+            strata_cli: system.is_strata().then(|| s.strata_cli.clone()).flatten(),
             syncs: Vec::new(),
         };
         t.sample_rss();
