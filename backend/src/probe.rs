@@ -6,7 +6,11 @@
 //! 3. an update with a stale ETag (`If-Match`) fails;
 //! 4. an update of a missing key fails and creates nothing (MinIO once accepted it);
 //! 5. eight creates racing on one new key: exactly one wins, and its bytes are stored;
-//! 6. the probe's objects are deleted.
+//! 6. eight updates racing on that object's ETag: exactly one wins, and its bytes are stored;
+//! 7. the probe's objects are deleted (a failed delete is logged; the owner check at start
+//!    ignores keys under [`PROBE_PREFIX`], so a leftover never blocks a start).
+//!
+//! A store that answers a conditional put "not implemented" (HTTP 501) fails the probe too.
 //!
 //! A failure names the step; the caller refuses to run unless the user said the gateway is
 //! the store's only writer.
@@ -15,8 +19,11 @@ use bytes::Bytes;
 
 use crate::{Error, ObjectStore, Result};
 
-/// Writers racing in step 5.
+/// Writers racing in steps 5 and 6.
 const RACERS: u8 = 8;
+
+/// Where the probe writes (a directory of its own below this).
+pub const PROBE_PREFIX: &str = "probe/";
 
 fn unsafe_store(what: &str) -> Error {
     Error::ConditionsIgnored {
@@ -24,15 +31,29 @@ fn unsafe_store(what: &str) -> Error {
     }
 }
 
-/// Runs the probe on `store` under `dir` (a prefix ending in `/`). Errors of the store itself
+/// A store error, unless it says the store does not implement conditional puts.
+fn store_error(e: Error) -> Error {
+    match e {
+        Error::Protocol { reason, .. }
+            if reason.contains("501") || reason.contains("NotImplemented") =>
+        {
+            unsafe_store(&format!("a conditional put was answered: {reason}"))
+        }
+        e => e,
+    }
+}
+
+/// Runs the probe on `store` under `dir` (a prefix ending in `/`, below [`PROBE_PREFIX`]). Errors of the store itself
 /// (unreachable, refused) are returned as they are.
 pub async fn conditional_writes(store: &(dyn ObjectStore + 'static), dir: &str) -> Result<()> {
     let a = format!("{dir}a");
     let missing = format!("{dir}missing");
     let race = format!("{dir}race");
-    let result = steps(store, &a, &missing, &race).await;
+    let result = steps(store, &a, &missing, &race).await.map_err(store_error);
     for key in [&a, &missing, &race] {
-        let _ = store.delete(key).await;
+        if let Err(e) = store.delete(key).await {
+            tracing::warn!(key, error = %e, "the conditional-write probe could not delete its object");
+        }
     }
     result
 }

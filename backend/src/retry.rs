@@ -28,11 +28,12 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 6 attempts within 60 s, backoff from 100 ms up to 5 s.
+    /// 6 attempts within 300 s (so that an attempt cut by a 120 s request timeout is still
+    /// retried), backoff from 100 ms up to 5 s.
     fn default() -> RetryPolicy {
         RetryPolicy {
             max_attempts: 6,
-            max_elapsed: Duration::from_secs(60),
+            max_elapsed: Duration::from_secs(300),
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
         }

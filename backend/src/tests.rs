@@ -594,13 +594,29 @@ struct IgnoresConditions {
     inner: MemStore,
     ignore_create: bool,
     ignore_match_on_missing: bool,
+    /// Any If-Match succeeds on an existing object.
+    ignore_stale_match: bool,
+    /// Creates check, then yield, then write: not atomic, racers all win.
+    racy_create: bool,
 }
 
 #[async_trait::async_trait]
 impl ObjectStore for IgnoresConditions {
     async fn put_opts(&self, key: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
+        if mode == PutMode::Create && self.racy_create {
+            if self.inner.head(key).await.is_ok() {
+                return Err(Error::ConditionFailed { key: key.into() });
+            }
+            tokio::task::yield_now().await;
+            return self.inner.put(key, data).await;
+        }
         let mode = match mode {
             PutMode::Create if self.ignore_create => PutMode::Overwrite,
+            PutMode::Update { .. }
+                if self.ignore_stale_match && self.inner.head(key).await.is_ok() =>
+            {
+                PutMode::Overwrite
+            }
             PutMode::Update { .. }
                 if self.ignore_match_on_missing && self.inner.head(key).await.is_err() =>
             {
@@ -630,20 +646,33 @@ impl ObjectStore for IgnoresConditions {
 #[test]
 fn the_probe_refuses_a_store_that_ignores_conditional_writes() {
     let rt = rt();
-    for (ignore_create, ignore_match_on_missing, expect) in
-        [(true, false, "If-None-Match"), (false, true, "missing key")]
-    {
-        let store = IgnoresConditions {
+    let store = |ignore_create, ignore_match_on_missing, ignore_stale_match, racy_create| {
+        IgnoresConditions {
             inner: MemStore::new(),
             ignore_create,
             ignore_match_on_missing,
-        };
+            ignore_stale_match,
+            racy_create,
+        }
+    };
+    rt.block_on(probe::conditional_writes(
+        &store(false, false, false, false),
+        "probe/",
+    ))
+    .expect("a store that honours its conditions passes");
+    let cases = [
+        ("If-None-Match: *) over", store(true, false, false, false)),
+        ("missing key", store(false, true, false, false)),
+        ("stale If-Match", store(false, false, true, false)),
+        ("racing creates", store(false, false, false, true)),
+    ];
+    for (expect, store) in cases {
         let err = rt
             .block_on(probe::conditional_writes(&store, "probe/"))
             .expect_err("refused");
         assert!(
             matches!(&err, Error::ConditionsIgnored { what } if what.contains(expect)),
-            "{err}"
+            "{expect}: {err}"
         );
         assert!(
             store.inner.is_empty(),

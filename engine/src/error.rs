@@ -79,13 +79,7 @@ impl Error {
     /// Worth retrying later: an I/O failure talking to the backend (a network blip, a store
     /// that is down), as opposed to a final refusal or bytes that do not verify.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::Backend {
-                source: strata_backend::Error::Io { .. },
-                ..
-            }
-        )
+        matches!(self, Error::Backend { source, .. } if source.is_transient())
     }
 }
 

@@ -224,10 +224,35 @@ impl StrataSettings {
             let rest = e
                 .strip_prefix("http://")
                 .or_else(|| e.strip_prefix("https://"));
-            if rest.map(|r| r.is_empty()).unwrap_or(true) {
+            let authority = rest.map(|r| r.split('/').next().unwrap_or(""));
+            if authority.map(str::is_empty).unwrap_or(true) {
                 errs.push(ParamError {
                     line: line_of("S3_Endpoint"),
                     reason: format!("S3_Endpoint = \"{e}\" is not an http:// or https:// URL"),
+                });
+            } else if authority.is_some_and(|a| a.contains('@')) {
+                // Never echo it: the part before '@' may be a secret.
+                errs.push(ParamError {
+                    line: line_of("S3_Endpoint"),
+                    reason: "S3_Endpoint must not carry credentials (user@host): put them in \
+                             S3_Credentials_File"
+                        .into(),
+                });
+            }
+        }
+        if let Some(p) = text("S3_Prefix").filter(|p| !p.is_empty()) {
+            let bad = p.starts_with('/')
+                || p.contains('\0')
+                || p.trim_end_matches('/')
+                    .split('/')
+                    .any(|seg| seg.is_empty() || seg == "." || seg == "..");
+            if bad {
+                errs.push(ParamError {
+                    line: line_of("S3_Prefix"),
+                    reason: format!(
+                        "S3_Prefix = \"{p}\" is not a key prefix (segments separated by single \
+                         `/`, none empty, `.` or `..`, no leading `/`), e.g. \"gw1/\""
+                    ),
                 });
             }
         }

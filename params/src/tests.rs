@@ -256,6 +256,19 @@ fn s3_requirements() {
     assert!(e.reason.contains("S3_Unsafe_Single_Writer"), "{}", e.reason);
     let e = one_error(&[("S3_Endpoint", "127.0.0.1:9000")]);
     assert!(e.reason.contains("not an http"), "{}", e.reason);
+    for bad in ["/gw", "a//b", "../x", "a/./", "gw/../"] {
+        let e = one_error(&[("S3_Prefix", bad)]);
+        assert!(e.reason.contains("not a key prefix"), "{bad}: {}", e.reason);
+    }
+    for good in ["gw1", "gw1/", "a/b/c/"] {
+        settings(&[("S3_Prefix", good)]).unwrap_or_else(|e| panic!("{good}: {e:?}"));
+    }
+    let e = one_error(&[("S3_Endpoint", "http://key:secret@s3.example")]);
+    assert!(
+        e.reason.contains("must not carry credentials") && !e.reason.contains("secret@"),
+        "{}",
+        e.reason
+    );
     let e = one_error(&[("S3_Bucket", "Upper_Case")]);
     assert!(e.reason.contains("not a bucket name"), "{}", e.reason);
     // S3 settings without Backend = S3 are accepted (ready for a switch).

@@ -61,12 +61,14 @@ fn s3_store_passes_the_store_conformance_suite() {
 }
 
 /// Loses the answer to the next `armed` PUTs: each reaches the server and is applied, and the
-/// client sees a timeout instead of the answer.
+/// client sees a timeout instead of the answer. Fails the next `heads` HEADs before they are
+/// sent (a connection reset).
 #[derive(Debug, Clone)]
 struct LoseAnswers {
     inner: SharedHttpClient,
     armed: Arc<AtomicU32>,
     lost: Arc<AtomicU32>,
+    heads: Arc<AtomicU32>,
 }
 
 #[derive(Debug)]
@@ -74,6 +76,7 @@ struct LoseConn {
     inner: SharedHttpConnector,
     armed: Arc<AtomicU32>,
     lost: Arc<AtomicU32>,
+    heads: Arc<AtomicU32>,
 }
 
 impl HttpClient for LoseAnswers {
@@ -86,6 +89,7 @@ impl HttpClient for LoseAnswers {
             inner: self.inner.http_connector(settings, components),
             armed: self.armed.clone(),
             lost: self.lost.clone(),
+            heads: self.heads.clone(),
         })
     }
 }
@@ -93,10 +97,19 @@ impl HttpClient for LoseAnswers {
 impl HttpConnector for LoseConn {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let is_put = request.method() == "PUT";
+        let is_head = request.method() == "HEAD";
         let (inner, armed, lost) = (self.inner.clone(), self.armed.clone(), self.lost.clone());
+        let heads = self.heads.clone();
         HttpConnectorFuture::new(async move {
-            let answer = inner.call(request).await?;
             let take = |n: u32| n.checked_sub(1);
+            if is_head
+                && heads
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
+                    .is_ok()
+            {
+                return Err(ConnectorError::io("test: connection reset".into()));
+            }
+            let answer = inner.call(request).await?;
             if is_put
                 && armed
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
@@ -121,6 +134,7 @@ fn a_conditional_put_whose_answer_was_lost_is_told_from_another_writers() {
             inner: default_http_client(),
             armed: Arc::new(AtomicU32::new(0)),
             lost: Arc::new(AtomicU32::new(0)),
+            heads: Arc::new(AtomicU32::new(0)),
         };
         let store = S3Store::connect_with_http_client(cfg, SharedHttpClient::new(lose.clone()))
             .await
@@ -134,13 +148,23 @@ fn a_conditional_put_whose_answer_was_lost_is_told_from_another_writers() {
         assert_eq!(lose.lost.load(Ordering::SeqCst), 1, "an answer was lost");
         assert_eq!(&store.get("k").await.expect("get").0[..], b"mine");
         assert_eq!(store.head("k").await.expect("head").etag, m.etag);
+        // 1b. The same, and the HEAD that looks for our put id fails once: retried, not taken
+        // for another writer's object.
+        lose.armed.store(1, Ordering::SeqCst);
+        lose.heads.store(1, Ordering::SeqCst);
+        store
+            .put_if_absent("k2", Bytes::from_static(b"mine too"))
+            .await
+            .expect("a failed HEAD after a lost answer is retried");
+        assert_eq!(lose.heads.load(Ordering::SeqCst), 0, "the HEAD failed once");
+        assert_eq!(lose.lost.load(Ordering::SeqCst), 2);
         // 2. An update that succeeded, its answer lost: the retry's stale If-Match is ours too.
         lose.armed.store(1, Ordering::SeqCst);
         let m2 = store
             .put_if_match("k", Bytes::from_static(b"mine, updated"), &m.etag)
             .await
             .expect("an update whose answer was lost still succeeds");
-        assert_eq!(lose.lost.load(Ordering::SeqCst), 2);
+        assert_eq!(lose.lost.load(Ordering::SeqCst), 3);
         assert_eq!(&store.get("k").await.expect("get").0[..], b"mine, updated");
         assert_ne!(m2.etag, m.etag);
         // 3. Another writer's object: a create refused with its answer lost stays refused.
@@ -154,7 +178,7 @@ fn a_conditional_put_whose_answer_was_lost_is_told_from_another_writers() {
             .await
             .expect_err("someone else's object");
         assert!(err.is_condition_failed(), "{err}");
-        assert_eq!(lose.lost.load(Ordering::SeqCst), 3);
+        assert_eq!(lose.lost.load(Ordering::SeqCst), 4);
         assert_eq!(&store.get("other").await.expect("get").0[..], b"theirs");
         assert!(!PUT_ID_META.is_empty());
     });

@@ -54,6 +54,15 @@ pub(super) fn from_status(
         },
         404 => Error::NotFound { key },
         412 => Error::ConditionFailed { key },
+        // S3's "the socket was idle too long" and its kin: the request may succeed again.
+        400 if matches!(
+            code,
+            "RequestTimeout" | "RequestTimeoutException" | "PriorRequestNotComplete"
+        ) =>
+        {
+            Error::Unavailable { key, reason: what }
+        }
+        408 => Error::Unavailable { key, reason: what },
         401 | 403 => Error::Denied { key, message: what },
         // 409: a conditional write raced another one in progress (retry and see), or a bucket
         // operation in progress; 429 and 5xx: slow down or try later.
@@ -91,6 +100,8 @@ mod tests {
         for transient in [409, 429, 500, 502, 503, 504] {
             assert!(e(transient, "").is_transient(), "{transient}");
         }
+        assert!(e(400, "RequestTimeout").is_transient());
+        assert!(e(408, "").is_transient());
         for final_ in [400, 405, 411, 416, 501] {
             assert!(matches!(e(final_, "x"), Error::Protocol { .. }), "{final_}");
         }

@@ -43,6 +43,10 @@ use crate::{
     RetryPolicy,
 };
 
+/// Bound of one attempt of the bucket check at start (a hung endpoint fails the start in
+/// seconds, not after a whole request timeout).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The user-metadata name of a conditional put's id (`x-amz-meta-strata-put-id`).
 pub const PUT_ID_META: &str = "strata-put-id";
 
@@ -189,7 +193,14 @@ impl S3Store {
         let access_key = config.credentials.load()?.access_key;
         let r = policy
             .run(|_| async {
-                match self.client.head_bucket().bucket(&self.bucket).send().await {
+                let sent = self.client.head_bucket().bucket(&self.bucket).send();
+                let answer = tokio::time::timeout(CHECK_TIMEOUT, sent)
+                    .await
+                    .map_err(|_| Error::Unavailable {
+                        key: self.bucket.clone(),
+                        reason: format!("no answer in {} s", CHECK_TIMEOUT.as_secs()),
+                    })?;
+                match answer {
                     Ok(_) => Ok(()),
                     Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 404 => {
                         Err(Error::NoBucket {
@@ -261,6 +272,19 @@ impl S3Store {
         Ok((meta, put_id))
     }
 
+    /// The metadata of the object this put stored, for an answer without an ETag: read with
+    /// HEAD, and only if the object there carries our put id (else another writer's ETag
+    /// could be taken for ours).
+    async fn own_meta(&self, key: &str, full: &str, put_id: &str) -> Result<ObjectMeta> {
+        match self.head_full(key, full).await? {
+            (meta, Some(id)) if id == put_id => Ok(meta),
+            _ => Err(Error::Protocol {
+                key: key.to_string(),
+                reason: "a PUT answered without an ETag, and the object is no longer ours".into(),
+            }),
+        }
+    }
+
     async fn put_once(
         &self,
         key: &str,
@@ -289,7 +313,7 @@ impl S3Store {
                     size,
                     etag: unquote(key, out.e_tag())?,
                 }),
-                None => Ok(self.head_full(key, full).await?.0),
+                None => self.own_meta(key, full, put_id).await,
             },
             // AWS answers an If-Match on a missing key 404: the condition did not hold.
             Err(e) => match self.err(key, e) {
@@ -300,6 +324,17 @@ impl S3Store {
             },
         }
     }
+}
+
+/// A put id: 128 random bits as 32 hex digits (from the OS; the clock-seeded generator only
+/// if the OS has none to give).
+fn new_put_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        b[..8].copy_from_slice(&jitter().to_le_bytes());
+        b[8..].copy_from_slice(&jitter().to_le_bytes());
+    }
+    crate::hex(&b)
 }
 
 /// An ETag without its quotes; a missing one is a protocol error.
@@ -332,16 +367,19 @@ fn body_err(key: &str, e: impl std::fmt::Display) -> Error {
 impl ObjectStore for S3Store {
     async fn put_opts(&self, key: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
         let full = self.full(key)?;
-        let put_id = format!("{:016x}{:016x}", jitter(), jitter());
+        let put_id = new_put_id();
         self.retry
             .run(|attempt| {
                 let (data, full, mode, put_id) = (data.clone(), &full, &mode, &put_id);
                 async move {
                     match self.put_once(key, full, data, mode, put_id).await {
                         Err(Error::ConditionFailed { key: k }) if attempt > 1 => {
-                            // An earlier attempt may have succeeded with its answer lost.
+                            // An earlier attempt may have succeeded with its answer lost. A
+                            // HEAD that fails transiently is retried with the put (which gets
+                            // 412 again), never taken for "someone else wrote it".
                             match self.head_full(key, full).await {
                                 Ok((meta, Some(id))) if id == *put_id => Ok(meta),
+                                Err(e) if e.is_transient() => Err(e),
                                 _ => Err(Error::ConditionFailed { key: k }),
                             }
                         }
@@ -352,17 +390,27 @@ impl ObjectStore for S3Store {
             .await
     }
 
-    /// Streams the file (never whole in memory), opened again by every attempt.
+    /// Streams the file (never whole in memory). It is opened once, so a replacement of the
+    /// path (a rename over it) between attempts cannot change what is uploaded; every attempt
+    /// reads it from the start through its own handle.
     async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<ObjectMeta> {
         let full = self.full(key)?;
-        let put_id = format!("{:016x}{:016x}", jitter(), jitter());
+        let put_id = new_put_id();
+        let file = std::fs::File::open(path).map_err(|e| Error::from_io(key, e))?;
+        let size = file.metadata().map_err(|e| Error::from_io(key, e))?.len();
         self.retry
             .run(|_| async {
-                let body = ByteStream::from_path(path).await.map_err(|e| Error::Io {
-                    key: key.to_string(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
-                let size = body.size_hint().0;
+                let handle = file.try_clone().map_err(|e| Error::from_io(key, e))?;
+                let body = ByteStream::read_from()
+                    .file(tokio::fs::File::from_std(handle))
+                    .offset(0)
+                    .length(aws_sdk_s3::primitives::Length::Exact(size))
+                    .build()
+                    .await
+                    .map_err(|e| Error::Io {
+                        key: key.to_string(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
                 let out = self
                     .client
                     .put_object()
@@ -373,11 +421,14 @@ impl ObjectStore for S3Store {
                     .send()
                     .await
                     .map_err(|e| self.err(key, e))?;
-                Ok(ObjectMeta {
-                    key: key.to_string(),
-                    size,
-                    etag: unquote(key, out.e_tag())?,
-                })
+                match out.e_tag() {
+                    Some(_) => Ok(ObjectMeta {
+                        key: key.to_string(),
+                        size,
+                        etag: unquote(key, out.e_tag())?,
+                    }),
+                    None => self.own_meta(key, &full, &put_id).await,
+                }
             })
             .await
     }
@@ -418,7 +469,7 @@ impl ObjectStore for S3Store {
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let full = self.full(key)?;
         if range.start >= range.end {
-            self.head_full(key, &full).await?;
+            self.head(key).await?;
             return Ok(Bytes::new());
         }
         self.retry
@@ -520,10 +571,19 @@ impl ObjectStore for S3Store {
                         key,
                     });
                 }
-                objects.truncate(crate::usize_of(u64::from(max_keys.unsigned_abs())));
-                let next = match out.is_truncated() {
-                    Some(true) => objects.last().map(|m| m.key.clone()),
-                    _ => None,
+                let cap = crate::usize_of(u64::from(max_keys.unsigned_abs()));
+                let cut = objects.len() > cap;
+                objects.truncate(cap);
+                let truncated = out.is_truncated() == Some(true) || cut;
+                if truncated && objects.is_empty() {
+                    return Err(Error::Protocol {
+                        key: prefix.to_string(),
+                        reason: "a truncated listing page without keys".into(),
+                    });
+                }
+                let next = match truncated {
+                    true => objects.last().map(|m| m.key.clone()),
+                    false => None,
                 };
                 Ok(ListPage { objects, next })
             })

@@ -186,6 +186,10 @@ async fn foreign(
     next_ino: Ino,
     key: &str,
 ) -> Result<Option<String>> {
+    if key.starts_with(strata_backend::probe::PROBE_PREFIX) {
+        // Left by an S3 conditional-write probe that could not clean up: not data.
+        return Ok(None);
+    }
     if let Some(name) = key.strip_prefix(FILES_PREFIX) {
         let Some(ino) = name
             .split_once('.')
