@@ -192,6 +192,24 @@ pub async fn conformance(store: Arc<dyn ObjectStore>, etags: Etags, order: ListO
         .expect("absent after delete");
     store.delete("a/two").await.expect("delete");
     store.delete("empty").await.expect("delete");
+    // Batched deletes: missing keys included; others untouched.
+    let batch: Vec<String> = (0..25).map(|i| format!("many/{i:02}")).collect();
+    for k in &batch {
+        store.put(k, b(k)).await.expect("put");
+    }
+    let mut doomed: Vec<String> = batch.iter().step_by(2).cloned().collect();
+    doomed.push("many/missing".into());
+    store.delete_many(&doomed).await.expect("delete_many");
+    let left = list_all(&*store, "many/", 100).await;
+    let want: Vec<String> = batch.iter().skip(1).step_by(2).cloned().collect();
+    assert_eq!(left, want, "delete_many deletes exactly its keys");
+    store.delete_many(&want).await.expect("delete_many");
+    store.delete_many(&[]).await.expect("nothing to delete");
+    assert!(list_all(&*store, "many/", 100).await.is_empty());
+    assert!(matches!(
+        store.delete_many(&["ok".into(), "a//b".into()]).await,
+        Err(Error::InvalidKey { .. })
+    ));
 
     // Listing: ascending, recursive, string prefixes, paging by token.
     let keys = [
@@ -297,6 +315,34 @@ pub async fn conformance(store: Arc<dyn ObjectStore>, etags: Etags, order: ListO
         .await
         .is_err());
     store.delete("f/sco").await.expect("delete");
+    // A larger file (in parts on a store whose multipart threshold is below it): every byte,
+    // also across part boundaries.
+    let big: Vec<u8> = (0..(11u32 << 20) + 17)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let big_path = src_dir.path().join("big");
+    std::fs::write(&big_path, &big).expect("write the large source");
+    let m = store
+        .put_file("f/big", &big_path)
+        .await
+        .expect("put_file large");
+    assert_eq!(m.size, big.len() as u64);
+    let (data, meta) = store.get("f/big").await.expect("get large");
+    assert!(data[..] == big[..], "the large object differs");
+    assert_eq!(meta.size, m.size);
+    for (start, len) in [
+        (0u64, 100u64),
+        ((5 << 20) - 10, 20),
+        ((10 << 20) - 3, 1 << 20),
+    ] {
+        let end = (start + len).min(big.len() as u64);
+        let got = store.get_range("f/big", start..end).await.expect("range");
+        assert!(
+            got[..] == big[start as usize..end as usize],
+            "range {start}+{len}"
+        );
+    }
+    store.delete("f/big").await.expect("delete");
     // The conditional-write probe passes on every store of the contract.
     crate::probe::conditional_writes(&*store, "probe/")
         .await

@@ -20,6 +20,7 @@ pub mod conformance;
 mod error;
 mod faulty;
 mod hooked;
+mod join;
 mod local;
 mod mem;
 mod namespaced;
@@ -208,6 +209,15 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn head(&self, key: &str) -> Result<ObjectMeta>;
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Deletes every key of `keys` (missing ones succeed); on an error some may be deleted
+    /// and others not. The default deletes one by one; a store with batched deletes overrides
+    /// it (S3: DeleteObjects, 1000 keys a request).
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for k in keys {
+            self.delete(k).await?;
+        }
+        Ok(())
+    }
     /// Lists keys starting with `prefix`, at most `max` per page (`0` counts as 1), in ascending
     /// key order, resuming after `token` (the last key of the previous page, as returned in
     /// [`ListPage::next`]). Recursive: keys in "sub-directories" are listed too.

@@ -84,6 +84,14 @@ impl ObjectStore for Namespaced {
         self.inner.delete(&self.full(key)?).await
     }
 
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        let full = keys
+            .iter()
+            .map(|k| self.full(k))
+            .collect::<Result<Vec<_>>>()?;
+        self.inner.delete_many(&full).await
+    }
+
     async fn list(&self, prefix: &str, token: Option<&str>, max: usize) -> Result<ListPage> {
         validate_prefix(prefix)?;
         let full_prefix = format!("{}{}", self.prefix, prefix);

@@ -211,7 +211,7 @@ pub(crate) fn engine_config(s: &StrataSettings) -> EngineConfig {
             s3.virtual_host = s.s3_virtual_host;
             s3.request_timeout = s.s3_request_timeout;
             s3.unsafe_single_writer = s.s3_unsafe_single_writer;
-            BackendConfig::S3(s3)
+            BackendConfig::S3(Box::new(s3))
         }
     };
     let mut c = EngineConfig::new(s.data_dir.clone());

@@ -51,10 +51,23 @@ fn s3_store_passes_the_store_conformance_suite() {
     };
     let (suite, races) = (config(&tg, &s3, "suite/"), config(&tg, &s3, "races/"));
     block_on_in_namespace(tg.gw(), async move {
-        // The connect probes conditional writes: SeaweedFS passes.
+        // The connect probes conditional writes: SeaweedFS passes. Files above 6 MiB go up in
+        // 5 MiB parts, so the suite's 11 MiB file is a 3-part upload.
+        let suite = S3Config {
+            multipart_threshold: 6 << 20,
+            part_size: 5 << 20,
+            ..suite
+        };
         let store = Arc::new(S3Store::connect(suite).await.expect("connect"));
         // SeaweedFS lists its filer tree segment by segment (see ListOrder::Tree).
-        conformance(store, Etags::Md5, ListOrder::Tree).await;
+        conformance(store.clone(), Etags::Md5, ListOrder::Tree).await;
+        // The large file really went up in 3 parts (a multipart ETag ends in "-<parts>").
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big");
+        std::fs::write(&path, vec![7u8; (11 << 20) + 1]).expect("write");
+        let m = store.put_file("big", &path).await.expect("put_file");
+        assert!(m.etag.ends_with("-3"), "not a 3-part upload: {}", m.etag);
+        assert_eq!(store.head("big").await.expect("head").size, (11 << 20) + 1);
         let store = Arc::new(S3Store::connect(races).await.expect("connect"));
         conditional_races(store).await;
     });

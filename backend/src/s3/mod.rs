@@ -19,8 +19,10 @@
 //!    and an unreachable endpoint each give their own error) and then, unless the user runs a
 //!    single writer knowingly, probes the store's conditional writes ([`crate::probe`]).
 
+mod batch;
 mod credentials;
 mod errors;
+mod multipart;
 
 use std::ops::Range;
 use std::time::Duration;
@@ -75,11 +77,16 @@ pub struct S3Config {
     /// Skip the conditional-write probe at start: the user promises a single writer (no
     /// fencing of a second gateway, no take-over; see the README).
     pub unsafe_single_writer: bool,
+    /// Files larger than this go up as multipart uploads.
+    pub multipart_threshold: u64,
+    /// The size of a multipart upload's parts (S3 wants at least 5 MiB but for the last).
+    pub part_size: u64,
 }
 
 impl S3Config {
     /// A configuration with the defaults: region `us-east-1`, no prefix, path-style, 5 s to
-    /// connect, 120 s per request attempt, the default retry policy, the probe on.
+    /// connect, 120 s per request attempt, the default retry policy, the probe on, files above
+    /// 64 MiB in 16 MiB parts.
     pub fn new(
         endpoint: impl Into<String>,
         bucket: impl Into<String>,
@@ -96,6 +103,8 @@ impl S3Config {
             request_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             unsafe_single_writer: false,
+            multipart_threshold: 64 << 20,
+            part_size: 16 << 20,
         }
     }
 
@@ -112,6 +121,10 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     retry: RetryPolicy,
+    multipart_threshold: u64,
+    part_size: u64,
+    /// The store refused DeleteObjects once: deletes go one by one.
+    no_batch_delete: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The HTTP client [`S3Store::connect`] uses: hyper with rustls (ring), HTTP and HTTPS. Tests
@@ -179,6 +192,9 @@ impl S3Store {
             bucket: config.bucket.clone(),
             prefix,
             retry: config.retry,
+            multipart_threshold: config.multipart_threshold,
+            part_size: config.part_size,
+            no_batch_delete: Default::default(),
         })
     }
 
@@ -390,33 +406,25 @@ impl ObjectStore for S3Store {
             .await
     }
 
-    /// Streams the file (never whole in memory). It is opened once, so a replacement of the
-    /// path (a rename over it) between attempts cannot change what is uploaded; every attempt
-    /// reads it from the start through its own handle.
+    /// Streams the file (never whole in memory), in parts above the multipart threshold. It
+    /// is opened once, so a replacement of the path (a rename over it) meanwhile cannot change
+    /// what is uploaded; every attempt reads it through its own description.
     async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<ObjectMeta> {
         let full = self.full(key)?;
         let put_id = new_put_id();
         let file = std::fs::File::open(path).map_err(|e| Error::from_io(key, e))?;
         let size = file.metadata().map_err(|e| Error::from_io(key, e))?.len();
+        if size > self.multipart_threshold {
+            return self.put_multipart(key, &full, &file, size, &put_id).await;
+        }
         self.retry
             .run(|_| async {
-                let handle = file.try_clone().map_err(|e| Error::from_io(key, e))?;
-                let body = ByteStream::read_from()
-                    .file(tokio::fs::File::from_std(handle))
-                    .offset(0)
-                    .length(aws_sdk_s3::primitives::Length::Exact(size))
-                    .build()
-                    .await
-                    .map_err(|e| Error::Io {
-                        key: key.to_string(),
-                        source: std::io::Error::other(e.to_string()),
-                    })?;
                 let out = self
                     .client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(&full)
-                    .body(body)
+                    .body(multipart::body(key, &file, 0, size).await?)
                     .metadata(PUT_ID_META, &put_id)
                     .send()
                     .await
@@ -541,6 +549,10 @@ impl ObjectStore for S3Store {
             .await
     }
 
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        self.delete_batched(keys).await
+    }
+
     async fn list(&self, prefix: &str, token: Option<&str>, max: usize) -> Result<ListPage> {
         validate_prefix(prefix)?;
         let full_prefix = format!("{}{prefix}", self.prefix);
@@ -592,67 +604,4 @@ impl ObjectStore for S3Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A store that accepts connections and never answers is cut by the request timeout and
-    /// the retry bound: `connect` fails "unavailable", in bounded time, naming the endpoint.
-    #[test]
-    fn a_store_that_hangs_is_cut_by_timeouts() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            // Accept and hold every connection, reading nothing, answering nothing.
-            let hold = tokio::spawn(async move {
-                let mut held = Vec::new();
-                while let Ok((sock, _)) = listener.accept().await {
-                    held.push(sock);
-                }
-            });
-            let dir = tempfile::tempdir().expect("tempdir");
-            let creds = dir.path().join("creds");
-            std::fs::write(
-                &creds,
-                "[default]\naws_access_key_id = k\naws_secret_access_key = s\n",
-            )
-            .expect("write creds");
-            let mut config = S3Config::new(
-                format!("http://{addr}"),
-                "bucket",
-                CredentialsSource::File(creds),
-            );
-            config.request_timeout = Duration::from_millis(500);
-            config.retry = RetryPolicy {
-                max_attempts: 2,
-                max_elapsed: Duration::from_secs(10),
-                base_delay: Duration::from_millis(10),
-                max_delay: Duration::from_millis(10),
-            };
-            let store = S3Store::new(
-                &S3Config {
-                    credentials: CredentialsSource::File(dir.path().join("nonexistent")),
-                    ..config.clone()
-                },
-                default_http_client(),
-            );
-            assert!(store.is_err(), "unreadable credentials file refused");
-            let start = std::time::Instant::now();
-            let err = S3Store::connect(config).await.expect_err("a hanging store");
-            let took = start.elapsed();
-            assert!(matches!(err, Error::Unavailable { .. }), "{err}");
-            assert!(err.to_string().contains(&addr.to_string()), "{err}");
-            assert!(took < Duration::from_secs(10), "took {took:?}");
-            assert!(
-                took >= Duration::from_millis(500),
-                "took {took:?}: no timeout ran"
-            );
-            hold.abort();
-        });
-    }
-}
+mod tests;

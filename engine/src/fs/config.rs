@@ -11,7 +11,7 @@ pub enum BackendConfig {
         dir: PathBuf,
     },
     /// A bucket of an S3-compatible store (checked and probed at open).
-    S3(strata_backend::S3Config),
+    S3(Box<strata_backend::S3Config>),
 }
 
 impl BackendConfig {

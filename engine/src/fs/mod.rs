@@ -128,7 +128,7 @@ impl Filesystem {
             }
             None => match &config.backend {
                 BackendConfig::Local { dir } => Arc::new(LocalStore::open(dir.clone())?),
-                BackendConfig::S3(s3) => Arc::new(rt.block_on(S3Store::connect(s3.clone()))?),
+                BackendConfig::S3(s3) => Arc::new(rt.block_on(S3Store::connect((**s3).clone()))?),
             },
         };
         let store = crate::test_knobs::slow_backend(store);

@@ -152,8 +152,7 @@ pub(super) async fn delete_all(store: &dyn ObjectStore) -> Result<()> {
         if page.objects.is_empty() {
             return Ok(());
         }
-        for o in page.objects {
-            store.delete(&o.key).await?;
-        }
+        let keys: Vec<String> = page.objects.into_iter().map(|o| o.key).collect();
+        store.delete_many(&keys).await?;
     }
 }
