@@ -292,7 +292,7 @@ pub(super) fn bench_system(
                 Ok(t.size as f64 / MIB as f64 / secs.max(0.0005))
             });
             let note = match system {
-                System::Strata => format!(
+                sys if sys.is_strata() => format!(
                     "before each read: `strata sync --wait`, Ganesha stopped, the volumes' local \
                      state deleted, Ganesha started: on first access the volume is rebuilt \
                      from its metadata checkpoint and the TLogs after it, and its data is read \
