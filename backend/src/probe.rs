@@ -11,6 +11,7 @@
 //!    ignores keys under [`PROBE_PREFIX`], so a leftover never blocks a start).
 //!
 //! A store that answers a conditional put "not implemented" (HTTP 501) fails the probe too.
+//! The S3 store adds a last step of its own: a put's user metadata (its put id) comes back.
 //!
 //! A failure names the step; the caller refuses to run unless the user said the gateway is
 //! the store's only writer.

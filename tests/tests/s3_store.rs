@@ -75,13 +75,15 @@ fn s3_store_passes_the_store_conformance_suite() {
 
 /// Loses the answer to the next `armed` PUTs: each reaches the server and is applied, and the
 /// client sees a timeout instead of the answer. Fails the next `heads` HEADs before they are
-/// sent (a connection reset).
+/// sent (a connection reset). With `strip_meta`, HEAD answers lose their user metadata (as a
+/// store that does not keep it).
 #[derive(Debug, Clone)]
 struct LoseAnswers {
     inner: SharedHttpClient,
     armed: Arc<AtomicU32>,
     lost: Arc<AtomicU32>,
     heads: Arc<AtomicU32>,
+    strip_meta: bool,
 }
 
 #[derive(Debug)]
@@ -90,6 +92,19 @@ struct LoseConn {
     armed: Arc<AtomicU32>,
     lost: Arc<AtomicU32>,
     heads: Arc<AtomicU32>,
+    strip_meta: bool,
+}
+
+impl LoseAnswers {
+    fn new(strip_meta: bool) -> LoseAnswers {
+        LoseAnswers {
+            inner: default_http_client(),
+            armed: Arc::new(AtomicU32::new(0)),
+            lost: Arc::new(AtomicU32::new(0)),
+            heads: Arc::new(AtomicU32::new(0)),
+            strip_meta,
+        }
+    }
 }
 
 impl HttpClient for LoseAnswers {
@@ -103,6 +118,7 @@ impl HttpClient for LoseAnswers {
             armed: self.armed.clone(),
             lost: self.lost.clone(),
             heads: self.heads.clone(),
+            strip_meta: self.strip_meta,
         })
     }
 }
@@ -112,7 +128,7 @@ impl HttpConnector for LoseConn {
         let is_put = request.method() == "PUT";
         let is_head = request.method() == "HEAD";
         let (inner, armed, lost) = (self.inner.clone(), self.armed.clone(), self.lost.clone());
-        let heads = self.heads.clone();
+        let (heads, strip_meta) = (self.heads.clone(), self.strip_meta);
         HttpConnectorFuture::new(async move {
             let take = |n: u32| n.checked_sub(1);
             if is_head
@@ -122,7 +138,12 @@ impl HttpConnector for LoseConn {
             {
                 return Err(ConnectorError::io("test: connection reset".into()));
             }
-            let answer = inner.call(request).await?;
+            let mut answer = inner.call(request).await?;
+            if is_head && strip_meta {
+                answer
+                    .headers_mut()
+                    .remove(format!("x-amz-meta-{PUT_ID_META}"));
+            }
             if is_put
                 && armed
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
@@ -143,12 +164,7 @@ fn a_conditional_put_whose_answer_was_lost_is_told_from_another_writers() {
     };
     let cfg = config(&tg, &s3, "lost/");
     block_on_in_namespace(tg.gw(), async move {
-        let lose = LoseAnswers {
-            inner: default_http_client(),
-            armed: Arc::new(AtomicU32::new(0)),
-            lost: Arc::new(AtomicU32::new(0)),
-            heads: Arc::new(AtomicU32::new(0)),
-        };
+        let lose = LoseAnswers::new(false);
         let store = S3Store::connect_with_http_client(cfg, SharedHttpClient::new(lose.clone()))
             .await
             .expect("connect");
@@ -193,7 +209,26 @@ fn a_conditional_put_whose_answer_was_lost_is_told_from_another_writers() {
         assert!(err.is_condition_failed(), "{err}");
         assert_eq!(lose.lost.load(Ordering::SeqCst), 4);
         assert_eq!(&store.get("other").await.expect("get").0[..], b"theirs");
-        assert!(!PUT_ID_META.is_empty());
+    });
+}
+
+/// A store that does not keep user metadata cannot tell a lost answer from another writer:
+/// refused at start by the probe's last step.
+#[test]
+fn a_store_that_drops_user_metadata_is_refused() {
+    let Some((tg, s3)) = server() else {
+        return;
+    };
+    let cfg = config(&tg, &s3, "nometa/");
+    block_on_in_namespace(tg.gw(), async move {
+        let client = SharedHttpClient::new(LoseAnswers::new(true));
+        let err = S3Store::connect_with_http_client(cfg, client)
+            .await
+            .expect_err("metadata dropped");
+        assert!(
+            matches!(&err, Error::ConditionsIgnored { what } if what.contains("user metadata")),
+            "{err}"
+        );
     });
 }
 

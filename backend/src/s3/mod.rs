@@ -151,9 +151,40 @@ impl S3Store {
         let store = S3Store::new(&config, http)?;
         store.check_bucket(&config).await?;
         if !config.unsafe_single_writer {
-            crate::probe::conditional_writes(&store, &format!("probe/{:016x}/", jitter())).await?;
+            let dir = format!("{}{}/", crate::probe::PROBE_PREFIX, &new_put_id()[..16]);
+            crate::probe::conditional_writes(&store, &dir).await?;
+            store.check_put_id_kept(&format!("{dir}meta")).await?;
         }
         Ok(store)
+    }
+
+    /// The last step of the probe, S3's own: a put's id comes back with HEAD (a store that
+    /// drops user metadata would turn every lost answer into "someone else wrote it").
+    async fn check_put_id_kept(&self, key: &str) -> Result<()> {
+        let full = self.full(key)?;
+        let put_id = new_put_id();
+        let put = self
+            .put_once(
+                key,
+                &full,
+                Bytes::from_static(b"m"),
+                &PutMode::Create,
+                &put_id,
+            )
+            .await;
+        let head = match put {
+            Ok(_) => self.head_full(key, &full).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = self.delete(key).await {
+            tracing::warn!(key, error = %e, "the conditional-write probe could not delete its object");
+        }
+        match head? {
+            (_, Some(id)) if id == put_id => Ok(()),
+            _ => Err(Error::ConditionsIgnored {
+                what: format!("user metadata ({PUT_ID_META}) is not kept"),
+            }),
+        }
     }
 
     /// The store, without touching the network.
