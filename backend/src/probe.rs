@@ -37,7 +37,7 @@ fn unsafe_store(what: &str) -> Error {
 fn store_error(e: Error) -> Error {
     match e {
         Error::Protocol { reason, .. }
-            if reason.contains("501") || reason.contains("NotImplemented") =>
+            if reason.starts_with("HTTP 501") || reason.contains(" NotImplemented:") =>
         {
             unsafe_store(&format!("a conditional put was answered: {reason}"))
         }
@@ -127,10 +127,39 @@ async fn race_creates(store: &(dyn ObjectStore + 'static), key: &str) -> Result<
             winners.len()
         )));
     }
-    let (data, _) = store.get(key).await?;
+    let (data, meta) = store.get(key).await?;
     if data[..] != vec![winners[0]; 64][..] {
         return Err(unsafe_store(
             "the object after a create race is not the winner's",
+        ));
+    }
+    race_updates(store, key, &meta.etag).await
+}
+
+/// Step 6: eight updates racing on the version `etag` of `key`: exactly one wins.
+async fn race_updates(store: &(dyn ObjectStore + 'static), key: &str, etag: &str) -> Result<()> {
+    let puts = (0..RACERS).map(|i| {
+        let body = Bytes::from(vec![100 + i; 64]);
+        async move { (100 + i, store.put_if_match(key, body, etag).await) }
+    });
+    let mut winners = Vec::new();
+    for (i, r) in join_all(puts).await {
+        match r {
+            Ok(_) => winners.push(i),
+            Err(e) if e.is_condition_failed() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if winners.len() != 1 {
+        return Err(unsafe_store(&format!(
+            "{} of {RACERS} racing updates (If-Match) of one version succeeded",
+            winners.len()
+        )));
+    }
+    let (data, _) = store.get(key).await?;
+    if data[..] != vec![winners[0]; 64][..] {
+        return Err(unsafe_store(
+            "the object after an update race is not the winner's",
         ));
     }
     Ok(())

@@ -598,6 +598,8 @@ struct IgnoresConditions {
     ignore_stale_match: bool,
     /// Creates check, then yield, then write: not atomic, racers all win.
     racy_create: bool,
+    /// Updates check the ETag, then yield, then write: not atomic.
+    racy_update: bool,
 }
 
 #[async_trait::async_trait]
@@ -606,6 +608,14 @@ impl ObjectStore for IgnoresConditions {
         if mode == PutMode::Create && self.racy_create {
             if self.inner.head(key).await.is_ok() {
                 return Err(Error::ConditionFailed { key: key.into() });
+            }
+            tokio::task::yield_now().await;
+            return self.inner.put(key, data).await;
+        }
+        if let (PutMode::Update { etag }, true) = (&mode, self.racy_update) {
+            match self.inner.head(key).await {
+                Ok(m) if m.etag == *etag => {}
+                _ => return Err(Error::ConditionFailed { key: key.into() }),
             }
             tokio::task::yield_now().await;
             return self.inner.put(key, data).await;
@@ -646,25 +656,22 @@ impl ObjectStore for IgnoresConditions {
 #[test]
 fn the_probe_refuses_a_store_that_ignores_conditional_writes() {
     let rt = rt();
-    let store = |ignore_create, ignore_match_on_missing, ignore_stale_match, racy_create| {
-        IgnoresConditions {
-            inner: MemStore::new(),
-            ignore_create,
-            ignore_match_on_missing,
-            ignore_stale_match,
-            racy_create,
-        }
+    let store = |flaw: &str| IgnoresConditions {
+        inner: MemStore::new(),
+        ignore_create: flaw == "create",
+        ignore_match_on_missing: flaw == "missing",
+        ignore_stale_match: flaw == "stale",
+        racy_create: flaw == "racy create",
+        racy_update: flaw == "racy update",
     };
-    rt.block_on(probe::conditional_writes(
-        &store(false, false, false, false),
-        "probe/",
-    ))
-    .expect("a store that honours its conditions passes");
+    rt.block_on(probe::conditional_writes(&store("none"), "probe/"))
+        .expect("a store that honours its conditions passes");
     let cases = [
-        ("If-None-Match: *) over", store(true, false, false, false)),
-        ("missing key", store(false, true, false, false)),
-        ("stale If-Match", store(false, false, true, false)),
-        ("racing creates", store(false, false, false, true)),
+        ("If-None-Match: *) over", store("create")),
+        ("missing key", store("missing")),
+        ("stale If-Match", store("stale")),
+        ("racing creates", store("racy create")),
+        ("racing updates", store("racy update")),
     ];
     for (expect, store) in cases {
         let err = rt

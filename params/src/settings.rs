@@ -243,7 +243,8 @@ impl StrataSettings {
         if let Some(p) = text("S3_Prefix").filter(|p| !p.is_empty()) {
             let bad = p.starts_with('/')
                 || p.contains('\0')
-                || p.trim_end_matches('/')
+                || p.strip_suffix('/')
+                    .unwrap_or(&p)
                     .split('/')
                     .any(|seg| seg.is_empty() || seg == "." || seg == "..");
             if bad {

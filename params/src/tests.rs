@@ -256,7 +256,7 @@ fn s3_requirements() {
     assert!(e.reason.contains("S3_Unsafe_Single_Writer"), "{}", e.reason);
     let e = one_error(&[("S3_Endpoint", "127.0.0.1:9000")]);
     assert!(e.reason.contains("not an http"), "{}", e.reason);
-    for bad in ["/gw", "a//b", "../x", "a/./", "gw/../"] {
+    for bad in ["/gw", "a//b", "../x", "a/./", "gw/../", "gw1//"] {
         let e = one_error(&[("S3_Prefix", bad)]);
         assert!(e.reason.contains("not a key prefix"), "{bad}: {}", e.reason);
     }

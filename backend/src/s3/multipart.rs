@@ -75,19 +75,30 @@ impl S3Store {
             })?
             .to_string();
         let result = self
-            .parts_and_complete(key, full, file, size, &upload_id)
+            .parts_and_complete(key, full, file, size, &upload_id, put_id)
             .await;
         if result.is_err() {
             let abort = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(full)
-                .upload_id(&upload_id)
-                .send()
+                .retry
+                .run(|_| async {
+                    let sent = self
+                        .client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(full)
+                        .upload_id(&upload_id)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(_) => Ok(()),
+                        Err(e) => match self.err(key, e) {
+                            Error::NotFound { .. } => Ok(()),
+                            e => Err(e),
+                        },
+                    }
+                })
                 .await;
             if let Err(e) = abort {
-                let e = self.err(key, e);
                 tracing::warn!(key, error = %e, "could not abort a failed multipart upload");
             }
         }
@@ -101,6 +112,7 @@ impl S3Store {
         file: &std::fs::File,
         size: u64,
         upload_id: &str,
+        put_id: &str,
     ) -> Result<ObjectMeta> {
         let part = self.part_size.max(1);
         let count = size.div_ceil(part).max(1);
@@ -118,25 +130,38 @@ impl S3Store {
         let parts = CompletedMultipartUpload::builder()
             .set_parts(Some(done))
             .build();
-        let out = self
-            .retry
-            .run(|_| async {
-                self.client
-                    .complete_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(full)
-                    .upload_id(upload_id)
-                    .multipart_upload(parts.clone())
-                    .send()
-                    .await
-                    .map_err(|e| self.err(key, e))
+        // A retried Complete whose first attempt completed (its answer lost) finds no upload
+        // (404): the object then carries our put id. So does an answer without an ETag.
+        self.retry
+            .run(|attempt| {
+                let parts = parts.clone();
+                async move {
+                    let sent = self
+                        .client
+                        .complete_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(full)
+                        .upload_id(upload_id)
+                        .multipart_upload(parts)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(out) if out.e_tag().is_some() => Ok(ObjectMeta {
+                            key: key.to_string(),
+                            size,
+                            etag: unquote(key, out.e_tag())?,
+                        }),
+                        Ok(_) => self.own_meta(key, full, put_id).await,
+                        Err(e) => match self.err(key, e) {
+                            Error::NotFound { .. } if attempt > 1 => {
+                                self.own_meta(key, full, put_id).await
+                            }
+                            e => Err(e),
+                        },
+                    }
+                }
             })
-            .await?;
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size,
-            etag: unquote(key, out.e_tag())?,
-        })
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
