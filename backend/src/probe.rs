@@ -107,33 +107,21 @@ async fn steps(
     race_creates(store, race).await
 }
 
+/// Step 5: eight creates racing on the new `key`: exactly one wins; then step 6 on its version.
 async fn race_creates(store: &(dyn ObjectStore + 'static), key: &str) -> Result<()> {
     // The racers run as separate requests at once (joined futures on one task).
     let puts = (0..RACERS).map(|i| {
         let body = Bytes::from(vec![i; 64]);
         async move { (i, store.put_if_absent(key, body).await) }
     });
-    let mut winners = Vec::new();
-    for (i, r) in join_all(puts).await {
-        match r {
-            Ok(_) => winners.push(i),
-            Err(e) if e.is_condition_failed() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if winners.len() != 1 {
-        return Err(unsafe_store(&format!(
-            "{} of {RACERS} racing creates (If-None-Match: *) of one key succeeded",
-            winners.len()
-        )));
-    }
-    let (data, meta) = store.get(key).await?;
-    if data[..] != vec![winners[0]; 64][..] {
-        return Err(unsafe_store(
-            "the object after a create race is not the winner's",
-        ));
-    }
-    race_updates(store, key, &meta.etag).await
+    let etag = one_winner(
+        store,
+        key,
+        join_all(puts).await,
+        "creates (If-None-Match: *) of one key",
+    )
+    .await?;
+    race_updates(store, key, &etag).await
 }
 
 /// Step 6: eight updates racing on the version `etag` of `key`: exactly one wins.
@@ -142,25 +130,43 @@ async fn race_updates(store: &(dyn ObjectStore + 'static), key: &str, etag: &str
         let body = Bytes::from(vec![100 + i; 64]);
         async move { (100 + i, store.put_if_match(key, body, etag).await) }
     });
+    one_winner(
+        store,
+        key,
+        join_all(puts).await,
+        "updates (If-Match) of one version",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Checks a race's outcome: exactly one racer succeeded (the others were refused, any other
+/// error is the store's) and `key` holds its 64 bytes of its tag; returns the object's ETag.
+async fn one_winner(
+    store: &(dyn ObjectStore + 'static),
+    key: &str,
+    results: Vec<(u8, Result<crate::ObjectMeta>)>,
+    what: &str,
+) -> Result<String> {
     let mut winners = Vec::new();
-    for (i, r) in join_all(puts).await {
+    for (tag, r) in results {
         match r {
-            Ok(_) => winners.push(i),
+            Ok(_) => winners.push(tag),
             Err(e) if e.is_condition_failed() => {}
             Err(e) => return Err(e),
         }
     }
     if winners.len() != 1 {
         return Err(unsafe_store(&format!(
-            "{} of {RACERS} racing updates (If-Match) of one version succeeded",
+            "{} of {RACERS} racing {what} succeeded",
             winners.len()
         )));
     }
-    let (data, _) = store.get(key).await?;
+    let (data, meta) = store.get(key).await?;
     if data[..] != vec![winners[0]; 64][..] {
-        return Err(unsafe_store(
-            "the object after an update race is not the winner's",
-        ));
+        return Err(unsafe_store(&format!(
+            "the object after racing {what} is not the winner's"
+        )));
     }
-    Ok(())
+    Ok(meta.etag)
 }

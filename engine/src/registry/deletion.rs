@@ -146,6 +146,7 @@ pub(super) fn remove_marker(fs: &dyn LocalFs, marker: &Path) -> Result<()> {
 
 /// Deletes every object of a store (a volume's namespace).
 pub(super) async fn delete_all(store: &dyn ObjectStore) -> Result<()> {
+    let mut last: Option<Vec<String>> = None;
     loop {
         // Deleting as we go: every page starts at the beginning again.
         let page = store.list("", None, 1000).await?;
@@ -153,6 +154,85 @@ pub(super) async fn delete_all(store: &dyn ObjectStore) -> Result<()> {
             return Ok(());
         }
         let keys: Vec<String> = page.objects.into_iter().map(|o| o.key).collect();
+        // A store that answers deletes without deleting must not keep us here for ever.
+        if last.as_ref() == Some(&keys) {
+            return Err(crate::Error::Io(format!(
+                "the backend still lists {} after deleting it",
+                keys[0]
+            )));
+        }
         store.delete_many(&keys).await?;
+        last = Some(keys);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use strata_backend::{ListPage, MemStore, ObjectMeta, PutMode};
+
+    /// A store that answers deletes without deleting anything.
+    #[derive(Debug, Default)]
+    struct DeletesNothing(MemStore);
+
+    #[async_trait::async_trait]
+    impl ObjectStore for DeletesNothing {
+        async fn put_opts(
+            &self,
+            key: &str,
+            data: Bytes,
+            mode: PutMode,
+        ) -> strata_backend::Result<ObjectMeta> {
+            self.0.put_opts(key, data, mode).await
+        }
+        async fn get(&self, key: &str) -> strata_backend::Result<(Bytes, ObjectMeta)> {
+            self.0.get(key).await
+        }
+        async fn get_range(
+            &self,
+            key: &str,
+            range: std::ops::Range<u64>,
+        ) -> strata_backend::Result<Bytes> {
+            self.0.get_range(key, range).await
+        }
+        async fn head(&self, key: &str) -> strata_backend::Result<ObjectMeta> {
+            self.0.head(key).await
+        }
+        async fn delete(&self, _key: &str) -> strata_backend::Result<()> {
+            Ok(())
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+            token: Option<&str>,
+            max: usize,
+        ) -> strata_backend::Result<ListPage> {
+            self.0.list(prefix, token, max).await
+        }
+    }
+
+    #[test]
+    fn deleting_everything_from_a_store_that_deletes_nothing_ends_in_an_error() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let store = DeletesNothing::default();
+        let err = rt.block_on(async {
+            store
+                .put("sco/0001", Bytes::from_static(b"x"))
+                .await
+                .expect("put");
+            delete_all(&store).await.expect_err("no progress")
+        });
+        assert!(err.to_string().contains("still lists sco/0001"), "{err}");
+        let mem = MemStore::new();
+        rt.block_on(async {
+            for i in 0..3 {
+                mem.put(&format!("k{i}"), Bytes::new()).await.expect("put");
+            }
+            delete_all(&mem).await.expect("a store that deletes");
+        });
+        assert!(mem.is_empty());
     }
 }
