@@ -79,14 +79,6 @@ pub fn s3_config(o: &S3ServerOptions, prefix: &str, creds: &Path) -> S3Config {
     c
 }
 
-/// Connects to the test server from inside `gw`'s namespace (the store's client then lives
-/// on that runtime only: use it inside [`block_on_in_namespace`]).
-pub async fn connect(config: S3Config) -> S3Store {
-    S3Store::connect(config)
-        .await
-        .expect("connect to the S3 test server")
-}
-
 /// A gateway with our FSAL whose backend is the S3 test server started in its namespace
 /// (prefix `gw/`, keys from a credentials file), after `edit` had its say on the conf.
 pub struct S3Gateway {

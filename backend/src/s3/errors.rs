@@ -2,20 +2,20 @@
 //! that "not found", "condition failed", "refused", "try again" and "no such bucket" stay
 //! distinct. Messages carry the store's code and message, never a credential.
 
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::Error;
 
 /// Maps an SDK error on `key` (of `bucket`) to the stores' error.
-pub(super) fn map<E, R>(bucket: &str, key: &str, e: SdkError<E, R>) -> Error
+pub(super) fn map<E>(bucket: &str, key: &str, e: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + HasStatus,
 {
     let key = key.to_string();
     match &e {
         SdkError::ServiceError(se) => {
-            let status = se.raw().status_code();
+            let status = se.raw().status().as_u16();
             let code = se.err().code().unwrap_or("").to_string();
             let message = se.err().message().unwrap_or("").to_string();
             from_status(bucket, key, status, &code, &message)
@@ -68,18 +68,6 @@ pub(super) fn from_status(
         // operation in progress; 429 and 5xx: slow down or try later.
         409 | 429 | 500..=599 if status != 501 => Error::Unavailable { key, reason: what },
         _ => Error::Protocol { key, reason: what },
-    }
-}
-
-/// The HTTP status of a raw response.
-pub(super) trait HasStatus {
-    /// The status code.
-    fn status_code(&self) -> u16;
-}
-
-impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
     }
 }
 

@@ -121,6 +121,8 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     retry: RetryPolicy,
+    /// The access key id (not secret), to name the key a store refused.
+    access_key: String,
     multipart_threshold: u64,
     part_size: u64,
     /// The store refused DeleteObjects once: deletes go one by one.
@@ -194,7 +196,7 @@ impl S3Store {
             .endpoint_url(config.endpoint.clone())
             .force_path_style(!config.virtual_host)
             .credentials_provider(Credentials::new(
-                creds.access_key,
+                creds.access_key.clone(),
                 creds.secret_key,
                 creds.session_token,
                 None,
@@ -216,6 +218,7 @@ impl S3Store {
             bucket: config.bucket.clone(),
             prefix,
             retry: config.retry,
+            access_key: creds.access_key,
             multipart_threshold: config.multipart_threshold,
             part_size: config.part_size,
             no_batch_delete: Default::default(),
@@ -230,7 +233,6 @@ impl S3Store {
             max_elapsed: Duration::from_secs(15),
             ..self.retry
         };
-        let access_key = config.credentials.load()?.access_key;
         let r = policy
             .run(|_| async {
                 let sent = self.client.head_bucket().bucket(&self.bucket).send();
@@ -258,9 +260,9 @@ impl S3Store {
             Error::Denied { message, .. } => Error::Denied {
                 key: format!("bucket {}", self.bucket),
                 message: format!(
-                    "{message}; the credentials of access key {access_key} were refused at {} \
+                    "{message}; the credentials of access key {} were refused at {} \
                      (wrong key or secret, no permission on the bucket, or a clock far off)",
-                    config.endpoint
+                    self.access_key, config.endpoint
                 ),
             },
             Error::Unavailable { reason, .. } => Error::Unavailable {
@@ -285,10 +287,9 @@ impl S3Store {
             })
     }
 
-    fn err<E, R>(&self, key: &str, e: SdkError<E, R>) -> Error
+    fn err<E>(&self, key: &str, e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Error
     where
         E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + errors::HasStatus,
     {
         errors::map(&self.bucket, key, e)
     }
@@ -325,21 +326,22 @@ impl S3Store {
         }
     }
 
+    /// One attempt of a PUT of `body` (`size` bytes) as `mode` says, carrying `put_id`.
     async fn put_once(
         &self,
         key: &str,
         full: &str,
-        data: Bytes,
+        body: ByteStream,
+        size: u64,
         mode: &PutMode,
         put_id: &str,
     ) -> Result<ObjectMeta> {
-        let size = data.len() as u64;
         let mut req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(full)
-            .body(ByteStream::from(data))
+            .body(body)
             .metadata(PUT_ID_META, put_id);
         match mode {
             PutMode::Overwrite => {}
@@ -412,7 +414,9 @@ impl ObjectStore for S3Store {
             .run(|attempt| {
                 let (data, full, mode, put_id) = (data.clone(), &full, &mode, &put_id);
                 async move {
-                    match self.put_once(key, full, data, mode, put_id).await {
+                    let size = data.len() as u64;
+                    let body = ByteStream::from(data);
+                    match self.put_once(key, full, body, size, mode, put_id).await {
                         Err(Error::ConditionFailed { key: k }) if attempt > 1 => {
                             // An earlier attempt may have succeeded with its answer lost. A
                             // HEAD that fails transiently is retried with the put (which gets
@@ -443,24 +447,9 @@ impl ObjectStore for S3Store {
         }
         self.retry
             .run(|_| async {
-                let out = self
-                    .client
-                    .put_object()
-                    .bucket(&self.bucket)
-                    .key(&full)
-                    .body(multipart::body(key, &file, 0, size).await?)
-                    .metadata(PUT_ID_META, &put_id)
-                    .send()
+                let body = multipart::body(key, &file, 0, size).await?;
+                self.put_once(key, &full, body, size, &PutMode::Overwrite, &put_id)
                     .await
-                    .map_err(|e| self.err(key, e))?;
-                match out.e_tag() {
-                    Some(_) => Ok(ObjectMeta {
-                        key: key.to_string(),
-                        size,
-                        etag: unquote(key, out.e_tag())?,
-                    }),
-                    None => self.own_meta(key, &full, &put_id).await,
-                }
             })
             .await
     }

@@ -110,6 +110,18 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// A table cell: the median, "n/a (why)", "FAILED" or "-" (not run).
+fn cell(m: Option<&Measurement>) -> String {
+    match m {
+        None => "-".into(),
+        Some(m) => match &m.values {
+            Ok(_) => m.median().map_or("-".into(), fmt_num),
+            Err(e) if e.starts_with("n/a") => e.clone(),
+            Err(_) => "FAILED".into(),
+        },
+    }
+}
+
 /// Strata's value over another's, as "1.23x" (inverted where lower is better, so >1 always
 /// means Strata is better).
 fn ratio(unit: Unit, strata: Option<f64>, other: Option<f64>) -> String {
@@ -139,14 +151,6 @@ fn s3_table(r: &Results) -> String {
     for (w, unit) in workloads(r) {
         let (local, s3) = (find(r, &w, System::Strata), find(r, &w, System::StrataS3));
         let Some(s3m) = s3 else { continue };
-        let cell = |m: Option<&Measurement>| match m {
-            None => "-".to_string(),
-            Some(m) => match &m.values {
-                Ok(_) => m.median().map_or("-".into(), fmt_num),
-                Err(e) if e.starts_with("n/a") => e.clone(),
-                Err(_) => "FAILED".into(),
-            },
-        };
         let _ = writeln!(
             out,
             "| {w} | {} | {} | {} | {} |",
@@ -186,16 +190,6 @@ fn find<'a>(r: &'a Results, workload: &str, system: System) -> Option<&'a Measur
 /// The Markdown table (workload x system, medians, ratios, peak RSS) and its notes.
 pub(crate) fn table(r: &Results, s: &Settings) -> String {
     let mut out = String::new();
-    let cell = |m: Option<&Measurement>| -> String {
-        match m {
-            None => "-".into(),
-            Some(m) => match &m.values {
-                Ok(_) => m.median().map_or("-".into(), fmt_num),
-                Err(e) if e.starts_with("n/a") => e.clone(),
-                Err(_) => "FAILED".into(),
-            },
-        }
-    };
     let _ = writeln!(
         out,
         "| workload | unit | Strata | Ganesha VFS | Ganesha MEM* | Strata/VFS | Strata/MEM |"
