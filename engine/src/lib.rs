@@ -11,7 +11,9 @@ mod data;
 #[cfg(test)]
 mod decoder_tests;
 mod error;
+mod file_data;
 mod fs;
+mod journal;
 pub mod mgmt;
 mod namespace;
 mod owner;

@@ -35,8 +35,10 @@ fn nospace_child_entry() {
         "full data dir after {i} MiB gave {e:?}, not NoSpace"
     );
     let st = fs.statfs().expect("statfs");
+    // Regular files' writes keep a reserve (2 MiB) beyond their own length (twice: the
+    // journal and the extent cache) so that removing a file still works.
     assert!(
-        st.avail_bytes < 2 << 20,
+        st.avail_bytes < 5 << 20,
         "statfs shows the disk (nearly) full: {st:?}"
     );
     // Freeing space makes the filesystem usable again.

@@ -72,7 +72,7 @@ impl FileDriver {
         let idle = st
             .meta
             .try_lock()
-            .is_some_and(|m| m.extents.is_empty() && m.backend.is_empty());
+            .is_some_and(|m| m.extents.is_empty() && m.backend.is_empty() && m.garbage.is_empty());
         if idle {
             files.remove(&st.file);
         }
@@ -86,8 +86,8 @@ impl FileDriver {
 
     /// GETs a whole extent object; a missing one reads as empty (a map naming a missing
     /// object is either a stale copy racing a truncate, or lost data: logged).
-    pub(super) fn fetch(&self, file: FileId, idx: u64) -> Result<Bytes> {
-        let key = extent_key(file, idx);
+    pub(super) fn fetch(&self, file: FileId, idx: u64, gen: u64) -> Result<Bytes> {
+        let key = extent_key(file, idx, gen);
         match self.rt.block_on(self.store.get(&key)) {
             Ok((mut data, _)) => {
                 if data.len() as u64 > EXTENT_SIZE {
@@ -119,13 +119,14 @@ impl FileDriver {
                 self.relist(st, idx, e, |_| {});
                 return Ok(());
             }
-            if !m.exists(map, idx) {
+            let Some(gen) = m.version(map, idx) else {
                 out.fill(0);
                 return Ok(());
-            }
-            m.epoch(idx)
+            };
+            (m.epoch(idx), gen)
         };
-        let data = self.fetch(st.file, idx)?;
+        let (epoch, gen) = epoch;
+        let data = self.fetch(st.file, idx, gen)?;
         let mut m = st.meta.lock();
         if let Some(e) = m.extents.get_mut(&idx) {
             // Cached meanwhile (by a reader or a writer): that copy is the newest.
@@ -174,7 +175,8 @@ impl FileDriver {
                     return Ok(());
                 }
                 let whole = off == 0 && data.len() as u64 == EXTENT_SIZE;
-                if whole || !m.exists(map, idx) {
+                let version = m.version(map, idx);
+                if whole || version.is_none() {
                     let id = self.install(st, &mut m, idx, &[], true)?;
                     let path = self.cache_path(st.file, idx, id);
                     if let Err(e) = write_cached(&path, off, data) {
@@ -188,10 +190,11 @@ impl FileDriver {
                     }
                     return Ok(());
                 }
-                m.epoch(idx)
+                (m.epoch(idx), version.unwrap_or(0))
             };
+            let (epoch, gen) = epoch;
             // Read-modify-write: fetch the base outside the lock.
-            let base = self.fetch(st.file, idx)?;
+            let base = self.fetch(st.file, idx, gen)?;
             let mut m = st.meta.lock();
             if m.extents.contains_key(&idx) || m.epoch(idx) != epoch {
                 continue; // cached or changed meanwhile: write onto the current state
@@ -235,12 +238,13 @@ impl FileDriver {
                     }
                     return Ok(());
                 }
-                if !m.exists(map, idx) {
+                let Some(gen) = m.version(map, idx) else {
                     return Ok(());
-                }
-                m.epoch(idx)
+                };
+                (m.epoch(idx), gen)
             };
-            let base = self.fetch(st.file, idx)?;
+            let (epoch, gen) = epoch;
+            let base = self.fetch(st.file, idx, gen)?;
             if base.len() as u64 <= off {
                 return Ok(()); // the object already ends before the new end
             }

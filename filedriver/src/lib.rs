@@ -1,22 +1,25 @@
 //! The FileDriver: regular files as 1 MiB extents on an [`ObjectStore`].
 //!
-//! Extent `i` of file `f` is the object `<f as 16 hex>.<i as 8 hex>`. The file's size and its
-//! extent map (which extents exist on the backend) belong to the caller's metadata; this crate
-//! never lists the backend. See `FORMATS.md`.
+//! Each upload of extent `i` of file `f` is a new object `<f as 16 hex>.<i as 8 hex>.<gen as 16
+//! hex>` (a generation unique to that upload, from [`Config::first_gen`] on): an object is never
+//! overwritten, so every PUT is safe to retry and a crash never mixes two versions. The file's
+//! size and its extent map (which generation of which extent is the file's) belong to the
+//! caller's metadata; this crate never lists the backend. See `FORMATS.md`.
 //!
 //! # Cache
 //! Extents are read and written through a local cache directory (`Config::cache_dir`), one file
 //! per cached extent, bounded by `Config::cache_bytes` with a least-recently-used policy. Clean
 //! extents are evicted first; when only dirty ones are left and the cache is still over its
-//! bound, the oldest dirty extents are uploaded (written back, like a page cache) and then
-//! evicted. A read of an extent that is not cached GETs the whole extent object and caches it
-//! (files tend to be read sequentially and re-read).
+//! bound, dirty ones stay (the caller's uploads make them clean; [`CacheStats::dirty_bytes`]
+//! tells it when). A read of an extent that is not cached GETs the whole extent object and
+//! caches it (files tend to be read sequentially and re-read).
 //!
-//! Write-back means an extent object may hold data newer than the caller's last `sync`, and an
-//! extent uploaded by eviction may exist on the backend before the caller's map names it; the
-//! driver remembers such extents until the next [`FileDriver::sync`] adds them to the map. After
-//! a crash, such objects are either named by the persisted map (then they hold data at least as
-//! new as the last sync, as with any write-back cache) or are orphans that read as holes.
+//! # Uploads
+//! [`FileDriver::upload_dirty`] uploads every dirty extent of a file, each under a fresh
+//! generation, and remembers what landed; [`FileDriver::merge_landed`] then moves that into the
+//! caller's map and returns the keys the map no longer names (garbage for the caller to
+//! record). The caller persists the map in between uploads and its own readers' use of it: until
+//! then the driver reads landed extents by their new keys itself.
 //!
 //! # The caller's map
 //! Every call takes the caller's current extent map of the file, the one that `sync` and
@@ -50,8 +53,12 @@ pub const EXTENT_SIZE: u64 = 1 << 20;
 /// Identifies a file on the backend (the engine uses the inode number).
 pub type FileId = u64;
 
-/// Extent indices of one file that exist on the backend. Kept by the caller.
-pub type ExtentMap = BTreeSet<u64>;
+/// The extents of one file that exist on the backend: extent index → generation of its object.
+/// Kept by the caller.
+pub type ExtentMap = BTreeMap<u64, u64>;
+
+/// An extent object: (extent index, generation).
+pub type ExtentVersion = (u64, u64);
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -80,6 +87,10 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// Upper bound of the cache in bytes.
     pub cache_bytes: u64,
+    /// The first generation this driver hands out (each upload takes the next one). Must be
+    /// above every generation any earlier run handed out (the engine uses its owner epoch in
+    /// the high bits); 0 is reserved for objects written before generations existed.
+    pub first_gen: u64,
 }
 
 /// Figures of the local extent cache.
@@ -93,9 +104,14 @@ pub struct CacheStats {
     pub dirty_bytes: u64,
 }
 
-/// The backend object name of extent `index` of `file`.
-pub fn extent_key(file: FileId, index: u64) -> String {
-    format!("{file:016x}.{index:08x}")
+/// The backend object name of generation `gen` of extent `index` of `file` (generation 0: the
+/// name objects had before generations existed).
+pub fn extent_key(file: FileId, index: u64, gen: u64) -> String {
+    if gen == 0 {
+        format!("{file:016x}.{index:08x}")
+    } else {
+        format!("{file:016x}.{index:08x}.{gen:016x}")
+    }
 }
 
 /// Regular files as extents. `Send + Sync`; safe to call from many threads.
@@ -107,6 +123,9 @@ pub struct FileDriver {
     files: Mutex<HashMap<FileId, Arc<FileState>>>,
     lru: Mutex<Lru>,
     next_id: AtomicU64,
+    next_gen: AtomicU64,
+    /// Bytes uploaded since open (each successful extent PUT counted once).
+    uploaded: AtomicU64,
 }
 
 /// Per-file state: its cached extents and what the driver knows of its backend objects.
@@ -121,9 +140,13 @@ struct FileState {
 #[derive(Debug)]
 struct FileMeta {
     extents: BTreeMap<u64, Extent>,
-    /// Extents uploaded by write-back (eviction) that the caller's map may not name yet;
-    /// `sync` adds them to the map and forgets them.
-    backend: BTreeSet<u64>,
+    /// Extents uploaded that the caller's map does not name yet (index → generation);
+    /// [`FileDriver::merge_landed`] moves them into the map.
+    backend: BTreeMap<u64, u64>,
+    /// Objects that may exist and that no map will name: uploads that failed (they may have
+    /// landed all the same), landed versions superseded before a merge. Handed to the caller
+    /// by the next merge.
+    garbage: Vec<ExtentVersion>,
     /// How often a cached copy was dropped or a backend object cut, per bucket of extent
     /// indices (`idx % EPOCH_BUCKETS`): a fetch that raced with such a change must not install
     /// what it fetched. Buckets keep this bounded; a false conflict only costs a re-fetch.
@@ -137,15 +160,17 @@ impl Default for FileMeta {
     fn default() -> FileMeta {
         FileMeta {
             extents: BTreeMap::new(),
-            backend: BTreeSet::new(),
+            backend: BTreeMap::new(),
+            garbage: Vec::new(),
             epochs: [0; EPOCH_BUCKETS],
         }
     }
 }
 
 impl FileMeta {
-    fn exists(&self, map: &ExtentMap, idx: u64) -> bool {
-        map.contains(&idx) || self.backend.contains(&idx)
+    /// The generation of extent `idx` on the backend, if it has an object.
+    fn version(&self, map: &ExtentMap, idx: u64) -> Option<u64> {
+        self.backend.get(&idx).or_else(|| map.get(&idx)).copied()
     }
 
     fn epoch(&self, idx: u64) -> u64 {
@@ -182,11 +207,13 @@ struct Lru {
     dirty_bytes: u64,
 }
 
-/// An extent claimed for upload: its content as of generation `gen`.
+/// An extent claimed for upload: its content as of change count `gen`, to be uploaded as
+/// object generation `version`.
 struct Claim {
     idx: u64,
     id: u64,
     gen: u64,
+    version: u64,
     data: Bytes,
 }
 
@@ -201,11 +228,13 @@ impl FileDriver {
         wipe_dir(&config.cache_dir).map_err(cache_err)?;
         Ok(FileDriver {
             store,
-            config,
             rt,
             files: Mutex::new(HashMap::new()),
             lru: Mutex::new(Lru::default()),
             next_id: AtomicU64::new(1),
+            next_gen: AtomicU64::new(config.first_gen.max(1)),
+            uploaded: AtomicU64::new(0),
+            config,
         })
     }
 
@@ -250,72 +279,122 @@ impl FileDriver {
         Ok(())
     }
 
-    /// Uploads every dirty extent of `file` and adds its index to `map`. When it returns, the
-    /// uploaded extents are durable on the backend; the caller then persists `map`.
-    pub fn sync(&self, file: FileId, map: &mut ExtentMap) -> Result<()> {
+    /// Uploads every dirty extent of `file`, each as a new object generation, and remembers
+    /// what landed for [`FileDriver::merge_landed`]. `before` is given the objects about to be
+    /// written before any PUT starts (the caller records them, so that an upload a crash
+    /// interrupts is never an unknown object). Extents written during the upload stay dirty.
+    /// Uploads of one file must not run concurrently (the caller serialises them).
+    pub fn upload_dirty(
+        &self,
+        file: FileId,
+        before: &mut dyn FnMut(&[ExtentVersion]) -> Result<()>,
+    ) -> Result<()> {
         self.check_context()?;
         let st = self.state(file);
+        let r = self.upload_claimed(&st, None, before);
+        self.release(st);
+        r
+    }
+
+    fn upload_claimed(
+        &self,
+        st: &Arc<FileState>,
+        only: Option<u64>,
+        before: &mut dyn FnMut(&[ExtentVersion]) -> Result<()>,
+    ) -> Result<()> {
         let dirty: Vec<u64> = {
             let m = st.meta.lock();
             m.extents
                 .iter()
-                .filter(|(_, e)| e.dirty)
+                .filter(|(i, e)| e.dirty && only.is_none_or(|o| o == **i))
                 .map(|(i, _)| *i)
                 .collect()
         };
         let mut first_err = None;
-        let mut batch = Vec::new();
+        let mut claims = Vec::new();
         for idx in dirty {
-            let claim = match self.claim(&st, idx, false) {
-                Ok(Some(c)) => Some(c),
-                Ok(None) if self.is_uploading(&st, idx) => {
-                    // Another upload of it is running: finish ours first so that two syncs
-                    // never wait on each other's claims, then wait for it.
-                    self.upload_batch(&st, std::mem::take(&mut batch), &mut first_err);
-                    match self.claim(&st, idx, true) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            first_err.get_or_insert(e);
-                            None
-                        }
-                    }
-                }
-                Ok(None) => None,
+            match self.claim(st, idx, true) {
+                Ok(c) => claims.extend(c),
                 Err(e) => {
                     first_err.get_or_insert(e);
-                    None
                 }
-            };
-            batch.extend(claim);
-            if batch.len() >= MAX_PARALLEL {
-                self.upload_batch(&st, std::mem::take(&mut batch), &mut first_err);
             }
         }
-        self.upload_batch(&st, batch, &mut first_err);
-        {
+        if claims.is_empty() {
+            return first_err.map_or(Ok(()), Err);
+        }
+        let versions: Vec<ExtentVersion> = claims.iter().map(|c| (c.idx, c.version)).collect();
+        if let Err(e) = before(&versions) {
+            // Nothing was sent: the claims go back to dirty, their versions unused.
             let mut m = st.meta.lock();
-            map.append(&mut m.backend);
+            for c in &claims {
+                if let Some(x) = m.extents.get_mut(&c.idx).filter(|x| x.id == c.id) {
+                    x.uploading = false;
+                }
+            }
+            drop(m);
+            st.uploaded.notify_all();
+            return Err(e);
         }
+        let mut rest = claims;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(MAX_PARALLEL));
+            self.upload_batch(st, rest, &mut first_err);
+            rest = tail;
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Moves what landed since the last merge into `map` and returns the objects no map names
+    /// any more: the versions `map` named before (superseded), uploads that failed, versions
+    /// superseded before this merge. The caller records them as garbage once `map` is
+    /// persisted; nothing reads them after this returns.
+    pub fn merge_landed(&self, file: FileId, map: &mut ExtentMap) -> Vec<ExtentVersion> {
+        let st = self.state(file);
+        let garbage = {
+            let mut m = st.meta.lock();
+            let mut garbage = std::mem::take(&mut m.garbage);
+            for (idx, gen) in std::mem::take(&mut m.backend) {
+                if let Some(old) = map.insert(idx, gen) {
+                    if old != gen {
+                        garbage.push((idx, old));
+                    }
+                }
+            }
+            garbage
+        };
         self.release(st);
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        garbage
+    }
+
+    /// Uploads every dirty extent of `file` and merges them into `map` (both steps above, with
+    /// nothing recorded before the PUTs); returns the garbage. For callers without a journal.
+    pub fn sync(&self, file: FileId, map: &mut ExtentMap) -> Result<Vec<ExtentVersion>> {
+        let r = self.upload_dirty(file, &mut |_| Ok(()));
+        let garbage = self.merge_landed(file, map);
+        r.map(|()| garbage)
     }
 
     /// Cuts the file to `new_size`: cached data beyond it is dropped, the tail of the last extent
-    /// is zeroed (made dirty), and the indices beyond the last extent are removed from `map` and
-    /// returned. The caller persists `map`, then calls [`FileDriver::delete_extents`].
+    /// is zeroed (made dirty), and the extents beyond the last one are removed from `map` and
+    /// returned (with any that landed unmerged). The caller persists `map`, then deletes them.
     ///
     /// The zeroed last extent (with any unsynced writes to it) is uploaded before this returns
-    /// and added to `map`, so that the persisted size never has stale bytes past it on the
-    /// backend. Growing (`new_size` past the end) changes nothing but that extent's tail: the
-    /// new range is a hole. The caller keeps the size.
-    pub fn truncate(&self, file: FileId, map: &mut ExtentMap, new_size: u64) -> Result<Vec<u64>> {
+    /// and merged into `map` (`before` as in [`FileDriver::upload_dirty`]), so that the
+    /// persisted size never has stale bytes past it on the backend. Growing (`new_size` past
+    /// the end) changes nothing but that extent's tail: the new range is a hole. The caller
+    /// keeps the size. The returned list also holds the superseded version of that extent.
+    pub fn truncate(
+        &self,
+        file: FileId,
+        map: &mut ExtentMap,
+        new_size: u64,
+        before: &mut dyn FnMut(&[ExtentVersion]) -> Result<()>,
+    ) -> Result<Vec<ExtentVersion>> {
         self.check_context()?;
         let st = self.state(file);
         let cut = new_size.div_ceil(EXTENT_SIZE);
-        let removed: BTreeSet<u64> = {
+        let mut removed: Vec<ExtentVersion> = {
             let mut m = st.meta.lock();
             // An upload in flight could land after the caller deletes the object: let it end.
             while m.extents.range(cut..).any(|(_, e)| e.uploading) {
@@ -325,9 +404,9 @@ impl FileDriver {
             for idx in &cached {
                 self.drop_extent(&st, &mut m, *idx);
             }
-            let mut gone = map.split_off(&cut);
-            gone.append(&mut m.backend.split_off(&cut));
-            for idx in &gone {
+            let mut gone: Vec<ExtentVersion> = map.split_off(&cut).into_iter().collect();
+            gone.extend(m.backend.split_off(&cut));
+            for (idx, _) in &gone {
                 m.bump(*idx);
             }
             gone
@@ -335,33 +414,31 @@ impl FileDriver {
         let off = new_size % EXTENT_SIZE;
         if off != 0 {
             let idx = new_size / EXTENT_SIZE;
-            self.zero_tail(&st, map, idx, off)?;
+            if let Err(e) = self.zero_tail(&st, map, idx, off) {
+                self.release(st);
+                return Err(e);
+            }
             // Upload the tail now: once the caller persists the new size, a crash must not
             // leave the old bytes past it on the backend (a later grow would show them).
-            if let Some(claim) = self.claim(&st, idx, true)? {
-                let mut err = None;
-                self.upload_batch(&st, vec![claim], &mut err);
-                if let Some(e) = err {
-                    return Err(e);
-                }
-            }
-            if st.meta.lock().backend.remove(&idx) {
-                map.insert(idx);
+            if let Err(e) = self.upload_claimed(&st, Some(idx), before) {
+                self.release(st);
+                return Err(e);
             }
         }
         self.release(st);
-        Ok(removed.into_iter().collect())
+        removed.extend(self.merge_landed(file, map));
+        Ok(removed)
     }
 
-    /// Deletes these extents from the backend (missing ones are fine).
-    pub fn delete_extents(&self, file: FileId, extents: &[u64]) -> Result<()> {
+    /// Deletes these extent objects from the backend (missing ones are fine).
+    pub fn delete_extents(&self, file: FileId, extents: &[ExtentVersion]) -> Result<()> {
         self.check_context()?;
         for chunk in extents.chunks(MAX_PARALLEL * 2) {
             let tasks: Vec<_> = chunk
                 .iter()
-                .map(|idx| {
+                .map(|(idx, gen)| {
                     let store = self.store.clone();
-                    let key = extent_key(file, *idx);
+                    let key = extent_key(file, *idx, *gen);
                     self.rt.spawn(async move { store.delete(&key).await })
                 })
                 .collect();
@@ -379,11 +456,12 @@ impl FileDriver {
         Ok(())
     }
 
-    /// Drops the file's cache and deletes all its extents in `map` from the backend.
+    /// Drops the file's cache and deletes all its extents in `map` (and any landed or failed
+    /// upload not merged yet) from the backend.
     pub fn delete(&self, file: FileId, map: &ExtentMap) -> Result<()> {
         self.check_context()?;
         let st = self.files.lock().remove(&file);
-        let mut keys: BTreeSet<u64> = map.clone();
+        let mut keys: BTreeSet<ExtentVersion> = map.iter().map(|(i, g)| (*i, *g)).collect();
         if let Some(st) = st {
             let mut m = st.meta.lock();
             while m.extents.values().any(|e| e.uploading) {
@@ -393,15 +471,36 @@ impl FileDriver {
             for idx in cached {
                 self.drop_extent(&st, &mut m, idx);
             }
-            // Written back but not in the map yet: delete those too.
-            keys.append(&mut m.backend);
-            for idx in &keys {
+            // Landed or failed but not in the map yet: delete those too.
+            keys.extend(std::mem::take(&mut m.backend));
+            keys.extend(std::mem::take(&mut m.garbage));
+            for (idx, _) in &keys {
                 m.bump(*idx);
             }
         }
         self.delete_extents(file, &keys.into_iter().collect::<Vec<_>>())
     }
 
+    /// How many extents of `file` exist only locally (dirty or landed, not in `map` yet).
+    pub fn extents_beyond(&self, file: FileId, map: &ExtentMap) -> u64 {
+        let st = self.files.lock().get(&file).cloned();
+        st.map_or(0, |st| {
+            let m = st.meta.lock();
+            let mut extra: BTreeSet<u64> = m
+                .extents
+                .iter()
+                .filter(|(i, e)| e.dirty && !map.contains_key(i))
+                .map(|(i, _)| *i)
+                .collect();
+            extra.extend(m.backend.keys().filter(|i| !map.contains_key(i)));
+            extra.len() as u64
+        })
+    }
+
+    /// Bytes uploaded since open (each extent PUT that succeeded, counted once).
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.uploaded.load(std::sync::atomic::Ordering::Relaxed)
+    }
     /// Figures of the extent cache.
     pub fn cache_stats(&self) -> CacheStats {
         let lru = self.lru.lock();
@@ -412,10 +511,13 @@ impl FileDriver {
         }
     }
 
-    /// Whether `file` has extents written and not yet uploaded.
+    /// Whether `file` has extents written and not yet uploaded, or uploads not yet merged.
     pub fn has_dirty(&self, file: FileId) -> bool {
         let st = self.files.lock().get(&file).cloned();
-        st.is_some_and(|st| st.meta.lock().extents.values().any(|e| e.dirty))
+        st.is_some_and(|st| {
+            let m = st.meta.lock();
+            m.extents.values().any(|e| e.dirty) || !m.backend.is_empty() || !m.garbage.is_empty()
+        })
     }
 }
 

@@ -1,9 +1,10 @@
 //! Keeping the cache within its bound: the LRU lists, claiming extents for upload, uploading
-//! them in batches, and evicting (clean first, then dirty ones once written back).
+//! them in batches, and evicting clean extents.
 
 use super::cache::read_cached;
-use super::{extent_key, Claim, Error, Extent, FileDriver, FileState, Result, MAX_PARALLEL};
+use super::{extent_key, Claim, Error, Extent, FileDriver, FileState, Result};
 use bytes::Bytes;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl FileDriver {
@@ -52,16 +53,9 @@ impl FileDriver {
         self.list(st, idx, e);
     }
 
-    pub(super) fn is_uploading(&self, st: &FileState, idx: u64) -> bool {
-        st.meta
-            .lock()
-            .extents
-            .get(&idx)
-            .is_some_and(|e| e.uploading)
-    }
-
-    /// Claims dirty extent `idx` for upload and reads its content. `None` when it is not
-    /// cached or clean, or (unless `wait`) when another upload of it is running.
+    /// Claims dirty extent `idx` for upload as a new object generation and reads its content.
+    /// `None` when it is not cached or clean, or (unless `wait`) when another upload of it is
+    /// running.
     pub(super) fn claim(&self, st: &Arc<FileState>, idx: u64, wait: bool) -> Result<Option<Claim>> {
         let mut m = st.meta.lock();
         loop {
@@ -81,6 +75,7 @@ impl FileDriver {
             idx,
             id: e.id,
             gen: e.gen,
+            version: self.next_gen.fetch_add(1, Ordering::Relaxed),
             data: Bytes::from(data),
         }))
     }
@@ -99,7 +94,7 @@ impl FileDriver {
             .iter()
             .map(|c| {
                 let store = self.store.clone();
-                let key = extent_key(st.file, c.idx);
+                let key = extent_key(st.file, c.idx, c.version);
                 let data = c.data.clone();
                 self.rt.spawn(async move { store.put(&key, data).await })
             })
@@ -120,9 +115,15 @@ impl FileDriver {
             if let Err(e) = r {
                 tracing::warn!(file = st.file, idx = c.idx, err = %e, "extent upload failed");
                 first_err.get_or_insert(e);
+                // It may have landed all the same: never named, so garbage.
+                m.garbage.push((c.idx, c.version));
             }
             if ok {
-                m.backend.insert(c.idx);
+                self.uploaded
+                    .fetch_add(c.data.len() as u64, Ordering::Relaxed);
+                if let Some(older) = m.backend.insert(c.idx, c.version) {
+                    m.garbage.push((c.idx, older));
+                }
             }
             if let Some(e) = m.extents.get_mut(&c.idx).filter(|e| e.id == c.id) {
                 e.uploading = false;
@@ -135,77 +136,34 @@ impl FileDriver {
         st.uploaded.notify_all();
     }
 
-    /// Brings the cache under its bound: evicts the least recently used clean extents; when
-    /// only dirty ones are left, uploads the oldest one that no one else is uploading, then
-    /// evicts it. Failures are logged (the data
-    /// stays cached and dirty), not returned: the caller's own operation succeeded.
+    /// Brings the cache under its bound by evicting the least recently used clean extents.
+    /// Dirty extents stay until the caller uploads them (then they are clean).
     pub(super) fn evict(&self) {
         let bound = self.config.cache_bytes;
-        let mut stalls = 0;
         loop {
-            let (clean, dirty) = {
+            let clean = {
                 let lru = self.lru.lock();
                 if lru.bytes <= bound {
                     return;
                 }
-                let clean = lru
-                    .clean
+                lru.clean
                     .iter()
                     .next()
-                    .map(|(t, (st, i))| (*t, st.clone(), *i));
-                let dirty: Vec<(Arc<FileState>, u64)> = if clean.is_none() {
-                    lru.dirty.values().take(MAX_PARALLEL).cloned().collect()
-                } else {
-                    Vec::new()
-                };
-                (clean, dirty)
+                    .map(|(t, (st, i))| (*t, st.clone(), *i))
             };
-            if let Some((tick, st, idx)) = clean {
-                {
-                    let mut m = st.meta.lock();
-                    if m.extents
-                        .get(&idx)
-                        .is_some_and(|e| e.tick == tick && !e.dirty)
-                    {
-                        self.drop_extent(&st, &mut m, idx);
-                    }
-                }
-                self.release(st);
-                continue;
-            }
-            if dirty.is_empty() {
+            let Some((tick, st, idx)) = clean else {
                 return;
-            }
-            let mut uploaded = 0;
-            for (st, idx) in dirty {
-                let claim = match self.claim(&st, idx, false) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(file = st.file, idx, err = %e, "cannot read a dirty extent for write-back");
-                        None
-                    }
-                };
-                if let Some(c) = claim {
-                    let mut err = None;
-                    self.upload_batch(&st, vec![c], &mut err);
-                    if err.is_none() {
-                        // Now clean: the next round evicts it, and writes back no more than
-                        // the bound needs.
-                        uploaded += 1;
-                        break;
-                    }
+            };
+            {
+                let mut m = st.meta.lock();
+                if m.extents
+                    .get(&idx)
+                    .is_some_and(|e| e.tick == tick && !e.dirty)
+                {
+                    self.drop_extent(&st, &mut m, idx);
                 }
             }
-            if uploaded == 0 {
-                stalls += 1;
-                if stalls > 2 {
-                    tracing::warn!(
-                        bound,
-                        "extent cache over its bound: dirty extents cannot be written back now"
-                    );
-                    return;
-                }
-            }
+            self.release(st);
         }
     }
 }

@@ -23,6 +23,7 @@ fn enospc_child() {
     let config = Config {
         cache_dir: format!("{dir}/cache").into(),
         cache_bytes: 1 << 30,
+        first_gen: 1,
     };
     let fd =
         FileDriver::open(Arc::new(MemStore::new()), config, rt.handle().clone()).expect("open");

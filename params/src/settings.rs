@@ -80,6 +80,8 @@ pub struct StrataSettings {
     pub sco_cache_size: u64,
     /// Per-volume bound of data not yet on the backend, bytes.
     pub write_buffer_size: u64,
+    /// Gateway-wide bound of regular files' data not yet on the backend (the file journal).
+    pub file_write_buffer_size: u64,
     /// Percentage of `write_buffer_size` above which writes are paced.
     pub write_throttle_start: u64,
     /// How long the backend may make no progress before a write at the hard mark is refused.
@@ -365,6 +367,7 @@ impl StrataSettings {
             sco_max_age: Duration::from_secs(number("SCO_Max_Age")),
             sco_cache_size,
             write_buffer_size,
+            file_write_buffer_size: number("File_Write_Buffer_Size"),
             write_throttle_start: number("Write_Throttle_Start"),
             backend_stall_timeout: Duration::from_secs(number("Backend_Stall_Timeout")),
             cluster_cache_size: number("Cluster_Cache_Size"),

@@ -186,6 +186,15 @@ pub static PARAMS: &[Param] = &[
         doc: "Per volume: data not yet on the backend at which writes wait for room (the hard mark); at least 1 SCO",
     },
     Param {
+        name: "File_Write_Buffer_Size",
+        ty: ParamType::Size {
+            min: 16 * MIB,
+            max: TIB,
+        },
+        default: "1G",
+        doc: "Gateway-wide: regular files' committed data kept in the local file journal until it is on the backend; writes are paced from Write_Throttle_Start % of it and wait for room at it",
+    },
+    Param {
         name: "Write_Throttle_Start",
         ty: ParamType::Count { min: 1, max: 100 },
         default: "50",

@@ -317,6 +317,7 @@ fn table_is_complete_and_unique() {
             "SCO_Max_Age",
             "SCO_Cache_Size",
             "Write_Buffer_Size",
+            "File_Write_Buffer_Size",
             "Write_Throttle_Start",
             "Backend_Stall_Timeout",
             "Cluster_Cache_Size",

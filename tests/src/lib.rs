@@ -11,6 +11,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod commitlog;
 pub mod s3;
 pub mod soak_model;
 

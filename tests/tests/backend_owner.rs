@@ -80,6 +80,8 @@ fn a_second_gateway_with_a_fresh_data_dir_is_refused_and_changes_nothing() {
     .unwrap_or_else(|e| panic!("{e}"));
     a.client(3, &["write", "/keep", "0", LEN, "5"])
         .expect_ok("write and commit");
+    let Some(cli) = strata_cli() else { return };
+    strata_sync_wait(&cli, &a_data);
     let before = objects(backend.path());
     assert!(
         before.keys().any(|k| k.starts_with("files/")),

@@ -35,14 +35,12 @@
 //! `n0002-flat.vmdk` named.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use strata_ganesha_conf::conf::GaneshaConf;
+use strata_tests::commitlog::Writer;
 use strata_tests::soak_model::{Expected, Fault, RunReport};
 use strata_tests::*;
 
@@ -351,7 +349,7 @@ fn write_and_kill(
             let w_seed = ((seed & 0xffff) << 48) | ((life + 1) << 32) | ((k as u64 + 1) << 24);
             let every = rng.in_range(1..=MAX_EVERY);
             let obj = &objects[i];
-            let w = Writer::start(tg, &obj.path, obj.image.size(), w_seed, every);
+            let w = start_writer(tg, &obj.path, obj.image.size(), w_seed, every);
             (i, w_seed, every, w)
         })
         .collect();
@@ -430,71 +428,11 @@ fn tail(out: &str) -> String {
     lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
-/// A `blocklog` writer in the gateway's namespace, its stdout collected as it comes.
-struct Writer {
-    child: Child,
-    out: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(tg: &TestGateway, path: &str, size: u64, seed: u64, every: u64) -> Writer {
-        let mut cmd = tg.gw().command(client_bin());
-        cmd.arg(tg.url(3, ""))
-            .args(["blocklog", path])
-            .args([size, seed, COUNT, every].map(|v| v.to_string()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start a writer: {e}"));
-        let mut pipe = child.stdout.take().expect("piped stdout");
-        let out = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&out);
-        let reader = thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        });
-        Writer {
-            child,
-            out,
-            reader: Some(reader),
-        }
-    }
-
-    /// The output so far.
-    fn output(&self) -> String {
-        self.out.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Kills the writer (SIGKILL) and returns its whole output.
-    fn kill(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        self.output()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts a `blocklog` writer in the gateway's namespace, its stdout collected as it comes.
+fn start_writer(tg: &TestGateway, path: &str, size: u64, seed: u64, every: u64) -> Writer {
+    let mut args = vec!["blocklog".to_string(), path.to_string()];
+    args.extend([size, seed, COUNT, every].map(|v| v.to_string()));
+    Writer::spawn(tg, &args)
 }
 
 /// The soak's temp directory, kept when the test fails and `STRATA_KEEP_TEST_DIRS` is set.

@@ -73,23 +73,10 @@ fn qemu_io(tg: &TestGateway, url: &str, write: bool) {
 
 /// Files (recursively) under `dir`, relative to it; empty if it does not exist.
 fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(dir) {
-                out.push(rel.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
+    strata_tests::commitlog::files_with_sizes(dir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// The volume's local directory and backend namespace, from its NFS fileid (the inode number).

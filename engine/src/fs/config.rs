@@ -49,8 +49,11 @@ pub struct EngineConfig {
     /// Bytes of a volume not yet on the backend at which its writes wait for room
     /// (`Write_Buffer_Size`, the hard mark).
     pub write_buffer_size: u64,
-    /// Percentage of `write_buffer_size` above which a volume's writes are paced
-    /// (`Write_Throttle_Start`, 1..=100).
+    /// Bytes of regular files' data kept in the file journal, not yet on the backend, at which
+    /// their writes wait for room (`File_Write_Buffer_Size`, gateway-wide).
+    pub file_write_buffer_size: u64,
+    /// Percentage of `write_buffer_size` (and of `file_write_buffer_size`) above which writes
+    /// are paced (`Write_Throttle_Start`, 1..=100).
     pub write_throttle_start: u64,
     /// How long the backend may make no upload progress before a write waiting at the hard
     /// mark is answered `Delay` (`Backend_Stall_Timeout`).
@@ -83,6 +86,7 @@ impl EngineConfig {
             checkpoint_tlogs: count("Checkpoint_TLogs"),
             sco_max_age: secs("SCO_Max_Age"),
             write_buffer_size: number("Write_Buffer_Size"),
+            file_write_buffer_size: number("File_Write_Buffer_Size"),
             write_throttle_start: number("Write_Throttle_Start"),
             backend_stall_timeout: secs("Backend_Stall_Timeout"),
             sco_cache_size: number("SCO_Cache_Size"),

@@ -34,10 +34,10 @@ impl Filesystem {
             }
             return Ok((0, Stability::Unstable));
         }
-        live.data.write(offset, data)?;
+        let t = namespace::now();
+        live.data.write(offset, data, t)?;
         {
             let mut p = live.pending.lock();
-            let t = namespace::now();
             match p.as_mut() {
                 Some(p) => {
                     p.mtime = t;

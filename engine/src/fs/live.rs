@@ -2,9 +2,10 @@
 //! attributes (`Pending`), recording them in the namespace, releasing and purging them.
 
 use super::{Filesystem, LIVE_LIMIT};
-use crate::data::{space_used, Commit, FileData, ObjectData};
+use crate::data::{space_used, Commit, ObjectData};
 use crate::error::{Error, Result};
-use crate::namespace::{self, DataUpdate, Inode, Orphaned};
+use crate::file_data::FileData;
+use crate::namespace::{self, DataUpdate, Inode, Namespace, Orphaned};
 use crate::registry::{OpenVolume, VolumeObject};
 use crate::types::*;
 use parking_lot::Mutex;
@@ -28,6 +29,12 @@ pub(super) struct Live {
 impl Live {
     pub(super) fn needs_commit(&self) -> bool {
         self.data.is_dirty() || self.pending.lock().is_some()
+    }
+
+    /// Whether it must stay loaded though nobody uses it: something to commit, or a file's
+    /// data the uploader has not applied yet (only a loaded file is uploaded).
+    pub(super) fn must_stay(&self) -> bool {
+        self.needs_commit() || self.data.as_file().is_some_and(|f| f.needs_upload())
     }
 }
 
@@ -128,7 +135,7 @@ impl Filesystem {
             Box::new(VolumeObject::new(v, &self.volumes))
         } else {
             let map = self.ns.extents(h.ino)?;
-            Box::new(FileData::new(h.ino, self.driver.clone(), inode.size, map))
+            Box::new(FileData::new(h.ino, self.files.clone(), inode.size, map))
         };
         let fresh = Arc::new(Live {
             generation: inode.generation,
@@ -139,30 +146,14 @@ impl Filesystem {
         let l = live.entry(h.ino).or_insert(fresh).clone();
         if live.len() > LIVE_LIMIT {
             // Forget objects nobody uses and with nothing pending; they reload from redb.
-            live.retain(|_, l| Arc::strong_count(l) > 1 || l.needs_commit());
+            live.retain(|_, l| Arc::strong_count(l) > 1 || l.must_stay());
         }
         Ok(l)
     }
 
     /// Records a data commit of `ino` in redb and clears its pending attributes.
     pub(super) fn persist(&self, ino: Ino, live: &Live, c: &Commit, truncate: bool) -> Result<()> {
-        let mut pending = live.pending.lock();
-        let (mtime, change) = match (*pending, truncate) {
-            (Some(p), false) => (p.mtime, p.change),
-            (Some(p), true) => (namespace::now(), p.change + 1),
-            (None, _) => (namespace::now(), 0),
-        };
-        let up = DataUpdate {
-            size: c.size,
-            added: c.added.clone(),
-            removed: c.removed.clone(),
-            mtime,
-            change,
-            lazy: c.lazy,
-        };
-        self.ns.persist_data(ino, &up)?;
-        *pending = None;
-        Ok(())
+        persist_commit(&self.ns, ino, live, c, truncate)
     }
 
     pub(super) fn commit_live(&self, ino: Ino, live: &Live) -> Result<()> {
@@ -240,7 +231,7 @@ impl Filesystem {
                 Ok(_) => self
                     .ns
                     .extents(ino)
-                    .and_then(|m| self.driver.delete(ino, &m).map_err(Error::from)),
+                    .and_then(|m| self.files.driver.delete(ino, &m).map_err(Error::from)),
                 Err(e) => Err(e),
             },
         };
@@ -248,4 +239,39 @@ impl Filesystem {
             tracing::warn!(ino, error = %e, "purging an unlinked object failed; retried at the next open");
         }
     }
+}
+
+/// Records a data commit of `ino` in redb and clears its pending attributes (the facade's
+/// commits and the uploader's).
+pub(super) fn persist_commit(
+    ns: &Namespace,
+    ino: Ino,
+    live: &Live,
+    c: &Commit,
+    truncate: bool,
+) -> Result<()> {
+    let mut pending = live.pending.lock();
+    let (mtime, change) = match (*pending, truncate) {
+        (Some(p), false) => (p.mtime, p.change),
+        (Some(p), true) => (namespace::now(), p.change + 1),
+        // An upload of data whose attributes are recorded already: no change of its own.
+        (None, false) if c.applied_lsn.is_some() => match ns.get_ino(ino)? {
+            Some(i) => (i.mtime, i.change),
+            None => return Err(Error::Stale),
+        },
+        (None, _) => (namespace::now(), 0),
+    };
+    let up = DataUpdate {
+        size: c.size,
+        set: c.set.clone(),
+        removed: c.removed.clone(),
+        garbage: c.garbage.clone(),
+        applied_lsn: c.applied_lsn,
+        mtime,
+        change,
+        lazy: c.lazy,
+    };
+    ns.persist_data(ino, &up)?;
+    *pending = None;
+    Ok(())
 }

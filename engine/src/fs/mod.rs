@@ -14,12 +14,17 @@ mod io;
 mod live;
 mod lookup;
 mod modify;
+mod replay;
 mod sync;
+mod upload;
 
 pub use self::config::{BackendConfig, EngineConfig};
 use self::live::Live;
 use self::sync::host_name;
+use self::upload::{FileSide, Uploader};
 use crate::error::{io_err, Error, Result};
+use crate::file_data::FileShared;
+use crate::journal::{Journal, JOURNAL_DIR};
 use crate::namespace::Namespace;
 use crate::owner::{Claimant, OwnerRecord};
 use crate::registry::{RegistryConfig, VolumeRegistry, VOLUMES_DIR};
@@ -39,6 +44,9 @@ pub(crate) const METADATA_FILE: &str = "strata.redb";
 
 /// Name of the FileDriver's cache directory in the data directory.
 pub(crate) const EXTENT_CACHE_DIR: &str = "extent-cache";
+
+/// Bits of a file extent's generation below the owner epoch (see [`first_generation`]).
+const GEN_EPOCH_SHIFT: u32 = 40;
 
 /// Loaded objects kept in memory beyond those in use or with pending writes.
 const LIVE_LIMIT: usize = 4096;
@@ -89,14 +97,18 @@ pub struct OpenOptions {
 #[derive(Debug)]
 pub struct Filesystem {
     config: EngineConfig,
-    ns: Namespace,
+    ns: Arc<Namespace>,
     /// The backend's owner record as this start wrote it.
     owner: OwnerRecord,
-    driver: Arc<FileDriver>,
+    /// Regular files' driver, journal and pacing.
+    files: Arc<FileShared>,
+    /// Uploads regular files' data in the background (`upload.rs`).
+    side: FileSide,
+    uploader: Option<Uploader>,
     /// Open volumes (the data of `Kind::Volume` objects).
     volumes: Arc<VolumeRegistry>,
     /// Loaded regular objects. Locked only to find or insert an entry, never across I/O.
-    live: Mutex<HashMap<Ino, Arc<Live>>>,
+    live: Arc<Mutex<HashMap<Ino, Arc<Live>>>>,
     /// Open counts (NFSv4 OPEN state) per object.
     opens: Mutex<HashMap<Ino, u32>>,
     /// Set by [`Filesystem::crash`]: drop without flushing anything.
@@ -137,22 +149,13 @@ impl Filesystem {
             config.tlog_scos,
             config.checkpoint_tlogs.max(1),
         )?;
-        let files: Arc<dyn ObjectStore> = Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
-        let driver = FileDriver::open(
-            files,
-            strata_filedriver::Config {
-                cache_dir: config.data_dir.join(EXTENT_CACHE_DIR),
-                cache_bytes: config.extent_cache_size,
-            },
-            rt.handle().clone(),
-        )?;
         let mut builder = redb::Builder::new();
         builder.set_cache_size(usize::try_from(config.metadata_cache_size).unwrap_or(usize::MAX));
         let db = match opts.metadata_backend {
             Some(b) => builder.create_with_backend(BoxedBackend(b))?,
             None => builder.create(config.data_dir.join(METADATA_FILE))?,
         };
-        let ns = Namespace::open(db)?;
+        let ns = Arc::new(Namespace::open(db)?);
         // Before anything touches the backend: is it ours? (A refusal changes nothing there.)
         let claimant = Claimant {
             ns: &ns,
@@ -160,6 +163,38 @@ impl Filesystem {
             location,
         };
         let owner = rt.block_on(crate::owner::claim(&*store, &claimant))?;
+        let files_store: Arc<dyn ObjectStore> =
+            Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
+        let driver = FileDriver::open(
+            files_store,
+            strata_filedriver::Config {
+                cache_dir: config.data_dir.join(EXTENT_CACHE_DIR),
+                cache_bytes: config.extent_cache_size,
+                first_gen: first_generation(owner.epoch)?,
+            },
+            rt.handle().clone(),
+        )?;
+        let local: Arc<dyn crate::volume::LocalFs> = match &opts.volume_fs {
+            Some(f) => f.clone(),
+            None => Arc::new(crate::volume::StdFs),
+        };
+        let journal = Journal::open(
+            local,
+            &config.data_dir.join(JOURNAL_DIR),
+            ns.fsid(),
+            config.file_write_buffer_size,
+            None,
+        )?;
+        let files = Arc::new(FileShared::new(
+            Arc::new(driver),
+            Arc::new(journal),
+            config.data_dir.clone(),
+            config.file_write_buffer_size,
+            config.write_throttle_start,
+            config.backend_stall_timeout,
+        ));
+        let live = Arc::new(Mutex::new(HashMap::new()));
+        let side = FileSide::new(ns.clone(), live.clone(), files.clone());
         let volumes = Arc::new(VolumeRegistry::new(
             RegistryConfig {
                 dir: config.data_dir.join(VOLUMES_DIR),
@@ -176,13 +211,15 @@ impl Filesystem {
             store,
             rt.handle().clone(),
         ));
-        let fs = Filesystem {
+        let mut fs = Filesystem {
             config,
             ns,
             owner,
-            driver: Arc::new(driver),
+            files,
+            side,
+            uploader: None,
             volumes,
-            live: Mutex::new(HashMap::new()),
+            live,
             opens: Mutex::new(HashMap::new()),
             crashed: false,
             rt: Some(rt),
@@ -191,6 +228,9 @@ impl Filesystem {
         for ino in fs.ns.orphans()? {
             fs.purge(ino);
         }
+        // Committed file data not yet on the backend: back into the cache, uploaded below.
+        fs.replay_journal()?;
+        fs.uploader = Some(Uploader::start(fs.side.clone())?);
         fs.reopen_local_volumes()?;
         fs.volumes.resume_deletions()?;
         tracing::info!(data_dir = %fs.config.data_dir.display(), fsid = fs.ns.fsid(), "strata engine open");
@@ -200,7 +240,7 @@ impl Filesystem {
     /// Test knob: commit redb transactions without fsync. Only for proving that the crash
     /// tests notice a missing fsync; never use it otherwise.
     #[doc(hidden)]
-    pub fn set_unsafe_no_sync(&mut self, on: bool) {
+    pub fn set_unsafe_no_sync(&self, on: bool) {
         self.ns.set_unsafe_no_sync(on);
     }
 
@@ -235,6 +275,9 @@ impl Drop for Filesystem {
                 tracing::warn!(error = %e, "final sync failed");
             }
         }
+        if let Some(mut u) = self.uploader.take() {
+            u.stop();
+        }
         self.volumes.stop_all();
         if let Some(rt) = self.rt.take() {
             if crate::runtime::inside_runtime() {
@@ -246,6 +289,17 @@ impl Drop for Filesystem {
             }
         }
     }
+}
+
+/// The first generation of file extent objects this run hands out: the owner epoch (bumped by
+/// every start) above [`GEN_EPOCH_SHIFT`] bits of a counter, so no two runs share one.
+fn first_generation(epoch: u64) -> Result<u64> {
+    if epoch >= 1 << (64 - GEN_EPOCH_SHIFT) {
+        return Err(Error::Io(format!(
+            "owner epoch {epoch} too large for file extent generations"
+        )));
+    }
+    Ok(epoch << GEN_EPOCH_SHIFT)
 }
 
 // The facade is shared by Ganesha's worker threads.

@@ -33,14 +33,24 @@ impl Filesystem {
     }
 
     /// Returns once everything committed so far (files and volumes) is on the object backend:
-    /// committed file data is uploaded by its commit already; volumes upload every SCO and
-    /// TLog (including the open ones) and their manifest; the objects of deleted volumes are
-    /// gone from the backend.
+    /// files' journal records are uploaded and recorded (a round of the uploader); volumes
+    /// upload every SCO and TLog (including the open ones) and their manifest; the objects of
+    /// deleted volumes are gone from the backend.
     pub fn flush_to_backend(&self) -> Result<()> {
         self.sync_all()?;
+        let mut first_err = None;
+        if let Err(e) = self.side.round() {
+            tracing::warn!(error = %e, "uploading regular files' data failed");
+            first_err.get_or_insert(e);
+        } else if !self.side.all_applied() {
+            // Written meanwhile: uploaded by the next round; what was committed before the
+            // call is not covered by this check alone, so run one more round.
+            if let Err(e) = self.side.round() {
+                first_err.get_or_insert(e);
+            }
+        }
         // Every volume with local state, also those not opened by this run: a previous run may
         // have left data that never reached the backend.
-        let mut first_err = None;
         for ino in self.volumes.local_inos()? {
             let inode = match self.ns.get_ino(ino)? {
                 Some(i) if i.kind == Kind::Volume => i,

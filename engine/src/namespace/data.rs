@@ -3,26 +3,83 @@
 
 use super::inode::Inode;
 use super::names::{now, resolve};
-use super::{get_inode, load, put_inode, Namespace, EXTENTS, INODES, LAZY_SYNC_EVERY, ORPHANS};
+use super::{
+    get_inode, load, put_inode, Namespace, APPLIED, EXTENTS, GARBAGE, INODES, LAZY_SYNC_EVERY,
+    ORPHANS,
+};
 use crate::error::{Error, Result};
 use crate::types::{Handle, Ino, SetAttr, Timestamp};
 use redb::{Durability, ReadableDatabase, ReadableTable};
-use std::collections::BTreeSet;
+use strata_filedriver::{ExtentMap, ExtentVersion};
 
 /// A regular object that lost its last link in a transaction: its data must go unless opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Orphaned(pub Ino);
 
 impl Namespace {
-    /// The extent map of a file.
-    pub(crate) fn extents(&self, ino: Ino) -> Result<BTreeSet<u64>> {
+    /// The extent map of a file (extent index → generation of its object).
+    pub(crate) fn extents(&self, ino: Ino) -> Result<ExtentMap> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(EXTENTS)?;
-        let mut m = BTreeSet::new();
+        let mut m = ExtentMap::new();
         for r in t.range((ino, 0)..=(ino, u64::MAX))? {
-            m.insert(r?.0.value().1);
+            let (k, v) = r?;
+            m.insert(k.value().1, v.value());
         }
         Ok(m)
+    }
+
+    /// The LSN up to which a file's journal records are on the backend and recorded (0: none).
+    pub(crate) fn applied_lsn(&self, ino: Ino) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(APPLIED)?;
+        Ok(t.get(ino)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Records extent objects no map names (durably): the collector's list.
+    pub(crate) fn add_garbage(&self, garbage: &[(Ino, u64, u64)]) -> Result<()> {
+        if garbage.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin()?;
+        {
+            let mut t = txn.open_table(GARBAGE)?;
+            for g in garbage {
+                t.insert(*g, ())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Forgets garbage objects that are deleted from the backend. Not durable by itself (the
+    /// next durable transaction carries it): forgetting again after a crash costs a delete.
+    pub(crate) fn forget_garbage(&self, deleted: &[(Ino, u64, u64)]) -> Result<()> {
+        if deleted.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| Error::Io(e.to_string()))?;
+        {
+            let mut t = txn.open_table(GARBAGE)?;
+            for g in deleted {
+                t.remove(*g)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Garbage objects recorded (at most `limit`).
+    pub(crate) fn garbage(&self, limit: usize) -> Result<Vec<(Ino, u64, u64)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(GARBAGE)?;
+        let mut v = Vec::new();
+        for r in t.iter()?.take(limit) {
+            v.push(r?.0.value());
+        }
+        Ok(v)
     }
 
     /// Inodes waiting for their data to be deleted.
@@ -87,8 +144,8 @@ impl Namespace {
             let mut inodes = txn.open_table(INODES)?;
             let mut obj = get_inode(&inodes, ino)?.ok_or(Error::Stale)?;
             let mut ext = txn.open_table(EXTENTS)?;
-            for &e in &up.added {
-                if ext.insert((ino, e), ())?.is_none() {
+            for &(e, gen) in &up.set {
+                if ext.insert((ino, e), gen)?.is_none() {
                     obj.nextents += 1;
                 }
             }
@@ -96,6 +153,18 @@ impl Namespace {
                 if ext.remove((ino, e))?.is_some() {
                     obj.nextents = obj.nextents.saturating_sub(1);
                 }
+            }
+            drop(ext);
+            if !up.garbage.is_empty() {
+                let mut g = txn.open_table(GARBAGE)?;
+                for &(idx, gen) in &up.garbage {
+                    g.insert((ino, idx, gen), ())?;
+                }
+            }
+            if let Some(lsn) = up.applied_lsn {
+                let mut a = txn.open_table(APPLIED)?;
+                let was = a.get(ino)?.map(|v| v.value()).unwrap_or(0);
+                a.insert(ino, was.max(lsn))?;
             }
             obj.size = up.size;
             obj.mtime = up.mtime;
@@ -131,6 +200,7 @@ impl Namespace {
             }
             txn.open_table(EXTENTS)?
                 .retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
+            txn.open_table(APPLIED)?.remove(ino)?;
             txn.open_table(ORPHANS)?.remove(ino)?;
         }
         txn.commit()?;
@@ -142,8 +212,14 @@ impl Namespace {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DataUpdate {
     pub size: u64,
-    pub added: Vec<u64>,
+    /// Extents (index, generation) to record, new or replacing the generation recorded.
+    pub set: Vec<ExtentVersion>,
+    /// Extent indices to forget.
     pub removed: Vec<u64>,
+    /// Extent objects no map names any more (index, generation), for the collector.
+    pub garbage: Vec<ExtentVersion>,
+    /// The file's journal records up to this LSN are applied (on the backend and recorded).
+    pub applied_lsn: Option<u64>,
     pub mtime: Timestamp,
     /// The change counter to record (at least); 0 means one more than the recorded one.
     pub change: u64,

@@ -21,8 +21,9 @@ use redb::{
 /// Inode number of the root directory.
 pub(crate) const ROOT: Ino = 1;
 
-/// Version of the on-disk layout written into `meta`.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+/// Version of the on-disk layout written into `meta` (2: extent generations, applied LSNs and
+/// garbage; a version 1 database is upgraded at open).
+pub(crate) const FORMAT_VERSION: u64 = 2;
 
 /// First readdir cookie of every directory (0, 1, 2 are reserved by NFS clients and Ganesha).
 pub(crate) const FIRST_COOKIE: u64 = 3;
@@ -38,7 +39,14 @@ const DIRENTS: TableDefinition<(u64, &[u8]), (u64, u64)> = TableDefinition::new(
 
 const COOKIES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("cookies");
 
-const EXTENTS: TableDefinition<(u64, u64), ()> = TableDefinition::new("extents");
+/// Format 1's extent table (no generations): upgraded into [`EXTENTS`] at open.
+const EXTENTS_V1: TableDefinition<(u64, u64), ()> = TableDefinition::new("extents");
+
+const EXTENTS: TableDefinition<(u64, u64), u64> = TableDefinition::new("file_extents");
+
+const APPLIED: TableDefinition<u64, u64> = TableDefinition::new("file_applied");
+
+const GARBAGE: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("garbage");
 
 const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
 
@@ -56,7 +64,8 @@ pub(crate) struct Namespace {
     db: Database,
     fsid: u64,
     gateway: u64,
-    durability: Durability,
+    /// Test knob: commit without fsync.
+    no_sync: std::sync::atomic::AtomicBool,
     /// When a lazy data commit was last made durable (see `persist_data`).
     lazy_synced: parking_lot::Mutex<std::time::Instant>,
 }
@@ -102,6 +111,30 @@ fn put_inode(t: &mut redb::Table<u64, &'static [u8]>, ino: Ino, i: &Inode) -> Re
     Ok(())
 }
 
+/// Format 1 → 2: every extent becomes generation 0 (its object keeps the name it had).
+fn upgrade_v1(txn: &WriteTransaction) -> Result<()> {
+    let rows: Vec<(u64, u64)> = {
+        let old = txn.open_table(EXTENTS_V1)?;
+        let mut v = Vec::new();
+        for r in old.iter()? {
+            v.push(r?.0.value());
+        }
+        v
+    };
+    {
+        let mut new = txn.open_table(EXTENTS)?;
+        for (ino, idx) in &rows {
+            new.insert((*ino, *idx), 0)?;
+        }
+    }
+    txn.delete_table(EXTENTS_V1)?;
+    tracing::info!(
+        extents = rows.len(),
+        "namespace upgraded from format 1 to 2"
+    );
+    Ok(())
+}
+
 impl Namespace {
     /// Opens the database, initialising an empty one (root directory, meta) on first use.
     pub(crate) fn open(db: Database) -> Result<Namespace> {
@@ -112,7 +145,11 @@ impl Namespace {
             let mut meta = txn.open_table(META)?;
             let version = meta.get(META_VERSION)?.map(|v| v.value());
             match version {
-                Some(FORMAT_VERSION) => {
+                Some(v @ (1 | FORMAT_VERSION)) => {
+                    if v == 1 {
+                        upgrade_v1(&txn)?;
+                        meta.insert(META_VERSION, FORMAT_VERSION)?;
+                    }
                     fsid = meta
                         .get(META_FSID)?
                         .map(|v| v.value())
@@ -151,6 +188,8 @@ impl Namespace {
             txn.open_table(DIRENTS)?;
             txn.open_table(COOKIES)?;
             txn.open_table(EXTENTS)?;
+            txn.open_table(APPLIED)?;
+            txn.open_table(GARBAGE)?;
             txn.open_table(ORPHANS)?;
         }
         txn.commit()?;
@@ -158,18 +197,14 @@ impl Namespace {
             db,
             fsid,
             gateway,
-            durability: Durability::Immediate,
+            no_sync: std::sync::atomic::AtomicBool::new(false),
             lazy_synced: parking_lot::Mutex::new(std::time::Instant::now()),
         })
     }
 
     /// Test knob: commits without fsync (to prove the crash tests notice).
-    pub(crate) fn set_unsafe_no_sync(&mut self, on: bool) {
-        self.durability = if on {
-            Durability::None
-        } else {
-            Durability::Immediate
-        };
+    pub(crate) fn set_unsafe_no_sync(&self, on: bool) {
+        self.no_sync.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The per-filesystem generation carried by every handle.
@@ -194,7 +229,12 @@ impl Namespace {
 
     fn begin(&self) -> Result<WriteTransaction> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(self.durability)
+        let durability = if self.no_sync.load(std::sync::atomic::Ordering::Relaxed) {
+            Durability::None
+        } else {
+            Durability::Immediate
+        };
+        txn.set_durability(durability)
             .map_err(|e| Error::Io(e.to_string()))?;
         Ok(txn)
     }

@@ -191,9 +191,13 @@ async fn foreign(
         return Ok(None);
     }
     if let Some(name) = key.strip_prefix(FILES_PREFIX) {
+        // `<ino>.<index>` (format 1) or `<ino>.<index>.<generation>`.
         let Some(ino) = name
             .split_once('.')
-            .filter(|(_, idx)| is_hex(idx, 8))
+            .filter(|(_, rest)| match rest.split_once('.') {
+                Some((idx, gen)) => is_hex(idx, 8) && is_hex(gen, 16),
+                None => is_hex(rest, 8),
+            })
             .and_then(|(ino, _)| parse_ino(ino))
         else {
             return Ok(Some("not a file extent's name".into()));
@@ -319,6 +323,7 @@ mod tests {
         for ours in [
             "files/0000000000000002.00000000",
             "files/0000000000000005.00000003",
+            "files/0000000000000005.00000003.0000010000000001",
             "volumes/0000000000000004/sco/0000000000000001",
             "volumes/0000000000000005/tlog/0000000000000001",
         ] {
@@ -331,6 +336,7 @@ mod tests {
             ("files/0000000000000001.00000000", "never handed out"),
             ("files/2.0", "not a file extent"),
             ("files/0000000000000002", "not a file extent"),
+            ("files/0000000000000002.00000000.01", "not a file extent"),
             ("volumes/0000000000000002/sco/0000000000000001", "File"),
             (
                 "volumes/0000000000000009/sco/0000000000000001",

@@ -20,7 +20,7 @@ mod deletion;
 mod object;
 mod open;
 mod open_volume;
-mod pacing;
+pub(crate) mod pacing;
 mod pipeline;
 mod sco_cache;
 #[cfg(test)]

@@ -76,7 +76,7 @@ impl ObjectData for VolumeObject {
         Ok((n, offset + n as u64 >= self.data.vol.size()))
     }
 
-    fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+    fn write(&self, offset: u64, data: &[u8], _mtime: crate::types::Timestamp) -> Result<()> {
         let d = &self.data;
         let _in_flight = self.admit(super::backlog::cost(data.len() as u64, d.vol.options()))?;
         d.vol.write(offset, data, false)

@@ -59,6 +59,8 @@ struct Sample {
 /// The pacing state of one volume.
 #[derive(Debug)]
 pub(crate) struct Pacer {
+    /// What it paces, for its log lines ("volume", "regular files").
+    what: &'static str,
     soft: u64,
     hard: u64,
     stall: Duration,
@@ -96,8 +98,20 @@ impl Pacer {
     /// A pacer with the hard mark `hard` (`Write_Buffer_Size`), the soft mark at `start_pct` %
     /// of it, and `stall` (`Backend_Stall_Timeout`).
     pub(crate) fn new(hard: u64, start_pct: u64, stall: Duration, uploaded: u64) -> Pacer {
+        Pacer::named("volume", hard, start_pct, stall, uploaded)
+    }
+
+    /// A pacer as [`Pacer::new`] that names what it paces in its log lines.
+    pub(crate) fn named(
+        what: &'static str,
+        hard: u64,
+        start_pct: u64,
+        stall: Duration,
+        uploaded: u64,
+    ) -> Pacer {
         let now = Instant::now();
         Pacer {
+            what,
             soft: soft_mark(hard, start_pct),
             hard,
             stall,
@@ -206,7 +220,8 @@ impl Pacer {
                     tracing::warn!(
                         backlog = backlog(),
                         stalled_s = stalled.as_secs(),
-                        "volume write buffer full and the backend made no progress: answering DELAY until it does"
+                        what = self.what,
+                        "write buffer full and the backend made no progress: answering DELAY until it does"
                     );
                 }
                 return Admit::Refuse;

@@ -14,6 +14,7 @@ use strata_backend::{Call, Hook, HookedStore, MemStore, ObjectStore};
 
 use crate::error::Error;
 use crate::registry::{RegistryConfig, VolumeRegistry};
+use crate::types::Timestamp;
 use crate::volume::VolumeOptions;
 
 /// Holds the next PUT until the test releases it; while `down`, every call fails.
@@ -273,7 +274,7 @@ fn a_writer_faster_than_the_backend_is_paced_and_never_refused() {
         })
     };
     for (i, piece) in data.chunks(PIECE).enumerate() {
-        obj.write((i * PIECE) as u64, piece)
+        obj.write((i * PIECE) as u64, piece, Timestamp::default())
             .unwrap_or_else(|e| panic!("write {i} refused: {e}"));
     }
     done.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -325,7 +326,7 @@ fn a_stalled_backend_refuses_writes_only_at_the_hard_mark_after_the_stall_timeou
     for i in 0..64u64 {
         let piece = vec![i as u8 + 1; PIECE];
         let began = Instant::now();
-        match obj.write(i * PIECE as u64, &piece) {
+        match obj.write(i * PIECE as u64, &piece, Timestamp::default()) {
             Ok(()) => {
                 written += PIECE as u64;
                 // Committed on local durability, backend or not.
@@ -360,7 +361,7 @@ fn a_stalled_backend_refuses_writes_only_at_the_hard_mark_after_the_stall_timeou
     let next = vec![0xeeu8; PIECE];
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match obj.write(written, &next) {
+        match obj.write(written, &next, Timestamp::default()) {
             Ok(()) => break,
             // A client's retry after DELAY, a little later.
             Err(Error::Delay) if Instant::now() < deadline => {
@@ -480,7 +481,7 @@ fn a_write_buffer_smaller_than_a_tlog_never_stalls_a_healthy_backend() {
     let total = 4 * BUF as usize;
     let data: Vec<u8> = (0..total).map(|i| (i % 241) as u8).collect();
     for (i, piece) in data.chunks(PIECE).enumerate() {
-        obj.write((i * PIECE) as u64, piece)
+        obj.write((i * PIECE) as u64, piece, Timestamp::default())
             .unwrap_or_else(|e| panic!("write {i} refused with a healthy backend: {e}"));
     }
     let info = vols.info(&v);
@@ -524,7 +525,11 @@ fn write_until_refused(
     use crate::data::ObjectData;
     let mut written = 0;
     for i in first..limit / piece as u64 {
-        match obj.write(i * piece as u64, &vec![i as u8; piece]) {
+        match obj.write(
+            i * piece as u64,
+            &vec![i as u8; piece],
+            Timestamp::default(),
+        ) {
             Ok(()) => written += piece as u64,
             Err(Error::Delay) => return (written, true),
             Err(e) => panic!("write {i}: {e}"),
@@ -750,7 +755,8 @@ fn a_manifest_changed_by_another_writer_stops_the_uploads_instead_of_retrying() 
     let vols = paced_registry(t.path(), store.clone(), &rt, BUF, stall);
     let v = vols.open_or_create(2, 0, true).expect("create");
     let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
-    obj.write(0, &vec![1u8; PIECE]).expect("first write");
+    obj.write(0, &vec![1u8; PIECE], Timestamp::default())
+        .expect("first write");
     v.volume().sync().expect("commit");
     poll_until("the first upload", || {
         vols.info(&v).pending_backend_bytes == 0

@@ -72,6 +72,7 @@ pub(crate) use self::backend::manifest;
 pub(crate) use self::backend::{remove_local_state, restore_interrupted};
 pub(crate) use self::cache::evict_lfu;
 pub(crate) use self::format::VolumeId;
+pub(crate) use self::format::{le_u32, le_u64};
 pub(crate) use self::options::table_default;
 pub(crate) use self::options::VolumeOptions;
 pub(crate) use self::state::Volume;

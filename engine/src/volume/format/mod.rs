@@ -40,13 +40,15 @@ fn le_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes(a)
 }
 
-fn le_u32(b: &[u8], at: usize) -> u32 {
+/// The little-endian u32 at `at` (the caller checked the length).
+pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
 }
 
-fn le_u64(b: &[u8], at: usize) -> u64 {
+/// The little-endian u64 at `at` (the caller checked the length).
+pub(crate) fn le_u64(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)

@@ -1,0 +1,202 @@
+//! The uploader of regular files: step 3 and 4 of the file journal's protocol (`journal/`).
+//!
+//! One thread per gateway. Each round (every [`UPLOAD_EVERY`], or at once when woken: the
+//! journal above its soft mark, a writer waiting for room, `strata sync --wait`):
+//! 1. every loaded file with journal records not yet applied (or uploads not yet recorded) has
+//!    its dirty extents uploaded and recorded (`FileData::upload`);
+//! 2. the journal's segments below the low-water mark are deleted;
+//! 3. garbage extent objects the namespace lists are deleted from the backend and forgotten.
+//!
+//! A failed round leaves everything for the next one (the store's retry policy already
+//! retried each request); the writers' pacing sees no progress and slows them down.
+
+use super::live::{persist_commit, Live};
+use crate::error::{Error, Result};
+use crate::file_data::FileShared;
+use crate::namespace::Namespace;
+use crate::types::Ino;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the uploader looks for work when nobody wakes it.
+pub(super) const UPLOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// Most garbage objects one round deletes.
+const GARBAGE_PER_ROUND: usize = 1000;
+
+/// What the uploader works on (shared with the facade).
+#[derive(Debug, Clone)]
+pub(super) struct FileSide {
+    pub(super) ns: Arc<Namespace>,
+    pub(super) live: Arc<Mutex<HashMap<Ino, Arc<Live>>>>,
+    pub(super) files: Arc<FileShared>,
+    /// One round at a time (the thread's, or a flush's).
+    round: Arc<Mutex<()>>,
+}
+
+impl FileSide {
+    pub(super) fn new(
+        ns: Arc<Namespace>,
+        live: Arc<Mutex<HashMap<Ino, Arc<Live>>>>,
+        files: Arc<FileShared>,
+    ) -> FileSide {
+        FileSide {
+            ns,
+            live,
+            files,
+            round: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// One round (steps 1 to 3); returns the first error.
+    pub(super) fn round(&self) -> Result<()> {
+        let _one = self.round.lock();
+        let work: Vec<(Ino, Arc<Live>)> = self
+            .live
+            .lock()
+            .iter()
+            .filter(|(_, l)| l.data.as_file().is_some_and(|f| f.needs_upload()))
+            .map(|(i, l)| (*i, l.clone()))
+            .collect();
+        let mut first_err = None;
+        for (ino, live) in work {
+            let Some(f) = live.data.as_file() else {
+                continue;
+            };
+            if let Err(e) = f.upload(&mut |c| persist_commit(&self.ns, ino, &live, c, false)) {
+                tracing::debug!(ino, error = %e, "uploading a file's extents failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Err(e) = self.retire() {
+            first_err.get_or_insert(e);
+        }
+        if let Err(e) = self.collect_garbage() {
+            first_err.get_or_insert(e);
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Step 2: deletes the segments every loaded file has applied.
+    fn retire(&self) -> Result<()> {
+        // Read before looking at the files: a record appended after this is at or above it,
+        // and one appended before has set its file's first unapplied LSN by then.
+        let next = self.files.journal.next_lsn();
+        let low = self
+            .live
+            .lock()
+            .values()
+            .filter_map(|l| l.data.as_file().and_then(|f| f.first_unapplied()))
+            .fold(next, u64::min);
+        self.files.journal.retire(low)
+    }
+
+    /// Step 3: deletes garbage objects and forgets them.
+    fn collect_garbage(&self) -> Result<()> {
+        let rows = self.ns.garbage(GARBAGE_PER_ROUND)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut by_file: BTreeMap<Ino, Vec<(u64, u64)>> = BTreeMap::new();
+        for (ino, idx, gen) in &rows {
+            by_file.entry(*ino).or_default().push((*idx, *gen));
+        }
+        let mut deleted = Vec::new();
+        let mut first_err = None;
+        for (ino, versions) in by_file {
+            match self.files.driver.delete_extents(ino, &versions) {
+                Ok(()) => deleted.extend(versions.iter().map(|(i, g)| (ino, *i, *g))),
+                Err(e) => {
+                    first_err.get_or_insert(Error::from(e));
+                }
+            }
+        }
+        self.ns.forget_garbage(&deleted)?;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Whether every loaded file's journal records are applied.
+    pub(super) fn all_applied(&self) -> bool {
+        !self
+            .live
+            .lock()
+            .values()
+            .any(|l| l.data.as_file().is_some_and(|f| f.needs_upload()))
+    }
+}
+
+/// The uploader thread; stopped (and joined) on drop.
+#[derive(Debug)]
+pub(super) struct Uploader {
+    stop: Arc<AtomicBool>,
+    files: Arc<FileShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Uploader {
+    /// Starts the thread.
+    pub(super) fn start(side: FileSide) -> Result<Uploader> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let files = side.files.clone();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("strata-file-upload".into())
+            .spawn(move || run(&side, &flag))
+            .map_err(|e| crate::error::io_err("starting the file uploader", e))?;
+        Ok(Uploader {
+            stop,
+            files,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread after its current round.
+    pub(super) fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.files.wake_uploader();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the file uploader thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Uploader {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(side: &FileSide, stop: &AtomicBool) {
+    let mut failing = false;
+    loop {
+        side.files.wait_for_work(UPLOAD_EVERY);
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| side.round()));
+        match r {
+            Ok(Ok(())) => {
+                if failing {
+                    tracing::info!("regular files' uploads go through again");
+                }
+                failing = false;
+            }
+            Ok(Err(e)) => {
+                // Once per episode: an outage would log every second otherwise.
+                if !failing {
+                    tracing::warn!(error = %e, "uploading regular files' data failed; retrying every second");
+                }
+                failing = true;
+            }
+            Err(_) => {
+                tracing::error!("the file uploader panicked in a round; retrying");
+                failing = true;
+            }
+        }
+    }
+}
