@@ -22,6 +22,9 @@ pub(crate) struct Commit {
     /// The record needs no fsync of its own: the data's owner is the authority for what it
     /// records (a volume's size lives in its TLogs), so a crash that loses it loses nothing.
     pub lazy: bool,
+    /// Recorded without waiting to be durable: the caller makes it durable (the namespace's
+    /// `sync`) before anything relies on it (the uploader, once per round).
+    pub defer_sync: bool,
 }
 
 /// Persists a [`Commit`] (one redb transaction). Called with the object's data lock held, so

@@ -369,12 +369,13 @@ impl FileData {
     }
 
     /// Uploads the file's dirty extents and records them with `persist` (the uploader's step 3
-    /// of the journal protocol). Returns once recorded, or with the error that stopped it (what
-    /// landed is merged by the next call).
-    pub(crate) fn upload(&self, persist: Persist<'_>) -> Result<()> {
+    /// of the journal protocol), not durable yet: returns the applied LSN it recorded, for
+    /// [`FileData::applied`] once the namespace made it durable; or the error that stopped it
+    /// (what landed is merged by the next call).
+    pub(crate) fn upload(&self, persist: Persist<'_>) -> Result<Option<u64>> {
         let _one = self.upload.lock();
         if !self.needs_upload() {
-            return Ok(());
+            return Ok(None);
         }
         // Every record up to `lsn` is in the cache already (a write's record is appended after
         // its cache write), and `size` has its effect: what the claims below read covers them.
@@ -396,18 +397,25 @@ impl FileData {
             garbage,
             applied_lsn: Some(lsn),
             lazy: false,
+            defer_sync: true,
         };
         if let Err(e) = persist(&commit) {
             self.unrecorded(&commit);
             return Err(e);
         }
+        Ok(Some(lsn))
+    }
+
+    /// The file's records up to `lsn` are applied, durably: the journal may let them go.
+    pub(crate) fn applied(&self, lsn: u64) {
         let mut s = self.sizes.lock();
-        s.first_unapplied = if s.last_lsn <= lsn {
-            None
-        } else {
-            Some(lsn + 1)
-        };
-        Ok(())
+        if s.first_unapplied.is_some_and(|f| f <= lsn) {
+            s.first_unapplied = if s.last_lsn <= lsn {
+                None
+            } else {
+                Some(lsn + 1)
+            };
+        }
     }
 }
 
@@ -506,6 +514,7 @@ impl ObjectData for FileData {
             garbage,
             applied_lsn: Some(lsn),
             lazy: false,
+            defer_sync: false,
         };
         if let Err(e) = uploaded {
             self.unrecorded(&commit);

@@ -270,6 +270,7 @@ pub(super) fn persist_commit(
         mtime,
         change,
         lazy: c.lazy,
+        defer_sync: c.defer_sync,
     };
     ns.persist_data(ino, &up)?;
     *pending = None;

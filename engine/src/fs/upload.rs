@@ -3,9 +3,12 @@
 //! One thread per gateway. Each round (every [`UPLOAD_EVERY`], or at once when woken: the
 //! journal above its soft mark, a writer waiting for room, `strata sync --wait`):
 //! 1. every loaded file with journal records not yet applied (or uploads not yet recorded) has
-//!    its dirty extents uploaded and recorded (`FileData::upload`);
+//!    its dirty extents uploaded and recorded (`FileData::upload`), each file in a namespace
+//!    transaction that is not durable yet; then one durable commit covers them all, and only
+//!    then do the files count as applied;
 //! 2. the journal's segments below the low-water mark are deleted;
-//! 3. garbage extent objects the namespace lists are deleted from the backend and forgotten.
+//! 3. garbage extent objects the namespace lists (durably: they are not named by a map any
+//!    more) are deleted from the backend and forgotten.
 //!
 //! A failed round leaves everything for the next one (the store's retry policy already
 //! retried each request); the writers' pacing sees no progress and slows them down.
@@ -62,13 +65,25 @@ impl FileSide {
             .map(|(i, l)| (*i, l.clone()))
             .collect();
         let mut first_err = None;
+        let mut recorded = Vec::new();
         for (ino, live) in work {
             let Some(f) = live.data.as_file() else {
                 continue;
             };
-            if let Err(e) = f.upload(&mut |c| persist_commit(&self.ns, ino, &live, c, false)) {
-                tracing::debug!(ino, error = %e, "uploading a file's extents failed");
-                first_err.get_or_insert(e);
+            match f.upload(&mut |c| persist_commit(&self.ns, ino, &live, c, false)) {
+                Ok(Some(lsn)) => recorded.push((live.clone(), lsn)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(ino, error = %e, "uploading a file's extents failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        // One durable commit for the round; until it returns nothing relies on the records.
+        self.ns.sync()?;
+        for (live, lsn) in recorded {
+            if let Some(f) = live.data.as_file() {
+                f.applied(lsn);
             }
         }
         if let Err(e) = self.retire() {

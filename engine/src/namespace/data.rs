@@ -9,7 +9,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::types::{Handle, Ino, SetAttr, Timestamp};
-use redb::{Durability, ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable};
 use strata_filedriver::{ExtentMap, ExtentVersion};
 
 /// A regular object that lost its last link in a transaction: its data must go unless opened.
@@ -48,7 +48,7 @@ impl Namespace {
                 t.insert(*g, ())?;
             }
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
@@ -58,16 +58,14 @@ impl Namespace {
         if deleted.is_empty() {
             return Ok(());
         }
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| Error::Io(e.to_string()))?;
+        let txn = self.begin()?;
         {
             let mut t = txn.open_table(GARBAGE)?;
             for g in deleted {
                 t.remove(*g)?;
             }
         }
-        txn.commit()?;
+        self.commit_quiet(txn)?;
         Ok(())
     }
 
@@ -120,21 +118,21 @@ impl Namespace {
             put_inode(&mut inodes, h.ino, &obj)?;
             i = obj;
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(i)
     }
 
     /// Records a data commit of a file: new durable size, extents added and removed, times and
     /// change counter (the caller passes the values of its pending writes).
     pub(crate) fn persist_data(&self, ino: Ino, up: &DataUpdate) -> Result<Inode> {
-        let mut txn = self.begin()?;
+        let txn = self.begin()?;
+        // Lazy: made durable by the next durable transaction; a crash before it loses only what
+        // the data's owner records itself. At least every LAZY_SYNC_EVERY all the same.
+        let mut quiet = up.defer_sync;
         if up.lazy {
             let mut last = self.lazy_synced.lock();
             if last.elapsed() < LAZY_SYNC_EVERY {
-                // Made durable by the next durable transaction; a crash before it loses only
-                // what the data's owner records itself.
-                txn.set_durability(Durability::None)
-                    .map_err(|e| Error::Io(e.to_string()))?;
+                quiet = true;
             } else {
                 *last = std::time::Instant::now();
             }
@@ -179,7 +177,11 @@ impl Namespace {
             put_inode(&mut inodes, ino, &obj)?;
             i = obj;
         }
-        txn.commit()?;
+        if quiet {
+            self.commit_quiet(txn)?;
+        } else {
+            self.commit(txn)?;
+        }
         Ok(i)
     }
 
@@ -193,7 +195,7 @@ impl Namespace {
                     // Linked again meanwhile: keep it.
                     txn.open_table(ORPHANS)?.remove(ino)?;
                     drop(inodes);
-                    txn.commit()?;
+                    self.commit(txn)?;
                     return Ok(());
                 }
                 inodes.remove(ino)?;
@@ -203,7 +205,7 @@ impl Namespace {
             txn.open_table(APPLIED)?.remove(ino)?;
             txn.open_table(ORPHANS)?.remove(ino)?;
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 }
@@ -225,4 +227,7 @@ pub(crate) struct DataUpdate {
     pub change: u64,
     /// Commit without fsync (see `Commit::lazy`).
     pub lazy: bool,
+    /// Commit without waiting to be durable: the caller calls [`Namespace::sync`] before it
+    /// relies on it (see `Commit::defer_sync`).
+    pub defer_sync: bool,
 }

@@ -172,7 +172,7 @@ impl Namespace {
             put_inode(&mut inodes, ino, &i)?;
             result = (ino, i, true);
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(result)
     }
 
@@ -203,7 +203,7 @@ impl Namespace {
             put_inode(&mut inodes, h.ino, &obj)?;
             i = obj;
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(i)
     }
 
@@ -248,7 +248,7 @@ impl Namespace {
             d.touch_mc(t);
             put_inode(&mut txn.open_table(INODES)?, dir.ino, &d)?;
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(orphan)
     }
 
@@ -346,7 +346,7 @@ impl Namespace {
             put_inode(&mut inodes, to_dir.ino, &td)?;
             put_inode(&mut inodes, src, &s)?;
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(orphan)
     }
 

@@ -1,10 +1,11 @@
 //! The namespace in redb: inodes, directory entries, readdir cookies, extent maps, orphans.
 //!
-//! Every method that changes something is one durable redb write transaction, so a crash shows
-//! each operation entirely or not at all. Table layouts and encodings are in `FORMATS.md`.
+//! Every method that changes something is one redb write transaction, durable when it returns
+//! (group commit: `durable.rs`), so a crash shows each operation entirely or not at all. Table layouts and encodings are in `FORMATS.md`.
 
 mod data;
 mod dir;
+mod durable;
 mod inode;
 mod names;
 
@@ -14,9 +15,7 @@ pub(crate) use self::inode::Inode;
 pub(crate) use self::names::now;
 use crate::error::{Error, Result};
 use crate::types::{Cred, Handle, Ino, Kind};
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 /// Inode number of the root directory.
 pub(crate) const ROOT: Ino = 1;
@@ -66,6 +65,8 @@ pub(crate) struct Namespace {
     gateway: u64,
     /// Test knob: commit without fsync.
     no_sync: std::sync::atomic::AtomicBool,
+    /// The group commit of write transactions (`durable.rs`).
+    group: self::durable::GroupCommit,
     /// When a lazy data commit was last made durable (see `persist_data`).
     lazy_synced: parking_lot::Mutex<std::time::Instant>,
 }
@@ -198,6 +199,7 @@ impl Namespace {
             fsid,
             gateway,
             no_sync: std::sync::atomic::AtomicBool::new(false),
+            group: self::durable::GroupCommit::default(),
             lazy_synced: parking_lot::Mutex::new(std::time::Instant::now()),
         })
     }
@@ -225,18 +227,6 @@ impl Namespace {
         meta.get(META_NEXT_INO)?
             .map(|v| v.value())
             .ok_or_else(|| Error::Io("meta has no next_ino".into()))
-    }
-
-    fn begin(&self) -> Result<WriteTransaction> {
-        let mut txn = self.db.begin_write()?;
-        let durability = if self.no_sync.load(std::sync::atomic::Ordering::Relaxed) {
-            Durability::None
-        } else {
-            Durability::Immediate
-        };
-        txn.set_durability(durability)
-            .map_err(|e| Error::Io(e.to_string()))?;
-        Ok(txn)
     }
 
     /// Reads one inode.

@@ -205,6 +205,39 @@ pub(super) fn bench_system(
         t.sample_rss();
     }
 
+    // A regular file (not a volume on Strata: no volume suffix), filled, then 4 KiB writes each
+    // followed by a COMMIT at depth 1 (what ESXi's .vmx, .nvram and log writes do).
+    let reg_id = "regular file rand write 4K qd1 commit/1";
+    let reg = "/bench-regular.dat";
+    let reg_size = t.size.min(64 * MIB);
+    let filled = t
+        .client(&["fill".into(), reg.into(), reg_size.to_string()], s)
+        .and_then(|_| t.settle(s));
+    let mut io = IoTally::default();
+    let r = filled.and_then(|()| {
+        repeat(s.runs, || {
+            let before = t.written_bytes();
+            let kv = t.client(
+                &[
+                    "randio".into(),
+                    "write".into(),
+                    reg.into(),
+                    reg_size.to_string(),
+                    "4096".into(),
+                    "1".into(),
+                    "1".into(),
+                    s.rand_secs.to_string(),
+                ],
+                s,
+            )?;
+            t.settle(s)?;
+            io.add(before, t.written_bytes(), num(&kv, "ops")? as u64 * 4096);
+            num(&kv, "iops")
+        })
+    });
+    push(reg_id, Unit::Iops, r, t.take_sync_note(), io.ratio());
+    t.sample_rss();
+
     // Small files.
     let n = s.small_files;
     let mut removes = Vec::new();
