@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use strata_filedriver::{ExtentMap, ExtentVersion, FileDriver, EXTENT_SIZE};
@@ -30,6 +30,21 @@ pub(crate) const FREE_SPACE_RESERVE: u64 = 2 << 20;
 /// answered `NoSpace`.
 const SPACE_WAIT: Duration = Duration::from_secs(2);
 
+/// The bounds and delays of regular files' writes and uploads (from the parameter table).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FilePolicy {
+    /// `File_Write_Buffer_Size`: the hard mark of the journal's bytes.
+    pub(crate) hard: u64,
+    /// `Write_Throttle_Start`: the soft mark, in % of `hard`.
+    pub(crate) start_pct: u64,
+    /// `Backend_Stall_Timeout`.
+    pub(crate) stall: Duration,
+    /// `File_Upload_Delay`.
+    pub(crate) upload_delay: Duration,
+    /// `Extent_Cache_Size`: dirty extents past half of it make uploads urgent.
+    pub(crate) cache_bytes: u64,
+}
+
 /// What every regular file shares: the driver, the journal, the pacing of writes, and the
 /// uploader's wake-up.
 #[derive(Debug)]
@@ -40,29 +55,29 @@ pub(crate) struct FileShared {
     data_dir: PathBuf,
     pacer: Pacer,
     soft: u64,
+    policy: FilePolicy,
     /// Set when the uploader is wanted now (a backlog above the soft mark, a flush).
     wanted: Mutex<bool>,
     wake: Condvar,
 }
 
 impl FileShared {
-    /// Files' shared state with the write buffer `hard` (`File_Write_Buffer_Size`), pacing from
-    /// `start_pct` % of it, refusing after `stall` without backend progress.
+    /// Files' shared state: pacing and uploads per `policy`.
     pub(crate) fn new(
         driver: Arc<FileDriver>,
         journal: Arc<Journal>,
         data_dir: PathBuf,
-        hard: u64,
-        start_pct: u64,
-        stall: Duration,
+        policy: FilePolicy,
     ) -> FileShared {
         let uploaded = driver.uploaded_bytes();
+        let p = policy;
         FileShared {
             driver,
             journal,
             data_dir,
-            pacer: Pacer::named("regular files", hard, start_pct, stall, uploaded),
-            soft: soft_mark(hard, start_pct),
+            pacer: Pacer::named("regular files", p.hard, p.start_pct, p.stall, uploaded),
+            soft: soft_mark(p.hard, p.start_pct),
+            policy,
             wanted: Mutex::new(false),
             wake: Condvar::new(),
         }
@@ -111,10 +126,22 @@ impl FileShared {
         if admitted == Admit::Refuse {
             return Err(Error::Delay);
         }
-        if self.journal.backlog() > self.soft {
+        if self.pressure() {
             self.wake_uploader();
         }
         Ok(reserved.get())
+    }
+
+    /// Whether uploads cannot wait for `File_Upload_Delay`: the journal past its soft mark, or
+    /// dirty extents filling half of the extent cache.
+    pub(crate) fn pressure(&self) -> bool {
+        self.journal.backlog() > self.soft
+            || self.driver.cache_stats().dirty_bytes > self.policy.cache_bytes / 2
+    }
+
+    /// `File_Upload_Delay`.
+    pub(crate) fn upload_delay(&self) -> Duration {
+        self.policy.upload_delay
     }
 
     /// Asks the uploader to run now.
@@ -143,6 +170,13 @@ struct Sizes {
     last_lsn: u64,
     /// The LSN of the file's first record not yet applied (uploaded and recorded), if any.
     first_unapplied: Option<u64>,
+    /// Since when records wait (set with `first_unapplied`).
+    waiting_since: Option<Instant>,
+    /// The LSN of the first upload record not yet resolved by a recorded persist (its segment
+    /// stays until then: a crash must find it to list the object as garbage).
+    upload_pin: Option<u64>,
+    /// The file's data was deleted (unlinked and released): writes racing it are refused.
+    deleted: bool,
     /// Extent indices whose state a failed persist did not record: the next one records them
     /// as the map has them then.
     unrecorded: BTreeSet<u64>,
@@ -181,6 +215,9 @@ impl FileData {
                 dirty: false,
                 last_lsn: 0,
                 first_unapplied: None,
+                waiting_since: None,
+                upload_pin: None,
+                deleted: false,
                 unrecorded: BTreeSet::new(),
                 garbage: Vec::new(),
                 suspect_tail,
@@ -216,6 +253,7 @@ impl FileData {
         s.dirty = true;
         s.last_lsn = lsn;
         s.first_unapplied.get_or_insert(lsn);
+        s.waiting_since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
@@ -241,6 +279,9 @@ impl FileData {
             let map = self.map.read();
             let gap = {
                 let s = self.sizes.lock();
+                if s.deleted {
+                    return Err(WriteFailed::Before(Error::Stale));
+                }
                 s.suspect_tail && offset > s.size
             };
             if !gap {
@@ -296,18 +337,38 @@ impl FileData {
         s.size = s.size.max(offset + data.len() as u64);
         s.last_lsn = s.last_lsn.max(lsn);
         s.first_unapplied.get_or_insert(lsn);
+        s.waiting_since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
     /// The LSN of the first record not yet applied, if any (the journal keeps it).
     pub(crate) fn first_unapplied(&self) -> Option<u64> {
-        self.sizes.lock().first_unapplied
+        let s = self.sizes.lock();
+        match (s.first_unapplied, s.upload_pin) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the uploader should upload this file now: something to do, and its records
+    /// waited `delay` (or something a failed round left to record).
+    pub(crate) fn upload_due(&self, delay: Duration) -> bool {
+        let s = self.sizes.lock();
+        let waited = s.waiting_since.is_none_or(|t| t.elapsed() >= delay);
+        drop(s);
+        (waited && self.needs_upload()) || self.has_unrecorded()
+    }
+
+    fn has_unrecorded(&self) -> bool {
+        let s = self.sizes.lock();
+        !s.unrecorded.is_empty() || !s.garbage.is_empty()
     }
 
     /// Whether the uploader has something to do for this file.
     pub(crate) fn needs_upload(&self) -> bool {
         let s = self.sizes.lock();
         s.first_unapplied.is_some()
+            || s.upload_pin.is_some()
             || !s.unrecorded.is_empty()
             || !s.garbage.is_empty()
             || self.shared.driver.has_dirty(self.id)
@@ -332,7 +393,7 @@ impl FileData {
             if last == 0 {
                 // The segment holding them stays until this upload is recorded.
                 let mut s = self.sizes.lock();
-                s.first_unapplied = Some(s.first_unapplied.map_or(lsn, |f| f.min(lsn)));
+                s.upload_pin = Some(s.upload_pin.map_or(lsn, |p| p.min(lsn)));
             }
             last = lsn;
         }
@@ -369,10 +430,10 @@ impl FileData {
     }
 
     /// Uploads the file's dirty extents and records them with `persist` (the uploader's step 3
-    /// of the journal protocol), not durable yet: returns the applied LSN it recorded, for
+    /// of the journal protocol), not durable yet: returns what it recorded, for
     /// [`FileData::applied`] once the namespace made it durable; or the error that stopped it
     /// (what landed is merged by the next call).
-    pub(crate) fn upload(&self, persist: Persist<'_>) -> Result<Option<u64>> {
+    pub(crate) fn upload(&self, persist: Persist<'_>) -> Result<Option<Recorded>> {
         let _one = self.upload.lock();
         if !self.needs_upload() {
             return Ok(None);
@@ -383,8 +444,13 @@ impl FileData {
             let s = self.sizes.lock();
             (s.size, s.last_lsn)
         };
+        // The applied LSN recorded below must never be above what the journal made durable:
+        // after a crash the LSNs above it would be handed out again, and skipped at replay.
+        self.shared.journal.commit(lsn)?;
         self.driver()
             .upload_dirty(self.id, &mut |v| self.record_uploads(v))?;
+        // Every upload record so far is resolved by this persist (landed, or garbage).
+        let pin = self.sizes.lock().upload_pin;
         let mut map = self.map.write();
         let old = map.clone();
         let mut garbage = self.driver().merge_landed(self.id, &mut map);
@@ -403,20 +469,32 @@ impl FileData {
             self.unrecorded(&commit);
             return Err(e);
         }
-        Ok(Some(lsn))
+        Ok(Some(Recorded { lsn, pin }))
     }
 
-    /// The file's records up to `lsn` are applied, durably: the journal may let them go.
-    pub(crate) fn applied(&self, lsn: u64) {
+    /// What [`FileData::upload`] recorded is durable: the journal may let it go.
+    pub(crate) fn applied(&self, rec: Recorded) {
+        let lsn = rec.lsn;
         let mut s = self.sizes.lock();
+        if s.upload_pin == rec.pin {
+            s.upload_pin = None;
+        }
         if s.first_unapplied.is_some_and(|f| f <= lsn) {
-            s.first_unapplied = if s.last_lsn <= lsn {
-                None
+            if s.last_lsn <= lsn {
+                s.first_unapplied = None;
+                s.waiting_since = None;
             } else {
-                Some(lsn + 1)
-            };
+                s.first_unapplied = Some(lsn + 1);
+            }
         }
     }
+}
+
+/// What one upload recorded: the applied LSN, and the upload pin it resolved.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recorded {
+    lsn: u64,
+    pin: Option<u64>,
 }
 
 /// A write that failed before its journal record (its reservation is unused) or after.
@@ -474,14 +552,17 @@ impl ObjectData for FileData {
             }
         }
         let old = map.clone();
-        // From here on the cut may be partly done (map and cache cut, tail zeroed): on failure
-        // the file must stay the truncated one in memory, never the old size over cut extents,
-        // and the next commit records it.
+        // The applied LSN recorded below is never above what the journal made durable.
+        self.shared.journal.commit(lsn)?;
+        // From here on the cut may be partly done (map and cache cut, tail zeroed or not): on
+        // failure the file must stay the truncated one in memory, never the old size over cut
+        // extents, and the next commit records it; bytes past the new end in the tail's object
+        // may still be there, to be zeroed before the file grows over them.
         let cut_half_done = |e: Error| {
             let mut s = self.sizes.lock();
             s.size = new_size;
             s.dirty = true;
-            s.suspect_tail = false;
+            s.suspect_tail = !new_size.is_multiple_of(EXTENT_SIZE);
             e
         };
         let mut garbage = match self
@@ -506,7 +587,11 @@ impl ObjectData for FileData {
             .upload_dirty(self.id, &mut |v| self.record_uploads(v));
         garbage.extend(self.driver().merge_landed(self.id, &mut map));
         let (set, removed) = self.diff(&old, &map);
-        garbage.append(&mut self.sizes.lock().garbage);
+        let pin = {
+            let mut s = self.sizes.lock();
+            garbage.append(&mut s.garbage);
+            s.upload_pin
+        };
         let commit = Commit {
             size: new_size,
             set,
@@ -528,8 +613,12 @@ impl ObjectData for FileData {
         s.size = new_size;
         s.dirty = false;
         s.suspect_tail = false;
+        if s.upload_pin == pin {
+            s.upload_pin = None;
+        }
         if s.last_lsn <= lsn {
             s.first_unapplied = None;
+            s.waiting_since = None;
         }
         Ok(())
     }
@@ -561,9 +650,12 @@ impl ObjectData for FileData {
     fn delete(&self) -> Result<()> {
         let _one = self.upload.lock();
         let map = self.map.write();
+        self.sizes.lock().deleted = true;
         self.driver().delete(self.id, &map)?;
         let mut s = self.sizes.lock();
         s.first_unapplied = None;
+        s.waiting_since = None;
+        s.upload_pin = None;
         s.garbage.clear();
         s.unrecorded.clear();
         Ok(())

@@ -228,6 +228,8 @@ fn killed_child_loses_nothing_committed() {
         matches!(fs.getattr(orphan), Err(Error::Stale)),
         "orphan survives"
     );
+    // Committed data waits in the file journal (File_Upload_Delay): send it up now.
+    fs.flush_to_backend().expect("flush to the backend");
     let files_dir = dir
         .path()
         .join("backend")

@@ -414,13 +414,14 @@ impl FileDriver {
         let off = new_size % EXTENT_SIZE;
         if off != 0 {
             let idx = new_size / EXTENT_SIZE;
-            if let Err(e) = self.zero_tail(&st, map, idx, off) {
-                self.release(st);
-                return Err(e);
-            }
             // Upload the tail now: once the caller persists the new size, a crash must not
             // leave the old bytes past it on the backend (a later grow would show them).
-            if let Err(e) = self.upload_claimed(&st, Some(idx), before) {
+            let r = self
+                .zero_tail(&st, map, idx, off)
+                .and_then(|()| self.upload_claimed(&st, Some(idx), before));
+            if let Err(e) = r {
+                // What the map no longer names is garbage all the same: the next merge says so.
+                st.meta.lock().garbage.append(&mut removed);
                 self.release(st);
                 return Err(e);
             }

@@ -225,6 +225,7 @@ pub(crate) fn engine_config(s: &StrataSettings) -> EngineConfig {
     c.sco_max_age = s.sco_max_age;
     c.write_buffer_size = s.write_buffer_size;
     c.file_write_buffer_size = s.file_write_buffer_size;
+    c.file_upload_delay = s.file_upload_delay;
     c.write_throttle_start = s.write_throttle_start;
     c.backend_stall_timeout = s.backend_stall_timeout;
     c.sco_cache_size = s.sco_cache_size;

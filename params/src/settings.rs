@@ -82,6 +82,8 @@ pub struct StrataSettings {
     pub write_buffer_size: u64,
     /// Gateway-wide bound of regular files' data not yet on the backend (the file journal).
     pub file_write_buffer_size: u64,
+    /// How long regular files' committed data waits in the journal before it is uploaded.
+    pub file_upload_delay: Duration,
     /// Percentage of `write_buffer_size` above which writes are paced.
     pub write_throttle_start: u64,
     /// How long the backend may make no progress before a write at the hard mark is refused.
@@ -368,6 +370,7 @@ impl StrataSettings {
             sco_cache_size,
             write_buffer_size,
             file_write_buffer_size: number("File_Write_Buffer_Size"),
+            file_upload_delay: Duration::from_secs(number("File_Upload_Delay")),
             write_throttle_start: number("Write_Throttle_Start"),
             backend_stall_timeout: Duration::from_secs(number("Backend_Stall_Timeout")),
             cluster_cache_size: number("Cluster_Cache_Size"),

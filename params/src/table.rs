@@ -195,6 +195,12 @@ pub static PARAMS: &[Param] = &[
         doc: "Gateway-wide: regular files' committed data kept in the local file journal until it is on the backend; writes are paced from Write_Throttle_Start % of it and wait for room at it",
     },
     Param {
+        name: "File_Upload_Delay",
+        ty: ParamType::Seconds { min: 0, max: 3600 },
+        default: "10",
+        doc: "Regular files' committed data waits in the file journal about this long before its extents are uploaded, so that rewrites of an extent meanwhile cost one upload; sooner when the journal passes Write_Throttle_Start % of File_Write_Buffer_Size, dirty extents fill half of Extent_Cache_Size, or strata sync --wait asks",
+    },
+    Param {
         name: "Write_Throttle_Start",
         ty: ParamType::Count { min: 1, max: 100 },
         default: "50",

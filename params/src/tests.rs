@@ -318,6 +318,7 @@ fn table_is_complete_and_unique() {
             "SCO_Cache_Size",
             "Write_Buffer_Size",
             "File_Write_Buffer_Size",
+            "File_Upload_Delay",
             "Write_Throttle_Start",
             "Backend_Stall_Timeout",
             "Cluster_Cache_Size",

@@ -52,6 +52,9 @@ pub struct EngineConfig {
     /// Bytes of regular files' data kept in the file journal, not yet on the backend, at which
     /// their writes wait for room (`File_Write_Buffer_Size`, gateway-wide).
     pub file_write_buffer_size: u64,
+    /// How long regular files' committed data waits in the journal before its extents are
+    /// uploaded, unless the journal or the cache is under pressure (`File_Upload_Delay`).
+    pub file_upload_delay: std::time::Duration,
     /// Percentage of `write_buffer_size` (and of `file_write_buffer_size`) above which writes
     /// are paced (`Write_Throttle_Start`, 1..=100).
     pub write_throttle_start: u64,
@@ -87,6 +90,7 @@ impl EngineConfig {
             sco_max_age: secs("SCO_Max_Age"),
             write_buffer_size: number("Write_Buffer_Size"),
             file_write_buffer_size: number("File_Write_Buffer_Size"),
+            file_upload_delay: secs("File_Upload_Delay"),
             write_throttle_start: number("Write_Throttle_Start"),
             backend_stall_timeout: secs("Backend_Stall_Timeout"),
             sco_cache_size: number("SCO_Cache_Size"),

@@ -183,15 +183,20 @@ impl Filesystem {
             &config.data_dir.join(JOURNAL_DIR),
             ns.fsid(),
             config.file_write_buffer_size,
+            ns.max_applied_lsn()? + 1,
             None,
         )?;
         let files = Arc::new(FileShared::new(
             Arc::new(driver),
             Arc::new(journal),
             config.data_dir.clone(),
-            config.file_write_buffer_size,
-            config.write_throttle_start,
-            config.backend_stall_timeout,
+            crate::file_data::FilePolicy {
+                hard: config.file_write_buffer_size,
+                start_pct: config.write_throttle_start,
+                stall: config.backend_stall_timeout,
+                upload_delay: config.file_upload_delay,
+                cache_bytes: config.extent_cache_size,
+            },
         ));
         let live = Arc::new(Mutex::new(HashMap::new()));
         let side = FileSide::new(ns.clone(), live.clone(), files.clone());

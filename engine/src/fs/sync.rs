@@ -39,13 +39,13 @@ impl Filesystem {
     pub fn flush_to_backend(&self) -> Result<()> {
         self.sync_all()?;
         let mut first_err = None;
-        if let Err(e) = self.side.round() {
+        if let Err(e) = self.side.round(true) {
             tracing::warn!(error = %e, "uploading regular files' data failed");
             first_err.get_or_insert(e);
         } else if !self.side.all_applied() {
             // Written meanwhile: uploaded by the next round; what was committed before the
             // call is not covered by this check alone, so run one more round.
-            if let Err(e) = self.side.round() {
+            if let Err(e) = self.side.round(true) {
                 first_err.get_or_insert(e);
             }
         }

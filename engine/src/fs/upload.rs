@@ -2,8 +2,9 @@
 //!
 //! One thread per gateway. Each round (every [`UPLOAD_EVERY`], or at once when woken: the
 //! journal above its soft mark, a writer waiting for room, `strata sync --wait`):
-//! 1. every loaded file with journal records not yet applied (or uploads not yet recorded) has
-//!    its dirty extents uploaded and recorded (`FileData::upload`), each file in a namespace
+//! 1. every loaded file with journal records not yet applied (or uploads not yet recorded)
+//!    that waited `File_Upload_Delay` (every one when forced, or under pressure: the journal
+//!    past its soft mark, dirty extents past half the cache) has its dirty extents uploaded and recorded (`FileData::upload`), each file in a namespace
 //!    transaction that is not durable yet; then one durable commit covers them all, and only
 //!    then do the files count as applied;
 //! 2. the journal's segments below the low-water mark are deleted;
@@ -11,7 +12,9 @@
 //!    more) are deleted from the backend and forgotten.
 //!
 //! A failed round leaves everything for the next one (the store's retry policy already
-//! retried each request); the writers' pacing sees no progress and slows them down.
+//! retried each request), which waits 1 s, then twice as long after each failure up to
+//! [`MAX_BACKOFF`], wake-ups or not (each try journals its uploads and leaves their objects
+//! as garbage when they fail); the writers' pacing sees no progress and slows them down.
 
 use super::live::{persist_commit, Live};
 use crate::error::{Error, Result};
@@ -26,6 +29,9 @@ use std::time::Duration;
 
 /// How often the uploader looks for work when nobody wakes it.
 pub(super) const UPLOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest wait between two failed rounds.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Most garbage objects one round deletes.
 const GARBAGE_PER_ROUND: usize = 1000;
@@ -54,14 +60,20 @@ impl FileSide {
         }
     }
 
-    /// One round (steps 1 to 3); returns the first error.
-    pub(super) fn round(&self) -> Result<()> {
+    /// One round (steps 1 to 3); `force`: every file, whatever it waited. Returns the first
+    /// error.
+    pub(super) fn round(&self, force: bool) -> Result<()> {
         let _one = self.round.lock();
+        let delay = if force || self.files.pressure() {
+            Duration::ZERO
+        } else {
+            self.files.upload_delay()
+        };
         let work: Vec<(Ino, Arc<Live>)> = self
             .live
             .lock()
             .iter()
-            .filter(|(_, l)| l.data.as_file().is_some_and(|f| f.needs_upload()))
+            .filter(|(_, l)| l.data.as_file().is_some_and(|f| f.upload_due(delay)))
             .map(|(i, l)| (*i, l.clone()))
             .collect();
         let mut first_err = None;
@@ -71,7 +83,7 @@ impl FileSide {
                 continue;
             };
             match f.upload(&mut |c| persist_commit(&self.ns, ino, &live, c, false)) {
-                Ok(Some(lsn)) => recorded.push((live.clone(), lsn)),
+                Ok(Some(rec)) => recorded.push((live.clone(), rec)),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::debug!(ino, error = %e, "uploading a file's extents failed");
@@ -81,9 +93,9 @@ impl FileSide {
         }
         // One durable commit for the round; until it returns nothing relies on the records.
         self.ns.sync()?;
-        for (live, lsn) in recorded {
+        for (live, rec) in recorded {
             if let Some(f) = live.data.as_file() {
-                f.applied(lsn);
+                f.applied(rec);
             }
         }
         if let Err(e) = self.retire() {
@@ -115,6 +127,9 @@ impl FileSide {
         if rows.is_empty() {
             return Ok(());
         }
+        // A row may come from a transaction committed but not durable yet (a truncate waiting
+        // for the group commit): until it is, a crash would bring back the map naming it.
+        self.ns.sync()?;
         let mut by_file: BTreeMap<Ino, Vec<(u64, u64)>> = BTreeMap::new();
         for (ino, idx, gen) in &rows {
             by_file.entry(*ino).or_default().push((*idx, *gen));
@@ -188,12 +203,23 @@ impl Drop for Uploader {
 
 fn run(side: &FileSide, stop: &AtomicBool) {
     let mut failing = false;
+    let mut backoff = Duration::ZERO;
+    let mut next_try = std::time::Instant::now();
     loop {
         side.files.wait_for_work(UPLOAD_EVERY);
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| side.round()));
+        if std::time::Instant::now() < next_try {
+            continue;
+        }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| side.round(false)));
+        if matches!(r, Ok(Ok(()))) {
+            backoff = Duration::ZERO;
+        } else {
+            backoff = (backoff * 2).clamp(UPLOAD_EVERY, MAX_BACKOFF);
+            next_try = std::time::Instant::now() + backoff;
+        }
         match r {
             Ok(Ok(())) => {
                 if failing {
@@ -204,7 +230,7 @@ fn run(side: &FileSide, stop: &AtomicBool) {
             Ok(Err(e)) => {
                 // Once per episode: an outage would log every second otherwise.
                 if !failing {
-                    tracing::warn!(error = %e, "uploading regular files' data failed; retrying every second");
+                    tracing::warn!(error = %e, "uploading regular files' data failed; retrying, less and less often (at most every 30 s)");
                 }
                 failing = true;
             }

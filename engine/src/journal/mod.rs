@@ -64,16 +64,20 @@ pub(crate) enum JournalSync {
     CreateName,
     /// The fdatasync after a torn tail is cut at open.
     Cut,
+    /// The fdatasync at open of the last segment kept (a process crash left its records in the
+    /// page cache only; once a newer segment exists, a torn tail there would refuse the start).
+    OpenLast,
 }
 
 impl JournalSync {
     /// Every site, for the tests that prove each necessary.
     #[cfg(test)]
-    pub(crate) const ALL: [JournalSync; 4] = [
+    pub(crate) const ALL: [JournalSync; 5] = [
         JournalSync::Commit,
         JournalSync::Seal,
         JournalSync::CreateName,
         JournalSync::Cut,
+        JournalSync::OpenLast,
     ];
 }
 
@@ -133,12 +137,14 @@ fn broken_err(why: &str) -> Error {
 impl Journal {
     /// Opens the journal in `dir` (creating it), of the namespace `fsid`: checks every segment
     /// and cuts a torn tail; [`Journal::replay`] then reads them. `buffer` is the bound of the
-    /// bytes it keeps (`File_Write_Buffer_Size`), which sizes its segments.
+    /// bytes it keeps (`File_Write_Buffer_Size`), which sizes its segments. New LSNs start at
+    /// `min_next` at least (above every LSN the namespace recorded as applied).
     pub(crate) fn open(
         fs: Arc<dyn LocalFs>,
         dir: &Path,
         fsid: u64,
         buffer: u64,
+        min_next: u64,
         skip: Option<JournalSync>,
     ) -> Result<Journal> {
         fs.create_dir_all(dir)
@@ -234,6 +240,8 @@ impl Journal {
                 if skip != Some(JournalSync::Cut) {
                     f.sync_data().map_err(|e| io_err(what(), e))?;
                 }
+            } else if is_last && skip != Some(JournalSync::OpenLast) {
+                f.sync_data().map_err(|e| io_err(what(), e))?;
             }
             last_lsn = last_lsn.max(expect - 1).max(first - 1);
             bytes += pos as u64;
@@ -243,7 +251,7 @@ impl Journal {
                 bytes: pos as u64,
             });
         }
-        let next_lsn = last_lsn + 1;
+        let next_lsn = (last_lsn + 1).max(min_next);
         let (cur, cur_path) = create_segment(&*fs, dir, next_lsn, fsid, skip)?;
         let j = Journal {
             fs,
@@ -320,9 +328,17 @@ impl Journal {
             self.seal(&mut st)?;
         }
         let pos = st.pos;
-        st.cur
-            .write_at(&bytes, pos)
-            .map_err(|e| io_err(format!("appending to {}", st.cur_path.display()), e))?;
+        if let Err(e) = st.cur.write_at(&bytes, pos) {
+            // Part of it may be there: cut it, or a shorter record after it would leave junk
+            // that a later start finds before the tail. If even that fails, stop.
+            if let Err(cut) = st.cur.set_len(pos) {
+                st.broken = Some(format!(
+                    "cutting a failed append of {}: {cut}",
+                    st.cur_path.display()
+                ));
+            }
+            return Err(io_err(format!("appending to {}", st.cur_path.display()), e));
+        }
         st.pos += bytes.len() as u64;
         st.bytes += bytes.len() as u64;
         st.next_lsn += 1;
@@ -395,14 +411,18 @@ impl Journal {
     /// Deletes the sealed segments whose records are all below `low` (applied). When every
     /// record is applied and the current segment holds some, it is sealed and goes too.
     pub(crate) fn retire(&self, low: u64) -> Result<()> {
-        let gone: Vec<PathBuf> = {
+        let gone: Vec<(PathBuf, u64, u64)> = {
             let mut st = self.state.lock();
             if st.broken.is_none()
                 && low >= st.next_lsn
                 && st.pos > SEGMENT_HEADER_LEN as u64
                 && !st.syncing
             {
-                self.seal(&mut st)?;
+                // A failed seal (a full disk: no room for the next segment's header) must not
+                // keep the sealed segments below from going.
+                if let Err(e) = self.seal(&mut st) {
+                    tracing::warn!(error = %e, "sealing the file journal's segment failed");
+                }
             }
             let (gone, keep): (Vec<Sealed>, Vec<Sealed>) = std::mem::take(&mut st.sealed)
                 .into_iter()
@@ -411,18 +431,30 @@ impl Journal {
             for s in &gone {
                 st.bytes = st.bytes.saturating_sub(s.bytes);
             }
-            gone.into_iter().map(|s| s.path).collect()
+            gone.into_iter()
+                .map(|s| (s.path, s.last_lsn, s.bytes))
+                .collect()
         };
         if !gone.is_empty() {
             self.changed.notify_all();
         }
-        for p in gone {
+        let mut first_err = None;
+        for (p, last_lsn, bytes) in gone {
             // No directory fsync: a segment that comes back holds only applied records.
-            self.fs
-                .remove_file(&p)
-                .map_err(|e| io_err(format!("removing {}", p.display()), e))?;
+            if let Err(e) = self.fs.remove_file(&p) {
+                first_err.get_or_insert(io_err(format!("removing {}", p.display()), e));
+                // Kept (and counted) until a later retire removes it.
+                let mut st = self.state.lock();
+                st.bytes += bytes;
+                st.sealed.push(Sealed {
+                    path: p,
+                    last_lsn,
+                    bytes,
+                });
+                st.sealed.sort_by_key(|s| s.last_lsn);
+            }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Bytes kept (all segments) plus bytes reserved by writers.

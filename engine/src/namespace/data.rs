@@ -36,6 +36,18 @@ impl Namespace {
         Ok(t.get(ino)?.map(|v| v.value()).unwrap_or(0))
     }
 
+    /// The highest applied LSN recorded for any file (0: none): the journal never hands out
+    /// an LSN at or below it again.
+    pub(crate) fn max_applied_lsn(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(APPLIED)?;
+        let mut max = 0;
+        for r in t.iter()? {
+            max = max.max(r?.1.value());
+        }
+        Ok(max)
+    }
+
     /// Records extent objects no map names (durably): the collector's list.
     pub(crate) fn add_garbage(&self, garbage: &[(Ino, u64, u64)]) -> Result<()> {
         if garbage.is_empty() {
