@@ -186,9 +186,13 @@ impl Filesystem {
             ns.max_applied_lsn()? + 1,
             None,
         )?;
+        let journal = Arc::new(journal);
+        // The namespace catches up with its journaled changes before anything reads it.
+        ns.replay_journaled(&journal)?;
+        ns.attach_journal(journal.clone());
         let files = Arc::new(FileShared::new(
             Arc::new(driver),
-            Arc::new(journal),
+            journal,
             config.data_dir.clone(),
             crate::file_data::FilePolicy {
                 hard: config.file_write_buffer_size,
@@ -247,6 +251,7 @@ impl Filesystem {
     #[doc(hidden)]
     pub fn set_unsafe_no_sync(&self, on: bool) {
         self.ns.set_unsafe_no_sync(on);
+        self.files.journal.set_unsafe_no_sync(on);
     }
 
     /// Stops without flushing anything, as a crash would (tests). Unlike a plain drop, nothing

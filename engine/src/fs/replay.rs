@@ -52,6 +52,8 @@ impl Filesystem {
                     bytes += data.len() as u64;
                 }
                 Record::Upload { ino, index, gen } => uploads.push((ino, index, gen)),
+                // Applied by the namespace before (`namespace/redo.rs`).
+                Record::Namespace { .. } => {}
             }
             Ok(())
         })?;

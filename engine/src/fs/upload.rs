@@ -91,8 +91,13 @@ impl FileSide {
                 }
             }
         }
-        // One durable commit for the round; until it returns nothing relies on the records.
-        self.ns.sync()?;
+        // One durable commit for the round; until it returns nothing relies on the records. It
+        // also persists the namespace changes durable only in the journal, once they waited
+        // as long as file data does (`redo.rs`), so their segments can go.
+        let checkpoint = self.ns.unsynced_for().is_some_and(|t| t >= delay);
+        if !recorded.is_empty() || checkpoint {
+            self.ns.sync()?;
+        }
         for (live, rec) in recorded {
             if let Some(f) = live.data.as_file() {
                 f.applied(rec);
@@ -112,12 +117,14 @@ impl FileSide {
         // Read before looking at the files: a record appended after this is at or above it,
         // and one appended before has set its file's first unapplied LSN by then.
         let next = self.files.journal.next_lsn();
+        // Namespace changes durable only in the journal keep their segments too.
+        let ns = self.ns.first_unsynced_lsn().unwrap_or(next);
         let low = self
             .live
             .lock()
             .values()
             .filter_map(|l| l.data.as_file().and_then(|f| f.first_unapplied()))
-            .fold(next, u64::min);
+            .fold(next.min(ns), u64::min);
         self.files.journal.retire(low)
     }
 

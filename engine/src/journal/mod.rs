@@ -122,6 +122,8 @@ pub(crate) struct Journal {
     /// Signalled when a commit's fdatasync ends, and when segments are retired.
     changed: Condvar,
     skip: Option<JournalSync>,
+    /// Test knob: commits without fdatasync (to prove the crash tests notice).
+    no_sync: std::sync::atomic::AtomicBool,
 }
 
 fn seg_name(first_lsn: u64) -> String {
@@ -272,6 +274,7 @@ impl Journal {
             }),
             changed: Condvar::new(),
             skip,
+            no_sync: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(j)
     }
@@ -388,7 +391,9 @@ impl Journal {
             let file = st.cur.clone();
             let path = st.cur_path.clone();
             drop(st);
-            let r = if self.skip == Some(JournalSync::Commit) {
+            let r = if self.skip == Some(JournalSync::Commit)
+                || self.no_sync.load(std::sync::atomic::Ordering::Relaxed)
+            {
                 Ok(())
             } else {
                 file.sync_data()
@@ -401,6 +406,11 @@ impl Journal {
             }
             self.changed.notify_all();
         }
+    }
+
+    /// Test knob: commits without fdatasync.
+    pub(crate) fn set_unsafe_no_sync(&self, on: bool) {
+        self.no_sync.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The LSN the next record gets (every record so far is below it).

@@ -22,6 +22,7 @@ pub(crate) const MAX_RECORD_LEN: usize = RECORD_HEADER_LEN + WRITE_FIXED_LEN + M
 
 const KIND_WRITE: u8 = 1;
 const KIND_UPLOAD: u8 = 2;
+const KIND_NAMESPACE: u8 = 3;
 
 /// One journal record's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,9 @@ pub(crate) enum Record<'a> {
     },
     /// An extent object about to be uploaded (recorded before its PUT starts).
     Upload { ino: Ino, index: u64, gen: u64 },
+    /// A namespace transaction's rows as it left them (the namespace's redo format, opaque
+    /// here).
+    Namespace { rows: Cow<'a, [u8]> },
 }
 
 /// The header of a segment whose first record has `first_lsn`, of the namespace `fsid`.
@@ -68,6 +72,7 @@ impl Record<'_> {
         let payload_len = match self {
             Record::Write { data, .. } => WRITE_FIXED_LEN + data.len(),
             Record::Upload { .. } => UPLOAD_LEN,
+            Record::Namespace { rows } => rows.len(),
         };
         let len = RECORD_HEADER_LEN + payload_len;
         let mut b = Vec::with_capacity(len);
@@ -96,6 +101,11 @@ impl Record<'_> {
                 b.extend_from_slice(&ino.to_le_bytes());
                 b.extend_from_slice(&index.to_le_bytes());
                 b.extend_from_slice(&gen.to_le_bytes());
+            }
+            Record::Namespace { rows } => {
+                b.push(KIND_NAMESPACE);
+                b.extend_from_slice(&[0u8; 7]);
+                b.extend_from_slice(rows);
             }
         }
         let crc = crc32c::crc32c(&b[8..]);
@@ -163,6 +173,9 @@ pub(crate) fn parse_record(b: &[u8]) -> Parsed {
             index: le_u64(p, 8),
             gen: le_u64(p, 16),
         },
+        KIND_NAMESPACE => Record::Namespace {
+            rows: Cow::Owned(p.to_vec()),
+        },
         k => {
             return Parsed::End(Some(format!(
                 "record kind {k} with {} payload bytes is unknown",
@@ -199,6 +212,9 @@ mod tests {
                 ino: 7,
                 index: 3,
                 gen: u64::MAX,
+            },
+            Record::Namespace {
+                rows: Cow::Owned(vec![1, 2, 3]),
             },
         ] {
             let b = r.encode(99);

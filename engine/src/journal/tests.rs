@@ -38,6 +38,7 @@ fn inos(seen: &[(u64, Record<'static>)]) -> Vec<u64> {
     seen.iter()
         .map(|(_, r)| match r {
             Record::Write { ino, .. } | Record::Upload { ino, .. } => *ino,
+            Record::Namespace { .. } => 0,
         })
         .collect()
 }

@@ -172,7 +172,18 @@ impl Namespace {
             put_inode(&mut inodes, ino, &i)?;
             result = (ino, i, true);
         }
-        self.commit(txn)?;
+        if node.kind.is_regular() {
+            // The small-file path: durable through the file journal (`redo.rs`).
+            let keys = super::redo::CreateKeys {
+                dir: dir.ino,
+                child: result.0,
+                name,
+            };
+            let rows = Self::create_rows(&txn, &keys)?;
+            self.commit_journaled(txn, &rows)?;
+        } else {
+            self.commit(txn)?;
+        }
         Ok(result)
     }
 

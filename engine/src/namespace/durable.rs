@@ -33,6 +33,9 @@ struct State {
     durable: u64,
     /// A thread is making a durable commit.
     syncing: bool,
+    /// Journaled transactions not yet durable in redb: (sequence number once committed,
+    /// journal LSN or a lower bound of it), in order (`redo.rs`).
+    journaled: std::collections::VecDeque<(Option<u64>, u64, std::time::Instant)>,
 }
 
 impl Namespace {
@@ -61,6 +64,52 @@ impl Namespace {
         Ok(seq)
     }
 
+    /// Pins the journal from `lsn` on (a lower bound of the record about to be appended) for
+    /// the journaled transaction being committed: before its record exists, so that no
+    /// retirement can miss it. [`Namespace::journaled`] or [`Namespace::unpin`] follows.
+    pub(super) fn pin_journal(&self, lsn: u64) {
+        self.group
+            .state
+            .lock()
+            .journaled
+            .push_back((None, lsn, std::time::Instant::now()));
+    }
+
+    /// The pinned transaction committed as `seq` with its record at `lsn`: durable through the
+    /// journal only, until a durable commit covers `seq`.
+    pub(super) fn journaled(&self, seq: u64, lsn: u64) {
+        let mut st = self.group.state.lock();
+        if let Some(e) = st.journaled.iter_mut().rev().find(|e| e.0.is_none()) {
+            e.0 = Some(seq);
+            e.1 = lsn;
+        }
+    }
+
+    /// The pinned transaction did not commit.
+    pub(super) fn unpin(&self) {
+        let mut st = self.group.state.lock();
+        if let Some(i) = st.journaled.iter().rposition(|e| e.0.is_none()) {
+            st.journaled.remove(i);
+        }
+    }
+
+    /// The LSN of the first journaled namespace record not yet durable in redb (the journal
+    /// keeps it), if any.
+    pub(crate) fn first_unsynced_lsn(&self) -> Option<u64> {
+        self.group
+            .state
+            .lock()
+            .journaled
+            .front()
+            .map(|(_, l, _)| *l)
+    }
+
+    /// How long the oldest journaled namespace record has waited for a durable redb commit.
+    pub(crate) fn unsynced_for(&self) -> Option<std::time::Duration> {
+        let st = self.group.state.lock();
+        st.journaled.front().map(|(_, _, t)| t.elapsed())
+    }
+
     /// Returns once every transaction committed so far is durable.
     pub(crate) fn sync(&self) -> Result<()> {
         let seq = self.group.state.lock().committed;
@@ -85,7 +134,16 @@ impl Namespace {
             st.syncing = false;
             self.group.done.notify_all();
             match r {
-                Ok(upto) => st.durable = st.durable.max(upto),
+                Ok(upto) => {
+                    st.durable = st.durable.max(upto);
+                    while st
+                        .journaled
+                        .front()
+                        .is_some_and(|(s, _, _)| s.is_some_and(|s| s <= upto))
+                    {
+                        st.journaled.pop_front();
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }

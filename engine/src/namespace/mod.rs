@@ -8,6 +8,7 @@ mod dir;
 mod durable;
 mod inode;
 mod names;
+mod redo;
 
 pub(crate) use self::data::{DataUpdate, Orphaned};
 pub(crate) use self::dir::NewNode;
@@ -67,6 +68,8 @@ pub(crate) struct Namespace {
     no_sync: std::sync::atomic::AtomicBool,
     /// The group commit of write transactions (`durable.rs`).
     group: self::durable::GroupCommit,
+    /// The journal that makes some transactions durable (`redo.rs`), once attached.
+    journal: std::sync::OnceLock<std::sync::Arc<crate::journal::Journal>>,
     /// When a lazy data commit was last made durable (see `persist_data`).
     lazy_synced: parking_lot::Mutex<std::time::Instant>,
 }
@@ -200,6 +203,7 @@ impl Namespace {
             gateway,
             no_sync: std::sync::atomic::AtomicBool::new(false),
             group: self::durable::GroupCommit::default(),
+            journal: std::sync::OnceLock::new(),
             lazy_synced: parking_lot::Mutex::new(std::time::Instant::now()),
         })
     }
