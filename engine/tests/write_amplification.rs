@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use strata_engine::*;
 
+mod support;
+
 const DATA: usize = 4096;
 
 /// Bytes this process passed to write(2)-family calls so far.
@@ -29,16 +31,10 @@ fn open() -> (tempfile::TempDir, Filesystem) {
 }
 
 fn create(fs: &Filesystem, name: &str) -> Handle {
-    fs.create(
-        fs.root(),
-        name.as_bytes(),
-        0o644,
-        Cred::default(),
-        CreateMode::Guarded,
-    )
-    .expect("create")
-    .attr
-    .handle
+    support::create_in_root(fs, name)
+        .expect("create")
+        .attr
+        .handle
 }
 
 /// A 4 KiB write + COMMIT to a regular file costs about what it writes: its journal record and

@@ -183,7 +183,7 @@ impl Filesystem {
             &config.data_dir.join(JOURNAL_DIR),
             ns.fsid(),
             config.file_write_buffer_size,
-            ns.max_applied_lsn()? + 1,
+            ns.lsn_floor()?,
             None,
         )?;
         let journal = Arc::new(journal);

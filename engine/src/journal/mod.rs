@@ -140,7 +140,7 @@ impl Journal {
     /// Opens the journal in `dir` (creating it), of the namespace `fsid`: checks every segment
     /// and cuts a torn tail; [`Journal::replay`] then reads them. `buffer` is the bound of the
     /// bytes it keeps (`File_Write_Buffer_Size`), which sizes its segments. New LSNs start at
-    /// `min_next` at least (above every LSN the namespace recorded as applied).
+    /// `min_next` at least (above every LSN the namespace recorded: `Namespace::lsn_floor`).
     pub(crate) fn open(
         fs: Arc<dyn LocalFs>,
         dir: &Path,

@@ -12,6 +12,10 @@
 //!
 //! `commit_quiet` skips step 2 for callers that make the commit durable later ([`Namespace::sync`])
 //! or never need it to be (a volume's cached size).
+//!
+//! Transactions made durable by the file journal instead (`redo.rs`) are pinned here, each by
+//! its own [`PinId`], until a durable commit covers them: the journal keeps its segments from
+//! the lowest pinned LSN on.
 
 use super::Namespace;
 use crate::error::{Error, Result};
@@ -33,18 +37,71 @@ struct State {
     durable: u64,
     /// A thread is making a durable commit.
     syncing: bool,
-    /// Journaled transactions not yet durable in redb: (sequence number once committed,
-    /// journal LSN or a lower bound of it), in order (`redo.rs`).
-    journaled: std::collections::VecDeque<(Option<u64>, u64, std::time::Instant)>,
+    /// Journaled transactions not yet durable in redb (`redo.rs`), by pin number.
+    journaled: std::collections::BTreeMap<u64, Pin>,
+    /// The number of the last pin handed out.
+    pins: u64,
+    /// A journaled transaction's record is in the journal and its redb commit has not
+    /// reported yet: the next writer waits for the outcome ([`Namespace::begin`]).
+    in_doubt: bool,
+    /// Why the namespace refuses every write until a restart, if it does.
+    broken: Option<String>,
 }
+
+/// A journaled transaction the journal must keep until redb has it durably.
+#[derive(Debug)]
+struct Pin {
+    /// Its sequence number once committed.
+    seq: Option<u64>,
+    /// Its record's LSN (a lower bound until it is appended).
+    lsn: u64,
+    since: std::time::Instant,
+}
+
+/// A pinned journaled transaction ([`Namespace::pin_journal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PinId(u64);
 
 impl Namespace {
     /// A write transaction (committed by [`Namespace::commit`] or [`Namespace::commit_quiet`]).
+    /// Refused once a journaled transaction failed after its record was appended.
     pub(super) fn begin(&self) -> Result<WriteTransaction> {
         let mut txn = self.db.begin_write()?;
+        {
+            // The only writer now: a journaled commit before it has ended, and reports soon.
+            let mut st = self.group.state.lock();
+            while st.in_doubt {
+                self.group.done.wait(&mut st);
+            }
+            if let Some(why) = &st.broken {
+                return Err(Error::Io(why.clone()));
+            }
+        }
         txn.set_durability(Durability::None)
             .map_err(|e| Error::Io(e.to_string()))?;
         Ok(txn)
+    }
+
+    /// A journaled transaction's record is appended; its redb commit follows.
+    pub(super) fn set_in_doubt(&self) {
+        self.group.state.lock().in_doubt = true;
+    }
+
+    /// The journaled transaction in doubt ended: committed, or failed (`Err`: the journal may
+    /// make its record durable, so redb and the journal disagree until a restart replays it;
+    /// every later write is refused until then).
+    pub(super) fn resolve_doubt(&self, failed: Option<&Error>) {
+        let mut st = self.group.state.lock();
+        st.in_doubt = false;
+        if let Some(e) = failed {
+            let why = format!(
+                "a namespace change failed after its journal record was written ({e}); \
+                 restart the gateway to replay the journal"
+            );
+            tracing::error!("{why}");
+            st.broken.get_or_insert(why);
+        }
+        self.group.done.notify_all();
     }
 
     /// Commits `txn` and returns once it is durable (steps 1 and 2).
@@ -66,48 +123,51 @@ impl Namespace {
 
     /// Pins the journal from `lsn` on (a lower bound of the record about to be appended) for
     /// the journaled transaction being committed: before its record exists, so that no
-    /// retirement can miss it. [`Namespace::journaled`] or [`Namespace::unpin`] follows.
-    pub(super) fn pin_journal(&self, lsn: u64) {
-        self.group
-            .state
-            .lock()
-            .journaled
-            .push_back((None, lsn, std::time::Instant::now()));
+    /// retirement can miss it. [`Namespace::journaled`] or [`Namespace::unpin`] follows with
+    /// the pin returned.
+    pub(super) fn pin_journal(&self, lsn: u64) -> PinId {
+        let mut st = self.group.state.lock();
+        st.pins += 1;
+        let id = st.pins;
+        st.journaled.insert(
+            id,
+            Pin {
+                seq: None,
+                lsn,
+                since: std::time::Instant::now(),
+            },
+        );
+        PinId(id)
     }
 
     /// The pinned transaction committed as `seq` with its record at `lsn`: durable through the
-    /// journal only, until a durable commit covers `seq`.
-    pub(super) fn journaled(&self, seq: u64, lsn: u64) {
+    /// journal only, until a durable commit covers `seq` (one may have already).
+    pub(super) fn journaled(&self, pin: PinId, seq: u64, lsn: u64) {
         let mut st = self.group.state.lock();
-        if let Some(e) = st.journaled.iter_mut().rev().find(|e| e.0.is_none()) {
-            e.0 = Some(seq);
-            e.1 = lsn;
+        if seq <= st.durable {
+            st.journaled.remove(&pin.0);
+        } else if let Some(p) = st.journaled.get_mut(&pin.0) {
+            p.seq = Some(seq);
+            p.lsn = lsn;
         }
     }
 
     /// The pinned transaction did not commit.
-    pub(super) fn unpin(&self) {
-        let mut st = self.group.state.lock();
-        if let Some(i) = st.journaled.iter().rposition(|e| e.0.is_none()) {
-            st.journaled.remove(i);
-        }
+    pub(super) fn unpin(&self, pin: PinId) {
+        self.group.state.lock().journaled.remove(&pin.0);
     }
 
     /// The LSN of the first journaled namespace record not yet durable in redb (the journal
     /// keeps it), if any.
     pub(crate) fn first_unsynced_lsn(&self) -> Option<u64> {
-        self.group
-            .state
-            .lock()
-            .journaled
-            .front()
-            .map(|(_, l, _)| *l)
+        let st = self.group.state.lock();
+        st.journaled.values().map(|p| p.lsn).min()
     }
 
     /// How long the oldest journaled namespace record has waited for a durable redb commit.
     pub(crate) fn unsynced_for(&self) -> Option<std::time::Duration> {
         let st = self.group.state.lock();
-        st.journaled.front().map(|(_, _, t)| t.elapsed())
+        st.journaled.values().map(|p| p.since.elapsed()).max()
     }
 
     /// Returns once every transaction committed so far is durable.
@@ -136,13 +196,7 @@ impl Namespace {
             match r {
                 Ok(upto) => {
                     st.durable = st.durable.max(upto);
-                    while st
-                        .journaled
-                        .front()
-                        .is_some_and(|(s, _, _)| s.is_some_and(|s| s <= upto))
-                    {
-                        st.journaled.pop_front();
-                    }
+                    st.journaled.retain(|_, p| p.seq.is_none_or(|s| s > upto));
                 }
                 Err(e) => return Err(e),
             }
@@ -163,5 +217,50 @@ impl Namespace {
             .map_err(|e| Error::Io(e.to_string()))?;
         txn.commit()?;
         Ok(upto)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns() -> (tempfile::TempDir, Namespace) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = redb::Database::create(dir.path().join("t.redb")).expect("db");
+        (dir, Namespace::open(db).expect("open"))
+    }
+
+    /// An empty transaction committed without waiting: its number.
+    fn quiet(ns: &Namespace) -> u64 {
+        ns.commit_quiet(ns.begin().expect("begin")).expect("commit")
+    }
+
+    /// Two journaled creates: the second pins the journal before the first reports its record
+    /// (the first left redb's write lock already). The journal must keep the first's record.
+    #[test]
+    fn the_first_unsynced_record_is_kept_when_pins_interleave() {
+        let (_d, ns) = ns();
+        let p1 = ns.pin_journal(10);
+        let s1 = quiet(&ns);
+        let p2 = ns.pin_journal(11);
+        ns.journaled(p1, s1, 10);
+        let s2 = quiet(&ns);
+        ns.journaled(p2, s2, 11);
+        assert_eq!(ns.first_unsynced_lsn(), Some(10));
+        ns.sync().expect("sync");
+        assert_eq!(ns.first_unsynced_lsn(), None);
+    }
+
+    /// A durable commit (another thread's) covers a journaled transaction before it reports its
+    /// record: nothing is left pinned.
+    #[test]
+    fn a_record_already_durable_in_redb_pins_nothing() {
+        let (_d, ns) = ns();
+        let p = ns.pin_journal(5);
+        let s = quiet(&ns);
+        ns.sync().expect("sync");
+        ns.journaled(p, s, 5);
+        assert_eq!(ns.first_unsynced_lsn(), None);
+        assert!(ns.unsynced_for().is_none());
     }
 }

@@ -233,27 +233,44 @@ impl Namespace {
         };
         let payload = encode(rows)?;
         // Pinned before the record exists: a retirement running meanwhile keeps it.
-        self.pin_journal(journal.next_lsn());
-        let committed = journal
-            .append(
-                &Record::Namespace {
-                    rows: Cow::Borrowed(&payload),
-                },
-                0,
-            )
-            .and_then(|lsn| {
-                txn.open_table(META)?.insert(META_JOURNAL_LSN, lsn)?;
-                Ok((self.commit_quiet(txn)?, lsn))
-            });
-        let (seq, lsn) = match committed {
-            Ok(c) => c,
+        let pin = self.pin_journal(journal.next_lsn());
+        let record = Record::Namespace {
+            rows: Cow::Borrowed(&payload),
+        };
+        let lsn = match journal.append(&record, 0) {
+            Ok(lsn) => lsn,
             Err(e) => {
-                self.unpin();
+                // A failed append is cut off: the journal does not have it.
+                self.unpin(pin);
                 return Err(e);
             }
         };
-        self.journaled(seq, lsn);
+        // From here the record may become durable (any commit of the journal covers it):
+        // should redb not take the transaction, the namespace stops taking writes, as the
+        // next one could reuse its inode number or cookie, which a replay would then give
+        // twice ([`Namespace::begin`] refuses until a restart replays the journal).
+        self.set_in_doubt();
+        let committed = (|| {
+            fail_after_append()?;
+            txn.open_table(META)?.insert(META_JOURNAL_LSN, lsn)?;
+            self.commit_quiet(txn)
+        })();
+        self.resolve_doubt(committed.as_ref().err());
+        match committed {
+            Ok(seq) => self.journaled(pin, seq, lsn),
+            Err(e) => {
+                self.unpin(pin);
+                return Err(e);
+            }
+        }
         journal.commit(lsn)
+    }
+
+    /// The lowest LSN the journal may hand out next: above every LSN this namespace recorded,
+    /// as a file's applied LSN or as `meta.journal_lsn` (which a durable redb commit may carry
+    /// before the journal has made that record durable; a crash then cuts it from the journal).
+    pub(crate) fn lsn_floor(&self) -> Result<u64> {
+        Ok(self.max_applied_lsn()?.max(self.journal_lsn()?) + 1)
     }
 
     /// The durable `meta.journal_lsn` (0: none).
@@ -299,6 +316,21 @@ impl Namespace {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Test knob: the next journaled commit on this thread fails after its append.
+    static FAIL_AFTER_APPEND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Fails once after [`FAIL_AFTER_APPEND`] was set (tests only).
+fn fail_after_append() -> Result<()> {
+    #[cfg(test)]
+    if FAIL_AFTER_APPEND.with(|f| f.replace(false)) {
+        return Err(Error::Io("test: redb refused the transaction".into()));
+    }
+    Ok(())
+}
+
 /// Puts one row as its record has it.
 fn apply(txn: &WriteTransaction, row: &Row) -> Result<()> {
     match row {
@@ -330,6 +362,82 @@ fn apply(txn: &WriteTransaction, row: &Row) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::namespace::{NewNode, ROOT};
+    use crate::types::{CreateMode, Cred, Handle, Kind};
+    use crate::volume::{LocalFs, SimFs};
+    use std::path::Path;
+
+    fn file() -> NewNode {
+        NewNode {
+            kind: Kind::File,
+            mode: 0o644,
+            cred: Cred::default(),
+            target: vec![],
+        }
+    }
+
+    /// A namespace on a real redb file with its journal on `sim` (replayed first, as at a start).
+    fn open(db: &Path, sim: &SimFs) -> Namespace {
+        let ns = Namespace::open(redb::Database::create(db).expect("db")).expect("namespace");
+        let fs: Arc<dyn LocalFs> = Arc::new(sim.clone());
+        let journal = Journal::open(
+            fs,
+            Path::new("/journal"),
+            ns.fsid(),
+            64 << 20,
+            ns.lsn_floor().expect("floor"),
+            None,
+        )
+        .expect("journal");
+        ns.replay_journaled(&journal).expect("replay");
+        ns.attach_journal(Arc::new(journal));
+        ns
+    }
+
+    /// redb refuses a create whose record is already in the journal: the namespace takes no
+    /// other write until a restart (the next create would get the same inode number, and the
+    /// replay would give it to both); the restart replays the record, and every inode is then
+    /// named by exactly one entry.
+    #[test]
+    fn a_create_redb_refuses_after_its_append_stops_writes_until_the_replay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("ns.redb");
+        let sim = SimFs::new();
+        let ns = open(&db, &sim);
+        let root = Handle {
+            ino: ROOT,
+            generation: ns.fsid(),
+        };
+        ns.create(root, b"a", file(), CreateMode::Guarded)
+            .expect("a");
+        FAIL_AFTER_APPEND.with(|f| f.set(true));
+        assert!(ns.create(root, b"b", file(), CreateMode::Guarded).is_err());
+        for name in [&b"c"[..], b"d"] {
+            assert!(
+                ns.create(root, name, file(), CreateMode::Guarded).is_err(),
+                "a write after the failure must be refused"
+            );
+        }
+        // b's record reaches the disk with any later commit of the journal (a file's COMMIT).
+        let journal = ns.journal.get().expect("journal").clone();
+        journal
+            .commit(journal.next_lsn() - 1)
+            .expect("journal commit");
+        drop(journal);
+        drop(ns);
+        sim.restart_process();
+
+        let ns = open(&db, &sim);
+        let (rows, _) = ns.readdir(root, 0, 100).expect("readdir");
+        let mut inos: Vec<u64> = rows.iter().map(|r| r.ino).collect();
+        let names: Vec<&[u8]> = rows.iter().map(|r| r.name.as_slice()).collect();
+        assert_eq!(names, vec![&b"a"[..], b"b"], "b is replayed, nothing else");
+        inos.sort_unstable();
+        inos.dedup();
+        assert_eq!(inos.len(), 2, "each inode named once: {names:?}");
+        ns.create(root, b"c", file(), CreateMode::Guarded)
+            .expect("writes go on after the restart");
+    }
 
     #[test]
     fn rows_round_trip_and_damage_is_refused() {
