@@ -25,8 +25,10 @@
 //!    tail of the last segment (records never committed) is cut durably; damage anywhere else
 //!    refuses the start. New records go to a new segment.
 //!
-//! A segment is sealed (fdatasynced, and a new one created, its name made durable by a
-//! directory fsync) when it reaches its limit (an eighth of the buffer, 1 MiB to 64 MiB) or
+//! The current segment is filled with zeros ahead of its records ([`ZERO_AHEAD`]), so that a
+//! commit's fdatasync does not also change the file's size. A segment is sealed (its zeros
+//! cut, fdatasynced, and a new one created, its name made durable by a directory fsync) when
+//! it reaches its limit (an eighth of the buffer, 1 MiB to 64 MiB) or
 //! when everything in it is applied. A failed fdatasync breaks the journal: what it holds is unknown, so every later
 //! append and commit fails (the gateway must restart, replaying what is durable).
 
@@ -53,6 +55,13 @@ pub(crate) const JOURNAL_DIR: &str = "file-journal";
 /// A segment is sealed once it holds this much (or less, see [`Journal::segment_limit`]).
 const SEGMENT_MAX: u64 = 64 << 20;
 
+/// How far ahead of the records the current segment is filled with zeros. A commit's
+/// fdatasync then writes data blocks only: appending to the end would change the file's size,
+/// and ext4 makes every such fdatasync commit its own journal too (measured on this project's
+/// VM: 3.7k appending fdatasyncs a second against 6.1k overwriting ones). The first commit
+/// after each extension pays that once.
+const ZERO_AHEAD: u64 = 1 << 20;
+
 /// The journal's fsyncs, by name, so that tests can leave one out and prove it needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JournalSync {
@@ -62,21 +71,20 @@ pub(crate) enum JournalSync {
     Seal,
     /// The directory fsync that makes a new segment's name durable.
     CreateName,
-    /// The fdatasync after a torn tail is cut at open.
-    Cut,
-    /// The fdatasync at open of the last segment kept (a process crash left its records in the
-    /// page cache only; once a newer segment exists, a torn tail there would refuse the start).
+    /// The fdatasync at open of the last segment kept, after its torn tail or its zeros are
+    /// cut (a process crash left its records in the page cache only; once a newer segment
+    /// exists, a torn tail there would refuse the start, and an undone cut would bring junk
+    /// back after the records).
     OpenLast,
 }
 
 impl JournalSync {
     /// Every site, for the tests that prove each necessary.
     #[cfg(test)]
-    pub(crate) const ALL: [JournalSync; 5] = [
+    pub(crate) const ALL: [JournalSync; 4] = [
         JournalSync::Commit,
         JournalSync::Seal,
         JournalSync::CreateName,
-        JournalSync::Cut,
         JournalSync::OpenLast,
     ];
 }
@@ -96,6 +104,8 @@ struct State {
     cur_path: PathBuf,
     /// Bytes in the current segment (the next record's offset).
     pos: u64,
+    /// The current segment's length: zeros from `pos` up to here ([`ZERO_AHEAD`]).
+    zeroed: u64,
     /// The LSN the next record gets.
     next_lsn: u64,
     /// Every record up to this LSN is durable.
@@ -220,6 +230,10 @@ impl Journal {
                         )))
                     }
                     Parsed::End(None) => break,
+                    Parsed::End(Some(_)) if is_last && data[pos..].iter().all(|b| *b == 0) => {
+                        // The zeros ahead of the records (`ZERO_AHEAD`): the end.
+                        break;
+                    }
                     Parsed::End(Some(why)) if is_last => {
                         tracing::info!(segment = %path.display(), at = pos, %why, "torn tail of the journal cut (never committed)");
                         break;
@@ -239,10 +253,8 @@ impl Journal {
             }
             if pos < data.len() {
                 f.set_len(pos as u64).map_err(|e| io_err(what(), e))?;
-                if skip != Some(JournalSync::Cut) {
-                    f.sync_data().map_err(|e| io_err(what(), e))?;
-                }
-            } else if is_last && skip != Some(JournalSync::OpenLast) {
+            }
+            if is_last && skip != Some(JournalSync::OpenLast) {
                 f.sync_data().map_err(|e| io_err(what(), e))?;
             }
             last_lsn = last_lsn.max(expect - 1).max(first - 1);
@@ -264,6 +276,7 @@ impl Journal {
                 cur,
                 cur_path,
                 pos: SEGMENT_HEADER_LEN as u64,
+                zeroed: SEGMENT_HEADER_LEN as u64,
                 next_lsn,
                 synced_lsn: next_lsn - 1,
                 syncing: false,
@@ -331,16 +344,30 @@ impl Journal {
             self.seal(&mut st)?;
         }
         let pos = st.pos;
-        if let Err(e) = st.cur.write_at(&bytes, pos) {
-            // Part of it may be there: cut it, or a shorter record after it would leave junk
-            // that a later start finds before the tail. If even that fails, stop.
-            if let Err(cut) = st.cur.set_len(pos) {
-                st.broken = Some(format!(
-                    "cutting a failed append of {}: {cut}",
-                    st.cur_path.display()
-                ));
+        let end = pos + bytes.len() as u64;
+        let written = if end > st.zeroed {
+            // Zeros ahead, up to the segment's limit (a record over it ends the segment).
+            let to = (st.zeroed + ZERO_AHEAD).min(self.limit).max(end);
+            let mut b = bytes.clone();
+            b.resize(usize::try_from(to - pos).unwrap_or(usize::MAX), 0);
+            st.cur.write_at(&b, pos).map(|()| to)
+        } else {
+            st.cur.write_at(&bytes, pos).map(|()| st.zeroed)
+        };
+        match written {
+            Ok(to) => st.zeroed = to,
+            Err(e) => {
+                // Part of it may be there: cut it, or a shorter record after it would leave
+                // junk that a later start finds before the tail. If even that fails, stop.
+                st.zeroed = pos;
+                if let Err(cut) = st.cur.set_len(pos) {
+                    st.broken = Some(format!(
+                        "cutting a failed append of {}: {cut}",
+                        st.cur_path.display()
+                    ));
+                }
+                return Err(io_err(format!("appending to {}", st.cur_path.display()), e));
             }
-            return Err(io_err(format!("appending to {}", st.cur_path.display()), e));
         }
         st.pos += bytes.len() as u64;
         st.bytes += bytes.len() as u64;
@@ -348,15 +375,27 @@ impl Journal {
         Ok(lsn)
     }
 
-    /// Seals the current segment and starts the next one (the lock held).
+    /// Seals the current segment and starts the next one (the lock held). A sealed segment
+    /// ends with its last record (its zeros cut off): anything else there is damage.
     fn seal(&self, st: &mut State) -> Result<()> {
-        if self.skip != Some(JournalSync::Seal) {
-            if let Err(e) = st.cur.sync_data() {
-                let why = format!("sealing {}: {e}", st.cur_path.display());
-                st.broken = Some(why.clone());
-                return Err(broken_err(&why));
+        let cut = if st.zeroed > st.pos {
+            st.cur.set_len(st.pos)
+        } else {
+            Ok(())
+        };
+        let synced = cut.and_then(|()| {
+            if self.skip == Some(JournalSync::Seal) {
+                Ok(())
+            } else {
+                st.cur.sync_data()
             }
+        });
+        if let Err(e) = synced {
+            let why = format!("sealing {}: {e}", st.cur_path.display());
+            st.broken = Some(why.clone());
+            return Err(broken_err(&why));
         }
+        st.zeroed = st.pos;
         st.synced_lsn = st.next_lsn - 1;
         let (cur, path) = create_segment(&*self.fs, &self.dir, st.next_lsn, self.fsid, self.skip)?;
         let old = std::mem::replace(&mut st.cur_path, path);
@@ -367,6 +406,7 @@ impl Journal {
         });
         st.cur = cur;
         st.pos = SEGMENT_HEADER_LEN as u64;
+        st.zeroed = st.pos;
         st.bytes += SEGMENT_HEADER_LEN as u64;
         self.changed.notify_all();
         Ok(())

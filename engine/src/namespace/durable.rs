@@ -58,6 +58,28 @@ struct Pin {
     since: std::time::Instant,
 }
 
+/// A journaled transaction whose record is appended and whose redb commit has not reported
+/// ([`Namespace::in_doubt`]).
+#[derive(Debug)]
+pub(super) struct InDoubt<'a>(Option<&'a Namespace>);
+
+impl InDoubt<'_> {
+    /// The redb commit reported: `Err` stops every later write until a restart.
+    pub(super) fn resolve<T>(mut self, outcome: &Result<T>) {
+        if let Some(ns) = self.0.take() {
+            ns.resolve_doubt(outcome.as_ref().err().map(|e| e as &dyn std::fmt::Display));
+        }
+    }
+}
+
+impl Drop for InDoubt<'_> {
+    fn drop(&mut self) {
+        if let Some(ns) = self.0.take() {
+            ns.resolve_doubt(Some(&"the transaction panicked"));
+        }
+    }
+}
+
 /// A pinned journaled transaction ([`Namespace::pin_journal`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct PinId(u64);
@@ -82,15 +104,17 @@ impl Namespace {
         Ok(txn)
     }
 
-    /// A journaled transaction's record is appended; its redb commit follows.
-    pub(super) fn set_in_doubt(&self) {
+    /// A journaled transaction's record is appended; its redb commit follows, then
+    /// [`InDoubt::resolve`] (a panic meanwhile resolves it as failed).
+    pub(super) fn in_doubt(&self) -> InDoubt<'_> {
         self.group.state.lock().in_doubt = true;
+        InDoubt(Some(self))
     }
 
-    /// The journaled transaction in doubt ended: committed, or failed (`Err`: the journal may
-    /// make its record durable, so redb and the journal disagree until a restart replays it;
-    /// every later write is refused until then).
-    pub(super) fn resolve_doubt(&self, failed: Option<&Error>) {
+    /// The journaled transaction in doubt ended: committed, or failed (`Some`: the journal may
+    /// make its record durable, so redb and the journal disagree until a restart, which may
+    /// replay it; every later write is refused until then).
+    fn resolve_doubt(&self, failed: Option<&dyn std::fmt::Display>) {
         let mut st = self.group.state.lock();
         st.in_doubt = false;
         if let Some(e) = failed {

@@ -248,14 +248,15 @@ impl Namespace {
         // From here the record may become durable (any commit of the journal covers it):
         // should redb not take the transaction, the namespace stops taking writes, as the
         // next one could reuse its inode number or cookie, which a replay would then give
-        // twice ([`Namespace::begin`] refuses until a restart replays the journal).
-        self.set_in_doubt();
+        // twice ([`Namespace::begin`] refuses until a restart, which replays the record if
+        // its segment is still there).
+        let doubt = self.in_doubt();
         let committed = (|| {
             fail_after_append()?;
             txn.open_table(META)?.insert(META_JOURNAL_LSN, lsn)?;
             self.commit_quiet(txn)
         })();
-        self.resolve_doubt(committed.as_ref().err());
+        doubt.resolve(&committed);
         match committed {
             Ok(seq) => self.journaled(pin, seq, lsn),
             Err(e) => {
