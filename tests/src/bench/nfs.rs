@@ -422,43 +422,53 @@ pub(crate) fn fill(url: &str, path: &str, size: u64) -> Result<String, String> {
     Ok(format!("filled={size}"))
 }
 
-/// Small-file work in `dir` (created, then removed): `count` times create + write 4 KiB +
-/// COMMIT + close, then `count` removes. Prints `count= create_secs= remove_secs=`.
-pub(crate) fn small_files(url: &str, dir: &str, count: u64) -> Result<String, String> {
+/// Small files, one at a time, by one client. `create`: makes `dir`, then per file create +
+/// WRITE 4 KiB + COMMIT; prints `count=N create_secs=S`. `remove`: removes them, then `dir`;
+/// prints `count=N remove_secs=S`. Two commands, so that the benchmark can count what the
+/// server writes for each phase.
+pub(crate) fn small_files(url: &str, dir: &str, count: u64, phase: &str) -> Result<String, String> {
     let client = Client::mount(url)?;
     let d = cstr(dir)?;
-    // SAFETY: valid context and path.
-    let rc = unsafe { nfs_mkdir(client.nfs, d.as_ptr()) };
-    if rc < 0 && rc != -libc::EEXIST {
-        return Err(client.error(&format!("mkdir {dir}"), rc));
-    }
-    let data = vec![0xa5u8; 4096];
     let t0 = Instant::now();
-    for i in 0..count {
-        let fh = client.open(&format!("{dir}/f{i:06}"), true)?;
-        let r = client.pwrite(fh, 0, &data).and_then(|()| client.fsync(fh));
-        client.close(fh);
-        r?;
-    }
-    let create = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    for i in 0..count {
-        let p = cstr(&format!("{dir}/f{i:06}"))?;
-        // SAFETY: valid context and path.
-        let rc = unsafe { nfs_unlink(client.nfs, p.as_ptr()) };
-        if rc < 0 {
-            return Err(client.error("unlink", rc));
+    match phase {
+        "create" => {
+            // SAFETY: valid context and path.
+            let rc = unsafe { nfs_mkdir(client.nfs, d.as_ptr()) };
+            if rc < 0 && rc != -libc::EEXIST {
+                return Err(client.error(&format!("mkdir {dir}"), rc));
+            }
+            let data = vec![0xa5u8; 4096];
+            let t0 = Instant::now();
+            for i in 0..count {
+                let fh = client.open(&format!("{dir}/f{i:06}"), true)?;
+                let r = client.pwrite(fh, 0, &data).and_then(|()| client.fsync(fh));
+                client.close(fh);
+                r?;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            Ok(format!("count={count} create_secs={secs:.6}"))
         }
+        "remove" => {
+            for i in 0..count {
+                let p = cstr(&format!("{dir}/f{i:06}"))?;
+                // SAFETY: valid context and path.
+                let rc = unsafe { nfs_unlink(client.nfs, p.as_ptr()) };
+                if rc < 0 {
+                    return Err(client.error("unlink", rc));
+                }
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            // SAFETY: valid context and path.
+            let rc = unsafe { nfs_rmdir(client.nfs, d.as_ptr()) };
+            if rc < 0 {
+                return Err(client.error(&format!("rmdir {dir}"), rc));
+            }
+            Ok(format!("count={count} remove_secs={secs:.6}"))
+        }
+        other => Err(format!(
+            "smallfiles: phase {other:?} is neither create nor remove"
+        )),
     }
-    let remove = t1.elapsed().as_secs_f64();
-    // SAFETY: valid context and path.
-    let rc = unsafe { nfs_rmdir(client.nfs, d.as_ptr()) };
-    if rc < 0 {
-        return Err(client.error(&format!("rmdir {dir}"), rc));
-    }
-    Ok(format!(
-        "count={count} create_secs={create:.6} remove_secs={remove:.6}"
-    ))
 }
 
 /// Removes `path`. Prints `removed=1`.

@@ -31,7 +31,7 @@ client commands (run inside a gateway namespace by the benchmark itself):
   strata-bench client URL randio read|write PATH SIZE BS QD COMMIT_EVERY SECS
   strata-bench client URL fill PATH SIZE
   strata-bench client URL unlink PATH
-  strata-bench client URL smallfiles DIR COUNT";
+  strata-bench client URL smallfiles DIR COUNT create|remove";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -78,7 +78,9 @@ fn client(a: &[String]) -> i32 {
             }
             ["fill", path, size] => nfs::fill(url, path, parse("SIZE", size)?),
             ["unlink", path] => nfs::unlink(url, path),
-            ["smallfiles", dir, count] => nfs::small_files(url, dir, parse("COUNT", count)?),
+            ["smallfiles", dir, count, phase] => {
+                nfs::small_files(url, dir, parse("COUNT", count)?, phase)
+            }
             _ => Err(format!("unknown client command\n{USAGE}")),
         }
     })();
