@@ -202,6 +202,28 @@ pub(crate) struct FileData {
 }
 
 impl FileData {
+    /// The file is gone (its last link and open): refuses later writes, drops its cache and
+    /// returns every extent object it has on the backend, for the caller to delete or to
+    /// record as garbage.
+    pub(crate) fn forget(&self) -> Result<Vec<ExtentVersion>> {
+        let _one = self.upload.lock();
+        let map = self.map.write();
+        self.sizes.lock().deleted = true;
+        let versions = self.driver().forget(self.id, &map)?;
+        let mut s = self.sizes.lock();
+        s.first_unapplied = None;
+        s.waiting_since = None;
+        s.upload_pin = None;
+        // What an earlier upload superseded or left behind, not recorded yet (the map, which
+        // `forget` took, names the versions of the unrecorded indices).
+        s.unrecorded.clear();
+        let mut all: Vec<ExtentVersion> = versions;
+        all.append(&mut s.garbage);
+        all.sort_unstable();
+        all.dedup();
+        Ok(all)
+    }
+
     /// The data of file `id` with its recorded `size` and extent `map`.
     pub(crate) fn new(id: u64, shared: Arc<FileShared>, size: u64, map: ExtentMap) -> FileData {
         let suspect_tail =
@@ -648,16 +670,8 @@ impl ObjectData for FileData {
     }
 
     fn delete(&self) -> Result<()> {
-        let _one = self.upload.lock();
-        let map = self.map.write();
-        self.sizes.lock().deleted = true;
-        self.driver().delete(self.id, &map)?;
-        let mut s = self.sizes.lock();
-        s.first_unapplied = None;
-        s.waiting_since = None;
-        s.upload_pin = None;
-        s.garbage.clear();
-        s.unrecorded.clear();
+        let versions = self.forget()?;
+        self.driver().delete_extents(self.id, &versions)?;
         Ok(())
     }
 

@@ -554,6 +554,54 @@ fn backend_outage_commits_locally_then_catches_up() {
     );
 }
 
+/// Removing a file does not wait for the backend: its extent objects become garbage rows in
+/// the same transaction as the removal, and the uploader deletes them (batched) later; with
+/// the backend down meanwhile, and across a crash, they go once it is back.
+#[test]
+fn a_removed_files_objects_are_left_to_the_collector() {
+    use std::sync::Arc;
+    use strata_backend::{FaultyStore, MemStore, ObjectStore};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mem = Arc::new(MemStore::new());
+    let open = |faulty: Arc<FaultyStore>| {
+        let opts = OpenOptions {
+            store: Some(faulty as Arc<dyn ObjectStore>),
+            metadata_backend: None,
+            volume_fs: None,
+        };
+        Filesystem::open_with(EngineConfig::new(dir.path()), opts).expect("open")
+    };
+    let faulty = Arc::new(FaultyStore::new(mem.clone()));
+    let fs = open(faulty.clone());
+    let mut inos = Vec::new();
+    for name in ["a", "b"] {
+        let f = mkfile(&fs, fs.root(), name).handle;
+        fs.write(f, 0, &vec![5u8; 2 << 20], true).expect("write");
+        inos.push(f.ino);
+    }
+    fs.flush_to_backend().expect("flush");
+    assert!(inos.iter().all(|i| extent_objects(&mem, *i).len() == 2));
+    faulty.set_failing(true);
+    fs.unlink(fs.root(), b"a")
+        .expect("a remove while the backend is down");
+    faulty.set_failing(false);
+    fs.flush_to_backend().expect("flush");
+    assert!(
+        extent_objects(&mem, inos[0]).is_empty(),
+        "a's objects deleted by the collector"
+    );
+    faulty.set_failing(true);
+    fs.unlink(fs.root(), b"b")
+        .expect("a remove while the backend is down");
+    fs.crash();
+    let fs = open(Arc::new(FaultyStore::new(mem.clone())));
+    fs.flush_to_backend().expect("flush");
+    assert!(
+        extent_objects(&mem, inos[1]).is_empty(),
+        "b's objects deleted after the crash"
+    );
+}
+
 #[test]
 fn clean_drop_commits_unstable_writes_and_a_crash_may_keep_them() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -433,33 +433,32 @@ impl FileDriver {
 
     /// Deletes these extent objects from the backend (missing ones are fine).
     pub fn delete_extents(&self, file: FileId, extents: &[ExtentVersion]) -> Result<()> {
-        self.check_context()?;
-        for chunk in extents.chunks(MAX_PARALLEL * 2) {
-            let tasks: Vec<_> = chunk
-                .iter()
-                .map(|(idx, gen)| {
-                    let store = self.store.clone();
-                    let key = extent_key(file, *idx, *gen);
-                    self.rt.spawn(async move { store.delete(&key).await })
-                })
-                .collect();
-            let results = self.rt.block_on(async {
-                let mut out = Vec::with_capacity(tasks.len());
-                for t in tasks {
-                    out.push(t.await);
-                }
-                out
-            });
-            for r in results {
-                r.map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
-            }
-        }
-        Ok(())
+        let versions: Vec<(FileId, u64, u64)> =
+            extents.iter().map(|(i, g)| (file, *i, *g)).collect();
+        self.delete_versions(&versions)
     }
 
-    /// Drops the file's cache and deletes all its extents in `map` (and any landed or failed
-    /// upload not merged yet) from the backend.
-    pub fn delete(&self, file: FileId, map: &ExtentMap) -> Result<()> {
+    /// Deletes these extent objects of any files from the backend, batched (the store's
+    /// `delete_many`: one request per 1000 keys on S3); missing ones are fine.
+    pub fn delete_versions(&self, versions: &[(FileId, u64, u64)]) -> Result<()> {
+        self.check_context()?;
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = versions
+            .iter()
+            .map(|(f, i, g)| extent_key(*f, *i, *g))
+            .collect();
+        let store = self.store.clone();
+        self.rt
+            .block_on(async move { store.delete_many(&keys).await })
+            .map_err(Error::from)
+    }
+
+    /// Drops the file's cache and returns every extent object it has on the backend: those in
+    /// `map`, and uploads landed or failed but not merged yet (the caller deletes them, or
+    /// records them for a collector).
+    pub fn forget(&self, file: FileId, map: &ExtentMap) -> Result<Vec<ExtentVersion>> {
         self.check_context()?;
         let st = self.files.lock().remove(&file);
         let mut keys: BTreeSet<ExtentVersion> = map.iter().map(|(i, g)| (*i, *g)).collect();
@@ -472,14 +471,21 @@ impl FileDriver {
             for idx in cached {
                 self.drop_extent(&st, &mut m, idx);
             }
-            // Landed or failed but not in the map yet: delete those too.
+            // Landed or failed but not in the map yet: those too.
             keys.extend(std::mem::take(&mut m.backend));
             keys.extend(std::mem::take(&mut m.garbage));
             for (idx, _) in &keys {
                 m.bump(*idx);
             }
         }
-        self.delete_extents(file, &keys.into_iter().collect::<Vec<_>>())
+        Ok(keys.into_iter().collect())
+    }
+
+    /// Drops the file's cache and deletes all its extents in `map` (and any landed or failed
+    /// upload not merged yet) from the backend.
+    pub fn delete(&self, file: FileId, map: &ExtentMap) -> Result<()> {
+        let keys = self.forget(file, map)?;
+        self.delete_extents(file, &keys)
     }
 
     /// How many extents of `file` exist only locally (dirty or landed, not in `map` yet).

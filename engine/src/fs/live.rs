@@ -221,21 +221,29 @@ impl Filesystem {
         self.purge(ino);
     }
 
-    /// Deletes an orphan's data, then its inode. Failures leave the orphan row for the next open.
+    /// Deletes an orphan's data, then its inode. A regular file's extent objects are not
+    /// deleted here: the transaction that drops the inode lists them as garbage, which the
+    /// uploader deletes from the backend later (a removal never waits for the backend).
+    /// Failures leave the orphan row for the next open.
     pub(super) fn purge(&self, ino: Ino) {
         let live = self.live.lock().remove(&ino);
-        let deleted = match live {
-            Some(l) => l.data.delete(),
+        let garbage = match live {
+            Some(l) => match l.data.as_file() {
+                Some(f) => f.forget(),
+                None => l.data.delete().map(|()| Vec::new()),
+            },
             None => match self.ns.get_ino(ino) {
-                Ok(Some(i)) if i.kind == Kind::Volume => self.volumes.delete(ino),
+                Ok(Some(i)) if i.kind == Kind::Volume => {
+                    self.volumes.delete(ino).map(|()| Vec::new())
+                }
                 Ok(_) => self
                     .ns
                     .extents(ino)
-                    .and_then(|m| self.files.driver.delete(ino, &m).map_err(Error::from)),
+                    .and_then(|m| self.files.driver.forget(ino, &m).map_err(Error::from)),
                 Err(e) => Err(e),
             },
         };
-        if let Err(e) = deleted.and_then(|()| self.ns.purge(ino)) {
+        if let Err(e) = garbage.and_then(|g| self.ns.purge(ino, &g)) {
             tracing::warn!(ino, error = %e, "purging an unlinked object failed; retried at the next open");
         }
     }

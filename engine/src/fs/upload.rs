@@ -17,12 +17,12 @@
 //! as garbage when they fail); the writers' pacing sees no progress and slows them down.
 
 use super::live::{persist_commit, Live};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::file_data::FileShared;
 use crate::namespace::Namespace;
 use crate::types::Ino;
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,22 +137,10 @@ impl FileSide {
         // A row may come from a transaction committed but not durable yet (a truncate waiting
         // for the group commit): until it is, a crash would bring back the map naming it.
         self.ns.sync()?;
-        let mut by_file: BTreeMap<Ino, Vec<(u64, u64)>> = BTreeMap::new();
-        for (ino, idx, gen) in &rows {
-            by_file.entry(*ino).or_default().push((*idx, *gen));
-        }
-        let mut deleted = Vec::new();
-        let mut first_err = None;
-        for (ino, versions) in by_file {
-            match self.files.driver.delete_extents(ino, &versions) {
-                Ok(()) => deleted.extend(versions.iter().map(|(i, g)| (ino, *i, *g))),
-                Err(e) => {
-                    first_err.get_or_insert(Error::from(e));
-                }
-            }
-        }
-        self.ns.forget_garbage(&deleted)?;
-        first_err.map_or(Ok(()), Err)
+        // One batch (the store's batched delete); on an error some may be gone already, and
+        // deleting them again next round is harmless.
+        self.files.driver.delete_versions(&rows)?;
+        self.ns.forget_garbage(&rows)
     }
 
     /// Whether every loaded file's journal records are applied.

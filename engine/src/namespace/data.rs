@@ -197,8 +197,9 @@ impl Namespace {
         Ok(i)
     }
 
-    /// Deletes an orphan's inode and extent rows (its data is gone from the backend).
-    pub(crate) fn purge(&self, ino: Ino) -> Result<()> {
+    /// Deletes an orphan's inode and extent rows, and lists its extent objects (`garbage`:
+    /// index, generation) for the collector, in one durable transaction.
+    pub(crate) fn purge(&self, ino: Ino, garbage: &[(u64, u64)]) -> Result<()> {
         let txn = self.begin()?;
         {
             let mut inodes = txn.open_table(INODES)?;
@@ -214,6 +215,11 @@ impl Namespace {
             }
             txn.open_table(EXTENTS)?
                 .retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
+            let mut g = txn.open_table(GARBAGE)?;
+            for &(idx, gen) in garbage {
+                g.insert((ino, idx, gen), ())?;
+            }
+            drop(g);
             txn.open_table(APPLIED)?.remove(ino)?;
             txn.open_table(ORPHANS)?.remove(ino)?;
         }

@@ -298,7 +298,7 @@ mod tests {
                 .expect("create");
         }
         ns.remove(root, b"gone", false).expect("remove");
-        ns.purge(5).expect("purge");
+        ns.purge(5, &[]).expect("purge");
         (dir, ns)
     }
 
