@@ -505,23 +505,29 @@ fn extent_objects(mem: &strata_backend::MemStore, ino: u64) -> Vec<String> {
     page.objects.into_iter().map(|o| o.key).collect()
 }
 
+/// The engine in `dir` on `store`.
+fn open_on(
+    dir: &std::path::Path,
+    store: std::sync::Arc<strata_backend::FaultyStore>,
+) -> Filesystem {
+    let opts = OpenOptions {
+        store: Some(store as std::sync::Arc<dyn strata_backend::ObjectStore>),
+        metadata_backend: None,
+        volume_fs: None,
+    };
+    Filesystem::open_with(EngineConfig::new(dir), opts).expect("open")
+}
+
 /// With the backend down, COMMITs and stable writes of regular files still succeed (durable in
 /// the file journal); `flush_to_backend` reports the outage; after a crash the committed data
 /// is replayed and goes up once the backend is back.
 #[test]
 fn backend_outage_commits_locally_then_catches_up() {
     use std::sync::Arc;
-    use strata_backend::{FaultyStore, MemStore, ObjectStore};
+    use strata_backend::{FaultyStore, MemStore};
     let dir = tempfile::tempdir().expect("tempdir");
     let mem = Arc::new(MemStore::new());
-    let open = |faulty: Arc<FaultyStore>| {
-        let opts = OpenOptions {
-            store: Some(faulty as Arc<dyn ObjectStore>),
-            metadata_backend: None,
-            volume_fs: None,
-        };
-        Filesystem::open_with(EngineConfig::new(dir.path()), opts).expect("open")
-    };
+    let open = |faulty: Arc<FaultyStore>| open_on(dir.path(), faulty);
     let faulty = Arc::new(FaultyStore::new(mem.clone()));
     let fs = open(faulty.clone());
     let f = mkfile(&fs, fs.root(), "f").handle;
@@ -560,17 +566,10 @@ fn backend_outage_commits_locally_then_catches_up() {
 #[test]
 fn a_removed_files_objects_are_left_to_the_collector() {
     use std::sync::Arc;
-    use strata_backend::{FaultyStore, MemStore, ObjectStore};
+    use strata_backend::{FaultyStore, MemStore};
     let dir = tempfile::tempdir().expect("tempdir");
     let mem = Arc::new(MemStore::new());
-    let open = |faulty: Arc<FaultyStore>| {
-        let opts = OpenOptions {
-            store: Some(faulty as Arc<dyn ObjectStore>),
-            metadata_backend: None,
-            volume_fs: None,
-        };
-        Filesystem::open_with(EngineConfig::new(dir.path()), opts).expect("open")
-    };
+    let open = |faulty: Arc<FaultyStore>| open_on(dir.path(), faulty);
     let faulty = Arc::new(FaultyStore::new(mem.clone()));
     let fs = open(faulty.clone());
     let mut inos = Vec::new();
@@ -644,17 +643,10 @@ fn handles_of_another_namespace_are_stale() {
 #[test]
 fn failed_truncate_never_shows_cut_data_under_the_old_size() {
     use std::sync::Arc;
-    use strata_backend::{FaultyStore, MemStore, ObjectStore};
+    use strata_backend::{FaultyStore, MemStore};
     let dir = tempfile::tempdir().expect("tempdir");
     let mem = Arc::new(MemStore::new());
-    let open = |faulty: Arc<FaultyStore>| {
-        let opts = OpenOptions {
-            store: Some(faulty as Arc<dyn ObjectStore>),
-            metadata_backend: None,
-            volume_fs: None,
-        };
-        Filesystem::open_with(EngineConfig::new(dir.path()), opts).expect("open")
-    };
+    let open = |faulty: Arc<FaultyStore>| open_on(dir.path(), faulty);
     let faulty = Arc::new(FaultyStore::new(mem.clone()));
     let fs = open(faulty.clone());
     let f = mkfile(&fs, fs.root(), "f").handle;
