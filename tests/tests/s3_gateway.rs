@@ -80,12 +80,31 @@ fn files_and_volumes_on_s3_survive_sigkill_and_a_backend_restart() {
     verify(&g.tg, "/disk.raw", 0, 8 * MIB, 9);
     verify(&g.tg, "/disk.raw", 20 * MIB + 4096 + 17, 100_000, 10);
 
+    // The restarted gateway is a new run with a new owner epoch: what it uploads goes under
+    // keys of its own, beside the first run's (data keys are never written twice).
+    write(&g.tg, "/disk.raw", 12 * MIB, 2 * MIB, 11);
+    strata_sync_wait(&strata, &g.tg.data_dir);
+    let keys = g.keys();
+    let mut epochs = std::collections::BTreeSet::new();
+    for k in keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("{vol}sco/")) || k.starts_with(&format!("{vol}tlog/")))
+    {
+        let (_, epoch) = k
+            .rsplit_once('.')
+            .unwrap_or_else(|| panic!("{k}: no epoch"));
+        assert_eq!(epoch.len(), 16, "{k}");
+        epochs.insert(epoch.to_string());
+    }
+    assert_eq!(epochs.len(), 2, "the volume's keys of both runs: {keys:?}");
+
     // A backend restart: the volume's local state is gone, S3 alone rebuilds it.
     let local = volume_dir(&g.tg, "/disk.raw");
     g.tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
     std::fs::remove_dir_all(&local).expect("drop the volume's local state");
     g.tg.gw_mut().restart_ganesha().expect("restart from S3");
     verify(&g.tg, "/disk.raw", 0, 8 * MIB, 9);
+    verify(&g.tg, "/disk.raw", 12 * MIB, 2 * MIB, 11);
     verify(&g.tg, "/disk.raw", 20 * MIB + 4096 + 17, 100_000, 10);
     assert!(local.join("tlog").exists(), "local state rebuilt from S3");
 }

@@ -215,6 +215,7 @@ impl Filesystem {
                 stall_timeout: config.backend_stall_timeout,
                 sco_cache_size: config.sco_cache_size,
                 cluster_cache_size: config.cluster_cache_size,
+                epoch: owner.epoch,
             },
             ns.fsid(),
             store,

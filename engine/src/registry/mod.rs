@@ -75,6 +75,8 @@ pub(crate) struct RegistryConfig {
     pub sco_cache_size: u64,
     /// `Cluster_Cache_Size`: the bound of the cluster cache shared by all volumes (0: off).
     pub cluster_cache_size: u64,
+    /// The owner epoch of this run: every object a volume uploads carries it in its key.
+    pub epoch: u64,
 }
 
 /// The registry of open volumes.

@@ -89,7 +89,7 @@ impl VolumeRegistry {
                 Err(e) => return Err(e),
             }
         };
-        vol.set_backend(store.clone(), self.rt.clone());
+        vol.set_backend(store.clone(), self.rt.clone(), self.cfg.epoch);
         vol.set_cluster_cache(self.clusters.clone());
         let vol = Arc::new(vol);
         self.cache.vols.lock().insert(ino, Arc::downgrade(&vol));

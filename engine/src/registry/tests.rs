@@ -76,6 +76,7 @@ fn registry(
         stall_timeout: Duration::from_secs(60),
         sco_cache_size: 0,
         cluster_cache_size: 0,
+        epoch: 1,
     };
     VolumeRegistry::new(cfg, 1, base, rt.handle().clone())
 }
@@ -235,6 +236,7 @@ fn paced_registry_with(
         stall_timeout: stall,
         sco_cache_size: 0,
         cluster_cache_size: 0,
+        epoch: 1,
     };
     tweak(&mut cfg);
     Arc::new(VolumeRegistry::new(cfg, 1, base, rt.handle().clone()))
@@ -452,7 +454,7 @@ fn a_tlogs_scos_go_up_in_parallel_and_before_it() {
             opts,
         ))
         .expect("restore");
-    restored.set_backend(store.clone(), rt.handle().clone());
+    restored.set_backend(store.clone(), rt.handle().clone(), 1);
     let mut got = vec![0u8; data.len()];
     assert_eq!(restored.read(0, &mut got).expect("read"), data.len());
     assert!(got == data);
@@ -682,6 +684,7 @@ fn the_registry_evicts_down_to_the_sco_cache_size_after_a_flush() {
         stall_timeout: Duration::from_secs(60),
         sco_cache_size: 8 * sco,
         cluster_cache_size: 0,
+        epoch: 1,
     };
     let vols = VolumeRegistry::new(cfg, 1, base, rt.handle().clone());
     let a = vols.open_or_create(2, 0, true).expect("open a");

@@ -158,6 +158,8 @@ impl Volume {
             skip_fsync,
             backend: tokio::sync::Mutex::new(Default::default()),
             remote: Mutex::new(None),
+            epochs: RwLock::new(Default::default()),
+            writer_epoch: AtomicU64::new(1),
             cluster_cache: Mutex::new(None),
             mds,
             mds_syncs,

@@ -6,6 +6,7 @@
 
 use proptest::prelude::*;
 
+use super::backend::keys::Epochs;
 use super::backend::manifest::Manifest;
 use super::format::parse_tlog;
 use super::format::{
@@ -231,17 +232,23 @@ proptest! {
 
     #[test]
     fn checkpoint_objects_detect_every_change(
-        id in volume_id(), n in 1u64.., page in 0u64..1 << 40,
+        id in volume_id(), t in 1u64..1 << 40, e in 0u64..1 << 24, page in 0u64..1 << 40,
         locs in prop::collection::btree_map(0u64..ck::PAGE_CLUSTERS, loc(), 0..20),
         scos in prop::collection::vec(
             (any::<u64>(), (any::<u64>(), 0..=MAX_SCO_CLUSTERS, any::<u32>())), 0..20),
         size in any::<u64>(), mapped in any::<u64>(),
-        pages in prop::collection::btree_map(any::<u64>(), any::<u64>(), 0..20),
+        pages in prop::collection::btree_map(any::<u64>(), any::<(u64, u64)>(), 0..20),
         ms in mutations()
     ) {
+        // Checkpoint t of epoch e, whose index names pages of checkpoints up to t, of epochs
+        // up to e.
+        let n = ck::checkpoint_id(t, e).expect("fits");
         let entries: Vec<(u64, Loc)> =
             locs.into_iter().map(|(a, l)| (page * ck::PAGE_CLUSTERS + a, l)).collect();
-        let pages: Vec<(u64, u64)> = pages.into_iter().map(|(p, c)| (p, 1 + c % n)).collect();
+        let pages: Vec<(u64, u64)> = pages
+            .into_iter()
+            .map(|(p, (c, ce))| (p, ck::checkpoint_id(1 + c % t, ce % (e + 1)).expect("fits")))
+            .collect();
         let ix = ck::Index { size, mapped, pages };
         let objects = [
             ck::encode_page(id, n, page, &entries),
@@ -304,11 +311,18 @@ proptest! {
     fn changed_manifests_are_refused_or_consistent(
         volume in volume_id(), generation in any::<u64>(),
         tlogs in prop::option::of((1u64..1 << 62, 0u64..1 << 60)),
-        ck_at in any::<u64>(), with_ck in any::<bool>(), ms in mutations()
+        ck_at in any::<u64>(), with_ck in any::<bool>(), ms in mutations(),
+        epoch in 1u64..1 << 24, second in any::<u64>()
     ) {
         let tlogs = tlogs.map(|(f, extra)| (f, f + extra));
-        let checkpoint = tlogs.filter(|_| with_ck).map(|(_, l)| 1 + ck_at % l);
-        let m = Manifest { volume, generation, tlogs, checkpoint };
+        let checkpoint = tlogs.filter(|_| with_ck).map(|(_, l)| (1 + ck_at % l, epoch));
+        // Two epoch ranges within the TLogs named: the first from their first TLog.
+        let ranges = tlogs.map_or(Vec::new(), |(f, l)| {
+            let at = f + second % (l - f + 1);
+            if at > f { vec![(f, epoch), (at, epoch + 1)] } else { vec![(f, epoch)] }
+        });
+        let epochs = Epochs::new(ranges).expect("ranges");
+        let m = Manifest { volume, generation, tlogs, checkpoint, epochs };
         let xml = m.to_xml();
         prop_assert_eq!(Manifest::from_xml("m", &xml), Ok(m));
         let x = mutate(&xml, &ms);

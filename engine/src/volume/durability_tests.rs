@@ -278,7 +278,7 @@ fn a_write_answered_delay_changes_nothing() {
     drop(vol);
     let vol = Volume::open(lfs, &dir(), VOL, small()).expect("reopen");
     assert_eq!(vol.size(), size, "the refused write's resize was logged");
-    vol.set_backend(store.clone(), rt.handle().clone());
+    vol.set_backend(store.clone(), rt.handle().clone(), 1);
     store
         .hook()
         .gets_down
@@ -381,7 +381,7 @@ fn a_failed_fetch_for_a_read_modify_write_does_not_halt_the_volume() {
     let store: Arc<FailPuts> = Arc::new(super::tests::fail_puts());
     let (_sim, _lfs, vol, _data, _rep) = evicted_volume(&rt, &store);
     // Cluster 19 is in the evicted SCO 2: flip a byte of it on the backend.
-    let key = super::backend::sco_key(2);
+    let key = super::backend::keys::sco_key(2, 1);
     let (obj, _) = rt.block_on(store.get(&key)).expect("get");
     let mut obj = obj.to_vec();
     obj[4096 + 3 * 4096 + 10] ^= 0x40;

@@ -33,7 +33,7 @@ fn an_eviction_cut_short_by_a_power_cut_at_any_step_loses_nothing() {
         for step in 0..16 {
             let store = Arc::new(fail_puts());
             let (fs, lfs, vol) = fresh(small_opts());
-            vol.set_backend(store.clone(), rt.handle().clone());
+            vol.set_backend(store.clone(), rt.handle().clone(), 1);
             let data = fill(&vol, 4 * 65_536, 5);
             rt.block_on(vol.backup(&*store, true)).expect("backup");
             let sco = vol
@@ -54,7 +54,7 @@ fn an_eviction_cut_short_by_a_power_cut_at_any_step_loses_nothing() {
             fs.crash(mode);
             let vol = Volume::open(lfs.clone(), &dir(), VOL, small_opts())
                 .unwrap_or_else(|e| panic!("{mode:?} step {step}: restart: {e}"));
-            vol.set_backend(store.clone(), rt.handle().clone());
+            vol.set_backend(store.clone(), rt.handle().clone(), 1);
             assert_eq!(whole(&vol), data, "{mode:?} step {step}");
             assert!(
                 vol.verify().expect("verify").is_empty(),
@@ -91,7 +91,7 @@ fn the_local_store_takes_sealed_scos_without_copying_and_eviction_leaves_them_wh
     let lfs: Arc<dyn LocalFs> = Arc::new(StdFs);
     let store = Arc::new(LocalStore::open(tmp.path().join("backend")).expect("local store"));
     let vol = Volume::create(lfs.clone(), &vol_dir, VOL, small_opts(), 0).expect("create");
-    vol.set_backend(store.clone(), rt.handle().clone());
+    vol.set_backend(store.clone(), rt.handle().clone(), 1);
     let data = fill(&vol, 8 * 65_536, 7);
     rt.block_on(vol.backup(&*store, true)).expect("backup");
 
@@ -112,7 +112,7 @@ fn the_local_store_takes_sealed_scos_without_copying_and_eviction_leaves_them_wh
             2,
             "SCO {sco}: the local file is the object too"
         );
-        let key = format!("sco/{}", sco_name(sco));
+        let key = super::backend::keys::sco_key(sco, 1);
         let (body, _) = rt.block_on(store.get(&key)).expect("the object");
         assert_eq!(
             body.as_ref(),
@@ -140,7 +140,7 @@ fn the_local_store_takes_sealed_scos_without_copying_and_eviction_leaves_them_wh
     drop(vol);
 
     let vol = Volume::open(lfs.clone(), &vol_dir, VOL, small_opts()).expect("reopen");
-    vol.set_backend(store.clone(), rt.handle().clone());
+    vol.set_backend(store.clone(), rt.handle().clone(), 1);
     assert_eq!(whole(&vol), data, "after the restart");
     assert!(vol.verify().expect("verify").is_empty());
 }

@@ -55,6 +55,8 @@ pub(crate) mod decoder_tests;
 #[allow(clippy::cast_possible_truncation)]
 mod durability_tests;
 #[cfg(test)]
+mod epoch_tests;
+#[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 mod eviction_tests;
 #[cfg(test)]

@@ -45,7 +45,7 @@ impl Volume {
         // Runs of evicted SCOs, fetched from the backend after the volume lock is released
         // (writers must not wait for the backend): (buffer range, offset in the first cluster,
         // locations). What a location names never changes, so reading it later is safe.
-        let mut remote: Vec<(std::ops::Range<usize>, u64, Vec<Loc>)> = Vec::new();
+        let mut remote: Vec<(std::ops::Range<usize>, u64, Vec<Loc>, u64)> = Vec::new();
         let mut pos = off;
         // Runs of clusters that are contiguous in one SCO are read with one pread.
         while pos < end {
@@ -85,7 +85,7 @@ impl Volume {
                     if evicted {
                         let run: Vec<Loc> =
                             (ca..stop_ca).filter_map(|a| map.get(&a).copied()).collect();
-                        remote.push((range, within, run));
+                        remote.push((range, within, run, self.sco_epoch(&st, loc.sco)?));
                     } else {
                         self.read_loc(&st, loc, &mut buf[range], within)?;
                     }
@@ -99,8 +99,8 @@ impl Volume {
             }
         }
         drop(st);
-        for (range, within, run) in remote {
-            self.read_remote(&run, &mut buf[range], within)?;
+        for (range, within, run, epoch) in remote {
+            self.read_remote(&run, &mut buf[range], within, epoch)?;
         }
         Ok(n)
     }
@@ -116,7 +116,8 @@ impl Volume {
         within: u64,
     ) -> Result<()> {
         if st.scos.get(&loc.sco).is_some_and(|e| e.evicted) {
-            return self.read_remote(std::slice::from_ref(loc), buf, within);
+            let epoch = self.sco_epoch(st, loc.sco)?;
+            return self.read_remote(std::slice::from_ref(loc), buf, within, epoch);
         }
         let f = self.sco_handle(loc.sco)?;
         let off = ScoFooter::offset(loc.offset) + within;
@@ -133,13 +134,20 @@ impl Volume {
         Ok(())
     }
 
-    /// Reads clusters of an evicted SCO: `run` holds their locations, contiguous in one SCO,
-    /// and `buf` receives `buf.len()` bytes from `within` of the first one on. Each cluster is
+    /// Reads clusters of an evicted SCO uploaded in `epoch`: `run` holds their locations,
+    /// contiguous in one SCO, and `buf` receives `buf.len()` bytes from `within` of the first
+    /// one on. Each cluster is
     /// taken from the cluster cache by its MD5 when there; the others come from the backend SCO
     /// object with ONE ranged GET (from the first missing cluster to the last), are verified
     /// against their MD5 and kept in the cluster cache. An unreachable backend is `Delay` (the
     /// client retries); a mismatch is an error.
-    pub(super) fn read_remote(&self, run: &[Loc], buf: &mut [u8], within: u64) -> Result<()> {
+    pub(super) fn read_remote(
+        &self,
+        run: &[Loc],
+        buf: &mut [u8],
+        within: u64,
+        epoch: u64,
+    ) -> Result<()> {
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
             return Ok(());
         };
@@ -179,7 +187,7 @@ impl Volume {
         };
         let start = ScoFooter::offset(run[m0].offset);
         let len = (m1 - m0 + 1) as u64 * CLUSTER_SIZE_U64;
-        let key = crate::volume::backend::sco_key(first.sco);
+        let key = crate::volume::backend::keys::sco_key(first.sco, epoch);
         let fetch = remote.store.get_range(&key, start..start + len);
         let got = match tokio::runtime::Handle::try_current() {
             Err(_) => remote.rt.block_on(fetch),

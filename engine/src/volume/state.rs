@@ -181,6 +181,12 @@ pub(crate) struct Volume {
     pub(super) backend: tokio::sync::Mutex<crate::volume::backend::BackendState>,
     /// Where clusters of evicted SCOs are fetched from (set by [`Volume::set_backend`]).
     pub(super) remote: Mutex<Option<Remote>>,
+    /// The epoch each TLog the manifest names was uploaded in (kept durably in the
+    /// MetaDataStore before any SCO of those TLogs may be evicted; see `backend/keys.rs`).
+    pub(super) epochs: RwLock<crate::volume::backend::keys::Epochs>,
+    /// The owner epoch of this run, which the keys of everything this volume uploads carry (set
+    /// by [`Volume::set_backend`]; 1 for a volume uploaded without one, in tests).
+    pub(super) writer_epoch: AtomicU64,
     /// The content-addressed cache of clusters read from the backend, shared by the volumes of
     /// an engine (set by [`Volume::set_cluster_cache`]).
     pub(super) cluster_cache: Mutex<Option<Arc<ClusterCache>>>,
@@ -258,9 +264,17 @@ impl Volume {
         r
     }
 
-    /// Sets the backend namespace clusters of evicted SCOs are read back from, and the runtime
-    /// that drives its requests. Without one, reading an evicted SCO is an error.
-    pub(crate) fn set_backend(&self, store: Arc<dyn ObjectStore>, rt: tokio::runtime::Handle) {
+    /// Sets the backend namespace clusters of evicted SCOs are read back from, the runtime
+    /// that drives its requests, and the owner epoch of this run (what this volume uploads
+    /// carries it in its keys). Without a backend, reading an evicted SCO is an error.
+    pub(crate) fn set_backend(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        rt: tokio::runtime::Handle,
+        epoch: u64,
+    ) {
+        self.writer_epoch
+            .store(epoch, std::sync::atomic::Ordering::Relaxed);
         *self.remote.lock() = Some(Remote { store, rt });
     }
 

@@ -754,6 +754,18 @@ impl strata_backend::Hook for Faults {
     }
 }
 
+impl Faults {
+    /// Fails every PUT of a key starting with `prefix` (`None`: none).
+    pub(super) fn fail_puts_under(&self, prefix: Option<&'static str>) {
+        *self.prefix.lock() = prefix;
+    }
+
+    /// The keys of every unconditional PUT, in order.
+    pub(super) fn puts(&self) -> Vec<String> {
+        self.puts.lock().clone()
+    }
+}
+
 pub(super) fn fail_puts() -> FailPuts {
     strata_backend::HookedStore::new(Arc::new(MemStore::new()), Faults::default())
 }
@@ -766,7 +778,7 @@ fn restore_from<S: ObjectStore + 'static>(
     opts: VolumeOptions,
 ) -> Result<Volume, Error> {
     let v = rt.block_on(Volume::restore(&**store, fs, &dir(), VOL, opts))?;
-    v.set_backend(store.clone(), rt.handle().clone());
+    v.set_backend(store.clone(), rt.handle().clone(), 1);
     Ok(v)
 }
 
@@ -789,7 +801,7 @@ fn scribble(vol: &Volume, rng: &mut SimRng, n: usize) {
     }
 }
 
-async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+pub(super) async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
     store
         .list(prefix, None, 10_000)
         .await
@@ -911,7 +923,7 @@ fn a_corrupted_backend_sco_is_rejected_when_read_after_restore() {
     let (_fs, _lfs, vol) = fresh(small_opts());
     vol.write(0, &[1u8; 70_000], false).expect("write");
     rt.block_on(vol.backup(&*store, true)).expect("backup");
-    let key = format!("sco/{}", format::sco_name(1));
+    let key = super::backend::keys::sco_key(1, 1);
     let (b, _) = rt.block_on(store.get(&key)).expect("get");
     let mut b = b.to_vec();
     b[format::ScoFooter::offset(1) as usize + 10] ^= 1;
@@ -1209,7 +1221,7 @@ pub(super) fn evicted_volume(
     store: &Arc<FailPuts>,
 ) -> (SimFs, Arc<dyn LocalFs>, Volume, Vec<u8>, EvictionReport) {
     let (fs, lfs, vol) = fresh(small_opts());
-    vol.set_backend(store.clone(), rt.handle().clone());
+    vol.set_backend(store.clone(), rt.handle().clone(), 1);
     let vol = Arc::new(vol);
     let data = fill(&vol, 48 * 65_536, 11);
     rt.block_on(vol.backup(&**store, true)).expect("backup");
@@ -1220,7 +1232,7 @@ pub(super) fn evicted_volume(
     );
     drop(vol);
     let vol = Volume::open(lfs.clone(), &dir(), VOL, small_opts()).expect("reopen");
-    vol.set_backend(store.clone(), rt.handle().clone());
+    vol.set_backend(store.clone(), rt.handle().clone(), 1);
     // After a restart, the SCOs whose TLogs the MetaDataStore applied are known to be on the
     // backend (the cork was lifted only once the manifest named them).
     assert_eq!(vol.eviction_candidates().len(), 48);
@@ -1293,7 +1305,7 @@ fn scos_not_on_the_backend_are_never_evicted() {
     let rt = mt_rt();
     let store = Arc::new(fail_puts());
     let (_fs, lfs, vol) = fresh(small_opts());
-    vol.set_backend(store.clone(), rt.handle().clone());
+    vol.set_backend(store.clone(), rt.handle().clone(), 1);
     let vol = Arc::new(vol);
     let data = fill(&vol, 20 * 65_536, 5);
     let tiny = SMALL_SCO_BYTES;
@@ -1350,7 +1362,7 @@ fn restart_after_eviction_reads_evicted_clusters_from_the_backend() {
     let mut b = vec![0u8; 4096];
     let err = vol.read(2 * 65_536, &mut b).expect_err("no backend");
     assert!(err.to_string().contains("evicted"), "{err}");
-    vol.set_backend(store.clone(), rt.handle().clone());
+    vol.set_backend(store.clone(), rt.handle().clone(), 1);
     assert_eq!(whole(&vol), data);
     assert!(vol.verify().expect("verify").is_empty());
     // Writing, uploading and evicting go on after the restart.
@@ -1371,7 +1383,7 @@ fn a_corrupt_or_unreachable_backend_cluster_is_a_clear_error() {
     let (_fs, lfs, vol, data, _rep) = evicted_volume(&rt, &store);
     assert_eq!(sco_file_len(&lfs, 2), 4096);
     // Flip one byte of cluster 3 of SCO 2 (volume cluster 19) on the backend.
-    let key = super::backend::sco_key(2);
+    let key = super::backend::keys::sco_key(2, 1);
     let (obj, _) = rt.block_on(store.get(&key)).expect("get");
     let mut obj = obj.to_vec();
     obj[4096 + 3 * 4096 + 10] ^= 0x40;
@@ -1555,8 +1567,12 @@ fn incremental_checkpoints_upload_only_changed_pages_and_delete_superseded_ones(
     write_sco(&vol, &mut oracle, 2 * page + 32, 2);
     let rep = rt.block_on(vol.backup(&*store, true)).expect("backup 1");
     let n1 = rep.last_tlog.expect("n1");
-    let pages =
-        |n: u64| -> Vec<String> { rt.block_on(keys(&*store, &format!("mds/{n:016x}/page-"))) };
+    let pages = |n: u64| -> Vec<String> {
+        rt.block_on(keys(
+            &*store,
+            &format!("mds/{n:016x}.0000000000000001/page-"),
+        ))
+    };
     assert_eq!(pages(n1).len(), 2, "pages 0 and 2");
     store.hook().puts.lock().clear();
     write_sco(&vol, &mut oracle, 2 * page + 64, 3);
@@ -1570,16 +1586,19 @@ fn incremental_checkpoints_upload_only_changed_pages_and_delete_superseded_ones(
         .filter(|k| k.contains("/page-"))
         .cloned()
         .collect();
-    assert_eq!(page_puts, vec![format!("mds/{n2:016x}/page-00000002")]);
+    assert_eq!(
+        page_puts,
+        vec![format!("mds/{n2:016x}.0000000000000001/page-00000002")]
+    );
     assert_eq!(
         pages(n1),
-        vec![format!("mds/{n1:016x}/page-00000000")],
+        vec![format!("mds/{n1:016x}.0000000000000001/page-00000000")],
         "the old page 2 is deleted, page 0 is still referenced"
     );
     let all = rt.block_on(keys(&*store, "mds/"));
     assert!(
-        !all.contains(&format!("mds/{n1:016x}/index"))
-            && !all.contains(&format!("mds/{n1:016x}/scos")),
+        !all.contains(&format!("mds/{n1:016x}.0000000000000001/index"))
+            && !all.contains(&format!("mds/{n1:016x}.0000000000000001/scos")),
         "{all:?}"
     );
     // A shrink empties page 2: the next checkpoint drops it from the index.
@@ -1613,8 +1632,9 @@ fn corrupt_or_foreign_checkpoint_objects_fail_restore_and_leave_nothing_behind()
         .expect("backup")
         .last_tlog
         .expect("n");
-    let page_key = format!("mds/{n:016x}/page-00000000");
-    let index_key = format!("mds/{n:016x}/index");
+    // Written in epoch 1 (a volume uploaded without a registry).
+    let page_key = format!("mds/{n:016x}.0000000000000001/page-00000000");
+    let index_key = format!("mds/{n:016x}.0000000000000001/index");
     let (good_page, _) = rt.block_on(store.get(&page_key)).expect("page");
     let (good_index, _) = rt.block_on(store.get(&index_key)).expect("index");
     let expect_failure = |what: &str, needle: &str| {
@@ -1644,8 +1664,9 @@ fn corrupt_or_foreign_checkpoint_objects_fail_restore_and_leave_nothing_behind()
     expect_failure("flipped page byte", &page_key);
     rt.block_on(store.put(&page_key, good_page))
         .expect("repair");
-    let ix = super::mds::checkpoint::decode_index("i", &good_index, VOL, n).expect("decode");
-    let foreign = super::mds::checkpoint::encode_index(VolumeId([1; 16]), n, &ix);
+    let cid = super::mds::checkpoint::checkpoint_id(n, 1).expect("id");
+    let ix = super::mds::checkpoint::decode_index("i", &good_index, VOL, cid).expect("decode");
+    let foreign = super::mds::checkpoint::encode_index(VolumeId([1; 16]), cid, &ix);
     rt.block_on(store.put(&index_key, Bytes::from(foreign)))
         .expect("foreign");
     expect_failure("foreign index", "names volume");
@@ -1687,7 +1708,7 @@ fn a_backend_restart_cut_short_by_power_is_never_trusted_half_done() {
             });
             match Volume::open(lfs.clone(), &dir(), VOL, opts) {
                 Ok(v) => {
-                    v.set_backend(store.clone(), rt.handle().clone());
+                    v.set_backend(store.clone(), rt.handle().clone(), 1);
                     check_oracle(&v, &oracle);
                     full += 1;
                 }

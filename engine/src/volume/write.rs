@@ -176,7 +176,8 @@ impl Volume {
             };
             for (ca, loc) in need {
                 let mut c = vec![0u8; CLUSTER_SIZE];
-                self.read_remote(std::slice::from_ref(&loc), &mut c, 0)?;
+                let epoch = self.sco_epoch(&self.state.read(), loc.sco)?;
+                self.read_remote(std::slice::from_ref(&loc), &mut c, 0, epoch)?;
                 fetched.insert(ca, (loc, c));
             }
         }

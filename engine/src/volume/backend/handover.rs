@@ -80,11 +80,11 @@ impl Volume {
 
     pub(in crate::volume) fn mds_checkpoint_done(
         &self,
-        n: u64,
+        (n, id): (u64, u64),
         written: &[u64],
         pages: &[(u64, u64)],
     ) -> Result<()> {
-        self.mds.checkpoint_done(n, written, pages)?;
+        self.mds.checkpoint_done((n, id), written, pages)?;
         self.counters.checkpoint_tlog.store(n, Ordering::Relaxed);
         Ok(())
     }

@@ -5,12 +5,15 @@
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, Event};
 use quick_xml::{Reader, Writer};
 
+use super::keys::Epochs;
 use crate::volume::format::{FormatError, VolumeId, CLUSTER_SIZE};
 
 /// Object name of the manifest inside the volume's backend namespace.
 pub(crate) const MANIFEST_NAME: &str = "manifest.xml";
-/// Manifest format version.
-pub(crate) const MANIFEST_FORMAT: u32 = 1;
+/// Manifest format version written (2: data keys carry the upload epoch).
+pub(crate) const MANIFEST_FORMAT: u32 = 2;
+/// The oldest format read (1: no epochs, every key without one).
+const MANIFEST_FORMAT_MIN: u32 = 1;
 
 /// The volume manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +25,11 @@ pub(crate) struct Manifest {
     /// The TLogs on the backend, oldest first, as an inclusive range of sequence numbers
     /// (TLogs are contiguous); `None` when no TLog is on the backend yet.
     pub tlogs: Option<(u64, u64)>,
-    /// The newest metadata checkpoint on the backend: the MetaDataStore as of this TLog
-    /// (`mds/<N>/index`); `None` when there is none. Readers of older manifests see none.
-    pub checkpoint: Option<u64>,
+    /// The newest metadata checkpoint on the backend: the MetaDataStore as of TLog N, written
+    /// in epoch E (`mds/<N>.<E>/index`), as `(N, E)`; `None` when there is none.
+    pub checkpoint: Option<(u64, u64)>,
+    /// The epoch each named TLog (and the SCOs it seals) was uploaded in.
+    pub epochs: Epochs,
 }
 
 impl Manifest {
@@ -35,6 +40,7 @@ impl Manifest {
             generation: 0,
             tlogs: None,
             checkpoint: None,
+            epochs: Epochs::default(),
         }
     }
 
@@ -60,9 +66,16 @@ impl Manifest {
                 .with_attributes([("first", f.as_str()), ("last", l.as_str())]);
             let _ = w.write_event(Event::Empty(t));
         }
-        if let Some(n) = self.checkpoint {
-            let n = n.to_string();
-            let c = BytesStart::new("checkpoint").with_attributes([("tlog", n.as_str())]);
+        for (first, epoch) in self.epochs.ranges() {
+            let (f, e) = (first.to_string(), epoch.to_string());
+            let t = BytesStart::new("epoch")
+                .with_attributes([("first-tlog", f.as_str()), ("epoch", e.as_str())]);
+            let _ = w.write_event(Event::Empty(t));
+        }
+        if let Some((n, e)) = self.checkpoint {
+            let (n, e) = (n.to_string(), e.to_string());
+            let c = BytesStart::new("checkpoint")
+                .with_attributes([("tlog", n.as_str()), ("epoch", e.as_str())]);
             let _ = w.write_event(Event::Empty(c));
         }
         let _ = w.write_event(Event::End(BytesEnd::new("strata-volume")));
@@ -84,6 +97,7 @@ impl Manifest {
         let mut root: Option<(VolumeId, u64)> = None;
         let mut tlogs = None;
         let mut checkpoint = None;
+        let mut epochs = Vec::new();
         loop {
             let ev = r.read_event().map_err(|e| bad(format!("XML: {e}")))?;
             let (e, _empty) = match &ev {
@@ -117,7 +131,7 @@ impl Manifest {
             match e.name().as_ref() {
                 b"strata-volume" => {
                     let f = num("format")?;
-                    if f != u64::from(MANIFEST_FORMAT) {
+                    if !(u64::from(MANIFEST_FORMAT_MIN)..=u64::from(MANIFEST_FORMAT)).contains(&f) {
                         return Err(FormatError::BadVersion {
                             what: what.to_string(),
                             found: u16::try_from(f).unwrap_or(u16::MAX),
@@ -145,26 +159,43 @@ impl Manifest {
                     if n == 0 {
                         return Err(bad("checkpoint of TLog 0".into()));
                     }
-                    checkpoint = Some(n);
+                    // Format 1 has no epochs: its checkpoint keys have none (epoch 0).
+                    let e = if attrs.contains_key("epoch") {
+                        num("epoch")?
+                    } else {
+                        0
+                    };
+                    checkpoint = Some((n, e));
+                }
+                b"epoch" if root.is_some() => {
+                    epochs.push((num("first-tlog")?, num("epoch")?));
                 }
                 _ => {}
             }
         }
         let (volume, generation) = root.ok_or_else(|| bad("no <strata-volume> element".into()))?;
         match (checkpoint, tlogs) {
-            (Some(n), Some((_, last))) if n > last => {
+            (Some((n, _)), Some((_, last))) if n > last => {
                 return Err(bad(format!("checkpoint {n} after the last TLog {last}")));
             }
-            (Some(n), None) => {
+            (Some((n, _)), None) => {
                 return Err(bad(format!("checkpoint {n} but no TLogs")));
             }
             _ => {}
+        }
+        let epochs = Epochs::new(epochs).map_err(bad)?;
+        let beyond = epochs.ranges().last().map(|r| r.0);
+        if let Some(f) = beyond.filter(|f| tlogs.is_none_or(|(_, last)| *f > last)) {
+            return Err(bad(format!(
+                "epoch range from TLog {f}, past the TLogs named"
+            )));
         }
         Ok(Manifest {
             volume,
             generation,
             tlogs,
             checkpoint,
+            epochs,
         })
     }
 }
@@ -195,10 +226,33 @@ mod tests {
         let text = String::from_utf8(xml).expect("utf8");
         assert!(text.contains("<tlogs first=\"1\" last=\"42\"/>"), "{text}");
         assert!(!text.contains("checkpoint"), "{text}");
-        m.checkpoint = Some(40);
+        m.checkpoint = Some((40, 3));
+        m.epochs = Epochs::new(vec![(1, 2), (30, 3)]).expect("ranges");
         let with = m.to_xml();
         assert_eq!(Manifest::from_xml("m", &with), Ok(m.clone()));
-        assert!(String::from_utf8_lossy(&with).contains("<checkpoint tlog=\"40\"/>"));
+        let t = String::from_utf8_lossy(&with);
+        assert!(t.contains("<checkpoint tlog=\"40\" epoch=\"3\"/>"), "{t}");
+        assert!(t.contains("<epoch first-tlog=\"30\" epoch=\"3\"/>"), "{t}");
+        // Epoch ranges must ascend and stay within the TLogs named.
+        let t = t.into_owned();
+        let past = t.replace("first-tlog=\"30\"", "first-tlog=\"43\"");
+        assert!(Manifest::from_xml("m", past.as_bytes()).is_err());
+        let down = t.replace(
+            "first-tlog=\"30\" epoch=\"3\"",
+            "first-tlog=\"30\" epoch=\"1\"",
+        );
+        assert!(Manifest::from_xml("m", down.as_bytes()).is_err());
+        // Format 1 (before epochs): no ranges, and the checkpoint's keys have no epoch.
+        let v1 = format!(
+            "<strata-volume format=\"1\" id=\"{}\" generation=\"3\" cluster-size=\"4096\">\
+             <tlogs first=\"1\" last=\"9\"/><checkpoint tlog=\"5\"/></strata-volume>",
+            m.volume
+        );
+        let old = Manifest::from_xml("m", v1.as_bytes()).expect("format 1");
+        assert_eq!(
+            (old.checkpoint, old.epochs.ranges()),
+            (Some((5, 0)), &[][..])
+        );
         // A checkpoint needs TLogs up to it; the TLog range must leave room for the next one.
         let text = String::from_utf8_lossy(&with).into_owned();
         let no_tlogs = text.replace("<tlogs first=\"1\" last=\"42\"/>", "");
@@ -206,9 +260,10 @@ mod tests {
         assert!(Manifest::from_xml("m", no_tlogs.as_bytes()).is_err());
         let huge = text.replace("last=\"42\"", &format!("last=\"{}\"", u64::MAX));
         assert!(Manifest::from_xml("m", huge.as_bytes()).is_err());
-        let v2 = text.replace("format=\"1\"", "format=\"2\"");
+        let v3 = text.replace("format=\"2\"", "format=\"3\"");
+        assert!(v3 != text);
         assert!(matches!(
-            Manifest::from_xml("m", v2.as_bytes()),
+            Manifest::from_xml("m", v3.as_bytes()),
             Err(FormatError::BadVersion { .. })
         ));
         assert!(Manifest::from_xml("m", b"<strata-volume format=\"1\"").is_err());

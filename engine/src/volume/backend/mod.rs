@@ -7,13 +7,15 @@
 //! - `handover`: what the volume tells the pipeline (what is closed, how old, how much).
 //! - `manifest`: the manifest's XML; `bounded_get`: whole reads of objects whose size the
 //!   format bounds.
+//! - `keys`: the keys of data objects, which carry the epoch of the run that uploaded them.
 //!
 //! The store passed in is the volume's own namespace (e.g. a `strata_backend::Namespaced`
-//! keyed by the volume id). Object names: `sco/<seq>`, `tlog/<seq>`, `manifest.xml`,
-//! checkpoints under `mds/` (byte layout in `engine/FORMATS.md`).
+//! keyed by the volume id). Object names: `sco/<seq>.<epoch>`, `tlog/<seq>.<epoch>`,
+//! `manifest.xml`, checkpoints under `mds/` (byte layout in `engine/FORMATS.md`).
 
 mod bounded_get;
 mod handover;
+pub(crate) mod keys;
 pub(crate) mod manifest;
 mod restore;
 mod upload;
@@ -22,7 +24,6 @@ pub(crate) use self::restore::{remove_local_state, restore_interrupted};
 
 use crate::error::Error;
 use crate::volume::format::Entry;
-use crate::volume::format::{sco_name, tlog_name};
 use manifest::Manifest;
 
 /// What the pipeline knows of the backend copy of one volume.
@@ -62,16 +63,6 @@ pub(super) fn be_err(what: &str, e: strata_backend::Error) -> Error {
             source: e,
         },
     }
-}
-
-/// The backend key of SCO `seq`.
-pub(in crate::volume) fn sco_key(seq: u64) -> String {
-    format!("sco/{}", sco_name(seq))
-}
-
-/// The backend key of TLog `seq`.
-pub(super) fn tlog_key(seq: u64) -> String {
-    format!("tlog/{}", tlog_name(seq))
 }
 
 /// The SCOs a closed TLog seals (every SCO its clusters live in: a TLog covers whole SCOs).

@@ -8,8 +8,9 @@ use strata_backend::ObjectStore;
 use super::bounded_get::{
     get_at_most, MAX_INDEX_LEN, MAX_MANIFEST_LEN, MAX_PAGE_LEN, MAX_TLOG_OBJECT_LEN,
 };
+use super::keys::tlog_key;
 use super::manifest::{Manifest, MANIFEST_NAME};
-use super::{be_err, sealed_scos, tlog_key};
+use super::{be_err, sealed_scos};
 use crate::error::{Error, Result};
 use crate::volume::files::{fmt_err, io_err};
 use crate::volume::format::{
@@ -69,6 +70,8 @@ impl Volume {
             restore_files(store, &*fs, dir, id, &m, first, last).await?;
             // The marker is still there: `open` would refuse what this restore is writing.
             let vol = Volume::open_inner(fs.clone(), dir, id, opts, None)?;
+            // Where the SCOs are, before any read may look for one.
+            vol.record_epochs(&m.epochs)?;
             vol.on_backend_up_to(last);
             // The replayed TLogs are on the backend: lift their cork at once.
             vol.uncork(last)?;
@@ -107,8 +110,13 @@ async fn restore_files(
         f.sync_data().map_err(|e| io_err(path.display(), e))
     };
     let from = match m.checkpoint {
-        Some(n) => {
-            load_checkpoint(store, fs, dir, id, n).await?;
+        Some((n, epoch)) => {
+            let cid = ck::checkpoint_id(n, epoch).ok_or_else(|| {
+                Error::Io(format!(
+                    "backend manifest: checkpoint of TLog {n} in epoch {epoch} has no id"
+                ))
+            })?;
+            load_checkpoint(store, fs, dir, id, (n, cid)).await?;
             n + 1
         }
         None => first,
@@ -117,9 +125,10 @@ async fn restore_files(
     // (the MetaDataStore's `applied_tlog + 1` is missing) instead of trusting a prefix.
     for seq in (from..=last).rev() {
         let what = format!("backend TLog {}", tlog_name(seq));
-        let (t, _) = get_at_most(store, &tlog_key(seq), MAX_TLOG_OBJECT_LEN)
+        let key = tlog_key(seq, m.epochs.of(seq));
+        let (t, _) = get_at_most(store, &key, MAX_TLOG_OBJECT_LEN)
             .await
-            .map_err(|e| be_err(&tlog_key(seq), e))?;
+            .map_err(|e| be_err(&key, e))?;
         let parsed = parse_tlog(&what, &t, id, seq, false)?;
         if !matches!(parsed.entries.last(), Some((_, Entry::TlogClosed { .. }))) {
             return Err(Error::Io(format!("{what}: not closed")));
@@ -150,14 +159,14 @@ async fn restore_files(
     Ok(())
 }
 
-/// Fetches and verifies checkpoint `n` (index, every page it names, SCO table) into a fresh
-/// MetaDataStore in `dir`; committed only once everything verified.
+/// Fetches and verifies checkpoint `cid` of TLog `n` (index, every page it names, SCO table)
+/// into a fresh MetaDataStore in `dir`; committed only once everything verified.
 async fn load_checkpoint(
     store: &dyn ObjectStore,
     fs: &dyn LocalFs,
     dir: &Path,
     id: VolumeId,
-    n: u64,
+    (n, cid): (u64, u64),
 ) -> Result<()> {
     let get = |key: String, max: u64| async move {
         get_at_most(store, &key, max)
@@ -165,21 +174,21 @@ async fn load_checkpoint(
             .map(|(b, _)| b)
             .map_err(|e| be_err(&key, e))
     };
-    let ikey = ck::index_key(n);
+    let ikey = ck::index_key(cid);
     let ix = ck::decode_index(
         &format!("backend {ikey}"),
         &get(ikey.clone(), MAX_INDEX_LEN).await?,
         id,
-        n,
+        cid,
     )
     .map_err(fmt_err)?;
     // The SCO table has no fixed bound (one row per SCO ever sealed and still referenced).
-    let skey = ck::scos_key(n);
+    let skey = ck::scos_key(cid);
     let scos = ck::decode_scos(
         &format!("backend {skey}"),
         &get(skey.clone(), u64::MAX).await?,
         id,
-        n,
+        cid,
     )
     .map_err(fmt_err)?;
     let mds = crate::volume::mds::store::Mds::open(fs, dir, true, false, Default::default())?;
@@ -190,7 +199,7 @@ async fn load_checkpoint(
             ck::decode_page(&format!("backend {key}"), &b, id, *c, *p).map_err(fmt_err)?;
         mds.load_page(&entries)?;
     }
-    mds.finish_checkpoint_load(n, &ix, &scos)
+    mds.finish_checkpoint_load((n, cid), &ix, &scos)
 }
 
 /// True when a backend restart into `dir` was interrupted (its marker is still there).

@@ -9,8 +9,9 @@ use futures_util::stream::{self, StreamExt};
 use strata_backend::ObjectStore;
 
 use super::bounded_get::{get_at_most, MAX_MANIFEST_LEN};
+use super::keys::{sco_key, tlog_key};
 use super::manifest::{Manifest, MANIFEST_NAME};
-use super::{be_err, sco_key, sealed_scos, tlog_key, BackendState, BackupReport};
+use super::{be_err, sealed_scos, BackendState, BackupReport};
 use crate::error::{Error, Result};
 use crate::volume::files::{fmt_err, io_err, read_all};
 use crate::volume::format::{parse_tlog, sco_name, tlog_name, Entry, CLUSTER_SIZE_U64};
@@ -89,6 +90,8 @@ impl Volume {
                             self.id()
                         )));
                     }
+                    // Durable here before any SCO of those TLogs may be evicted.
+                    self.record_epochs(&m.epochs)?;
                     if let Some((_, last)) = m.tlogs {
                         self.on_backend_up_to(last);
                     }
@@ -144,6 +147,10 @@ impl Volume {
             // would then write again, differently, under the same number.
             self.sync()?;
         }
+        // Everything this pass uploads carries this run's epoch in its key: no other writer
+        // (nor an earlier run, whose unnamed uploads may be there) ever wrote those keys.
+        let epoch = self.writer_epoch();
+        m.epochs.upload_from(from, epoch);
         let fs = self.local_fs().clone();
         let (sco_dir, tlog_dir) = self.dirs();
         // Bytes of SCOs and TLogs sent that no manifest names yet, and when one last did.
@@ -168,9 +175,9 @@ impl Volume {
                         // a stub over it): the store may take the file itself, and the local
                         // store does, hard-linking it instead of writing its bytes again.
                         let meta = store
-                            .put_file(&sco_key(sco), &real)
+                            .put_file(&sco_key(sco, epoch), &real)
                             .await
-                            .map_err(|e| be_err(&sco_key(sco), e))?;
+                            .map_err(|e| be_err(&sco_key(sco, epoch), e))?;
                         return Ok::<u64, Error>(meta.size);
                     }
                     // Reading a whole SCO blocks: off the runtime's workers.
@@ -182,9 +189,9 @@ impl Volume {
                     .map_err(|e| Error::Io(format!("reading SCO {}: {e}", sco_name(sco))))??;
                     let len = body.len() as u64;
                     store
-                        .put(&sco_key(sco), Bytes::from(body))
+                        .put(&sco_key(sco, epoch), Bytes::from(body))
                         .await
-                        .map_err(|e| be_err(&sco_key(sco), e))?;
+                        .map_err(|e| be_err(&sco_key(sco, epoch), e))?;
                     Ok::<u64, Error>(len)
                 }
             });
@@ -195,9 +202,9 @@ impl Volume {
             }
             unnamed += data.len() as u64;
             store
-                .put(&tlog_key(seq), Bytes::from(data))
+                .put(&tlog_key(seq, epoch), Bytes::from(data))
                 .await
-                .map_err(|e| be_err(&tlog_key(seq), e))?;
+                .map_err(|e| be_err(&tlog_key(seq, epoch), e))?;
             rep.tlogs += 1;
             // The manifest names what went up at the end of the pass, and within a long pass
             // every MANIFEST_EVERY_BYTES or MANIFEST_EVERY: what the backend has is then on it
@@ -209,8 +216,10 @@ impl Volume {
                 continue;
             }
             m.tlogs = Some((m.tlogs.map_or(from, |t| t.0), seq));
+            let epochs = m.epochs.clone();
             rep.bytes += put_manifest(store, &mut g, m).await? + unnamed;
             rep.last_tlog = Some(seq);
+            self.record_epochs(&epochs)?;
             // Progress for the pacing, counted once: a pass that failed before this point
             // sends the same objects again next time, which is no progress. Counted before the
             // uncork deletes the local TLogs, so that a backlog measurement that could have
@@ -262,6 +271,13 @@ impl Volume {
         let n = snap.applied_tlog()?;
         let prev = snap.prev_checkpoint()?;
         let id = self.id();
+        // Its keys carry this run's epoch, like every data key.
+        let epoch = self.writer_epoch();
+        let cid = ck::checkpoint_id(n, epoch).ok_or_else(|| {
+            Error::Io(format!(
+                "checkpoint of TLog {n} in epoch {epoch}: beyond what a checkpoint id holds"
+            ))
+        })?;
         let written = snap.dirty_pages()?;
         // Never upload more metadata than the data written since the last checkpoint: random
         // writes over a large volume dirty every page, and rewriting all of them every
@@ -294,38 +310,38 @@ impl Volume {
                 pages.remove(p);
                 continue;
             }
-            let body = ck::encode_page(id, n, *p, &entries);
+            let body = ck::encode_page(id, cid, *p, &entries);
             drop(entries);
             bytes += body.len() as u64;
-            let key = ck::page_key(n, *p);
+            let key = ck::page_key(cid, *p);
             store
                 .put(&key, Bytes::from(body))
                 .await
                 .map_err(|e| be_err(&key, e))?;
-            pages.insert(*p, n);
+            pages.insert(*p, cid);
         }
-        let body = ck::encode_scos(id, n, &snap.scos()?);
+        let body = ck::encode_scos(id, cid, &snap.scos()?);
         bytes += body.len() as u64;
         store
-            .put(&ck::scos_key(n), Bytes::from(body))
+            .put(&ck::scos_key(cid), Bytes::from(body))
             .await
-            .map_err(|e| be_err(&ck::scos_key(n), e))?;
+            .map_err(|e| be_err(&ck::scos_key(cid), e))?;
         let ix = ck::Index {
             size: snap.size()?,
             mapped: snap.mapped()?,
             pages: pages.into_iter().collect(),
         };
         drop(snap);
-        let body = ck::encode_index(id, n, &ix);
+        let body = ck::encode_index(id, cid, &ix);
         bytes += body.len() as u64;
         store
-            .put(&ck::index_key(n), Bytes::from(body))
+            .put(&ck::index_key(cid), Bytes::from(body))
             .await
-            .map_err(|e| be_err(&ck::index_key(n), e))?;
+            .map_err(|e| be_err(&ck::index_key(cid), e))?;
         let mut m = g.manifest.clone().unwrap_or_else(|| Manifest::new(id));
-        m.checkpoint = Some(n);
+        m.checkpoint = Some((n, epoch));
         bytes += put_manifest(store, g, m).await?;
-        self.mds_checkpoint_done(n, &written, &ix.pages)?;
+        self.mds_checkpoint_done((n, cid), &written, &ix.pages)?;
         self.counters_checkpoint(written.len() as u64);
         if prev > 0 {
             superseded.push(ck::index_key(prev));

@@ -2,8 +2,14 @@
 //! the MetaDataStore as of TLog N, cut into pages of [`PAGE_CLUSTERS`] cluster addresses. Only
 //! pages changed since the previous checkpoint are written; the index names, for every
 //! non-empty page, the checkpoint holding its newest copy.
+//!
+//! A checkpoint is named by its id, `epoch << 40 | N` ([`checkpoint_id`]): TLog N and the
+//! owner epoch of the run that wrote it, so that its keys (`mds/<N>.<epoch>/...`) are unique
+//! per writer like every data key. Checkpoints from before epochs have epoch 0 (id N, keys
+//! `mds/<N>/...`).
 
 use super::store::Loc;
+use crate::volume::backend::keys::epoch_suffix;
 use crate::volume::format::{FormatError, VolumeId, MAX_SCO_CLUSTERS};
 use crate::volume::int::u32_of;
 
@@ -27,19 +33,43 @@ pub(in crate::volume) fn page_of(a: u64) -> u64 {
     a / PAGE_CLUSTERS
 }
 
-/// Backend key of page `page` written by checkpoint `n`.
-pub(in crate::volume) fn page_key(n: u64, page: u64) -> String {
-    format!("mds/{n:016x}/page-{page:08x}")
+/// Bits of a checkpoint id below the epoch: the TLog N.
+const ID_EPOCH_SHIFT: u32 = 40;
+
+/// The id of the checkpoint of TLog `n` written in `epoch`: `epoch << 40 | n`; `None` when
+/// either does not fit (a TLog number from 2^40 on, an epoch from 2^24 on).
+pub(in crate::volume) fn checkpoint_id(n: u64, epoch: u64) -> Option<u64> {
+    (n >> ID_EPOCH_SHIFT == 0 && epoch >> (64 - ID_EPOCH_SHIFT) == 0)
+        .then_some(epoch << ID_EPOCH_SHIFT | n)
 }
 
-/// Backend key of checkpoint `n`'s SCO table.
-pub(in crate::volume) fn scos_key(n: u64) -> String {
-    format!("mds/{n:016x}/scos")
+/// The TLog of checkpoint `id`.
+pub(in crate::volume) fn id_tlog(id: u64) -> u64 {
+    id & ((1 << ID_EPOCH_SHIFT) - 1)
 }
 
-/// Backend key of checkpoint `n`'s index.
-pub(in crate::volume) fn index_key(n: u64) -> String {
-    format!("mds/{n:016x}/index")
+/// `mds/<N as 16 hex>[.<epoch as 16 hex>]/` of checkpoint `id`.
+fn dir_of(id: u64) -> String {
+    format!(
+        "mds/{:016x}{}/",
+        id_tlog(id),
+        epoch_suffix(id >> ID_EPOCH_SHIFT)
+    )
+}
+
+/// Backend key of page `page` written by checkpoint `id`.
+pub(in crate::volume) fn page_key(id: u64, page: u64) -> String {
+    format!("{}page-{page:08x}", dir_of(id))
+}
+
+/// Backend key of checkpoint `id`'s SCO table.
+pub(in crate::volume) fn scos_key(id: u64) -> String {
+    format!("{}scos", dir_of(id))
+}
+
+/// Backend key of checkpoint `id`'s index.
+pub(in crate::volume) fn index_key(id: u64) -> String {
+    format!("{}index", dir_of(id))
 }
 
 /// A checkpoint's index.
@@ -297,7 +327,8 @@ pub(in crate::volume) fn decode_index(
     let mut pages = Vec::with_capacity(rest.len() / INDEX_ENTRY_LEN);
     for e in rest.chunks_exact(INDEX_ENTRY_LEN) {
         let (p, c) = (u64_at(e, 0), u64_at(e, 8));
-        if c == 0 || c > n || pages.last().is_some_and(|(q, _)| *q >= p) {
+        if id_tlog(c) == 0 || id_tlog(c) > id_tlog(n) || pages.last().is_some_and(|(q, _)| *q >= p)
+        {
             return Err(bad(format!("page {p} -> checkpoint {c} out of order")));
         }
         pages.push((p, c));
@@ -351,5 +382,36 @@ mod tests {
             decode_scos("s", &b, id, 5).is_err(),
             "a page is not a SCO table"
         );
+    }
+
+    #[test]
+    fn checkpoint_ids_name_the_tlog_and_the_epoch() {
+        let c = checkpoint_id(0x12, 3).expect("fits");
+        assert_eq!(id_tlog(c), 0x12);
+        assert_eq!(index_key(c), "mds/0000000000000012.0000000000000003/index");
+        assert_eq!(
+            page_key(c, 2),
+            "mds/0000000000000012.0000000000000003/page-00000002"
+        );
+        // Before epochs: the id is N and the keys have no epoch.
+        assert_eq!(checkpoint_id(7, 0), Some(7));
+        assert_eq!(scos_key(7), "mds/0000000000000007/scos");
+        assert_eq!(checkpoint_id(1 << 40, 1), None);
+        assert_eq!(checkpoint_id(1, 1 << 24), None);
+        // An index may name pages of older checkpoints of lower epochs, never of later TLogs.
+        let id = VolumeId([7; 16]);
+        let ix = Index {
+            size: 0,
+            mapped: 0,
+            pages: vec![(0, 5), (1, checkpoint_id(9, 2).expect("fits"))],
+        };
+        let b = encode_index(id, c, &ix);
+        assert_eq!(decode_index("i", &b, id, c), Ok(ix));
+        let later = Index {
+            size: 0,
+            mapped: 0,
+            pages: vec![(0, checkpoint_id(0x13, 1).expect("fits"))],
+        };
+        assert!(decode_index("i", &encode_index(id, c, &later), id, c).is_err());
     }
 }

@@ -14,6 +14,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefiniti
 
 use super::checkpoint::{page_of, Index, ScoRow, PAGE_CLUSTERS};
 use crate::error::{Error, Result};
+use crate::volume::backend::keys::Epochs;
 use crate::volume::files::io_err;
 use crate::volume::localfs::{LocalFile, LocalFs};
 
@@ -24,12 +25,16 @@ pub(in crate::volume) const MDS_FORMAT: u64 = 1;
 const CLUSTERS: TableDefinition<u64, [u8; 28]> = TableDefinition::new("clusters");
 /// SCO sequence -> (sealing TLog, clusters, data CRC32C), every sealed SCO applied.
 const SCOS: TableDefinition<u64, (u64, u32, u32)> = TableDefinition::new("scos");
-/// `format`, `applied_tlog`, `size`, `checkpoint_tlog`.
+/// `format`, `applied_tlog`, `size`, `checkpoint_tlog`, `checkpoint_id` (absent for
+/// checkpoints from before epochs: the id is then `checkpoint_tlog`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Checkpoint pages changed since the last checkpoint on the backend (value unused).
 const DIRTY: TableDefinition<u64, ()> = TableDefinition::new("dirty_pages");
 /// The last checkpoint's index: page -> the checkpoint holding its newest copy.
 const CKPT_PAGES: TableDefinition<u64, u64> = TableDefinition::new("checkpoint_pages");
+/// The upload epochs of the TLogs named by the manifest: first TLog -> epoch (see
+/// `backend/keys.rs`; empty for volumes from before epochs).
+const UPLOAD_EPOCHS: TableDefinition<u64, u64> = TableDefinition::new("upload_epochs");
 
 /// One redb read transaction (a consistent snapshot) that a checkpoint is read from, page by
 /// page, so a checkpoint never needs the whole MetaDataStore in memory.
@@ -48,9 +53,13 @@ impl SnapshotTx {
         self.meta("applied_tlog")
     }
 
-    /// The previous checkpoint (0: none).
+    /// The previous checkpoint's id (0: none).
     pub(in crate::volume) fn prev_checkpoint(&self) -> Result<u64> {
-        self.meta("checkpoint_tlog")
+        let meta = self.tx.open_table(META).map_err(db_err)?;
+        match meta.get("checkpoint_id").map_err(db_err)? {
+            Some(v) => Ok(v.value()),
+            None => self.meta("checkpoint_tlog"),
+        }
     }
 
     /// The size after `applied_tlog`.
@@ -278,6 +287,7 @@ impl Mds {
             tx.open_table(SCOS).map_err(db_err)?;
             tx.open_table(DIRTY).map_err(db_err)?;
             tx.open_table(CKPT_PAGES).map_err(db_err)?;
+            tx.open_table(UPLOAD_EPOCHS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         if fresh {
@@ -445,11 +455,11 @@ impl Mds {
         })
     }
 
-    /// Records that checkpoint `n` (with index `pages`) is named by the backend manifest: the
-    /// pages it wrote are clean again.
+    /// Records that checkpoint `id` of TLog `n` (with index `pages`) is named by the backend
+    /// manifest: the pages it wrote are clean again.
     pub(in crate::volume) fn checkpoint_done(
         &self,
-        n: u64,
+        (n, id): (u64, u64),
         written: &[u64],
         pages: &[(u64, u64)],
     ) -> Result<()> {
@@ -466,6 +476,32 @@ impl Mds {
             }
             let mut meta = tx.open_table(META).map_err(db_err)?;
             meta.insert("checkpoint_tlog", n).map_err(db_err)?;
+            meta.insert("checkpoint_id", id).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// The upload epochs recorded (see `backend/keys.rs`).
+    pub(in crate::volume) fn upload_epochs(&self) -> Result<Epochs> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(UPLOAD_EPOCHS).map_err(db_err)?;
+        let mut ranges = Vec::new();
+        for row in t.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            ranges.push((k.value(), v.value()));
+        }
+        Epochs::new(ranges).map_err(|e| Error::Io(format!("mds.redb upload epochs: {e}")))
+    }
+
+    /// Replaces the upload epochs recorded, durably.
+    pub(in crate::volume) fn set_upload_epochs(&self, epochs: &Epochs) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(UPLOAD_EPOCHS).map_err(db_err)?;
+            t.retain(|_, _| false).map_err(db_err)?;
+            for (first, epoch) in epochs.ranges() {
+                t.insert(*first, *epoch).map_err(db_err)?;
+            }
         }
         tx.commit().map_err(db_err)
     }
@@ -485,11 +521,11 @@ impl Mds {
         tx.commit().map_err(db_err)
     }
 
-    /// Completes loading checkpoint `n` (after every page was loaded): checks the mapped count,
-    /// writes the SCO table, the index and `meta` (`applied_tlog = n`), durably.
+    /// Completes loading checkpoint `id` of TLog `n` (after every page was loaded): checks the
+    /// mapped count, writes the SCO table, the index and `meta` (`applied_tlog = n`), durably.
     pub(in crate::volume) fn finish_checkpoint_load(
         &self,
-        n: u64,
+        (n, id): (u64, u64),
         ix: &Index,
         scos: &[ScoRow],
     ) -> Result<()> {
@@ -515,6 +551,7 @@ impl Mds {
             meta.insert("applied_tlog", n).map_err(db_err)?;
             meta.insert("size", ix.size).map_err(db_err)?;
             meta.insert("checkpoint_tlog", n).map_err(db_err)?;
+            meta.insert("checkpoint_id", id).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }

@@ -107,6 +107,7 @@ impl Volume {
             mds_syncs.clone(),
         )?;
         let meta = mds.meta()?;
+        let epochs = mds.upload_epochs()?;
         // 3.
         let tlogs = drop_applied_tlogs(&*fs, dir, &tlog_dir, tlogs, meta.applied_tlog)?;
         // 4.
@@ -175,6 +176,7 @@ impl Volume {
             skip_fsync,
             (mds, mds_syncs),
         );
+        *vol.epochs.write() = epochs;
         vol.counters
             .restart_cut_bytes
             .store(last.data.len() as u64 - last.cut, Ordering::Relaxed);
