@@ -3,8 +3,67 @@
 //! error, not in a log line.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
+use aws_credential_types::Credentials;
 
 use crate::{Error, Result};
+
+/// How long the credentials handed to the SDK are good for before it asks for them again: a
+/// credentials file rewritten by a refresher of temporary credentials (or by hand, after a
+/// rotation) is picked up within this, without a restart.
+pub(crate) const RELOAD_EVERY: Duration = Duration::from_secs(60);
+
+/// The SDK's credentials provider: the source is read again each time the SDK's identity cache
+/// asks (the credentials it hands out expire after [`RELOAD_EVERY`]). Should a reload fail (a
+/// file caught half-rewritten, or removed for a moment), the last good credentials are handed
+/// out again, with a warning that names the source and never the secret.
+#[derive(Debug)]
+pub(crate) struct Reloading {
+    source: CredentialsSource,
+    last: Mutex<S3Credentials>,
+}
+
+impl Reloading {
+    /// A provider starting from `first` (already loaded from `source`).
+    pub(crate) fn new(source: CredentialsSource, first: S3Credentials) -> Reloading {
+        Reloading {
+            source,
+            last: Mutex::new(first),
+        }
+    }
+
+    fn current(&self) -> S3Credentials {
+        // A panic elsewhere cannot leave these half-written: take them as they are.
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match self.source.load() {
+            Ok(c) => *last = c,
+            Err(e) => {
+                tracing::warn!(error = %e, "S3 credentials could not be read again; the last ones stay in use");
+            }
+        }
+        last.clone()
+    }
+}
+
+impl ProvideCredentials for Reloading {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let c = self.current();
+        let expiry = SystemTime::now().checked_add(RELOAD_EVERY);
+        future::ProvideCredentials::ready(Ok::<_, CredentialsError>(Credentials::new(
+            c.access_key,
+            c.secret_key,
+            c.session_token,
+            expiry,
+            "strata",
+        )))
+    }
+}
 
 /// Where to read the access key and secret from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,5 +244,44 @@ mod tests {
         assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
         let c = from_env(|n| Some(format!("{n}-v"))).expect("env");
         assert_eq!(c.session_token.as_deref(), Some("AWS_SESSION_TOKEN-v"));
+    }
+
+    /// What the SDK is handed, now.
+    fn provided(p: &Reloading) -> Credentials {
+        let f = p.provide_credentials();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+            .expect("credentials")
+    }
+
+    /// Temporary credentials rotated in the file reach the SDK without a restart; a file
+    /// caught missing mid-rotation keeps the last good ones.
+    #[test]
+    fn a_rewritten_credentials_file_is_picked_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("creds");
+        let write = |ak: &str, token: &str| {
+            let text = format!(
+                "[default]\naws_access_key_id={ak}\naws_secret_access_key=S-{ak}\naws_session_token={token}\n"
+            );
+            std::fs::write(&path, text).expect("write");
+        };
+        write("AK1", "T1");
+        let source = CredentialsSource::File(path.clone());
+        let p = Reloading::new(source.clone(), source.load().expect("load"));
+        let c = provided(&p);
+        assert_eq!((c.access_key_id(), c.session_token()), ("AK1", Some("T1")));
+        let expiry = c.expiry().expect("the SDK asks again");
+        assert!(expiry <= SystemTime::now() + RELOAD_EVERY, "{expiry:?}");
+        write("AK2", "T2");
+        let c = provided(&p);
+        assert_eq!(
+            (c.access_key_id(), c.secret_access_key(), c.session_token()),
+            ("AK2", "S-AK2", Some("T2"))
+        );
+        std::fs::remove_file(&path).expect("remove");
+        assert_eq!(provided(&p).access_key_id(), "AK2", "the last good ones");
     }
 }

@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     SharedHttpClient,
 };
 use aws_sdk_s3::error::SdkError;
@@ -195,12 +195,9 @@ impl S3Store {
             .region(Region::new(config.region.clone()))
             .endpoint_url(config.endpoint.clone())
             .force_path_style(!config.virtual_host)
-            .credentials_provider(Credentials::new(
-                creds.access_key.clone(),
-                creds.secret_key,
-                creds.session_token,
-                None,
-                "strata",
+            .credentials_provider(credentials::Reloading::new(
+                config.credentials.clone(),
+                creds.clone(),
             ))
             .http_client(http)
             .retry_config(RetryConfig::disabled())
