@@ -1,20 +1,32 @@
 //! The gateway on an S3 backend end to end: Ganesha with our FSAL and `Backend = S3`, a real
 //! S3 server (SeaweedFS `weed mini`) in the same private namespace, real NFS clients. Regular
 //! files and volumes reach the bucket, survive a SIGKILL of Ganesha and a backend restart of
-//! a volume from S3 alone; an outage of the store does not stop volume COMMITs, and nothing
-//! acknowledged is lost when it comes back.
+//! a volume from S3 alone; an outage of the store does not stop volume COMMITs (writes are
+//! paced as the backlog grows, not refused), and nothing acknowledged is lost when it comes
+//! back.
 
 use strata_tests::s3::S3Gateway;
 use strata_tests::*;
 
 const MIB: u64 = 1 << 20;
 
-fn gateway() -> Option<S3Gateway> {
+/// The write buffer (hard mark) of the gateway of the outage test; writes are paced from half
+/// of it.
+const WRITE_BUFFER: u64 = 16 * MIB;
+
+fn gateway_with(extra: &[(&str, &str)]) -> Option<S3Gateway> {
     S3Gateway::start(|conf| {
         if let Some(block) = conf.strata.as_mut() {
             block.push(("SCO_Max_Age".into(), "1".into()));
+            for (k, v) in extra {
+                block.push((k.to_string(), v.to_string()));
+            }
         }
     })
+}
+
+fn gateway() -> Option<S3Gateway> {
+    gateway_with(&[])
 }
 
 /// The volume's local directory, from its NFS fileid.
@@ -114,17 +126,41 @@ fn an_s3_outage_does_not_stop_volume_commits_and_loses_nothing() {
     let Some(strata) = strata_cli() else {
         return;
     };
-    let Some(mut g) = gateway() else {
+    let Some(mut g) = gateway_with(&[("Write_Buffer_Size", "16M")]) else {
         return;
     };
     write(&g.tg, "/vm-flat.vmdk", 0, 4 * MIB, 1);
     strata_sync_wait(&strata, &g.tg.data_dir);
 
-    // The store goes away: writes with their COMMITs still succeed (the local log is durable).
+    // The store goes away: writes with their COMMITs still succeed (the local log is durable),
+    // paced once the backlog passes half the write buffer, never refused below it.
     g.tg.gw_mut().kill_s3().expect("kill the S3 server");
-    write(&g.tg, "/vm-flat.vmdk", 4 * MIB, 6 * MIB, 2);
+    write(&g.tg, "/vm-flat.vmdk", 4 * MIB, 10 * MIB, 2);
     write(&g.tg, "/vm-flat.vmdk", MIB + 512, 70_000, 3);
-    verify(&g.tg, "/vm-flat.vmdk", 4 * MIB, 6 * MIB, 2);
+    verify(&g.tg, "/vm-flat.vmdk", 4 * MIB, 10 * MIB, 2);
+    let d = g.tg.data_dir.display().to_string();
+    let mut cmd = std::process::Command::new(&strata);
+    cmd.args([
+        "volume",
+        "info",
+        "/vm-flat.vmdk",
+        "--json",
+        "--data-dir",
+        &d,
+    ]);
+    let info = run_bounded(cmd, CMD_TIMEOUT).expect_ok("strata volume info");
+    let v: serde_json::Value = serde_json::from_str(info.stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {info}"));
+    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+    assert!(
+        n("writes_paced") > 0,
+        "no write was paced during the outage: {v}"
+    );
+    assert_eq!(n("writes_refused"), 0, "{v}");
+    assert!(
+        n("peak_backlog") > WRITE_BUFFER / 2 && n("peak_backlog") <= WRITE_BUFFER,
+        "the backlog passed the soft mark, never the hard one: {v}"
+    );
 
     // It comes back: the backlog drains, and S3 alone holds every acknowledged write.
     g.tg.gw_mut().restart_s3().expect("restart the S3 server");
@@ -142,5 +178,5 @@ fn an_s3_outage_does_not_stop_volume_commits_and_loses_nothing() {
         3 * MIB - 512 - 70_000,
         1,
     );
-    verify(&g.tg, "/vm-flat.vmdk", 4 * MIB, 6 * MIB, 2);
+    verify(&g.tg, "/vm-flat.vmdk", 4 * MIB, 10 * MIB, 2);
 }
