@@ -210,6 +210,25 @@ pub struct StatFs {
     pub avail_files: u64,
 }
 
+/// One snapshot of a volume, as the facade reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Unique within the volume, growing: the order snapshots were taken in.
+    pub id: u64,
+    /// Its name, unique within the volume.
+    pub name: String,
+    /// The volume as of the end of this TLog (0: before any).
+    pub tlog: u64,
+    /// When it was taken.
+    pub created: Timestamp,
+    /// User metadata (key, value), in the order given.
+    pub meta: Vec<(String, String)>,
+    /// Bytes written to the volume between the previous snapshot and this one.
+    pub bytes_since_previous: u64,
+    /// Its data and record are on the backend: a backend restart keeps it.
+    pub on_backend: bool,
+}
+
 /// State of one volume for the management API (`strata volume stats`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VolumeInfo {

@@ -15,6 +15,7 @@ mod live;
 mod lookup;
 mod modify;
 mod replay;
+mod snapshots;
 mod sync;
 mod upload;
 

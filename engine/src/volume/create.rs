@@ -114,6 +114,7 @@ impl Volume {
                 tlog_bytes: BTreeMap::new(),
                 scos: BTreeMap::new(),
                 backend_tlog: 0,
+                logged: 0,
             },
             skip_fsync,
             (mds, mds_syncs),

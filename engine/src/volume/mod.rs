@@ -43,6 +43,7 @@ mod mds;
 mod options;
 mod read;
 mod restart;
+pub(crate) mod snapshot;
 mod state;
 mod stats;
 mod verify;
@@ -59,6 +60,8 @@ mod epoch_tests;
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 mod eviction_tests;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 mod tests;

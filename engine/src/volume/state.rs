@@ -129,6 +129,9 @@ pub(super) struct State {
     pub(super) scos: BTreeMap<u64, ScoEntry>,
     /// The newest TLog known to be named by the backend manifest (0: none known).
     pub(super) backend_tlog: u64,
+    /// Clusters logged over the volume's life (as counted by the MetaDataStore, plus the
+    /// corked TLogs): what a snapshot records to tell the bytes written between two.
+    pub(super) logged: u64,
 }
 
 pub(super) struct SyncState {

@@ -24,7 +24,7 @@ pub(super) const MAX_INDEX_LEN: u64 =
 /// Reads object `key` whole if it is at most `max` bytes; a larger one is an I/O error naming
 /// both sizes. (An object replaced by a larger one between the two calls is caught after the
 /// read; only the manifest is ever replaced.)
-pub(super) async fn get_at_most(
+pub(in crate::volume) async fn get_at_most(
     store: &dyn ObjectStore,
     key: &str,
     max: u64,

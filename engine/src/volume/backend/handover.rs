@@ -16,7 +16,13 @@ impl Volume {
     /// entries), durably, so that everything written so far is in closed TLogs. Returns the
     /// sequence number of the TLog now open: every TLog before it is closed.
     pub(in crate::volume) fn close_for_backup(&self) -> Result<u64> {
-        self.guarded(|| {
+        Ok(self.close_open_tlog()?.0 + 1)
+    }
+
+    /// [`Volume::close_for_backup`], returning the last closed TLog (0: none) and the clusters
+    /// the volume had logged up to its end, both taken at the boundary.
+    pub(in crate::volume) fn close_open_tlog(&self) -> Result<(u64, u64)> {
+        let at = self.guarded(|| {
             let mut st = self.state.write();
             if st.sco.as_ref().is_some_and(|s| s.clusters > 0) {
                 self.seal_open_sco(&mut st)?;
@@ -25,10 +31,10 @@ impl Volume {
                 self.roll_tlog(&mut st)?;
             }
             st.write_gen += 1;
-            Ok(())
+            Ok((st.tlog.seq - 1, st.logged))
         })?;
         self.sync()?;
-        Ok(self.open_tlog_seq())
+        Ok(at)
     }
 
     /// How long the oldest change not in a closed TLog has waited (None when there is none):

@@ -25,6 +25,27 @@ pub(in crate::volume) fn tlog_key(seq: u64, epoch: u64) -> String {
     format!("tlog/{}{}", tlog_name(seq), epoch_suffix(epoch))
 }
 
+/// Where snapshot records are, in a volume's namespace.
+pub(in crate::volume) const SNAP_PREFIX: &str = "snap/";
+
+/// The backend key of snapshot `id`'s record, put in `epoch`: `snap/<id>.<epoch>`.
+pub(in crate::volume) fn snap_key(id: u64, epoch: u64) -> String {
+    format!("{SNAP_PREFIX}{id:016x}.{epoch:016x}")
+}
+
+/// The id and epoch of a snapshot record's key ([`snap_key`]).
+pub(in crate::volume) fn parse_snap_key(key: &str) -> Option<(u64, u64)> {
+    let (id, epoch) = key.strip_prefix(SNAP_PREFIX)?.split_once('.')?;
+    let hex = |s: &str| {
+        (s.len() == 16
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| u64::from_str_radix(s, 16).ok())
+        .flatten()
+    };
+    Some((hex(id)?, hex(epoch)?))
+}
+
 /// `.<epoch as 16 hex>`, or nothing for epoch 0 (keys from before epochs).
 pub(in crate::volume) fn epoch_suffix(epoch: u64) -> String {
     if epoch == 0 {
@@ -126,6 +147,16 @@ mod tests {
         assert_eq!(sco_key(3, 0), "sco/0000000000000003");
         assert_eq!(sco_key(3, 5), "sco/0000000000000003.0000000000000005");
         assert_eq!(tlog_key(0x1a, 2), "tlog/000000000000001a.0000000000000002");
+        let k = snap_key(9, 3);
+        assert_eq!(k, "snap/0000000000000009.0000000000000003");
+        assert_eq!(parse_snap_key(&k), Some((9, 3)));
+        for bad in [
+            "snap/9.3",
+            "snap/0000000000000009",
+            "sco/0000000000000009.0000000000000003",
+        ] {
+            assert_eq!(parse_snap_key(bad), None, "{bad}");
+        }
     }
 
     #[test]

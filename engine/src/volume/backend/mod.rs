@@ -20,6 +20,7 @@ pub(crate) mod manifest;
 mod restore;
 mod upload;
 
+pub(in crate::volume) use self::bounded_get::get_at_most;
 pub(crate) use self::restore::{remove_local_state, restore_interrupted};
 
 use crate::error::Error;
@@ -47,11 +48,13 @@ pub(crate) struct BackupReport {
     pub last_tlog: Option<u64>,
     /// Why the metadata checkpoint due in this call failed (the backup itself succeeded).
     pub checkpoint_error: Option<String>,
+    /// Why putting or deleting snapshot records failed (the backup itself succeeded).
+    pub snapshot_error: Option<String>,
 }
 
 /// A backend error as the engine reports it (a refused conditional write names the other
 /// writer).
-pub(super) fn be_err(what: &str, e: strata_backend::Error) -> Error {
+pub(in crate::volume) fn be_err(what: &str, e: strata_backend::Error) -> Error {
     match e {
         strata_backend::Error::NoSpace => Error::NoSpace,
         e if e.is_condition_failed() => Error::Backend {

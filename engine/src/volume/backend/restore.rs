@@ -72,6 +72,8 @@ impl Volume {
             let vol = Volume::open_inner(fs.clone(), dir, id, opts, None)?;
             // Where the SCOs are, before any read may look for one.
             vol.record_epochs(&m.epochs)?;
+            let snaps = crate::volume::snapshot::restore_snapshots(store, id, last).await?;
+            vol.snapshots_restored(&snaps)?;
             vol.on_backend_up_to(last);
             // The replayed TLogs are on the backend: lift their cork at once.
             vol.uncork(last)?;

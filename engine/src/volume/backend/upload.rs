@@ -139,6 +139,7 @@ impl Volume {
                 // And a checkpoint that failed last time is tried again.
                 self.checkpoint_or_log(store, &mut g, &mut rep).await;
             }
+            self.snapshots_or_log(store, &mut rep).await;
             return Ok(rep);
         }
         if !everything {
@@ -237,7 +238,20 @@ impl Volume {
                 .unwrap_or_else(|| Manifest::new(self.id()));
         }
         self.checkpoint_or_log(store, &mut g, &mut rep).await;
+        self.snapshots_or_log(store, &mut rep).await;
         Ok(rep)
+    }
+
+    /// [`Volume::sync_snapshots`] up to the last TLog named, whose failure does not fail the
+    /// backup either: the records go up (and deleted ones away) at the next pass.
+    async fn snapshots_or_log(&self, store: &dyn ObjectStore, rep: &mut BackupReport) {
+        match self.sync_snapshots(store, rep.last_tlog.unwrap_or(0)).await {
+            Ok(n) => rep.bytes += n,
+            Err(e) => {
+                rep.snapshot_error = Some(e.to_string());
+                tracing::warn!(volume = %self.id(), error = %e, "snapshot records not synced with the backend; retried at the next pass");
+            }
+        }
     }
 
     /// [`Volume::maybe_checkpoint`], whose failure does not fail the backup: the data is on the

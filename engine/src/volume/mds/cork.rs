@@ -85,6 +85,7 @@ impl Volume {
             new -= self.mds.contains(&probe)?.iter().filter(|b| **b).count() as u64;
         }
         st.mapped += new;
+        st.logged += locs.len() as u64;
         let ops = st.ov.ops.entry(tlog).or_default();
         for (a, l) in locs {
             ops.push(Op::Cluster(*a, *l));

@@ -7,9 +7,11 @@
 //!   uncorking (applying them to redb once the manifest names them).
 //! - `checkpoint`: paged, incremental copies of the store on the backend, from which a backend
 //!   restart starts.
+//! - `snapshots`: the snapshot tables (records, names, where each stands on the backend).
 //!
 //! Byte layouts: `engine/FORMATS.md`, "MetaDataStore" and "Metadata checkpoints".
 
 pub(crate) mod checkpoint;
 pub(crate) mod cork;
+pub(crate) mod snapshots;
 pub(crate) mod store;

@@ -26,8 +26,9 @@ const CLUSTERS: TableDefinition<u64, [u8; 28]> = TableDefinition::new("clusters"
 /// SCO sequence -> (sealing TLog, clusters, data CRC32C), every sealed SCO applied.
 const SCOS: TableDefinition<u64, (u64, u32, u32)> = TableDefinition::new("scos");
 /// `format`, `applied_tlog`, `size`, `checkpoint_tlog`, `checkpoint_id` (absent for
-/// checkpoints from before epochs: the id is then `checkpoint_tlog`).
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// checkpoints from before epochs: the id is then `checkpoint_tlog`), `logged_clusters`,
+/// `next_snapshot` (both absent: 0).
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Checkpoint pages changed since the last checkpoint on the backend (value unused).
 const DIRTY: TableDefinition<u64, ()> = TableDefinition::new("dirty_pages");
 /// The last checkpoint's index: page -> the checkpoint holding its newest copy.
@@ -208,7 +209,7 @@ impl redb::StorageBackend for LocalBackend {
     }
 }
 
-fn db_err(e: impl std::fmt::Display) -> Error {
+pub(super) fn db_err(e: impl std::fmt::Display) -> Error {
     Error::Io(format!("{}: {e}", crate::volume::layout::MDS_FILE))
 }
 
@@ -219,11 +220,14 @@ pub(in crate::volume) struct MdsMeta {
     pub(in crate::volume) applied_tlog: u64,
     /// The volume size after `applied_tlog`.
     pub(in crate::volume) size: u64,
+    /// Clusters logged by every TLog applied (0 for a store from before the count, and after
+    /// a backend restart from a checkpoint: counted from there).
+    pub(in crate::volume) logged_clusters: u64,
 }
 
 /// One volume's MetaDataStore database.
 pub(in crate::volume) struct Mds {
-    db: redb::Database,
+    pub(super) db: redb::Database,
 }
 
 impl std::fmt::Debug for Mds {
@@ -288,6 +292,7 @@ impl Mds {
             tx.open_table(DIRTY).map_err(db_err)?;
             tx.open_table(CKPT_PAGES).map_err(db_err)?;
             tx.open_table(UPLOAD_EPOCHS).map_err(db_err)?;
+            super::snapshots::create_tables(&tx)?;
         }
         tx.commit().map_err(db_err)?;
         if fresh {
@@ -315,6 +320,10 @@ impl Mds {
         Ok(MdsMeta {
             applied_tlog: get("applied_tlog")?,
             size: get("size")?,
+            logged_clusters: meta
+                .get("logged_clusters")
+                .map_err(db_err)?
+                .map_or(0, |v| v.value()),
         })
     }
 
@@ -392,9 +401,11 @@ impl Mds {
             let mut scos = tx.open_table(SCOS).map_err(db_err)?;
             let mut dirty = tx.open_table(DIRTY).map_err(db_err)?;
             let mut last_page = None;
+            let mut logged = 0u64;
             for op in ops {
                 match *op {
                     Op::Cluster(a, loc) => {
+                        logged += 1;
                         clusters.insert(a, loc.encode()).map_err(db_err)?;
                         let p = page_of(a);
                         if last_page != Some(p) {
@@ -431,6 +442,12 @@ impl Mds {
             let mut meta = tx.open_table(META).map_err(db_err)?;
             meta.insert("applied_tlog", applied_tlog).map_err(db_err)?;
             meta.insert("size", size).map_err(db_err)?;
+            let before = meta
+                .get("logged_clusters")
+                .map_err(db_err)?
+                .map_or(0, |v| v.value());
+            meta.insert("logged_clusters", before + logged)
+                .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }

@@ -166,6 +166,8 @@ impl Volume {
             scos,
             // Everything applied to redb is on the backend.
             backend_tlog: meta.applied_tlog,
+            // The replay below adds the corked TLogs' clusters.
+            logged: meta.logged_clusters,
         };
         let vol = Volume::assemble(
             fs.clone(),
