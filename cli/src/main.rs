@@ -1,5 +1,6 @@
 //! The `strata` command: start and stop a gateway (`up`, `down`, `status`), talk to a running
-//! gateway's engine over its management socket (`status`, `sync`, `volume info`), and work with
+//! gateway's engine over its management socket (`status`, `sync`, `volume info`, `snapshot
+//! create|list|info|delete`), and work with
 //! ganesha.conf files (`conf check`, `conf render`, `conf params`).
 // The doc comments are also the commands' --help text (clap), where <placeholders> are plain text.
 #![allow(rustdoc::invalid_html_tags)]
@@ -7,6 +8,7 @@
 mod conf;
 mod gateway;
 mod report;
+mod snapshot;
 mod up;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +51,9 @@ enum Cmd {
     /// Volumes (VM disks) of a running gateway.
     #[command(subcommand)]
     Volume(VolumeCmd),
+    /// Snapshots of a running gateway's volumes.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCmd),
     /// Work with ganesha.conf files.
     #[command(subcommand)]
     Conf(ConfCmd),
@@ -186,6 +191,7 @@ fn main() -> ExitCode {
         Cmd::Status(a) => status(&a.at),
         Cmd::Sync(a) => sync(&a),
         Cmd::Volume(VolumeCmd::Info { path, at }) => volume_info(&path, &at),
+        Cmd::Snapshot(cmd) => snapshot::run(cmd),
         Cmd::Conf(ConfCmd::Check { file }) => conf_check(&file),
         Cmd::Conf(ConfCmd::Render { profile, data_dir }) => conf_render(&profile, &data_dir),
         Cmd::Conf(ConfCmd::Params) => {

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use crate::error::ErrorBody;
 use crate::protocol::{Reply, Request, RequestLine, ResponseLine, MAX_RESPONSE, PROTOCOL_VERSION};
-use crate::reports::{StatusReport, SyncReport, VolumeReport};
+use crate::reports::{
+    SnapshotDeleteReport, SnapshotListReport, SnapshotReport, StatusReport, SyncReport,
+    VolumeReport,
+};
 
 /// Why a management call failed.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +151,60 @@ impl MgmtClient {
         match self.call(&Request::VolumeInfo { path: path.into() })? {
             Reply::VolumeInfo(v) => Ok(v),
             other => Err(mismatch("volume_info", &other)),
+        }
+    }
+
+    /// [`Request::SnapshotCreate`].
+    pub fn snapshot_create(
+        &mut self,
+        path: &str,
+        name: &str,
+        meta: Vec<(String, String)>,
+    ) -> Result<SnapshotReport, ClientError> {
+        let req = Request::SnapshotCreate {
+            path: path.into(),
+            name: name.into(),
+            meta,
+        };
+        match self.call(&req)? {
+            Reply::Snapshot(s) => Ok(s),
+            other => Err(mismatch("snapshot_create", &other)),
+        }
+    }
+
+    /// [`Request::SnapshotList`].
+    pub fn snapshot_list(&mut self, path: &str) -> Result<SnapshotListReport, ClientError> {
+        match self.call(&Request::SnapshotList { path: path.into() })? {
+            Reply::SnapshotList(l) => Ok(l),
+            other => Err(mismatch("snapshot_list", &other)),
+        }
+    }
+
+    /// [`Request::SnapshotInfo`].
+    pub fn snapshot_info(&mut self, path: &str, name: &str) -> Result<SnapshotReport, ClientError> {
+        let req = Request::SnapshotInfo {
+            path: path.into(),
+            name: name.into(),
+        };
+        match self.call(&req)? {
+            Reply::Snapshot(s) => Ok(s),
+            other => Err(mismatch("snapshot_info", &other)),
+        }
+    }
+
+    /// [`Request::SnapshotDelete`].
+    pub fn snapshot_delete(
+        &mut self,
+        path: &str,
+        name: &str,
+    ) -> Result<SnapshotDeleteReport, ClientError> {
+        let req = Request::SnapshotDelete {
+            path: path.into(),
+            name: name.into(),
+        };
+        match self.call(&req)? {
+            Reply::SnapshotDelete(d) => Ok(d),
+            other => Err(mismatch("snapshot_delete", &other)),
         }
     }
 }

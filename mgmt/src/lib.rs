@@ -13,6 +13,13 @@
 //! <- {"version":1,"result":{"sync":{"waited":true,"elapsed_ms":12}}}
 //! -> {"version":1,"op":"volume_info","path":"/vm1/disk-flat.vmdk"}
 //! <- {"version":1,"result":{"volume_info":{"path":"/vm1/disk-flat.vmdk","size":...}}}
+//! -> {"version":1,"op":"snapshot_create","path":"/vm1/disk-flat.vmdk","name":"s1","meta":[["k","v"]]}
+//! <- {"version":1,"result":{"snapshot":{"path":"/vm1/disk-flat.vmdk","name":"s1","id":1,...}}}
+//! -> {"version":1,"op":"snapshot_list","path":"/vm1/disk-flat.vmdk"}
+//! <- {"version":1,"result":{"snapshot_list":{"path":"/vm1/disk-flat.vmdk","snapshots":[...]}}}
+//! -> {"version":1,"op":"snapshot_info","path":"/vm1/disk-flat.vmdk","name":"s1"}
+//! -> {"version":1,"op":"snapshot_delete","path":"/vm1/disk-flat.vmdk","name":"s1"}
+//! <- {"version":1,"result":{"snapshot_delete":{"path":"/vm1/disk-flat.vmdk","name":"s1"}}}
 //! <- {"version":1,"error":{"kind":"not_found","message":"..."}}
 //! ```
 //!
@@ -30,4 +37,7 @@ pub use self::error::{ErrorBody, ErrorKind};
 pub use self::protocol::{
     Reply, Request, RequestLine, ResponseLine, MAX_REQUEST, MAX_RESPONSE, PROTOCOL_VERSION,
 };
-pub use self::reports::{ClusterCacheReport, SpaceReport, StatusReport, SyncReport, VolumeReport};
+pub use self::reports::{
+    ClusterCacheReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport, SpaceReport,
+    StatusReport, SyncReport, VolumeReport,
+};

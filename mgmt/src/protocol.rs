@@ -4,14 +4,18 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorBody;
-use crate::reports::{StatusReport, SyncReport, VolumeReport};
+use crate::reports::{
+    SnapshotDeleteReport, SnapshotListReport, SnapshotReport, StatusReport, SyncReport,
+    VolumeReport,
+};
 
 /// Version of the protocol spoken here; requests of another version are refused.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest request line accepted, in bytes (newline included).
 pub const MAX_REQUEST: usize = 64 * 1024;
-/// Largest response line the client accepts, in bytes.
-pub const MAX_RESPONSE: usize = 1 << 20;
+/// Largest response line the client accepts, in bytes (a list of 10,000 snapshots with a
+/// little metadata each fits).
+pub const MAX_RESPONSE: usize = 16 << 20;
 
 // Wire types
 // ---------------------------------------------------------------------------------------------
@@ -33,6 +37,35 @@ pub enum Request {
     VolumeInfo {
         /// e.g. `/vm1/disk-flat.vmdk`.
         path: String,
+    },
+    /// Take a snapshot named `name` of the volume at `path`, with user metadata.
+    SnapshotCreate {
+        /// The volume.
+        path: String,
+        /// The snapshot's name, unique within the volume.
+        name: String,
+        /// `(key, value)` pairs.
+        #[serde(default)]
+        meta: Vec<(String, String)>,
+    },
+    /// Every snapshot of the volume at `path`, oldest first.
+    SnapshotList {
+        /// The volume.
+        path: String,
+    },
+    /// Snapshot `name` of the volume at `path`.
+    SnapshotInfo {
+        /// The volume.
+        path: String,
+        /// The snapshot.
+        name: String,
+    },
+    /// Delete snapshot `name` of the volume at `path`.
+    SnapshotDelete {
+        /// The volume.
+        path: String,
+        /// The snapshot.
+        name: String,
     },
 }
 
@@ -60,6 +93,12 @@ pub enum Reply {
     Sync(SyncReport),
     /// Answer to [`Request::VolumeInfo`].
     VolumeInfo(VolumeReport),
+    /// Answer to [`Request::SnapshotCreate`] and [`Request::SnapshotInfo`].
+    Snapshot(SnapshotReport),
+    /// Answer to [`Request::SnapshotList`].
+    SnapshotList(SnapshotListReport),
+    /// Answer to [`Request::SnapshotDelete`].
+    SnapshotDelete(SnapshotDeleteReport),
 }
 
 /// A response line: the version and either a result or an error.

@@ -126,3 +126,45 @@ pub struct VolumeReport {
     #[serde(default)]
     pub upload_rate: u64,
 }
+
+/// One snapshot of a volume: answer to [`Request::SnapshotCreate`](crate::Request::SnapshotCreate)
+/// and [`Request::SnapshotInfo`](crate::Request::SnapshotInfo), and an item of a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotReport {
+    /// The volume's path.
+    pub path: String,
+    /// The snapshot's name.
+    pub name: String,
+    /// Its id: unique within the volume, growing in the order snapshots were taken.
+    pub id: u64,
+    /// The volume as of the end of this TLog.
+    pub tlog: u64,
+    /// When it was taken, seconds since the Unix epoch.
+    pub created_secs: i64,
+    /// ... and nanoseconds.
+    pub created_nsecs: u32,
+    /// User metadata, `(key, value)` pairs.
+    pub meta: Vec<(String, String)>,
+    /// Bytes written to the volume between the previous snapshot and this one.
+    pub bytes_since_previous: u64,
+    /// Its data and record are on the backend: a backend restart keeps it.
+    pub on_backend: bool,
+}
+
+/// Answer to [`Request::SnapshotList`](crate::Request::SnapshotList).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotListReport {
+    /// The volume's path.
+    pub path: String,
+    /// Its snapshots, oldest first.
+    pub snapshots: Vec<SnapshotReport>,
+}
+
+/// Answer to [`Request::SnapshotDelete`](crate::Request::SnapshotDelete).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotDeleteReport {
+    /// The volume's path.
+    pub path: String,
+    /// The snapshot deleted.
+    pub name: String,
+}

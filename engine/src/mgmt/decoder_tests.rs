@@ -18,6 +18,15 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Status),
         any::<bool>().prop_map(|wait| Request::Sync { wait }),
         ".{0,40}".prop_map(|path| Request::VolumeInfo { path }),
+        (
+            ".{0,40}",
+            ".{0,20}",
+            prop::collection::vec((".{0,8}", ".{0,8}"), 0..3)
+        )
+            .prop_map(|(path, name, meta)| Request::SnapshotCreate { path, name, meta }),
+        ".{0,40}".prop_map(|path| Request::SnapshotList { path }),
+        (".{0,40}", ".{0,20}").prop_map(|(path, name)| Request::SnapshotInfo { path, name }),
+        (".{0,40}", ".{0,20}").prop_map(|(path, name)| Request::SnapshotDelete { path, name }),
     ]
 }
 

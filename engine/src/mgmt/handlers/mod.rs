@@ -1,7 +1,8 @@
 //! One handler per resource: `status` (the gateway), `sync` (everything to the backend),
-//! `volume` (one volume's state). Each takes the request's fields and the server's shared
+//! `volume` (one volume's state), `snapshot` (a volume's snapshots). Each takes the request's fields and the server's shared
 //! state and returns the reply or the error to answer.
 
+mod snapshot;
 mod status;
 mod sync;
 mod volume;
@@ -24,6 +25,10 @@ pub(super) fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, Erro
         Request::Status => status::status(shared),
         Request::Sync { wait } => sync::sync(shared, wait),
         Request::VolumeInfo { path } => volume::volume_info(shared, path),
+        Request::SnapshotCreate { path, name, meta } => snapshot::create(shared, path, name, meta),
+        Request::SnapshotList { path } => snapshot::list(shared, path),
+        Request::SnapshotInfo { path, name } => snapshot::info(shared, path, name),
+        Request::SnapshotDelete { path, name } => snapshot::delete(shared, path, name),
     }
 }
 

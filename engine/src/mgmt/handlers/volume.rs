@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use super::engine_error;
 use crate::mgmt::{ErrorBody, ErrorKind, Reply, Shared, VolumeReport};
-use crate::types::Kind;
+use crate::types::{Handle, Kind};
 
-/// [`crate::mgmt::Request::VolumeInfo`].
-pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, ErrorBody> {
-    let fs = &shared.fs;
-    let attr = fs.lookup_path(&path).map_err(|e| engine_error(e, &path))?;
+/// The handle of the volume at `path` (`not_a_volume` for anything else).
+pub(super) fn volume_handle(shared: &Arc<Shared>, path: &str) -> Result<Handle, ErrorBody> {
+    let attr = shared
+        .fs
+        .lookup_path(path)
+        .map_err(|e| engine_error(e, path))?;
     if attr.kind != Kind::Volume {
         let what = match attr.kind {
             Kind::Directory => "a directory",
@@ -22,13 +24,20 @@ pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, E
             message: format!("{path} is not a volume: it is {what}"),
         });
     }
-    let v = fs
-        .volume_stats(attr.handle)
+    Ok(attr.handle)
+}
+
+/// [`crate::mgmt::Request::VolumeInfo`].
+pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, ErrorBody> {
+    let h = volume_handle(shared, &path)?;
+    let v = shared
+        .fs
+        .volume_stats(h)
         .map_err(|e| engine_error(e, &path))?;
     let looked = v.cache_hits + v.cache_misses;
     Ok(Reply::VolumeInfo(VolumeReport {
         path,
-        ino: attr.handle.ino,
+        ino: h.ino,
         size: v.size,
         space_used: v.space_used,
         pending_backend_bytes: v.pending_backend_bytes,

@@ -1,0 +1,88 @@
+//! `snapshot_*`: a volume's snapshots — create, list, info, delete.
+
+use std::sync::Arc;
+
+use super::engine_error;
+use super::volume::volume_handle;
+use crate::error::Error;
+use crate::mgmt::{
+    ErrorBody, ErrorKind, Reply, Shared, SnapshotDeleteReport, SnapshotListReport, SnapshotReport,
+};
+use crate::types::Snapshot;
+
+fn report(path: &str, s: Snapshot) -> SnapshotReport {
+    SnapshotReport {
+        path: path.to_string(),
+        name: s.name,
+        id: s.id,
+        tlog: s.tlog,
+        created_secs: s.created.secs,
+        created_nsecs: s.created.nsecs,
+        meta: s.meta,
+        bytes_since_previous: s.bytes_since_previous,
+        on_backend: s.on_backend,
+    }
+}
+
+/// A snapshot operation's error, saying which snapshot of which volume.
+fn snapshot_error(e: Error, path: &str, name: &str) -> ErrorBody {
+    match e {
+        Error::NotFound => ErrorBody {
+            kind: ErrorKind::NotFound,
+            message: format!("{path} has no snapshot {name:?}"),
+        },
+        Error::Exists => ErrorBody {
+            kind: ErrorKind::Exists,
+            message: format!("{path} already has a snapshot {name:?}"),
+        },
+        e => engine_error(e, &format!("snapshot {name:?} of {path}")),
+    }
+}
+
+/// [`crate::mgmt::Request::SnapshotCreate`].
+pub(super) fn create(
+    shared: &Arc<Shared>,
+    path: String,
+    name: String,
+    meta: Vec<(String, String)>,
+) -> Result<Reply, ErrorBody> {
+    let h = volume_handle(shared, &path)?;
+    let s = shared
+        .fs
+        .snapshot_create(h, &name, meta)
+        .map_err(|e| snapshot_error(e, &path, &name))?;
+    Ok(Reply::Snapshot(report(&path, s)))
+}
+
+/// [`crate::mgmt::Request::SnapshotList`].
+pub(super) fn list(shared: &Arc<Shared>, path: String) -> Result<Reply, ErrorBody> {
+    let h = volume_handle(shared, &path)?;
+    let all = shared
+        .fs
+        .snapshot_list(h)
+        .map_err(|e| engine_error(e, &format!("snapshots of {path}")))?;
+    Ok(Reply::SnapshotList(SnapshotListReport {
+        snapshots: all.into_iter().map(|s| report(&path, s)).collect(),
+        path,
+    }))
+}
+
+/// [`crate::mgmt::Request::SnapshotInfo`].
+pub(super) fn info(shared: &Arc<Shared>, path: String, name: String) -> Result<Reply, ErrorBody> {
+    let h = volume_handle(shared, &path)?;
+    let s = shared
+        .fs
+        .snapshot_info(h, &name)
+        .map_err(|e| snapshot_error(e, &path, &name))?;
+    Ok(Reply::Snapshot(report(&path, s)))
+}
+
+/// [`crate::mgmt::Request::SnapshotDelete`].
+pub(super) fn delete(shared: &Arc<Shared>, path: String, name: String) -> Result<Reply, ErrorBody> {
+    let h = volume_handle(shared, &path)?;
+    shared
+        .fs
+        .snapshot_delete(h, &name)
+        .map_err(|e| snapshot_error(e, &path, &name))?;
+    Ok(Reply::SnapshotDelete(SnapshotDeleteReport { path, name }))
+}
