@@ -1,4 +1,5 @@
-//! Talking to a running gateway over its management socket: `status`, `sync`, `volume info`.
+//! Talking to a running gateway over its management socket: `status`, `sync`, `volume
+//! info|list|create`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use strata_ganesha_conf::launcher::{self};
 use strata_mgmt::{ClientError, MgmtClient};
 
-use crate::report::{engine_report, sync_report, volume_report};
+use crate::report::{engine_report, human, sync_report, volume_report};
 use crate::{absolute, work_dir_of, SocketArgs, SyncArgs, EXIT_NOT_RUNNING, QUERY_TIMEOUT};
 
 pub(crate) fn status(at: &SocketArgs) -> Result<ExitCode, String> {
@@ -132,5 +133,53 @@ pub(crate) fn volume_info(path: &str, at: &SocketArgs) -> Result<ExitCode, Strin
         Some(QUERY_TIMEOUT),
         |c| c.volume_info(path),
         volume_report,
+    )
+}
+
+pub(crate) fn volume_list(at: &SocketArgs) -> Result<ExitCode, String> {
+    with_client(
+        at,
+        Some(QUERY_TIMEOUT),
+        |c| c.volume_list(),
+        |l| {
+            if l.volumes.is_empty() {
+                return "no volumes\n".to_string();
+            }
+            let w = l
+                .volumes
+                .iter()
+                .map(|v| v.path.len())
+                .max()
+                .unwrap_or(0)
+                .max(4);
+            let mut out = format!("{:<w$}  {:>10}  SIZE\n", "PATH", "INODE");
+            for v in &l.volumes {
+                out.push_str(&format!(
+                    "{:<w$}  {:>10}  {} ({})\n",
+                    v.path,
+                    v.ino,
+                    v.size,
+                    human(v.size)
+                ));
+            }
+            out
+        },
+    )
+}
+
+pub(crate) fn volume_create(path: &str, size: u64, at: &SocketArgs) -> Result<ExitCode, String> {
+    with_client(
+        at,
+        Some(QUERY_TIMEOUT),
+        |c| c.volume_create(path, size),
+        |v| {
+            format!(
+                "volume {} created: {} ({}), inode {}\n",
+                v.path,
+                v.size,
+                human(v.size),
+                v.ino
+            )
+        },
     )
 }

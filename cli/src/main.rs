@@ -1,6 +1,6 @@
 //! The `strata` command: start and stop a gateway (`up`, `down`, `status`), talk to a running
-//! gateway's engine over its management socket (`status`, `sync`, `volume info`, `snapshot
-//! create|list|info|delete`), and work with
+//! gateway's engine over its management socket (`status`, `sync`, `volume info|list|create`,
+//! `snapshot create|list|info|delete`), and work with
 //! ganesha.conf files (`conf check`, `conf render`, `conf params`).
 // The doc comments are also the commands' --help text (clap), where <placeholders> are plain text.
 #![allow(rustdoc::invalid_html_tags)]
@@ -102,6 +102,22 @@ struct SyncArgs {
 
 #[derive(Subcommand)]
 enum VolumeCmd {
+    /// Every volume of the gateway, by path, with its size.
+    List {
+        #[command(flatten)]
+        at: SocketArgs,
+    },
+    /// Create a volume without an NFS client (for cloud stacks and scripts): PATH's name must
+    /// end in one of the gateway's Volume_Suffixes and its directory must exist.
+    Create {
+        /// The new volume's path inside the export, e.g. /vm1/disk-flat.vmdk.
+        path: String,
+        /// Its size: bytes, or with a K, M, G or T suffix (e.g. 20G).
+        #[arg(value_parser = params::parse_size)]
+        size: u64,
+        #[command(flatten)]
+        at: SocketArgs,
+    },
     /// Size, space used, bytes not yet on the backend, commit and cache counters of a volume.
     Info {
         /// The volume's path inside the export, e.g. /vm1/disk-flat.vmdk.
@@ -191,6 +207,10 @@ fn main() -> ExitCode {
         Cmd::Status(a) => status(&a.at),
         Cmd::Sync(a) => sync(&a),
         Cmd::Volume(VolumeCmd::Info { path, at }) => volume_info(&path, &at),
+        Cmd::Volume(VolumeCmd::List { at }) => gateway::volume_list(&at),
+        Cmd::Volume(VolumeCmd::Create { path, size, at }) => {
+            gateway::volume_create(&path, size, &at)
+        }
         Cmd::Snapshot(cmd) => snapshot::run(cmd),
         Cmd::Conf(ConfCmd::Check { file }) => conf_check(&file),
         Cmd::Conf(ConfCmd::Render { profile, data_dir }) => conf_render(&profile, &data_dir),

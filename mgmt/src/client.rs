@@ -9,7 +9,7 @@ use crate::error::ErrorBody;
 use crate::protocol::{Reply, Request, RequestLine, ResponseLine, MAX_RESPONSE, PROTOCOL_VERSION};
 use crate::reports::{
     SnapshotDeleteReport, SnapshotListReport, SnapshotReport, StatusReport, SyncReport,
-    VolumeReport,
+    VolumeCreateReport, VolumeListReport, VolumeReport,
 };
 
 /// Why a management call failed.
@@ -151,6 +151,30 @@ impl MgmtClient {
         match self.call(&Request::VolumeInfo { path: path.into() })? {
             Reply::VolumeInfo(v) => Ok(v),
             other => Err(mismatch("volume_info", &other)),
+        }
+    }
+
+    /// [`Request::VolumeList`].
+    pub fn volume_list(&mut self) -> Result<VolumeListReport, ClientError> {
+        match self.call(&Request::VolumeList)? {
+            Reply::VolumeList(l) => Ok(l),
+            other => Err(mismatch("volume_list", &other)),
+        }
+    }
+
+    /// [`Request::VolumeCreate`].
+    pub fn volume_create(
+        &mut self,
+        path: &str,
+        size: u64,
+    ) -> Result<VolumeCreateReport, ClientError> {
+        let req = Request::VolumeCreate {
+            path: path.into(),
+            size,
+        };
+        match self.call(&req)? {
+            Reply::VolumeCreate(v) => Ok(v),
+            other => Err(mismatch("volume_create", &other)),
         }
     }
 

@@ -13,6 +13,9 @@
 //! <- {"version":1,"result":{"sync":{"waited":true,"elapsed_ms":12}}}
 //! -> {"version":1,"op":"volume_info","path":"/vm1/disk-flat.vmdk"}
 //! <- {"version":1,"result":{"volume_info":{"path":"/vm1/disk-flat.vmdk","size":...}}}
+//! -> {"version":1,"op":"volume_list"}
+//! <- {"version":1,"result":{"volume_list":{"volumes":[{"path":"/vm1/disk-flat.vmdk","ino":5,"size":...}]}}}
+//! -> {"version":1,"op":"volume_create","path":"/vm2/disk-flat.vmdk","size":10737418240}
 //! -> {"version":1,"op":"snapshot_create","path":"/vm1/disk-flat.vmdk","name":"s1","meta":[["k","v"]]}
 //! <- {"version":1,"result":{"snapshot":{"path":"/vm1/disk-flat.vmdk","name":"s1","id":1,...}}}
 //! -> {"version":1,"op":"snapshot_list","path":"/vm1/disk-flat.vmdk"}
@@ -39,5 +42,5 @@ pub use self::protocol::{
 };
 pub use self::reports::{
     ClusterCacheReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport, SpaceReport,
-    StatusReport, SyncReport, VolumeReport,
+    StatusReport, SyncReport, VolumeCreateReport, VolumeListItem, VolumeListReport, VolumeReport,
 };

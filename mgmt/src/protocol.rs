@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorBody;
 use crate::reports::{
     SnapshotDeleteReport, SnapshotListReport, SnapshotReport, StatusReport, SyncReport,
-    VolumeReport,
+    VolumeCreateReport, VolumeListReport, VolumeReport,
 };
 
 /// Version of the protocol spoken here; requests of another version are refused.
@@ -37,6 +37,16 @@ pub enum Request {
     VolumeInfo {
         /// e.g. `/vm1/disk-flat.vmdk`.
         path: String,
+    },
+    /// Every volume in the namespace, by path.
+    VolumeList,
+    /// Create a volume of `size` bytes at `path` (its name must end in one of the gateway's
+    /// `Volume_Suffixes`; its directory must exist).
+    VolumeCreate {
+        /// e.g. `/vm1/disk-flat.vmdk`.
+        path: String,
+        /// Size in bytes.
+        size: u64,
     },
     /// Take a snapshot named `name` of the volume at `path`, with user metadata.
     SnapshotCreate {
@@ -93,6 +103,10 @@ pub enum Reply {
     Sync(SyncReport),
     /// Answer to [`Request::VolumeInfo`].
     VolumeInfo(VolumeReport),
+    /// Answer to [`Request::VolumeList`].
+    VolumeList(VolumeListReport),
+    /// Answer to [`Request::VolumeCreate`].
+    VolumeCreate(VolumeCreateReport),
     /// Answer to [`Request::SnapshotCreate`] and [`Request::SnapshotInfo`].
     Snapshot(SnapshotReport),
     /// Answer to [`Request::SnapshotList`].

@@ -168,3 +168,32 @@ pub struct SnapshotDeleteReport {
     /// The snapshot deleted.
     pub name: String,
 }
+
+/// One volume of [`VolumeListReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeListItem {
+    /// Its path (a volume with several names is listed once per name).
+    pub path: String,
+    /// Its inode number (NFS fileid).
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Answer to [`Request::VolumeList`](crate::Request::VolumeList).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeListReport {
+    /// Every volume, by path (directories in name order, depth first).
+    pub volumes: Vec<VolumeListItem>,
+}
+
+/// Answer to [`Request::VolumeCreate`](crate::Request::VolumeCreate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeCreateReport {
+    /// The new volume's path.
+    pub path: String,
+    /// Its inode number (NFS fileid).
+    pub ino: u64,
+    /// Its size in bytes.
+    pub size: u64,
+}

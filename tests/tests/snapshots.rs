@@ -1,7 +1,8 @@
 //! Issue 15's snapshot verbs end to end: Ganesha with our FSAL, a volume written over NFS by
 //! the project's libnfs client, and the `strata snapshot` commands on the host side talking to
 //! the engine through the real management socket — tables, JSON, every error — then the
-//! snapshots after a SIGKILL of Ganesha and after a backend restart of the volume.
+//! snapshots after a SIGKILL of Ganesha and after a backend restart of the volume; and
+//! `strata volume create` and `volume list` beside them.
 
 use std::path::Path;
 use std::process::Command;
@@ -139,6 +140,57 @@ fn snapshot_commands_through_the_gateway_survive_sigkill_and_a_backend_restart()
         run(&["snapshot", "create", VOL, "m", "--meta", "novalue"]),
         2,
         "expected KEY=VALUE",
+    );
+
+    // A volume made without an NFS client: listed, seen over NFS, snapshotted like any other.
+    let r = run(&["volume", "create", "/vm2-flat.vmdk", "64M", "--json"]).expect_ok("create");
+    assert_eq!(json(&r)["size"], 64 * MIB);
+    let st = tg.client(3, &["stat", "/vm2-flat.vmdk"]).expect_ok("stat");
+    assert_eq!(st.num("size"), 64 * MIB, "{st}");
+    let r = run(&["volume", "list", "--json"]).expect_ok("volume list");
+    let paths: Vec<(String, u64)> = json(&r)["volumes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|v| {
+            (
+                v["path"].as_str().unwrap_or_default().to_string(),
+                v["size"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("/vm-flat.vmdk".to_string(), 5 * MIB),
+            ("/vm2-flat.vmdk".to_string(), 64 * MIB)
+        ]
+    );
+    let r = run(&["volume", "list"]).expect_ok("volume list");
+    assert!(
+        r.stdout.starts_with("PATH") && r.stdout.contains("/vm2-flat.vmdk"),
+        "{r}"
+    );
+    run(&["snapshot", "create", "/vm2-flat.vmdk", "empty"]).expect_ok("snapshot of vm2");
+    expect_error(
+        run(&["volume", "create", "/vm2-flat.vmdk", "1G"]),
+        1,
+        "already exists",
+    );
+    expect_error(
+        run(&["volume", "create", "/notes.txt", "1G"]),
+        1,
+        "not a volume name",
+    );
+    expect_error(
+        run(&["volume", "create", "/nodir/x-flat.vmdk", "1G"]),
+        1,
+        "/nodir: not found",
+    );
+    expect_error(
+        run(&["volume", "create", "/x-flat.vmdk", "lots"]),
+        2,
+        "is not a size",
     );
 
     // On the backend after a sync; a deleted one is gone.

@@ -65,7 +65,9 @@ impl Filesystem {
         Ok(())
     }
 
-    pub(super) fn is_volume_name(&self, name: &[u8]) -> bool {
+    /// True when a file created under `name` is a volume (its name ends in one of
+    /// `Volume_Suffixes`).
+    pub fn is_volume_name(&self, name: &[u8]) -> bool {
         self.config
             .volume_suffixes
             .iter()

@@ -25,6 +25,8 @@ fn request() -> impl Strategy<Value = Request> {
         )
             .prop_map(|(path, name, meta)| Request::SnapshotCreate { path, name, meta }),
         ".{0,40}".prop_map(|path| Request::SnapshotList { path }),
+        Just(Request::VolumeList),
+        (".{0,40}", any::<u64>()).prop_map(|(path, size)| Request::VolumeCreate { path, size }),
         (".{0,40}", ".{0,20}").prop_map(|(path, name)| Request::SnapshotInfo { path, name }),
         (".{0,40}", ".{0,20}").prop_map(|(path, name)| Request::SnapshotDelete { path, name }),
     ]

@@ -25,6 +25,8 @@ pub(super) fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, Erro
         Request::Status => status::status(shared),
         Request::Sync { wait } => sync::sync(shared, wait),
         Request::VolumeInfo { path } => volume::volume_info(shared, path),
+        Request::VolumeList => volume::volume_list(shared),
+        Request::VolumeCreate { path, size } => volume::volume_create(shared, path, size),
         Request::SnapshotCreate { path, name, meta } => snapshot::create(shared, path, name, meta),
         Request::SnapshotList { path } => snapshot::list(shared, path),
         Request::SnapshotInfo { path, name } => snapshot::info(shared, path, name),

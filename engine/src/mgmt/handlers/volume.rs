@@ -1,10 +1,17 @@
-//! `volume_info`: one volume's size, space, commits, caches, MetaDataStore, pacing and upload.
+//! `volume_info`: one volume's size, space, commits, caches, MetaDataStore, pacing and upload;
+//! `volume_list`: every volume by path; `volume_create`: a volume made without an NFS client.
 
 use std::sync::Arc;
 
 use super::engine_error;
-use crate::mgmt::{ErrorBody, ErrorKind, Reply, Shared, VolumeReport};
-use crate::types::{Handle, Kind};
+use crate::mgmt::{
+    ErrorBody, ErrorKind, Reply, Shared, VolumeCreateReport, VolumeListItem, VolumeListReport,
+    VolumeReport,
+};
+use crate::types::{CreateMode, Cred, Handle, Kind, SetAttr};
+
+/// Directory entries asked for per readdir call of the walk.
+const READDIR_PAGE: usize = 1024;
 
 /// The handle of the volume at `path` (`not_a_volume` for anything else).
 pub(super) fn volume_handle(shared: &Arc<Shared>, path: &str) -> Result<Handle, ErrorBody> {
@@ -58,5 +65,93 @@ pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, E
         writes_refused: v.writes_refused,
         peak_backlog: v.peak_backlog,
         upload_rate: v.upload_rate,
+    }))
+}
+
+/// [`crate::mgmt::Request::VolumeList`]: a walk of the namespace from the root (no volume is
+/// opened).
+pub(super) fn volume_list(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
+    let fs = &shared.fs;
+    let mut volumes = Vec::new();
+    let mut dirs = vec![(String::new(), fs.root())];
+    while let Some((path, dir)) = dirs.pop() {
+        let mut cookie = 0;
+        let mut subdirs = Vec::new();
+        loop {
+            let page = fs
+                .readdir(dir, cookie, READDIR_PAGE)
+                .map_err(|e| engine_error(e, if path.is_empty() { "/" } else { &path }))?;
+            for e in &page.entries {
+                cookie = e.cookie;
+                let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+                match e.attr.kind {
+                    Kind::Directory => subdirs.push((p, e.attr.handle)),
+                    Kind::Volume => volumes.push(VolumeListItem {
+                        path: p,
+                        ino: e.attr.handle.ino,
+                        size: e.attr.size,
+                    }),
+                    Kind::File | Kind::Symlink => {}
+                }
+            }
+            if page.eof || page.entries.is_empty() {
+                break;
+            }
+        }
+        // Depth first, names in order: the stack takes the last one first.
+        subdirs.sort_by(|a, b| b.0.cmp(&a.0));
+        dirs.extend(subdirs);
+    }
+    volumes.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Reply::VolumeList(VolumeListReport { volumes }))
+}
+
+/// [`crate::mgmt::Request::VolumeCreate`]: the file is created (its name must make it a
+/// volume), then sized. A name in use is `exists`, and nothing is changed.
+pub(super) fn volume_create(
+    shared: &Arc<Shared>,
+    path: String,
+    size: u64,
+) -> Result<Reply, ErrorBody> {
+    let fs = &shared.fs;
+    let invalid = |message: String| ErrorBody {
+        kind: ErrorKind::Invalid,
+        message,
+    };
+    let (parent, name) = path
+        .rsplit_once('/')
+        .filter(|(_, n)| !n.is_empty())
+        .ok_or_else(|| invalid(format!("{path:?}: expected an absolute path to a file")))?;
+    if !fs.is_volume_name(name.as_bytes()) {
+        return Err(invalid(format!(
+            "{path}: not a volume name: it must end in one of {}",
+            fs.config().volume_suffixes.join(", ")
+        )));
+    }
+    let parent = if parent.is_empty() { "/" } else { parent };
+    let dir = fs
+        .lookup_path(parent)
+        .map_err(|e| engine_error(e, parent))?;
+    let created = fs
+        .create(
+            dir.handle,
+            name.as_bytes(),
+            0o644,
+            Cred::default(),
+            CreateMode::Guarded,
+        )
+        .map_err(|e| engine_error(e, &path))?;
+    let set = SetAttr {
+        size: Some(size),
+        ..SetAttr::default()
+    };
+    let attr = fs
+        .setattr(created.attr.handle, &set)
+        .map_err(|e| engine_error(e, &path))?;
+    fs.commit(attr.handle).map_err(|e| engine_error(e, &path))?;
+    Ok(Reply::VolumeCreate(VolumeCreateReport {
+        path,
+        ino: attr.handle.ino,
+        size: attr.size,
     }))
 }
