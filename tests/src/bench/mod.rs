@@ -6,4 +6,5 @@
 pub(crate) mod nfs;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod snapshots;
 pub(crate) mod sustained;

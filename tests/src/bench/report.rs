@@ -22,6 +22,8 @@ pub(crate) enum Unit {
     Secs,
     /// MiB stored (lower is better).
     MibStored,
+    /// Milliseconds (lower is better).
+    Millis,
 }
 
 impl Unit {
@@ -33,12 +35,13 @@ impl Unit {
             Unit::FilesPerSec => "files/s",
             Unit::Secs => "s",
             Unit::MibStored => "MiB",
+            Unit::Millis => "ms",
         }
     }
 
     /// True when a smaller value is better.
     pub(crate) fn lower_is_better(self) -> bool {
-        matches!(self, Unit::Secs | Unit::MibStored)
+        matches!(self, Unit::Secs | Unit::MibStored | Unit::Millis)
     }
 }
 

@@ -12,7 +12,8 @@ use super::run::{run_bounded, Settings, Target};
 /// The row's name in the table.
 pub(crate) const ID: &str = "sustained 8 GiB sequential write through nfs://";
 
-const FILE: &str = "/sustained.raw";
+/// The volume it writes (left in place by [`run`]; [`remove`] removes it).
+pub(crate) const FILE: &str = "/sustained.raw";
 const MIB: u64 = 1 << 20;
 
 /// Bytes the row writes.
@@ -76,6 +77,10 @@ pub(crate) fn run(t: &mut Target, s: &Settings) -> Result<(f64, Option<String>),
         None => Some(format!("{} GiB in {wall:.0} s", len >> 30)),
     };
     t.settle(s)?;
-    t.client(&["unlink".into(), FILE.into()], s)?;
     Ok((len as f64 / MIB as f64 / wall.max(0.0005), note))
+}
+
+/// Removes the volume [`run`] wrote.
+pub(crate) fn remove(t: &Target, s: &Settings) -> Result<(), String> {
+    t.client(&["unlink".into(), FILE.into()], s).map(drop)
 }

@@ -361,6 +361,7 @@ pub(super) fn bench_system(
         System::Mem => Err("n/a (MEM file is 2 MiB)".into()),
         _ => crate::bench::sustained::run(&mut t, s),
     };
+    let sustained_ok = r.is_ok();
     let (r, note) = match r {
         Ok((rate, note)) => (Ok(vec![rate]), note),
         Err(e) => (Err(e), None),
@@ -368,8 +369,31 @@ pub(super) fn bench_system(
     push(crate::bench::sustained::ID, Unit::MibPerSec, r, note, None);
     t.sample_rss();
 
+    // Snapshots (Strata only): on the bench image and on the volume the import wrote.
+    let volumes = [
+        (t.file, t.size),
+        (
+            crate::bench::sustained::FILE,
+            crate::bench::sustained::bytes(s),
+        ),
+    ];
+    for (path, size) in volumes {
+        let rows = if !system.is_strata() {
+            crate::bench::snapshots::rows_na(size, "n/a (no snapshots)")
+        } else if path == crate::bench::sustained::FILE && !sustained_ok {
+            crate::bench::snapshots::rows_na(size, "the import failed")
+        } else {
+            crate::bench::snapshots::rows(&t, s, path, size)
+        };
+        for (id, r) in rows {
+            push(&id, Unit::Millis, r, None, None);
+        }
+    }
+    if sustained_ok {
+        crate::bench::sustained::remove(&t, s)?;
+    }
     push(
-        "snapshot + clone of a volume",
+        "clone of a volume",
         Unit::Secs,
         Err("n/a (not implemented)".into()),
         None,
