@@ -41,6 +41,19 @@ pub(crate) enum SnapshotCmd {
         #[command(flatten)]
         at: SocketArgs,
     },
+    /// Roll a volume back to a snapshot: it then reads exactly as when the snapshot was taken;
+    /// every snapshot, older and newer, is kept. Power the VM off (or detach the disk) first.
+    Rollback {
+        /// The volume's path.
+        path: String,
+        /// The snapshot's name.
+        name: String,
+        /// Roll back even while an NFSv4 client holds the volume open.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        at: SocketArgs,
+    },
     /// Delete a snapshot (constant time; what only it referenced becomes garbage).
     Delete {
         /// The volume's path.
@@ -51,6 +64,9 @@ pub(crate) enum SnapshotCmd {
         at: SocketArgs,
     },
 }
+
+/// Bound on a rollback.
+const ROLLBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 fn parse_meta(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
@@ -86,6 +102,23 @@ pub(crate) fn run(cmd: SnapshotCmd) -> Result<ExitCode, String> {
         SnapshotCmd::Info { path, name, at } => {
             with_client(&at, t, |c| c.snapshot_info(&path, &name), info_text)
         }
+        SnapshotCmd::Rollback {
+            path,
+            name,
+            force,
+            at,
+        } => with_client(
+            &at,
+            // A rollback reads the snapshot's TLogs back from the backend: it takes a while.
+            Some(ROLLBACK_TIMEOUT),
+            |c| c.snapshot_rollback(&path, &name, force),
+            |s| {
+                format!(
+                    "{} rolled back to snapshot {:?} (TLog {})\n",
+                    s.path, s.name, s.tlog
+                )
+            },
+        ),
         SnapshotCmd::Delete { path, name, at } => with_client(
             &at,
             t,

@@ -29,7 +29,7 @@ pub mod volume;
 static ALLOC_PROBE: alloc_probe::Probe = alloc_probe::Probe;
 
 pub use error::{Error, Result};
-pub use fs::{BackendConfig, EngineConfig, Filesystem, OpenOptions, FILES_PREFIX};
+pub use fs::{BackendConfig, ChangeHook, EngineConfig, Filesystem, OpenOptions, FILES_PREFIX};
 pub use owner::{OwnerRecord, OWNER_KEY};
 pub use registry::{VOLUMES_DIR, VOLUMES_PREFIX};
 /// The S3 backend's configuration types (from strata-backend), for [`BackendConfig::S3`].

@@ -535,3 +535,52 @@ fn restarts_use_the_metadata_store_and_checkpoints_instead_of_replaying_every_tl
         "reads fetched clusters from the backend: {s:?}"
     );
 }
+
+/// Rollback through the facade: refused while an NFSv4 client holds the volume open (unless
+/// forced); then it reads as at the snapshot, and its size, mtime and change attribute move so
+/// that clients drop what they cached.
+#[test]
+fn a_rollback_of_an_open_volume_needs_force_and_moves_the_change_attribute() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = open(dir.path());
+    let v = create_volume(&fs, "disk-flat.vmdk");
+    let h = v.handle;
+    fs.write(h, 0, &pattern(300_000, 1), false).expect("write");
+    fs.commit(h).expect("commit");
+    fs.snapshot_create(h, "before", Vec::new())
+        .expect("snapshot");
+    fs.write(h, 100_000, &pattern(500_000, 2), false)
+        .expect("write");
+    fs.commit(h).expect("commit");
+    let seen = fs.getattr(h).expect("getattr");
+    assert_eq!(seen.size, 600_000);
+
+    fs.open_file(h).expect("an NFSv4 OPEN");
+    let err = fs
+        .snapshot_rollback(h, "before", false)
+        .expect_err("open by an NFSv4 client");
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    assert_eq!(read_all(&fs, h, 600_000), {
+        let mut want = pattern(300_000, 1);
+        want.resize(100_000, 0);
+        want.extend(pattern(500_000, 2));
+        want
+    });
+    fs.snapshot_rollback(h, "before", true).expect("forced");
+    fs.close_file(h).expect("close");
+    let after = fs.getattr(h).expect("getattr");
+    assert_eq!(after.size, 300_000);
+    assert!(
+        after.change > seen.change,
+        "{} -> {}",
+        seen.change,
+        after.change
+    );
+    assert!(after.mtime >= seen.mtime);
+    assert_eq!(read_all(&fs, h, 300_000), pattern(300_000, 1));
+    // And after a restart.
+    drop(fs);
+    let fs = open(dir.path());
+    assert_eq!(fs.getattr(h).expect("getattr").size, 300_000);
+    assert_eq!(read_all(&fs, h, 300_000), pattern(300_000, 1));
+}

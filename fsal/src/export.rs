@@ -461,6 +461,7 @@ fn open_engine() -> FResult<Arc<Filesystem>> {
         "engine opened at {}",
         config.data_dir.display()
     );
+    fs.set_change_hook(crate::upcall::hook());
     *slot = Some(fs.clone());
     // The management API is no reason to refuse NFS service: failures are only logged.
     let sock = MGMT_SOCKET
@@ -517,6 +518,7 @@ unsafe extern "C" fn create_export(
             }
             (*exp).fsal = fsal_hdl;
             (*exp).up_ops = up_ops;
+            crate::upcall::register(up_ops);
             let ctx = ffi::strata_get_op_ctx();
             if !ctx.is_null() {
                 (*ctx).fsal_export = exp;
@@ -533,6 +535,7 @@ unsafe extern "C" fn release(exp: *mut ffi::fsal_export) {
         // SAFETY: exp is the first field of a StrataExport we boxed in create_export; Ganesha
         // releases it once, after its last reference.
         unsafe {
+            crate::upcall::unregister((*exp).up_ops);
             ffi::fsal_detach_export((*exp).fsal, &raw mut (*exp).exports);
             ffi::free_export_ops(exp);
             drop(Box::from_raw(exp as *mut StrataExport));

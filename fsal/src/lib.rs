@@ -13,6 +13,7 @@ mod ffi;
 mod handle;
 mod ops;
 mod state;
+mod upcall;
 
 #[cfg(test)]
 mod tests;

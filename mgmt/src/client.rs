@@ -216,6 +216,24 @@ impl MgmtClient {
         }
     }
 
+    /// [`Request::SnapshotRollback`].
+    pub fn snapshot_rollback(
+        &mut self,
+        path: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<SnapshotReport, ClientError> {
+        let req = Request::SnapshotRollback {
+            path: path.into(),
+            name: name.into(),
+            force,
+        };
+        match self.call(&req)? {
+            Reply::Snapshot(s) => Ok(s),
+            other => Err(mismatch("snapshot_rollback", &other)),
+        }
+    }
+
     /// [`Request::SnapshotDelete`].
     pub fn snapshot_delete(
         &mut self,

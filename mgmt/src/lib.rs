@@ -21,6 +21,7 @@
 //! -> {"version":1,"op":"snapshot_list","path":"/vm1/disk-flat.vmdk"}
 //! <- {"version":1,"result":{"snapshot_list":{"path":"/vm1/disk-flat.vmdk","snapshots":[...]}}}
 //! -> {"version":1,"op":"snapshot_info","path":"/vm1/disk-flat.vmdk","name":"s1"}
+//! -> {"version":1,"op":"snapshot_rollback","path":"/vm1/disk-flat.vmdk","name":"s1","force":false}
 //! -> {"version":1,"op":"snapshot_delete","path":"/vm1/disk-flat.vmdk","name":"s1"}
 //! <- {"version":1,"result":{"snapshot_delete":{"path":"/vm1/disk-flat.vmdk","name":"s1"}}}
 //! <- {"version":1,"error":{"kind":"not_found","message":"..."}}

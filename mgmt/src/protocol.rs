@@ -70,6 +70,17 @@ pub enum Request {
         /// The snapshot.
         name: String,
     },
+    /// Roll the volume at `path` back to snapshot `name` (refused while an NFSv4 client holds
+    /// it open, unless `force`).
+    SnapshotRollback {
+        /// The volume.
+        path: String,
+        /// The snapshot.
+        name: String,
+        /// Roll back even while a client holds the volume open.
+        #[serde(default)]
+        force: bool,
+    },
     /// Delete snapshot `name` of the volume at `path`.
     SnapshotDelete {
         /// The volume.
@@ -107,7 +118,8 @@ pub enum Reply {
     VolumeList(VolumeListReport),
     /// Answer to [`Request::VolumeCreate`].
     VolumeCreate(VolumeCreateReport),
-    /// Answer to [`Request::SnapshotCreate`] and [`Request::SnapshotInfo`].
+    /// Answer to [`Request::SnapshotCreate`], [`Request::SnapshotInfo`] and
+    /// [`Request::SnapshotRollback`] (the snapshot rolled back to).
     Snapshot(SnapshotReport),
     /// Answer to [`Request::SnapshotList`].
     SnapshotList(SnapshotListReport),

@@ -46,6 +46,16 @@ fn listed(bin: &Path, data: &Path) -> Vec<(String, u64, u64, bool)> {
         .collect()
 }
 
+fn verify(tg: &TestGateway, off: u64, len: u64, seed: u64) {
+    let (off, len, seed) = (off.to_string(), len.to_string(), seed.to_string());
+    tg.client(3, &["verify", VOL, &off, &len, &seed])
+        .expect_ok("verify");
+}
+
+fn size(tg: &TestGateway) -> u64 {
+    tg.client(3, &["stat", VOL]).expect_ok("stat").num("size")
+}
+
 fn expect_error(r: Run, code: i32, needle: &str) {
     assert_eq!(r.code(), code, "{r}");
     assert!(r.stderr.contains(needle), "wanted {needle:?}: {r}");
@@ -142,6 +152,28 @@ fn snapshot_commands_through_the_gateway_survive_sigkill_and_a_backend_restart()
         "expected KEY=VALUE",
     );
 
+    // Rollback: the volume reads as at the snapshot (size too); the newer snapshot is kept
+    // and reads as it did (a rollback to it after the first one).
+    write(&tg, 0, MIB, 9);
+    let r = run(&["snapshot", "rollback", VOL, "before-upgrade"]).expect_ok("rollback");
+    assert!(
+        r.stdout
+            .contains("/vm-flat.vmdk rolled back to snapshot \"before-upgrade\""),
+        "{r}"
+    );
+    verify(&tg, 0, 2 * MIB, 1);
+    assert_eq!(size(&tg), 2 * MIB);
+    let r = run(&["snapshot", "rollback", VOL, "s2", "--json"]).expect_ok("rollback to s2");
+    assert_eq!(json(&r)["name"], "s2");
+    verify(&tg, 0, 2 * MIB, 1);
+    verify(&tg, 4 * MIB, MIB, 2);
+    assert_eq!(size(&tg), 5 * MIB);
+    expect_error(
+        run(&["snapshot", "rollback", VOL, "nope"]),
+        1,
+        "has no snapshot \"nope\"",
+    );
+
     // A volume made without an NFS client: listed, seen over NFS, snapshotted like any other.
     let r = run(&["volume", "create", "/vm2-flat.vmdk", "64M", "--json"]).expect_ok("create");
     assert_eq!(json(&r)["size"], 64 * MIB);
@@ -216,6 +248,8 @@ fn snapshot_commands_through_the_gateway_survive_sigkill_and_a_backend_restart()
         .restart_ganesha()
         .expect("restart from the backend");
     assert_eq!(listed(&bin, &data), kept, "after a backend restart");
+    verify(&tg, 0, 2 * MIB, 1);
+    verify(&tg, 4 * MIB, MIB, 2);
     assert!(local.join("tlog").exists(), "the volume was restored");
     let r = run(&["snapshot", "create", VOL, "after-restore", "--json"]).expect_ok("create");
     assert!(json(&r)["id"].as_u64() > Some(kept[0].1), "{r}");

@@ -46,6 +46,20 @@ pub(crate) const METADATA_FILE: &str = "strata.redb";
 /// Name of the FileDriver's cache directory in the data directory.
 pub(crate) const EXTENT_CACHE_DIR: &str = "extent-cache";
 
+/// What the embedding NFS server runs when an object changed other than through one of its
+/// operations: the FSAL drops Ganesha's cached attributes of that handle.
+pub type ChangeHook = Arc<dyn Fn(Handle) + Send + Sync>;
+
+/// Where the [`ChangeHook`] is kept (its `Debug` says only whether one is set).
+#[derive(Default)]
+pub(super) struct HookSlot(pub(super) Mutex<Option<ChangeHook>>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HookSlot(set: {})", self.0.lock().is_some())
+    }
+}
+
 /// Bits of a file extent's generation below the owner epoch (see [`first_generation`]).
 const GEN_EPOCH_SHIFT: u32 = 40;
 
@@ -107,6 +121,9 @@ pub struct Filesystem {
     side: FileSide,
     uploader: Option<Uploader>,
     /// Open volumes (the data of `Kind::Volume` objects).
+    /// Told when an object changed other than through an NFS operation (a rollback), so the
+    /// NFS server drops what it cached of it (see [`Filesystem::set_change_hook`]).
+    change_hook: HookSlot,
     volumes: Arc<VolumeRegistry>,
     /// Loaded regular objects. Locked only to find or insert an entry, never across I/O.
     live: Arc<Mutex<HashMap<Ino, Arc<Live>>>>,
@@ -234,6 +251,7 @@ impl Filesystem {
             opens: Mutex::new(HashMap::new()),
             crashed: false,
             rt: Some(rt),
+            change_hook: HookSlot::default(),
         };
         // Nothing is open after a restart: orphans left by the last run go now.
         for ino in fs.ns.orphans()? {

@@ -1,8 +1,9 @@
-//! Snapshots of volumes: create, list, info, delete (the volume's own methods do the work,
-//! `volume/snapshot/`).
+//! Snapshots of volumes: create, list, info, delete, rollback (the volume's own methods do the
+//! work, `volume/snapshot/`).
 
-use super::Filesystem;
+use super::{ChangeHook, Filesystem};
 use crate::error::{Error, Result};
+use crate::namespace::{self, DataUpdate};
 use crate::registry::OpenVolume;
 use crate::types::{Handle, Kind, Snapshot};
 use crate::volume::snapshot::SnapshotInfo;
@@ -57,6 +58,47 @@ impl Filesystem {
     pub fn snapshot_info(&self, h: Handle, name: &str) -> Result<Snapshot> {
         let v = self.snapshot_volume(h)?;
         v.volume().snapshot_info(name).map(report)
+    }
+
+    /// Rolls volume `h` back to snapshot `name`: it then reads exactly as when the snapshot
+    /// was taken, and every snapshot is kept. Refused (`Invalid`) while an NFSv4 client holds the
+    /// volume open, unless `force`: a client with the disk open would go on from data that is
+    /// no longer there. Its size, mtime, ctime and change attribute move, so clients drop what
+    /// they cached. Needs the backend (the snapshot's TLogs are read from there).
+    pub fn snapshot_rollback(&self, h: Handle, name: &str, force: bool) -> Result<Snapshot> {
+        let v = self.snapshot_volume(h)?;
+        if !force && self.is_open(h.ino) {
+            return Err(Error::Invalid(
+                "an NFSv4 client holds the volume open: power the VM off or detach the disk \
+                 first (or force the rollback)"
+                    .into(),
+            ));
+        }
+        // Attributes of writes not committed yet are recorded first: the change counter
+        // recorded after the rollback is then above every one a client saw.
+        if let Some(live) = self.peek_live(h.ino) {
+            self.commit_live(h.ino, &live)?;
+        }
+        let s = v.volume().snapshot_rollback(name)?;
+        let up = DataUpdate {
+            size: v.volume().size(),
+            mtime: namespace::now(),
+            change: 0,
+            ..DataUpdate::default()
+        };
+        self.ns.persist_data(h.ino, &up)?;
+        let hook = self.change_hook.0.lock().clone();
+        if let Some(hook) = hook {
+            hook(h);
+        }
+        Ok(report(s))
+    }
+
+    /// Sets what runs when an object changed other than through an NFS operation (a
+    /// rollback): the FSAL drops Ganesha's cached attributes of it, so that clients see the new
+    /// size, mtime and change attribute at once.
+    pub fn set_change_hook(&self, hook: ChangeHook) {
+        *self.change_hook.0.lock() = Some(hook);
     }
 
     /// Deletes snapshot `name` of volume `h` (`NotFound` without one), in constant time.

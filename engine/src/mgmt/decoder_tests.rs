@@ -29,6 +29,8 @@ fn request() -> impl Strategy<Value = Request> {
         (".{0,40}", any::<u64>()).prop_map(|(path, size)| Request::VolumeCreate { path, size }),
         (".{0,40}", ".{0,20}").prop_map(|(path, name)| Request::SnapshotInfo { path, name }),
         (".{0,40}", ".{0,20}").prop_map(|(path, name)| Request::SnapshotDelete { path, name }),
+        (".{0,40}", ".{0,20}", any::<bool>())
+            .prop_map(|(path, name, force)| Request::SnapshotRollback { path, name, force }),
     ]
 }
 

@@ -96,6 +96,18 @@ fn entry() -> impl Strategy<Value = Entry> {
         (any::<u64>(), 0..=MAX_SCO_CLUSTERS, any::<u32>())
             .prop_map(|(sco, clusters, crc)| Entry::ScoSealed { sco, clusters, crc }),
         any::<u64>().prop_map(|size| Entry::Resize { size }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            0..MAX_SCO_CLUSTERS,
+            any::<[u8; 16]>()
+        )
+            .prop_map(|(address, sco, offset, md5)| Entry::Remap {
+                address,
+                sco,
+                offset,
+                md5
+            }),
     ]
 }
 

@@ -7,6 +7,10 @@
 //!   tlog/<seq>           a TLog not yet applied to the MetaDataStore
 //!   mds.redb             the MetaDataStore
 //!   restoring            present while a backend restart writes the directory
+//!   rolling-back         present while a rollback appends its entries (the TLog it started
+//!                        in and the first SCO it made): a restart cuts them off
+//!   rollback/            the volume as of the snapshot a rollback goes back to (sco/, tlog/,
+//!                        mds.redb), rebuilt from the backend; removed once used
 //! ```
 //!
 //! File names inside `sco/` and `tlog/` are [`format::sco_name`](super::format::sco_name) and
@@ -42,4 +46,14 @@ pub(crate) fn mds_path(dir: &Path) -> PathBuf {
 /// `<dir>/restoring`.
 pub(crate) fn restore_marker(dir: &Path) -> PathBuf {
     dir.join(RESTORE_MARKER)
+}
+
+/// `<dir>/rolling-back`.
+pub(crate) fn rollback_marker(dir: &Path) -> PathBuf {
+    dir.join("rolling-back")
+}
+
+/// `<dir>/rollback`.
+pub(crate) fn rollback_dir(dir: &Path) -> PathBuf {
+    dir.join("rollback")
 }

@@ -230,3 +230,123 @@ fn snapshots_survive_a_backend_restart_and_deleted_ones_stay_deleted() {
     let d = vol.snapshot_create("d", Vec::new()).expect("d");
     assert!(d.record.id > b.record.id);
 }
+
+/// A volume with a backend, and the contents it had at two snapshots: `s1` (two clusters
+/// runs with a hole between, 192 KiB) and `s2` (the hole written, another run past the old
+/// end); then more writes after `s2`.
+fn rolled_volume(
+    rt: &tokio::runtime::Runtime,
+    store: &Arc<MemStore>,
+) -> (SimFs, Arc<dyn LocalFs>, Volume, Vec<u8>, Vec<u8>) {
+    let (fs, lfs, vol) = fresh(small_opts());
+    vol.set_backend(store.clone(), rt.handle().clone(), 1);
+    vol.write(0, &[1u8; 65_536], false).expect("write");
+    vol.write(131_072, &[2u8; 65_536], false).expect("write");
+    let at_s1 = whole(&vol);
+    vol.snapshot_create("s1", Vec::new()).expect("s1");
+    vol.write(65_536 + 100, &[3u8; 65_536], false)
+        .expect("write");
+    vol.write(300_000, &[4u8; 10_000], false).expect("write");
+    let at_s2 = whole(&vol);
+    vol.snapshot_create("s2", Vec::new()).expect("s2");
+    vol.write(0, &[5u8; 200_000], false).expect("write");
+    vol.resize(150_000).expect("shrink");
+    (fs, lfs, vol, at_s1, at_s2)
+}
+
+/// Rollback: the volume reads exactly as at the snapshot (holes as zeros, the size), newer
+/// snapshots still read as they did (a rollback to s2 after one to s1 and more writes), and
+/// the same after a restart and after a backend restart; every snapshot is kept.
+#[test]
+fn a_rollback_reads_as_at_the_snapshot_and_keeps_newer_snapshots() {
+    let rt = mt_rt();
+    let store = Arc::new(MemStore::new());
+    let (_fs, lfs, vol, at_s1, at_s2) = rolled_volume(&rt, &store);
+    assert_ne!(whole(&vol), at_s1);
+    vol.snapshot_rollback("s1").expect("rollback to s1");
+    assert_eq!(whole(&vol), at_s1, "as at s1");
+    assert_eq!(names(&vol), ["s1", "s2"]);
+    vol.write(4096, &[6u8; 8192], false)
+        .expect("write after the rollback");
+    vol.snapshot_rollback("s2").expect("rollback to s2");
+    assert_eq!(whole(&vol), at_s2, "s2 reads as it did");
+    assert!(vol.verify().expect("verify").is_empty());
+    drop(vol);
+
+    let vol = Volume::open(lfs, &dir(), VOL, small_opts()).expect("restart");
+    vol.set_backend(store.clone(), rt.handle().clone(), 2);
+    assert_eq!(whole(&vol), at_s2, "after a restart");
+    rt.block_on(vol.backup(&*store, true)).expect("backup");
+    drop(vol);
+    let fresh_fs: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+    let vol = rt
+        .block_on(Volume::restore(
+            &*store,
+            fresh_fs,
+            &dir(),
+            VOL,
+            small_opts(),
+        ))
+        .expect("backend restart");
+    vol.set_backend(store.clone(), rt.handle().clone(), 3);
+    assert_eq!(whole(&vol), at_s2, "after a backend restart");
+    assert_eq!(names(&vol), ["s1", "s2"]);
+    vol.snapshot_rollback("s1")
+        .expect("rollback after the backend restart");
+    assert_eq!(whole(&vol), at_s1);
+    assert!(matches!(
+        vol.snapshot_rollback("nope"),
+        Err(Error::NotFound)
+    ));
+}
+
+/// A power cut at every step of a rollback (the upload before it, the rebuild, the entries,
+/// the marker): after the restart the volume reads as before the rollback or as at the
+/// snapshot, and a rollback that returned is never undone.
+#[test]
+fn a_power_cut_at_any_step_of_a_rollback_leaves_the_old_state_or_the_new() {
+    let rt = mt_rt();
+    for mode in [CrashMode::DropAll, CrashMode::Random(7)] {
+        let mut outcomes = (false, false);
+        let mut step = 0;
+        loop {
+            let store = Arc::new(MemStore::new());
+            let (fs, lfs, vol, at_s1, _) = rolled_volume(&rt, &store);
+            vol.sync().expect("sync");
+            let before = whole(&vol);
+            fs.cut_power_after(step);
+            let r = vol.snapshot_rollback("s1");
+            let done = !fs.power_is_cut();
+            if done {
+                r.expect("rollback");
+            }
+            drop(vol);
+            fs.crash(mode);
+            let vol = Volume::open(lfs.clone(), &dir(), VOL, small_opts())
+                .unwrap_or_else(|e| panic!("{mode:?} step {step}: restart: {e}"));
+            vol.set_backend(store.clone(), rt.handle().clone(), 2);
+            let now = whole(&vol);
+            if done {
+                assert_eq!(now, at_s1, "{mode:?} step {step}: a finished rollback");
+                outcomes.1 = true;
+                break;
+            }
+            assert!(
+                now == before || now == at_s1,
+                "{mode:?} step {step}: neither state"
+            );
+            outcomes.0 |= now == before;
+            assert!(
+                vol.verify().expect("verify").is_empty(),
+                "{mode:?} step {step}"
+            );
+            assert!(
+                lfs.open(&dir().join("rolling-back")).is_err(),
+                "{mode:?} step {step}: the marker stayed"
+            );
+            step += 1;
+            assert!(step < 2000, "{mode:?}: the rollback never finished");
+        }
+        assert!(outcomes.0 && outcomes.1, "{mode:?}: both outcomes reached");
+    }
+}

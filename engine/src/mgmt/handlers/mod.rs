@@ -31,6 +31,9 @@ pub(super) fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, Erro
         Request::SnapshotList { path } => snapshot::list(shared, path),
         Request::SnapshotInfo { path, name } => snapshot::info(shared, path, name),
         Request::SnapshotDelete { path, name } => snapshot::delete(shared, path, name),
+        Request::SnapshotRollback { path, name, force } => {
+            snapshot::rollback(shared, path, name, force)
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! `snapshot_*`: a volume's snapshots — create, list, info, delete.
+//! `snapshot_*`: a volume's snapshots — create, list, info, rollback, delete.
 
 use std::sync::Arc;
 
@@ -85,4 +85,19 @@ pub(super) fn delete(shared: &Arc<Shared>, path: String, name: String) -> Result
         .snapshot_delete(h, &name)
         .map_err(|e| snapshot_error(e, &path, &name))?;
     Ok(Reply::SnapshotDelete(SnapshotDeleteReport { path, name }))
+}
+
+/// [`crate::mgmt::Request::SnapshotRollback`].
+pub(super) fn rollback(
+    shared: &Arc<Shared>,
+    path: String,
+    name: String,
+    force: bool,
+) -> Result<Reply, ErrorBody> {
+    let h = volume_handle(shared, &path)?;
+    let s = shared
+        .fs
+        .snapshot_rollback(h, &name, force)
+        .map_err(|e| snapshot_error(e, &path, &name))?;
+    Ok(Reply::Snapshot(report(&path, s)))
 }

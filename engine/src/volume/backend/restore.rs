@@ -38,6 +38,20 @@ impl Volume {
         id: VolumeId,
         opts: VolumeOptions,
     ) -> Result<Volume> {
+        Volume::restore_at(store, fs, dir, id, opts, None).await
+    }
+
+    /// [`Volume::restore`] as of the end of TLog `until` (the volume a snapshot of that TLog
+    /// saw; a checkpoint after it is not used), or of the last TLog the manifest names. Only a
+    /// full restore takes the snapshot records back.
+    pub(crate) async fn restore_at(
+        store: &dyn ObjectStore,
+        fs: Arc<dyn LocalFs>,
+        dir: &Path,
+        id: VolumeId,
+        opts: VolumeOptions,
+        until: Option<u64>,
+    ) -> Result<Volume> {
         let (b, _) = get_at_most(store, MANIFEST_NAME, MAX_MANIFEST_LEN)
             .await
             .map_err(|e| {
@@ -47,7 +61,7 @@ impl Volume {
                     be_err(MANIFEST_NAME, e)
                 }
             })?;
-        let m = Manifest::from_xml(MANIFEST_NAME, &b).map_err(fmt_err)?;
+        let mut m = Manifest::from_xml(MANIFEST_NAME, &b).map_err(fmt_err)?;
         if m.volume != id {
             return Err(Error::Io(format!(
                 "backend manifest names volume {}, expected {id}",
@@ -57,6 +71,13 @@ impl Volume {
         let Some((first, last)) = m.tlogs else {
             return Volume::create(fs, dir, id, opts, 0);
         };
+        let last = until.map_or(last, |u| last.min(u));
+        if last < first {
+            return Volume::create(fs, dir, id, opts, 0);
+        }
+        if m.checkpoint.is_some_and(|(n, _)| n > last) {
+            m.checkpoint = None;
+        }
         crate::volume::create::prepare_empty_dir(&*fs, dir)?;
         // Durable before anything else is written: whatever a crash leaves behind from here on
         // is recognised as an unfinished restore and thrown away by the next open.
@@ -72,8 +93,10 @@ impl Volume {
             let vol = Volume::open_inner(fs.clone(), dir, id, opts, None)?;
             // Where the SCOs are, before any read may look for one.
             vol.record_epochs(&m.epochs)?;
-            let snaps = crate::volume::snapshot::restore_snapshots(store, id, last).await?;
-            vol.snapshots_restored(&snaps)?;
+            if until.is_none() {
+                let snaps = crate::volume::snapshot::restore_snapshots(store, id, last).await?;
+                vol.snapshots_restored(&snaps)?;
+            }
             vol.on_backend_up_to(last);
             // The replayed TLogs are on the backend: lift their cork at once.
             vol.uncork(last)?;

@@ -36,6 +36,19 @@ pub(crate) enum Entry {
         /// New size in bytes.
         size: u64,
     },
+    /// Cluster `address` of the volume now lives at cluster `offset` of SCO `sco`, which an
+    /// earlier entry logged (in a sealed SCO, or earlier in the open one): nothing is written
+    /// to a SCO (a rollback points clusters back at the data a snapshot saw).
+    Remap {
+        /// Cluster address in the volume.
+        address: u64,
+        /// SCO sequence number.
+        sco: u64,
+        /// Cluster index inside the SCO.
+        offset: u32,
+        /// MD5 of the cluster's content.
+        md5: [u8; 16],
+    },
     /// The TLog is closed; `crc` is the CRC32C of every byte of the TLog before this entry
     /// (header included). Nothing follows it.
     TlogClosed {
@@ -48,6 +61,7 @@ const KIND_CLUSTER: u8 = 1;
 const KIND_SCO_SEALED: u8 = 2;
 const KIND_RESIZE: u8 = 3;
 const KIND_TLOG_CLOSED: u8 = 4;
+const KIND_REMAP: u8 = 5;
 
 impl Entry {
     /// Encodes the entry, CRC included.
@@ -61,6 +75,18 @@ impl Entry {
                 md5,
             } => {
                 b[0] = KIND_CLUSTER;
+                b[4..8].copy_from_slice(&offset.to_le_bytes());
+                b[8..16].copy_from_slice(&address.to_le_bytes());
+                b[16..24].copy_from_slice(&sco.to_le_bytes());
+                b[24..40].copy_from_slice(&md5);
+            }
+            Entry::Remap {
+                address,
+                sco,
+                offset,
+                md5,
+            } => {
+                b[0] = KIND_REMAP;
                 b[4..8].copy_from_slice(&offset.to_le_bytes());
                 b[8..16].copy_from_slice(&address.to_le_bytes());
                 b[16..24].copy_from_slice(&sco.to_le_bytes());
@@ -106,7 +132,7 @@ impl Entry {
         // Field a: a cluster index (below the limit) or a cluster count (up to it).
         let a = le_u32(b, 4);
         Ok(match b[0] {
-            KIND_CLUSTER if a >= MAX_SCO_CLUSTERS => {
+            KIND_CLUSTER | KIND_REMAP if a >= MAX_SCO_CLUSTERS => {
                 return Err(bad(&format!(
                     "cluster index {a} in a SCO, at most {} allowed",
                     MAX_SCO_CLUSTERS - 1
@@ -118,6 +144,12 @@ impl Entry {
                 )))
             }
             KIND_CLUSTER => Entry::Cluster {
+                offset: a,
+                address: le_u64(b, 8),
+                sco: le_u64(b, 16),
+                md5: arr16(b, 24),
+            },
+            KIND_REMAP => Entry::Remap {
                 offset: a,
                 address: le_u64(b, 8),
                 sco: le_u64(b, 16),

@@ -18,6 +18,12 @@ fn entries_round_trip_and_detect_flips() {
         },
         Entry::Resize { size: 12345 },
         Entry::TlogClosed { crc: 42 },
+        Entry::Remap {
+            address: 9,
+            sco: 2,
+            offset: 5,
+            md5: [7; 16],
+        },
     ];
     for e in entries {
         let mut b = e.encode();

@@ -1,6 +1,8 @@
 //! Opening an existing volume from its local files (local restart). Each step is a function
 //! below, run in this order by [`Volume::open`]:
 //!
+//! 0. A rollback a crash cut short (its marker is there) is undone, and the volume a rollback
+//!    rebuilt is removed (`snapshot/rollback.rs`).
 //! 1. [`list_tlogs`]: the local TLogs, in sequence order (no `tlog/` directory: no volume).
 //! 2. The MetaDataStore is opened ([`Mds::open`]; a volume from before it was on disk gets an
 //!    empty one, and every TLog is replayed).
@@ -95,6 +97,9 @@ impl Volume {
         opts.check()?;
         let sco_dir = layout::sco_dir(dir);
         let tlog_dir = layout::tlog_dir(dir);
+        // 0. A rollback cut short is undone; what it rebuilt is thrown away.
+        crate::volume::snapshot::undo_unfinished_rollback(&fs, dir)?;
+        crate::volume::snapshot::remove_rollback_dir(&*fs, &layout::rollback_dir(dir))?;
         // 1.
         let tlogs = list_tlogs(&*fs, &tlog_dir)?;
         // 2.

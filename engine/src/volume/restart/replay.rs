@@ -36,6 +36,18 @@ pub(super) struct ReplayCtx<'a> {
     pub(super) id: VolumeId,
 }
 
+/// Cluster `address` now at `loc`: it must be below the size in force.
+fn map_cluster(rp: &mut Replay, address: u64, loc: Loc) -> std::result::Result<(), String> {
+    if address.saturating_mul(CLUSTER_SIZE_U64) >= rp.size {
+        return Err(format!(
+            "cluster {address} beyond the volume size {}",
+            rp.size
+        ));
+    }
+    rp.ops.push((rp.cur_tlog, Op::Cluster(address, loc)));
+    Ok(())
+}
+
 impl ReplayCtx<'_> {
     pub(super) fn apply(&self, rp: &mut Replay, what: &str, e: Entry) -> Result<()> {
         let bad = |reason: String| {
@@ -49,7 +61,7 @@ impl ReplayCtx<'_> {
                 address,
                 sco,
                 offset,
-                md5: m,
+                md5,
             } => {
                 if rp.sealed.contains(&sco) {
                     return Err(bad(format!(
@@ -65,23 +77,23 @@ impl ReplayCtx<'_> {
                     )));
                 }
                 *next += 1;
-                if address.saturating_mul(CLUSTER_SIZE_U64) >= rp.size {
+                map_cluster(rp, address, Loc { sco, offset, md5 }).map_err(bad)?;
+            }
+            Entry::Remap {
+                address,
+                sco,
+                offset,
+                md5,
+            } => {
+                // A cluster logged before: earlier in these TLogs (then below what was logged
+                // of its SCO), or in a SCO of an applied TLog (never seen here).
+                if rp.sco_clusters.get(&sco).is_some_and(|n| offset >= *n) {
                     return Err(bad(format!(
-                        "cluster {address} beyond the volume size {}",
-                        rp.size
+                        "remap to cluster {offset} of SCO {}, not logged",
+                        sco_name(sco)
                     )));
                 }
-                rp.ops.push((
-                    rp.cur_tlog,
-                    Op::Cluster(
-                        address,
-                        Loc {
-                            sco,
-                            offset,
-                            md5: m,
-                        },
-                    ),
-                ));
+                map_cluster(rp, address, Loc { sco, offset, md5 }).map_err(bad)?;
             }
             Entry::ScoSealed { sco, clusters, crc } => {
                 let seen = rp.sco_clusters.get(&sco).copied().unwrap_or(0);

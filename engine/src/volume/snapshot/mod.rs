@@ -9,15 +9,19 @@
 //!    lists `snap/` and takes every record back.
 //! 3. **Delete** drops the record (one durable transaction) and remembers its object, which
 //!    the pipeline deletes. What only the snapshot referenced becomes garbage for the scrubber.
+//! 4. **Rollback** (`rollback.rs`) appends entries that point every cluster back at the data
+//!    the snapshot saw; the history stays one line of TLogs, so every snapshot is kept.
 //!
 //! Byte layout and tables: `engine/FORMATS.md`, "Snapshots".
 
 mod backend;
 pub(crate) mod record;
+mod rollback;
 
 pub(in crate::volume) use self::backend::restore_snapshots;
 pub(crate) use self::record::SnapshotRecord;
 use self::record::{check_meta, check_name};
+pub(in crate::volume) use self::rollback::{remove_rollback_dir, undo_unfinished_rollback};
 
 use crate::error::{Error, Result};
 use crate::volume::format::CLUSTER_SIZE_U64;
