@@ -61,7 +61,7 @@ impl std::fmt::Debug for HookSlot {
 }
 
 /// Bits of a file extent's generation below the owner epoch (see [`first_generation`]).
-const GEN_EPOCH_SHIFT: u32 = 40;
+pub(crate) const GEN_EPOCH_SHIFT: u32 = 40;
 
 /// Loaded objects kept in memory beyond those in use or with pending writes.
 const LIVE_LIMIT: usize = 4096;

@@ -88,13 +88,16 @@ pub(crate) async fn claim(store: &dyn ObjectStore, me: &Claimant<'_>) -> Result<
             Err(e) => Err(e.into()),
         };
     }
-    if let Some((key, why)) = first_foreign(store, me).await? {
+    let (foreign, highest) = first_foreign(store, me).await?;
+    if let Some((key, why)) = foreign {
         return Err(me.refuse(format!(
             "it has no owner record and holds {key}, which this gateway's namespace does not \
              account for ({why}): another gateway or namespace wrote it"
         )));
     }
-    let new = me.record(1);
+    // Above every epoch a key there carries (a record that was lost must not make the epoch
+    // go back: keys of this epoch would be written again).
+    let new = me.record(highest + 1);
     match store.put_if_absent(OWNER_KEY, new.encode().into()).await {
         Ok(_) => {
             tracing::info!(backend = %me.location, "backend claimed: owner record written");
@@ -159,21 +162,50 @@ async fn get_bounded(
 async fn first_foreign(
     store: &dyn ObjectStore,
     me: &Claimant<'_>,
-) -> Result<Option<(String, String)>> {
+) -> Result<(Option<(String, String)>, u64)> {
     let next_ino = me.ns.next_ino()?;
     let mut token: Option<String> = None;
+    let mut highest = 0;
     loop {
         let page = store.list("", token.as_deref(), PAGE).await?;
         for obj in &page.objects {
             if let Some(why) = foreign(store, me, next_ino, &obj.key).await? {
-                return Ok(Some((obj.key.clone(), why)));
+                return Ok((Some((obj.key.clone(), why)), highest));
             }
+            highest = highest.max(key_epoch(&obj.key).unwrap_or(0));
         }
         match page.next {
             Some(t) => token = Some(t),
-            None => return Ok(None),
+            None => return Ok((None, highest)),
         }
     }
+}
+
+/// The upload epoch a data key carries, if any: a file extent's generation above its counter
+/// bits, or the `.<epoch>` of a volume's SCO, TLog, snapshot record or checkpoint directory.
+fn key_epoch(key: &str) -> Option<u64> {
+    let hex16 = |s: &str| {
+        is_hex(s, 16)
+            .then(|| u64::from_str_radix(s, 16).ok())
+            .flatten()
+    };
+    if let Some(name) = key.strip_prefix(FILES_PREFIX) {
+        let gen = hex16(name.rsplit('.').next()?)?;
+        return name
+            .matches('.')
+            .count()
+            .eq(&2)
+            .then_some(gen >> crate::fs::GEN_EPOCH_SHIFT);
+    }
+    let inside = key.strip_prefix(VOLUMES_PREFIX)?.split_once('/')?.1;
+    let (kind, rest) = inside.split_once('/')?;
+    let name = match kind {
+        "sco" | "tlog" | "snap" => rest,
+        "mds" => rest.split_once('/')?.0,
+        _ => return None,
+    };
+    let (_, epoch) = name.split_once('.')?;
+    hex16(epoch)
 }
 
 /// Why `key` is not accounted for by this namespace, or `None` if it is: a file extent of an
@@ -268,6 +300,37 @@ fn first8(b: &[u8; 16]) -> [u8; 8] {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn data_keys_tell_their_epoch() {
+        for (key, epoch) in [
+            ("files/0000000000000005.00000003.0000030000000007", Some(3)),
+            ("files/0000000000000005.00000003", None),
+            (
+                "volumes/0000000000000009/sco/0000000000000001.0000000000000004",
+                Some(4),
+            ),
+            (
+                "volumes/0000000000000009/tlog/0000000000000001.000000000000000a",
+                Some(10),
+            ),
+            (
+                "volumes/0000000000000009/snap/0000000000000001.0000000000000002",
+                Some(2),
+            ),
+            (
+                "volumes/0000000000000009/mds/0000000000000008.0000000000000006/index",
+                Some(6),
+            ),
+            ("volumes/0000000000000009/mds/0000000000000008/index", None),
+            ("volumes/0000000000000009/sco/0000000000000001", None),
+            ("volumes/0000000000000009/manifest.xml", None),
+            ("owner", None),
+        ] {
+            assert_eq!(key_epoch(key), epoch, "{key}");
+        }
+    }
+
     use super::*;
     use crate::namespace::NewNode;
     use crate::types::{CreateMode, Cred, Handle};

@@ -259,7 +259,11 @@ proptest! {
             locs.into_iter().map(|(a, l)| (page * ck::PAGE_CLUSTERS + a, l)).collect();
         let pages: Vec<(u64, u64)> = pages
             .into_iter()
-            .map(|(p, (c, ce))| (p, ck::checkpoint_id(1 + c % t, ce % (e + 1)).expect("fits")))
+            .map(|(p, (c, ce))| {
+                let ct = 1 + c % t;
+                let id = if ct == t { n } else { ck::checkpoint_id(ct, ce % (e + 1)).expect("fits") };
+                (p, id)
+            })
             .collect();
         let ix = ck::Index { size, mapped, pages };
         let objects = [

@@ -54,11 +54,17 @@ fn every_run_uploads_under_its_own_keys_and_finds_each_object_again() {
     drop(vol);
 
     let vol = restore(&rt, &store, 2);
-    fill(&vol, 6 * 65_536, 3);
+    let at_epoch1 = whole(&vol);
+    assert_eq!(at_epoch1.len(), 6 * 65_536);
+    // Past what epoch 1 wrote (whose SCOs are read back from its keys below), over the
+    // sequence numbers of its unnamed uploads.
+    vol.write(6 * 65_536, &[3u8; 6 * 65_536], false)
+        .expect("write");
     let want = whole(&vol);
+    assert_eq!(want[..6 * 65_536], at_epoch1[..]);
     rt.block_on(vol.backup(&*store, true)).expect("epoch 2");
     evict_all(&vol);
-    assert_eq!(whole(&vol), want, "epoch 2, SCOs evicted");
+    assert_eq!(whole(&vol), want, "epoch 2, SCOs of epochs 1 and 2 evicted");
     let lfs = vol.local_fs().clone();
     drop(vol);
 

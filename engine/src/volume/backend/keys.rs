@@ -95,16 +95,31 @@ impl Epochs {
         }
     }
 
-    /// Records that TLogs from `first` on are uploaded in `epoch` (this run's): nothing changes
-    /// when the last range already is `epoch`. Ranges at or after `first` (TLogs a previous run
-    /// uploaded but no manifest named) are replaced. Returns whether anything changed.
-    pub(in crate::volume) fn upload_from(&mut self, first: u64, epoch: u64) -> bool {
-        if self.of(first) == epoch && self.0.last().is_some_and(|l| l.1 == epoch) {
-            return false;
+    /// Records that TLogs from `first` on (past every TLog named so far) are uploaded in
+    /// `epoch` (this run's): nothing changes when the last range already is `epoch`. An epoch
+    /// below the last one recorded is refused: the owner's epoch went back, and keys of that
+    /// epoch could be written twice. Returns whether anything changed.
+    pub(in crate::volume) fn upload_from(&mut self, first: u64, epoch: u64) -> Result<bool> {
+        match self.0.last() {
+            Some(&(_, e)) if e == epoch => return Ok(false),
+            Some(&(f, e)) if e > epoch || f >= first => {
+                return Err(Error::Io(format!(
+                    "uploading TLogs from {first} in epoch {epoch}, but TLogs from {f} were \
+                     uploaded in epoch {e}: the owner's epoch went back; refusing to upload"
+                )))
+            }
+            _ => {}
         }
-        self.0.retain(|&(f, _)| f < first);
         self.0.push((first, epoch));
-        true
+        Ok(true)
+    }
+
+    /// Whether `other` says the same epoch as this for every TLog up to `last`.
+    pub(in crate::volume) fn agrees_up_to(&self, other: &Epochs, last: u64) -> bool {
+        std::iter::once(1)
+            .chain(self.0.iter().chain(other.0.iter()).map(|r| r.0))
+            .filter(|t| *t <= last)
+            .all(|t| self.of(t) == other.of(t))
     }
 }
 
@@ -123,6 +138,20 @@ impl Volume {
             ))
         })?;
         Ok(self.epochs.read().of(e.tlog))
+    }
+
+    /// Takes the epochs of a manifest just read: they must agree with those recorded for every
+    /// TLog this volume knows is on the backend (its SCOs may be evicted, and their keys were
+    /// found from the recorded epochs); otherwise another writer changed the manifest.
+    pub(in crate::volume) fn adopt_epochs(&self, epochs: &Epochs, named_last: u64) -> Result<()> {
+        let known = self.state.read().backend_tlog.min(named_last);
+        if !self.epochs.read().agrees_up_to(epochs, known) {
+            return Err(Error::Io(format!(
+                "the backend manifest gives other upload epochs than this volume recorded for \
+                 the TLogs up to {known}: another writer changed it; refusing to upload"
+            )));
+        }
+        self.record_epochs(epochs)
     }
 
     /// Makes `epochs` (those of a manifest just read or written) the volume's, durably in the
@@ -163,15 +192,26 @@ mod tests {
     fn ranges_answer_and_grow_once_per_epoch() {
         let mut e = Epochs::default();
         assert_eq!(e.of(7), 0);
-        assert!(e.upload_from(4, 2));
-        assert!(!e.upload_from(9, 2), "the same epoch goes on");
+        assert_eq!(e.upload_from(4, 2).ok(), Some(true));
+        assert_eq!(
+            e.upload_from(9, 2).ok(),
+            Some(false),
+            "the same epoch goes on"
+        );
         assert_eq!((e.of(3), e.of(4), e.of(100)), (0, 2, 2));
-        assert!(e.upload_from(10, 5));
+        assert_eq!(e.upload_from(10, 5).ok(), Some(true));
         assert_eq!((e.of(9), e.of(10)), (2, 5));
         assert_eq!(e.ranges(), &[(4, 2), (10, 5)]);
-        // A later run re-uploads TLogs from 10 on (the manifest never named them).
-        assert!(e.upload_from(10, 6));
-        assert_eq!(e.ranges(), &[(4, 2), (10, 6)]);
+        // An epoch that went back is refused, and so is a range that would not start later.
+        assert!(e.upload_from(20, 4).is_err());
+        assert!(e.upload_from(10, 6).is_err());
+        assert_eq!(e.ranges(), &[(4, 2), (10, 5)]);
+        // Agreement up to a TLog.
+        let other = Epochs::new(vec![(4, 2), (12, 5)]).expect("ranges");
+        assert!(e.agrees_up_to(&other, 9));
+        assert!(!e.agrees_up_to(&other, 10));
+        assert!(!e.agrees_up_to(&Epochs::default(), 4));
+        assert!(e.agrees_up_to(&Epochs::default(), 3));
         assert!(Epochs::new(vec![(4, 2), (10, 6)]).is_ok());
         for bad in [
             vec![(0, 1)],

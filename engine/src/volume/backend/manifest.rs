@@ -95,6 +95,7 @@ impl Manifest {
         let mut r = Reader::from_str(text);
         r.config_mut().trim_text(true);
         let mut root: Option<(VolumeId, u64)> = None;
+        let mut format = 0;
         let mut tlogs = None;
         let mut checkpoint = None;
         let mut epochs = Vec::new();
@@ -131,6 +132,7 @@ impl Manifest {
             match e.name().as_ref() {
                 b"strata-volume" => {
                     let f = num("format")?;
+                    format = f;
                     if !(u64::from(MANIFEST_FORMAT_MIN)..=u64::from(MANIFEST_FORMAT)).contains(&f) {
                         return Err(FormatError::BadVersion {
                             what: what.to_string(),
@@ -160,11 +162,7 @@ impl Manifest {
                         return Err(bad("checkpoint of TLog 0".into()));
                     }
                     // Format 1 has no epochs: its checkpoint keys have none (epoch 0).
-                    let e = if attrs.contains_key("epoch") {
-                        num("epoch")?
-                    } else {
-                        0
-                    };
+                    let e = if format == 1 { 0 } else { num("epoch")? };
                     checkpoint = Some((n, e));
                 }
                 b"epoch" if root.is_some() => {

@@ -90,8 +90,18 @@ impl Volume {
                             self.id()
                         )));
                     }
+                    let named = m.tlogs.map_or(0, |t| t.1);
+                    let applied = self.stats().applied_tlog;
+                    if named < applied {
+                        // Checked before anything of it is taken: see the check below.
+                        return Err(Error::Io(format!(
+                            "backend manifest names TLogs up to {named} but this volume applied \
+                             up to {applied}: the backend lost data it had (emptied or \
+                             replaced?); refusing to upload"
+                        )));
+                    }
                     // Durable here before any SCO of those TLogs may be evicted.
-                    self.record_epochs(&m.epochs)?;
+                    self.adopt_epochs(&m.epochs, named)?;
                     if let Some((_, last)) = m.tlogs {
                         self.on_backend_up_to(last);
                     }
@@ -132,7 +142,9 @@ impl Volume {
             ..Default::default()
         };
         if from >= open {
-            // A crash (or a failed redb commit) may have left the cork on after the manifest PUT.
+            // A crash (or a failed redb commit) may have left the cork on after the manifest PUT
+            // (and the epochs it names unrecorded).
+            self.record_epochs(&m.epochs)?;
             if let Some(last) = rep.last_tlog {
                 self.uncork(last)?;
                 self.on_backend_up_to(last);
@@ -151,7 +163,7 @@ impl Volume {
         // Everything this pass uploads carries this run's epoch in its key: no other writer
         // (nor an earlier run, whose unnamed uploads may be there) ever wrote those keys.
         let epoch = self.writer_epoch();
-        m.epochs.upload_from(from, epoch);
+        m.epochs.upload_from(from, epoch)?;
         let fs = self.local_fs().clone();
         let (sco_dir, tlog_dir) = self.dirs();
         // Bytes of SCOs and TLogs sent that no manifest names yet, and when one last did.

@@ -327,8 +327,10 @@ pub(in crate::volume) fn decode_index(
     let mut pages = Vec::with_capacity(rest.len() / INDEX_ENTRY_LEN);
     for e in rest.chunks_exact(INDEX_ENTRY_LEN) {
         let (p, c) = (u64_at(e, 0), u64_at(e, 8));
-        if id_tlog(c) == 0 || id_tlog(c) > id_tlog(n) || pages.last().is_some_and(|(q, _)| *q >= p)
-        {
+        // This checkpoint, or one of an earlier TLog (of any epoch up to its own).
+        let older =
+            c == n || (id_tlog(c) < id_tlog(n) && c >> ID_EPOCH_SHIFT <= n >> ID_EPOCH_SHIFT);
+        if id_tlog(c) == 0 || !older || pages.last().is_some_and(|(q, _)| *q >= p) {
             return Err(bad(format!("page {p} -> checkpoint {c} out of order")));
         }
         pages.push((p, c));

@@ -18,8 +18,11 @@ use crate::volume::backend::keys::Epochs;
 use crate::volume::files::io_err;
 use crate::volume::localfs::{LocalFile, LocalFs};
 
-/// Format version of `mds.redb` (the `format` key of the `meta` table).
-pub(in crate::volume) const MDS_FORMAT: u64 = 1;
+/// Format version of `mds.redb` (the `format` key of the `meta` table): 2 since checkpoint
+/// ids carry the upload epoch and the snapshot and upload-epoch tables exist. A format 1 store
+/// is upgraded at open (its checkpoint ids are epoch 0's; the new tables start empty); a
+/// build of format 1 refuses a format 2 store instead of reading keys wrongly.
+pub(in crate::volume) const MDS_FORMAT: u64 = 2;
 
 /// cluster address -> sco (u64 LE) | offset (u32 LE) | md5 (16 bytes).
 const CLUSTERS: TableDefinition<u64, [u8; 28]> = TableDefinition::new("clusters");
@@ -280,6 +283,9 @@ impl Mds {
                     meta.insert("checkpoint_tlog", 0).map_err(db_err)?;
                 }
                 Some(MDS_FORMAT) => {}
+                Some(1) => {
+                    meta.insert("format", MDS_FORMAT).map_err(db_err)?;
+                }
                 Some(f) => {
                     return Err(Error::Io(format!(
                         "{}: format {f}, this build reads {MDS_FORMAT}",
