@@ -1,12 +1,13 @@
 //! The `strata` command: start and stop a gateway (`up`, `down`, `status`), talk to a running
 //! gateway's engine over its management socket (`status`, `sync`, `volume info|list|create`,
-//! `snapshot create|list|info|delete`), and work with
+//! `snapshot create|list|info|rollback|delete`, `job list|show|cancel`), and work with
 //! ganesha.conf files (`conf check`, `conf render`, `conf params`).
 // The doc comments are also the commands' --help text (clap), where <placeholders> are plain text.
 #![allow(rustdoc::invalid_html_tags)]
 
 mod conf;
 mod gateway;
+mod job;
 mod report;
 mod snapshot;
 mod up;
@@ -54,6 +55,9 @@ enum Cmd {
     /// Snapshots of a running gateway's volumes.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCmd),
+    /// The long operations of a running gateway (syncs, rollbacks): list, show, cancel.
+    #[command(subcommand)]
+    Job(job::JobCmd),
     /// Work with ganesha.conf files.
     #[command(subcommand)]
     Conf(ConfCmd),
@@ -212,6 +216,7 @@ fn main() -> ExitCode {
             gateway::volume_create(&path, size, &at)
         }
         Cmd::Snapshot(cmd) => snapshot::run(cmd),
+        Cmd::Job(cmd) => job::run(cmd),
         Cmd::Conf(ConfCmd::Check { file }) => conf_check(&file),
         Cmd::Conf(ConfCmd::Render { profile, data_dir }) => conf_render(&profile, &data_dir),
         Cmd::Conf(ConfCmd::Params) => {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use strata_mgmt::{StatusReport, SyncReport, VolumeReport};
+use strata_mgmt::{JobListReport, JobReport, StatusReport, SyncReport, VolumeReport};
 
 /// `1.5 GiB`-style sizes for people (the exact byte counts are printed too).
 pub(crate) fn human(bytes: u64) -> String {
@@ -65,7 +65,15 @@ pub(crate) fn sync_report(r: &SyncReport) -> String {
             r.elapsed_ms
         )
     } else {
-        "sync started in the gateway (not waiting; use --wait to wait for it)\n".to_string()
+        match r.job {
+            Some(id) => format!(
+                "sync started in the gateway as job {id} (not waiting; `strata job show {id}`, \
+                 or --wait to wait for it)\n"
+            ),
+            None => {
+                "sync started in the gateway (not waiting; use --wait to wait for it)\n".to_string()
+            }
+        }
     }
 }
 
@@ -114,4 +122,45 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
         v.pacing_delay_ms,
         v.writes_refused,
     )
+}
+
+/// One job, as `job show` prints it.
+pub(crate) fn job_report(j: &JobReport) -> String {
+    let mut out = format!(
+        "job               {}\n\
+         kind              {}\n\
+         target            {}\n\
+         state             {}\n\
+         progress          {} of {}\n",
+        j.id, j.kind, j.target, j.state, j.done, j.total
+    );
+    if let Some(r) = &j.reason {
+        out.push_str(&format!("reason            {r}\n"));
+    }
+    out
+}
+
+/// The jobs, as `job list` prints them.
+pub(crate) fn job_list_report(l: &JobListReport) -> String {
+    if l.jobs.is_empty() {
+        return "no jobs (since the gateway started)\n".to_string();
+    }
+    let mut out = format!(
+        "{:>4}  {:<9}  {:<10}  {:>13}  TARGET\n",
+        "ID", "KIND", "STATE", "PROGRESS"
+    );
+    for j in &l.jobs {
+        out.push_str(&format!(
+            "{:>4}  {:<9}  {:<10}  {:>13}  {}{}\n",
+            j.id,
+            j.kind,
+            j.state,
+            format!("{}/{}", j.done, j.total),
+            j.target,
+            j.reason
+                .as_ref()
+                .map_or(String::new(), |r| format!(" ({r})")),
+        ));
+    }
+    out
 }

@@ -2,8 +2,15 @@
 
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
 use clap::Subcommand;
-use strata_mgmt::{SnapshotDeleteReport, SnapshotListReport, SnapshotReport};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use strata_mgmt::{
+    ClientError, ErrorBody, ErrorKind, MgmtClient, SnapshotDeleteReport, SnapshotListReport,
+    SnapshotReport,
+};
 
 use crate::gateway::with_client;
 use crate::report::human;
@@ -66,7 +73,47 @@ pub(crate) enum SnapshotCmd {
 }
 
 /// Bound on a rollback.
-const ROLLBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// How often the rollback's job is looked at.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Starts the rollback as a job and follows it (a progress bar in a terminal) until it ends.
+fn wait_for_rollback(
+    c: &mut MgmtClient,
+    path: &str,
+    name: &str,
+    force: bool,
+    bar: Option<&ProgressBar>,
+) -> Result<SnapshotReport, ClientError> {
+    let started = Instant::now();
+    let id = c.snapshot_rollback_start(path, name, force)?.id;
+    loop {
+        let j = c.job_show(id)?;
+        if let Some(b) = bar {
+            b.set_length(j.total);
+            b.set_position(j.done);
+        }
+        match j.state.as_str() {
+            "running" if started.elapsed() < ROLLBACK_TIMEOUT => std::thread::sleep(POLL),
+            "running" => {
+                return Err(ClientError::Protocol(format!(
+                    "job {id} still runs after {} s; follow it with `strata job show {id}`",
+                    ROLLBACK_TIMEOUT.as_secs()
+                )))
+            }
+            "done" => return c.snapshot_info(path, name),
+            state => {
+                return Err(ClientError::Server(ErrorBody {
+                    kind: ErrorKind::Io,
+                    message: format!(
+                        "job {id} {state}: {}",
+                        j.reason.unwrap_or_else(|| "no reason given".into())
+                    ),
+                }))
+            }
+        }
+    }
+}
 
 fn parse_meta(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
@@ -107,18 +154,33 @@ pub(crate) fn run(cmd: SnapshotCmd) -> Result<ExitCode, String> {
             name,
             force,
             at,
-        } => with_client(
-            &at,
-            // A rollback reads the snapshot's TLogs back from the backend: it takes a while.
-            Some(ROLLBACK_TIMEOUT),
-            |c| c.snapshot_rollback(&path, &name, force),
-            |s| {
-                format!(
-                    "{} rolled back to snapshot {:?} (TLog {})\n",
-                    s.path, s.name, s.tlog
-                )
-            },
-        ),
+        } => {
+            let bar = (!at.json && std::io::stderr().is_terminal()).then(|| {
+                let b =
+                    ProgressBar::new(0).with_message(format!("rolling {path} back to {name:?}"));
+                b.set_style(
+                    ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                b.set_draw_target(ProgressDrawTarget::stderr());
+                b
+            });
+            let r = with_client(
+                &at,
+                Some(QUERY_TIMEOUT),
+                |c| wait_for_rollback(c, &path, &name, force, bar.as_ref()),
+                |s| {
+                    format!(
+                        "{} rolled back to snapshot {:?} (TLog {})\n",
+                        s.path, s.name, s.tlog
+                    )
+                },
+            );
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            r
+        }
         SnapshotCmd::Delete { path, name, at } => with_client(
             &at,
             t,

@@ -17,6 +17,7 @@ mod journal;
 pub mod mgmt;
 mod namespace;
 mod owner;
+mod progress;
 mod registry;
 mod runtime;
 mod test_knobs;
@@ -31,6 +32,7 @@ static ALLOC_PROBE: alloc_probe::Probe = alloc_probe::Probe;
 pub use error::{Error, Result};
 pub use fs::{BackendConfig, ChangeHook, EngineConfig, Filesystem, OpenOptions, FILES_PREFIX};
 pub use owner::{OwnerRecord, OWNER_KEY};
+pub use progress::{NoProgress, Progress};
 pub use registry::{VOLUMES_DIR, VOLUMES_PREFIX};
 /// The S3 backend's configuration types (from strata-backend), for [`BackendConfig::S3`].
 pub use strata_backend::{CredentialsSource, S3Config};

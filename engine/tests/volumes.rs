@@ -584,3 +584,31 @@ fn a_rollback_of_an_open_volume_needs_force_and_moves_the_change_attribute() {
     assert_eq!(fs.getattr(h).expect("getattr").size, 300_000);
     assert_eq!(read_all(&fs, h, 300_000), pattern(300_000, 1));
 }
+
+/// Cancels at the first look.
+struct CancelNow;
+
+impl Progress for CancelNow {
+    fn step(&self, _: u64, _: u64) {}
+    fn cancelled(&self) -> bool {
+        true
+    }
+}
+
+/// A rollback cancelled before it starts rewriting leaves the volume as it was.
+#[test]
+fn a_cancelled_rollback_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = open(dir.path());
+    let h = create_volume(&fs, "c-flat.vmdk").handle;
+    fs.write(h, 0, &pattern(100_000, 1), false).expect("write");
+    fs.snapshot_create(h, "s", Vec::new()).expect("snapshot");
+    fs.write(h, 0, &pattern(200_000, 2), false).expect("write");
+    fs.commit(h).expect("commit");
+    let err = fs
+        .snapshot_rollback_with(h, "s", false, &CancelNow)
+        .expect_err("cancelled");
+    assert!(err.to_string().contains("cancelled"), "{err}");
+    assert_eq!(read_all(&fs, h, 200_000), pattern(200_000, 2));
+    assert_eq!(fs.getattr(h).expect("getattr").size, 200_000);
+}

@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::error::ErrorBody;
 use crate::protocol::{Reply, Request, RequestLine, ResponseLine, MAX_RESPONSE, PROTOCOL_VERSION};
 use crate::reports::{
-    SnapshotDeleteReport, SnapshotListReport, SnapshotReport, StatusReport, SyncReport,
-    VolumeCreateReport, VolumeListReport, VolumeReport,
+    JobListReport, JobReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport,
+    StatusReport, SyncReport, VolumeCreateReport, VolumeListReport, VolumeReport,
 };
 
 /// Why a management call failed.
@@ -227,10 +227,54 @@ impl MgmtClient {
             path: path.into(),
             name: name.into(),
             force,
+            wait: true,
         };
         match self.call(&req)? {
             Reply::Snapshot(s) => Ok(s),
             other => Err(mismatch("snapshot_rollback", &other)),
+        }
+    }
+
+    /// [`Request::SnapshotRollback`] without waiting: the rollback's job.
+    pub fn snapshot_rollback_start(
+        &mut self,
+        path: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<JobReport, ClientError> {
+        let req = Request::SnapshotRollback {
+            path: path.into(),
+            name: name.into(),
+            force,
+            wait: false,
+        };
+        match self.call(&req)? {
+            Reply::Job(j) => Ok(j),
+            other => Err(mismatch("snapshot_rollback", &other)),
+        }
+    }
+
+    /// [`Request::JobList`].
+    pub fn job_list(&mut self) -> Result<JobListReport, ClientError> {
+        match self.call(&Request::JobList)? {
+            Reply::JobList(l) => Ok(l),
+            other => Err(mismatch("job_list", &other)),
+        }
+    }
+
+    /// [`Request::JobShow`].
+    pub fn job_show(&mut self, id: u64) -> Result<JobReport, ClientError> {
+        match self.call(&Request::JobShow { id })? {
+            Reply::Job(j) => Ok(j),
+            other => Err(mismatch("job_show", &other)),
+        }
+    }
+
+    /// [`Request::JobCancel`].
+    pub fn job_cancel(&mut self, id: u64) -> Result<JobReport, ClientError> {
+        match self.call(&Request::JobCancel { id })? {
+            Reply::Job(j) => Ok(j),
+            other => Err(mismatch("job_cancel", &other)),
         }
     }
 

@@ -22,6 +22,10 @@
 //! <- {"version":1,"result":{"snapshot_list":{"path":"/vm1/disk-flat.vmdk","snapshots":[...]}}}
 //! -> {"version":1,"op":"snapshot_info","path":"/vm1/disk-flat.vmdk","name":"s1"}
 //! -> {"version":1,"op":"snapshot_rollback","path":"/vm1/disk-flat.vmdk","name":"s1","force":false}
+//! -> {"version":1,"op":"job_list"}
+//! <- {"version":1,"result":{"job_list":{"jobs":[{"id":1,"kind":"sync","state":"done",...}]}}}
+//! -> {"version":1,"op":"job_show","id":1}
+//! -> {"version":1,"op":"job_cancel","id":1}
 //! -> {"version":1,"op":"snapshot_delete","path":"/vm1/disk-flat.vmdk","name":"s1"}
 //! <- {"version":1,"result":{"snapshot_delete":{"path":"/vm1/disk-flat.vmdk","name":"s1"}}}
 //! <- {"version":1,"error":{"kind":"not_found","message":"..."}}
@@ -42,6 +46,7 @@ pub use self::protocol::{
     Reply, Request, RequestLine, ResponseLine, MAX_REQUEST, MAX_RESPONSE, PROTOCOL_VERSION,
 };
 pub use self::reports::{
-    ClusterCacheReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport, SpaceReport,
-    StatusReport, SyncReport, VolumeCreateReport, VolumeListItem, VolumeListReport, VolumeReport,
+    ClusterCacheReport, JobListReport, JobReport, SnapshotDeleteReport, SnapshotListReport,
+    SnapshotReport, SpaceReport, StatusReport, SyncReport, VolumeCreateReport, VolumeListItem,
+    VolumeListReport, VolumeReport,
 };

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorBody;
 use crate::reports::{
-    SnapshotDeleteReport, SnapshotListReport, SnapshotReport, StatusReport, SyncReport,
-    VolumeCreateReport, VolumeListReport, VolumeReport,
+    JobListReport, JobReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport,
+    StatusReport, SyncReport, VolumeCreateReport, VolumeListReport, VolumeReport,
 };
 
 /// Version of the protocol spoken here; requests of another version are refused.
@@ -80,6 +80,21 @@ pub enum Request {
         /// Roll back even while a client holds the volume open.
         #[serde(default)]
         force: bool,
+        /// Answer once it is done (the default); without, answer at once with its job.
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    /// The running jobs and the last finished ones.
+    JobList,
+    /// One job.
+    JobShow {
+        /// Its id.
+        id: u64,
+    },
+    /// Ask a job to stop (where stopping leaves everything consistent; see each operation).
+    JobCancel {
+        /// Its id.
+        id: u64,
     },
     /// Delete snapshot `name` of the volume at `path`.
     SnapshotDelete {
@@ -125,6 +140,11 @@ pub enum Reply {
     SnapshotList(SnapshotListReport),
     /// Answer to [`Request::SnapshotDelete`].
     SnapshotDelete(SnapshotDeleteReport),
+    /// Answer to [`Request::JobList`].
+    JobList(JobListReport),
+    /// Answer to [`Request::JobShow`], [`Request::JobCancel`], and to a request that started a
+    /// job without waiting for it.
+    Job(JobReport),
 }
 
 /// A response line: the version and either a result or an error.

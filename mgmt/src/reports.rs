@@ -59,13 +59,16 @@ pub struct ClusterCacheReport {
 }
 
 /// Answer to [`Request::Sync`](crate::Request::Sync).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {
     /// True when the answer waited for the sync: everything committed before the request is
     /// on the backend. False: the sync was started in the background.
     pub waited: bool,
     /// Time the sync took, in milliseconds (0 when not waited for).
     pub elapsed_ms: u64,
+    /// The sync's job (see `strata job show`).
+    #[serde(default)]
+    pub job: Option<u64>,
 }
 
 /// Answer to [`Request::VolumeInfo`](crate::Request::VolumeInfo).
@@ -196,4 +199,36 @@ pub struct VolumeCreateReport {
     pub ino: u64,
     /// Its size in bytes.
     pub size: u64,
+}
+
+/// One job: a long operation of the gateway (a sync, a rollback), with its progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobReport {
+    /// Its id, growing from 1 in each gateway run.
+    pub id: u64,
+    /// What it does: `sync`, `rollback`.
+    pub kind: String,
+    /// What it works on (`/` for the whole gateway, a volume's path, `path@snapshot`).
+    pub target: String,
+    /// `running`, `done`, `failed` or `cancelled`.
+    pub state: String,
+    /// Steps done...
+    pub done: u64,
+    /// ... of this many (it may grow while the job learns more).
+    pub total: u64,
+    /// Why it failed or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it started, seconds since the Unix epoch.
+    pub started_secs: i64,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_secs: Option<i64>,
+}
+
+/// Answer to [`Request::JobList`](crate::Request::JobList).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobListReport {
+    /// Running jobs and the last finished ones, by id.
+    pub jobs: Vec<JobReport>,
 }

@@ -174,6 +174,29 @@ fn snapshot_commands_through_the_gateway_survive_sigkill_and_a_backend_restart()
         "has no snapshot \"nope\"",
     );
 
+    // Jobs: syncs and rollbacks ran as jobs; a background sync answers with its job.
+    let r = run(&["sync"]).expect_ok("background sync");
+    assert!(r.stdout.contains("as job "), "{r}");
+    let r = run(&["sync", "--wait", "--json"]).expect_ok("sync --wait");
+    let waited = json(&r)["job"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no job: {r}"));
+    let r = run(&["job", "list", "--json"]).expect_ok("job list");
+    let jobs = json(&r)["jobs"].as_array().cloned().unwrap_or_default();
+    let kinds: Vec<&str> = jobs.iter().filter_map(|j| j["kind"].as_str()).collect();
+    assert!(
+        kinds.iter().filter(|k| **k == "rollback").count() >= 2,
+        "{r}"
+    );
+    assert!(kinds.iter().filter(|k| **k == "sync").count() >= 2, "{r}");
+    let r = run(&["job", "show", &waited.to_string()]).expect_ok("job show");
+    assert!(r.stdout.contains("state             done"), "{r}");
+    assert!(r.stdout.contains("kind              sync"), "{r}");
+    let r = run(&["job", "list"]).expect_ok("job list");
+    assert!(r.stdout.starts_with("  ID  KIND"), "{r}");
+    expect_error(run(&["job", "show", "9999"]), 1, "no job 9999");
+    expect_error(run(&["job", "cancel", "9999"]), 1, "no job 9999");
+
     // A volume made without an NFS client: listed, seen over NFS, snapshotted like any other.
     let r = run(&["volume", "create", "/vm2-flat.vmdk", "64M", "--json"]).expect_ok("create");
     assert_eq!(json(&r)["size"], 64 * MIB);

@@ -66,6 +66,18 @@ impl Filesystem {
     /// no longer there. Its size, mtime, ctime and change attribute move, so clients drop what
     /// they cached. Needs the backend (the snapshot's TLogs are read from there).
     pub fn snapshot_rollback(&self, h: Handle, name: &str, force: bool) -> Result<Snapshot> {
+        self.snapshot_rollback_with(h, name, force, &crate::progress::NoProgress)
+    }
+
+    /// [`Filesystem::snapshot_rollback`], reporting its steps to `p`; a cancel is honoured
+    /// until the volume starts to be rewritten (the volume is then as before).
+    pub fn snapshot_rollback_with(
+        &self,
+        h: Handle,
+        name: &str,
+        force: bool,
+        p: &dyn crate::progress::Progress,
+    ) -> Result<Snapshot> {
         let v = self.snapshot_volume(h)?;
         if !force && self.is_open(h.ino) {
             return Err(Error::Invalid(
@@ -79,7 +91,7 @@ impl Filesystem {
         if let Some(live) = self.peek_live(h.ino) {
             self.commit_live(h.ino, &live)?;
         }
-        let s = v.volume().snapshot_rollback(name)?;
+        let s = v.volume().snapshot_rollback(name, p)?;
         let up = DataUpdate {
             size: v.volume().size(),
             mtime: namespace::now(),

@@ -37,6 +37,12 @@ impl Filesystem {
     /// upload every SCO and TLog (including the open ones) and their manifest; the objects of
     /// deleted volumes are gone from the backend.
     pub fn flush_to_backend(&self) -> Result<()> {
+        self.flush_to_backend_with(&crate::progress::NoProgress)
+    }
+
+    /// [`Filesystem::flush_to_backend`], reporting its steps (the files' round, each volume,
+    /// the deletions) to `p`; a cancel is honoured between volumes (what was flushed stays).
+    pub fn flush_to_backend_with(&self, p: &dyn crate::progress::Progress) -> Result<()> {
         self.sync_all()?;
         let mut first_err = None;
         if let Err(e) = self.side.round(true) {
@@ -51,7 +57,14 @@ impl Filesystem {
         }
         // Every volume with local state, also those not opened by this run: a previous run may
         // have left data that never reached the backend.
-        for ino in self.volumes.local_inos()? {
+        let inos = self.volumes.local_inos()?;
+        let total = inos.len() as u64 + 2;
+        p.step(1, total);
+        for (i, ino) in inos.into_iter().enumerate() {
+            if p.cancelled() {
+                return Err(crate::progress::cancelled_error());
+            }
+            p.step(i as u64 + 1, total);
             let inode = match self.ns.get_ino(ino)? {
                 Some(i) if i.kind == Kind::Volume => i,
                 _ => continue,
@@ -69,10 +82,12 @@ impl Filesystem {
             }
         }
         // Deleted volumes' objects are gone from the backend too.
+        p.step(total - 1, total);
         if let Err(e) = self.volumes.finish_deletions() {
             tracing::warn!(error = %e, "deleting removed volumes' backend objects failed");
             first_err.get_or_insert(e);
         }
+        p.step(total, total);
         first_err.map_or(Ok(()), Err)
     }
 

@@ -29,8 +29,19 @@ fn request() -> impl Strategy<Value = Request> {
         (".{0,40}", any::<u64>()).prop_map(|(path, size)| Request::VolumeCreate { path, size }),
         (".{0,40}", ".{0,20}").prop_map(|(path, name)| Request::SnapshotInfo { path, name }),
         (".{0,40}", ".{0,20}").prop_map(|(path, name)| Request::SnapshotDelete { path, name }),
-        (".{0,40}", ".{0,20}", any::<bool>())
-            .prop_map(|(path, name, force)| Request::SnapshotRollback { path, name, force }),
+        (".{0,40}", ".{0,20}", any::<bool>(), any::<bool>()).prop_map(
+            |(path, name, force, wait)| {
+                Request::SnapshotRollback {
+                    path,
+                    name,
+                    force,
+                    wait,
+                }
+            }
+        ),
+        Just(Request::JobList),
+        any::<u64>().prop_map(|id| Request::JobShow { id }),
+        any::<u64>().prop_map(|id| Request::JobCancel { id }),
     ]
 }
 
@@ -101,7 +112,7 @@ proptest! {
         let answer = if is_error {
             Err(ErrorBody { kind, message })
         } else {
-            Ok(Reply::Sync(SyncReport { waited, elapsed_ms }))
+            Ok(Reply::Sync(SyncReport { waited, elapsed_ms, job: waited.then_some(elapsed_ms) }))
         };
         let enc = response(answer.clone());
         let m = mutate(&enc, &ms);

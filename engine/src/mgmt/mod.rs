@@ -5,8 +5,9 @@
 //! - this file: [`MgmtServer`] (start, stop) and the state its threads share;
 //! - `conn`: the socket (bound private), the accept loop, one thread per connection, framing
 //!   and decoding of request lines, encoding of answers;
-//! - `handlers`: one handler per resource (`status`, `sync`, `volume`), and the mapping of
-//!   engine errors to error kinds.
+//! - `handlers`: one handler per resource (`status`, `sync`, `volume`, `snapshot`, `job`),
+//!   and the mapping of engine errors to error kinds;
+//! - `jobs`: the long operations, each a job with progress, state and cancel.
 //!
 //! Requests are at most [`MAX_REQUEST`] bytes; a longer one is answered `too_large` and the
 //! connection closed (the stream cannot be resynchronised). A malformed request is answered
@@ -15,6 +16,7 @@
 
 mod conn;
 mod handlers;
+mod jobs;
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
@@ -85,6 +87,8 @@ struct Shared {
     /// A handle on every open connection, to wake its reader at stop.
     conns: Mutex<HashMap<u64, UnixStream>>,
     next_conn: AtomicU64,
+    /// The long operations (syncs, rollbacks) and their progress.
+    jobs: jobs::Jobs,
     /// Test switch: the next request's handler panics.
     #[cfg(test)]
     panic_next: AtomicBool,
@@ -167,6 +171,7 @@ impl MgmtServer {
             idle: Condvar::new(),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
+            jobs: jobs::Jobs::default(),
             #[cfg(test)]
             panic_next: AtomicBool::new(false),
         });

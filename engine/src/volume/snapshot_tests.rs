@@ -263,12 +263,14 @@ fn a_rollback_reads_as_at_the_snapshot_and_keeps_newer_snapshots() {
     let store = Arc::new(MemStore::new());
     let (_fs, lfs, vol, at_s1, at_s2) = rolled_volume(&rt, &store);
     assert_ne!(whole(&vol), at_s1);
-    vol.snapshot_rollback("s1").expect("rollback to s1");
+    vol.snapshot_rollback("s1", &crate::progress::NoProgress)
+        .expect("rollback to s1");
     assert_eq!(whole(&vol), at_s1, "as at s1");
     assert_eq!(names(&vol), ["s1", "s2"]);
     vol.write(4096, &[6u8; 8192], false)
         .expect("write after the rollback");
-    vol.snapshot_rollback("s2").expect("rollback to s2");
+    vol.snapshot_rollback("s2", &crate::progress::NoProgress)
+        .expect("rollback to s2");
     assert_eq!(whole(&vol), at_s2, "s2 reads as it did");
     assert!(vol.verify().expect("verify").is_empty());
     drop(vol);
@@ -291,11 +293,11 @@ fn a_rollback_reads_as_at_the_snapshot_and_keeps_newer_snapshots() {
     vol.set_backend(store.clone(), rt.handle().clone(), 3);
     assert_eq!(whole(&vol), at_s2, "after a backend restart");
     assert_eq!(names(&vol), ["s1", "s2"]);
-    vol.snapshot_rollback("s1")
+    vol.snapshot_rollback("s1", &crate::progress::NoProgress)
         .expect("rollback after the backend restart");
     assert_eq!(whole(&vol), at_s1);
     assert!(matches!(
-        vol.snapshot_rollback("nope"),
+        vol.snapshot_rollback("nope", &crate::progress::NoProgress),
         Err(Error::NotFound)
     ));
 }
@@ -315,7 +317,7 @@ fn a_power_cut_at_any_step_of_a_rollback_leaves_the_old_state_or_the_new() {
             vol.sync().expect("sync");
             let before = whole(&vol);
             fs.cut_power_after(step);
-            let r = vol.snapshot_rollback("s1");
+            let r = vol.snapshot_rollback("s1", &crate::progress::NoProgress);
             let done = !fs.power_is_cut();
             if done {
                 r.expect("rollback");

@@ -1,7 +1,8 @@
 //! One handler per resource: `status` (the gateway), `sync` (everything to the backend),
-//! `volume` (one volume's state), `snapshot` (a volume's snapshots). Each takes the request's fields and the server's shared
+//! `volume` (one volume's state), `snapshot` (a volume's snapshots), `job` (long operations). Each takes the request's fields and the server's shared
 //! state and returns the reply or the error to answer.
 
+mod job;
 mod snapshot;
 mod status;
 mod sync;
@@ -31,9 +32,15 @@ pub(super) fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, Erro
         Request::SnapshotList { path } => snapshot::list(shared, path),
         Request::SnapshotInfo { path, name } => snapshot::info(shared, path, name),
         Request::SnapshotDelete { path, name } => snapshot::delete(shared, path, name),
-        Request::SnapshotRollback { path, name, force } => {
-            snapshot::rollback(shared, path, name, force)
-        }
+        Request::SnapshotRollback {
+            path,
+            name,
+            force,
+            wait,
+        } => snapshot::rollback(shared, path, name, force, wait),
+        Request::JobList => job::list(shared),
+        Request::JobShow { id } => job::show(shared, id),
+        Request::JobCancel { id } => job::cancel(shared, id),
     }
 }
 

@@ -87,17 +87,36 @@ pub(super) fn delete(shared: &Arc<Shared>, path: String, name: String) -> Result
     Ok(Reply::SnapshotDelete(SnapshotDeleteReport { path, name }))
 }
 
-/// [`crate::mgmt::Request::SnapshotRollback`].
+/// [`crate::mgmt::Request::SnapshotRollback`]: a job; with `wait`, answered once it ended.
 pub(super) fn rollback(
     shared: &Arc<Shared>,
     path: String,
     name: String,
     force: bool,
+    wait: bool,
 ) -> Result<Reply, ErrorBody> {
     let h = volume_handle(shared, &path)?;
+    // Checked before the job starts, so that a missing snapshot is the request's error.
+    shared
+        .fs
+        .snapshot_info(h, &name)
+        .map_err(|e| snapshot_error(e, &path, &name))?;
+    let fs = shared.fs.clone();
+    let (p, n) = (path.clone(), name.clone());
+    let job = shared
+        .jobs
+        .start(shared, "rollback", format!("{path}@{name}"), move |job| {
+            fs.snapshot_rollback_with(h, &n, force, job)
+                .map(drop)
+                .map_err(|e| snapshot_error(e, &p, &n))
+        })?;
+    if !wait {
+        return Ok(Reply::Job(job.report()));
+    }
+    job.wait()?;
     let s = shared
         .fs
-        .snapshot_rollback(h, &name, force)
+        .snapshot_info(h, &name)
         .map_err(|e| snapshot_error(e, &path, &name))?;
     Ok(Reply::Snapshot(report(&path, s)))
 }

@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::progress::{cancelled_error, Progress};
 use crate::volume::files::{self, io_err};
 use crate::volume::format::{md5, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64, TLOG_HEADER_LEN};
 use crate::volume::localfs::LocalFs;
@@ -38,7 +39,7 @@ const STEP: u64 = 65_536;
 impl Volume {
     /// Rolls the volume back to snapshot `name` (steps in the module doc): it then reads exactly
     /// as it did when the snapshot was taken; every snapshot is kept. Needs the backend.
-    pub(crate) fn snapshot_rollback(&self, name: &str) -> Result<SnapshotInfo> {
+    pub(crate) fn snapshot_rollback(&self, name: &str, p: &dyn Progress) -> Result<SnapshotInfo> {
         let snap = self.snapshot_info(name)?;
         let n = snap.record.tlog;
         let remote = self
@@ -51,8 +52,13 @@ impl Volume {
             .parent()
             .ok_or_else(|| Error::Io("volume directory".into()))?
             .to_path_buf();
-        // 1.
+        // 1. (Steps reported: the upload, the rebuild, then each chunk compared.)
+        p.step(0, 3);
         remote.rt.block_on(self.backup(&*remote.store, true))?;
+        if p.cancelled() {
+            return Err(cancelled_error());
+        }
+        p.step(1, 3);
         // 2.
         let tmp = layout::rollback_dir(&dir);
         remove_rollback_dir(&*self.fs, &tmp)?;
@@ -65,12 +71,16 @@ impl Volume {
             Some(n),
         ));
         let r = target.and_then(|target| {
+            if p.cancelled() {
+                return Err(cancelled_error());
+            }
+            p.step(2, 3);
             // 3.
             let _uploads = self.backend.blocking_lock();
             let marker = layout::rollback_marker(&dir);
             let r = self.guarded(|| {
                 let mut st = self.state.write();
-                self.revert_to(&mut st, &target, &marker)
+                self.revert_to(&mut st, &target, &marker, p)
             });
             drop(target);
             r?;
@@ -86,7 +96,13 @@ impl Volume {
     }
 
     /// Steps 3 and 4, under the volume's lock.
-    fn revert_to(&self, st: &mut State, target: &Volume, marker: &Path) -> Result<()> {
+    fn revert_to(
+        &self,
+        st: &mut State,
+        target: &Volume,
+        marker: &Path,
+        p: &dyn Progress,
+    ) -> Result<()> {
         if st.sco.as_ref().is_some_and(|s| s.clusters > 0) {
             self.seal_open_sco(st)?;
         }
@@ -114,6 +130,7 @@ impl Volume {
             self.set_size(st, tlog, size)?;
         }
         let end = size.div_ceil(CLUSTER_SIZE_U64);
+        let chunks = end.div_ceil(STEP);
         let mut zero: Option<Loc> = None;
         let mut from = 0;
         while from < end {
@@ -159,6 +176,7 @@ impl Volume {
             }
             self.roll_if_long(st)?;
             from = to;
+            p.step(2 + from.div_ceil(STEP), 2 + chunks);
         }
         st.write_gen += 1;
         Ok(())
