@@ -281,3 +281,74 @@ fn snapshot_commands_through_the_gateway_survive_sigkill_and_a_backend_restart()
     tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
     expect_error(run(&["snapshot", "list", VOL]), 3, "no gateway answers");
 }
+
+/// A SIGKILL of Ganesha at sampled points of a rollback (as soon as it started, after its
+/// upload, after its rebuild, where the job's progress shows them): after the restart the
+/// volume reads as before the rollback or as at the snapshot, never a mix, and its snapshots
+/// are all there.
+#[test]
+fn a_sigkill_during_a_rollback_leaves_the_volume_before_or_at_the_snapshot() {
+    let Some(bin) = strata_cli() else {
+        return;
+    };
+    let Some(mut tg) = TestGateway::strata_with(|_| {}) else {
+        return;
+    };
+    let data = tg.data_dir.clone();
+    let sock = data.join("mgmt.sock");
+    write(&tg, 0, 4 * MIB, 1);
+    strata(&bin, &data, &["snapshot", "create", VOL, "s"]).expect_ok("snapshot");
+    let mut seed = 1;
+    let mut outcomes = (0, 0);
+    // Points 0..=2: as the job's progress shows them; 3: once the job ended.
+    for point in 0..4u64 {
+        // What the volume holds before this rollback: seed `seed` where the snapshot has 1.
+        seed += 1;
+        write(&tg, MIB, 2 * MIB, seed);
+        let mut c = strata_mgmt::MgmtClient::connect(&sock).expect("connect");
+        let job = c
+            .snapshot_rollback_start(VOL, "s", false)
+            .expect("rollback started");
+        // Wait (bounded) until the job got to `point`, or ended.
+        let deadline = std::time::Instant::now() + CMD_TIMEOUT;
+        let ended = loop {
+            let j = c.job_show(job.id).expect("job show");
+            if j.state != "running" {
+                assert_eq!(j.state, "done", "{j:?}");
+                break true;
+            }
+            if point < 3 && j.done >= point {
+                break false;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the rollback never ended"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
+        tg.gw_mut().restart_ganesha().expect("restart");
+        let before = tg.client(
+            3,
+            &[
+                "verify",
+                VOL,
+                &MIB.to_string(),
+                &(2 * MIB).to_string(),
+                &seed.to_string(),
+            ],
+        );
+        if before.ok() {
+            assert!(!ended, "point {point}: a finished rollback was undone");
+            outcomes.0 += 1;
+        } else {
+            verify(&tg, 0, 4 * MIB, 1);
+            outcomes.1 += 1;
+        }
+        verify(&tg, 0, MIB, 1);
+        let r = strata(&bin, &data, &["snapshot", "list", VOL, "--json"]).expect_ok("list");
+        assert_eq!(json(&r)["snapshots"][0]["name"], "s", "{r}");
+    }
+    eprintln!("rollbacks undone: {}, finished: {}", outcomes.0, outcomes.1);
+    assert!(outcomes.1 >= 1, "the rollback waited for finished");
+}
