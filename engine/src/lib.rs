@@ -13,6 +13,7 @@ mod decoder_tests;
 mod error;
 mod file_data;
 mod fs;
+mod jobs;
 mod journal;
 pub mod mgmt;
 mod namespace;

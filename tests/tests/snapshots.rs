@@ -247,6 +247,22 @@ fn snapshot_commands_through_the_gateway_survive_sigkill_and_a_backend_restart()
         2,
         "is not a size",
     );
+    // Removing a volume deletes its backend objects as a job.
+    tg.client(3, &["unlink", "/vm2-flat.vmdk"])
+        .expect_ok("unlink");
+    let r = run(&["job", "list", "--json"]).expect_ok("job list");
+    let listing = json(&r);
+    let deletes: Vec<&serde_json::Value> = listing["jobs"]
+        .as_array()
+        .map(|a| a.iter().filter(|j| j["kind"] == "delete").collect())
+        .unwrap_or_default();
+    assert_eq!(deletes.len(), 1, "{r}");
+    assert!(
+        deletes[0]["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("volume ")),
+        "{r}"
+    );
 
     // On the backend after a sync; a deleted one is gone.
     strata_sync_wait(&bin, &data);

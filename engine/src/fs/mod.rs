@@ -124,6 +124,8 @@ pub struct Filesystem {
     /// Told when an object changed other than through an NFS operation (a rollback), so the
     /// NFS server drops what it cached of it (see [`Filesystem::set_change_hook`]).
     change_hook: HookSlot,
+    /// The long operations (syncs, rollbacks, volume deletions) and their progress.
+    jobs: Arc<crate::jobs::Jobs>,
     volumes: Arc<VolumeRegistry>,
     /// Loaded regular objects. Locked only to find or insert an entry, never across I/O.
     live: Arc<Mutex<HashMap<Ino, Arc<Live>>>>,
@@ -222,6 +224,7 @@ impl Filesystem {
         ));
         let live = Arc::new(Mutex::new(HashMap::new()));
         let side = FileSide::new(ns.clone(), live.clone(), files.clone());
+        let jobs = Arc::new(crate::jobs::Jobs::default());
         let volumes = Arc::new(VolumeRegistry::new(
             RegistryConfig {
                 dir: config.data_dir.join(VOLUMES_DIR),
@@ -238,6 +241,7 @@ impl Filesystem {
             ns.fsid(),
             store,
             rt.handle().clone(),
+            jobs.clone(),
         ));
         let mut fs = Filesystem {
             config,
@@ -252,6 +256,7 @@ impl Filesystem {
             crashed: false,
             rt: Some(rt),
             change_hook: HookSlot::default(),
+            jobs,
         };
         // Nothing is open after a restart: orphans left by the last run go now.
         for ino in fs.ns.orphans()? {
@@ -290,6 +295,11 @@ impl Filesystem {
     /// restarts, different for every newly created namespace. Usable as the NFS fsid.
     pub fn fsid(&self) -> u64 {
         self.ns.fsid()
+    }
+
+    /// The long operations of this run (syncs, rollbacks, volume deletions).
+    pub(crate) fn jobs(&self) -> &Arc<crate::jobs::Jobs> {
+        &self.jobs
     }
 
     /// The backend's owner record as this start wrote it (this gateway; the epoch of this run).

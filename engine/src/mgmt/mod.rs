@@ -6,8 +6,8 @@
 //! - `conn`: the socket (bound private), the accept loop, one thread per connection, framing
 //!   and decoding of request lines, encoding of answers;
 //! - `handlers`: one handler per resource (`status`, `sync`, `volume`, `snapshot`, `job`),
-//!   and the mapping of engine errors to error kinds;
-//! - `jobs`: the long operations, each a job with progress, state and cancel.
+//!   and the mapping of engine errors to error kinds, and `spawn_job` (a long operation
+//!   on a thread of its own, as one of the engine's jobs, `crate::jobs`).
 //!
 //! Requests are at most [`MAX_REQUEST`] bytes; a longer one is answered `too_large` and the
 //! connection closed (the stream cannot be resynchronised). A malformed request is answered
@@ -16,7 +16,6 @@
 
 mod conn;
 mod handlers;
-mod jobs;
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
@@ -35,6 +34,7 @@ pub use strata_mgmt::*;
 
 use self::conn::{accept_loop, bind_private};
 use crate::fs::Filesystem;
+use crate::jobs::Job;
 
 /// Connections served at once; more are answered `busy` and closed.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -87,8 +87,6 @@ struct Shared {
     /// A handle on every open connection, to wake its reader at stop.
     conns: Mutex<HashMap<u64, UnixStream>>,
     next_conn: AtomicU64,
-    /// The long operations (syncs, rollbacks) and their progress.
-    jobs: jobs::Jobs,
     /// Test switch: the next request's handler panics.
     #[cfg(test)]
     panic_next: AtomicBool,
@@ -117,6 +115,45 @@ impl Drop for ActiveGuard {
             self.0.idle.notify_all();
         }
     }
+}
+
+/// Runs `op` as a job of `kind` on `target` (`crate::jobs`) on a thread of its own, counted as
+/// active so that the server's stop waits for it (bounded); a panic ends it `failed`.
+fn spawn_job(
+    shared: &Arc<Shared>,
+    kind: &'static str,
+    target: String,
+    op: impl FnOnce(&Job) -> Result<(), ErrorBody> + Send + 'static,
+) -> Result<Arc<Job>, ErrorBody> {
+    // One more than the connection limit: the connection asking holds a slot already.
+    let guard = ActiveGuard::enter(shared, MAX_CONNECTIONS + 1).ok_or_else(|| ErrorBody {
+        kind: ErrorKind::Busy,
+        message: "too many management requests in progress; try again".into(),
+    })?;
+    let job = shared.fs.jobs().register(kind, target);
+    let j = job.clone();
+    std::thread::Builder::new()
+        .name(format!("strata-job-{}", job.report().id))
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&j)))
+                .unwrap_or_else(|_| {
+                    Err(ErrorBody {
+                        kind: ErrorKind::Internal,
+                        message: format!("{kind} job panicked; see the gateway log"),
+                    })
+                });
+            j.finish(r);
+            drop(guard);
+        })
+        .map_err(|e| {
+            let err = ErrorBody {
+                kind: ErrorKind::Io,
+                message: format!("cannot start the {kind} job: {e}"),
+            };
+            job.finish(Err(err.clone()));
+            err
+        })?;
+    Ok(job)
 }
 
 /// The management server: an accept thread plus one plain thread per connection. Stop it with
@@ -171,7 +208,6 @@ impl MgmtServer {
             idle: Condvar::new(),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
-            jobs: jobs::Jobs::default(),
             #[cfg(test)]
             panic_next: AtomicBool::new(false),
         });

@@ -81,15 +81,28 @@ impl VolumeRegistry {
     fn spawn_backend_delete(&self, ino: Ino, store: Arc<dyn ObjectStore>) {
         let fs = self.fs.clone();
         let marker = self.deleting_marker(ino);
+        // A job of its own, so that `strata job list` shows it (objects deleted so far).
+        let job = self
+            .jobs
+            .register("delete", format!("volume {}", ino_name(ino)));
         let task = self.rt.spawn(async move {
-            if let Err(e) = delete_all(&*store).await {
-                tracing::warn!(ino, error = %e, "deleting a volume's backend objects failed; retried at the next sync or start");
-                return;
-            }
-            let done = tokio::task::spawn_blocking(move || remove_marker(&*fs, &marker)).await;
-            if let Ok(Err(e)) | Err(e) = done.map_err(|e| Error::Io(e.to_string())) {
-                tracing::warn!(ino, error = %e, "removing a volume's deletion marker failed");
-            }
+            let r = match delete_all_with(&*store, &*job).await {
+                Err(e) => {
+                    tracing::warn!(ino, error = %e, "deleting a volume's backend objects failed; retried at the next sync or start");
+                    Err(e)
+                }
+                Ok(()) => tokio::task::spawn_blocking(move || remove_marker(&*fs, &marker))
+                    .await
+                    .map_err(|e| Error::Io(e.to_string()))
+                    .and_then(|r| r)
+                    .inspect_err(|e| {
+                        tracing::warn!(ino, error = %e, "removing a volume's deletion marker failed")
+                    }),
+            };
+            job.finish(r.map_err(|e| crate::mgmt::ErrorBody {
+                kind: crate::mgmt::error_kind(&e),
+                message: format!("deleting volume {}: {e}", ino_name(ino)),
+            }));
         });
         self.deletions.lock().push(task);
     }
@@ -146,7 +159,13 @@ pub(super) fn remove_marker(fs: &dyn LocalFs, marker: &Path) -> Result<()> {
 
 /// Deletes every object of a store (a volume's namespace).
 pub(super) async fn delete_all(store: &dyn ObjectStore) -> Result<()> {
+    delete_all_with(store, &crate::progress::NoProgress).await
+}
+
+/// [`delete_all`], reporting the objects deleted so far to `p`.
+async fn delete_all_with(store: &dyn ObjectStore, p: &dyn crate::progress::Progress) -> Result<()> {
     let mut last: Option<Vec<String>> = None;
+    let mut deleted = 0u64;
     loop {
         // Deleting as we go: every page starts at the beginning again.
         let page = store.list("", None, 1000).await?;
@@ -162,6 +181,8 @@ pub(super) async fn delete_all(store: &dyn ObjectStore) -> Result<()> {
             )));
         }
         store.delete_many(&keys).await?;
+        deleted += keys.len() as u64;
+        p.step(deleted, deleted);
         last = Some(keys);
     }
 }

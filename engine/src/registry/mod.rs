@@ -101,6 +101,8 @@ pub(crate) struct VolumeRegistry {
     /// Volumes deleted by this run: never opened again, even once their deletion marker is
     /// gone (a flush of all volumes may have listed one just before it was deleted).
     deleted: Mutex<std::collections::HashSet<Ino>>,
+    /// Where a deletion's backend part shows as a job.
+    jobs: Arc<crate::jobs::Jobs>,
 }
 
 /// The id of volume `ino` of namespace `fsid`: both, little-endian.
@@ -122,6 +124,7 @@ impl VolumeRegistry {
         fsid: u64,
         base: Arc<dyn ObjectStore>,
         rt: tokio::runtime::Handle,
+        jobs: Arc<crate::jobs::Jobs>,
     ) -> VolumeRegistry {
         let fs = cfg.fs.clone().unwrap_or_else(|| Arc::new(StdFs));
         let cache = Arc::new(ScoCache {
@@ -142,6 +145,7 @@ impl VolumeRegistry {
             opening: Mutex::new(HashMap::new()),
             deletions: Mutex::new(Vec::new()),
             deleted: Mutex::new(std::collections::HashSet::new()),
+            jobs,
         }
     }
 

@@ -78,7 +78,7 @@ fn registry(
         cluster_cache_size: 0,
         epoch: 1,
     };
-    VolumeRegistry::new(cfg, 1, base, rt.handle().clone())
+    VolumeRegistry::new(cfg, 1, base, rt.handle().clone(), Default::default())
 }
 
 /// The deletion holds the volume's gate from start to end: a concurrent open waits for it and
@@ -239,7 +239,13 @@ fn paced_registry_with(
         epoch: 1,
     };
     tweak(&mut cfg);
-    Arc::new(VolumeRegistry::new(cfg, 1, base, rt.handle().clone()))
+    Arc::new(VolumeRegistry::new(
+        cfg,
+        1,
+        base,
+        rt.handle().clone(),
+        Default::default(),
+    ))
 }
 
 /// Issue 11: a writer faster than the backend is paced, not refused: 4x the write buffer goes
@@ -686,7 +692,7 @@ fn the_registry_evicts_down_to_the_sco_cache_size_after_a_flush() {
         cluster_cache_size: 0,
         epoch: 1,
     };
-    let vols = VolumeRegistry::new(cfg, 1, base, rt.handle().clone());
+    let vols = VolumeRegistry::new(cfg, 1, base, rt.handle().clone(), Default::default());
     let a = vols.open_or_create(2, 0, true).expect("open a");
     let b = vols.open_or_create(3, 0, true).expect("open b");
     let data: Vec<u8> = (0..20 * 65_536u32).map(|i| (i % 253) as u8).collect();

@@ -7,16 +7,16 @@ use crate::mgmt::{ErrorBody, JobListReport, Reply, Shared};
 /// [`crate::mgmt::Request::JobList`].
 pub(super) fn list(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
     Ok(Reply::JobList(JobListReport {
-        jobs: shared.jobs.list(),
+        jobs: shared.fs.jobs().list(),
     }))
 }
 
 /// [`crate::mgmt::Request::JobShow`].
 pub(super) fn show(shared: &Arc<Shared>, id: u64) -> Result<Reply, ErrorBody> {
-    Ok(Reply::Job(shared.jobs.get(id)?.report()))
+    Ok(Reply::Job(shared.fs.jobs().get(id)?.report()))
 }
 
 /// [`crate::mgmt::Request::JobCancel`].
 pub(super) fn cancel(shared: &Arc<Shared>, id: u64) -> Result<Reply, ErrorBody> {
-    Ok(Reply::Job(shared.jobs.cancel(id)?))
+    Ok(Reply::Job(shared.fs.jobs().cancel(id)?))
 }

@@ -6,7 +6,8 @@ use super::engine_error;
 use super::volume::volume_handle;
 use crate::error::Error;
 use crate::mgmt::{
-    ErrorBody, ErrorKind, Reply, Shared, SnapshotDeleteReport, SnapshotListReport, SnapshotReport,
+    spawn_job, ErrorBody, ErrorKind, Reply, Shared, SnapshotDeleteReport, SnapshotListReport,
+    SnapshotReport,
 };
 use crate::types::Snapshot;
 
@@ -103,13 +104,11 @@ pub(super) fn rollback(
         .map_err(|e| snapshot_error(e, &path, &name))?;
     let fs = shared.fs.clone();
     let (p, n) = (path.clone(), name.clone());
-    let job = shared
-        .jobs
-        .start(shared, "rollback", format!("{path}@{name}"), move |job| {
-            fs.snapshot_rollback_with(h, &n, force, job)
-                .map(drop)
-                .map_err(|e| snapshot_error(e, &p, &n))
-        })?;
+    let job = spawn_job(shared, "rollback", format!("{path}@{name}"), move |job| {
+        fs.snapshot_rollback_with(h, &n, force, job)
+            .map(drop)
+            .map_err(|e| snapshot_error(e, &p, &n))
+    })?;
     if !wait {
         return Ok(Reply::Job(job.report()));
     }

@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::engine_error;
-use crate::mgmt::{ErrorBody, Reply, Shared, SyncReport};
+use crate::mgmt::{spawn_job, ErrorBody, Reply, Shared, SyncReport};
 
 /// [`crate::mgmt::Request::Sync`].
 pub(super) fn sync(shared: &Arc<Shared>, wait: bool) -> Result<Reply, ErrorBody> {
     let t = Instant::now();
     let fs = shared.fs.clone();
-    let job = shared.jobs.start(shared, "sync", "/".into(), move |job| {
+    let job = spawn_job(shared, "sync", "/".into(), move |job| {
         fs.flush_to_backend_with(job)
             .map_err(|e| engine_error(e, "sync"))
     })?;
