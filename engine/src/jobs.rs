@@ -1,9 +1,11 @@
 //! Jobs: the gateway's long operations (a sync, a rollback, a deleted volume's backend
 //! objects), each with an id, what it works on, its progress (done / total), its state
 //! (running, done, failed, cancelled), why it ended badly, and a cancel flag the operation
-//! looks at where stopping leaves everything consistent. Jobs live in memory: a restart
-//! forgets them, and each operation is atomic or leaves a marker that the restart finishes or
-//! cleans up (a deletion's marker, a rollback's).
+//! looks at where stopping leaves everything consistent. A job lives in memory while it runs;
+//! its report is recorded in the namespace when it starts and when it ends, so the last ones
+//! are still listed after a restart (one the restart finds running is `interrupted`). Each
+//! operation is atomic or leaves a marker that the restart finishes or cleans up (a
+//! deletion's marker, a rollback's).
 //!
 //! 1. [`Jobs::register`] records the job (running, 0 of 0); whoever runs it (a management
 //!    thread, the volume registry's deletion task) reports through [`Progress`].
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex};
 
 use crate::mgmt::{ErrorBody, ErrorKind, JobReport};
+use crate::namespace::Namespace;
 use crate::progress::Progress;
 use crate::types::Timestamp;
 
@@ -45,6 +48,8 @@ pub(crate) struct Job {
     status: Mutex<Status>,
     ended: Condvar,
     cancel: AtomicBool,
+    /// Where its report is recorded when it ends.
+    jobs: std::sync::Weak<Jobs>,
 }
 
 impl Progress for Job {
@@ -92,6 +97,9 @@ impl Job {
         s.error = r.err();
         s.finished = Some(crate::namespace::now());
         drop(s);
+        if let Some(jobs) = self.jobs.upgrade() {
+            jobs.record(&self.report());
+        }
         self.ended.notify_all();
     }
 
@@ -108,16 +116,56 @@ impl Job {
     }
 }
 
-/// Every job of this server.
+/// Every job of this gateway: those of this run, and the reports of the last ones of the runs
+/// before (recorded in the namespace).
 #[derive(Debug, Default)]
 pub(crate) struct Jobs {
     next: AtomicU64,
-    all: Mutex<BTreeMap<u64, Arc<Job>>>,
+    live: Mutex<BTreeMap<u64, Arc<Job>>>,
+    /// Reports of jobs of earlier runs (those still running then say `interrupted`).
+    past: Mutex<BTreeMap<u64, JobReport>>,
+    ns: Option<Arc<Namespace>>,
+}
+
+fn not_found(id: u64) -> ErrorBody {
+    ErrorBody {
+        kind: ErrorKind::NotFound,
+        message: format!("no job {id} (only the last {KEEP_FINISHED} are kept)"),
+    }
 }
 
 impl Jobs {
-    /// Step 1: records a running job of `kind` on `target`.
-    pub(crate) fn register(&self, kind: &'static str, target: String) -> Arc<Job> {
+    /// The jobs of a gateway whose namespace is `ns`: the reports recorded there are read
+    /// (a job the last run did not finish is `interrupted`: what it was doing is atomic or
+    /// marked, and the restart finished or undid it), and new ids continue after theirs.
+    pub(crate) fn open(ns: Arc<Namespace>) -> crate::error::Result<Jobs> {
+        let mut past = BTreeMap::new();
+        for (id, b) in ns.jobs_recorded()? {
+            let Ok(mut r) = serde_json::from_slice::<JobReport>(&b) else {
+                tracing::warn!(job = id, "a recorded job report does not parse; ignored");
+                continue;
+            };
+            if r.state == "running" {
+                r.state = "interrupted".into();
+                r.reason = Some(
+                    "the gateway stopped while it ran (a rollback cut short is undone at the \
+                     restart; a deletion goes on by itself; a sync is simply not finished)"
+                        .into(),
+                );
+            }
+            past.insert(id, r);
+        }
+        let next = past.keys().next_back().copied().unwrap_or(0);
+        Ok(Jobs {
+            next: AtomicU64::new(next),
+            live: Mutex::new(BTreeMap::new()),
+            past: Mutex::new(past),
+            ns: Some(ns),
+        })
+    }
+
+    /// Step 1: registers (and records) a running job of `kind` on `target`.
+    pub(crate) fn register(self: &Arc<Self>, kind: &'static str, target: String) -> Arc<Job> {
         let job = Arc::new(Job {
             id: self.next.fetch_add(1, Ordering::Relaxed) + 1,
             kind,
@@ -132,45 +180,146 @@ impl Jobs {
             }),
             ended: Condvar::new(),
             cancel: AtomicBool::new(false),
+            jobs: Arc::downgrade(self),
         });
-        self.all.lock().insert(job.id, job.clone());
-        self.trim();
+        self.live.lock().insert(job.id, job.clone());
+        self.record(&job.report());
         job
     }
 
-    /// Step 3: forgets the oldest finished jobs beyond [`KEEP_FINISHED`].
-    fn trim(&self) {
-        let mut all = self.all.lock();
-        let finished: Vec<u64> = all
-            .iter()
-            .filter(|(_, j)| j.status.lock().finished.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in finished
-            .iter()
-            .take(finished.len().saturating_sub(KEEP_FINISHED))
-        {
-            all.remove(id);
+    /// Records a report in the namespace, forgetting the oldest finished jobs beyond
+    /// [`KEEP_FINISHED`] (step 3); a failure is only logged (jobs are for people to look at).
+    fn record(&self, r: &JobReport) {
+        let forget = self.trim();
+        let Some(ns) = &self.ns else {
+            return;
+        };
+        let b = match serde_json::to_vec(r) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(job = r.id, error = %e, "a job report cannot be encoded");
+                return;
+            }
+        };
+        if let Err(e) = ns.job_record(r.id, &b, &forget) {
+            tracing::warn!(job = r.id, error = %e, "a job report cannot be recorded");
         }
+    }
+
+    /// Step 3: forgets the oldest finished jobs beyond [`KEEP_FINISHED`]; their ids.
+    fn trim(&self) -> Vec<u64> {
+        let mut live = self.live.lock();
+        let mut past = self.past.lock();
+        let mut finished: Vec<u64> = past.keys().copied().collect();
+        finished.extend(
+            live.iter()
+                .filter(|(_, j)| j.status.lock().finished.is_some())
+                .map(|(id, _)| *id),
+        );
+        finished.sort_unstable();
+        let n = finished.len().saturating_sub(KEEP_FINISHED);
+        let forget: Vec<u64> = finished.into_iter().take(n).collect();
+        for id in &forget {
+            live.remove(id);
+            past.remove(id);
+        }
+        forget
     }
 
     /// Every job kept, by id.
     pub(crate) fn list(&self) -> Vec<JobReport> {
-        self.all.lock().values().map(|j| j.report()).collect()
+        let mut all: BTreeMap<u64, JobReport> = self.past.lock().clone();
+        for (id, j) in self.live.lock().iter() {
+            all.insert(*id, j.report());
+        }
+        all.into_values().collect()
     }
 
-    /// Job `id` (`not_found` if none is kept).
+    /// Job `id` of this run (`not_found` if none is kept).
     pub(crate) fn get(&self, id: u64) -> Result<Arc<Job>, ErrorBody> {
-        self.all.lock().get(&id).cloned().ok_or_else(|| ErrorBody {
-            kind: ErrorKind::NotFound,
-            message: format!("no job {id} (a restart forgets jobs)"),
-        })
+        self.live
+            .lock()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| not_found(id))
     }
 
-    /// Asks job `id` to stop; its report.
+    /// Job `id`'s report, of this run or an earlier one.
+    pub(crate) fn show(&self, id: u64) -> Result<JobReport, ErrorBody> {
+        if let Ok(j) = self.get(id) {
+            return Ok(j.report());
+        }
+        self.past
+            .lock()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// Asks job `id` to stop; its report (a job that ended stays as it ended).
     pub(crate) fn cancel(&self, id: u64) -> Result<JobReport, ErrorBody> {
-        let j = self.get(id)?;
-        j.cancel.store(true, Ordering::Relaxed);
-        Ok(j.report())
+        match self.get(id) {
+            Ok(j) => {
+                j.cancel.store(true, Ordering::Relaxed);
+                Ok(j.report())
+            }
+            Err(_) => self.show(id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(path: &std::path::Path) -> Arc<Namespace> {
+        let db = redb::Database::create(path).expect("db");
+        Arc::new(Namespace::open(db).expect("namespace"))
+    }
+
+    /// Reports are recorded when a job starts and ends; the next run lists them, a job that
+    /// was running then as `interrupted`, and its own ids go on after them; only the last
+    /// [`KEEP_FINISHED`] are kept.
+    #[test]
+    fn the_last_jobs_are_listed_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("strata.redb");
+        {
+            let jobs = Arc::new(Jobs::open(ns(&path)).expect("jobs"));
+            let done = jobs.register("sync", "/".into());
+            done.step(3, 3);
+            done.finish(Ok(()));
+            let _running = jobs.register("rollback", "/v-flat.vmdk@s".into());
+        }
+        let jobs = Arc::new(Jobs::open(ns(&path)).expect("jobs"));
+        let listed = jobs.list();
+        let states: Vec<(u64, &str, &str)> = listed
+            .iter()
+            .map(|r| (r.id, r.kind.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [(1, "sync", "done"), (2, "rollback", "interrupted")]
+        );
+        assert_eq!((listed[0].done, listed[0].total), (3, 3));
+        assert!(listed[1]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("stopped")));
+        assert_eq!(jobs.show(2).expect("show").state, "interrupted");
+        assert_eq!(jobs.cancel(1).expect("cancel").state, "done");
+        assert!(jobs.show(99).is_err());
+        let third = jobs.register("sync", "/".into());
+        assert_eq!(third.report().id, 3);
+        for _ in 0..KEEP_FINISHED {
+            jobs.register("sync", "/".into()).finish(Ok(()));
+        }
+        third.finish(Ok(()));
+        let kept = jobs.list();
+        assert_eq!(kept.len(), KEEP_FINISHED);
+        assert!(kept.iter().all(|r| r.id > 3), "the oldest went first");
+        drop(jobs);
+        let jobs = Jobs::open(ns(&path)).expect("jobs");
+        assert_eq!(jobs.list(), kept, "as recorded");
     }
 }

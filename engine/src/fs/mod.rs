@@ -224,7 +224,7 @@ impl Filesystem {
         ));
         let live = Arc::new(Mutex::new(HashMap::new()));
         let side = FileSide::new(ns.clone(), live.clone(), files.clone());
-        let jobs = Arc::new(crate::jobs::Jobs::default());
+        let jobs = Arc::new(crate::jobs::Jobs::open(ns.clone())?);
         let volumes = Arc::new(VolumeRegistry::new(
             RegistryConfig {
                 dir: config.data_dir.join(VOLUMES_DIR),

@@ -99,10 +99,12 @@ impl VolumeRegistry {
                         tracing::warn!(ino, error = %e, "removing a volume's deletion marker failed")
                     }),
             };
-            job.finish(r.map_err(|e| crate::mgmt::ErrorBody {
+            let r = r.map_err(|e| crate::mgmt::ErrorBody {
                 kind: crate::mgmt::error_kind(&e),
                 message: format!("deleting volume {}: {e}", ino_name(ino)),
-            }));
+            });
+            // Recording the report commits to the namespace: off the runtime's workers.
+            let _ = tokio::task::spawn_blocking(move || job.finish(r)).await;
         });
         self.deletions.lock().push(task);
     }

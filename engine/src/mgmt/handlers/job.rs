@@ -13,7 +13,7 @@ pub(super) fn list(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
 
 /// [`crate::mgmt::Request::JobShow`].
 pub(super) fn show(shared: &Arc<Shared>, id: u64) -> Result<Reply, ErrorBody> {
-    Ok(Reply::Job(shared.fs.jobs().get(id)?.report()))
+    Ok(Reply::Job(shared.fs.jobs().show(id)?))
 }
 
 /// [`crate::mgmt::Request::JobCancel`].
