@@ -55,7 +55,8 @@ fn invalidate(h: Handle) {
                 None => continue,
             }
         };
-        if status.major != ffi::ERR_FSAL_NO_ERROR {
+        // Not cached (NOENT) is what most invalidations find: nothing to drop.
+        if status.major != ffi::ERR_FSAL_NO_ERROR && status.major != ffi::ERR_FSAL_NOENT {
             crate::log::log(
                 GLevel::Warn,
                 &format!(

@@ -92,10 +92,18 @@ impl Filesystem {
             self.commit_live(h.ino, &live)?;
         }
         let s = v.volume().snapshot_rollback(name, p)?;
+        // Above every change value a client saw: the recorded one, and that of writes not
+        // committed yet (which the rollback superseded).
+        let live = self.peek_live(h.ino);
+        let pending = live
+            .as_ref()
+            .and_then(|l| l.pending.lock().take())
+            .map_or(0, |p| p.change);
+        let recorded = self.ns.get_ino(h.ino)?.map_or(0, |i| i.change);
         let up = DataUpdate {
             size: v.volume().size(),
             mtime: namespace::now(),
-            change: 0,
+            change: recorded.max(pending) + 1,
             ..DataUpdate::default()
         };
         self.ns.persist_data(h.ino, &up)?;

@@ -165,6 +165,7 @@ impl Volume {
             mds,
             mds_syncs,
             uncork_lock: Mutex::new(()),
+            rollback_lock: Mutex::new(()),
             tlog_roll_len: AtomicU64::new(crate::volume::log::TLOG_ROLL_LEN),
         }
     }

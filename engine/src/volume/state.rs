@@ -199,6 +199,8 @@ pub(crate) struct Volume {
     pub(super) mds_syncs: Arc<AtomicU64>,
     /// Serializes uncorks.
     pub(super) uncork_lock: Mutex<()>,
+    /// Held by a rollback: one at a time.
+    pub(super) rollback_lock: Mutex<()>,
     /// A TLog longer than this is closed at the next change ([`TLOG_ROLL_LEN`]; tests lower it).
     pub(super) tlog_roll_len: AtomicU64,
 }

@@ -68,8 +68,8 @@ pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, E
     }))
 }
 
-/// [`crate::mgmt::Request::VolumeList`]: a walk of the namespace from the root (no volume is
-/// opened).
+/// [`crate::mgmt::Request::VolumeList`]: a walk of the namespace from the root (readdir gives
+/// each volume's attributes, which opens it if it is not open yet).
 pub(super) fn volume_list(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
     let fs = &shared.fs;
     let mut volumes = Vec::new();

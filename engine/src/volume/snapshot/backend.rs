@@ -18,14 +18,25 @@ const UPLOAD_BATCH: usize = 256;
 const PARALLEL_PUTS: usize = 8;
 
 impl Volume {
-    /// Puts the record of every snapshot whose TLog is at most `last` (the manifest names it)
-    /// and that is not on the backend yet, then deletes the objects of deleted snapshots.
+    /// Deletes the objects of deleted snapshots, then puts the record of every snapshot whose
+    /// TLog is at most `last` (the manifest names it) and that is not on the backend yet.
     /// Returns the bytes put.
     pub(in crate::volume) async fn sync_snapshots(
         &self,
         store: &dyn ObjectStore,
         last: u64,
     ) -> Result<u64> {
+        // Deleted records go first: a name deleted and taken again must never have two
+        // records on the backend for a backend restart to find.
+        for (id, epoch) in self.mds.snapshots_gone()? {
+            let key = snap_key(id, epoch);
+            match store.delete(&key).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(be_err(&key, e)),
+            }
+            self.mds.snapshot_gone_done(id)?;
+        }
         let epoch = self.writer_epoch();
         let mut bytes = 0;
         // Several records in flight (a PUT's latency, not its size, is what they cost), and
@@ -58,15 +69,6 @@ impl Volume {
             if let Some(e) = failed {
                 return Err(e);
             }
-        }
-        for (id, epoch) in self.mds.snapshots_gone()? {
-            let key = snap_key(id, epoch);
-            match store.delete(&key).await {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(be_err(&key, e)),
-            }
-            self.mds.snapshot_gone_done(id)?;
         }
         Ok(bytes)
     }
@@ -120,8 +122,20 @@ pub(in crate::volume) async fn restore_snapshots(
             None => break,
         }
     }
+    // One record per name, the newest (a deletion whose object a crash left behind).
+    let mut newest: std::collections::HashMap<String, u64> = Default::default();
+    for (id, (name, _, _)) in &out {
+        newest.insert(name.clone(), *id);
+    }
     Ok(out
         .into_iter()
+        .filter(|(id, (name, _, _))| {
+            let keep = newest.get(name) == Some(id);
+            if !keep {
+                tracing::warn!(volume = %volume, snapshot = *id, "an older record of a snapshot name; ignored");
+            }
+            keep
+        })
         .map(|(id, (name, rec, epoch))| (id, name, rec, epoch))
         .collect())
 }

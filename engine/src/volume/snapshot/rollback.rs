@@ -14,8 +14,8 @@
 //!    snapshot's size, then a `Remap` for every cluster whose location differs, and for every
 //!    cluster the snapshot did not have, a `Remap` to one zero cluster written in T (a hole
 //!    reads as zeros either way). Long rollbacks roll to further TLogs.
-//! 5. A commit round makes it all durable; then the marker is removed (durably): this is the
-//!    commit point. A restart that finds the marker cuts the TLogs from T on back to an empty
+//! 5. Still under the lock: the last TLog is closed (its SCOs fsynced first) and the names
+//!    made durable; then the marker is removed (durably): this is the commit point. A restart that finds the marker cuts the TLogs from T on back to an empty
 //!    T and removes the SCOs from the recorded number on: the volume is as before the rollback.
 //! 6. `<dir>/rollback/` is removed (a restart removes a leftover one).
 
@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::progress::{cancelled_error, Progress};
+use crate::volume::commit::FsyncSite;
 use crate::volume::files::{self, io_err};
 use crate::volume::format::{md5, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64, TLOG_HEADER_LEN};
 use crate::volume::localfs::LocalFs;
@@ -40,6 +41,12 @@ impl Volume {
     /// Rolls the volume back to snapshot `name` (steps in the module doc): it then reads exactly
     /// as it did when the snapshot was taken; every snapshot is kept. Needs the backend.
     pub(crate) fn snapshot_rollback(&self, name: &str, p: &dyn Progress) -> Result<SnapshotInfo> {
+        // One rollback of a volume at a time (they would share `rollback/` and the marker).
+        let Some(_one) = self.rollback_lock.try_lock() else {
+            return Err(Error::Invalid(
+                "a rollback of this volume is running already".into(),
+            ));
+        };
         let snap = self.snapshot_info(name)?;
         let n = snap.record.tlog;
         let remote = self
@@ -78,21 +85,45 @@ impl Volume {
             // 3.
             let _uploads = self.backend.blocking_lock();
             let marker = layout::rollback_marker(&dir);
+            // 4 and 5 with the lock held throughout: no write lands in the rollback's TLogs
+            // before its commit point (an undo would remove it). A failure halts the volume: a
+            // restart undoes or keeps the rollback by its marker.
             let r = self.guarded(|| {
                 let mut st = self.state.write();
-                self.revert_to(&mut st, &target, &marker, p)
+                self.revert_to(&mut st, &target, &marker, p)?;
+                self.commit_rollback(&mut st, &marker)
             });
             drop(target);
-            r?;
-            // 5.
-            self.sync()?;
-            files::remove_durably(&*self.fs, &marker)
+            r
         });
-        // 6.
-        let cleaned = remove_rollback_dir(&*self.fs, &tmp);
+        // 6. After the commit point nothing fails the rollback any more.
+        if let Err(e) = remove_rollback_dir(&*self.fs, &tmp) {
+            tracing::warn!(volume = %self.id, error = %e, "the rebuilt volume of a rollback was not removed; the next restart removes it");
+        }
         r?;
-        cleaned?;
-        self.snapshot_info(name)
+        Ok(self.snapshot_info(name).unwrap_or(snap))
+    }
+
+    /// Step 5 under the volume's lock: the rollback's last TLog is closed (its SCOs fsynced
+    /// first), the names of its SCOs and TLogs made durable, then the marker removed durably —
+    /// the commit point. Its entries are then in closed TLogs only (a build that does not know
+    /// Remap refuses them rather than cutting them as a torn tail).
+    fn commit_rollback(&self, st: &mut State, marker: &Path) -> Result<()> {
+        if st.sco.as_ref().is_some_and(|s| s.clusters > 0) {
+            self.seal_open_sco(st)?;
+        }
+        if st.tlog.len > TLOG_HEADER_LEN as u64 {
+            self.roll_tlog(st)?;
+        }
+        if let Some(mark) = st.sco_dir.pending() {
+            self.fsync_dir(FsyncSite::CommitScoDir, &self.sco_dir)?;
+            st.sco_dir.synced_up_to(mark);
+        }
+        if let Some(mark) = st.tlog_dir.pending() {
+            self.fsync_dir(FsyncSite::CommitTlogDir, &self.tlog_dir)?;
+            st.tlog_dir.synced_up_to(mark);
+        }
+        files::remove_durably(&*self.fs, marker)
     }
 
     /// Steps 3 and 4, under the volume's lock.
