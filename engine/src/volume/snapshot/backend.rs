@@ -14,7 +14,7 @@ use crate::volume::state::Volume;
 
 /// Snapshot records whose upload one MetaDataStore transaction records.
 const UPLOAD_BATCH: usize = 256;
-/// Snapshot record PUTs in flight at once.
+/// Snapshot record PUTs (and GETs, at a backend restart) in flight at once.
 const PARALLEL_PUTS: usize = 8;
 
 impl Volume {
@@ -88,6 +88,7 @@ pub(in crate::volume) async fn restore_snapshots(
             .list(SNAP_PREFIX, token.as_deref(), 1000)
             .await
             .map_err(|e| be_err(SNAP_PREFIX, e))?;
+        let mut wanted = Vec::new();
         for o in page.objects {
             let Some((id, epoch)) = parse_snap_key(&o.key) else {
                 tracing::warn!(volume = %volume, key = o.key, "not a snapshot record; ignored");
@@ -99,20 +100,30 @@ pub(in crate::volume) async fn restore_snapshots(
                     o.key, o.size
                 )));
             }
-            let (b, _) = super::super::backend::get_at_most(store, &o.key, MAX_RECORD)
-                .await
-                .map_err(|e| be_err(&o.key, e))?;
-            let r = SnapshotRecord::decode(&format!("backend {}", o.key), &b, volume)
-                .map_err(Error::Format)?;
-            if r.id != id {
-                return Err(Error::Io(format!(
-                    "backend {}: holds snapshot {}",
-                    o.key, r.id
-                )));
-            }
+            wanted.push((o.key, id, epoch));
+        }
+        // Several GETs in flight: a backend restart of a volume with thousands of snapshots
+        // pays a round trip per record.
+        let gets: Vec<_> = wanted
+            .into_iter()
+            .map(|(key, id, epoch)| async move {
+                let (b, _) = super::super::backend::get_at_most(store, &key, MAX_RECORD)
+                    .await
+                    .map_err(|e| be_err(&key, e))?;
+                let r = SnapshotRecord::decode(&format!("backend {key}"), &b, volume)
+                    .map_err(Error::Format)?;
+                if r.id != id {
+                    return Err(Error::Io(format!("backend {key}: holds snapshot {}", r.id)));
+                }
+                Ok::<_, Error>((key, id, epoch, r, b))
+            })
+            .collect();
+        let mut gets = stream::iter(gets).buffer_unordered(PARALLEL_PUTS);
+        while let Some(got) = gets.next().await {
+            let (key, id, epoch, r, b) = got?;
             if r.tlog > last {
                 // Put before its TLog was named: impossible by the upload order; not trusted.
-                tracing::warn!(volume = %volume, key = o.key, "snapshot of a TLog the manifest does not name; ignored");
+                tracing::warn!(volume = %volume, key, "snapshot of a TLog the manifest does not name; ignored");
                 continue;
             }
             out.insert(id, (r.name, b.to_vec(), epoch));
