@@ -352,3 +352,29 @@ fn a_power_cut_at_any_step_of_a_rollback_leaves_the_old_state_or_the_new() {
         assert!(outcomes.0 && outcomes.1, "{mode:?}: both outcomes reached");
     }
 }
+
+/// A Remap entry must name a cluster logged before (in the TLogs replayed or in a SCO the
+/// MetaDataStore knows): one naming a SCO nobody logged makes the restart refuse the volume.
+#[test]
+fn a_remap_to_a_cluster_never_logged_is_refused_at_restart() {
+    let (_fs, lfs, vol) = fresh(small_opts());
+    vol.write(0, &[1u8; 8192], true).expect("write");
+    {
+        let mut st = vol.state.write();
+        vol.tlog_append(
+            &mut st,
+            &[format::Entry::Remap {
+                address: 0,
+                sco: 999,
+                offset: 0,
+                md5: [0; 16],
+            }],
+        )
+        .expect("append");
+        st.write_gen += 1;
+    }
+    vol.sync().expect("sync");
+    drop(vol);
+    let err = Volume::open(lfs, &dir(), VOL, small_opts()).expect_err("refused");
+    assert!(err.to_string().contains("not logged"), "{err}");
+}

@@ -123,10 +123,16 @@ impl Volume {
             ..Default::default()
         };
         let mut tlog_bytes: BTreeMap<u64, u64> = BTreeMap::new();
+        // The SCOs the MetaDataStore knows (sealed in applied TLogs): what a Remap may name
+        // besides the SCOs of the TLogs replayed.
+        let db_scos = mds.scos()?;
+        let applied_scos: BTreeMap<u64, u32> =
+            db_scos.iter().map(|(s, (_, n, _))| (*s, *n)).collect();
         let ctx = ReplayCtx {
             fs: &*fs,
             sco_dir: &sco_dir,
             id,
+            applied_scos: &applied_scos,
         };
         let Some((&last_seq, closed_tlogs)) = tlogs.split_last() else {
             // drop_applied_tlogs returns at least one.
@@ -139,7 +145,6 @@ impl Volume {
         last.replay(&ctx, &mut rp, &mut tlog_bytes)?;
         // 8.
         let unsealed = unsealed_sco(dir, &rp)?;
-        let db_scos = mds.scos()?;
         let (scos, next_sco) = sco_table(&ctx, &rp, &db_scos, &sco_files)?;
         // 9.
         let mapped = mds.mapped()?;

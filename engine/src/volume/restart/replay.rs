@@ -34,6 +34,8 @@ pub(super) struct ReplayCtx<'a> {
     pub(super) fs: &'a dyn LocalFs,
     pub(super) sco_dir: &'a Path,
     pub(super) id: VolumeId,
+    /// SCO -> clusters, of the SCOs sealed in TLogs already applied to the MetaDataStore.
+    pub(super) applied_scos: &'a BTreeMap<u64, u32>,
 }
 
 /// Cluster `address` now at `loc`: it must be below the size in force.
@@ -85,9 +87,13 @@ impl ReplayCtx<'_> {
                 offset,
                 md5,
             } => {
-                // A cluster logged before: earlier in these TLogs (then below what was logged
-                // of its SCO), or in a SCO of an applied TLog (never seen here).
-                if rp.sco_clusters.get(&sco).is_some_and(|n| offset >= *n) {
+                // A cluster logged before: earlier in these TLogs, or in a SCO sealed in an
+                // applied TLog (the MetaDataStore's SCO table); below what was logged of it.
+                let logged = rp
+                    .sco_clusters
+                    .get(&sco)
+                    .or_else(|| self.applied_scos.get(&sco));
+                if logged.is_none_or(|n| offset >= *n) {
                     return Err(bad(format!(
                         "remap to cluster {offset} of SCO {}, not logged",
                         sco_name(sco)
