@@ -8,7 +8,7 @@ use std::time::Duration;
 use strata_ganesha_conf::launcher::{self};
 use strata_mgmt::{ClientError, MgmtClient};
 
-use crate::report::{engine_report, human, sync_report, volume_report};
+use crate::report::{engine_report, human, sync_report, table, volume_report, Col};
 use crate::{absolute, work_dir_of, SocketArgs, SyncArgs, EXIT_NOT_RUNNING, QUERY_TIMEOUT};
 
 pub(crate) fn status(at: &SocketArgs) -> Result<ExitCode, String> {
@@ -145,24 +145,23 @@ pub(crate) fn volume_list(at: &SocketArgs) -> Result<ExitCode, String> {
             if l.volumes.is_empty() {
                 return "no volumes\n".to_string();
             }
-            let w = l
+            let rows: Vec<Vec<String>> = l
                 .volumes
                 .iter()
-                .map(|v| v.path.len())
-                .max()
-                .unwrap_or(0)
-                .max(4);
-            let mut out = format!("{:<w$}  {:>10}  SIZE\n", "PATH", "INODE");
-            for v in &l.volumes {
-                out.push_str(&format!(
-                    "{:<w$}  {:>10}  {} ({})\n",
-                    v.path,
-                    v.ino,
-                    v.size,
-                    human(v.size)
-                ));
-            }
-            out
+                .map(|v| {
+                    vec![
+                        v.path.clone(),
+                        v.ino.to_string(),
+                        format!("{} ({})", v.size, human(v.size)),
+                    ]
+                })
+                .collect();
+            let cols = [
+                Col("PATH", false, 4),
+                Col("INODE", true, 10),
+                Col("SIZE", false, 0),
+            ];
+            table(&cols, &rows)
         },
     )
 }

@@ -124,6 +124,42 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
     )
 }
 
+/// A column of [`table`]: its header, whether it is right-aligned, its least width.
+pub(crate) struct Col(pub(crate) &'static str, pub(crate) bool, pub(crate) usize);
+
+/// A table for people: a header line, then a line per row; columns as wide as their widest
+/// cell (at least their least width), two spaces apart; the last column is not padded.
+pub(crate) fn table(cols: &[Col], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = cols.iter().map(|c| c.0.len().max(c.2)).collect();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            if let Some(wi) = w.get_mut(i) {
+                *wi = (*wi).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, (cell, col)) in cells.iter().zip(cols).enumerate() {
+            let width = w[i];
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else if col.1 {
+                s.push_str(&format!("{cell:>width$}  "));
+            } else {
+                s.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let head: Vec<String> = cols.iter().map(|c| c.0.to_string()).collect();
+    let mut out = line(&head);
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
 /// One job, as `job show` prints it.
 pub(crate) fn job_report(j: &JobReport) -> String {
     let mut out = format!(
@@ -145,22 +181,28 @@ pub(crate) fn job_list_report(l: &JobListReport) -> String {
     if l.jobs.is_empty() {
         return "no jobs (since the gateway started)\n".to_string();
     }
-    let mut out = format!(
-        "{:>4}  {:<9}  {:<10}  {:>13}  TARGET\n",
-        "ID", "KIND", "STATE", "PROGRESS"
-    );
-    for j in &l.jobs {
-        out.push_str(&format!(
-            "{:>4}  {:<9}  {:<10}  {:>13}  {}{}\n",
-            j.id,
-            j.kind,
-            j.state,
-            format!("{}/{}", j.done, j.total),
-            j.target,
-            j.reason
-                .as_ref()
-                .map_or(String::new(), |r| format!(" ({r})")),
-        ));
-    }
-    out
+    let rows: Vec<Vec<String>> = l
+        .jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.kind.clone(),
+                j.state.clone(),
+                format!("{}/{}", j.done, j.total),
+                match &j.reason {
+                    Some(r) => format!("{} ({r})", j.target),
+                    None => j.target.clone(),
+                },
+            ]
+        })
+        .collect();
+    let cols = [
+        Col("ID", true, 4),
+        Col("KIND", false, 9),
+        Col("STATE", false, 10),
+        Col("PROGRESS", true, 13),
+        Col("TARGET", false, 0),
+    ];
+    table(&cols, &rows)
 }

@@ -13,7 +13,7 @@ use strata_mgmt::{
 };
 
 use crate::gateway::with_client;
-use crate::report::human;
+use crate::report::{human, table, Col};
 use crate::{SocketArgs, QUERY_TIMEOUT};
 
 #[derive(Subcommand)]
@@ -252,11 +252,11 @@ fn list_text(l: &SnapshotListReport) -> String {
     if l.snapshots.is_empty() {
         return format!("{} has no snapshots\n", l.path);
     }
-    let rows: Vec<[String; 7]> = l
+    let rows: Vec<Vec<String>> = l
         .snapshots
         .iter()
         .map(|s| {
-            [
+            vec![
                 s.name.clone(),
                 s.id.to_string(),
                 s.tlog.to_string(),
@@ -267,7 +267,7 @@ fn list_text(l: &SnapshotListReport) -> String {
             ]
         })
         .collect();
-    let head = [
+    let cols = [
         "NAME",
         "ID",
         "TLOG",
@@ -275,29 +275,9 @@ fn list_text(l: &SnapshotListReport) -> String {
         "SINCE PREVIOUS",
         "ON BACKEND",
         "METADATA",
-    ];
-    let mut w = head.map(str::len);
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<width$}  ", width = w[i]));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(&head.map(String::from));
-    for r in &rows {
-        out.push_str(&line(r));
-    }
-    out
+    ]
+    .map(|h| Col(h, false, 0));
+    table(&cols, &rows)
 }
 
 #[cfg(test)]

@@ -19,25 +19,30 @@ fn opts() -> VolumeOptions {
     }
 }
 
+/// Evicts every SCO on the backend, durably.
 fn evict_all(vol: &Volume) {
     for c in vol.eviction_candidates() {
         vol.evict_sco(c.sco).expect("evict");
     }
+    vol.sync_evictions().expect("evictions durable");
 }
 
-fn restore(rt: &tokio::runtime::Runtime, store: &Arc<FailPuts>, epoch: u64) -> Volume {
-    let lfs: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+/// A backend restart onto a fresh simulated disk, in `epoch`.
+fn restore(rt: &tokio::runtime::Runtime, store: &Arc<FailPuts>, epoch: u64) -> (SimFs, Volume) {
+    let sim = SimFs::new();
+    let lfs: Arc<dyn LocalFs> = Arc::new(sim.clone());
     let v = rt
         .block_on(Volume::restore(&**store, lfs, &dir(), VOL, opts()))
         .expect("backend restart");
     v.set_backend(store.clone(), rt.handle().clone(), epoch);
-    v
+    (sim, v)
 }
 
 /// Epoch 1 uploads TLogs whose manifest PUT fails (they are on the backend, never named); the
 /// local state is lost; epoch 2 restores and writes other data under the same sequence
-/// numbers; epoch 3 restarts locally and writes more; epoch 4 restores again. No data key is
-/// ever PUT twice, and every run reads every byte back, from evicted SCOs of every epoch.
+/// numbers; epoch 3 restarts locally after a machine crash and writes more; epoch 4 restores
+/// again. No data key is ever PUT twice, and every run reads every byte back, from evicted
+/// SCOs of every epoch.
 #[test]
 fn every_run_uploads_under_its_own_keys_and_finds_each_object_again() {
     let rt = mt_rt();
@@ -53,7 +58,7 @@ fn every_run_uploads_under_its_own_keys_and_finds_each_object_again() {
     store.hook().fail_puts_under(None);
     drop(vol);
 
-    let vol = restore(&rt, &store, 2);
+    let (sim, vol) = restore(&rt, &store, 2);
     let at_epoch1 = whole(&vol);
     assert_eq!(at_epoch1.len(), 6 * 65_536);
     // Past what epoch 1 wrote (whose SCOs are read back from its keys below), over the
@@ -65,9 +70,10 @@ fn every_run_uploads_under_its_own_keys_and_finds_each_object_again() {
     rt.block_on(vol.backup(&*store, true)).expect("epoch 2");
     evict_all(&vol);
     assert_eq!(whole(&vol), want, "epoch 2, SCOs of epochs 1 and 2 evicted");
-    let lfs = vol.local_fs().clone();
     drop(vol);
-
+    // A machine crash: the epochs that find the evicted SCOs' keys were made durable.
+    sim.crash(CrashMode::DropAll);
+    let lfs: Arc<dyn LocalFs> = Arc::new(sim.clone());
     let vol = Volume::open(lfs, &dir(), VOL, opts()).expect("restart");
     vol.set_backend(store.clone(), rt.handle().clone(), 3);
     assert_eq!(whole(&vol), want, "epoch 3 reads what epoch 2 evicted");
@@ -78,7 +84,7 @@ fn every_run_uploads_under_its_own_keys_and_finds_each_object_again() {
     assert_eq!(whole(&vol), want, "epoch 3, SCOs evicted");
     drop(vol);
 
-    let vol = restore(&rt, &store, 4);
+    let (_, vol) = restore(&rt, &store, 4);
     assert_eq!(whole(&vol), want, "a backend restart in epoch 4");
     assert!(vol.verify().expect("verify").is_empty());
 
@@ -166,12 +172,12 @@ fn a_backend_from_before_epochs_restores_and_goes_on_with_epochs() {
     assert!(!old.iter().all(|k| !k.contains(suffix)), "{old:?}");
 
     // Restored SCOs are read from the backend (a restore downloads none).
-    let vol = restore(&rt, &store, 2);
+    let (_, vol) = restore(&rt, &store, 2);
     assert_eq!(whole(&vol), want, "read from keys without an epoch");
     vol.write(0, &[9u8; 2 * 65_536], false).expect("write");
     want[..2 * 65_536].fill(9);
     rt.block_on(vol.backup(&*store, true)).expect("epoch 2");
     drop(vol);
-    let vol = restore(&rt, &store, 3);
+    let (_, vol) = restore(&rt, &store, 3);
     assert_eq!(whole(&vol), want, "old and new keys together");
 }

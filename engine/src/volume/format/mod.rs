@@ -34,7 +34,8 @@ pub(crate) const CLUSTER_SIZE_U64: u64 = CLUSTER_SIZE as u64;
 /// Format version written in SCO and TLog headers. Readers reject any other.
 pub(crate) const FORMAT_VERSION: u16 = 1;
 
-fn le_u16(b: &[u8], at: usize) -> u16 {
+/// The little-endian u16 at `at` (the caller checked the length).
+pub(crate) fn le_u16(b: &[u8], at: usize) -> u16 {
     let mut a = [0u8; 2];
     a.copy_from_slice(&b[at..at + 2]);
     u16::from_le_bytes(a)
@@ -66,7 +67,8 @@ fn arr16(b: &[u8], at: usize) -> [u8; 16] {
     a
 }
 
-fn check_crc(what: &str, stored: u32, covered: &[u8]) -> Result<(), FormatError> {
+/// A CRC32C mismatch of `covered` against `stored` is an error naming `what`.
+pub(crate) fn check_crc(what: &str, stored: u32, covered: &[u8]) -> Result<(), FormatError> {
     let computed = crc32c::crc32c(covered);
     if stored != computed {
         return Err(FormatError::Crc {

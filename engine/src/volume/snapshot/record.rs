@@ -2,7 +2,7 @@
 //! (`snap/<id>.<epoch>`). Byte layout in `engine/FORMATS.md`, "Snapshots".
 
 use crate::types::Timestamp;
-use crate::volume::format::{FormatError, VolumeId};
+use crate::volume::format::{check_crc, le_u16, le_u32, le_u64, FormatError, VolumeId};
 
 const MAGIC: &[u8; 8] = b"STRATSNP";
 const VERSION: u16 = 1;
@@ -127,20 +127,12 @@ impl SnapshotRecord {
         if b.len() < FIXED + 2 + 2 + 4 || b.len() as u64 > MAX_RECORD {
             return Err(bad(format!("{} bytes: not a snapshot record", b.len())));
         }
-        let (body, crc) = b.split_at(b.len() - 4);
-        let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-        let computed = crc32c::crc32c(body);
-        if stored != computed {
-            return Err(FormatError::Crc {
-                what: what.to_string(),
-                stored,
-                computed,
-            });
-        }
+        let body = &b[..b.len() - 4];
+        check_crc(what, le_u32(b, b.len() - 4), body)?;
         if &body[..8] != MAGIC {
             return Err(bad("bad magic".into()));
         }
-        let version = u16::from_le_bytes([body[8], body[9]]);
+        let version = le_u16(body, 8);
         if version != VERSION {
             return Err(FormatError::BadVersion {
                 what: what.to_string(),
@@ -155,18 +147,8 @@ impl SnapshotRecord {
         let short = || bad("truncated".into());
         let id = r.u64().ok_or_else(short)?;
         let tlog = r.u64().ok_or_else(short)?;
-        let secs = i64::from_le_bytes(
-            r.take(8)
-                .ok_or_else(short)?
-                .try_into()
-                .map_err(|_| short())?,
-        );
-        let nsecs = u32::from_le_bytes(
-            r.take(4)
-                .ok_or_else(short)?
-                .try_into()
-                .map_err(|_| short())?,
-        );
+        let secs = i64::from_le_bytes(r.u64().ok_or_else(short)?.to_le_bytes());
+        let nsecs = r.take(4).map(|s| le_u32(s, 0)).ok_or_else(short)?;
         let logged_clusters = r.u64().ok_or_else(short)?;
         let name = r.str().ok_or_else(short)??;
         let count = r.u16().ok_or_else(short)?;
@@ -207,12 +189,10 @@ impl<'a> Reader<'a> {
         Some(s)
     }
     fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|s| u16::from_le_bytes([s[0], s[1]]))
+        self.take(2).map(|s| le_u16(s, 0))
     }
     fn u64(&mut self) -> Option<u64> {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(self.take(8)?);
-        Some(u64::from_le_bytes(x))
+        self.take(8).map(|s| le_u64(s, 0))
     }
     /// A length-prefixed UTF-8 string (the inner error: not UTF-8).
     fn str(&mut self) -> Option<Result<String, FormatError>> {
