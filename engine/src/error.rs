@@ -33,6 +33,9 @@ pub enum Error {
     /// The data directory or backend is full (ENOSPC).
     #[error("no space left")]
     NoSpace,
+    /// The object is read-only: a template volume (EROFS; NFS3ERR_ROFS / NFS4ERR_ROFS).
+    #[error("read-only: {0}")]
+    ReadOnly(String),
     /// Try again later: backpressure (NFS3ERR_JUKEBOX / NFS4ERR_DELAY).
     #[error("busy, try again later")]
     Delay,

@@ -124,6 +124,7 @@ fn code(e: &Error) -> &'static str {
         Error::Stale => "Stale",
         Error::NoSpace => "NoSpace",
         Error::Delay => "Delay",
+        Error::ReadOnly(_) => "ReadOnly",
         Error::NotSupported(_) => "NotSupported",
         Error::Io(_) | Error::Format(_) | Error::Backend { .. } => "Io",
         Error::NotOwner(_) => "NotOwner",

@@ -48,6 +48,7 @@ pub(crate) fn map_err(e: &Error) -> ffi::fsal_status_t {
         Error::Stale => st(ffi::ERR_FSAL_STALE, libc::ESTALE),
         Error::NoSpace => st(ffi::ERR_FSAL_NOSPC, libc::ENOSPC),
         Error::Delay => st(ffi::ERR_FSAL_DELAY, libc::EAGAIN),
+        Error::ReadOnly(_) => st(ffi::ERR_FSAL_ROFS, libc::EROFS),
         Error::NotSupported(_) => st(ffi::ERR_FSAL_NOTSUPP, libc::ENOTSUP),
         Error::Io(_) | Error::Format(_) | Error::Backend { .. } => st(ffi::ERR_FSAL_IO, libc::EIO),
         Error::NotOwner(_) => st(ffi::ERR_FSAL_PERM, libc::EPERM),

@@ -404,6 +404,7 @@ fn engine_errors_map_to_nfs_statuses() {
         (Error::Stale, ffi::ERR_FSAL_STALE),
         (Error::NoSpace, ffi::ERR_FSAL_NOSPC),
         (Error::Delay, ffi::ERR_FSAL_DELAY),
+        (Error::ReadOnly("x".into()), ffi::ERR_FSAL_ROFS),
         (Error::NotSupported("x".into()), ffi::ERR_FSAL_NOTSUPP),
         (Error::Io("x".into()), ffi::ERR_FSAL_IO),
         (Error::NotOwner("x".into()), ffi::ERR_FSAL_PERM),

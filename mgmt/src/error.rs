@@ -39,6 +39,8 @@ pub enum ErrorKind {
     NoSpace,
     /// Not now: retry later (the backend is unreachable or stuck).
     Delay,
+    /// The volume is read-only (a template).
+    ReadOnly,
     /// Not supported.
     NotSupported,
     /// An I/O error (local disk, a format check, the backend).
@@ -68,6 +70,7 @@ impl ErrorKind {
             ErrorKind::NameTooLong => "name_too_long",
             ErrorKind::Invalid => "invalid",
             ErrorKind::Stale => "stale",
+            ErrorKind::ReadOnly => "read_only",
             ErrorKind::NoSpace => "no_space",
             ErrorKind::Delay => "delay",
             ErrorKind::NotSupported => "not_supported",
@@ -128,6 +131,7 @@ mod tests {
             ErrorKind::Stale,
             ErrorKind::NoSpace,
             ErrorKind::Delay,
+            ErrorKind::ReadOnly,
             ErrorKind::NotSupported,
             ErrorKind::Io,
             ErrorKind::NotOwner,

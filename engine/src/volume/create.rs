@@ -166,6 +166,9 @@ impl Volume {
             mds_syncs,
             uncork_lock: Mutex::new(()),
             rollback_lock: Mutex::new(()),
+            lineage: RwLock::new(Default::default()),
+            ancestor_stores: Mutex::new(None),
+            template: AtomicU64::new(0),
             tlog_roll_len: AtomicU64::new(crate::volume::log::TLOG_ROLL_LEN),
         }
     }

@@ -328,17 +328,31 @@ proptest! {
         volume in volume_id(), generation in any::<u64>(),
         tlogs in prop::option::of((1u64..1 << 62, 0u64..1 << 60)),
         ck_at in any::<u64>(), with_ck in any::<bool>(), ms in mutations(),
-        epoch in 1u64..1 << 24, second in any::<u64>()
+        epoch in 1u64..1 << 24, second in any::<u64>(), parent in any::<bool>(),
+        template in any::<u64>()
     ) {
         let tlogs = tlogs.map(|(f, extra)| (f, f + extra));
-        let checkpoint = tlogs.filter(|_| with_ck).map(|(_, l)| (1 + ck_at % l, epoch));
+        let mut checkpoint = tlogs.filter(|_| with_ck).map(|(_, l)| (1 + ck_at % l, epoch));
         // Two epoch ranges within the TLogs named: the first from their first TLog.
         let ranges = tlogs.map_or(Vec::new(), |(f, l)| {
             let at = f + second % (l - f + 1);
             if at > f { vec![(f, epoch), (at, epoch + 1)] } else { vec![(f, epoch)] }
         });
         let epochs = Epochs::new(ranges).expect("ranges");
-        let m = Manifest { volume, generation, tlogs, checkpoint, epochs };
+        // A clone's: a parent up to the TLog before the first, and a checkpoint of it.
+        let lineage = match tlogs {
+            Some((f, _)) if parent && f > 1 => {
+                checkpoint = Some((f - 1, epoch));
+                let a = crate::volume::clone::Ancestor {
+                    volume,
+                    last_tlog: f - 1,
+                    epochs: Epochs::new(vec![(1, epoch)]).expect("ranges"),
+                };
+                crate::volume::clone::Lineage::new(vec![a]).expect("lineage")
+            }
+            _ => Default::default(),
+        };
+        let m = Manifest { volume, generation, tlogs, checkpoint, epochs, lineage, template };
         let xml = m.to_xml();
         prop_assert_eq!(Manifest::from_xml("m", &xml), Ok(m));
         let x = mutate(&xml, &ms);

@@ -28,6 +28,7 @@
 
 mod backend;
 pub(crate) mod cache;
+pub(crate) mod clone;
 pub(crate) mod cluster_cache;
 mod commit;
 mod create;
@@ -49,6 +50,8 @@ mod stats;
 mod verify;
 mod write;
 
+#[cfg(test)]
+mod clone_tests;
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 pub(crate) mod decoder_tests;

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::volume::clone::ScoSource;
 use crate::volume::files::io_err;
 use crate::volume::format::{md5, sco_name, ScoFooter, CLUSTER_SIZE, CLUSTER_SIZE_U64};
 use crate::volume::int::usize_of;
@@ -45,7 +46,7 @@ impl Volume {
         // Runs of evicted SCOs, fetched from the backend after the volume lock is released
         // (writers must not wait for the backend): (buffer range, offset in the first cluster,
         // locations). What a location names never changes, so reading it later is safe.
-        let mut remote: Vec<(std::ops::Range<usize>, u64, Vec<Loc>, u64)> = Vec::new();
+        let mut remote: Vec<(std::ops::Range<usize>, u64, Vec<Loc>, ScoSource)> = Vec::new();
         let mut pos = off;
         // Runs of clusters that are contiguous in one SCO are read with one pread.
         while pos < end {
@@ -85,7 +86,7 @@ impl Volume {
                     if evicted {
                         let run: Vec<Loc> =
                             (ca..stop_ca).filter_map(|a| map.get(&a).copied()).collect();
-                        remote.push((range, within, run, self.sco_epoch(&st, loc.sco)?));
+                        remote.push((range, within, run, self.sco_source(&st, loc.sco)?));
                     } else {
                         self.read_loc(&st, loc, &mut buf[range], within)?;
                     }
@@ -99,8 +100,8 @@ impl Volume {
             }
         }
         drop(st);
-        for (range, within, run, epoch) in remote {
-            self.read_remote(&run, &mut buf[range], within, epoch)?;
+        for (range, within, run, src) in remote {
+            self.read_remote(&run, &mut buf[range], within, src)?;
         }
         Ok(n)
     }
@@ -116,8 +117,8 @@ impl Volume {
         within: u64,
     ) -> Result<()> {
         if st.scos.get(&loc.sco).is_some_and(|e| e.evicted) {
-            let epoch = self.sco_epoch(st, loc.sco)?;
-            return self.read_remote(std::slice::from_ref(loc), buf, within, epoch);
+            let src = self.sco_source(st, loc.sco)?;
+            return self.read_remote(std::slice::from_ref(loc), buf, within, src);
         }
         let f = self.sco_handle(loc.sco)?;
         let off = ScoFooter::offset(loc.offset) + within;
@@ -134,7 +135,7 @@ impl Volume {
         Ok(())
     }
 
-    /// Reads clusters of an evicted SCO uploaded in `epoch`: `run` holds their locations,
+    /// Reads clusters of an evicted SCO (of this volume or of an ancestor) found at `src`: `run` holds their locations,
     /// contiguous in one SCO, and `buf` receives `buf.len()` bytes from `within` of the first
     /// one on. Each cluster is
     /// taken from the cluster cache by its MD5 when there; the others come from the backend SCO
@@ -146,7 +147,7 @@ impl Volume {
         run: &[Loc],
         buf: &mut [u8],
         within: u64,
-        epoch: u64,
+        src: ScoSource,
     ) -> Result<()> {
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
             return Ok(());
@@ -187,8 +188,12 @@ impl Volume {
         };
         let start = ScoFooter::offset(run[m0].offset);
         let len = (m1 - m0 + 1) as u64 * CLUSTER_SIZE_U64;
-        let key = crate::volume::backend::keys::sco_key(first.sco, epoch);
-        let fetch = remote.store.get_range(&key, start..start + len);
+        let key = crate::volume::backend::keys::sco_key(first.sco, src.epoch);
+        let store = match src.ancestor {
+            None => remote.store.clone(),
+            Some(i) => self.ancestor_store(i)?,
+        };
+        let fetch = store.get_range(&key, start..start + len);
         let got = match tokio::runtime::Handle::try_current() {
             Err(_) => remote.rt.block_on(fetch),
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {

@@ -201,6 +201,12 @@ pub(crate) struct Volume {
     pub(super) uncork_lock: Mutex<()>,
     /// Held by a rollback: one at a time.
     pub(super) rollback_lock: Mutex<()>,
+    /// The volumes this one reads from (a clone), oldest first (`volume/clone/`).
+    pub(super) lineage: RwLock<crate::volume::clone::Lineage>,
+    /// Where the ancestors' backend namespaces are (set by the registry).
+    pub(super) ancestor_stores: Mutex<Option<crate::volume::clone::AncestorStores>>,
+    /// The snapshot id of a template (0: not a template; `FREEZING` while it is made one).
+    pub(super) template: AtomicU64,
     /// A TLog longer than this is closed at the next change ([`TLOG_ROLL_LEN`]; tests lower it).
     pub(super) tlog_roll_len: AtomicU64,
 }
@@ -261,8 +267,9 @@ impl Volume {
         let r = f();
         if let Err(e) = &r {
             // Invalid arguments and an unreachable backend (a cluster of an evicted SCO could not
-            // be fetched for a read-modify-write) happen before anything is written.
-            if !matches!(e, Error::Invalid(_) | Error::Delay) {
+            // be fetched for a read-modify-write) happen before anything is written, and so does
+            // a write refused because the volume is a template.
+            if !matches!(e, Error::Invalid(_) | Error::Delay | Error::ReadOnly(_)) {
                 self.halt(e);
             }
         }

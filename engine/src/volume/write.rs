@@ -47,10 +47,13 @@ impl Volume {
             if let Some(h) = &hashes {
                 self.guarded(|| {
                     let mut st = self.state.write();
+                    // Under the lock: a template's snapshot is the last change.
+                    self.check_writable()?;
                     self.write_aligned_locked(&mut st, off, end, data, h)
                 })?;
             } else {
                 self.with_rmw(|st, fetched| {
+                    self.check_writable()?;
                     let r = self.write_locked(st, off, end, data, fetched)?;
                     if r.is_ok() {
                         st.write_gen += 1;
@@ -176,8 +179,8 @@ impl Volume {
             };
             for (ca, loc) in need {
                 let mut c = vec![0u8; CLUSTER_SIZE];
-                let epoch = self.sco_epoch(&self.state.read(), loc.sco)?;
-                self.read_remote(std::slice::from_ref(&loc), &mut c, 0, epoch)?;
+                let src = self.sco_source(&self.state.read(), loc.sco)?;
+                self.read_remote(std::slice::from_ref(&loc), &mut c, 0, src)?;
                 fetched.insert(ca, (loc, c));
             }
         }
@@ -197,6 +200,7 @@ impl Volume {
             if size == st.size {
                 return Ok(Ok(()));
             }
+            self.check_writable()?;
             if size < st.size {
                 let tail = size % CLUSTER_SIZE_U64;
                 let ca = size / CLUSTER_SIZE_U64;

@@ -57,6 +57,7 @@ pub fn error_kind(e: &Error) -> ErrorKind {
         Error::Stale => ErrorKind::Stale,
         Error::NoSpace => ErrorKind::NoSpace,
         Error::Delay => ErrorKind::Delay,
+        Error::ReadOnly(_) => ErrorKind::ReadOnly,
         Error::NotSupported(_) => ErrorKind::NotSupported,
         Error::Io(_) | Error::Format(_) | Error::Backend { .. } => ErrorKind::Io,
         Error::NotOwner(_) => ErrorKind::NotOwner,

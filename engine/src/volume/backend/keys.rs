@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::volume::format::{sco_name, tlog_name};
-use crate::volume::state::{State, Volume};
+use crate::volume::state::Volume;
 
 /// The backend key of SCO `seq` uploaded in `epoch`.
 pub(in crate::volume) fn sco_key(seq: u64, epoch: u64) -> String {
@@ -127,17 +127,6 @@ impl Volume {
     /// The owner epoch of this run (what this volume uploads carries it in its keys).
     pub(in crate::volume) fn writer_epoch(&self) -> u64 {
         self.writer_epoch.load(Ordering::Relaxed)
-    }
-
-    /// The epoch evicted SCO `sco` was uploaded in (that of the TLog sealing it).
-    pub(in crate::volume) fn sco_epoch(&self, st: &State, sco: u64) -> Result<u64> {
-        let e = st.scos.get(&sco).ok_or_else(|| {
-            Error::Io(format!(
-                "SCO {}: not in the volume's SCO table",
-                sco_name(sco)
-            ))
-        })?;
-        Ok(self.epochs.read().of(e.tlog))
     }
 
     /// Takes the epochs of a manifest just read: they must agree with those recorded for every

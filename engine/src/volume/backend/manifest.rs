@@ -6,12 +6,16 @@ use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, Event};
 use quick_xml::{Reader, Writer};
 
 use super::keys::Epochs;
+use crate::volume::clone::{Ancestor, Lineage};
 use crate::volume::format::{FormatError, VolumeId, CLUSTER_SIZE};
 
 /// Object name of the manifest inside the volume's backend namespace.
 pub(crate) const MANIFEST_NAME: &str = "manifest.xml";
-/// Manifest format version written (2: data keys carry the upload epoch).
-pub(crate) const MANIFEST_FORMAT: u32 = 2;
+/// Manifest format version written (2: data keys carry the upload epoch; 3 for a clone or a
+/// template, which a build before clones must refuse rather than read as a whole volume).
+pub(crate) const MANIFEST_FORMAT: u32 = 3;
+/// The format written for a volume that is neither a clone nor a template.
+const MANIFEST_FORMAT_PLAIN: u32 = 2;
 /// The oldest format read (1: no epochs, every key without one).
 const MANIFEST_FORMAT_MIN: u32 = 1;
 
@@ -30,6 +34,10 @@ pub(crate) struct Manifest {
     pub checkpoint: Option<(u64, u64)>,
     /// The epoch each named TLog (and the SCOs it seals) was uploaded in.
     pub epochs: Epochs,
+    /// The volumes a clone reads from, oldest first (empty: none).
+    pub lineage: Lineage,
+    /// The snapshot id a template was made at (0: not a template).
+    pub template: u64,
 }
 
 impl Manifest {
@@ -41,14 +49,35 @@ impl Manifest {
             tlogs: None,
             checkpoint: None,
             epochs: Epochs::default(),
+            lineage: Lineage::default(),
+            template: 0,
         }
+    }
+
+    /// The last TLog whose effect the backend holds: the last one named, else the
+    /// checkpoint's or the lineage's (0: nothing).
+    pub(crate) fn named_last(&self) -> u64 {
+        self.tlogs.map_or_else(
+            || {
+                self.checkpoint
+                    .map_or(0, |c| c.0)
+                    .max(self.lineage.base_tlog())
+            },
+            |t| t.1,
+        )
     }
 
     /// The XML text.
     pub(crate) fn to_xml(&self) -> Vec<u8> {
         let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
         let id = self.volume.to_string();
-        let format = MANIFEST_FORMAT.to_string();
+        let plain = self.lineage.is_empty() && self.template == 0;
+        let format = if plain {
+            MANIFEST_FORMAT_PLAIN
+        } else {
+            MANIFEST_FORMAT
+        }
+        .to_string();
         let generation = self.generation.to_string();
         let cs = CLUSTER_SIZE.to_string();
         // Writing into a Vec cannot fail.
@@ -70,6 +99,27 @@ impl Manifest {
             let (f, e) = (first.to_string(), epoch.to_string());
             let t = BytesStart::new("epoch")
                 .with_attributes([("first-tlog", f.as_str()), ("epoch", e.as_str())]);
+            let _ = w.write_event(Event::Empty(t));
+        }
+        for a in self.lineage.ancestors() {
+            let (v, l) = (a.volume.to_string(), a.last_tlog.to_string());
+            let epochs: Vec<String> = a
+                .epochs
+                .ranges()
+                .iter()
+                .map(|(f, e)| format!("{f}:{e}"))
+                .collect();
+            let epochs = epochs.join(" ");
+            let t = BytesStart::new("ancestor").with_attributes([
+                ("volume", v.as_str()),
+                ("last-tlog", l.as_str()),
+                ("epochs", epochs.as_str()),
+            ]);
+            let _ = w.write_event(Event::Empty(t));
+        }
+        if self.template != 0 {
+            let s = self.template.to_string();
+            let t = BytesStart::new("template").with_attributes([("snapshot", s.as_str())]);
             let _ = w.write_event(Event::Empty(t));
         }
         if let Some((n, e)) = self.checkpoint {
@@ -99,6 +149,8 @@ impl Manifest {
         let mut tlogs = None;
         let mut checkpoint = None;
         let mut epochs = Vec::new();
+        let mut ancestors = Vec::new();
+        let mut template = 0;
         loop {
             let ev = r.read_event().map_err(|e| bad(format!("XML: {e}")))?;
             let (e, _empty) = match &ev {
@@ -168,18 +220,61 @@ impl Manifest {
                 b"epoch" if root.is_some() => {
                     epochs.push((num("first-tlog")?, num("epoch")?));
                 }
+                b"ancestor" if root.is_some() && format >= 3 => {
+                    let v = attrs
+                        .get("volume")
+                        .ok_or_else(|| bad("<ancestor> lacks volume".into()))?;
+                    let volume =
+                        parse_id(v).ok_or_else(|| bad(format!("bad ancestor volume {v:?}")))?;
+                    let mut ranges = Vec::new();
+                    for pair in attrs
+                        .get("epochs")
+                        .map_or("", |s| s.as_str())
+                        .split_whitespace()
+                    {
+                        let (f, e) = pair
+                            .split_once(':')
+                            .and_then(|(f, e)| Some((f.parse().ok()?, e.parse().ok()?)))
+                            .ok_or_else(|| bad(format!("bad ancestor epoch range {pair:?}")))?;
+                        ranges.push((f, e));
+                    }
+                    ancestors.push(Ancestor {
+                        volume,
+                        last_tlog: num("last-tlog")?,
+                        epochs: Epochs::new(ranges).map_err(bad)?,
+                    });
+                }
+                b"template" if root.is_some() && format >= 3 => {
+                    template = num("snapshot")?;
+                    if template == 0 {
+                        return Err(bad("template of snapshot 0".into()));
+                    }
+                }
                 _ => {}
             }
         }
         let (volume, generation) = root.ok_or_else(|| bad("no <strata-volume> element".into()))?;
+        let lineage = Lineage::new(ancestors).map_err(bad)?;
+        let base = lineage.base_tlog();
         match (checkpoint, tlogs) {
             (Some((n, _)), Some((_, last))) if n > last => {
                 return Err(bad(format!("checkpoint {n} after the last TLog {last}")));
             }
-            (Some((n, _)), None) => {
-                return Err(bad(format!("checkpoint {n} but no TLogs")));
-            }
+            // Without TLogs (a clone, or a flattened one, that wrote nothing of its own yet) the
+            // checkpoint holds everything.
             _ => {}
+        }
+        if base > 0 {
+            if tlogs.is_some_and(|(first, _)| first != base + 1) {
+                return Err(bad(format!(
+                    "a clone's TLogs must start after its lineage's last TLog {base}"
+                )));
+            }
+            if checkpoint.is_none_or(|(n, _)| n < base) {
+                return Err(bad(format!(
+                    "a clone needs a checkpoint at or after its lineage's last TLog {base}"
+                )));
+            }
         }
         let epochs = Epochs::new(epochs).map_err(bad)?;
         let beyond = epochs.ranges().last().map(|r| r.0);
@@ -194,6 +289,8 @@ impl Manifest {
             tlogs,
             checkpoint,
             epochs,
+            lineage,
+            template,
         })
     }
 }

@@ -68,15 +68,24 @@ impl Volume {
                 m.volume
             )));
         }
-        let Some((first, last)) = m.tlogs else {
+        // The TLogs before the first named are not in this namespace when the volume is a
+        // clone (or a flattened one): its checkpoint holds their effect.
+        let named = m.named_last();
+        if named == 0 {
             return Volume::create(fs, dir, id, opts, 0);
-        };
+        }
+        let (first, last) = m.tlogs.unwrap_or((named + 1, named));
         let last = until.map_or(last, |u| last.min(u));
-        if last < first {
+        if last < first && first == 1 {
             return Volume::create(fs, dir, id, opts, 0);
         }
         if m.checkpoint.is_some_and(|(n, _)| n > last) {
             m.checkpoint = None;
+        }
+        if m.checkpoint.is_none() && first > 1 {
+            return Err(Error::Invalid(format!(
+                "the volume as of TLog {last} cannot be rebuilt: its TLogs before {first} are                  its parent's, and its oldest metadata checkpoint on the backend is newer"
+            )));
         }
         crate::volume::create::prepare_empty_dir(&*fs, dir)?;
         // Durable before anything else is written: whatever a crash leaves behind from here on
@@ -93,6 +102,7 @@ impl Volume {
             let vol = Volume::open_inner(fs.clone(), dir, id, opts, None)?;
             // Where the SCOs are, before any read may look for one.
             vol.record_epochs(&m.epochs)?;
+            vol.lineage_restored(&m.lineage, m.template)?;
             if until.is_none() {
                 let snaps = crate::volume::snapshot::restore_snapshots(store, id, last).await?;
                 vol.snapshots_restored(&snaps)?;

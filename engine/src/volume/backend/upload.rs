@@ -33,13 +33,17 @@ fn parallel_puts(opts: VolumeOptions) -> usize {
         .clamp(1, 4)
 }
 
-/// Replaces the manifest with `m` (generation bumped) by a conditional PUT; returns the bytes.
+/// Replaces the manifest with `m` (generation bumped, the volume's lineage and template mark
+/// as they are now) by a conditional PUT; returns the bytes.
 async fn put_manifest(
+    vol: &Volume,
     store: &dyn ObjectStore,
     g: &mut BackendState,
     mut m: Manifest,
 ) -> Result<u64> {
     m.generation += 1;
+    m.lineage = vol.lineage();
+    m.template = vol.template_snapshot().unwrap_or(0);
     let xml = Bytes::from(m.to_xml());
     let len = xml.len() as u64;
     let put = match &g.etag {
@@ -61,6 +65,14 @@ async fn put_manifest(
 }
 
 impl Volume {
+    /// A manifest for this volume with nothing on the backend yet but its lineage (a clone's
+    /// own TLogs start after it).
+    fn new_manifest(&self) -> Manifest {
+        let mut m = Manifest::new(self.id());
+        m.lineage = self.lineage();
+        m
+    }
+
     /// Returns once no backup of this volume is in flight (a deletion waits for a flush this
     /// way; a halted volume starts no new upload).
     pub(crate) async fn backend_idle(&self) {
@@ -90,7 +102,7 @@ impl Volume {
                             self.id()
                         )));
                     }
-                    let named = m.tlogs.map_or(0, |t| t.1);
+                    let named = m.named_last();
                     let applied = self.stats().applied_tlog;
                     if named < applied {
                         // Checked before anything of it is taken: see the check below.
@@ -116,27 +128,29 @@ impl Volume {
             }
             g.loaded = true;
         }
+        if self.mds.checkpoint_due()? {
+            // A clone's first manifest (or a flattened clone's first without lineage) comes
+            // with a checkpoint of every page: its backend namespace holds no other.
+            self.maybe_checkpoint(store, &mut g, true).await?;
+        }
         let open = if everything {
             self.close_for_backup()?
         } else {
             self.open_tlog_seq()
         };
-        let mut m = g
-            .manifest
-            .clone()
-            .unwrap_or_else(|| Manifest::new(self.id()));
+        let mut m = g.manifest.clone().unwrap_or_else(|| self.new_manifest());
         let applied = self.stats().applied_tlog;
-        if m.tlogs.map_or(0, |t| t.1) < applied {
+        if m.named_last() < applied {
             // The MetaDataStore only ever takes TLogs the backend had: this backend lost them
             // (emptied, replaced, or another backend directory). Uploading again is impossible,
             // since the local TLogs up to `applied` are gone; never overwrite it silently.
             return Err(Error::Io(format!(
                 "backend manifest names TLogs up to {} but this volume applied up to {applied}: \
                  the backend lost data it had (emptied or replaced?); refusing to upload",
-                m.tlogs.map_or(0, |t| t.1)
+                m.named_last()
             )));
         }
-        let from = m.tlogs.map_or(1, |(_, last)| last.saturating_add(1));
+        let from = m.named_last().saturating_add(1);
         let mut rep = BackupReport {
             last_tlog: m.tlogs.map(|t| t.1),
             ..Default::default()
@@ -230,7 +244,7 @@ impl Volume {
             }
             m.tlogs = Some((m.tlogs.map_or(from, |t| t.0), seq));
             let epochs = m.epochs.clone();
-            rep.bytes += put_manifest(store, &mut g, m).await? + unnamed;
+            rep.bytes += put_manifest(self, store, &mut g, m).await? + unnamed;
             rep.last_tlog = Some(seq);
             self.record_epochs(&epochs)?;
             // Progress for the pacing, counted once: a pass that failed before this point
@@ -244,10 +258,7 @@ impl Volume {
             self.on_backend_up_to(seq);
             unnamed = 0;
             named_at = std::time::Instant::now();
-            m = g
-                .manifest
-                .clone()
-                .unwrap_or_else(|| Manifest::new(self.id()));
+            m = g.manifest.clone().unwrap_or_else(|| self.new_manifest());
         }
         self.checkpoint_or_log(store, &mut g, &mut rep).await;
         self.snapshots_or_log(store, &mut rep).await;
@@ -274,7 +285,7 @@ impl Volume {
         g: &mut BackendState,
         rep: &mut BackupReport,
     ) {
-        match self.maybe_checkpoint(store, g).await {
+        match self.maybe_checkpoint(store, g, false).await {
             Ok(n) => rep.bytes += n,
             Err(e) => {
                 rep.checkpoint_error = Some(e.to_string());
@@ -287,10 +298,16 @@ impl Volume {
     /// MetaDataStore since the last one: the changed pages, the SCO table and the index, all
     /// from one redb snapshot at `applied_tlog = N`; then the manifest names it; only then are
     /// the dirty marks cleared and the superseded objects deleted. Returns the bytes uploaded.
-    async fn maybe_checkpoint(&self, store: &dyn ObjectStore, g: &mut BackendState) -> Result<u64> {
+    /// With `due`, whatever its size and however few TLogs were applied (a clone's first).
+    async fn maybe_checkpoint(
+        &self,
+        store: &dyn ObjectStore,
+        g: &mut BackendState,
+        due: bool,
+    ) -> Result<u64> {
         let last = self.mds_checkpoint_tlog()?;
         let applied = self.stats().applied_tlog;
-        if applied < last.saturating_add(u64::from(self.options().checkpoint_tlogs)) {
+        if !due && applied < last.saturating_add(u64::from(self.options().checkpoint_tlogs)) {
             return Ok(0);
         }
         let snap = self.mds_snapshot()?;
@@ -319,7 +336,7 @@ impl Volume {
             .saturating_mul(u64::from(opts.tlog_scos))
             .saturating_mul(u64::from(opts.sco_clusters))
             .saturating_mul(CLUSTER_SIZE_U64);
-        if cost > data_since {
+        if !due && cost > data_since {
             tracing::debug!(volume = %id, cost, data_since, "metadata checkpoint deferred: larger than the data it covers");
             return Ok(0);
         }
@@ -364,9 +381,9 @@ impl Volume {
             .put(&ck::index_key(cid), Bytes::from(body))
             .await
             .map_err(|e| be_err(&ck::index_key(cid), e))?;
-        let mut m = g.manifest.clone().unwrap_or_else(|| Manifest::new(id));
+        let mut m = g.manifest.clone().unwrap_or_else(|| self.new_manifest());
         m.checkpoint = Some((n, epoch));
-        bytes += put_manifest(store, g, m).await?;
+        bytes += put_manifest(self, store, g, m).await?;
         self.mds_checkpoint_done((n, cid), &written, &ix.pages)?;
         self.counters_checkpoint(written.len() as u64);
         if prev > 0 {

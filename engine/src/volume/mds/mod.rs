@@ -8,10 +8,12 @@
 //! - `checkpoint`: paged, incremental copies of the store on the backend, from which a backend
 //!   restart starts.
 //! - `snapshots`: the snapshot tables (records, names, where each stands on the backend).
+//! - `lineage`: the clone tables (the volumes a clone reads from, the template mark).
 //!
 //! Byte layouts: `engine/FORMATS.md`, "MetaDataStore" and "Metadata checkpoints".
 
 pub(crate) mod checkpoint;
 pub(crate) mod cork;
+pub(crate) mod lineage;
 pub(crate) mod snapshots;
 pub(crate) mod store;

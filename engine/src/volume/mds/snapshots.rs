@@ -37,12 +37,14 @@ pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
 
 impl Mds {
     /// Adds a snapshot named `name` of TLog `tlog`, its record made by `encode` from the id it
-    /// gets (one more than any before), durably. A name in use is `Exists`.
+    /// gets (one more than any before), durably; with `template`, marks the volume a template
+    /// made at it. A name in use is `Exists`.
     pub(in crate::volume) fn snapshot_add(
         &self,
         name: &str,
         tlog: u64,
         encode: impl FnOnce(u64) -> Vec<u8>,
+        template: bool,
     ) -> Result<u64> {
         let tx = self.db.begin_write().map_err(db_err)?;
         let id = {
@@ -56,6 +58,10 @@ impl Mds {
                 .map_err(db_err)?
                 .map_or(1, |v| v.value());
             meta.insert("next_snapshot", id + 1).map_err(db_err)?;
+            if template {
+                // In the same transaction: the template and its snapshot come together.
+                meta.insert("template", id).map_err(db_err)?;
+            }
             names.insert(name, id).map_err(db_err)?;
             let rec = encode(id);
             tx.open_table(SNAPSHOTS)

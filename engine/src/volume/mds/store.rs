@@ -25,15 +25,15 @@ use crate::volume::localfs::{LocalFile, LocalFs};
 pub(in crate::volume) const MDS_FORMAT: u64 = 2;
 
 /// cluster address -> sco (u64 LE) | offset (u32 LE) | md5 (16 bytes).
-const CLUSTERS: TableDefinition<u64, [u8; 28]> = TableDefinition::new("clusters");
+pub(super) const CLUSTERS: TableDefinition<u64, [u8; 28]> = TableDefinition::new("clusters");
 /// SCO sequence -> (sealing TLog, clusters, data CRC32C), every sealed SCO applied.
-const SCOS: TableDefinition<u64, (u64, u32, u32)> = TableDefinition::new("scos");
+pub(super) const SCOS: TableDefinition<u64, (u64, u32, u32)> = TableDefinition::new("scos");
 /// `format`, `applied_tlog`, `size`, `checkpoint_tlog`, `checkpoint_id` (absent for
 /// checkpoints from before epochs: the id is then `checkpoint_tlog`), `logged_clusters`,
 /// `next_snapshot` (both absent: 0).
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Checkpoint pages changed since the last checkpoint on the backend (value unused).
-const DIRTY: TableDefinition<u64, ()> = TableDefinition::new("dirty_pages");
+pub(super) const DIRTY: TableDefinition<u64, ()> = TableDefinition::new("dirty_pages");
 /// The last checkpoint's index: page -> the checkpoint holding its newest copy.
 const CKPT_PAGES: TableDefinition<u64, u64> = TableDefinition::new("checkpoint_pages");
 /// The upload epochs of the TLogs named by the manifest: first TLog -> epoch (see
@@ -42,7 +42,7 @@ const UPLOAD_EPOCHS: TableDefinition<u64, u64> = TableDefinition::new("upload_ep
 
 /// One redb read transaction (a consistent snapshot) that a checkpoint is read from, page by
 /// page, so a checkpoint never needs the whole MetaDataStore in memory.
-pub(in crate::volume) struct SnapshotTx {
+pub(crate) struct SnapshotTx {
     tx: redb::ReadTransaction,
 }
 
@@ -299,6 +299,7 @@ impl Mds {
             tx.open_table(CKPT_PAGES).map_err(db_err)?;
             tx.open_table(UPLOAD_EPOCHS).map_err(db_err)?;
             super::snapshots::create_tables(&tx)?;
+            super::lineage::create_tables(&tx)?;
         }
         tx.commit().map_err(db_err)?;
         if fresh {
@@ -500,6 +501,8 @@ impl Mds {
             let mut meta = tx.open_table(META).map_err(db_err)?;
             meta.insert("checkpoint_tlog", n).map_err(db_err)?;
             meta.insert("checkpoint_id", id).map_err(db_err)?;
+            // A checkpoint a clone or a flatten asked for is done.
+            meta.insert("checkpoint_due", 0).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }

@@ -189,6 +189,8 @@ impl Volume {
             (mds, mds_syncs),
         );
         *vol.epochs.write() = epochs;
+        *vol.lineage.write() = vol.mds.lineage()?;
+        vol.template.store(vol.mds.template()?, Ordering::Release);
         vol.counters
             .restart_cut_bytes
             .store(last.data.len() as u64 - last.cut, Ordering::Relaxed);

@@ -59,17 +59,22 @@ impl Volume {
         let (tlog, logged) = self.close_open_tlog()?;
         let created = crate::namespace::now();
         let volume = self.id();
-        self.mds.snapshot_add(name, tlog, |id| {
-            SnapshotRecord {
-                id,
-                name: name.to_string(),
-                tlog,
-                created,
-                logged_clusters: logged,
-                meta,
-            }
-            .encode(volume)
-        })?;
+        self.mds.snapshot_add(
+            name,
+            tlog,
+            |id| {
+                SnapshotRecord {
+                    id,
+                    name: name.to_string(),
+                    tlog,
+                    created,
+                    logged_clusters: logged,
+                    meta,
+                }
+                .encode(volume)
+            },
+            false,
+        )?;
         self.snapshot_info(name)
     }
 
@@ -116,6 +121,17 @@ impl Volume {
     /// Deletes snapshot `name` (`NotFound` without one); its backend object goes with the next
     /// pass of the pipeline.
     pub(crate) fn snapshot_delete(&self, name: &str) -> Result<()> {
+        if let Some(t) = self.template_snapshot() {
+            if self
+                .mds
+                .snapshot_by_name(name)?
+                .is_some_and(|(id, _, _)| id == t)
+            {
+                return Err(Error::ReadOnly(
+                    "the snapshot a template was made at stays as long as the template".into(),
+                ));
+            }
+        }
         self.mds.snapshot_remove(name)
     }
 }

@@ -47,6 +47,7 @@ impl Volume {
                 "a rollback of this volume is running already".into(),
             ));
         };
+        self.check_writable()?;
         let snap = self.snapshot_info(name)?;
         let n = snap.record.tlog;
         let remote = self
