@@ -31,7 +31,10 @@ pub mod volume;
 static ALLOC_PROBE: alloc_probe::Probe = alloc_probe::Probe;
 
 pub use error::{Error, Result};
-pub use fs::{BackendConfig, ChangeHook, EngineConfig, Filesystem, OpenOptions, FILES_PREFIX};
+pub use fs::{
+    BackendConfig, ChangeHook, CloneInfo, EngineConfig, Filesystem, HiddenVolume, OpenOptions,
+    FILES_PREFIX,
+};
 pub use owner::{OwnerRecord, OWNER_KEY};
 pub use progress::{NoProgress, Progress};
 pub use registry::{VOLUMES_DIR, VOLUMES_PREFIX};

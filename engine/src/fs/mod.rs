@@ -9,7 +9,10 @@
 //! (changing it), `io` (read, write, commit, open counts), `sync` (capacity, durability,
 //! upload), `live` (loaded objects and their unstable attributes); `config`: [`EngineConfig`].
 
+mod clones;
 mod config;
+
+pub use self::clones::{CloneInfo, HiddenVolume};
 mod io;
 mod live;
 mod lookup;
@@ -265,8 +268,15 @@ impl Filesystem {
         // Committed file data not yet on the backend: back into the cache, uploaded below.
         fs.replay_journal()?;
         fs.uploader = Some(Uploader::start(fs.side.clone())?);
+        fs.volumes.set_namespace(fs.ns.clone());
+        // Clones a crash cut short go (or keep what was linked) before any volume opens.
+        fs.volumes
+            .finish_clones(|ino| Ok(fs.ns.get_ino(ino)?.is_some()))?;
         fs.reopen_local_volumes()?;
         fs.volumes.resume_deletions()?;
+        for ino in fs.ns.unread_hidden()? {
+            fs.volumes.delete_hidden(ino)?;
+        }
         tracing::info!(data_dir = %fs.config.data_dir.display(), fsid = fs.ns.fsid(), "strata engine open");
         Ok(fs)
     }

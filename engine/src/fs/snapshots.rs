@@ -9,7 +9,7 @@ use crate::types::{Handle, Kind, Snapshot};
 use crate::volume::snapshot::SnapshotInfo;
 use std::sync::Arc;
 
-fn report(s: SnapshotInfo) -> Snapshot {
+pub(super) fn report(s: SnapshotInfo) -> Snapshot {
     let r = s.record;
     Snapshot {
         id: r.id,
@@ -24,7 +24,7 @@ fn report(s: SnapshotInfo) -> Snapshot {
 
 impl Filesystem {
     /// The open volume behind `h` (`Invalid` for anything else).
-    fn snapshot_volume(&self, h: Handle) -> Result<Arc<OpenVolume>> {
+    pub(super) fn snapshot_volume(&self, h: Handle) -> Result<Arc<OpenVolume>> {
         let inode = self.get_valid(h)?;
         if inode.kind != Kind::Volume {
             return Err(Error::Invalid("not a volume".into()));

@@ -7,6 +7,7 @@ mod data;
 mod dir;
 mod durable;
 mod inode;
+mod clones;
 mod jobs;
 mod names;
 mod redo;

@@ -29,8 +29,45 @@ impl VolumeRegistry {
         self.gated(ino, || self.delete_gated(ino))
     }
 
-    /// [`VolumeRegistry::delete`] with the volume's gate held.
+    /// [`VolumeRegistry::delete`] with the volume's gate held. A volume that clones still
+    /// read is hidden instead: recorded as such (durably, first), its local files removed, its
+    /// backend objects kept until the last clone reading them is deleted or flattened. Either
+    /// way a deleted clone reads its ancestors no more: a hidden one nobody reads now is
+    /// deleted.
     fn delete_gated(&self, ino: Ino) -> Result<()> {
+        let ns = self.namespace.lock().clone();
+        let hide = match &ns {
+            Some(ns) => !ns.clone_readers(ino)?.is_empty(),
+            None => false,
+        };
+        if hide {
+            if let Some(ns) = &ns {
+                ns.hide_volume(ino)?;
+            }
+            tracing::info!(ino, "volume removed while clones read it: its data stays, hidden");
+        } else {
+            self.mark_deleted(ino)?;
+        }
+        self.remove_everywhere(ino, !hide)?;
+        if let Some(ns) = &ns {
+            for a in ns.drop_reader(ino)? {
+                self.delete_hidden(a)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes hidden volume `ino`, which no clone reads any more: its backend objects go.
+    pub(crate) fn delete_hidden(&self, ino: Ino) -> Result<()> {
+        tracing::info!(ino, "a hidden volume no clone reads any more is deleted");
+        self.mark_deleted(ino)?;
+        let store = self.store_of(ino)?;
+        self.spawn_backend_delete(ino, store);
+        Ok(())
+    }
+
+    /// Step 1: the durable deletion marker.
+    fn mark_deleted(&self, ino: Ino) -> Result<()> {
         let marker = self.deleting_marker(ino);
         self.fs
             .create_dir_all(&self.cfg.dir)
@@ -42,7 +79,11 @@ impl VolumeRegistry {
         }
         self.fs
             .sync_dir(&self.cfg.dir)
-            .map_err(|e| io_err(self.cfg.dir.display(), e))?;
+            .map_err(|e| io_err(self.cfg.dir.display(), e))
+    }
+
+    /// Steps 2 to 4 (the backend's part only with `backend`).
+    fn remove_everywhere(&self, ino: Ino, backend: bool) -> Result<()> {
         // Deleted from here on (not before: a failed marker leaves the volume as it was).
         self.deleted.lock().insert(ino);
         let data = self.open.lock().remove(&ino);
@@ -65,7 +106,9 @@ impl VolumeRegistry {
             None => self.store_of(ino)?,
         };
         self.remove_local(&dir)?;
-        self.spawn_backend_delete(ino, store);
+        if backend {
+            self.spawn_backend_delete(ino, store);
+        }
         Ok(())
     }
 

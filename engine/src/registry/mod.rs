@@ -16,6 +16,7 @@
 //! - [`deletion`]: deleting a volume everywhere, and resuming deletions after a crash.
 
 mod backlog;
+mod clone;
 mod deletion;
 mod object;
 mod open;
@@ -41,6 +42,7 @@ use crate::volume::cluster_cache::{ClusterCache, ClusterCacheStats};
 use crate::volume::{LocalFs, StdFs, VolumeId, VolumeOptions};
 
 use self::backlog::{known_on_backend, pending_bytes};
+pub(crate) use self::clone::ino_of;
 pub(crate) use self::object::VolumeObject;
 pub(crate) use self::open_volume::OpenVolume;
 use self::sco_cache::ScoCache;
@@ -103,6 +105,8 @@ pub(crate) struct VolumeRegistry {
     deleted: Mutex<std::collections::HashSet<Ino>>,
     /// Where a deletion's backend part shows as a job.
     jobs: Arc<crate::jobs::Jobs>,
+    /// The namespace's clone tables (which volumes clones read), set by the facade.
+    namespace: Mutex<Option<Arc<crate::namespace::Namespace>>>,
 }
 
 /// The id of volume `ino` of namespace `fsid`: both, little-endian.
@@ -146,7 +150,13 @@ impl VolumeRegistry {
             deletions: Mutex::new(Vec::new()),
             deleted: Mutex::new(std::collections::HashSet::new()),
             jobs,
+            namespace: Mutex::new(None),
         }
+    }
+
+    /// Sets the namespace whose clone tables deletions consult.
+    pub(crate) fn set_namespace(&self, ns: Arc<crate::namespace::Namespace>) {
+        *self.namespace.lock() = Some(ns);
     }
 
     fn local_dir(&self, ino: Ino) -> PathBuf {
