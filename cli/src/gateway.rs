@@ -8,7 +8,7 @@ use std::time::Duration;
 use strata_ganesha_conf::launcher::{self};
 use strata_mgmt::{ClientError, MgmtClient};
 
-use crate::report::{engine_report, human, sync_report, table, volume_report, Col};
+use crate::report::{engine_report, human, sync_report, volume_report};
 use crate::{absolute, work_dir_of, SocketArgs, SyncArgs, EXIT_NOT_RUNNING, QUERY_TIMEOUT};
 
 pub(crate) fn status(at: &SocketArgs) -> Result<ExitCode, String> {
@@ -133,36 +133,6 @@ pub(crate) fn volume_info(path: &str, at: &SocketArgs) -> Result<ExitCode, Strin
         Some(QUERY_TIMEOUT),
         |c| c.volume_info(path),
         volume_report,
-    )
-}
-
-pub(crate) fn volume_list(at: &SocketArgs) -> Result<ExitCode, String> {
-    with_client(
-        at,
-        Some(QUERY_TIMEOUT),
-        |c| c.volume_list(),
-        |l| {
-            if l.volumes.is_empty() {
-                return "no volumes\n".to_string();
-            }
-            let rows: Vec<Vec<String>> = l
-                .volumes
-                .iter()
-                .map(|v| {
-                    vec![
-                        v.path.clone(),
-                        v.ino.to_string(),
-                        format!("{} ({})", v.size, human(v.size)),
-                    ]
-                })
-                .collect();
-            let cols = [
-                Col("PATH", false, 4),
-                Col("INODE", true, 10),
-                Col("SIZE", false, 0),
-            ];
-            table(&cols, &rows)
-        },
     )
 }
 

@@ -11,6 +11,7 @@ mod job;
 mod report;
 mod snapshot;
 mod up;
+mod volume;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,8 +21,9 @@ use clap::{Args, Parser, Subcommand};
 use strata_ganesha_conf::{params, PROFILES};
 
 use conf::{conf_check, conf_render};
-use gateway::{status, sync, volume_info};
+use gateway::{status, sync};
 use up::{down, up};
+use volume::VolumeCmd;
 
 /// Exit code of `strata status` when no gateway runs (as LSB init scripts do); also of the
 /// management commands when no gateway answers on the socket.
@@ -104,33 +106,6 @@ struct SyncArgs {
     at: SocketArgs,
 }
 
-#[derive(Subcommand)]
-enum VolumeCmd {
-    /// Every volume of the gateway, by path, with its size.
-    List {
-        #[command(flatten)]
-        at: SocketArgs,
-    },
-    /// Create a volume without an NFS client (for cloud stacks and scripts): PATH's name must
-    /// end in one of the gateway's Volume_Suffixes and its directory must exist.
-    Create {
-        /// The new volume's path inside the export, e.g. /vm1/disk-flat.vmdk.
-        path: String,
-        /// Its size: bytes, or with a K, M, G or T suffix (e.g. 20G).
-        #[arg(value_parser = params::parse_size)]
-        size: u64,
-        #[command(flatten)]
-        at: SocketArgs,
-    },
-    /// Size, space used, bytes not yet on the backend, commit and cache counters of a volume.
-    Info {
-        /// The volume's path inside the export, e.g. /vm1/disk-flat.vmdk.
-        path: String,
-        #[command(flatten)]
-        at: SocketArgs,
-    },
-}
-
 #[derive(Args)]
 struct UpArgs {
     /// Local state: redb namespace, caches, local backend, and the gateway's ganesha.conf and
@@ -210,11 +185,7 @@ fn main() -> ExitCode {
         Cmd::Down(a) => down(&a.data_dir),
         Cmd::Status(a) => status(&a.at),
         Cmd::Sync(a) => sync(&a),
-        Cmd::Volume(VolumeCmd::Info { path, at }) => volume_info(&path, &at),
-        Cmd::Volume(VolumeCmd::List { at }) => gateway::volume_list(&at),
-        Cmd::Volume(VolumeCmd::Create { path, size, at }) => {
-            gateway::volume_create(&path, size, &at)
-        }
+        Cmd::Volume(cmd) => volume::run(cmd),
         Cmd::Snapshot(cmd) => snapshot::run(cmd),
         Cmd::Job(cmd) => job::run(cmd),
         Cmd::Conf(ConfCmd::Check { file }) => conf_check(&file),

@@ -2,14 +2,10 @@
 
 use std::process::ExitCode;
 
-use std::io::IsTerminal;
-use std::time::{Duration, Instant};
-
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use strata_mgmt::{
-    ClientError, ErrorBody, ErrorKind, MgmtClient, SnapshotDeleteReport, SnapshotListReport,
-    SnapshotReport,
+    ClientError, MgmtClient, SnapshotDeleteReport, SnapshotListReport, SnapshotReport,
 };
 
 use crate::gateway::with_client;
@@ -72,11 +68,6 @@ pub(crate) enum SnapshotCmd {
     },
 }
 
-/// Bound on a rollback.
-const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// How often the rollback's job is looked at.
-const POLL: Duration = Duration::from_millis(200);
-
 /// Starts the rollback as a job and follows it (a progress bar in a terminal) until it ends.
 fn wait_for_rollback(
     c: &mut MgmtClient,
@@ -85,34 +76,9 @@ fn wait_for_rollback(
     force: bool,
     bar: Option<&ProgressBar>,
 ) -> Result<SnapshotReport, ClientError> {
-    let started = Instant::now();
     let id = c.snapshot_rollback_start(path, name, force)?.id;
-    loop {
-        let j = c.job_show(id)?;
-        if let Some(b) = bar {
-            b.set_length(j.total);
-            b.set_position(j.done);
-        }
-        match j.state.as_str() {
-            "running" if started.elapsed() < ROLLBACK_TIMEOUT => std::thread::sleep(POLL),
-            "running" => {
-                return Err(ClientError::Protocol(format!(
-                    "job {id} still runs after {} s; follow it with `strata job show {id}`",
-                    ROLLBACK_TIMEOUT.as_secs()
-                )))
-            }
-            "done" => return c.snapshot_info(path, name),
-            state => {
-                return Err(ClientError::Server(ErrorBody {
-                    kind: ErrorKind::Io,
-                    message: format!(
-                        "job {id} {state}: {}",
-                        j.reason.unwrap_or_else(|| "no reason given".into())
-                    ),
-                }))
-            }
-        }
-    }
+    crate::job::follow(c, id, bar)?;
+    c.snapshot_info(path, name)
 }
 
 fn parse_meta(s: &str) -> Result<(String, String), String> {
@@ -155,16 +121,7 @@ pub(crate) fn run(cmd: SnapshotCmd) -> Result<ExitCode, String> {
             force,
             at,
         } => {
-            let bar = (!at.json && std::io::stderr().is_terminal()).then(|| {
-                let b =
-                    ProgressBar::new(0).with_message(format!("rolling {path} back to {name:?}"));
-                b.set_style(
-                    ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                b.set_draw_target(ProgressDrawTarget::stderr());
-                b
-            });
+            let bar = crate::job::progress_bar(at.json, format!("rolling {path} back to {name:?}"));
             let r = with_client(
                 &at,
                 Some(QUERY_TIMEOUT),

@@ -36,7 +36,10 @@ fn lookup(fs: &Filesystem, name: &str) -> Result<Attr> {
 }
 
 fn create_volume(fs: &Filesystem, name: &str, data: &[u8]) -> Handle {
-    let h = support::create_in_root(fs, name).expect("create").attr.handle;
+    let h = support::create_in_root(fs, name)
+        .expect("create")
+        .attr
+        .handle;
     fs.write(h, 0, data, false).expect("write");
     fs.commit(h).expect("commit");
     h
@@ -107,8 +110,12 @@ fn clones_read_their_snapshot_and_a_removed_parent_stays_hidden_until_its_last_c
     assert_eq!(read_all(&fs, c1.handle), want1);
     assert_eq!(read_all(&fs, c2.handle), want2);
     // The parent's name goes at once; its data stays, hidden, while clones read it.
-    fs.unlink(fs.root(), b"gold-flat.vmdk").expect("remove parent");
-    assert!(matches!(lookup(&fs, "gold-flat.vmdk"), Err(Error::NotFound)));
+    fs.unlink(fs.root(), b"gold-flat.vmdk")
+        .expect("remove parent");
+    assert!(matches!(
+        lookup(&fs, "gold-flat.vmdk"),
+        Err(Error::NotFound)
+    ));
     let hidden = fs.hidden_volumes().expect("hidden");
     assert_eq!(hidden.len(), 1);
     assert_eq!(hidden[0].ino, p.ino);
@@ -124,9 +131,13 @@ fn clones_read_their_snapshot_and_a_removed_parent_stays_hidden_until_its_last_c
         .ancestors
         .is_empty());
     assert_eq!(read_all(&fs, c2.handle), want2);
-    assert_eq!(fs.hidden_volumes().expect("hidden")[0].readers, [c1.handle.ino]);
+    assert_eq!(
+        fs.hidden_volumes().expect("hidden")[0].readers,
+        [c1.handle.ino]
+    );
     // The last clone reading the parent goes: the parent's data is garbage and goes too.
-    fs.unlink(fs.root(), b"vm1-flat.vmdk").expect("remove clone");
+    fs.unlink(fs.root(), b"vm1-flat.vmdk")
+        .expect("remove clone");
     fs.flush_to_backend().expect("flush waits for deletions");
     assert!(fs.hidden_volumes().expect("hidden").is_empty());
     assert!(!backend_has(dir.path(), p.ino));
@@ -248,7 +259,10 @@ fn a_power_cut_at_any_step_of_a_clone_leaves_no_clone_or_the_whole_one() {
         w.disk.crash();
         w.disk.revive(None, &w.sim);
         let fs = open_sim(&w);
-        let ctx = format!("cut on {} at {step}", if on_volumes { "volumes" } else { "namespace" });
+        let ctx = format!(
+            "cut on {} at {step}",
+            if on_volumes { "volumes" } else { "namespace" }
+        );
         match lookup(&fs, "vm-flat.vmdk") {
             Ok(a) => {
                 assert_eq!(read_all(&fs, a.handle), gold, "{ctx}");
@@ -270,6 +284,9 @@ fn a_power_cut_at_any_step_of_a_clone_leaves_no_clone_or_the_whole_one() {
             break;
         }
     }
-    assert!(done_on_volumes, "the clone needs more steps than the loop tries");
+    assert!(
+        done_on_volumes,
+        "the clone needs more steps than the loop tries"
+    );
     assert!(absent > 0 && whole > 0, "{absent} absent, {whole} whole");
 }

@@ -9,7 +9,8 @@ use crate::error::ErrorBody;
 use crate::protocol::{Reply, Request, RequestLine, ResponseLine, MAX_RESPONSE, PROTOCOL_VERSION};
 use crate::reports::{
     JobListReport, JobReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport,
-    StatusReport, SyncReport, VolumeCreateReport, VolumeListReport, VolumeReport,
+    StatusReport, SyncReport, VolumeCloneReport, VolumeCreateReport, VolumeListReport,
+    VolumeReport,
 };
 
 /// Why a management call failed.
@@ -154,11 +155,49 @@ impl MgmtClient {
         }
     }
 
-    /// [`Request::VolumeList`].
-    pub fn volume_list(&mut self) -> Result<VolumeListReport, ClientError> {
-        match self.call(&Request::VolumeList)? {
+    /// [`Request::VolumeList`] (with `all`, the hidden volumes too).
+    pub fn volume_list(&mut self, all: bool) -> Result<VolumeListReport, ClientError> {
+        match self.call(&Request::VolumeList { all })? {
             Reply::VolumeList(l) => Ok(l),
             other => Err(mismatch("volume_list", &other)),
+        }
+    }
+
+    /// [`Request::VolumeClone`].
+    pub fn volume_clone(
+        &mut self,
+        source: &str,
+        path: &str,
+        snapshot: Option<&str>,
+    ) -> Result<VolumeCloneReport, ClientError> {
+        let req = Request::VolumeClone {
+            source: source.into(),
+            path: path.into(),
+            snapshot: snapshot.map(Into::into),
+        };
+        match self.call(&req)? {
+            Reply::VolumeClone(v) => Ok(v),
+            other => Err(mismatch("volume_clone", &other)),
+        }
+    }
+
+    /// [`Request::VolumeFlatten`]: with `wait`, the job once it ended; without, at once.
+    pub fn volume_flatten(&mut self, path: &str, wait: bool) -> Result<JobReport, ClientError> {
+        let req = Request::VolumeFlatten {
+            path: path.into(),
+            wait,
+        };
+        match self.call(&req)? {
+            Reply::Job(j) => Ok(j),
+            other => Err(mismatch("volume_flatten", &other)),
+        }
+    }
+
+    /// [`Request::VolumeTemplate`]: the template's snapshot.
+    pub fn volume_template(&mut self, path: &str) -> Result<SnapshotReport, ClientError> {
+        match self.call(&Request::VolumeTemplate { path: path.into() })? {
+            Reply::Snapshot(s) => Ok(s),
+            other => Err(mismatch("volume_template", &other)),
         }
     }
 

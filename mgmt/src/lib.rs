@@ -46,7 +46,7 @@ pub use self::protocol::{
     Reply, Request, RequestLine, ResponseLine, MAX_REQUEST, MAX_RESPONSE, PROTOCOL_VERSION,
 };
 pub use self::reports::{
-    ClusterCacheReport, JobListReport, JobReport, SnapshotDeleteReport, SnapshotListReport,
-    SnapshotReport, SpaceReport, StatusReport, SyncReport, VolumeCreateReport, VolumeListItem,
-    VolumeListReport, VolumeReport,
+    ClusterCacheReport, HiddenVolumeItem, JobListReport, JobReport, SnapshotDeleteReport,
+    SnapshotListReport, SnapshotReport, SpaceReport, StatusReport, SyncReport, VolumeCloneReport,
+    VolumeCreateReport, VolumeListItem, VolumeListReport, VolumeReport,
 };

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorBody;
 use crate::reports::{
     JobListReport, JobReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport,
-    StatusReport, SyncReport, VolumeCreateReport, VolumeListReport, VolumeReport,
+    StatusReport, SyncReport, VolumeCloneReport, VolumeCreateReport, VolumeListReport,
+    VolumeReport,
 };
 
 /// Version of the protocol spoken here; requests of another version are refused.
@@ -38,8 +39,38 @@ pub enum Request {
         /// e.g. `/vm1/disk-flat.vmdk`.
         path: String,
     },
-    /// Every volume in the namespace, by path.
-    VolumeList,
+    /// Every volume in the namespace, by path, with what it is in a chain of clones; with
+    /// `all`, also the volumes removed while clones read them (hidden).
+    VolumeList {
+        /// Also the hidden volumes.
+        #[serde(default)]
+        all: bool,
+    },
+    /// Clone the volume at `source` as a new volume at `path` (its name must end in one of the
+    /// gateway's `Volume_Suffixes`; its directory must exist), at snapshot `snapshot`, or,
+    /// without one, at a template's snapshot or a snapshot taken for the purpose.
+    VolumeClone {
+        /// The volume cloned.
+        source: String,
+        /// The new volume.
+        path: String,
+        /// The snapshot of `source`.
+        #[serde(default)]
+        snapshot: Option<String>,
+    },
+    /// Make the clone at `path` independent of the volumes it reads (a job).
+    VolumeFlatten {
+        /// The clone.
+        path: String,
+        /// Answer once it is done (the default); without, answer at once with its job.
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    /// Make the volume at `path` a template: read-only, cloned without naming a snapshot.
+    VolumeTemplate {
+        /// The volume.
+        path: String,
+    },
     /// Create a volume of `size` bytes at `path` (its name must end in one of the gateway's
     /// `Volume_Suffixes`; its directory must exist).
     VolumeCreate {
@@ -133,6 +164,8 @@ pub enum Reply {
     VolumeList(VolumeListReport),
     /// Answer to [`Request::VolumeCreate`].
     VolumeCreate(VolumeCreateReport),
+    /// Answer to [`Request::VolumeClone`].
+    VolumeClone(VolumeCloneReport),
     /// Answer to [`Request::SnapshotCreate`], [`Request::SnapshotInfo`] and
     /// [`Request::SnapshotRollback`] (the snapshot rolled back to).
     Snapshot(SnapshotReport),

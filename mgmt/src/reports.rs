@@ -181,6 +181,26 @@ pub struct VolumeListItem {
     pub ino: u64,
     /// Size in bytes.
     pub size: u64,
+    /// For a template, the snapshot clones are made at.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// For a clone, the volume it was cloned from: its path, or `hidden:<ino>` once removed.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// For a clone, the inode numbers of every volume whose data it reads, oldest first.
+    #[serde(default)]
+    pub ancestors: Vec<u64>,
+}
+
+/// A volume removed from the namespace whose data stays because clones read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HiddenVolumeItem {
+    /// Its inode number (its backend namespace is `volumes/<ino as 16 hex>/`).
+    pub ino: u64,
+    /// When it was removed, in seconds since the Unix epoch.
+    pub removed_secs: i64,
+    /// The paths of the clones reading it (`hidden:<ino>` for hidden ones).
+    pub readers: Vec<String>,
 }
 
 /// Answer to [`Request::VolumeList`](crate::Request::VolumeList).
@@ -188,6 +208,24 @@ pub struct VolumeListItem {
 pub struct VolumeListReport {
     /// Every volume, by path (directories in name order, depth first).
     pub volumes: Vec<VolumeListItem>,
+    /// With `all`: the hidden volumes.
+    #[serde(default)]
+    pub hidden: Vec<HiddenVolumeItem>,
+}
+
+/// Answer to [`Request::VolumeClone`](crate::Request::VolumeClone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeCloneReport {
+    /// The new volume's path.
+    pub path: String,
+    /// Its inode number (NFS fileid).
+    pub ino: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The volume cloned.
+    pub source: String,
+    /// The snapshot of `source` it was cloned at.
+    pub snapshot: String,
 }
 
 /// Answer to [`Request::VolumeCreate`](crate::Request::VolumeCreate).

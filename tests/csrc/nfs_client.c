@@ -55,6 +55,7 @@ static int usage(void)
 		"commands:\n"
 		"  stat PATH | lstat PATH           fileid size mode nlink uid gid used mtime\n"
 		"  write PATH OFFSET LEN SEED       pattern write (creates the file; fsync at the end)\n"
+		"  write3 PATH OFFSET LEN SEED      one raw FILE_SYNC WRITE3 (v3), its nfsstat as is\n"
 		"  verify PATH OFFSET LEN SEED      read and compare with the pattern\n"
 		"  put PATH TEXT | cat PATH         small text files\n"
 		"  mkdir PATH | rmdir PATH | unlink PATH | chmod PATH OCTAL_MODE\n"
@@ -310,6 +311,7 @@ static int nfsstat_errno(int st)
 	case NFS3ERR_BADHANDLE: return EBADF;
 	case NFS3ERR_SERVERFAULT: return EREMOTEIO;
 	case NFS3ERR_JUKEBOX: return EAGAIN;
+	case NFS3ERR_ROFS: return EROFS;
 	default: return EIO;
 	}
 }
@@ -566,6 +568,48 @@ static uint64_t cl_next(uint64_t *rng)
 	*rng ^= *rng << 25;
 	*rng ^= *rng >> 27;
 	return *rng * 0x2545F4914F6CDD1DULL;
+}
+
+/*
+ * write3 PATH OFFSET LEN SEED: one FILE_SYNC WRITE3 of LEN (at most 64 KiB) pattern bytes; the
+ * server's status is printed as is ("nfsstat=N"), which libnfs's pwrite does not report.
+ */
+static int do_write3(const char *path, uint64_t off, uint64_t len, uint64_t seed)
+{
+	if (nfs_version != 3 || len == 0 || len > 65536) {
+		printf("error=\"write3 needs version=3 and 1..65536 bytes\" errno=%d\n", EINVAL);
+		return 1;
+	}
+	struct nfsfh *fh;
+	int ret = nfs_open(nfs, path, O_RDONLY, &fh);
+	if (ret < 0)
+		return fail("open", ret);
+	char *buf = malloc(len);
+	if (!buf)
+		return fail("malloc", -ENOMEM);
+	for (uint64_t j = 0; j < len; j++)
+		buf[j] = (char)pattern_byte(off + j, seed);
+	struct nfs_fh *raw = nfs_get_fh(fh);
+	WRITE3args w;
+	memset(&w, 0, sizeof w);
+	w.file.data.data_len = (u_int)raw->len;
+	w.file.data.data_val = raw->val;
+	w.offset = off;
+	w.count = (count3)len;
+	w.stable = FILE_SYNC;
+	w.data.data_len = (u_int)len;
+	w.data.data_val = buf;
+	struct cl_call c;
+	memset(&c, 0, sizeof c);
+	if (rpc_nfs3_write_async(nfs_get_rpc_context(nfs), cl_write_cb, &w, &c) != 0)
+		return fail("rpc_nfs3_write_async", -EIO);
+	if ((ret = raw_wait(&c.c)) < 0)
+		return fail("write3", ret);
+	free(buf);
+	if (raw_result(&c.c, "write3"))
+		return 1;
+	printf("written=%" PRIu64 "\n", (uint64_t)c.count);
+	return 0;
 }
 
 /*
@@ -877,6 +921,9 @@ int strata_nfs_client_main(int argc, char **argv)
 	} else if (strcmp(cmd, "write") == 0 && n == 4 && !parse_u64(a[1], &x) && !parse_u64(a[2], &y) &&
 		   !parse_u64(a[3], &z)) {
 		rc = do_write(a[0], x, y, z);
+	} else if (strcmp(cmd, "write3") == 0 && n == 4 && !parse_u64(a[1], &x) &&
+		   !parse_u64(a[2], &y) && !parse_u64(a[3], &z)) {
+		rc = do_write3(a[0], x, y, z);
 	} else if (strcmp(cmd, "verify") == 0 && n == 4 && !parse_u64(a[1], &x) &&
 		   !parse_u64(a[2], &y) && !parse_u64(a[3], &z)) {
 		rc = do_verify(a[0], x, y, z);

@@ -76,9 +76,10 @@ impl Filesystem {
             .iter()
             .map(|a| ino_of(a.volume))
             .collect();
-        let linked =
+        let linked = self.volumes.link_under_parent(src.ino, || {
             self.ns
-                .link_clone(dir, name, ino, (0o644, Cred::default(), size), &ancestors);
+                .link_clone(dir, name, ino, (0o644, Cred::default(), size), &ancestors)
+        });
         let inode = match linked {
             Ok(i) => i,
             Err(e) => {

@@ -25,7 +25,16 @@ fn request() -> impl Strategy<Value = Request> {
         )
             .prop_map(|(path, name, meta)| Request::SnapshotCreate { path, name, meta }),
         ".{0,40}".prop_map(|path| Request::SnapshotList { path }),
-        Just(Request::VolumeList),
+        any::<bool>().prop_map(|all| Request::VolumeList { all }),
+        (".{0,40}", ".{0,40}", prop::option::of(".{0,20}")).prop_map(|(source, path, snapshot)| {
+            Request::VolumeClone {
+                source,
+                path,
+                snapshot,
+            }
+        }),
+        (".{0,40}", any::<bool>()).prop_map(|(path, wait)| Request::VolumeFlatten { path, wait }),
+        ".{0,40}".prop_map(|path| Request::VolumeTemplate { path }),
         (".{0,40}", any::<u64>()).prop_map(|(path, size)| Request::VolumeCreate { path, size }),
         (".{0,40}", ".{0,20}").prop_map(|(path, name)| Request::SnapshotInfo { path, name }),
         (".{0,40}", ".{0,20}").prop_map(|(path, name)| Request::SnapshotDelete { path, name }),

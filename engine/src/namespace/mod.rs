@@ -3,11 +3,11 @@
 //! Every method that changes something is one redb write transaction, durable when it returns
 //! (group commit: `durable.rs`), so a crash shows each operation entirely or not at all. Table layouts and encodings are in `FORMATS.md`.
 
+mod clones;
 mod data;
 mod dir;
 mod durable;
 mod inode;
-mod clones;
 mod jobs;
 mod names;
 mod redo;

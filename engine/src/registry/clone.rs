@@ -71,10 +71,7 @@ impl VolumeRegistry {
             }
             None => {
                 drop(held);
-                let tmp = self
-                    .cfg
-                    .dir
-                    .join(format!("{}.clone-source", ino_name(ino)));
+                let tmp = self.cfg.dir.join(format!("{}.clone-source", ino_name(ino)));
                 self.remove_local(&tmp)?;
                 let rebuilt = self.rt.block_on(Volume::restore_at(
                     &*parent.store,
@@ -106,6 +103,22 @@ impl VolumeRegistry {
                 Err(e)
             }
         }
+    }
+
+    /// Runs `link` (step 4) with the parent's gate held, unless the parent is being deleted
+    /// (`Stale`): a deletion of the parent then either comes first and the clone is not linked,
+    /// or comes after and finds the clone among the parent's readers (it hides the parent).
+    pub(crate) fn link_under_parent<T>(
+        &self,
+        parent: Ino,
+        link: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        self.gated(parent, || {
+            if self.is_deleted(parent)? {
+                return Err(Error::Stale);
+            }
+            link()
+        })
     }
 
     /// Step 4's end: the clone is linked; its marker goes.

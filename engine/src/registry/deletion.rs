@@ -44,7 +44,10 @@ impl VolumeRegistry {
             if let Some(ns) = &ns {
                 ns.hide_volume(ino)?;
             }
-            tracing::info!(ino, "volume removed while clones read it: its data stays, hidden");
+            tracing::info!(
+                ino,
+                "volume removed while clones read it: its data stays, hidden"
+            );
         } else {
             self.mark_deleted(ino)?;
         }

@@ -252,7 +252,11 @@ fn a_power_cut_at_any_step_of_flatten_or_template_leaves_the_old_state_or_the_ne
     for mode in [CrashMode::DropAll, CrashMode::Random(7)] {
         let (mut saw_old, mut saw_new) = (false, false);
         // Every step with nothing kept; every third with a random part of it kept.
-        let stride = if matches!(mode, CrashMode::DropAll) { 1 } else { 3 };
+        let stride = if matches!(mode, CrashMode::DropAll) {
+            1
+        } else {
+            3
+        };
         for step in (0..400).step_by(stride) {
             let w = World::new();
             let p = w.create(P);

@@ -2,6 +2,7 @@
 //! `volume` (one volume's state), `snapshot` (a volume's snapshots), `job` (long operations). Each takes the request's fields and the server's shared
 //! state and returns the reply or the error to answer.
 
+mod clone;
 mod job;
 mod snapshot;
 mod status;
@@ -26,7 +27,14 @@ pub(super) fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, Erro
         Request::Status => status::status(shared),
         Request::Sync { wait } => sync::sync(shared, wait),
         Request::VolumeInfo { path } => volume::volume_info(shared, path),
-        Request::VolumeList => volume::volume_list(shared),
+        Request::VolumeList { all } => volume::volume_list(shared, all),
+        Request::VolumeClone {
+            source,
+            path,
+            snapshot,
+        } => clone::clone(shared, source, path, snapshot),
+        Request::VolumeFlatten { path, wait } => clone::flatten(shared, path, wait),
+        Request::VolumeTemplate { path } => clone::template(shared, path),
         Request::VolumeCreate { path, size } => volume::volume_create(shared, path, size),
         Request::SnapshotCreate { path, name, meta } => snapshot::create(shared, path, name, meta),
         Request::SnapshotList { path } => snapshot::list(shared, path),

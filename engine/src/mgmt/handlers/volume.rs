@@ -1,12 +1,13 @@
 //! `volume_info`: one volume's size, space, commits, caches, MetaDataStore, pacing and upload;
 //! `volume_list`: every volume by path; `volume_create`: a volume made without an NFS client.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::engine_error;
 use crate::mgmt::{
-    ErrorBody, ErrorKind, Reply, Shared, VolumeCreateReport, VolumeListItem, VolumeListReport,
-    VolumeReport,
+    ErrorBody, ErrorKind, HiddenVolumeItem, Reply, Shared, VolumeCreateReport, VolumeListItem,
+    VolumeListReport, VolumeReport,
 };
 use crate::types::{CreateMode, Cred, Handle, Kind, SetAttr};
 
@@ -69,10 +70,12 @@ pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, E
 }
 
 /// [`crate::mgmt::Request::VolumeList`]: a walk of the namespace from the root (readdir gives
-/// each volume's attributes, which opens it if it is not open yet).
-pub(super) fn volume_list(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
+/// each volume's attributes, which opens it if it is not open yet), then what each is in a
+/// chain of clones; with `all`, the hidden volumes.
+pub(super) fn volume_list(shared: &Arc<Shared>, all: bool) -> Result<Reply, ErrorBody> {
     let fs = &shared.fs;
     let mut volumes = Vec::new();
+    let mut handles: HashMap<u64, Handle> = HashMap::new();
     let mut dirs = vec![(String::new(), fs.root())];
     while let Some((path, dir)) = dirs.pop() {
         let mut cookie = 0;
@@ -86,11 +89,17 @@ pub(super) fn volume_list(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
                 let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
                 match e.attr.kind {
                     Kind::Directory => subdirs.push((p, e.attr.handle)),
-                    Kind::Volume => volumes.push(VolumeListItem {
-                        path: p,
-                        ino: e.attr.handle.ino,
-                        size: e.attr.size,
-                    }),
+                    Kind::Volume => {
+                        handles.insert(e.attr.handle.ino, e.attr.handle);
+                        volumes.push(VolumeListItem {
+                            path: p,
+                            ino: e.attr.handle.ino,
+                            size: e.attr.size,
+                            template: None,
+                            parent: None,
+                            ancestors: Vec::new(),
+                        });
+                    }
                     Kind::File | Kind::Symlink => {}
                 }
             }
@@ -103,7 +112,38 @@ pub(super) fn volume_list(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
         dirs.extend(subdirs);
     }
     volumes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Reply::VolumeList(VolumeListReport { volumes }))
+    let paths: HashMap<u64, String> = volumes.iter().map(|v| (v.ino, v.path.clone())).collect();
+    let name = |ino: u64| {
+        paths
+            .get(&ino)
+            .cloned()
+            .unwrap_or_else(|| format!("hidden:{ino}"))
+    };
+    for v in &mut volumes {
+        let Some(h) = handles.get(&v.ino).copied() else {
+            continue;
+        };
+        let c = fs
+            .volume_clone_info(h)
+            .map_err(|e| engine_error(e, &v.path))?;
+        v.template = c.template;
+        v.ancestors = c.ancestors.iter().map(|a| a.0).collect();
+        v.parent = c.ancestors.last().map(|a| name(a.0));
+    }
+    let mut hidden = Vec::new();
+    if all {
+        for h in fs
+            .hidden_volumes()
+            .map_err(|e| engine_error(e, "hidden volumes"))?
+        {
+            hidden.push(HiddenVolumeItem {
+                ino: h.ino,
+                removed_secs: h.removed_secs,
+                readers: h.readers.iter().map(|r| name(*r)).collect(),
+            });
+        }
+    }
+    Ok(Reply::VolumeList(VolumeListReport { volumes, hidden }))
 }
 
 /// [`crate::mgmt::Request::VolumeCreate`]: the file is created (its name must make it a

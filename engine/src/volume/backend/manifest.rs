@@ -348,19 +348,54 @@ mod tests {
             (old.checkpoint, old.epochs.ranges()),
             (Some((5, 0)), &[][..])
         );
-        // A checkpoint needs TLogs up to it; the TLog range must leave room for the next one.
+        // Epoch ranges need the TLogs they name; the TLog range must leave room for the next.
         let text = String::from_utf8_lossy(&with).into_owned();
         let no_tlogs = text.replace("<tlogs first=\"1\" last=\"42\"/>", "");
         assert!(no_tlogs != text, "{text}");
         assert!(Manifest::from_xml("m", no_tlogs.as_bytes()).is_err());
         let huge = text.replace("last=\"42\"", &format!("last=\"{}\"", u64::MAX));
         assert!(Manifest::from_xml("m", huge.as_bytes()).is_err());
-        let v3 = text.replace("format=\"2\"", "format=\"3\"");
-        assert!(v3 != text);
+        let v4 = text.replace("format=\"2\"", "format=\"4\"");
+        assert!(v4 != text);
         assert!(matches!(
-            Manifest::from_xml("m", v3.as_bytes()),
+            Manifest::from_xml("m", v4.as_bytes()),
             Err(FormatError::BadVersion { .. })
         ));
+        // A clone's (format 3): its lineage, and a checkpoint at or after the lineage's end
+        // before its own first TLog.
+        let parent = crate::volume::clone::Ancestor {
+            volume: VolumeId([7; 16]),
+            last_tlog: 41,
+            epochs: Epochs::new(vec![(1, 2), (30, 5)]).expect("ranges"),
+        };
+        let mut c = Manifest::new(m.volume);
+        c.lineage = crate::volume::clone::Lineage::new(vec![parent]).expect("lineage");
+        c.checkpoint = Some((41, 6));
+        c.template = 3;
+        let xml = c.to_xml();
+        assert!(String::from_utf8_lossy(&xml).contains("format=\"3\""));
+        assert_eq!(Manifest::from_xml("m", &xml), Ok(c.clone()));
+        assert_eq!(c.named_last(), 41);
+        c.tlogs = Some((42, 50));
+        c.epochs = Epochs::new(vec![(42, 6)]).expect("ranges");
+        assert_eq!(Manifest::from_xml("m", &c.to_xml()), Ok(c.clone()));
+        for bad in [
+            Manifest {
+                tlogs: Some((40, 50)),
+                ..c.clone()
+            },
+            Manifest {
+                checkpoint: Some((40, 6)),
+                ..c.clone()
+            },
+            Manifest {
+                checkpoint: None,
+                ..c.clone()
+            },
+        ] {
+            assert!(Manifest::from_xml("m", &bad.to_xml()).is_err(), "{bad:?}");
+        }
+        // A build before clones (format 2 at most) refuses it rather than read it whole.
         assert!(Manifest::from_xml("m", b"<strata-volume format=\"1\"").is_err());
         assert!(Manifest::from_xml("m", b"<other/>").is_err());
     }
