@@ -3,6 +3,7 @@
 //! workloads run against each with real clients only (`qemu-img bench` over `nfs://`, and
 //! this binary's own libnfs client, run inside the namespace as `strata-bench client ...`).
 
+pub(crate) mod clones;
 pub(crate) mod nfs;
 pub(crate) mod report;
 pub(crate) mod run;

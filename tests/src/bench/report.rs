@@ -18,8 +18,6 @@ pub(crate) enum Unit {
     MibPerSec,
     /// Files per second.
     FilesPerSec,
-    /// Seconds (lower is better).
-    Secs,
     /// MiB stored (lower is better).
     MibStored,
     /// Milliseconds (lower is better).
@@ -33,7 +31,6 @@ impl Unit {
             Unit::Iops => "IOPS",
             Unit::MibPerSec => "MiB/s",
             Unit::FilesPerSec => "files/s",
-            Unit::Secs => "s",
             Unit::MibStored => "MiB",
             Unit::Millis => "ms",
         }
@@ -41,7 +38,7 @@ impl Unit {
 
     /// True when a smaller value is better.
     pub(crate) fn lower_is_better(self) -> bool {
-        matches!(self, Unit::Secs | Unit::MibStored | Unit::Millis)
+        matches!(self, Unit::MibStored | Unit::Millis)
     }
 }
 
@@ -499,8 +496,8 @@ mod tests {
     #[test]
     fn ratio_is_better_when_above_one() {
         assert_eq!(ratio(Unit::Iops, Some(200.0), Some(100.0)), "2.00x");
-        // Seconds: less is better, so the ratio is inverted.
-        assert_eq!(ratio(Unit::Secs, Some(1.0), Some(2.0)), "2.00x");
+        // Milliseconds: less is better, so the ratio is inverted.
+        assert_eq!(ratio(Unit::Millis, Some(1.0), Some(2.0)), "2.00x");
         assert_eq!(ratio(Unit::MibStored, Some(4.0), Some(1.0)), "0.25x");
         assert_eq!(ratio(Unit::Iops, None, Some(1.0)), "-");
         assert_eq!(ratio(Unit::Iops, Some(1.0), Some(0.0)), "-");
@@ -518,7 +515,7 @@ mod tests {
                 Measurement::new(
                     "snap",
                     System::Strata,
-                    Unit::Secs,
+                    Unit::Millis,
                     Err("n/a (x)".into()),
                     None,
                 ),
@@ -531,7 +528,7 @@ mod tests {
             t.contains("| w | IOPS | 200 | 100 | FAILED | 2.00x | - |"),
             "{t}"
         );
-        assert!(t.contains("| snap | s | n/a (x) | - | - | - | - |"), "{t}");
+        assert!(t.contains("| snap | ms | n/a (x) | - | - | - | - |"), "{t}");
         assert!(t.contains("| MiB | 2 | 1 | - | 0.50x | - |"), "{t}");
         assert!(
             t.contains("w on Ganesha MEM*: FAILED: connection refused"),

@@ -389,16 +389,24 @@ pub(super) fn bench_system(
             push(&id, Unit::Millis, r, None, None);
         }
     }
+    // Clones (Strata only): on the imported volume (with its 1,000 snapshots) and the image.
+    let big = (
+        crate::bench::sustained::FILE,
+        crate::bench::sustained::bytes(s),
+    );
+    let rows = if !system.is_strata() {
+        crate::bench::clones::rows_na(big.1, "n/a (no clones)")
+    } else if !sustained_ok {
+        crate::bench::clones::rows_na(big.1, "the import failed")
+    } else {
+        crate::bench::clones::rows(&t, s, big, (t.file, t.size))
+    };
+    for (id, unit, r, note) in rows {
+        push(&id, unit, r, note, None);
+    }
     if sustained_ok {
         crate::bench::sustained::remove(&t, s)?;
     }
-    push(
-        "clone of a volume",
-        Unit::Secs,
-        Err("n/a (not implemented)".into()),
-        None,
-        None,
-    );
 
     // Space: what the system keeps on disk for what the client left there (the bench image;
     // the small files and fresh images were removed).
