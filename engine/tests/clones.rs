@@ -178,6 +178,18 @@ fn a_template_is_read_only_and_cloned_without_naming_a_snapshot() {
             .expect("clone of a template");
         assert_eq!(snap.name, "template");
         assert_eq!(read_all(&fs, c.handle), gold);
+        if i == 0 {
+            // A clone of a clone that wrote nothing yet: it reads the template only.
+            let (cc, _) = fs
+                .volume_clone(c.handle, None, fs.root(), b"vm0-copy-flat.vmdk")
+                .expect("clone of a fresh clone");
+            assert_eq!(read_all(&fs, cc.handle), gold);
+            let info = fs.volume_clone_info(cc.handle).expect("info");
+            assert_eq!(
+                info.ancestors.iter().map(|a| a.0).collect::<Vec<_>>(),
+                [t.ino]
+            );
+        }
         fs.write(c.handle, 0, &[i as u8; 4096], true)
             .expect("a clone writes");
     }
@@ -220,7 +232,7 @@ fn open_sim(w: &World) -> Filesystem {
 fn a_power_cut_at_any_step_of_a_clone_leaves_no_clone_or_the_whole_one() {
     let gold = pattern(200_000, 3);
     let (mut absent, mut whole) = (0, 0);
-    let mut done_on_volumes = false;
+    let (mut done_on_volumes, mut done_on_namespace) = (false, false);
     for (on_volumes, step) in (0..400u64)
         .map(|s| (true, s))
         .chain((0..40u64).map(|s| (false, s)))
@@ -275,17 +287,33 @@ fn a_power_cut_at_any_step_of_a_clone_leaves_no_clone_or_the_whole_one() {
             Err(e) => panic!("{ctx}: {e}"),
         }
         assert_eq!(read_all(&fs, p), gold, "{ctx}");
+        // Nothing of an abandoned clone is left: no marker, no directory, no rebuilt parent.
+        let vols = w.config.data_dir.join(VOLUMES_DIR);
+        let lfs: &dyn strata_engine::volume::LocalFs = &w.sim;
+        let names = lfs.list(&vols).unwrap_or_default();
+        assert!(
+            !names.iter().any(|n| n.ends_with(".cloning")),
+            "{ctx}: {names:?}"
+        );
+        let dirs = lfs.list_dirs(&vols).unwrap_or_default();
+        let want = if lookup(&fs, "vm-flat.vmdk").is_ok() {
+            2
+        } else {
+            1
+        };
+        assert_eq!(dirs.len(), want, "{ctx}: {dirs:?}");
         if finished {
             // Every step of this side was cut: on to the namespace's, or done.
             if on_volumes {
                 done_on_volumes = true;
                 continue;
             }
+            done_on_namespace = true;
             break;
         }
     }
     assert!(
-        done_on_volumes,
+        done_on_volumes && done_on_namespace,
         "the clone needs more steps than the loop tries"
     );
     assert!(absent > 0 && whole > 0, "{absent} absent, {whole} whole");

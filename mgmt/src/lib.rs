@@ -13,8 +13,13 @@
 //! <- {"version":1,"result":{"sync":{"waited":true,"elapsed_ms":12}}}
 //! -> {"version":1,"op":"volume_info","path":"/vm1/disk-flat.vmdk"}
 //! <- {"version":1,"result":{"volume_info":{"path":"/vm1/disk-flat.vmdk","size":...}}}
-//! -> {"version":1,"op":"volume_list"}
-//! <- {"version":1,"result":{"volume_list":{"volumes":[{"path":"/vm1/disk-flat.vmdk","ino":5,"size":...}]}}}
+//! -> {"version":1,"op":"volume_list","all":true}
+//! <- {"version":1,"result":{"volume_list":{"volumes":[{"path":"/vm1/disk-flat.vmdk","ino":5,"size":...,"template":null,"parent":"/gold-flat.vmdk","ancestors":[3]}],"hidden":[]}}}
+//! -> {"version":1,"op":"volume_clone","source":"/gold-flat.vmdk","path":"/vm9/disk-flat.vmdk","snapshot":null}
+//! <- {"version":1,"result":{"volume_clone":{"path":"/vm9/disk-flat.vmdk","ino":9,"size":...,"source":"/gold-flat.vmdk","snapshot":"template"}}}
+//! -> {"version":1,"op":"volume_template","path":"/gold-flat.vmdk"}
+//! -> {"version":1,"op":"volume_flatten","path":"/vm9/disk-flat.vmdk","wait":false}
+//! <- {"version":1,"result":{"job":{"id":4,"kind":"flatten","state":"running",...}}}
 //! -> {"version":1,"op":"volume_create","path":"/vm2/disk-flat.vmdk","size":10737418240}
 //! -> {"version":1,"op":"snapshot_create","path":"/vm1/disk-flat.vmdk","name":"s1","meta":[["k","v"]]}
 //! <- {"version":1,"result":{"snapshot":{"path":"/vm1/disk-flat.vmdk","name":"s1","id":1,...}}}

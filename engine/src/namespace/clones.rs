@@ -51,6 +51,16 @@ impl Namespace {
             if get_inode(&inodes, ino)?.is_some() {
                 return Err(Error::Io(format!("inode {ino} exists already")));
             }
+            // Every volume the clone reads must still be there: in the namespace, or hidden. A
+            // flatten or deletion that let one go commits before this transaction (then the
+            // clone is refused) or after it (then it sees the clone's rows and keeps it).
+            let hidden = txn.open_table(HIDDEN)?;
+            for a in ancestors {
+                if get_inode(&inodes, *a)?.is_none() && hidden.get(*a)?.is_none() {
+                    return Err(Error::Stale);
+                }
+            }
+            drop(hidden);
             let t = now();
             let mut i = Inode::new(Kind::Volume, mode, cred, self.fsid());
             i.size = size;
@@ -90,9 +100,9 @@ impl Namespace {
         self.commit(txn)
     }
 
-    /// Volume `reader` reads no ancestor any more (deleted, or flattened): its reader rows go.
-    /// Returns the hidden volumes nobody reads now (their data is garbage), durably unhidden
-    /// in the same transaction: the caller deletes them, a crash before that leaves them to
+    /// Volume `reader` reads no ancestor any more (deleted, or flattened): its reader rows go,
+    /// durably. Returns the hidden volumes nobody reads now (their data is garbage): the caller
+    /// marks each deleted, then [`Namespace::unhide`]s it; a crash in between leaves them to
     /// [`Namespace::unread_hidden`] at the next start.
     pub(crate) fn drop_reader(&self, reader: Ino) -> Result<Vec<Ino>> {
         let txn = self.begin()?;
@@ -117,10 +127,10 @@ impl Namespace {
             }
             freed
         };
-        let mut hidden = txn.open_table(HIDDEN)?;
+        let hidden = txn.open_table(HIDDEN)?;
         let mut out = Vec::new();
         for a in freed {
-            if hidden.remove(a)?.is_some() {
+            if hidden.get(a)?.is_some() {
                 out.push(a);
             }
         }
@@ -129,27 +139,38 @@ impl Namespace {
         Ok(out)
     }
 
+    /// Hidden volume `ino`, whose deletion is now marked, is no longer hidden (durably).
+    pub(crate) fn unhide(&self, ino: Ino) -> Result<()> {
+        let txn = self.begin()?;
+        txn.open_table(HIDDEN)?.remove(ino)?;
+        self.commit(txn)
+    }
+
     /// Hidden volumes that nobody reads any more (a crash came between the last reader's end
-    /// and their deletion), unhidden durably: the caller deletes them.
+    /// and their deletion): the caller deletes them as [`Namespace::drop_reader`]'s.
     pub(crate) fn unread_hidden(&self) -> Result<Vec<Ino>> {
-        let gone: Vec<Ino> = self
+        Ok(self
             .hidden_volumes()?
             .into_iter()
             .filter(|(_, _, readers)| readers.is_empty())
             .map(|(i, _, _)| i)
-            .collect();
-        if gone.is_empty() {
-            return Ok(gone);
-        }
-        let txn = self.begin()?;
-        {
-            let mut hidden = txn.open_table(HIDDEN)?;
-            for i in &gone {
-                hidden.remove(*i)?;
+            .collect())
+    }
+
+    /// Whether volume `ino` is a clone that reads another volume.
+    pub(crate) fn reads_ancestors(&self, ino: Ino) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        let t = match txn.open_table(READERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        for r in t.iter()? {
+            if r?.0.value().1 == ino {
+                return Ok(true);
             }
         }
-        self.commit(txn)?;
-        Ok(gone)
+        Ok(false)
     }
 
     /// Every hidden volume: ino, when it was removed, the volumes reading it.

@@ -62,37 +62,42 @@ impl VolumeRegistry {
             .map_err(|e| io_err(self.cfg.dir.display(), e))?;
         let dir = self.local_dir(ino);
         let id = volume_id(self.fsid, ino);
-        // 2 and 3.
-        let held = vol.hold_uploads();
-        let r = match vol.map_at(n)? {
-            Some(tx) => {
-                drop(held);
-                Volume::create_clone(self.fs.clone(), &dir, id, self.cfg.opts, &tx, &lineage)
-            }
-            None => {
-                drop(held);
-                let tmp = self.cfg.dir.join(format!("{}.clone-source", ino_name(ino)));
-                self.remove_local(&tmp)?;
-                let rebuilt = self.rt.block_on(Volume::restore_at(
-                    &*parent.store,
+        // 2 and 3: any failure from here on removes the clone's directory and its marker.
+        let r = (|| {
+            let held = vol.hold_uploads();
+            let at = vol.map_at(n)?;
+            drop(held);
+            if let Some(tx) = at {
+                return Volume::create_clone(
                     self.fs.clone(),
-                    &tmp,
-                    vol.id(),
+                    &dir,
+                    id,
                     self.cfg.opts,
-                    Some(n),
-                ));
-                let r = rebuilt.and_then(|src| {
-                    let tx = src.map_at(n)?.ok_or_else(|| {
-                        Error::Io(format!("the parent rebuilt as of TLog {n} is not there"))
-                    })?;
-                    Volume::create_clone(self.fs.clone(), &dir, id, self.cfg.opts, &tx, &lineage)
-                });
-                if let Err(e) = self.remove_local(&tmp) {
-                    tracing::warn!(error = %e, "the parent rebuilt for a clone was not removed");
-                }
-                r
+                    &tx,
+                    &lineage,
+                );
             }
-        };
+            let tmp = self.cfg.dir.join(format!("{}.clone-source", ino_name(ino)));
+            self.remove_local(&tmp)?;
+            let rebuilt = self.rt.block_on(Volume::restore_at(
+                &*parent.store,
+                self.fs.clone(),
+                &tmp,
+                vol.id(),
+                self.cfg.opts,
+                Some(n),
+            ));
+            let r = rebuilt.and_then(|src| {
+                let tx = src.map_at(n)?.ok_or_else(|| {
+                    Error::Io(format!("the parent rebuilt as of TLog {n} is not there"))
+                })?;
+                Volume::create_clone(self.fs.clone(), &dir, id, self.cfg.opts, &tx, &lineage)
+            });
+            if let Err(e) = self.remove_local(&tmp) {
+                tracing::warn!(error = %e, "the parent rebuilt for a clone was not removed");
+            }
+            r
+        })();
         match r {
             // Opened again through the registry once linked.
             Ok(v) => Ok((lineage, v.size())),

@@ -60,10 +60,14 @@ impl VolumeRegistry {
         Ok(())
     }
 
-    /// Deletes hidden volume `ino`, which no clone reads any more: its backend objects go.
+    /// Deletes hidden volume `ino`, which no clone reads any more: its deletion marker first
+    /// (durably), then it is no longer hidden, then its backend objects go in the background.
     pub(crate) fn delete_hidden(&self, ino: Ino) -> Result<()> {
         tracing::info!(ino, "a hidden volume no clone reads any more is deleted");
         self.mark_deleted(ino)?;
+        if let Some(ns) = self.namespace.lock().clone() {
+            ns.unhide(ino)?;
+        }
         let store = self.store_of(ino)?;
         self.spawn_backend_delete(ino, store);
         Ok(())

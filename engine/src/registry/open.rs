@@ -85,7 +85,19 @@ impl VolumeRegistry {
                     tracing::info!(ino, volume = %id, "volume restored from the backend");
                     v
                 }
-                Err(Error::NotFound) => Volume::create(fs, &dir, id, self.cfg.opts, size_hint)?,
+                Err(Error::NotFound) => {
+                    // A clone's map is its own: never replaced by an empty volume.
+                    let ns = self.namespace.lock().clone();
+                    if let Some(ns) = ns {
+                        if ns.reads_ancestors(ino)? {
+                            return Err(Error::Io(format!(
+                                "clone {ino}: its local state is gone and it was never uploaded \
+                                 (it had no manifest yet): its map is lost"
+                            )));
+                        }
+                    }
+                    Volume::create(fs, &dir, id, self.cfg.opts, size_hint)?
+                }
                 Err(e) => return Err(e),
             }
         };

@@ -54,7 +54,11 @@ impl World {
     }
 
     fn create(&self, id: VolumeId) -> Volume {
-        let v = Volume::create(self.lfs.clone(), &vdir(id), id, small_opts(), 0).expect("create");
+        self.create_with(id, small_opts())
+    }
+
+    fn create_with(&self, id: VolumeId, opts: VolumeOptions) -> Volume {
+        let v = Volume::create(self.lfs.clone(), &vdir(id), id, opts, 0).expect("create");
         self.attach(&v);
         v
     }
@@ -73,6 +77,10 @@ impl World {
 
     /// A clone of `parent` at its snapshot `snap`, the way the facade makes one.
     fn clone_of(&self, parent: &Volume, snap: &str, id: VolumeId) -> Volume {
+        self.clone_with(parent, snap, id, small_opts())
+    }
+
+    fn clone_with(&self, parent: &Volume, snap: &str, id: VolumeId, opts: VolumeOptions) -> Volume {
         let n = parent.snapshot_info(snap).expect("snapshot").record.tlog;
         self.backup(parent);
         let lineage = parent.clone_lineage(n).expect("lineage");
@@ -83,7 +91,7 @@ impl World {
                 .expect("map")
                 .expect("parent at the snapshot")
         };
-        let c = Volume::create_clone(self.lfs.clone(), &vdir(id), id, small_opts(), &tx, &lineage)
+        let c = Volume::create_clone(self.lfs.clone(), &vdir(id), id, opts, &tx, &lineage)
             .expect("clone");
         self.attach(&c);
         c
@@ -304,4 +312,27 @@ fn a_power_cut_at_any_step_of_flatten_or_template_leaves_the_old_state_or_the_ne
         }
         assert!(saw_old && saw_new, "{mode:?}: both outcomes seen");
     }
+}
+
+/// A flatten whose upload writes an ordinary checkpoint at the TLog its own (due) checkpoint is
+/// then written at: the second must not delete what the first wrote under the same keys (the
+/// flattened clone is restored from them).
+#[test]
+fn a_flatten_never_deletes_the_checkpoint_it_writes() {
+    let opts = VolumeOptions {
+        checkpoint_tlogs: 1,
+        ..small_opts()
+    };
+    let w = World::new();
+    let p = w.create_with(P, opts);
+    let data = fill(&p, 3 * 65_536, 9);
+    p.snapshot_create("s", Vec::new()).expect("snapshot");
+    let c = w.clone_with(&p, "s", C1, opts);
+    c.flatten(&NoProgress).expect("flatten");
+    let keys = w.keys_under(P);
+    w.rt.block_on(ns(&w.root, P).delete_many(&keys))
+        .expect("delete the parent");
+    let r = w.restore(C1);
+    assert!(r.lineage().is_empty());
+    assert_eq!(whole(&r), data);
 }

@@ -134,8 +134,9 @@ impl Manifest {
         out
     }
 
-    /// Parses and checks a manifest. Unknown elements are ignored (later formats add snapshots
-    /// and a clone parent); a wrong format version, cluster size or malformed XML is an error.
+    /// Parses and checks a manifest. Unknown elements are ignored; a wrong format version,
+    /// cluster size, lineage or malformed XML is an error (rules in `FORMATS.md`, "Clones and
+    /// templates").
     pub(crate) fn from_xml(what: &str, xml: &[u8]) -> Result<Manifest, FormatError> {
         let bad = |reason: String| FormatError::Inconsistent {
             what: what.to_string(),
@@ -210,8 +211,9 @@ impl Manifest {
                 }
                 b"checkpoint" if root.is_some() => {
                     let n = num("tlog")?;
-                    if n == 0 {
-                        return Err(bad("checkpoint of TLog 0".into()));
+                    // u64::MAX is refused: the next TLog number must exist.
+                    if n == 0 || n == u64::MAX {
+                        return Err(bad(format!("checkpoint of TLog {n}")));
                     }
                     // Format 1 has no epochs: its checkpoint keys have none (epoch 0).
                     let e = if format == 1 { 0 } else { num("epoch")? };
@@ -238,9 +240,13 @@ impl Manifest {
                             .ok_or_else(|| bad(format!("bad ancestor epoch range {pair:?}")))?;
                         ranges.push((f, e));
                     }
+                    let last_tlog = num("last-tlog")?;
+                    if last_tlog == u64::MAX {
+                        return Err(bad("ancestor up to TLog u64::MAX".into()));
+                    }
                     ancestors.push(Ancestor {
                         volume,
-                        last_tlog: num("last-tlog")?,
+                        last_tlog,
                         epochs: Epochs::new(ranges).map_err(bad)?,
                     });
                 }

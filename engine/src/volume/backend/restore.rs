@@ -84,7 +84,9 @@ impl Volume {
         }
         if m.checkpoint.is_none() && first > 1 {
             return Err(Error::Invalid(format!(
-                "the volume as of TLog {last} cannot be rebuilt: its TLogs before {first} are                  its parent's, and its oldest metadata checkpoint on the backend is newer"
+                "the volume as of TLog {last} cannot be rebuilt: its TLogs before {first} are \
+                 not in its namespace (a clone's, or a flattened clone's), and its metadata \
+                 checkpoint on the backend is newer"
             )));
         }
         crate::volume::create::prepare_empty_dir(&*fs, dir)?;

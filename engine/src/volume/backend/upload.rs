@@ -152,7 +152,9 @@ impl Volume {
         }
         let from = m.named_last().saturating_add(1);
         let mut rep = BackupReport {
-            last_tlog: m.tlogs.map(|t| t.1),
+            // A clone that uploaded no TLog of its own yet has the effect of its lineage's (and
+            // its snapshots at its start go up with it).
+            last_tlog: Some(m.named_last()).filter(|n| *n > 0),
             ..Default::default()
         };
         if from >= open {
@@ -390,6 +392,18 @@ impl Volume {
             superseded.push(ck::index_key(prev));
             superseded.push(ck::scos_key(prev));
         }
+        // A checkpoint written again at the same TLog in the same run (one a clone or a flatten
+        // asked for, right after an ordinary one) has the same id: its objects replaced the old
+        // ones under the same keys, which are not superseded but in use.
+        let own = |k: &String| {
+            *k == ck::index_key(cid)
+                || *k == ck::scos_key(cid)
+                || ix
+                    .pages
+                    .iter()
+                    .any(|(p, c)| *c == cid && *k == ck::page_key(cid, *p))
+        };
+        superseded.retain(|k| !own(k));
         // The manifest no longer reaches these; a failure leaves garbage, never a dangling
         // reference.
         for key in superseded {

@@ -34,6 +34,8 @@ impl Volume {
         if lineage.is_empty() {
             return Ok(done);
         }
+        // Its clones are made at its snapshot, which needs the TLogs before the flatten.
+        self.check_writable()?;
         let remote = self
             .remote
             .lock()
@@ -56,20 +58,29 @@ impl Volume {
         remote.rt.block_on(self.backup(&*remote.store, true))?;
         {
             let _uploads = self.hold_uploads();
-            let st = self.state.read();
-            let map = self.lookup_range(&st, 0, st.size.div_ceil(CLUSTER_SIZE_U64))?;
-            let gone: BTreeSet<u64> = st
+            let gone: BTreeSet<u64> = self
+                .state
+                .read()
                 .scos
                 .iter()
                 .filter(|(_, e)| e.tlog <= base)
                 .map(|(s, _)| *s)
                 .collect();
-            if let Some((a, _)) = map.iter().find(|(_, l)| gone.contains(&l.sco)) {
-                return Err(Error::Io(format!(
-                    "flatten: cluster {a} still reads an ancestor's SCO after the copy"
-                )));
+            // Checked a step at a time (writes go on: they never map to an ancestor's SCO,
+            // and no rollback runs).
+            let total = self.size().div_ceil(CLUSTER_SIZE_U64);
+            let mut at = 0;
+            while at < total {
+                let end = (at + 65_536).min(total);
+                let st = self.state.read();
+                let map = self.lookup_range(&st, at, end)?;
+                if let Some((a, _)) = map.iter().find(|(_, l)| gone.contains(&l.sco)) {
+                    return Err(Error::Io(format!(
+                        "flatten: cluster {a} still reads an ancestor's SCO after the copy"
+                    )));
+                }
+                at = end;
             }
-            drop(st);
             let gone: Vec<u64> = gone.into_iter().collect();
             // The commit point.
             self.mds.finish_flatten(&gone)?;

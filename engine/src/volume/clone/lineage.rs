@@ -73,7 +73,9 @@ impl Lineage {
     }
 
     /// The lineage of a clone of `parent` (whose own lineage is `self`, whose epochs are
-    /// `epochs`) at the end of its TLog `n`: this lineage, then the parent up to `n`.
+    /// `epochs`) at the end of its TLog `n`: this lineage, then the parent up to `n` — unless
+    /// `n` is where the parent's own TLogs start (a clone that wrote nothing of its own before
+    /// the snapshot): the new clone then reads only the parent's ancestors.
     pub(crate) fn child(
         &self,
         parent: VolumeId,
@@ -81,6 +83,9 @@ impl Lineage {
         epochs: &Epochs,
     ) -> Result<Lineage, String> {
         let base = self.base_tlog();
+        if n == base && base > 0 {
+            return Ok(self.clone());
+        }
         if n <= base {
             return Err(format!(
                 "TLog {n} of volume {parent} is one of its parent's (up to {base}): clone the \
@@ -127,7 +132,9 @@ mod tests {
         assert_eq!(c.owner(6), Some(1));
         assert_eq!(c.owner(9), Some(1));
         assert_eq!(c.owner(10), None);
-        assert!(c.child(id(3), 9, &Epochs::default()).is_err());
+        // A clone of a clone that wrote nothing of its own: it reads only the ancestors.
+        assert_eq!(c.child(id(3), 9, &Epochs::default()), Ok(c.clone()));
+        assert!(c.child(id(3), 8, &Epochs::default()).is_err());
         assert!(Lineage::new(vec![c.ancestors()[1].clone(), c.ancestors()[0].clone()]).is_err());
     }
 }

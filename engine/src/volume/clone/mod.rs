@@ -172,14 +172,15 @@ impl Volume {
         let r = (|| {
             let mds = Mds::open(&*fs, dir, true, false, Default::default())?;
             let size = src.size()?;
-            let pages = size.div_ceil(CLUSTER_SIZE_U64).div_ceil(PAGE_CLUSTERS);
-            for p in 0..pages {
+            let mut loaded = Vec::new();
+            for p in 0..size.div_ceil(CLUSTER_SIZE_U64).div_ceil(PAGE_CLUSTERS) {
                 let entries = src.page(p)?;
                 if !entries.is_empty() {
                     mds.load_page(&entries)?;
+                    loaded.push(p);
                 }
             }
-            mds.finish_clone_load(n, size, &src.scos()?, lineage)?;
+            mds.finish_clone_load((n, size), &loaded, &src.scos()?, lineage)?;
             drop(mds);
             let tlog_dir = layout::tlog_dir(dir);
             let path = tlog_dir.join(tlog_name(n + 1));

@@ -15,6 +15,9 @@ impl Volume {
     /// Clones of a template are made at that snapshot. A template stays one.
     pub(crate) fn make_template(&self, name: &str) -> Result<SnapshotInfo> {
         crate::volume::snapshot::record::check_name(name).map_err(Error::Invalid)?;
+        // No rollback runs meanwhile (it would change the volume after the template's
+        // snapshot); one that starts later is refused.
+        let _one = self.rollback_lock.lock();
         {
             // Under the volume lock: every write checks the mark under it too, so none lands
             // after the snapshot's boundary.

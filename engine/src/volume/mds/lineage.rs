@@ -97,27 +97,21 @@ impl Mds {
         tx.commit().map_err(db_err)
     }
 
-    /// Completes loading a clone's map (its pages loaded with `load_page`): the SCO table (the
-    /// parent's), `applied_tlog = n`, the size, the lineage; every page is dirty and a
+    /// Completes loading a clone's map (its `pages` loaded with `load_page`): the SCO table
+    /// (the parent's), `applied_tlog = n`, the size, the lineage; every page is dirty and a
     /// checkpoint due, since the clone's backend namespace holds none. Durable.
     pub(in crate::volume) fn finish_clone_load(
         &self,
-        n: u64,
-        size: u64,
+        (n, size): (u64, u64),
+        pages: &[u64],
         scos: &[ScoRow],
         lineage: &Lineage,
     ) -> Result<()> {
         let tx = self.db.begin_write().map_err(db_err)?;
         {
-            let clusters = tx.open_table(super::store::CLUSTERS).map_err(db_err)?;
             let mut dirty = tx.open_table(super::store::DIRTY).map_err(db_err)?;
-            let mut last = None;
-            for r in clusters.iter().map_err(db_err)? {
-                let p = super::checkpoint::page_of(r.map_err(db_err)?.0.value());
-                if last != Some(p) {
-                    dirty.insert(p, ()).map_err(db_err)?;
-                    last = Some(p);
-                }
+            for p in pages {
+                dirty.insert(*p, ()).map_err(db_err)?;
             }
             let mut t = tx.open_table(super::store::SCOS).map_err(db_err)?;
             for (s, v) in scos {
