@@ -46,7 +46,9 @@ impl VolumeRegistry {
         let parent = self.get(src).ok_or(Error::Stale)?;
         let vol = parent.volume().clone();
         // 1.
+        let t0 = std::time::Instant::now();
         self.rt.block_on(vol.backup(&*parent.store, false))?;
+        let uploaded = t0.elapsed();
         let lineage = vol.clone_lineage(n)?;
         self.fs
             .create_dir_all(&self.cfg.dir)
@@ -100,7 +102,17 @@ impl VolumeRegistry {
         })();
         match r {
             // Opened again through the registry once linked.
-            Ok(v) => Ok((lineage, v.size())),
+            Ok(v) => {
+                tracing::info!(
+                    ino,
+                    parent = src,
+                    upload_ms = uploaded.as_millis() as u64,
+                    build_ms = (t0.elapsed() - uploaded).as_millis() as u64,
+                    mapped = v.space_used() / crate::volume::format::CLUSTER_SIZE_U64,
+                    "clone built"
+                );
+                Ok((lineage, v.size()))
+            }
             Err(e) => {
                 if let Err(e2) = self.clone_abandoned(ino) {
                     tracing::warn!(ino, error = %e2, "a failed clone's directory was not removed");
@@ -165,15 +177,20 @@ impl VolumeRegistry {
         Ok(())
     }
 
-    /// Where the backend namespaces of other volumes are, for a clone's reads.
+    /// Where other volumes' backend namespaces and local directories are, for a clone's
+    /// reads.
     pub(super) fn ancestor_stores(&self) -> crate::volume::clone::AncestorStores {
         let base = self.base.clone();
-        Arc::new(move |id| {
-            let ns = strata_backend::Namespaced::new(
-                base.clone(),
-                format!("{}{}/", super::VOLUMES_PREFIX, ino_name(ino_of(id))),
-            )?;
-            Ok(Arc::new(ns) as Arc<dyn strata_backend::ObjectStore>)
-        })
+        let dir = self.cfg.dir.clone();
+        crate::volume::clone::AncestorStores {
+            store: Arc::new(move |id| {
+                let ns = strata_backend::Namespaced::new(
+                    base.clone(),
+                    format!("{}{}/", super::VOLUMES_PREFIX, ino_name(ino_of(id))),
+                )?;
+                Ok(Arc::new(ns) as Arc<dyn strata_backend::ObjectStore>)
+            }),
+            local_dir: Arc::new(move |id| dir.join(ino_name(ino_of(id)))),
+        }
     }
 }

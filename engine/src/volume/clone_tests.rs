@@ -23,7 +23,10 @@ fn ns(root: &Arc<MemStore>, id: VolumeId) -> Arc<dyn ObjectStore> {
 
 fn resolver(root: &Arc<MemStore>) -> AncestorStores {
     let root = root.clone();
-    Arc::new(move |id| Ok(ns(&root, id)))
+    AncestorStores {
+        store: Arc::new(move |id| Ok(ns(&root, id))),
+        local_dir: Arc::new(vdir),
+    }
 }
 
 fn vdir(id: VolumeId) -> std::path::PathBuf {
@@ -335,4 +338,40 @@ fn a_flatten_never_deletes_the_checkpoint_it_writes() {
     let r = w.restore(C1);
     assert!(r.lineage().is_empty());
     assert_eq!(whole(&r), data);
+}
+
+/// A clone reads its parent's SCOs from the parent's local SCO cache while they are whole
+/// there (its reads then cost what the parent's do), and from the backend once evicted.
+#[test]
+fn a_clone_reads_its_parents_cached_scos_locally_and_evicted_ones_from_the_backend() {
+    let w = World::new();
+    let p = w.create(P);
+    let data = fill(&p, 4 * 65_536, 5);
+    p.snapshot_create("s", Vec::new()).expect("snapshot");
+    let c = w.clone_of(&p, "s", C1);
+    // The parent's SCO objects are away: the clone still reads, from the parent's files.
+    let store = ns(&w.root, P);
+    let scos: Vec<String> = w
+        .keys_under(P)
+        .into_iter()
+        .filter(|k| k.starts_with("sco/"))
+        .collect();
+    assert!(!scos.is_empty());
+    let saved: Vec<(String, bytes::Bytes)> = scos
+        .iter()
+        .map(|k| (k.clone(), w.rt.block_on(store.get(k)).expect("get").0))
+        .collect();
+    w.rt.block_on(store.delete_many(&scos)).expect("delete");
+    assert_eq!(whole(&c), data);
+    // Back on the backend, evicted from the parent's cache: read from the backend.
+    for (k, b) in saved {
+        w.rt.block_on(store.put(&k, b)).expect("put");
+    }
+    for e in p.eviction_candidates() {
+        p.evict_sco(e.sco).expect("evict");
+    }
+    p.sync_evictions().expect("durable");
+    let c2 = w.clone_of(&p, "s", C2);
+    assert_eq!(whole(&c2), data);
+    assert_eq!(whole(&c), data);
 }

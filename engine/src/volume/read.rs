@@ -181,14 +181,57 @@ impl Volume {
         let (Some(&m0), Some(&m1)) = (missing.first(), missing.last()) else {
             return Ok(());
         };
+        let start = ScoFooter::offset(run[m0].offset);
+        let len = (m1 - m0 + 1) as u64 * CLUSTER_SIZE_U64;
+        // An ancestor's SCO still whole in its owner's local cache is read there (checked by
+        // the MD5s); anything else from the backend.
+        let local = src
+            .ancestor
+            .and_then(|a| self.ancestor_local(a, &run[m0..=m1], start));
+        let verified = local.is_some();
+        let fetched;
+        let data: &[u8] = match &local {
+            Some(d) => d,
+            None => {
+                fetched = self.fetch_range(&what, first.sco, src, start, len)?;
+                &fetched
+            }
+        };
+        for i in missing {
+            let c = &data[(i - m0) * CLUSTER_SIZE..(i - m0 + 1) * CLUSTER_SIZE];
+            if !verified && md5(c) != run[i].md5 {
+                return Err(Error::Io(format!(
+                    "backend SCO {} cluster {}: MD5 mismatch: the backend copy is corrupt",
+                    sco_name(run[i].sco),
+                    run[i].offset
+                )));
+            }
+            let (lo, hi) = Self::run_slice(i, within, buf.len());
+            buf[hi.0..hi.1].copy_from_slice(&c[lo.0..lo.1]);
+            if let Some(cc) = &cache {
+                cc.insert(run[i].md5, c);
+            }
+            self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Bytes `start..start + len` of SCO `sco`'s object at `src` on the backend (`Delay` when
+    /// the backend cannot be reached).
+    fn fetch_range(
+        &self,
+        what: &str,
+        sco: u64,
+        src: ScoSource,
+        start: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes> {
         let Some(remote) = self.remote.lock().clone() else {
             return Err(Error::Io(format!(
                 "{what}: the SCO was evicted and the volume has no backend"
             )));
         };
-        let start = ScoFooter::offset(run[m0].offset);
-        let len = (m1 - m0 + 1) as u64 * CLUSTER_SIZE_U64;
-        let key = crate::volume::backend::keys::sco_key(first.sco, src.epoch);
+        let key = crate::volume::backend::keys::sco_key(sco, src.epoch);
         let store = match src.ancestor {
             None => remote.store.clone(),
             Some(i) => self.ancestor_store(i)?,
@@ -219,23 +262,7 @@ impl Volume {
                 data.len()
             )));
         }
-        for i in missing {
-            let c = &data[(i - m0) * CLUSTER_SIZE..(i - m0 + 1) * CLUSTER_SIZE];
-            if md5(c) != run[i].md5 {
-                return Err(Error::Io(format!(
-                    "backend SCO {} cluster {}: MD5 mismatch: the backend copy is corrupt",
-                    sco_name(run[i].sco),
-                    run[i].offset
-                )));
-            }
-            let (lo, hi) = Self::run_slice(i, within, buf.len());
-            buf[hi.0..hi.1].copy_from_slice(&c[lo.0..lo.1]);
-            if let Some(cc) = &cache {
-                cc.insert(run[i].md5, c);
-            }
-            self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+        Ok(data)
     }
 
     /// For cluster `i` of a run read into a buffer of `len` bytes starting `within` the first

@@ -40,10 +40,16 @@ use crate::volume::options::VolumeOptions;
 use crate::volume::state::{State, Volume};
 use crate::volume::{backend, layout};
 
-/// Where the backend namespaces of other volumes are found (a clone reads its ancestors'
-/// SCOs there): by volume id.
-pub(crate) type AncestorStores =
-    Arc<dyn Fn(VolumeId) -> Result<Arc<dyn ObjectStore>> + Send + Sync>;
+/// Where other volumes' SCOs are found, by volume id (a clone reads its ancestors'): their
+/// backend namespaces, and their local directories (a SCO still whole in its owner's local
+/// SCO cache is read from there).
+#[derive(Clone)]
+pub(crate) struct AncestorStores {
+    /// The backend namespace of a volume.
+    pub(crate) store: Arc<dyn Fn(VolumeId) -> Result<Arc<dyn ObjectStore>> + Send + Sync>,
+    /// The local directory of a volume (it may not exist).
+    pub(crate) local_dir: Arc<dyn Fn(VolumeId) -> std::path::PathBuf + Send + Sync>,
+}
 
 /// The template mark while a volume is being made a template (writes already refused).
 pub(super) const FREEZING: u64 = u64::MAX;
@@ -132,19 +138,51 @@ impl Volume {
 
     /// The backend namespace of ancestor `i`.
     pub(super) fn ancestor_store(&self, i: usize) -> Result<Arc<dyn ObjectStore>> {
-        let volume = self
-            .lineage
-            .read()
-            .ancestors()
-            .get(i)
-            .map(|a| a.volume)
-            .ok_or_else(|| Error::Io(format!("no ancestor {i} in the volume's lineage")))?;
+        let volume = self.ancestor(i)?;
         let stores = self.ancestor_stores.lock().clone().ok_or_else(|| {
             Error::Io(format!(
                 "the backend namespace of ancestor volume {volume} is not known"
             ))
         })?;
-        stores(volume)
+        (stores.store)(volume)
+    }
+
+    fn ancestor(&self, i: usize) -> Result<VolumeId> {
+        self.lineage
+            .read()
+            .ancestors()
+            .get(i)
+            .map(|a| a.volume)
+            .ok_or_else(|| Error::Io(format!("no ancestor {i} in the volume's lineage")))
+    }
+
+    /// The clusters of `run` (contiguous in one SCO of ancestor `i`, from byte `start` of
+    /// it), read from the ancestor's local SCO file when it is there whole and every cluster
+    /// matches its MD5; `None` otherwise (the caller reads the backend). A sealed SCO file is
+    /// never changed in place (an eviction renames a stub over it; an open file keeps its
+    /// data), and a short read or a mismatch only sends the read to the backend.
+    pub(super) fn ancestor_local(
+        &self,
+        i: usize,
+        run: &[crate::volume::mds::store::Loc],
+        start: u64,
+    ) -> Option<Vec<u8>> {
+        use crate::volume::format::{md5, sco_name, CLUSTER_SIZE};
+        let first = run.first()?;
+        let dir = (self.ancestor_stores.lock().clone()?.local_dir)(self.ancestor(i).ok()?);
+        let f = self
+            .fs
+            .open(&layout::sco_dir(&dir).join(sco_name(first.sco)))
+            .ok()?;
+        let mut data = vec![0u8; run.len() * CLUSTER_SIZE];
+        if f.read_at(&mut data, start).ok()? != data.len() {
+            return None;
+        }
+        let whole = data
+            .chunks_exact(CLUSTER_SIZE)
+            .zip(run)
+            .all(|(c, loc)| md5(c) == loc.md5);
+        whole.then_some(data)
     }
 
     /// Creates a clone in `dir` (which must hold no volume) with id `id`, from `src`: a read
