@@ -66,6 +66,15 @@ impl Mds {
     /// Records `lineage` (a backend restart of a clone), durably.
     pub(in crate::volume) fn set_lineage(&self, lineage: &Lineage) -> Result<()> {
         let tx = self.db.begin_write().map_err(db_err)?;
+        let format = if lineage.is_empty() {
+            super::store::MDS_FORMAT
+        } else {
+            super::store::MDS_FORMAT_CLONE
+        };
+        tx.open_table(META)
+            .map_err(db_err)?
+            .insert("format", format)
+            .map_err(db_err)?;
         write_lineage(&tx, lineage)?;
         tx.commit().map_err(db_err)
     }
@@ -121,6 +130,10 @@ impl Mds {
             meta.insert("applied_tlog", n).map_err(db_err)?;
             meta.insert("size", size).map_err(db_err)?;
             meta.insert("checkpoint_due", 1).map_err(db_err)?;
+            if !lineage.is_empty() {
+                meta.insert("format", super::store::MDS_FORMAT_CLONE)
+                    .map_err(db_err)?;
+            }
         }
         write_lineage(&tx, lineage)?;
         tx.commit().map_err(db_err)
@@ -145,9 +158,9 @@ impl Mds {
             for s in gone {
                 t.remove(*s).map_err(db_err)?;
             }
-            tx.open_table(META)
-                .map_err(db_err)?
-                .insert("checkpoint_due", 1)
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            meta.insert("checkpoint_due", 1).map_err(db_err)?;
+            meta.insert("format", super::store::MDS_FORMAT)
                 .map_err(db_err)?;
         }
         write_lineage(&tx, &Lineage::default())?;

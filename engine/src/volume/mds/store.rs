@@ -23,6 +23,10 @@ use crate::volume::localfs::{LocalFile, LocalFs};
 /// is upgraded at open (its checkpoint ids are epoch 0's; the new tables start empty); a
 /// build of format 1 refuses a format 2 store instead of reading keys wrongly.
 pub(in crate::volume) const MDS_FORMAT: u64 = 2;
+/// The format of a clone's store (its lineage names SCOs in other volumes' namespaces): a
+/// build before clones refuses it rather than read it as a whole volume. Flatten makes it
+/// format 2 again.
+pub(in crate::volume) const MDS_FORMAT_CLONE: u64 = 3;
 
 /// cluster address -> sco (u64 LE) | offset (u32 LE) | md5 (16 bytes).
 pub(super) const CLUSTERS: TableDefinition<u64, [u8; 28]> = TableDefinition::new("clusters");
@@ -282,13 +286,13 @@ impl Mds {
                     meta.insert("size", 0).map_err(db_err)?;
                     meta.insert("checkpoint_tlog", 0).map_err(db_err)?;
                 }
-                Some(MDS_FORMAT) => {}
+                Some(MDS_FORMAT | MDS_FORMAT_CLONE) => {}
                 Some(1) => {
                     meta.insert("format", MDS_FORMAT).map_err(db_err)?;
                 }
                 Some(f) => {
                     return Err(Error::Io(format!(
-                        "{}: format {f}, this build reads {MDS_FORMAT}",
+                        "{}: format {f}, this build reads {MDS_FORMAT} and {MDS_FORMAT_CLONE}",
                         path.display()
                     )))
                 }
