@@ -197,7 +197,11 @@ fn clones_of_clones_read_through_every_ancestor_and_flatten_makes_them_independe
     let c2 = w.restore(C2);
     assert_eq!(whole(&c2), v2);
     // Flatten: then the ancestors' namespaces can go entirely.
+    // A clone's store is format 3 (a build before clones refuses it); a plain volume's 2.
+    assert_eq!(c2.mds.format().expect("format"), 3);
+    assert_eq!(p.mds.format().expect("format"), 2);
     let done = c2.flatten(&NoProgress).expect("flatten");
+    assert_eq!(c2.mds.format().expect("format"), 2);
     assert!(done.clusters > 0);
     assert!(c2.lineage().is_empty());
     for id in [P, C1] {

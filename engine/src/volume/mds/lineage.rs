@@ -90,6 +90,12 @@ impl Mds {
         Ok(self.meta_or_zero("checkpoint_due")? != 0)
     }
 
+    /// The store's format (tests).
+    #[cfg(test)]
+    pub(in crate::volume) fn format(&self) -> Result<u64> {
+        self.meta_or_zero("format")
+    }
+
     fn meta_or_zero(&self, k: &str) -> Result<u64> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let meta = tx.open_table(META).map_err(db_err)?;
