@@ -318,3 +318,29 @@ fn a_power_cut_at_any_step_of_a_clone_leaves_no_clone_or_the_whole_one() {
     );
     assert!(absent > 0 && whole > 0, "{absent} absent, {whole} whole");
 }
+
+/// A parent removed while an NFSv4 client holds it open is purged at the next start: it must
+/// be hidden then too (its clones read its data), not deleted.
+#[test]
+fn a_parent_removed_while_open_stays_hidden_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = open(dir.path());
+    let gold = pattern(300_000, 4);
+    let p = create_volume(&fs, "gold-flat.vmdk", &gold);
+    let (c, _) = fs
+        .volume_clone(p, None, fs.root(), b"vm-flat.vmdk")
+        .expect("clone");
+    fs.flush_to_backend().expect("flush");
+    fs.open_file(p).expect("an NFSv4 OPEN");
+    fs.unlink(fs.root(), b"gold-flat.vmdk")
+        .expect("remove while open");
+    drop(fs);
+    let fs = open(dir.path());
+    fs.flush_to_backend().expect("flush waits for deletions");
+    assert!(backend_has(dir.path(), p.ino), "the parent's data is kept");
+    assert_eq!(fs.hidden_volumes().expect("hidden").len(), 1);
+    drop(fs);
+    std::fs::remove_dir_all(dir.path().join(VOLUMES_DIR)).expect("lose the local cache");
+    let fs = open(dir.path());
+    assert_eq!(read_all(&fs, c.handle), gold);
+}

@@ -261,6 +261,8 @@ impl Filesystem {
             change_hook: HookSlot::default(),
             jobs,
         };
+        // Before any volume is deleted: a volume clones read is hidden, not deleted.
+        fs.volumes.set_namespace(fs.ns.clone());
         // Nothing is open after a restart: orphans left by the last run go now.
         for ino in fs.ns.orphans()? {
             fs.purge(ino);
@@ -268,7 +270,6 @@ impl Filesystem {
         // Committed file data not yet on the backend: back into the cache, uploaded below.
         fs.replay_journal()?;
         fs.uploader = Some(Uploader::start(fs.side.clone())?);
-        fs.volumes.set_namespace(fs.ns.clone());
         // Clones a crash cut short go (or keep what was linked) before any volume opens.
         fs.volumes
             .finish_clones(|ino| Ok(fs.ns.get_ino(ino)?.is_some()))?;

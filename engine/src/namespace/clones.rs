@@ -54,13 +54,19 @@ impl Namespace {
             // Every volume the clone reads must still be there: in the namespace, or hidden. A
             // flatten or deletion that let one go commits before this transaction (then the
             // clone is refused) or after it (then it sees the clone's rows and keeps it).
+            // A hidden one counts only while someone still reads it: once its last reader
+            // went, its deletion has begun (the hidden row goes only after the marker).
             let hidden = txn.open_table(HIDDEN)?;
+            let readers = txn.open_table(READERS)?;
             for a in ancestors {
-                if get_inode(&inodes, *a)?.is_none() && hidden.get(*a)?.is_none() {
+                let live = get_inode(&inodes, *a)?.is_some()
+                    || (hidden.get(*a)?.is_some()
+                        && readers.range((*a, 0)..=(*a, u64::MAX))?.next().is_some());
+                if !live {
                     return Err(Error::Stale);
                 }
             }
-            drop(hidden);
+            drop((hidden, readers));
             let t = now();
             let mut i = Inode::new(Kind::Volume, mode, cred, self.fsid());
             i.size = size;
