@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use strata_ganesha_conf::launcher::{self};
-use strata_mgmt::{ClientError, MgmtClient};
+use strata_mgmt::{ClientError, JobReport, MgmtClient, VolumeReport};
 
 use crate::report::{engine_report, human, sync_report, volume_report};
 use crate::{absolute, work_dir_of, SocketArgs, SyncArgs, EXIT_NOT_RUNNING, QUERY_TIMEOUT};
@@ -125,6 +125,57 @@ pub(crate) fn sync(a: &SyncArgs) -> Result<ExitCode, String> {
         (true, t) => Some(Duration::from_secs(t)),
     };
     with_client(&a.at, timeout, |c| c.sync(a.wait), sync_report)
+}
+
+/// `strata scrub [PATH] [--wait]`: the job, followed with a progress bar with `--wait`, then
+/// the volume's scrub totals.
+pub(crate) fn scrub(path: Option<&str>, wait: bool, at: &SocketArgs) -> Result<ExitCode, String> {
+    let what = path.unwrap_or("every volume").to_string();
+    let bar = wait
+        .then(|| crate::job::progress_bar(at.json, format!("scrubbing {what}")))
+        .flatten();
+    let r = with_client(
+        at,
+        Some(QUERY_TIMEOUT),
+        |c| {
+            let j = c.scrub(path, false)?;
+            if !wait {
+                return Ok((j, None));
+            }
+            let j = crate::job::follow(c, j.id, bar.as_ref())?;
+            let v = match path {
+                Some(p) if j.state == "done" => Some(c.volume_info(p)?),
+                _ => None,
+            };
+            Ok((j, v))
+        },
+        |(j, v): &(JobReport, Option<VolumeReport>)| match (j.state.as_str(), v) {
+            ("done", Some(v)) => format!(
+                "scrub of {} done: {} SCOs compacted, {} reclaimed, {} objects deleted in all; \
+                 {} dead clusters left, {} read only by snapshots or clones\n",
+                v.path,
+                v.scrub.scos_compacted,
+                human(v.scrub.reclaimed_bytes),
+                v.scrub.objects_deleted,
+                v.scrub.dead_clusters,
+                v.scrub.pinned_clusters
+            ),
+            ("done", None) => format!("scrub of {what} done (job {})\n", j.id),
+            ("running", _) => format!(
+                "scrub of {what} started as job {} (follow it with `strata job show {}`)\n",
+                j.id, j.id
+            ),
+            (state, _) => format!(
+                "scrub of {what}: job {} {state}: {}\n",
+                j.id,
+                j.reason.as_deref().unwrap_or("")
+            ),
+        },
+    );
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    r
 }
 
 pub(crate) fn volume_info(path: &str, at: &SocketArgs) -> Result<ExitCode, String> {

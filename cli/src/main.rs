@@ -51,6 +51,10 @@ enum Cmd {
     /// Put everything committed so far on the object backend. With --wait, return only once
     /// it is there (what scripts and tests wait with).
     Sync(SyncArgs),
+    /// Scrub and collect garbage now: compact the SCOs of PATH's volume (or of every volume)
+    /// that are mostly garbage and delete what nothing references (after GC_Grace). With
+    /// --wait, follow the job with a progress bar; without, print it and return.
+    Scrub(ScrubArgs),
     /// Volumes (VM disks) of a running gateway.
     #[command(subcommand)]
     Volume(VolumeCmd),
@@ -102,6 +106,17 @@ struct SyncArgs {
     /// With --wait: give up after this many seconds (0: wait as long as it takes).
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    #[command(flatten)]
+    at: SocketArgs,
+}
+
+#[derive(Args)]
+struct ScrubArgs {
+    /// The volume (a path inside the gateway's namespace); every volume when absent.
+    path: Option<String>,
+    /// Follow the job until it ends.
+    #[arg(long)]
+    wait: bool,
     #[command(flatten)]
     at: SocketArgs,
 }
@@ -185,6 +200,7 @@ fn main() -> ExitCode {
         Cmd::Down(a) => down(&a.data_dir),
         Cmd::Status(a) => status(&a.at),
         Cmd::Sync(a) => sync(&a),
+        Cmd::Scrub(a) => gateway::scrub(a.path.as_deref(), a.wait, &a.at),
         Cmd::Volume(cmd) => volume::run(cmd),
         Cmd::Snapshot(cmd) => snapshot::run(cmd),
         Cmd::Job(cmd) => job::run(cmd),

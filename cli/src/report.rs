@@ -95,7 +95,9 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
          metadata          applied up to TLog {}, checkpoint TLog {}, {} clusters corked\n\
          TLogs replayed    {} (at open)\n\
          upload            {}/s; peak backlog {} ({})\n\
-         pacing            {} writes waited, {} ms in all; {} answered DELAY\n",
+         pacing            {} writes waited, {} ms in all; {} answered DELAY\n\
+         scrub             {} passes (last took {} ms); {} SCOs compacted, {} reclaimed, {} objects deleted\n\
+         garbage           {} dead clusters, {} read only by snapshots or clones, {} objects waiting for GC_Grace\n",
         v.path,
         v.ino,
         v.size,
@@ -121,6 +123,14 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
         v.writes_paced,
         v.pacing_delay_ms,
         v.writes_refused,
+        v.scrub.passes,
+        v.scrub.last_millis,
+        v.scrub.scos_compacted,
+        human(v.scrub.reclaimed_bytes),
+        v.scrub.objects_deleted,
+        v.scrub.dead_clusters,
+        v.scrub.pinned_clusters,
+        v.scrub.garbage_objects,
     )
 }
 

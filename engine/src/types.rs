@@ -261,6 +261,8 @@ pub struct VolumeInfo {
     pub checkpoint_tlog: u64,
     /// MetaDataStore entries still corked in memory (their TLog is not on the backend yet).
     pub corked_clusters: u64,
+    /// What the scrubber knows and did.
+    pub scrub: ScrubInfo,
     /// Writes that waited for the upload (paced between the marks, or at the hard mark).
     pub writes_paced: u64,
     /// Their total wait, milliseconds.
@@ -271,4 +273,38 @@ pub struct VolumeInfo {
     pub peak_backlog: u64,
     /// The measured upload rate, bytes per second (0: nothing measured yet).
     pub upload_rate: u64,
+}
+
+/// A volume's scrubbing and garbage collection: what is known dead, what the passes did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrubInfo {
+    /// Clusters superseded that nothing reads any more, still in a backend object.
+    pub dead_clusters: u64,
+    /// Clusters superseded that a snapshot or a clone still reads.
+    pub pinned_clusters: u64,
+    /// Backend objects marked garbage, waiting for `GC_Grace`.
+    pub garbage_objects: u64,
+    /// Completed passes (all runs).
+    pub passes: u64,
+    /// When the last pass finished, seconds since the Unix epoch (0: never).
+    pub last_finished_secs: u64,
+    /// How long it took, milliseconds.
+    pub last_millis: u64,
+    /// SCOs compacted (or dropped whole), all passes.
+    pub scos_compacted: u64,
+    /// Backend bytes reclaimed by compactions, all passes.
+    pub reclaimed_bytes: u64,
+    /// Backend objects deleted, all passes.
+    pub objects_deleted: u64,
+}
+
+/// What one scrub request did (over one volume, or every volume).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrubSummary {
+    /// SCOs compacted (or dropped whole).
+    pub scos_compacted: u64,
+    /// Backend bytes the compactions freed.
+    pub bytes_reclaimed: u64,
+    /// Backend objects deleted.
+    pub objects_deleted: u64,
 }

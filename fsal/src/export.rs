@@ -230,6 +230,10 @@ pub(crate) fn engine_config(s: &StrataSettings) -> EngineConfig {
     c.backend_stall_timeout = s.backend_stall_timeout;
     c.sco_cache_size = s.sco_cache_size;
     c.cluster_cache_size = s.cluster_cache_size;
+    c.scrub_interval = s.scrub_interval;
+    c.scrub_threshold = s.scrub_threshold;
+    c.scrub_bandwidth = s.scrub_bandwidth;
+    c.gc_grace = s.gc_grace;
     c
 }
 

@@ -181,6 +181,19 @@ impl MgmtClient {
         }
     }
 
+    /// [`Request::Scrub`] of the volume at `path` (every volume: `None`): with `wait`, the job
+    /// once it ended; without, at once.
+    pub fn scrub(&mut self, path: Option<&str>, wait: bool) -> Result<JobReport, ClientError> {
+        let req = Request::Scrub {
+            path: path.map(Into::into),
+            wait,
+        };
+        match self.call(&req)? {
+            Reply::Job(j) => Ok(j),
+            other => Err(mismatch("scrub", &other)),
+        }
+    }
+
     /// [`Request::VolumeFlatten`]: with `wait`, the job once it ended; without, at once.
     pub fn volume_flatten(&mut self, path: &str, wait: bool) -> Result<JobReport, ClientError> {
         let req = Request::VolumeFlatten {

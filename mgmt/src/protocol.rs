@@ -34,6 +34,17 @@ pub enum Request {
         #[serde(default = "yes")]
         wait: bool,
     },
+    /// A scrub and GC pass (a job) over the volume at `path`, or over every volume: SCOs
+    /// mostly garbage are compacted, garbage objects deleted once `GC_Grace` passed. With
+    /// `wait`, answered once it ended.
+    Scrub {
+        /// The volume; every volume when absent.
+        #[serde(default)]
+        path: Option<String>,
+        /// Answer once it is done; without, answer at once with its job.
+        #[serde(default)]
+        wait: bool,
+    },
     /// State of the volume at `path` (absolute, inside the Strata namespace).
     VolumeInfo {
         /// e.g. `/vm1/disk-flat.vmdk`.

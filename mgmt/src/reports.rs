@@ -128,6 +128,32 @@ pub struct VolumeReport {
     /// The measured upload rate, bytes per second.
     #[serde(default)]
     pub upload_rate: u64,
+    /// Scrubbing and garbage collection.
+    #[serde(default)]
+    pub scrub: ScrubInfoReport,
+}
+
+/// A volume's scrubbing and garbage collection, in [`VolumeReport`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubInfoReport {
+    /// Clusters superseded that nothing reads any more, still on the backend.
+    pub dead_clusters: u64,
+    /// Clusters superseded that a snapshot or a clone still reads.
+    pub pinned_clusters: u64,
+    /// Backend objects marked garbage, waiting for `GC_Grace`.
+    pub garbage_objects: u64,
+    /// Completed passes.
+    pub passes: u64,
+    /// When the last pass finished, seconds since the Unix epoch (0: never).
+    pub last_finished_secs: u64,
+    /// How long it took, milliseconds.
+    pub last_millis: u64,
+    /// SCOs compacted (or dropped whole), all passes.
+    pub scos_compacted: u64,
+    /// Backend bytes reclaimed, all passes.
+    pub reclaimed_bytes: u64,
+    /// Backend objects deleted, all passes.
+    pub objects_deleted: u64,
 }
 
 /// One snapshot of a volume: answer to [`Request::SnapshotCreate`](crate::Request::SnapshotCreate)

@@ -90,6 +90,14 @@ pub struct StrataSettings {
     pub backend_stall_timeout: Duration,
     /// Cluster cache bound, bytes.
     pub cluster_cache_size: u64,
+    /// Time between background scrub passes (zero: only on demand).
+    pub scrub_interval: Duration,
+    /// Percent of live data below which a SCO is compacted.
+    pub scrub_threshold: u64,
+    /// Bytes per second a scrub moves at most (0: unbounded).
+    pub scrub_bandwidth: u64,
+    /// How long garbage stays marked before it is deleted.
+    pub gc_grace: Duration,
     /// redb cache bound, bytes.
     pub metadata_cache_size: u64,
     /// Management socket path.
@@ -374,6 +382,10 @@ impl StrataSettings {
             write_throttle_start: number("Write_Throttle_Start"),
             backend_stall_timeout: Duration::from_secs(number("Backend_Stall_Timeout")),
             cluster_cache_size: number("Cluster_Cache_Size"),
+            scrub_interval: Duration::from_secs(number("Scrub_Interval")),
+            scrub_threshold: number("Scrub_Threshold"),
+            scrub_bandwidth: number("Scrub_Bandwidth"),
+            gc_grace: Duration::from_secs(number("GC_Grace")),
             metadata_cache_size: number("Metadata_Cache_Size"),
             mgmt_socket,
             data_dir,

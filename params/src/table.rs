@@ -219,6 +219,36 @@ pub static PARAMS: &[Param] = &[
         doc: "Bound of the content-addressed cluster cache shared by all volumes; 0 = off",
     },
     Param {
+        name: "Scrub_Interval",
+        ty: ParamType::Seconds {
+            min: 0,
+            max: 7 * 86400,
+        },
+        default: "3600",
+        doc: "Seconds between background scrub and GC passes over every volume; 0 = only on demand (strata scrub)",
+    },
+    Param {
+        name: "Scrub_Threshold",
+        ty: ParamType::Count { min: 1, max: 100 },
+        default: "75",
+        doc: "Percent: a SCO whose live data fell below this share of it is compacted by the scrubber",
+    },
+    Param {
+        name: "Scrub_Bandwidth",
+        ty: ParamType::Size { min: 0, max: 64 * GIB },
+        default: "64M",
+        doc: "Bytes per second a scrub reads and writes at most, per volume; 0 = unbounded",
+    },
+    Param {
+        name: "GC_Grace",
+        ty: ParamType::Seconds {
+            min: 0,
+            max: 30 * 86400,
+        },
+        default: "600",
+        doc: "Seconds an object stays marked garbage before GC deletes it (after checking it once more); 0 = at once",
+    },
+    Param {
         name: "Metadata_Cache_Size",
         ty: ParamType::Size {
             min: MIB,

@@ -123,8 +123,12 @@ impl Filesystem {
     /// leaves a clone that reads the same (what was copied stays copied).
     pub fn volume_flatten_with(&self, h: Handle, p: &dyn Progress) -> Result<u64> {
         let v = self.snapshot_volume(h)?;
+        let before = v.volume().lineage();
         let done = v.volume().flatten(p)?;
         if v.volume().lineage().is_empty() {
+            if !before.is_empty() {
+                self.volumes.unpin_ancestors(&before);
+            }
             for a in self.ns.drop_reader(h.ino)? {
                 self.volumes.delete_hidden(a)?;
             }

@@ -66,6 +66,17 @@ pub struct EngineConfig {
     /// Bound of the content-addressed cluster cache shared by all volumes, bytes
     /// (`Cluster_Cache_Size`; 0: off).
     pub cluster_cache_size: u64,
+    /// Time between background scrub and GC passes over every volume (`Scrub_Interval`;
+    /// zero: only on demand).
+    pub scrub_interval: std::time::Duration,
+    /// Percent of a SCO's data that must still be live for the scrubber to leave it
+    /// (`Scrub_Threshold`).
+    pub scrub_threshold: u64,
+    /// Bytes per second a scrub reads and writes at most, per volume (`Scrub_Bandwidth`; 0:
+    /// unbounded).
+    pub scrub_bandwidth: u64,
+    /// How long an object stays marked garbage before it is deleted (`GC_Grace`).
+    pub gc_grace: std::time::Duration,
 }
 
 impl EngineConfig {
@@ -95,6 +106,10 @@ impl EngineConfig {
             backend_stall_timeout: secs("Backend_Stall_Timeout"),
             sco_cache_size: number("SCO_Cache_Size"),
             cluster_cache_size: number("Cluster_Cache_Size"),
+            scrub_interval: secs("Scrub_Interval"),
+            scrub_threshold: number("Scrub_Threshold"),
+            scrub_bandwidth: number("Scrub_Bandwidth"),
+            gc_grace: secs("GC_Grace"),
         }
     }
 }

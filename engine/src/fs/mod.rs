@@ -18,6 +18,7 @@ mod live;
 mod lookup;
 mod modify;
 mod replay;
+mod scrub;
 mod snapshots;
 mod sync;
 mod upload;
@@ -123,6 +124,8 @@ pub struct Filesystem {
     /// Uploads regular files' data in the background (`upload.rs`).
     side: FileSide,
     uploader: Option<Uploader>,
+    /// Scrub and GC passes every `Scrub_Interval` (`registry/scrub.rs`).
+    scrubber: Option<crate::registry::Scrubber>,
     /// Open volumes (the data of `Kind::Volume` objects).
     /// Told when an object changed other than through an NFS operation (a rollback), so the
     /// NFS server drops what it cached of it (see [`Filesystem::set_change_hook`]).
@@ -239,6 +242,12 @@ impl Filesystem {
                 stall_timeout: config.backend_stall_timeout,
                 sco_cache_size: config.sco_cache_size,
                 cluster_cache_size: config.cluster_cache_size,
+                scrub: crate::volume::scrub::ScrubOptions {
+                    threshold: config.scrub_threshold as f64 / 100.0,
+                    grace: config.gc_grace,
+                    bandwidth: config.scrub_bandwidth,
+                },
+                scrub_interval: config.scrub_interval,
                 epoch: owner.epoch,
             },
             ns.fsid(),
@@ -253,6 +262,7 @@ impl Filesystem {
             files,
             side,
             uploader: None,
+            scrubber: None,
             volumes,
             live,
             opens: Mutex::new(HashMap::new()),
@@ -278,6 +288,7 @@ impl Filesystem {
         for ino in fs.ns.unread_hidden()? {
             fs.volumes.delete_hidden(ino)?;
         }
+        fs.scrubber = crate::registry::Scrubber::start(fs.volumes.clone())?;
         tracing::info!(data_dir = %fs.config.data_dir.display(), fsid = fs.ns.fsid(), "strata engine open");
         Ok(fs)
     }
@@ -326,6 +337,7 @@ impl Drop for Filesystem {
                 tracing::warn!(error = %e, "final sync failed");
             }
         }
+        drop(self.scrubber.take());
         if let Some(mut u) = self.uploader.take() {
             u.stop();
         }

@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{ino_name, volume_id, VolumeRegistry};
+use super::{ino_name, volume_id, OpenVolume, VolumeRegistry};
 use crate::error::{io_err, Error, Result};
 use crate::types::Ino;
 use crate::volume::clone::Lineage;
@@ -50,6 +50,58 @@ impl VolumeRegistry {
         self.rt.block_on(vol.backup(&*parent.store, false))?;
         let uploaded = t0.elapsed();
         let lineage = vol.clone_lineage(n)?;
+        self.pin_ancestors(&lineage)?;
+        let r = self.build_clone_pinned(&vol, &parent, &lineage, n, ino, t0, uploaded);
+        if r.is_err() {
+            self.unpin_ancestors(&lineage);
+        }
+        r
+    }
+
+    /// Every open ancestor in `lineage` records that a clone reads it up to its last TLog
+    /// there (`volume/scrub/readers.rs`): the parent only while a snapshot stands there.
+    pub(crate) fn pin_ancestors(&self, lineage: &Lineage) -> Result<()> {
+        let all = lineage.ancestors();
+        for (i, a) in all.iter().enumerate() {
+            if let Some(v) = self.get(ino_of(a.volume)) {
+                if let Err(e) = v.volume().pin_reader(a.last_tlog, i + 1 == all.len()) {
+                    for b in &all[..i] {
+                        if let Some(v) = self.get(ino_of(b.volume)) {
+                            let _ = v.volume().unpin_reader(b.last_tlog);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A clone with `lineage` reads its ancestors no more (deleted, flattened, or never
+    /// built): their reader points go. A failure leaves a point behind, which only keeps
+    /// data longer (logged).
+    pub(crate) fn unpin_ancestors(&self, lineage: &Lineage) {
+        for a in lineage.ancestors() {
+            if let Some(v) = self.get(ino_of(a.volume)) {
+                if let Err(e) = v.volume().unpin_reader(a.last_tlog) {
+                    tracing::warn!(volume = %a.volume, error = %e, "a reader point was not removed");
+                }
+            }
+        }
+    }
+
+    /// [`VolumeRegistry::build_clone`] once the ancestors are pinned.
+    #[allow(clippy::too_many_arguments)]
+    fn build_clone_pinned(
+        &self,
+        vol: &Arc<Volume>,
+        parent: &Arc<OpenVolume>,
+        lineage: &Lineage,
+        n: u64,
+        ino: Ino,
+        t0: std::time::Instant,
+        uploaded: std::time::Duration,
+    ) -> Result<(Lineage, u64)> {
         self.fs
             .create_dir_all(&self.cfg.dir)
             .map_err(|e| io_err(self.cfg.dir.display(), e))?;
@@ -76,7 +128,7 @@ impl VolumeRegistry {
                     id,
                     self.cfg.opts,
                     &tx,
-                    &lineage,
+                    lineage,
                 );
             }
             let tmp = self.cfg.dir.join(format!("{}.clone-source", ino_name(ino)));
@@ -93,7 +145,7 @@ impl VolumeRegistry {
                 let tx = src.map_at(n)?.ok_or_else(|| {
                     Error::Io(format!("the parent rebuilt as of TLog {n} is not there"))
                 })?;
-                Volume::create_clone(self.fs.clone(), &dir, id, self.cfg.opts, &tx, &lineage)
+                Volume::create_clone(self.fs.clone(), &dir, id, self.cfg.opts, &tx, lineage)
             });
             if let Err(e) = self.remove_local(&tmp) {
                 tracing::warn!(error = %e, "the parent rebuilt for a clone was not removed");
@@ -105,13 +157,13 @@ impl VolumeRegistry {
             Ok(v) => {
                 tracing::info!(
                     ino,
-                    parent = src,
+                    parent = ino_of(vol.id()),
                     upload_ms = uploaded.as_millis() as u64,
                     build_ms = (t0.elapsed() - uploaded).as_millis() as u64,
                     mapped = v.space_used() / crate::volume::format::CLUSTER_SIZE_U64,
                     "clone built"
                 );
-                Ok((lineage, v.size()))
+                Ok((lineage.clone(), v.size()))
             }
             Err(e) => {
                 if let Err(e2) = self.clone_abandoned(ino) {

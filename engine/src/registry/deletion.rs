@@ -36,6 +36,7 @@ impl VolumeRegistry {
     /// deleted.
     fn delete_gated(&self, ino: Ino) -> Result<()> {
         let ns = self.namespace.lock().clone();
+        let lineage = self.get(ino).map(|v| v.volume().lineage());
         let hide = match &ns {
             Some(ns) => !ns.clone_readers(ino)?.is_empty(),
             None => false,
@@ -52,6 +53,9 @@ impl VolumeRegistry {
             self.mark_deleted(ino)?;
         }
         self.remove_everywhere(ino, !hide)?;
+        if let Some(l) = &lineage {
+            self.unpin_ancestors(l);
+        }
         if let Some(ns) = &ns {
             for a in ns.drop_reader(ino)? {
                 self.delete_hidden(a)?;

@@ -24,6 +24,8 @@ mod open_volume;
 pub(crate) mod pacing;
 mod pipeline;
 mod sco_cache;
+mod scrub;
+pub(crate) use self::scrub::Scrubber;
 #[cfg(test)]
 mod tests;
 
@@ -77,6 +79,10 @@ pub(crate) struct RegistryConfig {
     pub sco_cache_size: u64,
     /// `Cluster_Cache_Size`: the bound of the cluster cache shared by all volumes (0: off).
     pub cluster_cache_size: u64,
+    /// `Scrub_Threshold`, `GC_Grace`, `Scrub_Bandwidth`: how a scrub pass runs.
+    pub scrub: crate::volume::scrub::ScrubOptions,
+    /// `Scrub_Interval`: time between background passes (zero: only on demand).
+    pub scrub_interval: Duration,
     /// The owner epoch of this run: every object a volume uploads carries it in its key.
     pub epoch: u64,
 }
@@ -327,6 +333,10 @@ impl VolumeRegistry {
             applied_tlog: s.applied_tlog,
             checkpoint_tlog: s.checkpoint_tlog,
             corked_clusters: s.corked_clusters,
+            scrub: v.vol.scrub_info().unwrap_or_else(|e| {
+                tracing::warn!(ino = v.ino, error = %e, "cannot read a volume's scrub totals");
+                Default::default()
+            }),
         }
     }
 

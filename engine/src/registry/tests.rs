@@ -76,6 +76,12 @@ fn registry(
         stall_timeout: Duration::from_secs(60),
         sco_cache_size: 0,
         cluster_cache_size: 0,
+        scrub: crate::volume::scrub::ScrubOptions {
+            threshold: 0.75,
+            grace: Duration::ZERO,
+            bandwidth: 0,
+        },
+        scrub_interval: Duration::ZERO,
         epoch: 1,
     };
     VolumeRegistry::new(cfg, 1, base, rt.handle().clone(), Default::default())
@@ -236,6 +242,12 @@ fn paced_registry_with(
         stall_timeout: stall,
         sco_cache_size: 0,
         cluster_cache_size: 0,
+        scrub: crate::volume::scrub::ScrubOptions {
+            threshold: 0.75,
+            grace: Duration::ZERO,
+            bandwidth: 0,
+        },
+        scrub_interval: Duration::ZERO,
         epoch: 1,
     };
     tweak(&mut cfg);
@@ -690,6 +702,12 @@ fn the_registry_evicts_down_to_the_sco_cache_size_after_a_flush() {
         stall_timeout: Duration::from_secs(60),
         sco_cache_size: 8 * sco,
         cluster_cache_size: 0,
+        scrub: crate::volume::scrub::ScrubOptions {
+            threshold: 0.75,
+            grace: Duration::ZERO,
+            bandwidth: 0,
+        },
+        scrub_interval: Duration::ZERO,
         epoch: 1,
     };
     let vols = VolumeRegistry::new(cfg, 1, base, rt.handle().clone(), Default::default());

@@ -17,7 +17,7 @@ const P: VolumeId = VolumeId([1; 16]);
 const C1: VolumeId = VolumeId([2; 16]);
 const C2: VolumeId = VolumeId([3; 16]);
 
-fn ns(root: &Arc<MemStore>, id: VolumeId) -> Arc<dyn ObjectStore> {
+pub(super) fn ns(root: &Arc<MemStore>, id: VolumeId) -> Arc<dyn ObjectStore> {
     Arc::new(Namespaced::new(root.clone(), format!("volumes/{id}/")).expect("namespace"))
 }
 
@@ -33,15 +33,15 @@ fn vdir(id: VolumeId) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/v/{id}"))
 }
 
-struct World {
-    sim: SimFs,
-    lfs: Arc<dyn LocalFs>,
-    root: Arc<MemStore>,
-    rt: tokio::runtime::Runtime,
+pub(super) struct World {
+    pub(super) sim: SimFs,
+    pub(super) lfs: Arc<dyn LocalFs>,
+    pub(super) root: Arc<MemStore>,
+    pub(super) rt: tokio::runtime::Runtime,
 }
 
 impl World {
-    fn new() -> World {
+    pub(super) fn new() -> World {
         let sim = SimFs::new();
         World {
             lfs: Arc::new(sim.clone()),
@@ -51,42 +51,49 @@ impl World {
         }
     }
 
-    fn attach(&self, v: &Volume) {
+    pub(super) fn attach(&self, v: &Volume) {
         v.set_backend(ns(&self.root, v.id()), self.rt.handle().clone(), 1);
         v.set_ancestor_stores(resolver(&self.root));
     }
 
-    fn create(&self, id: VolumeId) -> Volume {
+    pub(super) fn create(&self, id: VolumeId) -> Volume {
         self.create_with(id, small_opts())
     }
 
-    fn create_with(&self, id: VolumeId, opts: VolumeOptions) -> Volume {
+    pub(super) fn create_with(&self, id: VolumeId, opts: VolumeOptions) -> Volume {
         let v = Volume::create(self.lfs.clone(), &vdir(id), id, opts, 0).expect("create");
         self.attach(&v);
         v
     }
 
-    fn open(&self, id: VolumeId) -> Volume {
+    pub(super) fn open(&self, id: VolumeId) -> Volume {
         let v = Volume::open(self.lfs.clone(), &vdir(id), id, small_opts()).expect("open");
         self.attach(&v);
         v
     }
 
-    fn backup(&self, v: &Volume) {
+    pub(super) fn backup(&self, v: &Volume) {
         self.rt
             .block_on(v.backup(&*ns(&self.root, v.id()), true))
             .expect("backup");
     }
 
     /// A clone of `parent` at its snapshot `snap`, the way the facade makes one.
-    fn clone_of(&self, parent: &Volume, snap: &str, id: VolumeId) -> Volume {
+    pub(super) fn clone_of(&self, parent: &Volume, snap: &str, id: VolumeId) -> Volume {
         self.clone_with(parent, snap, id, small_opts())
     }
 
-    fn clone_with(&self, parent: &Volume, snap: &str, id: VolumeId, opts: VolumeOptions) -> Volume {
+    pub(super) fn clone_with(
+        &self,
+        parent: &Volume,
+        snap: &str,
+        id: VolumeId,
+        opts: VolumeOptions,
+    ) -> Volume {
         let n = parent.snapshot_info(snap).expect("snapshot").record.tlog;
         self.backup(parent);
         let lineage = parent.clone_lineage(n).expect("lineage");
+        parent.pin_reader(n, true).expect("reader point");
         let tx = {
             let _held = parent.hold_uploads();
             parent
@@ -101,7 +108,7 @@ impl World {
     }
 
     /// A backend restart of `id` onto a fresh disk.
-    fn restore(&self, id: VolumeId) -> Volume {
+    pub(super) fn restore(&self, id: VolumeId) -> Volume {
         let lfs: Arc<dyn LocalFs> = Arc::new(SimFs::new());
         let v = self
             .rt
@@ -117,7 +124,7 @@ impl World {
         v
     }
 
-    fn keys_under(&self, id: VolumeId) -> Vec<String> {
+    pub(super) fn keys_under(&self, id: VolumeId) -> Vec<String> {
         self.rt
             .block_on(ns(&self.root, id).list("", None, 100_000))
             .expect("list")

@@ -168,6 +168,8 @@ impl Volume {
             rollback_lock: Mutex::new(()),
             lineage: RwLock::new(Default::default()),
             ancestor_stores: Mutex::new(None),
+            sco_layouts: Mutex::new(Default::default()),
+            scrub_lock: Mutex::new(()),
             template: AtomicU64::new(0),
             tlog_roll_len: AtomicU64::new(crate::volume::log::TLOG_ROLL_LEN),
         }

@@ -44,6 +44,7 @@ mod mds;
 mod options;
 mod read;
 mod restart;
+pub(crate) mod scrub;
 pub(crate) mod snapshot;
 mod state;
 mod stats;
@@ -63,6 +64,9 @@ mod epoch_tests;
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 mod eviction_tests;
+#[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
+mod scrub_tests;
 #[cfg(test)]
 mod snapshot_tests;
 #[cfg(test)]

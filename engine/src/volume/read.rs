@@ -11,6 +11,7 @@ use crate::volume::format::{md5, sco_name, ScoFooter, CLUSTER_SIZE, CLUSTER_SIZE
 use crate::volume::int::usize_of;
 use crate::volume::localfs::LocalFile;
 use crate::volume::mds::store::Loc;
+use crate::volume::scrub::resolve::Fetch;
 use crate::volume::state::{State, Volume};
 
 /// Most clusters of an evicted SCO fetched by one ranged GET (1 MiB).
@@ -231,27 +232,27 @@ impl Volume {
                 "{what}: the SCO was evicted and the volume has no backend"
             )));
         };
-        let key = crate::volume::backend::keys::sco_key(sco, src.epoch);
         let store = match src.ancestor {
             None => remote.store.clone(),
             Some(i) => self.ancestor_store(i)?,
         };
-        let fetch = store.get_range(&key, start..start + len);
-        let got = match tokio::runtime::Handle::try_current() {
-            Err(_) => remote.rt.block_on(fetch),
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| remote.rt.block_on(fetch))
-            }
-            Ok(_) => {
-                return Err(Error::Io(format!(
-                    "{what}: cannot wait for the backend on a single-threaded runtime"
-                )))
-            }
-        };
+        let got = self.get_sco_range(
+            what,
+            &remote,
+            &store,
+            src.ancestor,
+            sco,
+            src.epoch,
+            start,
+            len,
+        );
         let data = match got {
             Ok(d) => d,
-            Err(e) if e.is_not_found() => return Err(Error::Io(format!("{what}: {e}"))),
-            Err(e) => {
+            Err(Fetch::Engine(e)) => return Err(e),
+            Err(Fetch::Backend(e)) if e.is_not_found() => {
+                return Err(Error::Io(format!("{what}: {e}")))
+            }
+            Err(Fetch::Backend(e)) => {
                 tracing::warn!(volume = %self.id, error = %e, "{what}: backend read failed");
                 return Err(Error::Delay);
             }

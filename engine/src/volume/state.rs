@@ -79,6 +79,23 @@ pub(super) struct Remote {
     pub(super) rt: tokio::runtime::Handle,
 }
 
+impl Remote {
+    /// Runs `f` (a backend call) to completion from a blocking caller: on the engine's
+    /// runtime, or in place on a worker of a multi-threaded one (`what` names the call in the
+    /// error of a single-threaded runtime, which cannot wait).
+    pub(super) fn block_on<F: std::future::Future>(&self, what: &str, f: F) -> Result<F::Output> {
+        match tokio::runtime::Handle::try_current() {
+            Err(_) => Ok(self.rt.block_on(f)),
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                Ok(tokio::task::block_in_place(|| self.rt.block_on(f)))
+            }
+            Ok(_) => Err(Error::Io(format!(
+                "{what}: cannot wait for the backend on a single-threaded runtime"
+            ))),
+        }
+    }
+}
+
 pub(super) struct OpenSco {
     pub(super) seq: u64,
     pub(super) file: Arc<dyn LocalFile>,
@@ -207,6 +224,10 @@ pub(crate) struct Volume {
     pub(super) ancestor_stores: Mutex<Option<crate::volume::clone::AncestorStores>>,
     /// The snapshot id of a template (0: not a template; `FREEZING` while it is made one).
     pub(super) template: AtomicU64,
+    /// Compacted SCOs whose layout a read resolved (`volume/scrub/resolve.rs`).
+    pub(super) sco_layouts: Mutex<crate::volume::scrub::resolve::Layouts>,
+    /// Held by a scrub pass: one at a time.
+    pub(super) scrub_lock: Mutex<()>,
     /// A TLog longer than this is closed at the next change ([`TLOG_ROLL_LEN`]; tests lower it).
     pub(super) tlog_roll_len: AtomicU64,
 }

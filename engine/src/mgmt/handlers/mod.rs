@@ -27,6 +27,7 @@ pub(super) fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, Erro
         Request::Status => status::status(shared),
         Request::Sync { wait } => sync::sync(shared, wait),
         Request::VolumeInfo { path } => volume::volume_info(shared, path),
+        Request::Scrub { path, wait } => volume::scrub(shared, path, wait),
         Request::VolumeList { all } => volume::volume_list(shared, all),
         Request::VolumeClone {
             source,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::engine_error;
 use crate::mgmt::{
-    ErrorBody, ErrorKind, HiddenVolumeItem, Reply, Shared, VolumeCreateReport, VolumeListItem,
-    VolumeListReport, VolumeReport,
+    spawn_job, ErrorBody, ErrorKind, HiddenVolumeItem, Reply, ScrubInfoReport, Shared,
+    VolumeCreateReport, VolumeListItem, VolumeListReport, VolumeReport,
 };
 use crate::types::{CreateMode, Cred, Handle, Kind, SetAttr};
 
@@ -66,7 +66,43 @@ pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, E
         writes_refused: v.writes_refused,
         peak_backlog: v.peak_backlog,
         upload_rate: v.upload_rate,
+        scrub: ScrubInfoReport {
+            dead_clusters: v.scrub.dead_clusters,
+            pinned_clusters: v.scrub.pinned_clusters,
+            garbage_objects: v.scrub.garbage_objects,
+            passes: v.scrub.passes,
+            last_finished_secs: v.scrub.last_finished_secs,
+            last_millis: v.scrub.last_millis,
+            scos_compacted: v.scrub.scos_compacted,
+            reclaimed_bytes: v.scrub.reclaimed_bytes,
+            objects_deleted: v.scrub.objects_deleted,
+        },
     }))
+}
+
+/// [`crate::mgmt::Request::Scrub`]: a job over one volume or all; with `wait`, answered once
+/// it ended.
+pub(super) fn scrub(
+    shared: &Arc<Shared>,
+    path: Option<String>,
+    wait: bool,
+) -> Result<Reply, ErrorBody> {
+    let h = path
+        .as_deref()
+        .map(|p| volume_handle(shared, p))
+        .transpose()?;
+    let fs = shared.fs.clone();
+    let target = path.unwrap_or_else(|| "/".into());
+    let t = target.clone();
+    let job = spawn_job(shared, "scrub", target, move |job| {
+        fs.scrub_with(h, job)
+            .map(drop)
+            .map_err(|e| engine_error(e, &format!("scrubbing {t}")))
+    })?;
+    if wait {
+        job.wait()?;
+    }
+    Ok(Reply::Job(job.report()))
 }
 
 /// [`crate::mgmt::Request::VolumeList`]: a walk of the namespace from the root (readdir gives

@@ -147,7 +147,7 @@ impl Volume {
         (stores.store)(volume)
     }
 
-    fn ancestor(&self, i: usize) -> Result<VolumeId> {
+    pub(in crate::volume) fn ancestor(&self, i: usize) -> Result<VolumeId> {
         self.lineage
             .read()
             .ancestors()

@@ -4,8 +4,9 @@
 //!
 //! - `id`: [`VolumeId`]; `names`: file and object names; `error`: [`FormatError`].
 //! - `sco`: the SCO header and footer; `tlog`: the TLog header and parsing a whole TLog;
-//!   `entry`: the 48-byte TLog entry.
+//!   `entry`: the 48-byte TLog entry; `compacted`: a SCO compacted by the scrubber.
 
+mod compacted;
 mod entry;
 mod error;
 mod id;
@@ -15,6 +16,7 @@ mod sco;
 mod tests;
 mod tlog;
 
+pub(crate) use self::compacted::{compacted_key, parse_sco_key, CompactedHeader};
 pub(crate) use self::entry::Entry;
 pub use self::error::FormatError;
 pub(crate) use self::id::VolumeId;

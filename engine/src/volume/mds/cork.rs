@@ -141,12 +141,12 @@ impl Volume {
             }
             let mut size = st.applied_size;
             let mut ops = Vec::new();
-            for v in st.ov.ops.range(..=last).map(|(_, v)| v) {
+            for (t, v) in st.ov.ops.range(..=last) {
                 for op in v {
                     if let Op::Resize { size: s, .. } = op {
                         size = *s;
                     }
-                    ops.push(*op);
+                    ops.push((*t, *op));
                 }
             }
             (ops, size, st.applied_tlog + 1)
@@ -162,7 +162,7 @@ impl Volume {
             let mut st = self.state.write();
             let keep = st.ov.ops.split_off(&(last + 1));
             st.ov.ops = keep;
-            for op in &ops {
+            for (_, op) in &ops {
                 if let Op::Cluster(a, _) = op {
                     if st.ov.by_addr.get(a).is_some_and(|(_, t)| *t <= last) {
                         st.ov.by_addr.remove(a);

@@ -66,7 +66,9 @@ impl Mds {
     /// Records `lineage` (a backend restart of a clone), durably.
     pub(in crate::volume) fn set_lineage(&self, lineage: &Lineage) -> Result<()> {
         let tx = self.db.begin_write().map_err(db_err)?;
-        let format = if lineage.is_empty() {
+        let format = if super::compaction::scrubbed(&tx)? {
+            super::compaction::MDS_FORMAT_SCRUBBED
+        } else if lineage.is_empty() {
             super::store::MDS_FORMAT
         } else {
             super::store::MDS_FORMAT_CLONE
@@ -166,10 +168,26 @@ impl Mds {
             }
             let mut meta = tx.open_table(META).map_err(db_err)?;
             meta.insert("checkpoint_due", 1).map_err(db_err)?;
-            meta.insert("format", super::store::MDS_FORMAT)
+            drop(meta);
+            let format = if super::compaction::scrubbed(&tx)? {
+                super::compaction::MDS_FORMAT_SCRUBBED
+            } else {
+                super::store::MDS_FORMAT
+            };
+            tx.open_table(META)
+                .map_err(db_err)?
+                .insert("format", format)
                 .map_err(db_err)?;
         }
         write_lineage(&tx, &Lineage::default())?;
         tx.commit().map_err(db_err)
     }
+}
+
+/// The last TLog the volume reads from its ancestors, inside `tx` (0: no clone): its own SCOs
+/// are those sealed after it.
+pub(super) fn lineage_base(tx: &WriteTransaction) -> Result<u64> {
+    let t = tx.open_table(LINEAGE).map_err(db_err)?;
+    let last = t.last().map_err(db_err)?;
+    Ok(last.map_or(0, |(_, v)| v.value().1))
 }

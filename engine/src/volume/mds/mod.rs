@@ -9,11 +9,16 @@
 //!   restart starts.
 //! - `snapshots`: the snapshot tables (records, names, where each stands on the backend).
 //! - `lineage`: the clone tables (the volumes a clone reads from, the template mark).
+//! - `liveness`: which superseded clusters a snapshot or a clone still reads, which are dead.
+//! - `compaction`: the compacted objects of scrubbed SCOs, objects marked for deletion, the
+//!   scrubber's totals.
 //!
 //! Byte layouts: `engine/FORMATS.md`, "MetaDataStore" and "Metadata checkpoints".
 
 pub(crate) mod checkpoint;
+pub(crate) mod compaction;
 pub(crate) mod cork;
 pub(crate) mod lineage;
+pub(crate) mod liveness;
 pub(crate) mod snapshots;
 pub(crate) mod store;

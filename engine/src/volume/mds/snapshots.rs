@@ -260,3 +260,24 @@ impl Mds {
         tx.commit().map_err(db_err)
     }
 }
+
+/// The TLog of every snapshot, inside `tx` (the record's bytes 36..44, see "Snapshots" in
+/// `FORMATS.md`).
+pub(super) fn snapshot_tlogs(tx: &WriteTransaction) -> Result<std::collections::BTreeSet<u64>> {
+    let mut out = std::collections::BTreeSet::new();
+    for r in tx
+        .open_table(SNAPSHOTS)
+        .map_err(db_err)?
+        .iter()
+        .map_err(db_err)?
+    {
+        let (_, v) = r.map_err(db_err)?;
+        let rec = v.value();
+        let n = rec
+            .get(36..44)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .ok_or_else(|| Error::Io("mds.redb: a snapshot record is too short".into()))?;
+        out.insert(u64::from_le_bytes(n));
+    }
+    Ok(out)
+}

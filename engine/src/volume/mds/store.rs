@@ -286,14 +286,15 @@ impl Mds {
                     meta.insert("size", 0).map_err(db_err)?;
                     meta.insert("checkpoint_tlog", 0).map_err(db_err)?;
                 }
-                Some(MDS_FORMAT | MDS_FORMAT_CLONE) => {}
+                Some(MDS_FORMAT | MDS_FORMAT_CLONE | super::compaction::MDS_FORMAT_SCRUBBED) => {}
                 Some(1) => {
                     meta.insert("format", MDS_FORMAT).map_err(db_err)?;
                 }
                 Some(f) => {
                     return Err(Error::Io(format!(
-                        "{}: format {f}, this build reads {MDS_FORMAT} and {MDS_FORMAT_CLONE}",
-                        path.display()
+                        "{}: format {f}, this build reads {MDS_FORMAT}, {MDS_FORMAT_CLONE} and {}",
+                        path.display(),
+                        super::compaction::MDS_FORMAT_SCRUBBED
                     )))
                 }
             }
@@ -304,6 +305,8 @@ impl Mds {
             tx.open_table(UPLOAD_EPOCHS).map_err(db_err)?;
             super::snapshots::create_tables(&tx)?;
             super::lineage::create_tables(&tx)?;
+            super::liveness::create_tables(&tx)?;
+            super::compaction::create_tables(&tx)?;
         }
         tx.commit().map_err(db_err)?;
         if fresh {
@@ -405,19 +408,36 @@ impl Mds {
     }
 
     /// Applies `ops` (in order) and sets `applied_tlog` and `size`, in one durable transaction.
-    pub(in crate::volume) fn apply(&self, ops: &[Op], applied_tlog: u64, size: u64) -> Result<()> {
+    /// Each op comes with the TLog that logged it: the positions it supersedes are recorded
+    /// as dead or pinned in the same transaction (`liveness.rs`).
+    pub(in crate::volume) fn apply(
+        &self,
+        ops: &[(u64, Op)],
+        applied_tlog: u64,
+        size: u64,
+    ) -> Result<()> {
         let tx = self.db.begin_write().map_err(db_err)?;
         {
+            let mut live = super::liveness::Tracker::new(&tx)?;
             let mut clusters = tx.open_table(CLUSTERS).map_err(db_err)?;
             let mut scos = tx.open_table(SCOS).map_err(db_err)?;
             let mut dirty = tx.open_table(DIRTY).map_err(db_err)?;
             let mut last_page = None;
             let mut logged = 0u64;
-            for op in ops {
-                match *op {
+            for &(t, op) in ops {
+                match op {
                     Op::Cluster(a, loc) => {
                         logged += 1;
-                        clusters.insert(a, loc.encode()).map_err(db_err)?;
+                        let old = clusters
+                            .insert(a, loc.encode())
+                            .map_err(db_err)?
+                            .map(|v| Loc::decode(&v.value()));
+                        if old != Some(loc) {
+                            live.mapped(loc)?;
+                            if let Some(old) = old {
+                                live.superseded(&scos, old, t)?;
+                            }
+                        }
                         let p = page_of(a);
                         if last_page != Some(p) {
                             dirty.insert(p, ()).map_err(db_err)?;
@@ -427,11 +447,17 @@ impl Mds {
                     Op::Resize { size, shrink: true } => {
                         let keep = size.div_ceil(crate::volume::format::CLUSTER_SIZE_U64);
                         let mut pages = Vec::new();
+                        let mut cut = Vec::new();
                         for r in clusters.range(keep..).map_err(db_err)? {
-                            let p = page_of(r.map_err(db_err)?.0.value());
+                            let (k, v) = r.map_err(db_err)?;
+                            let p = page_of(k.value());
                             if pages.last() != Some(&p) {
                                 pages.push(p);
                             }
+                            cut.push(Loc::decode(&v.value()));
+                        }
+                        for old in cut {
+                            live.superseded(&scos, old, t)?;
                         }
                         for p in pages {
                             dirty.insert(p, ()).map_err(db_err)?;

@@ -1,0 +1,273 @@
+//! The scrubber's tables: which SCOs were compacted (and into which object), which backend
+//! objects are marked for deletion since when, and the totals `strata volume info` shows.
+//! Layout: `FORMATS.md`, "Scrubbing and garbage collection".
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::liveness::{DEAD, SCO_DEAD};
+use super::store::{db_err, Mds, META};
+use crate::error::Result;
+
+/// SCO -> (writer epoch, counter, positions kept): the SCO's current compacted object
+/// (`sco/<seq>.<epoch>.<writer>.<counter>`); positions kept 0: none, the SCO is gone.
+const COMPACTED: TableDefinition<u64, (u64, u64, u32)> = TableDefinition::new("compacted");
+/// Backend key (in the volume's namespace) -> when it was marked garbage (Unix seconds).
+const GC_PENDING: TableDefinition<&str, u64> = TableDefinition::new("gc_pending");
+/// A compaction in flight: (SCO, writer epoch, the SCO's upload epoch).
+pub(in crate::volume) type InFlight = (u64, u64, u64);
+
+/// Compaction counter -> (SCO, writer epoch, the SCO's upload epoch): compactions whose
+/// object may be on the backend but which are not recorded yet (a crash came in between).
+const INFLIGHT: TableDefinition<u64, (u64, u64, u64)> = TableDefinition::new("compaction_inflight");
+
+/// The format of a store whose volume had SCOs compacted (their original objects may be gone
+/// from the backend): a build before scrubbing refuses it rather than read them.
+pub(in crate::volume) const MDS_FORMAT_SCRUBBED: u64 = 4;
+
+/// Creates the tables (opening a store from before scrubbing adds them empty).
+pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
+    tx.open_table(COMPACTED).map_err(db_err)?;
+    tx.open_table(GC_PENDING).map_err(db_err)?;
+    tx.open_table(INFLIGHT).map_err(db_err)?;
+    Ok(())
+}
+
+/// Whether the volume of `tx`'s store had SCOs compacted (its format stays 4).
+pub(super) fn scrubbed(tx: &WriteTransaction) -> Result<bool> {
+    let meta = tx.open_table(META).map_err(db_err)?;
+    let v = meta.get("scrubbed").map_err(db_err)?.map(|v| v.value());
+    Ok(v == Some(1))
+}
+
+/// The scrubber's totals for a volume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ScrubTotals {
+    /// Bytes of SCO objects reclaimed (the old object's size minus the compacted one's).
+    pub(crate) reclaimed_bytes: u64,
+    /// Backend objects deleted.
+    pub(crate) objects_deleted: u64,
+    /// SCOs compacted (or dropped whole).
+    pub(crate) scos_compacted: u64,
+    /// Completed passes.
+    pub(crate) passes: u64,
+    /// When the last pass finished (Unix seconds; 0: never).
+    pub(crate) last_finished: u64,
+    /// How long the last pass took, in milliseconds.
+    pub(crate) last_millis: u64,
+}
+
+/// One compacted SCO: its object and the positions it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::volume) struct Compacted {
+    pub(in crate::volume) writer: u64,
+    pub(in crate::volume) counter: u64,
+    pub(in crate::volume) kept: u32,
+}
+
+impl Mds {
+    /// The current compacted object of `sco`, if it was compacted.
+    pub(in crate::volume) fn compacted(&self, sco: u64) -> Result<Option<Compacted>> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(COMPACTED).map_err(db_err)?;
+        Ok(t.get(sco).map_err(db_err)?.map(|v| {
+            let (writer, counter, kept) = v.value();
+            Compacted {
+                writer,
+                counter,
+                kept,
+            }
+        }))
+    }
+
+    /// A new compaction counter for `sco`, durably taken and recorded as in flight (a key is
+    /// never written twice, and an object put but never recorded is found again).
+    pub(in crate::volume) fn next_compaction(
+        &self,
+        sco: u64,
+        writer: u64,
+        epoch: u64,
+    ) -> Result<u64> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        let n = {
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            let n = meta
+                .get("next_compaction")
+                .map_err(db_err)?
+                .map_or(1, |v| v.value());
+            meta.insert("next_compaction", n + 1).map_err(db_err)?;
+            tx.open_table(INFLIGHT)
+                .map_err(db_err)?
+                .insert(n, (sco, writer, epoch))
+                .map_err(db_err)?;
+            n
+        };
+        tx.commit().map_err(db_err)?;
+        Ok(n)
+    }
+
+    /// The compactions in flight: (counter, (SCO, writer epoch, upload epoch)).
+    pub(in crate::volume) fn compactions_in_flight(&self) -> Result<Vec<(u64, InFlight)>> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(INFLIGHT).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in t.iter().map_err(db_err)? {
+            let (k, v) = r.map_err(db_err)?;
+            out.push((k.value(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Compaction `counter`, cut short, had its possible object `key` marked garbage: one
+    /// durable transaction drops it from the compactions in flight and marks `key`.
+    pub(in crate::volume) fn abandon_compaction(
+        &self,
+        counter: u64,
+        key: &str,
+        now: u64,
+    ) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            tx.open_table(INFLIGHT)
+                .map_err(db_err)?
+                .remove(counter)
+                .map_err(db_err)?;
+            let mut t = tx.open_table(GC_PENDING).map_err(db_err)?;
+            if t.get(key).map_err(db_err)?.is_none() {
+                t.insert(key, now).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// The SCO table's row of `sco`: (sealing TLog, clusters, data CRC32C).
+    pub(in crate::volume) fn sco_row(&self, sco: u64) -> Result<Option<(u64, u32, u32)>> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(super::store::SCOS).map_err(db_err)?;
+        let v = t.get(sco).map_err(db_err)?.map(|v| v.value());
+        Ok(v)
+    }
+
+    /// Records that `sco` now lives in `new` (its object on the backend already), in one
+    /// durable transaction: its dead rows go (the object no longer holds them), `old_key` is
+    /// marked garbage as of `now`, and the totals grow by `reclaimed` bytes. The store becomes
+    /// format 4.
+    pub(in crate::volume) fn finish_compaction(
+        &self,
+        sco: u64,
+        new: Compacted,
+        old_key: &str,
+        now: u64,
+        reclaimed: u64,
+    ) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            tx.open_table(COMPACTED)
+                .map_err(db_err)?
+                .insert(sco, (new.writer, new.counter, new.kept))
+                .map_err(db_err)?;
+            tx.open_table(INFLIGHT)
+                .map_err(db_err)?
+                .remove(new.counter)
+                .map_err(db_err)?;
+            tx.open_table(DEAD)
+                .map_err(db_err)?
+                .retain_in((sco, 0)..=(sco, u32::MAX), |_, _| false)
+                .map_err(db_err)?;
+            tx.open_table(SCO_DEAD)
+                .map_err(db_err)?
+                .remove(sco)
+                .map_err(db_err)?;
+            tx.open_table(GC_PENDING)
+                .map_err(db_err)?
+                .insert(old_key, now)
+                .map_err(db_err)?;
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            add(&mut meta, "scrub_reclaimed_bytes", reclaimed)?;
+            add(&mut meta, "scrub_scos_compacted", 1)?;
+            meta.insert("scrubbed", 1).map_err(db_err)?;
+            meta.insert("format", MDS_FORMAT_SCRUBBED).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Drops the marks of `keys` (found in use by the check before the delete).
+    pub(in crate::volume) fn gc_unmark(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(GC_PENDING).map_err(db_err)?;
+            for k in keys {
+                t.remove(k.as_str()).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Every key marked garbage, with when.
+    pub(in crate::volume) fn gc_pending(&self) -> Result<Vec<(String, u64)>> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(GC_PENDING).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in t.iter().map_err(db_err)? {
+            let (k, v) = r.map_err(db_err)?;
+            out.push((k.value().to_string(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// `keys` were deleted from the backend (or found gone): their marks go and the totals
+    /// count them, durably.
+    pub(in crate::volume) fn gc_done(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(GC_PENDING).map_err(db_err)?;
+            for k in keys {
+                t.remove(k.as_str()).map_err(db_err)?;
+            }
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            add(&mut meta, "scrub_objects_deleted", keys.len() as u64)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Records a finished pass: when, and how long it took.
+    pub(in crate::volume) fn scrub_pass_done(&self, finished: u64, millis: u64) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            add(&mut meta, "scrub_passes", 1)?;
+            meta.insert("scrub_last_finished", finished)
+                .map_err(db_err)?;
+            meta.insert("scrub_last_millis", millis).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// The scrubber's totals.
+    pub(in crate::volume) fn scrub_totals(&self) -> Result<ScrubTotals> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let meta = tx.open_table(META).map_err(db_err)?;
+        let get =
+            |k: &str| -> Result<u64> { Ok(meta.get(k).map_err(db_err)?.map_or(0, |v| v.value())) };
+        Ok(ScrubTotals {
+            reclaimed_bytes: get("scrub_reclaimed_bytes")?,
+            objects_deleted: get("scrub_objects_deleted")?,
+            scos_compacted: get("scrub_scos_compacted")?,
+            passes: get("scrub_passes")?,
+            last_finished: get("scrub_last_finished")?,
+            last_millis: get("scrub_last_millis")?,
+        })
+    }
+}
+
+/// Adds `n` to the meta counter `k`.
+fn add(meta: &mut redb::Table<'_, &str, u64>, k: &str, n: u64) -> Result<()> {
+    let v = meta.get(k).map_err(db_err)?.map_or(0, |v| v.value());
+    meta.insert(k, v.saturating_add(n)).map_err(db_err)?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! What is live in each of the volume's own SCOs, kept with the map (issue #17).
+//!
+//! A *position* is one cluster slot of a SCO, `(SCO, index)`. A position is live while the
+//! volume's map, any snapshot's view, or any clone's view can still read it. It is written in
+//! the TLog that seals its SCO (`t0`: a TLog covers whole SCOs) and superseded in the TLog `t`
+//! whose entry (a write, a Remap, a shrink) took its address away. Every view is a TLog
+//! boundary `b` (a snapshot's TLog, or the TLog a clone reads this volume up to: a *reader
+//! point*), and the view at `b` reads a superseded position exactly when `t0 <= b < t`. So, as
+//! the cork is lifted and each change is applied to `clusters`, the position it replaced is:
+//!
+//! - **dead** when no boundary lies in `t0..t` (a row in `dead_clusters`, counted per SCO in
+//!   `sco_dead`): nothing can ever read it again, because views are only added at the head
+//!   (a new snapshot or clone reads what the map reads now) and a rollback only maps
+//!   addresses back to positions a snapshot reads;
+//! - **pinned** otherwise (a row in `pinned_clusters` with `t`): a snapshot or a clone reads
+//!   it. Deleting a snapshot changes nothing here (constant time); the scrubber re-evaluates
+//!   the pinned rows against the boundaries left and moves those no view reads to dead.
+//!
+//! The cost is a few B-tree updates per change applied, and the tables hold only positions
+//! that are superseded and still on the backend: nothing multiplies snapshots by SCOs.
+//!
+//! Rules that keep "dead" safe (a position is marked dead only when truly unreadable):
+//! positions whose content is the zero cluster are never marked (a rollback maps every hole
+//! to one zero cluster, so such a position may back several addresses); an address mapped
+//! back to a pinned or dead position (a rollback) drops that row; a clone's positions in its
+//! ancestors' SCOs are not tracked (the ancestors' own tables and reader points protect
+//! them). Layout: `FORMATS.md`, "Scrubbing and garbage collection".
+
+use std::collections::BTreeSet;
+
+use redb::{ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use super::store::{db_err, Loc, Mds, SCOS};
+use crate::error::Result;
+
+/// (SCO, index) -> (): positions no view reads any more, still in the SCO's object.
+pub(super) const DEAD: TableDefinition<(u64, u32), ()> = TableDefinition::new("dead_clusters");
+/// SCO -> how many of its positions `dead_clusters` holds.
+pub(super) const SCO_DEAD: TableDefinition<u64, u32> = TableDefinition::new("sco_dead");
+/// (SCO, index) -> the TLog that superseded it: positions a snapshot or a clone may read.
+pub(super) const PINNED: TableDefinition<(u64, u32), u64> = TableDefinition::new("pinned_clusters");
+/// TLog -> how many clones read this volume up to it (their views are boundaries too).
+pub(super) const READER_POINTS: TableDefinition<u64, u64> = TableDefinition::new("reader_points");
+
+/// The MD5 of a cluster of zeros (the rollback's one zero cluster may back many addresses).
+const ZERO_MD5: [u8; 16] = [
+    0x62, 0x0f, 0x0b, 0x67, 0xa9, 0x1f, 0x7f, 0x74, 0x15, 0x1b, 0xc5, 0xbe, 0x74, 0x5b, 0x71, 0x10,
+];
+
+/// Creates the tables (opening a store from before scrubbing adds them empty).
+pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
+    tx.open_table(DEAD).map_err(db_err)?;
+    tx.open_table(SCO_DEAD).map_err(db_err)?;
+    tx.open_table(PINNED).map_err(db_err)?;
+    tx.open_table(READER_POINTS).map_err(db_err)?;
+    Ok(())
+}
+
+/// Every boundary a view stands at, inside `tx`: the snapshots' TLogs and the reader points.
+pub(super) fn boundaries(tx: &WriteTransaction) -> Result<BTreeSet<u64>> {
+    let mut b = super::snapshots::snapshot_tlogs(tx)?;
+    for r in tx
+        .open_table(READER_POINTS)
+        .map_err(db_err)?
+        .iter()
+        .map_err(db_err)?
+    {
+        b.insert(r.map_err(db_err)?.0.value());
+    }
+    Ok(b)
+}
+
+/// Whether a view reads a position written in `t0` and superseded in `t`.
+fn viewed(bounds: &BTreeSet<u64>, t0: u64, t: u64) -> bool {
+    t0 < t && bounds.range(t0..t).next().is_some()
+}
+
+/// The liveness tables inside one write transaction (the uncork's).
+pub(super) struct Tracker<'t> {
+    dead: Table<'t, (u64, u32), ()>,
+    sco_dead: Table<'t, u64, u32>,
+    pinned: Table<'t, (u64, u32), u64>,
+    bounds: BTreeSet<u64>,
+    /// SCOs sealed in TLogs up to this one are the ancestors' (a clone's lineage).
+    base: u64,
+}
+
+impl<'t> Tracker<'t> {
+    pub(super) fn new(tx: &'t WriteTransaction) -> Result<Tracker<'t>> {
+        Ok(Tracker {
+            bounds: boundaries(tx)?,
+            base: super::lineage::lineage_base(tx)?,
+            dead: tx.open_table(DEAD).map_err(db_err)?,
+            sco_dead: tx.open_table(SCO_DEAD).map_err(db_err)?,
+            pinned: tx.open_table(PINNED).map_err(db_err)?,
+        })
+    }
+
+    /// `old` lost its address in TLog `t` (`scos`: the SCO table of the same transaction; a
+    /// SCO not in it yet is sealed in `t` itself).
+    pub(super) fn superseded(
+        &mut self,
+        scos: &Table<'t, u64, (u64, u32, u32)>,
+        old: Loc,
+        t: u64,
+    ) -> Result<()> {
+        if old.md5 == ZERO_MD5 {
+            return Ok(());
+        }
+        let t0 = scos
+            .get(old.sco)
+            .map_err(db_err)?
+            .map_or(t, |v| v.value().0);
+        if t0 <= self.base {
+            return Ok(());
+        }
+        let pos = (old.sco, old.offset);
+        if viewed(&self.bounds, t0, t) {
+            self.pinned.insert(pos, t).map_err(db_err)?;
+        } else if self.dead.insert(pos, ()).map_err(db_err)?.is_none() {
+            let n = self
+                .sco_dead
+                .get(old.sco)
+                .map_err(db_err)?
+                .map_or(0, |v| v.value());
+            self.sco_dead.insert(old.sco, n + 1).map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// `new` is mapped (a write, or a Remap back to an older position): it is read again.
+    pub(super) fn mapped(&mut self, new: Loc) -> Result<()> {
+        let pos = (new.sco, new.offset);
+        self.pinned.remove(pos).map_err(db_err)?;
+        if self.dead.remove(pos).map_err(db_err)?.is_some() {
+            tracing::warn!(
+                sco = new.sco,
+                index = new.offset,
+                "a dead cluster was mapped again"
+            );
+            let n = self
+                .sco_dead
+                .get(new.sco)
+                .map_err(db_err)?
+                .map_or(0, |v| v.value());
+            if n <= 1 {
+                self.sco_dead.remove(new.sco).map_err(db_err)?;
+            } else {
+                self.sco_dead.insert(new.sco, n - 1).map_err(db_err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Mds {
+    /// Moves every pinned position no view reads any more (a snapshot was deleted, a clone
+    /// went) to dead, in one durable transaction; returns how many moved.
+    pub(in crate::volume) fn reevaluate_pinned(&self) -> Result<u64> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        let mut moved = 0;
+        {
+            let bounds = boundaries(&tx)?;
+            let scos = tx.open_table(SCOS).map_err(db_err)?;
+            let mut pinned = tx.open_table(PINNED).map_err(db_err)?;
+            let mut gone = Vec::new();
+            for r in pinned.iter().map_err(db_err)? {
+                let (k, v) = r.map_err(db_err)?;
+                let (sco, idx) = k.value();
+                let t0 = scos.get(sco).map_err(db_err)?.map_or(0, |v| v.value().0);
+                if !viewed(&bounds, t0, v.value()) {
+                    gone.push((sco, idx));
+                }
+            }
+            let mut dead = tx.open_table(DEAD).map_err(db_err)?;
+            let mut sco_dead = tx.open_table(SCO_DEAD).map_err(db_err)?;
+            for pos in gone {
+                pinned.remove(pos).map_err(db_err)?;
+                if dead.insert(pos, ()).map_err(db_err)?.is_none() {
+                    let n = sco_dead
+                        .get(pos.0)
+                        .map_err(db_err)?
+                        .map_or(0, |v| v.value());
+                    sco_dead.insert(pos.0, n + 1).map_err(db_err)?;
+                    moved += 1;
+                }
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(moved)
+    }
+
+    /// The SCOs with dead positions: (SCO, how many), ascending.
+    pub(in crate::volume) fn scos_with_dead(&self) -> Result<Vec<(u64, u32)>> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(SCO_DEAD).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in t.iter().map_err(db_err)? {
+            let (k, v) = r.map_err(db_err)?;
+            out.push((k.value(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// The dead positions of `sco`, ascending.
+    pub(in crate::volume) fn dead_of(&self, sco: u64) -> Result<Vec<u32>> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(DEAD).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in t.range((sco, 0)..=(sco, u32::MAX)).map_err(db_err)? {
+            out.push(r.map_err(db_err)?.0.value().1);
+        }
+        Ok(out)
+    }
+
+    /// Rows of the liveness tables: (dead, pinned), for `strata volume info` and tests.
+    pub(in crate::volume) fn liveness_rows(&self) -> Result<(u64, u64)> {
+        use redb::ReadableTableMetadata;
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let d = tx.open_table(DEAD).map_err(db_err)?.len().map_err(db_err)?;
+        let p = tx
+            .open_table(PINNED)
+            .map_err(db_err)?
+            .len()
+            .map_err(db_err)?;
+        Ok((d, p))
+    }
+
+    /// A clone reads this volume up to TLog `tlog` from now on (durably, before the clone is
+    /// linked).
+    pub(in crate::volume) fn add_reader_point(&self, tlog: u64) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(READER_POINTS).map_err(db_err)?;
+            let n = t.get(tlog).map_err(db_err)?.map_or(0, |v| v.value());
+            t.insert(tlog, n + 1).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// A clone reading this volume up to TLog `tlog` went (deleted or flattened).
+    pub(in crate::volume) fn remove_reader_point(&self, tlog: u64) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(READER_POINTS).map_err(db_err)?;
+            let n = t.get(tlog).map_err(db_err)?.map_or(0, |v| v.value());
+            if n <= 1 {
+                t.remove(tlog).map_err(db_err)?;
+            } else {
+                t.insert(tlog, n - 1).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_md5_is_the_md5_of_a_zero_cluster() {
+        assert_eq!(crate::volume::format::md5(&[0u8; 4096]), ZERO_MD5);
+    }
+
+    #[test]
+    fn a_view_reads_what_was_current_at_its_boundary() {
+        let b: BTreeSet<u64> = [5, 9].into_iter().collect();
+        assert!(
+            viewed(&b, 5, 6),
+            "written in 5, superseded in 6: snapshot 5 reads it"
+        );
+        assert!(
+            !viewed(&b, 6, 9),
+            "superseded in 9 itself: snapshot 9 does not"
+        );
+        assert!(viewed(&b, 6, 10));
+        assert!(!viewed(&b, 5, 5), "superseded in its own TLog");
+        assert!(!viewed(&b, 10, 20));
+    }
+}

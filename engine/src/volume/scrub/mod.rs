@@ -1,0 +1,349 @@
+//! Scrubbing a volume: its backend space follows its live data (issue #17).
+//!
+//! What is live is kept with the map (`mds/liveness.rs`): every position a change supersedes
+//! is recorded dead, or pinned while a snapshot or clone reads it. A pass, in steps (a crash
+//! may stop it anywhere; the next pass finishes the job):
+//!
+//! 1. A compaction cut short by a crash (its counter taken, its object perhaps put, never
+//!    recorded) has that object marked garbage.
+//! 2. Pinned positions no view reads any more (a snapshot was deleted, a clone went) become
+//!    dead (under the rollback lock: no rollback or clone creation reads the views meanwhile).
+//! 3. Every own SCO with dead positions whose live fraction is below `Scrub_Threshold` is
+//!    **compacted**, one at a time, under the rollback lock:
+//!    1. its dead positions are read from the MetaDataStore again (only more can be dead now);
+//!    2. its current object (or its local file when whole) is read whole and checked (the
+//!       SCO's data CRC32C, or the compacted object's own CRCs);
+//!    3. a compaction counter is taken durably, with the SCO, as *in flight*;
+//!    4. the object with the live positions only is put under a new key
+//!       (`sco/<seq>.<epoch>.<writer epoch>.<counter>`, never written twice); a SCO with no
+//!       live position gets none;
+//!    5. one durable MetaDataStore transaction records it as the SCO's object, drops its dead
+//!       rows and marks the object it replaced garbage — the commit point. Readers find the
+//!       new object by the table, or by listing when the old one is gone;
+//!    6. a SCO with nothing live left has its local file replaced by a stub.
+//! 4. Objects marked garbage for at least `GC_Grace` are checked once more (still not the
+//!    SCO's object) and deleted, then unmarked.
+//!
+//! Nothing moves: a position keeps its name (SCO, index) for ever, so no map, TLog, snapshot,
+//! manifest or clone changes, and a write racing a scrub can only make more positions dead.
+//! Layouts: `FORMATS.md`, "Scrubbing and garbage collection".
+
+pub(crate) mod gc;
+pub(crate) mod readers;
+pub(crate) mod resolve;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::progress::{cancelled_error, Progress};
+use crate::volume::backend::keys::sco_key;
+use crate::volume::files::{fmt_err, read_all};
+use crate::volume::format::{
+    compacted_key, CompactedHeader, ScoFooter, CLUSTER_SIZE, SCO_FOOTER_LEN, SCO_HEADER_LEN,
+};
+use crate::volume::int::usize_of;
+use crate::volume::mds::compaction::Compacted;
+use crate::volume::state::{Remote, Volume};
+
+/// How a pass runs (the `Scrub_*` and `GC_Grace` parameters).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScrubOptions {
+    /// A SCO is compacted when its live fraction is below this (0..=1).
+    pub(crate) threshold: f64,
+    /// Garbage is deleted once marked this long.
+    pub(crate) grace: Duration,
+    /// Bytes per second the pass reads and writes at most (0: unbounded).
+    pub(crate) bandwidth: u64,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ScrubReport {
+    /// SCOs compacted (or dropped whole).
+    pub(crate) scos_compacted: u64,
+    /// Bytes the compactions freed on the backend (old object minus new).
+    pub(crate) bytes_reclaimed: u64,
+    /// Objects deleted.
+    pub(crate) objects_deleted: u64,
+    /// Bytes read and written.
+    pub(crate) bytes_moved: u64,
+}
+
+/// One SCO to compact: its sealing TLog, clusters and data CRC.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    sco: u64,
+    tlog: u64,
+    clusters: u32,
+    crc: u32,
+}
+
+impl Volume {
+    /// One scrub pass (see the module doc). A volume without a backend has nothing to
+    /// reclaim. `progress` counts SCOs looked at; cancelling stops between two SCOs.
+    pub(crate) fn scrub(
+        &self,
+        opts: &ScrubOptions,
+        progress: &dyn Progress,
+    ) -> Result<ScrubReport> {
+        self.check_halted()?;
+        let _one = self.scrub_lock.lock();
+        let Some(remote) = self.remote.lock().clone() else {
+            return Ok(ScrubReport::default());
+        };
+        let started = Instant::now();
+        let mut report = ScrubReport::default();
+        self.gc_mark_inflight(&remote)?;
+        {
+            let _views = self.rollback_lock.lock();
+            self.mds.reevaluate_pinned()?;
+        }
+        let candidates = self.scrub_candidates(opts.threshold)?;
+        let total = candidates.len() as u64;
+        for (i, c) in candidates.into_iter().enumerate() {
+            if progress.cancelled() {
+                return Err(cancelled_error());
+            }
+            progress.step(i as u64, total);
+            let t = Instant::now();
+            let moved = {
+                let _views = self.rollback_lock.lock();
+                self.compact(&remote, c, &mut report)?
+            };
+            report.bytes_moved += moved;
+            throttle(opts.bandwidth, moved, t.elapsed());
+        }
+        progress.step(total, total);
+        report.objects_deleted += self.gc_delete(&remote, opts.grace)?;
+        self.sync_evictions()?;
+        let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.mds.scrub_pass_done(unix_now(), millis)?;
+        Ok(report)
+    }
+
+    /// What the scrubber knows of this volume and did (`strata volume info`).
+    pub(crate) fn scrub_info(&self) -> Result<crate::types::ScrubInfo> {
+        let t = self.mds.scrub_totals()?;
+        let (dead, pinned) = self.mds.liveness_rows()?;
+        Ok(crate::types::ScrubInfo {
+            dead_clusters: dead,
+            pinned_clusters: pinned,
+            garbage_objects: self.mds.gc_pending()?.len() as u64,
+            passes: t.passes,
+            last_finished_secs: t.last_finished,
+            last_millis: t.last_millis,
+            scos_compacted: t.scos_compacted,
+            reclaimed_bytes: t.reclaimed_bytes,
+            objects_deleted: t.objects_deleted,
+        })
+    }
+
+    /// The own, sealed SCOs with dead positions whose live fraction is below `threshold`.
+    fn scrub_candidates(&self, threshold: f64) -> Result<Vec<Candidate>> {
+        let base = self.lineage.read().base_tlog();
+        let mut out = Vec::new();
+        for (sco, dead) in self.mds.scos_with_dead()? {
+            let Some((tlog, clusters, crc)) = self.mds.sco_row(sco)? else {
+                continue;
+            };
+            if tlog <= base || clusters == 0 {
+                continue;
+            }
+            let present = match self.mds.compacted(sco)? {
+                Some(c) => c.kept,
+                None => clusters,
+            };
+            let live = f64::from(present.saturating_sub(dead));
+            if live < threshold * f64::from(clusters) {
+                out.push(Candidate {
+                    sco,
+                    tlog,
+                    clusters,
+                    crc,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Compacts one SCO (step 3 of the module doc); returns the bytes read and written.
+    fn compact(&self, remote: &Remote, c: Candidate, report: &mut ScrubReport) -> Result<u64> {
+        let dead = self.mds.dead_of(c.sco)?;
+        if dead.is_empty() {
+            return Ok(0);
+        }
+        let epoch = self.epochs.read().of(c.tlog);
+        let current = self.mds.compacted(c.sco)?;
+        let (old_key, positions, data) = self.read_whole(remote, c, epoch, current)?;
+        let old_len = data.len() as u64;
+        let mut kept = Vec::new();
+        let mut clusters = Vec::new();
+        for (j, idx) in positions.iter().enumerate() {
+            if dead.binary_search(idx).is_err() {
+                kept.push(*idx);
+                clusters.extend_from_slice(&data[j * CLUSTER_SIZE..(j + 1) * CLUSTER_SIZE]);
+            }
+        }
+        let writer = self.writer_epoch();
+        let (record, new_len) = if kept.is_empty() {
+            let counter = self.mds.next_compaction(c.sco, writer, epoch)?;
+            (
+                Compacted {
+                    writer,
+                    counter,
+                    kept: 0,
+                },
+                0,
+            )
+        } else {
+            let counter = self.mds.next_compaction(c.sco, writer, epoch)?;
+            let header = CompactedHeader {
+                volume: self.id,
+                sco: c.sco,
+                clusters: c.clusters,
+                kept: kept.clone(),
+            };
+            let obj = Bytes::from(header.encode_object(&clusters));
+            let key = compacted_key(c.sco, epoch, writer, counter);
+            let len = obj.len() as u64;
+            let what = format!("scrub: put {key}");
+            remote
+                .block_on(&what, remote.store.put_if_absent(&key, obj))?
+                .map_err(|e| Error::Backend {
+                    what: what.clone(),
+                    source: e,
+                })?;
+            (
+                Compacted {
+                    writer,
+                    counter,
+                    kept: u32::try_from(kept.len()).unwrap_or(u32::MAX),
+                },
+                len,
+            )
+        };
+        let reclaimed = old_len.saturating_sub(new_len);
+        self.mds
+            .finish_compaction(c.sco, record, &old_key, unix_now(), reclaimed)?;
+        if record.kept == 0 {
+            self.set_layout(c.sco, None);
+            self.evict_sco(c.sco)?;
+        } else {
+            let key = compacted_key(c.sco, epoch, writer, record.counter);
+            let header = CompactedHeader {
+                volume: self.id,
+                sco: c.sco,
+                clusters: c.clusters,
+                kept,
+            };
+            self.set_layout(c.sco, Some((key, header)));
+        }
+        report.scos_compacted += 1;
+        report.bytes_reclaimed += reclaimed;
+        Ok(old_len + new_len)
+    }
+
+    /// The SCO's current object's key, the positions it holds (ascending) and their bytes
+    /// (4096 each, in that order), checked: from the local file when whole, else the backend.
+    fn read_whole(
+        &self,
+        remote: &Remote,
+        c: Candidate,
+        epoch: u64,
+        current: Option<Compacted>,
+    ) -> Result<(String, Vec<u32>, Bytes)> {
+        let n = c.clusters as usize;
+        let hdr = usize_of(SCO_HEADER_LEN);
+        let sco_len = (hdr + n * CLUSTER_SIZE + SCO_FOOTER_LEN) as u64;
+        let original = sco_key(c.sco, epoch);
+        let check_original = |what: &str, b: &[u8]| -> Result<Bytes> {
+            if b.len() as u64 != sco_len {
+                return Err(Error::Io(format!(
+                    "{what}: {} bytes, expected {sco_len}",
+                    b.len()
+                )));
+            }
+            let footer =
+                ScoFooter::decode(what, &b[b.len() - SCO_FOOTER_LEN..]).map_err(fmt_err)?;
+            let data = &b[hdr..b.len() - SCO_FOOTER_LEN];
+            if footer.clusters != c.clusters || crc32c::crc32c(data) != c.crc {
+                return Err(Error::Io(format!(
+                    "{what}: its data does not match the SCO table (clusters or CRC32C)"
+                )));
+            }
+            Ok(Bytes::copy_from_slice(data))
+        };
+        let local_whole = self
+            .state
+            .read()
+            .scos
+            .get(&c.sco)
+            .is_some_and(|e| e.has_file && !e.evicted);
+        match current {
+            Some(cur) if cur.kept > 0 => {
+                let key = compacted_key(c.sco, epoch, cur.writer, cur.counter);
+                let what = format!("scrub: {key}");
+                let obj = remote
+                    .block_on(&what, remote.store.get(&key))?
+                    .map_err(|e| Error::Backend {
+                        what: what.clone(),
+                        source: e,
+                    })?
+                    .0;
+                let need = CompactedHeader::needed(&key, &obj).map_err(fmt_err)?;
+                let head = obj
+                    .get(..need)
+                    .ok_or_else(|| Error::Io(format!("{what}: shorter than its header")))?;
+                let h = CompactedHeader::decode(&key, head, self.id, c.sco).map_err(fmt_err)?;
+                let data = h.clusters_of(&key, &obj).map_err(fmt_err)?;
+                Ok((key.clone(), h.kept.clone(), Bytes::copy_from_slice(data)))
+            }
+            Some(_) => Err(Error::Io(format!(
+                "SCO {}: dead positions recorded after it was dropped whole",
+                c.sco
+            ))),
+            None if local_whole => {
+                let f = self.sco_handle(c.sco)?;
+                let what = format!(
+                    "scrub: local SCO {}",
+                    crate::volume::format::sco_name(c.sco)
+                );
+                let b = read_all(&*f, &what)?;
+                let data = check_original(&what, &b)?;
+                Ok((original, (0..c.clusters).collect(), data))
+            }
+            None => {
+                let what = format!("scrub: {original}");
+                let b = remote
+                    .block_on(&what, remote.store.get_range(&original, 0..sco_len))?
+                    .map_err(|e| Error::Backend {
+                        what: what.clone(),
+                        source: e,
+                    })?;
+                let data = check_original(&what, &b)?;
+                Ok((original, (0..c.clusters).collect(), data))
+            }
+        }
+    }
+}
+
+/// Waits so that `bytes` moved in `took` stay within `bandwidth` bytes per second (the
+/// scrubber's pacing; 0: unbounded).
+fn throttle(bandwidth: u64, bytes: u64, took: Duration) {
+    if bandwidth == 0 {
+        return;
+    }
+    let want = Duration::from_secs_f64(bytes as f64 / bandwidth as f64);
+    if let Some(rest) = want.checked_sub(took) {
+        std::thread::sleep(rest);
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,372 @@
+//! Scrubbing and garbage collection (issue 17), at the volume level: after heavy overwrites,
+//! a snapshot and a clone, a scrub with `GC_Grace = 0` leaves every view byte for byte and
+//! the backend near the live data; crashes at every step; writes racing a scrub.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_backend::ObjectStore;
+
+use super::clone_tests::{ns, World};
+use super::localfs::SimRng;
+use super::scrub::{ScrubOptions, ScrubReport};
+use super::tests::whole;
+use super::*;
+use crate::progress::NoProgress;
+
+const V: VolumeId = VolumeId([0x11; 16]);
+const C: VolumeId = VolumeId([0x12; 16]);
+
+/// 4 MiB volumes with 256 KiB SCOs, 4 SCOs per TLog.
+const SPACE: usize = 4 << 20;
+
+fn opts() -> VolumeOptions {
+    VolumeOptions {
+        sco_clusters: 64,
+        tlog_scos: 4,
+        checkpoint_tlogs: 8,
+    }
+}
+
+fn scrub_opts() -> ScrubOptions {
+    ScrubOptions {
+        threshold: 0.75,
+        grace: Duration::ZERO,
+        bandwidth: 0,
+    }
+}
+
+/// Random writes of 4..64 KiB (whole clusters) covering about `passes` times the volume;
+/// each write's bytes are new. Applied to `vol` and to the oracle `want`.
+fn overwrite(vol: &Volume, want: &mut [u8], rng: &mut SimRng, passes: usize) {
+    let clusters = want.len() / 4096;
+    let mut written = 0;
+    while written < passes * clusters {
+        let n = 1 + rng.below(16) as usize;
+        let first = rng.below((clusters - n) as u64) as usize;
+        let data: Vec<u8> = (0..n * 4096).map(|_| rng.next_u64() as u8).collect();
+        vol.write((first * 4096) as u64, &data, false)
+            .expect("write");
+        want[first * 4096..(first + n) * 4096].copy_from_slice(&data);
+        written += n;
+    }
+}
+
+/// The distinct (address, content) clusters of the views: the live data, in bytes.
+fn live_bytes(views: &[&[u8]]) -> u64 {
+    let mut set = HashSet::new();
+    for v in views {
+        for (a, c) in v.chunks(4096).enumerate() {
+            if c.iter().any(|b| *b != 0) {
+                set.insert((a, format::md5(c)));
+            }
+        }
+    }
+    set.len() as u64 * 4096
+}
+
+/// Bytes of every object of the volumes' namespaces.
+fn backend_bytes(w: &World, ids: &[VolumeId]) -> u64 {
+    ids.iter()
+        .map(|id| {
+            w.rt.block_on(ns(&w.root, *id).list("", None, 1_000_000))
+                .expect("list")
+                .objects
+                .iter()
+                .map(|o| o.size)
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// Every SCO of `v` evicted, so that reads go to the backend.
+fn evict_all(v: &Volume) {
+    for c in v.eviction_candidates() {
+        v.evict_sco(c.sco).expect("evict");
+    }
+}
+
+/// Snapshot `snap` of `v` as a rollback or a clone sees it: rebuilt from the backend as of
+/// its TLog, every read going to the backend.
+fn view_at(w: &World, v: &Volume, snap: &str) -> Vec<u8> {
+    let n = v.snapshot_info(snap).expect("snapshot").record.tlog;
+    let lfs: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+    let r =
+        w.rt.block_on(Volume::restore_at(
+            &*ns(&w.root, v.id()),
+            lfs,
+            std::path::Path::new("/view"),
+            v.id(),
+            opts(),
+            Some(n),
+        ))
+        .expect("rebuild at the snapshot");
+    w.attach(&r);
+    whole(&r)
+}
+
+fn scrub(v: &Volume) -> ScrubReport {
+    v.scrub(&scrub_opts(), &NoProgress).expect("scrub")
+}
+
+/// The world of the main scenario: V (of `space` bytes) overwritten, snapshot `mid`, clone C
+/// of it, more overwrites on both; everything uploaded. Returns the oracles (V, mid, C).
+fn scenario(
+    w: &World,
+    rng: &mut SimRng,
+    space: usize,
+) -> (Volume, Volume, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let v = w.create_with(V, opts());
+    v.resize(space as u64).expect("resize");
+    let mut head = vec![0u8; space];
+    overwrite(&v, &mut head, rng, 4);
+    v.snapshot_create("mid", Vec::new()).expect("snapshot");
+    let mid = head.clone();
+    let c = w.clone_with(&v, "mid", C, opts());
+    overwrite(&v, &mut head, rng, 4);
+    let mut cview = mid.clone();
+    overwrite(&c, &mut cview, rng, 1);
+    w.backup(&v);
+    w.backup(&c);
+    (v, c, head, mid, cview)
+}
+
+#[test]
+fn a_scrub_keeps_every_view_and_brings_the_backend_near_the_live_data() {
+    let w = World::new();
+    let mut rng = SimRng::new(17);
+    let (v, c, head, mid, cview) = scenario(&w, &mut rng, SPACE);
+    let before = backend_bytes(&w, &[V, C]);
+    let live = live_bytes(&[&head, &mid, &cview]);
+    let r = scrub(&v);
+    let rc = scrub(&c);
+    assert!(r.scos_compacted > 0, "{r:?}");
+    assert!(r.objects_deleted > 0, "{r:?}");
+    let after = backend_bytes(&w, &[V, C]);
+    eprintln!("backend {before} -> {after} bytes, live {live}; {r:?} {rc:?}");
+    // Metadata allowance: TLogs (48 bytes per cluster ever written), checkpoints, manifests.
+    let allowance = 2 << 20;
+    assert!(
+        after <= live + live / 4 + allowance,
+        "backend {after} bytes for {live} live (was {before})"
+    );
+    // Every view reads the same, from the backend.
+    evict_all(&v);
+    evict_all(&c);
+    assert!(whole(&v) == head, "the volume changed");
+    assert!(whole(&c) == cview, "the clone changed");
+    assert!(view_at(&w, &v, "mid") == mid, "the snapshot changed");
+    // A backend restart finds the compacted objects without the MetaDataStore's records.
+    drop(v);
+    let r = w.restore(V);
+    assert!(
+        whole(&r) == head,
+        "the volume restored from the backend changed"
+    );
+    // A second pass finds nothing more to do.
+    let again = scrub(&c);
+    assert_eq!(again.scos_compacted, 0);
+}
+
+#[test]
+fn deleting_the_snapshot_and_the_clone_frees_what_only_they_read() {
+    let w = World::new();
+    let mut rng = SimRng::new(18);
+    let (v, c, head, _mid, _cview) = scenario(&w, &mut rng, SPACE);
+    scrub(&v);
+    let with_views = backend_bytes(&w, &[V]);
+    // The clone still reads the snapshot's view: deleting the snapshot frees nothing yet.
+    v.snapshot_delete("mid").expect("delete snapshot");
+    w.backup(&v);
+    let r = scrub(&v);
+    assert_eq!(r.scos_compacted, 0, "a clone still reads it: {r:?}");
+    // The clone goes (as the registry does when it is deleted): now it is garbage.
+    let n = c.lineage().ancestors()[0].last_tlog;
+    drop(c);
+    v.unpin_reader(n).expect("unpin");
+    let r = scrub(&v);
+    assert!(r.scos_compacted > 0, "{r:?}");
+    let after = backend_bytes(&w, &[V]);
+    let live = live_bytes(&[&head]);
+    assert!(after < with_views, "{after} < {with_views}");
+    assert!(
+        after <= live + live / 4 + (2 << 20),
+        "{after} for {live} live"
+    );
+    evict_all(&v);
+    assert!(whole(&v) == head);
+}
+
+#[test]
+fn writes_racing_a_scrub_keep_the_right_data() {
+    let w = World::new();
+    let mut rng = SimRng::new(19);
+    let v = Arc::new(w.create_with(V, opts()));
+    v.resize(SPACE as u64).expect("resize");
+    let mut head = vec![0u8; SPACE];
+    overwrite(&v, &mut head, &mut rng, 6);
+    w.backup(&v);
+    let head = std::sync::Mutex::new(head);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut rng = SimRng::new(20);
+            for _ in 0..4 {
+                let mut h = head.lock().expect("oracle");
+                overwrite(&v, &mut h, &mut rng, 1);
+                drop(h);
+                w.backup(&v);
+            }
+        });
+        for _ in 0..4 {
+            scrub(&v);
+        }
+        writer.join().expect("writer");
+    });
+    scrub(&v);
+    evict_all(&v);
+    let head = head.into_inner().expect("oracle");
+    assert!(
+        whole(&v) == head,
+        "a write racing the scrub was lost or a read went wrong"
+    );
+    let live = live_bytes(&[&head]);
+    assert!(backend_bytes(&w, &[V]) <= live + live / 4 + (2 << 20));
+}
+
+#[test]
+fn a_power_cut_at_every_step_of_a_scrub_loses_nothing_and_a_later_pass_collects() {
+    // Count the steps of one pass, then cut the power after each in turn.
+    let steps = {
+        let w = World::new();
+        let mut rng = SimRng::new(21);
+        let (v, _c, _, _, _) = scenario(&w, &mut rng, SPACE / 4);
+        let before = w.sim.mutating_ops();
+        scrub(&v);
+        w.sim.mutating_ops() - before
+    };
+    assert!(steps > 10, "{steps}");
+    eprintln!("{steps} mutating steps in a pass");
+    for cut in (0..steps).step_by((steps / 32).max(1) as usize) {
+        let w = World::new();
+        let mut rng = SimRng::new(21);
+        let (v, c, head, mid, cview) = scenario(&w, &mut rng, SPACE / 4);
+        w.sim.cut_power_after(cut);
+        let _ = v.scrub(&scrub_opts(), &NoProgress);
+        drop(v);
+        drop(c);
+        w.sim.crash(CrashMode::DropAll);
+        let v = w.open(V);
+        let c = w.open(C);
+        scrub(&v);
+        evict_all(&v);
+        evict_all(&c);
+        assert!(whole(&v) == head, "cut {cut}: the volume changed");
+        assert!(whole(&c) == cview, "cut {cut}: the clone changed");
+        assert!(
+            view_at(&w, &v, "mid") == mid,
+            "cut {cut}: the snapshot changed"
+        );
+        // Nothing left marked: the garbage was collected.
+        assert!(v.mds.gc_pending().expect("pending").is_empty(), "cut {cut}");
+        let live = live_bytes(&[&head, &mid, &cview]);
+        let after = backend_bytes(&w, &[V, C]);
+        assert!(
+            after <= live + live / 4 + (2 << 20),
+            "cut {cut}: {after} for {live}"
+        );
+    }
+}
+
+/// Fails every delete while `on`.
+#[derive(Debug, Default)]
+struct FailDeletes(std::sync::atomic::AtomicBool);
+
+#[async_trait::async_trait]
+impl strata_backend::Hook for FailDeletes {
+    async fn before(&self, call: &strata_backend::Call<'_>) -> Result<(), strata_backend::Error> {
+        if matches!(call, strata_backend::Call::Delete { .. })
+            && self.0.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(strata_backend::Error::Io {
+                key: call.key().to_string(),
+                source: std::io::Error::other("injected"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_backend_failure_during_a_scrub_changes_nothing_and_the_next_pass_finishes() {
+    let w = World::new();
+    let mut rng = SimRng::new(22);
+    let (v, _c, head, _mid, _cview) = scenario(&w, &mut rng, SPACE);
+    // The namespace refuses deletes: compactions land, garbage stays marked.
+    let hooked = Arc::new(strata_backend::HookedStore::new(
+        ns(&w.root, V),
+        FailDeletes::default(),
+    ));
+    hooked
+        .hook()
+        .0
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    v.set_backend(
+        hooked.clone() as Arc<dyn ObjectStore>,
+        w.rt.handle().clone(),
+        1,
+    );
+    assert!(v.scrub(&scrub_opts(), &NoProgress).is_err());
+    assert!(!v.mds.gc_pending().expect("pending").is_empty());
+    evict_all(&v);
+    assert!(whole(&v) == head);
+    hooked
+        .hook()
+        .0
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let r = scrub(&v);
+    assert!(r.objects_deleted > 0, "{r:?}");
+    assert!(v.mds.gc_pending().expect("pending").is_empty());
+    assert!(whole(&v) == head);
+}
+
+#[test]
+fn holes_a_rollback_maps_to_one_zero_cluster_stay_readable_after_a_scrub() {
+    // A rollback maps every cluster its snapshot did not have to ONE zero cluster: that
+    // position backs many addresses, and overwriting some of them must not make it dead.
+    let w = World::new();
+    let mut rng = SimRng::new(23);
+    let v = w.create_with(V, opts());
+    v.resize(SPACE as u64 / 2).expect("resize");
+    let mut small = vec![0u8; SPACE / 2];
+    overwrite(&v, &mut small, &mut rng, 1);
+    v.snapshot_create("small", Vec::new()).expect("snapshot");
+    v.resize(SPACE as u64).expect("grow");
+    let mut big = vec![0u8; SPACE];
+    big[..SPACE / 2].copy_from_slice(&small);
+    overwrite(&v, &mut big, &mut rng, 2);
+    w.backup(&v);
+    v.snapshot_rollback("small", &NoProgress).expect("rollback");
+    v.resize(SPACE as u64).expect("grow again");
+    // Clusters the snapshot did not have but the volume wrote since now map to the zero
+    // cluster; overwrite a few of them, then scrub.
+    let mut want = vec![0u8; SPACE];
+    want[..SPACE / 2].copy_from_slice(&small);
+    let holes: Vec<usize> = (0..SPACE / 2 / 4096)
+        .filter(|c| {
+            let r = c * 4096..(c + 1) * 4096;
+            small[r.clone()].iter().all(|b| *b == 0) && big[r].iter().any(|b| *b != 0)
+        })
+        .collect();
+    assert!(holes.len() > 16, "{} holes", holes.len());
+    for (i, c) in holes.iter().take(holes.len() / 2).enumerate() {
+        let data = vec![i as u8 | 1; 4096];
+        v.write((c * 4096) as u64, &data, false).expect("write");
+        want[c * 4096..(c + 1) * 4096].copy_from_slice(&data);
+    }
+    w.backup(&v);
+    scrub(&v);
+    evict_all(&v);
+    assert!(whole(&v) == want, "a hole or a cluster changed");
+    assert!(view_at(&w, &v, "small")[..SPACE / 2] == small[..]);
+}
