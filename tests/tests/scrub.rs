@@ -85,48 +85,75 @@ fn ino(tg: &TestGateway, path: &str) -> u64 {
         .num("fileid")
 }
 
-#[test]
-fn a_scrub_through_the_gateway_frees_the_backend_and_every_view_reads_the_same() {
-    let Some(bin) = strata_cli() else {
-        return;
-    };
-    let Some(mut tg) = TestGateway::strata_with(|c| {
+/// The gateway of these tests: uploads within a second, garbage deleted at once, no
+/// background passes, 1 MiB SCOs, and `extra` parameters.
+fn gateway(extra: &[(&str, &str)]) -> Option<TestGateway> {
+    TestGateway::strata_with(|c| {
         if let Some(pairs) = c.strata.as_mut() {
-            pairs.push(("SCO_Max_Age".into(), "1".into()));
-            pairs.push(("GC_Grace".into(), "0".into()));
-            pairs.push(("Scrub_Interval".into(), "0".into()));
-            pairs.push(("SCO_Size".into(), "1M".into()));
+            for (k, v) in [
+                ("SCO_Max_Age", "1"),
+                ("GC_Grace", "0"),
+                ("Scrub_Interval", "0"),
+                ("SCO_Size", "1M"),
+            ]
+            .iter()
+            .chain(extra)
+            {
+                pairs.push(((*k).into(), (*v).into()));
+            }
         }
-    }) else {
-        return;
-    };
+    })
+}
+
+/// Heavy overwrites of VOL, snapshot `mid`, CLONE of it, more overwrites of both, all on the
+/// backend. Returns the oracles of VOL, `mid` and CLONE.
+fn scenario(tg: &TestGateway, bin: &Path) -> (Oracle, Oracle, Oracle) {
     let data = tg.data_dir.clone();
-    let run = |args: &[&str]| strata(&bin, &data, args);
+    let run = |args: &[&str]| strata(bin, &data, args);
     let chunks = (SIZE / CHUNK) as usize;
     let mut vol = Oracle(vec![0; chunks]);
-    // Heavy overwrites: the whole volume three times, then scattered pieces.
     for seed in 1..=3 {
-        vol.write(&tg, VOL, 0, SIZE, seed);
+        vol.write(tg, VOL, 0, SIZE, seed);
     }
     for k in 0..24u64 {
-        vol.write(&tg, VOL, (k * 37 % 128) * CHUNK, CHUNK, 100 + k);
+        vol.write(tg, VOL, (k * 37 % 128) * CHUNK, CHUNK, 100 + k);
     }
     run(&["snapshot", "create", VOL, "mid"]).expect_ok("snapshot");
     let mid = Oracle(vol.0.clone());
     run(&["volume", "clone", VOL, CLONE, "--snapshot", "mid"]).expect_ok("clone");
     let mut clone = Oracle(mid.0.clone());
-    clone.write(&tg, CLONE, 0, MIB, 30);
-    vol.write(&tg, VOL, 0, SIZE, 20);
+    clone.write(tg, CLONE, 0, MIB, 30);
+    vol.write(tg, VOL, 0, SIZE, 20);
     for k in 0..24u64 {
-        vol.write(&tg, VOL, (k * 53 % 128) * CHUNK, CHUNK, 200 + k);
+        vol.write(tg, VOL, (k * 53 % 128) * CHUNK, CHUNK, 200 + k);
     }
-    strata_sync_wait(&bin, &data);
-    let backend = data.join("backend").join("volumes");
-    let (v_ino, c_ino) = (ino(&tg, VOL), ino(&tg, CLONE));
-    let bytes = || {
-        tree_bytes(&backend.join(format!("{v_ino:016x}")))
-            + tree_bytes(&backend.join(format!("{c_ino:016x}")))
+    strata_sync_wait(bin, &data);
+    (vol, mid, clone)
+}
+
+/// Backend bytes of the volumes at `paths`.
+fn backend_bytes(tg: &TestGateway, paths: &[&str]) -> u64 {
+    let backend = tg.data_dir.join("backend").join("volumes");
+    paths
+        .iter()
+        .map(|p| tree_bytes(&backend.join(format!("{:016x}", ino(tg, p)))))
+        .sum()
+}
+
+#[test]
+fn a_scrub_through_the_gateway_frees_the_backend_and_every_view_reads_the_same() {
+    let Some(bin) = strata_cli() else {
+        return;
     };
+    let Some(mut tg) = gateway(&[]) else {
+        return;
+    };
+    let data = tg.data_dir.clone();
+    let run = |args: &[&str]| strata(&bin, &data, args);
+    // Heavy overwrites: the whole volume three times, then scattered pieces.
+    let (vol, mid, clone) = scenario(&tg, &bin);
+    let v_ino = ino(&tg, VOL);
+    let bytes = || backend_bytes(&tg, &[VOL, CLONE]);
     let before = bytes();
 
     let r = run(&["scrub", VOL, "--wait", "--json"]).expect_ok("scrub");
@@ -170,4 +197,67 @@ fn a_scrub_through_the_gateway_frees_the_backend_and_every_view_reads_the_same()
         .expect("restart from the backend");
     vol.verify(&tg, 3, VOL);
     clone.verify(&tg, 3, CLONE);
+}
+
+/// `strata job show ID --json` as JSON.
+fn job(bin: &Path, data: &Path, id: u64) -> serde_json::Value {
+    json(&strata(bin, data, &["job", "show", &id.to_string(), "--json"]).expect_ok("job show"))
+}
+
+#[test]
+fn sigkill_of_ganesha_during_a_scrub_loses_nothing_and_the_next_pass_finishes() {
+    let Some(bin) = strata_cli() else {
+        return;
+    };
+    // Slow enough that a pass is still running when it is killed.
+    let Some(mut tg) = gateway(&[("Scrub_Bandwidth", "4M")]) else {
+        return;
+    };
+    let data = tg.data_dir.clone();
+    let run = |args: &[&str]| strata(&bin, &data, args);
+    let (vol, mid, clone) = scenario(&tg, &bin);
+    // SIGKILL once the pass has compacted `k` SCOs (observed through the job's progress).
+    for k in [1u64, 4] {
+        let j = json(&run(&["scrub", VOL, "--json"]).expect_ok("scrub"));
+        let id = j[0]["id"].as_u64().unwrap_or_else(|| panic!("{j}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let s = job(&bin, &data, id);
+            if s["state"] != "running" {
+                panic!("the pass ended before it was killed (k = {k}): {s}");
+            }
+            if s["done"].as_u64() > Some(k) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no progress: {s}");
+        }
+        tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
+        tg.gw_mut().restart_ganesha().expect("restart");
+        vol.verify(&tg, 3, VOL);
+        clone.verify(&tg, 3, CLONE);
+    }
+    // The next pass finishes the work and collects what the killed ones left.
+    let r = run(&["scrub", VOL, "--wait", "--json"]).expect_ok("scrub");
+    let j = json(&r);
+    assert_eq!(j[0]["state"], "done", "{r}");
+    assert_eq!(j[1]["scrub"]["garbage_objects"], 0, "{r}");
+    run(&["scrub", CLONE, "--wait"]).expect_ok("scrub the clone");
+    let live = 17 * MIB;
+    let after = backend_bytes(&tg, &[VOL, CLONE]);
+    assert!(
+        after <= live + live / 4 + 2 * MIB,
+        "{after} bytes for {live} live"
+    );
+    // Every view, read from the backend.
+    let v_ino = ino(&tg, VOL);
+    tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
+    std::fs::remove_dir_all(data.join("volumes").join(format!("{v_ino:016x}")))
+        .expect("drop the volume's local state");
+    tg.gw_mut()
+        .restart_ganesha()
+        .expect("restart from the backend");
+    vol.verify(&tg, 3, VOL);
+    clone.verify(&tg, 4, CLONE);
+    run(&["volume", "clone", VOL, LATE, "--snapshot", "mid"]).expect_ok("clone after scrub");
+    mid.verify(&tg, 3, LATE);
 }

@@ -7,5 +7,6 @@ pub(crate) mod clones;
 pub(crate) mod nfs;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod scrub;
 pub(crate) mod snapshots;
 pub(crate) mod sustained;

@@ -22,6 +22,8 @@ pub(crate) enum Unit {
     MibStored,
     /// Milliseconds (lower is better).
     Millis,
+    /// Bytes stored per byte of live data (lower is better).
+    TimesLive,
 }
 
 impl Unit {
@@ -33,12 +35,13 @@ impl Unit {
             Unit::FilesPerSec => "files/s",
             Unit::MibStored => "MiB",
             Unit::Millis => "ms",
+            Unit::TimesLive => "x live",
         }
     }
 
     /// True when a smaller value is better.
     pub(crate) fn lower_is_better(self) -> bool {
-        matches!(self, Unit::MibStored | Unit::Millis)
+        matches!(self, Unit::MibStored | Unit::Millis | Unit::TimesLive)
     }
 }
 

@@ -407,6 +407,15 @@ pub(super) fn bench_system(
     if sustained_ok {
         crate::bench::sustained::remove(&t, s)?;
     }
+    // Scrub (Strata only): the bench image, overwritten by every workload above.
+    let rows = if system.is_strata() {
+        crate::bench::scrub::rows(&t, s, (t.file, t.size))
+    } else {
+        crate::bench::scrub::rows_na("n/a (no scrubber)")
+    };
+    for (id, unit, r, note) in rows {
+        push(&id, unit, r, note, None);
+    }
 
     // Space: what the system keeps on disk for what the client left there (the bench image;
     // the small files and fresh images were removed).
