@@ -12,7 +12,7 @@ use crate::volume::options::MAX_VOLUME_SIZE;
 /// Largest manifest read: 1 MiB (one is a few hundred bytes today).
 pub(super) const MAX_MANIFEST_LEN: u64 = 1 << 20;
 /// Largest TLog read from the backend: as for a local one.
-pub(super) const MAX_TLOG_OBJECT_LEN: u64 = MAX_TLOG_LEN;
+pub(in crate::volume) const MAX_TLOG_OBJECT_LEN: u64 = MAX_TLOG_LEN;
 /// Largest checkpoint page: header (36), page number and count (12), 65,536 entries of 36
 /// bytes, CRC (4).
 pub(super) const MAX_PAGE_LEN: u64 = 36 + 12 + 36 * PAGE_CLUSTERS + 4;

@@ -20,7 +20,7 @@ pub(crate) mod manifest;
 mod restore;
 mod upload;
 
-pub(in crate::volume) use self::bounded_get::get_at_most;
+pub(in crate::volume) use self::bounded_get::{get_at_most, MAX_TLOG_OBJECT_LEN};
 pub(crate) use self::restore::{remove_local_state, restore_interrupted};
 
 use crate::error::Error;

@@ -43,7 +43,7 @@ pub(super) const PINNED: TableDefinition<(u64, u32), u64> = TableDefinition::new
 pub(super) const READER_POINTS: TableDefinition<u64, u64> = TableDefinition::new("reader_points");
 
 /// The MD5 of a cluster of zeros (the rollback's one zero cluster may back many addresses).
-const ZERO_MD5: [u8; 16] = [
+pub(super) const ZERO_MD5: [u8; 16] = [
     0x62, 0x0f, 0x0b, 0x67, 0xa9, 0x1f, 0x7f, 0x74, 0x15, 0x1b, 0xc5, 0xbe, 0x74, 0x5b, 0x71, 0x10,
 ];
 
@@ -71,7 +71,7 @@ pub(super) fn boundaries(tx: &WriteTransaction) -> Result<BTreeSet<u64>> {
 }
 
 /// Whether a view reads a position written in `t0` and superseded in `t`.
-fn viewed(bounds: &BTreeSet<u64>, t0: u64, t: u64) -> bool {
+pub(super) fn viewed(bounds: &BTreeSet<u64>, t0: u64, t: u64) -> bool {
     t0 < t && bounds.range(t0..t).next().is_some()
 }
 

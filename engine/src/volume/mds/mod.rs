@@ -10,6 +10,7 @@
 //! - `snapshots`: the snapshot tables (records, names, where each stands on the backend).
 //! - `lineage`: the clone tables (the volumes a clone reads from, the template mark).
 //! - `liveness`: which superseded clusters a snapshot or a clone still reads, which are dead.
+//! - `recount`: replaying old TLogs to find what they superseded before liveness was kept.
 //! - `compaction`: the compacted objects of scrubbed SCOs, objects marked for deletion, the
 //!   scrubber's totals.
 //!
@@ -20,5 +21,6 @@ pub(crate) mod compaction;
 pub(crate) mod cork;
 pub(crate) mod lineage;
 pub(crate) mod liveness;
+pub(crate) mod recount;
 pub(crate) mod snapshots;
 pub(crate) mod store;

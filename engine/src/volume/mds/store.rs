@@ -282,6 +282,7 @@ impl Mds {
             match format {
                 None => {
                     meta.insert("format", MDS_FORMAT).map_err(db_err)?;
+                    meta.insert("liveness_from", 0).map_err(db_err)?;
                     meta.insert("applied_tlog", 0).map_err(db_err)?;
                     meta.insert("size", 0).map_err(db_err)?;
                     meta.insert("checkpoint_tlog", 0).map_err(db_err)?;
@@ -297,6 +298,15 @@ impl Mds {
                         super::compaction::MDS_FORMAT_SCRUBBED
                     )))
                 }
+            }
+            if format.is_some() && meta.get("liveness_from").map_err(db_err)?.is_none() {
+                // A store from before scrubbing: what its applied TLogs superseded was never
+                // recorded; the scrubber recounts it.
+                let applied = meta
+                    .get("applied_tlog")
+                    .map_err(db_err)?
+                    .map_or(0, |v| v.value());
+                meta.insert("liveness_from", applied).map_err(db_err)?;
             }
             tx.open_table(CLUSTERS).map_err(db_err)?;
             tx.open_table(SCOS).map_err(db_err)?;
@@ -608,6 +618,8 @@ impl Mds {
             meta.insert("size", ix.size).map_err(db_err)?;
             meta.insert("checkpoint_tlog", n).map_err(db_err)?;
             meta.insert("checkpoint_id", id).map_err(db_err)?;
+            // What the TLogs up to the checkpoint superseded is not known: recounted later.
+            meta.insert("liveness_from", n).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }

@@ -4,6 +4,8 @@
 //! is recorded dead, or pinned while a snapshot or clone reads it. A pass, in steps (a crash
 //! may stop it anywhere; the next pass finishes the job):
 //!
+//! 0. What the TLogs up to `liveness_from` superseded (a store from before scrubbing, a
+//!    backend restart from a checkpoint) is recounted from those TLogs (`recount.rs`).
 //! 1. A compaction cut short by a crash (its counter taken, its object perhaps put, never
 //!    recorded) has that object marked garbage.
 //! 2. Pinned positions no view reads any more (a snapshot was deleted, a clone went) become
@@ -30,6 +32,7 @@
 
 pub(crate) mod gc;
 pub(crate) mod readers;
+mod recount;
 pub(crate) mod resolve;
 
 use std::time::{Duration, Instant};
@@ -95,6 +98,7 @@ impl Volume {
         };
         let started = Instant::now();
         let mut report = ScrubReport::default();
+        self.recount(&remote)?;
         self.gc_mark_inflight(&remote)?;
         {
             let _views = self.rollback_lock.lock();

@@ -150,6 +150,13 @@ impl Target {
                 s.image_size,
             ),
         };
+        // GC_Grace = 0: the scrub rows measure the backend once the replaced objects are
+        // deleted (with the default they go 10 minutes later); no background passes.
+        let mut conf = conf;
+        if let Some(pairs) = conf.strata.as_mut() {
+            pairs.push(("GC_Grace".into(), "0".into()));
+            pairs.push(("Scrub_Interval".into(), "0".into()));
+        }
         let (conf, s3) = match system {
             System::StrataS3 => {
                 let (conf, s3) = s3_setup(conf, dir.path(), &s.plugin_dir)?;

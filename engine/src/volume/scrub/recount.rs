@@ -1,0 +1,42 @@
+//! Step 0 of a pass: when the MetaDataStore does not know what the TLogs up to
+//! `liveness_from` superseded (a store from before scrubbing, or a backend restart from a
+//! checkpoint), those TLogs are read back from the backend and replayed
+//! (`mds/recount.rs`), so that garbage older than this run is found too.
+
+use crate::error::Result;
+use crate::volume::backend::keys::tlog_key;
+use crate::volume::backend::{be_err, get_at_most, MAX_TLOG_OBJECT_LEN};
+use crate::volume::files::fmt_err;
+use crate::volume::format::{parse_tlog, tlog_name, Entry};
+use crate::volume::state::{Remote, Volume};
+
+impl Volume {
+    /// Replays the TLogs the liveness tables do not cover, if any; returns the positions
+    /// found dead.
+    pub(super) fn recount(&self, remote: &Remote) -> Result<u64> {
+        let upto = self.mds.liveness_from()?;
+        if upto == 0 {
+            return Ok(0);
+        }
+        let base = self.lineage.read().base_tlog();
+        self.mds.recount_start()?;
+        for t in base + 1..=upto {
+            let key = tlog_key(t, self.epochs.read().of(t));
+            let what = format!("scrub: recount: backend TLog {}", tlog_name(t));
+            let (b, _) = remote
+                .block_on(
+                    &what,
+                    get_at_most(&*remote.store, &key, MAX_TLOG_OBJECT_LEN),
+                )?
+                .map_err(|e| be_err(&key, e))?;
+            let parsed = parse_tlog(&what, &b, self.id, t, false).map_err(fmt_err)?;
+            let entries: Vec<Entry> = parsed.entries.into_iter().map(|(_, e)| e).collect();
+            self.mds.recount_tlog(t, &entries)?;
+        }
+        let _views = self.rollback_lock.lock();
+        let _map = self.uncork_lock.lock();
+        let found = self.mds.recount_finish(base)?;
+        tracing::info!(volume = %self.id, tlogs = upto - base, found, "scrub: recounted what older TLogs superseded");
+        Ok(found)
+    }
+}
