@@ -405,3 +405,83 @@ fn after_a_backend_restart_a_pass_recounts_older_tlogs_and_reclaims_their_garbag
     assert!(whole(&v) == head);
     assert!(view_at(&w, &v, "s") == snap);
 }
+
+/// Fails the manifest PUT that would name a new checkpoint (one after any `mds/` object was
+/// put) while on.
+#[derive(Debug, Default)]
+struct FailCheckpointManifest {
+    on: std::sync::atomic::AtomicBool,
+    pages: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl strata_backend::Hook for FailCheckpointManifest {
+    async fn before(&self, call: &strata_backend::Call<'_>) -> Result<(), strata_backend::Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if let strata_backend::Call::Put { key, .. } = call {
+            if key.starts_with("mds/") {
+                self.pages.fetch_add(1, SeqCst);
+            } else if key.ends_with("manifest.xml")
+                && self.on.load(SeqCst)
+                && self.pages.load(SeqCst) > 0
+            {
+                return Err(strata_backend::Error::Io {
+                    key: key.to_string(),
+                    source: std::io::Error::other("injected"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_pages_of_a_failed_checkpoint_are_collected_and_the_named_one_is_kept() {
+    let w = World::new();
+    let mut rng = SimRng::new(25);
+    let v = w.create_with(V, opts());
+    v.resize(SPACE as u64).expect("resize");
+    let mut head = vec![0u8; SPACE];
+    overwrite(&v, &mut head, &mut rng, 2);
+    w.backup(&v);
+    let hooked = Arc::new(strata_backend::HookedStore::new(
+        ns(&w.root, V),
+        FailCheckpointManifest::default(),
+    ));
+    v.set_backend(
+        hooked.clone() as Arc<dyn ObjectStore>,
+        w.rt.handle().clone(),
+        1,
+    );
+    hooked
+        .hook()
+        .on
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    overwrite(&v, &mut head, &mut rng, 2);
+    let rep =
+        w.rt.block_on(v.backup(&*hooked, true))
+            .expect("the data upload succeeds");
+    assert!(rep.checkpoint_error.is_some(), "{rep:?}");
+    let mds_keys = || -> Vec<String> {
+        w.keys_under(V)
+            .into_iter()
+            .filter(|k| k.starts_with("mds/"))
+            .collect()
+    };
+    let with_failed = mds_keys();
+    hooked
+        .hook()
+        .on
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    scrub(&v);
+    let after = mds_keys();
+    assert!(
+        after.len() < with_failed.len(),
+        "{after:?} of {with_failed:?}"
+    );
+    // What is left is exactly what the manifest's checkpoint needs: a backend restart works.
+    drop(v);
+    let r = w.restore(V);
+    evict_all(&r);
+    assert!(whole(&r) == head);
+}

@@ -107,16 +107,23 @@ fn measure(t: &Target, s: &Settings, image: (&str, u64)) -> Result<Vec<Row>, Str
     c.snapshot_delete(image.0, SNAPSHOT)
         .map_err(err("snapshot delete"))?;
     let live = v.space_used.max(1) as f64;
+    let kinds: Vec<String> = ["sco", "tlog", "mds", "snap"]
+        .iter()
+        .map(|k| format!("{k}/ {:.0} MiB", dir_usage(&dir.join(k)).1 as f64 / MIB))
+        .collect();
     let [ratio_id, rate_id, quiet_id, during_id] = ids();
     let ratio_note = format!(
-        "{:.0} MiB on the backend for {:.0} MiB live ({:.2}x before the scrub); {} SCOs \
-         compacted, {} objects deleted; the rest: TLogs (1.2 % of every byte ever written), \
-         checkpoints, SCOs above Scrub_Threshold (75 %)",
+        "{:.0} MiB on the backend for {:.0} MiB live ({:.2}x before the scrub): {}; {} SCOs \
+         compacted, {} objects deleted; {} clusters superseded but read by a snapshot or a \
+         clone, {} dead left in SCOs above Scrub_Threshold (75 %)",
         after as f64 / MIB,
         live / MIB,
         before as f64 / live,
+        kinds.join(", "),
         v.scrub.scos_compacted,
-        v.scrub.objects_deleted
+        v.scrub.objects_deleted,
+        v.scrub.pinned_clusters,
+        v.scrub.dead_clusters
     );
     let rate_note = format!(
         "{:.0} MiB of backend data in {:.1} s with the default Scrub_Bandwidth (64 MiB/s of \

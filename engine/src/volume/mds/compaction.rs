@@ -190,6 +190,23 @@ impl Mds {
         tx.commit().map_err(db_err)
     }
 
+    /// Marks `keys` garbage as of `now` (those already marked keep their time).
+    pub(in crate::volume) fn gc_mark(&self, keys: &[String], now: u64) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(GC_PENDING).map_err(db_err)?;
+            for k in keys {
+                if t.get(k.as_str()).map_err(db_err)?.is_none() {
+                    t.insert(k.as_str(), now).map_err(db_err)?;
+                }
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
     /// Drops the marks of `keys` (found in use by the check before the delete).
     pub(in crate::volume) fn gc_unmark(&self, keys: &[String]) -> Result<()> {
         if keys.is_empty() {

@@ -1,6 +1,7 @@
-//! Deleting a volume's garbage, last and safely: only SCO objects (the only kind the scrubber
-//! marks), only once marked for `GC_Grace`, and only if a check just before the delete still
-//! finds them not the SCO's current object. A crash anywhere leaves marks (or objects) that
+//! Deleting a volume's garbage, last and safely: only the kinds the scrubber marks (SCO
+//! objects, metadata checkpoint objects), only once marked for `GC_Grace`, and only if a check
+//! just before the delete still finds them garbage (not the SCO's current object; not an
+//! object of the checkpoint the manifest and the MetaDataStore name). A crash anywhere leaves marks (or objects) that
 //! the next pass deletes; a deleted object is never one a reader can be sent to.
 
 use std::time::Duration;
@@ -9,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::volume::format::{compacted_key, parse_sco_key};
 use crate::volume::state::{Remote, Volume};
 
+use super::sweep::MDS_PREFIX;
 use super::unix_now;
 
 /// Keys deleted per backend call.
@@ -27,26 +29,49 @@ impl Volume {
     }
 
     /// Step 4 of a pass: deletes the objects marked at least `grace` ago that are still
-    /// garbage; returns how many were deleted.
+    /// garbage; returns how many were deleted. Checkpoint objects are checked and deleted with
+    /// the pipeline held off (a checkpoint being written may reuse a directory's name).
     pub(super) fn gc_delete(&self, remote: &Remote, grace: Duration) -> Result<u64> {
         let now = unix_now();
-        let mut due = Vec::new();
-        let mut keep = Vec::new();
-        for (key, at) in self.mds.gc_pending()? {
-            if now.saturating_sub(at) < grace.as_secs() {
-                continue;
-            }
-            if self.still_garbage(&key)? {
-                due.push(key);
-            } else {
-                tracing::warn!(volume = %self.id, %key, "scrub: an object marked garbage is in use; unmarked");
-                keep.push(key);
+        let due: Vec<String> = self
+            .mds
+            .gc_pending()?
+            .into_iter()
+            .filter(|(_, at)| now.saturating_sub(*at) >= grace.as_secs())
+            .map(|(k, _)| k)
+            .collect();
+        let (mds, scos): (Vec<String>, Vec<String>) =
+            due.into_iter().partition(|k| k.starts_with(MDS_PREFIX));
+        let mut deleted = self.gc_delete_checked(remote, &scos, |k| self.still_garbage(k))?;
+        if !mds.is_empty() {
+            let g = self.hold_uploads();
+            if let Some(refs) = self.checkpoint_refs(&g)? {
+                deleted += self.gc_delete_checked(remote, &mds, |k| Ok(!refs.contains(k)))?;
             }
         }
-        // Unmarked without counting as deleted.
+        Ok(deleted)
+    }
+
+    /// Deletes the keys of `due` that `garbage` still says are garbage, unmarks the others.
+    fn gc_delete_checked(
+        &self,
+        remote: &Remote,
+        due: &[String],
+        garbage: impl Fn(&str) -> Result<bool>,
+    ) -> Result<u64> {
+        let mut del = Vec::new();
+        let mut keep = Vec::new();
+        for key in due {
+            if garbage(key)? {
+                del.push(key.clone());
+            } else {
+                tracing::warn!(volume = %self.id, %key, "scrub: an object marked garbage is in use; unmarked");
+                keep.push(key.clone());
+            }
+        }
         self.mds.gc_unmark(&keep)?;
         let mut deleted = 0;
-        for chunk in due.chunks(BATCH) {
+        for chunk in del.chunks(BATCH) {
             let what = format!("scrub: delete {} objects", chunk.len());
             remote
                 .block_on(&what, remote.store.delete_many(chunk))?

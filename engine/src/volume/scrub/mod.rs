@@ -23,8 +23,11 @@
 //!       rows and marks the object it replaced garbage — the commit point. Readers find the
 //!       new object by the table, or by listing when the old one is gone;
 //!    6. a SCO with nothing live left has its local file replaced by a stub.
-//! 4. Objects marked garbage for at least `GC_Grace` are checked once more (still not the
-//!    SCO's object) and deleted, then unmarked.
+//! 4. Checkpoint objects nothing references (a failed or crashed checkpoint's pages) are
+//!    marked garbage, with the pipeline held off and the manifest naming the checkpoint the
+//!    MetaDataStore records (`sweep.rs`).
+//! 5. Objects marked garbage for at least `GC_Grace` are checked once more (still not the
+//!    SCO's object; not the named checkpoint's) and deleted, then unmarked.
 //!
 //! Nothing moves: a position keeps its name (SCO, index) for ever, so no map, TLog, snapshot,
 //! manifest or clone changes, and a write racing a scrub can only make more positions dead.
@@ -34,6 +37,7 @@ pub(crate) mod gc;
 pub(crate) mod readers;
 mod recount;
 pub(crate) mod resolve;
+mod sweep;
 
 use std::time::{Duration, Instant};
 
@@ -120,6 +124,7 @@ impl Volume {
             throttle(opts.bandwidth, moved, t.elapsed());
         }
         progress.step(total, total);
+        self.sweep_checkpoints(&remote)?;
         report.objects_deleted += self.gc_delete(&remote, opts.grace)?;
         self.sync_evictions()?;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
