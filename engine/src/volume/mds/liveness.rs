@@ -19,10 +19,12 @@
 //! The cost is a few B-tree updates per change applied, and the tables hold only positions
 //! that are superseded and still on the backend: nothing multiplies snapshots by SCOs.
 //!
-//! Rules that keep "dead" safe (a position is marked dead only when truly unreadable):
-//! positions whose content is the zero cluster are never marked (a rollback maps every hole
-//! to one zero cluster, so such a position may back several addresses); an address mapped
-//! back to a pinned or dead position (a rollback) drops that row; a clone's positions in its
+//! Rules that keep "dead" safe (a position is marked dead only when truly unreadable): a
+//! position a Remap mapped again (a rollback: a position mapped twice in one transaction, or
+//! one of a SCO sealed before the entry's TLog) is recorded in `remapped_clusters` and never
+//! found dead, since it may back several addresses at once (the rollback's one zero cluster
+//! backs every hole); an address mapped back to a pinned or dead position drops that row; a
+//! clone's positions in its
 //! ancestors' SCOs are not tracked (the ancestors' own tables and reader points protect
 //! them). Layout: `FORMATS.md`, "Scrubbing and garbage collection".
 
@@ -41,11 +43,11 @@ pub(super) const SCO_DEAD: TableDefinition<u64, u32> = TableDefinition::new("sco
 pub(super) const PINNED: TableDefinition<(u64, u32), u64> = TableDefinition::new("pinned_clusters");
 /// TLog -> how many clones read this volume up to it (their views are boundaries too).
 pub(super) const READER_POINTS: TableDefinition<u64, u64> = TableDefinition::new("reader_points");
-
-/// The MD5 of a cluster of zeros (the rollback's one zero cluster may back many addresses).
-pub(super) const ZERO_MD5: [u8; 16] = [
-    0x62, 0x0f, 0x0b, 0x67, 0xa9, 0x1f, 0x7f, 0x74, 0x15, 0x1b, 0xc5, 0xbe, 0x74, 0x5b, 0x71, 0x10,
-];
+/// (SCO, index) -> (): positions a Remap mapped again (a rollback): they may back several
+/// addresses at once (the rollback's one zero cluster backs every hole), so they are never
+/// found dead.
+pub(super) const REMAPPED: TableDefinition<(u64, u32), ()> =
+    TableDefinition::new("remapped_clusters");
 
 /// Creates the tables (opening a store from before scrubbing adds them empty).
 pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
@@ -53,6 +55,7 @@ pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(SCO_DEAD).map_err(db_err)?;
     tx.open_table(PINNED).map_err(db_err)?;
     tx.open_table(READER_POINTS).map_err(db_err)?;
+    tx.open_table(REMAPPED).map_err(db_err)?;
     Ok(())
 }
 
@@ -80,6 +83,9 @@ pub(super) struct Tracker<'t> {
     dead: Table<'t, (u64, u32), ()>,
     sco_dead: Table<'t, u64, u32>,
     pinned: Table<'t, (u64, u32), u64>,
+    remapped: Table<'t, (u64, u32), ()>,
+    /// Positions mapped so far in this transaction: mapping one again is a Remap.
+    seen: std::collections::HashSet<(u64, u32)>,
     bounds: BTreeSet<u64>,
     /// SCOs sealed in TLogs up to this one are the ancestors' (a clone's lineage).
     base: u64,
@@ -93,6 +99,8 @@ impl<'t> Tracker<'t> {
             dead: tx.open_table(DEAD).map_err(db_err)?,
             sco_dead: tx.open_table(SCO_DEAD).map_err(db_err)?,
             pinned: tx.open_table(PINNED).map_err(db_err)?,
+            remapped: tx.open_table(REMAPPED).map_err(db_err)?,
+            seen: Default::default(),
         })
     }
 
@@ -104,7 +112,8 @@ impl<'t> Tracker<'t> {
         old: Loc,
         t: u64,
     ) -> Result<()> {
-        if old.md5 == ZERO_MD5 {
+        let pos = (old.sco, old.offset);
+        if self.remapped.get(pos).map_err(db_err)?.is_some() {
             return Ok(());
         }
         let t0 = scos
@@ -114,7 +123,6 @@ impl<'t> Tracker<'t> {
         if t0 <= self.base {
             return Ok(());
         }
-        let pos = (old.sco, old.offset);
         if viewed(&self.bounds, t0, t) {
             self.pinned.insert(pos, t).map_err(db_err)?;
         } else if self.dead.insert(pos, ()).map_err(db_err)?.is_none() {
@@ -128,9 +136,22 @@ impl<'t> Tracker<'t> {
         Ok(())
     }
 
-    /// `new` is mapped (a write, or a Remap back to an older position): it is read again.
-    pub(super) fn mapped(&mut self, new: Loc) -> Result<()> {
+    /// `new` is mapped in TLog `t` (a write, or a Remap back to an older position: one mapped
+    /// before in this transaction, or in a SCO sealed before `t`): it is read again.
+    pub(super) fn mapped(
+        &mut self,
+        scos: &Table<'t, u64, (u64, u32, u32)>,
+        new: Loc,
+        t: u64,
+    ) -> Result<()> {
         let pos = (new.sco, new.offset);
+        let older = scos
+            .get(new.sco)
+            .map_err(db_err)?
+            .is_some_and(|v| v.value().0 < t);
+        if !self.seen.insert(pos) || older {
+            self.remapped.insert(pos, ()).map_err(db_err)?;
+        }
         self.pinned.remove(pos).map_err(db_err)?;
         if self.dead.remove(pos).map_err(db_err)?.is_some() {
             tracing::warn!(
@@ -257,11 +278,6 @@ impl Mds {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn zero_md5_is_the_md5_of_a_zero_cluster() {
-        assert_eq!(crate::volume::format::md5(&[0u8; 4096]), ZERO_MD5);
-    }
 
     #[test]
     fn a_view_reads_what_was_current_at_its_boundary() {

@@ -4,11 +4,12 @@
 //! from the backend, oldest first, into two scratch tables (non-durable transactions; a crash
 //! starts the recount over), then records every superseded own position, in one durable
 //! transaction, as dead or pinned by the boundaries that exist now — except one the map names
-//! again (a rollback mapped it back after those TLogs) or already recorded.
+//! again at its address, one a Remap mapped again (in those TLogs or since: it may back other
+//! addresses), or one already recorded.
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::liveness::{boundaries, viewed, DEAD, PINNED, SCO_DEAD, ZERO_MD5};
+use super::liveness::{boundaries, viewed, DEAD, PINNED, REMAPPED, SCO_DEAD};
 use super::store::{db_err, Loc, Mds, CLUSTERS, META, SCOS};
 use crate::error::Result;
 use crate::volume::format::{Entry, CLUSTER_SIZE_U64};
@@ -18,6 +19,8 @@ const RECOUNT_MAP: TableDefinition<u64, [u8; 28]> = TableDefinition::new("recoun
 /// Scratch: (SCO, index) -> (address, TLog that superseded it, MD5).
 const RECOUNT_GONE: TableDefinition<(u64, u32), (u64, u64, [u8; 16])> =
     TableDefinition::new("recount_gone");
+/// Scratch: positions a Remap entry of the replayed TLogs mapped again.
+const RECOUNT_REMAPPED: TableDefinition<(u64, u32), ()> = TableDefinition::new("recount_remapped");
 
 impl Mds {
     /// Positions superseded in TLogs up to this one are not recorded (0: all are).
@@ -37,6 +40,7 @@ impl Mds {
         tx.set_durability(redb::Durability::None).map_err(db_err)?;
         tx.delete_table(RECOUNT_MAP).map_err(db_err)?;
         tx.delete_table(RECOUNT_GONE).map_err(db_err)?;
+        tx.delete_table(RECOUNT_REMAPPED).map_err(db_err)?;
         tx.commit().map_err(db_err)
     }
 
@@ -47,7 +51,11 @@ impl Mds {
         {
             let mut map = tx.open_table(RECOUNT_MAP).map_err(db_err)?;
             let mut gone = tx.open_table(RECOUNT_GONE).map_err(db_err)?;
+            let mut remapped = tx.open_table(RECOUNT_REMAPPED).map_err(db_err)?;
             for e in entries {
+                if let Entry::Remap { sco, offset, .. } = *e {
+                    remapped.insert((sco, offset), ()).map_err(db_err)?;
+                }
                 match *e {
                     Entry::Cluster {
                         address,
@@ -104,17 +112,24 @@ impl Mds {
             let clusters = tx.open_table(CLUSTERS).map_err(db_err)?;
             let scos = tx.open_table(SCOS).map_err(db_err)?;
             let gone = tx.open_table(RECOUNT_GONE).map_err(db_err)?;
+            let scratch_remapped = tx.open_table(RECOUNT_REMAPPED).map_err(db_err)?;
+            let mut remapped = tx.open_table(REMAPPED).map_err(db_err)?;
+            for r in scratch_remapped.iter().map_err(db_err)? {
+                remapped
+                    .insert(r.map_err(db_err)?.0.value(), ())
+                    .map_err(db_err)?;
+            }
             let mut dead = tx.open_table(DEAD).map_err(db_err)?;
             let mut sco_dead = tx.open_table(SCO_DEAD).map_err(db_err)?;
             let mut pinned = tx.open_table(PINNED).map_err(db_err)?;
             for r in gone.iter().map_err(db_err)? {
                 let (k, v) = r.map_err(db_err)?;
                 let (sco, idx) = k.value();
-                let (addr, t, md5) = v.value();
+                let (addr, t, _md5) = v.value();
                 let Some(t0) = scos.get(sco).map_err(db_err)?.map(|v| v.value().0) else {
                     continue;
                 };
-                if t0 <= base || md5 == ZERO_MD5 {
+                if t0 <= base || remapped.get((sco, idx)).map_err(db_err)?.is_some() {
                     continue;
                 }
                 let now = clusters
@@ -142,6 +157,7 @@ impl Mds {
         }
         tx.delete_table(RECOUNT_MAP).map_err(db_err)?;
         tx.delete_table(RECOUNT_GONE).map_err(db_err)?;
+        tx.delete_table(RECOUNT_REMAPPED).map_err(db_err)?;
         tx.open_table(META)
             .map_err(db_err)?
             .insert("liveness_from", 0)

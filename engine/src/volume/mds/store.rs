@@ -443,7 +443,7 @@ impl Mds {
                             .map_err(db_err)?
                             .map(|v| Loc::decode(&v.value()));
                         if old != Some(loc) {
-                            live.mapped(loc)?;
+                            live.mapped(&scos, loc, t)?;
                             if let Some(old) = old {
                                 live.superseded(&scos, old, t)?;
                             }
