@@ -434,6 +434,18 @@ pub fn strata_cli() -> Option<PathBuf> {
     None
 }
 
+/// Runs `strata ARGS --data-dir DATA` (the CLI at `bin`), bounded by [`CMD_TIMEOUT`].
+pub fn strata_at(bin: &Path, data: &Path, args: &[&str]) -> Run {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).arg("--data-dir").arg(data);
+    run_bounded(cmd, CMD_TIMEOUT)
+}
+
+/// A `--json` command's output, parsed (a panic naming the run when it is not JSON).
+pub fn stdout_json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {r}"))
+}
+
 /// `strata sync --wait` on the gateway with data directory `data_dir`: everything written so
 /// far is on the backend when it returns.
 pub fn strata_sync_wait(strata: &Path, data_dir: &Path) {

@@ -5,7 +5,6 @@
 //! deleted with its last reader), and a flattened clone that stands alone.
 
 use std::path::Path;
-use std::process::Command;
 
 use strata_tests::*;
 
@@ -17,15 +16,7 @@ const VM3: &str = "/vm3-flat.vmdk";
 const EROFS: u64 = 30;
 const NFS3ERR_ROFS: u64 = 30;
 
-fn strata(bin: &Path, data: &Path, args: &[&str]) -> Run {
-    let mut cmd = Command::new(bin);
-    cmd.args(args).arg("--data-dir").arg(data);
-    run_bounded(cmd, CMD_TIMEOUT)
-}
-
-fn json(r: &Run) -> serde_json::Value {
-    serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {r}"))
-}
+use strata_tests::{stdout_json as json, strata_at as strata};
 
 fn write(tg: &TestGateway, v: u8, path: &str, off: u64, len: u64, seed: u64) -> Run {
     let (off, len, seed) = (off.to_string(), len.to_string(), seed.to_string());

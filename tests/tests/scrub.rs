@@ -6,7 +6,6 @@
 //! and a new clone of the snapshot (rebuilt from the backend).
 
 use std::path::Path;
-use std::process::Command;
 
 use strata_tests::*;
 
@@ -17,15 +16,7 @@ const VOL: &str = "/disk-flat.vmdk";
 const CLONE: &str = "/clone-flat.vmdk";
 const LATE: &str = "/late-flat.vmdk";
 
-fn strata(bin: &Path, data: &Path, args: &[&str]) -> Run {
-    let mut cmd = Command::new(bin);
-    cmd.args(args).arg("--data-dir").arg(data);
-    run_bounded(cmd, CMD_TIMEOUT)
-}
-
-fn json(r: &Run) -> serde_json::Value {
-    serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {r}"))
-}
+use strata_tests::{stdout_json as json, strata_at as strata};
 
 /// The pattern seed of every 64 KiB chunk of a volume, as written.
 struct Oracle(Vec<u64>);

@@ -5,22 +5,13 @@
 //! `strata volume create` and `volume list` beside them.
 
 use std::path::Path;
-use std::process::Command;
 
 use strata_tests::*;
 
 const MIB: u64 = 1 << 20;
 const VOL: &str = "/vm-flat.vmdk";
 
-fn strata(bin: &Path, data: &Path, args: &[&str]) -> Run {
-    let mut cmd = Command::new(bin);
-    cmd.args(args).arg("--data-dir").arg(data);
-    run_bounded(cmd, CMD_TIMEOUT)
-}
-
-fn json(r: &Run) -> serde_json::Value {
-    serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {r}"))
-}
+use strata_tests::{stdout_json as json, strata_at as strata};
 
 fn write(tg: &TestGateway, off: u64, len: u64, seed: u64) {
     let (off, len, seed) = (off.to_string(), len.to_string(), seed.to_string());

@@ -57,6 +57,28 @@ pub(crate) fn rows_na(big: u64, why: &str) -> Vec<Row> {
         .collect()
 }
 
+/// 4 KiB random reads at queue depth 8 over the first `size` bytes of `path` for the rows'
+/// duration: IOPS.
+pub(crate) fn randread(t: &Target, s: &Settings, path: &str, size: u64) -> Result<f64, String> {
+    let args: Vec<String> = [
+        "randio",
+        "read",
+        path,
+        &size.to_string(),
+        "4096",
+        "8",
+        "0",
+        &s.rand_secs.to_string(),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let kv = t.client(&args, s)?;
+    kv.get("iops")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("randio: no iops in {kv:?}"))
+}
+
 fn clone_path(i: usize) -> String {
     format!("/bench-clone-{i}.raw")
 }
@@ -87,25 +109,7 @@ pub(crate) fn rows(t: &Target, s: &Settings, big: (&str, u64), image: (&str, u64
     };
     out.push((create_id.0, create_id.1, create(), None));
     // A chain of clones of the bench image; reads of the parent, then of the last clone.
-    let randread = |path: &str| -> Result<f64, String> {
-        let args: Vec<String> = [
-            "randio",
-            "read",
-            path,
-            &image.1.to_string(),
-            "4096",
-            "8",
-            "0",
-            &s.rand_secs.to_string(),
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        let kv = t.client(&args, s)?;
-        kv.get("iops")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("randio: no iops in {kv:?}"))
-    };
+    let randread = |path: &str| randread(t, s, path, image.1);
     let mut chain = Vec::new();
     let built = (0..DEPTH).try_for_each(|i| {
         let src = chain.last().cloned().unwrap_or_else(|| image.0.to_string());

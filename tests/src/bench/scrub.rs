@@ -62,25 +62,7 @@ fn measure(t: &Target, s: &Settings, image: (&str, u64)) -> Result<Vec<Row>, Str
     let (_, before, _) = dir_usage(&dir);
     c.snapshot_create(image.0, SNAPSHOT, Vec::new())
         .map_err(err("snapshot create"))?;
-    let randread = || -> Result<f64, String> {
-        let args: Vec<String> = [
-            "randio",
-            "read",
-            image.0,
-            &image.1.to_string(),
-            "4096",
-            "8",
-            "0",
-            &s.rand_secs.to_string(),
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        let kv = t.client(&args, s)?;
-        kv.get("iops")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("randio: no iops in {kv:?}"))
-    };
+    let randread = || super::clones::randread(t, s, image.0, image.1);
     let quiet = randread()?;
     let t0 = Instant::now();
     let job = c.scrub(Some(image.0), false).map_err(err("scrub"))?;
