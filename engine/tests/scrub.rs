@@ -102,3 +102,44 @@ fn without_an_interval_nothing_runs_in_the_background_and_a_pass_on_demand_does_
     // A directory is not a volume.
     assert!(fs.scrub_with(Some(fs.root()), &NoProgress).is_err());
 }
+
+#[test]
+fn a_parent_restored_from_the_backend_learns_its_clones_again_before_anything_is_compacted() {
+    // The clone's snapshot is deleted: only the parent's reader point protects what the clone
+    // reads. A backend restart of the parent loses the points it recorded; the pass takes them
+    // from the namespace again before it decides anything.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let len = 2 << 20;
+    let (p_ino, c) = {
+        let fs = Filesystem::open(config(dir.path(), 0)).expect("open");
+        let h = support::create_in_root(&fs, "disk-flat.vmdk")
+            .expect("create")
+            .attr
+            .handle;
+        fs.write(h, 0, &pattern(len, 1), false).expect("write");
+        fs.commit(h).expect("commit");
+        let (c, snap) = fs
+            .volume_clone(h, None, fs.root(), b"clone-flat.vmdk")
+            .expect("clone");
+        fs.snapshot_delete(h, &snap.name)
+            .expect("delete the clone's snapshot");
+        for seed in 2..=3 {
+            fs.write(h, 0, &pattern(len, seed), false).expect("write");
+        }
+        fs.commit(h).expect("commit");
+        fs.flush_to_backend().expect("flush");
+        (h.ino, c.handle)
+    };
+    std::fs::remove_dir_all(dir.path().join(VOLUMES_DIR).join(format!("{p_ino:016x}")))
+        .expect("drop the parent's local state");
+    let fs = Filesystem::open(config(dir.path(), 0)).expect("reopen");
+    let h = fs
+        .lookup(fs.root(), b"disk-flat.vmdk")
+        .expect("parent")
+        .handle;
+    assert_eq!(read_all(&fs, h), pattern(len, 3), "restored");
+    let r = fs.scrub_with(Some(h), &NoProgress).expect("scrub");
+    assert!(r.scos_compacted > 0, "{r:?}");
+    assert_eq!(read_all(&fs, c), pattern(len, 1), "the clone's view");
+    assert_eq!(read_all(&fs, h), pattern(len, 3));
+}

@@ -12,7 +12,7 @@ use super::VolumeRegistry;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::types::Ino;
-use crate::volume::scrub::ScrubReport;
+use crate::volume::scrub::{Readers, ScrubReport};
 
 impl VolumeRegistry {
     /// One pass over volume `ino` (opened if it has local state).
@@ -24,7 +24,8 @@ impl VolumeRegistry {
             }
             None => return Err(Error::Stale),
         };
-        let r = v.volume().scrub(&self.cfg.scrub, p)?;
+        let readers = self.readers_of(ino, v.volume().id())?;
+        let r = v.volume().scrub_with(&self.cfg.scrub, &readers, p)?;
         if r.scos_compacted > 0 || r.objects_deleted > 0 {
             tracing::info!(
                 ino,
@@ -35,6 +36,31 @@ impl VolumeRegistry {
             );
         }
         Ok(r)
+    }
+
+    /// The clones reading volume `ino` (id `id`), by the namespace, with the TLog each reads
+    /// it up to (from the clone's lineage); `Unknown` when a reader has no local state to
+    /// read its lineage from.
+    fn readers_of(&self, ino: Ino, id: crate::volume::format::VolumeId) -> Result<Readers> {
+        let Some(ns) = self.namespace.lock().clone() else {
+            return Ok(Readers::Recorded);
+        };
+        let mut points = std::collections::BTreeMap::new();
+        let local = self.local_inos()?;
+        for r in ns.clone_readers(ino)? {
+            let v = match self.get(r) {
+                Some(v) => v,
+                None if local.contains(&r) && !self.is_deleted(r)? => {
+                    self.open_or_create(r, 0, false)?
+                }
+                None => return Ok(Readers::Unknown),
+            };
+            let lineage = v.volume().lineage();
+            if let Some(a) = lineage.ancestors().iter().find(|a| a.volume == id) {
+                *points.entry(a.last_tlog).or_insert(0) += 1;
+            }
+        }
+        Ok(Readers::Known(points))
     }
 
     /// One pass over every volume with local state; `p` counts volumes. A volume whose pass

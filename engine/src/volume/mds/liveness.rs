@@ -247,6 +247,55 @@ impl Mds {
         Ok((d, p))
     }
 
+    /// Makes the reader points exactly `want` (TLog -> clones reading up to it, from the
+    /// namespace and the clones' lineages). When the recorded ones differ (a backend restart
+    /// or a build before scrubbing lost them, an ancestor was not open when a clone came or
+    /// went), what was found dead or pinned may be wrong: those rows are dropped and
+    /// `liveness_from` set to `applied_tlog`, so the recount redoes them with the right
+    /// boundaries. One durable transaction; returns whether they differed. The caller holds
+    /// the rollback and uncork locks.
+    pub(in crate::volume) fn reconcile_reader_points(
+        &self,
+        want: &std::collections::BTreeMap<u64, u64>,
+    ) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(READER_POINTS).map_err(db_err)?;
+            let mut have = std::collections::BTreeMap::new();
+            for r in t.iter().map_err(db_err)? {
+                let (k, v) = r.map_err(db_err)?;
+                have.insert(k.value(), v.value());
+            }
+            if &have == want {
+                return Ok(false);
+            }
+            t.retain(|_, _| false).map_err(db_err)?;
+            for (k, v) in want {
+                t.insert(*k, *v).map_err(db_err)?;
+            }
+            tx.open_table(DEAD)
+                .map_err(db_err)?
+                .retain(|_, _| false)
+                .map_err(db_err)?;
+            tx.open_table(SCO_DEAD)
+                .map_err(db_err)?
+                .retain(|_, _| false)
+                .map_err(db_err)?;
+            tx.open_table(PINNED)
+                .map_err(db_err)?
+                .retain(|_, _| false)
+                .map_err(db_err)?;
+            let mut meta = tx.open_table(super::store::META).map_err(db_err)?;
+            let applied = meta
+                .get("applied_tlog")
+                .map_err(db_err)?
+                .map_or(0, |v| v.value());
+            meta.insert("liveness_from", applied).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(true)
+    }
+
     /// A clone reads this volume up to TLog `tlog` from now on (durably, before the clone is
     /// linked).
     pub(in crate::volume) fn add_reader_point(&self, tlog: u64) -> Result<()> {

@@ -4,7 +4,9 @@
 //! is recorded dead, or pinned while a snapshot or clone reads it. A pass, in steps (a crash
 //! may stop it anywhere; the next pass finishes the job):
 //!
-//! 0. What the TLogs up to `liveness_from` superseded (a store from before scrubbing, a
+//! 0. The reader points are checked against the namespace's clones (a mismatch resets what
+//!    was found dead; with a reader whose point cannot be had, only marked garbage is
+//!    deleted). What the TLogs up to `liveness_from` superseded (a store from before scrubbing, a
 //!    backend restart from a checkpoint) is recounted from those TLogs (`recount.rs`).
 //! 1. A compaction cut short by a crash (its counter taken, its object perhaps put, never
 //!    recorded) has that object marked garbage.
@@ -65,6 +67,18 @@ pub(crate) struct ScrubOptions {
     pub(crate) bandwidth: u64,
 }
 
+/// Which clones read the volume, for a pass: the reader points it checks its own against.
+#[derive(Debug, Clone)]
+pub(crate) enum Readers {
+    /// TLog -> clones reading the volume up to it, from the namespace and their lineages.
+    Known(std::collections::BTreeMap<u64, u64>),
+    /// Some reader's point could not be had: nothing is compacted this pass (what was
+    /// marked is still deleted).
+    Unknown,
+    /// Trust the points recorded in the volume (a volume without a namespace: tests).
+    Recorded,
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct ScrubReport {
@@ -88,11 +102,25 @@ struct Candidate {
 }
 
 impl Volume {
-    /// One scrub pass (see the module doc). A volume without a backend has nothing to
-    /// reclaim. `progress` counts SCOs looked at; cancelling stops between two SCOs.
+    /// One scrub pass (see the module doc), trusting the reader points the volume recorded
+    /// (a volume without a namespace). A volume without a backend has nothing to reclaim.
+    /// `progress` counts SCOs looked at; cancelling stops between two SCOs.
+    #[cfg(test)]
     pub(crate) fn scrub(
         &self,
         opts: &ScrubOptions,
+        progress: &dyn Progress,
+    ) -> Result<ScrubReport> {
+        self.scrub_with(opts, &Readers::Recorded, progress)
+    }
+
+    /// [`Volume::scrub`] with the clones that read this volume as the namespace knows them:
+    /// recorded reader points that differ are corrected first (and what they decided is
+    /// recounted); with [`Readers::Unknown`] only marked garbage is deleted.
+    pub(crate) fn scrub_with(
+        &self,
+        opts: &ScrubOptions,
+        readers: &Readers,
         progress: &dyn Progress,
     ) -> Result<ScrubReport> {
         self.check_halted()?;
@@ -102,6 +130,17 @@ impl Volume {
         };
         let started = Instant::now();
         let mut report = ScrubReport::default();
+        if let Readers::Known(points) = readers {
+            let _views = self.rollback_lock.lock();
+            let _map = self.uncork_lock.lock();
+            if self.mds.reconcile_reader_points(points)? {
+                tracing::warn!(volume = %self.id, ?points, "scrub: the reader points were not the namespace's; corrected, and what was found dead is recounted");
+            }
+        }
+        if matches!(readers, Readers::Unknown) {
+            report.objects_deleted += self.gc_delete(&remote, opts.grace)?;
+            return Ok(report);
+        }
         self.recount(&remote)?;
         self.gc_mark_inflight(&remote)?;
         {
