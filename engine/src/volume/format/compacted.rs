@@ -182,9 +182,12 @@ pub(crate) fn compacted_key(seq: u64, epoch: u64, writer: u64, counter: u64) -> 
     format!("sco/{seq:016x}.{epoch:016x}.{writer:016x}.{counter:016x}")
 }
 
-/// A SCO object key parsed: `(seq, Some((writer, counter)))` for a compacted one, `(seq,
-/// None)` for an original (`sco/<seq>` or `sco/<seq>.<epoch>`).
-pub(crate) fn parse_sco_key(key: &str) -> Option<(u64, Option<(u64, u64)>)> {
+/// A compacted object's (writer epoch, counter): the larger, the newer.
+pub(crate) type Generation = (u64, u64);
+
+/// A SCO object key parsed: `(seq, epoch, Some((writer, counter)))` for a compacted one,
+/// `(seq, epoch, None)` for an original (`sco/<seq>`, epoch 0, or `sco/<seq>.<epoch>`).
+pub(crate) fn parse_sco_key(key: &str) -> Option<(u64, u64, Option<Generation>)> {
     let hex = |s: &str| {
         (s.len() == 16
             && s.bytes()
@@ -194,8 +197,9 @@ pub(crate) fn parse_sco_key(key: &str) -> Option<(u64, Option<(u64, u64)>)> {
     };
     let parts: Vec<&str> = key.strip_prefix("sco/")?.split('.').collect();
     match parts.as_slice() {
-        [s] | [s, _] if parts.iter().all(|p| hex(p).is_some()) => Some((hex(s)?, None)),
-        [s, e, w, c] if hex(e).is_some() => Some((hex(s)?, Some((hex(w)?, hex(c)?)))),
+        [s] => Some((hex(s)?, 0, None)),
+        [s, e] => Some((hex(s)?, hex(e)?, None)),
+        [s, e, w, c] => Some((hex(s)?, hex(e)?, Some((hex(w)?, hex(c)?)))),
         _ => None,
     }
 }
@@ -259,11 +263,11 @@ mod tests {
     #[test]
     fn keys_parse_back() {
         let k = compacted_key(5, 2, 3, 9);
-        assert_eq!(parse_sco_key(&k), Some((5, Some((3, 9)))));
-        assert_eq!(parse_sco_key("sco/0000000000000005"), Some((5, None)));
+        assert_eq!(parse_sco_key(&k), Some((5, 2, Some((3, 9)))));
+        assert_eq!(parse_sco_key("sco/0000000000000005"), Some((5, 0, None)));
         assert_eq!(
             parse_sco_key("sco/0000000000000005.0000000000000002"),
-            Some((5, None))
+            Some((5, 2, None))
         );
         assert_eq!(parse_sco_key("sco/5"), None);
         assert_eq!(parse_sco_key("tlog/0000000000000005"), None);

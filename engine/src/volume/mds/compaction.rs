@@ -148,13 +148,14 @@ impl Mds {
     }
 
     /// Records that `sco` now lives in `new` (its object on the backend already), in one
-    /// durable transaction: its dead rows go (the object no longer holds them), `old_key` is
-    /// marked garbage as of `now`, and the totals grow by `reclaimed` bytes. The store becomes
-    /// format 4.
+    /// durable transaction: the dead rows of the positions it `dropped` go (rows found since
+    /// stay, for the next compaction), `old_key` is marked garbage as of `now`, and the totals
+    /// grow by `reclaimed` bytes. The store becomes format 4.
     pub(in crate::volume) fn finish_compaction(
         &self,
         sco: u64,
         new: Compacted,
+        dropped: &[u32],
         old_key: &str,
         now: u64,
         reclaimed: u64,
@@ -169,14 +170,24 @@ impl Mds {
                 .map_err(db_err)?
                 .remove(new.counter)
                 .map_err(db_err)?;
-            tx.open_table(DEAD)
+            let mut dead = tx.open_table(DEAD).map_err(db_err)?;
+            let mut gone = 0u32;
+            for idx in dropped {
+                if dead.remove((sco, *idx)).map_err(db_err)?.is_some() {
+                    gone += 1;
+                }
+            }
+            let mut sco_dead = tx.open_table(SCO_DEAD).map_err(db_err)?;
+            let left = sco_dead
+                .get(sco)
                 .map_err(db_err)?
-                .retain_in((sco, 0)..=(sco, u32::MAX), |_, _| false)
-                .map_err(db_err)?;
-            tx.open_table(SCO_DEAD)
-                .map_err(db_err)?
-                .remove(sco)
-                .map_err(db_err)?;
+                .map_or(0, |v| v.value())
+                .saturating_sub(gone);
+            if left == 0 {
+                sco_dead.remove(sco).map_err(db_err)?;
+            } else {
+                sco_dead.insert(sco, left).map_err(db_err)?;
+            }
             tx.open_table(GC_PENDING)
                 .map_err(db_err)?
                 .insert(old_key, now)

@@ -89,7 +89,7 @@ impl Volume {
     /// one (an original replaced by a compacted object, a compacted object replaced again,
     /// or one never recorded).
     fn still_garbage(&self, key: &str) -> Result<bool> {
-        let Some((sco, gen)) = parse_sco_key(key) else {
+        let Some((sco, _, gen)) = parse_sco_key(key) else {
             return Ok(false);
         };
         Ok(match (self.mds.compacted(sco)?, gen) {

@@ -4,7 +4,8 @@
 //! is recorded dead, or pinned while a snapshot or clone reads it. A pass, in steps (a crash
 //! may stop it anywhere; the next pass finishes the job):
 //!
-//! 0. The reader points are checked against the namespace's clones (a mismatch resets what
+//! 0. What is closed is uploaded and applied (a rollback's Remaps reach the tables). The
+//!    reader points are checked against the namespace's clones (a mismatch resets what
 //!    was found dead; with a reader whose point cannot be had, only marked garbage is
 //!    deleted). What the TLogs up to `liveness_from` superseded (a store from before scrubbing, a
 //!    backend restart from a checkpoint) is recounted from those TLogs (`recount.rs`).
@@ -50,7 +51,8 @@ use crate::progress::{cancelled_error, Progress};
 use crate::volume::backend::keys::sco_key;
 use crate::volume::files::{fmt_err, read_all};
 use crate::volume::format::{
-    compacted_key, CompactedHeader, ScoFooter, CLUSTER_SIZE, SCO_FOOTER_LEN, SCO_HEADER_LEN,
+    compacted_key, CompactedHeader, ScoFooter, CLUSTER_SIZE, MAX_SCO_LEN, SCO_FOOTER_LEN,
+    SCO_HEADER_LEN,
 };
 use crate::volume::int::usize_of;
 use crate::volume::mds::compaction::Compacted;
@@ -141,6 +143,9 @@ impl Volume {
             report.objects_deleted += self.gc_delete(&remote, opts.grace)?;
             return Ok(report);
         }
+        // Everything closed goes up and is applied first, so that what rollbacks remapped is
+        // in the tables before anything is decided.
+        remote.block_on("scrub: upload", self.backup(&*remote.store, false))??;
         self.recount(&remote)?;
         self.gc_mark_inflight(&remote)?;
         {
@@ -218,13 +223,32 @@ impl Volume {
 
     /// Compacts one SCO (step 3 of the module doc); returns the bytes read and written.
     fn compact(&self, remote: &Remote, c: Candidate, report: &mut ScrubReport) -> Result<u64> {
-        let dead = self.mds.dead_of(c.sco)?;
+        let mut dead = self.mds.dead_of(c.sco)?;
+        // Belt and braces: a position a TLog not yet applied maps (a rollback's Remap) is
+        // kept whatever the tables say.
+        {
+            let st = self.state.read();
+            let corked: std::collections::HashSet<u32> = st
+                .ov
+                .by_addr
+                .values()
+                .filter(|(l, _)| l.sco == c.sco)
+                .map(|(l, _)| l.offset)
+                .collect();
+            dead.retain(|i| !corked.contains(i));
+        }
         if dead.is_empty() {
             return Ok(0);
         }
         let epoch = self.epochs.read().of(c.tlog);
         let current = self.mds.compacted(c.sco)?;
         let (old_key, positions, data) = self.read_whole(remote, c, epoch, current)?;
+        if positions.is_empty() && dead.len() != c.clusters as usize {
+            return Err(Error::Io(format!(
+                "scrub: SCO {} has live clusters and no object on the backend",
+                crate::volume::format::sco_name(c.sco)
+            )));
+        }
         let old_len = data.len() as u64;
         let mut kept = Vec::new();
         let mut clusters = Vec::new();
@@ -246,7 +270,6 @@ impl Volume {
                 0,
             )
         } else {
-            let counter = self.mds.next_compaction(c.sco, writer, epoch)?;
             let header = CompactedHeader {
                 volume: self.id,
                 sco: c.sco,
@@ -254,15 +277,20 @@ impl Volume {
                 kept: kept.clone(),
             };
             let obj = Bytes::from(header.encode_object(&clusters));
-            let key = compacted_key(c.sco, epoch, writer, counter);
             let len = obj.len() as u64;
-            let what = format!("scrub: put {key}");
-            remote
-                .block_on(&what, remote.store.put_if_absent(&key, obj))?
-                .map_err(|e| Error::Backend {
-                    what: what.clone(),
-                    source: e,
-                })?;
+            // A key is never written twice: one taken before a backend restart forgot the
+            // counter (in the same run) is refused, and the next counter is tried.
+            let mut tries = 0;
+            let counter = loop {
+                let counter = self.mds.next_compaction(c.sco, writer, epoch)?;
+                let key = compacted_key(c.sco, epoch, writer, counter);
+                let what = format!("scrub: put {key}");
+                match remote.block_on(&what, remote.store.put_if_absent(&key, obj.clone()))? {
+                    Ok(_) => break counter,
+                    Err(e) if e.is_condition_failed() && tries < 64 => tries += 1,
+                    Err(e) => return Err(Error::Backend { what, source: e }),
+                }
+            };
             (
                 Compacted {
                     writer,
@@ -273,8 +301,9 @@ impl Volume {
             )
         };
         let reclaimed = old_len.saturating_sub(new_len);
+        // Every dead row read is settled: its position is not in the new object.
         self.mds
-            .finish_compaction(c.sco, record, &old_key, unix_now(), reclaimed)?;
+            .finish_compaction(c.sco, record, &dead, &old_key, unix_now(), reclaimed)?;
         if record.kept == 0 {
             self.set_layout(c.sco, None);
             self.evict_sco(c.sco)?;
@@ -332,21 +361,7 @@ impl Volume {
         match current {
             Some(cur) if cur.kept > 0 => {
                 let key = compacted_key(c.sco, epoch, cur.writer, cur.counter);
-                let what = format!("scrub: {key}");
-                let obj = remote
-                    .block_on(&what, remote.store.get(&key))?
-                    .map_err(|e| Error::Backend {
-                        what: what.clone(),
-                        source: e,
-                    })?
-                    .0;
-                let need = CompactedHeader::needed(&key, &obj).map_err(fmt_err)?;
-                let head = obj
-                    .get(..need)
-                    .ok_or_else(|| Error::Io(format!("{what}: shorter than its header")))?;
-                let h = CompactedHeader::decode(&key, head, self.id, c.sco).map_err(fmt_err)?;
-                let data = h.clusters_of(&key, &obj).map_err(fmt_err)?;
-                Ok((key.clone(), h.kept.clone(), Bytes::copy_from_slice(data)))
+                self.read_compacted(remote, c, key)
             }
             Some(_) => Err(Error::Io(format!(
                 "SCO {}: dead positions recorded after it was dropped whole",
@@ -364,16 +379,66 @@ impl Volume {
             }
             None => {
                 let what = format!("scrub: {original}");
-                let b = remote
-                    .block_on(&what, remote.store.get_range(&original, 0..sco_len))?
-                    .map_err(|e| Error::Backend {
+                match remote.block_on(&what, remote.store.get_range(&original, 0..sco_len))? {
+                    Ok(b) => {
+                        let data = check_original(&what, &b)?;
+                        Ok((original, (0..c.clusters).collect(), data))
+                    }
+                    // Compacted before a backend restart forgot it: its newest compacted
+                    // object is the SCO's.
+                    Err(e) if e.is_not_found() => {
+                        let found = self
+                            .find_layout(&what, remote, &remote.store, self.id, c.sco, epoch)
+                            .map_err(|f| match f {
+                                resolve::Fetch::Backend(e) => Error::Backend {
+                                    what: what.clone(),
+                                    source: e,
+                                },
+                                resolve::Fetch::Engine(e) => e,
+                            })?;
+                        match found {
+                            Some(l) => self.read_compacted(remote, c, l.key),
+                            // Dropped whole (nothing of it was live) before the restart.
+                            None => Ok((original, Vec::new(), Bytes::new())),
+                        }
+                    }
+                    Err(e) => Err(Error::Backend {
                         what: what.clone(),
                         source: e,
-                    })?;
-                let data = check_original(&what, &b)?;
-                Ok((original, (0..c.clusters).collect(), data))
+                    }),
+                }
             }
         }
+    }
+
+    /// The compacted object `key` of SCO `c` read whole and checked: its key, the positions
+    /// it keeps and their bytes.
+    fn read_compacted(
+        &self,
+        remote: &Remote,
+        c: Candidate,
+        key: String,
+    ) -> Result<(String, Vec<u32>, Bytes)> {
+        let what = format!("scrub: {key}");
+        // At most the header of 2^18 positions and as many clusters.
+        let max = MAX_SCO_LEN + (2 << 20);
+        let obj = remote
+            .block_on(
+                &what,
+                crate::volume::backend::get_at_most(&*remote.store, &key, max),
+            )?
+            .map_err(|e| Error::Backend {
+                what: what.clone(),
+                source: e,
+            })?
+            .0;
+        let need = CompactedHeader::needed(&key, &obj).map_err(fmt_err)?;
+        let head = obj
+            .get(..need)
+            .ok_or_else(|| Error::Io(format!("{what}: shorter than its header")))?;
+        let h = CompactedHeader::decode(&key, head, self.id, c.sco).map_err(fmt_err)?;
+        let data = h.clusters_of(&key, &obj).map_err(fmt_err)?;
+        Ok((key.clone(), h.kept.clone(), Bytes::copy_from_slice(data)))
     }
 }
 

@@ -26,8 +26,8 @@ use crate::volume::state::{Remote, Volume};
 /// A compacted SCO's object and its header.
 #[derive(Debug)]
 pub(crate) struct Layout {
-    key: String,
-    header: CompactedHeader,
+    pub(super) key: String,
+    pub(super) header: CompactedHeader,
 }
 
 /// The layouts known, by (ancestor index or `None` for the volume's own, SCO).
@@ -88,7 +88,7 @@ impl Volume {
             match remote.block_on(what, store_.get_range(&key, from..from + len))? {
                 Err(e) if e.is_not_found() => {
                     self.sco_layouts.lock().remove(&(ancestor, sco));
-                    let Some(l) = self.find_layout(what, remote, store_, owner, sco)? else {
+                    let Some(l) = self.find_layout(what, remote, store_, owner, sco, epoch)? else {
                         return Err(Fetch::Backend(e));
                     };
                     let l = Arc::new(l);
@@ -153,15 +153,16 @@ impl Volume {
         Ok(Some(l))
     }
 
-    /// The newest compacted object of `sco` in `store`, found by listing (`None`: there is
-    /// none).
-    fn find_layout(
+    /// The newest compacted object of `sco` (uploaded in `epoch`) in `store`, found by
+    /// listing (`None`: there is none).
+    pub(super) fn find_layout(
         &self,
         what: &str,
         remote: &Remote,
         store_: &Arc<dyn ObjectStore>,
         volume: VolumeId,
         sco: u64,
+        epoch: u64,
     ) -> FResult<Option<Layout>> {
         let prefix = format!("sco/{}.", sco_name(sco));
         let mut best: Option<((u64, u64), String)> = None;
@@ -169,8 +170,8 @@ impl Volume {
         loop {
             let page = store(remote.block_on(what, store_.list(&prefix, token.as_deref(), 1000))?)?;
             for o in page.objects {
-                if let Some((s, Some(gen))) = parse_sco_key(&o.key) {
-                    if s == sco && best.as_ref().is_none_or(|(g, _)| gen > *g) {
+                if let Some((s, e, Some(gen))) = parse_sco_key(&o.key) {
+                    if s == sco && e == epoch && best.as_ref().is_none_or(|(g, _)| gen > *g) {
                         best = Some((gen, o.key));
                     }
                 }
