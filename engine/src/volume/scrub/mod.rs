@@ -160,10 +160,7 @@ impl Volume {
             }
             progress.step(i as u64, total);
             let t = Instant::now();
-            let moved = {
-                let _views = self.rollback_lock.lock();
-                self.compact(&remote, c, &mut report)?
-            };
+            let moved = self.compact(&remote, c, &mut report)?;
             report.bytes_moved += moved;
             throttle(opts.bandwidth, moved, t.elapsed());
         }
@@ -223,20 +220,10 @@ impl Volume {
 
     /// Compacts one SCO (step 3 of the module doc); returns the bytes read and written.
     fn compact(&self, remote: &Remote, c: Candidate, report: &mut ScrubReport) -> Result<u64> {
-        let mut dead = self.mds.dead_of(c.sco)?;
-        // Belt and braces: a position a TLog not yet applied maps (a rollback's Remap) is
-        // kept whatever the tables say.
-        {
-            let st = self.state.read();
-            let corked: std::collections::HashSet<u32> = st
-                .ov
-                .by_addr
-                .values()
-                .filter(|(l, _)| l.sco == c.sco)
-                .map(|(l, _)| l.offset)
-                .collect();
-            dead.retain(|i| !corked.contains(i));
-        }
+        let dead = {
+            let _views = self.rollback_lock.lock();
+            self.settled_dead(c.sco)?
+        };
         if dead.is_empty() {
             return Ok(0);
         }
@@ -301,9 +288,23 @@ impl Volume {
             )
         };
         let reclaimed = old_len.saturating_sub(new_len);
-        // Every dead row read is settled: its position is not in the new object.
-        self.mds
-            .finish_compaction(c.sco, record, &dead, &old_key, unix_now(), reclaimed)?;
+        // The backend I/O ran without the rollback lock: under it again, every position
+        // dropped must still be dead (a Remap since would have removed its row), else the
+        // new object is abandoned (garbage) and the SCO left as it was.
+        {
+            let _views = self.rollback_lock.lock();
+            let now = self.settled_dead(c.sco)?;
+            if dead.iter().any(|i| now.binary_search(i).is_err()) {
+                tracing::info!(volume = %self.id, sco = c.sco, "scrub: a dropped cluster was mapped again meanwhile; compaction abandoned");
+                let key = compacted_key(c.sco, epoch, writer, record.counter);
+                self.mds
+                    .abandon_compaction(record.counter, &key, unix_now())?;
+                return Ok(old_len + new_len);
+            }
+            // Every dead row read is settled: its position is not in the new object.
+            self.mds
+                .finish_compaction(c.sco, record, &dead, &old_key, unix_now(), reclaimed)?;
+        }
         if record.kept == 0 {
             self.set_layout(c.sco, None);
             self.evict_sco(c.sco)?;
@@ -320,6 +321,23 @@ impl Volume {
         report.scos_compacted += 1;
         report.bytes_reclaimed += reclaimed;
         Ok(old_len + new_len)
+    }
+
+    /// The dead positions of `sco` the compaction may drop: its dead rows, less any position
+    /// a TLog not yet applied maps (a rollback's Remap), whatever the tables say. The caller
+    /// holds the rollback lock.
+    fn settled_dead(&self, sco: u64) -> Result<Vec<u32>> {
+        let mut dead = self.mds.dead_of(sco)?;
+        let st = self.state.read();
+        let corked: std::collections::HashSet<u32> = st
+            .ov
+            .by_addr
+            .values()
+            .filter(|(l, _)| l.sco == sco)
+            .map(|(l, _)| l.offset)
+            .collect();
+        dead.retain(|i| !corked.contains(i));
+        Ok(dead)
     }
 
     /// The SCO's current object's key, the positions it holds (ascending) and their bytes
