@@ -9,9 +9,12 @@
 //! the cork is lifted and each change is applied to `clusters`, the position it replaced is:
 //!
 //! - **dead** when no boundary lies in `t0..t` (a row in `dead_clusters`, counted per SCO in
-//!   `sco_dead`): nothing can ever read it again, because views are only added at the head
-//!   (a new snapshot or clone reads what the map reads now) and a rollback only maps
-//!   addresses back to positions a snapshot reads;
+//!   `sco_dead`): nothing can ever read it again, because a new view is either a snapshot
+//!   (at the head: what the map reads now) or a clone at a snapshot that still exists (its
+//!   reader point is recorded under the rollback lock while the snapshot is checked, the lock
+//!   a scrub holds while it finds positions dead), and a rollback only maps addresses back
+//!   to positions its snapshot reads (a scrub pass applies what is closed first, and keeps
+//!   any position the cork still maps);
 //! - **pinned** otherwise (a row in `pinned_clusters` with `t`): a snapshot or a clone reads
 //!   it. Deleting a snapshot changes nothing here (constant time); the scrubber re-evaluates
 //!   the pinned rows against the boundaries left and moves those no view reads to dead.

@@ -33,6 +33,9 @@ pub(crate) struct Layout {
 /// The layouts known, by (ancestor index or `None` for the volume's own, SCO).
 pub(crate) type Layouts = HashMap<(Option<usize>, u64), Arc<Layout>>;
 
+/// Layouts remembered per volume at most (each holds 4 bytes per kept position).
+const MAX_LAYOUTS: usize = 4096;
+
 /// How many times a read follows a SCO to a newer object before giving up.
 const ATTEMPTS: usize = 3;
 
@@ -92,7 +95,7 @@ impl Volume {
                         return Err(Fetch::Backend(e));
                     };
                     let l = Arc::new(l);
-                    self.sco_layouts.lock().insert((ancestor, sco), l.clone());
+                    self.remember(ancestor, sco, l.clone());
                     layout = Some(l);
                 }
                 other => return store(other),
@@ -149,7 +152,7 @@ impl Volume {
         let key = compacted_key(sco, epoch, c.writer, c.counter);
         let what = format!("compacted SCO {key}");
         let l = Arc::new(self.read_layout(&what, &remote, &remote.store, self.id, sco, key)?);
-        self.sco_layouts.lock().insert((None, sco), l.clone());
+        self.remember(None, sco, l.clone());
         Ok(Some(l))
     }
 
@@ -217,11 +220,24 @@ impl Volume {
         Ok(Layout { key, header })
     }
 
+    /// Remembers a resolved layout; the memory is bounded ([`MAX_LAYOUTS`], then it starts
+    /// over: a layout forgotten is listed again when needed).
+    fn remember(&self, ancestor: Option<usize>, sco: u64, l: Arc<Layout>) {
+        let mut m = self.sco_layouts.lock();
+        if m.len() >= MAX_LAYOUTS {
+            m.clear();
+        }
+        m.insert((ancestor, sco), l);
+    }
+
     /// Remembers the layout of a SCO this volume just compacted (or forgets it: `None`).
     pub(in crate::volume) fn set_layout(&self, sco: u64, l: Option<(String, CompactedHeader)>) {
         let mut m = self.sco_layouts.lock();
         match l {
             Some((key, header)) => {
+                if m.len() >= MAX_LAYOUTS {
+                    m.clear();
+                }
                 m.insert((None, sco), Arc::new(Layout { key, header }));
             }
             None => {
