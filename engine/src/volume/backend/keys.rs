@@ -36,13 +36,7 @@ pub(in crate::volume) fn snap_key(id: u64, epoch: u64) -> String {
 /// The id and epoch of a snapshot record's key ([`snap_key`]).
 pub(in crate::volume) fn parse_snap_key(key: &str) -> Option<(u64, u64)> {
     let (id, epoch) = key.strip_prefix(SNAP_PREFIX)?.split_once('.')?;
-    let hex = |s: &str| {
-        (s.len() == 16
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then(|| u64::from_str_radix(s, 16).ok())
-        .flatten()
-    };
+    let hex = crate::volume::format::parse_seq_name;
     Some((hex(id)?, hex(epoch)?))
 }
 

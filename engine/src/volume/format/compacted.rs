@@ -188,13 +188,7 @@ pub(crate) type Generation = (u64, u64);
 /// A SCO object key parsed: `(seq, epoch, Some((writer, counter)))` for a compacted one,
 /// `(seq, epoch, None)` for an original (`sco/<seq>`, epoch 0, or `sco/<seq>.<epoch>`).
 pub(crate) fn parse_sco_key(key: &str) -> Option<(u64, u64, Option<Generation>)> {
-    let hex = |s: &str| {
-        (s.len() == 16
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then(|| u64::from_str_radix(s, 16).ok())
-        .flatten()
-    };
+    let hex = super::parse_seq_name;
     let parts: Vec<&str> = key.strip_prefix("sco/")?.split('.').collect();
     match parts.as_slice() {
         [s] => Some((hex(s)?, 0, None)),
