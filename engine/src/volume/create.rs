@@ -170,6 +170,7 @@ impl Volume {
             ancestor_stores: Mutex::new(None),
             sco_layouts: Mutex::new(Default::default()),
             scrub_lock: Mutex::new(()),
+            swept: std::sync::atomic::AtomicBool::new(false),
             template: AtomicU64::new(0),
             tlog_roll_len: AtomicU64::new(crate::volume::log::TLOG_ROLL_LEN),
         }

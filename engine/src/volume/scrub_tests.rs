@@ -586,3 +586,65 @@ fn a_power_cut_while_a_pass_corrects_lost_reader_points_and_recounts_loses_nothi
         assert_eq!(v.mds.liveness_from().expect("meta"), 0, "cut {cut}");
     }
 }
+
+#[test]
+fn copies_a_crash_left_under_another_epoch_and_older_generations_are_swept() {
+    let w = World::new();
+    let mut rng = SimRng::new(29);
+    let (v, c, head, mid, cview) = scenario(&w, &mut rng, SPACE / 4);
+    scrub(&v);
+    let store = ns(&w.root, V);
+    let keys = w.keys_under(V);
+    let copy = |from: &str, to: &str| {
+        let (b, _) = w.rt.block_on(store.get(from)).expect("get");
+        w.rt.block_on(store.put(to, b)).expect("put");
+    };
+    let with_epoch = |k: &str, e: u64| format!("{}.{e:016x}", &k[..k.find('.').unwrap_or(k.len())]);
+    let original = keys
+        .iter()
+        .find(|k| k.starts_with("sco/") && k.matches('.').count() == 1)
+        .expect("an original SCO")
+        .clone();
+    let tlog = keys
+        .iter()
+        .find(|k| k.starts_with("tlog/"))
+        .expect("a TLog")
+        .clone();
+    let compacted = keys
+        .iter()
+        .find(|k| k.starts_with("sco/") && k.matches('.').count() == 3)
+        .expect("a compacted SCO")
+        .clone();
+    let older = format!(
+        "{}.0000000000000000",
+        &compacted[..compacted.rfind('.').unwrap_or(0)]
+    );
+    let planted = [with_epoch(&original, 9), with_epoch(&tlog, 9), older];
+    copy(&original, &planted[0]);
+    copy(&tlog, &planted[1]);
+    copy(&compacted, &planted[2]);
+    // A new run of the volume sweeps once.
+    drop(v);
+    drop(c);
+    let v = w.open(V);
+    let c = w.open(C);
+    let r = scrub(&v);
+    let left = w.keys_under(V);
+    for p in &planted {
+        assert!(!left.contains(p), "{p} was not collected ({r:?})");
+    }
+    for k in &keys {
+        assert!(
+            left.contains(k) || !k.starts_with("tlog/"),
+            "a TLog went: {k}"
+        );
+    }
+    evict_all(&v);
+    evict_all(&c);
+    assert!(whole(&v) == head);
+    assert!(whole(&c) == cview);
+    assert!(view_at(&w, &v, "mid") == mid);
+    drop(v);
+    let r = w.restore(V);
+    assert!(whole(&r) == head, "a backend restart after the sweep");
+}

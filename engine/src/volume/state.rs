@@ -228,6 +228,8 @@ pub(crate) struct Volume {
     pub(super) sco_layouts: Mutex<crate::volume::scrub::resolve::Layouts>,
     /// Held by a scrub pass: one at a time.
     pub(super) scrub_lock: Mutex<()>,
+    /// The objects a crash may have left were swept in this run (`volume/scrub/sweep.rs`).
+    pub(super) swept: std::sync::atomic::AtomicBool,
     /// A TLog longer than this is closed at the next change ([`TLOG_ROLL_LEN`]; tests lower it).
     pub(super) tlog_roll_len: AtomicU64,
 }

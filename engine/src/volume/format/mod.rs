@@ -16,7 +16,7 @@ mod sco;
 mod tests;
 mod tlog;
 
-pub(crate) use self::compacted::{compacted_key, parse_sco_key, CompactedHeader};
+pub(crate) use self::compacted::{compacted_key, parse_sco_key, CompactedHeader, Generation};
 pub(crate) use self::entry::Entry;
 pub use self::error::FormatError;
 pub(crate) use self::id::VolumeId;

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::volume::format::{compacted_key, parse_sco_key};
+use crate::volume::format::{compacted_key, parse_sco_key, Generation};
+use crate::volume::mds::compaction::Compacted;
 use crate::volume::state::{Remote, Volume};
 
 use super::sweep::MDS_PREFIX;
@@ -42,7 +43,8 @@ impl Volume {
             .collect();
         let (mds, scos): (Vec<String>, Vec<String>) =
             due.into_iter().partition(|k| k.starts_with(MDS_PREFIX));
-        let mut deleted = self.gc_delete_checked(remote, &scos, |k| self.still_garbage(k))?;
+        let mut deleted =
+            self.gc_delete_checked(remote, &scos, |k| self.still_garbage(remote, k))?;
         if !mds.is_empty() {
             let g = self.hold_uploads();
             if let Some(refs) = self.checkpoint_refs(&g)? {
@@ -85,18 +87,146 @@ impl Volume {
         Ok(deleted)
     }
 
-    /// The check just before a delete: `key` is a SCO object that is not the SCO's current
-    /// one (an original replaced by a compacted object, a compacted object replaced again,
-    /// or one never recorded).
-    fn still_garbage(&self, key: &str) -> Result<bool> {
-        let Some((sco, _, gen)) = parse_sco_key(key) else {
+    /// The check just before a delete (and the sweep's rule): `key` is a SCO object that is
+    /// not the SCO's current one, or a TLog copy under an epoch the manifest does not give
+    /// that TLog. Anything else is never garbage.
+    pub(super) fn still_garbage(&self, remote: &Remote, key: &str) -> Result<bool> {
+        if let Some((t, e)) = parse_tlog_key(key) {
+            return self.tlog_garbage(t, e);
+        }
+        let Some((sco, e, gen)) = parse_sco_key(key) else {
             return Ok(false);
         };
-        Ok(match (self.mds.compacted(sco)?, gen) {
-            (None, None) => false,
-            (None, Some(_)) => true,
-            (Some(_), None) => true,
-            (Some(c), Some((w, n))) => c.kept == 0 || (c.writer, c.counter) != (w, n),
+        let Some((tlog, _, _)) = self.mds.sco_row(sco)? else {
+            return Ok(false);
+        };
+        if tlog <= self.lineage.read().base_tlog() {
+            return Ok(false);
+        }
+        let epoch = self.epochs.read().of(tlog);
+        let row = self.mds.compacted(sco)?;
+        let listed = if row.is_none() && e == epoch {
+            self.compacted_generations(remote, sco, epoch)?
+        } else {
+            Vec::new()
+        };
+        Ok(sco_garbage(e, gen, epoch, row, &listed))
+    }
+
+    /// Whether the copy of TLog `t` uploaded in epoch `e` is garbage: the TLog is applied (the
+    /// manifest names it) under another epoch.
+    pub(super) fn tlog_garbage(&self, t: u64, e: u64) -> Result<bool> {
+        let applied = self.mds.meta()?.applied_tlog;
+        Ok(t <= applied && t > self.lineage.read().base_tlog() && e != self.epochs.read().of(t))
+    }
+
+    /// The compacted objects of `sco` uploaded in `epoch` on the backend: their generations.
+    pub(super) fn compacted_generations(
+        &self,
+        remote: &Remote,
+        sco: u64,
+        epoch: u64,
+    ) -> Result<Vec<Generation>> {
+        let prefix = format!("sco/{}.", crate::volume::format::sco_name(sco));
+        Ok(list_keys(remote, &prefix)?
+            .iter()
+            .filter_map(|k| parse_sco_key(k))
+            .filter_map(|(s, e, g)| (s == sco && e == epoch).then_some(g).flatten())
+            .collect())
+    }
+}
+
+/// Whether a SCO object (epoch `e`, compacted generation `gen` or the original) is garbage,
+/// for a SCO uploaded in `epoch` whose `compacted` row is `row` and whose compacted objects
+/// of that epoch on the backend are `listed` (looked at only without a row: a backend restart
+/// forgot the compactions). A copy under another epoch is garbage (a crashed upload's: the
+/// manifest names this one); an original is garbage once a compacted object holds the SCO;
+/// a compacted object unless it is the current one (the row's, else the newest listed: any
+/// of them holds every position live now, since positions only die).
+pub(super) fn sco_garbage(
+    e: u64,
+    gen: Option<Generation>,
+    epoch: u64,
+    row: Option<Compacted>,
+    listed: &[Generation],
+) -> bool {
+    if e != epoch {
+        return true;
+    }
+    match (row, gen) {
+        (Some(_), None) => true,
+        (Some(r), Some(g)) => r.kept == 0 || (r.writer, r.counter) != g,
+        (None, None) => !listed.is_empty(),
+        (None, Some(g)) => listed.iter().max().is_some_and(|m| *m != g),
+    }
+}
+
+/// Every key under `prefix` in the volume's namespace.
+pub(super) fn list_keys(remote: &Remote, prefix: &str) -> Result<Vec<String>> {
+    let what = format!("scrub: list {prefix}");
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = remote
+            .block_on(&what, remote.store.list(prefix, token.as_deref(), 1000))?
+            .map_err(|e| Error::Backend {
+                what: what.clone(),
+                source: e,
+            })?;
+        out.extend(page.objects.into_iter().map(|o| o.key));
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// A TLog object key parsed: (seq, epoch) of `tlog/<seq>` (epoch 0) or `tlog/<seq>.<epoch>`.
+pub(super) fn parse_tlog_key(key: &str) -> Option<(u64, u64)> {
+    let rest = key.strip_prefix("tlog/")?;
+    let hex = crate::volume::format::parse_seq_name;
+    match rest.split_once('.') {
+        None => Some((hex(rest)?, 0)),
+        Some((t, e)) => Some((hex(t)?, hex(e)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(writer: u64, counter: u64, kept: u32) -> Option<Compacted> {
+        Some(Compacted {
+            writer,
+            counter,
+            kept,
         })
+    }
+
+    #[test]
+    fn which_sco_objects_are_garbage() {
+        // Another epoch's copy.
+        assert!(sco_garbage(1, None, 2, None, &[]));
+        // The original while it is the SCO's object; once compacted (recorded or listed).
+        assert!(!sco_garbage(2, None, 2, None, &[]));
+        assert!(sco_garbage(2, None, 2, c(3, 4, 10), &[]));
+        assert!(sco_garbage(2, None, 2, None, &[(3, 4)]));
+        // Compacted: the current one stays, the others go.
+        assert!(!sco_garbage(2, Some((3, 4)), 2, c(3, 4, 10), &[]));
+        assert!(sco_garbage(2, Some((3, 3)), 2, c(3, 4, 10), &[]));
+        assert!(sco_garbage(2, Some((3, 4)), 2, c(3, 4, 0), &[]));
+        assert!(!sco_garbage(2, Some((3, 4)), 2, None, &[(3, 4), (3, 2)]));
+        assert!(sco_garbage(2, Some((3, 2)), 2, None, &[(3, 4), (3, 2)]));
+    }
+
+    #[test]
+    fn tlog_keys_parse() {
+        assert_eq!(parse_tlog_key("tlog/0000000000000007"), Some((7, 0)));
+        assert_eq!(
+            parse_tlog_key("tlog/0000000000000007.0000000000000002"),
+            Some((7, 2))
+        );
+        assert_eq!(parse_tlog_key("tlog/7"), None);
+        assert_eq!(parse_tlog_key("sco/0000000000000007"), None);
     }
 }

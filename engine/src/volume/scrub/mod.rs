@@ -166,6 +166,7 @@ impl Volume {
         }
         progress.step(total, total);
         self.sweep_checkpoints(&remote)?;
+        self.sweep_uploads(&remote)?;
         report.objects_deleted += self.gc_delete(&remote, opts.grace)?;
         self.sync_evictions()?;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -6,13 +6,15 @@
 //! object under `mds/` other than that checkpoint's index, SCO table and the pages its index
 //! names is garbage.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::volume::backend::BackendState;
+use crate::volume::format::{parse_sco_key, Generation};
 use crate::volume::mds::checkpoint::{checkpoint_id, index_key, page_key, scos_key};
 use crate::volume::state::{Remote, Volume};
 
+use super::gc::{list_keys, parse_tlog_key, sco_garbage};
 use super::unix_now;
 
 /// Where checkpoint objects are, in a volume's namespace.
@@ -52,31 +54,68 @@ impl Volume {
         let Some(refs) = self.checkpoint_refs(&g)? else {
             return Ok(());
         };
-        let mut stray = Vec::new();
-        let mut token: Option<String> = None;
-        let what = "scrub: list mds/";
-        loop {
-            let page = remote
-                .block_on(what, remote.store.list(MDS_PREFIX, token.as_deref(), 1000))?
-                .map_err(|e| Error::Backend {
-                    what: what.into(),
-                    source: e,
-                })?;
-            stray.extend(
-                page.objects
-                    .into_iter()
-                    .map(|o| o.key)
-                    .filter(|k| !refs.contains(k)),
-            );
-            match page.next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
+        let stray: Vec<String> = list_keys(remote, MDS_PREFIX)?
+            .into_iter()
+            .filter(|k| !refs.contains(k))
+            .collect();
         drop(g);
         if !stray.is_empty() {
             tracing::info!(volume = %self.id, objects = stray.len(), "scrub: checkpoint objects nothing references are garbage");
         }
         self.mds.gc_mark(&stray, unix_now())
+    }
+}
+
+impl Volume {
+    /// Once per run (the first pass): SCO and TLog objects a crash left behind are marked
+    /// garbage (see `gc.rs`, [`sco_garbage`]): copies a crashed upload put under an epoch the
+    /// manifest does not give their TLog, originals and older compacted generations a backend
+    /// restart forgot. With the pipeline held off; only SCOs of the SCO table and TLogs
+    /// applied are looked at (anything newer may be on its way up).
+    pub(super) fn sweep_uploads(&self, remote: &Remote) -> Result<()> {
+        if self.swept.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let g = self.hold_uploads();
+        let base = self.lineage.read().base_tlog();
+        let scos = list_keys(remote, "sco/")?;
+        let mut gens: HashMap<(u64, u64), Vec<Generation>> = HashMap::new();
+        for k in &scos {
+            if let Some((s, e, Some(gen))) = parse_sco_key(k) {
+                gens.entry((s, e)).or_default().push(gen);
+            }
+        }
+        let mut stray = Vec::new();
+        for k in scos {
+            let Some((s, e, gen)) = parse_sco_key(&k) else {
+                continue;
+            };
+            let Some((t, _, _)) = self.mds.sco_row(s)? else {
+                continue;
+            };
+            if t <= base {
+                continue;
+            }
+            let epoch = self.epochs.read().of(t);
+            let row = self.mds.compacted(s)?;
+            let listed = gens.get(&(s, epoch)).map_or(&[][..], Vec::as_slice);
+            if sco_garbage(e, gen, epoch, row, listed) {
+                stray.push(k);
+            }
+        }
+        for k in list_keys(remote, "tlog/")? {
+            if let Some((t, e)) = parse_tlog_key(&k) {
+                if self.tlog_garbage(t, e)? {
+                    stray.push(k);
+                }
+            }
+        }
+        drop(g);
+        if !stray.is_empty() {
+            tracing::info!(volume = %self.id, objects = stray.len(), "scrub: SCO and TLog objects nothing references are garbage");
+        }
+        self.mds.gc_mark(&stray, unix_now())?;
+        self.swept.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 }
