@@ -17,19 +17,7 @@ fn open(dir: &Path) -> Filesystem {
     Filesystem::open(EngineConfig::new(dir)).expect("open engine")
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
-        .collect()
-}
-
-fn read_all(fs: &Filesystem, h: Handle) -> Vec<u8> {
-    let size = fs.getattr(h).expect("getattr").size as usize;
-    let mut buf = vec![0u8; size];
-    let (n, _) = fs.read(h, 0, &mut buf).expect("read");
-    buf.truncate(n);
-    buf
-}
+use support::{pattern, read_all};
 
 fn lookup(fs: &Filesystem, name: &str) -> Result<Attr> {
     fs.lookup(fs.root(), name.as_bytes())

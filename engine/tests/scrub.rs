@@ -17,19 +17,7 @@ fn config(dir: &Path, interval: u64) -> EngineConfig {
     c
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed) ^ (i >> 12) as u8)
-        .collect()
-}
-
-fn read_all(fs: &Filesystem, h: Handle) -> Vec<u8> {
-    let size = fs.getattr(h).expect("getattr").size as usize;
-    let mut buf = vec![0u8; size];
-    let (n, _) = fs.read(h, 0, &mut buf).expect("read");
-    buf.truncate(n);
-    buf
-}
+use support::{pattern, read_all};
 
 #[test]
 fn the_background_scrubber_reclaims_overwrites_by_itself_and_keeps_a_clones_view() {

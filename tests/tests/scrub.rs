@@ -180,14 +180,20 @@ fn a_scrub_through_the_gateway_frees_the_backend_and_every_view_reads_the_same()
     run(&["volume", "clone", VOL, LATE, "--snapshot", "mid"]).expect_ok("clone after scrub");
     mid.verify(&tg, 3, LATE);
     // A backend restart of the volume: its reads now go to the compacted objects.
+    restart_from_backend(&mut tg, v_ino);
+    vol.verify(&tg, 3, VOL);
+    clone.verify(&tg, 3, CLONE);
+}
+
+/// SIGKILL of Ganesha, the volume `ino`'s local state removed, Ganesha started again: the
+/// volume comes back from the backend alone.
+fn restart_from_backend(tg: &mut TestGateway, ino: u64) {
     tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
-    std::fs::remove_dir_all(data.join("volumes").join(format!("{v_ino:016x}")))
+    std::fs::remove_dir_all(tg.data_dir.join("volumes").join(format!("{ino:016x}")))
         .expect("drop the volume's local state");
     tg.gw_mut()
         .restart_ganesha()
         .expect("restart from the backend");
-    vol.verify(&tg, 3, VOL);
-    clone.verify(&tg, 3, CLONE);
 }
 
 /// `strata job show ID --json` as JSON.
@@ -241,12 +247,7 @@ fn sigkill_of_ganesha_during_a_scrub_loses_nothing_and_the_next_pass_finishes() 
     );
     // Every view, read from the backend.
     let v_ino = ino(&tg, VOL);
-    tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
-    std::fs::remove_dir_all(data.join("volumes").join(format!("{v_ino:016x}")))
-        .expect("drop the volume's local state");
-    tg.gw_mut()
-        .restart_ganesha()
-        .expect("restart from the backend");
+    restart_from_backend(&mut tg, v_ino);
     vol.verify(&tg, 3, VOL);
     clone.verify(&tg, 4, CLONE);
     run(&["volume", "clone", VOL, LATE, "--snapshot", "mid"]).expect_ok("clone after scrub");

@@ -80,6 +80,15 @@ fn backend_bytes(w: &World, ids: &[VolumeId]) -> u64 {
         .sum()
 }
 
+/// The bound of the issue: backend bytes at most 1.25x the live data plus 2 MiB for metadata
+/// (TLogs, checkpoints, manifests).
+fn assert_near_live(after: u64, live: u64, what: &str) {
+    assert!(
+        after <= live + live / 4 + (2 << 20),
+        "{what}: backend {after} bytes for {live} live"
+    );
+}
+
 /// Every SCO of `v` evicted, so that reads go to the backend.
 fn evict_all(v: &Volume) {
     for c in v.eviction_candidates() {
@@ -145,12 +154,7 @@ fn a_scrub_keeps_every_view_and_brings_the_backend_near_the_live_data() {
     assert!(r.objects_deleted > 0, "{r:?}");
     let after = backend_bytes(&w, &[V, C]);
     eprintln!("backend {before} -> {after} bytes, live {live}; {r:?} {rc:?}");
-    // Metadata allowance: TLogs (48 bytes per cluster ever written), checkpoints, manifests.
-    let allowance = 2 << 20;
-    assert!(
-        after <= live + live / 4 + allowance,
-        "backend {after} bytes for {live} live (was {before})"
-    );
+    assert_near_live(after, live, &format!("was {before}"));
     // Every view reads the same, from the backend.
     evict_all(&v);
     evict_all(&c);
@@ -190,10 +194,7 @@ fn deleting_the_snapshot_and_the_clone_frees_what_only_they_read() {
     let after = backend_bytes(&w, &[V]);
     let live = live_bytes(&[&head]);
     assert!(after < with_views, "{after} < {with_views}");
-    assert!(
-        after <= live + live / 4 + (2 << 20),
-        "{after} for {live} live"
-    );
+    assert_near_live(after, live, "after the scrub");
     evict_all(&v);
     assert!(whole(&v) == head);
 }
@@ -231,7 +232,7 @@ fn writes_racing_a_scrub_keep_the_right_data() {
         "a write racing the scrub was lost or a read went wrong"
     );
     let live = live_bytes(&[&head]);
-    assert!(backend_bytes(&w, &[V]) <= live + live / 4 + (2 << 20));
+    assert_near_live(backend_bytes(&w, &[V]), live, "after the scrub");
 }
 
 #[test]
@@ -271,10 +272,7 @@ fn a_power_cut_at_every_step_of_a_scrub_loses_nothing_and_a_later_pass_collects(
         assert!(v.mds.gc_pending().expect("pending").is_empty(), "cut {cut}");
         let live = live_bytes(&[&head, &mid, &cview]);
         let after = backend_bytes(&w, &[V, C]);
-        assert!(
-            after <= live + live / 4 + (2 << 20),
-            "cut {cut}: {after} for {live}"
-        );
+        assert_near_live(after, live, &format!("cut {cut}"));
     }
 }
 
@@ -397,10 +395,7 @@ fn after_a_backend_restart_a_pass_recounts_older_tlogs_and_reclaims_their_garbag
     assert_eq!(v.mds.liveness_from().expect("meta"), 0);
     let live = live_bytes(&[&head, &snap]);
     let after = backend_bytes(&w, &[V]);
-    assert!(
-        after <= live + live / 4 + (2 << 20),
-        "{after} for {live} live (was {before})"
-    );
+    assert_near_live(after, live, &format!("was {before}"));
     evict_all(&v);
     assert!(whole(&v) == head);
     assert!(view_at(&w, &v, "s") == snap);
@@ -508,10 +503,7 @@ fn overwritten_clusters_of_zeros_are_reclaimed_like_any_other() {
     // Live: every cluster (those never rewritten still hold zeros that were written).
     let live = SPACE as u64;
     let after = backend_bytes(&w, &[V]);
-    assert!(
-        after <= live + live / 4 + (2 << 20),
-        "{after} for {live} live"
-    );
+    assert_near_live(after, live, "after the scrub");
     evict_all(&v);
     assert!(whole(&v) == head);
 }
@@ -539,7 +531,7 @@ fn a_volume_scrubbed_before_a_backend_restart_is_scrubbed_again_after_it() {
     evict_all(&v);
     assert!(whole(&v) == head);
     let live = live_bytes(&[&head]);
-    assert!(backend_bytes(&w, &[V]) <= live + live / 4 + (2 << 20));
+    assert_near_live(backend_bytes(&w, &[V]), live, "after the scrub");
 }
 
 #[test]

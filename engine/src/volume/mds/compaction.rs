@@ -220,17 +220,7 @@ impl Mds {
 
     /// Drops the marks of `keys` (found in use by the check before the delete).
     pub(in crate::volume) fn gc_unmark(&self, keys: &[String]) -> Result<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let tx = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = tx.open_table(GC_PENDING).map_err(db_err)?;
-            for k in keys {
-                t.remove(k.as_str()).map_err(db_err)?;
-            }
-        }
-        tx.commit().map_err(db_err)
+        self.unmark(keys, false)
     }
 
     /// Every key marked garbage, with when.
@@ -248,6 +238,12 @@ impl Mds {
     /// `keys` were deleted from the backend (or found gone): their marks go and the totals
     /// count them, durably.
     pub(in crate::volume) fn gc_done(&self, keys: &[String]) -> Result<()> {
+        self.unmark(keys, true)
+    }
+
+    /// Drops the marks of `keys` in one durable transaction; with `deleted`, the totals count
+    /// them as deleted objects.
+    fn unmark(&self, keys: &[String], deleted: bool) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -257,8 +253,10 @@ impl Mds {
             for k in keys {
                 t.remove(k.as_str()).map_err(db_err)?;
             }
-            let mut meta = tx.open_table(META).map_err(db_err)?;
-            add(&mut meta, "scrub_objects_deleted", keys.len() as u64)?;
+            if deleted {
+                let mut meta = tx.open_table(META).map_err(db_err)?;
+                add(&mut meta, "scrub_objects_deleted", keys.len() as u64)?;
+            }
         }
         tx.commit().map_err(db_err)
     }

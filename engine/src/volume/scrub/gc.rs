@@ -127,11 +127,12 @@ impl Volume {
         sco: u64,
         epoch: u64,
     ) -> Result<Vec<Generation>> {
-        let prefix = format!("sco/{}.", crate::volume::format::sco_name(sco));
-        Ok(list_keys(remote, &prefix)?
-            .iter()
-            .filter_map(|k| parse_sco_key(k))
-            .filter_map(|(s, e, g)| (s == sco && e == epoch).then_some(g).flatten())
+        let what = "scrub: list a SCO's compacted objects";
+        Ok(self
+            .compacted_objects(what, remote, &remote.store, sco, epoch)
+            .map_err(|f| f.into_error(what))?
+            .into_iter()
+            .map(|(g, _)| g)
             .collect())
     }
 }
@@ -164,21 +165,7 @@ pub(super) fn sco_garbage(
 /// Every key under `prefix` in the volume's namespace.
 pub(super) fn list_keys(remote: &Remote, prefix: &str) -> Result<Vec<String>> {
     let what = format!("scrub: list {prefix}");
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = remote
-            .block_on(&what, remote.store.list(prefix, token.as_deref(), 1000))?
-            .map_err(|e| Error::Backend {
-                what: what.clone(),
-                source: e,
-            })?;
-        out.extend(page.objects.into_iter().map(|o| o.key));
-        match page.next {
-            Some(t) => token = Some(t),
-            None => return Ok(out),
-        }
-    }
+    super::resolve::list_all(&what, remote, &remote.store, prefix).map_err(|f| f.into_error(&what))
 }
 
 /// A TLog object key parsed: (seq, epoch) of `tlog/<seq>` (epoch 0) or `tlog/<seq>.<epoch>`.

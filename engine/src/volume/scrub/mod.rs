@@ -408,13 +408,7 @@ impl Volume {
                     Err(e) if e.is_not_found() => {
                         let found = self
                             .find_layout(&what, remote, &remote.store, self.id, c.sco, epoch)
-                            .map_err(|f| match f {
-                                resolve::Fetch::Backend(e) => Error::Backend {
-                                    what: what.clone(),
-                                    source: e,
-                                },
-                                resolve::Fetch::Engine(e) => e,
-                            })?;
+                            .map_err(|f| f.into_error(&what))?;
                         match found {
                             Some(l) => self.read_compacted(remote, c, l.key),
                             // Dropped whole (nothing of it was live) before the restart.

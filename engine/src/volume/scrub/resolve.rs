@@ -18,8 +18,8 @@ use strata_backend::ObjectStore;
 use crate::error::{Error, Result};
 use crate::volume::backend::keys::sco_key;
 use crate::volume::format::{
-    compacted_key, parse_sco_key, sco_name, CompactedHeader, VolumeId, CLUSTER_SIZE_U64,
-    SCO_HEADER_LEN,
+    compacted_key, parse_sco_key, sco_name, CompactedHeader, Generation, VolumeId,
+    CLUSTER_SIZE_U64, SCO_HEADER_LEN,
 };
 use crate::volume::state::{Remote, Volume};
 
@@ -56,6 +56,38 @@ impl From<Error> for Fetch {
 }
 
 type FResult<T> = std::result::Result<T, Fetch>;
+
+impl Fetch {
+    /// As the engine's error, `what` naming the call for a backend error.
+    pub(in crate::volume) fn into_error(self, what: &str) -> Error {
+        match self {
+            Fetch::Backend(e) => Error::Backend {
+                what: what.to_string(),
+                source: e,
+            },
+            Fetch::Engine(e) => e,
+        }
+    }
+}
+
+/// Every key under `prefix` in `store_`.
+pub(in crate::volume) fn list_all(
+    what: &str,
+    remote: &Remote,
+    store_: &Arc<dyn ObjectStore>,
+    prefix: &str,
+) -> FResult<Vec<String>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store(remote.block_on(what, store_.list(prefix, token.as_deref(), 1000))?)?;
+        out.extend(page.objects.into_iter().map(|o| o.key));
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
 
 /// The store's answer, with its error kept typed.
 fn store<T>(r: std::result::Result<T, strata_backend::Error>) -> FResult<T> {
@@ -167,29 +199,36 @@ impl Volume {
         sco: u64,
         epoch: u64,
     ) -> FResult<Option<Layout>> {
-        let prefix = format!("sco/{}.", sco_name(sco));
-        let mut best: Option<((u64, u64), String)> = None;
-        let mut token: Option<String> = None;
-        loop {
-            let page = store(remote.block_on(what, store_.list(&prefix, token.as_deref(), 1000))?)?;
-            for o in page.objects {
-                if let Some((s, e, Some(gen))) = parse_sco_key(&o.key) {
-                    if s == sco && e == epoch && best.as_ref().is_none_or(|(g, _)| gen > *g) {
-                        best = Some((gen, o.key));
-                    }
-                }
-            }
-            match page.next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
+        let best = self
+            .compacted_objects(what, remote, store_, sco, epoch)?
+            .into_iter()
+            .max();
         match best {
             None => Ok(None),
             Some((_, key)) => Ok(Some(
                 self.read_layout(what, remote, store_, volume, sco, key)?,
             )),
         }
+    }
+
+    /// The compacted objects of `sco` uploaded in `epoch` in `store_`, by listing:
+    /// (generation, key).
+    pub(super) fn compacted_objects(
+        &self,
+        what: &str,
+        remote: &Remote,
+        store_: &Arc<dyn ObjectStore>,
+        sco: u64,
+        epoch: u64,
+    ) -> FResult<Vec<(Generation, String)>> {
+        let prefix = format!("sco/{}.", sco_name(sco));
+        Ok(list_all(what, remote, store_, &prefix)?
+            .into_iter()
+            .filter_map(|k| match parse_sco_key(&k) {
+                Some((s, e, Some(g))) if s == sco && e == epoch => Some((g, k)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Reads and checks the header of the compacted object `key`.
