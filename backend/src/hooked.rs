@@ -1,6 +1,7 @@
-//! [`HookedStore`]: a wrapper that runs a [`Hook`] before every call reaches the inner store,
-//! so a test can count calls, fail some of them or hold them back, without writing a whole
-//! [`ObjectStore`] implementation each time.
+//! [`HookedStore`]: a wrapper that runs a [`Hook`] before every call reaches the inner store
+//! (and after each put and delete), so a test can count calls, fail some of them, hold them
+//! back or crash right after one, without writing a whole [`ObjectStore`] implementation
+//! each time.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -69,6 +70,10 @@ impl Call<'_> {
 pub trait Hook: Send + Sync + std::fmt::Debug {
     /// Runs before `call` reaches the inner store.
     async fn before(&self, call: &Call<'_>) -> Result<()>;
+
+    /// Runs once a put or a delete came back from the inner store, whatever its outcome (a
+    /// test that crashes right after a step landed). Nothing by default.
+    async fn after(&self, _call: &Call<'_>) {}
 }
 
 /// An [`ObjectStore`] forwarding to an inner store after running a [`Hook`]. For tests.
@@ -98,7 +103,9 @@ impl<H: Hook> ObjectStore for HookedStore<H> {
             conditional: mode != PutMode::Overwrite,
         };
         self.hook.before(&call).await?;
-        self.inner.put_opts(key, data, mode).await
+        let r = self.inner.put_opts(key, data, mode).await;
+        self.hook.after(&call).await;
+        r
     }
 
     async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<ObjectMeta> {
@@ -107,7 +114,9 @@ impl<H: Hook> ObjectStore for HookedStore<H> {
             conditional: false,
         };
         self.hook.before(&call).await?;
-        self.inner.put_file(key, path).await
+        let r = self.inner.put_file(key, path).await;
+        self.hook.after(&call).await;
+        r
     }
 
     async fn get(&self, key: &str) -> Result<(Bytes, ObjectMeta)> {
@@ -130,8 +139,11 @@ impl<H: Hook> ObjectStore for HookedStore<H> {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.hook.before(&Call::Delete { key }).await?;
-        self.inner.delete(key).await
+        let call = Call::Delete { key };
+        self.hook.before(&call).await?;
+        let r = self.inner.delete(key).await;
+        self.hook.after(&call).await;
+        r
     }
 
     async fn list(&self, prefix: &str, token: Option<&str>, max: usize) -> Result<ListPage> {

@@ -36,7 +36,10 @@
 //! upload bumps the extent's generation and keeps it dirty.
 
 mod cache;
+mod listing;
 mod writeback;
+
+pub use listing::{parse_extent_key, VersionPage};
 
 use self::cache::{cache_err, wipe_dir};
 use bytes::Bytes;

@@ -11,6 +11,7 @@
 
 mod clones;
 mod config;
+mod extent_sweep;
 
 pub use self::clones::{CloneInfo, HiddenVolume};
 mod io;
@@ -288,7 +289,7 @@ impl Filesystem {
         for ino in fs.ns.unread_hidden()? {
             fs.volumes.delete_hidden(ino)?;
         }
-        fs.scrubber = crate::registry::Scrubber::start(fs.volumes.clone())?;
+        fs.scrubber = crate::registry::Scrubber::start(fs.volumes.clone(), fs.file_pass())?;
         tracing::info!(data_dir = %fs.config.data_dir.display(), fsid = fs.ns.fsid(), "strata engine open");
         Ok(fs)
     }

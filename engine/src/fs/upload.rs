@@ -128,11 +128,25 @@ impl FileSide {
         self.files.journal.retire(low)
     }
 
-    /// Step 3: deletes garbage objects and forgets them.
-    fn collect_garbage(&self) -> Result<()> {
+    /// Step 3 until nothing is left, between two rounds (the sweep's end); returns how many
+    /// objects went.
+    pub(super) fn collect_all_garbage(&self) -> Result<u64> {
+        let _one = self.round.lock();
+        let mut deleted = 0;
+        loop {
+            match self.collect_garbage()? {
+                0 => return Ok(deleted),
+                n => deleted += n as u64,
+            }
+        }
+    }
+
+    /// Step 3: deletes garbage objects (at most [`GARBAGE_PER_ROUND`]) and forgets them;
+    /// returns how many.
+    fn collect_garbage(&self) -> Result<usize> {
         let rows = self.ns.garbage(GARBAGE_PER_ROUND)?;
         if rows.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         // A row may come from a transaction committed but not durable yet (a truncate waiting
         // for the group commit): until it is, a crash would bring back the map naming it.
@@ -140,7 +154,8 @@ impl FileSide {
         // One batch (the store's batched delete); on an error some may be gone already, and
         // deleting them again next round is harmless.
         self.files.driver.delete_versions(&rows)?;
-        self.ns.forget_garbage(&rows)
+        self.ns.forget_garbage(&rows)?;
+        Ok(rows.len())
     }
 
     /// Whether every loaded file's journal records are applied.

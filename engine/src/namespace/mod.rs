@@ -7,6 +7,7 @@ mod clones;
 mod data;
 mod dir;
 mod durable;
+mod extent_sweep;
 mod inode;
 mod jobs;
 mod names;
@@ -51,6 +52,10 @@ const APPLIED: TableDefinition<u64, u64> = TableDefinition::new("file_applied");
 const GARBAGE: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("garbage");
 
 const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
+
+/// Extent objects of an earlier run that no map names, found by the sweep, with when (seconds
+/// since the Unix epoch) a pass first found them (`extent_sweep.rs`).
+const UNNAMED: TableDefinition<(u64, u64, u64), u64> = TableDefinition::new("unnamed_extents");
 
 const META_VERSION: &str = "format_version";
 
@@ -197,6 +202,7 @@ impl Namespace {
             txn.open_table(APPLIED)?;
             txn.open_table(GARBAGE)?;
             txn.open_table(ORPHANS)?;
+            txn.open_table(UNNAMED)?;
         }
         txn.commit()?;
         Ok(Namespace {

@@ -128,7 +128,11 @@ pub(crate) struct Scrubber {
 
 impl Scrubber {
     /// Starts the thread (none when `Scrub_Interval` is zero).
-    pub(crate) fn start(volumes: Arc<VolumeRegistry>) -> Result<Option<Scrubber>> {
+    /// `extra` runs after each pass over the volumes (the sweep of regular files' extents).
+    pub(crate) fn start(
+        volumes: Arc<VolumeRegistry>,
+        extra: ExtraPass,
+    ) -> Result<Option<Scrubber>> {
         let every = volumes.cfg.scrub_interval;
         if every.is_zero() {
             return Ok(None);
@@ -137,7 +141,7 @@ impl Scrubber {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("strata-scrub".into())
-            .spawn(move || run(&volumes, &flag, every))
+            .spawn(move || run(&volumes, &*extra, &flag, every))
             .map_err(|e| crate::error::io_err("starting the scrubber", e))?;
         Ok(Some(Scrubber {
             stop,
@@ -158,7 +162,15 @@ impl Drop for Scrubber {
     }
 }
 
-fn run(volumes: &VolumeRegistry, stop: &(Mutex<bool>, Condvar), every: Duration) {
+/// More work for each background pass, after the volumes (cancelled as they are).
+pub(crate) type ExtraPass = Box<dyn Fn(&dyn Progress) -> Result<()> + Send>;
+
+fn run(
+    volumes: &VolumeRegistry,
+    extra: &dyn Fn(&dyn Progress) -> Result<()>,
+    stop: &(Mutex<bool>, Condvar),
+    every: Duration,
+) {
     loop {
         {
             let mut stopped = stop.0.lock();
@@ -170,7 +182,8 @@ fn run(volumes: &VolumeRegistry, stop: &(Mutex<bool>, Condvar), every: Duration)
             }
         }
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            volumes.scrub_all(&Stopping(&stop.0))
+            let r = volumes.scrub_all(&Stopping(&stop.0));
+            extra(&Stopping(&stop.0)).and(r)
         }));
         match r {
             Ok(Ok(_)) => {}
