@@ -18,6 +18,7 @@ mod handover;
 pub(crate) mod keys;
 pub(crate) mod manifest;
 mod restore;
+pub(in crate::volume) mod tlog_object;
 mod upload;
 
 pub(in crate::volume) use self::bounded_get::{get_at_most, MAX_TLOG_OBJECT_LEN};

@@ -5,11 +5,9 @@ use std::sync::Arc;
 
 use strata_backend::ObjectStore;
 
-use super::bounded_get::{
-    get_at_most, MAX_INDEX_LEN, MAX_MANIFEST_LEN, MAX_PAGE_LEN, MAX_TLOG_OBJECT_LEN,
-};
-use super::keys::tlog_key;
+use super::bounded_get::{get_at_most, MAX_INDEX_LEN, MAX_MANIFEST_LEN, MAX_PAGE_LEN};
 use super::manifest::{Manifest, MANIFEST_NAME};
+use super::tlog_object::get_tlog;
 use super::{be_err, sealed_scos};
 use crate::error::{Error, Result};
 use crate::volume::files::{fmt_err, io_err};
@@ -162,10 +160,7 @@ async fn restore_files(
     // (the MetaDataStore's `applied_tlog + 1` is missing) instead of trusting a prefix.
     for seq in (from..=last).rev() {
         let what = format!("backend TLog {}", tlog_name(seq));
-        let key = tlog_key(seq, m.epochs.of(seq));
-        let (t, _) = get_at_most(store, &key, MAX_TLOG_OBJECT_LEN)
-            .await
-            .map_err(|e| be_err(&key, e))?;
+        let (_, t) = get_tlog(store, seq, m.epochs.of(seq), None).await?;
         let parsed = parse_tlog(&what, &t, id, seq, false)?;
         if !matches!(parsed.entries.last(), Some((_, Entry::TlogClosed { .. }))) {
             return Err(Error::Io(format!("{what}: not closed")));

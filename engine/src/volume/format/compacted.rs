@@ -188,8 +188,24 @@ pub(crate) type Generation = (u64, u64);
 /// A SCO object key parsed: `(seq, epoch, Some((writer, counter)))` for a compacted one,
 /// `(seq, epoch, None)` for an original (`sco/<seq>`, epoch 0, or `sco/<seq>.<epoch>`).
 pub(crate) fn parse_sco_key(key: &str) -> Option<(u64, u64, Option<Generation>)> {
+    parse_key(key.strip_prefix("sco/")?)
+}
+
+/// The key of TLog `seq`'s compacted object: `tlog/<seq>.<epoch>.<writer>.<counter>` (as
+/// [`compacted_key`]; the object is a TLog like the original, holding only the entries a view
+/// may need).
+pub(crate) fn compacted_tlog_key(seq: u64, epoch: u64, writer: u64, counter: u64) -> String {
+    format!("tlog/{seq:016x}.{epoch:016x}.{writer:016x}.{counter:016x}")
+}
+
+/// A TLog object key parsed as [`parse_sco_key`] parses a SCO's.
+pub(crate) fn parse_tlog_key(key: &str) -> Option<(u64, u64, Option<Generation>)> {
+    parse_key(key.strip_prefix("tlog/")?)
+}
+
+fn parse_key(rest: &str) -> Option<(u64, u64, Option<Generation>)> {
     let hex = super::parse_seq_name;
-    let parts: Vec<&str> = key.strip_prefix("sco/")?.split('.').collect();
+    let parts: Vec<&str> = rest.split('.').collect();
     match parts.as_slice() {
         [s] => Some((hex(s)?, 0, None)),
         [s, e] => Some((hex(s)?, hex(e)?, None)),

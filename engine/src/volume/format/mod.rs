@@ -4,7 +4,8 @@
 //!
 //! - `id`: [`VolumeId`]; `names`: file and object names; `error`: [`FormatError`].
 //! - `sco`: the SCO header and footer; `tlog`: the TLog header and parsing a whole TLog;
-//!   `entry`: the 48-byte TLog entry; `compacted`: a SCO compacted by the scrubber.
+//!   `entry`: the 48-byte TLog entry; `compacted`: SCO and TLog objects compacted by the
+//!   scrubber.
 
 mod compacted;
 mod entry;
@@ -16,7 +17,9 @@ mod sco;
 mod tests;
 mod tlog;
 
-pub(crate) use self::compacted::{compacted_key, parse_sco_key, CompactedHeader, Generation};
+pub(crate) use self::compacted::{
+    compacted_key, compacted_tlog_key, parse_sco_key, parse_tlog_key, CompactedHeader, Generation,
+};
 pub(crate) use self::entry::Entry;
 pub use self::error::FormatError;
 pub(crate) use self::id::VolumeId;
@@ -25,7 +28,7 @@ pub(crate) use self::sco::{
     ScoFooter, ScoHeader, MAX_SCO_CLUSTERS, MAX_SCO_LEN, SCO_FOOTER_LEN, SCO_HEADER_LEN,
 };
 pub(crate) use self::tlog::{
-    parse_tlog, TlogHeader, MAX_TLOG_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
+    encode_compacted_tlog, parse_tlog, TlogHeader, MAX_TLOG_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
 };
 
 /// Bytes in one cluster: the unit of addressing, of the MetaDataStore and of SCO appends.

@@ -22,6 +22,11 @@ pub(crate) const TLOG_HEADER_LEN: usize = 64;
 /// Bytes of one TLog entry.
 pub(crate) const TLOG_ENTRY_LEN: usize = 48;
 
+/// Header flag (bytes 10..12, bit 0): a TLog the scrubber compacted. Cluster entries of
+/// positions found dead are left out, so a SCO's cluster entries may skip offsets and count
+/// fewer than its `ScoSealed` entry says. Builds from before it stop at the first gap.
+pub(crate) const TLOG_FLAG_COMPACTED: u16 = 1;
+
 /// The header at the start of every TLog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TlogHeader {
@@ -32,12 +37,17 @@ pub(crate) struct TlogHeader {
 }
 
 impl TlogHeader {
-    /// Encodes the header.
+    /// Encodes the header (no flags: a TLog as the log writes it).
     pub(crate) fn encode(&self) -> [u8; TLOG_HEADER_LEN] {
+        self.encode_flags(0)
+    }
+
+    /// Encodes the header with `flags` (bytes 10..12; [`TLOG_FLAG_COMPACTED`]).
+    fn encode_flags(&self, flags: u16) -> [u8; TLOG_HEADER_LEN] {
         let mut b = [0u8; TLOG_HEADER_LEN];
         b[0..8].copy_from_slice(&TLOG_MAGIC);
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        // 10..12 reserved (zero)
+        b[10..12].copy_from_slice(&flags.to_le_bytes());
         b[12..16].copy_from_slice(&u32_of(TLOG_ENTRY_LEN).to_le_bytes());
         b[16..32].copy_from_slice(&self.volume.0);
         b[32..40].copy_from_slice(&self.seq.to_le_bytes());
@@ -87,11 +97,29 @@ impl TlogHeader {
     }
 }
 
+/// A whole closed and compacted TLog: `header` flagged [`TLOG_FLAG_COMPACTED`], then
+/// `entries` (a `TlogClosed` among them is left out), then the `TlogClosed` entry with the
+/// CRC32C of everything before it. What [`parse_tlog`] reads back.
+pub(crate) fn encode_compacted_tlog(header: &TlogHeader, entries: &[Entry]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(TLOG_HEADER_LEN + (entries.len() + 1) * TLOG_ENTRY_LEN);
+    b.extend_from_slice(&header.encode_flags(TLOG_FLAG_COMPACTED));
+    for e in entries {
+        if !matches!(e, Entry::TlogClosed { .. }) {
+            b.extend_from_slice(&e.encode());
+        }
+    }
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&Entry::TlogClosed { crc }.encode());
+    b
+}
+
 /// A TLog parsed by [`parse_tlog`].
 #[derive(Debug)]
 pub(crate) struct ParsedTlog {
     /// (byte offset, entry) of every entry that verified, in order.
     pub entries: Vec<(u64, Entry)>,
+    /// A compacted TLog ([`TLOG_FLAG_COMPACTED`]).
+    pub compacted: bool,
     /// Bytes up to the end of the last verified entry.
     pub valid_len: u64,
 }
@@ -106,6 +134,13 @@ pub(crate) fn parse_tlog(
     tail_may_tear: bool,
 ) -> Result<ParsedTlog, FormatError> {
     let h = TlogHeader::decode(what, data)?;
+    let flags = le_u16(data, 10);
+    if flags & !TLOG_FLAG_COMPACTED != 0 {
+        return Err(FormatError::Inconsistent {
+            what: what.to_string(),
+            reason: format!("unknown header flags {flags:#06x}"),
+        });
+    }
     if h.volume != id || h.seq != seq {
         return Err(FormatError::Inconsistent {
             what: what.to_string(),
@@ -157,5 +192,6 @@ pub(crate) fn parse_tlog(
     Ok(ParsedTlog {
         valid_len: (TLOG_HEADER_LEN + entries.len() * TLOG_ENTRY_LEN) as u64,
         entries,
+        compacted: flags & TLOG_FLAG_COMPACTED != 0,
     })
 }

@@ -67,9 +67,18 @@ pub(in crate::volume) struct Compacted {
 impl Mds {
     /// The current compacted object of `sco`, if it was compacted.
     pub(in crate::volume) fn compacted(&self, sco: u64) -> Result<Option<Compacted>> {
+        self.compacted_in(COMPACTED, sco)
+    }
+
+    /// The row of `key` in `table` (a SCO's or a TLog's compacted object).
+    pub(super) fn compacted_in(
+        &self,
+        table: TableDefinition<u64, (u64, u64, u32)>,
+        key: u64,
+    ) -> Result<Option<Compacted>> {
         let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(COMPACTED).map_err(db_err)?;
-        Ok(t.get(sco).map_err(db_err)?.map(|v| {
+        let t = tx.open_table(table).map_err(db_err)?;
+        Ok(t.get(key).map_err(db_err)?.map(|v| {
             let (writer, counter, kept) = v.value();
             Compacted {
                 writer,
@@ -87,6 +96,16 @@ impl Mds {
         writer: u64,
         epoch: u64,
     ) -> Result<u64> {
+        self.take_counter(INFLIGHT, (sco, writer, epoch))
+    }
+
+    /// Takes the next compaction counter (one sequence for SCOs and TLogs) and records it in
+    /// `inflight` with `row`, durably.
+    pub(super) fn take_counter(
+        &self,
+        inflight: TableDefinition<u64, InFlight>,
+        row: InFlight,
+    ) -> Result<u64> {
         let tx = self.db.begin_write().map_err(db_err)?;
         let n = {
             let mut meta = tx.open_table(META).map_err(db_err)?;
@@ -95,9 +114,9 @@ impl Mds {
                 .map_err(db_err)?
                 .map_or(1, |v| v.value());
             meta.insert("next_compaction", n + 1).map_err(db_err)?;
-            tx.open_table(INFLIGHT)
+            tx.open_table(inflight)
                 .map_err(db_err)?
-                .insert(n, (sco, writer, epoch))
+                .insert(n, row)
                 .map_err(db_err)?;
             n
         };
@@ -107,8 +126,16 @@ impl Mds {
 
     /// The compactions in flight: (counter, (SCO, writer epoch, upload epoch)).
     pub(in crate::volume) fn compactions_in_flight(&self) -> Result<Vec<(u64, InFlight)>> {
+        self.in_flight(INFLIGHT)
+    }
+
+    /// The rows of `inflight`.
+    pub(super) fn in_flight(
+        &self,
+        inflight: TableDefinition<u64, InFlight>,
+    ) -> Result<Vec<(u64, InFlight)>> {
         let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(INFLIGHT).map_err(db_err)?;
+        let t = tx.open_table(inflight).map_err(db_err)?;
         let mut out = Vec::new();
         for r in t.iter().map_err(db_err)? {
             let (k, v) = r.map_err(db_err)?;
@@ -125,9 +152,21 @@ impl Mds {
         key: &str,
         now: u64,
     ) -> Result<()> {
+        self.abandon_in(INFLIGHT, counter, key, now)
+    }
+
+    /// Drops `counter` from `inflight` and marks `key` garbage as of `now` (a mark already
+    /// there keeps its time), in one durable transaction.
+    pub(super) fn abandon_in(
+        &self,
+        inflight: TableDefinition<u64, InFlight>,
+        counter: u64,
+        key: &str,
+        now: u64,
+    ) -> Result<()> {
         let tx = self.db.begin_write().map_err(db_err)?;
         {
-            tx.open_table(INFLIGHT)
+            tx.open_table(inflight)
                 .map_err(db_err)?
                 .remove(counter)
                 .map_err(db_err)?;
@@ -161,15 +200,13 @@ impl Mds {
         reclaimed: u64,
     ) -> Result<()> {
         let tx = self.db.begin_write().map_err(db_err)?;
+        let done = Replaced {
+            table: COMPACTED,
+            inflight: INFLIGHT,
+            total: "scrub_scos_compacted",
+        };
+        done.record(&tx, sco, new, old_key, now, reclaimed)?;
         {
-            tx.open_table(COMPACTED)
-                .map_err(db_err)?
-                .insert(sco, (new.writer, new.counter, new.kept))
-                .map_err(db_err)?;
-            tx.open_table(INFLIGHT)
-                .map_err(db_err)?
-                .remove(new.counter)
-                .map_err(db_err)?;
             let mut dead = tx.open_table(DEAD).map_err(db_err)?;
             let mut gone = 0u32;
             for idx in dropped {
@@ -188,15 +225,6 @@ impl Mds {
             } else {
                 sco_dead.insert(sco, left).map_err(db_err)?;
             }
-            tx.open_table(GC_PENDING)
-                .map_err(db_err)?
-                .insert(old_key, now)
-                .map_err(db_err)?;
-            let mut meta = tx.open_table(META).map_err(db_err)?;
-            add(&mut meta, "scrub_reclaimed_bytes", reclaimed)?;
-            add(&mut meta, "scrub_scos_compacted", 1)?;
-            meta.insert("scrubbed", 1).map_err(db_err)?;
-            meta.insert("format", MDS_FORMAT_SCRUBBED).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }
@@ -288,6 +316,50 @@ impl Mds {
             last_finished: get("scrub_last_finished")?,
             last_millis: get("scrub_last_millis")?,
         })
+    }
+}
+
+/// Where a compaction (of a SCO or a TLog) is recorded.
+pub(super) struct Replaced {
+    /// The table of current compacted objects.
+    pub(super) table: TableDefinition<'static, u64, (u64, u64, u32)>,
+    /// The table of compactions in flight.
+    pub(super) inflight: TableDefinition<'static, u64, InFlight>,
+    /// The `meta` total counting them.
+    pub(super) total: &'static str,
+}
+
+impl Replaced {
+    /// In `tx`: `key` now lives in `new` (no longer in flight), `old_key` is marked garbage
+    /// as of `now`, the totals grow (`reclaimed` bytes, one compaction) and the store becomes
+    /// format 4.
+    pub(super) fn record(
+        &self,
+        tx: &WriteTransaction,
+        key: u64,
+        new: Compacted,
+        old_key: &str,
+        now: u64,
+        reclaimed: u64,
+    ) -> Result<()> {
+        tx.open_table(self.table)
+            .map_err(db_err)?
+            .insert(key, (new.writer, new.counter, new.kept))
+            .map_err(db_err)?;
+        tx.open_table(self.inflight)
+            .map_err(db_err)?
+            .remove(new.counter)
+            .map_err(db_err)?;
+        tx.open_table(GC_PENDING)
+            .map_err(db_err)?
+            .insert(old_key, now)
+            .map_err(db_err)?;
+        let mut meta = tx.open_table(META).map_err(db_err)?;
+        add(&mut meta, "scrub_reclaimed_bytes", reclaimed)?;
+        add(&mut meta, self.total, 1)?;
+        meta.insert("scrubbed", 1).map_err(db_err)?;
+        meta.insert("format", MDS_FORMAT_SCRUBBED).map_err(db_err)?;
+        Ok(())
     }
 }
 

@@ -12,7 +12,7 @@
 //! - `liveness`: which superseded clusters a snapshot or a clone still reads, which are dead.
 //! - `recount`: replaying old TLogs to find what they superseded before liveness was kept.
 //! - `compaction`: the compacted objects of scrubbed SCOs, objects marked for deletion, the
-//!   scrubber's totals.
+//!   scrubber's totals; `tlog_compaction`: the compacted objects of scrubbed TLogs.
 //!
 //! Byte layouts: `engine/FORMATS.md`, "MetaDataStore" and "Metadata checkpoints".
 
@@ -24,3 +24,4 @@ pub(crate) mod liveness;
 pub(crate) mod recount;
 pub(crate) mod snapshots;
 pub(crate) mod store;
+pub(crate) mod tlog_compaction;

@@ -317,6 +317,7 @@ impl Mds {
             super::lineage::create_tables(&tx)?;
             super::liveness::create_tables(&tx)?;
             super::compaction::create_tables(&tx)?;
+            super::tlog_compaction::create_tables(&tx)?;
         }
         tx.commit().map_err(db_err)?;
         if fresh {

@@ -451,6 +451,7 @@ fn replay_closed(
             }));
         }
         rp.cur_tlog = seq;
+        rp.cur_compacted = entries.compacted;
         for (pos, e) in entries.entries {
             if matches!(e, Entry::Cluster { .. }) {
                 *tlog_bytes.entry(seq).or_default() += CLUSTER_SIZE_U64;

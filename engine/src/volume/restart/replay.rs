@@ -26,6 +26,8 @@ pub(super) struct Replay {
     pub(super) sealed: BTreeSet<u64>,
     /// The TLog being replayed.
     pub(super) cur_tlog: u64,
+    /// It is a compacted TLog: cluster entries may skip offsets of a SCO (dead ones left out).
+    pub(super) cur_compacted: bool,
     /// Sealed SCOs: sequence -> (sealing TLog, clusters, evicted).
     pub(super) sealed_in: BTreeMap<u64, (u64, u32, bool)>,
 }
@@ -72,13 +74,13 @@ impl ReplayCtx<'_> {
                     )));
                 }
                 let next = rp.sco_clusters.entry(sco).or_insert(0);
-                if offset != *next {
+                if offset != *next && !(rp.cur_compacted && offset > *next) {
                     return Err(bad(format!(
                         "cluster offset {offset} in SCO {}, expected {next}",
                         sco_name(sco)
                     )));
                 }
-                *next += 1;
+                *next = offset + 1;
                 map_cluster(rp, address, Loc { sco, offset, md5 }).map_err(bad)?;
             }
             Entry::Remap {
@@ -103,13 +105,16 @@ impl ReplayCtx<'_> {
             }
             Entry::ScoSealed { sco, clusters, crc } => {
                 let seen = rp.sco_clusters.get(&sco).copied().unwrap_or(0);
-                if seen != clusters || rp.sealed.contains(&sco) {
+                let counts = seen == clusters || (rp.cur_compacted && seen <= clusters);
+                if !counts || rp.sealed.contains(&sco) {
                     return Err(bad(format!(
                         "SCO {} sealed with {clusters} clusters, {seen} logged",
                         sco_name(sco)
                     )));
                 }
                 let evicted = self.verify_sealed_sco(sco, clusters, crc)?;
+                // Every cluster of it was logged (a compacted TLog left some entries out).
+                rp.sco_clusters.insert(sco, clusters);
                 rp.sealed.insert(sco);
                 rp.sealed_in.insert(sco, (rp.cur_tlog, clusters, evicted));
                 rp.ops.push((

@@ -41,6 +41,8 @@ pub(super) struct LastTlog {
     pub(super) closed: bool,
     /// Set by [`LastTlog::replay`]: SCOs the entries before the cut seal.
     pub(super) replayed_scos: u32,
+    /// A compacted TLog (a backend restart's last one may be one; it is closed then).
+    compacted: bool,
 }
 
 impl LastTlog {
@@ -83,6 +85,7 @@ impl LastTlog {
             cut: parsed.valid_len,
             closed,
             replayed_scos: 0,
+            compacted: parsed.compacted,
         };
         if !closed {
             if let Some(at) = last.first_unwritten(ctx, rp)? {
@@ -168,6 +171,7 @@ impl LastTlog {
     ) -> Result<()> {
         let mut scos = 0u32;
         rp.cur_tlog = self.seq;
+        rp.cur_compacted = self.compacted;
         for (pos, e) in self.entries.iter().filter(|(p, _)| *p < self.cut) {
             match e {
                 Entry::ScoSealed { .. } => scos += 1,

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::volume::format::{compacted_key, parse_sco_key, Generation};
+use crate::volume::format::{
+    compacted_key, compacted_tlog_key, parse_sco_key, parse_tlog_key, Generation,
+};
 use crate::volume::mds::compaction::Compacted;
 use crate::volume::state::{Remote, Volume};
 
@@ -25,6 +27,12 @@ impl Volume {
             let key = compacted_key(sco, epoch, writer, counter);
             tracing::info!(volume = %self.id, %key, "scrub: a compaction was cut short; its object is garbage");
             self.mds.abandon_compaction(counter, &key, unix_now())?;
+        }
+        for (counter, (tlog, writer, epoch)) in self.mds.tlog_compactions_in_flight()? {
+            let key = compacted_tlog_key(tlog, epoch, writer, counter);
+            tracing::info!(volume = %self.id, %key, "scrub: a TLog compaction was cut short; its object is garbage");
+            self.mds
+                .abandon_tlog_compaction(counter, &key, unix_now())?;
         }
         Ok(())
     }
@@ -91,8 +99,8 @@ impl Volume {
     /// not the SCO's current one, or a TLog copy under an epoch the manifest does not give
     /// that TLog. Anything else is never garbage.
     pub(super) fn still_garbage(&self, remote: &Remote, key: &str) -> Result<bool> {
-        if let Some((t, e)) = parse_tlog_key(key) {
-            return self.tlog_garbage(t, e);
+        if let Some((t, e, gen)) = parse_tlog_key(key) {
+            return self.tlog_garbage(remote, t, e, gen);
         }
         let Some((sco, e, gen)) = parse_sco_key(key) else {
             return Ok(false);
@@ -113,11 +121,53 @@ impl Volume {
         Ok(sco_garbage(e, gen, epoch, row, &listed))
     }
 
-    /// Whether the copy of TLog `t` uploaded in epoch `e` is garbage: the TLog is applied (the
-    /// manifest names it) under another epoch.
-    pub(super) fn tlog_garbage(&self, t: u64, e: u64) -> Result<bool> {
+    /// Whether the object of TLog `t` uploaded in epoch `e` (compacted generation `gen`, or
+    /// the original) is garbage: only for a TLog applied (the manifest names it) and the
+    /// volume's own; then as [`sco_garbage`] says: a copy under another epoch, an original once
+    /// a compacted object holds the TLog, a compacted object other than the current one.
+    pub(super) fn tlog_garbage(
+        &self,
+        remote: &Remote,
+        t: u64,
+        e: u64,
+        gen: Option<Generation>,
+    ) -> Result<bool> {
+        let listed = |epoch: u64| -> Result<Vec<Generation>> {
+            let what = format!("scrub: list TLog {t}'s compacted objects");
+            let objs = remote.block_on(
+                &what,
+                crate::volume::backend::tlog_object::compacted_tlogs(&*remote.store, t, epoch),
+            )??;
+            Ok(objs.into_iter().map(|(g, _)| g).collect())
+        };
+        self.tlog_rule(t, e, gen, listed)
+    }
+
+    /// [`Volume::tlog_garbage`] with the TLog's compacted generations of its upload epoch
+    /// from `listed` (asked only when no row records them).
+    pub(super) fn tlog_rule(
+        &self,
+        t: u64,
+        e: u64,
+        gen: Option<Generation>,
+        listed: impl FnOnce(u64) -> Result<Vec<Generation>>,
+    ) -> Result<bool> {
         let applied = self.mds.meta()?.applied_tlog;
-        Ok(t <= applied && t > self.lineage.read().base_tlog() && e != self.epochs.read().of(t))
+        if t > applied || t <= self.lineage.read().base_tlog() {
+            return Ok(false);
+        }
+        let epoch = self.epochs.read().of(t);
+        // A compacted TLog always has an object (`kept` is its cluster entries, maybe none).
+        let row = self
+            .mds
+            .tlog_compacted(t)?
+            .map(|c| Compacted { kept: 1, ..c });
+        let listed = if row.is_none() && e == epoch {
+            listed(epoch)?
+        } else {
+            Vec::new()
+        };
+        Ok(sco_garbage(e, gen, epoch, row, &listed))
     }
 
     /// The compacted objects of `sco` uploaded in `epoch` on the backend: their generations.
@@ -168,16 +218,6 @@ pub(super) fn list_keys(remote: &Remote, prefix: &str) -> Result<Vec<String>> {
     super::resolve::list_all(&what, remote, &remote.store, prefix).map_err(|f| f.into_error(&what))
 }
 
-/// A TLog object key parsed: (seq, epoch) of `tlog/<seq>` (epoch 0) or `tlog/<seq>.<epoch>`.
-pub(super) fn parse_tlog_key(key: &str) -> Option<(u64, u64)> {
-    let rest = key.strip_prefix("tlog/")?;
-    let hex = crate::volume::format::parse_seq_name;
-    match rest.split_once('.') {
-        None => Some((hex(rest)?, 0)),
-        Some((t, e)) => Some((hex(t)?, hex(e)?)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,12 +248,17 @@ mod tests {
 
     #[test]
     fn tlog_keys_parse() {
-        assert_eq!(parse_tlog_key("tlog/0000000000000007"), Some((7, 0)));
+        assert_eq!(parse_tlog_key("tlog/0000000000000007"), Some((7, 0, None)));
         assert_eq!(
             parse_tlog_key("tlog/0000000000000007.0000000000000002"),
-            Some((7, 2))
+            Some((7, 2, None))
+        );
+        assert_eq!(
+            parse_tlog_key(&compacted_tlog_key(7, 2, 3, 4)),
+            Some((7, 2, Some((3, 4))))
         );
         assert_eq!(parse_tlog_key("tlog/7"), None);
         assert_eq!(parse_tlog_key("sco/0000000000000007"), None);
+        assert_eq!(parse_sco_key(&compacted_tlog_key(7, 2, 3, 4)), None);
     }
 }

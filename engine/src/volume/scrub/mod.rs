@@ -26,14 +26,17 @@
 //!       rows and marks the object it replaced garbage — the commit point. Readers find the
 //!       new object by the table, or by listing when the old one is gone;
 //!    6. a SCO with nothing live left has its local file replaced by a stub.
+//!    7. then every own applied TLog most of whose cluster entries are of dead positions
+//!       is compacted the same way: rewritten without those entries (`tlogs.rs`).
 //! 4. Checkpoint objects nothing references (a failed or crashed checkpoint's pages) are
 //!    marked garbage, with the pipeline held off and the manifest naming the checkpoint the
 //!    MetaDataStore records (`sweep.rs`).
 //! 5. Objects marked garbage for at least `GC_Grace` are checked once more (still not the
-//!    SCO's object; not the named checkpoint's) and deleted, then unmarked.
+//!    SCO's or TLog's object; not the named checkpoint's) and deleted, then unmarked.
 //!
-//! Nothing moves: a position keeps its name (SCO, index) for ever, so no map, TLog, snapshot,
-//! manifest or clone changes, and a write racing a scrub can only make more positions dead.
+//! Nothing moves: a position keeps its name (SCO, index) for ever, so no map, snapshot,
+//! manifest or clone changes (a TLog loses only entries no view's replay needs), and a write
+//! racing a scrub can only make more positions dead.
 //! Layouts: `FORMATS.md`, "Scrubbing and garbage collection".
 
 pub(crate) mod gc;
@@ -41,6 +44,7 @@ pub(crate) mod readers;
 mod recount;
 pub(crate) mod resolve;
 mod sweep;
+mod tlogs;
 
 use std::time::{Duration, Instant};
 
@@ -165,6 +169,15 @@ impl Volume {
             throttle(opts.bandwidth, moved, t.elapsed());
         }
         progress.step(total, total);
+        for c in self.tlog_candidates(opts.threshold)? {
+            if progress.cancelled() {
+                return Err(cancelled_error());
+            }
+            let t = Instant::now();
+            let moved = self.compact_tlog(&remote, &c, &mut report)?;
+            report.bytes_moved += moved;
+            throttle(opts.bandwidth, moved, t.elapsed());
+        }
         self.sweep_checkpoints(&remote)?;
         self.sweep_uploads(&remote)?;
         report.objects_deleted += self.gc_delete(&remote, opts.grace)?;

@@ -4,8 +4,6 @@
 //! (`mds/recount.rs`), so that garbage older than this run is found too.
 
 use crate::error::Result;
-use crate::volume::backend::keys::tlog_key;
-use crate::volume::backend::{be_err, get_at_most, MAX_TLOG_OBJECT_LEN};
 use crate::volume::files::fmt_err;
 use crate::volume::format::{parse_tlog, tlog_name, Entry};
 use crate::volume::state::{Remote, Volume};
@@ -21,14 +19,8 @@ impl Volume {
         let base = self.lineage.read().base_tlog();
         self.mds.recount_start()?;
         for t in base + 1..=upto {
-            let key = tlog_key(t, self.epochs.read().of(t));
             let what = format!("scrub: recount: backend TLog {}", tlog_name(t));
-            let (b, _) = remote
-                .block_on(
-                    &what,
-                    get_at_most(&*remote.store, &key, MAX_TLOG_OBJECT_LEN),
-                )?
-                .map_err(|e| be_err(&key, e))?;
+            let (_, b) = self.tlog_object(remote, &what, t)?;
             let parsed = parse_tlog(&what, &b, self.id, t, false).map_err(fmt_err)?;
             let entries: Vec<Entry> = parsed.entries.into_iter().map(|(_, e)| e).collect();
             self.mds.recount_tlog(t, &entries)?;

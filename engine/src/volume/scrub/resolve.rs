@@ -160,7 +160,7 @@ impl Volume {
 
     /// The layout remembered for `sco`, or for the volume's own SCOs the one its
     /// MetaDataStore records (`None`: the original object).
-    fn known_layout(
+    pub(super) fn known_layout(
         &self,
         ancestor: Option<usize>,
         sco: u64,

@@ -10,11 +10,11 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
 use crate::volume::backend::BackendState;
-use crate::volume::format::{parse_sco_key, Generation};
+use crate::volume::format::{parse_sco_key, parse_tlog_key, Generation};
 use crate::volume::mds::checkpoint::{checkpoint_id, index_key, page_key, scos_key};
 use crate::volume::state::{Remote, Volume};
 
-use super::gc::{list_keys, parse_tlog_key, sco_garbage};
+use super::gc::{list_keys, sco_garbage};
 use super::unix_now;
 
 /// Where checkpoint objects are, in a volume's namespace.
@@ -103,11 +103,20 @@ impl Volume {
                 stray.push(k);
             }
         }
-        for k in list_keys(remote, "tlog/")? {
-            if let Some((t, e)) = parse_tlog_key(&k) {
-                if self.tlog_garbage(t, e)? {
-                    stray.push(k);
-                }
+        let tlogs = list_keys(remote, "tlog/")?;
+        let mut tgens: HashMap<(u64, u64), Vec<Generation>> = HashMap::new();
+        for k in &tlogs {
+            if let Some((t, e, Some(gen))) = parse_tlog_key(k) {
+                tgens.entry((t, e)).or_default().push(gen);
+            }
+        }
+        for k in tlogs {
+            let Some((t, e, gen)) = parse_tlog_key(&k) else {
+                continue;
+            };
+            let listed = |epoch| Ok(tgens.get(&(t, epoch)).cloned().unwrap_or_default());
+            if self.tlog_rule(t, e, gen, listed)? {
+                stray.push(k);
             }
         }
         drop(g);
