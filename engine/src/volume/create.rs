@@ -177,9 +177,11 @@ impl Volume {
     }
 
     /// Deletes every local file of the volume (its last link and open are gone). The volume is
-    /// halted: any later call fails.
+    /// halted: any later call fails. A scrub pass in flight stops at its next step and is
+    /// waited for, so that no compacted object lands after the backend's objects are deleted.
     pub(crate) fn destroy(&self) -> Result<()> {
         self.halt(&Error::Io("volume deleted".into()));
+        let _pass = self.scrub_lock.lock();
         let _st = self.state.write();
         self.handles.lock().clear();
         for d in [&self.sco_dir, &self.tlog_dir] {

@@ -688,3 +688,88 @@ fn copies_a_crash_left_under_another_epoch_and_older_generations_are_swept() {
     let r = w.restore(V);
     assert!(whole(&r) == head, "a backend restart after the sweep");
 }
+
+/// Holds the first compacted SCO put at a gate until it opens; counts puts that landed.
+#[derive(Debug)]
+struct GatedCompaction {
+    gate: tokio::sync::watch::Receiver<bool>,
+    held: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    landed: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl strata_backend::Hook for GatedCompaction {
+    async fn before(&self, call: &strata_backend::Call<'_>) -> Result<(), strata_backend::Error> {
+        let compacted = matches!(call, strata_backend::Call::Put { key, .. }
+            if key.starts_with("sco/") && key.split('.').count() == 4);
+        if compacted {
+            let first = self.held.lock().expect("held").take();
+            if let Some(tx) = first {
+                let _ = tx.send(());
+                let mut gate = self.gate.clone();
+                let _ = gate.wait_for(|open| *open).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn after(&self, call: &strata_backend::Call<'_>) {
+        if matches!(call, strata_backend::Call::Put { .. }) {
+            self.landed
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn deleting_a_volume_waits_for_a_scrub_pass_in_flight_and_stops_it() {
+    // The deletion then lists and deletes the volume's objects: a compaction landing after
+    // it would stay on the backend for ever.
+    let w = World::new();
+    let mut rng = SimRng::new(24);
+    let (v, _c, _, _, _) = scenario(&w, &mut rng, SPACE / 4);
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let hooked = Arc::new(strata_backend::HookedStore::new(
+        ns(&w.root, V),
+        GatedCompaction {
+            gate,
+            held: std::sync::Mutex::new(Some(held_tx)),
+            landed: Default::default(),
+        },
+    ));
+    v.set_backend(
+        hooked.clone() as Arc<dyn ObjectStore>,
+        w.rt.handle().clone(),
+        1,
+    );
+    let v = Arc::new(v);
+    let landed = |h: &strata_backend::HookedStore<GatedCompaction>| {
+        h.hook().landed.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    std::thread::scope(|s| {
+        let pass = s.spawn(|| v.scrub(&scrub_opts(), &NoProgress));
+        held_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a compaction reached its put");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (v, hooked) = (&v, &hooked);
+        let deletion = s.spawn(move || {
+            v.destroy().expect("destroy");
+            let n = landed(hooked);
+            let _ = done_tx.send(());
+            n
+        });
+        // The deletion must not end while the put is held; if it does (the bug), the put
+        // lands after it. Either way the gate opens: at once once it ended, else after 2 s.
+        let _ = done_rx.recv_timeout(Duration::from_secs(2));
+        open.send_replace(true);
+        let at_deletion = deletion.join().expect("deletion");
+        assert!(pass.join().expect("pass").is_err(), "the pass stops");
+        assert_eq!(
+            landed(hooked),
+            at_deletion,
+            "an object landed on the backend after the deletion returned"
+        );
+    });
+}

@@ -162,6 +162,8 @@ impl Volume {
             if progress.cancelled() {
                 return Err(cancelled_error());
             }
+            // A deletion halts the volume and waits for the pass: it stops here.
+            self.check_halted()?;
             progress.step(i as u64, total);
             let t = Instant::now();
             let moved = self.compact(&remote, c, &mut report)?;
@@ -173,6 +175,7 @@ impl Volume {
             if progress.cancelled() {
                 return Err(cancelled_error());
             }
+            self.check_halted()?;
             let t = Instant::now();
             let moved = self.compact_tlog(&remote, &c, &mut report)?;
             report.bytes_moved += moved;
