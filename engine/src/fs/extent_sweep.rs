@@ -69,7 +69,7 @@ impl FileSide {
         }
         let cutoff = unix_now().saturating_sub(grace.as_secs());
         out.condemned = self.ns.condemn_unnamed_extents(cutoff)?.len() as u64;
-        out.deleted = self.collect_all_garbage()?;
+        out.deleted = self.collect_all_garbage(p)?;
         if out.foreign > 0 {
             tracing::warn!(
                 keys = out.foreign,

@@ -128,16 +128,23 @@ impl FileSide {
         self.files.journal.retire(low)
     }
 
-    /// Step 3 until nothing is left, between two rounds (the sweep's end); returns how many
-    /// objects went.
-    pub(super) fn collect_all_garbage(&self) -> Result<u64> {
-        let _one = self.round.lock();
+    /// Step 3 until nothing is left (the sweep's end), one batch at a time between rounds (a
+    /// long backlog never holds uploads off); returns how many objects went. Cancelling
+    /// stops between two batches.
+    pub(super) fn collect_all_garbage(&self, p: &dyn crate::progress::Progress) -> Result<u64> {
         let mut deleted = 0;
         loop {
-            match self.collect_garbage()? {
-                0 => return Ok(deleted),
-                n => deleted += n as u64,
+            if p.cancelled() {
+                return Err(crate::progress::cancelled_error());
             }
+            let n = {
+                let _one = self.round.lock();
+                self.collect_garbage()?
+            };
+            if n == 0 {
+                return Ok(deleted);
+            }
+            deleted += n as u64;
         }
     }
 

@@ -171,6 +171,7 @@ impl Volume {
             sco_layouts: Mutex::new(Default::default()),
             scrub_lock: Mutex::new(()),
             swept: std::sync::atomic::AtomicBool::new(false),
+            tlogs_examined: Mutex::new(std::collections::HashMap::new()),
             template: AtomicU64::new(0),
             tlog_roll_len: AtomicU64::new(crate::volume::log::TLOG_ROLL_LEN),
         }

@@ -230,6 +230,9 @@ pub(crate) struct Volume {
     pub(super) scrub_lock: Mutex<()>,
     /// The objects a crash may have left were swept in this run (`volume/scrub/sweep.rs`).
     pub(super) swept: std::sync::atomic::AtomicBool,
+    /// TLogs a pass of this run read and found nothing to drop in, with the count of their
+    /// positions known gone then (`volume/scrub/tlogs.rs`): not read again until it grows.
+    pub(super) tlogs_examined: Mutex<std::collections::HashMap<u64, u64>>,
     /// A TLog longer than this is closed at the next change ([`TLOG_ROLL_LEN`]; tests lower it).
     pub(super) tlog_roll_len: AtomicU64,
 }

@@ -60,6 +60,16 @@ pub(crate) fn rows_na(big: u64, why: &str) -> Vec<Row> {
 /// 4 KiB random reads at queue depth 8 over the first `size` bytes of `path` for the rows'
 /// duration: IOPS.
 pub(crate) fn randread(t: &Target, s: &Settings, path: &str, size: u64) -> Result<f64, String> {
+    randread_p99(t, s, path, size).map(|(iops, _)| iops)
+}
+
+/// [`randread`], with the reads' 99th percentile latency in milliseconds.
+pub(crate) fn randread_p99(
+    t: &Target,
+    s: &Settings,
+    path: &str,
+    size: u64,
+) -> Result<(f64, f64), String> {
     let args: Vec<String> = [
         "randio",
         "read",
@@ -74,9 +84,12 @@ pub(crate) fn randread(t: &Target, s: &Settings, path: &str, size: u64) -> Resul
     .map(|a| a.to_string())
     .collect();
     let kv = t.client(&args, s)?;
-    kv.get("iops")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("randio: no iops in {kv:?}"))
+    let num = |k: &str| -> Result<f64, String> {
+        kv.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("randio: no {k} in {kv:?}"))
+    };
+    Ok((num("iops")?, num("p99_us")? / 1000.0))
 }
 
 fn clone_path(i: usize) -> String {

@@ -3,7 +3,7 @@
 //! small-file work (create, write 4 KiB, commit, remove). It runs as `strata-bench client ...`
 //! inside the gateway's namespace and prints one `key=value` line per result.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::time::{Duration, Instant};
 
@@ -100,6 +100,8 @@ struct Pending {
     commit_inflight: Cell<bool>,
     errors: Cell<u64>,
     first_err: Cell<c_int>,
+    /// Microseconds from issue to reply of each timed READ or WRITE that succeeded.
+    latencies_us: RefCell<Vec<u32>>,
 }
 
 impl Pending {
@@ -122,6 +124,42 @@ unsafe extern "C" fn on_io(err: c_int, _: *mut NfsContext, _: *mut c_void, priva
     } else {
         p.done.set(p.done.get() + 1);
     }
+}
+
+/// One timed READ or WRITE in flight: its job's `Pending` and when it was issued (boxed, its
+/// pointer the callback's private data; the callback frees it).
+struct Timed {
+    pending: *const Pending,
+    issued: Instant,
+}
+
+/// Callback of one timed READ or WRITE: as [`on_io`], and its latency recorded.
+unsafe extern "C" fn on_timed_io(
+    err: c_int,
+    nfs: *mut NfsContext,
+    data: *mut c_void,
+    private: *mut c_void,
+) {
+    // SAFETY: `private` is the `Timed` boxed by `randio` for this request alone; the library
+    // calls back once per request.
+    let t = unsafe { Box::from_raw(private.cast::<Timed>()) };
+    // SAFETY: the `Pending` outlives the context (as in `on_io`).
+    let p = unsafe { &*t.pending };
+    if err >= 0 {
+        let us = u32::try_from(t.issued.elapsed().as_micros()).unwrap_or(u32::MAX);
+        p.latencies_us.borrow_mut().push(us);
+    }
+    // SAFETY: as in `on_io`, with the same `Pending`.
+    unsafe { on_io(err, nfs, data, t.pending.cast_mut().cast()) };
+}
+
+/// The `q`-quantile (0..=1) of `sorted` (ascending), 0 when empty.
+fn quantile(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
 }
 
 /// Callback of one COMMIT.
@@ -303,7 +341,8 @@ pub(crate) struct RandJob {
 }
 
 /// Runs a random I/O job for its duration, then (untimed) commits what a write job left
-/// unstable; prints `ops= secs= iops= mibps= commits= final_commit_secs=`.
+/// unstable; prints `ops= secs= iops= mibps= commits= final_commit_secs= p50_us= p99_us=` (the
+/// latencies of the READs or WRITEs that succeeded, issue to reply).
 pub(crate) fn randio(url: &str, job: &RandJob) -> Result<String, String> {
     let blocks = job.size / job.bs.max(1);
     if blocks == 0 || job.qd == 0 {
@@ -349,12 +388,18 @@ pub(crate) fn randio(url: &str, job: &RandJob) -> Result<String, String> {
                 }
                 let off = next_off();
                 p.inflight.set(p.inflight.get() + 1);
+                let timed = Box::into_raw(Box::new(Timed {
+                    pending: p,
+                    issued: Instant::now(),
+                }))
+                .cast::<c_void>();
                 // SAFETY: valid handle; libnfs encodes the WRITE (copying `buf`) before it
-                // returns, and `buf` outlives the loop anyway; `private` outlives the context.
+                // returns, and `buf` outlives the loop anyway; `timed` is freed by the
+                // callback, and the `Pending` it points to outlives the context.
                 let rc = unsafe {
                     match job.op {
                         RandOp::Read => {
-                            nfs_pread_async(client.nfs, fh, off, job.bs, on_io, private)
+                            nfs_pread_async(client.nfs, fh, off, job.bs, on_timed_io, timed)
                         }
                         RandOp::Write => nfs_pwrite_async(
                             client.nfs,
@@ -362,12 +407,15 @@ pub(crate) fn randio(url: &str, job: &RandJob) -> Result<String, String> {
                             off,
                             job.bs,
                             buf.as_ptr().cast(),
-                            on_io,
-                            private,
+                            on_timed_io,
+                            timed,
                         ),
                     }
                 };
                 if rc < 0 {
+                    // Not queued: no callback will free it.
+                    // SAFETY: the box made above, not handed to the library.
+                    drop(unsafe { Box::from_raw(timed.cast::<Timed>()) });
                     p.inflight.set(p.inflight.get() - 1);
                     p.fail(rc);
                     break;
@@ -394,11 +442,15 @@ pub(crate) fn randio(url: &str, job: &RandJob) -> Result<String, String> {
     result?;
     committed?;
     let iops = p.done.get() as f64 / secs;
+    let mut lat = p.latencies_us.take();
+    lat.sort_unstable();
     Ok(format!(
-        "ops={} secs={secs:.6} iops={iops:.1} mibps={:.3} commits={} final_commit_secs={final_commit:.6}",
+        "ops={} secs={secs:.6} iops={iops:.1} mibps={:.3} commits={} final_commit_secs={final_commit:.6} p50_us={} p99_us={}",
         p.done.get(),
         iops * job.bs as f64 / (1u64 << 20) as f64,
-        p.commits.get()
+        p.commits.get(),
+        quantile(&lat, 0.5),
+        quantile(&lat, 0.99)
     ))
 }
 

@@ -24,6 +24,11 @@ const INFLIGHT: TableDefinition<u64, (u64, u64, u64)> = TableDefinition::new("co
 /// from the backend): a build before scrubbing refuses it rather than read them.
 pub(in crate::volume) const MDS_FORMAT_SCRUBBED: u64 = 4;
 
+/// The format of a store whose volume had TLogs compacted (their originals may be gone from
+/// the backend, and the compacted ones leave entries out): a build before TLog compaction
+/// refuses it.
+pub(in crate::volume) const MDS_FORMAT_TLOGS_COMPACTED: u64 = 5;
+
 /// Creates the tables (opening a store from before scrubbing adds them empty).
 pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(COMPACTED).map_err(db_err)?;
@@ -33,11 +38,20 @@ pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
 }
 
 /// Whether the volume of `tx`'s store had SCOs compacted (its format stays 4).
-pub(super) fn scrubbed(tx: &WriteTransaction) -> Result<bool> {
+pub(super) fn scrubbed(tx: &WriteTransaction) -> Result<Option<u64>> {
     let meta = tx.open_table(META).map_err(db_err)?;
     let v = meta.get("scrubbed").map_err(db_err)?.map(|v| v.value());
-    Ok(v == Some(1))
+    Ok(match v {
+        Some(SCRUBBED_TLOGS) => Some(MDS_FORMAT_TLOGS_COMPACTED),
+        Some(_) => Some(MDS_FORMAT_SCRUBBED),
+        None => None,
+    })
 }
+
+/// `meta.scrubbed`: SCOs were compacted (format 4).
+pub(super) const SCRUBBED_SCOS: u64 = 1;
+/// `meta.scrubbed`: TLogs were compacted too (format 5).
+pub(super) const SCRUBBED_TLOGS: u64 = 2;
 
 /// The scrubber's totals for a volume.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -204,6 +218,7 @@ impl Mds {
             table: COMPACTED,
             inflight: INFLIGHT,
             total: "scrub_scos_compacted",
+            level: SCRUBBED_SCOS,
         };
         done.record(&tx, sco, new, old_key, now, reclaimed)?;
         {
@@ -327,6 +342,8 @@ pub(super) struct Replaced {
     pub(super) inflight: TableDefinition<'static, u64, InFlight>,
     /// The `meta` total counting them.
     pub(super) total: &'static str,
+    /// What `meta.scrubbed` becomes at least ([`SCRUBBED_SCOS`] or [`SCRUBBED_TLOGS`]).
+    pub(super) level: u64,
 }
 
 impl Replaced {
@@ -357,8 +374,17 @@ impl Replaced {
         let mut meta = tx.open_table(META).map_err(db_err)?;
         add(&mut meta, "scrub_reclaimed_bytes", reclaimed)?;
         add(&mut meta, self.total, 1)?;
-        meta.insert("scrubbed", 1).map_err(db_err)?;
-        meta.insert("format", MDS_FORMAT_SCRUBBED).map_err(db_err)?;
+        let level = meta
+            .get("scrubbed")
+            .map_err(db_err)?
+            .map_or(self.level, |v| v.value().max(self.level));
+        meta.insert("scrubbed", level).map_err(db_err)?;
+        drop(meta);
+        let format = scrubbed(tx)?.unwrap_or(MDS_FORMAT_SCRUBBED);
+        tx.open_table(META)
+            .map_err(db_err)?
+            .insert("format", format)
+            .map_err(db_err)?;
         Ok(())
     }
 }

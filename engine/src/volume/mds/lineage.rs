@@ -66,8 +66,8 @@ impl Mds {
     /// Records `lineage` (a backend restart of a clone), durably.
     pub(in crate::volume) fn set_lineage(&self, lineage: &Lineage) -> Result<()> {
         let tx = self.db.begin_write().map_err(db_err)?;
-        let format = if super::compaction::scrubbed(&tx)? {
-            super::compaction::MDS_FORMAT_SCRUBBED
+        let format = if let Some(f) = super::compaction::scrubbed(&tx)? {
+            f
         } else if lineage.is_empty() {
             super::store::MDS_FORMAT
         } else {
@@ -169,11 +169,7 @@ impl Mds {
             let mut meta = tx.open_table(META).map_err(db_err)?;
             meta.insert("checkpoint_due", 1).map_err(db_err)?;
             drop(meta);
-            let format = if super::compaction::scrubbed(&tx)? {
-                super::compaction::MDS_FORMAT_SCRUBBED
-            } else {
-                super::store::MDS_FORMAT
-            };
+            let format = super::compaction::scrubbed(&tx)?.unwrap_or(super::store::MDS_FORMAT);
             tx.open_table(META)
                 .map_err(db_err)?
                 .insert("format", format)

@@ -62,7 +62,9 @@ pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
     Ok(())
 }
 
-/// Every boundary a view stands at, inside `tx`: the snapshots' TLogs and the reader points.
+/// Every boundary a view stands at, inside `tx`: the snapshots' TLogs (deleted ones too while their
+/// records may still be on the backend: a backend restart would bring them back) and the reader
+/// points.
 pub(super) fn boundaries(tx: &WriteTransaction) -> Result<BTreeSet<u64>> {
     let mut b = super::snapshots::snapshot_tlogs(tx)?;
     for r in tx

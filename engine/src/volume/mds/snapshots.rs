@@ -20,6 +20,11 @@ const UPLOADED: TableDefinition<u64, u64> = TableDefinition::new("snapshot_uploa
 /// Snapshot id -> the epoch of its object, for snapshots deleted here whose object is still
 /// on the backend.
 const GONE: TableDefinition<u64, u64> = TableDefinition::new("snapshot_gone");
+/// Snapshot id -> its TLog, for every snapshot deleted here whose record may still be on the
+/// backend (uploaded, or a PUT that failed yet landed, or one in flight): a backend restart
+/// would bring it back, so it stays a boundary of the liveness (`liveness.rs`) until every
+/// `snap/<id>.` object is deleted.
+const DELETED: TableDefinition<u64, u64> = TableDefinition::new("snapshot_deleted");
 
 /// One snapshot row: id, record bytes, and the epoch its object was uploaded in (`None`: not
 /// on the backend yet).
@@ -32,6 +37,7 @@ pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(PENDING).map_err(db_err)?;
     tx.open_table(UPLOADED).map_err(db_err)?;
     tx.open_table(GONE).map_err(db_err)?;
+    tx.open_table(DELETED).map_err(db_err)?;
     Ok(())
 }
 
@@ -145,10 +151,19 @@ impl Mds {
                 .map_err(db_err)?
                 .map(|v| v.value())
                 .ok_or(Error::NotFound)?;
-            tx.open_table(SNAPSHOTS)
+            let tlog = tx
+                .open_table(SNAPSHOTS)
                 .map_err(db_err)?
                 .remove(id)
-                .map_err(db_err)?;
+                .map_err(db_err)?
+                .map(|v| record_tlog(v.value()))
+                .transpose()?;
+            if let Some(t) = tlog {
+                tx.open_table(DELETED)
+                    .map_err(db_err)?
+                    .insert(id, t)
+                    .map_err(db_err)?;
+            }
             tx.open_table(PENDING)
                 .map_err(db_err)?
                 .remove(id)
@@ -234,6 +249,28 @@ impl Mds {
         tx.commit().map_err(db_err)
     }
 
+    /// Snapshots deleted here whose records may still be on the backend: their ids.
+    pub(in crate::volume) fn snapshots_deleted(&self) -> Result<Vec<u64>> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(DELETED).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in t.iter().map_err(db_err)? {
+            out.push(r.map_err(db_err)?.0.value());
+        }
+        Ok(out)
+    }
+
+    /// Every record of deleted snapshot `id` is gone from the backend (and none can land any
+    /// more): it is no longer a boundary.
+    pub(in crate::volume) fn snapshot_deleted_done(&self, id: u64) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        tx.open_table(DELETED)
+            .map_err(db_err)?
+            .remove(id)
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)
+    }
+
     /// Adds snapshots read back from the backend (a backend restart): `(id, name, record,
     /// epoch)`, all in one durable transaction; later ids continue after the largest.
     pub(in crate::volume) fn snapshots_restored(
@@ -271,13 +308,25 @@ pub(super) fn snapshot_tlogs(tx: &WriteTransaction) -> Result<std::collections::
         .iter()
         .map_err(db_err)?
     {
-        let (_, v) = r.map_err(db_err)?;
-        let rec = v.value();
-        let n = rec
-            .get(36..44)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .ok_or_else(|| Error::Io("mds.redb: a snapshot record is too short".into()))?;
-        out.insert(u64::from_le_bytes(n));
+        out.insert(record_tlog(r.map_err(db_err)?.1.value())?);
+    }
+    // Deleted, but a backend restart could still bring them back.
+    for r in tx
+        .open_table(DELETED)
+        .map_err(db_err)?
+        .iter()
+        .map_err(db_err)?
+    {
+        out.insert(r.map_err(db_err)?.1.value());
     }
     Ok(out)
+}
+
+/// The TLog a snapshot record stands at (bytes 36..44, see `snapshot/record.rs`).
+fn record_tlog(rec: &[u8]) -> Result<u64> {
+    let n = rec
+        .get(36..44)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .ok_or_else(|| Error::Io("mds.redb: a snapshot record is too short".into()))?;
+    Ok(u64::from_le_bytes(n))
 }

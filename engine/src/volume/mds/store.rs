@@ -287,16 +287,22 @@ impl Mds {
                     meta.insert("size", 0).map_err(db_err)?;
                     meta.insert("checkpoint_tlog", 0).map_err(db_err)?;
                 }
-                Some(MDS_FORMAT | MDS_FORMAT_CLONE | super::compaction::MDS_FORMAT_SCRUBBED) => {}
+                Some(
+                    MDS_FORMAT
+                    | MDS_FORMAT_CLONE
+                    | super::compaction::MDS_FORMAT_SCRUBBED
+                    | super::compaction::MDS_FORMAT_TLOGS_COMPACTED,
+                ) => {}
                 Some(1) => {
                     meta.insert("format", MDS_FORMAT).map_err(db_err)?;
                 }
                 Some(f) => {
                     return Err(Error::Io(format!(
-                        "{}: format {f}, this build reads {MDS_FORMAT}, {MDS_FORMAT_CLONE} and {}",
-                        path.display(),
-                        super::compaction::MDS_FORMAT_SCRUBBED
-                    )))
+                    "{}: format {f}, this build reads {MDS_FORMAT}, {MDS_FORMAT_CLONE}, {} and {}",
+                    path.display(),
+                    super::compaction::MDS_FORMAT_SCRUBBED,
+                    super::compaction::MDS_FORMAT_TLOGS_COMPACTED
+                )))
                 }
             }
             if format.is_some() && meta.get("liveness_from").map_err(db_err)?.is_none() {

@@ -94,6 +94,7 @@ impl Mds {
             table: TLOG_COMPACTED,
             inflight: TLOG_INFLIGHT,
             total: "scrub_tlogs_compacted",
+            level: super::compaction::SCRUBBED_TLOGS,
         };
         done.record(&tx, t, new, old_key, now, reclaimed)?;
         tx.commit().map_err(db_err)

@@ -4,6 +4,7 @@
 //! object of the checkpoint the manifest and the MetaDataStore name). A crash anywhere leaves marks (or objects) that
 //! the next pass deletes; a deleted object is never one a reader can be sent to.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -51,8 +52,9 @@ impl Volume {
             .collect();
         let (mds, scos): (Vec<String>, Vec<String>) =
             due.into_iter().partition(|k| k.starts_with(MDS_PREFIX));
+        let marked = self.marked()?;
         let mut deleted =
-            self.gc_delete_checked(remote, &scos, |k| self.still_garbage(remote, k))?;
+            self.gc_delete_checked(remote, &scos, |k| self.still_garbage(remote, k, &marked))?;
         if !mds.is_empty() {
             let g = self.hold_uploads();
             if let Some(refs) = self.checkpoint_refs(&g)? {
@@ -98,9 +100,17 @@ impl Volume {
     /// The check just before a delete (and the sweep's rule): `key` is a SCO object that is
     /// not the SCO's current one, or a TLog copy under an epoch the manifest does not give
     /// that TLog. Anything else is never garbage.
-    pub(super) fn still_garbage(&self, remote: &Remote, key: &str) -> Result<bool> {
+    /// Objects marked garbage (`marked`: every key in `gc_pending`) never count as a SCO's
+    /// or TLog's newest compacted object: an abandoned compaction's object (it may lack a
+    /// position found live again) is marked the moment it is abandoned.
+    pub(super) fn still_garbage(
+        &self,
+        remote: &Remote,
+        key: &str,
+        marked: &HashSet<String>,
+    ) -> Result<bool> {
         if let Some((t, e, gen)) = parse_tlog_key(key) {
-            return self.tlog_garbage(remote, t, e, gen);
+            return self.tlog_garbage(remote, t, e, gen, marked);
         }
         let Some((sco, e, gen)) = parse_sco_key(key) else {
             return Ok(false);
@@ -114,7 +124,12 @@ impl Volume {
         let epoch = self.epochs.read().of(tlog);
         let row = self.mds.compacted(sco)?;
         let listed = if row.is_none() && e == epoch {
-            self.compacted_generations(remote, sco, epoch)?
+            let what = "scrub: list a SCO's compacted objects";
+            unmarked(
+                self.compacted_objects(what, remote, &remote.store, sco, epoch)
+                    .map_err(|f| f.into_error(what))?,
+                marked,
+            )
         } else {
             Vec::new()
         };
@@ -131,6 +146,7 @@ impl Volume {
         t: u64,
         e: u64,
         gen: Option<Generation>,
+        marked: &HashSet<String>,
     ) -> Result<bool> {
         let listed = |epoch: u64| -> Result<Vec<Generation>> {
             let what = format!("scrub: list TLog {t}'s compacted objects");
@@ -138,7 +154,7 @@ impl Volume {
                 &what,
                 crate::volume::backend::tlog_object::compacted_tlogs(&*remote.store, t, epoch),
             )??;
-            Ok(objs.into_iter().map(|(g, _)| g).collect())
+            Ok(unmarked(objs, marked))
         };
         self.tlog_rule(t, e, gen, listed)
     }
@@ -170,21 +186,36 @@ impl Volume {
         Ok(sco_garbage(e, gen, epoch, row, &listed))
     }
 
-    /// The compacted objects of `sco` uploaded in `epoch` on the backend: their generations.
-    pub(super) fn compacted_generations(
-        &self,
-        remote: &Remote,
-        sco: u64,
-        epoch: u64,
-    ) -> Result<Vec<Generation>> {
-        let what = "scrub: list a SCO's compacted objects";
-        Ok(self
-            .compacted_objects(what, remote, &remote.store, sco, epoch)
-            .map_err(|f| f.into_error(what))?
-            .into_iter()
-            .map(|(g, _)| g)
-            .collect())
+    /// Every key marked garbage.
+    pub(super) fn marked(&self) -> Result<HashSet<String>> {
+        Ok(self.mds.gc_pending()?.into_iter().map(|(k, _)| k).collect())
     }
+
+    /// An abandoned compaction's object `key` (marked already) is deleted at once, so that no
+    /// later listing (after a backend restart lost the marks) takes it for the newest one; a
+    /// failed delete leaves it to the collector.
+    pub(super) fn drop_abandoned(&self, remote: &Remote, key: &str) -> Result<()> {
+        let what = format!("scrub: delete {key}");
+        match remote.block_on(&what, remote.store.delete(key))? {
+            Ok(()) => self.mds.gc_done(&[key.to_string()]),
+            Err(e) if e.is_not_found() => self.mds.gc_done(&[key.to_string()]),
+            Err(e) => {
+                tracing::warn!(volume = %self.id, %key, error = %e, "scrub: an abandoned compaction's object stays for the collector");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The generations of `objs` ((generation, key), from a listing) whose key is not marked.
+pub(super) fn unmarked(
+    objs: Vec<(Generation, String)>,
+    marked: &HashSet<String>,
+) -> Vec<Generation> {
+    objs.into_iter()
+        .filter(|(_, k)| !marked.contains(k))
+        .map(|(g, _)| g)
+        .collect()
 }
 
 /// Whether a SCO object (epoch `e`, compacted generation `gen` or the original) is garbage,
@@ -208,7 +239,7 @@ pub(super) fn sco_garbage(
         (Some(_), None) => true,
         (Some(r), Some(g)) => r.kept == 0 || (r.writer, r.counter) != g,
         (None, None) => !listed.is_empty(),
-        (None, Some(g)) => listed.iter().max().is_some_and(|m| *m != g),
+        (None, Some(g)) => listed.iter().max() != Some(&g),
     }
 }
 
@@ -244,6 +275,24 @@ mod tests {
         assert!(sco_garbage(2, Some((3, 4)), 2, c(3, 4, 0), &[]));
         assert!(!sco_garbage(2, Some((3, 4)), 2, None, &[(3, 4), (3, 2)]));
         assert!(sco_garbage(2, Some((3, 2)), 2, None, &[(3, 4), (3, 2)]));
+    }
+
+    #[test]
+    fn a_marked_compacted_object_never_counts_as_the_newest() {
+        // (3, 5) is an abandoned compaction's object: marked the moment it was abandoned.
+        let marked: HashSet<String> = [compacted_key(7, 2, 3, 5)].into();
+        let both = vec![
+            ((3, 4), compacted_key(7, 2, 3, 4)),
+            ((3, 5), compacted_key(7, 2, 3, 5)),
+        ];
+        let listed = unmarked(both, &marked);
+        assert_eq!(listed, vec![(3, 4)]);
+        assert!(sco_garbage(2, Some((3, 5)), 2, None, &listed));
+        assert!(!sco_garbage(2, Some((3, 4)), 2, None, &listed));
+        // Only the abandoned one: the original stays the SCO's object.
+        let alone = unmarked(vec![((3, 5), compacted_key(7, 2, 3, 5))], &marked);
+        assert!(!sco_garbage(2, None, 2, None, &alone));
+        assert!(sco_garbage(2, Some((3, 5)), 2, None, &alone));
     }
 
     #[test]

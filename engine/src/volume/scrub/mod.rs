@@ -316,6 +316,8 @@ impl Volume {
                 let key = compacted_key(c.sco, epoch, writer, record.counter);
                 self.mds
                     .abandon_compaction(record.counter, &key, unix_now())?;
+                drop(_views);
+                self.drop_abandoned(remote, &key)?;
                 return Ok(old_len + new_len);
             }
             // Every dead row read is settled: its position is not in the new object.

@@ -78,9 +78,11 @@ impl Volume {
         }
         let g = self.hold_uploads();
         let base = self.lineage.read().base_tlog();
+        let marked = self.marked()?;
         let scos = list_keys(remote, "sco/")?;
         let mut gens: HashMap<(u64, u64), Vec<Generation>> = HashMap::new();
-        for k in &scos {
+        // A marked object never counts as the newest compacted one (see `still_garbage`).
+        for k in scos.iter().filter(|k| !marked.contains(*k)) {
             if let Some((s, e, Some(gen))) = parse_sco_key(k) {
                 gens.entry((s, e)).or_default().push(gen);
             }
@@ -105,7 +107,7 @@ impl Volume {
         }
         let tlogs = list_keys(remote, "tlog/")?;
         let mut tgens: HashMap<(u64, u64), Vec<Generation>> = HashMap::new();
-        for k in &tlogs {
+        for k in tlogs.iter().filter(|k| !marked.contains(*k)) {
             if let Some((t, e, Some(gen))) = parse_tlog_key(k) {
                 tgens.entry((t, e)).or_default().push(gen);
             }

@@ -32,6 +32,9 @@ use crate::volume::state::{Remote, Volume};
 pub(super) struct TlogCandidate {
     tlog: u64,
     scos: Vec<(u64, u32)>,
+    /// Its positions known gone (dead rows plus those compacted objects left out; a
+    /// position may count twice after a recount, so only an estimate).
+    gone: u64,
 }
 
 impl Volume {
@@ -60,8 +63,9 @@ impl Volume {
                 .tlog_compacted(tlog)?
                 .map_or(total, |c| u64::from(c.kept));
             let live = total.saturating_sub(gone);
-            if held > live && (live as f64) < threshold * held as f64 {
-                out.push(TlogCandidate { tlog, scos });
+            let examined = self.tlogs_examined.lock().get(&tlog) == Some(&gone);
+            if !examined && held > live && (live as f64) < threshold * held as f64 {
+                out.push(TlogCandidate { tlog, scos, gone });
             }
         }
         Ok(out)
@@ -89,6 +93,9 @@ impl Volume {
         };
         let (kept, dropped) = split(parsed.entries.into_iter().map(|(_, e)| e), &dead);
         if dropped.is_empty() {
+            // Already as compact as it gets (say, a compacted object a backend restart forgot
+            // the row of): not read again in this run until more of it is gone.
+            self.tlogs_examined.lock().insert(t, c.gone);
             return Ok(old.len() as u64);
         }
         let clusters_kept = kept
@@ -128,6 +135,8 @@ impl Volume {
                 let key = compacted_tlog_key(t, epoch, writer, counter);
                 self.mds
                     .abandon_tlog_compaction(counter, &key, unix_now())?;
+                drop(_views);
+                self.drop_abandoned(remote, &key)?;
                 return Ok(old.len() as u64 + new_len);
             }
             let record = Compacted {

@@ -37,6 +37,26 @@ impl Volume {
             }
             self.mds.snapshot_gone_done(id)?;
         }
+        // Then every object of each deleted snapshot, whatever epoch put it (a PUT that
+        // failed may have landed): only then is it no longer a boundary. No PUT of its record
+        // starts any more (its pending row went with it), and this loop is the only uploader.
+        for id in self.mds.snapshots_deleted()? {
+            let prefix = format!("{SNAP_PREFIX}{id:016x}.");
+            let page = store
+                .list(&prefix, None, 1000)
+                .await
+                .map_err(|e| be_err(&prefix, e))?;
+            for o in &page.objects {
+                match store.delete(&o.key).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(be_err(&o.key, e)),
+                }
+            }
+            if page.next.is_none() {
+                self.mds.snapshot_deleted_done(id)?;
+            }
+        }
         let epoch = self.writer_epoch();
         let mut bytes = 0;
         // Several records in flight (a PUT's latency, not its size, is what they cost), and
