@@ -463,3 +463,92 @@ fn a_crash_at_every_backend_step_of_file_uploads_leaves_nothing_a_sweep_does_not
         );
     }
 }
+
+#[test]
+fn clones_made_and_read_while_their_parent_is_written_and_scrubbed_read_right_after_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = Filesystem::open(config(dir.path(), 0)).expect("open");
+    let h = support::create_in_root(&fs, "disk-flat.vmdk")
+        .expect("create")
+        .attr
+        .handle;
+    let len = 1usize << 20;
+    for seed in 1..=4 {
+        fs.write(h, 0, &pattern(len, seed), false).expect("write");
+    }
+    fs.commit(h).expect("commit");
+    fs.flush_to_backend().expect("flush");
+    // The parent's content, changed only under this lock (a write, then a commit).
+    let head = std::sync::Mutex::new(pattern(len, 4));
+    let clones = std::sync::Mutex::new(Vec::<(Handle, Vec<u8>)>::new());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let scrubber = s.spawn(|| {
+            let passes = || -> Result<u64> {
+                let mut compacted = 0;
+                for _ in 0..6 {
+                    fs.flush_to_backend()?;
+                    compacted += fs.scrub_with(Some(h), &NoProgress)?.scos_compacted;
+                }
+                Ok(compacted)
+            };
+            let r = passes();
+            // The reader stops whatever happened.
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        });
+        // Reads of the clones made so far race the passes.
+        let reader = s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let made: Vec<_> = clones.lock().expect("clones").clone();
+                for (c, want) in made {
+                    assert!(read_all(&fs, c) == want, "a clone read wrong during a pass");
+                }
+            }
+        });
+        for i in 0..6u8 {
+            {
+                let mut cur = head.lock().expect("head");
+                let off = ((usize::from(i) * 64) << 10) % len;
+                let data = pattern(256 << 10, 10 + i);
+                let end = (off + data.len()).min(len);
+                fs.write(h, off as u64, &data[..end - off], false)
+                    .expect("write");
+                fs.commit(h).expect("commit");
+                cur[off..end].copy_from_slice(&data[..end - off]);
+            }
+            let cur = head.lock().expect("head").clone();
+            let name = format!("clone-{i}-flat.vmdk");
+            let (c, _) = fs
+                .volume_clone(h, None, fs.root(), name.as_bytes())
+                .expect("clone");
+            clones.lock().expect("clones").push((c.handle, cur));
+        }
+        let compacted = scrubber.join().expect("scrubber");
+        reader.join().expect("reader");
+        let compacted = compacted.expect("the scrub passes");
+        assert!(compacted > 0, "the passes compacted nothing");
+    });
+    fs.flush_to_backend().expect("flush");
+    fs.scrub_with(None, &NoProgress).expect("a last pass");
+    assert!(
+        read_all(&fs, h) == *head.lock().expect("head"),
+        "the parent"
+    );
+    for (c, want) in clones.lock().expect("clones").iter() {
+        assert!(read_all(&fs, *c) == *want, "a clone after both");
+    }
+    // And from the backend alone: a restart with no local state for the parent.
+    let p_ino = h.ino;
+    drop(fs);
+    std::fs::remove_dir_all(dir.path().join(VOLUMES_DIR).join(format!("{p_ino:016x}")))
+        .expect("drop the parent's local state");
+    let fs = Filesystem::open(config(dir.path(), 0)).expect("reopen");
+    assert!(
+        read_all(&fs, h) == *head.lock().expect("head"),
+        "the parent, restored"
+    );
+    for (c, want) in clones.lock().expect("clones").iter() {
+        assert!(read_all(&fs, *c) == *want, "a clone, its parent restored");
+    }
+}

@@ -834,3 +834,39 @@ fn a_deleted_snapshot_whose_record_is_still_on_the_backend_keeps_what_it_reads()
     assert!(backend_bytes(&w, &[V]) < before);
     assert!(whole(&r) == head);
 }
+
+#[test]
+fn a_recount_after_the_reader_points_are_corrected_passes_over_scos_already_dropped_whole() {
+    // The correction drops what was found dead and recounts every TLog: positions of a SCO a
+    // compaction dropped whole come back as dead rows, with nothing of it on the backend (its
+    // TLog, three quarters live, was not compacted and still names them).
+    let w = World::new();
+    let v = w.create_with(V, opts());
+    let sco = 64 * 4096;
+    v.resize(3 * sco as u64).expect("resize");
+    let mut head = vec![0u8; 3 * sco];
+    for (seed, (off, len)) in [(0, sco), (0, sco), (sco, 2 * sco)].into_iter().enumerate() {
+        let data: Vec<u8> = (0..len)
+            .map(|i| (i as u8) ^ (seed as u8 * 61 + 1))
+            .collect();
+        v.write(off as u64, &data, false).expect("write");
+        head[off..off + len].copy_from_slice(&data);
+    }
+    w.backup(&v);
+    let r = scrub(&v);
+    assert_eq!(r.scos_compacted, 1, "the first SCO, dropped whole: {r:?}");
+    // The volume says a clone reads it (at TLog 1), the namespace says none does.
+    let points = std::collections::BTreeMap::from([(1u64, 1u64)]);
+    v.scrub_with(&scrub_opts(), &Readers::Known(points), &NoProgress)
+        .expect("a pass that records the point");
+    v.scrub_with(
+        &scrub_opts(),
+        &Readers::Known(Default::default()),
+        &NoProgress,
+    )
+    .expect("a pass after the correction");
+    evict_all(&v);
+    assert!(whole(&v) == head);
+    let again = scrub(&v);
+    assert_eq!(again.scos_compacted, 0, "{again:?}");
+}

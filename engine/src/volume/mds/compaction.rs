@@ -244,6 +244,23 @@ impl Mds {
         tx.commit().map_err(db_err)
     }
 
+    /// Drops the dead rows `dead` of `sco`, a SCO already dropped whole (a recount found again
+    /// what its compaction had removed), in one durable transaction.
+    pub(in crate::volume) fn forget_dead(&self, sco: u64, dead: &[u32]) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut rows = tx.open_table(DEAD).map_err(db_err)?;
+            for idx in dead {
+                rows.remove((sco, *idx)).map_err(db_err)?;
+            }
+            tx.open_table(SCO_DEAD)
+                .map_err(db_err)?
+                .remove(sco)
+                .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
     /// Marks `keys` garbage as of `now` (those already marked keep their time).
     pub(in crate::volume) fn gc_mark(&self, keys: &[String], now: u64) -> Result<()> {
         if keys.is_empty() {
