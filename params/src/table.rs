@@ -230,8 +230,8 @@ pub static PARAMS: &[Param] = &[
     Param {
         name: "Scrub_Threshold",
         ty: ParamType::Count { min: 1, max: 100 },
-        default: "75",
-        doc: "Percent: a SCO whose live data fell below this share of it is compacted by the scrubber",
+        default: "80",
+        doc: "Percent: a SCO (or TLog) whose live data fell below this share of it is compacted by the scrubber, so the backend holds at most about 100/this times the live data",
     },
     Param {
         name: "Scrub_Bandwidth",

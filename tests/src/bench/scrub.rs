@@ -105,7 +105,7 @@ fn measure(t: &Target, s: &Settings, image: (&str, u64)) -> Result<Vec<Row>, Str
     let ratio_note = format!(
         "{:.0} MiB on the backend for {:.0} MiB live ({:.2}x before the scrub): {}; {} SCOs \
          compacted, {} objects deleted; {} clusters superseded but read by a snapshot or a \
-         clone, {} dead left in SCOs above Scrub_Threshold (75 %)",
+         clone, {} dead left in SCOs above Scrub_Threshold (80 %)",
         after as f64 / MIB,
         live / MIB,
         before as f64 / live,
