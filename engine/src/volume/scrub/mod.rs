@@ -150,7 +150,7 @@ impl Volume {
         // Everything closed goes up and is applied first, so that what rollbacks remapped is
         // in the tables before anything is decided.
         remote.block_on("scrub: upload", self.backup(&*remote.store, false))??;
-        self.recount(&remote)?;
+        self.recount(&remote, opts.bandwidth)?;
         self.gc_mark_inflight(&remote)?;
         {
             let _views = self.rollback_lock.lock();

@@ -8,10 +8,15 @@ use crate::volume::files::fmt_err;
 use crate::volume::format::{parse_tlog, tlog_name, Entry};
 use crate::volume::state::{Remote, Volume};
 
+/// How many times as long as a TLog's replay the recount rests after it.
+const RECOUNT_TRANQUILITY: u32 = 2;
+
 impl Volume {
     /// Replays the TLogs the liveness tables do not cover, if any; returns the positions
-    /// found dead.
-    pub(super) fn recount(&self, remote: &Remote) -> Result<u64> {
+    /// found dead. Paced unless `bandwidth` is 0 (unbounded): the replay costs CPU and redb
+    /// writes more than bytes, so after each TLog it rests [`RECOUNT_TRANQUILITY`] times as
+    /// long as that TLog took (at most a third of a core).
+    pub(super) fn recount(&self, remote: &Remote, bandwidth: u64) -> Result<u64> {
         let upto = self.mds.liveness_from()?;
         if upto == 0 {
             return Ok(0);
@@ -19,11 +24,15 @@ impl Volume {
         let base = self.lineage.read().base_tlog();
         self.mds.recount_start()?;
         for t in base + 1..=upto {
+            let started = std::time::Instant::now();
             let what = format!("scrub: recount: backend TLog {}", tlog_name(t));
             let (_, b) = self.tlog_object(remote, &what, t)?;
             let parsed = parse_tlog(&what, &b, self.id, t, false).map_err(fmt_err)?;
             let entries: Vec<Entry> = parsed.entries.into_iter().map(|(_, e)| e).collect();
             self.mds.recount_tlog(t, &entries)?;
+            if bandwidth != 0 {
+                std::thread::sleep(started.elapsed() * RECOUNT_TRANQUILITY);
+            }
         }
         let _views = self.rollback_lock.lock();
         let _map = self.uncork_lock.lock();
