@@ -152,15 +152,6 @@ fn plant(dir: &Path, name: &str) {
     std::fs::write(&path, b"orphan").expect("plant");
 }
 
-/// Extent `i` of file `ino`, generation `gen` (the FileDriver's object name).
-fn extent_name(ino: u64, i: u64, gen: u64) -> String {
-    if gen == 0 {
-        format!("{ino:016x}.{i:08x}")
-    } else {
-        format!("{ino:016x}.{i:08x}.{gen:016x}")
-    }
-}
-
 /// A generation from the range of the run with owner epoch `epoch`.
 fn gen_of(epoch: u64, counter: u64) -> u64 {
     (epoch << 40) | counter
@@ -197,9 +188,9 @@ fn extent_objects_no_map_names_are_swept_after_their_grace_and_live_ones_never_a
     let first = Filesystem::open(file_config(d, 3600)).expect("open");
     let old = first.owner().epoch - 1;
     let orphans = [
-        extent_name(a.ino, 0, gen_of(old, 0xabc)),
-        extent_name(a.ino, 7, gen_of(old, 0xabd)),
-        extent_name(999_999, 2, 0),
+        strata_filedriver::extent_key(a.ino, 0, gen_of(old, 0xabc)),
+        strata_filedriver::extent_key(a.ino, 7, gen_of(old, 0xabd)),
+        strata_filedriver::extent_key(999_999, 2, 0),
     ];
     for o in &orphans {
         plant(d, o);
@@ -207,7 +198,7 @@ fn extent_objects_no_map_names_are_swept_after_their_grace_and_live_ones_never_a
     plant(d, "notes.txt");
     // This run's range: maybe an upload between its PUT and its record; never swept by
     // this run.
-    let this_run = extent_name(b.ino, 9, gen_of(first.owner().epoch, 0xfffff));
+    let this_run = strata_filedriver::extent_key(b.ino, 9, gen_of(first.owner().epoch, 0xfffff));
     plant(d, &this_run);
     first.scrub_with(None, &NoProgress).expect("scrub");
     assert_eq!(
@@ -224,7 +215,7 @@ fn extent_objects_no_map_names_are_swept_after_their_grace_and_live_ones_never_a
     // A later run with no grace: everything of earlier runs that no map names goes (the
     // object planted under the previous run's epoch too), nothing live, nothing foreign.
     let fs = Filesystem::open(file_config(d, 0)).expect("reopen");
-    let now = extent_name(b.ino, 9, gen_of(fs.owner().epoch, 0xfffff));
+    let now = strata_filedriver::extent_key(b.ino, 9, gen_of(fs.owner().epoch, 0xfffff));
     plant(d, &now);
     let r = fs.scrub_with(None, &NoProgress).expect("scrub");
     assert_eq!(r.objects_deleted, 4, "{r:?}");

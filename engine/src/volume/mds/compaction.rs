@@ -37,6 +37,24 @@ pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
     Ok(())
 }
 
+/// Whether `sco` was dropped whole (nothing of it is on the backend), inside `tx`.
+pub(super) fn dropped_whole(
+    compacted: &impl ReadableTable<u64, (u64, u64, u32)>,
+    sco: u64,
+) -> Result<bool> {
+    Ok(compacted
+        .get(sco)
+        .map_err(db_err)?
+        .is_some_and(|v| v.value().2 == 0))
+}
+
+/// The table of compacted SCOs, for [`dropped_whole`].
+pub(super) fn compacted_table(
+    tx: &WriteTransaction,
+) -> Result<redb::Table<'_, u64, (u64, u64, u32)>> {
+    tx.open_table(COMPACTED).map_err(db_err)
+}
+
 /// Whether the volume of `tx`'s store had SCOs compacted (its format stays 4).
 pub(super) fn scrubbed(tx: &WriteTransaction) -> Result<Option<u64>> {
     let meta = tx.open_table(META).map_err(db_err)?;
@@ -240,23 +258,6 @@ impl Mds {
             } else {
                 sco_dead.insert(sco, left).map_err(db_err)?;
             }
-        }
-        tx.commit().map_err(db_err)
-    }
-
-    /// Drops the dead rows `dead` of `sco`, a SCO already dropped whole (a recount found again
-    /// what its compaction had removed), in one durable transaction.
-    pub(in crate::volume) fn forget_dead(&self, sco: u64, dead: &[u32]) -> Result<()> {
-        let tx = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut rows = tx.open_table(DEAD).map_err(db_err)?;
-            for idx in dead {
-                rows.remove((sco, *idx)).map_err(db_err)?;
-            }
-            tx.open_table(SCO_DEAD)
-                .map_err(db_err)?
-                .remove(sco)
-                .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }

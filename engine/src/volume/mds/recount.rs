@@ -111,6 +111,7 @@ impl Mds {
             let bounds = boundaries(&tx)?;
             let clusters = tx.open_table(CLUSTERS).map_err(db_err)?;
             let scos = tx.open_table(SCOS).map_err(db_err)?;
+            let compacted = super::compaction::compacted_table(&tx)?;
             let gone = tx.open_table(RECOUNT_GONE).map_err(db_err)?;
             let scratch_remapped = tx.open_table(RECOUNT_REMAPPED).map_err(db_err)?;
             let mut remapped = tx.open_table(REMAPPED).map_err(db_err)?;
@@ -129,7 +130,12 @@ impl Mds {
                 let Some(t0) = scos.get(sco).map_err(db_err)?.map(|v| v.value().0) else {
                     continue;
                 };
-                if t0 <= base || remapped.get((sco, idx)).map_err(db_err)?.is_some() {
+                // A SCO dropped whole has nothing left on the backend to record (its rows went
+                // with its compaction; the TLogs replayed may still name its positions).
+                if t0 <= base
+                    || remapped.get((sco, idx)).map_err(db_err)?.is_some()
+                    || super::compaction::dropped_whole(&compacted, sco)?
+                {
                     continue;
                 }
                 let now = clusters

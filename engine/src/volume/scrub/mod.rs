@@ -246,13 +246,6 @@ impl Volume {
         }
         let epoch = self.epochs.read().of(c.tlog);
         let current = self.mds.compacted(c.sco)?;
-        if current.is_some_and(|k| k.kept == 0) {
-            // Dropped whole already: a recount (after the reader points were corrected)
-            // found again what that compaction removed. Nothing of it is on the backend.
-            let _views = self.rollback_lock.lock();
-            self.mds.forget_dead(c.sco, &self.settled_dead(c.sco)?)?;
-            return Ok(0);
-        }
         let (old_key, positions, data) = self.read_whole(remote, c, epoch, current)?;
         if positions.is_empty() && dead.len() != c.clusters as usize {
             return Err(Error::Io(format!(
