@@ -602,7 +602,7 @@ fn a_power_cut_while_a_pass_corrects_lost_reader_points_and_recounts_loses_nothi
         let w = World::new();
         let (v, _c, _, _, readers) = setup(&w);
         let before = w.sim.mutating_ops();
-        v.scrub_with(&scrub_opts(), &readers, &NoProgress)
+        v.scrub_with(&scrub_opts(), &readers, &NoProgress, &|| false)
             .expect("scrub");
         w.sim.mutating_ops() - before
     };
@@ -611,13 +611,13 @@ fn a_power_cut_while_a_pass_corrects_lost_reader_points_and_recounts_loses_nothi
         let w = World::new();
         let (v, c, head, cview, readers) = setup(&w);
         w.sim.cut_power_after(cut);
-        let _ = v.scrub_with(&scrub_opts(), &readers, &NoProgress);
+        let _ = v.scrub_with(&scrub_opts(), &readers, &NoProgress, &|| false);
         drop(v);
         drop(c);
         w.sim.crash(CrashMode::DropAll);
         let v = w.open(V);
         let c = w.open(C);
-        v.scrub_with(&scrub_opts(), &readers, &NoProgress)
+        v.scrub_with(&scrub_opts(), &readers, &NoProgress, &|| false)
             .expect("the next pass");
         evict_all(&v);
         evict_all(&c);
@@ -857,16 +857,60 @@ fn a_recount_after_the_reader_points_are_corrected_passes_over_scos_already_drop
     assert_eq!(r.scos_compacted, 1, "the first SCO, dropped whole: {r:?}");
     // The volume says a clone reads it (at TLog 1), the namespace says none does.
     let points = std::collections::BTreeMap::from([(1u64, 1u64)]);
-    v.scrub_with(&scrub_opts(), &Readers::Known(points), &NoProgress)
-        .expect("a pass that records the point");
+    v.scrub_with(&scrub_opts(), &Readers::Known(points), &NoProgress, &|| {
+        false
+    })
+    .expect("a pass that records the point");
     v.scrub_with(
         &scrub_opts(),
         &Readers::Known(Default::default()),
         &NoProgress,
+        &|| false,
     )
     .expect("a pass after the correction");
     evict_all(&v);
     assert!(whole(&v) == head);
     let again = scrub(&v);
     assert_eq!(again.scos_compacted, 0, "{again:?}");
+}
+
+#[test]
+fn a_paced_pass_yields_to_waiting_clients_before_each_compaction_and_still_ends() {
+    let w = World::new();
+    let mut rng = SimRng::new(29);
+    let v = w.create_with(V, opts());
+    v.resize(SPACE as u64).expect("resize");
+    let mut head = vec![0u8; SPACE];
+    overwrite(&v, &mut head, &mut rng, 4);
+    w.backup(&v);
+    // Paced (a bandwidth no pass here reaches), clients waiting for the first few looks.
+    let paced = ScrubOptions {
+        bandwidth: u64::MAX,
+        ..scrub_opts()
+    };
+    let looks = std::sync::atomic::AtomicU64::new(0);
+    let waiting = || looks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5;
+    let r = v
+        .scrub_with(&paced, &Readers::Recorded, &NoProgress, &waiting)
+        .expect("a paced pass");
+    assert!(r.scos_compacted > 0, "{r:?}");
+    let looked = looks.load(std::sync::atomic::Ordering::Relaxed);
+    // Each compaction looks at least once; the first waits through 5 looks.
+    assert!(
+        looked >= r.scos_compacted + 5,
+        "{looked} looks for {} compactions",
+        r.scos_compacted
+    );
+    evict_all(&v);
+    assert!(whole(&v) == head, "the volume changed");
+    // Unpaced, a pass never asks.
+    overwrite(&v, &mut head, &mut rng, 2);
+    w.backup(&v);
+    let never = || -> bool { panic!("an unpaced pass asked whether clients wait") };
+    let r = v
+        .scrub_with(&scrub_opts(), &Readers::Recorded, &NoProgress, &never)
+        .expect("an unpaced pass");
+    assert!(r.scos_compacted > 0, "{r:?}");
+    evict_all(&v);
+    assert!(whole(&v) == head, "the volume changed");
 }

@@ -341,8 +341,9 @@ pub(crate) struct RandJob {
 }
 
 /// Runs a random I/O job for its duration, then (untimed) commits what a write job left
-/// unstable; prints `ops= secs= iops= mibps= commits= final_commit_secs= p50_us= p99_us=` (the
-/// latencies of the READs or WRITEs that succeeded, issue to reply).
+/// unstable; prints `ops= secs= iops= mibps= commits= final_commit_secs= p50_us= p99_us=
+/// lat_hist=` (the latencies of the READs or WRITEs that succeeded, issue to reply; the
+/// histogram is `bench::latency`'s, for pooling runs).
 pub(crate) fn randio(url: &str, job: &RandJob) -> Result<String, String> {
     let blocks = job.size / job.bs.max(1);
     if blocks == 0 || job.qd == 0 {
@@ -445,12 +446,13 @@ pub(crate) fn randio(url: &str, job: &RandJob) -> Result<String, String> {
     let mut lat = p.latencies_us.take();
     lat.sort_unstable();
     Ok(format!(
-        "ops={} secs={secs:.6} iops={iops:.1} mibps={:.3} commits={} final_commit_secs={final_commit:.6} p50_us={} p99_us={}",
+        "ops={} secs={secs:.6} iops={iops:.1} mibps={:.3} commits={} final_commit_secs={final_commit:.6} p50_us={} p99_us={} lat_hist={}",
         p.done.get(),
         iops * job.bs as f64 / (1u64 << 20) as f64,
         p.commits.get(),
         quantile(&lat, 0.5),
-        quantile(&lat, 0.99)
+        quantile(&lat, 0.99),
+        super::latency::Histogram::of(&lat).encode()
     ))
 }
 

@@ -5,7 +5,6 @@
 //! the next pass deletes; a deleted object is never one a reader can be sent to.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::volume::format::{
@@ -16,6 +15,7 @@ use crate::volume::state::{Remote, Volume};
 
 use super::sweep::MDS_PREFIX;
 use super::unix_now;
+use super::ScrubOptions;
 
 /// Keys deleted per backend call.
 const BATCH: usize = 256;
@@ -41,7 +41,10 @@ impl Volume {
     /// Step 4 of a pass: deletes the objects marked at least `grace` ago that are still
     /// garbage; returns how many were deleted. Checkpoint objects are checked and deleted with
     /// the pipeline held off (a checkpoint being written may reuse a directory's name).
-    pub(super) fn gc_delete(&self, remote: &Remote, grace: Duration) -> Result<u64> {
+    /// Paced as `opts.bandwidth` says: after each batch the pass rests (`super::rest_after`;
+    /// deleting many objects at once is a burst of metadata work for the store).
+    pub(super) fn gc_delete(&self, remote: &Remote, opts: &ScrubOptions) -> Result<u64> {
+        let (grace, bandwidth) = (opts.grace, opts.bandwidth);
         let now = unix_now();
         let due: Vec<String> = self
             .mds
@@ -53,12 +56,14 @@ impl Volume {
         let (mds, scos): (Vec<String>, Vec<String>) =
             due.into_iter().partition(|k| k.starts_with(MDS_PREFIX));
         let marked = self.marked()?;
-        let mut deleted =
-            self.gc_delete_checked(remote, &scos, |k| self.still_garbage(remote, k, &marked))?;
+        let mut deleted = self.gc_delete_checked(remote, &scos, bandwidth, |k| {
+            self.still_garbage(remote, k, &marked)
+        })?;
         if !mds.is_empty() {
             let g = self.hold_uploads();
             if let Some(refs) = self.checkpoint_refs(&g)? {
-                deleted += self.gc_delete_checked(remote, &mds, |k| Ok(!refs.contains(k)))?;
+                deleted +=
+                    self.gc_delete_checked(remote, &mds, bandwidth, |k| Ok(!refs.contains(k)))?;
             }
         }
         Ok(deleted)
@@ -69,6 +74,7 @@ impl Volume {
         &self,
         remote: &Remote,
         due: &[String],
+        bandwidth: u64,
         garbage: impl Fn(&str) -> Result<bool>,
     ) -> Result<u64> {
         let mut del = Vec::new();
@@ -84,6 +90,7 @@ impl Volume {
         self.mds.gc_unmark(&keep)?;
         let mut deleted = 0;
         for chunk in del.chunks(BATCH) {
+            let started = std::time::Instant::now();
             let what = format!("scrub: delete {} objects", chunk.len());
             remote
                 .block_on(&what, remote.store.delete_many(chunk))?
@@ -93,6 +100,7 @@ impl Volume {
                 })?;
             self.mds.gc_done(chunk)?;
             deleted += chunk.len() as u64;
+            super::rest_after(bandwidth, started.elapsed());
         }
         Ok(deleted)
     }

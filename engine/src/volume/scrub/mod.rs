@@ -117,17 +117,22 @@ impl Volume {
         opts: &ScrubOptions,
         progress: &dyn Progress,
     ) -> Result<ScrubReport> {
-        self.scrub_with(opts, &Readers::Recorded, progress)
+        self.scrub_with(opts, &Readers::Recorded, progress, &|| false)
     }
 
     /// [`Volume::scrub`] with the clones that read this volume as the namespace knows them:
     /// recorded reader points that differ are corrected first (and what they decided is
     /// recounted); with [`Readers::Unknown`] only marked garbage is deleted.
+    /// A paced pass yields to the volume's clients: before each compaction it waits while
+    /// `clients_waiting` says their writes are being held back for the upload (the backlog
+    /// above the soft mark), at most [`MAX_YIELD`] each time, so that a pass still ends under
+    /// sustained writes.
     pub(crate) fn scrub_with(
         &self,
         opts: &ScrubOptions,
         readers: &Readers,
         progress: &dyn Progress,
+        clients_waiting: &dyn Fn() -> bool,
     ) -> Result<ScrubReport> {
         self.check_halted()?;
         let _one = self.scrub_lock.lock();
@@ -144,7 +149,7 @@ impl Volume {
             }
         }
         if matches!(readers, Readers::Unknown) {
-            report.objects_deleted += self.gc_delete(&remote, opts.grace)?;
+            report.objects_deleted += self.gc_delete(&remote, opts)?;
             return Ok(report);
         }
         // Everything closed goes up and is applied first, so that what rollbacks remapped is
@@ -165,6 +170,7 @@ impl Volume {
             // A deletion halts the volume and waits for the pass: it stops here.
             self.check_halted()?;
             progress.step(i as u64, total);
+            yield_to_clients(opts.bandwidth, clients_waiting, progress);
             let t = Instant::now();
             let moved = self.compact(&remote, c, &mut report)?;
             report.bytes_moved += moved;
@@ -176,6 +182,7 @@ impl Volume {
                 return Err(cancelled_error());
             }
             self.check_halted()?;
+            yield_to_clients(opts.bandwidth, clients_waiting, progress);
             let t = Instant::now();
             let moved = self.compact_tlog(&remote, &c, &mut report)?;
             report.bytes_moved += moved;
@@ -183,7 +190,7 @@ impl Volume {
         }
         self.sweep_checkpoints(&remote)?;
         self.sweep_uploads(&remote)?;
-        report.objects_deleted += self.gc_delete(&remote, opts.grace)?;
+        report.objects_deleted += self.gc_delete(&remote, opts)?;
         self.sync_evictions()?;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.mds.scrub_pass_done(unix_now(), millis)?;
@@ -482,6 +489,39 @@ fn throttle(bandwidth: u64, bytes: u64, took: Duration) {
     let want = Duration::from_secs_f64(bytes as f64 / bandwidth as f64);
     if let Some(rest) = want.checked_sub(took) {
         std::thread::sleep(rest);
+    }
+}
+
+/// How many times as long as a step that moves few bytes but costs CPU, metadata writes or
+/// requests (a TLog's replay in the recount, a batch of deletes) a paced pass rests after it:
+/// such a step runs at most a third of the time.
+const TRANQUILITY: u32 = 2;
+
+/// Rests after such a step that took `took` ([`TRANQUILITY`]; not when `bandwidth` is 0,
+/// unbounded).
+fn rest_after(bandwidth: u64, took: Duration) {
+    if bandwidth != 0 {
+        std::thread::sleep(took * TRANQUILITY);
+    }
+}
+
+/// The longest a paced pass waits for its volume's clients before one compaction: under
+/// writes that never stop, a pass still compacts one SCO (tens of milliseconds) every half
+/// second.
+const MAX_YIELD: Duration = Duration::from_millis(500);
+
+/// How often a yielding pass asks again.
+const YIELD_POLL: Duration = Duration::from_millis(10);
+
+/// Waits while `clients_waiting`, at most [`MAX_YIELD`] (not when `bandwidth` is 0,
+/// unbounded, nor once the pass is cancelled).
+fn yield_to_clients(bandwidth: u64, clients_waiting: &dyn Fn() -> bool, progress: &dyn Progress) {
+    if bandwidth == 0 {
+        return;
+    }
+    let started = Instant::now();
+    while clients_waiting() && started.elapsed() < MAX_YIELD && !progress.cancelled() {
+        std::thread::sleep(YIELD_POLL);
     }
 }
 

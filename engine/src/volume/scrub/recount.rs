@@ -8,14 +8,10 @@ use crate::volume::files::fmt_err;
 use crate::volume::format::{parse_tlog, tlog_name, Entry};
 use crate::volume::state::{Remote, Volume};
 
-/// How many times as long as a TLog's replay the recount rests after it.
-const RECOUNT_TRANQUILITY: u32 = 2;
-
 impl Volume {
     /// Replays the TLogs the liveness tables do not cover, if any; returns the positions
     /// found dead. Paced unless `bandwidth` is 0 (unbounded): the replay costs CPU and redb
-    /// writes more than bytes, so after each TLog it rests [`RECOUNT_TRANQUILITY`] times as
-    /// long as that TLog took (at most a third of a core).
+    /// writes more than bytes, so after each TLog it rests (`super::rest_after`).
     pub(super) fn recount(&self, remote: &Remote, bandwidth: u64) -> Result<u64> {
         let upto = self.mds.liveness_from()?;
         if upto == 0 {
@@ -30,9 +26,7 @@ impl Volume {
             let parsed = parse_tlog(&what, &b, self.id, t, false).map_err(fmt_err)?;
             let entries: Vec<Entry> = parsed.entries.into_iter().map(|(_, e)| e).collect();
             self.mds.recount_tlog(t, &entries)?;
-            if bandwidth != 0 {
-                std::thread::sleep(started.elapsed() * RECOUNT_TRANQUILITY);
-            }
+            super::rest_after(bandwidth, started.elapsed());
         }
         let _views = self.rollback_lock.lock();
         let _map = self.uncork_lock.lock();
