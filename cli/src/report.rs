@@ -20,6 +20,15 @@ pub(crate) fn human(bytes: u64) -> String {
     }
 }
 
+/// An age in milliseconds for people: `350 ms` below a second, else [`duration_text`].
+fn age(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        duration_text(ms / 1000)
+    }
+}
+
 pub(crate) fn duration_text(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     match (d, h, m) {
@@ -86,7 +95,7 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
          inode             {}\n\
          size              {} ({})\n\
          space used        {} ({})\n\
-         not on backend    {} ({})\n\
+         not on backend    {} ({}){}\n\
          commits           {} ({} group-commit rounds)\n\
          clusters written  {}\n\
          SCOs sealed       {}\n\
@@ -106,6 +115,8 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
         human(v.space_used),
         v.pending_backend_bytes,
         human(v.pending_backend_bytes),
+        v.pending_backend_age_ms
+            .map_or_else(String::new, |ms| format!(", the oldest change {} old", age(ms))),
         v.commits,
         v.commit_rounds,
         v.clusters_written,

@@ -238,6 +238,10 @@ pub struct VolumeInfo {
     pub space_used: u64,
     /// Bytes written locally and not yet on the backend (SCOs and TLogs waiting for upload).
     pub pending_backend_bytes: u64,
+    /// How long ago the oldest change not yet on the backend was logged, milliseconds (None:
+    /// every change is there). With `pending_backend_bytes`, the volume's recovery point: what
+    /// losing the local disk now would lose.
+    pub pending_backend_age_ms: Option<u64>,
     /// Commits (COMMITs and stable writes) since the volume was opened by this gateway.
     pub commits: u64,
     /// Group-commit rounds (each one set of fsyncs) since the volume was opened.

@@ -84,6 +84,11 @@ pub struct VolumeReport {
     pub space_used: u64,
     /// Bytes written locally and not yet on the backend.
     pub pending_backend_bytes: u64,
+    /// How long ago the oldest change not yet on the backend was logged, milliseconds (None:
+    /// every change is there): with `pending_backend_bytes`, what losing the local disk now
+    /// would lose of this volume.
+    #[serde(default)]
+    pub pending_backend_age_ms: Option<u64>,
     /// Commits since the gateway opened it.
     pub commits: u64,
     /// Group-commit rounds since the gateway opened it.

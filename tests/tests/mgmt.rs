@@ -82,6 +82,7 @@ fn strata_sync_volume_info_and_status_through_the_gateway() {
         tg.run_timeout(args[0], &args[1..], CMD_TIMEOUT)
             .expect_ok(&args.join(" "))
     };
+    let writing = std::time::Instant::now();
     qemu(&["qemu-img", "create", "-f", "raw", &url, "4M"]);
     qemu(&[
         "qemu-io",
@@ -103,6 +104,19 @@ fn strata_sync_volume_info_and_status_through_the_gateway() {
     );
     let pending = before["pending_backend_bytes"].as_u64().expect("pending");
     assert!(pending >= MIB + MIB / 2, "{before}");
+    // The recovery point: the oldest change not on the backend was logged by the create or
+    // those writes, not earlier.
+    let age = before["pending_backend_age_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no age for changes not on the backend: {before}"));
+    let since_create = writing.elapsed().as_millis() as u64;
+    assert!(
+        age <= since_create,
+        "age {age} ms, the volume was created {since_create} ms ago: {before}"
+    );
+    let r = strata(&["volume", "info", "/x-flat.vmdk", "--data-dir", &d])
+        .expect_ok("volume info before sync");
+    assert!(r.stdout.contains(", the oldest change "), "{r}");
 
     let r = strata(&["sync", "--wait", "--data-dir", &d]).expect_ok("strata sync --wait");
     assert!(
@@ -124,6 +138,7 @@ fn strata_sync_volume_info_and_status_through_the_gateway() {
     assert_eq!(v["path"], "/x-flat.vmdk", "{r}");
     assert_eq!(v["size"], 4 * MIB, "{r}");
     assert_eq!(v["pending_backend_bytes"], 0, "{r}");
+    assert!(v["pending_backend_age_ms"].is_null(), "{r}");
     let used = v["space_used"].as_u64().expect("space_used");
     assert!(
         (MIB + MIB / 2..=4 * MIB).contains(&used),

@@ -322,6 +322,12 @@ impl VolumeRegistry {
             size: v.vol.size(),
             space_used: v.vol.space_used(),
             pending_backend_bytes: pending,
+            pending_backend_age_ms: v.vol.not_on_backend_since().map(|t| {
+                let age = std::time::SystemTime::now()
+                    .duration_since(t)
+                    .unwrap_or_default();
+                u64::try_from(age.as_millis()).unwrap_or(u64::MAX)
+            }),
             commits: s.commits,
             commit_rounds: s.commit_rounds,
             clusters_written: s.clusters_written,

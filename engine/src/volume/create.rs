@@ -112,6 +112,7 @@ impl Volume {
                 tlog_dir: DirSync::dirty(),
                 unsynced: Vec::new(),
                 tlog_bytes: BTreeMap::new(),
+                tlog_since: BTreeMap::new(),
                 scos: BTreeMap::new(),
                 backend_tlog: 0,
                 logged: 0,

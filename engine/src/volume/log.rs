@@ -91,6 +91,9 @@ impl Volume {
         t.len += bytes.len() as u64;
         t.crc = crc32c::crc32c_append(t.crc, &bytes);
         t.first_entry.get_or_insert_with(std::time::Instant::now);
+        st.tlog_since
+            .entry(st.tlog.seq)
+            .or_insert_with(std::time::SystemTime::now);
         Ok(())
     }
 

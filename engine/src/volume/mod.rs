@@ -65,6 +65,8 @@ mod epoch_tests;
 #[allow(clippy::cast_possible_truncation)]
 mod eviction_tests;
 #[cfg(test)]
+mod recovery_point_tests;
+#[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 mod scrub_tests;
 #[cfg(test)]

@@ -142,6 +142,9 @@ pub(super) struct State {
     pub(super) unsynced: Vec<(u64, Arc<dyn LocalFile>)>,
     /// Cluster bytes logged per TLog, for the TLogs not known to be on the backend.
     pub(super) tlog_bytes: BTreeMap<u64, u64>,
+    /// When the first entry of each TLog not known to be on the backend was logged (for
+    /// TLogs a restart found, when their file was created): the recovery point's age.
+    pub(super) tlog_since: BTreeMap<u64, std::time::SystemTime>,
     /// Every sealed SCO (the SCO cache).
     pub(super) scos: BTreeMap<u64, ScoEntry>,
     /// The newest TLog known to be named by the backend manifest (0: none known).

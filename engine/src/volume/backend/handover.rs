@@ -55,7 +55,14 @@ impl Volume {
     pub(in crate::volume) fn on_backend_up_to(&self, last: u64) {
         let mut st = self.state.write();
         st.tlog_bytes.retain(|seq, _| *seq > last);
+        st.tlog_since.retain(|seq, _| *seq > last);
         st.backend_tlog = st.backend_tlog.max(last);
+    }
+
+    /// When the oldest change not known to be on the backend was logged (None: everything
+    /// logged is there): what a loss of the local disk would lose reaches back to it.
+    pub(crate) fn not_on_backend_since(&self) -> Option<std::time::SystemTime> {
+        self.state.read().tlog_since.values().min().copied()
     }
 
     /// Cluster bytes written that are not known to be on the backend yet (all of them until

@@ -146,6 +146,16 @@ impl Volume {
         // 8.
         let unsealed = unsealed_sco(dir, &rp)?;
         let (scos, next_sco) = sco_table(&ctx, &rp, &db_scos, &sco_files)?;
+        // The TLogs replayed are not known to be on the backend: their changes date back at
+        // most to their files' creation.
+        let mut tlog_since = BTreeMap::new();
+        let with_entries = closed_tlogs
+            .iter()
+            .copied()
+            .chain((last.cut > TLOG_HEADER_LEN as u64).then_some(last_seq));
+        for seq in with_entries {
+            tlog_since.insert(seq, created_at(&*fs, &tlog_dir.join(tlog_name(seq))));
+        }
         // 9.
         let mapped = mds.mapped()?;
         let state = State {
@@ -173,6 +183,7 @@ impl Volume {
             tlog_dir: DirSync::dirty(),
             unsynced: Vec::new(),
             tlog_bytes,
+            tlog_since,
             scos,
             // Everything applied to redb is on the backend.
             backend_tlog: meta.applied_tlog,
@@ -427,6 +438,15 @@ fn list_scos(fs: &dyn LocalFs, sco_dir: &Path) -> Result<ScoFiles> {
         }
     }
     Ok(found)
+}
+
+/// When the local file at `path` was created (else last modified; else now: a file layer
+/// without real files, the tests' simulator).
+fn created_at(fs: &dyn LocalFs, path: &Path) -> std::time::SystemTime {
+    fs.real_path(path)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .and_then(|m| m.created().or_else(|_| m.modified()).ok())
+        .unwrap_or_else(std::time::SystemTime::now)
 }
 
 /// Step 5: replays every TLog but the last; each must be complete and closed. Counts the
