@@ -20,6 +20,14 @@ pub(crate) fn human(bytes: u64) -> String {
     }
 }
 
+/// The age of the oldest change not on the backend, for people.
+fn pending_age(ms: Option<u64>) -> String {
+    ms.map_or_else(
+        || "nothing waiting".into(),
+        |ms| format!("the oldest {} old", age(ms)),
+    )
+}
+
 /// An age in milliseconds for people: `350 ms` below a second, else [`duration_text`].
 fn age(ms: u64) -> String {
     if ms < 1000 {
@@ -46,7 +54,8 @@ pub(crate) fn engine_report(sock: &Path, r: &StatusReport) -> String {
         "engine: answering on {} (strata {}, protocol {}, pid {}, up {})\n  \
          data dir  {}\n  backend   {}\n  fsid      {:#x}\n  \
          space     {} available of {} ({} free); {} of {} inodes free\n  \
-         cluster cache {} of {} held; {} hits, {} misses\n",
+         cluster cache {} of {} held; {} hits, {} misses\n  \
+         not on backend  volumes {} ({}), files {} ({}); the namespace is not on the backend\n",
         sock.display(),
         r.gateway_version,
         r.protocol_version,
@@ -64,6 +73,10 @@ pub(crate) fn engine_report(sock: &Path, r: &StatusReport) -> String {
         human(r.cluster_cache.capacity),
         r.cluster_cache.hits,
         r.cluster_cache.misses,
+        human(r.not_on_backend.volume_bytes),
+        pending_age(r.not_on_backend.volume_age_ms),
+        human(r.not_on_backend.file_bytes),
+        pending_age(r.not_on_backend.file_age_ms),
     )
 }
 

@@ -229,6 +229,20 @@ pub struct Snapshot {
     pub on_backend: bool,
 }
 
+/// What losing the local disk now would lose ([`crate::Filesystem::recovery_point`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecoveryPoint {
+    /// Bytes of the volumes' SCOs and TLogs not yet on the backend.
+    pub volume_bytes: u64,
+    /// When the oldest of those changes was logged (None: none).
+    pub volumes_since: Option<std::time::SystemTime>,
+    /// Bytes of the file journal's segments holding regular files' records not yet applied
+    /// (uploaded, or for creates checkpointed into the namespace): at most that much.
+    pub file_bytes: u64,
+    /// When the oldest such segment's first record was written (None: none).
+    pub files_since: Option<std::time::SystemTime>,
+}
+
 /// State of one volume for the management API (`strata volume stats`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VolumeInfo {
@@ -238,10 +252,10 @@ pub struct VolumeInfo {
     pub space_used: u64,
     /// Bytes written locally and not yet on the backend (SCOs and TLogs waiting for upload).
     pub pending_backend_bytes: u64,
-    /// How long ago the oldest change not yet on the backend was logged, milliseconds (None:
-    /// every change is there). With `pending_backend_bytes`, the volume's recovery point: what
-    /// losing the local disk now would lose.
-    pub pending_backend_age_ms: Option<u64>,
+    /// When the oldest change not yet on the backend was logged (None: every change is
+    /// there). With `pending_backend_bytes`, the volume's recovery point: what losing the
+    /// local disk now would lose.
+    pub pending_backend_since: Option<std::time::SystemTime>,
     /// Commits (COMMITs and stable writes) since the volume was opened by this gateway.
     pub commits: u64,
     /// Group-commit rounds (each one set of fsyncs) since the volume was opened.

@@ -43,6 +43,23 @@ pub struct StatusReport {
     /// The cluster cache shared by all volumes.
     #[serde(default)]
     pub cluster_cache: ClusterCacheReport,
+    /// What losing the local disk now would lose.
+    #[serde(default)]
+    pub not_on_backend: RecoveryPointReport,
+}
+
+/// Committed data not yet on the backend, in [`StatusReport`]. The namespace (names,
+/// attributes, which inode is which volume) is not on the backend at all yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryPointReport {
+    /// Bytes of the volumes' SCOs and TLogs not yet on the backend.
+    pub volume_bytes: u64,
+    /// How long ago the oldest of those changes was logged, milliseconds (None: none).
+    pub volume_age_ms: Option<u64>,
+    /// Bytes of the file journal holding regular files' records not yet applied (at most).
+    pub file_bytes: u64,
+    /// How long ago the oldest of those was written, milliseconds (None: none).
+    pub file_age_ms: Option<u64>,
 }
 
 /// The content-addressed cluster cache in [`StatusReport`].

@@ -117,6 +117,11 @@ fn strata_sync_volume_info_and_status_through_the_gateway() {
     let r = strata(&["volume", "info", "/x-flat.vmdk", "--data-dir", &d])
         .expect_ok("volume info before sync");
     assert!(r.stdout.contains(", the oldest change "), "{r}");
+    // The gateway's view: every volume's pending bytes, the oldest change's age.
+    let s = json(&strata(&["status", "--data-dir", &d, "--json"]).expect_ok("status --json"));
+    let rp = &s["engine"]["not_on_backend"];
+    assert!(rp["volume_bytes"].as_u64() >= Some(pending), "{s}");
+    assert!(rp["volume_age_ms"].as_u64() >= Some(age), "{s}");
 
     let r = strata(&["sync", "--wait", "--data-dir", &d]).expect_ok("strata sync --wait");
     assert!(
@@ -175,9 +180,19 @@ fn strata_sync_volume_info_and_status_through_the_gateway() {
         )),
         "{r}"
     );
+    assert!(
+        r.stdout
+            .contains("not on backend  volumes 0 B (nothing waiting), files "),
+        "{r}"
+    );
     let s = json(&strata(&["status", "--data-dir", &d, "--json"]).expect_ok("status --json"));
     assert_eq!(s["engine"]["pid"], pid);
     assert_eq!(s["engine"]["data_dir"], d.as_str());
+    assert_eq!(s["engine"]["not_on_backend"]["volume_bytes"], 0, "{s}");
+    assert!(
+        s["engine"]["not_on_backend"]["volume_age_ms"].is_null(),
+        "{s}"
+    );
 
     // SIGKILL leaves the socket file behind: the commands see no gateway; a restarted Ganesha
     // replaces the stale socket and serves again.

@@ -91,6 +91,22 @@ impl Filesystem {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// What losing the local disk now would lose: committed data not yet on the backend.
+    pub fn recovery_point(&self) -> RecoveryPoint {
+        let (volume_bytes, volumes_since) = self.volumes.not_on_backend();
+        let (file_bytes, files_since) = self
+            .files
+            .journal
+            .not_applied()
+            .map_or((0, None), |(b, t)| (b, Some(t)));
+        RecoveryPoint {
+            volume_bytes,
+            volumes_since,
+            file_bytes,
+            files_since,
+        }
+    }
+
     /// Counters of the content-addressed cluster cache shared by all volumes.
     pub fn cluster_cache_stats(&self) -> crate::volume::cluster_cache::ClusterCacheStats {
         self.volumes.cluster_cache_stats()

@@ -43,11 +43,12 @@ use self::record::{
     SEGMENT_HEADER_LEN,
 };
 use crate::error::{io_err, Error, Result};
+use crate::volume::localfs::created_at;
 use crate::volume::{LocalFile, LocalFs};
 use parking_lot::{Condvar, Mutex};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The journal's directory under the data directory.
 pub(crate) const JOURNAL_DIR: &str = "file-journal";
@@ -95,6 +96,8 @@ struct Sealed {
     path: PathBuf,
     last_lsn: u64,
     bytes: u64,
+    /// When its first record was appended (None: it has none).
+    since: Option<SystemTime>,
 }
 
 #[derive(Debug)]
@@ -104,6 +107,8 @@ struct State {
     cur_path: PathBuf,
     /// Bytes in the current segment (the next record's offset).
     pos: u64,
+    /// When the current segment's first record was appended (None: none yet).
+    cur_since: Option<SystemTime>,
     /// The current segment's length: zeros from `pos` up to here ([`ZERO_AHEAD`]).
     zeroed: u64,
     /// The LSN the next record gets.
@@ -259,10 +264,13 @@ impl Journal {
             }
             last_lsn = last_lsn.max(expect - 1).max(first - 1);
             bytes += pos as u64;
+            // Its records were appended after the file was created.
+            let since = (expect > first).then(|| created_at(&*fs, &path));
             sealed.push(Sealed {
                 path,
                 last_lsn: expect - 1,
                 bytes: pos as u64,
+                since,
             });
         }
         let next_lsn = (last_lsn + 1).max(min_next);
@@ -276,6 +284,7 @@ impl Journal {
                 cur,
                 cur_path,
                 pos: SEGMENT_HEADER_LEN as u64,
+                cur_since: None,
                 zeroed: SEGMENT_HEADER_LEN as u64,
                 next_lsn,
                 synced_lsn: next_lsn - 1,
@@ -372,6 +381,7 @@ impl Journal {
         st.pos += bytes.len() as u64;
         st.bytes += bytes.len() as u64;
         st.next_lsn += 1;
+        st.cur_since.get_or_insert_with(SystemTime::now);
         Ok(lsn)
     }
 
@@ -403,6 +413,7 @@ impl Journal {
             path: old,
             last_lsn: st.next_lsn - 1,
             bytes: st.pos,
+            since: st.cur_since.take(),
         });
         st.cur = cur;
         st.pos = SEGMENT_HEADER_LEN as u64;
@@ -461,7 +472,7 @@ impl Journal {
     /// Deletes the sealed segments whose records are all below `low` (applied). When every
     /// record is applied and the current segment holds some, it is sealed and goes too.
     pub(crate) fn retire(&self, low: u64) -> Result<()> {
-        let gone: Vec<(PathBuf, u64, u64)> = {
+        let gone: Vec<Sealed> = {
             let mut st = self.state.lock();
             if st.broken.is_none()
                 && low >= st.next_lsn
@@ -481,30 +492,39 @@ impl Journal {
             for s in &gone {
                 st.bytes = st.bytes.saturating_sub(s.bytes);
             }
-            gone.into_iter()
-                .map(|s| (s.path, s.last_lsn, s.bytes))
-                .collect()
+            gone
         };
         if !gone.is_empty() {
             self.changed.notify_all();
         }
         let mut first_err = None;
-        for (p, last_lsn, bytes) in gone {
+        for s in gone {
             // No directory fsync: a segment that comes back holds only applied records.
-            if let Err(e) = self.fs.remove_file(&p) {
-                first_err.get_or_insert(io_err(format!("removing {}", p.display()), e));
+            if let Err(e) = self.fs.remove_file(&s.path) {
+                first_err.get_or_insert(io_err(format!("removing {}", s.path.display()), e));
                 // Kept (and counted) until a later retire removes it.
                 let mut st = self.state.lock();
-                st.bytes += bytes;
-                st.sealed.push(Sealed {
-                    path: p,
-                    last_lsn,
-                    bytes,
-                });
+                st.bytes += s.bytes;
+                st.sealed.push(s);
                 st.sealed.sort_by_key(|s| s.last_lsn);
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Files' records not yet applied (on the backend): the bytes of the segments that hold
+    /// them, and when the first record of the oldest was appended (at or before the oldest
+    /// such record; after a restart, the segment file's creation). None when every record
+    /// kept is applied as far as the journal knows (segments are retired as they become so).
+    pub(crate) fn not_applied(&self) -> Option<(u64, SystemTime)> {
+        let st = self.state.lock();
+        let since = st
+            .sealed
+            .iter()
+            .filter_map(|s| s.since)
+            .chain(st.cur_since)
+            .min()?;
+        Some((st.bytes, since))
     }
 
     /// Bytes kept (all segments) plus bytes reserved by writers.

@@ -237,3 +237,55 @@ fn reservations_bound_the_backlog() {
     j.retire(l + 1).expect("retire");
     assert!(j.reserve(hard - 1024, hard).is_some());
 }
+
+#[test]
+fn what_is_not_applied_dates_from_its_oldest_segment_until_retired() {
+    let sim = SimFs::new();
+    let (j, _) = open(&sim, None).expect("open");
+    assert_eq!(j.not_applied(), None, "a fresh journal holds nothing");
+    let before = SystemTime::now();
+    let first = j.append(&rec(1, 4096), 0).expect("append");
+    let after = SystemTime::now();
+    let (bytes, since) = j.not_applied().expect("a record not applied");
+    assert!(
+        bytes > 4096 && before <= since && since <= after,
+        "{bytes} {since:?}"
+    );
+    // More records, a seal among them: the date stays the oldest record's.
+    let mut last = first;
+    for ino in 2..=6 {
+        last = j.append(&rec(ino, 300 << 10), 0).expect("append");
+    }
+    j.commit(last).expect("commit");
+    assert_eq!(j.not_applied().map(|n| n.1), Some(since));
+    // Everything applied: the segments retire and nothing is waiting.
+    j.retire(last + 1).expect("retire");
+    assert_eq!(j.not_applied(), None);
+}
+
+#[test]
+fn after_a_restart_records_not_applied_date_from_their_segment_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open_real = || {
+        Journal::open(
+            Arc::new(crate::volume::StdFs),
+            dir.path(),
+            FSID,
+            BUFFER,
+            0,
+            None,
+        )
+        .expect("open")
+    };
+    let j = open_real();
+    let lsn = j.append(&rec(1, 4096), 0).expect("append");
+    j.commit(lsn).expect("commit");
+    let written = SystemTime::now();
+    drop(j);
+    let j = open_real();
+    let (_, since) = j.not_applied().expect("the record is still not applied");
+    assert!(
+        since <= written,
+        "dated {since:?}, after it was written ({written:?})"
+    );
+}

@@ -322,12 +322,7 @@ impl VolumeRegistry {
             size: v.vol.size(),
             space_used: v.vol.space_used(),
             pending_backend_bytes: pending,
-            pending_backend_age_ms: v.vol.not_on_backend_since().map(|t| {
-                let age = std::time::SystemTime::now()
-                    .duration_since(t)
-                    .unwrap_or_default();
-                u64::try_from(age.as_millis()).unwrap_or(u64::MAX)
-            }),
+            pending_backend_since: v.vol.not_on_backend_since(),
             commits: s.commits,
             commit_rounds: s.commit_rounds,
             clusters_written: s.clusters_written,
@@ -344,6 +339,27 @@ impl VolumeRegistry {
                 Default::default()
             }),
         }
+    }
+
+    /// What the open volumes hold that the backend does not have yet: their bytes, and when
+    /// the oldest change of them all was logged (volumes with local state are all open: the
+    /// engine opens them at start).
+    pub(crate) fn not_on_backend(&self) -> (u64, Option<std::time::SystemTime>) {
+        let open: Vec<Arc<OpenVolume>> = self.open.lock().values().cloned().collect();
+        let mut bytes = 0;
+        let mut since: Option<std::time::SystemTime> = None;
+        for v in open {
+            let last = known_on_backend(&v.vol, self.rt.block_on(v.vol.backend_last_tlog()));
+            let last_sco = v.vol.newest_sco_sealed_by(last);
+            bytes += pending_bytes(&*self.fs, &v.dir, last, last_sco).unwrap_or_else(|e| {
+                tracing::warn!(ino = v.ino, error = %e, "cannot measure a volume's upload backlog");
+                0
+            });
+            if let Some(t) = v.vol.not_on_backend_since() {
+                since = Some(since.map_or(t, |s| s.min(t)));
+            }
+        }
+        (bytes, since)
     }
 
     /// Counters of the cluster cache shared by all volumes.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use super::engine_error;
 use crate::fs::BackendConfig;
 use crate::mgmt::{
-    ClusterCacheReport, ErrorBody, Reply, Shared, SpaceReport, StatusReport, PROTOCOL_VERSION,
+    ClusterCacheReport, ErrorBody, RecoveryPointReport, Reply, Shared, SpaceReport, StatusReport,
+    PROTOCOL_VERSION,
 };
 
 /// [`crate::mgmt::Request::Status`].
@@ -18,6 +19,7 @@ pub(super) fn status(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
         BackendConfig::S3(s3) => format!("s3 {}", s3.location()),
     };
     let c = fs.cluster_cache_stats();
+    let rp = fs.recovery_point();
     Ok(Reply::Status(StatusReport {
         gateway_version: env!("CARGO_PKG_VERSION").into(),
         protocol_version: PROTOCOL_VERSION,
@@ -40,5 +42,19 @@ pub(super) fn status(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
             hits: c.hits,
             misses: c.misses,
         },
+        not_on_backend: RecoveryPointReport {
+            volume_bytes: rp.volume_bytes,
+            volume_age_ms: rp.volumes_since.map(age_ms),
+            file_bytes: rp.file_bytes,
+            file_age_ms: rp.files_since.map(age_ms),
+        },
     }))
+}
+
+/// Milliseconds since `t` (0 if the clock went back).
+pub(super) fn age_ms(t: std::time::SystemTime) -> u64 {
+    let age = std::time::SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default();
+    u64::try_from(age.as_millis()).unwrap_or(u64::MAX)
 }

@@ -49,7 +49,7 @@ pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, E
         size: v.size,
         space_used: v.space_used,
         pending_backend_bytes: v.pending_backend_bytes,
-        pending_backend_age_ms: v.pending_backend_age_ms,
+        pending_backend_age_ms: v.pending_backend_since.map(super::status::age_ms),
         commits: v.commits,
         commit_rounds: v.commit_rounds,
         clusters_written: v.clusters_written,

@@ -65,3 +65,12 @@ pub trait LocalFs: Send + Sync + fmt::Debug {
         None
     }
 }
+
+/// When the local file at `path` was created (else last modified; else now: a layer without
+/// real files, such as the crash simulator). What a restart dates the changes it finds by.
+pub(crate) fn created_at(fs: &dyn LocalFs, path: &Path) -> std::time::SystemTime {
+    fs.real_path(path)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .and_then(|m| m.created().or_else(|_| m.modified()).ok())
+        .unwrap_or_else(std::time::SystemTime::now)
+}

@@ -48,7 +48,7 @@ use crate::volume::format::{
     TLOG_HEADER_LEN,
 };
 use crate::volume::layout;
-use crate::volume::localfs::LocalFs;
+use crate::volume::localfs::{created_at, LocalFs};
 use crate::volume::mds::checkpoint::ScoRow;
 use crate::volume::mds::cork::Overlay;
 use crate::volume::mds::store::{Loc, Mds, Op};
@@ -438,15 +438,6 @@ fn list_scos(fs: &dyn LocalFs, sco_dir: &Path) -> Result<ScoFiles> {
         }
     }
     Ok(found)
-}
-
-/// When the local file at `path` was created (else last modified; else now: a file layer
-/// without real files, the tests' simulator).
-fn created_at(fs: &dyn LocalFs, path: &Path) -> std::time::SystemTime {
-    fs.real_path(path)
-        .and_then(|p| std::fs::metadata(p).ok())
-        .and_then(|m| m.created().or_else(|_| m.modified()).ok())
-        .unwrap_or_else(std::time::SystemTime::now)
 }
 
 /// Step 5: replays every TLog but the last; each must be complete and closed. Counts the
