@@ -208,13 +208,21 @@ impl Backlog {
     }
 }
 
-/// What a write of `len` bytes adds to the backlog at most: its clusters (a partial one at each
-/// end counts whole), a TLog entry for each and a resize entry, and for every SCO it may touch
-/// the SCO's header, footer and seal entry and the close of a TLog with the next one's header
-/// (a seal may close the TLog). Errs high, so that the measured backlog stays at most what the
-/// writes reserved.
-pub(crate) fn cost(len: u64, opts: VolumeOptions) -> u64 {
-    let clusters = len.div_ceil(CLUSTER_SIZE_U64) + 1;
+/// What a write of `len` bytes at `offset` adds to the backlog at most: the clusters it touches
+/// (a partial one at either end is written whole; a write of nothing, a resize, may rewrite
+/// one), a TLog entry for each and a resize entry, and for every SCO it may touch the SCO's
+/// header, footer and seal entry and the close of a TLog with the next one's header (a seal
+/// may close the TLog). Errs high, so that the measured backlog stays at most what the writes
+/// reserved; an aligned 4 KiB write costs about 4.5 KiB.
+pub(crate) fn cost(offset: u64, len: u64, opts: VolumeOptions) -> u64 {
+    let clusters = if len == 0 {
+        1
+    } else {
+        offset
+            .saturating_add(len)
+            .div_ceil(CLUSTER_SIZE_U64)
+            .saturating_sub(offset / CLUSTER_SIZE_U64)
+    };
     let per_sco = SCO_HEADER_LEN + (SCO_FOOTER_LEN + 2 * TLOG_ENTRY_LEN + TLOG_HEADER_LEN) as u64;
     let scos = clusters.div_ceil(u64::from(opts.sco_clusters.max(1))) + 1;
     (clusters * CLUSTER_SIZE_U64)
@@ -366,5 +374,30 @@ mod tests {
         let m = b.begin(0);
         b.record(m, 60);
         assert!(b.above_soft(0));
+    }
+
+    #[test]
+    fn a_write_costs_the_clusters_it_touches_and_little_more() {
+        let opts = VolumeOptions {
+            sco_clusters: 1024,
+            tlog_scos: 4,
+            checkpoint_tlogs: 8,
+        };
+        let c = CLUSTER_SIZE_U64;
+        let entries = |n: u64| n * c + (n + 1) * TLOG_ENTRY_LEN as u64;
+        // Aligned: one cluster, with its entries and what opening a SCO may add; the same
+        // length across a cluster boundary writes both clusters whole: one more.
+        let aligned = cost(8 * c, c, opts);
+        let across = cost(8 * c + 1, c, opts);
+        assert!(aligned >= entries(1), "{aligned}");
+        assert!(across >= entries(2), "{across}");
+        assert_eq!(across - aligned, c + TLOG_ENTRY_LEN as u64);
+        // A resize may rewrite one cluster.
+        assert!(cost(5, 0, opts) >= entries(1));
+        // 1 MiB aligned: its 256 clusters, not 257.
+        assert_eq!(
+            cost(1, 256 * c, opts) - cost(0, 256 * c, opts),
+            c + TLOG_ENTRY_LEN as u64
+        );
     }
 }

@@ -78,7 +78,8 @@ impl ObjectData for VolumeObject {
 
     fn write(&self, offset: u64, data: &[u8], _mtime: crate::types::Timestamp) -> Result<()> {
         let d = &self.data;
-        let _in_flight = self.admit(super::backlog::cost(data.len() as u64, d.vol.options()))?;
+        let len = data.len() as u64;
+        let _in_flight = self.admit(super::backlog::cost(offset, len, d.vol.options()))?;
         d.vol.write(offset, data, false)
     }
 
@@ -86,7 +87,8 @@ impl ObjectData for VolumeObject {
         // A resize logs an entry, and a shrink to a partial cluster rewrites that cluster: paced
         // and reserved like a write of nothing (one cluster of slack).
         {
-            let _in_flight = self.admit(super::backlog::cost(0, self.data.vol.options()))?;
+            let _in_flight =
+                self.admit(super::backlog::cost(new_size, 0, self.data.vol.options()))?;
             self.data.vol.resize(new_size)?;
         }
         self.data.vol.sync()?;
