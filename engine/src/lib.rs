@@ -17,6 +17,7 @@ mod jobs;
 mod journal;
 pub mod mgmt;
 mod namespace;
+mod niceness;
 mod owner;
 mod progress;
 mod registry;

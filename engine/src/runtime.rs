@@ -8,8 +8,11 @@ const WORKERS: usize = 2;
 
 /// Builds the runtime.
 pub(crate) fn build() -> Result<tokio::runtime::Runtime> {
+    // A thread the runtime creates inherits the creator's priority (`crate::niceness`).
+    let base = crate::niceness::current().unwrap_or(0);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
+        .on_thread_start(move || crate::niceness::runtime_thread_start(base))
         .thread_name("strata-engine")
         .enable_all()
         .build()

@@ -25,7 +25,7 @@ pub(crate) mod pacing;
 mod pipeline;
 mod sco_cache;
 mod scrub;
-pub(crate) use self::scrub::{lower_thread_priority, ExtraPass, Scrubber};
+pub(crate) use self::scrub::{ExtraPass, Scrubber};
 #[cfg(test)]
 mod tests;
 

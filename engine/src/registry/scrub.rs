@@ -14,27 +14,6 @@ use crate::progress::Progress;
 use crate::types::Ino;
 use crate::volume::scrub::{Readers, ScrubReport};
 
-/// The nice value of a thread that runs scrub passes (the lowest priority Linux has).
-/// `Scrub_Bandwidth` bounds the bytes a pass moves; this keeps its CPU bursts (a TLog's
-/// replay, a SCO's checksums) from taking a core from Ganesha's workers while clients wait.
-const SCRUB_NICE: libc::c_int = 19;
-
-/// Lowers the calling thread's CPU priority for scrubbing: on Linux the nice value belongs to
-/// each thread, so only this one yields. Call it on a thread that does nothing else (the
-/// [`Scrubber`], a scrub job's thread). A failure is logged and changes nothing else.
-pub(crate) fn lower_thread_priority() {
-    let tid = nix::unistd::gettid().as_raw();
-    let Ok(who) = libc::id_t::try_from(tid) else {
-        return;
-    };
-    // SAFETY: setpriority takes plain integers and touches no memory of ours.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, who, SCRUB_NICE) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        tracing::warn!(error = %e, "cannot lower the scrub thread's priority");
-    }
-}
-
 impl VolumeRegistry {
     /// One pass over volume `ino` (opened if it has local state).
     pub(crate) fn scrub_volume(&self, ino: Ino, p: &dyn Progress) -> Result<ScrubReport> {
@@ -195,7 +174,6 @@ fn run(
     stop: &(Mutex<bool>, Condvar),
     every: Duration,
 ) {
-    lower_thread_priority();
     loop {
         {
             let mut stopped = stop.0.lock();
@@ -218,35 +196,5 @@ fn run(
             }
             Err(_) => tracing::error!("background scrub pass panicked"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The calling thread's nice value.
-    fn nice_of_this_thread() -> libc::c_int {
-        let tid = libc::id_t::try_from(nix::unistd::gettid().as_raw()).expect("a tid is positive");
-        // SAFETY: getpriority takes plain integers and touches no memory of ours.
-        unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) }
-    }
-
-    #[test]
-    fn only_the_scrub_thread_yields_the_cpu() {
-        let before = nice_of_this_thread();
-        let scrub = std::thread::spawn(|| {
-            lower_thread_priority();
-            nice_of_this_thread()
-        })
-        .join()
-        .expect("the thread ran");
-        assert_eq!(scrub, SCRUB_NICE);
-        assert_eq!(
-            nice_of_this_thread(),
-            before,
-            "the caller's priority changed"
-        );
-        assert!(before < SCRUB_NICE);
     }
 }

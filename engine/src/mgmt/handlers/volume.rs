@@ -96,7 +96,6 @@ pub(super) fn scrub(
     let target = path.unwrap_or_else(|| "/".into());
     let t = target.clone();
     let job = spawn_job(shared, "scrub", target, move |job| {
-        crate::registry::lower_thread_priority();
         fs.scrub_with(h, job)
             .map(drop)
             .map_err(|e| engine_error(e, &format!("scrubbing {t}")))

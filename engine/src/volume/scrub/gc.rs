@@ -62,8 +62,8 @@ impl Volume {
         if !mds.is_empty() {
             let g = self.hold_uploads();
             if let Some(refs) = self.checkpoint_refs(&g)? {
-                deleted +=
-                    self.gc_delete_checked(remote, &mds, bandwidth, |k| Ok(!refs.contains(k)))?;
+                // No rest here: the uploads are held off meanwhile.
+                deleted += self.gc_delete_checked(remote, &mds, 0, |k| Ok(!refs.contains(k)))?;
             }
         }
         Ok(deleted)

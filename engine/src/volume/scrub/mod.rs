@@ -155,6 +155,9 @@ impl Volume {
         // Everything closed goes up and is applied first, so that what rollbacks remapped is
         // in the tables before anything is decided.
         remote.block_on("scrub: upload", self.backup(&*remote.store, false))??;
+        // The rest of a paced pass at low CPU priority (the upload above holds the uploader's
+        // round lock: not at low priority). `crate::niceness`.
+        let _niced = (opts.bandwidth != 0).then(crate::niceness::Niced::lower);
         self.recount(&remote, opts.bandwidth)?;
         self.gc_mark_inflight(&remote)?;
         {
@@ -497,11 +500,14 @@ fn throttle(bandwidth: u64, bytes: u64, took: Duration) {
 /// such a step runs at most a third of the time.
 const TRANQUILITY: u32 = 2;
 
-/// Rests after such a step that took `took` ([`TRANQUILITY`]; not when `bandwidth` is 0,
-/// unbounded).
+/// The longest rest: a step slowed by backend retries does not stall a pass (nor its cancel).
+const MAX_REST: Duration = Duration::from_secs(1);
+
+/// Rests after such a step that took `took` ([`TRANQUILITY`], at most [`MAX_REST`]; not when
+/// `bandwidth` is 0, unbounded). Never with a lock held that other work waits for.
 fn rest_after(bandwidth: u64, took: Duration) {
     if bandwidth != 0 {
-        std::thread::sleep(took * TRANQUILITY);
+        std::thread::sleep((took * TRANQUILITY).min(MAX_REST));
     }
 }
 
