@@ -38,11 +38,12 @@ fn the_background_scrubber_reclaims_overwrites_by_itself_and_keeps_a_clones_view
     fs.write(h, 0, &pattern(len, 9), false).expect("write");
     fs.commit(h).expect("commit");
     fs.flush_to_backend().expect("flush");
-    // Passes run every second: wait (bounded) until one has compacted something.
+    // Passes run every second: wait (bounded) until one has compacted something and ended
+    // (a pass records each compaction and deletion as it goes, and counts itself at its end).
     let deadline = Instant::now() + Duration::from_secs(60);
     let info = loop {
         let s = fs.volume_stats(h).expect("stats").scrub;
-        if s.scos_compacted > 0 && s.objects_deleted > 0 {
+        if s.scos_compacted > 0 && s.objects_deleted > 0 && s.passes >= 1 {
             break s;
         }
         assert!(
