@@ -9,6 +9,7 @@ mod conf;
 mod gateway;
 mod job;
 mod report;
+mod restore;
 mod snapshot;
 mod up;
 mod volume;
@@ -67,6 +68,30 @@ enum Cmd {
     /// Work with ganesha.conf files.
     #[command(subcommand)]
     Conf(ConfCmd),
+    /// Bring a gateway back from its backend alone after its data directory was lost
+    /// (disaster recovery): the namespace from its last image on the backend, volumes and
+    /// files read from the backend as they are used. Run it with Ganesha stopped, on the
+    /// ganesha.conf whose STRATA block names the new, empty Data_Dir and the backend.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// The ganesha.conf of the gateway to restore.
+    #[arg(long)]
+    conf: PathBuf,
+    /// Take the backend over from the gateway its owner record names. Required: make sure
+    /// that gateway is gone for good (machine lost, never started again with its data
+    /// directory); once restored, it is refused if it comes back.
+    #[arg(long)]
+    take_over: bool,
+    /// With S3_Unsafe_Single_Writer (no conditional writes), restore anyway: nothing would
+    /// stop the old gateway from overwriting objects if it came back.
+    #[arg(long)]
+    force: bool,
+    /// Print the report as JSON (one line).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -206,6 +231,14 @@ fn main() -> ExitCode {
         Cmd::Job(cmd) => job::run(cmd),
         Cmd::Conf(ConfCmd::Check { file }) => conf_check(&file),
         Cmd::Conf(ConfCmd::Render { profile, data_dir }) => conf_render(&profile, &data_dir),
+        Cmd::Restore(a) => restore::restore(
+            &a.conf,
+            strata_engine::RestoreOptions {
+                take_over: a.take_over,
+                force: a.force,
+            },
+            a.json,
+        ),
         Cmd::Conf(ConfCmd::Params) => {
             print!("{}", params::params_markdown());
             Ok(ExitCode::SUCCESS)

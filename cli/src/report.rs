@@ -55,7 +55,7 @@ pub(crate) fn engine_report(sock: &Path, r: &StatusReport) -> String {
          data dir  {}\n  backend   {}\n  fsid      {:#x}\n  \
          space     {} available of {} ({} free); {} of {} inodes free\n  \
          cluster cache {} of {} held; {} hits, {} misses\n  \
-         not on backend  volumes {} ({}), files {} ({}); the namespace is not on the backend\n",
+         not on backend  volumes {} ({}), files {} ({}); namespace {}\n",
         sock.display(),
         r.gateway_version,
         r.protocol_version,
@@ -77,7 +77,17 @@ pub(crate) fn engine_report(sock: &Path, r: &StatusReport) -> String {
         pending_age(r.not_on_backend.volume_age_ms),
         human(r.not_on_backend.file_bytes),
         pending_age(r.not_on_backend.file_age_ms),
+        namespace_image(&r.not_on_backend),
     )
+}
+
+/// The namespace's part of the recovery point.
+fn namespace_image(r: &strata_mgmt::RecoveryPointReport) -> String {
+    match (r.namespace_image_age_ms, r.namespace_changed) {
+        (None, _) => "not on the backend yet (no image)".into(),
+        (Some(ms), false) => format!("image {} old, nothing changed since", age(ms / 1000 * 1000)),
+        (Some(ms), true) => format!("image {} old, changed since", age(ms / 1000 * 1000)),
+    }
 }
 
 pub(crate) fn sync_report(r: &SyncReport) -> String {

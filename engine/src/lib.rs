@@ -18,6 +18,7 @@ mod journal;
 pub mod mgmt;
 mod namespace;
 mod niceness;
+mod ns_backend;
 mod owner;
 mod progress;
 mod registry;
@@ -36,6 +37,7 @@ pub use fs::{
     BackendConfig, ChangeHook, CloneInfo, EngineConfig, Filesystem, HiddenVolume, OpenOptions,
     FILES_PREFIX,
 };
+pub use ns_backend::{restore, RestoreOptions, RestoreReport};
 pub use owner::{OwnerRecord, OWNER_KEY};
 pub use progress::{NoProgress, Progress};
 pub use registry::{VOLUMES_DIR, VOLUMES_PREFIX};

@@ -241,6 +241,10 @@ pub struct RecoveryPoint {
     pub file_bytes: u64,
     /// When the oldest such segment's first record was written (None: none).
     pub files_since: Option<std::time::SystemTime>,
+    /// When the namespace image on the backend was taken (None: there is none yet).
+    pub namespace_image: Option<std::time::SystemTime>,
+    /// Whether the namespace changed since that image.
+    pub namespace_changed: bool,
 }
 
 /// State of one volume for the management API (`strata volume stats`).

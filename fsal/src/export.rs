@@ -7,8 +7,8 @@ use std::ptr;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
-use strata_engine::{BackendConfig, CredentialsSource, EngineConfig, Filesystem, Handle, S3Config};
-use strata_ganesha_conf::params::{BackendKind, StrataSettings, PARAMS};
+use strata_engine::{EngineConfig, Filesystem, Handle};
+use strata_ganesha_conf::params::PARAMS;
 
 use crate::ffi;
 use crate::handle::{fill_attrs, new_handle};
@@ -188,61 +188,12 @@ fn set_fs_info(i: &mut ffi::fsal_staticfsinfo_t) {
     i.expire_time_parent = -1;
 }
 
-/// Maps validated settings to the engine configuration. The validation (ganesha-conf's, the
-/// same `strata conf check` runs) already refused everything this build cannot serve (an S3
-/// backend without endpoint or bucket included), so settings it accepted always convert.
-pub(crate) fn engine_config(s: &StrataSettings) -> EngineConfig {
-    let backend = match s.backend {
-        BackendKind::Local => BackendConfig::Local {
-            dir: s.backend_dir.clone(),
-        },
-        BackendKind::S3 => {
-            let credentials = match &s.s3_credentials_file {
-                Some(path) => CredentialsSource::File(path.clone()),
-                None => CredentialsSource::Environment,
-            };
-            let mut s3 = S3Config::new(
-                s.s3_endpoint.clone().unwrap_or_default(),
-                s.s3_bucket.clone().unwrap_or_default(),
-                credentials,
-            );
-            s3.region = s.s3_region.clone();
-            s3.prefix = s.s3_prefix.clone();
-            s3.virtual_host = s.s3_virtual_host;
-            s3.request_timeout = s.s3_request_timeout;
-            s3.unsafe_single_writer = s.s3_unsafe_single_writer;
-            BackendConfig::S3(Box::new(s3))
-        }
-    };
-    let mut c = EngineConfig::new(s.data_dir.clone());
-    c.backend = backend;
-    c.volume_suffixes = s.volume_suffixes.clone();
-    c.extent_cache_size = s.extent_cache_size;
-    c.metadata_cache_size = s.metadata_cache_size;
-    c.sco_size = s.sco_size;
-    c.tlog_scos = s.tlog_scos;
-    c.checkpoint_tlogs = s.checkpoint_tlogs;
-    c.sco_max_age = s.sco_max_age;
-    c.write_buffer_size = s.write_buffer_size;
-    c.file_write_buffer_size = s.file_write_buffer_size;
-    c.file_upload_delay = s.file_upload_delay;
-    c.write_throttle_start = s.write_throttle_start;
-    c.backend_stall_timeout = s.backend_stall_timeout;
-    c.sco_cache_size = s.sco_cache_size;
-    c.cluster_cache_size = s.cluster_cache_size;
-    c.scrub_interval = s.scrub_interval;
-    c.scrub_threshold = s.scrub_threshold;
-    c.scrub_bandwidth = s.scrub_bandwidth;
-    c.gc_grace = s.gc_grace;
-    c
-}
-
 /// Validates the configuration file with ganesha-conf (which knows file, line and reason).
 pub(crate) fn settings_from_file(path: &Path) -> Result<EngineConfig, Vec<String>> {
     match strata_ganesha_conf::load_strata_settings(path) {
         Ok(s) => {
             *MGMT_SOCKET.lock() = Some(s.mgmt_socket.clone());
-            Ok(engine_config(&s))
+            Ok(EngineConfig::from_settings(&s))
         }
         Err(errs) => Err(errs.iter().map(|e| e.to_string()).collect()),
     }

@@ -48,8 +48,8 @@ pub struct StatusReport {
     pub not_on_backend: RecoveryPointReport,
 }
 
-/// Committed data not yet on the backend, in [`StatusReport`]. The namespace (names,
-/// attributes, which inode is which volume) is not on the backend at all yet.
+/// Committed data not yet on the backend, in [`StatusReport`], and how old the namespace's
+/// image on the backend is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveryPointReport {
     /// Bytes of the volumes' SCOs and TLogs not yet on the backend.
@@ -60,6 +60,13 @@ pub struct RecoveryPointReport {
     pub file_bytes: u64,
     /// How long ago the oldest of those was written, milliseconds (None: none).
     pub file_age_ms: Option<u64>,
+    /// How long ago the namespace image on the backend was taken, milliseconds (None: there is
+    /// none yet).
+    #[serde(default)]
+    pub namespace_image_age_ms: Option<u64>,
+    /// Whether the namespace changed since that image.
+    #[serde(default)]
+    pub namespace_changed: bool,
 }
 
 /// The content-addressed cluster cache in [`StatusReport`].

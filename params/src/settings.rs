@@ -84,6 +84,8 @@ pub struct StrataSettings {
     pub file_write_buffer_size: u64,
     /// How long regular files' committed data waits in the journal before it is uploaded.
     pub file_upload_delay: Duration,
+    /// How often, at most, the namespace is uploaded as a new image while it changes.
+    pub namespace_upload_interval: Duration,
     /// Percentage of `write_buffer_size` above which writes are paced.
     pub write_throttle_start: u64,
     /// How long the backend may make no progress before a write at the hard mark is refused.
@@ -379,6 +381,7 @@ impl StrataSettings {
             write_buffer_size,
             file_write_buffer_size: number("File_Write_Buffer_Size"),
             file_upload_delay: Duration::from_secs(number("File_Upload_Delay")),
+            namespace_upload_interval: Duration::from_secs(number("Namespace_Upload_Interval")),
             write_throttle_start: number("Write_Throttle_Start"),
             backend_stall_timeout: Duration::from_secs(number("Backend_Stall_Timeout")),
             cluster_cache_size: number("Cluster_Cache_Size"),

@@ -201,6 +201,12 @@ pub static PARAMS: &[Param] = &[
         doc: "Regular files' committed data waits in the file journal about this long before its extents are uploaded, so that rewrites of an extent meanwhile cost one upload; sooner when the journal passes Write_Throttle_Start % of File_Write_Buffer_Size, dirty extents fill half of Extent_Cache_Size, or strata sync --wait asks",
     },
     Param {
+        name: "Namespace_Upload_Interval",
+        ty: ParamType::Seconds { min: 1, max: 3600 },
+        default: "30",
+        doc: "The namespace (names, attributes, links, which file is a volume, regular files' extent maps) is uploaded to the backend as a new image at most this often while it changes, and at strata sync --wait: what strata restore brings back after the data directory is lost is at most about this old. Deleting a volume's backend objects and superseded file extents waits for the next image (taken at once when something waits)",
+    },
+    Param {
         name: "Write_Throttle_Start",
         ty: ParamType::Count { min: 1, max: 100 },
         default: "50",

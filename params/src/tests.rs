@@ -319,6 +319,7 @@ fn table_is_complete_and_unique() {
             "Write_Buffer_Size",
             "File_Write_Buffer_Size",
             "File_Upload_Delay",
+            "Namespace_Upload_Interval",
             "Write_Throttle_Start",
             "Backend_Stall_Timeout",
             "Cluster_Cache_Size",

@@ -463,6 +463,16 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("create temp dir")
 }
 
+/// The default Strata conf on `data`, with its backend in the directory `backend` (gateways
+/// sharing a backend).
+pub fn strata_conf_on(data: &Path, backend: &Path) -> GaneshaConf {
+    let mut c = GaneshaConf::strata_default(data);
+    if let Some(pairs) = c.strata.as_mut() {
+        pairs.push(("Backend_Dir".into(), backend.display().to_string()));
+    }
+    c
+}
+
 /// A conf with one VFS export of `dir` at [`VFS_PSEUDO`] and no STRATA block.
 pub fn vfs_conf(dir: &Path) -> GaneshaConf {
     let mut conf = GaneshaConf::strata_default(dir);

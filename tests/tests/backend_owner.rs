@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use strata_ganesha_conf::conf::GaneshaConf;
 use strata_tests::*;
 
 const LEN: &str = "3145728";
@@ -41,16 +40,6 @@ fn objects(dir: &Path) -> BTreeMap<String, (Vec<u8>, u64, i128)> {
     out
 }
 
-/// The default Strata conf on `data`, with its backend in `backend`.
-fn conf(data: &Path, backend: &Path) -> GaneshaConf {
-    let mut c = GaneshaConf::strata_default(data);
-    c.strata
-        .as_mut()
-        .expect("a STRATA block")
-        .push(("Backend_Dir".into(), backend.display().to_string()));
-    c
-}
-
 /// `(gateway id, fsid)` of the owner record, in hex, read at the offsets of `engine/FORMATS.md`.
 fn owner_ids(backend: &Path) -> (String, String) {
     let b = std::fs::read(backend.join("owner")).expect("an owner record");
@@ -74,7 +63,7 @@ fn a_second_gateway_with_a_fresh_data_dir_is_refused_and_changes_nothing() {
     let a = TestGateway::launch(
         a_dir,
         a_data.clone(),
-        conf(&a_data, backend.path()),
+        strata_conf_on(&a_data, backend.path()),
         Some(plugin_dir()),
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -93,7 +82,7 @@ fn a_second_gateway_with_a_fresh_data_dir_is_refused_and_changes_nothing() {
     let b_dir = tempdir();
     let b_data = b_dir.path().join("data");
     std::fs::create_dir_all(&b_data).expect("mkdir");
-    let b_conf = conf(&b_data, backend.path());
+    let b_conf = strata_conf_on(&b_data, backend.path());
     let said = match TestGateway::launch(b_dir, b_data, b_conf, Some(plugin_dir())) {
         Ok(b) => {
             assert!(

@@ -1,6 +1,8 @@
 //! The engine's configuration ([`EngineConfig`]) and its defaults.
 
 use std::path::PathBuf;
+use strata_backend::{CredentialsSource, S3Config};
+use strata_params::{BackendKind, StrataSettings};
 
 /// Where object data goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +57,9 @@ pub struct EngineConfig {
     /// How long regular files' committed data waits in the journal before its extents are
     /// uploaded, unless the journal or the cache is under pressure (`File_Upload_Delay`).
     pub file_upload_delay: std::time::Duration,
+    /// How often, at most, the namespace is uploaded as a new image while it changes
+    /// (`Namespace_Upload_Interval`).
+    pub namespace_upload_interval: std::time::Duration,
     /// Percentage of `write_buffer_size` (and of `file_write_buffer_size`) above which writes
     /// are paced (`Write_Throttle_Start`, 1..=100).
     pub write_throttle_start: u64,
@@ -102,6 +107,7 @@ impl EngineConfig {
             write_buffer_size: number("Write_Buffer_Size"),
             file_write_buffer_size: number("File_Write_Buffer_Size"),
             file_upload_delay: secs("File_Upload_Delay"),
+            namespace_upload_interval: secs("Namespace_Upload_Interval"),
             write_throttle_start: number("Write_Throttle_Start"),
             backend_stall_timeout: secs("Backend_Stall_Timeout"),
             sco_cache_size: number("SCO_Cache_Size"),
@@ -111,6 +117,56 @@ impl EngineConfig {
             scrub_bandwidth: number("Scrub_Bandwidth"),
             gc_grace: secs("GC_Grace"),
         }
+    }
+
+    /// Maps validated settings to the engine configuration. The validation (ganesha-conf's, the
+    /// same `strata conf check` runs) already refused everything this build cannot serve (an S3
+    /// backend without endpoint or bucket included), so settings it accepted always convert.
+    pub fn from_settings(s: &StrataSettings) -> EngineConfig {
+        let backend = match s.backend {
+            BackendKind::Local => BackendConfig::Local {
+                dir: s.backend_dir.clone(),
+            },
+            BackendKind::S3 => {
+                let credentials = match &s.s3_credentials_file {
+                    Some(path) => CredentialsSource::File(path.clone()),
+                    None => CredentialsSource::Environment,
+                };
+                let mut s3 = S3Config::new(
+                    s.s3_endpoint.clone().unwrap_or_default(),
+                    s.s3_bucket.clone().unwrap_or_default(),
+                    credentials,
+                );
+                s3.region = s.s3_region.clone();
+                s3.prefix = s.s3_prefix.clone();
+                s3.virtual_host = s.s3_virtual_host;
+                s3.request_timeout = s.s3_request_timeout;
+                s3.unsafe_single_writer = s.s3_unsafe_single_writer;
+                BackendConfig::S3(Box::new(s3))
+            }
+        };
+        let mut c = EngineConfig::new(s.data_dir.clone());
+        c.backend = backend;
+        c.volume_suffixes = s.volume_suffixes.clone();
+        c.extent_cache_size = s.extent_cache_size;
+        c.metadata_cache_size = s.metadata_cache_size;
+        c.sco_size = s.sco_size;
+        c.tlog_scos = s.tlog_scos;
+        c.checkpoint_tlogs = s.checkpoint_tlogs;
+        c.sco_max_age = s.sco_max_age;
+        c.write_buffer_size = s.write_buffer_size;
+        c.file_write_buffer_size = s.file_write_buffer_size;
+        c.file_upload_delay = s.file_upload_delay;
+        c.namespace_upload_interval = s.namespace_upload_interval;
+        c.write_throttle_start = s.write_throttle_start;
+        c.backend_stall_timeout = s.backend_stall_timeout;
+        c.sco_cache_size = s.sco_cache_size;
+        c.cluster_cache_size = s.cluster_cache_size;
+        c.scrub_interval = s.scrub_interval;
+        c.scrub_threshold = s.scrub_threshold;
+        c.scrub_bandwidth = s.scrub_bandwidth;
+        c.gc_grace = s.gc_grace;
+        c
     }
 }
 

@@ -26,7 +26,7 @@ mod upload;
 
 pub use self::config::{BackendConfig, EngineConfig};
 use self::live::Live;
-use self::sync::host_name;
+pub(crate) use self::sync::host_name;
 use self::upload::{FileSide, Uploader};
 use crate::error::{io_err, Error, Result};
 use crate::file_data::FileShared;
@@ -159,18 +159,7 @@ impl Filesystem {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| io_err(format!("creating {}", config.data_dir.display()), e))?;
         let rt = crate::runtime::build()?;
-        let mut location = config.backend.location();
-        let store: Arc<dyn ObjectStore> = match opts.store {
-            Some(s) => {
-                location.push_str(" (through a store given by the caller)");
-                s
-            }
-            None => match &config.backend {
-                BackendConfig::Local { dir } => Arc::new(LocalStore::open(dir.clone())?),
-                BackendConfig::S3(s3) => Arc::new(rt.block_on(S3Store::connect((**s3).clone()))?),
-            },
-        };
-        let store = crate::test_knobs::slow_backend(store);
+        let (store, location) = connect_store(&config, &rt, opts.store)?;
         let vol_opts = VolumeOptions::new(
             config.sco_size,
             config.tlog_scos,
@@ -178,9 +167,13 @@ impl Filesystem {
         )?;
         let mut builder = redb::Builder::new();
         builder.set_cache_size(usize::try_from(config.metadata_cache_size).unwrap_or(usize::MAX));
+        let ns_path = config.data_dir.join(METADATA_FILE);
+        // A namespace created by this call and refused below goes again, so that the empty
+        // data directory stays empty (for `strata restore`).
+        let created = opts.metadata_backend.is_none() && !ns_path.exists();
         let db = match opts.metadata_backend {
             Some(b) => builder.create_with_backend(BoxedBackend(b))?,
-            None => builder.create(config.data_dir.join(METADATA_FILE))?,
+            None => builder.create(&ns_path)?,
         };
         let ns = Arc::new(Namespace::open(db)?);
         // Before anything touches the backend: is it ours? (A refusal changes nothing there.)
@@ -189,7 +182,23 @@ impl Filesystem {
             label: format!("{}:{}", host_name(), config.data_dir.display()),
             location,
         };
-        let owner = rt.block_on(crate::owner::claim(&*store, &claimant))?;
+        let owner = match rt.block_on(crate::owner::claim(&*store, &claimant)) {
+            Ok(o) => o,
+            Err(e) => {
+                if created {
+                    drop(ns);
+                    let _ = std::fs::remove_file(&ns_path);
+                }
+                return Err(e);
+            }
+        };
+        let images = crate::ns_backend::NsBackend::open(
+            ns.clone(),
+            store.clone(),
+            rt.handle().clone(),
+            owner.epoch,
+            config.namespace_upload_interval,
+        )?;
         let files_store: Arc<dyn ObjectStore> =
             Arc::new(Namespaced::new(store.clone(), FILES_PREFIX)?);
         let driver = FileDriver::open(
@@ -230,7 +239,7 @@ impl Filesystem {
             },
         ));
         let live = Arc::new(Mutex::new(HashMap::new()));
-        let side = FileSide::new(ns.clone(), live.clone(), files.clone());
+        let side = FileSide::new(ns.clone(), live.clone(), files.clone(), images.clone());
         let jobs = Arc::new(crate::jobs::Jobs::open(ns.clone())?);
         let volumes = Arc::new(VolumeRegistry::new(
             RegistryConfig {
@@ -274,6 +283,7 @@ impl Filesystem {
         };
         // Before any volume is deleted: a volume clones read is hidden, not deleted.
         fs.volumes.set_namespace(fs.ns.clone());
+        fs.volumes.set_images(images);
         // Nothing is open after a restart: orphans left by the last run go now.
         for ino in fs.ns.orphans()? {
             fs.purge(ino);
@@ -353,6 +363,26 @@ impl Drop for Filesystem {
             }
         }
     }
+}
+
+/// The object store `config` names (or the one the caller gave), and where it is for messages.
+pub(crate) fn connect_store(
+    config: &EngineConfig,
+    rt: &tokio::runtime::Runtime,
+    given: Option<Arc<dyn ObjectStore>>,
+) -> Result<(Arc<dyn ObjectStore>, String)> {
+    let mut location = config.backend.location();
+    let store: Arc<dyn ObjectStore> = match given {
+        Some(s) => {
+            location.push_str(" (through a store given by the caller)");
+            s
+        }
+        None => match &config.backend {
+            BackendConfig::Local { dir } => Arc::new(LocalStore::open(dir.clone())?),
+            BackendConfig::S3(s3) => Arc::new(rt.block_on(S3Store::connect((**s3).clone()))?),
+        },
+    };
+    Ok((crate::test_knobs::slow_backend(store), location))
 }
 
 /// The first generation of file extent objects this run hands out: the owner epoch (bumped by

@@ -81,8 +81,13 @@ impl Filesystem {
                 first_err.get_or_insert(e);
             }
         }
-        // Deleted volumes' objects are gone from the backend too.
+        // The namespace as it is now on the backend (the volumes flushed above are named by
+        // it after their data), then deleted volumes' objects go from the backend too.
         p.step(total - 1, total);
+        if let Err(e) = self.side.images.step(true) {
+            tracing::warn!(error = %e, "uploading the namespace image failed");
+            first_err.get_or_insert(e);
+        }
         if let Err(e) = self.volumes.finish_deletions() {
             tracing::warn!(error = %e, "deleting removed volumes' backend objects failed");
             first_err.get_or_insert(e);
@@ -99,11 +104,15 @@ impl Filesystem {
             .journal
             .not_applied()
             .map_or((0, None), |(b, t)| (b, Some(t)));
+        let (taken, namespace_changed) = self.side.images.image_state();
         RecoveryPoint {
             volume_bytes,
             volumes_since,
             file_bytes,
             files_since,
+            namespace_image: taken
+                .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)),
+            namespace_changed,
         }
     }
 
@@ -124,7 +133,7 @@ impl Filesystem {
 }
 
 /// This machine's name, for the owner record's label ("unknown" if it cannot be read).
-pub(super) fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()

@@ -8,8 +8,9 @@
 //!    transaction that is not durable yet; then one durable commit covers them all, and only
 //!    then do the files count as applied;
 //! 2. the journal's segments below the low-water mark are deleted;
-//! 3. garbage extent objects the namespace lists (durably: they are not named by a map any
-//!    more) are deleted from the backend and forgotten.
+//! 3. the namespace image is uploaded when due (`ns_backend/`);
+//! 4. garbage extent objects the namespace listed before the image on the backend was taken
+//!    (durably: no map names them, there or here) are deleted from the backend and forgotten.
 //!
 //! A failed round leaves everything for the next one (the store's retry policy already
 //! retried each request), which waits 1 s, then twice as long after each failure up to
@@ -20,6 +21,7 @@ use super::live::{persist_commit, Live};
 use crate::error::Result;
 use crate::file_data::FileShared;
 use crate::namespace::Namespace;
+use crate::ns_backend::NsBackend;
 use crate::types::Ino;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -33,15 +35,14 @@ pub(super) const UPLOAD_EVERY: Duration = Duration::from_secs(1);
 /// The longest wait between two failed rounds.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Most garbage objects one round deletes.
-const GARBAGE_PER_ROUND: usize = 1000;
-
 /// What the uploader works on (shared with the facade).
 #[derive(Debug, Clone)]
 pub(super) struct FileSide {
     pub(super) ns: Arc<Namespace>,
     pub(super) live: Arc<Mutex<HashMap<Ino, Arc<Live>>>>,
     pub(super) files: Arc<FileShared>,
+    /// The namespace's images on the backend (`ns_backend/`).
+    pub(super) images: Arc<NsBackend>,
     /// One round at a time (the thread's, or a flush's).
     round: Arc<Mutex<()>>,
 }
@@ -51,11 +52,13 @@ impl FileSide {
         ns: Arc<Namespace>,
         live: Arc<Mutex<HashMap<Ino, Arc<Live>>>>,
         files: Arc<FileShared>,
+        images: Arc<NsBackend>,
     ) -> FileSide {
         FileSide {
             ns,
             live,
             files,
+            images,
             round: Arc::new(Mutex::new(())),
         }
     }
@@ -106,6 +109,9 @@ impl FileSide {
         if let Err(e) = self.retire() {
             first_err.get_or_insert(e);
         }
+        if let Err(e) = self.images.step(force) {
+            first_err.get_or_insert(e);
+        }
         if let Err(e) = self.collect_garbage() {
             first_err.get_or_insert(e);
         }
@@ -139,6 +145,9 @@ impl FileSide {
             }
             let n = {
                 let _one = self.round.lock();
+                // An image first: the rows it leaves out are the ones that may go.
+                self.images.want_image();
+                self.images.step(true)?;
                 self.collect_garbage()?
             };
             if n == 0 {
@@ -151,17 +160,24 @@ impl FileSide {
     /// Step 3: deletes garbage objects (at most [`GARBAGE_PER_ROUND`]) and forgets them;
     /// returns how many.
     fn collect_garbage(&self) -> Result<usize> {
-        let rows = self.ns.garbage(GARBAGE_PER_ROUND)?;
+        // Only rows no namespace image on the backend names (read before the last image).
+        let rows = self.images.take_deletable();
         if rows.is_empty() {
             return Ok(0);
         }
         // A row may come from a transaction committed but not durable yet (a truncate waiting
         // for the group commit): until it is, a crash would bring back the map naming it.
-        self.ns.sync()?;
         // One batch (the store's batched delete); on an error some may be gone already, and
         // deleting them again next round is harmless.
-        self.files.driver.delete_versions(&rows)?;
-        self.ns.forget_garbage(&rows)?;
+        let r = self
+            .ns
+            .sync()
+            .and_then(|()| Ok(self.files.driver.delete_versions(&rows)?))
+            .and_then(|()| self.ns.forget_garbage(&rows));
+        if let Err(e) = r {
+            self.images.give_back(rows);
+            return Err(e);
+        }
         Ok(rows.len())
     }
 

@@ -12,16 +12,16 @@ use crate::error::{Error, Result};
 use crate::types::{Cred, Handle, Ino, Kind};
 
 /// (ancestor volume, volume reading its SCOs) -> ().
-const READERS: TableDefinition<(u64, u64), ()> = TableDefinition::new("clone_readers");
+pub(super) const READERS: TableDefinition<(u64, u64), ()> = TableDefinition::new("clone_readers");
 /// Volume removed from the namespace while clones read it -> when (seconds since the epoch).
-const HIDDEN: TableDefinition<u64, i64> = TableDefinition::new("hidden_volumes");
+pub(super) const HIDDEN: TableDefinition<u64, i64> = TableDefinition::new("hidden_volumes");
 
 impl Namespace {
     /// Takes an inode number for an object linked later (a clone, built before its name
     /// appears), durably: it is never handed out again.
     pub(crate) fn reserve_ino(&self) -> Result<Ino> {
         let txn = self.begin()?;
-        let ino = Self::alloc_ino(&txn)?;
+        let ino = self.alloc_ino(&txn)?;
         self.commit(txn)?;
         Ok(ino)
     }

@@ -147,7 +147,7 @@ impl Namespace {
                     _ => Err(Error::Exists),
                 };
             }
-            let ino = Self::alloc_ino(&txn)?;
+            let ino = self.alloc_ino(&txn)?;
             let t = now();
             let mut i = Inode::new(node.kind, node.mode, node.cred, self.fsid);
             match node.kind {

@@ -33,6 +33,9 @@ pub(super) struct GroupCommit {
 struct State {
     /// The sequence number of the last transaction that began committing.
     committed: u64,
+    /// The last transaction whose commit returned (of those [`Namespace::commit_local`] does
+    /// not make).
+    finished: u64,
     /// Every transaction up to this number is durable.
     durable: u64,
     /// A thread is making a durable commit.
@@ -136,13 +139,38 @@ impl Namespace {
 
     /// Commits `txn` without waiting for it to be durable (step 1); returns its number.
     pub(super) fn commit_quiet(&self, txn: WriteTransaction) -> Result<u64> {
+        self.commit_counted(txn, true)
+    }
+
+    /// Commits `txn`, which changes only tables the namespace image leaves out (`jobs`,
+    /// `garbage` rows forgotten), and returns once it is durable: not a change of the image
+    /// ([`Namespace::changes`]).
+    pub(super) fn commit_local(&self, txn: WriteTransaction) -> Result<()> {
+        let seq = self.commit_counted(txn, false)?;
+        self.make_durable(seq)
+    }
+
+    /// Step 1; `counted`: a change the namespace image holds.
+    pub(super) fn commit_counted(&self, txn: WriteTransaction, counted: bool) -> Result<u64> {
         let seq = {
             let mut st = self.group.state.lock();
             st.committed += 1;
             st.committed
         };
         txn.commit()?;
+        if counted {
+            let mut st = self.group.state.lock();
+            st.finished = st.finished.max(seq);
+        }
         Ok(seq)
+    }
+
+    /// The number of the last transaction whose commit returned, of those the namespace image
+    /// holds: every change up to it is visible to a read transaction begun after this call
+    /// (writers are serialised, so all those before it returned too). Counts changes for the
+    /// namespace image (`image.rs`).
+    pub(crate) fn changes(&self) -> u64 {
+        self.group.state.lock().finished
     }
 
     /// Pins the journal from `lsn` on (a lower bound of the record about to be appended) for

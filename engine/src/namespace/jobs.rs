@@ -20,7 +20,7 @@ impl Namespace {
                 t.remove(*f)?;
             }
         }
-        self.commit(txn)
+        self.commit_local(txn)
     }
 
     /// Every job report recorded, by id.

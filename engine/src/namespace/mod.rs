@@ -8,6 +8,7 @@ mod data;
 mod dir;
 mod durable;
 mod extent_sweep;
+mod image;
 mod inode;
 mod jobs;
 mod names;
@@ -15,6 +16,7 @@ mod redo;
 
 pub(crate) use self::data::{DataUpdate, Orphaned};
 pub(crate) use self::dir::NewNode;
+pub(crate) use self::image::import_image;
 pub(crate) use self::inode::Inode;
 pub(crate) use self::names::now;
 use crate::error::{Error, Result};
@@ -79,13 +81,17 @@ pub(crate) struct Namespace {
     journal: std::sync::OnceLock<std::sync::Arc<crate::journal::Journal>>,
     /// When a lazy data commit was last made durable (see `persist_data`).
     lazy_synced: parking_lot::Mutex<std::time::Instant>,
+    /// Inode numbers from this one on are not handed out (the high-water mark on the backend,
+    /// `ns_backend/`): a create meeting it is answered `Delay` until the mark moves up.
+    ino_limit: std::sync::atomic::AtomicU64,
 }
 
 /// Longest run of lazy (unsynced) commits: redb reuses the space a transaction frees only after
 /// a durable commit, so a volume committing without pause must not grow the file forever.
 const LAZY_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn random_u64() -> u64 {
+/// A random, nonzero 64-bit identity (fsids, gateway ids).
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(now().secs as u128 * 1_000_000_000 + now().nsecs as u128);
@@ -203,6 +209,8 @@ impl Namespace {
             txn.open_table(GARBAGE)?;
             txn.open_table(ORPHANS)?;
             txn.open_table(UNNAMED)?;
+            txn.open_table(self::clones::READERS)?;
+            txn.open_table(self::clones::HIDDEN)?;
         }
         txn.commit()?;
         Ok(Namespace {
@@ -213,6 +221,7 @@ impl Namespace {
             group: self::durable::GroupCommit::default(),
             journal: std::sync::OnceLock::new(),
             lazy_synced: parking_lot::Mutex::new(std::time::Instant::now()),
+            ino_limit: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
     }
 
@@ -255,12 +264,27 @@ impl Namespace {
         get_inode(&t, ino)
     }
 
-    fn alloc_ino(txn: &WriteTransaction) -> Result<Ino> {
+    /// Inode numbers from `limit` on are refused (`Delay`) until it moves up.
+    pub(crate) fn set_ino_limit(&self, limit: Ino) {
+        self.ino_limit
+            .store(limit, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn alloc_ino(&self, txn: &WriteTransaction) -> Result<Ino> {
         let mut meta = txn.open_table(META)?;
         let ino = meta
             .get(META_NEXT_INO)?
             .map(|v| v.value())
             .ok_or_else(|| Error::Io("meta has no next_ino".into()))?;
+        if ino >= self.ino_limit.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::warn!(
+                ino,
+                "inode numbers are handed out only below the high-water mark on the backend, \
+                 which could not be raised yet (is the backend reachable?): the create is \
+                 answered DELAY"
+            );
+            return Err(Error::Delay);
+        }
         meta.insert(META_NEXT_INO, ino + 1)?;
         Ok(ino)
     }

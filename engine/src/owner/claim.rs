@@ -46,8 +46,9 @@ impl Claimant<'_> {
         Error::NotOwner(format!(
             "refusing the backend {}: {what}. This is {}. Nothing was changed on the backend. \
              A gateway never takes over another's backend: point this one at an empty backend, \
-             or start the owner with its own data directory (taking a backend over is disaster \
-             recovery, `strata restore`, which does not exist yet)",
+             or start the owner with its own data directory. If the owner's data directory is \
+             lost, `strata restore --conf <ganesha.conf> --take-over` brings the gateway back \
+             here from the backend (disaster recovery)",
             self.location,
             self.describe()
         ))
@@ -130,6 +131,14 @@ async fn lost_race(
     )))
 }
 
+/// The owner record and its ETag, if there is one.
+pub(crate) async fn read_record(store: &dyn ObjectStore) -> Result<Option<(OwnerRecord, String)>> {
+    match get_bounded(store, OWNER_KEY, RECORD_MAX).await? {
+        Some((b, etag)) => Ok(Some((OwnerRecord::decode(OWNER_KEY, &b)?, etag))),
+        None => Ok(None),
+    }
+}
+
 /// Reads an object of at most `max` bytes with its ETag; `None` if there is none. A larger
 /// object is an error without reading it.
 async fn get_bounded(
@@ -189,6 +198,9 @@ fn key_epoch(key: &str) -> Option<u64> {
             .then(|| u64::from_str_radix(s, 16).ok())
             .flatten()
     };
+    if let Some(epoch) = crate::ns_backend::image_key_epoch(key) {
+        return Some(epoch);
+    }
     if let Some(name) = key.strip_prefix(FILES_PREFIX) {
         let gen = hex16(name.rsplit('.').next()?)?;
         return name
@@ -220,6 +232,19 @@ async fn foreign(
 ) -> Result<Option<String>> {
     if key.starts_with(strata_backend::probe::PROBE_PREFIX) {
         // Left by an S3 conditional-write probe that could not clean up: not data.
+        return Ok(None);
+    }
+    if key == crate::ns_backend::HEAD_KEY {
+        return Ok(match crate::ns_backend::read_head(store).await? {
+            Some((h, _)) if h.fsid != me.ns.fsid() => Some(format!(
+                "it is the namespace head of namespace {:016x}",
+                h.fsid
+            )),
+            _ => None,
+        });
+    }
+    if crate::ns_backend::image_key_epoch(key).is_some() {
+        // An image of whichever namespace the head names (checked with the head).
         return Ok(None);
     }
     if let Some(name) = key.strip_prefix(FILES_PREFIX) {

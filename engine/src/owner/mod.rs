@@ -5,5 +5,5 @@
 mod claim;
 mod record;
 
-pub(crate) use claim::{claim, Claimant};
+pub(crate) use claim::{claim, read_record, Claimant};
 pub use record::{OwnerRecord, OWNER_KEY};

@@ -23,7 +23,8 @@ impl VolumeRegistry {
     /// 3. Its local files go (the volume is halted: no later call uploads anything), and a
     ///    flush in flight (`strata sync --wait`) is waited for, so that nothing reaches the
     ///    backend after step 4 starts.
-    /// 4. Its backend objects go in the background (a large volume has thousands: deleting
+    /// 4. Once the namespace image on the backend no longer names it (a restore must never
+    ///    show a volume whose objects are gone), its backend objects go in the background (a large volume has thousands: deleting
     ///    them inside the client's REMOVE would take minutes); the marker goes last.
     pub(crate) fn delete(&self, ino: Ino) -> Result<()> {
         self.gated(ino, || self.delete_gated(ino))
@@ -134,12 +135,17 @@ impl VolumeRegistry {
     /// A failure is logged and left to [`VolumeRegistry::finish_deletions`] or the next start.
     fn spawn_backend_delete(&self, ino: Ino, store: Arc<dyn ObjectStore>) {
         let fs = self.fs.clone();
+        let images = self.images.lock().clone();
+        let covering = images.as_ref().map(|i| i.want_image());
         let marker = self.deleting_marker(ino);
         // A job of its own, so that `strata job list` shows it (objects deleted so far).
         let job = self
             .jobs
             .register("delete", format!("volume {}", ino_name(ino)));
         let task = self.rt.spawn(async move {
+            if let (Some(i), Some(c)) = (&images, covering) {
+                i.wait_for_image(c).await;
+            }
             let r = match delete_all_with(&*store, &*job).await {
                 Err(e) => {
                     tracing::warn!(ino, error = %e, "deleting a volume's backend objects failed; retried at the next sync or start");
@@ -190,6 +196,13 @@ impl VolumeRegistry {
     /// Returns once every deleted volume's backend objects are gone: waits for the background
     /// deletions, then deletes (here, synchronously) whatever a failed one left.
     pub(crate) fn finish_deletions(&self) -> Result<()> {
+        // An image of the namespace as it is now, first: the deletions running and pending
+        // wait for no later one (and a backend that fails it leaves them all for later).
+        let images = self.images.lock().clone();
+        if let Some(i) = &images {
+            i.want_image();
+            i.step(true)?;
+        }
         let running = std::mem::take(&mut *self.deletions.lock());
         for t in running {
             // A failed task leaves its marker: handled below.

@@ -113,6 +113,9 @@ pub(crate) struct VolumeRegistry {
     jobs: Arc<crate::jobs::Jobs>,
     /// The namespace's clone tables (which volumes clones read), set by the facade.
     namespace: Mutex<Option<Arc<crate::namespace::Namespace>>>,
+    /// The namespace's images on the backend (set by the facade): a deleted volume's objects go
+    /// only once an image no longer names it.
+    images: Mutex<Option<Arc<crate::ns_backend::NsBackend>>>,
 }
 
 /// The id of volume `ino` of namespace `fsid`: both, little-endian.
@@ -157,12 +160,18 @@ impl VolumeRegistry {
             deleted: Mutex::new(std::collections::HashSet::new()),
             jobs,
             namespace: Mutex::new(None),
+            images: Mutex::new(None),
         }
     }
 
     /// Sets the namespace whose clone tables deletions consult.
     pub(crate) fn set_namespace(&self, ns: Arc<crate::namespace::Namespace>) {
         *self.namespace.lock() = Some(ns);
+    }
+
+    /// Sets the namespace images whose upload deletions wait for.
+    pub(crate) fn set_images(&self, images: Arc<crate::ns_backend::NsBackend>) {
+        *self.images.lock() = Some(images);
     }
 
     fn local_dir(&self, ino: Ino) -> PathBuf {

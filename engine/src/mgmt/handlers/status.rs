@@ -47,6 +47,8 @@ pub(super) fn status(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
             volume_age_ms: rp.volumes_since.map(age_ms),
             file_bytes: rp.file_bytes,
             file_age_ms: rp.files_since.map(age_ms),
+            namespace_image_age_ms: rp.namespace_image.map(age_ms),
+            namespace_changed: rp.namespace_changed,
         },
     }))
 }

@@ -1,0 +1,312 @@
+//! The namespace on the backend: images of the whole namespace, the head naming the current
+//! one, and the inode high-water mark, so that a gateway whose data directory is lost comes
+//! back from the backend alone (`restore.rs`).
+//!
+//! 1. At open, the head is read (its ETag kept). Its high-water mark is raised to a block
+//!    ([`INO_BLOCK`]) above the namespace's next inode number when less than half a block is
+//!    left, and the namespace hands out inode numbers only below the mark on the backend: a
+//!    restore, even from an older image, never hands out a number used before.
+//! 2. In each round of the file uploader (after its durable commit), when the namespace changed
+//!    and `Namespace_Upload_Interval` passed since the last image, or at once when something
+//!    waits for one: the garbage rows are read, then the image is exported from one read
+//!    transaction and PUT under a key of its own (`namespace/image.<epoch>.<seq>`), then the
+//!    head names it by a conditional write. A gateway that loses a conditional write of the head
+//!    (another gateway took the backend over) uploads no image again and deletes nothing.
+//! 3. Only after the head names the new image: the image it named before is deleted, the
+//!    garbage rows read in step 2 may be deleted (no map of an image on the backend names
+//!    them), and volume deletions waiting for an image begun after their unlink go on.
+//! 4. The mark moves up in the same rounds, when the next inode number comes within half a
+//!    block of it (the head rewritten naming the same image).
+//!
+//! The volumes' data and metadata reach the backend through their own pipelines; an image
+//! names a volume by its inode, and a restore opens it from its manifest.
+
+mod head;
+mod restore;
+
+pub use self::restore::{restore, RestoreOptions, RestoreReport};
+
+pub(crate) use self::head::{image_key_epoch, HEAD_KEY};
+use self::head::{Head, ImageRef, HEAD_LEN};
+use crate::error::{Error, Result};
+use crate::namespace::Namespace;
+use crate::types::Ino;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_backend::ObjectStore;
+
+/// Inode numbers the high-water mark moves up by: at the rate of a thousand creates a second,
+/// one head write every eight minutes, and half an hour of creates with the backend away.
+pub(crate) const INO_BLOCK: u64 = 1 << 20;
+
+/// A file extent's garbage row: (ino, extent index, generation).
+pub(crate) type GarbageRow = (Ino, u64, u64);
+
+/// Most garbage rows one image releases.
+const GARBAGE_PER_IMAGE: usize = 1000;
+
+/// The namespace's side of the backend.
+#[derive(Debug)]
+pub(crate) struct NsBackend {
+    ns: Arc<Namespace>,
+    store: Arc<dyn ObjectStore>,
+    rt: tokio::runtime::Handle,
+    epoch: u64,
+    interval: Duration,
+    st: Mutex<State>,
+    /// Held by whoever writes the head (the uploader's round; the open): never across a
+    /// read of `st` by others, so `strata status` never waits for the backend.
+    writer: Mutex<()>,
+    /// The number of the last image of this run.
+    seq: AtomicU64,
+    /// [`Namespace::changes`] covered by the image the head names, once one of this run does.
+    uploaded: tokio::sync::watch::Sender<Option<u64>>,
+    /// Something waits for the next image: take it whatever the interval.
+    wanted: AtomicBool,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The head as this gateway last read or wrote it, and its ETag.
+    head: Option<(Head, String)>,
+    /// [`Namespace::changes`] covered by the last image of this run.
+    covered: Option<u64>,
+    /// When the last image of this run was exported.
+    last: Option<Instant>,
+    /// Garbage rows no image on the backend names.
+    deletable: Vec<GarbageRow>,
+    /// Why this gateway writes the head no more (it lost a conditional write).
+    fenced: Option<String>,
+}
+
+impl NsBackend {
+    /// Step 1: reads the head and raises the high-water mark if needed.
+    pub(crate) fn open(
+        ns: Arc<Namespace>,
+        store: Arc<dyn ObjectStore>,
+        rt: tokio::runtime::Handle,
+        epoch: u64,
+        interval: Duration,
+    ) -> Result<Arc<NsBackend>> {
+        let head = rt.block_on(read_head(&*store))?;
+        if let Some((h, _)) = &head {
+            if h.fsid != ns.fsid() {
+                return Err(Error::NotOwner(format!(
+                    "{HEAD_KEY} on the backend names namespace {:016x}, not this one ({:016x}): \
+                     another namespace wrote it",
+                    h.fsid,
+                    ns.fsid()
+                )));
+            }
+        }
+        let b = Arc::new(NsBackend {
+            ns,
+            store,
+            rt,
+            epoch,
+            interval,
+            st: Mutex::new(State {
+                head,
+                covered: None,
+                last: None,
+                deletable: Vec::new(),
+                fenced: None,
+            }),
+            writer: Mutex::new(()),
+            seq: AtomicU64::new(0),
+            uploaded: tokio::sync::watch::Sender::new(None),
+            wanted: AtomicBool::new(false),
+        });
+        {
+            let _w = b.writer.lock();
+            b.raise_mark()?;
+        }
+        Ok(b)
+    }
+
+    /// Step 4: the high-water mark a block above the next inode number, if less than half a
+    /// block is left; the namespace's limit follows what the backend holds. The writer lock
+    /// is held.
+    fn raise_mark(&self) -> Result<()> {
+        let next = self.ns.next_ino()?;
+        let (mark, image) = self.current();
+        if mark >= next.saturating_add(INO_BLOCK / 2) {
+            self.ns.set_ino_limit(mark);
+            return Ok(());
+        }
+        let new_mark = next.saturating_add(INO_BLOCK).max(mark);
+        self.write_head(new_mark, image)?;
+        self.ns.set_ino_limit(new_mark);
+        Ok(())
+    }
+
+    /// The head's mark and image as last seen.
+    fn current(&self) -> (u64, Option<ImageRef>) {
+        let st = self.st.lock();
+        let h = st.head.as_ref().map(|(h, _)| *h);
+        (h.map_or(0, |h| h.ino_hwm), h.and_then(|h| h.image))
+    }
+
+    /// Writes the head (conditionally on the one last seen) with this gateway's identity. The
+    /// writer lock is held.
+    fn write_head(&self, ino_hwm: u64, image: Option<ImageRef>) -> Result<()> {
+        let etag = {
+            let st = self.st.lock();
+            if let Some(why) = &st.fenced {
+                return Err(Error::NotOwner(why.clone()));
+            }
+            st.head.as_ref().map(|(_, e)| e.clone())
+        };
+        let head = Head {
+            fsid: self.ns.fsid(),
+            gateway: self.ns.gateway_id(),
+            epoch: self.epoch,
+            ino_hwm,
+            image,
+        };
+        let bytes = bytes::Bytes::from(head.encode());
+        let r = self.rt.block_on(async {
+            match &etag {
+                Some(etag) => self.store.put_if_match(HEAD_KEY, bytes, etag).await,
+                None => self.store.put_if_absent(HEAD_KEY, bytes).await,
+            }
+        });
+        match r {
+            Ok(meta) => {
+                self.st.lock().head = Some((head, meta.etag));
+                Ok(())
+            }
+            Err(e) if e.is_condition_failed() => {
+                let why = format!(
+                    "{HEAD_KEY} on the backend changed under this gateway (epoch {}): another \
+                     gateway took the backend over; this one uploads no namespace image and \
+                     deletes nothing any more",
+                    self.epoch
+                );
+                tracing::error!("{why}");
+                self.st.lock().fenced = Some(why.clone());
+                Err(Error::NotOwner(why))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Steps 2 to 4, from the file uploader's round; `force`: an image now if anything changed
+    /// since the last one (`strata sync --wait`).
+    pub(crate) fn step(&self, force: bool) -> Result<()> {
+        let _w = self.writer.lock();
+        self.raise_mark()?;
+        let changes = self.ns.changes();
+        let due = {
+            let st = self.st.lock();
+            let changed = st.covered.is_none_or(|c| changes > c);
+            let waited = st.last.is_none_or(|t| t.elapsed() >= self.interval);
+            changed && (force || waited || self.wanted.load(Ordering::SeqCst))
+        };
+        if due {
+            self.image()?;
+        }
+        Ok(())
+    }
+
+    /// Steps 2 and 3: one image. The writer lock is held.
+    fn image(&self) -> Result<()> {
+        self.wanted.store(false, Ordering::SeqCst);
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        // Read before the image: rows already garbage are named by no map in it.
+        let garbage = self.ns.garbage(GARBAGE_PER_IMAGE)?;
+        let taken = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let at = Instant::now();
+        let (bytes, info) = self.ns.export_image()?;
+        let image = ImageRef {
+            epoch: self.epoch,
+            seq,
+            len: bytes.len() as u64,
+            taken,
+            crc: crc32c::crc32c(&bytes),
+        };
+        let key = image.key();
+        self.rt
+            .block_on(self.store.put(&key, bytes::Bytes::from(bytes)))?;
+        let (mark, before) = self.current();
+        if let Err(e) = self.write_head(mark, Some(image)) {
+            if self.st.lock().fenced.is_some() {
+                // Ours, never named: the new owner's collector would not know it.
+                let _ = self.rt.block_on(self.store.delete(&key));
+            }
+            return Err(e);
+        }
+        {
+            let mut st = self.st.lock();
+            st.covered = Some(info.changes);
+            st.last = Some(at);
+            st.deletable = garbage;
+        }
+        self.uploaded.send_replace(Some(info.changes));
+        tracing::debug!(key, len = image.len, "namespace image uploaded");
+        if let Some(old) = before.filter(|b| b.key() != key) {
+            if let Err(e) = self.rt.block_on(self.store.delete(&old.key())) {
+                tracing::warn!(key = old.key(), error = %e, "deleting a superseded namespace image failed; it stays on the backend");
+            }
+        }
+        Ok(())
+    }
+
+    /// Garbage rows no image on the backend names any more (taken: deleted by the caller).
+    pub(crate) fn take_deletable(&self) -> Vec<GarbageRow> {
+        std::mem::take(&mut self.st.lock().deletable)
+    }
+
+    /// What an image must cover to show the namespace as it is now (every change that
+    /// returned so far, the caller's included); asks for one at the next round.
+    pub(crate) fn want_image(&self) -> u64 {
+        self.wanted.store(true, Ordering::SeqCst);
+        self.ns.changes()
+    }
+
+    /// Waits until the head names an image of this run covering `changes` (from
+    /// [`NsBackend::want_image`]): nothing removed before that call is named on the backend.
+    pub(crate) async fn wait_for_image(&self, changes: u64) {
+        let mut rx = self.uploaded.subscribe();
+        // An error means the sender is gone: the engine is closing.
+        let _ = rx.wait_for(|c| c.is_some_and(|c| c >= changes)).await;
+    }
+
+    /// Gives back garbage rows taken by [`NsBackend::take_deletable`] and not deleted.
+    pub(crate) fn give_back(&self, rows: Vec<GarbageRow>) {
+        self.st.lock().deletable.extend(rows);
+    }
+
+    /// When the image on the backend was taken (seconds since the Unix epoch), and whether
+    /// the namespace changed since: `(None, _)` when there is no image yet.
+    pub(crate) fn image_state(&self) -> (Option<u64>, bool) {
+        let changes = self.ns.changes();
+        let st = self.st.lock();
+        let taken = st.head.as_ref().and_then(|(h, _)| h.image).map(|i| i.taken);
+        (taken, st.covered.is_none_or(|c| changes > c))
+    }
+}
+
+/// The head and its ETag, if there is one.
+pub(crate) async fn read_head(store: &dyn ObjectStore) -> Result<Option<(Head, String)>> {
+    let meta = match store.head(HEAD_KEY).await {
+        Ok(m) => m,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if meta.size != HEAD_LEN as u64 {
+        return Err(Error::Io(format!(
+            "{HEAD_KEY} on the backend is {} bytes, not {HEAD_LEN}",
+            meta.size
+        )));
+    }
+    let (bytes, meta) = store.get(HEAD_KEY).await?;
+    Ok(Some((Head::decode(&bytes)?, meta.etag)))
+}
+
+#[cfg(test)]
+mod tests;

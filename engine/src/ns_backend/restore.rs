@@ -1,0 +1,224 @@
+//! `strata restore`: a gateway back from the backend alone, into an empty data directory.
+//!
+//! 1. The data directory must be empty; the backend must hold an owner record and a
+//!    namespace head naming an image of the same namespace.
+//! 2. Taking the backend over is explicit (`take_over`): the owner record names another
+//!    gateway, which must be gone for good. On a store run with `S3_Unsafe_Single_Writer`
+//!    nothing fences that gateway should it come back, so `force` is needed too.
+//! 3. The image is read, checked (length, checksum, layout) and imported into a new
+//!    `strata.redb` under a new gateway id, its next inode number at least the head's
+//!    high-water mark: no number handed out before is handed out again.
+//! 4. The owner record names the new gateway, its epoch one above the old one's (a conditional
+//!    write on the record read in step 1: a race with another restore or start loses).
+//! 5. The gateway opens once (as Ganesha would) and closes: its start bumps the epoch again,
+//!    raises the high-water mark and uploads its first image, whose head write fences the old
+//!    head. Volumes open from their manifests when first used; file extents are read from the
+//!    backend on demand: nothing is downloaded in bulk.
+//!
+//! A failure before step 4 leaves the backend untouched and removes what step 3 wrote.
+
+use super::read_head;
+use crate::error::{Error, Result};
+use crate::fs::{BackendConfig, EngineConfig, Filesystem, METADATA_FILE};
+use crate::owner::{read_record, OwnerRecord, OWNER_KEY};
+use crate::progress::Progress;
+
+/// How to restore.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreOptions {
+    /// Take the backend over from the gateway its owner record names (required: that gateway
+    /// must be gone).
+    pub take_over: bool,
+    /// Also on a store without conditional writes (`S3_Unsafe_Single_Writer`), where nothing
+    /// fences the old gateway should it come back.
+    pub force: bool,
+}
+
+/// What a restore brought back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreReport {
+    /// The gateway the backend belonged to.
+    pub previous_owner: String,
+    /// The restored gateway's owner epoch.
+    pub epoch: u64,
+    /// When the image was taken (seconds since the Unix epoch).
+    pub image_taken: u64,
+    /// The image's age when the restore read it, seconds.
+    pub image_age_secs: u64,
+    /// The image's size in bytes.
+    pub image_bytes: u64,
+    /// Directories restored (the root included).
+    pub directories: u64,
+    /// Regular files restored.
+    pub files: u64,
+    /// Volumes restored (opened from their manifests when first used).
+    pub volumes: u64,
+    /// Symbolic links restored.
+    pub symlinks: u64,
+    /// The next inode number the restored gateway hands out.
+    pub next_ino: u64,
+}
+
+/// Steps of the progress report.
+const STEPS: u64 = 5;
+
+/// Restores the gateway `config` describes from its backend (steps 1 to 5).
+pub fn restore(
+    config: &EngineConfig,
+    opts: RestoreOptions,
+    p: &dyn Progress,
+) -> Result<RestoreReport> {
+    let data = &config.data_dir;
+    p.step(0, STEPS);
+    match std::fs::read_dir(data) {
+        Ok(mut d) => {
+            if d.next().is_some() {
+                return Err(Error::Invalid(format!(
+                    "the data directory {} is not empty: a restore writes only into an empty \
+                     one (move this one aside if it is a damaged copy)",
+                    data.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data).map_err(|e| crate::error::io_err(data.display(), e))?;
+        }
+        Err(e) => return Err(crate::error::io_err(data.display(), e)),
+    }
+    let rt = crate::runtime::build()?;
+    let (store, location) = crate::fs::connect_store(config, &rt, None)?;
+    let r = restore_into(config, opts, p, &rt, &*store, &location);
+    drop(rt);
+    let report = match r {
+        Ok(v) => v,
+        Err((e, written)) => {
+            if written {
+                let _ = std::fs::remove_file(data.join(METADATA_FILE));
+            }
+            return Err(e);
+        }
+    };
+    p.step(4, STEPS);
+    // Step 5.
+    let fs = Filesystem::open(config.clone())?;
+    let epoch = fs.owner().epoch;
+    drop(fs);
+    p.step(STEPS, STEPS);
+    tracing::info!(
+        backend = %location,
+        image_age_secs = report.image_age_secs,
+        "gateway restored from the backend"
+    );
+    Ok(RestoreReport { epoch, ..report })
+}
+
+/// Steps 1 to 4; on an error, whether the namespace file was written.
+fn restore_into(
+    config: &EngineConfig,
+    opts: RestoreOptions,
+    p: &dyn Progress,
+    rt: &tokio::runtime::Runtime,
+    store: &dyn strata_backend::ObjectStore,
+    location: &str,
+) -> std::result::Result<RestoreReport, (Error, bool)> {
+    let before = |e: Error| (e, false);
+    let Some((owner, owner_etag)) = rt.block_on(read_record(store)).map_err(before)? else {
+        return Err(before(Error::Invalid(format!(
+            "the backend {location} has no owner record: no gateway was ever started on it"
+        ))));
+    };
+    let head = rt.block_on(read_head(store)).map_err(before)?;
+    let Some((head, image)) = head.and_then(|(h, _)| Some((h, h.image?))) else {
+        return Err(before(Error::Invalid(format!(
+            "the backend {location} holds no namespace image: its gateway ({}) never uploaded \
+             one (a gateway uploads its first at start; those before this version of Strata \
+             uploaded none)",
+            owner.describe()
+        ))));
+    };
+    if head.fsid != owner.fsid {
+        return Err(before(Error::Io(format!(
+            "the backend {location} is inconsistent: its owner record names namespace {:016x} \
+             and its namespace head {:016x}",
+            owner.fsid, head.fsid
+        ))));
+    }
+    // Step 2.
+    if !opts.take_over {
+        return Err(before(Error::NotOwner(format!(
+            "the backend {location} belongs to {}, epoch {}: restoring takes it over. Make \
+             sure that gateway is gone for good (its machine lost or stopped, never to start \
+             again with its data directory), then run the restore again with --take-over",
+            owner.describe(),
+            owner.epoch
+        ))));
+    }
+    if let BackendConfig::S3(s3) = &config.backend {
+        if s3.unsafe_single_writer && !opts.force {
+            return Err(before(Error::NotOwner(
+                "S3_Unsafe_Single_Writer is set: this store has no conditional writes, so \
+                 nothing would stop the old gateway from overwriting the restored one's \
+                 objects should it come back. Add --force once it is certainly gone"
+                    .into(),
+            )));
+        }
+    }
+    p.step(1, STEPS);
+    // Step 3.
+    let (bytes, _) = rt.block_on(store.get(&image.key())).map_err(|e| {
+        before(Error::Io(format!(
+            "reading the namespace image {} from {location}: {e}",
+            image.key()
+        )))
+    })?;
+    if bytes.len() as u64 != image.len || crc32c::crc32c(&bytes) != image.crc {
+        return Err(before(Error::Io(format!(
+            "the namespace image {} on {location} is damaged: its length or checksum is not \
+             the one its head records",
+            image.key()
+        ))));
+    }
+    p.step(2, STEPS);
+    let gateway = crate::namespace::random_u64();
+    let path = config.data_dir.join(METADATA_FILE);
+    let written = |e: Error| (e, true);
+    let db = redb::Database::create(&path).map_err(|e| written(e.into()))?;
+    let info =
+        crate::namespace::import_image(&db, &bytes, gateway, head.ino_hwm).map_err(written)?;
+    drop(db);
+    p.step(3, STEPS);
+    // Step 4.
+    let label = format!("{}:{}", crate::fs::host_name(), config.data_dir.display());
+    let epoch = owner
+        .epoch
+        .checked_add(1)
+        .ok_or_else(|| written(Error::Io("the owner epoch cannot grow any more".into())))?;
+    let new = OwnerRecord::new(owner.fsid, gateway, epoch, &label);
+    rt.block_on(store.put_if_match(OWNER_KEY, new.encode().into(), &owner_etag))
+        .map_err(|e| {
+            if e.is_condition_failed() {
+                written(Error::NotOwner(format!(
+                    "the owner record on {location} changed while restoring (another restore \
+                     or gateway start?); nothing was taken over"
+                )))
+            } else {
+                written(e.into())
+            }
+        })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let k = info.kinds;
+    Ok(RestoreReport {
+        previous_owner: owner.describe(),
+        epoch,
+        image_taken: image.taken,
+        image_age_secs: now.saturating_sub(image.taken),
+        image_bytes: image.len,
+        directories: k.directories,
+        files: k.files,
+        volumes: k.volumes,
+        symlinks: k.symlinks,
+        next_ino: info.next_ino,
+    })
+}

@@ -1,0 +1,167 @@
+//! The namespace's side of the backend against an in-memory store: the high-water mark, the
+//! images and the head, the garbage they release, and a gateway that lost the head.
+
+use super::*;
+use crate::types::{CreateMode, Cred, Handle, Kind};
+use strata_backend::MemStore;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    ns: Arc<Namespace>,
+    store: Arc<MemStore>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = redb::Database::create(dir.path().join("ns.redb")).expect("db");
+    Setup {
+        ns: Arc::new(Namespace::open(db).expect("open")),
+        _dir: dir,
+        store: Arc::new(MemStore::new()),
+        rt: crate::runtime::build().expect("runtime"),
+    }
+}
+
+impl Setup {
+    fn open(&self, epoch: u64) -> Result<Arc<NsBackend>> {
+        NsBackend::open(
+            self.ns.clone(),
+            self.store.clone(),
+            self.rt.handle().clone(),
+            epoch,
+            Duration::from_secs(3600),
+        )
+    }
+
+    fn head(&self) -> Head {
+        self.rt
+            .block_on(read_head(&*self.store))
+            .expect("read")
+            .expect("a head")
+            .0
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let page = self
+            .rt
+            .block_on(self.store.list("", None, 100))
+            .expect("list");
+        page.objects.into_iter().map(|o| o.key).collect()
+    }
+
+    fn create(&self, name: &[u8]) -> Result<Ino> {
+        let root = Handle {
+            ino: crate::namespace::ROOT,
+            generation: self.ns.fsid(),
+        };
+        let node = crate::namespace::NewNode {
+            kind: Kind::File,
+            mode: 0o644,
+            cred: Cred::default(),
+            target: vec![],
+        };
+        Ok(self.ns.create(root, name, node, CreateMode::Unchecked)?.0)
+    }
+}
+
+#[test]
+fn the_mark_is_ahead_of_every_inode_handed_out_and_creates_wait_at_it() {
+    let s = setup();
+    let b = s.open(1).expect("open");
+    let next = s.ns.next_ino().expect("next");
+    assert_eq!(s.head().ino_hwm, next + INO_BLOCK, "written at open");
+    assert_eq!(s.head().image, None);
+    // The namespace hands out numbers only below the mark the backend holds.
+    s.ns.set_ino_limit(next + 1);
+    s.create(b"a").expect("below the mark");
+    assert!(matches!(s.create(b"b"), Err(Error::Delay)), "at the mark");
+    // A round raises the mark when less than half a block is left.
+    b.step(false).expect("step");
+    s.create(b"b").expect("the limit follows the head");
+    drop(b);
+    // A start with the mark far enough ahead leaves the head alone.
+    let before = s.head();
+    let _b = s.open(2).expect("reopen");
+    assert_eq!(s.head(), before);
+}
+
+#[test]
+fn an_image_is_named_by_the_head_before_its_predecessor_and_garbage_go() {
+    let s = setup();
+    let b = s.open(3).expect("open");
+    b.step(false)
+        .expect("the first image of a run is taken at once");
+    let first = s.head().image.expect("an image");
+    assert_eq!((first.epoch, first.seq), (3, 1));
+    // Garbage recorded now is named by the image on the backend (it was a map's before):
+    // nothing may go until an image taken after it is named by the head.
+    s.ns.add_garbage(&[(9, 0, 5)]).expect("garbage");
+    assert!(b.take_deletable().is_empty());
+    b.step(false).expect("not due: the interval has not passed");
+    assert_eq!(s.head().image, Some(first));
+    let covering = b.want_image();
+    b.step(false).expect("wanted: due");
+    let second = s.head().image.expect("an image");
+    assert_eq!(second.seq, 2);
+    assert_eq!(b.take_deletable(), vec![(9, 0, 5)]);
+    let keys = s.keys();
+    assert!(keys.contains(&second.key()), "{keys:?}");
+    assert!(
+        !keys.contains(&first.key()),
+        "superseded image deleted: {keys:?}"
+    );
+    s.rt.block_on(b.wait_for_image(covering));
+    // Unchanged: forced or not, no new image.
+    b.step(true).expect("step");
+    assert_eq!(s.head().image, Some(second));
+}
+
+#[test]
+fn a_gateway_that_lost_the_head_uploads_and_releases_nothing_more() {
+    let s = setup();
+    let b = s.open(4).expect("open");
+    b.step(false).expect("image");
+    let mine = s.head();
+    // Another gateway (a restore with --take-over) writes the head.
+    let theirs = Head {
+        gateway: 99,
+        epoch: 5,
+        ..mine
+    };
+    s.rt.block_on(s.store.put(HEAD_KEY, theirs.encode().into()))
+        .expect("put");
+    s.create(b"x").expect("create");
+    s.ns.add_garbage(&[(9, 0, 6)]).expect("garbage");
+    let e = b.step(true).expect_err("fenced");
+    assert!(matches!(e, Error::NotOwner(_)), "{e}");
+    assert_eq!(s.head(), theirs, "the new owner's head stays");
+    assert!(b.take_deletable().is_empty(), "nothing released");
+    let images: Vec<String> = s
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("namespace/image."))
+        .collect();
+    assert_eq!(
+        images,
+        vec![mine.image.expect("image").key()],
+        "its own new image removed"
+    );
+    assert!(matches!(b.step(true), Err(Error::NotOwner(_))), "for good");
+}
+
+#[test]
+fn a_head_of_another_namespace_is_refused_at_open() {
+    let s = setup();
+    let other = Head {
+        fsid: s.ns.fsid() ^ 1,
+        gateway: 1,
+        epoch: 1,
+        ino_hwm: 10,
+        image: None,
+    };
+    s.rt.block_on(s.store.put(HEAD_KEY, other.encode().into()))
+        .expect("put");
+    assert!(matches!(s.open(1), Err(Error::NotOwner(_))));
+    assert_eq!(s.head(), other, "untouched");
+}

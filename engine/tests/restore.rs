@@ -1,0 +1,247 @@
+//! Disaster recovery (issue #18): a gateway whose data directory is lost comes back from the
+//! backend alone with `restore`: every name, attribute, link, fileid, byte, snapshot and clone
+//! as of `flush_to_backend` (`strata sync --wait`), and inode numbers never handed out before.
+//! Real redb files, real local directories, a `LocalStore` backend.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use strata_engine::*;
+
+const ME: Cred = Cred { uid: 0, gid: 0 };
+const MIB: usize = 1 << 20;
+const TAKE_OVER: RestoreOptions = RestoreOptions {
+    take_over: true,
+    force: false,
+};
+
+fn config(data: &Path, backend: &Path) -> EngineConfig {
+    let mut cfg = EngineConfig::new(data);
+    cfg.backend = BackendConfig::Local {
+        dir: backend.to_path_buf(),
+    };
+    cfg.sco_size = 1 << 20;
+    cfg
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
+        .collect()
+}
+
+fn read_all(fs: &Filesystem, h: Handle) -> Vec<u8> {
+    let size = fs.getattr(h).expect("getattr").size as usize;
+    let mut out = vec![0u8; size];
+    let mut at = 0;
+    while at < size {
+        let (n, _) = fs
+            .read(h, at as u64, &mut out[at..(at + MIB).min(size)])
+            .expect("read");
+        assert!(n > 0, "short read at {at}");
+        at += n;
+    }
+    out
+}
+
+fn snapshot_names(fs: &Filesystem, h: Handle) -> Vec<String> {
+    let list = fs.snapshot_list(h).expect("snapshots");
+    list.into_iter().map(|s| s.name).collect()
+}
+
+/// Everything a client sees of a tree: path -> (fileid, kind, mode, uid, size, nlink, mtime,
+/// symlink target or data).
+type Tree = BTreeMap<String, (u64, Kind, u32, u32, u64, u32, Timestamp, Vec<u8>)>;
+
+fn walk(fs: &Filesystem, dir: Handle, path: &str, out: &mut Tree) {
+    let mut cookie = 0;
+    loop {
+        let page = fs.readdir(dir, cookie, 100).expect("readdir");
+        for e in &page.entries {
+            let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+            let a = &e.attr;
+            let content = match a.kind {
+                Kind::Directory => {
+                    walk(fs, a.handle, &p, out);
+                    vec![]
+                }
+                Kind::Symlink => fs.readlink(a.handle).expect("readlink"),
+                Kind::File | Kind::Volume => read_all(fs, a.handle),
+            };
+            out.insert(
+                p,
+                (
+                    a.handle.ino,
+                    a.kind,
+                    a.mode,
+                    a.uid,
+                    a.size,
+                    a.nlink,
+                    a.mtime,
+                    content,
+                ),
+            );
+            cookie = e.cookie;
+        }
+        if page.eof {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_lost_data_directory_comes_back_from_the_backend_alone() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let backend = t.path().join("backend");
+    let first = t.path().join("data1");
+    let fs = Filesystem::open(config(&first, &backend)).expect("open");
+    let root = fs.root();
+    let d = fs.mkdir(root, b"vms", 0o750, ME).expect("mkdir");
+    let sub = fs.mkdir(d.handle, b"sub", 0o700, ME).expect("mkdir");
+    let vmx = fs
+        .create(
+            d.handle,
+            b"a.vmx",
+            0o644,
+            Cred { uid: 5, gid: 6 },
+            CreateMode::Guarded,
+        )
+        .expect("create")
+        .attr;
+    fs.write(vmx.handle, 0, &pattern(3 * MIB + 77, 1), true)
+        .expect("write");
+    fs.link(vmx.handle, sub.handle, b"hard").expect("link");
+    fs.symlink(d.handle, b"sym", b"a.vmx", ME).expect("symlink");
+    let disk = fs
+        .create(d.handle, b"a-flat.vmdk", 0o600, ME, CreateMode::Guarded)
+        .expect("create")
+        .attr;
+    assert_eq!(disk.kind, Kind::Volume);
+    fs.write(disk.handle, 0, &pattern(2 * MIB, 2), true)
+        .expect("write");
+    fs.snapshot_create(disk.handle, "before", vec![])
+        .expect("snapshot");
+    fs.write(disk.handle, MIB as u64, &pattern(MIB, 3), true)
+        .expect("write");
+    let (clone, _) = fs
+        .volume_clone(disk.handle, Some("before"), d.handle, b"b-flat.vmdk")
+        .expect("clone");
+    fs.write(clone.handle, 4096, &pattern(8192, 4), true)
+        .expect("write");
+    // A removed file: its extents become garbage, and must not come back.
+    let gone = fs
+        .create(root, b"gone", 0o644, ME, CreateMode::Guarded)
+        .expect("create")
+        .attr;
+    fs.write(gone.handle, 0, &pattern(4096, 5), true)
+        .expect("write");
+    fs.flush_to_backend().expect("flush");
+    fs.unlink(root, b"gone").expect("unlink");
+    fs.flush_to_backend().expect("flush");
+    let mut before = Tree::new();
+    walk(&fs, root, "", &mut before);
+    let old_owner = fs.owner().clone();
+    let snaps = snapshot_names(&fs, disk.handle);
+    let fsid = fs.fsid();
+    // Created after the last image (the interval is far from over): lost with the machine, but
+    // its fileid must never be handed out again.
+    let late = fs
+        .create(root, b"late", 0o644, ME, CreateMode::Guarded)
+        .expect("create")
+        .attr;
+    let highest = before.values().map(|v| v.0).max().expect("entries");
+    assert!(late.handle.ino > highest);
+    drop(fs);
+    // The machine is lost: its data directory with it.
+    std::fs::remove_dir_all(&first).expect("rm");
+
+    let second = t.path().join("data2");
+    let cfg = config(&second, &backend);
+    // A gateway on an empty data directory is refused (the backend is the old one's).
+    let e = Filesystem::open(cfg.clone()).expect_err("refused");
+    assert!(e.to_string().contains("strata restore"), "{e}");
+    // Restore without --take-over: refused, nothing written.
+    let e = restore(&cfg, RestoreOptions::default(), &NoProgress).expect_err("refused");
+    assert!(matches!(e, Error::NotOwner(_)), "{e}");
+    assert!(e.to_string().contains("--take-over"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(&second).expect("dir").count(),
+        0,
+        "nothing written"
+    );
+    let report = restore(&cfg, TAKE_OVER, &NoProgress).expect("restore");
+    assert_eq!(
+        (
+            report.directories,
+            report.files,
+            report.volumes,
+            report.symlinks
+        ),
+        (3, 1, 2, 1),
+        "{report:?}"
+    );
+    assert!(report.epoch > old_owner.epoch, "{report:?}");
+    assert!(report.image_age_secs < 600, "{report:?}");
+
+    let fs = Filesystem::open(cfg.clone()).expect("open the restored gateway");
+    assert_eq!(fs.fsid(), fsid, "the same namespace: handles stay valid");
+    assert_ne!(fs.owner().gateway, old_owner.gateway, "a new gateway");
+    let root = fs.root();
+    let mut after = Tree::new();
+    walk(&fs, root, "", &mut after);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &before {
+        assert!(after[k] == *v, "{k} differs after the restore");
+    }
+    let disk = fs.lookup_path("/vms/a-flat.vmdk").expect("disk");
+    assert_eq!(snapshot_names(&fs, disk.handle), snaps);
+    let clone = fs.lookup_path("/vms/b-flat.vmdk").expect("clone");
+    let mut expect = pattern(2 * MIB, 2);
+    expect[4096..4096 + 8192].copy_from_slice(&pattern(8192, 4));
+    assert_eq!(
+        read_all(&fs, clone.handle),
+        expect,
+        "the clone reads its parent"
+    );
+    // A new object's fileid was never handed out before, even by the lost gateway after its
+    // last image (its high-water mark is on the backend).
+    let new = fs
+        .create(root, b"new", 0o644, ME, CreateMode::Guarded)
+        .expect("create")
+        .attr;
+    assert!(
+        new.handle.ino > late.handle.ino,
+        "{} > {}",
+        new.handle.ino,
+        late.handle.ino
+    );
+    assert!(fs.lookup(root, b"late").is_err(), "not in the image");
+    assert!(new.handle.ino >= report.next_ino, "{report:?}");
+    // The restored gateway writes.
+    fs.write(disk.handle, 0, &pattern(4096, 9), true)
+        .expect("write");
+    fs.flush_to_backend().expect("flush");
+    drop(fs);
+
+    // The old gateway, should its data directory come back, is refused.
+    let old = t.path().join("data-old");
+    let e = Filesystem::open(config(&old, &backend)).expect_err("refused");
+    assert!(matches!(e, Error::NotOwner(_)), "{e}");
+    // A second restore into a non-empty directory is refused.
+    let e = restore(&cfg, TAKE_OVER, &NoProgress).expect_err("not empty");
+    assert!(e.to_string().contains("not empty"), "{e}");
+}
+
+#[test]
+fn a_backend_without_an_image_or_owner_has_nothing_to_restore() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let backend = t.path().join("backend");
+    std::fs::create_dir_all(&backend).expect("mkdir");
+    let cfg = config(&t.path().join("data"), &backend);
+    let e = restore(&cfg, TAKE_OVER, &NoProgress).expect_err("nothing");
+    assert!(e.to_string().contains("no owner record"), "{e}");
+    assert!(!t.path().join("data").join("strata.redb").exists());
+}
