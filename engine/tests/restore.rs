@@ -44,6 +44,16 @@ fn read_all(fs: &Filesystem, h: Handle) -> Vec<u8> {
     out
 }
 
+/// Creates `dir/name` and writes `data` into it, stable.
+fn create_written(fs: &Filesystem, dir: Handle, name: &[u8], mode: u32, data: &[u8]) -> Attr {
+    let a = fs
+        .create(dir, name, mode, ME, CreateMode::Guarded)
+        .expect("create")
+        .attr;
+    fs.write(a.handle, 0, data, true).expect("write");
+    a
+}
+
 fn snapshot_names(fs: &Filesystem, h: Handle) -> Vec<String> {
     let list = fs.snapshot_list(h).expect("snapshots");
     list.into_iter().map(|s| s.name).collect()
@@ -129,12 +139,7 @@ fn a_lost_data_directory_comes_back_from_the_backend_alone() {
     fs.write(clone.handle, 4096, &pattern(8192, 4), true)
         .expect("write");
     // A removed file: its extents become garbage, and must not come back.
-    let gone = fs
-        .create(root, b"gone", 0o644, ME, CreateMode::Guarded)
-        .expect("create")
-        .attr;
-    fs.write(gone.handle, 0, &pattern(4096, 5), true)
-        .expect("write");
+    create_written(&fs, root, b"gone", 0o644, &pattern(4096, 5));
     fs.flush_to_backend().expect("flush");
     fs.unlink(root, b"gone").expect("unlink");
     fs.flush_to_backend().expect("flush");
@@ -201,9 +206,8 @@ fn a_lost_data_directory_comes_back_from_the_backend_alone() {
     let clone = fs.lookup_path("/vms/b-flat.vmdk").expect("clone");
     let mut expect = pattern(2 * MIB, 2);
     expect[4096..4096 + 8192].copy_from_slice(&pattern(8192, 4));
-    assert_eq!(
-        read_all(&fs, clone.handle),
-        expect,
+    assert!(
+        read_all(&fs, clone.handle) == expect,
         "the clone reads its parent"
     );
     // A new object's fileid was never handed out before, even by the lost gateway after its
@@ -244,4 +248,52 @@ fn a_backend_without_an_image_or_owner_has_nothing_to_restore() {
     let e = restore(&cfg, TAKE_OVER, &NoProgress).expect_err("nothing");
     assert!(e.to_string().contains("no owner record"), "{e}");
     assert!(!t.path().join("data").join("strata.redb").exists());
+}
+
+#[test]
+fn a_deposed_gateway_still_running_cannot_change_what_the_restored_one_serves() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let backend = t.path().join("backend");
+    let old = Filesystem::open(config(&t.path().join("old"), &backend)).expect("open");
+    let root = old.root();
+    let disk = create_written(&old, root, b"d-flat.vmdk", 0o600, &pattern(MIB, 1));
+    let file = create_written(&old, root, b"f", 0o644, &pattern(MIB, 2));
+    create_written(&old, root, b"gone-flat.vmdk", 0o600, &pattern(8192, 3));
+    old.flush_to_backend().expect("flush");
+
+    // Restored elsewhere while the old gateway still runs (its machine only looked lost).
+    let cfg = config(&t.path().join("new"), &backend);
+    restore(&cfg, TAKE_OVER, &NoProgress).expect("restore");
+
+    // The old gateway goes on: a volume write, a file rewrite, a volume and a file removed.
+    old.write(disk.handle, 0, &pattern(MIB, 9), true)
+        .expect("a local write still succeeds");
+    old.write(file.handle, 0, &pattern(MIB, 8), true)
+        .expect("write");
+    old.unlink(root, b"gone-flat.vmdk").expect("unlink");
+    old.unlink(root, b"f").expect("unlink");
+    let e = old.flush_to_backend().expect_err("fenced");
+    assert!(
+        e.to_string().contains("another gateway") || matches!(e, Error::Backend { .. }),
+        "{e}"
+    );
+    drop(old);
+
+    let fs = Filesystem::open(cfg).expect("open the restored gateway");
+    let root = fs.root();
+    let d = fs.lookup(root, b"d-flat.vmdk").expect("disk");
+    assert!(
+        read_all(&fs, d.handle) == pattern(MIB, 1),
+        "the old owner's write is not there"
+    );
+    let f = fs.lookup(root, b"f").expect("file");
+    assert!(
+        read_all(&fs, f.handle) == pattern(MIB, 2),
+        "nor its file rewrite or removal"
+    );
+    let g = fs.lookup(root, b"gone-flat.vmdk").expect("volume");
+    assert!(
+        read_all(&fs, g.handle) == pattern(8192, 3),
+        "nor its volume deletion"
+    );
 }

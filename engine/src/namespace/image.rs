@@ -35,7 +35,7 @@ const CRC_LEN: usize = 4;
 const FIELD_MAX: usize = 1 << 20;
 
 /// What an image holds besides its rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ImageInfo {
     /// The namespace's fsid.
     pub fsid: u64,
@@ -47,6 +47,9 @@ pub(crate) struct ImageInfo {
     pub inodes: u64,
     /// Of those, per kind (counted by [`import_image`] only).
     pub kinds: KindCounts,
+    /// The volumes whose backend namespaces it names: its volumes and its hidden volumes
+    /// (filled by [`import_image`] only).
+    pub volumes: Vec<u64>,
 }
 
 /// Objects per kind, for reports.
@@ -232,6 +235,7 @@ impl Namespace {
                 next_ino,
                 inodes: count,
                 kinds: KindCounts::default(),
+                volumes: Vec::new(),
             },
         ))
     }
@@ -268,6 +272,7 @@ pub(crate) fn check_image(b: &[u8]) -> Result<(ImageInfo, usize)> {
             next_ino: 0,
             inodes: 0,
             kinds: KindCounts::default(),
+            volumes: Vec::new(),
         },
         HEADER_LEN,
     ))
@@ -320,6 +325,9 @@ pub(crate) fn import_image(
                         let kind = super::Inode::decode(v)?.kind;
                         inodes.insert(k, v)?;
                         info.inodes += 1;
+                        if kind == Kind::Volume {
+                            info.volumes.push(k);
+                        }
                         let c = &mut info.kinds;
                         *match kind {
                             Kind::Directory => &mut c.directories,
@@ -354,6 +362,7 @@ pub(crate) fn import_image(
                     _ => {
                         let (i, t) = (r.u64()?, r.u64()?);
                         hidden.insert(i, t as i64)?;
+                        info.volumes.push(i);
                     }
                 }
             }

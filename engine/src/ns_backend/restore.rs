@@ -9,7 +9,11 @@
 //!    `strata.redb` under a new gateway id, its next inode number at least the head's
 //!    high-water mark: no number handed out before is handed out again.
 //! 4. The owner record names the new gateway, its epoch one above the old one's (a conditional
-//!    write on the record read in step 1: a race with another restore or start loses).
+//!    write on the record read in step 1: a race with another restore or start loses). Then
+//!    every volume manifest the image names is rewritten (its generation one up, by a
+//!    conditional write): the old gateway, should it still run, loses its next conditional
+//!    write of each, which stops that volume's uploads for good (a refused conditional write
+//!    is final).
 //! 5. The gateway opens once (as Ganesha would) and closes: its start bumps the epoch again,
 //!    raises the high-water mark and uploads its first image, whose head write fences the old
 //!    head. Volumes open from their manifests when first used; file extents are read from the
@@ -205,6 +209,10 @@ fn restore_into(
                 written(e.into())
             }
         })?;
+    for &ino in &info.volumes {
+        rt.block_on(fence_manifest(store, owner.fsid, ino))
+            .map_err(written)?;
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -221,4 +229,50 @@ fn restore_into(
         symlinks: k.symlinks,
         next_ino: info.next_ino,
     })
+}
+
+/// Tries of a manifest's rewrite when another writer wins the race (the old gateway, still
+/// running, uploading that volume).
+const FENCE_TRIES: usize = 5;
+
+/// Rewrites volume `ino`'s manifest as it is, its generation one up, by a conditional write:
+/// an older owner's next conditional write of it fails. Nothing to do for a volume without one.
+async fn fence_manifest(
+    store: &dyn strata_backend::ObjectStore,
+    fsid: u64,
+    ino: u64,
+) -> Result<()> {
+    use crate::volume::manifest::{Manifest, MANIFEST_NAME};
+    let key = format!(
+        "{}{ino:016x}/{MANIFEST_NAME}",
+        crate::registry::VOLUMES_PREFIX
+    );
+    for _ in 0..FENCE_TRIES {
+        let (xml, meta) = match store.get(&key).await {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut m = Manifest::from_xml(&key, &xml)?;
+        let want = crate::registry::volume_id(fsid, ino);
+        if m.volume != want {
+            return Err(Error::Io(format!(
+                "{key} names volume {}, not {want}: the backend is inconsistent",
+                m.volume
+            )));
+        }
+        m.generation += 1;
+        match store
+            .put_if_match(&key, m.to_xml().into(), &meta.etag)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_condition_failed() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::NotOwner(format!(
+        "{key} changed {FENCE_TRIES} times while the restore rewrote it: the old gateway still \
+         runs and uploads; stop it, then restore again"
+    )))
 }
