@@ -21,7 +21,8 @@ use super::{
     META_GATEWAY, META_NEXT_INO, META_VERSION, ORPHANS,
 };
 use crate::error::{Error, Result};
-use crate::types::Kind;
+use crate::types::{Ino, Kind};
+use std::collections::HashSet;
 
 /// The image's first bytes.
 pub(crate) const IMAGE_MAGIC: [u8; 8] = *b"STRATANS";
@@ -50,6 +51,8 @@ pub(crate) struct ImageInfo {
     /// The volumes whose backend namespaces it names: its volumes and its hidden volumes
     /// (filled by [`import_image`] only).
     pub volumes: Vec<u64>,
+    /// Volumes left out because nothing of them is on the backend yet (export only).
+    pub omitted: u64,
 }
 
 /// Objects per kind, for reports.
@@ -132,19 +135,24 @@ fn damaged(why: &str) -> Error {
     Error::Io(format!("namespace image damaged: {why}"))
 }
 
-/// Every row of `t`, written by `row`.
+/// The rows of `t` that `row` writes (it returns whether it wrote one); returns how many.
 fn rows<K: redb::Key + 'static, V: redb::Value + 'static>(
     w: &mut Writer,
     name: &str,
     t: &redb::ReadOnlyTable<K, V>,
-    row: impl Fn(&mut Writer, K::SelfType<'_>, V::SelfType<'_>) -> Result<()>,
-) -> Result<()> {
-    w.table(name, t.len()?);
+    mut row: impl FnMut(&mut Writer, K::SelfType<'_>, V::SelfType<'_>) -> Result<bool>,
+) -> Result<u64> {
+    let mut body = Writer { buf: Vec::new() };
+    let mut n = 0;
     for r in t.iter()? {
         let (k, v) = r?;
-        row(w, k.value(), v.value())?;
+        if row(&mut body, k.value(), v.value())? {
+            n += 1;
+        }
     }
-    Ok(())
+    w.table(name, n);
+    w.buf.extend_from_slice(&body.buf);
+    Ok(n)
 }
 
 /// The tables in the image, in this order.
@@ -161,8 +169,13 @@ const TABLES: [&str; 9] = [
 ];
 
 impl Namespace {
-    /// The image of the namespace as it is now (one read transaction).
-    pub(crate) fn export_image(&self) -> Result<(Vec<u8>, ImageInfo)> {
+    /// The image of the namespace as it is now (one read transaction), without the volumes
+    /// `on_backend` says have nothing on the backend yet (no manifest: a restore would show a
+    /// name whose data is missing), their names and clone rows.
+    pub(crate) fn export_image(
+        &self,
+        on_backend: &mut dyn FnMut(Ino) -> Result<bool>,
+    ) -> Result<(Vec<u8>, ImageInfo)> {
         let changes = self.changes();
         let txn = self.db.begin_read()?;
         let mut w = Writer { buf: Vec::new() };
@@ -180,50 +193,66 @@ impl Namespace {
         rows(&mut w, TABLES[0], &meta, |w, k, v| {
             w.bytes(k.as_bytes())?;
             w.u64(v);
-            Ok(())
+            Ok(true)
         })?;
-        let inodes = txn.open_table(INODES)?;
-        let count = inodes.len()?;
-        rows(&mut w, TABLES[1], &inodes, |w, k, v| {
+        let mut omitted = HashSet::new();
+        let count = rows(&mut w, TABLES[1], &txn.open_table(INODES)?, |w, k, v| {
+            if super::Inode::decode(v)?.kind == Kind::Volume && !on_backend(k)? {
+                omitted.insert(k);
+                return Ok(false);
+            }
             w.u64(k);
-            w.bytes(v)
+            w.bytes(v)?;
+            Ok(true)
         })?;
+        let mut omitted_names = HashSet::new();
         rows(&mut w, TABLES[2], &txn.open_table(DIRENTS)?, |w, k, v| {
+            if omitted.contains(&v.0) {
+                omitted_names.insert((k.0, k.1.to_vec()));
+                return Ok(false);
+            }
             w.u64(k.0);
             w.bytes(k.1)?;
             w.u64(v.0);
             w.u64(v.1);
-            Ok(())
+            Ok(true)
         })?;
         rows(&mut w, TABLES[3], &txn.open_table(COOKIES)?, |w, k, v| {
+            if omitted_names.contains(&(k.0, v.to_vec())) {
+                return Ok(false);
+            }
             w.u64(k.0);
             w.u64(k.1);
-            w.bytes(v)
+            w.bytes(v)?;
+            Ok(true)
         })?;
         rows(&mut w, TABLES[4], &txn.open_table(EXTENTS)?, |w, k, v| {
             w.u64(k.0);
             w.u64(k.1);
             w.u64(v);
-            Ok(())
+            Ok(true)
         })?;
         rows(&mut w, TABLES[5], &txn.open_table(APPLIED)?, |w, k, v| {
             w.u64(k);
             w.u64(v);
-            Ok(())
+            Ok(true)
         })?;
         rows(&mut w, TABLES[6], &txn.open_table(ORPHANS)?, |w, k, ()| {
             w.u64(k);
-            Ok(())
+            Ok(true)
         })?;
         rows(&mut w, TABLES[7], &txn.open_table(READERS)?, |w, k, ()| {
+            if omitted.contains(&k.0) || omitted.contains(&k.1) {
+                return Ok(false);
+            }
             w.u64(k.0);
             w.u64(k.1);
-            Ok(())
+            Ok(true)
         })?;
         rows(&mut w, TABLES[8], &txn.open_table(HIDDEN)?, |w, k, v| {
             w.u64(k);
             w.u64(v as u64);
-            Ok(())
+            Ok(true)
         })?;
         let crc = crc32c::crc32c(&w.buf);
         w.buf.extend_from_slice(&crc.to_le_bytes());
@@ -236,6 +265,7 @@ impl Namespace {
                 inodes: count,
                 kinds: KindCounts::default(),
                 volumes: Vec::new(),
+                omitted: omitted.len() as u64,
             },
         ))
     }
@@ -273,6 +303,7 @@ pub(crate) fn check_image(b: &[u8]) -> Result<(ImageInfo, usize)> {
             inodes: 0,
             kinds: KindCounts::default(),
             volumes: Vec::new(),
+            omitted: 0,
         },
         HEADER_LEN,
     ))
@@ -430,7 +461,7 @@ mod tests {
         let (f, _, _) = a
             .create(dh, b"f", node(Kind::File), CreateMode::Unchecked)
             .expect("create");
-        let (img, info) = a.export_image().expect("export");
+        let (img, info) = a.export_image(&mut |_| Ok(true)).expect("export");
         assert_eq!(info.fsid, a.fsid());
         assert_eq!(info.inodes, 3);
         let db = Database::create(t.path().join("b.redb")).expect("db");
@@ -443,7 +474,7 @@ mod tests {
         let (back, i) = b.lookup(dh, b"f").expect("lookup");
         assert_eq!((back, i.kind, i.mode & 0o7777), (f, Kind::File, 0o640));
         // Every row but meta's two came back as it was: the images differ only there.
-        let (again, _) = b.export_image().expect("export");
+        let (again, _) = b.export_image(&mut |_| Ok(true)).expect("export");
         assert_eq!(img.len(), again.len());
         let differing = img.iter().zip(&again).filter(|(x, y)| x != y).count();
         assert!(differing <= 8 + 8 + 8 + 4, "{differing} bytes differ");
@@ -456,7 +487,7 @@ mod tests {
     fn a_damaged_image_is_refused_and_writes_nothing() {
         let t = tempfile::tempdir().expect("tempdir");
         let a = ns(t.path(), "a.redb");
-        let (img, _) = a.export_image().expect("export");
+        let (img, _) = a.export_image(&mut |_| Ok(true)).expect("export");
         for at in [0, 9, HEADER_LEN + 3, img.len() - 1] {
             let mut bad = img.clone();
             bad[at] ^= 0x40;

@@ -65,6 +65,8 @@ pub(crate) struct NsBackend {
     uploaded: tokio::sync::watch::Sender<Option<u64>>,
     /// Something waits for the next image: take it whatever the interval.
     wanted: AtomicBool,
+    /// Volumes known to have a manifest on the backend.
+    manifests: Mutex<std::collections::HashSet<Ino>>,
 }
 
 #[derive(Debug)]
@@ -77,6 +79,9 @@ struct State {
     last: Option<Instant>,
     /// Garbage rows no image on the backend names.
     deletable: Vec<GarbageRow>,
+    /// The last image left volumes out (nothing of them on the backend yet): take another
+    /// once the interval passed, changed or not.
+    incomplete: bool,
     /// Why this gateway writes the head no more (it lost a conditional write).
     fenced: Option<String>,
 }
@@ -112,12 +117,14 @@ impl NsBackend {
                 covered: None,
                 last: None,
                 deletable: Vec::new(),
+                incomplete: false,
                 fenced: None,
             }),
             writer: Mutex::new(()),
             seq: AtomicU64::new(0),
             uploaded: tokio::sync::watch::Sender::new(None),
             wanted: AtomicBool::new(false),
+            manifests: Mutex::new(std::collections::HashSet::new()),
         });
         {
             let _w = b.writer.lock();
@@ -201,7 +208,7 @@ impl NsBackend {
         let changes = self.ns.changes();
         let due = {
             let st = self.st.lock();
-            let changed = st.covered.is_none_or(|c| changes > c);
+            let changed = st.incomplete || st.covered.is_none_or(|c| changes > c);
             let waited = st.last.is_none_or(|t| t.elapsed() >= self.interval);
             changed && (force || waited || self.wanted.load(Ordering::SeqCst))
         };
@@ -221,7 +228,9 @@ impl NsBackend {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let at = Instant::now();
-        let (bytes, info) = self.ns.export_image()?;
+        let (bytes, info) = self
+            .ns
+            .export_image(&mut |ino| self.volume_on_backend(ino))?;
         let image = ImageRef {
             epoch: self.epoch,
             seq,
@@ -243,6 +252,7 @@ impl NsBackend {
         {
             let mut st = self.st.lock();
             st.covered = Some(info.changes);
+            st.incomplete = info.omitted > 0;
             st.last = Some(at);
             st.deletable = garbage;
         }
@@ -287,7 +297,31 @@ impl NsBackend {
         let changes = self.ns.changes();
         let st = self.st.lock();
         let taken = st.head.as_ref().and_then(|(h, _)| h.image).map(|i| i.taken);
-        (taken, st.covered.is_none_or(|c| changes > c))
+        (
+            taken,
+            st.incomplete || st.covered.is_none_or(|c| changes > c),
+        )
+    }
+
+    /// Whether volume `ino` has a manifest on the backend (once it has, it keeps one until it
+    /// is deleted: remembered).
+    fn volume_on_backend(&self, ino: Ino) -> Result<bool> {
+        if self.manifests.lock().contains(&ino) {
+            return Ok(true);
+        }
+        let key = format!(
+            "{}{ino:016x}/{}",
+            crate::registry::VOLUMES_PREFIX,
+            crate::volume::manifest::MANIFEST_NAME
+        );
+        match self.rt.block_on(self.store.head(&key)) {
+            Ok(_) => {
+                self.manifests.lock().insert(ino);
+                Ok(true)
+            }
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
