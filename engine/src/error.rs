@@ -68,10 +68,11 @@ pub enum Error {
 
 impl Error {
     /// The backend refused a conditional write: another writer changed the object (a second
-    /// gateway on the same backend, or an operator). Final: retrying cannot succeed and must
+    /// gateway on the same backend, or an operator), or this gateway lost the backend. Final: retrying cannot succeed and must
     /// not be attempted (it would overwrite the other writer's work).
     pub fn is_final(&self) -> bool {
-        matches!(self, Error::Backend { source, .. } if source.is_condition_failed())
+        matches!(self, Error::NotOwner(_))
+            || matches!(self, Error::Backend { source, .. } if source.is_condition_failed())
     }
 
     /// The backend has no such object.

@@ -44,6 +44,31 @@ fn read_all(fs: &Filesystem, h: Handle) -> Vec<u8> {
     out
 }
 
+/// Every key on the local backend `dir`.
+fn backend_keys(dir: &Path) -> std::collections::BTreeSet<String> {
+    let store = strata_backend::LocalStore::open(dir.to_path_buf()).expect("store");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut out = std::collections::BTreeSet::new();
+    let mut token = None;
+    loop {
+        let page = rt
+            .block_on(strata_backend::ObjectStore::list(
+                &store,
+                "",
+                token.as_deref(),
+                1000,
+            ))
+            .expect("list");
+        out.extend(page.objects.into_iter().map(|o| o.key));
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return out,
+        }
+    }
+}
+
 /// Creates `dir/name` and writes `data` into it, stable.
 fn create_written(fs: &Filesystem, dir: Handle, name: &[u8], mode: u32, data: &[u8]) -> Attr {
     let a = fs
@@ -254,9 +279,18 @@ fn a_backend_without_an_image_or_owner_has_nothing_to_restore() {
 fn a_deposed_gateway_still_running_cannot_change_what_the_restored_one_serves() {
     let t = tempfile::tempdir().expect("tempdir");
     let backend = t.path().join("backend");
-    let old = Filesystem::open(config(&t.path().join("old"), &backend)).expect("open");
+    let mut old_cfg = config(&t.path().join("old"), &backend);
+    // Its scrub collects at once whatever it finds garbage.
+    old_cfg.gc_grace = std::time::Duration::ZERO;
+    old_cfg.scrub_threshold = 100;
+    let old = Filesystem::open(old_cfg).expect("open");
     let root = old.root();
     let disk = create_written(&old, root, b"d-flat.vmdk", 0o600, &pattern(MIB, 1));
+    // Half of the first SCO overwritten: garbage for a scrub to compact and delete.
+    old.write(disk.handle, 0, &pattern(MIB / 2, 7), true)
+        .expect("write");
+    let mut disk_data = pattern(MIB, 1);
+    disk_data[..MIB / 2].copy_from_slice(&pattern(MIB / 2, 7));
     let file = create_written(&old, root, b"f", 0o644, &pattern(MIB, 2));
     create_written(&old, root, b"gone-flat.vmdk", 0o600, &pattern(8192, 3));
     old.flush_to_backend().expect("flush");
@@ -265,25 +299,54 @@ fn a_deposed_gateway_still_running_cannot_change_what_the_restored_one_serves() 
     let cfg = config(&t.path().join("new"), &backend);
     restore(&cfg, TAKE_OVER, &NoProgress).expect("restore");
 
-    // The old gateway goes on: a volume write, a file rewrite, a volume and a file removed.
-    old.write(disk.handle, 0, &pattern(MIB, 9), true)
+    // The old gateway goes on, not knowing yet: a volume write, a file rewrite, a volume and a
+    // file removed (all local).
+    old.write(disk.handle, MIB as u64 / 2, &pattern(4096, 9), true)
         .expect("a local write still succeeds");
     old.write(file.handle, 0, &pattern(MIB, 8), true)
         .expect("write");
     old.unlink(root, b"gone-flat.vmdk").expect("unlink");
     old.unlink(root, b"f").expect("unlink");
-    let e = old.flush_to_backend().expect_err("fenced");
-    assert!(
-        e.to_string().contains("another gateway") || matches!(e, Error::Backend { .. }),
-        "{e}"
-    );
+
+    // Its sync and its scrubs (which may compact, under new keys of its epoch) are refused and
+    // delete nothing.
+    // (It learns from the volume's manifest or from the namespace head, whichever it writes
+    // first: the uploader's background rounds run meanwhile.)
+    let deposed = |e: &Error| {
+        let m = e.to_string();
+        m.contains("took the backend over") || m.contains("another writer")
+    };
+    let before = backend_keys(&backend);
+    let e = old
+        .scrub_with(Some(disk.handle), &NoProgress)
+        .expect_err("its volume GC is refused");
+    assert!(deposed(&e), "{e}");
+    let e = old
+        .scrub_with(None, &NoProgress)
+        .expect_err("its GC is refused");
+    assert!(deposed(&e), "{e}");
+    assert!(old.flush_to_backend().is_err(), "its sync is refused");
+    let after = backend_keys(&backend);
+    let lost: Vec<&String> = before.iter().filter(|k| !after.contains(*k)).collect();
+    assert!(lost.is_empty(), "the deposed gateway deleted {lost:?}");
+
+    // From now on it refuses its clients' changes, saying why.
+    let e = old
+        .write(disk.handle, 0, &pattern(4096, 10), true)
+        .expect_err("a volume write is refused");
+    assert!(deposed(&e), "{e}");
+    let e = old
+        .create(root, b"late", 0o644, ME, CreateMode::Guarded)
+        .expect_err("a create is refused");
+    assert!(matches!(e, Error::NotOwner(_)), "{e}");
+    assert!(e.to_string().contains("took the backend over"), "{e}");
     drop(old);
 
     let fs = Filesystem::open(cfg).expect("open the restored gateway");
     let root = fs.root();
     let d = fs.lookup(root, b"d-flat.vmdk").expect("disk");
     assert!(
-        read_all(&fs, d.handle) == pattern(MIB, 1),
+        read_all(&fs, d.handle) == disk_data,
         "the old owner's write is not there"
     );
     let f = fs.lookup(root, b"f").expect("file");

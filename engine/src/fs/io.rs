@@ -24,6 +24,7 @@ impl Filesystem {
         if offset.checked_add(data.len() as u64).is_none() {
             return Err(Error::Invalid("write beyond the largest offset".into()));
         }
+        self.ns.check_deposed()?;
         let live = self.get_live(h)?;
         if data.is_empty() {
             // Writes nothing: a zero-length write past the end must not grow the file (POSIX

@@ -91,6 +91,7 @@ impl Namespace {
     /// A write transaction (committed by [`Namespace::commit`] or [`Namespace::commit_quiet`]).
     /// Refused once a journaled transaction failed after its record was appended.
     pub(super) fn begin(&self) -> Result<WriteTransaction> {
+        self.check_deposed()?;
         let mut txn = self.db.begin_write()?;
         {
             // The only writer now: a journaled commit before it has ended, and reports soon.

@@ -188,12 +188,13 @@ impl NsBackend {
             Err(e) if e.is_condition_failed() => {
                 let why = format!(
                     "{HEAD_KEY} on the backend changed under this gateway (epoch {}): another \
-                     gateway took the backend over; this one uploads no namespace image and \
-                     deletes nothing any more",
+                     gateway took the backend over; this one changes, uploads and deletes \
+                     nothing any more (stop it)",
                     self.epoch
                 );
                 tracing::error!("{why}");
                 self.st.lock().fenced = Some(why.clone());
+                self.ns.depose(&why);
                 Err(Error::NotOwner(why))
             }
             Err(e) => Err(e.into()),

@@ -10,7 +10,7 @@
 //!    high-water mark: no number handed out before is handed out again.
 //! 4. The owner record names the new gateway, its epoch one above the old one's (a conditional
 //!    write on the record read in step 1: a race with another restore or start loses). Then
-//!    every volume manifest the image names is rewritten (its generation one up, by a
+//!    every volume manifest the image names is rewritten (its generation 2^20 up, by a
 //!    conditional write): the old gateway, should it still run, loses its next conditional
 //!    write of each, which stops that volume's uploads for good (a refused conditional write
 //!    is final).
@@ -231,6 +231,9 @@ fn restore_into(
     })
 }
 
+/// How far a restore moves a manifest's generation up.
+const FENCE_GENERATIONS: u64 = 1 << 20;
+
 /// Tries of a manifest's rewrite when another writer wins the race (the old gateway, still
 /// running, uploading that volume).
 const FENCE_TRIES: usize = 5;
@@ -261,7 +264,10 @@ async fn fence_manifest(
                 m.volume
             )));
         }
-        m.generation += 1;
+        // Far above what the old gateway would write next (its generation plus one): its
+        // conditional write fails, and it cannot take the manifest for the answer of its own
+        // write lost on the way (the bytes differ).
+        m.generation = m.generation.saturating_add(FENCE_GENERATIONS);
         match store
             .put_if_match(&key, m.to_xml().into(), &meta.etag)
             .await

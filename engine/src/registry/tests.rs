@@ -747,6 +747,7 @@ fn the_registry_evicts_down_to_the_sco_cache_size_after_a_flush() {
 struct CountManifestPuts {
     armed: std::sync::atomic::AtomicBool,
     calls: std::sync::atomic::AtomicU64,
+    puts: std::sync::atomic::AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -759,15 +760,19 @@ impl Hook for CountManifestPuts {
         };
         if key.ends_with("manifest.xml") && self.armed.load(SeqCst) {
             self.calls.fetch_add(1, SeqCst);
+            if matches!(call, Call::Put { .. }) {
+                self.puts.fetch_add(1, SeqCst);
+            }
         }
         Ok(())
     }
 }
 
 /// Issue 12: a manifest changed by another writer is a final error, never retried like a
-/// network blip: the pipeline tries once, stops, and the volume's writes fill the buffer and
-/// are refused after the stall timeout — the other writer's manifest stays as it is. (Before,
-/// the loop retried the conditional PUT with backoff for ever.)
+/// network blip: the pipeline tries once, stops, and the volume's writes are refused, saying
+/// why (issue 18: it halts; before, they filled the buffer and got DELAY) — the other writer's
+/// manifest stays as it is. (Before issue 12, the loop retried the conditional PUT with
+/// backoff for ever.)
 #[test]
 fn a_manifest_changed_by_another_writer_stops_the_uploads_instead_of_retrying() {
     use crate::data::ObjectData;
@@ -800,17 +805,26 @@ fn a_manifest_changed_by_another_writer_stops_the_uploads_instead_of_retrying() 
     rt.block_on(mem.put(&key, intruder.clone()))
         .expect("intruder");
     store.hook().armed.store(true, SeqCst);
-    let (_, refused) = write_until_refused(&obj, 1, PIECE, 8 * BUF);
-    assert!(
-        refused,
-        "the buffer filled and writes were refused: {:?}",
-        vols.info(&v)
-    );
+    let refusal = (1..8 * BUF / PIECE as u64).find_map(|i| {
+        obj.write(
+            i * PIECE as u64,
+            &vec![i as u8; PIECE],
+            Timestamp::default(),
+        )
+        .err()
+    });
+    let e = refusal.unwrap_or_else(|| panic!("writes go on: {:?}", vols.info(&v)));
+    assert!(e.to_string().contains("another writer"), "{e}");
     assert_eq!(
-        store.hook().calls.load(SeqCst),
+        store.hook().puts.load(SeqCst),
         1,
-        "one manifest PUT, refused by the other writer's ETag, and no retry (no request for the \
-         manifest at all) during the {stall:?} the writes waited"
+        "one manifest PUT, refused by the other writer's ETag, and no retry"
+    );
+    assert!(
+        store.hook().calls.load(SeqCst) <= 3,
+        "besides, only the read-back of the manifest (was the refused PUT our own, its answer \
+         lost?): {} requests",
+        store.hook().calls.load(SeqCst)
     );
     assert_eq!(
         rt.block_on(mem.get(&key)).expect("get").0,

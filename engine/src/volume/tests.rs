@@ -914,6 +914,18 @@ fn a_manifest_changed_by_another_writer_is_never_overwritten() {
         rt.block_on(store.get("manifest.xml")).expect("get").0,
         intruder
     );
+    // For good: a later backup, or a scrub's fenced write before it deletes, does not read the
+    // other writer's manifest and write over it.
+    let again = rt.block_on(vol.backup(&*store, true)).expect_err("deposed");
+    assert!(again.to_string().contains("another writer"), "{again:?}");
+    // Halted: its writes are refused, saying why.
+    let w = vol.write(0, &[3u8; 4096], false).expect_err("halted");
+    assert!(w.to_string().contains("another writer"), "{w}");
+    assert!(rt.block_on(vol.fence(&*store)).is_err());
+    assert_eq!(
+        rt.block_on(store.get("manifest.xml")).expect("get").0,
+        intruder
+    );
 }
 
 #[test]

@@ -34,6 +34,9 @@ pub(crate) struct BackendState {
     pub(super) loaded: bool,
     pub(super) manifest: Option<Manifest>,
     pub(super) etag: Option<String>,
+    /// Another gateway wrote the manifest since this one read it (a take-over): this run
+    /// writes it no more and deletes nothing of the volume.
+    pub(super) deposed: Option<String>,
 }
 
 /// What one [`Volume::backup`](crate::volume::Volume::backup) call did.

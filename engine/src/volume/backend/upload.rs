@@ -41,14 +41,17 @@ async fn put_manifest(
     g: &mut BackendState,
     mut m: Manifest,
 ) -> Result<u64> {
+    if let Some(why) = &g.deposed {
+        return Err(Error::NotOwner(why.clone()));
+    }
     m.generation += 1;
     m.lineage = vol.lineage();
     m.template = vol.template_snapshot().unwrap_or(0);
     let xml = Bytes::from(m.to_xml());
     let len = xml.len() as u64;
     let put = match &g.etag {
-        Some(etag) => store.put_if_match(MANIFEST_NAME, xml, etag).await,
-        None => store.put_if_absent(MANIFEST_NAME, xml).await,
+        Some(etag) => store.put_if_match(MANIFEST_NAME, xml.clone(), etag).await,
+        None => store.put_if_absent(MANIFEST_NAME, xml.clone()).await,
     };
     match put {
         Ok(meta) => {
@@ -56,8 +59,29 @@ async fn put_manifest(
             g.manifest = Some(m);
             Ok(len)
         }
+        Err(e) if e.is_condition_failed() => {
+            // Our own put may have landed with its answer lost (a store that retried it):
+            // then the manifest is exactly what was sent.
+            if let Ok((now, meta)) = get_at_most(store, MANIFEST_NAME, MAX_MANIFEST_LEN).await {
+                if now == xml {
+                    g.etag = Some(meta.etag);
+                    g.manifest = Some(m);
+                    return Ok(len);
+                }
+            }
+            let why = format!(
+                "volume {}: its manifest on the backend was changed by another writer (another \
+                 gateway took the backend over?): this gateway uploads and deletes nothing of it \
+                 any more",
+                vol.id()
+            );
+            g.deposed = Some(why.clone());
+            // Its clients' writes are refused from now on (they would stay local for good).
+            vol.halt(&Error::NotOwner(why.clone()));
+            Err(Error::NotOwner(why))
+        }
         Err(e) => {
-            // The outcome is unknown (or someone else wrote): read the manifest again next time.
+            // The outcome is unknown: read the manifest again next time.
             g.loaded = false;
             Err(be_err(MANIFEST_NAME, e))
         }
@@ -71,6 +95,63 @@ impl Volume {
         let mut m = Manifest::new(self.id());
         m.lineage = self.lineage();
         m
+    }
+
+    /// Reads the backend's manifest into `g` once (it names what is on the backend, and its
+    /// ETag the version a conditional write replaces).
+    async fn load_manifest(&self, store: &dyn ObjectStore, g: &mut BackendState) -> Result<()> {
+        if g.loaded {
+            return Ok(());
+        }
+        match get_at_most(store, MANIFEST_NAME, MAX_MANIFEST_LEN).await {
+            Ok((b, meta)) => {
+                let m = Manifest::from_xml(MANIFEST_NAME, &b).map_err(fmt_err)?;
+                if m.volume != self.id() {
+                    return Err(Error::Io(format!(
+                        "backend manifest names volume {}, expected {}",
+                        m.volume,
+                        self.id()
+                    )));
+                }
+                let named = m.named_last();
+                let applied = self.stats().applied_tlog;
+                if named < applied {
+                    // Checked before anything of it is taken: see the check below.
+                    return Err(Error::Io(format!(
+                        "backend manifest names TLogs up to {named} but this volume applied \
+                         up to {applied}: the backend lost data it had (emptied or \
+                         replaced?); refusing to upload"
+                    )));
+                }
+                // Durable here before any SCO of those TLogs may be evicted.
+                self.adopt_epochs(&m.epochs, named)?;
+                if let Some((_, last)) = m.tlogs {
+                    self.on_backend_up_to(last);
+                }
+                g.manifest = Some(m);
+                g.etag = Some(meta.etag);
+            }
+            Err(e) if e.is_not_found() => {
+                g.manifest = None;
+                g.etag = None;
+            }
+            Err(e) => return Err(be_err(MANIFEST_NAME, e)),
+        }
+        g.loaded = true;
+        Ok(())
+    }
+
+    /// A fenced write before a deletion: the manifest rewritten as it is (generation one up) by
+    /// a conditional write. Refused (a final error) when another gateway wrote it since this
+    /// one read it: it took the backend over, and this gateway must delete nothing. A volume
+    /// with no manifest on the backend has nothing there to delete.
+    pub(crate) async fn fence(&self, store: &dyn ObjectStore) -> Result<()> {
+        let mut g = self.backend.lock().await;
+        self.load_manifest(store, &mut g).await?;
+        if let Some(m) = g.manifest.clone() {
+            put_manifest(self, store, &mut g, m).await?;
+        }
+        Ok(())
     }
 
     /// Returns once no backup of this volume is in flight (a deletion waits for a flush this
@@ -91,43 +172,7 @@ impl Volume {
         everything: bool,
     ) -> Result<BackupReport> {
         let mut g = self.backend.lock().await;
-        if !g.loaded {
-            match get_at_most(store, MANIFEST_NAME, MAX_MANIFEST_LEN).await {
-                Ok((b, meta)) => {
-                    let m = Manifest::from_xml(MANIFEST_NAME, &b).map_err(fmt_err)?;
-                    if m.volume != self.id() {
-                        return Err(Error::Io(format!(
-                            "backend manifest names volume {}, expected {}",
-                            m.volume,
-                            self.id()
-                        )));
-                    }
-                    let named = m.named_last();
-                    let applied = self.stats().applied_tlog;
-                    if named < applied {
-                        // Checked before anything of it is taken: see the check below.
-                        return Err(Error::Io(format!(
-                            "backend manifest names TLogs up to {named} but this volume applied \
-                             up to {applied}: the backend lost data it had (emptied or \
-                             replaced?); refusing to upload"
-                        )));
-                    }
-                    // Durable here before any SCO of those TLogs may be evicted.
-                    self.adopt_epochs(&m.epochs, named)?;
-                    if let Some((_, last)) = m.tlogs {
-                        self.on_backend_up_to(last);
-                    }
-                    g.manifest = Some(m);
-                    g.etag = Some(meta.etag);
-                }
-                Err(e) if e.is_not_found() => {
-                    g.manifest = None;
-                    g.etag = None;
-                }
-                Err(e) => return Err(be_err(MANIFEST_NAME, e)),
-            }
-            g.loaded = true;
-        }
+        self.load_manifest(store, &mut g).await?;
         if self.mds.checkpoint_due()? {
             // A clone's first manifest (or a flattened clone's first without lineage) comes
             // with a checkpoint of every page: its backend namespace holds no other.

@@ -53,6 +53,10 @@ impl Volume {
             .filter(|(_, at)| now.saturating_sub(*at) >= grace.as_secs())
             .map(|(k, _)| k)
             .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        self.fenced_write(remote)?;
         let (mds, scos): (Vec<String>, Vec<String>) =
             due.into_iter().partition(|k| k.starts_with(MDS_PREFIX));
         let marked = self.marked()?;
@@ -67,6 +71,15 @@ impl Volume {
             }
         }
         Ok(deleted)
+    }
+
+    /// The fenced write a deletion follows (`Volume::fence`): a gateway that lost the backend
+    /// to another (a take-over) learns it here and deletes nothing.
+    fn fenced_write(&self, remote: &Remote) -> Result<()> {
+        remote.block_on(
+            "scrub: the manifest's fenced write",
+            self.fence(&*remote.store),
+        )?
     }
 
     /// Deletes the keys of `due` that `garbage` still says are garbage, unmarks the others.
@@ -203,6 +216,7 @@ impl Volume {
     /// later listing (after a backend restart lost the marks) takes it for the newest one; a
     /// failed delete leaves it to the collector.
     pub(super) fn drop_abandoned(&self, remote: &Remote, key: &str) -> Result<()> {
+        self.fenced_write(remote)?;
         let what = format!("scrub: delete {key}");
         match remote.block_on(&what, remote.store.delete(key))? {
             Ok(()) => self.mds.gc_done(&[key.to_string()]),
