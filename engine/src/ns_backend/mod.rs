@@ -219,9 +219,19 @@ impl NsBackend {
         Ok(())
     }
 
-    /// Steps 2 and 3: one image. The writer lock is held.
+    /// Steps 2 and 3: one image. The writer lock is held. A wish for an image made before it
+    /// began is fulfilled by it; one made meanwhile waits for the next; a failed image leaves
+    /// the wish for the next round.
     fn image(&self) -> Result<()> {
-        self.wanted.store(false, Ordering::SeqCst);
+        let wanted = self.wanted.swap(false, Ordering::SeqCst);
+        let r = self.take_image();
+        if r.is_err() && wanted {
+            self.wanted.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn take_image(&self) -> Result<()> {
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         // Read before the image: rows already garbage are named by no map in it.
         let garbage = self.ns.garbage(GARBAGE_PER_IMAGE)?;

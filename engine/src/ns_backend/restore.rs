@@ -106,6 +106,8 @@ pub fn restore(
     // Step 5.
     let fs = Filesystem::open(config.clone())?;
     let epoch = fs.owner().epoch;
+    // Its first image, whose conditional write of the head fences the old gateway's.
+    fs.flush_to_backend()?;
     drop(fs);
     p.step(STEPS, STEPS);
     tracing::info!(

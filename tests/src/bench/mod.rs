@@ -7,6 +7,7 @@ pub(crate) mod clones;
 pub(crate) mod latency;
 pub(crate) mod nfs;
 pub(crate) mod report;
+pub(crate) mod restore;
 pub(crate) mod run;
 pub(crate) mod scrub;
 pub(crate) mod snapshots;

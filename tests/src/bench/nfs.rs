@@ -502,6 +502,20 @@ pub(crate) fn small_files(url: &str, dir: &str, count: u64, phase: &str) -> Resu
             let secs = t0.elapsed().as_secs_f64();
             Ok(format!("count={count} create_secs={secs:.6}"))
         }
+        "touch" => {
+            // Empty files, no data: a large namespace, fast.
+            // SAFETY: valid context and path.
+            let rc = unsafe { nfs_mkdir(client.nfs, d.as_ptr()) };
+            if rc < 0 && rc != -libc::EEXIST {
+                return Err(client.error(&format!("mkdir {dir}"), rc));
+            }
+            for i in 0..count {
+                let fh = client.open(&format!("{dir}/f{i:06}"), true)?;
+                client.close(fh);
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            Ok(format!("count={count} touch_secs={secs:.6}"))
+        }
         "remove" => {
             for i in 0..count {
                 let p = cstr(&format!("{dir}/f{i:06}"))?;
@@ -520,7 +534,7 @@ pub(crate) fn small_files(url: &str, dir: &str, count: u64, phase: &str) -> Resu
             Ok(format!("count={count} remove_secs={secs:.6}"))
         }
         other => Err(format!(
-            "smallfiles: phase {other:?} is neither create nor remove"
+            "smallfiles: phase {other:?} is not create, touch or remove"
         )),
     }
 }

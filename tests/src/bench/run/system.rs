@@ -450,6 +450,19 @@ pub(super) fn bench_system(
     }
     t.sample_rss();
     let rss = t.peak_rss_kib;
+    // Disaster recovery (Strata on the local backend): stops this gateway, so it comes last.
+    let rows = match system {
+        System::Strata => crate::bench::restore::rows(&mut t, s),
+        System::StrataS3 => crate::bench::restore::rows_na(
+            s,
+            t.size,
+            "not measured on S3 yet (the test server lives in the gateway's namespace)",
+        ),
+        _ => crate::bench::restore::rows_na(s, t.size, "n/a (no restore)"),
+    };
+    for (id, unit, r, note) in rows {
+        push(&id, unit, r, note, None);
+    }
     if let Some(gw) = t.tg.gw.take() {
         gw.stop()
             .map_err(|e| format!("stopping {}: {e}", system.label()))?;
