@@ -6,6 +6,7 @@
 #![allow(rustdoc::invalid_html_tags)]
 
 mod conf;
+mod fsck;
 mod gateway;
 mod job;
 mod report;
@@ -56,6 +57,11 @@ enum Cmd {
     /// that are mostly garbage and delete what nothing references (after GC_Grace). With
     /// --wait, follow the job with a progress bar; without, print it and return.
     Scrub(ScrubArgs),
+    /// Check the backend against the namespace, online, as a job: every file's extents
+    /// exist, every volume's manifest, checkpoint and TLogs read and verified (with --deep,
+    /// every cluster read back and checked against its MD5); damage and orphans reported, exit
+    /// code 1 if any. Changes nothing unless --repair, which moves orphans to quarantine/.
+    Fsck(FsckArgs),
     /// Volumes (VM disks) of a running gateway.
     #[command(subcommand)]
     Volume(VolumeCmd),
@@ -73,6 +79,22 @@ enum Cmd {
     /// files read from the backend as they are used. Run it with Ganesha stopped, on the
     /// ganesha.conf whose STRATA block names the new, empty Data_Dir and the backend.
     Restore(RestoreArgs),
+}
+
+#[derive(Args)]
+struct FsckArgs {
+    /// Read every cluster of every volume back from the backend and check its MD5.
+    #[arg(long)]
+    deep: bool,
+    /// Move orphans to quarantine/ on the backend (copied, then deleted); damage is only
+    /// reported.
+    #[arg(long)]
+    repair: bool,
+    /// Follow the job until it ends and print what it found.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    at: SocketArgs,
 }
 
 #[derive(Args)]
@@ -226,6 +248,7 @@ fn main() -> ExitCode {
         Cmd::Status(a) => status(&a.at),
         Cmd::Sync(a) => sync(&a),
         Cmd::Scrub(a) => gateway::scrub(a.path.as_deref(), a.wait, &a.at),
+        Cmd::Fsck(a) => fsck::fsck(a.deep, a.repair, a.wait, &a.at),
         Cmd::Volume(cmd) => volume::run(cmd),
         Cmd::Snapshot(cmd) => snapshot::run(cmd),
         Cmd::Job(cmd) => job::run(cmd),

@@ -36,6 +36,8 @@ struct Status {
     /// Why it failed or was cancelled, as the answer to its request would have said.
     error: Option<ErrorBody>,
     finished: Option<Timestamp>,
+    /// What it found (an fsck's report), set before it ends.
+    result: Option<serde_json::Value>,
 }
 
 /// One job.
@@ -77,7 +79,13 @@ impl Job {
             reason: s.error.as_ref().map(|e| e.message.clone()),
             started_secs: self.started.secs,
             finished_secs: s.finished.map(|t| t.secs),
+            result: s.result.clone(),
         }
+    }
+
+    /// Records what the job found (shown with its report).
+    pub(crate) fn set_result(&self, v: serde_json::Value) {
+        self.status.lock().result = Some(v);
     }
 
     /// Step 2: ends the job with the operation's result.
@@ -177,6 +185,7 @@ impl Jobs {
                 state: "running",
                 error: None,
                 finished: None,
+                result: None,
             }),
             ended: Condvar::new(),
             cancel: AtomicBool::new(false),

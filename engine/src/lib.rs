@@ -34,8 +34,8 @@ static ALLOC_PROBE: alloc_probe::Probe = alloc_probe::Probe;
 
 pub use error::{Error, Result};
 pub use fs::{
-    BackendConfig, ChangeHook, CloneInfo, EngineConfig, Filesystem, HiddenVolume, OpenOptions,
-    FILES_PREFIX,
+    BackendConfig, ChangeHook, CloneInfo, EngineConfig, Filesystem, FsckOptions, HiddenVolume,
+    OpenOptions, FILES_PREFIX, QUARANTINE_PREFIX,
 };
 pub use ns_backend::{restore, RestoreOptions, RestoreReport};
 pub use owner::{OwnerRecord, OWNER_KEY};

@@ -194,6 +194,15 @@ impl MgmtClient {
         }
     }
 
+    /// [`Request::Fsck`]: with `wait`, the job once it ended (its `result` the report); without,
+    /// at once.
+    pub fn fsck(&mut self, deep: bool, repair: bool, wait: bool) -> Result<JobReport, ClientError> {
+        match self.call(&Request::Fsck { deep, repair, wait })? {
+            Reply::Job(j) => Ok(j),
+            other => Err(mismatch("fsck", &other)),
+        }
+    }
+
     /// [`Request::VolumeFlatten`]: with `wait`, the job once it ended; without, at once.
     pub fn volume_flatten(&mut self, path: &str, wait: bool) -> Result<JobReport, ClientError> {
         let req = Request::VolumeFlatten {

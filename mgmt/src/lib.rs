@@ -51,8 +51,8 @@ pub use self::protocol::{
     Reply, Request, RequestLine, ResponseLine, MAX_REQUEST, MAX_RESPONSE, PROTOCOL_VERSION,
 };
 pub use self::reports::{
-    ClusterCacheReport, HiddenVolumeItem, JobListReport, JobReport, RecoveryPointReport,
-    ScrubInfoReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport, SpaceReport,
-    StatusReport, SyncReport, VolumeCloneReport, VolumeCreateReport, VolumeListItem,
+    ClusterCacheReport, FsckFinding, FsckReport, HiddenVolumeItem, JobListReport, JobReport,
+    RecoveryPointReport, ScrubInfoReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport,
+    SpaceReport, StatusReport, SyncReport, VolumeCloneReport, VolumeCreateReport, VolumeListItem,
     VolumeListReport, VolumeReport,
 };

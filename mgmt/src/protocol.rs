@@ -45,6 +45,23 @@ pub enum Request {
         #[serde(default)]
         wait: bool,
     },
+    /// A check of the backend against the namespace (a job): every file's extents exist, every
+    /// volume's manifest, checkpoint and TLogs read and verified, with `deep` every cluster of
+    /// every volume read back and MD5-checked; damage and orphans reported in the job's
+    /// `result` (an [`FsckReport`](crate::FsckReport)). With `repair`, orphans are moved to
+    /// `quarantine/` (copied, then deleted); nothing else changes. With `wait`, answered once
+    /// it ended.
+    Fsck {
+        /// Read every cluster back.
+        #[serde(default)]
+        deep: bool,
+        /// Quarantine the orphans.
+        #[serde(default)]
+        repair: bool,
+        /// Answer once it is done.
+        #[serde(default)]
+        wait: bool,
+    },
     /// State of the volume at `path` (absolute, inside the Strata namespace).
     VolumeInfo {
         /// e.g. `/vm1/disk-flat.vmdk`.

@@ -317,6 +317,42 @@ pub struct JobReport {
     /// When it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_secs: Option<i64>,
+    /// What a job that reports more than done or failed found (an fsck: its
+    /// [`FsckReport`]), once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+}
+
+/// What `strata fsck` found: the `result` of its job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsckReport {
+    /// Objects on the backend.
+    pub objects: u64,
+    /// Regular files checked (their extents exist).
+    pub files: u64,
+    /// Volumes checked (manifest, checkpoint, TLogs; with `deep`, every cluster).
+    pub volumes: u64,
+    /// Whether every cluster was read back.
+    pub deep: bool,
+    /// Bytes of volume data read back (`deep`).
+    pub bytes_read: u64,
+    /// Objects missing or damaged.
+    pub damage: Vec<FsckFinding>,
+    /// Objects nothing in the namespace refers to.
+    pub orphans: Vec<FsckFinding>,
+    /// Orphans moved to `quarantine/` (`repair`).
+    pub quarantined: u64,
+    /// What was not checked, and why.
+    pub notes: Vec<String>,
+}
+
+/// One object `strata fsck` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsckFinding {
+    /// Its key on the backend (or the prefix of a volume's objects).
+    pub key: String,
+    /// What is wrong with it.
+    pub what: String,
 }
 
 /// Answer to [`Request::JobList`](crate::Request::JobList).

@@ -3,7 +3,8 @@
 //! data directory deleted; a new gateway on an empty data directory is refused with a log line
 //! that names `strata restore`; `strata restore --conf ... --take-over` (refused without
 //! `--take-over`); then Ganesha on the restored directory serves every name, fileid,
-//! attribute, link, byte, snapshot and clone, and hands out fileids never used before.
+//! attribute, link, byte, snapshot and clone, hands out fileids never used before, and
+//! `strata fsck --deep` finds its backend clean.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -230,4 +231,13 @@ fn a_gateway_comes_back_from_its_backend_after_its_data_directory_is_lost() {
     assert!(new > highest, "{new} > {highest}");
     client(&b, &["write", "/vms/disk-flat.vmdk", "0", "4096", "9"]);
     strata_sync_wait(&bin, &b_data);
+    // The restored backend checks clean, every cluster read back (a job, through the socket).
+    let r = strata(&bin, &b_data, &["fsck", "--deep", "--wait", "--json"]).expect_ok("fsck");
+    let job = json(&r);
+    assert_eq!(job["state"], "done", "{job}");
+    let found = &job["result"];
+    assert_eq!(found["damage"], serde_json::json!([]), "{found}");
+    assert_eq!(found["orphans"], serde_json::json!([]), "{found}");
+    assert_eq!(found["volumes"], 2, "{found}");
+    assert!(found["bytes_read"].as_u64() >= Some(2 * MIB), "{found}");
 }

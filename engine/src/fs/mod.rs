@@ -12,6 +12,7 @@
 mod clones;
 mod config;
 mod extent_sweep;
+mod fsck;
 
 pub use self::clones::{CloneInfo, HiddenVolume};
 mod io;
@@ -25,6 +26,7 @@ mod sync;
 mod upload;
 
 pub use self::config::{BackendConfig, EngineConfig};
+pub use self::fsck::{FsckOptions, QUARANTINE_PREFIX};
 use self::live::Live;
 pub(crate) use self::sync::host_name;
 use self::upload::{FileSide, Uploader};

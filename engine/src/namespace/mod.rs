@@ -8,6 +8,7 @@ mod data;
 mod dir;
 mod durable;
 mod extent_sweep;
+mod fsck;
 mod image;
 mod inode;
 mod jobs;
@@ -16,6 +17,7 @@ mod redo;
 
 pub(crate) use self::data::{DataUpdate, Orphaned};
 pub(crate) use self::dir::NewNode;
+pub(crate) use self::fsck::FsckView;
 pub(crate) use self::image::import_image;
 pub(crate) use self::inode::Inode;
 pub(crate) use self::names::now;

@@ -277,6 +277,24 @@ impl NsBackend {
         Ok(())
     }
 
+    /// The key of the image the head names, if any.
+    pub(crate) fn image_key(&self) -> Option<String> {
+        self.current().1.map(|i| i.key())
+    }
+
+    /// The backend (its root).
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// A fenced write before a deletion outside the uploader's rounds (`strata fsck --repair`):
+    /// the head rewritten as it is, conditionally. Refused once another gateway took over.
+    pub(crate) fn fence(&self) -> Result<()> {
+        let _w = self.writer.lock();
+        let (mark, image) = self.current();
+        self.write_head(mark, image)
+    }
+
     /// Garbage rows no image on the backend names any more (taken: deleted by the caller).
     pub(crate) fn take_deletable(&self) -> Vec<GarbageRow> {
         std::mem::take(&mut self.st.lock().deletable)

@@ -243,6 +243,10 @@ async fn foreign(
             _ => None,
         });
     }
+    if key.starts_with(crate::fs::QUARANTINE_PREFIX) {
+        // Moved aside by `strata fsck --repair`: nothing refers to it.
+        return Ok(None);
+    }
     if crate::ns_backend::image_key_epoch(key).is_some() {
         // An image of whichever namespace the head names (checked with the head).
         return Ok(None);

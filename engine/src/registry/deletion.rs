@@ -170,7 +170,7 @@ impl VolumeRegistry {
     }
 
     /// Inos of deleted volumes whose backend objects are not all deleted yet (their markers).
-    fn pending_deletions(&self) -> Result<Vec<Ino>> {
+    pub(crate) fn pending_deletions(&self) -> Result<Vec<Ino>> {
         let names = match self.fs.list(&self.cfg.dir) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

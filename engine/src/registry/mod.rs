@@ -18,6 +18,7 @@
 mod backlog;
 mod clone;
 mod deletion;
+mod fsck;
 mod object;
 mod open;
 mod open_volume;

@@ -1,8 +1,10 @@
 //! One handler per resource: `status` (the gateway), `sync` (everything to the backend),
-//! `volume` (one volume's state), `snapshot` (a volume's snapshots), `job` (long operations). Each takes the request's fields and the server's shared
+//! `volume` (one volume's state), `snapshot` (a volume's snapshots), `job` (long operations),
+//! `fsck` (the backend checked). Each takes the request's fields and the server's shared
 //! state and returns the reply or the error to answer.
 
 mod clone;
+mod fsck;
 mod job;
 mod snapshot;
 mod status;
@@ -28,6 +30,7 @@ pub(super) fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, Erro
         Request::Sync { wait } => sync::sync(shared, wait),
         Request::VolumeInfo { path } => volume::volume_info(shared, path),
         Request::Scrub { path, wait } => volume::scrub(shared, path, wait),
+        Request::Fsck { deep, repair, wait } => fsck::fsck(shared, deep, repair, wait),
         Request::VolumeList { all } => volume::volume_list(shared, all),
         Request::VolumeClone {
             source,
