@@ -121,6 +121,62 @@ fn files_and_volumes_on_s3_survive_sigkill_and_a_backend_restart() {
     assert!(local.join("tlog").exists(), "local state rebuilt from S3");
 }
 
+/// Issue 18 on S3: the data directory lost, `strata restore --take-over` (run inside the
+/// gateway's namespace, where the S3 server is) brings the gateway back from the bucket alone:
+/// names, fileids, bytes; and `strata fsck --deep` finds the bucket clean.
+#[test]
+fn a_gateway_comes_back_from_s3_after_its_data_directory_is_lost() {
+    let Some(strata) = strata_cli() else {
+        return;
+    };
+    let Some(mut g) = gateway() else {
+        return;
+    };
+    g.tg.client(3, &["mkdir", "/d"]).expect_ok("mkdir");
+    write(&g.tg, "/d/file.bin", 0, 3 * MIB + 5, 3);
+    write(&g.tg, "/d/disk.raw", 0, 4 * MIB, 4);
+    strata_sync_wait(&strata, &g.tg.data_dir);
+    let stat = |tg: &TestGateway, p: &str| {
+        let r = tg.client(3, &["stat", p]).expect_ok("stat");
+        (r.num("fileid"), r.num("size"))
+    };
+    let before = [stat(&g.tg, "/d/file.bin"), stat(&g.tg, "/d/disk.raw")];
+
+    g.tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
+    std::fs::remove_dir_all(&g.tg.data_dir).expect("the data directory is lost");
+    std::fs::create_dir_all(&g.tg.data_dir).expect("a new, empty one");
+    let conf = g.tg.gw().conf_path().display().to_string();
+    let r = g.tg.run_timeout(
+        &strata,
+        ["restore", "--conf", &conf, "--take-over", "--json"],
+        std::time::Duration::from_secs(120),
+    );
+    let report = stdout_json(&r.expect_ok("strata restore"));
+    assert_eq!(
+        (report["files"].as_u64(), report["volumes"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    g.tg.gw_mut()
+        .restart_ganesha()
+        .expect("start on the restored directory");
+    assert_eq!(
+        [stat(&g.tg, "/d/file.bin"), stat(&g.tg, "/d/disk.raw")],
+        before,
+        "the same fileids and sizes"
+    );
+    verify(&g.tg, "/d/file.bin", 0, 3 * MIB + 5, 3);
+    verify(&g.tg, "/d/disk.raw", 0, 4 * MIB, 4);
+    let r = strata_at(
+        &strata,
+        &g.tg.data_dir,
+        &["fsck", "--deep", "--wait", "--json"],
+    );
+    let job = stdout_json(&r.expect_ok("fsck"));
+    assert_eq!(job["result"]["damage"], serde_json::json!([]), "{job}");
+    assert_eq!(job["result"]["orphans"], serde_json::json!([]), "{job}");
+}
+
 #[test]
 fn an_s3_outage_does_not_stop_volume_commits_and_loses_nothing() {
     let Some(strata) = strata_cli() else {
