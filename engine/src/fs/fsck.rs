@@ -9,10 +9,12 @@
 //!    verified (a truncated or damaged one: damage); `deep` reads every byte back, each cluster
 //!    checked against its MD5 (a damaged or missing SCO: damage).
 //! 5. Orphans: keys outside the known prefixes, objects of a volume the namespace does not
-//!    have (and is not deleting), extents no map names and the namespace does not already list
+//!    have (and is not deleting or building as a clone), extents no map names and the namespace does not already list
 //!    as garbage, namespace images other than the head's.
 //! 6. `repair` moves each orphan to `quarantine/<key>` (a copy, then the original deleted), after
-//!    a fenced write of the namespace head; damage is only reported.
+//!    a fenced write of the namespace head; damage is only reported. An extent or namespace
+//!    image uploaded by this run is never moved: it may be an upload whose record (the map, the
+//!    head) lands after the listing.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -70,6 +72,10 @@ impl Filesystem {
             }
         }
         rep.objects = keys.len() as u64;
+        // Volumes being deleted or cloned, read before the namespace: a clone linked after
+        // this read is in the view, one linked after the view still had its marker here.
+        let mut unlisted: HashSet<Ino> = self.volumes.pending_deletions()?.into_iter().collect();
+        unlisted.extend(self.volumes.clones_building()?);
         let view = self.ns.fsck_view()?;
         // Step 3.
         rep.files = view.files.len() as u64;
@@ -116,27 +122,38 @@ impl Filesystem {
         p.step(total, total);
         let _ = std::fs::remove_dir_all(&scratch);
         // Step 5.
-        let deleting: HashSet<Ino> = self.volumes.pending_deletions()?.into_iter().collect();
         let head_image = self.side.images.image_key();
+        let mut movable = Vec::new();
         for key in keys.keys() {
-            if let Some(why) = orphan(key, &volumes, &deleting, &view, &named, &head_image) {
-                rep.orphans.push(finding(key.clone(), why));
+            if let Some(why) = orphan(key, &volumes, &unlisted, &view, &named, &head_image) {
+                // An extent or image of this run may be an upload whose record is on its way
+                // (after the listing): reported, never moved.
+                let ours = key_epoch(key).is_some_and(|e| e >= self.owner.epoch);
+                if ours {
+                    rep.orphans.push(finding(
+                        key.clone(),
+                        format!("{why} (uploaded by this run: perhaps in flight; left in place)"),
+                    ));
+                } else {
+                    movable.push(key.clone());
+                    rep.orphans.push(finding(key.clone(), why));
+                }
             }
         }
         // Step 6.
-        if opts.repair && !rep.orphans.is_empty() {
+        if opts.repair && !movable.is_empty() {
             self.side.images.fence()?;
-            for o in &rep.orphans {
+            for key in &movable {
                 let moved = rt.block_on(async {
-                    let (bytes, _) = store.get(&o.key).await?;
+                    let (bytes, _) = store.get(key).await?;
                     store
-                        .put(&format!("{QUARANTINE_PREFIX}{}", o.key), bytes)
+                        .put(&format!("{QUARANTINE_PREFIX}{key}"), bytes)
                         .await?;
-                    store.delete(&o.key).await
+                    store.delete(key).await
                 });
                 match moved {
                     Ok(()) => rep.quarantined += 1,
-                    Err(e) => rep.notes.push(format!("{}: not quarantined: {e}", o.key)),
+                    Err(e) => rep.notes.push(format!("{key}: not quarantined: {e}")),
                 }
             }
         }
@@ -150,11 +167,22 @@ impl Filesystem {
     }
 }
 
+/// The owner epoch of the run that uploaded `key`, for the kinds a run uploads while fsck
+/// looks (file extents, namespace images).
+fn key_epoch(key: &str) -> Option<u64> {
+    if let Some(e) = crate::ns_backend::image_key_epoch(key) {
+        return Some(e);
+    }
+    let name = key.strip_prefix(super::FILES_PREFIX)?;
+    let (_, _, gen) = strata_filedriver::parse_extent_key(name)?;
+    Some(gen >> super::GEN_EPOCH_SHIFT)
+}
+
 /// Why `key` is an orphan, if it is one (step 5).
 fn orphan(
     key: &str,
     volumes: &HashSet<Ino>,
-    deleting: &HashSet<Ino>,
+    unlisted: &HashSet<Ino>,
     view: &crate::namespace::FsckView,
     named: &HashSet<(Ino, u64, u64)>,
     head_image: &Option<String>,
@@ -189,7 +217,7 @@ fn orphan(
             .and_then(|(i, _)| (i.len() == 16).then(|| u64::from_str_radix(i, 16).ok()))
             .flatten();
         return match ino {
-            Some(i) if volumes.contains(&i) || deleting.contains(&i) => None,
+            Some(i) if volumes.contains(&i) || unlisted.contains(&i) => None,
             Some(i) => Some(format!("an object of {i}, which is not a volume")),
             None => Some("not in a volume's namespace".into()),
         };

@@ -33,6 +33,12 @@ pub(crate) fn ino_of(id: crate::volume::VolumeId) -> Ino {
 }
 
 impl VolumeRegistry {
+    /// Clones being built (their markers): their objects are on the backend before their
+    /// names are in the namespace.
+    pub(crate) fn clones_building(&self) -> Result<Vec<Ino>> {
+        self.marked(CLONING_SUFFIX)
+    }
+
     fn cloning_marker(&self, ino: Ino) -> PathBuf {
         self.cfg
             .dir

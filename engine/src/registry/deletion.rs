@@ -171,6 +171,11 @@ impl VolumeRegistry {
 
     /// Inos of deleted volumes whose backend objects are not all deleted yet (their markers).
     pub(crate) fn pending_deletions(&self) -> Result<Vec<Ino>> {
+        self.marked(DELETING_SUFFIX)
+    }
+
+    /// Inos of the markers `<ino><suffix>` in the volumes directory.
+    pub(super) fn marked(&self, suffix: &str) -> Result<Vec<Ino>> {
         let names = match self.fs.list(&self.cfg.dir) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -178,7 +183,7 @@ impl VolumeRegistry {
         };
         Ok(names
             .iter()
-            .filter_map(|n| n.strip_suffix(DELETING_SUFFIX))
+            .filter_map(|n| n.strip_suffix(suffix))
             .filter_map(|h| u64::from_str_radix(h, 16).ok())
             .collect())
     }
