@@ -168,6 +168,13 @@ fn a_lost_data_directory_comes_back_from_the_backend_alone() {
     fs.flush_to_backend().expect("flush");
     fs.unlink(root, b"gone").expect("unlink");
     fs.flush_to_backend().expect("flush");
+    // The change since went up as a log after the image: the restore applies both.
+    assert!(
+        backend_keys(&backend)
+            .iter()
+            .any(|k| k.starts_with("namespace/log.")),
+        "a namespace log"
+    );
     let mut before = Tree::new();
     walk(&fs, root, "", &mut before);
     let old_owner = fs.owner().clone();

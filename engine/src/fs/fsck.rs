@@ -122,7 +122,7 @@ impl Filesystem {
         p.step(total, total);
         let _ = std::fs::remove_dir_all(&scratch);
         // Step 5.
-        let head_image = self.side.images.image_key();
+        let head_image: HashSet<String> = self.side.images.named_keys().into_iter().collect();
         let mut movable = Vec::new();
         for key in keys.keys() {
             if let Some(why) = orphan(key, &volumes, &unlisted, &view, &named, &head_image) {
@@ -185,7 +185,7 @@ fn orphan(
     unlisted: &HashSet<Ino>,
     view: &crate::namespace::FsckView,
     named: &HashSet<(Ino, u64, u64)>,
-    head_image: &Option<String>,
+    head_image: &HashSet<String>,
 ) -> Option<String> {
     if key == crate::owner::OWNER_KEY
         || key == crate::ns_backend::HEAD_KEY
@@ -195,8 +195,8 @@ fn orphan(
         return None;
     }
     if crate::ns_backend::image_key_epoch(key).is_some() {
-        return (head_image.as_deref() != Some(key))
-            .then(|| "a namespace image the head does not name".to_string());
+        return (!head_image.contains(key))
+            .then(|| "a namespace image or log the head does not name".to_string());
     }
     if let Some(name) = key.strip_prefix(super::FILES_PREFIX) {
         let Some((ino, idx, gen)) = strata_filedriver::parse_extent_key(name) else {

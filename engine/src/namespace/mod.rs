@@ -14,13 +14,17 @@ mod inode;
 mod jobs;
 mod names;
 mod redo;
+mod rows;
 
 pub(crate) use self::data::{DataUpdate, Orphaned};
 pub(crate) use self::dir::NewNode;
 pub(crate) use self::fsck::FsckView;
-pub(crate) use self::image::import_image;
+pub(crate) use self::image::{import_rows, ImageInfo};
 pub(crate) use self::inode::Inode;
 pub(crate) use self::names::now;
+pub(crate) use self::rows::{
+    decode_image, decode_log, diff, encode_image, encode_log, Header, Rows,
+};
 use crate::error::{Error, Result};
 use crate::types::{Cred, Handle, Ino, Kind};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};

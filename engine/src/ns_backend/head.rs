@@ -7,12 +7,14 @@ use crate::error::{Error, Result};
 pub(crate) const HEAD_KEY: &str = "namespace/head";
 /// Prefix of the images' keys: `namespace/image.<epoch>.<seq>`, 16 hex digits each.
 const IMAGE_PREFIX: &str = "namespace/image.";
+/// Prefix of the logs' keys: `namespace/log.<epoch>.<seq>`.
+const LOG_PREFIX: &str = "namespace/log.";
 /// The head's first bytes.
 const MAGIC: [u8; 8] = *b"STRATAHD";
 /// The layout version after the magic.
 const VERSION: u32 = 1;
-/// The head's length: magic, version, flags, 8 u64, image CRC, CRC.
-pub(crate) const HEAD_LEN: usize = 8 + 4 + 4 + 8 * 8 + 4 + 4;
+/// The head's length: magic, version, flags, 9 u64, image CRC, CRC.
+pub(crate) const HEAD_LEN: usize = 8 + 4 + 4 + 9 * 8 + 4 + 4;
 /// Flag: the head names an image.
 const HAS_IMAGE: u32 = 1;
 
@@ -29,6 +31,8 @@ pub(crate) struct ImageRef {
     pub taken: u64,
     /// CRC-32C of its bytes (the image also ends in its own).
     pub crc: u32,
+    /// The last log after it (`seq + 1 ..= log_last`, same epoch); `seq` when there is none.
+    pub log_last: u64,
 }
 
 impl ImageRef {
@@ -36,6 +40,18 @@ impl ImageRef {
     pub(crate) fn key(&self) -> String {
         image_key(self.epoch, self.seq)
     }
+
+    /// The keys of its logs, in order.
+    pub(crate) fn log_keys(&self) -> Vec<(u64, String)> {
+        (self.seq + 1..=self.log_last)
+            .map(|s| (s, log_key(self.epoch, s)))
+            .collect()
+    }
+}
+
+/// `namespace/log.<epoch>.<seq>`.
+pub(crate) fn log_key(epoch: u64, seq: u64) -> String {
+    format!("{LOG_PREFIX}{epoch:016x}.{seq:016x}")
 }
 
 /// `namespace/image.<epoch>.<seq>`.
@@ -43,9 +59,12 @@ pub(crate) fn image_key(epoch: u64, seq: u64) -> String {
     format!("{IMAGE_PREFIX}{epoch:016x}.{seq:016x}")
 }
 
-/// The epoch an image key carries, if `key` is one.
+/// The epoch an image or log key carries, if `key` is one.
 pub(crate) fn image_key_epoch(key: &str) -> Option<u64> {
-    let (epoch, seq) = key.strip_prefix(IMAGE_PREFIX)?.split_once('.')?;
+    let (epoch, seq) = key
+        .strip_prefix(IMAGE_PREFIX)
+        .or_else(|| key.strip_prefix(LOG_PREFIX))?
+        .split_once('.')?;
     let hex = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
     (hex(epoch) && hex(seq))
         .then(|| u64::from_str_radix(epoch, 16).ok())
@@ -81,6 +100,7 @@ impl Head {
             len: 0,
             taken: 0,
             crc: 0,
+            log_last: 0,
         });
         for v in [
             self.fsid,
@@ -91,6 +111,7 @@ impl Head {
             i.seq,
             i.len,
             i.taken,
+            i.log_last,
         ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
@@ -106,8 +127,8 @@ impl Head {
         if b.len() != HEAD_LEN || b[..8] != MAGIC {
             return Err(bad("not a namespace head"));
         }
-        let crc = u32::from_le_bytes([b[84], b[85], b[86], b[87]]);
-        if crc32c::crc32c(&b[..84]) != crc {
+        let crc = u32::from_le_bytes([b[92], b[93], b[94], b[95]]);
+        if crc32c::crc32c(&b[..92]) != crc {
             return Err(bad("its checksum does not match"));
         }
         let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
@@ -131,8 +152,12 @@ impl Head {
             seq: u64_at(56),
             len: u64_at(64),
             taken: u64_at(72),
-            crc: u32_at(80),
+            log_last: u64_at(80),
+            crc: u32_at(88),
         });
+        if image.is_some_and(|i| i.log_last < i.seq) {
+            return Err(bad("its last log is before its image"));
+        }
         Ok(Head {
             fsid: u64_at(16),
             gateway: u64_at(24),
@@ -163,16 +188,20 @@ mod tests {
             len: 1234,
             taken: 1_700_000_000,
             crc: 0xdead_beef,
+            log_last: 12,
         });
         let b = h.encode();
         assert_eq!(b.len(), HEAD_LEN);
         assert_eq!(Head::decode(&b).expect("decode"), h);
-        for at in [0, 8, 20, 50, 83, 87] {
+        for at in [0, 8, 20, 50, 83, 91, 95] {
             let mut bad = b.clone();
             bad[at] ^= 1;
             assert!(Head::decode(&bad).is_err(), "damage at {at} noticed");
         }
-        assert!(Head::decode(&b[..80]).is_err());
+        assert!(Head::decode(&b[..88]).is_err());
+        let logs = h.image.expect("image").log_keys();
+        assert_eq!(logs.len(), 3);
+        assert_eq!(image_key_epoch(&logs[0].1), Some(3), "{}", logs[0].1);
         assert_eq!(
             image_key_epoch(&image_key(0xab, 2)),
             Some(0xab),

@@ -30,6 +30,7 @@ pub(crate) use self::head::{image_key_epoch, HEAD_KEY};
 use self::head::{Head, ImageRef, HEAD_LEN};
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
+use crate::namespace::{diff, encode_image, encode_log, Header, Rows};
 use crate::types::Ino;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,6 +80,11 @@ struct State {
     last: Option<Instant>,
     /// Garbage rows no image on the backend names.
     deletable: Vec<GarbageRow>,
+    /// The rows the head names (its image and logs), once this run wrote it: the base of the
+    /// next log.
+    rows: Option<Rows>,
+    /// Bytes of the logs after the head's image: a new image once they pass half its size.
+    log_bytes: u64,
     /// The last image left volumes out (nothing of them on the backend yet): take another
     /// once the interval passed, changed or not.
     incomplete: bool,
@@ -117,6 +123,8 @@ impl NsBackend {
                 covered: None,
                 last: None,
                 deletable: Vec::new(),
+                rows: None,
+                log_bytes: 0,
                 incomplete: false,
                 fenced: None,
             }),
@@ -232,54 +240,142 @@ impl NsBackend {
     }
 
     fn take_image(&self) -> Result<()> {
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        // Read before the image: rows already garbage are named by no map in it.
+        // Read before the rows: rows already garbage are named by no map in them.
         let garbage = self.ns.garbage(GARBAGE_PER_IMAGE)?;
         let taken = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let at = Instant::now();
-        let (bytes, info) = self
+        let (rows, info) = self
             .ns
-            .export_image(&mut |ino| self.volume_on_backend(ino))?;
-        let image = ImageRef {
-            epoch: self.epoch,
-            seq,
-            len: bytes.len() as u64,
-            taken,
-            crc: crc32c::crc32c(&bytes),
+            .export_rows(&mut |ino| self.volume_on_backend(ino))?;
+        let h = Header {
+            fsid: self.ns.fsid(),
+            changes: info.changes,
         };
-        let key = image.key();
-        self.rt
-            .block_on(self.store.put(&key, bytes::Bytes::from(bytes)))?;
         let (mark, before) = self.current();
-        if let Err(e) = self.write_head(mark, Some(image)) {
-            if self.st.lock().fenced.is_some() {
+        // The rows the head names now, if this run's image (and logs) are what it names.
+        let prev = self.st.lock().rows.take();
+        let log_base = match (&prev, before) {
+            (Some(p), Some(img)) if img.epoch == self.epoch && self.log_bytes() * 2 < img.len => {
+                Some((p, img))
+            }
+            _ => None,
+        };
+        let (key, named, len, log_bytes) = match log_base {
+            // A log: what changed since the image and the logs before it.
+            Some((p, img)) => {
+                let changed = diff(p, &rows);
+                if changed.is_empty() {
+                    // The head names exactly these rows already.
+                    self.covered(rows, &info, at, garbage, None);
+                    return Ok(());
+                }
+                let seq = img.log_last + 1;
+                self.seq.fetch_max(seq, Ordering::SeqCst);
+                let bytes = encode_log(h, img.seq, seq, &changed);
+                let len = bytes.len() as u64;
+                let key = head::log_key(self.epoch, seq);
+                let named = ImageRef {
+                    taken,
+                    log_last: seq,
+                    ..img
+                };
+                (key, named, len, Some(bytes))
+            }
+            None => {
+                let seq = self
+                    .seq
+                    .fetch_add(1, Ordering::SeqCst)
+                    .max(before.map_or(0, |b| b.log_last))
+                    + 1;
+                self.seq.fetch_max(seq, Ordering::SeqCst);
+                let bytes = encode_image(h, &rows);
+                let named = ImageRef {
+                    epoch: self.epoch,
+                    seq,
+                    len: bytes.len() as u64,
+                    taken,
+                    crc: crc32c::crc32c(&bytes),
+                    log_last: seq,
+                };
+                let len = named.len;
+                let key = named.key();
+                self.put(&key, bytes)
+                    .inspect_err(|_| self.st.lock().rows = prev.clone())?;
+                (key, named, len, None)
+            }
+        };
+        if let Some(bytes) = log_bytes {
+            self.put(&key, bytes)
+                .inspect_err(|_| self.st.lock().rows = prev.clone())?;
+        }
+        if let Err(e) = self.write_head(mark, Some(named)) {
+            let fenced = self.st.lock().fenced.is_some();
+            if fenced {
                 // Ours, never named: the new owner's collector would not know it.
                 let _ = self.rt.block_on(self.store.delete(&key));
+            } else {
+                self.st.lock().rows = prev;
             }
             return Err(e);
         }
+        let is_image = named.log_last == named.seq;
+        self.covered(rows, &info, at, garbage, Some((is_image, len)));
+        tracing::debug!(key, len, "namespace image or log uploaded");
+        if let Some(old) = before.filter(|b| is_image && b.key() != key) {
+            let mut keys = vec![old.key()];
+            keys.extend(old.log_keys().into_iter().map(|(_, k)| k));
+            if let Err(e) = self.rt.block_on(self.store.delete_many(&keys)) {
+                tracing::warn!(key = old.key(), error = %e, "deleting a superseded namespace image and its logs failed; they stay on the backend");
+            }
+        }
+        Ok(())
+    }
+
+    /// The head names `rows` (exported at `at`, `info`): what waits for them may go on.
+    /// `upload`: whether it was an image or a log, and its length (none: nothing changed).
+    fn covered(
+        &self,
+        rows: Rows,
+        info: &crate::namespace::ImageInfo,
+        at: Instant,
+        garbage: Vec<GarbageRow>,
+        upload: Option<(bool, u64)>,
+    ) {
         {
             let mut st = self.st.lock();
+            st.rows = Some(rows);
+            match upload {
+                Some((true, _)) => st.log_bytes = 0,
+                Some((false, len)) => st.log_bytes += len,
+                None => {}
+            }
             st.covered = Some(info.changes);
             st.incomplete = info.omitted > 0;
             st.last = Some(at);
             st.deletable = garbage;
         }
         self.uploaded.send_replace(Some(info.changes));
-        tracing::debug!(key, len = image.len, "namespace image uploaded");
-        if let Some(old) = before.filter(|b| b.key() != key) {
-            if let Err(e) = self.rt.block_on(self.store.delete(&old.key())) {
-                tracing::warn!(key = old.key(), error = %e, "deleting a superseded namespace image failed; it stays on the backend");
-            }
-        }
+    }
+
+    fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.rt
+            .block_on(self.store.put(key, bytes::Bytes::from(bytes)))?;
         Ok(())
     }
 
-    /// The key of the image the head names, if any.
-    pub(crate) fn image_key(&self) -> Option<String> {
-        self.current().1.map(|i| i.key())
+    fn log_bytes(&self) -> u64 {
+        self.st.lock().log_bytes
+    }
+
+    /// The keys of the image and logs the head names.
+    pub(crate) fn named_keys(&self) -> Vec<String> {
+        self.current().1.map_or_else(Vec::new, |i| {
+            std::iter::once(i.key())
+                .chain(i.log_keys().into_iter().map(|(_, k)| k))
+                .collect()
+        })
     }
 
     /// The backend (its root).

@@ -5,7 +5,8 @@
 //! 2. Taking the backend over is explicit (`take_over`): the owner record names another
 //!    gateway, which must be gone for good. On a store run with `S3_Unsafe_Single_Writer`
 //!    nothing fences that gateway should it come back, so `force` is needed too.
-//! 3. The image is read, checked (length, checksum, layout) and imported into a new
+//! 3. The image and the logs after it are read, checked (length, checksums, layout, each log's
+//!    place) and applied in order, then imported into a new
 //!    `strata.redb` under a new gateway id, its next inode number at least the head's
 //!    high-water mark: no number handed out before is handed out again.
 //! 4. The owner record names the new gateway, its epoch one above the old one's (a conditional
@@ -184,13 +185,33 @@ fn restore_into(
             image.key()
         ))));
     }
+    let (h, mut rows) = crate::namespace::decode_image(&bytes).map_err(before)?;
+    if h.fsid != head.fsid {
+        return Err(before(Error::Io(format!(
+            "the namespace image {} on {location} is of namespace {:016x}, not {:016x}",
+            image.key(),
+            h.fsid,
+            head.fsid
+        ))));
+    }
+    // Then the logs of the changes since, in order.
+    for (seq, key) in image.log_keys() {
+        let (b, _) = rt.block_on(store.get(&key)).map_err(|e| {
+            before(Error::Io(format!(
+                "reading the namespace log {key} from {location}: {e}"
+            )))
+        })?;
+        crate::namespace::decode_log(&b, head.fsid, image.seq, seq)
+            .map_err(|e| before(Error::Io(format!("{key} on {location}: {e}"))))?
+            .apply(&mut rows);
+    }
     p.step(2, STEPS);
     let gateway = crate::namespace::random_u64();
     let path = config.data_dir.join(METADATA_FILE);
     let written = |e: Error| (e, true);
     let db = redb::Database::create(&path).map_err(|e| written(e.into()))?;
-    let info =
-        crate::namespace::import_image(&db, &bytes, gateway, head.ino_hwm).map_err(written)?;
+    let info = crate::namespace::import_rows(&db, &rows, head.fsid, gateway, head.ino_hwm)
+        .map_err(written)?;
     drop(db);
     p.step(3, STEPS);
     // Step 4.

@@ -87,34 +87,62 @@ fn the_mark_is_ahead_of_every_inode_handed_out_and_creates_wait_at_it() {
 }
 
 #[test]
-fn an_image_is_named_by_the_head_before_its_predecessor_and_garbage_go() {
+fn changes_go_up_as_logs_until_an_image_is_due_and_garbage_waits_for_them() {
     let s = setup();
     let b = s.open(3).expect("open");
     b.step(false)
         .expect("the first image of a run is taken at once");
     let first = s.head().image.expect("an image");
-    assert_eq!((first.epoch, first.seq), (3, 1));
+    assert_eq!((first.epoch, first.seq, first.log_last), (3, 1, 1));
     // Garbage recorded now is named by the image on the backend (it was a map's before):
-    // nothing may go until an image taken after it is named by the head.
+    // nothing may go until what the head names was read after it.
     s.ns.add_garbage(&[(9, 0, 5)]).expect("garbage");
+    s.create(b"a").expect("create");
     assert!(b.take_deletable().is_empty());
     b.step(false).expect("not due: the interval has not passed");
     assert_eq!(s.head().image, Some(first));
     let covering = b.want_image();
     b.step(false).expect("wanted: due");
-    let second = s.head().image.expect("an image");
-    assert_eq!(second.seq, 2);
+    // A log of the change, after the same image.
+    let logged = s.head().image.expect("an image");
+    assert_eq!((logged.seq, logged.log_last), (1, 2), "{logged:?}");
     assert_eq!(b.take_deletable(), vec![(9, 0, 5)]);
-    let keys = s.keys();
-    assert!(keys.contains(&second.key()), "{keys:?}");
-    assert!(
-        !keys.contains(&first.key()),
-        "superseded image deleted: {keys:?}"
-    );
     s.rt.block_on(b.wait_for_image(covering));
-    // Unchanged: forced or not, no new image.
+    let keys = s.keys();
+    for k in b.named_keys() {
+        assert!(keys.contains(&k), "{k} named and there: {keys:?}");
+    }
+    // Unchanged: forced or not, nothing new.
     b.step(true).expect("step");
-    assert_eq!(s.head().image, Some(second));
+    assert_eq!(s.head().image, Some(logged));
+    // More changes: logs until they weigh half the image, then a new image, and the old
+    // image and its logs go.
+    let mut n = 0;
+    let rotated = loop {
+        n += 1;
+        s.create(format!("f{n}").as_bytes()).expect("create");
+        b.want_image();
+        b.step(false).expect("step");
+        let h = s.head().image.expect("an image");
+        if h.seq != first.seq {
+            break h;
+        }
+        assert!(n < 50, "no new image after {n} logs");
+    };
+    assert_eq!(rotated.log_last, rotated.seq);
+    assert!(rotated.seq > logged.log_last, "{rotated:?}");
+    let keys = s.keys();
+    let named = b.named_keys();
+    let ns_keys: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with("namespace/"))
+        .collect();
+    assert_eq!(
+        ns_keys.len(),
+        named.len() + 1,
+        "the head and what it names: {keys:?}"
+    );
+    assert!(!keys.contains(&first.key()), "{keys:?}");
 }
 
 #[test]
