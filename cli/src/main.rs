@@ -104,11 +104,13 @@ struct RestoreArgs {
     conf: PathBuf,
     /// Take the backend over from the gateway its owner record names. Required: make sure
     /// that gateway is gone for good (machine lost, never started again with its data
-    /// directory); once restored, it is refused if it comes back.
+    /// directory); once restored, it is refused if it comes back. The restore first watches
+    /// the backend for 10 s and refuses if that gateway still writes its heartbeat.
     #[arg(long)]
     take_over: bool,
-    /// With S3_Unsafe_Single_Writer (no conditional writes), restore anyway: nothing would
-    /// stop the old gateway from overwriting objects if it came back.
+    /// Take over even from a gateway that looks alive (it is fenced off: its writes are
+    /// refused from its next upload on), and with S3_Unsafe_Single_Writer (no conditional
+    /// writes), where nothing would stop the old gateway from overwriting objects.
     #[arg(long)]
     force: bool,
     /// Print the report as JSON (one line).
@@ -259,6 +261,7 @@ fn main() -> ExitCode {
             strata_engine::RestoreOptions {
                 take_over: a.take_over,
                 force: a.force,
+                ..strata_engine::RestoreOptions::default()
             },
             a.json,
         ),

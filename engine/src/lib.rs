@@ -37,7 +37,7 @@ pub use fs::{
     BackendConfig, ChangeHook, CloneInfo, EngineConfig, Filesystem, FsckOptions, HiddenVolume,
     OpenOptions, FILES_PREFIX, QUARANTINE_PREFIX,
 };
-pub use ns_backend::{restore, RestoreOptions, RestoreReport};
+pub use ns_backend::{restore, RestoreOptions, RestoreReport, TAKE_OVER_PROBE};
 pub use owner::{OwnerRecord, OWNER_KEY};
 pub use progress::{NoProgress, Progress};
 pub use registry::{VOLUMES_DIR, VOLUMES_PREFIX};

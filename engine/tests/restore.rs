@@ -10,9 +10,11 @@ use strata_engine::*;
 
 const ME: Cred = Cred { uid: 0, gid: 0 };
 const MIB: usize = 1 << 20;
+/// Taking over from a gateway that is gone (its head is not watched: these tests know).
 const TAKE_OVER: RestoreOptions = RestoreOptions {
     take_over: true,
     force: false,
+    probe: std::time::Duration::ZERO,
 };
 
 fn config(data: &Path, backend: &Path) -> EngineConfig {
@@ -302,9 +304,21 @@ fn a_deposed_gateway_still_running_cannot_change_what_the_restored_one_serves() 
     create_written(&old, root, b"gone-flat.vmdk", 0o600, &pattern(8192, 3));
     old.flush_to_backend().expect("flush");
 
-    // Restored elsewhere while the old gateway still runs (its machine only looked lost).
+    // Restored elsewhere while the old gateway still runs (its machine only looked lost). It
+    // is seen alive and refused, unless forced (it cannot be stopped and must be fenced off).
     let cfg = config(&t.path().join("new"), &backend);
-    restore(&cfg, TAKE_OVER, &NoProgress).expect("restore");
+    let watch = RestoreOptions {
+        probe: std::time::Duration::from_secs(6),
+        ..TAKE_OVER
+    };
+    let e = restore(&cfg, watch, &NoProgress).expect_err("alive");
+    assert!(e.to_string().contains("looks alive"), "{e}");
+    assert_eq!(std::fs::read_dir(&cfg.data_dir).expect("dir").count(), 0);
+    let forced = RestoreOptions {
+        force: true,
+        ..TAKE_OVER
+    };
+    restore(&cfg, forced, &NoProgress).expect("restore");
 
     // The old gateway goes on, not knowing yet: a volume write, a file rewrite, a volume and a
     // file removed (all local).

@@ -13,8 +13,8 @@ const LOG_PREFIX: &str = "namespace/log.";
 const MAGIC: [u8; 8] = *b"STRATAHD";
 /// The layout version after the magic.
 const VERSION: u32 = 1;
-/// The head's length: magic, version, flags, 9 u64, image CRC, CRC.
-pub(crate) const HEAD_LEN: usize = 8 + 4 + 4 + 9 * 8 + 4 + 4;
+/// The head's length: magic, version, flags, 10 u64, image CRC, CRC.
+pub(crate) const HEAD_LEN: usize = 8 + 4 + 4 + 10 * 8 + 4 + 4;
 /// Flag: the head names an image.
 const HAS_IMAGE: u32 = 1;
 
@@ -84,6 +84,10 @@ pub(crate) struct Head {
     pub ino_hwm: u64,
     /// The namespace's image, once one was uploaded.
     pub image: Option<ImageRef>,
+    /// One more at every write of the head: a gateway writes it at least every
+    /// [`super::HEARTBEAT`], so a head that does not change for longer belongs to a gateway
+    /// that is gone (what `strata restore` waits to see before it takes over).
+    pub beat: u64,
 }
 
 impl Head {
@@ -112,6 +116,7 @@ impl Head {
             i.len,
             i.taken,
             i.log_last,
+            self.beat,
         ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
@@ -127,8 +132,8 @@ impl Head {
         if b.len() != HEAD_LEN || b[..8] != MAGIC {
             return Err(bad("not a namespace head"));
         }
-        let crc = u32::from_le_bytes([b[92], b[93], b[94], b[95]]);
-        if crc32c::crc32c(&b[..92]) != crc {
+        let crc = u32::from_le_bytes([b[100], b[101], b[102], b[103]]);
+        if crc32c::crc32c(&b[..100]) != crc {
             return Err(bad("its checksum does not match"));
         }
         let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
@@ -153,7 +158,7 @@ impl Head {
             len: u64_at(64),
             taken: u64_at(72),
             log_last: u64_at(80),
-            crc: u32_at(88),
+            crc: u32_at(96),
         });
         if image.is_some_and(|i| i.log_last < i.seq) {
             return Err(bad("its last log is before its image"));
@@ -164,6 +169,7 @@ impl Head {
             epoch: u64_at(32),
             ino_hwm: u64_at(40),
             image,
+            beat: u64_at(88),
         })
     }
 }
@@ -180,6 +186,7 @@ mod tests {
             epoch: 3,
             ino_hwm: 1 << 20,
             image: None,
+            beat: 4,
         };
         assert_eq!(Head::decode(&h.encode()).expect("decode"), h);
         h.image = Some(ImageRef {
@@ -193,12 +200,12 @@ mod tests {
         let b = h.encode();
         assert_eq!(b.len(), HEAD_LEN);
         assert_eq!(Head::decode(&b).expect("decode"), h);
-        for at in [0, 8, 20, 50, 83, 91, 95] {
+        for at in [0, 8, 20, 50, 83, 91, 99, 103] {
             let mut bad = b.clone();
             bad[at] ^= 1;
             assert!(Head::decode(&bad).is_err(), "damage at {at} noticed");
         }
-        assert!(Head::decode(&b[..88]).is_err());
+        assert!(Head::decode(&b[..96]).is_err());
         let logs = h.image.expect("image").log_keys();
         assert_eq!(logs.len(), 3);
         assert_eq!(image_key_epoch(&logs[0].1), Some(3), "{}", logs[0].1);

@@ -17,6 +17,8 @@
 //!    them), and volume deletions waiting for an image begun after their unlink go on.
 //! 4. The mark moves up in the same rounds, when the next inode number comes within half a
 //!    block of it (the head rewritten naming the same image).
+//! 5. And the head is rewritten at least every [`HEARTBEAT`] (its beat counter one up): a head
+//!    that stays the same for longer belongs to a gateway that is gone.
 //!
 //! The volumes' data and metadata reach the backend through their own pipelines; an image
 //! names a volume by its inode, and a restore opens it from its manifest.
@@ -37,6 +39,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_backend::ObjectStore;
+
+/// A running gateway writes the head at least this often (every write counts one more beat):
+/// a restore that sees it unchanged for [`TAKE_OVER_PROBE`] takes the owner for gone.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(4);
+
+/// How long `strata restore --take-over` watches the head before it takes over: longer than
+/// two heartbeats and a round.
+pub const TAKE_OVER_PROBE: Duration = Duration::from_secs(10);
 
 /// Inode numbers the high-water mark moves up by: at the rate of a thousand creates a second,
 /// one head write every eight minutes, and half an hour of creates with the backend away.
@@ -90,6 +100,8 @@ struct State {
     incomplete: bool,
     /// Why this gateway writes the head no more (it lost a conditional write).
     fenced: Option<String>,
+    /// When this gateway last wrote the head.
+    written: Option<Instant>,
 }
 
 impl NsBackend {
@@ -127,6 +139,7 @@ impl NsBackend {
                 log_bytes: 0,
                 incomplete: false,
                 fenced: None,
+                written: None,
             }),
             writer: Mutex::new(()),
             seq: AtomicU64::new(0),
@@ -172,14 +185,17 @@ impl NsBackend {
             if let Some(why) = &st.fenced {
                 return Err(Error::NotOwner(why.clone()));
             }
-            st.head.as_ref().map(|(_, e)| e.clone())
+            st.head.as_ref().map(|(h, e)| (e.clone(), h.beat))
         };
+        let beat = etag.as_ref().map_or(0, |(_, b)| b.wrapping_add(1));
+        let etag = etag.map(|(e, _)| e);
         let head = Head {
             fsid: self.ns.fsid(),
             gateway: self.ns.gateway_id(),
             epoch: self.epoch,
             ino_hwm,
             image,
+            beat,
         };
         let bytes = bytes::Bytes::from(head.encode());
         let r = self.rt.block_on(async {
@@ -190,7 +206,9 @@ impl NsBackend {
         });
         match r {
             Ok(meta) => {
-                self.st.lock().head = Some((head, meta.etag));
+                let mut st = self.st.lock();
+                st.head = Some((head, meta.etag));
+                st.written = Some(Instant::now());
                 Ok(())
             }
             Err(e) if e.is_condition_failed() => {
@@ -223,6 +241,16 @@ impl NsBackend {
         };
         if due {
             self.image()?;
+        }
+        // The heartbeat: a head unchanged for long belongs to a gateway that is gone.
+        let beat_due = self
+            .st
+            .lock()
+            .written
+            .is_none_or(|t| t.elapsed() >= HEARTBEAT);
+        if beat_due {
+            let (mark, image) = self.current();
+            self.write_head(mark, image)?;
         }
         Ok(())
     }

@@ -3,7 +3,8 @@
 //! 1. The data directory must be empty; the backend must hold an owner record and a
 //!    namespace head naming an image of the same namespace.
 //! 2. Taking the backend over is explicit (`take_over`): the owner record names another
-//!    gateway, which must be gone for good. On a store run with `S3_Unsafe_Single_Writer`
+//!    gateway, which must be gone for good. Unless `force`, the namespace head is watched for
+//!    [`TAKE_OVER_PROBE`]: a running gateway rewrites it every heartbeat, and is refused. On a store run with `S3_Unsafe_Single_Writer`
 //!    nothing fences that gateway should it come back, so `force` is needed too.
 //! 3. The image and the logs after it are read, checked (length, checksums, layout, each log's
 //!    place) and applied in order, then imported into a new
@@ -22,21 +23,35 @@
 //!
 //! A failure before step 4 leaves the backend untouched and removes what step 3 wrote.
 
-use super::read_head;
+use super::{read_head, TAKE_OVER_PROBE};
 use crate::error::{Error, Result};
 use crate::fs::{BackendConfig, EngineConfig, Filesystem, METADATA_FILE};
 use crate::owner::{read_record, OwnerRecord, OWNER_KEY};
 use crate::progress::Progress;
 
 /// How to restore.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct RestoreOptions {
     /// Take the backend over from the gateway its owner record names (required: that gateway
     /// must be gone).
     pub take_over: bool,
-    /// Also on a store without conditional writes (`S3_Unsafe_Single_Writer`), where nothing
+    /// Take over even if the owner looks alive (its namespace head changed while watched),
+    /// and on a store without conditional writes (`S3_Unsafe_Single_Writer`), where nothing
     /// fences the old gateway should it come back.
     pub force: bool,
+    /// How long the namespace head is watched for the owner's heartbeat before taking over
+    /// ([`TAKE_OVER_PROBE`] by default; a shorter watch may miss a gateway that is alive).
+    pub probe: std::time::Duration,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> RestoreOptions {
+        RestoreOptions {
+            take_over: false,
+            force: false,
+            probe: TAKE_OVER_PROBE,
+        }
+    }
 }
 
 /// What a restore brought back.
@@ -168,6 +183,20 @@ fn restore_into(
                  objects should it come back. Add --force once it is certainly gone"
                     .into(),
             )));
+        }
+    }
+    // Is the owner alive? A running gateway rewrites the head every heartbeat.
+    if !opts.force {
+        std::thread::sleep(opts.probe);
+        let again = rt.block_on(read_head(store)).map_err(before)?;
+        if again.map(|(h, _)| h.beat) != Some(head.beat) {
+            return Err(before(Error::NotOwner(format!(
+                "{} looks alive: its namespace head on {location} changed while this restore \
+                 watched it for {:?}. Stop it first (or, if it cannot be stopped and must be \
+                 fenced off, run again with --force)",
+                owner.describe(),
+                opts.probe
+            ))));
         }
     }
     p.step(1, STEPS);

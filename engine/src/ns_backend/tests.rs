@@ -187,6 +187,7 @@ fn a_head_of_another_namespace_is_refused_at_open() {
         epoch: 1,
         ino_hwm: 10,
         image: None,
+        beat: 0,
     };
     s.rt.block_on(s.store.put(HEAD_KEY, other.encode().into()))
         .expect("put");
