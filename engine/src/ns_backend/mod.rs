@@ -49,7 +49,8 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(4);
 pub const TAKE_OVER_PROBE: Duration = Duration::from_secs(10);
 
 /// Inode numbers the high-water mark moves up by: at the rate of a thousand creates a second,
-/// one head write every eight minutes, and half an hour of creates with the backend away.
+/// one head write every eight to seventeen minutes, and as long of creates with the backend
+/// away.
 pub(crate) const INO_BLOCK: u64 = 1 << 20;
 
 /// A file extent's garbage row: (ino, extent index, generation).
@@ -73,7 +74,8 @@ pub(crate) struct NsBackend {
     /// The number of the last image of this run.
     seq: AtomicU64,
     /// [`Namespace::changes`] covered by the image the head names, once one of this run does.
-    uploaded: tokio::sync::watch::Sender<Option<u64>>,
+    /// And whether this gateway lost the head (then nothing waiting for an image may go on).
+    uploaded: tokio::sync::watch::Sender<(Option<u64>, bool)>,
     /// Something waits for the next image: take it whatever the interval.
     wanted: AtomicBool,
     /// Volumes known to have a manifest on the backend.
@@ -143,7 +145,7 @@ impl NsBackend {
             }),
             writer: Mutex::new(()),
             seq: AtomicU64::new(0),
-            uploaded: tokio::sync::watch::Sender::new(None),
+            uploaded: tokio::sync::watch::Sender::new((None, false)),
             wanted: AtomicBool::new(false),
             manifests: Mutex::new(std::collections::HashSet::new()),
         });
@@ -212,6 +214,16 @@ impl NsBackend {
                 Ok(())
             }
             Err(e) if e.is_condition_failed() => {
+                // Our own write may have landed with its answer lost (a store that retried it):
+                // then the head is exactly the one sent.
+                if let Ok(Some((now, etag))) = self.rt.block_on(read_head(&*self.store)) {
+                    if now == head {
+                        let mut st = self.st.lock();
+                        st.head = Some((head, etag));
+                        st.written = Some(Instant::now());
+                        return Ok(());
+                    }
+                }
                 let why = format!(
                     "{HEAD_KEY} on the backend changed under this gateway (epoch {}): another \
                      gateway took the backend over; this one changes, uploads and deletes \
@@ -219,7 +231,12 @@ impl NsBackend {
                     self.epoch
                 );
                 tracing::error!("{why}");
-                self.st.lock().fenced = Some(why.clone());
+                {
+                    let mut st = self.st.lock();
+                    st.fenced = Some(why.clone());
+                    st.deletable.clear();
+                }
+                self.uploaded.send_modify(|v| v.1 = true);
                 self.ns.depose(&why);
                 Err(Error::NotOwner(why))
             }
@@ -231,11 +248,17 @@ impl NsBackend {
     /// since the last one (`strata sync --wait`).
     pub(crate) fn step(&self, force: bool) -> Result<()> {
         let _w = self.writer.lock();
+        if let Some(why) = self.st.lock().fenced.clone() {
+            return Err(Error::NotOwner(why));
+        }
         self.raise_mark()?;
         let changes = self.ns.changes();
+        // Garbage rows left and none released: rows read now go with the next upload (which
+        // may be none at all, the namespace unchanged), so a backlog drains batch by batch.
+        let idle_garbage = self.st.lock().deletable.is_empty() && !self.ns.garbage(1)?.is_empty();
         let due = {
             let st = self.st.lock();
-            let changed = st.incomplete || st.covered.is_none_or(|c| changes > c);
+            let changed = st.incomplete || idle_garbage || st.covered.is_none_or(|c| changes > c);
             let waited = st.last.is_none_or(|t| t.elapsed() >= self.interval);
             changed && (force || waited || self.wanted.load(Ordering::SeqCst))
         };
@@ -384,7 +407,7 @@ impl NsBackend {
             st.last = Some(at);
             st.deletable = garbage;
         }
-        self.uploaded.send_replace(Some(info.changes));
+        self.uploaded.send_replace((Some(info.changes), false));
     }
 
     fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
@@ -421,7 +444,12 @@ impl NsBackend {
 
     /// Garbage rows no image on the backend names any more (taken: deleted by the caller).
     pub(crate) fn take_deletable(&self) -> Vec<GarbageRow> {
-        std::mem::take(&mut self.st.lock().deletable)
+        let mut st = self.st.lock();
+        if st.fenced.is_some() {
+            // Deposed: the new owner's rows may name them again.
+            st.deletable.clear();
+        }
+        std::mem::take(&mut st.deletable)
     }
 
     /// What an image must cover to show the namespace as it is now (every change that
@@ -433,10 +461,14 @@ impl NsBackend {
 
     /// Waits until the head names an image of this run covering `changes` (from
     /// [`NsBackend::want_image`]): nothing removed before that call is named on the backend.
-    pub(crate) async fn wait_for_image(&self, changes: u64) {
+    /// Returns false when this gateway lost the head instead (it must delete nothing).
+    pub(crate) async fn wait_for_image(&self, changes: u64) -> bool {
         let mut rx = self.uploaded.subscribe();
-        // An error means the sender is gone: the engine is closing.
-        let _ = rx.wait_for(|c| c.is_some_and(|c| c >= changes)).await;
+        // An error means the sender is gone: the engine is closing (nothing may go either).
+        let r = rx
+            .wait_for(|(c, fenced)| *fenced || c.is_some_and(|c| c >= changes))
+            .await;
+        r.is_ok_and(|v| !v.1)
     }
 
     /// Gives back garbage rows taken by [`NsBackend::take_deletable`] and not deleted.

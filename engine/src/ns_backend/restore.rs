@@ -10,8 +10,11 @@
 //!    place) and applied in order, then imported into a new
 //!    `strata.redb` under a new gateway id, its next inode number at least the head's
 //!    high-water mark: no number handed out before is handed out again.
-//! 4. The owner record names the new gateway, its epoch one above the old one's (a conditional
-//!    write on the record read in step 1: a race with another restore or start loses). Then
+//! 4. The head is rewritten naming the same image under the new gateway (a conditional write
+//!    on the head the image was read from: the old gateway, should it still run, names no
+//!    newer image after it and so deletes nothing the restored image names); then the owner
+//!    record names the new gateway, its epoch one above the old one's (a conditional write on
+//!    the record read in step 1: a race with another restore or start loses). Then
 //!    every volume manifest the image names is rewritten (its generation 2^20 up, by a
 //!    conditional write): the old gateway, should it still run, loses its next conditional
 //!    write of each, which stops that volume's uploads for good (a refused conditional write
@@ -120,10 +123,16 @@ pub fn restore(
     };
     p.step(4, STEPS);
     // Step 5.
-    let fs = Filesystem::open(config.clone())?;
+    let done = |e: Error| {
+        Error::Io(format!(
+            "the namespace is restored and the backend taken over, but opening the restored \
+             gateway once failed: {e}. Start the gateway: it goes on from here"
+        ))
+    };
+    let fs = Filesystem::open(config.clone()).map_err(done)?;
     let epoch = fs.owner().epoch;
-    // Its first image, whose conditional write of the head fences the old gateway's.
-    fs.flush_to_backend()?;
+    // Its first image under its own epoch.
+    fs.flush_to_backend().map_err(done)?;
     drop(fs);
     p.step(STEPS, STEPS);
     tracing::info!(
@@ -150,7 +159,8 @@ fn restore_into(
         ))));
     };
     let head = rt.block_on(read_head(store)).map_err(before)?;
-    let Some((head, image)) = head.and_then(|(h, _)| Some((h, h.image?))) else {
+    let mut head_etag = head.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
+    let Some((mut head, mut image)) = head.and_then(|(h, _)| Some((h, h.image?))) else {
         return Err(before(Error::Invalid(format!(
             "the backend {location} holds no namespace image: its gateway ({}) never uploaded \
              one (a gateway uploads its first at start; those before this version of Strata \
@@ -189,7 +199,7 @@ fn restore_into(
     if !opts.force {
         std::thread::sleep(opts.probe);
         let again = rt.block_on(read_head(store)).map_err(before)?;
-        if again.map(|(h, _)| h.beat) != Some(head.beat) {
+        if again.as_ref().map(|(h, _)| h.beat) != Some(head.beat) {
             return Err(before(Error::NotOwner(format!(
                 "{} looks alive: its namespace head on {location} changed while this restore \
                  watched it for {:?}. Stop it first (or, if it cannot be stopped and must be \
@@ -197,6 +207,10 @@ fn restore_into(
                 owner.describe(),
                 opts.probe
             ))));
+        }
+        if let Some((h, e)) = again {
+            (head, head_etag) = (h, e);
+            image = h.image.unwrap_or(image);
         }
     }
     p.step(1, STEPS);
@@ -249,6 +263,27 @@ fn restore_into(
         .epoch
         .checked_add(1)
         .ok_or_else(|| written(Error::Io("the owner epoch cannot grow any more".into())))?;
+    // The head first, conditionally on the one the image was read from: from here on the old
+    // gateway's next head write fails, so it never names another image (nor, after it, deletes
+    // garbage or volumes the restored image still names).
+    let taken = super::head::Head {
+        gateway,
+        epoch,
+        beat: head.beat.wrapping_add(1),
+        ..head
+    };
+    rt.block_on(store.put_if_match(super::HEAD_KEY, taken.encode().into(), &head_etag))
+        .map_err(|e| {
+            if e.is_condition_failed() {
+                written(Error::NotOwner(format!(
+                    "the namespace head on {location} changed while restoring: {} still runs \
+                     and uploads; stop it, then restore again",
+                    owner.describe()
+                )))
+            } else {
+                written(e.into())
+            }
+        })?;
     let new = OwnerRecord::new(owner.fsid, gateway, epoch, &label);
     rt.block_on(store.put_if_match(OWNER_KEY, new.encode().into(), &owner_etag))
         .map_err(|e| {

@@ -107,7 +107,8 @@ fn changes_go_up_as_logs_until_an_image_is_due_and_garbage_waits_for_them() {
     let logged = s.head().image.expect("an image");
     assert_eq!((logged.seq, logged.log_last), (1, 2), "{logged:?}");
     assert_eq!(b.take_deletable(), vec![(9, 0, 5)]);
-    s.rt.block_on(b.wait_for_image(covering));
+    s.ns.forget_garbage(&[(9, 0, 5)]).expect("collected");
+    assert!(s.rt.block_on(b.wait_for_image(covering)));
     let keys = s.keys();
     for k in b.named_keys() {
         assert!(keys.contains(&k), "{k} named and there: {keys:?}");
@@ -165,6 +166,10 @@ fn a_gateway_that_lost_the_head_uploads_and_releases_nothing_more() {
     assert!(matches!(e, Error::NotOwner(_)), "{e}");
     assert_eq!(s.head(), theirs, "the new owner's head stays");
     assert!(b.take_deletable().is_empty(), "nothing released");
+    assert!(
+        !s.rt.block_on(b.wait_for_image(u64::MAX)),
+        "what waits for an image learns it will not come"
+    );
     let images: Vec<String> = s
         .keys()
         .into_iter()
@@ -193,4 +198,41 @@ fn a_head_of_another_namespace_is_refused_at_open() {
         .expect("put");
     assert!(matches!(s.open(1), Err(Error::NotOwner(_))));
     assert_eq!(s.head(), other, "untouched");
+}
+
+#[test]
+fn a_garbage_backlog_drains_batch_by_batch_on_an_idle_namespace() {
+    let s = setup();
+    let b = s.open(1).expect("open");
+    b.step(false).expect("first image");
+    let rows: Vec<(Ino, u64, u64)> = (0..1500).map(|i| (7, i, 1)).collect();
+    s.ns.add_garbage(&rows).expect("garbage");
+    let mut released = 0;
+    for _ in 0..4 {
+        b.want_image();
+        b.step(false).expect("step");
+        let batch = b.take_deletable();
+        released += batch.len();
+        s.ns.forget_garbage(&batch).expect("collected");
+    }
+    assert_eq!(released, 1500, "every row released, 1000 at a time");
+}
+
+#[test]
+fn a_head_write_whose_answer_was_lost_is_taken_for_what_it_was() {
+    let s = setup();
+    let b = s.open(1).expect("open");
+    b.step(false).expect("image");
+    // The next write (the heartbeat, or any) lands but its answer is lost: the head on the
+    // backend is what the gateway sends, under another ETag.
+    let h = s.head();
+    let next = Head {
+        beat: h.beat + 1,
+        ..h
+    };
+    s.rt.block_on(s.store.put(HEAD_KEY, next.encode().into()))
+        .expect("put");
+    b.fence().expect("its own write: not a take-over");
+    assert_eq!(s.head(), next, "adopted as this gateway's own");
+    b.step(true).expect("goes on");
 }

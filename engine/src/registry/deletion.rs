@@ -144,7 +144,10 @@ impl VolumeRegistry {
             .register("delete", format!("volume {}", ino_name(ino)));
         let task = self.rt.spawn(async move {
             if let (Some(i), Some(c)) = (&images, covering) {
-                i.wait_for_image(c).await;
+                if !i.wait_for_image(c).await {
+                    tracing::warn!(ino, "the volume's backend objects stay: another gateway took the backend over");
+                    return;
+                }
             }
             let r = match delete_all_with(&*store, &*job).await {
                 Err(e) => {
@@ -201,19 +204,27 @@ impl VolumeRegistry {
     /// Returns once every deleted volume's backend objects are gone: waits for the background
     /// deletions, then deletes (here, synchronously) whatever a failed one left.
     pub(crate) fn finish_deletions(&self) -> Result<()> {
-        // An image of the namespace as it is now, first: the deletions running and pending
-        // wait for no later one (and a backend that fails it leaves them all for later).
+        // What is running or pending now (a volume removed after this waits for its own
+        // image), then an image of the namespace as it is now: those wait for no later one (a
+        // backend that fails it leaves them all for later).
+        let running = std::mem::take(&mut *self.deletions.lock());
+        let pending = self.pending_deletions()?;
         let images = self.images.lock().clone();
         if let Some(i) = &images {
             i.want_image();
-            i.step(true)?;
+            if let Err(e) = i.step(true) {
+                self.deletions.lock().extend(running);
+                return Err(e);
+            }
         }
-        let running = std::mem::take(&mut *self.deletions.lock());
         for t in running {
             // A failed task leaves its marker: handled below.
             let _ = self.rt.block_on(t);
         }
-        for ino in self.pending_deletions()? {
+        for ino in pending {
+            if !self.pending_deletions()?.contains(&ino) {
+                continue;
+            }
             let store = self.store_of(ino)?;
             self.rt.block_on(delete_all(&*store))?;
             remove_marker(&*self.fs, &self.deleting_marker(ino))?;
