@@ -90,8 +90,9 @@ pub(crate) struct Namespace {
     /// Inode numbers from this one on are not handed out (the high-water mark on the backend,
     /// `ns_backend/`): a create meeting it is answered `Delay` until the mark moves up.
     ino_limit: std::sync::atomic::AtomicU64,
-    /// Why this gateway changes nothing any more (another gateway took the backend over).
-    deposed: parking_lot::Mutex<Option<String>>,
+    /// Why this gateway changes nothing any more (another gateway took the backend over), set
+    /// once and read without a lock (every write asks).
+    deposed: std::sync::OnceLock<String>,
 }
 
 /// Longest run of lazy (unsynced) commits: redb reuses the space a transaction frees only after
@@ -230,7 +231,7 @@ impl Namespace {
             journal: std::sync::OnceLock::new(),
             lazy_synced: parking_lot::Mutex::new(std::time::Instant::now()),
             ino_limit: std::sync::atomic::AtomicU64::new(u64::MAX),
-            deposed: parking_lot::Mutex::new(None),
+            deposed: std::sync::OnceLock::new(),
         })
     }
 
@@ -276,12 +277,12 @@ impl Namespace {
     /// Another gateway took the backend over: from now on every change (a namespace
     /// transaction, a write) is refused with `why`.
     pub(crate) fn depose(&self, why: &str) {
-        self.deposed.lock().get_or_insert_with(|| why.to_string());
+        let _ = self.deposed.set(why.to_string());
     }
 
     /// `NotOwner` once [`Namespace::depose`] was called.
     pub(crate) fn check_deposed(&self) -> Result<()> {
-        match &*self.deposed.lock() {
+        match self.deposed.get() {
             Some(why) => Err(Error::NotOwner(why.clone())),
             None => Ok(()),
         }

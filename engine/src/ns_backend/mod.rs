@@ -512,19 +512,10 @@ impl NsBackend {
 
 /// The head and its ETag, if there is one.
 pub(crate) async fn read_head(store: &dyn ObjectStore) -> Result<Option<(Head, String)>> {
-    let meta = match store.head(HEAD_KEY).await {
-        Ok(m) => m,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if meta.size != HEAD_LEN as u64 {
-        return Err(Error::Io(format!(
-            "{HEAD_KEY} on the backend is {} bytes, not {HEAD_LEN}",
-            meta.size
-        )));
+    match crate::owner::get_bounded(store, HEAD_KEY, HEAD_LEN as u64).await? {
+        Some((bytes, etag)) => Ok(Some((Head::decode(&bytes)?, etag))),
+        None => Ok(None),
     }
-    let (bytes, meta) = store.get(HEAD_KEY).await?;
-    Ok(Some((Head::decode(&bytes)?, meta.etag)))
 }
 
 #[cfg(test)]

@@ -215,12 +215,7 @@ fn restore_into(
     }
     p.step(1, STEPS);
     // Step 3.
-    let (bytes, _) = rt.block_on(store.get(&image.key())).map_err(|e| {
-        before(Error::Io(format!(
-            "reading the namespace image {} from {location}: {e}",
-            image.key()
-        )))
-    })?;
+    let bytes = read_object(rt, store, &image.key(), image.len, location).map_err(before)?;
     if bytes.len() as u64 != image.len || crc32c::crc32c(&bytes) != image.crc {
         return Err(before(Error::Io(format!(
             "the namespace image {} on {location} is damaged: its length or checksum is not \
@@ -239,11 +234,7 @@ fn restore_into(
     }
     // Then the logs of the changes since, in order.
     for (seq, key) in image.log_keys() {
-        let (b, _) = rt.block_on(store.get(&key)).map_err(|e| {
-            before(Error::Io(format!(
-                "reading the namespace log {key} from {location}: {e}"
-            )))
-        })?;
+        let b = read_object(rt, store, &key, LOG_MAX, location).map_err(before)?;
         crate::namespace::decode_log(&b, head.fsid, image.seq, seq)
             .map_err(|e| before(Error::Io(format!("{key} on {location}: {e}"))))?
             .apply(&mut rows);
@@ -318,6 +309,25 @@ fn restore_into(
     })
 }
 
+/// Largest namespace log read (a log is at most half its image, itself one row per entry).
+const LOG_MAX: u64 = 1 << 30;
+
+/// Reads `key`, at most `max` bytes (a larger object is an error without reading it).
+fn read_object(
+    rt: &tokio::runtime::Runtime,
+    store: &dyn strata_backend::ObjectStore,
+    key: &str,
+    max: u64,
+    location: &str,
+) -> Result<bytes::Bytes> {
+    let what = |e: String| Error::Io(format!("reading {key} from {location}: {e}"));
+    match rt.block_on(crate::owner::get_bounded(store, key, max)) {
+        Ok(Some((b, _))) => Ok(b),
+        Ok(None) => Err(what("it is missing".into())),
+        Err(e) => Err(what(e.to_string())),
+    }
+}
+
 /// How far a restore moves a manifest's generation up.
 const FENCE_GENERATIONS: u64 = 1 << 20;
 
@@ -338,10 +348,10 @@ async fn fence_manifest(
         crate::registry::VOLUMES_PREFIX
     );
     for _ in 0..FENCE_TRIES {
-        let (xml, meta) = match store.get(&key).await {
-            Ok(v) => v,
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let Some((xml, etag)) =
+            crate::owner::get_bounded(store, &key, crate::owner::MANIFEST_MAX).await?
+        else {
+            return Ok(());
         };
         let mut m = Manifest::from_xml(&key, &xml)?;
         let want = crate::registry::volume_id(fsid, ino);
@@ -355,10 +365,7 @@ async fn fence_manifest(
         // conditional write fails, and it cannot take the manifest for the answer of its own
         // write lost on the way (the bytes differ).
         m.generation = m.generation.saturating_add(FENCE_GENERATIONS);
-        match store
-            .put_if_match(&key, m.to_xml().into(), &meta.etag)
-            .await
-        {
+        match store.put_if_match(&key, m.to_xml().into(), &etag).await {
             Ok(_) => return Ok(()),
             Err(e) if e.is_condition_failed() => continue,
             Err(e) => return Err(e.into()),

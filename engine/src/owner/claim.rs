@@ -14,7 +14,7 @@ use crate::types::{Ino, Kind};
 use crate::volume::manifest::{Manifest, MANIFEST_NAME};
 
 /// Largest volume manifest read while checking a backend without an owner record.
-const MANIFEST_MAX: u64 = 1 << 20;
+pub(crate) const MANIFEST_MAX: u64 = 1 << 20;
 /// Keys per listing page.
 const PAGE: usize = 1000;
 
@@ -141,7 +141,7 @@ pub(crate) async fn read_record(store: &dyn ObjectStore) -> Result<Option<(Owner
 
 /// Reads an object of at most `max` bytes with its ETag; `None` if there is none. A larger
 /// object is an error without reading it.
-async fn get_bounded(
+pub(crate) async fn get_bounded(
     store: &dyn ObjectStore,
     key: &str,
     max: u64,

@@ -5,5 +5,5 @@
 mod claim;
 mod record;
 
-pub(crate) use claim::{claim, read_record, Claimant};
+pub(crate) use claim::{claim, get_bounded, read_record, Claimant, MANIFEST_MAX};
 pub use record::{OwnerRecord, OWNER_KEY};
