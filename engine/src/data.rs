@@ -48,6 +48,12 @@ pub(crate) trait ObjectData: Send + Sync + std::fmt::Debug {
     fn space_used(&self) -> u64;
     /// True when writes since the last sync are not yet durable.
     fn is_dirty(&self) -> bool;
+    /// Punches a hole: `offset .. offset + len`, cut at the size (which never changes), reads
+    /// as zeros; durable (with its metadata) when it returns.
+    fn punch(&self, offset: u64, len: u64, persist: Persist<'_>) -> Result<()>;
+    /// SEEK: the first offset at or after `offset` in data or in a hole; `None` when there is
+    /// no data after `offset`, or `offset` is at or past the end.
+    fn seek(&self, offset: u64, what: crate::types::SeekWhat) -> Result<Option<u64>>;
     /// Deletes all the object's data (its last link and open are gone).
     fn delete(&self) -> Result<()>;
     /// The regular file behind this object, if it is one (the uploader's way in).

@@ -655,6 +655,47 @@ impl ObjectData for FileData {
         Ok(())
     }
 
+    fn punch(&self, offset: u64, len: u64, persist: Persist<'_>) -> Result<()> {
+        // Zeros written through the journal: durable by the same contract as a stable write.
+        // (The extents stay: a regular file's space does not come back; volumes' does.)
+        let end = offset.saturating_add(len).min(self.size());
+        let zeros = vec![
+            0u8;
+            MAX_WRITE_DATA.min(
+                usize::try_from(end.saturating_sub(offset)).unwrap_or(MAX_WRITE_DATA)
+            )
+        ];
+        let mtime = crate::namespace::now();
+        let mut at = offset;
+        while at < end {
+            let n = usize::try_from(end - at).map_or(zeros.len(), |r| r.min(zeros.len()));
+            self.write_chunk(at, &zeros[..n], mtime)?;
+            at += n as u64;
+        }
+        self.sync(persist)
+    }
+
+    fn seek(&self, offset: u64, what: crate::types::SeekWhat) -> Result<Option<u64>> {
+        let size = self.size();
+        if offset >= size {
+            return Ok(None);
+        }
+        let mut data: std::collections::BTreeSet<u64> = {
+            let map = self.map.read();
+            let mut d = self.driver().local_extents(self.id, &map);
+            d.extend(map.keys().copied());
+            d
+        };
+        let first = offset / EXTENT_SIZE;
+        let found = match what {
+            crate::types::SeekWhat::Data => data.split_off(&first).into_iter().next(),
+            crate::types::SeekWhat::Hole => (first..size.div_ceil(EXTENT_SIZE))
+                .find(|i| !data.contains(i))
+                .or(Some(size.div_ceil(EXTENT_SIZE))),
+        };
+        Ok(found.map(|i| i.saturating_mul(EXTENT_SIZE).max(offset).min(size)))
+    }
+
     fn size(&self) -> u64 {
         self.sizes.lock().size
     }

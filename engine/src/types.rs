@@ -193,6 +193,26 @@ pub enum Stability {
     Stable,
 }
 
+/// What a SEEK (NFSv4.2, `lseek` SEEK_DATA / SEEK_HOLE) looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekWhat {
+    /// The first byte at or after the offset that holds data (a written cluster of a volume,
+    /// an extent of a regular file).
+    Data,
+    /// The first byte at or after the offset in a hole (the end of the object is one).
+    Hole,
+}
+
+/// A SEEK's answer: the offset found, and whether it is at or past the end (RFC 7862's
+/// `sr_eof`; also true when no data follows, with the offset at the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeekFound {
+    /// The offset found.
+    pub offset: u64,
+    /// It is the end of the object.
+    pub eof: bool,
+}
+
 /// Capacity figures for FSSTAT / statfs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatFs {

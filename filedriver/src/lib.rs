@@ -493,8 +493,14 @@ impl FileDriver {
 
     /// How many extents of `file` exist only locally (dirty or landed, not in `map` yet).
     pub fn extents_beyond(&self, file: FileId, map: &ExtentMap) -> u64 {
+        self.local_extents(file, map).len() as u64
+    }
+
+    /// The indexes of the extents of `file` that exist only locally (dirty or landed, not in
+    /// `map` yet): with `map`'s, every extent that holds data.
+    pub fn local_extents(&self, file: FileId, map: &ExtentMap) -> BTreeSet<u64> {
         let st = self.files.lock().get(&file).cloned();
-        st.map_or(0, |st| {
+        st.map_or_else(BTreeSet::new, |st| {
             let m = st.meta.lock();
             let mut extra: BTreeSet<u64> = m
                 .extents
@@ -503,7 +509,7 @@ impl FileDriver {
                 .map(|(i, _)| *i)
                 .collect();
             extra.extend(m.backend.keys().filter(|i| !map.contains_key(i)));
-            extra.len() as u64
+            extra
         })
     }
 

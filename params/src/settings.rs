@@ -64,6 +64,8 @@ pub struct StrataSettings {
     pub s3_request_timeout: Duration,
     /// Skip the conditional-write probe (one writer, no fencing).
     pub s3_unsafe_single_writer: bool,
+    /// `Zero_Detect`: whole clusters of zeros written to a volume are unmapped.
+    pub zero_detect: bool,
     /// Suffixes that make a new file a volume.
     pub volume_suffixes: Vec<String>,
     /// FileDriver extent cache bound, bytes.
@@ -371,6 +373,7 @@ impl StrataSettings {
             s3_virtual_host: text("S3_Addressing").as_deref() == Some("VIRTUAL_HOST"),
             s3_request_timeout: Duration::from_secs(number("S3_Request_Timeout")),
             s3_unsafe_single_writer: text("S3_Unsafe_Single_Writer").as_deref() == Some("true"),
+            zero_detect: text("Zero_Detect").as_deref() != Some("false"),
             volume_suffixes,
             extent_cache_size: number("Extent_Cache_Size"),
             sco_size,

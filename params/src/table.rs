@@ -126,6 +126,12 @@ pub static PARAMS: &[Param] = &[
         doc: "Run on a store whose conditional writes failed the probe at start: only safe if this gateway is the bucket prefix's only writer ever (no fencing of a second gateway, no take-over)",
     },
     Param {
+        name: "Zero_Detect",
+        ty: ParamType::Enum(&["true", "false"]),
+        default: "true",
+        doc: "A write of whole 4 KiB clusters of zeros to a volume unmaps them (they read as zeros and take no space) instead of storing them",
+    },
+    Param {
         name: "Volume_Suffixes",
         ty: ParamType::List,
         default: DEFAULT_VOLUME_SUFFIXES,

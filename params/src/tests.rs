@@ -309,6 +309,7 @@ fn table_is_complete_and_unique() {
             "S3_Addressing",
             "S3_Request_Timeout",
             "S3_Unsafe_Single_Writer",
+            "Zero_Detect",
             "Volume_Suffixes",
             "Extent_Cache_Size",
             "SCO_Size",

@@ -82,6 +82,8 @@ pub struct EngineConfig {
     pub scrub_bandwidth: u64,
     /// How long an object stays marked garbage before it is deleted (`GC_Grace`).
     pub gc_grace: std::time::Duration,
+    /// Whole clusters of zeros written to a volume are unmapped, not stored (`Zero_Detect`).
+    pub zero_detect: bool,
 }
 
 impl EngineConfig {
@@ -116,6 +118,7 @@ impl EngineConfig {
             scrub_threshold: number("Scrub_Threshold"),
             scrub_bandwidth: number("Scrub_Bandwidth"),
             gc_grace: secs("GC_Grace"),
+            zero_detect: crate::volume::table_text("Zero_Detect") != "false",
         }
     }
 
@@ -154,6 +157,7 @@ impl EngineConfig {
         c.tlog_scos = s.tlog_scos;
         c.checkpoint_tlogs = s.checkpoint_tlogs;
         c.sco_max_age = s.sco_max_age;
+        c.zero_detect = s.zero_detect;
         c.write_buffer_size = s.write_buffer_size;
         c.file_write_buffer_size = s.file_write_buffer_size;
         c.file_upload_delay = s.file_upload_delay;

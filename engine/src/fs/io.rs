@@ -1,6 +1,6 @@
 //! Data: read, write (stable or not), COMMIT, and the NFSv4 open/close counts.
 
-use super::live::Pending;
+use super::live::{Live, Pending};
 use super::Filesystem;
 use crate::error::{Error, Result};
 use crate::namespace::{self, Orphaned};
@@ -37,27 +37,32 @@ impl Filesystem {
         }
         let t = namespace::now();
         live.data.write(offset, data, t)?;
-        {
-            let mut p = live.pending.lock();
-            match p.as_mut() {
-                Some(p) => {
-                    p.mtime = t;
-                    p.change += 1;
-                }
-                None => {
-                    let base = self.ns.get_ino(h.ino)?.map(|i| i.change).unwrap_or(0);
-                    *p = Some(Pending {
-                        mtime: t,
-                        change: base + 1,
-                    });
-                }
-            }
-        }
+        self.note_data_change(h, &live, t)?;
         if stable {
             self.commit_live(h.ino, &live)?;
             return Ok((data.len(), Stability::Stable));
         }
         Ok((data.len(), Stability::Unstable))
+    }
+
+    /// Records that `h`'s data changed at `t` (its mtime and change attribute, pending until
+    /// the next data commit records them).
+    pub(super) fn note_data_change(&self, h: Handle, live: &Live, t: Timestamp) -> Result<()> {
+        let mut p = live.pending.lock();
+        match p.as_mut() {
+            Some(p) => {
+                p.mtime = t;
+                p.change += 1;
+            }
+            None => {
+                let base = self.ns.get_ino(h.ino)?.map(|i| i.change).unwrap_or(0);
+                *p = Some(Pending {
+                    mtime: t,
+                    change: base + 1,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Makes every write to `h` so far durable.

@@ -22,6 +22,7 @@ mod modify;
 mod replay;
 mod scrub;
 mod snapshots;
+mod space;
 mod sync;
 mod upload;
 
@@ -260,6 +261,7 @@ impl Filesystem {
                     bandwidth: config.scrub_bandwidth,
                 },
                 scrub_interval: config.scrub_interval,
+                zero_detect: config.zero_detect,
                 epoch: owner.epoch,
             },
             ns.fsid(),

@@ -84,6 +84,8 @@ pub(crate) struct RegistryConfig {
     pub scrub: crate::volume::scrub::ScrubOptions,
     /// `Scrub_Interval`: time between background passes (zero: only on demand).
     pub scrub_interval: Duration,
+    /// `Zero_Detect`: whole clusters of zeros written to a volume are unmapped.
+    pub zero_detect: bool,
     /// The owner epoch of this run: every object a volume uploads carries it in its key.
     pub epoch: u64,
 }

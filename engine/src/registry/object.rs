@@ -108,6 +108,25 @@ impl ObjectData for VolumeObject {
         })
     }
 
+    fn punch(&self, offset: u64, len: u64, persist: Persist<'_>) -> Result<()> {
+        {
+            // Logs an entry and rewrites at most two partial clusters: paced like a write of
+            // two clusters.
+            let d = &self.data;
+            let _in_flight = self.admit(super::backlog::cost(offset, 0, d.vol.options()))?;
+            d.vol.punch(offset, len)?;
+        }
+        persist(&Commit {
+            size: self.data.vol.size(),
+            lazy: true,
+            ..Commit::default()
+        })
+    }
+
+    fn seek(&self, offset: u64, what: crate::types::SeekWhat) -> Result<Option<u64>> {
+        self.data.vol.seek(offset, what)
+    }
+
     fn size(&self) -> u64 {
         self.data.vol.size()
     }

@@ -103,6 +103,7 @@ impl VolumeRegistry {
         };
         vol.set_backend(store.clone(), self.rt.clone(), self.cfg.epoch);
         vol.set_cluster_cache(self.clusters.clone());
+        vol.set_zero_detect(self.cfg.zero_detect);
         vol.set_ancestor_stores(self.ancestor_stores());
         let vol = Arc::new(vol);
         self.cache.vols.lock().insert(ino, Arc::downgrade(&vol));

@@ -82,6 +82,7 @@ fn registry(
             bandwidth: 0,
         },
         scrub_interval: Duration::ZERO,
+        zero_detect: true,
         epoch: 1,
     };
     VolumeRegistry::new(cfg, 1, base, rt.handle().clone(), Default::default())
@@ -248,6 +249,7 @@ fn paced_registry_with(
             bandwidth: 0,
         },
         scrub_interval: Duration::ZERO,
+        zero_detect: true,
         epoch: 1,
     };
     tweak(&mut cfg);
@@ -708,6 +710,7 @@ fn the_registry_evicts_down_to_the_sco_cache_size_after_a_flush() {
             bandwidth: 0,
         },
         scrub_interval: Duration::ZERO,
+        zero_detect: true,
         epoch: 1,
     };
     let vols = VolumeRegistry::new(cfg, 1, base, rt.handle().clone(), Default::default());

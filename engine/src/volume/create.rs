@@ -175,6 +175,7 @@ impl Volume {
             tlogs_examined: Mutex::new(std::collections::HashMap::new()),
             template: AtomicU64::new(0),
             tlog_roll_len: AtomicU64::new(crate::volume::log::TLOG_ROLL_LEN),
+            zero_detect: std::sync::atomic::AtomicBool::new(true),
         }
     }
 

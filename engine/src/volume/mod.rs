@@ -46,6 +46,7 @@ mod read;
 mod restart;
 pub(crate) mod scrub;
 pub(crate) mod snapshot;
+mod space;
 mod state;
 mod stats;
 mod verify;
@@ -72,6 +73,8 @@ mod scrub_tests;
 #[cfg(test)]
 mod snapshot_tests;
 #[cfg(test)]
+mod space_tests;
+#[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 mod tests;
 
@@ -87,6 +90,6 @@ pub(crate) use self::backend::{remove_local_state, restore_interrupted};
 pub(crate) use self::cache::evict_lfu;
 pub(crate) use self::format::VolumeId;
 pub(crate) use self::format::{le_u32, le_u64};
-pub(crate) use self::options::table_default;
 pub(crate) use self::options::VolumeOptions;
+pub(crate) use self::options::{table_default, table_text};
 pub(crate) use self::state::Volume;

@@ -30,6 +30,12 @@ pub(crate) fn table_default(name: &str) -> u64 {
     strata_params::number(name).map_or(0, |n| n.default)
 }
 
+/// The default of the parameter `name` in the parameter table, as text ("" if the table lacks
+/// it).
+pub(crate) fn table_text(name: &str) -> &'static str {
+    strata_params::find_param(name).map_or("", |p| p.default)
+}
+
 impl Default for VolumeOptions {
     /// The parameter table's defaults (`SCO_Size`, `TLog_SCOs`, `Checkpoint_TLogs`).
     fn default() -> Self {

@@ -165,6 +165,8 @@ pub(super) struct Counters {
     pub(super) commit_rounds: AtomicU64,
     pub(super) fsyncs: AtomicU64,
     pub(super) clusters_written: AtomicU64,
+    /// Mapped clusters unmapped (holes punched, zeros written).
+    pub(super) clusters_unmapped: AtomicU64,
     pub(super) scos_sealed: AtomicU64,
     pub(super) restart_cut_bytes: AtomicU64,
     pub(super) cache_hits: AtomicU64,
@@ -238,6 +240,8 @@ pub(crate) struct Volume {
     pub(super) tlogs_examined: Mutex<std::collections::HashMap<u64, u64>>,
     /// A TLog longer than this is closed at the next change ([`TLOG_ROLL_LEN`]; tests lower it).
     pub(super) tlog_roll_len: AtomicU64,
+    /// Whole clusters of zeros written are unmapped instead of stored (`Zero_Detect`).
+    pub(super) zero_detect: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Volume {

@@ -15,6 +15,8 @@ pub(crate) struct VolumeStats {
     pub fsyncs: u64,
     /// Clusters appended to SCOs.
     pub clusters_written: u64,
+    /// Mapped clusters unmapped: holes punched (DEALLOCATE) and clusters of zeros written.
+    pub clusters_unmapped: u64,
     /// SCOs sealed.
     pub scos_sealed: u64,
     /// Bytes of the last TLog that the opening restart cut (a torn or unsynced tail).
@@ -55,6 +57,7 @@ impl Volume {
             commit_rounds: c.commit_rounds.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed) + self.mds_syncs.load(Ordering::Relaxed),
             clusters_written: c.clusters_written.load(Ordering::Relaxed),
+            clusters_unmapped: c.clusters_unmapped.load(Ordering::Relaxed),
             scos_sealed: c.scos_sealed.load(Ordering::Relaxed),
             restart_cut_bytes: c.restart_cut_bytes.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),

@@ -162,9 +162,13 @@ struct RunStats {
     backups: u64,
     /// Restarts that found a MetaDataStore with applied TLogs (local TLogs were deleted).
     uncorked_restarts: u64,
+    /// Holes punched, and writes of zeros.
+    punches: u64,
+    zero_writes: u64,
 }
 
-/// Random reads, writes (aligned and unaligned, up to 64 KiB), resizes and commits on a 4 MiB
+/// Random reads, writes (aligned and unaligned, up to 64 KiB, some of zeros), holes punched,
+/// resizes and commits on a 4 MiB
 /// volume over SimFs, with simulated machine crashes — between calls, and (power cuts) in the
 /// middle of a call or of the restart itself; after each crash the volume is reopened and checked
 /// against the oracle. Returns the first violation.
@@ -239,6 +243,19 @@ fn run_workload(
                 Err(_) if inject.is_some() && !fs.power_is_cut() => Ok(()),
                 Err(e) => Err(e.to_string()),
             }
+        } else if r < 21 {
+            // A hole punched (DEALLOCATE): durable when it returns; the size never changes.
+            let off = rng.below(SPACE);
+            let len = 1 + rng.below(256 << 10);
+            let end = (off + len).min(oracle.size);
+            if off < end {
+                oracle.write(off, &vec![0u8; (end - off) as usize]);
+            }
+            st.punches += 1;
+            vol.punch(off, len).map_err(|e| e.to_string()).map(|_| {
+                oracle.commit();
+                st.commits += 1;
+            })
         } else if r < 35 {
             let off = rng.below(SPACE);
             let len = (1 + rng.below(64 << 10)).min(SPACE - off) as usize;
@@ -264,9 +281,14 @@ fn run_workload(
                 (off, (1 + rng.below(64 << 10)).min(SPACE - off) as usize)
             };
             let fill = rng.next_u64();
-            let data: Vec<u8> = (0..len)
+            let mut data: Vec<u8> = (0..len)
                 .map(|i| (fill.wrapping_add(i as u64 * 31) >> (i % 7)) as u8)
                 .collect();
+            if rng.below(5) == 0 {
+                // Zeros: whole clusters of them are unmapped (zero detection).
+                data.fill(0);
+                st.zero_writes += 1;
+            }
             let stable = rng.below(10) == 0;
             st.writes += 1;
             oracle.write(off, &data);
@@ -340,6 +362,8 @@ fn random_io_with_machine_crashes_keeps_every_committed_byte() {
                 total.cuts += s.cuts;
                 total.backups += s.backups;
                 total.uncorked_restarts += s.uncorked_restarts;
+                total.punches += s.punches;
+                total.zero_writes += s.zero_writes;
             }
             Err(e) => panic!("seed {seed} ({mode:?}): {e}"),
         }
@@ -353,6 +377,10 @@ fn random_io_with_machine_crashes_keeps_every_committed_byte() {
     assert!(
         total.cuts > 0,
         "no restart had to cut a torn tail: {total:?}"
+    );
+    assert!(
+        total.punches > 30 && total.zero_writes > 50,
+        "holes and zeros: {total:?}"
     );
     assert!(
         total.backups > 20 && total.uncorked_restarts > 10,
@@ -954,7 +982,8 @@ fn a_corrupted_backend_sco_is_rejected_when_read_after_restore() {
     assert!(err.to_string().contains("MD5 mismatch"), "{err}");
 }
 
-/// Random writes, resizes and "sync and wait" backups; at random points the machine is lost and
+/// Random writes (some of zeros), holes punched, resizes and "sync and wait" backups; at random
+/// points the machine is lost and
 /// the volume restored from the backend alone must equal its content at the last backup.
 #[test]
 fn random_backups_and_backend_restarts_restore_the_last_backup() {
@@ -985,9 +1014,20 @@ fn random_backups_and_backend_restarts_restore_the_last_backup() {
                     }
                 }
                 3 => vol.resize(rng.below(SPACE)).expect("resize"),
+                // Holes and zeros travel as Unmap entries (and checkpoint pages without them).
+                4 => vol
+                    .punch(rng.below(SPACE), rng.below(300_000))
+                    .expect("punch"),
+                5 => {
+                    let off = rng.below(SPACE - 70_000);
+                    vol.write(off, &vec![0u8; 1 + rng.below(65_536) as usize], false)
+                        .expect("zeros");
+                }
                 _ => scribble(&vol, &mut rng, 1),
             }
         }
+        let problems = vol.verify().expect("verify");
+        assert!(problems.is_empty(), "seed {seed}: {problems:?}");
     }
     assert!(restores >= 6, "only {restores} restores");
 }

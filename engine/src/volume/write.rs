@@ -80,7 +80,7 @@ impl Volume {
         hashes: &[[u8; 16]],
     ) -> Result<()> {
         self.grow_to(st, end)?;
-        self.append_hashed(st, off / CLUSTER_SIZE_U64, data, Some(hashes))?;
+        self.store_clusters(st, off / CLUSTER_SIZE_U64, data, Some(hashes))?;
         st.write_gen += 1;
         self.roll_if_long(st)
     }
@@ -134,7 +134,7 @@ impl Volume {
         }
         // Nothing changes before the write is sure to be accepted: the size grows only now.
         self.grow_to(st, end)?;
-        self.append_hashed(st, first, &buf, None)?;
+        self.store_clusters(st, first, &buf, None)?;
         Ok(Ok(()))
     }
 

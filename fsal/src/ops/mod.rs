@@ -6,6 +6,7 @@ mod create;
 mod dir;
 mod io;
 mod open;
+mod space;
 
 #[cfg(test)]
 use self::create::verifier_times;
@@ -15,6 +16,7 @@ use self::dir::{
 };
 use self::io::{commit2, read2, setattr2, write2};
 use self::open::{close, close2, open2, reopen2, status2};
+use self::space::{fallocate, seek2};
 use crate::ffi;
 use crate::{st, FResult};
 use std::ffi::{c_char, CStr};
@@ -60,6 +62,8 @@ pub(crate) fn init_obj_ops() {
         o.commit2 = Some(commit2);
         o.setattr2 = Some(setattr2);
         o.close2 = Some(close2);
+        o.fallocate = Some(fallocate);
+        o.seek2 = Some(seek2);
     }
 }
 

@@ -1,4 +1,5 @@
-//! One 48-byte TLog entry: a cluster written, a SCO sealed, a resize, the TLog closed. Byte
+//! One 48-byte TLog entry: a cluster written or remapped, a SCO sealed, a resize, clusters
+//! unmapped, the TLog closed. Byte
 //! layout: `engine/FORMATS.md`, "TLog entries".
 
 use super::sco::MAX_SCO_CLUSTERS;
@@ -49,6 +50,14 @@ pub(crate) enum Entry {
         /// MD5 of the cluster's content.
         md5: [u8; 16],
     },
+    /// Clusters `address .. address + count` read as zeros from now on: their locations are
+    /// superseded and nothing is written to a SCO (a discard, or whole clusters of zeros).
+    Unmap {
+        /// First cluster address.
+        address: u64,
+        /// Clusters unmapped (at least 1).
+        count: u64,
+    },
     /// The TLog is closed; `crc` is the CRC32C of every byte of the TLog before this entry
     /// (header included). Nothing follows it.
     TlogClosed {
@@ -62,6 +71,7 @@ const KIND_SCO_SEALED: u8 = 2;
 const KIND_RESIZE: u8 = 3;
 const KIND_TLOG_CLOSED: u8 = 4;
 const KIND_REMAP: u8 = 5;
+const KIND_UNMAP: u8 = 6;
 
 impl Entry {
     /// Encodes the entry, CRC included.
@@ -101,6 +111,11 @@ impl Entry {
             Entry::Resize { size } => {
                 b[0] = KIND_RESIZE;
                 b[8..16].copy_from_slice(&size.to_le_bytes());
+            }
+            Entry::Unmap { address, count } => {
+                b[0] = KIND_UNMAP;
+                b[8..16].copy_from_slice(&address.to_le_bytes());
+                b[16..24].copy_from_slice(&count.to_le_bytes());
             }
             Entry::TlogClosed { crc } => {
                 b[0] = KIND_TLOG_CLOSED;
@@ -161,6 +176,15 @@ impl Entry {
                 crc: le_u32(b, 40),
             },
             KIND_RESIZE => Entry::Resize { size: le_u64(b, 8) },
+            KIND_UNMAP => {
+                let (address, count) = (le_u64(b, 8), le_u64(b, 16));
+                if a != 0 || count == 0 || address.checked_add(count).is_none() {
+                    return Err(bad(&format!(
+                        "unmap of {count} clusters at {address} (field a {a})"
+                    )));
+                }
+                Entry::Unmap { address, count }
+            }
             KIND_TLOG_CLOSED => Entry::TlogClosed { crc: le_u32(b, 40) },
             k => return Err(bad(&format!("unknown entry kind {k}"))),
         })

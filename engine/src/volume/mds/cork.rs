@@ -8,6 +8,7 @@ use std::io;
 use crate::error::{Error, Result};
 use crate::volume::files::io_err;
 use crate::volume::format::{tlog_name, CLUSTER_SIZE_U64};
+use crate::volume::mds::holes::Holes;
 use crate::volume::mds::store::{Loc, Op};
 use crate::volume::state::{State, Volume};
 
@@ -22,6 +23,9 @@ pub(in crate::volume) struct Overlay {
     /// A shrink not yet applied: redb entries at or past this address are stale (holes),
     /// unless `by_addr` has a newer one.
     pub(in crate::volume) trim: Option<u64>,
+    /// Unmaps not yet applied: redb entries inside these ranges are holes, unless `by_addr`
+    /// has a newer one.
+    pub(in crate::volume) holes: Holes,
 }
 
 impl Overlay {
@@ -36,7 +40,7 @@ impl Volume {
         if let Some((l, _)) = st.ov.by_addr.get(&ca) {
             return Ok(Some(*l));
         }
-        if st.db_empty || st.ov.trim.is_some_and(|t| ca >= t) {
+        if st.db_empty || st.ov.trim.is_some_and(|t| ca >= t) || st.ov.holes.contains(ca) {
             return Ok(None);
         }
         Ok(self.mds.range(ca, ca + 1)?.first().map(|(_, l)| *l))
@@ -54,7 +58,12 @@ impl Volume {
         let mut m: BTreeMap<u64, Loc> = if st.db_empty {
             BTreeMap::new()
         } else {
-            self.mds.range(from, hi)?.into_iter().collect()
+            let mut m: BTreeMap<u64, Loc> = self.mds.range(from, hi)?.into_iter().collect();
+            for (lo, hi) in st.ov.holes.within(from, hi) {
+                let mut tail = m.split_off(&lo);
+                m.append(&mut tail.split_off(&hi));
+            }
+            m
         };
         for (a, (l, _)) in st.ov.by_addr.range(from..to) {
             m.insert(*a, *l);
@@ -80,7 +89,7 @@ impl Volume {
             let probe: Vec<u64> = fresh
                 .iter()
                 .copied()
-                .filter(|a| st.ov.trim.is_none_or(|t| *a < t))
+                .filter(|a| st.ov.trim.is_none_or(|t| *a < t) && !st.ov.holes.contains(*a))
                 .collect();
             new -= self.mds.contains(&probe)?.iter().filter(|b| **b).count() as u64;
         }
@@ -108,14 +117,52 @@ impl Volume {
             let in_db = if st.db_empty || keep >= hi {
                 0
             } else {
-                let ov = &st.ov.by_addr;
-                self.mds.count_range(keep, hi, |a| !ov.contains_key(&a))?
+                let (ov, holes) = (&st.ov.by_addr, &st.ov.holes);
+                self.mds
+                    .count_range(keep, hi, |a| !ov.contains_key(&a) && !holes.contains(a))?
             };
             let tail = st.ov.by_addr.split_off(&keep);
             st.mapped -= tail.len() as u64 + in_db;
             st.ov.trim = Some(hi.min(keep));
         }
         Ok(())
+    }
+
+    /// Records that clusters `from..to` (below the size; already logged in the open TLog as
+    /// an `Unmap`) read as zeros from now on; `gone` of them were mapped
+    /// ([`Volume::count_mapped`]), which keeps the mapped-cluster count exact.
+    pub(in crate::volume) fn unmap_clusters(
+        &self,
+        st: &mut State,
+        tlog: u64,
+        from: u64,
+        to: u64,
+        gone: u64,
+    ) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let mut tail = st.ov.by_addr.split_off(&from);
+        st.ov.by_addr.append(&mut tail.split_off(&to));
+        st.ov.holes.insert(from, to);
+        st.ov.push(tlog, Op::Unmap { from, to });
+        st.mapped -= gone;
+        Ok(())
+    }
+
+    /// Mapped clusters (the overlay over redb) with an address in `from..to`, counted
+    /// without building the map.
+    pub(in crate::volume) fn count_mapped(&self, st: &State, from: u64, to: u64) -> Result<u64> {
+        let in_ov = st.ov.by_addr.range(from..to).count() as u64;
+        let hi = to.min(st.ov.trim.unwrap_or(u64::MAX));
+        if st.db_empty || from >= hi {
+            return Ok(in_ov);
+        }
+        let (ov, holes) = (&st.ov.by_addr, &st.ov.holes);
+        Ok(in_ov
+            + self
+                .mds
+                .count_range(from, hi, |a| !ov.contains_key(&a) && !holes.contains(a))?)
     }
 
     /// Lifts the cork for every TLog up to `last`, now on the backend (the manifest naming it
@@ -180,6 +227,14 @@ impl Volume {
                     _ => None,
                 })
                 .min();
+            // Only unmaps still corked make redb entries holes.
+            let mut holes = Holes::default();
+            for op in st.ov.ops.values().flatten() {
+                if let Op::Unmap { from, to } = op {
+                    holes.insert(*from, *to);
+                }
+            }
+            st.ov.holes = holes;
             st.applied_tlog = last;
             st.applied_size = size;
             st.db_empty = db_empty;

@@ -4,7 +4,8 @@
 //! - `store`: the on-disk part, one redb database per volume (`mds.redb`), holding the effect
 //!   of every TLog already on the backend.
 //! - `cork`: the in-memory part on top of it, the effect of TLogs not yet on the backend, and
-//!   uncorking (applying them to redb once the manifest names them).
+//!   uncorking (applying them to redb once the manifest names them); `holes`: the ranges an
+//!   unmap not yet applied made holes.
 //! - `checkpoint`: paged, incremental copies of the store on the backend, from which a backend
 //!   restart starts.
 //! - `snapshots`: the snapshot tables (records, names, where each stands on the backend).
@@ -19,6 +20,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod compaction;
 pub(crate) mod cork;
+pub(crate) mod holes;
 pub(crate) mod lineage;
 pub(crate) mod liveness;
 pub(crate) mod recount;

@@ -80,10 +80,16 @@ impl Mds {
                                 .map_err(db_err)?;
                         }
                     }
-                    Entry::Resize { size } => {
-                        let keep = size.div_ceil(CLUSTER_SIZE_U64);
+                    Entry::Resize { .. } | Entry::Unmap { .. } => {
+                        let (from, to) = match *e {
+                            Entry::Unmap { address, count } => {
+                                (address, address.saturating_add(count))
+                            }
+                            Entry::Resize { size } => (size.div_ceil(CLUSTER_SIZE_U64), u64::MAX),
+                            _ => continue,
+                        };
                         let mut cut = Vec::new();
-                        for r in map.range(keep..).map_err(db_err)? {
+                        for r in map.range(from..to).map_err(db_err)? {
                             let (k, v) = r.map_err(db_err)?;
                             cut.push((k.value(), Loc::decode(&v.value())));
                         }

@@ -168,6 +168,8 @@ pub(in crate::volume) enum Op {
     Cluster(u64, Loc),
     /// The size changed; `shrink` when it dropped clusters.
     Resize { size: u64, shrink: bool },
+    /// Clusters `from..to` unmapped (they read as zeros).
+    Unmap { from: u64, to: u64 },
     /// A SCO sealed.
     Sealed {
         sco: u64,
@@ -463,24 +465,24 @@ impl Mds {
                     }
                     Op::Resize { size, shrink: true } => {
                         let keep = size.div_ceil(crate::volume::format::CLUSTER_SIZE_U64);
-                        let mut pages = Vec::new();
-                        let mut cut = Vec::new();
-                        for r in clusters.range(keep..).map_err(db_err)? {
-                            let (k, v) = r.map_err(db_err)?;
-                            let p = page_of(k.value());
-                            if pages.last() != Some(&p) {
-                                pages.push(p);
-                            }
-                            cut.push(Loc::decode(&v.value()));
-                        }
-                        for old in cut {
-                            live.superseded(&scos, old, t)?;
-                        }
-                        for p in pages {
-                            dirty.insert(p, ()).map_err(db_err)?;
-                        }
+                        let cut = Cut {
+                            clusters: &mut clusters,
+                            dirty: &mut dirty,
+                            live: &mut live,
+                            scos: &scos,
+                        };
+                        cut.range(keep, u64::MAX, t)?;
                         last_page = None;
-                        clusters.retain_in(keep.., |_, _| false).map_err(db_err)?;
+                    }
+                    Op::Unmap { from, to } => {
+                        let cut = Cut {
+                            clusters: &mut clusters,
+                            dirty: &mut dirty,
+                            live: &mut live,
+                            scos: &scos,
+                        };
+                        cut.range(from, to, t)?;
+                        last_page = None;
                     }
                     Op::Resize { .. } => {}
                     Op::Sealed {
@@ -504,6 +506,44 @@ impl Mds {
                 .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
+    }
+}
+
+/// The tables a transaction drops mappings from (a shrink, an unmap).
+struct Cut<'a, 't> {
+    clusters: &'a mut redb::Table<'t, u64, [u8; 28]>,
+    dirty: &'a mut redb::Table<'t, u64, ()>,
+    live: &'a mut super::liveness::Tracker<'t>,
+    scos: &'a redb::Table<'t, u64, (u64, u32, u32)>,
+}
+
+impl Cut<'_, '_> {
+    /// Drops every mapping of an address in `from..to`, superseded in TLog `t`: the positions
+    /// recorded dead or pinned, their checkpoint pages dirty.
+    fn range(self, from: u64, to: u64, t: u64) -> Result<()> {
+        let mut pages = Vec::new();
+        let mut cut = Vec::new();
+        for r in self.clusters.range(from..to).map_err(db_err)? {
+            let (k, v) = r.map_err(db_err)?;
+            let p = page_of(k.value());
+            if pages.last() != Some(&p) {
+                pages.push(p);
+            }
+            cut.push(Loc::decode(&v.value()));
+        }
+        if cut.is_empty() {
+            return Ok(());
+        }
+        for old in cut {
+            self.live.superseded(self.scos, old, t)?;
+        }
+        for p in pages {
+            self.dirty.insert(p, ()).map_err(db_err)?;
+        }
+        self.clusters
+            .retain_in(from..to, |_, _| false)
+            .map_err(db_err)?;
+        Ok(())
     }
 }
 

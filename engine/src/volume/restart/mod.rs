@@ -244,6 +244,10 @@ impl Volume {
                     in_run.insert(a);
                 }
                 Op::Resize { size, .. } => self.set_size(st, tlog, size)?,
+                Op::Unmap { from, to } => {
+                    let gone = self.count_mapped(st, from, to)?;
+                    self.unmap_clusters(st, tlog, from, to, gone)?;
+                }
                 Op::Sealed { .. } => st.ov.push(tlog, op),
             }
         }

@@ -135,6 +135,22 @@ impl ReplayCtx<'_> {
                 rp.size = size;
                 rp.ops.push((rp.cur_tlog, Op::Resize { size, shrink }));
             }
+            Entry::Unmap { address, count } => {
+                let end = address.saturating_add(count);
+                if end > rp.size.div_ceil(CLUSTER_SIZE_U64) {
+                    return Err(bad(format!(
+                        "unmap of clusters {address}..{end} beyond the volume size {}",
+                        rp.size
+                    )));
+                }
+                rp.ops.push((
+                    rp.cur_tlog,
+                    Op::Unmap {
+                        from: address,
+                        to: end,
+                    },
+                ));
+            }
             Entry::TlogClosed { .. } => {}
         }
         Ok(())

@@ -1,0 +1,177 @@
+//! Space operations on a volume: punching holes (DEALLOCATE, a guest's discard), zero
+//! detection on writes (whole clusters of zeros are unmapped, not stored), and finding data
+//! and holes (SEEK).
+//!
+//! A hole is logged as an `Unmap` entry (`engine/FORMATS.md`, "TLog"): the clusters read as
+//! zeros at once, their old positions are superseded like any overwrite (the scrubber
+//! reclaims them once no snapshot or clone reads them), and the entry is durable by the same
+//! contract as a write. A clone's map is its own copy, so an unmapped cluster of a clone reads
+//! as zeros, never as its parent's data; a snapshot is a TLog boundary, so one taken before
+//! the unmap keeps its view.
+
+use std::sync::atomic::Ordering;
+
+use crate::error::Result;
+use crate::types::SeekWhat;
+use crate::volume::format::{md5, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64};
+use crate::volume::state::{State, Volume};
+
+/// Most clusters one `Unmap` entry (and one hold of the volume lock) covers: 1 GiB.
+const UNMAP_CHUNK: u64 = 1 << 18;
+
+/// Clusters of the map looked at per hold of the volume lock when seeking (256 MiB).
+const SEEK_WINDOW: u64 = 1 << 16;
+
+/// The MD5 of a cluster of zeros.
+fn zero_md5() -> [u8; 16] {
+    static ZERO: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    *ZERO.get_or_init(|| md5(&[0u8; CLUSTER_SIZE]))
+}
+
+/// Whether a cluster is all zeros (`hash`: its MD5, when known, checked first).
+fn is_zero(c: &[u8], hash: Option<&[u8; 16]>) -> bool {
+    hash.is_none_or(|h| *h == zero_md5()) && c.iter().all(|b| *b == 0)
+}
+
+impl Volume {
+    /// Turns zero detection on or off (`Zero_Detect`; on by default).
+    pub(crate) fn set_zero_detect(&self, on: bool) {
+        self.zero_detect.store(on, Ordering::Relaxed);
+    }
+
+    /// Stores whole clusters `buf` at cluster `first`: runs of zero clusters are unmapped (with
+    /// zero detection on), the others appended to the open SCO.
+    pub(super) fn store_clusters(
+        &self,
+        st: &mut State,
+        first: u64,
+        buf: &[u8],
+        hashes: Option<&[[u8; 16]]>,
+    ) -> Result<()> {
+        if !self.zero_detect.load(Ordering::Relaxed) {
+            return self.append_hashed(st, first, buf, hashes);
+        }
+        let zero: Vec<bool> = buf
+            .chunks_exact(CLUSTER_SIZE)
+            .enumerate()
+            .map(|(i, c)| is_zero(c, hashes.and_then(|h| h.get(i))))
+            .collect();
+        let mut i = 0;
+        while i < zero.len() {
+            let mut j = i + 1;
+            while j < zero.len() && zero[j] == zero[i] {
+                j += 1;
+            }
+            let (from, to) = (first + i as u64, first + j as u64);
+            if zero[i] {
+                self.unmap_locked(st, from, to)?;
+            } else {
+                let h = hashes.and_then(|h| h.get(i..j));
+                self.append_hashed(st, from, &buf[i * CLUSTER_SIZE..j * CLUSTER_SIZE], h)?;
+            }
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// Unmaps clusters `from..to` (below the size): logs one `Unmap` entry, unless none of
+    /// them is mapped (then nothing changes).
+    pub(super) fn unmap_locked(&self, st: &mut State, from: u64, to: u64) -> Result<()> {
+        let gone = self.count_mapped(st, from, to)?;
+        if gone == 0 {
+            return Ok(());
+        }
+        self.tlog_append(
+            st,
+            &[Entry::Unmap {
+                address: from,
+                count: to - from,
+            }],
+        )?;
+        let tlog = st.tlog.seq;
+        self.unmap_clusters(st, tlog, from, to, gone)?;
+        self.counters
+            .clusters_unmapped
+            .fetch_add(gone, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Punches a hole: bytes `off .. off + len` (cut at the size, which never changes) read as
+    /// zeros. Whole clusters are unmapped, at most [`UNMAP_CHUNK`] per hold of the lock;
+    /// partial ones rewritten with zeros. Durable on return, like a stable write (so is
+    /// everything written before it): a crash after it never brings the old bytes back.
+    pub(crate) fn punch(&self, off: u64, len: u64) -> Result<()> {
+        let size = self.state.read().size;
+        let end = off.saturating_add(len).min(size);
+        if off >= end {
+            return self.sync();
+        }
+        let first_whole = off.div_ceil(CLUSTER_SIZE_U64);
+        let end_whole = end / CLUSTER_SIZE_U64;
+        if first_whole >= end_whole {
+            self.zero_bytes(off, end)?;
+        } else {
+            self.zero_bytes(off, first_whole * CLUSTER_SIZE_U64)?;
+            self.zero_bytes(end_whole * CLUSTER_SIZE_U64, end)?;
+            let mut from = first_whole;
+            while from < end_whole {
+                let to = (from + UNMAP_CHUNK).min(end_whole);
+                self.guarded(|| {
+                    let mut st = self.state.write();
+                    self.check_writable()?;
+                    // A concurrent shrink may have cut the range.
+                    let to = to.min(st.size / CLUSTER_SIZE_U64);
+                    if from < to {
+                        self.unmap_locked(&mut st, from, to)?;
+                        st.write_gen += 1;
+                        self.roll_if_long(&mut st)?;
+                    }
+                    Ok(())
+                })?;
+                from = to;
+            }
+        }
+        self.sync()
+    }
+
+    /// Writes zeros over `from..to`, which lies inside one cluster or is empty (with zero
+    /// detection, a cluster left all zeros is unmapped).
+    fn zero_bytes(&self, from: u64, to: u64) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let zeros = vec![0u8; crate::volume::int::usize_of(to - from)];
+        self.write(from, &zeros, false)
+    }
+
+    /// SEEK: the first offset at or after `off` in data (a mapped cluster) or in a hole (an
+    /// unmapped cluster, or the end of the volume). `None`: no data at or after `off`, or
+    /// `off` is at or past the end (NFS4ERR_NXIO).
+    pub(crate) fn seek(&self, off: u64, what: SeekWhat) -> Result<Option<u64>> {
+        self.check_halted()?;
+        let mut ca = off / CLUSTER_SIZE_U64;
+        loop {
+            let st = self.state.read();
+            if off >= st.size {
+                return Ok(None);
+            }
+            let end = st.size.div_ceil(CLUSTER_SIZE_U64);
+            if ca >= end {
+                return Ok(match what {
+                    SeekWhat::Data => None,
+                    SeekWhat::Hole => Some(st.size),
+                });
+            }
+            let hi = (ca + SEEK_WINDOW).min(end);
+            let map = self.lookup_range(&st, ca, hi)?;
+            let found = match what {
+                SeekWhat::Data => map.keys().next().copied(),
+                SeekWhat::Hole => (ca..hi).find(|a| !map.contains_key(a)),
+            };
+            if let Some(a) = found {
+                return Ok(Some((a * CLUSTER_SIZE_U64).max(off).min(st.size)));
+            }
+            ca = hi;
+        }
+    }
+}
