@@ -117,10 +117,10 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
         "volume            {}\n\
          inode             {}\n\
          size              {} ({})\n\
-         space used        {} ({})\n\
+         mapped            {} ({}): clusters holding data; holes and zeros take none\n\
          not on backend    {} ({}){}\n\
          commits           {} ({} group-commit rounds)\n\
-         clusters written  {}\n\
+         clusters written  {}; {} unmapped (holes punched, zeros written)\n\
          SCOs sealed       {}\n\
          cache             {} hits, {} misses (hit rate {rate})\n\
          cluster cache     {} hits (clusters of evicted SCOs not fetched again)\n\
@@ -143,6 +143,7 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
         v.commits,
         v.commit_rounds,
         v.clusters_written,
+        v.clusters_unmapped,
         v.scos_sealed,
         v.cache_hits,
         v.cache_misses,

@@ -286,6 +286,8 @@ pub struct VolumeInfo {
     pub commit_rounds: u64,
     /// Clusters appended to SCOs since the volume was opened.
     pub clusters_written: u64,
+    /// Mapped clusters unmapped since it was opened (holes punched, zeros written).
+    pub clusters_unmapped: u64,
     /// SCOs sealed since the volume was opened.
     pub scos_sealed: u64,
     /// Read cache hits, if the volume has a read cache (0 otherwise).

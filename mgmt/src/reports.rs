@@ -119,6 +119,10 @@ pub struct VolumeReport {
     pub commit_rounds: u64,
     /// Clusters written since the gateway opened it.
     pub clusters_written: u64,
+    /// Mapped clusters unmapped since the gateway opened it: holes punched (DEALLOCATE, a
+    /// guest's discard) and clusters of zeros written (`Zero_Detect`).
+    #[serde(default)]
+    pub clusters_unmapped: u64,
     /// SCOs sealed since the gateway opened it.
     pub scos_sealed: u64,
     /// Read cache hits.

@@ -338,6 +338,7 @@ impl VolumeRegistry {
             commits: s.commits,
             commit_rounds: s.commit_rounds,
             clusters_written: s.clusters_written,
+            clusters_unmapped: s.clusters_unmapped,
             scos_sealed: s.scos_sealed,
             cache_hits: s.cache_hits,
             cache_misses: s.cache_misses,

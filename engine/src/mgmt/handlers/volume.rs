@@ -53,6 +53,7 @@ pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, E
         commits: v.commits,
         commit_rounds: v.commit_rounds,
         clusters_written: v.clusters_written,
+        clusters_unmapped: v.clusters_unmapped,
         scos_sealed: v.scos_sealed,
         cache_hits: v.cache_hits,
         cache_misses: v.cache_misses,
