@@ -118,6 +118,7 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
          inode             {}\n\
          size              {} ({})\n\
          mapped            {} ({}): clusters holding data; holes and zeros take none\n\
+         allocated         {} ({}), {} ({}) of it reserved by ALLOCATE and not written\n\
          not on backend    {} ({}){}\n\
          commits           {} ({} group-commit rounds)\n\
          clusters written  {}; {} unmapped (holes punched, zeros written)\n\
@@ -136,6 +137,10 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
         human(v.size),
         v.space_used,
         human(v.space_used),
+        v.space_used + v.reserved_bytes,
+        human(v.space_used + v.reserved_bytes),
+        v.reserved_bytes,
+        human(v.reserved_bytes),
         v.pending_backend_bytes,
         human(v.pending_backend_bytes),
         v.pending_backend_age_ms

@@ -51,6 +51,9 @@ pub(crate) trait ObjectData: Send + Sync + std::fmt::Debug {
     /// Punches a hole: `offset .. offset + len`, cut at the size (which never changes), reads
     /// as zeros; durable (with its metadata) when it returns.
     fn punch(&self, offset: u64, len: u64, persist: Persist<'_>) -> Result<()>;
+    /// ALLOCATE: reserves `offset .. offset + len` and grows the size over it (never shrinks
+    /// it); durable (with its metadata) when it returns.
+    fn allocate(&self, offset: u64, len: u64, persist: Persist<'_>) -> Result<()>;
     /// SEEK: the first offset at or after `offset` in data or in a hole; `None` when there is
     /// no data after `offset`, or `offset` is at or past the end.
     fn seek(&self, offset: u64, what: crate::types::SeekWhat) -> Result<Option<u64>>;

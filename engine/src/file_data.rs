@@ -675,6 +675,16 @@ impl ObjectData for FileData {
         self.sync(persist)
     }
 
+    fn allocate(&self, offset: u64, len: u64, persist: Persist<'_>) -> Result<()> {
+        // The size grows over the range (sparse); a regular file's extents are written when
+        // data comes, so nothing is set aside for them.
+        let end = offset.saturating_add(len);
+        if end > self.size() {
+            self.truncate(end, persist)?;
+        }
+        Ok(())
+    }
+
     fn seek(&self, offset: u64, what: crate::types::SeekWhat) -> Result<Option<u64>> {
         let size = self.size();
         if offset >= size {

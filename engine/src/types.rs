@@ -274,6 +274,8 @@ pub struct VolumeInfo {
     pub size: u64,
     /// Bytes of live data stored for the volume (4 KiB clusters).
     pub space_used: u64,
+    /// Bytes ALLOCATE reserved that hold no data yet.
+    pub reserved_bytes: u64,
     /// Bytes written locally and not yet on the backend (SCOs and TLogs waiting for upload).
     pub pending_backend_bytes: u64,
     /// When the oldest change not yet on the backend was logged (None: every change is

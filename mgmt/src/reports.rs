@@ -104,8 +104,11 @@ pub struct VolumeReport {
     pub ino: u64,
     /// Size in bytes.
     pub size: u64,
-    /// Bytes of data stored for it.
+    /// Bytes of data stored for it (mapped clusters).
     pub space_used: u64,
+    /// Bytes ALLOCATE reserved that hold no data yet (allocated = `space_used` + this).
+    #[serde(default)]
+    pub reserved_bytes: u64,
     /// Bytes written locally and not yet on the backend.
     pub pending_backend_bytes: u64,
     /// How long ago the oldest change not yet on the backend was logged, milliseconds (None:

@@ -27,19 +27,21 @@ impl Filesystem {
         })
     }
 
-    /// ALLOCATE: the range is reserved; a range past the end grows the object (sparse, like
-    /// a truncate up), durable when it returns.
+    /// ALLOCATE: a range past the end grows the object (sparse, like a truncate up); a
+    /// volume also reserves the range (its unwritten clusters show as reserved in `strata
+    /// volume info`). Durable when it returns.
     pub fn allocate(&self, h: Handle, offset: u64, len: u64) -> Result<()> {
-        let end = offset
-            .checked_add(len)
-            .ok_or_else(|| Error::Invalid("range beyond the largest offset".into()))?;
+        if offset.checked_add(len).is_none() {
+            return Err(Error::Invalid("range beyond the largest offset".into()));
+        }
         self.ns.check_deposed()?;
         let live = self.get_live(h)?;
-        if end > live.data.size() {
-            live.data
-                .truncate(end, &mut |c: &Commit| self.persist(h.ino, &live, c, true))?;
+        if len == 0 {
+            return Ok(());
         }
-        Ok(())
+        live.data.allocate(offset, len, &mut |c: &Commit| {
+            self.persist(h.ino, &live, c, true)
+        })
     }
 
     /// SEEK: the first offset at or after `offset` in data or in a hole (the end of the object

@@ -333,6 +333,10 @@ impl VolumeRegistry {
             upload_rate: p.upload_rate as u64,
             size: v.vol.size(),
             space_used: v.vol.space_used(),
+            reserved_bytes: v.vol.reserved_bytes().unwrap_or_else(|e| {
+                tracing::warn!(ino = v.ino, error = %e, "cannot count a volume's reserved bytes");
+                0
+            }),
             pending_backend_bytes: pending,
             pending_backend_since: v.vol.not_on_backend_since(),
             commits: s.commits,

@@ -123,6 +123,18 @@ impl ObjectData for VolumeObject {
         })
     }
 
+    fn allocate(&self, offset: u64, len: u64, persist: Persist<'_>) -> Result<()> {
+        {
+            let d = &self.data;
+            let _in_flight = self.admit(super::backlog::cost(offset, 0, d.vol.options()))?;
+            d.vol.allocate(offset, len)?;
+        }
+        persist(&Commit {
+            size: self.data.vol.size(),
+            ..Commit::default()
+        })
+    }
+
     fn seek(&self, offset: u64, what: crate::types::SeekWhat) -> Result<Option<u64>> {
         self.data.vol.seek(offset, what)
     }

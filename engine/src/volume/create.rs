@@ -142,6 +142,10 @@ impl Volume {
         (mds, mds_syncs): (Mds, Arc<AtomicU64>),
     ) -> Volume {
         let gen = st.write_gen;
+        let reserved = mds.reserved().unwrap_or_else(|e| {
+            tracing::warn!(volume = %id, error = %e, "cannot read the reserved ranges");
+            Default::default()
+        });
         Volume {
             fs,
             id,
@@ -176,6 +180,7 @@ impl Volume {
             template: AtomicU64::new(0),
             tlog_roll_len: AtomicU64::new(crate::volume::log::TLOG_ROLL_LEN),
             zero_detect: std::sync::atomic::AtomicBool::new(true),
+            reserved: Mutex::new(reserved),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Space operations on a volume: punching holes (DEALLOCATE, a guest's discard), zero
-//! detection on writes (whole clusters of zeros are unmapped, not stored), and finding data
-//! and holes (SEEK).
+//! detection on writes (whole clusters of zeros are unmapped, not stored), finding data and
+//! holes (SEEK), and reserving ranges (ALLOCATE: the volume grows over them and their
+//! unwritten clusters count as reserved; local accounting, kept in `mds.redb`).
 //!
 //! A hole is logged as an `Unmap` entry (`engine/FORMATS.md`, "TLog"): the clusters read as
 //! zeros at once, their old positions are superseded like any overwrite (the scrubber
@@ -11,7 +12,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::types::SeekWhat;
 use crate::volume::format::{md5, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64};
 use crate::volume::state::{State, Volume};
@@ -130,8 +131,62 @@ impl Volume {
                 })?;
                 from = to;
             }
+            self.unreserve(first_whole, end_whole)?;
         }
         self.sync()
+    }
+
+    /// ALLOCATE: grows the volume to cover `off .. off + len` (never shrinks it) and reserves
+    /// the range's clusters. Durable when it returns.
+    pub(crate) fn allocate(&self, off: u64, len: u64) -> Result<()> {
+        let end = off
+            .checked_add(len)
+            .filter(|e| *e <= crate::volume::options::MAX_VOLUME_SIZE)
+            .ok_or_else(|| Error::Invalid("allocation past the largest volume size".into()))?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.guarded(|| {
+            let mut st = self.state.write();
+            self.check_writable()?;
+            if end > st.size {
+                self.grow_to(&mut st, end)?;
+                st.write_gen += 1;
+                self.roll_if_long(&mut st)?;
+            }
+            Ok(())
+        })?;
+        {
+            let mut r = self.reserved.lock();
+            r.insert(off / CLUSTER_SIZE_U64, end.div_ceil(CLUSTER_SIZE_U64));
+            self.mds.set_reserved(&r)?;
+        }
+        self.sync()
+    }
+
+    /// Drops the reservation of clusters `from..to` (a hole punched, a shrink).
+    pub(super) fn unreserve(&self, from: u64, to: u64) -> Result<()> {
+        let mut r = self.reserved.lock();
+        if r.remove(from, to) {
+            self.mds.set_reserved(&r)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes ALLOCATE reserved that hold no data yet (reserved clusters not mapped, below the
+    /// size). Mapped plus reserved is what the volume has allocated.
+    pub(crate) fn reserved_bytes(&self) -> Result<u64> {
+        let ranges: Vec<(u64, u64)> = self.reserved.lock().iter().collect();
+        let st = self.state.read();
+        let end = st.size.div_ceil(CLUSTER_SIZE_U64);
+        let mut n = 0;
+        for (from, to) in ranges {
+            let to = to.min(end);
+            if from < to {
+                n += (to - from) - self.count_mapped(&st, from, to)?;
+            }
+        }
+        Ok(n * CLUSTER_SIZE_U64)
     }
 
     /// Writes zeros over `from..to`, which lies inside one cluster or is empty (with zero

@@ -173,3 +173,31 @@ fn on_a_clone_holes_read_as_zeros_and_snapshots_keep_their_view() {
         .expect("rollback");
     assert!(whole(&p) == base, "a rollback to the earlier snapshot");
 }
+
+#[test]
+fn allocate_grows_the_volume_and_reserves_what_is_not_written_yet() {
+    let w = World::new();
+    let v = w.create(P);
+    v.write(0, &[5u8; 8192], false).expect("write");
+    v.allocate(0, 1 << 20).expect("allocate");
+    assert_eq!(v.size(), 1 << 20, "grown over the range");
+    assert_eq!(v.reserved_bytes().expect("reserved"), (1 << 20) - 8192);
+    v.allocate(4096, 4096).expect("allocate inside");
+    assert_eq!(v.size(), 1 << 20, "never shrunk");
+    v.write(65_536, &[6u8; 65_536], false).expect("write");
+    assert_eq!(
+        v.reserved_bytes().expect("reserved"),
+        (1 << 20) - 8192 - 65_536,
+        "written clusters are allocated, no longer reserved"
+    );
+    // A hole gives the reservation back; so does a shrink.
+    v.punch(0, 262_144).expect("punch");
+    assert_eq!(v.reserved_bytes().expect("reserved"), (1 << 20) - 262_144);
+    v.resize(524_288).expect("shrink");
+    assert_eq!(v.reserved_bytes().expect("reserved"), 262_144);
+    // Kept across a restart.
+    drop(v);
+    let v = w.open(P);
+    assert_eq!(v.reserved_bytes().expect("reserved"), 262_144);
+    assert_eq!(v.size(), 524_288);
+}

@@ -242,6 +242,8 @@ pub(crate) struct Volume {
     pub(super) tlog_roll_len: AtomicU64,
     /// Whole clusters of zeros written are unmapped instead of stored (`Zero_Detect`).
     pub(super) zero_detect: std::sync::atomic::AtomicBool,
+    /// The ranges ALLOCATE reserved (cluster addresses), as `mds.redb` holds them.
+    pub(super) reserved: Mutex<crate::volume::mds::ranges::Ranges>,
 }
 
 impl std::fmt::Debug for Volume {

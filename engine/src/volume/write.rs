@@ -87,7 +87,7 @@ impl Volume {
 
     /// Grows the volume to `end` if it is smaller, logged before the clusters written there so
     /// that replay never sees a cluster past the size.
-    fn grow_to(&self, st: &mut State, end: u64) -> Result<()> {
+    pub(super) fn grow_to(&self, st: &mut State, end: u64) -> Result<()> {
         if end > st.size {
             self.tlog_append(st, &[Entry::Resize { size: end }])?;
             let tlog = st.tlog.seq;
@@ -220,6 +220,8 @@ impl Volume {
             st.write_gen += 1;
             self.roll_if_long(st)?;
             Ok(Ok(()))
-        })
+        })?;
+        // Reservations past the end go with the clusters.
+        self.unreserve(size.div_ceil(CLUSTER_SIZE_U64), u64::MAX)
     }
 }

@@ -48,6 +48,7 @@ pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, E
         ino: h.ino,
         size: v.size,
         space_used: v.space_used,
+        reserved_bytes: v.reserved_bytes,
         pending_backend_bytes: v.pending_backend_bytes,
         pending_backend_age_ms: v.pending_backend_since.map(super::status::age_ms),
         commits: v.commits,

@@ -8,7 +8,7 @@ use std::io;
 use crate::error::{Error, Result};
 use crate::volume::files::io_err;
 use crate::volume::format::{tlog_name, CLUSTER_SIZE_U64};
-use crate::volume::mds::holes::Holes;
+use crate::volume::mds::ranges::Ranges;
 use crate::volume::mds::store::{Loc, Op};
 use crate::volume::state::{State, Volume};
 
@@ -25,7 +25,7 @@ pub(in crate::volume) struct Overlay {
     pub(in crate::volume) trim: Option<u64>,
     /// Unmaps not yet applied: redb entries inside these ranges are holes, unless `by_addr`
     /// has a newer one.
-    pub(in crate::volume) holes: Holes,
+    pub(in crate::volume) holes: Ranges,
 }
 
 impl Overlay {
@@ -228,7 +228,7 @@ impl Volume {
                 })
                 .min();
             // Only unmaps still corked make redb entries holes.
-            let mut holes = Holes::default();
+            let mut holes = Ranges::default();
             for op in st.ov.ops.values().flatten() {
                 if let Op::Unmap { from, to } = op {
                     holes.insert(*from, *to);

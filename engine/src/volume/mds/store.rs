@@ -326,6 +326,7 @@ impl Mds {
             super::liveness::create_tables(&tx)?;
             super::compaction::create_tables(&tx)?;
             super::tlog_compaction::create_tables(&tx)?;
+            super::reserved::create_tables(&tx)?;
         }
         tx.commit().map_err(db_err)?;
         if fresh {
