@@ -434,6 +434,49 @@ impl FileDriver {
         Ok(removed)
     }
 
+    /// Drops the extents `from..to` whole (a hole punched): their cached data (dirty or not)
+    /// is dropped and they leave `map`; returned (with any that landed unmerged, and what
+    /// [`FileDriver::merge_landed`] then finds) for the caller to record as garbage once it
+    /// persisted `map`. The range reads as a hole (zeros) at once.
+    pub fn punch_extents(
+        &self,
+        file: FileId,
+        map: &mut ExtentMap,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<ExtentVersion>> {
+        self.check_context()?;
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let st = self.state(file);
+        let gone: Vec<ExtentVersion> = {
+            let mut m = st.meta.lock();
+            // An upload in flight could land after the caller deletes the object: let it end.
+            while m.extents.range(from..to).any(|(_, e)| e.uploading) {
+                st.uploaded.wait(&mut m);
+            }
+            let cached: Vec<u64> = m.extents.range(from..to).map(|(i, _)| *i).collect();
+            for idx in &cached {
+                self.drop_extent(&st, &mut m, *idx);
+            }
+            let mut gone: Vec<ExtentVersion> = map.range(from..to).map(|(i, g)| (*i, *g)).collect();
+            map.retain(|i, _| !(from..to).contains(i));
+            let landed: Vec<ExtentVersion> =
+                m.backend.range(from..to).map(|(i, g)| (*i, *g)).collect();
+            m.backend.retain(|i, _| !(from..to).contains(i));
+            gone.extend(landed);
+            for (idx, _) in &gone {
+                m.bump(*idx);
+            }
+            gone
+        };
+        self.release(st);
+        let mut gone = gone;
+        gone.extend(self.merge_landed(file, map));
+        Ok(gone)
+    }
+
     /// Deletes these extent objects from the backend (missing ones are fine).
     pub fn delete_extents(&self, file: FileId, extents: &[ExtentVersion]) -> Result<()> {
         let versions: Vec<(FileId, u64, u64)> =

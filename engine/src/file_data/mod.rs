@@ -21,6 +21,8 @@ use crate::journal::{write_cost, Journal, Record, MAX_WRITE_DATA};
 use crate::registry::pacing::{soft_mark, Admit, Pacer};
 use crate::types::Timestamp;
 
+mod space;
+
 /// Free space a write to a regular file leaves on the data directory's disk (beyond its own
 /// length): room for the namespace's transactions, so that a full disk still lets files be
 /// removed (as a filesystem's reserved blocks do).
@@ -439,6 +441,63 @@ impl FileData {
         (set, removed)
     }
 
+    /// Records a cut of the map (a truncate, extents of a hole), with the upload lock and the
+    /// map's write lock held and the journal committed up to `lsn`: every other dirty extent
+    /// goes up too (the applied LSN recorded covers them all), then the map's changes since
+    /// `old`, the `garbage` and `lsn` are persisted with `size`; `done` updates the sizes in
+    /// the same hold of their lock. On failure nothing is recorded (the next commit records
+    /// what this one could not) and the error is returned.
+    #[allow(clippy::too_many_arguments)]
+    fn record_cut(
+        &self,
+        old: &ExtentMap,
+        map: &mut ExtentMap,
+        mut garbage: Vec<ExtentVersion>,
+        lsn: u64,
+        size: u64,
+        persist: Persist<'_>,
+        done: impl FnOnce(&mut Sizes),
+    ) -> Result<()> {
+        let uploaded = self
+            .driver()
+            .upload_dirty(self.id, &mut |v| self.record_uploads(v));
+        garbage.extend(self.driver().merge_landed(self.id, map));
+        let (set, removed) = self.diff(old, map);
+        let pin = {
+            let mut s = self.sizes.lock();
+            garbage.append(&mut s.garbage);
+            s.upload_pin
+        };
+        let commit = Commit {
+            size,
+            set,
+            removed,
+            garbage,
+            applied_lsn: Some(lsn),
+            lazy: false,
+            defer_sync: false,
+        };
+        if let Err(e) = uploaded {
+            self.unrecorded(&commit);
+            return Err(e.into());
+        }
+        if let Err(e) = persist(&commit) {
+            self.unrecorded(&commit);
+            return Err(e);
+        }
+        let mut s = self.sizes.lock();
+        done(&mut s);
+        s.dirty = false;
+        if s.upload_pin == pin {
+            s.upload_pin = None;
+        }
+        if s.last_lsn <= lsn {
+            s.first_unapplied = None;
+            s.waiting_since = None;
+        }
+        Ok(())
+    }
+
     /// Remembers a commit that could not be recorded, for the next one.
     fn unrecorded(&self, c: &Commit) {
         let mut s = self.sizes.lock();
@@ -587,7 +646,7 @@ impl ObjectData for FileData {
             s.suspect_tail = !new_size.is_multiple_of(EXTENT_SIZE);
             e
         };
-        let mut garbage = match self
+        let garbage = match self
             .driver()
             .truncate(self.id, &mut map, new_size, &mut |v| self.record_uploads(v))
         {
@@ -603,46 +662,11 @@ impl ObjectData for FileData {
                 return Err(cut_half_done(e.into()));
             }
         };
-        // Every other unstable write goes up too: the recorded applied LSN covers them all.
-        let uploaded = self
-            .driver()
-            .upload_dirty(self.id, &mut |v| self.record_uploads(v));
-        garbage.extend(self.driver().merge_landed(self.id, &mut map));
-        let (set, removed) = self.diff(&old, &map);
-        let pin = {
-            let mut s = self.sizes.lock();
-            garbage.append(&mut s.garbage);
-            s.upload_pin
-        };
-        let commit = Commit {
-            size: new_size,
-            set,
-            removed,
-            garbage,
-            applied_lsn: Some(lsn),
-            lazy: false,
-            defer_sync: false,
-        };
-        if let Err(e) = uploaded {
-            self.unrecorded(&commit);
-            return Err(cut_half_done(e.into()));
-        }
-        if let Err(e) = persist(&commit) {
-            self.unrecorded(&commit);
-            return Err(cut_half_done(e));
-        }
-        let mut s = self.sizes.lock();
-        s.size = new_size;
-        s.dirty = false;
-        s.suspect_tail = false;
-        if s.upload_pin == pin {
-            s.upload_pin = None;
-        }
-        if s.last_lsn <= lsn {
-            s.first_unapplied = None;
-            s.waiting_since = None;
-        }
-        Ok(())
+        self.record_cut(&old, &mut map, garbage, lsn, new_size, persist, |s| {
+            s.size = new_size;
+            s.suspect_tail = false;
+        })
+        .map_err(cut_half_done)
     }
 
     fn sync(&self, _persist: Persist<'_>) -> Result<()> {
@@ -656,23 +680,7 @@ impl ObjectData for FileData {
     }
 
     fn punch(&self, offset: u64, len: u64, persist: Persist<'_>) -> Result<()> {
-        // Zeros written through the journal: durable by the same contract as a stable write.
-        // (The extents stay: a regular file's space does not come back; volumes' does.)
-        let end = offset.saturating_add(len).min(self.size());
-        let zeros = vec![
-            0u8;
-            MAX_WRITE_DATA.min(
-                usize::try_from(end.saturating_sub(offset)).unwrap_or(MAX_WRITE_DATA)
-            )
-        ];
-        let mtime = crate::namespace::now();
-        let mut at = offset;
-        while at < end {
-            let n = usize::try_from(end - at).map_or(zeros.len(), |r| r.min(zeros.len()));
-            self.write_chunk(at, &zeros[..n], mtime)?;
-            at += n as u64;
-        }
-        self.sync(persist)
+        self.punch_range(offset, len, persist)
     }
 
     fn allocate(&self, offset: u64, len: u64, persist: Persist<'_>) -> Result<()> {
@@ -686,24 +694,7 @@ impl ObjectData for FileData {
     }
 
     fn seek(&self, offset: u64, what: crate::types::SeekWhat) -> Result<Option<u64>> {
-        let size = self.size();
-        if offset >= size {
-            return Ok(None);
-        }
-        let mut data: std::collections::BTreeSet<u64> = {
-            let map = self.map.read();
-            let mut d = self.driver().local_extents(self.id, &map);
-            d.extend(map.keys().copied());
-            d
-        };
-        let first = offset / EXTENT_SIZE;
-        let found = match what {
-            crate::types::SeekWhat::Data => data.split_off(&first).into_iter().next(),
-            crate::types::SeekWhat::Hole => (first..size.div_ceil(EXTENT_SIZE))
-                .find(|i| !data.contains(i))
-                .or(Some(size.div_ceil(EXTENT_SIZE))),
-        };
-        Ok(found.map(|i| i.saturating_mul(EXTENT_SIZE).max(offset).min(size)))
+        self.seek_extents(offset, what)
     }
 
     fn size(&self) -> u64 {
