@@ -395,6 +395,12 @@ enum Op {
     },
     Commit(u8),
     Truncate(u8, u32),
+    /// DEALLOCATE: a hole punched, durable (with every write before it) when answered.
+    Deallocate {
+        pick: u8,
+        offset: u32,
+        len: u32,
+    },
     Open(u8),
     Close(u8),
     Chmod(u8, u16),
@@ -420,6 +426,9 @@ fn base_op() -> impl Strategy<Value = Op> {
         ),
         2 => any::<u8>().prop_map(Op::Commit),
         1 => (any::<u8>(), 0u32..(3 << 20)).prop_map(|(p, s)| Op::Truncate(p, s)),
+        2 => (any::<u8>(), 0u32..(3 << 20), 1u32..(2 << 20)).prop_map(
+            |(pick, offset, len)| Op::Deallocate { pick, offset, len }
+        ),
         2 => any::<u8>().prop_map(Op::Open),
         2 => any::<u8>().prop_map(Op::Close),
         1 => (any::<u8>(), 0u16..0o7777).prop_map(|(p, m)| Op::Chmod(p, m)),
@@ -555,7 +564,10 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
                 }
             }
         }
-        Op::Write { pick, .. } | Op::Commit(pick) | Op::Truncate(pick, _) => {
+        Op::Write { pick, .. }
+        | Op::Commit(pick)
+        | Op::Truncate(pick, _)
+        | Op::Deallocate { pick, .. } => {
             // Data ops pick an existing entry, preferring files, so that most of them do work.
             let mut files: Vec<Handle> = m
                 .entries
@@ -627,6 +639,29 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
                             *dur = cur.clone();
                         }
                         m.pending.remove(&h.ino);
+                    }
+                }
+                Op::Deallocate { offset, len, .. } => {
+                    let r = fs.deallocate(h, u64::from(*offset), u64::from(*len));
+                    if res(r, kind_err.map_or(Ok(()), Err)) {
+                        if let Some(MObj::File { cur, dur, .. }) = m.objs.get_mut(&h) {
+                            let (off, end) = (*offset as usize, (*offset + *len) as usize);
+                            if off < cur.len() {
+                                let end = end.min(cur.len());
+                                cur[off..end].fill(0);
+                                if check {
+                                    // Answered: the hole and everything before it durable.
+                                    *dur = cur.clone();
+                                    m.pending.remove(&h.ino);
+                                } else {
+                                    // The machine died under it: zeros, or what was there.
+                                    m.pending
+                                        .entry(h.ino)
+                                        .or_default()
+                                        .push((off, vec![0u8; end - off]));
+                                }
+                            }
+                        }
                     }
                 }
                 _ => unreachable!(),
