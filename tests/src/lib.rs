@@ -12,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod commitlog;
+pub mod nfs42;
 pub mod s3;
 pub mod soak_model;
 
@@ -90,6 +91,17 @@ pub fn plugin_dir() -> PathBuf {
 /// Path of our libnfs client binary (built by cargo next to the test executables).
 pub fn client_bin() -> PathBuf {
     let bin = profile_dir().join("strata-nfs-client");
+    assert!(
+        bin.is_file(),
+        "{} not found: build the workspace first (cargo build --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// Path of our NFSv4.2 client binary (built by cargo next to the test executables).
+pub fn nfs42_client_bin() -> PathBuf {
+    let bin = profile_dir().join("strata-nfs42-client");
     assert!(
         bin.is_file(),
         "{} not found: build the workspace first (cargo build --workspace)",
@@ -378,6 +390,14 @@ impl TestGateway {
         let mut all: Vec<&str> = vec![&url];
         all.extend_from_slice(args);
         self.run_timeout(client_bin(), all, CMD_TIMEOUT)
+    }
+
+    /// Runs the project's NFSv4.2 client (`strata-nfs42-client`) inside the gateway's
+    /// namespace on `args[0]` (a path under the export) with the commands that follow.
+    pub fn nfs42(&self, args: &[&str]) -> Run {
+        let mut all: Vec<&str> = vec!["127.0.0.1", &self.pseudo];
+        all.extend_from_slice(args);
+        self.run_timeout(nfs42_client_bin(), all, CMD_TIMEOUT)
     }
 
     /// Stops the gateway and returns the PIDs it had, for leak checks.
