@@ -129,3 +129,31 @@ fn a_volume_keeps_holes_and_reservations_across_a_restart_and_seek_finds_its_dat
         Some(65_536)
     );
 }
+
+#[test]
+fn a_small_hole_in_a_sparse_file_allocates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn ObjectStore> = Arc::new(MemStore::new());
+    let fs = open(dir.path(), store);
+    let h = fs
+        .create(fs.root(), b"sparse.bin", 0o644, ME, CreateMode::Guarded)
+        .expect("create")
+        .attr
+        .handle;
+    fs.write(h, 0, &pattern(4096, 5), true).expect("write");
+    let grow = SetAttr {
+        size: Some(8 * MIB),
+        ..SetAttr::default()
+    };
+    fs.setattr(h, &grow).expect("grow");
+    let used = fs.getattr(h).expect("getattr").space_used;
+    // Inside the hole, and across the end of the written extent into the hole.
+    fs.deallocate(h, 5 * MIB, 4096)
+        .expect("deallocate in the hole");
+    fs.deallocate(h, 2048, 2 * MIB).expect("deallocate across");
+    assert_eq!(fs.getattr(h).expect("getattr").space_used, used);
+    assert_eq!(fs.getattr(h).expect("getattr").size, 8 * MIB);
+    assert_eq!(seek(&fs, h, MIB, SeekWhat::Data).map(|f| f.eof), Some(true));
+    assert!(read(&fs, h, 0, 2048) == pattern(4096, 5)[..2048]);
+    assert!(read(&fs, h, 2048, 2048).iter().all(|b| *b == 0));
+}

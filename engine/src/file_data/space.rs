@@ -2,7 +2,8 @@
 //!
 //! A hole drops the whole 1 MiB extents it covers (their objects become garbage, deleted once
 //! the namespace on the backend no longer names them) and writes zeros through the journal
-//! over the partial extents at its ends. It is durable when it returns: the zeros are
+//! over the partial extents at its ends (where they hold data: a hole in a hole writes
+//! nothing). It is durable when it returns: the zeros are
 //! committed in the journal, and the cut is recorded the way a truncate's is — every earlier
 //! write uploaded, the map without the dropped extents persisted with its applied LSN — so a
 //! crash and a journal replay never bring the dropped data back.
@@ -44,21 +45,38 @@ impl FileData {
         self.record_cut(&old, &mut map, garbage, lsn, size, persist, |_| {})
     }
 
-    /// Zeros over `from..to` through the journal (nothing when empty).
+    /// Zeros over `from..to` through the journal, cut at the size as it is then (a punch never
+    /// grows the file), and only in extents that hold data (a hole stays a hole).
     fn write_zeros(&self, from: u64, to: u64) -> Result<()> {
+        let to = to.min(self.size());
         if from >= to {
             return Ok(());
         }
+        let data = self.data_extents();
         let zeros =
             vec![0u8; MAX_WRITE_DATA.min(usize::try_from(to - from).unwrap_or(MAX_WRITE_DATA))];
         let mtime = crate::namespace::now();
         let mut at = from;
         while at < to {
-            let n = usize::try_from(to - at).map_or(zeros.len(), |r| r.min(zeros.len()));
-            self.write_chunk(at, &zeros[..n], mtime)?;
-            at += n as u64;
+            let idx = at / EXTENT_SIZE;
+            let stop = to.min((idx + 1) * EXTENT_SIZE);
+            if data.contains(&idx) {
+                let n = usize::try_from(stop - at).map_or(zeros.len(), |r| r.min(zeros.len()));
+                self.write_chunk(at, &zeros[..n], mtime)?;
+                at += n as u64;
+            } else {
+                at = stop;
+            }
         }
         Ok(())
+    }
+
+    /// The indexes of the extents that hold data: on the backend (the map) or only local.
+    fn data_extents(&self) -> BTreeSet<u64> {
+        let map = self.map.read();
+        let mut d = self.driver().local_extents(self.id, &map);
+        d.extend(map.keys().copied());
+        d
     }
 
     /// SEEK over the extents: an extent on the backend or in the cache holds data, any other
@@ -68,12 +86,7 @@ impl FileData {
         if offset >= size {
             return Ok(None);
         }
-        let mut data: BTreeSet<u64> = {
-            let map = self.map.read();
-            let mut d = self.driver().local_extents(self.id, &map);
-            d.extend(map.keys().copied());
-            d
-        };
+        let mut data = self.data_extents();
         let first = offset / EXTENT_SIZE;
         let found = match what {
             SeekWhat::Data => data.split_off(&first).into_iter().next(),

@@ -91,6 +91,7 @@ impl Volume {
             crc: crc32c::crc32c(&header),
             scos: 0,
             first_entry: None,
+            unmap_ok: true,
         };
         let vol = Volume::assemble(
             fs,

@@ -250,6 +250,7 @@ impl Volume {
             crc: crc32c::crc32c(&header),
             scos: 0,
             first_entry: None,
+            unmap_ok: true,
         };
         st.tlog_dir.touch();
         Ok(())

@@ -73,6 +73,7 @@ mod scrub_tests;
 #[cfg(test)]
 mod snapshot_tests;
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod space_tests;
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]

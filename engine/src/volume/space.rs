@@ -82,6 +82,16 @@ impl Volume {
         if gone == 0 {
             return Ok(());
         }
+        if !st.tlog.unmap_ok {
+            // An older build's open TLog (before an upgrade): that build would cut an Unmap
+            // in it as a torn tail. Close it (its SCO sealed first); the next one is ours.
+            if st.sco.as_ref().is_some_and(|s| s.clusters > 0) {
+                self.seal_open_sco(st)?;
+            }
+            if !st.tlog.unmap_ok {
+                self.roll_tlog(st)?;
+            }
+        }
         self.tlog_append(
             st,
             &[Entry::Unmap {
@@ -189,14 +199,27 @@ impl Volume {
         Ok(n * CLUSTER_SIZE_U64)
     }
 
-    /// Writes zeros over `from..to`, which lies inside one cluster or is empty (with zero
-    /// detection, a cluster left all zeros is unmapped).
+    /// Writes zeros over `from..to` (less than a cluster on each side of a punch), cut at the
+    /// size under the lock: a punch never grows the volume, even when a shrink runs at the
+    /// same time (with zero detection, a cluster left all zeros is unmapped).
     fn zero_bytes(&self, from: u64, to: u64) -> Result<()> {
         if from >= to {
             return Ok(());
         }
-        let zeros = vec![0u8; crate::volume::int::usize_of(to - from)];
-        self.write(from, &zeros, false)
+        self.with_rmw(|st, fetched| {
+            self.check_writable()?;
+            let to = to.min(st.size);
+            if from >= to {
+                return Ok(Ok(()));
+            }
+            let zeros = vec![0u8; crate::volume::int::usize_of(to - from)];
+            let r = self.write_locked(st, from, to, &zeros, fetched)?;
+            if r.is_ok() {
+                st.write_gen += 1;
+                self.roll_if_long(st)?;
+            }
+            Ok(r)
+        })
     }
 
     /// SEEK: the first offset at or after `off` in data (a mapped cluster) or in a hole (an

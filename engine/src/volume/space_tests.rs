@@ -201,3 +201,94 @@ fn allocate_grows_the_volume_and_reserves_what_is_not_written_yet() {
     assert_eq!(v.reserved_bytes().expect("reserved"), 262_144);
     assert_eq!(v.size(), 524_288);
 }
+
+#[test]
+fn a_punch_racing_a_shrink_never_grows_the_volume() {
+    // The review's race: a punch whose partial end is past a shrink that lands meanwhile must
+    // not write it back (it used to grow the volume again in most runs).
+    let w = World::new();
+    let v = Arc::new(w.create(P));
+    let big = 64 * 4096 + 100;
+    let mut grew = 0;
+    for i in 0..300u64 {
+        v.resize(0).expect("reset");
+        v.write(0, &vec![7u8; big as usize], false).expect("fill");
+        let b = Arc::new(std::sync::Barrier::new(2));
+        let (v2, b2) = (v.clone(), b.clone());
+        let t = std::thread::spawn(move || {
+            b2.wait();
+            v2.punch(100, big).expect("punch");
+        });
+        b.wait();
+        for _ in 0..(i % 64) {
+            std::hint::spin_loop();
+        }
+        v.resize(4096).expect("shrink");
+        t.join().expect("join");
+        if v.size() != 4096 {
+            grew += 1;
+        }
+    }
+    assert_eq!(
+        grew, 0,
+        "the punch grew the volume back in {grew} of 300 runs"
+    );
+}
+
+#[test]
+fn unmaps_go_only_into_tlogs_whose_header_older_builds_refuse() {
+    use super::format::{parse_tlog, Entry, TlogHeader, TLOG_HEADER_LEN};
+    let w = World::new();
+    let v = w.create(P);
+    v.write(0, &[3u8; 65_536], true).expect("write");
+    drop(v);
+    // The open TLog as an older build wrote it: the same bytes under a header without the
+    // Unmap flag.
+    let path = layout::tlog_dir(std::path::Path::new("/v").join(P.to_string()).as_path())
+        .join(format::tlog_name(1));
+    let f = w.lfs.open(&path).expect("open TLog");
+    let old = TlogHeader { volume: P, seq: 1 }.encode_flags(0);
+    f.write_at(&old, 0).expect("header");
+    f.sync_data().expect("sync");
+    let v = w.open(P);
+    v.punch(0, 8192).expect("punch");
+    let tlogs = |seq: u64| {
+        let p = layout::tlog_dir(std::path::Path::new("/v").join(P.to_string()).as_path())
+            .join(format::tlog_name(seq));
+        let f = w.lfs.open(&p).expect("open");
+        let mut b = vec![0u8; f.file_len().expect("len") as usize];
+        f.read_at(&mut b, 0).expect("read");
+        parse_tlog("t", &b, P, seq, true).expect("parse")
+    };
+    let first = tlogs(1);
+    assert!(!first.unmap_ok);
+    assert!(
+        !first
+            .entries
+            .iter()
+            .any(|(_, e)| matches!(e, Entry::Unmap { .. })),
+        "an Unmap went into the older build's TLog"
+    );
+    assert!(
+        matches!(first.entries.last(), Some((_, Entry::TlogClosed { .. }))),
+        "closed first"
+    );
+    let second = tlogs(2);
+    assert!(second.unmap_ok);
+    assert!(second
+        .entries
+        .iter()
+        .any(|(_, e)| matches!(e, Entry::Unmap { .. })));
+    assert!(second
+        .entries
+        .first()
+        .is_some_and(|(p, _)| *p == TLOG_HEADER_LEN as u64));
+    drop(v);
+    let v = w.open(P);
+    assert!(read_zeros(&v, 0, 8192));
+}
+
+fn read_zeros(v: &Volume, off: u64, len: usize) -> bool {
+    let mut b = vec![1u8; len];
+    v.read(off, &mut b).expect("read") == len && b.iter().all(|x| *x == 0)
+}

@@ -116,6 +116,8 @@ pub(super) struct OpenTlog {
     /// When its first entry was written (None while it holds none): its entries are not on the
     /// backend until it is closed, so `SCO_Max_Age` is measured from here.
     pub(super) first_entry: Option<std::time::Instant>,
+    /// Its header carries `TLOG_FLAG_UNMAP` (this build made it): `Unmap` entries may go in.
+    pub(super) unmap_ok: bool,
 }
 
 pub(super) struct State {

@@ -99,7 +99,7 @@ impl Volume {
     /// Writes `data` at `off` (not whole clusters): the partly written clusters are
     /// read-modify-written. Changes nothing and returns the clusters to fetch first when one of
     /// them lives in an evicted SCO (see [`Volume::with_rmw`]).
-    fn write_locked(
+    pub(super) fn write_locked(
         &self,
         st: &mut State,
         off: u64,
@@ -162,7 +162,7 @@ impl Volume {
     /// does not halt the volume: a backend that cannot be reached is `Delay`, a bad object an
     /// error for this call only. Each attempt checks, under the lock, that the volume was not
     /// halted (a failed fsync, a deletion) while the lock was released.
-    fn with_rmw<T>(
+    pub(super) fn with_rmw<T>(
         &self,
         mut f: impl FnMut(&mut State, &Fetched) -> Result<std::result::Result<T, Vec<(u64, Loc)>>>,
     ) -> Result<T> {

@@ -26,6 +26,11 @@ pub(crate) const TLOG_ENTRY_LEN: usize = 48;
 /// positions found dead are left out, so a SCO's cluster entries may skip offsets and count
 /// fewer than its `ScoSealed` entry says. Builds from before it stop at the first gap.
 pub(crate) const TLOG_FLAG_COMPACTED: u16 = 1;
+/// Header flag (bit 1): a TLog written by a build that logs `Unmap` entries (every TLog this
+/// build creates). Builds from before refuse the header: they would cut an `Unmap` in the
+/// open TLog as a torn tail, losing what follows it. An `Unmap` is only ever logged in a TLog
+/// with this flag (an open TLog of an older build is closed first).
+pub(crate) const TLOG_FLAG_UNMAP: u16 = 2;
 
 /// The header at the start of every TLog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,13 +42,14 @@ pub(crate) struct TlogHeader {
 }
 
 impl TlogHeader {
-    /// Encodes the header (no flags: a TLog as the log writes it).
+    /// Encodes the header as the log writes it ([`TLOG_FLAG_UNMAP`]).
     pub(crate) fn encode(&self) -> [u8; TLOG_HEADER_LEN] {
-        self.encode_flags(0)
+        self.encode_flags(TLOG_FLAG_UNMAP)
     }
 
-    /// Encodes the header with `flags` (bytes 10..12; [`TLOG_FLAG_COMPACTED`]).
-    fn encode_flags(&self, flags: u16) -> [u8; TLOG_HEADER_LEN] {
+    /// Encodes the header with `flags` (bytes 10..12; [`TLOG_FLAG_COMPACTED`],
+    /// [`TLOG_FLAG_UNMAP`]).
+    pub(crate) fn encode_flags(&self, flags: u16) -> [u8; TLOG_HEADER_LEN] {
         let mut b = [0u8; TLOG_HEADER_LEN];
         b[0..8].copy_from_slice(&TLOG_MAGIC);
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -102,7 +108,7 @@ impl TlogHeader {
 /// CRC32C of everything before it. What [`parse_tlog`] reads back.
 pub(crate) fn encode_compacted_tlog(header: &TlogHeader, entries: &[Entry]) -> Vec<u8> {
     let mut b = Vec::with_capacity(TLOG_HEADER_LEN + (entries.len() + 1) * TLOG_ENTRY_LEN);
-    b.extend_from_slice(&header.encode_flags(TLOG_FLAG_COMPACTED));
+    b.extend_from_slice(&header.encode_flags(TLOG_FLAG_COMPACTED | TLOG_FLAG_UNMAP));
     for e in entries {
         if !matches!(e, Entry::TlogClosed { .. }) {
             b.extend_from_slice(&e.encode());
@@ -120,6 +126,8 @@ pub(crate) struct ParsedTlog {
     pub entries: Vec<(u64, Entry)>,
     /// A compacted TLog ([`TLOG_FLAG_COMPACTED`]).
     pub compacted: bool,
+    /// Written by a build that logs `Unmap` entries ([`TLOG_FLAG_UNMAP`]).
+    pub unmap_ok: bool,
     /// Bytes up to the end of the last verified entry.
     pub valid_len: u64,
 }
@@ -135,7 +143,7 @@ pub(crate) fn parse_tlog(
 ) -> Result<ParsedTlog, FormatError> {
     let h = TlogHeader::decode(what, data)?;
     let flags = le_u16(data, 10);
-    if flags & !TLOG_FLAG_COMPACTED != 0 {
+    if flags & !(TLOG_FLAG_COMPACTED | TLOG_FLAG_UNMAP) != 0 {
         return Err(FormatError::Inconsistent {
             what: what.to_string(),
             reason: format!("unknown header flags {flags:#06x}"),
@@ -193,5 +201,6 @@ pub(crate) fn parse_tlog(
         valid_len: (TLOG_HEADER_LEN + entries.len() * TLOG_ENTRY_LEN) as u64,
         entries,
         compacted: flags & TLOG_FLAG_COMPACTED != 0,
+        unmap_ok: flags & TLOG_FLAG_UNMAP != 0,
     })
 }

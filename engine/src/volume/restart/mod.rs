@@ -174,6 +174,7 @@ impl Volume {
                 scos: last.replayed_scos,
                 // Entries left by the last run count as just written.
                 first_entry: (last.cut > TLOG_HEADER_LEN as u64).then(std::time::Instant::now),
+                unmap_ok: last.unmap_ok,
             },
             next_sco,
             write_gen: 0,

@@ -43,6 +43,8 @@ pub(super) struct LastTlog {
     pub(super) replayed_scos: u32,
     /// A compacted TLog (a backend restart's last one may be one; it is closed then).
     compacted: bool,
+    /// Its header allows `Unmap` entries (this build or a later one wrote it).
+    pub(super) unmap_ok: bool,
 }
 
 impl LastTlog {
@@ -86,6 +88,7 @@ impl LastTlog {
             closed,
             replayed_scos: 0,
             compacted: parsed.compacted,
+            unmap_ok: parsed.unmap_ok,
         };
         if !closed {
             if let Some(at) = last.first_unwritten(ctx, rp)? {

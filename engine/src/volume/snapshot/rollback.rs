@@ -102,6 +102,10 @@ impl Volume {
             tracing::warn!(volume = %self.id, error = %e, "the rebuilt volume of a rollback was not removed; the next restart removes it");
         }
         r?;
+        // Reservations past the snapshot's size go with the clusters (accounting only).
+        if let Err(e) = self.unreserve(self.size().div_ceil(CLUSTER_SIZE_U64), u64::MAX) {
+            tracing::warn!(volume = %self.id, error = %e, "reservations past the rolled-back size were not dropped");
+        }
         Ok(self.snapshot_info(name).unwrap_or(snap))
     }
 
