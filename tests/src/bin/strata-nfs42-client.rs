@@ -5,15 +5,17 @@
 //! - `create` (OPEN, created if missing) or `open` (must exist; the default) — first;
 //! - `write OFF LEN SEED` (the tests' pattern, FILE_SYNC, 1 MiB per WRITE), `writez OFF LEN`
 //!   (zeros), `commit`;
-//! - `read OFF LEN SEED` (checked against the pattern), `readz OFF LEN` (checked zeros);
-//! - `allocate OFF LEN`, `deallocate OFF LEN`, `seek data|hole OFF`, `getattr`;
+//! - `read OFF LEN SEED` (checked against the pattern), `readz OFF LEN` (checked zeros),
+//!   `readsum OFF LEN` (prints `sum=`, the bytes' FNV-1a 64 in hex, and `len=`, those read);
+//! - `allocate OFF LEN`, `deallocate OFF LEN`, `seek data|hole OFF`, `getattr`, `close`;
 //! - `setxattr NAME VALUE [either|create|replace]`, `getxattr NAME`, `listxattrs`,
 //!   `removexattr NAME`.
 //!
 //! A command may be prefixed `expect=NFS4ERR_X`: it must fail with exactly that status. One
 //! output line per command (`op=seek status=OK offset=4096 eof=0`); exit 0 when every command
-//! met its expectation, 1 at the first that did not (why on stderr), 2 for a usage error. The
-//! file is closed and the session destroyed at the end either way.
+//! met its expectation, 1 at the first that did not (why on stderr), 2 for a usage error (the
+//! whole command line is checked before anything is sent). The file is closed (unless `close`
+//! did) and the session destroyed at the end either way.
 
 use strata_tests::nfs42::ops::{Answer, Op, StateId};
 use strata_tests::nfs42::{Client, Failure};
@@ -46,6 +48,7 @@ struct File {
     c: Client,
     fh: Vec<u8>,
     st: StateId,
+    open: bool,
 }
 
 impl File {
@@ -106,7 +109,7 @@ impl File {
     }
 }
 
-fn check(what: &str, got: &[u8], want: &[u8]) -> Outcome {
+fn check(what: &str, off: u64, got: &[u8], want: &[u8]) -> Outcome {
     if got.len() != want.len() {
         return Err(Failure {
             status: 0,
@@ -117,7 +120,7 @@ fn check(what: &str, got: &[u8], want: &[u8]) -> Outcome {
         None => Ok(format!("len={}", got.len())),
         Some(i) => Err(Failure {
             status: 0,
-            msg: format!("{what}: first difference at byte {i}"),
+            msg: format!("{what}: first difference at offset {}", off + i as u64),
         }),
     }
 }
@@ -136,12 +139,29 @@ fn one(f: &mut File, cmd: &str, args: &mut std::slice::Iter<'_, String>) -> Outc
         "read" => {
             let (off, len, seed) = (num(args, "offset"), num(args, "length"), num(args, "seed"));
             let got = f.read(off, len)?;
-            check("read", &got, &strata_tests::pattern(len as usize, seed))
+            check(
+                "read",
+                off,
+                &got,
+                &strata_tests::pattern(len as usize, seed),
+            )
         }
         "readz" => {
             let (off, len) = (num(args, "offset"), num(args, "length"));
             let got = f.read(off, len)?;
-            check("readz", &got, &vec![0u8; len as usize])
+            check("readz", off, &got, &vec![0u8; len as usize])
+        }
+        "readsum" => {
+            let (off, len) = (num(args, "offset"), num(args, "length"));
+            let got = f.read(off, len)?;
+            let sum = got.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            Ok(format!("sum={sum:016x} len={}", got.len()))
+        }
+        "close" => {
+            f.open = false;
+            f.run(vec![Op::Close(f.st)]).map(|_| String::new())
         }
         "allocate" | "deallocate" => {
             let (off, len) = (num(args, "offset"), num(args, "length"));
@@ -246,6 +266,51 @@ fn one(f: &mut File, cmd: &str, args: &mut std::slice::Iter<'_, String>) -> Outc
     }
 }
 
+/// Checks the commands' words before anything is sent (a usage error exits 2 here).
+fn validate(cmds: &[String]) {
+    let mut args = cmds.iter();
+    while let Some(a) = args.next() {
+        let cmd = match a.strip_prefix("expect=") {
+            Some(x) if x.starts_with("NFS4ERR_") => word(&mut args, "command"),
+            Some(x) => usage(&format!("expect={x}: NFS4ERR_... expected")),
+            None => a.as_str(),
+        };
+        match cmd {
+            "write" | "read" => {
+                for what in ["offset", "length", "seed"] {
+                    num(&mut args, what);
+                }
+            }
+            "writez" | "readz" | "readsum" | "allocate" | "deallocate" => {
+                num(&mut args, "offset");
+                num(&mut args, "length");
+            }
+            "commit" | "getattr" | "close" | "listxattrs" => {}
+            "seek" => {
+                if !matches!(word(&mut args, "data|hole"), "data" | "hole") {
+                    usage("seek: data or hole");
+                }
+                num(&mut args, "offset");
+            }
+            "setxattr" => {
+                word(&mut args, "name");
+                word(&mut args, "value");
+                if matches!(
+                    args.clone().next().map(String::as_str),
+                    Some("either" | "create" | "replace")
+                ) {
+                    args.next();
+                }
+            }
+            "getxattr" | "removexattr" => {
+                word(&mut args, "name");
+            }
+            "create" | "open" => usage(&format!("{cmd} must come first")),
+            c => usage(&format!("unknown command {c}")),
+        }
+    }
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.len() < 3 {
@@ -262,6 +327,7 @@ fn main() {
     if matches!(argv.get(3).map(String::as_str), Some("create" | "open")) {
         args.next();
     }
+    validate(args.as_slice());
     let mut c = match Client::connect(server) {
         Ok(c) => c,
         Err(e) => {
@@ -280,7 +346,12 @@ fn main() {
         }
     };
     println!("op={} status=OK", if create { "create" } else { "open" });
-    let mut f = File { c, fh, st };
+    let mut f = File {
+        c,
+        fh,
+        st,
+        open: true,
+    };
     let mut rc = 0;
     while let Some(a) = args.next() {
         let (expect, cmd) = match a.strip_prefix("expect=") {
@@ -316,8 +387,10 @@ fn main() {
             break;
         }
     }
-    let st = f.st;
-    let _ = f.run(vec![Op::Close(st)]);
+    if f.open {
+        let st = f.st;
+        let _ = f.run(vec![Op::Close(st)]);
+    }
     f.c.destroy();
     std::process::exit(rc);
 }

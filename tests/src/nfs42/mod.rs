@@ -2,7 +2,7 @@
 //! here sends (ALLOCATE, DEALLOCATE, SEEK, the RFC 8276 extended attributes): ONC RPC over TCP
 //! with AUTH_SYS, one session (EXCHANGE_ID, CREATE_SESSION, RECLAIM_COMPLETE), then COMPOUNDs
 //! of minor version 2 that start with SEQUENCE on slot 0. Written from RFC 5531, 4506, 8881,
-//! 7862 and 8276. `strata-nfs4-client` is its command line.
+//! 7862 and 8276. `strata-nfs42-client` is its command line.
 
 pub mod ops;
 pub mod rpc;
@@ -17,8 +17,8 @@ use self::xdr::{Dec, Enc};
 /// NFS's RPC program and version.
 const NFS_PROGRAM: u32 = 100_003;
 const NFS_V4: u32 = 4;
-/// How long one call may take.
-const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting, and each read and write of a call, may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
 /// NFS4ERR_DELAY answers retried, and the pause between (a retry policy, not synchronisation).
 const DELAY_RETRIES: u32 = 20;
 const DELAY_PAUSE: Duration = Duration::from_millis(250);
@@ -115,7 +115,7 @@ impl Client {
         e.u32(num::RECLAIM_COMPLETE).bool(false);
         match c.raw(&e.0, 1) {
             Ok(_) => {}
-            Err(f) if f.status == 10_086 => {} // NFS4ERR_COMPLETE_ALREADY
+            Err(f) if f.status == 10_054 => {} // NFS4ERR_COMPLETE_ALREADY
             Err(f) => return Err(f),
         }
         Ok(c)
@@ -148,7 +148,8 @@ impl Client {
     /// SEQUENCE then the encoded `ops` (`n` of them); returns the bytes after SEQUENCE's
     /// result (the other results, COMPOUND's status already checked).
     fn raw(&mut self, ops: &[u8], n: u32) -> Result<Vec<u8>, Failure> {
-        for attempt in 0.. {
+        let mut attempt = 0;
+        loop {
             self.seq = self.seq.wrapping_add(1);
             let mut e = Enc::default();
             e.u32(num::SEQUENCE)
@@ -158,11 +159,18 @@ impl Client {
                 .u32(0) // highest slot
                 .bool(false);
             e.0.extend_from_slice(ops);
-            match compound(&mut self.rpc, &e.0, n + 1) {
-                Err(f) if f.status == 10_008 && attempt < DELAY_RETRIES => {
+            match compound_counted(&mut self.rpc, &e.0, n + 1) {
+                Err((f, results)) => {
+                    if results <= 1 {
+                        // SEQUENCE itself failed: the slot's sequence id was not used.
+                        self.seq = self.seq.wrapping_sub(1);
+                    }
+                    if f.status != 10_008 || attempt >= DELAY_RETRIES {
+                        return Err(f);
+                    }
+                    attempt += 1;
                     std::thread::sleep(DELAY_PAUSE);
                 }
-                Err(f) => return Err(f),
                 Ok(res) => {
                     let mut d = Dec::new(&res);
                     op_status(&mut d, num::SEQUENCE)?;
@@ -175,7 +183,6 @@ impl Client {
                 }
             }
         }
-        Err(Failure::local("unreachable"))
     }
 
     /// The file handle of `path` (components separated by `/`) under the root.
@@ -258,22 +265,28 @@ fn op_number(op: &Op) -> u32 {
 /// bytes (after the array count) when COMPOUND's status is NFS4_OK, else the failure of the
 /// last operation (the one that failed) with its status.
 fn compound(rpc: &mut Rpc, ops: &[u8], n: u32) -> Result<Vec<u8>, Failure> {
+    compound_counted(rpc, ops, n).map_err(|(f, _)| f)
+}
+
+/// [`compound`], with the number of results a failed COMPOUND had (the failed operation is the
+/// last; 0 for a failure before any result).
+fn compound_counted(rpc: &mut Rpc, ops: &[u8], n: u32) -> Result<Vec<u8>, (Failure, u32)> {
     let mut e = Enc::default();
     e.opaque(b"strata").u32(2).u32(n);
     e.0.extend_from_slice(ops);
-    let res = rpc
-        .call(NFS_PROGRAM, NFS_V4, 1, &e.0)
-        .map_err(Failure::local)?;
+    let local = |m: String| (Failure::local(m), 0);
+    let res = rpc.call(NFS_PROGRAM, NFS_V4, 1, &e.0).map_err(local)?;
     let mut d = Dec::new(&res);
-    let status = d.u32().map_err(Failure::local)?;
-    d.opaque(1024).map_err(Failure::local)?;
-    let count = d.count(n.max(1)).map_err(Failure::local)?;
+    let status = d.u32().map_err(local)?;
+    d.opaque(1024).map_err(local)?;
+    let count = d.count(n.max(1)).map_err(local)?;
     if status != 0 {
         // The result array ends with the operation that failed, with this status.
-        return Err(Failure {
+        let f = Failure {
             status,
             msg: format!("COMPOUND of {n} operations, {count} results"),
-        });
+        };
+        return Err((f, count));
     }
     let at = res.len() - d.remaining();
     Ok(res[at..].to_vec())

@@ -72,7 +72,7 @@ impl Rpc {
             .write_all(&rec)
             .map_err(|e| format!("send: {e}"))?;
         loop {
-            let reply = self.read_record()?;
+            let reply = read_record(&mut self.stream)?;
             let mut d = Dec::new(&reply);
             if d.u32()? != xid {
                 continue; // an answer to an earlier call that timed out
@@ -81,27 +81,27 @@ impl Rpc {
             return Ok(reply[reply.len() - body..].to_vec());
         }
     }
+}
 
-    fn read_record(&mut self) -> Result<Vec<u8>, String> {
-        let mut out = Vec::new();
-        loop {
-            let mut h = [0u8; 4];
-            self.stream
-                .read_exact(&mut h)
-                .map_err(|e| format!("receive: {e}"))?;
-            let h = u32::from_be_bytes(h);
-            let n = (h & 0x7fff_ffff) as usize;
-            if out.len() + n > MAX_RECORD {
-                return Err(format!("record over {MAX_RECORD} bytes"));
-            }
-            let start = out.len();
-            out.resize(start + n, 0);
-            self.stream
-                .read_exact(&mut out[start..])
-                .map_err(|e| format!("receive: {e}"))?;
-            if h & 0x8000_0000 != 0 {
-                return Ok(out);
-            }
+/// Reads one record (RFC 5531 section 11): fragments, each a 4-byte header (the last
+/// fragment's flag, 31 bits of length) and its bytes, until the last; at most [`MAX_RECORD`]
+/// bytes in all.
+fn read_record(r: &mut impl Read) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let mut h = [0u8; 4];
+        r.read_exact(&mut h).map_err(|e| format!("receive: {e}"))?;
+        let h = u32::from_be_bytes(h);
+        let n = (h & 0x7fff_ffff) as usize;
+        if out.len() + n > MAX_RECORD {
+            return Err(format!("record over {MAX_RECORD} bytes"));
+        }
+        let start = out.len();
+        out.resize(start + n, 0);
+        r.read_exact(&mut out[start..])
+            .map_err(|e| format!("receive: {e}"))?;
+        if h & 0x8000_0000 != 0 {
+            return Ok(out);
         }
     }
 }
@@ -140,5 +140,27 @@ mod tests {
         garbage.u32(1).u32(0).u32(0).u32(100_000);
         assert!(parse_reply(&mut Dec::new(&garbage.0)).is_err());
         assert!(parse_reply(&mut Dec::new(&[0, 0])).is_err());
+    }
+
+    #[test]
+    fn records_are_joined_across_fragments() {
+        // "abc" + "defg" (last): one record; the bytes after it are the next record's.
+        let mut wire = vec![0, 0, 0, 3, b'a', b'b', b'c', 0x80, 0, 0, 4];
+        wire.extend_from_slice(b"defg");
+        wire.extend_from_slice(&[0x80, 0, 0, 1, b'h']);
+        let mut r = &wire[..];
+        assert_eq!(read_record(&mut r).as_deref(), Ok(&b"abcdefg"[..]));
+        assert_eq!(read_record(&mut r).as_deref(), Ok(&b"h"[..]));
+        // The stream ends inside a fragment, or before the last fragment.
+        assert!(read_record(&mut &wire[..5]).is_err());
+        assert!(read_record(&mut &wire[..7]).is_err());
+        // A record longer than the bound is refused before it is read.
+        assert!(read_record(&mut &[0xff, 0xff, 0xff, 0xff][..]).is_err());
+        let mut many = Vec::new();
+        for _ in 0..5 {
+            many.extend_from_slice(&(1u32 << 20).to_be_bytes());
+            many.resize(many.len() + (1 << 20), 0);
+        }
+        assert!(read_record(&mut &many[..]).is_err());
     }
 }
