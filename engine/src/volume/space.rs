@@ -184,16 +184,24 @@ impl Volume {
     }
 
     /// Bytes ALLOCATE reserved that hold no data yet (reserved clusters not mapped, below the
-    /// size). Mapped plus reserved is what the volume has allocated.
+    /// size). Mapped plus reserved is what the volume has allocated. Counted [`SEEK_WINDOW`]
+    /// clusters per hold of the volume lock, so writers are not held up by a reservation of a
+    /// whole large disk (the figure is a moment's, like any statistic).
     pub(crate) fn reserved_bytes(&self) -> Result<u64> {
         let ranges: Vec<(u64, u64)> = self.reserved.lock().iter().collect();
-        let st = self.state.read();
-        let end = st.size.div_ceil(CLUSTER_SIZE_U64);
         let mut n = 0;
         for (from, to) in ranges {
-            let to = to.min(end);
-            if from < to {
-                n += (to - from) - self.count_mapped(&st, from, to)?;
+            let mut at = from;
+            while at < to {
+                let st = self.state.read();
+                let stop = to
+                    .min(st.size.div_ceil(CLUSTER_SIZE_U64))
+                    .min(at + SEEK_WINDOW);
+                if at >= stop {
+                    break;
+                }
+                n += (stop - at) - self.count_mapped(&st, at, stop)?;
+                at = stop;
             }
         }
         Ok(n * CLUSTER_SIZE_U64)
