@@ -54,9 +54,13 @@ impl Volume {
             } else {
                 self.with_rmw(|st, fetched| {
                     self.check_writable()?;
+                    let before = (st.tlog.seq, st.tlog.len);
                     let r = self.write_locked(st, off, end, data, fetched)?;
                     if r.is_ok() {
-                        st.write_gen += 1;
+                        // Zeros over holes log nothing: nothing for a commit to make durable.
+                        if (st.tlog.seq, st.tlog.len) != before {
+                            st.write_gen += 1;
+                        }
                         self.roll_if_long(st)?;
                     }
                     Ok(r)
@@ -79,9 +83,13 @@ impl Volume {
         data: &[u8],
         hashes: &[[u8; 16]],
     ) -> Result<()> {
+        let before = (st.tlog.seq, st.tlog.len);
         self.grow_to(st, end)?;
         self.store_clusters(st, off / CLUSTER_SIZE_U64, data, Some(hashes))?;
-        st.write_gen += 1;
+        // Zeros over holes log nothing: nothing for a commit to make durable.
+        if (st.tlog.seq, st.tlog.len) != before {
+            st.write_gen += 1;
+        }
         self.roll_if_long(st)
     }
 

@@ -4,6 +4,7 @@
 //! this binary's own libnfs client, run inside the namespace as `strata-bench client ...`).
 
 pub(crate) mod clones;
+pub(crate) mod discard;
 pub(crate) mod latency;
 pub(crate) mod nfs;
 pub(crate) mod report;

@@ -12,7 +12,8 @@
 //!   `removexattr NAME`.
 //!
 //! A command may be prefixed `expect=NFS4ERR_X`: it must fail with exactly that status. One
-//! output line per command (`op=seek status=OK offset=4096 eof=0`); exit 0 when every command
+//! output line per command (`op=seek status=OK what=data offset=4096 eof=0 us=312`: `us` is
+//! the command's time, for benches); exit 0 when every command
 //! met its expectation, 1 at the first that did not (why on stderr), 2 for a usage error (the
 //! whole command line is checked before anything is sent). The file is closed (unless `close`
 //! did) and the session destroyed at the end either way.
@@ -358,13 +359,15 @@ fn main() {
             Some(x) => (Some(x.to_string()), word(&mut args, "command").to_string()),
             None => (None, a.clone()),
         };
+        let started = std::time::Instant::now();
         let out = one(&mut f, &cmd, &mut args);
+        let us = started.elapsed().as_micros();
         let status = match &out {
             Ok(_) => "OK".to_string(),
             Err(e) => e.name(),
         };
         println!(
-            "op={cmd} status={status}{}",
+            "op={cmd} status={status}{} us={us}",
             out.as_ref()
                 .ok()
                 .filter(|s| !s.is_empty())

@@ -417,6 +417,15 @@ pub(super) fn bench_system(
         push(&id, unit, r, note, None);
     }
 
+    // Discard (issue 19): Strata and VFS over NFSv4.2 (MEM: its files are 2 MiB).
+    let rows = match system {
+        System::Mem => crate::bench::discard::rows_na(s, "n/a (MEM file is 2 MiB)"),
+        _ => crate::bench::discard::rows(&t, s),
+    };
+    for (id, unit, r, note) in rows {
+        push(&id, unit, r, note, None);
+    }
+
     // Space: what the system keeps on disk for what the client left there (the bench image;
     // the small files and fresh images were removed).
     let space_id = "disk space used at the end (allocated)";
