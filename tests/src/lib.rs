@@ -99,6 +99,19 @@ pub fn client_bin() -> PathBuf {
     bin
 }
 
+/// Bytes of every file under `dir` (0 when it does not exist): a local backend's objects.
+pub fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
 /// Path of our NFSv4.2 client binary (built by cargo next to the test executables).
 pub fn nfs42_client_bin() -> PathBuf {
     let bin = profile_dir().join("strata-nfs42-client");

@@ -57,19 +57,6 @@ impl Oracle {
     }
 }
 
-/// Bytes of every file under `dir` (the local backend's objects of a volume).
-fn tree_bytes(dir: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
-}
-
 fn ino(tg: &TestGateway, path: &str) -> u64 {
     tg.client(3, &["stat", path])
         .expect_ok("stat")

@@ -56,19 +56,6 @@ fn volume_info(bin: &Path, data: &Path, path: &str) -> serde_json::Value {
     json(&strata(bin, data, &["volume", "info", path, "--json"]).expect_ok("volume info"))
 }
 
-/// Bytes of every file under `dir`.
-fn tree_bytes(dir: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
-}
-
 #[test]
 fn deallocate_allocate_and_seek_through_ganesha_on_a_volume_and_a_file() {
     let Some(bin) = strata_cli() else {

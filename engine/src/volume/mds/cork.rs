@@ -113,17 +113,9 @@ impl Volume {
         st.size = size;
         if shrink {
             let keep = size.div_ceil(CLUSTER_SIZE_U64);
-            let hi = st.ov.trim.unwrap_or(u64::MAX);
-            let in_db = if st.db_empty || keep >= hi {
-                0
-            } else {
-                let (ov, holes) = (&st.ov.by_addr, &st.ov.holes);
-                self.mds
-                    .count_range(keep, hi, |a| !ov.contains_key(&a) && !holes.contains(a))?
-            };
-            let tail = st.ov.by_addr.split_off(&keep);
-            st.mapped -= tail.len() as u64 + in_db;
-            st.ov.trim = Some(hi.min(keep));
+            st.mapped -= self.count_mapped(st, keep, u64::MAX)?;
+            st.ov.by_addr.split_off(&keep);
+            st.ov.trim = Some(st.ov.trim.unwrap_or(u64::MAX).min(keep));
         }
         Ok(())
     }
