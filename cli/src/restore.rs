@@ -59,8 +59,9 @@ fn print_report(config: &EngineConfig, r: &RestoreReport) {
         r.image_bytes, r.image_age_secs
     );
     println!(
-        "  restored          {} directories, {} files, {} volumes, {} symlinks",
-        r.directories, r.files, r.volumes, r.symlinks
+        "  restored          {} directories, {} files, {} volumes, {} symlinks, {} special \
+         files, {} extended attributes",
+        r.directories, r.files, r.volumes, r.symlinks, r.special_files, r.xattrs
     );
     println!("  next fileid       {}", r.next_ino);
     println!(

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use crate::namespace::Inode;
 use crate::volume::decoder_tests::{bounded, mutate, mutations};
-use crate::{Handle, Kind, Timestamp};
+use crate::{DeviceId, Handle, Kind, Timestamp};
 
 fn timestamp() -> impl Strategy<Value = Timestamp> {
     (any::<i64>(), 0u32..1_000_000_000).prop_map(|(secs, nsecs)| Timestamp { secs, nsecs })
@@ -18,7 +18,11 @@ fn kind() -> impl Strategy<Value = Kind> {
         Just(Kind::Directory),
         Just(Kind::File),
         Just(Kind::Volume),
-        Just(Kind::Symlink)
+        Just(Kind::Symlink),
+        Just(Kind::Fifo),
+        Just(Kind::Socket),
+        Just(Kind::CharDevice),
+        Just(Kind::BlockDevice)
     ]
 }
 
@@ -35,14 +39,21 @@ fn inode() -> impl Strategy<Value = Inode> {
         (
             prop::option::of(any::<[u8; 8]>()),
             prop::collection::vec(any::<u8>(), 0..300),
+            any::<[u32; 2]>(),
         ),
     )
         .prop_map(
             |(
                 (kind, [mode, uid, gid], size, atime, mtime),
                 (ctime, nlink, n),
-                (verifier, target),
+                (verifier, target, [major, minor]),
             )| {
+                // A device carries its numbers where others carry a target.
+                let (target, rdev) = if kind.is_device() {
+                    (Vec::new(), DeviceId { major, minor })
+                } else {
+                    (target, DeviceId::default())
+                };
                 Inode {
                     kind,
                     mode,
@@ -60,6 +71,7 @@ fn inode() -> impl Strategy<Value = Inode> {
                     nextents: n[4],
                     verifier,
                     target,
+                    rdev,
                 }
             },
         )
@@ -82,7 +94,7 @@ proptest! {
         let mut b = b;
         if version_and_kind && b.len() >= 2 {
             b[0] = 1;
-            b[1] = 1 + b[1] % 4;
+            b[1] = 1 + b[1] % 8;
         }
         decodes_exactly_or_fails(&b)?;
     }

@@ -39,6 +39,13 @@ pub enum Error {
     /// Try again later: backpressure (NFS3ERR_JUKEBOX / NFS4ERR_DELAY).
     #[error("busy, try again later")]
     Delay,
+    /// The object has no extended attribute of that name (ENODATA; NFS4ERR_NOXATTR).
+    #[error("no such extended attribute")]
+    NoXattr,
+    /// An extended attribute's value is larger than the server keeps (E2BIG;
+    /// NFS4ERR_XATTR2BIG).
+    #[error("extended attribute value too large")]
+    XattrTooBig,
     /// The operation is not supported on this object (ENOTSUP).
     #[error("not supported: {0}")]
     NotSupported(String),

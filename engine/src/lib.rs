@@ -37,6 +37,7 @@ pub use fs::{
     BackendConfig, ChangeHook, CloneInfo, EngineConfig, Filesystem, FsckOptions, HiddenVolume,
     OpenOptions, FILES_PREFIX, QUARANTINE_PREFIX,
 };
+pub use namespace::{XATTR_NAME_MAX, XATTR_OBJECT_MAX, XATTR_VALUE_MAX};
 pub use ns_backend::{restore, RestoreOptions, RestoreReport, TAKE_OVER_PROBE};
 pub use owner::{OwnerRecord, OWNER_KEY};
 pub use progress::{NoProgress, Progress};

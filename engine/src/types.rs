@@ -59,6 +59,14 @@ pub enum Kind {
     Volume,
     /// A symbolic link (metadata only).
     Symlink,
+    /// A named pipe (metadata only).
+    Fifo,
+    /// A Unix-domain socket's name (metadata only).
+    Socket,
+    /// A character device node (metadata only: its [`DeviceId`]).
+    CharDevice,
+    /// A block device node (metadata only: its [`DeviceId`]).
+    BlockDevice,
 }
 
 impl Kind {
@@ -66,6 +74,39 @@ impl Kind {
     pub fn is_regular(self) -> bool {
         matches!(self, Kind::File | Kind::Volume)
     }
+
+    /// True for the special files: FIFOs, sockets and device nodes (made by `mknod`).
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice
+        )
+    }
+
+    /// True for the device nodes (the kinds that carry a [`DeviceId`]).
+    pub fn is_device(self) -> bool {
+        matches!(self, Kind::CharDevice | Kind::BlockDevice)
+    }
+}
+
+/// How a SETXATTR treats an attribute already there (RFC 8276 `setxattr_option4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XattrMode {
+    /// Create it or replace it.
+    Either,
+    /// Create it; fail if it exists.
+    Create,
+    /// Replace it; fail if it does not exist.
+    Replace,
+}
+
+/// A device node's numbers (NFS `specdata`: major, minor); zero for every other kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct DeviceId {
+    /// The major number.
+    pub major: u32,
+    /// The minor number.
+    pub minor: u32,
 }
 
 /// A point in time, seconds and nanoseconds since the Unix epoch.
@@ -104,6 +145,8 @@ pub struct Attr {
     pub ctime: Timestamp,
     /// Change counter: bumped on every data or metadata change (NFSv4 change attribute).
     pub change: u64,
+    /// Device nodes: their numbers (zero for every other kind).
+    pub rdev: DeviceId,
 }
 
 /// A time to set with setattr.

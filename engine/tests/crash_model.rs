@@ -92,6 +92,11 @@ enum MObj {
         target: Vec<u8>,
         nlink: u32,
     },
+    /// A FIFO (`rdev` none) or a character device.
+    Special {
+        rdev: Option<DeviceId>,
+        nlink: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +113,8 @@ struct Model {
     /// too, and the uploader may have sent them): each byte after a crash is the durable one
     /// or one a pending write put there.
     pending: BTreeMap<u64, Vec<(usize, Vec<u8>)>>,
+    /// Extended attributes (name index -> value) of files and directories.
+    xattrs: BTreeMap<Handle, BTreeMap<u8, Vec<u8>>>,
 }
 
 type MResult = Result<(), &'static str>;
@@ -128,6 +135,8 @@ fn code(e: &Error) -> &'static str {
         Error::NotSupported(_) => "NotSupported",
         Error::Io(_) | Error::Format(_) | Error::Backend { .. } => "Io",
         Error::NotOwner(_) => "NotOwner",
+        Error::NoXattr => "NoXattr",
+        Error::XattrTooBig => "XattrTooBig",
     }
 }
 
@@ -142,6 +151,7 @@ impl Model {
             opens: BTreeMap::new(),
             modes: BTreeMap::new(),
             pending: BTreeMap::new(),
+            xattrs: BTreeMap::new(),
         }
     }
 
@@ -180,7 +190,9 @@ impl Model {
             Some(MObj::Dir { .. }) => {
                 self.objs.remove(&h);
             }
-            Some(MObj::File { nlink, .. }) | Some(MObj::Symlink { nlink, .. }) => {
+            Some(MObj::File { nlink, .. })
+            | Some(MObj::Symlink { nlink, .. })
+            | Some(MObj::Special { nlink, .. }) => {
                 *nlink -= 1;
                 if *nlink == 0 && !self.opens.contains_key(&h) {
                     self.objs.remove(&h);
@@ -256,8 +268,42 @@ impl Model {
     }
 }
 
-/// What a crash-free comparison looks at: path -> (ino, kind, nlink, content).
+/// What a crash-free comparison looks at: path -> (ino, kind, nlink, content). An object's
+/// extended attributes are an entry `path#xattrs` of kind 'x', its "ino" a hash of them (so a
+/// crash's before and after differ in shape when they do).
 type Tree = BTreeMap<String, (u64, char, u32, Vec<u8>)>;
+
+/// The `#xattrs` entry of a tree, if the object has any.
+fn xattr_entry(x: &BTreeMap<u8, Vec<u8>>) -> Option<(u64, char, u32, Vec<u8>)> {
+    use std::hash::{Hash, Hasher};
+    if x.is_empty() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    for (n, v) in x {
+        bytes.push(*n);
+        bytes.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(v);
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Some((hasher.finish(), 'x', 0, bytes))
+}
+
+/// The engine's extended attributes of `h`, as the model names them.
+fn engine_xattrs(fs: &Filesystem, h: Handle) -> BTreeMap<u8, Vec<u8>> {
+    let names = fs.listxattrs(h).expect("listxattrs");
+    names
+        .iter()
+        .map(|n| {
+            let i = XATTR_NAMES
+                .iter()
+                .position(|x| x.as_bytes() == n.as_slice())
+                .expect("a name the model knows");
+            (i as u8, fs.getxattr(h, n).expect("getxattr"))
+        })
+        .collect()
+}
 
 fn model_tree(m: &Model, durable: bool) -> Tree {
     let mut t = Tree::new();
@@ -272,6 +318,9 @@ fn model_tree(m: &Model, durable: bool) -> Tree {
             format!("{path}#mode"),
             (m.mode(h) as u64, 'm', 0, Vec::new()),
         );
+        if let Some(e) = m.xattrs.get(&h).and_then(xattr_entry) {
+            t.insert(format!("{path}#xattrs"), e);
+        }
         for ((d, name), c) in &m.entries {
             if *d != h {
                 continue;
@@ -279,6 +328,9 @@ fn model_tree(m: &Model, durable: bool) -> Tree {
             let p = format!("{path}{name}");
             if !m.is_dir(*c) {
                 t.insert(format!("{p}#mode"), (m.mode(*c) as u64, 'm', 0, Vec::new()));
+                if let Some(e) = m.xattrs.get(c).and_then(xattr_entry) {
+                    t.insert(format!("{p}#xattrs"), e);
+                }
             }
             match m.objs.get(c) {
                 Some(MObj::File { cur, dur, nlink }) => {
@@ -294,6 +346,10 @@ fn model_tree(m: &Model, durable: bool) -> Tree {
                 }
                 Some(MObj::Symlink { target, nlink }) => {
                     t.insert(p, (c.ino, 'l', *nlink, target.clone()));
+                }
+                Some(MObj::Special { rdev, nlink }) => {
+                    let what = format!("{rdev:?}").into_bytes();
+                    t.insert(p, (c.ino, 's', *nlink, what));
                 }
                 _ => {}
             }
@@ -337,6 +393,9 @@ fn engine_tree(fs: &Filesystem) -> Tree {
         let a = fs.getattr(dir).expect("getattr dir");
         t.insert(path.clone(), (dir.ino, 'd', a.nlink, Vec::new()));
         t.insert(format!("{path}#mode"), (a.mode as u64, 'm', 0, Vec::new()));
+        if let Some(e) = xattr_entry(&engine_xattrs(fs, dir)) {
+            t.insert(format!("{path}#xattrs"), e);
+        }
         let mut cookie = 0;
         loop {
             let page = fs.readdir(dir, cookie, 3).expect("readdir");
@@ -349,6 +408,11 @@ fn engine_tree(fs: &Filesystem) -> Tree {
                         format!("{path}{name}#mode"),
                         (e.attr.mode as u64, 'm', 0, Vec::new()),
                     );
+                    if e.attr.kind.is_regular() {
+                        if let Some(x) = xattr_entry(&engine_xattrs(fs, h)) {
+                            t.insert(format!("{path}{name}#xattrs"), x);
+                        }
+                    }
                 }
                 match e.attr.kind {
                     Kind::Directory => stack.push((format!("{path}{name}/"), h)),
@@ -356,6 +420,12 @@ fn engine_tree(fs: &Filesystem) -> Tree {
                         let target = fs.readlink(h).expect("readlink");
                         t.insert(format!("{path}{name}"), (h.ino, 'l', e.attr.nlink, target));
                     }
+                    Kind::Fifo | Kind::CharDevice => {
+                        let rdev = (e.attr.kind == Kind::CharDevice).then_some(e.attr.rdev);
+                        let what = format!("{rdev:?}").into_bytes();
+                        t.insert(format!("{path}{name}"), (h.ino, 's', e.attr.nlink, what));
+                    }
+                    Kind::Socket | Kind::BlockDevice => panic!("the model makes none"),
                     Kind::File | Kind::Volume => {
                         let mut buf = vec![0u8; e.attr.size as usize];
                         let (n, eof) = fs.read(h, 0, &mut buf).expect("read");
@@ -377,11 +447,22 @@ fn engine_tree(fs: &Filesystem) -> Tree {
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d.raw"];
 
+/// The numbers of the character devices the model makes.
+const DEV: DeviceId = DeviceId {
+    major: 4,
+    minor: 64,
+};
+
+/// Extended attribute names the model uses.
+const XATTR_NAMES: [&str; 3] = ["user.a", "b", "origin.host"];
+
 #[derive(Debug, Clone)]
 enum Op {
     Create(u8, u8),
     Mkdir(u8, u8),
     Symlink(u8, u8),
+    /// A FIFO, or (`true`) a character device.
+    Mknod(u8, u8, bool),
     Unlink(u8, u8),
     Rmdir(u8, u8),
     Rename(u8, u8, u8, u8),
@@ -406,6 +487,15 @@ enum Op {
     Chmod(u8, u16),
     /// Open a file, then unlink the name it was found under (the NFSv4 "silly rename" case).
     OpenUnlink(u8),
+    /// SETXATTR on any named object: 0 either, 1 create, 2 replace.
+    SetXattr {
+        pick: u8,
+        name: u8,
+        len: u16,
+        byte: u8,
+        how: u8,
+    },
+    RemoveXattr(u8, u8),
     Crash,
     CrashDuring(u8, Box<Op>),
 }
@@ -417,6 +507,7 @@ fn base_op() -> impl Strategy<Value = Op> {
         4 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Create(d, n)),
         2 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Mkdir(d, n)),
         1 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Symlink(d, n)),
+        1 => (d.clone(), n.clone(), any::<bool>()).prop_map(|(d, n, dev)| Op::Mknod(d, n, dev)),
         2 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Unlink(d, n)),
         1 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Rmdir(d, n)),
         3 => (d.clone(), n.clone(), d.clone(), n.clone()).prop_map(|(a, b, c, e)| Op::Rename(a, b, c, e)),
@@ -433,6 +524,10 @@ fn base_op() -> impl Strategy<Value = Op> {
         2 => any::<u8>().prop_map(Op::Close),
         1 => (any::<u8>(), 0u16..0o7777).prop_map(|(p, m)| Op::Chmod(p, m)),
         1 => any::<u8>().prop_map(Op::OpenUnlink),
+        2 => (any::<u8>(), 0u8..3, 0u16..3000, any::<u8>(), 0u8..3).prop_map(
+            |(pick, name, len, byte, how)| Op::SetXattr { pick, name, len, byte, how }
+        ),
+        1 => (any::<u8>(), 0u8..3).prop_map(|(p, n)| Op::RemoveXattr(p, n)),
     ]
 }
 
@@ -469,7 +564,7 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
         }
     };
     match op {
-        Op::Create(d, n) | Op::Mkdir(d, n) | Op::Symlink(d, n) => {
+        Op::Create(d, n) | Op::Mkdir(d, n) | Op::Symlink(d, n) | Op::Mknod(d, n, _) => {
             let dir = m.dir(*d);
             let name = NAMES[*n as usize];
             let exists = m.entries.contains_key(&(dir, name.to_string()));
@@ -478,6 +573,10 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
                     .create(dir, name.as_bytes(), 0o644, ME, CreateMode::Guarded)
                     .map(|c| c.attr),
                 Op::Mkdir(..) => fs.mkdir(dir, name.as_bytes(), 0o755, ME),
+                Op::Mknod(_, _, dev) => {
+                    let kind = if *dev { Kind::CharDevice } else { Kind::Fifo };
+                    fs.mknod(dir, name.as_bytes(), kind, 0o644, DEV, ME)
+                }
                 _ => fs.symlink(dir, name.as_bytes(), format!("/t/{name}").as_bytes(), ME),
             };
             let predicted = if exists { Err("Exists") } else { Ok(()) };
@@ -494,6 +593,10 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
                         nlink: 1,
                     },
                     Op::Mkdir(..) => MObj::Dir { parent: dir },
+                    Op::Mknod(_, _, dev) => MObj::Special {
+                        rdev: dev.then_some(DEV),
+                        nlink: 1,
+                    },
                     _ => MObj::Symlink {
                         target: format!("/t/{name}").into_bytes(),
                         nlink: 1,
@@ -557,9 +660,9 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
             if res(fs.link(src, td, tname.as_bytes()).map(|_| ()), predicted) {
                 m.entries.insert((td, tname.to_string()), src);
                 match m.objs.get_mut(&src) {
-                    Some(MObj::File { nlink, .. }) | Some(MObj::Symlink { nlink, .. }) => {
-                        *nlink += 1
-                    }
+                    Some(MObj::File { nlink, .. })
+                    | Some(MObj::Symlink { nlink, .. })
+                    | Some(MObj::Special { nlink, .. }) => *nlink += 1,
                     _ => unreachable!(),
                 }
             }
@@ -585,7 +688,7 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
             };
             let kind_err = match m.objs.get(&h) {
                 Some(MObj::Dir { .. }) => Some("IsDir"),
-                Some(MObj::Symlink { .. }) => Some("Invalid"),
+                Some(MObj::Symlink { .. }) | Some(MObj::Special { .. }) => Some("Invalid"),
                 _ => None,
             };
             match op {
@@ -720,6 +823,53 @@ fn apply(fs: &Filesystem, m: &mut Model, op: &Op, check: bool) {
             if res(fs.unlink(dir, name.as_bytes()), Ok(())) {
                 m.entries.remove(&(dir, name));
                 m.drop_link(h);
+            }
+        }
+        Op::SetXattr { pick, .. } | Op::RemoveXattr(pick, _) => {
+            let mut all: Vec<Handle> = m.entries.values().copied().collect();
+            all.extend(m.opens.keys().copied());
+            all.push(m.root);
+            let h = all[*pick as usize % all.len()];
+            let carries = matches!(
+                m.objs.get(&h),
+                Some(MObj::File { .. }) | Some(MObj::Dir { .. })
+            );
+            let mut x = m.xattrs.get(&h).cloned().unwrap_or_default();
+            let (r, predicted) = match op {
+                Op::SetXattr {
+                    name,
+                    len,
+                    byte,
+                    how,
+                    ..
+                } => {
+                    let value = vec![*byte; *len as usize];
+                    let mode = [XattrMode::Either, XattrMode::Create, XattrMode::Replace]
+                        [*how as usize % 3];
+                    let present = x.contains_key(name);
+                    let predicted = match (carries, mode, present) {
+                        (false, ..) => Err("NotSupported"),
+                        (_, XattrMode::Create, true) => Err("Exists"),
+                        (_, XattrMode::Replace, false) => Err("NoXattr"),
+                        _ => Ok(()),
+                    };
+                    x.insert(*name, value.clone());
+                    let n = XATTR_NAMES[*name as usize].as_bytes();
+                    (fs.setxattr(h, n, &value, mode), predicted)
+                }
+                Op::RemoveXattr(_, name) => {
+                    let predicted = match (carries, x.remove(name)) {
+                        (false, _) => Err("NotSupported"),
+                        (_, None) => Err("NoXattr"),
+                        (_, Some(_)) => Ok(()),
+                    };
+                    let n = XATTR_NAMES[*name as usize].as_bytes();
+                    (fs.removexattr(h, n), predicted)
+                }
+                _ => unreachable!(),
+            };
+            if res(r, predicted) {
+                m.xattrs.insert(h, x);
             }
         }
         Op::Close(pick) => {

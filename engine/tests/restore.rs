@@ -87,8 +87,20 @@ fn snapshot_names(fs: &Filesystem, h: Handle) -> Vec<String> {
 }
 
 /// Everything a client sees of a tree: path -> (fileid, kind, mode, uid, size, nlink, mtime,
-/// symlink target or data).
-type Tree = BTreeMap<String, (u64, Kind, u32, u32, u64, u32, Timestamp, Vec<u8>)>;
+/// symlink target, device numbers or data, extended attributes).
+type Tree = BTreeMap<String, (u64, Kind, u32, u32, u64, u32, Timestamp, Vec<u8>, Xattrs)>;
+
+/// An object's extended attributes: name -> value.
+type Xattrs = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn xattrs_of(fs: &Filesystem, a: &Attr) -> Xattrs {
+    if !(a.kind.is_regular() || a.kind == Kind::Directory) {
+        return Xattrs::new();
+    }
+    let names = fs.listxattrs(a.handle).expect("listxattrs");
+    let get = |n: &Vec<u8>| fs.getxattr(a.handle, n).expect("getxattr");
+    names.iter().map(|n| (n.clone(), get(n))).collect()
+}
 
 fn walk(fs: &Filesystem, dir: Handle, path: &str, out: &mut Tree) {
     let mut cookie = 0;
@@ -104,6 +116,9 @@ fn walk(fs: &Filesystem, dir: Handle, path: &str, out: &mut Tree) {
                 }
                 Kind::Symlink => fs.readlink(a.handle).expect("readlink"),
                 Kind::File | Kind::Volume => read_all(fs, a.handle),
+                Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {
+                    format!("{:?}", a.rdev).into_bytes()
+                }
             };
             out.insert(
                 p,
@@ -116,6 +131,7 @@ fn walk(fs: &Filesystem, dir: Handle, path: &str, out: &mut Tree) {
                     a.nlink,
                     a.mtime,
                     content,
+                    xattrs_of(fs, a),
                 ),
             );
             cookie = e.cookie;
@@ -149,6 +165,22 @@ fn a_lost_data_directory_comes_back_from_the_backend_alone() {
         .expect("write");
     fs.link(vmx.handle, sub.handle, b"hard").expect("link");
     fs.symlink(d.handle, b"sym", b"a.vmx", ME).expect("symlink");
+    // Special files and extended attributes come back with everything else.
+    let dev = DeviceId {
+        major: 8,
+        minor: 17,
+    };
+    fs.mknod(d.handle, b"sda1", Kind::BlockDevice, 0o660, dev, ME)
+        .expect("mknod");
+    fs.mknod(sub.handle, b"pipe", Kind::Fifo, 0o600, dev, ME)
+        .expect("mknod");
+    for (h, n, v) in [
+        (vmx.handle, &b"origin"[..], &b"host-a"[..]),
+        (vmx.handle, b"empty", b""),
+        (d.handle, b"dir.tag", b"vms"),
+    ] {
+        fs.setxattr(h, n, v, XattrMode::Create).expect("setxattr");
+    }
     let disk = fs
         .create(d.handle, b"a-flat.vmdk", 0o600, ME, CreateMode::Guarded)
         .expect("create")
@@ -165,6 +197,8 @@ fn a_lost_data_directory_comes_back_from_the_backend_alone() {
         .expect("clone");
     fs.write(clone.handle, 4096, &pattern(8192, 4), true)
         .expect("write");
+    fs.setxattr(disk.handle, b"vm", b"a", XattrMode::Either)
+        .expect("setxattr");
     // A removed file: its extents become garbage, and must not come back.
     create_written(&fs, root, b"gone", 0o644, &pattern(4096, 5));
     fs.flush_to_backend().expect("flush");
@@ -214,9 +248,11 @@ fn a_lost_data_directory_comes_back_from_the_backend_alone() {
             report.directories,
             report.files,
             report.volumes,
-            report.symlinks
+            report.symlinks,
+            report.special_files,
+            report.xattrs
         ),
-        (3, 1, 2, 1),
+        (3, 1, 2, 1, 2, 4),
         "{report:?}"
     );
     assert!(report.epoch > old_owner.epoch, "{report:?}");

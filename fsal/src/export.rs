@@ -184,7 +184,7 @@ fn set_fs_info(i: &mut ffi::fsal_staticfsinfo_t) {
     i.whence_is_name = false;
     i.readdir_plus = false;
     i.compliant_eof_behavior = true;
-    i.xattr_support = false;
+    i.xattr_support = true;
     i.expire_time_parent = -1;
 }
 

@@ -37,6 +37,10 @@ pub(crate) fn obj_type(kind: Kind) -> ffi::object_file_type_t {
         Kind::Directory => ffi::DIRECTORY,
         Kind::File | Kind::Volume => ffi::REGULAR_FILE,
         Kind::Symlink => ffi::SYMBOLIC_LINK,
+        Kind::Fifo => ffi::FIFO_FILE,
+        Kind::Socket => ffi::SOCKET_FILE,
+        Kind::CharDevice => ffi::CHARACTER_FILE,
+        Kind::BlockDevice => ffi::BLOCK_FILE,
     }
 }
 
@@ -101,9 +105,10 @@ fn ts(t: Timestamp) -> ffi::timespec {
     }
 }
 
-/// The attributes every Strata object supports (POSIX set).
+/// The attributes every Strata object supports: the POSIX set, and extended attributes
+/// (Ganesha answers the RFC 8276 operations only when `ATTR4_XATTR` is among them).
 pub(crate) fn supported_attrs() -> ffi::attrmask_t {
-    ffi::ATTRS_POSIX as ffi::attrmask_t
+    (ffi::ATTRS_POSIX | ffi::ATTR4_XATTR) as ffi::attrmask_t
 }
 
 /// Fills a Ganesha attribute list from engine attributes. Leaves `acl`, `fs_locations` and
@@ -128,7 +133,10 @@ pub(crate) unsafe fn fill_attrs(out: *mut ffi::fsal_attrlist, a: &Attr) {
     o.numlinks = a.nlink;
     o.owner = a.uid as u64;
     o.group = a.gid as u64;
-    o.rawdev = ffi::fsal_dev__ { major: 0, minor: 0 };
+    o.rawdev = ffi::fsal_dev__ {
+        major: a.rdev.major as u64,
+        minor: a.rdev.minor as u64,
+    };
     o.atime = ts(a.atime);
     o.mtime = ts(a.mtime);
     o.ctime = ts(a.ctime);

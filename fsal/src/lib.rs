@@ -52,6 +52,8 @@ pub(crate) fn map_err(e: &Error) -> ffi::fsal_status_t {
         Error::NotSupported(_) => st(ffi::ERR_FSAL_NOTSUPP, libc::ENOTSUP),
         Error::Io(_) | Error::Format(_) | Error::Backend { .. } => st(ffi::ERR_FSAL_IO, libc::EIO),
         Error::NotOwner(_) => st(ffi::ERR_FSAL_PERM, libc::EPERM),
+        Error::NoXattr => st(ffi::ERR_FSAL_NOXATTR, libc::ENODATA),
+        Error::XattrTooBig => st(ffi::ERR_FSAL_XATTR2BIG, libc::E2BIG),
     }
 }
 

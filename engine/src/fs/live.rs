@@ -129,8 +129,8 @@ impl Filesystem {
         let inode = self.get_valid(h)?;
         match inode.kind {
             Kind::Directory => return Err(Error::IsDir),
-            Kind::Symlink => return Err(Error::Invalid("not a regular file".into())),
-            Kind::File | Kind::Volume => {}
+            k if !k.is_regular() => return Err(Error::Invalid("not a regular file".into())),
+            _ => {}
         }
         let data: Box<dyn ObjectData> = if inode.kind == Kind::Volume {
             let v = self.open_volume(h.ino, &inode)?;
@@ -184,6 +184,7 @@ impl Filesystem {
             mtime: i.mtime,
             ctime: i.ctime,
             change: i.change,
+            rdev: i.rdev,
         };
         match i.kind {
             Kind::Volume if self.peek_live(ino).is_none() => {
@@ -210,6 +211,7 @@ impl Filesystem {
             },
             Kind::Directory => a.space_used = 4096,
             Kind::Symlink => a.space_used = i.size,
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {}
         }
         a
     }

@@ -25,6 +25,7 @@ mod snapshots;
 mod space;
 mod sync;
 mod upload;
+mod xattrs;
 
 pub use self::config::{BackendConfig, EngineConfig};
 pub use self::fsck::{FsckOptions, QUARANTINE_PREFIX};

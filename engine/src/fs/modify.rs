@@ -1,4 +1,4 @@
-//! Changing the namespace: attributes (a truncate included), create, mkdir, symlink, link,
+//! Changing the namespace: attributes (a truncate included), create, mkdir, symlink, mknod, link,
 //! unlink, rmdir, rename.
 
 use super::{Filesystem, TARGET_MAX};
@@ -15,10 +15,12 @@ impl Filesystem {
         if let Some(size) = set.size {
             match inode.kind {
                 Kind::Directory => return Err(Error::IsDir),
-                Kind::Symlink => {
-                    return Err(Error::Invalid("cannot set the size of a symlink".into()))
-                }
                 Kind::File | Kind::Volume => {}
+                _ => {
+                    return Err(Error::Invalid(
+                        "only a regular file has a size to set".into(),
+                    ))
+                }
             }
             let live = self.get_live(h)?;
             live.data
@@ -63,6 +65,7 @@ impl Filesystem {
             mode,
             cred,
             target: Vec::new(),
+            rdev: DeviceId::default(),
         };
         let (ino, inode, created) = self.ns.create(dir, name, node, how)?;
         if created && kind == Kind::Volume {
@@ -81,6 +84,7 @@ impl Filesystem {
             mode,
             cred,
             target: Vec::new(),
+            rdev: DeviceId::default(),
         };
         let (ino, inode, _) = self.ns.create(dir, name, node, CreateMode::Guarded)?;
         Ok(self.attr_of(ino, &inode))
@@ -99,6 +103,36 @@ impl Filesystem {
             mode: 0o777,
             cred,
             target: target.to_vec(),
+            rdev: DeviceId::default(),
+        };
+        let (ino, inode, _) = self.ns.create(dir, name, node, CreateMode::Guarded)?;
+        Ok(self.attr_of(ino, &inode))
+    }
+
+    /// Creates a special file: a FIFO, a socket, or a device node with its numbers (`rdev`,
+    /// ignored for the other two). Metadata only, durable when it returns.
+    pub fn mknod(
+        &self,
+        dir: Handle,
+        name: &[u8],
+        kind: Kind,
+        mode: u32,
+        rdev: DeviceId,
+        cred: Cred,
+    ) -> Result<Attr> {
+        if !kind.is_special() {
+            return Err(Error::Invalid(format!("mknod of a {kind:?}")));
+        }
+        let node = NewNode {
+            kind,
+            mode,
+            cred,
+            target: Vec::new(),
+            rdev: if kind.is_device() {
+                rdev
+            } else {
+                DeviceId::default()
+            },
         };
         let (ino, inode, _) = self.ns.create(dir, name, node, CreateMode::Guarded)?;
         Ok(self.attr_of(ino, &inode))

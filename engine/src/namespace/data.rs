@@ -216,6 +216,7 @@ impl Namespace {
             }
             txn.open_table(EXTENTS)?
                 .retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
+            Self::xattrs_drop(&txn, ino)?;
             let mut g = txn.open_table(GARBAGE)?;
             for &(idx, gen) in garbage {
                 g.insert((ino, idx, gen), ())?;

@@ -7,7 +7,7 @@ use super::{
     get_inode, load, load_dir, put_inode, Namespace, COOKIES, DIRENTS, INODES, ORPHANS, ROOT,
 };
 use crate::error::{Error, Result};
-use crate::types::{CreateMode, Cred, Handle, Ino, Kind, Timestamp};
+use crate::types::{CreateMode, Cred, DeviceId, Handle, Ino, Kind, Timestamp};
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 /// What a new node is.
@@ -16,7 +16,10 @@ pub(crate) struct NewNode {
     pub kind: Kind,
     pub mode: u32,
     pub cred: Cred,
+    /// Symlinks: the target.
     pub target: Vec<u8>,
+    /// Device nodes: their numbers.
+    pub rdev: DeviceId,
 }
 
 /// One readdir row.
@@ -96,6 +99,7 @@ impl Namespace {
         match i.kind {
             Kind::Directory => {
                 inodes.remove(ino)?;
+                Self::xattrs_drop(txn, ino)?;
                 Ok(None)
             }
             _ => {
@@ -104,8 +108,10 @@ impl Namespace {
                 if i.nlink > 0 {
                     put_inode(&mut inodes, ino, i)?;
                     Ok(None)
-                } else if i.kind == Kind::Symlink {
+                } else if !i.kind.is_regular() {
+                    // Symlinks and special files: metadata only, gone with their last link.
                     inodes.remove(ino)?;
+                    Self::xattrs_drop(txn, ino)?;
                     Ok(None)
                 } else {
                     put_inode(&mut inodes, ino, i)?;
@@ -163,6 +169,11 @@ impl Namespace {
                 Kind::File | Kind::Volume => {
                     if let CreateMode::Exclusive(v) = how {
                         i.verifier = Some(v);
+                    }
+                }
+                Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {
+                    if node.kind.is_device() {
+                        i.rdev = node.rdev;
                     }
                 }
             }

@@ -38,7 +38,12 @@ impl Namespace {
                     v.files.insert(k.value());
                 }
                 Kind::Volume => v.volumes.push(k.value()),
-                Kind::Directory | Kind::Symlink => {}
+                Kind::Directory
+                | Kind::Symlink
+                | Kind::Fifo
+                | Kind::Socket
+                | Kind::CharDevice
+                | Kind::BlockDevice => {}
             }
         }
         for r in txn.open_table(HIDDEN)?.iter()? {

@@ -2,7 +2,7 @@
 //! written into an empty database by a restore.
 //!
 //! In the image: `meta`, `inodes`, `dirents`, `cookies`, `file_extents`, `file_applied`,
-//! `orphans`, `clone_readers` and `hidden_volumes`. Left out, as local duties of the gateway
+//! `orphans`, `clone_readers`, `hidden_volumes` and `xattrs`. Left out, as local duties of the gateway
 //! that wrote them: `garbage` (objects to delete; after a restore the extent sweep finds those
 //! no map names), `unnamed_extents` (the sweep's own marks) and `jobs` (reports of this
 //! gateway's jobs).
@@ -16,6 +16,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::clones::{HIDDEN, READERS};
 use super::rows::{damaged, Reader, Rows, Writer};
+use super::xattrs::XATTRS;
 use super::{
     Namespace, APPLIED, COOKIES, DIRENTS, EXTENTS, FORMAT_VERSION, INODES, META, META_FSID,
     META_GATEWAY, META_NEXT_INO, META_VERSION, ORPHANS,
@@ -40,6 +41,8 @@ pub(crate) struct ImageInfo {
     pub volumes: Vec<u64>,
     /// Volumes left out because nothing of them is on the backend yet (export only).
     pub omitted: u64,
+    /// Extended attributes (counted by [`import_rows`] only).
+    pub xattrs: u64,
 }
 
 /// Objects per kind, for reports.
@@ -53,6 +56,8 @@ pub(crate) struct KindCounts {
     pub volumes: u64,
     /// Symbolic links.
     pub symlinks: u64,
+    /// Special files (FIFOs, sockets, device nodes).
+    pub special: u64,
 }
 
 /// The rows of redb table `t` into `out` as table number `n`; `row` encodes one (key fields
@@ -153,6 +158,15 @@ impl Namespace {
             v.u64(val as u64);
             Ok(true)
         })?;
+        export(&mut rows, 9, &txn.open_table(XATTRS)?, |k, v, key, val| {
+            if omitted.contains(&key.0) {
+                return Ok(false);
+            }
+            k.u64(key.0);
+            k.bytes(key.1)?;
+            v.bytes(val)?;
+            Ok(true)
+        })?;
         Ok((
             rows,
             ImageInfo {
@@ -190,6 +204,7 @@ pub(crate) fn import_rows(
         let mut orphans = txn.open_table(ORPHANS)?;
         let mut readers = txn.open_table(READERS)?;
         let mut hidden = txn.open_table(HIDDEN)?;
+        let mut xattrs = txn.open_table(XATTRS)?;
         for ((n, key), value) in rows {
             let mut k = Reader { b: key };
             let mut v = Reader { b: value };
@@ -214,6 +229,9 @@ pub(crate) fn import_rows(
                         Kind::File => &mut c.files,
                         Kind::Volume => &mut c.volumes,
                         Kind::Symlink => &mut c.symlinks,
+                        Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {
+                            &mut c.special
+                        }
                     } += 1;
                 }
                 2 => {
@@ -241,6 +259,11 @@ pub(crate) fn import_rows(
                     let i = k.u64()?;
                     hidden.insert(i, v.u64()? as i64)?;
                     info.volumes.push(i);
+                }
+                9 => {
+                    let (i, name) = (k.u64()?, k.bytes()?);
+                    xattrs.insert((i, name), v.bytes()?)?;
+                    info.xattrs += 1;
                 }
                 _ => return Err(damaged(&format!("table number {n}"))),
             }
@@ -287,6 +310,7 @@ mod tests {
             mode: 0o640,
             cred: Cred { uid: 3, gid: 4 },
             target: vec![],
+            rdev: crate::types::DeviceId::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 use super::names::now;
 use super::FIRST_COOKIE;
 use crate::error::{Error, Result};
-use crate::types::{Cred, Ino, Kind, Timestamp};
+use crate::types::{Cred, DeviceId, Ino, Kind, Timestamp};
 
 /// One inode as stored in the `inodes` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub(crate) struct Inode {
     pub verifier: Option<[u8; 8]>,
     /// Symlinks: the target.
     pub target: Vec<u8>,
+    /// Device nodes: their numbers (zero for every other kind).
+    pub rdev: DeviceId,
 }
 
 pub(super) const ENC_VERSION: u8 = 1;
@@ -55,6 +57,7 @@ impl Inode {
             nextents: 0,
             verifier: None,
             target: Vec::new(),
+            rdev: DeviceId::default(),
         }
     }
 
@@ -79,6 +82,10 @@ impl Inode {
             Kind::File => 2,
             Kind::Volume => 3,
             Kind::Symlink => 4,
+            Kind::Fifo => 5,
+            Kind::Socket => 6,
+            Kind::CharDevice => 7,
+            Kind::BlockDevice => 8,
         });
         for v in [self.mode, self.uid, self.gid] {
             b.extend_from_slice(&v.to_le_bytes());
@@ -105,7 +112,12 @@ impl Inode {
             }
             None => b.push(0),
         }
-        b.extend_from_slice(&self.target);
+        if self.kind.is_device() {
+            b.extend_from_slice(&self.rdev.major.to_le_bytes());
+            b.extend_from_slice(&self.rdev.minor.to_le_bytes());
+        } else {
+            b.extend_from_slice(&self.target);
+        }
         b
     }
 
@@ -121,6 +133,10 @@ impl Inode {
             2 => Kind::File,
             3 => Kind::Volume,
             4 => Kind::Symlink,
+            5 => Kind::Fifo,
+            6 => Kind::Socket,
+            7 => Kind::CharDevice,
+            8 => Kind::BlockDevice,
             k => return Err(Error::Io(format!("inode record kind {k} unknown"))),
         };
         let mode = r.u32()?;
@@ -145,7 +161,20 @@ impl Inode {
             }
             f => return Err(Error::Io(format!("inode record verifier flag {f} unknown"))),
         };
-        let target = b[r.pos..].to_vec();
+        let (target, rdev) = if kind.is_device() {
+            let rdev = DeviceId {
+                major: r.u32()?,
+                minor: r.u32()?,
+            };
+            if r.pos != b.len() {
+                return Err(Error::Io(
+                    "device inode record longer than its fields".into(),
+                ));
+            }
+            (Vec::new(), rdev)
+        } else {
+            (b[r.pos..].to_vec(), DeviceId::default())
+        };
         Ok(Inode {
             kind,
             mode,
@@ -163,6 +192,7 @@ impl Inode {
             nextents,
             verifier,
             target,
+            rdev,
         })
     }
 }

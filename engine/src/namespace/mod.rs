@@ -15,6 +15,7 @@ mod jobs;
 mod names;
 mod redo;
 mod rows;
+mod xattrs;
 
 pub(crate) use self::data::{DataUpdate, Orphaned};
 pub(crate) use self::dir::NewNode;
@@ -25,6 +26,7 @@ pub(crate) use self::names::now;
 pub(crate) use self::rows::{
     decode_image, decode_log, diff, encode_image, encode_log, Header, Rows,
 };
+pub use self::xattrs::{XATTR_NAME_MAX, XATTR_OBJECT_MAX, XATTR_VALUE_MAX};
 use crate::error::{Error, Result};
 use crate::types::{Cred, Handle, Ino, Kind};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -220,6 +222,7 @@ impl Namespace {
             txn.open_table(UNNAMED)?;
             txn.open_table(self::clones::READERS)?;
             txn.open_table(self::clones::HIDDEN)?;
+            txn.open_table(self::xattrs::XATTRS)?;
         }
         txn.commit()?;
         Ok(Namespace {

@@ -374,6 +374,7 @@ mod tests {
             mode: 0o644,
             cred: Cred::default(),
             target: vec![],
+            rdev: crate::types::DeviceId::default(),
         }
     }
 

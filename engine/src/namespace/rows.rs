@@ -31,7 +31,7 @@ pub(super) struct Table {
 use Field::{B, U};
 
 /// The tables, in this order (their index is the row's table number).
-pub(super) const TABLES: [Table; 9] = [
+pub(super) const TABLES: [Table; 10] = [
     Table {
         name: "meta",
         key: &[B],
@@ -76,6 +76,11 @@ pub(super) const TABLES: [Table; 9] = [
         name: "hidden_volumes",
         key: &[U],
         value: &[U],
+    },
+    Table {
+        name: "xattrs",
+        key: &[U, B],
+        value: &[B],
     },
 ];
 
@@ -294,7 +299,10 @@ pub(crate) fn decode_image(b: &[u8]) -> Result<(Header, Rows)> {
         b: body(b, &IMAGE_MAGIC)?,
     };
     check_version(&mut r)?;
-    if r.u32()? as usize != TABLES.len() {
+    // An earlier build's image holds the first tables only (later ones were added at the
+    // end): the rest are empty.
+    let tables = r.u32()? as usize;
+    if tables == 0 || tables > TABLES.len() {
         return Err(damaged("it does not hold the tables this build knows"));
     }
     let h = Header {
@@ -302,7 +310,7 @@ pub(crate) fn decode_image(b: &[u8]) -> Result<(Header, Rows)> {
         changes: r.u64()?,
     };
     let mut rows = Rows::new();
-    for (i, t) in TABLES.iter().enumerate() {
+    for (i, t) in TABLES.iter().enumerate().take(tables) {
         let n = r.u8()? as usize;
         let name = r.take(n)?;
         if name != t.name.as_bytes() {
@@ -449,5 +457,30 @@ mod tests {
         back.apply(&mut applied);
         assert_eq!(applied, b);
         assert!(diff(&b, &b).is_empty());
+    }
+
+    #[test]
+    fn an_image_of_an_earlier_build_without_the_later_tables_reads_them_empty() {
+        let h = Header {
+            fsid: 3,
+            changes: 11,
+        };
+        let a = rows();
+        let img = encode_image(h, &a);
+        // The image as a build before the `xattrs` table wrote it: one table fewer.
+        let last = TABLES[TABLES.len() - 1].name.len();
+        let mut old = img[..img.len() - CRC_LEN - (1 + last + 8)].to_vec();
+        old[12..16].copy_from_slice(&(TABLES.len() as u32 - 1).to_le_bytes());
+        let crc = crc32c::crc32c(&old[..]);
+        old.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_image(&old).expect("decode"), (h, a));
+        // More tables than this build knows, or none, is refused.
+        for n in [0, TABLES.len() as u32 + 1] {
+            let mut bad = img[..img.len() - CRC_LEN].to_vec();
+            bad[12..16].copy_from_slice(&n.to_le_bytes());
+            let crc = crc32c::crc32c(&bad[..]);
+            bad.extend_from_slice(&crc.to_le_bytes());
+            assert!(decode_image(&bad).is_err(), "{n} tables");
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::names::check_new_name;
 use super::*;
-use crate::types::CreateMode;
+use crate::types::{CreateMode, DeviceId, XattrMode};
 
 fn ns() -> (tempfile::TempDir, Namespace) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -16,6 +16,7 @@ fn file(mode: u32) -> NewNode {
         mode,
         cred: Cred { uid: 7, gid: 8 },
         target: vec![],
+        rdev: crate::types::DeviceId::default(),
     }
 }
 
@@ -89,4 +90,172 @@ fn reopen_keeps_fsid_and_counter() {
         .expect("create");
     assert!(ino2 > ino);
     assert_eq!(ns.lookup(root, b"a").expect("lookup").0, ino);
+}
+
+/// How many attribute rows `ino` has in redb.
+fn xattr_rows(ns: &Namespace, ino: Ino) -> usize {
+    let txn = ns.db.begin_read().expect("read");
+    let t = txn.open_table(super::xattrs::XATTRS).expect("table");
+    t.range((ino, &[][..])..=(ino, &[0xffu8; 256][..]))
+        .expect("range")
+        .count()
+}
+
+#[test]
+fn extended_attributes_their_modes_limits_and_kinds() {
+    let (_d, ns) = ns();
+    let root = Handle {
+        ino: ROOT,
+        generation: ns.fsid(),
+    };
+    let (ino, i, _) = ns
+        .create(root, b"f", file(0o644), CreateMode::Guarded)
+        .expect("create");
+    let h = Handle {
+        ino,
+        generation: i.generation,
+    };
+    assert!(matches!(ns.xattr_get(h, b"a"), Err(Error::NoXattr)));
+    assert!(matches!(
+        ns.xattr_set(h, b"a", b"1", XattrMode::Replace),
+        Err(Error::NoXattr)
+    ));
+    let after = ns
+        .xattr_set(h, b"a", b"1", XattrMode::Create)
+        .expect("create");
+    assert!(after.change > i.change, "a change bumps the change counter");
+    assert!(matches!(
+        ns.xattr_set(h, b"a", b"2", XattrMode::Create),
+        Err(Error::Exists)
+    ));
+    ns.xattr_set(h, b"a", b"2", XattrMode::Replace)
+        .expect("replace");
+    ns.xattr_set(h, b"Z", b"", XattrMode::Either)
+        .expect("either");
+    assert_eq!(ns.xattr_get(h, b"a").expect("get"), b"2");
+    assert_eq!(ns.xattr_get(h, b"Z").expect("get"), b"");
+    assert_eq!(
+        ns.xattr_list(h).expect("list"),
+        vec![b"Z".to_vec(), b"a".to_vec()]
+    );
+    // Limits: the name, the value, an object's total; nothing changes on a refusal.
+    let long = [b'n'; XATTR_NAME_MAX + 1];
+    assert!(matches!(
+        ns.xattr_set(h, &long, b"", XattrMode::Either),
+        Err(Error::NameTooLong)
+    ));
+    for bad in [&b""[..], b"a\0b"] {
+        assert!(matches!(
+            ns.xattr_set(h, bad, b"", XattrMode::Either),
+            Err(Error::Invalid(_))
+        ));
+    }
+    let big = vec![7u8; XATTR_VALUE_MAX + 1];
+    assert!(matches!(
+        ns.xattr_set(h, b"big", &big, XattrMode::Either),
+        Err(Error::XattrTooBig)
+    ));
+    let max = vec![7u8; XATTR_VALUE_MAX];
+    let mut n = 0;
+    let full = loop {
+        match ns.xattr_set(h, format!("v{n}").as_bytes(), &max, XattrMode::Create) {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(full, Error::NoSpace), "{full:?}");
+    assert_eq!(
+        n,
+        XATTR_OBJECT_MAX / XATTR_VALUE_MAX - 1,
+        "the total is bounded"
+    );
+    // Replacing one in place still fits.
+    ns.xattr_set(h, b"v0", &max, XattrMode::Replace)
+        .expect("same size");
+    assert_eq!(ns.xattr_list(h).expect("list").len(), 2 + n);
+    ns.xattr_remove(h, b"a").expect("remove");
+    assert!(matches!(ns.xattr_remove(h, b"a"), Err(Error::NoXattr)));
+    // Symlinks and special files carry none.
+    let mut sym = file(0o777);
+    sym.kind = Kind::Symlink;
+    sym.target = b"f".to_vec();
+    let (s, si, _) = ns
+        .create(root, b"s", sym, CreateMode::Guarded)
+        .expect("symlink");
+    let sh = Handle {
+        ino: s,
+        generation: si.generation,
+    };
+    assert!(matches!(
+        ns.xattr_set(sh, b"a", b"", XattrMode::Either),
+        Err(Error::NotSupported(_))
+    ));
+    // They go with the inode: a file purged, a directory removed.
+    let orphan = ns.remove(root, b"f", false).expect("unlink");
+    assert!(orphan.is_some());
+    assert!(xattr_rows(&ns, ino) > 0, "kept while the orphan is");
+    ns.purge(ino, &[]).expect("purge");
+    assert_eq!(xattr_rows(&ns, ino), 0);
+    let mut dir = file(0o755);
+    dir.kind = Kind::Directory;
+    let (d, di, _) = ns
+        .create(root, b"d", dir, CreateMode::Guarded)
+        .expect("mkdir");
+    let dh = Handle {
+        ino: d,
+        generation: di.generation,
+    };
+    ns.xattr_set(dh, b"x", b"y", XattrMode::Either)
+        .expect("on a dir");
+    ns.remove(root, b"d", true).expect("rmdir");
+    assert_eq!(xattr_rows(&ns, d), 0);
+}
+
+#[test]
+fn special_files_keep_their_kind_and_numbers_and_go_with_their_last_link() {
+    let (_d, ns) = ns();
+    let root = Handle {
+        ino: ROOT,
+        generation: ns.fsid(),
+    };
+    for (name, kind) in [
+        (&b"fifo"[..], Kind::Fifo),
+        (b"sock", Kind::Socket),
+        (b"chr", Kind::CharDevice),
+        (b"blk", Kind::BlockDevice),
+    ] {
+        let mut node = file(0o640);
+        node.kind = kind;
+        node.rdev = DeviceId { major: 9, minor: 3 };
+        let (ino, i, _) = ns
+            .create(root, name, node, CreateMode::Guarded)
+            .expect("mknod");
+        let (back, bi) = ns.lookup(root, name).expect("lookup");
+        assert_eq!((back, bi.kind, bi.mode), (ino, kind, 0o640));
+        let want = if kind.is_device() {
+            DeviceId { major: 9, minor: 3 }
+        } else {
+            DeviceId::default()
+        };
+        assert_eq!(bi.rdev, want, "{kind:?}");
+        assert_eq!(Inode::decode(&i.encode()).expect("decode"), i);
+        let h = Handle {
+            ino,
+            generation: i.generation,
+        };
+        ns.link(h, root, b"again").expect("link");
+        assert!(ns.remove(root, name, false).expect("unlink").is_none());
+        assert!(ns.remove(root, b"again", false).expect("unlink").is_none());
+        assert!(matches!(ns.lookup(root, b"again"), Err(Error::NotFound)));
+        let txn = ns.db.begin_read().expect("read");
+        let gone = txn
+            .open_table(INODES)
+            .expect("inodes")
+            .get(ino)
+            .expect("get");
+        assert!(
+            gone.is_none(),
+            "{kind:?}: metadata only, gone with its last link"
+        );
+    }
 }

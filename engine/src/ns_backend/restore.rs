@@ -78,6 +78,10 @@ pub struct RestoreReport {
     pub volumes: u64,
     /// Symbolic links restored.
     pub symlinks: u64,
+    /// Special files restored (FIFOs, sockets, device nodes).
+    pub special_files: u64,
+    /// Extended attributes restored (of every object).
+    pub xattrs: u64,
     /// The next inode number the restored gateway hands out.
     pub next_ino: u64,
 }
@@ -305,6 +309,8 @@ fn restore_into(
         files: k.files,
         volumes: k.volumes,
         symlinks: k.symlinks,
+        special_files: k.special,
+        xattrs: info.xattrs,
         next_ino: info.next_ino,
     })
 }

@@ -60,6 +60,7 @@ impl Setup {
             mode: 0o644,
             cred: Cred::default(),
             target: vec![],
+            rdev: crate::types::DeviceId::default(),
         };
         Ok(self.ns.create(root, name, node, CreateMode::Unchecked)?.0)
     }

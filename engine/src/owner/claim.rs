@@ -385,6 +385,7 @@ mod tests {
                 mode: 0o644,
                 cred: Cred::default(),
                 target: vec![],
+                rdev: crate::types::DeviceId::default(),
             };
             ns.create(root, name.as_bytes(), node, CreateMode::Guarded)
                 .expect("create");

@@ -6,10 +6,11 @@ use super::{cur_export, err, name_of};
 use crate::export::fs;
 use crate::ffi;
 use crate::handle::{self, fill_attrs, from_obj, new_handle};
+use crate::FResult;
 use crate::{eng, guard, guard_with, maybe_test_panic};
 use std::ffi::{c_char, c_void, CString};
 use std::ptr;
-use strata_engine::Kind;
+use strata_engine::{DeviceId, Kind};
 
 pub(super) unsafe extern "C" fn release(obj: *mut ffi::fsal_obj_handle) {
     guard_with("release", (), || {
@@ -180,17 +181,63 @@ pub(super) unsafe extern "C" fn symlink(
     })
 }
 
-/// Special files (FIFOs, sockets, devices) have no engine kind: NOTSUPP, quietly (Ganesha's
-/// default logs every call at CRIT).
+/// Special files: FIFOs, sockets, character and block devices (NFSv3 MKNOD, NFSv4 CREATE),
+/// with the device numbers Ganesha passes in `attrs_in->rawdev`.
 pub(super) unsafe extern "C" fn mknode(
-    _dir: *mut ffi::fsal_obj_handle,
-    _name: *const c_char,
-    _nodetype: ffi::object_file_type_t,
-    _attrs_in: *mut ffi::fsal_attrlist,
-    _new_obj: *mut *mut ffi::fsal_obj_handle,
-    _attrs_out: *mut ffi::fsal_attrlist,
+    dir: *mut ffi::fsal_obj_handle,
+    name: *const c_char,
+    nodetype: ffi::object_file_type_t,
+    attrs_in: *mut ffi::fsal_attrlist,
+    new_obj: *mut *mut ffi::fsal_obj_handle,
+    attrs_out: *mut ffi::fsal_attrlist,
 ) -> ffi::fsal_status_t {
-    err(ffi::ERR_FSAL_NOTSUPP, libc::ENOTSUP)
+    guard("mknode", || {
+        let fs = fs()?;
+        // SAFETY: dir is our live handle.
+        let d = unsafe { from_obj(dir) };
+        let n = name_of(name)?;
+        let kind = match nodetype {
+            ffi::FIFO_FILE => Kind::Fifo,
+            ffi::SOCKET_FILE => Kind::Socket,
+            ffi::CHARACTER_FILE => Kind::CharDevice,
+            ffi::BLOCK_FILE => Kind::BlockDevice,
+            _ => return Err(err(ffi::ERR_FSAL_BADTYPE, libc::EINVAL)),
+        };
+        let rdev = rdev_of(attrs_in)?;
+        let (cred, mut set, mode) = create_cred(attrs_in)?;
+        may_change_entries(dir)?;
+        set.size = None;
+        let attr = eng(
+            "mknode",
+            fs.mknod(d.h, n, kind, mode.unwrap_or(0o644), rdev, cred),
+        )?;
+        let attr = finish_create(attr.handle, attr, set)?;
+        let exp = cur_export()?;
+        // SAFETY: out pointers from Ganesha; exp live.
+        unsafe {
+            *new_obj = new_handle(exp, &attr);
+            fill_attrs(attrs_out, &attr);
+        }
+        Ok(())
+    })
+}
+
+/// The device numbers of a create's attributes (zero when absent); numbers past 32 bits are
+/// refused.
+fn rdev_of(attrs_in: *const ffi::fsal_attrlist) -> FResult<DeviceId> {
+    if attrs_in.is_null() {
+        return Ok(DeviceId::default());
+    }
+    // SAFETY: attrs_in is Ganesha's attribute list for this call.
+    let a = unsafe { &*attrs_in };
+    if a.valid_mask & ffi::ATTR_RAWDEV as u64 == 0 {
+        return Ok(DeviceId::default());
+    }
+    let num = |v: u64| u32::try_from(v).map_err(|_| err(ffi::ERR_FSAL_INVAL, libc::EINVAL));
+    Ok(DeviceId {
+        major: num(a.rawdev.major)?,
+        minor: num(a.rawdev.minor)?,
+    })
 }
 
 pub(super) unsafe extern "C" fn readlink(

@@ -138,8 +138,8 @@ pub(super) unsafe extern "C" fn setattr2(
         if set.size.is_some() {
             match me.kind {
                 Kind::Directory => return Err(err(ffi::ERR_FSAL_ISDIR, libc::EISDIR)),
-                Kind::Symlink => return Err(err(ffi::ERR_FSAL_INVAL, libc::EINVAL)),
                 Kind::File | Kind::Volume => {}
+                _ => return Err(err(ffi::ERR_FSAL_INVAL, libc::EINVAL)),
             }
             // nfs-ganesha #1144: a size change that comes with a state uses that state (its
             // own DENY_BOTH reservation must not refuse it); only a stateless one is checked.

@@ -7,6 +7,7 @@ mod dir;
 mod io;
 mod open;
 mod space;
+mod xattr;
 
 #[cfg(test)]
 use self::create::verifier_times;
@@ -17,6 +18,7 @@ use self::dir::{
 use self::io::{commit2, read2, setattr2, write2};
 use self::open::{close, close2, open2, reopen2, status2};
 use self::space::{fallocate, seek2};
+use self::xattr::{getxattrs, listxattrs, removexattrs, setxattrs};
 use crate::ffi;
 use crate::{st, FResult};
 use std::ffi::{c_char, CStr};
@@ -64,6 +66,10 @@ pub(crate) fn init_obj_ops() {
         o.close2 = Some(close2);
         o.fallocate = Some(fallocate);
         o.seek2 = Some(seek2);
+        o.getxattrs = Some(getxattrs);
+        o.setxattrs = Some(setxattrs);
+        o.removexattrs = Some(removexattrs);
+        o.listxattrs = Some(listxattrs);
     }
 }
 
@@ -218,5 +224,8 @@ fn not_regular(kind: Kind) -> FResult<()> {
         Kind::Directory => Err(err(ffi::ERR_FSAL_ISDIR, libc::EISDIR)),
         Kind::Symlink => Err(err(ffi::ERR_FSAL_SYMLINK, libc::ELOOP)),
         Kind::File | Kind::Volume => Ok(()),
+        Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {
+            Err(err(ffi::ERR_FSAL_INVAL, libc::EINVAL))
+        }
     }
 }

@@ -59,7 +59,8 @@ pub(super) fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, Erro
 /// The kind of an engine error on the wire.
 pub fn error_kind(e: &Error) -> ErrorKind {
     match e {
-        Error::NotFound => ErrorKind::NotFound,
+        Error::NotFound | Error::NoXattr => ErrorKind::NotFound,
+        Error::XattrTooBig => ErrorKind::Invalid,
         Error::Exists => ErrorKind::Exists,
         Error::NotDir => ErrorKind::NotDir,
         Error::IsDir => ErrorKind::IsDir,

@@ -25,6 +25,10 @@ pub(super) fn volume_handle(shared: &Arc<Shared>, path: &str) -> Result<Handle, 
             Kind::Directory => "a directory",
             Kind::File => "a regular file (not created with a volume suffix)",
             Kind::Symlink => "a symbolic link",
+            Kind::Fifo => "a FIFO",
+            Kind::Socket => "a socket",
+            Kind::CharDevice => "a character device",
+            Kind::BlockDevice => "a block device",
             Kind::Volume => "a volume",
         };
         return Err(ErrorBody {
@@ -139,7 +143,7 @@ pub(super) fn volume_list(shared: &Arc<Shared>, all: bool) -> Result<Reply, Erro
                             ancestors: Vec::new(),
                         });
                     }
-                    Kind::File | Kind::Symlink => {}
+                    _ => {}
                 }
             }
             if page.eof || page.entries.is_empty() {
