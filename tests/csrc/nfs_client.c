@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include <nfsc/libnfs.h>
@@ -53,7 +54,9 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: strata-nfs-client URL COMMAND [ARGS...]\n"
 		"commands:\n"
-		"  stat PATH | lstat PATH           fileid size mode nlink uid gid used mtime\n"
+		"  stat PATH | lstat PATH           fileid size mode nlink uid gid used mtime type rdev\n"
+		"  mknod PATH fifo|sock [OCTAL_MODE] | mknod PATH chr|blk MAJOR MINOR [OCTAL_MODE]\n"
+		"                                   MKNOD (default mode 644)\n"
 		"  write PATH OFFSET LEN SEED       pattern write (creates the file; fsync at the end)\n"
 		"  write3 PATH OFFSET LEN SEED      one raw FILE_SYNC WRITE3 (v3), its nfsstat as is\n"
 		"  verify PATH OFFSET LEN SEED      read and compare with the pattern\n"
@@ -95,16 +98,58 @@ static int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* type= is file, dir, symlink, fifo, sock, chr or blk; rdev=MAJOR,MINOR for a device. */
 static void print_stat(const struct nfs_stat_64 *st)
 {
+	uint64_t fmt = st->nfs_mode & S_IFMT;
 	printf("fileid=%" PRIu64 " size=%" PRIu64 " mode=%" PRIo64 " nlink=%" PRIu64 " uid=%" PRIu64
-	       " gid=%" PRIu64 " used=%" PRIu64 " mtime=%" PRIu64 ".%09" PRIu64 " type=%s\n",
+	       " gid=%" PRIu64 " used=%" PRIu64 " mtime=%" PRIu64 ".%09" PRIu64 " type=%s",
 	       st->nfs_ino, st->nfs_size, st->nfs_mode & 07777, st->nfs_nlink, st->nfs_uid, st->nfs_gid,
 	       st->nfs_used, st->nfs_mtime, st->nfs_mtime_nsec,
-	       S_ISDIR(st->nfs_mode)   ? "dir"
-	       : S_ISLNK(st->nfs_mode) ? "symlink"
-	       : S_ISREG(st->nfs_mode) ? "file"
-				       : "other");
+	       fmt == S_IFDIR    ? "dir"
+	       : fmt == S_IFLNK  ? "symlink"
+	       : fmt == S_IFREG  ? "file"
+	       : fmt == S_IFIFO  ? "fifo"
+	       : fmt == S_IFSOCK ? "sock"
+	       : fmt == S_IFCHR  ? "chr"
+	       : fmt == S_IFBLK  ? "blk"
+				 : "other");
+	/* libnfs 4.0 builds nfs_rdev with makedev(specdata1, specdata2). */
+	if (fmt == S_IFCHR || fmt == S_IFBLK)
+		printf(" rdev=%u,%u", major((dev_t)st->nfs_rdev), minor((dev_t)st->nfs_rdev));
+	printf("\n");
+}
+
+/* mknod PATH fifo|sock|chr|blk [MAJOR MINOR] [OCTAL_MODE]: libnfs's nfs_mknod (MKNOD3 over v3). */
+static int do_mknod(char **a, int n)
+{
+	int type, dev_args;
+	if (n < 2)
+		return usage();
+	if (strcmp(a[1], "fifo") == 0)
+		type = S_IFIFO, dev_args = 0;
+	else if (strcmp(a[1], "sock") == 0)
+		type = S_IFSOCK, dev_args = 0;
+	else if (strcmp(a[1], "chr") == 0)
+		type = S_IFCHR, dev_args = 2;
+	else if (strcmp(a[1], "blk") == 0)
+		type = S_IFBLK, dev_args = 2;
+	else
+		return usage();
+	uint64_t maj = 0, min = 0;
+	if (n != 2 + dev_args && n != 3 + dev_args)
+		return usage();
+	/* dev travels as an int: makedev's encoding stays positive for major < 4096, minor < 2^19 */
+	if (dev_args && (parse_u64(a[2], &maj) || parse_u64(a[3], &min) || maj > 4095 || min >= 1 << 19))
+		return usage();
+	unsigned long perm = 0644;
+	if (n == 3 + dev_args) {
+		const char *m = a[2 + dev_args];
+		if (m[0] == '\0' || m[strspn(m, "01234567")] != '\0' || (perm = strtoul(m, NULL, 8)) > 07777)
+			return usage();
+	}
+	int ret = nfs_mknod(nfs, a[0], type | (int)perm, (int)makedev((unsigned)maj, (unsigned)min));
+	return ret < 0 ? fail("mknod", ret) : (printf("ok=1\n"), 0);
 }
 
 #define CHUNK (1024 * 1024)
@@ -937,6 +982,8 @@ int strata_nfs_client_main(int argc, char **argv)
 		   a[1][strspn(a[1], "01234567")] == '\0' && strtoul(a[1], NULL, 8) <= 07777) {
 		ret = nfs_chmod(nfs, a[0], (int)strtoul(a[1], NULL, 8));
 		rc = ret < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
+	} else if (strcmp(cmd, "mknod") == 0) {
+		rc = do_mknod(a, n);
 	} else if (strcmp(cmd, "rmdir") == 0 && n == 1) {
 		rc = (ret = nfs_rmdir(nfs, a[0])) < 0 ? fail(cmd, ret) : (printf("ok=1\n"), 0);
 	} else if (strcmp(cmd, "unlink") == 0 && n == 1) {

@@ -162,6 +162,16 @@ impl Run {
             .unwrap_or_else(|_| panic!("{key}={v} is not a number: {self}"))
     }
 
+    /// The `op=` lines of a `strata-nfs42-client` run as maps, one per command (the open or
+    /// `dir` first).
+    pub fn op_lines(&self) -> Vec<BTreeMap<String, String>> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with("op="))
+            .map(kv_line)
+            .collect()
+    }
+
     /// Panics with the full output unless the command succeeded.
     pub fn expect_ok(self, what: &str) -> Run {
         assert!(self.ok(), "{what} failed: {self}");

@@ -23,18 +23,9 @@ fn nfs4_ok(tg: &TestGateway, path: &str, cmds: &str) -> Run {
     nfs4(tg, path, cmds).expect_ok(&format!("{path} {cmds}"))
 }
 
-/// The output lines of a run, one per command (the open first).
-fn lines(r: &Run) -> Vec<std::collections::BTreeMap<String, String>> {
-    r.stdout
-        .lines()
-        .filter(|l| l.starts_with("op="))
-        .map(kv_line)
-        .collect()
-}
-
 /// `key=` of line `n` of a run, as a number.
 fn field(r: &Run, n: usize, key: &str) -> u64 {
-    lines(r)
+    r.op_lines()
         .get(n)
         .and_then(|l| l.get(key))
         .and_then(|v| v.parse().ok())
@@ -55,7 +46,7 @@ fn write_read_seek_deallocate_allocate_on_the_vfs_fsal() {
          read 0 65536 1 readz 65536 4128768 read 4194304 65536 2 \
          expect=NFS4ERR_NXIO seek data 4259840 expect=NFS4ERR_NXIO seek hole 9999999",
     );
-    assert_eq!(lines(&r).len(), 13, "{r}");
+    assert_eq!(r.op_lines().len(), 13, "{r}");
     assert_eq!(field(&r, 3, "size"), 4 * MIB + 65536, "{r}");
     assert!(field(&r, 3, "fileid") > 0, "{r}");
     // Space in bytes, not blocks: at least what was written, far less than the size.
@@ -71,7 +62,7 @@ fn write_read_seek_deallocate_allocate_on_the_vfs_fsal() {
     let data = field(&r, 6, "offset");
     assert!((hole..=4 * MIB).contains(&data), "data at {data}: {r}");
     assert_eq!(field(&r, 7, "offset"), 4 * MIB + 65536, "{r}");
-    assert_eq!(lines(&r)[12]["status"], "NFS4ERR_NXIO", "{r}");
+    assert_eq!(r.op_lines()[12]["status"], "NFS4ERR_NXIO", "{r}");
 
     // DEALLOCATE reads as zeros and gives the space back; the other run is untouched and is
     // now the first data.
@@ -117,11 +108,11 @@ fn large_unaligned_io_and_reopen_on_the_vfs_fsal() {
         "read 12345 3000007 9 readsum 0 3012352 readsum 0 3012352 readsum 0 4096 close \
          expect=NFS4ERR_BAD_STATEID read 0 4096 9",
     );
-    assert_eq!(lines(&r)[0]["op"], "open", "{r}");
-    assert_eq!(lines(&r)[2]["sum"], lines(&r)[3]["sum"], "{r}");
-    assert_eq!(lines(&r)[2]["sum"].len(), 16, "{r}");
+    assert_eq!(r.op_lines()[0]["op"], "open", "{r}");
+    assert_eq!(r.op_lines()[2]["sum"], r.op_lines()[3]["sum"], "{r}");
+    assert_eq!(r.op_lines()[2]["sum"].len(), 16, "{r}");
     assert_eq!(field(&r, 2, "len"), 3_012_352, "{r}");
-    assert_ne!(lines(&r)[2]["sum"], lines(&r)[4]["sum"], "{r}");
+    assert_ne!(r.op_lines()[2]["sum"], r.op_lines()[4]["sum"], "{r}");
     // Creating an existing file (UNCHECKED) opens it, data kept.
     nfs4_ok(&tg, "/big.bin", "create read 12345 4096 9");
     // A read past the end is short: the pattern check fails (exit 1), it does not hang.
@@ -141,13 +132,13 @@ fn expectations_and_exit_codes() {
         "/e.bin",
         "open expect=NFS4ERR_NXIO seek data 8192 getattr",
     );
-    assert_eq!(lines(&r)[1]["status"], "NFS4ERR_NXIO", "{r}");
-    assert_eq!(lines(&r).len(), 3, "the command after it ran: {r}");
+    assert_eq!(r.op_lines()[1]["status"], "NFS4ERR_NXIO", "{r}");
+    assert_eq!(r.op_lines().len(), 3, "the command after it ran: {r}");
     // An unexpected status fails (exit 1) and stops there.
     let r = nfs4(&tg, "/e.bin", "open seek data 8192 getattr");
     assert_eq!(r.code(), 1, "{r}");
-    assert_eq!(lines(&r)[1]["status"], "NFS4ERR_NXIO", "{r}");
-    assert_eq!(lines(&r).len(), 2, "stopped at the failure: {r}");
+    assert_eq!(r.op_lines()[1]["status"], "NFS4ERR_NXIO", "{r}");
+    assert_eq!(r.op_lines().len(), 2, "stopped at the failure: {r}");
     // A success where a failure was expected fails too, and so does another status.
     let r = nfs4(&tg, "/e.bin", "open expect=NFS4ERR_NXIO seek data 0");
     assert_eq!(r.code(), 1, "{r}");
@@ -160,9 +151,9 @@ fn expectations_and_exit_codes() {
     // Opening what is not there, or a directory (the export's root).
     let r = nfs4(&tg, "/missing.bin", "open");
     assert_eq!(r.code(), 1, "{r}");
-    assert_eq!(lines(&r)[0]["status"], "NFS4ERR_NOENT", "{r}");
+    assert_eq!(r.op_lines()[0]["status"], "NFS4ERR_NOENT", "{r}");
     let r = nfs4(&tg, "/nodir/x.bin", "create");
-    assert_eq!(lines(&r)[0]["status"], "NFS4ERR_NOENT", "{r}");
+    assert_eq!(r.op_lines()[0]["status"], "NFS4ERR_NOENT", "{r}");
     // Usage errors: exit 2.
     assert_eq!(nfs4(&tg, "/e.bin", "open bogus").code(), 2);
     assert_eq!(nfs4(&tg, "/e.bin", "open write 0").code(), 2);
@@ -171,7 +162,7 @@ fn expectations_and_exit_codes() {
     assert_eq!(nfs4(&tg, "/e.bin", "expect=OK getattr").code(), 2);
     // Checked before anything is sent: the bad command at the end, the write never ran.
     let r = nfs4(&tg, "/e.bin", "open writez 0 4096 bogus");
-    assert_eq!((r.code(), lines(&r).len()), (2, 0), "{r}");
+    assert_eq!((r.code(), r.op_lines().len()), (2, 0), "{r}");
     let r = tg.run_timeout(nfs42_client_bin(), ["127.0.0.1"], CMD_TIMEOUT);
     assert_eq!(r.code(), 2, "{r}");
     // The server is still fine after all of that.
@@ -193,7 +184,7 @@ fn xattr_operations_reach_the_vfs_fsal() {
          removexattr user.colour expect=NFS4ERR_NOXATTR getxattr user.colour \
          expect=NFS4ERR_NOXATTR setxattr user.other x replace",
     );
-    if lines(&r)
+    if r.op_lines()
         .get(1)
         .is_some_and(|l| l["status"] == "NFS4ERR_NOTSUPP")
     {
@@ -211,7 +202,7 @@ fn xattr_operations_reach_the_vfs_fsal() {
         return;
     }
     let r = r.expect_ok("xattrs on VFS");
-    assert_eq!(lines(&r)[2]["value"], "blue", "{r}");
-    assert!(lines(&r)[3]["names"].contains("colour"), "{r}");
-    assert_eq!(lines(&r)[6]["value"], "green", "{r}");
+    assert_eq!(r.op_lines()[2]["value"], "blue", "{r}");
+    assert!(r.op_lines()[3]["names"].contains("colour"), "{r}");
+    assert_eq!(r.op_lines()[6]["value"], "green", "{r}");
 }

@@ -1,5 +1,5 @@
 //! `strata-nfs-client`: the test-only NFS client on libnfs (DESIGN §8) for what `nfs-ls`,
-//! `nfs-cp` and qemu cannot do: rename, links, symlinks, truncate, GUARDED and EXCLUSIVE
+//! `nfs-cp` and qemu cannot do: rename, links, symlinks, MKNOD, truncate, GUARDED and EXCLUSIVE
 //! create, file handle capture, unlink-while-open, pattern writes and verified reads.
 //! The client itself is C (`csrc/nfs_client.c`); run it without arguments for its usage.
 

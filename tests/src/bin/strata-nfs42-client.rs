@@ -1,15 +1,26 @@
 //! `strata-nfs42-client SERVER EXPORT PATH CMD...`: the project's NFSv4.2 client
-//! (`strata_tests::nfs42`) on one file, for tests. The commands run in order on one session and
-//! one open of `EXPORT/PATH`:
+//! (`strata_tests::nfs42`) on one file or directory, for tests. The commands run in order on
+//! one session and, for a file, one open of `EXPORT/PATH`:
 //!
-//! - `create` (OPEN, created if missing) or `open` (must exist; the default) — first;
+//! - `create` (OPEN, created if missing) or `open` (must exist; the default) — first; or `dir`
+//!   first: `EXPORT/PATH` is a directory, looked up and not opened (the commands that need an
+//!   open file are then usage errors);
 //! - `write OFF LEN SEED` (the tests' pattern, FILE_SYNC, 1 MiB per WRITE), `writez OFF LEN`
 //!   (zeros), `commit`;
 //! - `read OFF LEN SEED` (checked against the pattern), `readz OFF LEN` (checked zeros),
 //!   `readsum OFF LEN` (prints `sum=`, the bytes' FNV-1a 64 in hex, and `len=`, those read);
-//! - `allocate OFF LEN`, `deallocate OFF LEN`, `seek data|hole OFF`, `getattr`, `close`;
+//! - `allocate OFF LEN`, `deallocate OFF LEN`, `seek data|hole OFF`, `close`;
+//! - `getattr` (of the file, or the directory after `dir`): `size= space_used= fileid= type=`
+//!   (`reg`, `dir`, `lnk`, `blk`, `chr`, `sock`, `fifo`) `mode=` (octal) `nlink=`, and for a
+//!   device `rdev=MAJOR,MINOR`;
 //! - `setxattr NAME VALUE [either|create|replace]`, `getxattr NAME`, `listxattrs`,
-//!   `removexattr NAME`.
+//!   `removexattr NAME`;
+//! - in the directory (PATH itself after `dir`, else PATH's parent), CREATE of an entry, each
+//!   then printing its attributes as `getattr` does and `mode_set=` (the server's `attrset`
+//!   has the mode): `mknod fifo|sock NAME`, `mknod chr|blk NAME MAJOR MINOR`, `mkdir NAME`,
+//!   `symlink NAME TARGET`, each with an optional last word `mode=OCTAL` (default 644, 755 for
+//!   `mkdir`); `lookup NAME` (LOOKUP, not following a symbolic link, then GETATTR: printed as
+//!   `getattr` does), `readlink NAME` (`target=`), `remove NAME` (REMOVE).
 //!
 //! A command may be prefixed `expect=NFS4ERR_X`: it must fail with exactly that status. One
 //! output line per command (`op=seek status=OK what=data offset=4096 eof=0 us=312`: `us` is
@@ -18,7 +29,7 @@
 //! whole command line is checked before anything is sent). The file is closed (unless `close`
 //! did) and the session destroyed at the end either way.
 
-use strata_tests::nfs42::ops::{Answer, Op, StateId};
+use strata_tests::nfs42::ops::{sets_mode, type_name, Answer, Attrs, CreateKind, Op, StateId};
 use strata_tests::nfs42::{Client, Failure};
 
 const CHUNK: u64 = 1 << 20;
@@ -47,18 +58,42 @@ type Outcome = Result<String, Failure>;
 
 struct File {
     c: Client,
+    /// The open file, or the directory after `dir`.
     fh: Vec<u8>,
+    /// Where the commands on names act: the file's directory, or `fh` after `dir`.
+    dir: Vec<u8>,
     st: StateId,
     open: bool,
 }
 
 impl File {
     fn run(&mut self, ops: Vec<Op>) -> Result<Vec<Answer>, Failure> {
-        let mut all = vec![Op::PutFh(self.fh.clone())];
+        let fh = self.fh.clone();
+        self.run_at(fh, ops)
+    }
+
+    /// `ops` after PUTFH of `fh`; their answers.
+    fn run_at(&mut self, fh: Vec<u8>, ops: Vec<Op>) -> Result<Vec<Answer>, Failure> {
+        let mut all = vec![Op::PutFh(fh)];
         all.extend(ops);
         let mut a = self.c.run(&all)?;
         a.remove(0);
         Ok(a)
+    }
+
+    /// `ops` in the directory, then GETATTR of where they left the current filehandle: the
+    /// other answers and the attributes, printed.
+    fn in_dir_then_attrs(&mut self, mut ops: Vec<Op>) -> Result<(Vec<Answer>, String), Failure> {
+        ops.push(Op::GetAttr);
+        let dir = self.dir.clone();
+        let mut a = self.run_at(dir, ops)?;
+        match a.pop() {
+            Some(Answer::Attrs(at)) => Ok((a, attrs_line(&at))),
+            other => Err(Failure {
+                status: 0,
+                msg: format!("GETATTR answered {other:?}"),
+            }),
+        }
     }
 
     fn write(&mut self, off: u64, data: &[u8]) -> Outcome {
@@ -125,6 +160,78 @@ fn check(what: &str, off: u64, got: &[u8], want: &[u8]) -> Outcome {
         }),
     }
 }
+
+/// Attributes as `getattr` prints them.
+fn attrs_line(a: &Attrs) -> String {
+    let mut s = format!(
+        "size={} space_used={} fileid={} type={} mode={:o} nlink={}",
+        a.size,
+        a.space_used,
+        a.fileid,
+        type_name(a.kind),
+        a.mode,
+        a.nlink
+    );
+    if matches!(a.kind, 3 | 4) {
+        s.push_str(&format!(" rdev={},{}", a.rdev.0, a.rdev.1));
+    }
+    s
+}
+
+/// A number that must fit in 32 bits.
+fn num32(args: &mut std::slice::Iter<'_, String>, what: &str) -> u32 {
+    u32::try_from(num(args, what)).unwrap_or_else(|_| usage(&format!("{what}: over 32 bits")))
+}
+
+/// The optional last word `mode=OCTAL` of a create command, else `default`.
+fn mode_word(args: &mut std::slice::Iter<'_, String>, default: u32) -> u32 {
+    let Some(m) = args.clone().next().and_then(|a| a.strip_prefix("mode=")) else {
+        return default;
+    };
+    args.next();
+    u32::from_str_radix(m, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .unwrap_or_else(|| usage(&format!("mode={m}: an octal mode up to 7777")))
+}
+
+/// The arguments of `mknod`, `mkdir` or `symlink`: what to create, its name and mode.
+fn create_args(cmd: &str, args: &mut std::slice::Iter<'_, String>) -> (CreateKind, String, u32) {
+    let (kind, name) = match cmd {
+        "mkdir" => (CreateKind::Dir, word(args, "name").to_string()),
+        "symlink" => {
+            let name = word(args, "name").to_string();
+            (CreateKind::Symlink(word(args, "target").to_string()), name)
+        }
+        _ => {
+            let what = word(args, "fifo|sock|chr|blk");
+            let name = word(args, "name").to_string();
+            let kind = match what {
+                "fifo" => CreateKind::Fifo,
+                "sock" => CreateKind::Socket,
+                "chr" => CreateKind::Char(num32(args, "major"), num32(args, "minor")),
+                "blk" => CreateKind::Block(num32(args, "major"), num32(args, "minor")),
+                w => usage(&format!("mknod {w}: fifo, sock, chr or blk")),
+            };
+            (kind, name)
+        }
+    };
+    let mode = mode_word(args, if cmd == "mkdir" { 0o755 } else { 0o644 });
+    (kind, name, mode)
+}
+
+/// The commands that use the open file's stateid (usage errors after `dir`).
+const NEED_OPEN: &[&str] = &[
+    "write",
+    "writez",
+    "read",
+    "readz",
+    "readsum",
+    "allocate",
+    "deallocate",
+    "seek",
+    "close",
+];
 
 fn one(f: &mut File, cmd: &str, args: &mut std::slice::Iter<'_, String>) -> Outcome {
     match cmd {
@@ -193,19 +300,46 @@ fn one(f: &mut File, cmd: &str, args: &mut std::slice::Iter<'_, String>) -> Outc
             }
         }
         "getattr" => match f.run(vec![Op::GetAttr])?.pop() {
-            Some(Answer::Attrs {
-                size,
-                fileid,
-                space_used,
-                ..
-            }) => Ok(format!(
-                "size={size} space_used={space_used} fileid={fileid}"
-            )),
+            Some(Answer::Attrs(a)) => Ok(attrs_line(&a)),
             other => Err(Failure {
                 status: 0,
                 msg: format!("GETATTR answered {other:?}"),
             }),
         },
+        "mknod" | "mkdir" | "symlink" => {
+            let (kind, name, mode) = create_args(cmd, args);
+            let (a, attrs) = f.in_dir_then_attrs(vec![Op::Create { kind, name, mode }])?;
+            match a.first() {
+                Some(Answer::Created(set)) => {
+                    Ok(format!("{attrs} mode_set={}", u8::from(sets_mode(set))))
+                }
+                other => Err(Failure {
+                    status: 0,
+                    msg: format!("CREATE answered {other:?}"),
+                }),
+            }
+        }
+        "lookup" => {
+            let name = word(args, "name").to_string();
+            f.in_dir_then_attrs(vec![Op::Lookup(name)])
+                .map(|(_, attrs)| attrs)
+        }
+        "readlink" => {
+            let name = word(args, "name").to_string();
+            let dir = f.dir.clone();
+            match f.run_at(dir, vec![Op::Lookup(name), Op::ReadLink])?.pop() {
+                Some(Answer::Link(t)) => Ok(format!("target={}", String::from_utf8_lossy(&t))),
+                other => Err(Failure {
+                    status: 0,
+                    msg: format!("READLINK answered {other:?}"),
+                }),
+            }
+        }
+        "remove" => {
+            let name = word(args, "name").to_string();
+            let dir = f.dir.clone();
+            f.run_at(dir, vec![Op::Remove(name)]).map(|_| String::new())
+        }
         "setxattr" => {
             let name = word(args, "name").to_string();
             let value = word(args, "value").as_bytes().to_vec();
@@ -267,8 +401,9 @@ fn one(f: &mut File, cmd: &str, args: &mut std::slice::Iter<'_, String>) -> Outc
     }
 }
 
-/// Checks the commands' words before anything is sent (a usage error exits 2 here).
-fn validate(cmds: &[String]) {
+/// Checks the commands' words before anything is sent (a usage error exits 2 here); `dir`:
+/// after `dir`, with no open file.
+fn validate(cmds: &[String], dir: bool) {
     let mut args = cmds.iter();
     while let Some(a) = args.next() {
         let cmd = match a.strip_prefix("expect=") {
@@ -276,6 +411,9 @@ fn validate(cmds: &[String]) {
             Some(x) => usage(&format!("expect={x}: NFS4ERR_... expected")),
             None => a.as_str(),
         };
+        if dir && NEED_OPEN.contains(&cmd) {
+            usage(&format!("{cmd} needs an open file, not `dir`"));
+        }
         match cmd {
             "write" | "read" => {
                 for what in ["offset", "length", "seed"] {
@@ -303,10 +441,13 @@ fn validate(cmds: &[String]) {
                     args.next();
                 }
             }
-            "getxattr" | "removexattr" => {
+            "getxattr" | "removexattr" | "lookup" | "readlink" | "remove" => {
                 word(&mut args, "name");
             }
-            "create" | "open" => usage(&format!("{cmd} must come first")),
+            "mknod" | "mkdir" | "symlink" => {
+                create_args(cmd, &mut args);
+            }
+            "create" | "open" | "dir" => usage(&format!("{cmd} must come first")),
             c => usage(&format!("unknown command {c}")),
         }
     }
@@ -320,15 +461,17 @@ fn main() {
     let (server, export, path) = (&argv[0], &argv[1], &argv[2]);
     let mut args = argv[3..].iter();
     let full = format!("{export}/{path}");
+    let first = argv.get(3).map_or("open", String::as_str);
+    let (create, is_dir) = (first == "create", first == "dir");
+    if matches!(first, "create" | "open" | "dir") {
+        args.next();
+    }
     let (dir, name) = match full.trim_end_matches('/').rsplit_once('/') {
+        _ if is_dir => (full.clone(), String::new()),
         Some((d, n)) if !n.is_empty() => (d.to_string(), n.to_string()),
         _ => usage("PATH names no file"),
     };
-    let create = matches!(argv.get(3).map(String::as_str), Some("create"));
-    if matches!(argv.get(3).map(String::as_str), Some("create" | "open")) {
-        args.next();
-    }
-    validate(args.as_slice());
+    validate(args.as_slice(), is_dir);
     let mut c = match Client::connect(server) {
         Ok(c) => c,
         Err(e) => {
@@ -336,22 +479,30 @@ fn main() {
             std::process::exit(1)
         }
     };
-    let opened = c.lookup(&dir).and_then(|d| c.open(&d, &name, create));
-    let (fh, st) = match opened {
+    let op = if is_dir { "dir" } else { "open" };
+    let started = c.lookup(&dir).and_then(|d| {
+        if is_dir {
+            Ok((d.clone(), d, StateId::default()))
+        } else {
+            c.open(&d, &name, create).map(|(fh, st)| (fh, d, st))
+        }
+    });
+    let (fh, dir, st) = match started {
         Ok(v) => v,
         Err(e) => {
-            println!("op=open status={}", e.name());
-            eprintln!("open {full}: {e}");
+            println!("op={op} status={}", e.name());
+            eprintln!("{op} {full}: {e}");
             c.destroy();
             std::process::exit(1)
         }
     };
-    println!("op={} status=OK", if create { "create" } else { "open" });
+    println!("op={} status=OK", if create { "create" } else { op });
     let mut f = File {
         c,
         fh,
+        dir,
         st,
-        open: true,
+        open: !is_dir,
     };
     let mut rc = 0;
     while let Some(a) = args.next() {

@@ -1,10 +1,12 @@
 //! A minimal NFSv4.2 client of the project's own, for end-to-end tests of what no other client
-//! here sends (ALLOCATE, DEALLOCATE, SEEK, the RFC 8276 extended attributes): ONC RPC over TCP
+//! here sends (ALLOCATE, DEALLOCATE, SEEK, the RFC 8276 extended attributes, CREATE of
+//! directories, symbolic links, FIFOs, sockets and devices): ONC RPC over TCP
 //! with AUTH_SYS, one session (EXCHANGE_ID, CREATE_SESSION, RECLAIM_COMPLETE), then COMPOUNDs
 //! of minor version 2 that start with SEQUENCE on slot 0. Written from RFC 5531, 4506, 8881,
 //! 7862 and 8276. `strata-nfs42-client` is its command line.
 
 pub mod ops;
+mod ops_ns;
 pub mod rpc;
 pub mod xdr;
 
@@ -258,6 +260,9 @@ fn op_number(op: &Op) -> u32 {
         Op::SetXattr(..) => num::SETXATTR,
         Op::ListXattrs(_) => num::LISTXATTRS,
         Op::RemoveXattr(_) => num::REMOVEXATTR,
+        Op::Create { .. } => num::CREATE,
+        Op::Remove(_) => num::REMOVE,
+        Op::ReadLink => num::READLINK,
     }
 }
 

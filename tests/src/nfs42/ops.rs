@@ -1,6 +1,9 @@
 //! NFSv4.1/4.2 operations (RFC 8881, RFC 7862, RFC 8276): their numbers, their arguments as
-//! XDR, and a decoder of each one's result.
+//! XDR, and a decoder of each one's result. The namespace operations (CREATE of the non-regular
+//! kinds, REMOVE, READLINK) and the attributes GETATTR asks for are in `ops_ns.rs`.
 
+use super::ops_ns::{decode_attrs, encode_create};
+pub use super::ops_ns::{sets_mode, type_name, Attrs, CreateKind};
 use super::xdr::{Dec, DecResult, Enc};
 
 /// A stateid (`stateid4`).
@@ -23,7 +26,7 @@ pub enum Op {
     Lookup(String),
     /// GETFH.
     GetFh,
-    /// GETATTR of type, size, fileid and space_used.
+    /// GETATTR of type, size, fileid, mode, numlinks, rawdev and space_used.
     GetAttr,
     /// OPEN by name in the current directory: create (UNCHECKED, mode 0644) or not; share
     /// access both, deny none.
@@ -57,6 +60,20 @@ pub enum Op {
     ListXattrs(u64),
     /// REMOVEXATTR.
     RemoveXattr(String),
+    /// CREATE of a non-regular object named `name` in the current directory, with mode
+    /// `mode`; the current filehandle becomes the new object.
+    Create {
+        /// What to create.
+        kind: CreateKind,
+        /// Its name.
+        name: String,
+        /// Its permission bits (the mode attribute).
+        mode: u32,
+    },
+    /// REMOVE of a name in the current directory.
+    Remove(String),
+    /// READLINK of the current filehandle (a symbolic link).
+    ReadLink,
 }
 
 /// What an operation answered (its result beyond the status).
@@ -66,17 +83,12 @@ pub enum Answer {
     Done,
     /// A file handle (GETFH).
     Fh(Vec<u8>),
-    /// Attributes (GETATTR): type, size, fileid, space_used.
-    Attrs {
-        /// The object's type (1 regular, 2 directory, ...).
-        kind: u32,
-        /// Size in bytes.
-        size: u64,
-        /// Fileid.
-        fileid: u64,
-        /// Bytes used.
-        space_used: u64,
-    },
+    /// Attributes (GETATTR).
+    Attrs(Attrs),
+    /// CREATE's answer: the attributes the server set (a bitmap, `attrset`).
+    Created(Vec<u32>),
+    /// A symbolic link's target (READLINK).
+    Link(Vec<u8>),
     /// An open's stateid.
     Opened(StateId),
     /// Bytes written and how stable.
@@ -95,6 +107,7 @@ pub enum Answer {
 pub(super) mod num {
     pub(crate) const CLOSE: u32 = 4;
     pub(crate) const COMMIT: u32 = 5;
+    pub(crate) const CREATE: u32 = 6;
     pub(crate) const GETATTR: u32 = 9;
     pub(crate) const GETFH: u32 = 10;
     pub(crate) const LOOKUP: u32 = 15;
@@ -102,6 +115,8 @@ pub(super) mod num {
     pub(crate) const PUTFH: u32 = 22;
     pub(crate) const PUTROOTFH: u32 = 24;
     pub(crate) const READ: u32 = 25;
+    pub(crate) const READLINK: u32 = 27;
+    pub(crate) const REMOVE: u32 = 28;
     pub(crate) const WRITE: u32 = 38;
     pub(crate) const EXCHANGE_ID: u32 = 42;
     pub(crate) const CREATE_SESSION: u32 = 43;
@@ -156,6 +171,7 @@ const STATUS_NAMES: &[(u32, &str)] = &[
     (10023, "NFS4ERR_STALE_STATEID"),
     (10024, "NFS4ERR_OLD_STATEID"),
     (10025, "NFS4ERR_BAD_STATEID"),
+    (10029, "NFS4ERR_SYMLINK"),
     (10032, "NFS4ERR_ATTRNOTSUPP"),
     (10036, "NFS4ERR_BADXDR"),
     (10038, "NFS4ERR_OPENMODE"),
@@ -204,11 +220,8 @@ pub(super) fn encode(e: &mut Enc, op: &Op) {
             e.u32(num::GETFH);
         }
         Op::GetAttr => {
-            // type (1), size (4), fileid (20); space_used (45: word 1, bit 13).
-            e.u32(num::GETATTR)
-                .u32(2)
-                .u32(1 << 1 | 1 << 4 | 1 << 20)
-                .u32(1 << 13);
+            e.u32(num::GETATTR);
+            super::ops_ns::encode_getattr_bitmap(e);
         }
         Op::Open {
             name,
@@ -278,6 +291,13 @@ pub(super) fn encode(e: &mut Enc, op: &Op) {
         Op::RemoveXattr(name) => {
             e.u32(num::REMOVEXATTR).opaque(name.as_bytes());
         }
+        Op::Create { kind, name, mode } => encode_create(e, kind, name, *mode),
+        Op::Remove(name) => {
+            e.u32(num::REMOVE).opaque(name.as_bytes());
+        }
+        Op::ReadLink => {
+            e.u32(num::READLINK);
+        }
     }
 }
 
@@ -289,14 +309,14 @@ fn read_stateid(d: &mut Dec<'_>) -> DecResult<StateId> {
 }
 
 /// `change_info4`.
-fn skip_change_info(d: &mut Dec<'_>) -> DecResult<()> {
+pub(super) fn skip_change_info(d: &mut Dec<'_>) -> DecResult<()> {
     d.bool()?;
     d.u64()?;
     d.u64()?;
     Ok(())
 }
 
-fn read_bitmap(d: &mut Dec<'_>) -> DecResult<Vec<u32>> {
+pub(super) fn read_bitmap(d: &mut Dec<'_>) -> DecResult<Vec<u32>> {
     let n = d.count(8)?;
     (0..n).map(|_| d.u32()).collect()
 }
@@ -307,22 +327,7 @@ pub(super) fn decode(d: &mut Dec<'_>, op: &Op) -> DecResult<Answer> {
         Op::PutRootFh | Op::PutFh(_) | Op::Lookup(_) => Answer::Done,
         Op::Allocate(..) | Op::Deallocate(..) => Answer::Done,
         Op::GetFh => Answer::Fh(d.opaque(128)?.to_vec()),
-        Op::GetAttr => {
-            let bits = read_bitmap(d)?;
-            let vals = d.opaque(4096)?;
-            let mut v = Dec::new(vals);
-            let has = |n: usize| bits.get(n / 32).is_some_and(|w| w & (1 << (n % 32)) != 0);
-            let kind = if has(1) { v.u32()? } else { 0 };
-            let size = if has(4) { v.u64()? } else { 0 };
-            let fileid = if has(20) { v.u64()? } else { 0 };
-            let space_used = if has(45) { v.u64()? } else { 0 };
-            Answer::Attrs {
-                kind,
-                size,
-                fileid,
-                space_used,
-            }
-        }
+        Op::GetAttr => Answer::Attrs(decode_attrs(d)?),
         Op::Open { .. } => {
             let s = read_stateid(d)?;
             skip_change_info(d)?;
@@ -363,10 +368,15 @@ pub(super) fn decode(d: &mut Dec<'_>, op: &Op) -> DecResult<Answer> {
             Answer::Sought(eof, d.u64()?)
         }
         Op::GetXattr(_) => Answer::Value(d.opaque(1 << 20)?.to_vec()),
-        Op::SetXattr(..) | Op::RemoveXattr(_) => {
+        Op::SetXattr(..) | Op::RemoveXattr(_) | Op::Remove(_) => {
             skip_change_info(d)?;
             Answer::Done
         }
+        Op::Create { .. } => {
+            skip_change_info(d)?;
+            Answer::Created(read_bitmap(d)?)
+        }
+        Op::ReadLink => Answer::Link(d.opaque(4096)?.to_vec()),
         Op::ListXattrs(_) => {
             let cookie = d.u64()?;
             let n = d.count(65_536)?;
@@ -482,6 +492,13 @@ mod tests {
             Op::SetXattr("user.a".into(), vec![1], 0),
             Op::ListXattrs(0),
             Op::RemoveXattr("user.a".into()),
+            Op::Create {
+                kind: CreateKind::Fifo,
+                name: "p".into(),
+                mode: 0o644,
+            },
+            Op::Remove("p".into()),
+            Op::ReadLink,
         ];
         // A long enough answer of small words (valid for every op: counts and lengths of 1).
         let mut valid = Enc::default();
