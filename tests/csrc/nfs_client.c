@@ -59,7 +59,7 @@ static int usage(void)
 		"                                   MKNOD (default mode 644)\n"
 		"  write PATH OFFSET LEN SEED       pattern write (creates the file; fsync at the end)\n"
 		"  write3 PATH OFFSET LEN SEED      one raw FILE_SYNC WRITE3 (v3), its nfsstat as is\n"
-		"  verify PATH OFFSET LEN SEED      read and compare with the pattern\n"
+		"  verify PATH OFFSET LEN SEED|zero read and compare with the pattern (zero: all 0)\n"
 		"  put PATH TEXT | cat PATH         small text files\n"
 		"  mkdir PATH | rmdir PATH | unlink PATH | chmod PATH OCTAL_MODE\n"
 		"  rename OLD NEW | link OLD NEW | symlink TARGET PATH | readlink PATH\n"
@@ -212,6 +212,9 @@ static int do_write(const char *path, uint64_t off, uint64_t len, uint64_t seed)
 }
 
 /* Reads [off, off+len) through an open handle and compares with the pattern. */
+/* The seed `verify` takes as the word "zero": every byte 0 (a hole). */
+#define ZERO_SEED UINT64_MAX
+
 static int verify_fh(struct nfsfh *fh, uint64_t off, uint64_t len, uint64_t seed)
 {
 	char *buf = malloc(CHUNK);
@@ -231,7 +234,8 @@ static int verify_fh(struct nfsfh *fh, uint64_t off, uint64_t len, uint64_t seed
 			return 1;
 		}
 		for (int i = 0; i < ret; i++) {
-			if ((uint8_t)buf[i] != pattern_byte(off + done + i, seed)) {
+			uint8_t want = seed == ZERO_SEED ? 0 : pattern_byte(off + done + i, seed);
+			if ((uint8_t)buf[i] != want) {
 				free(buf);
 				printf("error=mismatch errno=0 at=%" PRIu64 "\n", off + done + i);
 				return 1;
@@ -576,6 +580,7 @@ struct cl_call {
 	struct raw_call c;
 	char verf[NFS3_WRITEVERFSIZE];
 	uint64_t count; /* bytes the server says it wrote */
+	int committed; /* how stable the server says it is (stable_how) */
 };
 
 static void cl_write_cb(struct rpc_context *rpc, int status, void *data, void *priv)
@@ -589,6 +594,7 @@ static void cl_write_cb(struct rpc_context *rpc, int status, void *data, void *p
 		if (res->status == NFS3_OK) {
 			memcpy(c->verf, res->WRITE3res_u.resok.verf, sizeof c->verf);
 			c->count = res->WRITE3res_u.resok.count;
+			c->committed = (int)res->WRITE3res_u.resok.committed;
 		}
 	}
 }
@@ -617,7 +623,8 @@ static uint64_t cl_next(uint64_t *rng)
 
 /*
  * write3 PATH OFFSET LEN SEED: one FILE_SYNC WRITE3 of LEN (at most 64 KiB) pattern bytes; the
- * server's status is printed as is ("nfsstat=N"), which libnfs's pwrite does not report.
+ * server's status is printed as is ("nfsstat=N"), which libnfs's pwrite does not report, and
+ * how stable it says the data is ("committed=N": 0 UNSTABLE, 1 DATA_SYNC, 2 FILE_SYNC).
  */
 static int do_write3(const char *path, uint64_t off, uint64_t len, uint64_t seed)
 {
@@ -653,7 +660,8 @@ static int do_write3(const char *path, uint64_t off, uint64_t len, uint64_t seed
 	free(buf);
 	if (raw_result(&c.c, "write3"))
 		return 1;
-	printf("written=%" PRIu64 "\n", (uint64_t)c.count);
+	/* committed: 0 UNSTABLE, 1 DATA_SYNC, 2 FILE_SYNC (RFC 1813 stable_how). */
+	printf("written=%" PRIu64 " committed=%d\n", (uint64_t)c.count, c.committed);
 	return 0;
 }
 
@@ -970,7 +978,8 @@ int strata_nfs_client_main(int argc, char **argv)
 		   !parse_u64(a[2], &y) && !parse_u64(a[3], &z)) {
 		rc = do_write3(a[0], x, y, z);
 	} else if (strcmp(cmd, "verify") == 0 && n == 4 && !parse_u64(a[1], &x) &&
-		   !parse_u64(a[2], &y) && !parse_u64(a[3], &z)) {
+		   !parse_u64(a[2], &y) &&
+		   (!parse_u64(a[3], &z) || (strcmp(a[3], "zero") == 0 && (z = ZERO_SEED)))) {
 		rc = do_verify(a[0], x, y, z);
 	} else if (strcmp(cmd, "put") == 0 && n == 2) {
 		rc = do_put(a[0], a[1]);
