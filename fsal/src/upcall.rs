@@ -1,4 +1,5 @@
-//! Telling Ganesha's MDCACHE that an object changed behind it (a rollback): the engine's
+//! Telling Ganesha's MDCACHE that an object changed behind it (a rollback, an extended
+//! attribute set or removed: MDCACHE passes those through without refreshing): the engine's
 //! change hook calls each export's up-call vector `invalidate` with the object's key (its
 //! wire handle), so the next GETATTR reaches us and clients see the new size, mtime and
 //! change attribute at once instead of after the attribute cache expires.
@@ -37,7 +38,9 @@ pub(crate) fn hook() -> ChangeHook {
     Arc::new(invalidate)
 }
 
-fn invalidate(h: Handle) {
+/// Invalidates `h` in every export's cache: the FSAL calls it after a change MDCACHE does not
+/// see as one (extended attributes), so the next GETATTR shows the new change attribute.
+pub(crate) fn invalidate(h: Handle) {
     let key = h.to_bytes();
     let vectors = VECTORS.lock();
     for &v in vectors.iter() {

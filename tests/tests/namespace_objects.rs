@@ -119,6 +119,19 @@ fn extended_attributes_on_a_file_a_volume_and_a_directory_survive_a_sigkill() {
     assert_eq!(at(&r, 9, "value").len(), 5000, "{r}");
     assert_eq!(at(&r, 10, "names"), "color,empty-ok,long", "{r}");
     assert_eq!(at(&r, 13, "names"), "color,long", "{r}");
+    // Each change moves the change attribute at once (MDCACHE is told), also of a directory.
+    for (path, first) in [("/notes.txt", "open"), ("/", "dir")] {
+        let r = nfs4(
+            &tg,
+            path,
+            &format!("{first} getattr setxattr moved 1 getattr removexattr moved getattr"),
+        );
+        let change = |n| at(&r, n, "change").parse::<u64>().expect("change");
+        assert!(
+            change(1) < change(3) && change(3) < change(5),
+            "{path}: {r}"
+        );
+    }
     // A volume (by its suffix) and a directory carry them too.
     nfs4(
         &tg,

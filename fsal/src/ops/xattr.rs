@@ -7,7 +7,8 @@
 //! `ERR_FSAL_XATTR2BIG`, then Ganesha asks for the length (a null buffer) and calls again with
 //! a buffer of that length. `listxattrs` gets a byte budget for the names (4 bytes of length
 //! each plus the name padded to 4) and a cookie: ours is the number of names already returned,
-//! in byte order.
+//! in byte order. A change is followed by an MDCACHE invalidation of the object (MDCACHE passes
+//! these operations through and would show the old change attribute).
 
 use super::err;
 use crate::export::fs;
@@ -109,7 +110,10 @@ pub(super) unsafe extern "C" fn setxattrs(
         // SAFETY: obj is our live handle; name and value are Ganesha's arguments.
         let (me, name, value) = unsafe { (from_obj(obj), bytes_of(name)?, bytes_of(value)?) };
         allowed(obj, ffi::FSAL_W_OK)?;
-        eng("setxattr", fs.setxattr(me.h, name, value, how))
+        eng("setxattr", fs.setxattr(me.h, name, value, how))?;
+        // MDCACHE passes SETXATTR through without refreshing the attributes it holds.
+        crate::upcall::invalidate(me.h);
+        Ok(())
     })
 }
 
@@ -122,7 +126,9 @@ pub(super) unsafe extern "C" fn removexattrs(
         // SAFETY: obj is our live handle; name is Ganesha's argument.
         let (me, name) = unsafe { (from_obj(obj), bytes_of(name)?) };
         allowed(obj, ffi::FSAL_W_OK)?;
-        eng("removexattr", fs.removexattr(me.h, name))
+        eng("removexattr", fs.removexattr(me.h, name))?;
+        crate::upcall::invalidate(me.h);
+        Ok(())
     })
 }
 

@@ -11,7 +11,7 @@
 //!   `readsum OFF LEN` (prints `sum=`, the bytes' FNV-1a 64 in hex, and `len=`, those read);
 //! - `allocate OFF LEN`, `deallocate OFF LEN`, `seek data|hole OFF`, `close`;
 //! - `getattr` (of the file, or the directory after `dir`): `size= space_used= fileid= type=`
-//!   (`reg`, `dir`, `lnk`, `blk`, `chr`, `sock`, `fifo`) `mode=` (octal) `nlink=`, and for a
+//!   (`reg`, `dir`, `lnk`, `blk`, `chr`, `sock`, `fifo`) `mode=` (octal) `nlink=` `change=`, and for a
 //!   device `rdev=MAJOR,MINOR`;
 //! - `setxattr NAME VALUE [either|create|replace]`, `getxattr NAME`, `listxattrs`,
 //!   `removexattr NAME`;
@@ -164,13 +164,14 @@ fn check(what: &str, off: u64, got: &[u8], want: &[u8]) -> Outcome {
 /// Attributes as `getattr` prints them.
 fn attrs_line(a: &Attrs) -> String {
     let mut s = format!(
-        "size={} space_used={} fileid={} type={} mode={:o} nlink={}",
+        "size={} space_used={} fileid={} type={} mode={:o} nlink={} change={}",
         a.size,
         a.space_used,
         a.fileid,
         type_name(a.kind),
         a.mode,
-        a.nlink
+        a.nlink,
+        a.change
     );
     if matches!(a.kind, 3 | 4) {
         s.push_str(&format!(" rdev={},{}", a.rdev.0, a.rdev.1));

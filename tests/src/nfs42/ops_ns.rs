@@ -33,6 +33,7 @@ const NF4FIFO: u32 = 7;
 
 /// Attribute numbers this client asks for.
 const FATTR4_TYPE: usize = 1;
+const FATTR4_CHANGE: usize = 3;
 const FATTR4_SIZE: usize = 4;
 const FATTR4_FILEID: usize = 20;
 const FATTR4_MODE: usize = 33;
@@ -66,6 +67,8 @@ pub struct Attrs {
     pub rdev: (u32, u32),
     /// Bytes used.
     pub space_used: u64,
+    /// The change attribute.
+    pub change: u64,
 }
 
 /// The short name of an `nfs_ftype4` (`reg`, `dir`, `blk`, `chr`, `lnk`, `sock`, `fifo`,
@@ -91,6 +94,7 @@ pub fn type_name(kind: u32) -> String {
 pub(super) fn encode_getattr_bitmap(e: &mut Enc) {
     let w = bitmap(&[
         FATTR4_TYPE,
+        FATTR4_CHANGE,
         FATTR4_SIZE,
         FATTR4_FILEID,
         FATTR4_MODE,
@@ -141,6 +145,7 @@ pub(super) fn decode_attrs(d: &mut Dec<'_>) -> DecResult<Attrs> {
     let has = |n: usize| bits.get(n / 32).is_some_and(|w| w & (1 << (n % 32)) != 0);
     let known = bitmap(&[
         FATTR4_TYPE,
+        FATTR4_CHANGE,
         FATTR4_SIZE,
         FATTR4_FILEID,
         FATTR4_MODE,
@@ -160,6 +165,9 @@ pub(super) fn decode_attrs(d: &mut Dec<'_>) -> DecResult<Attrs> {
     let mut a = Attrs::default();
     if has(FATTR4_TYPE) {
         a.kind = v.u32()?;
+    }
+    if has(FATTR4_CHANGE) {
+        a.change = v.u64()?;
     }
     if has(FATTR4_SIZE) {
         a.size = v.u64()?;
@@ -264,19 +272,20 @@ mod tests {
 
     #[test]
     fn getattr_asks_for_and_decodes_type_mode_nlink_rawdev() {
-        // GETATTR (9), bitmap of 2 words: type 1, size 4, fileid 20; mode 33, numlinks 35,
-        // rawdev 41, space_used 45.
+        // GETATTR (9), bitmap of 2 words: type 1, change 3, size 4, fileid 20; mode 33,
+        // numlinks 35, rawdev 41, space_used 45.
         assert_eq!(
             words(&encoded(&Op::GetAttr)),
             [
                 9,
                 2,
-                1 << 1 | 1 << 4 | 1 << 20,
+                1 << 1 | 1 << 3 | 1 << 4 | 1 << 20,
                 1 << 1 | 1 << 3 | 1 << 9 | 1 << 13
             ]
         );
         let mut vals = Enc::default();
         vals.u32(4) // NF4CHR
+            .u64(9) // change
             .u64(0)
             .u64(77)
             .u32(0o620)
@@ -286,7 +295,7 @@ mod tests {
             .u64(0);
         let mut e = Enc::default();
         e.u32(2)
-            .u32(1 << 1 | 1 << 4 | 1 << 20)
+            .u32(1 << 1 | 1 << 3 | 1 << 4 | 1 << 20)
             .u32(1 << 1 | 1 << 3 | 1 << 9 | 1 << 13)
             .opaque(&vals.0);
         let want = Attrs {
@@ -297,6 +306,7 @@ mod tests {
             nlink: 1,
             rdev: (136, 5),
             space_used: 0,
+            change: 9,
         };
         assert_eq!(
             decode(&mut Dec::new(&e.0), &Op::GetAttr),
