@@ -1,5 +1,5 @@
 //! Issue 18, disaster recovery, end to end: a gateway written over NFS (directories, files,
-//! links, a volume with a snapshot, a clone), `strata sync --wait`, Ganesha SIGKILLed and its
+//! links, special files, extended attributes, a volume with a snapshot, a clone), `strata sync --wait`, Ganesha SIGKILLed and its
 //! data directory deleted; a new gateway on an empty data directory is refused with a log line
 //! that names `strata restore`; `strata restore --conf ... --take-over` (refused without
 //! `--take-over`); then Ganesha on the restored directory serves every name, fileid,
@@ -64,6 +64,13 @@ fn a_gateway_comes_back_from_its_backend_after_its_data_directory_is_lost() {
     client(&a, &["chmod", "/vms/a.vmx", "640"]);
     client(&a, &["link", "/vms/a.vmx", "/a-link.vmx"]);
     client(&a, &["symlink", "vms/a.vmx", "/sym"]);
+    // Special files and extended attributes (issue 20) come back with everything else.
+    client(&a, &["mknod", "/vms/pipe", "fifo"]);
+    client(&a, &["mknod", "/sdb", "blk", "8", "16", "660"]);
+    a.nfs42(&["/vms/a.vmx", "open", "setxattr", "origin", "host-a"])
+        .expect_ok("setxattr");
+    a.nfs42(&["/vms", "dir", "setxattr", "tag", "vms"])
+        .expect_ok("setxattr");
     client(
         &a,
         &[
@@ -111,6 +118,8 @@ fn a_gateway_comes_back_from_its_backend_after_its_data_directory_is_lost() {
         "/sym",
         "/vms/disk-flat.vmdk",
         "/clone-flat.vmdk",
+        "/vms/pipe",
+        "/sdb",
     ];
     strata_sync_wait(&bin, &a_data);
     let before = stats(&a, &paths);
@@ -184,9 +193,28 @@ fn a_gateway_comes_back_from_its_backend_after_its_data_directory_is_lost() {
     assert_eq!(report["files"], 1, "{report}");
     assert_eq!(report["symlinks"], 1, "{report}");
     assert_eq!(report["directories"], 2, "{report}");
+    assert_eq!(report["special_files"], 2, "{report}");
+    assert_eq!(report["xattrs"], 2, "{report}");
 
     let b = launch(b_dir, &b_data, backend.path());
     assert_eq!(stats(&b, &paths), before, "names, fileids and attributes");
+    let dev = b.client(3, &["stat", "/sdb"]).expect_ok("stat");
+    assert_eq!(
+        (dev.get("type").as_deref(), dev.get("rdev").as_deref()),
+        (Some("blk"), Some("8,16")),
+        "{dev}"
+    );
+    for (path, first, name, value) in [
+        ("/vms/a.vmx", "open", "origin", "host-a"),
+        ("/vms", "dir", "tag", "vms"),
+    ] {
+        let r = b
+            .nfs42(&[path, first, "listxattrs", "getxattr", name])
+            .expect_ok("xattrs after the restore");
+        let l = r.op_lines();
+        assert_eq!(l[1].get("names").map(String::as_str), Some(name), "{r}");
+        assert_eq!(l[2].get("value").map(String::as_str), Some(value), "{r}");
+    }
     client(
         &b,
         &["verify", "/vms/a.vmx", "0", &(3 * MIB + 5).to_string(), "1"],
