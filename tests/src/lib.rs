@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub mod commitlog;
 pub mod nfs42;
+pub mod nfs_rs;
 pub mod s3;
 pub mod soak_model;
 

@@ -59,6 +59,14 @@ pub struct CoreParams {
 pub struct Nfsv4Params {
     /// `Graceless`: skip the grace period at start (tests, `strata up`).
     pub graceless: bool,
+    /// `Lease_Lifetime`, seconds (Ganesha: 0..=180, default 60): how long a client's NFSv4
+    /// state outlives its last renewal. None = Ganesha's default.
+    pub lease_lifetime: Option<u32>,
+    /// `Grace_Period`, seconds (Ganesha: 0..=270, default 90): how long after a start
+    /// without `Graceless` clients may reclaim their state (shorter when every client known
+    /// from before has sent RECLAIM_COMPLETE and NLM is off). At least `Lease_Lifetime`, else
+    /// Ganesha warns. None = Ganesha's default.
+    pub grace_period: Option<u32>,
     /// `RecoveryRoot`: where Ganesha keeps NFSv4 client recovery records; None = its default.
     pub recovery_root: Option<PathBuf>,
     /// `Server_Owner` (NFSv4.1 server identity); None = Ganesha's default (host name).

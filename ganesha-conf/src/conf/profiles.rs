@@ -19,6 +19,8 @@ impl GaneshaConf {
             },
             nfsv4: Nfsv4Params {
                 graceless: false,
+                lease_lifetime: None,
+                grace_period: None,
                 recovery_root: None,
                 server_owner: None,
                 server_scope: None,

@@ -25,6 +25,8 @@ impl GaneshaConf {
             },
             nfsv4: Nfsv4Params {
                 graceless: false,
+                lease_lifetime: None,
+                grace_period: None,
                 recovery_root: None,
                 server_owner: None,
                 server_scope: None,
@@ -83,6 +85,12 @@ impl GaneshaConf {
                         let v4 = &mut conf.nfsv4;
                         let r = match s.name.to_ascii_lowercase().as_str() {
                             "graceless" => one_bool(s).map(|v| v4.graceless = v),
+                            "lease_lifetime" => {
+                                one_u32_upto(s, 180).map(|v| v4.lease_lifetime = Some(v))
+                            }
+                            "grace_period" => {
+                                one_u32_upto(s, 270).map(|v| v4.grace_period = Some(v))
+                            }
                             "recoveryroot" => {
                                 one(s).map(|v| v4.recovery_root = Some(PathBuf::from(v)))
                             }
@@ -257,6 +265,15 @@ pub(super) fn one_u16(s: &Statement) -> Result<u16, String> {
     parse_uint(v)
         .and_then(|n| u16::try_from(n).ok())
         .ok_or_else(|| format!("{}: `{v}` is not a number in 0..=65535", s.name))
+}
+
+/// A number in `0..=max` (Ganesha's bounds for that parameter).
+pub(super) fn one_u32_upto(s: &Statement, max: u32) -> Result<u32, String> {
+    let v = one(s)?;
+    parse_uint(v)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n <= max)
+        .ok_or_else(|| format!("{}: `{v}` is not a number of seconds in 0..={max}", s.name))
 }
 
 pub(super) fn one_u64(s: &Statement) -> Result<u64, String> {

@@ -28,6 +28,12 @@ impl GaneshaConf {
         let v4 = &self.nfsv4;
         out.push_str("NFSV4 {\n");
         line(&mut out, 1, "Graceless", &v4.graceless.to_string());
+        if let Some(s) = v4.lease_lifetime {
+            line(&mut out, 1, "Lease_Lifetime", &s.to_string());
+        }
+        if let Some(s) = v4.grace_period {
+            line(&mut out, 1, "Grace_Period", &s.to_string());
+        }
         if let Some(dir) = &v4.recovery_root {
             line(
                 &mut out,

@@ -85,6 +85,8 @@ fn round_trip_of_every_field() {
         },
         nfsv4: Nfsv4Params {
             graceless: true,
+            lease_lifetime: Some(7),
+            grace_period: Some(0o20),
             recovery_root: Some(PathBuf::from("/tmp/rec dir")),
             server_owner: Some("own\"er".into()),
             server_scope: Some("sc\\ope".into()),
@@ -280,4 +282,51 @@ fn unmodelled_blocks_and_parameters_are_tolerated() {
     assert_eq!(settings, None);
     assert_eq!(conf.exports[0].fsal, FsalBlock::Vfs);
     assert_eq!(conf.exports[0].pseudo, "/tmp");
+}
+
+#[test]
+fn lease_and_grace_are_rendered_read_and_bounded() {
+    let mut conf = GaneshaConf::strata_default(p("/d"));
+    // Ganesha's defaults when unset: nothing rendered.
+    let text = conf.render();
+    assert!(!text.contains("Lease_Lifetime") && !text.contains("Grace_Period"));
+    conf.nfsv4.lease_lifetime = Some(180);
+    conf.nfsv4.grace_period = Some(270);
+    let text = conf.render();
+    assert!(
+        text.contains("    Lease_Lifetime = 180;\n    Grace_Period = 270;\n"),
+        "{text}"
+    );
+    assert_eq!(GaneshaConf::parse(&text, p("g")).unwrap(), conf);
+    // Ganesha's bounds (nfs_read_conf.c: 0..=180 and 0..=270), each error on its line.
+    let errs = errors(
+        "NFSV4 {\n Lease_Lifetime = 181;\n Grace_Period = 271;\n}\n\
+         NFSV4 {\n Lease_Lifetime = ten;\n Grace_Period = 5, 6;\n}\n",
+    );
+    let got: Vec<(u32, &str)> = errs.iter().map(|e| (e.line, e.reason.as_str())).collect();
+    assert_eq!(got.len(), 4, "{got:#?}");
+    for ((l, r), (el, er)) in got.iter().zip([
+        (
+            2,
+            "Lease_Lifetime: `181` is not a number of seconds in 0..=180",
+        ),
+        (
+            3,
+            "Grace_Period: `271` is not a number of seconds in 0..=270",
+        ),
+        (6, "Lease_Lifetime: `ten`"),
+        (7, "takes one value"),
+    ]) {
+        assert_eq!(*l, el, "{got:#?}");
+        assert!(r.contains(er), "{r} !~ {er}");
+    }
+    let (c, _) = check_text(
+        "NFSV4 { Lease_Lifetime = 0; Grace_Period = 0x10; }\n",
+        p("g"),
+    )
+    .unwrap();
+    assert_eq!(
+        (c.nfsv4.lease_lifetime, c.nfsv4.grace_period),
+        (Some(0), Some(16))
+    );
 }

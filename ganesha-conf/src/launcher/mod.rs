@@ -76,7 +76,9 @@ pub struct LaunchOptions {
     /// recovery root. Created if missing.
     pub work_dir: PathBuf,
     /// The configuration. The launcher sets `core.plugins_dir` (from `plugin_dir`),
-    /// `nfsv4.recovery_root` (`work_dir/recovery`) and `nfsv4.graceless = true`.
+    /// `nfsv4.recovery_root` (`work_dir/recovery`) and `nfsv4.graceless = true`, unless the
+    /// conf sets `nfsv4.grace_period`: a conf that asks for a grace period (so that NFSv4
+    /// clients can reclaim their opens after a restart) keeps its `Graceless`.
     pub conf: GaneshaConf,
     /// The directory holding `libfsalstrata.so`; `None` keeps Debian's default plugin directory
     /// (enough for Ganesha's own VFS and MEM FSALs).
@@ -219,7 +221,9 @@ impl Gateway {
             conf.core.plugins_dir = Some(dir);
         }
         conf.nfsv4.recovery_root = Some(recovery);
-        conf.nfsv4.graceless = true;
+        if conf.nfsv4.grace_period.is_none() {
+            conf.nfsv4.graceless = true;
+        }
 
         let conf_path = work_dir.join("ganesha.conf");
         fs::write(&conf_path, conf.render())

@@ -4,12 +4,24 @@
 //!
 //! - `create` (OPEN, created if missing) or `open` (must exist; the default) — first; or `dir`
 //!   first: `EXPORT/PATH` is a directory, looked up and not opened (the commands that need an
-//!   open file are then usage errors);
+//!   open file are then usage errors); or `reclaim` first: the file is reopened with
+//!   CLAIM_PREVIOUS after a server restart (during its grace period), then RECLAIM_COMPLETE.
+//!   Right after it, options: `access=read|write|both` and `deny=none|read|write|both` (the
+//!   open's share reservation; default both, none), `owner=NAME` (the client owner, so that a
+//!   later process is the same client: default, one of its own);
 //! - `write OFF LEN SEED` (the tests' pattern, FILE_SYNC, 1 MiB per WRITE), `writez OFF LEN`
 //!   (zeros), `commit`;
 //! - `read OFF LEN SEED` (checked against the pattern), `readz OFF LEN` (checked zeros),
 //!   `readsum OFF LEN` (prints `sum=`, the bytes' FNV-1a 64 in hex, and `len=`, those read);
 //! - `allocate OFF LEN`, `deallocate OFF LEN`, `seek data|hole OFF`, `close`;
+//! - `setsize N` (SETATTR of the size with the open's stateid; `setsize N anon`: with the
+//!   anonymous stateid), `rename FROM TO` (in the file's directory; the open keeps its
+//!   filehandle), `open2 ACCESS DENY [aftergrace]` (a second client, with an owner of its own,
+//!   opens the file by name with those share bits, closes it and goes: its OPEN's status is the
+//!   command's; `aftergrace`: NFS4ERR_GRACE is retried every 250 ms for up to 120 s, the first
+//!   client renewing its lease meanwhile; prints `waited_ms=`), `abandon` (last: exit at once,
+//!   with no CLOSE, DESTROY_SESSION or DESTROY_CLIENTID, like a client cut off: its state
+//!   stays until its lease runs out or the server restarts);
 //! - `getattr` (of the file, or the directory after `dir`): `size= space_used= fileid= type=`
 //!   (`reg`, `dir`, `lnk`, `blk`, `chr`, `sock`, `fifo`) `mode=` (octal) `nlink=` `change=`, and for a
 //!   device `rdev=MAJOR,MINOR`;
@@ -29,7 +41,11 @@
 //! whole command line is checked before anything is sent). The file is closed (unless `close`
 //! did) and the session destroyed at the end either way.
 
-use strata_tests::nfs42::ops::{sets_mode, type_name, Answer, Attrs, CreateKind, Op, StateId};
+use std::time::{Duration, Instant};
+
+use strata_tests::nfs42::ops::{
+    sets_mode, type_name, Answer, Attrs, Claim, CreateKind, Op, StateId,
+};
 use strata_tests::nfs42::{Client, Failure};
 
 const CHUNK: u64 = 1 << 20;
@@ -58,6 +74,9 @@ type Outcome = Result<String, Failure>;
 
 struct File {
     c: Client,
+    server: String,
+    /// The file's name in `dir`.
+    name: String,
     /// The open file, or the directory after `dir`.
     fh: Vec<u8>,
     /// Where the commands on names act: the file's directory, or `fh` after `dir`.
@@ -232,7 +251,67 @@ const NEED_OPEN: &[&str] = &[
     "deallocate",
     "seek",
     "close",
+    "setsize",
+    "open2",
 ];
+
+/// How long `open2 ... aftergrace` waits for the grace period to end, and how often it asks.
+const GRACE_WAIT: Duration = Duration::from_secs(120);
+const GRACE_POLL: Duration = Duration::from_millis(250);
+
+/// `read|write|both` as `OPEN4_SHARE_ACCESS_*`.
+fn access_bits(w: &str) -> u32 {
+    match w {
+        "read" => 1,
+        "write" => 2,
+        "both" => 3,
+        _ => usage(&format!("access {w}: read, write or both")),
+    }
+}
+
+/// `none|read|write|both` as `OPEN4_SHARE_DENY_*`.
+fn deny_bits(w: &str) -> u32 {
+    match w {
+        "none" => 0,
+        "read" => 1,
+        "write" => 2,
+        "both" => 3,
+        _ => usage(&format!("deny {w}: none, read, write or both")),
+    }
+}
+
+/// The arguments of `open2`: share access and deny bits, and whether to wait out the grace
+/// period.
+fn open2_args(args: &mut std::slice::Iter<'_, String>) -> (u32, u32, bool) {
+    let access = access_bits(word(args, "access"));
+    let deny = deny_bits(word(args, "deny"));
+    let after = args.clone().next().is_some_and(|a| a == "aftergrace");
+    if after {
+        args.next();
+    }
+    (access, deny, after)
+}
+
+/// `open2`: a second client opens the file with `share`; retried while the server is in its
+/// grace period when `after` (the first client's lease renewed meanwhile).
+fn open2(f: &mut File, share: (u32, u32), after: bool) -> Outcome {
+    let started = Instant::now();
+    let mut c2 = Client::connect(&f.server)?;
+    let res = loop {
+        match c2.open_shared(&f.dir, Claim::Null(f.name.clone()), false, share) {
+            Err(e) if after && e.status == 10_013 && started.elapsed() < GRACE_WAIT => {
+                f.c.run(&[])?; // SEQUENCE alone: the first client's lease stays alive
+                std::thread::sleep(GRACE_POLL);
+            }
+            r => break r,
+        }
+    };
+    if let Ok((fh, st)) = &res {
+        let _ = c2.run(&[Op::PutFh(fh.clone()), Op::Close(*st)]);
+    }
+    c2.destroy();
+    res.map(|_| format!("waited_ms={}", started.elapsed().as_millis()))
+}
 
 fn one(f: &mut File, cmd: &str, args: &mut std::slice::Iter<'_, String>) -> Outcome {
     match cmd {
@@ -267,6 +346,26 @@ fn one(f: &mut File, cmd: &str, args: &mut std::slice::Iter<'_, String>) -> Outc
                 (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
             });
             Ok(format!("sum={sum:016x} len={}", got.len()))
+        }
+        "setsize" => {
+            let size = num(args, "size");
+            let st = if args.clone().next().is_some_and(|a| a == "anon") {
+                args.next();
+                StateId::default()
+            } else {
+                f.st
+            };
+            f.run(vec![Op::SetSize(st, size)]).map(|_| String::new())
+        }
+        "rename" => {
+            let (from, to) = (word(args, "from").to_string(), word(args, "to").to_string());
+            let dir = f.dir.clone();
+            let ops = vec![Op::SaveFh, Op::PutFh(dir.clone()), Op::Rename(from, to)];
+            f.run_at(dir, ops).map(|_| String::new())
+        }
+        "open2" => {
+            let (access, deny, after) = open2_args(args);
+            open2(f, (access, deny), after)
         }
         "close" => {
             f.open = false;
@@ -426,6 +525,24 @@ fn validate(cmds: &[String], dir: bool) {
                 num(&mut args, "length");
             }
             "commit" | "getattr" | "close" | "listxattrs" => {}
+            "setsize" => {
+                num(&mut args, "size");
+                if args.clone().next().is_some_and(|a| a == "anon") {
+                    args.next();
+                }
+            }
+            "rename" => {
+                word(&mut args, "from");
+                word(&mut args, "to");
+            }
+            "open2" => {
+                open2_args(&mut args);
+            }
+            "abandon" => {
+                if !args.as_slice().is_empty() {
+                    usage("abandon must come last");
+                }
+            }
             "seek" => {
                 if !matches!(word(&mut args, "data|hole"), "data" | "hole") {
                     usage("seek: data or hole");
@@ -448,10 +565,47 @@ fn validate(cmds: &[String], dir: bool) {
             "mknod" | "mkdir" | "symlink" => {
                 create_args(cmd, &mut args);
             }
-            "create" | "open" | "dir" => usage(&format!("{cmd} must come first")),
+            "create" | "open" | "dir" | "reclaim" => usage(&format!("{cmd} must come first")),
             c => usage(&format!("unknown command {c}")),
         }
     }
+}
+
+/// The first word (`create`, `open`, `dir` or `reclaim`; `open` when there is none) and the
+/// options after it: share access and deny bits, the client owner.
+struct Start<'a> {
+    first: &'a str,
+    share: (u32, u32),
+    owner: Option<&'a str>,
+}
+
+fn start_words<'a>(args: &mut std::slice::Iter<'a, String>) -> Start<'a> {
+    let mut s = Start {
+        first: "open",
+        share: (3, 0),
+        owner: None,
+    };
+    if let Some(w) = args
+        .clone()
+        .next()
+        .filter(|w| matches!(w.as_str(), "create" | "open" | "dir" | "reclaim"))
+    {
+        s.first = w;
+        args.next();
+    }
+    while let Some((k, v)) = args.clone().next().and_then(|a| a.split_once('=')) {
+        match k {
+            "access" => s.share.0 = access_bits(v),
+            "deny" => s.share.1 = deny_bits(v),
+            "owner" if !v.is_empty() => s.owner = Some(v),
+            _ => break,
+        }
+        args.next();
+    }
+    if s.first == "dir" && (s.share != (3, 0) || s.owner.is_some()) {
+        usage("`dir` takes no options");
+    }
+    s
 }
 
 fn main() {
@@ -462,47 +616,54 @@ fn main() {
     let (server, export, path) = (&argv[0], &argv[1], &argv[2]);
     let mut args = argv[3..].iter();
     let full = format!("{export}/{path}");
-    let first = argv.get(3).map_or("open", String::as_str);
-    let (create, is_dir) = (first == "create", first == "dir");
-    if matches!(first, "create" | "open" | "dir") {
-        args.next();
-    }
+    let st = start_words(&mut args);
+    let (first, is_dir) = (st.first, st.first == "dir");
     let (dir, name) = match full.trim_end_matches('/').rsplit_once('/') {
         _ if is_dir => (full.clone(), String::new()),
         Some((d, n)) if !n.is_empty() => (d.to_string(), n.to_string()),
         _ => usage("PATH names no file"),
     };
     validate(args.as_slice(), is_dir);
-    let mut c = match Client::connect(server) {
+    let reclaim = first == "reclaim";
+    let mut c = match Client::connect_as(server, st.owner, reclaim) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("session with {server}: {e}");
             std::process::exit(1)
         }
     };
-    let op = if is_dir { "dir" } else { "open" };
-    let started = c.lookup(&dir).and_then(|d| {
-        if is_dir {
-            Ok((d.clone(), d, StateId::default()))
-        } else {
-            c.open(&d, &name, create).map(|(fh, st)| (fh, d, st))
+    let started = c.lookup(&dir).and_then(|d| match first {
+        "dir" => Ok((d.clone(), d, StateId::default())),
+        "reclaim" => {
+            // CLAIM_PREVIOUS opens the current filehandle: the file's, looked up first.
+            let file = c.lookup(&format!("{dir}/{name}"))?;
+            let (fh, sid) = c.open_shared(&file, Claim::Previous, false, st.share)?;
+            c.reclaim_complete()?;
+            Ok((fh, d, sid))
+        }
+        _ => {
+            let claim = Claim::Null(name.clone());
+            c.open_shared(&d, claim, first == "create", st.share)
+                .map(|(fh, sid)| (fh, d, sid))
         }
     });
-    let (fh, dir, st) = match started {
+    let (fh, dir, sid) = match started {
         Ok(v) => v,
         Err(e) => {
-            println!("op={op} status={}", e.name());
-            eprintln!("{op} {full}: {e}");
+            println!("op={first} status={}", e.name());
+            eprintln!("{first} {full}: {e}");
             c.destroy();
             std::process::exit(1)
         }
     };
-    println!("op={} status=OK", if create { "create" } else { op });
+    println!("op={first} status=OK");
     let mut f = File {
         c,
+        server: server.clone(),
+        name,
         fh,
         dir,
-        st,
+        st: sid,
         open: !is_dir,
     };
     let mut rc = 0;
@@ -511,7 +672,12 @@ fn main() {
             Some(x) => (Some(x.to_string()), word(&mut args, "command").to_string()),
             None => (None, a.clone()),
         };
-        let started = std::time::Instant::now();
+        if cmd == "abandon" {
+            // Gone without a word: no CLOSE, no DESTROY_SESSION, no DESTROY_CLIENTID.
+            println!("op=abandon status=OK");
+            std::process::exit(rc);
+        }
+        let started = Instant::now();
         let out = one(&mut f, &cmd, &mut args);
         let us = started.elapsed().as_micros();
         let status = match &out {

@@ -1,8 +1,9 @@
 //! A minimal NFSv4.2 client of the project's own, for end-to-end tests of what no other client
 //! here sends (ALLOCATE, DEALLOCATE, SEEK, the RFC 8276 extended attributes, CREATE of
-//! directories, symbolic links, FIFOs, sockets and devices): ONC RPC over TCP
-//! with AUTH_SYS, one session (EXCHANGE_ID, CREATE_SESSION, RECLAIM_COMPLETE), then COMPOUNDs
-//! of minor version 2 that start with SEQUENCE on slot 0. Written from RFC 5531, 4506, 8881,
+//! directories, symbolic links, FIFOs, sockets and devices, share reservations with deny
+//! bits, SETATTR of the size with an open's stateid, reclaims after a server restart): ONC RPC
+//! over TCP with AUTH_SYS, one session (EXCHANGE_ID, CREATE_SESSION, RECLAIM_COMPLETE), then
+//! COMPOUNDs of minor version 2 that start with SEQUENCE on slot 0. Written from RFC 5531, 4506, 8881,
 //! 7862 and 8276. `strata-nfs42-client` is its command line.
 
 pub mod ops;
@@ -12,7 +13,7 @@ pub mod xdr;
 
 use std::time::Duration;
 
-use self::ops::{num, Answer, Op, StateId};
+use self::ops::{num, Answer, Claim, Op, StateId};
 use self::rpc::Rpc;
 use self::xdr::{Dec, Enc};
 
@@ -68,15 +69,30 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `server` (an IPv4 address, port 2049) and sets up a session.
+    /// Connects to `server` (an IPv4 address, port 2049) and sets up a session, as a client
+    /// of its own (an owner no other client has).
     pub fn connect(server: &str) -> Result<Client, Failure> {
+        Self::connect_as(server, None, false)
+    }
+
+    /// [`Client::connect`] with the client owner `owner` (`co_ownerid`; None: one of its own),
+    /// so that a later process can be the same client, e.g. to reclaim its opens after a
+    /// server restart. `reclaim`: leave RECLAIM_COMPLETE to the caller
+    /// ([`Client::reclaim_complete`], after its reclaims), else send it now.
+    pub fn connect_as(server: &str, owner: Option<&str>, reclaim: bool) -> Result<Client, Failure> {
         let mut rpc = Rpc::connect(&format!("{server}:2049"), TIMEOUT).map_err(Failure::local)?;
-        // EXCHANGE_ID.
+        // EXCHANGE_ID. A named client keeps its verifier (it did not restart, the server did).
         let mut e = Enc::default();
-        let verifier = (u64::from(std::process::id()) << 32 | 0x5354_5241).to_be_bytes();
+        let (owner, verifier) = match owner {
+            Some(o) => (o.to_string(), fnv64(o.as_bytes()).to_be_bytes()),
+            None => (
+                format!("strata-nfs42-{}-{}", std::process::id(), now_nanos()),
+                (u64::from(std::process::id()) << 32 | 0x5354_5241).to_be_bytes(),
+            ),
+        };
         e.u32(num::EXCHANGE_ID)
             .fixed(&verifier)
-            .opaque(format!("strata-nfs42-{}-{}", std::process::id(), now_nanos()).as_bytes())
+            .opaque(owner.as_bytes())
             .u32(0x0001_0000) // EXCHGID4_FLAG_USE_NON_PNFS
             .u32(0) // SP4_NONE
             .u32(0); // no implementation id
@@ -111,16 +127,23 @@ impl Client {
             session,
             seq: 0,
         };
-        // RECLAIM_COMPLETE: nothing to reclaim. (A server out of its grace period may say
-        // so; that is fine.)
-        let mut e = Enc::default();
-        e.u32(num::RECLAIM_COMPLETE).bool(false);
-        match c.raw(&e.0, 1) {
-            Ok(_) => {}
-            Err(f) if f.status == 10_054 => {} // NFS4ERR_COMPLETE_ALREADY
-            Err(f) => return Err(f),
+        if !reclaim {
+            // Nothing to reclaim.
+            c.reclaim_complete()?;
         }
         Ok(c)
+    }
+
+    /// RECLAIM_COMPLETE: this client reclaims nothing more (a server out of its grace period
+    /// may say it knows; that is fine).
+    pub fn reclaim_complete(&mut self) -> Result<(), Failure> {
+        let mut e = Enc::default();
+        e.u32(num::RECLAIM_COMPLETE).bool(false);
+        match self.raw(&e.0, 1) {
+            Ok(_) => Ok(()),
+            Err(f) if f.status == 10_054 => Ok(()), // NFS4ERR_COMPLETE_ALREADY
+            Err(f) => Err(f),
+        }
     }
 
     /// The client id the server gave (the open owner's).
@@ -202,19 +225,35 @@ impl Client {
         }
     }
 
-    /// Opens `name` in directory `dir` (created when `create`): its handle and stateid.
+    /// Opens `name` in directory `dir` (created when `create`) with share access both and
+    /// deny none: its handle and stateid.
     pub fn open(
         &mut self,
         dir: &[u8],
         name: &str,
         create: bool,
     ) -> Result<(Vec<u8>, StateId), Failure> {
+        self.open_shared(dir, Claim::Null(name.to_string()), create, (3, 0))
+    }
+
+    /// OPEN of `claim` (a name in directory `fh`, or the file `fh` itself for a reclaim) with
+    /// `share` = (`OPEN4_SHARE_ACCESS_*`, `OPEN4_SHARE_DENY_*`): the file's handle and the
+    /// stateid.
+    pub fn open_shared(
+        &mut self,
+        fh: &[u8],
+        claim: Claim,
+        create: bool,
+        share: (u32, u32),
+    ) -> Result<(Vec<u8>, StateId), Failure> {
         let a = self.run(&[
-            Op::PutFh(dir.to_vec()),
+            Op::PutFh(fh.to_vec()),
             Op::Open {
-                name: name.to_string(),
+                claim,
                 create,
                 clientid: self.clientid,
+                access: share.0,
+                deny: share.1,
             },
             Op::GetFh,
         ])?;
@@ -233,6 +272,13 @@ impl Client {
         e.u32(num::DESTROY_CLIENTID).u64(self.clientid);
         let _ = compound(&mut self.rpc, &e.0, 1);
     }
+}
+
+/// FNV-1a 64 of `b`.
+fn fnv64(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ u64::from(*x)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn now_nanos() -> u128 {
@@ -263,6 +309,9 @@ fn op_number(op: &Op) -> u32 {
         Op::Create { .. } => num::CREATE,
         Op::Remove(_) => num::REMOVE,
         Op::ReadLink => num::READLINK,
+        Op::SetSize(..) => num::SETATTR,
+        Op::SaveFh => num::SAVEFH,
+        Op::Rename(..) => num::RENAME,
     }
 }
 

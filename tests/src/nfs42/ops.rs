@@ -28,16 +28,27 @@ pub enum Op {
     GetFh,
     /// GETATTR of type, size, fileid, mode, numlinks, rawdev and space_used.
     GetAttr,
-    /// OPEN by name in the current directory: create (UNCHECKED, mode 0644) or not; share
-    /// access both, deny none.
+    /// OPEN: by name in the current directory (created, UNCHECKED with mode 0644, when
+    /// `create`), or a reclaim of the current filehandle after a server restart; with share
+    /// access and deny bits.
     Open {
-        /// The name.
-        name: String,
-        /// Create it if missing.
+        /// What is opened: a name, or the current filehandle (a reclaim).
+        claim: Claim,
+        /// Create it if missing (CLAIM_NULL only).
         create: bool,
         /// The client id (the open owner's).
         clientid: u64,
+        /// `OPEN4_SHARE_ACCESS_*`: 1 read, 2 write, 3 both.
+        access: u32,
+        /// `OPEN4_SHARE_DENY_*`: 0 none, 1 read, 2 write, 3 both.
+        deny: u32,
     },
+    /// SETATTR of the size with a stateid (an open's, or the anonymous all-zero one).
+    SetSize(StateId, u64),
+    /// SAVEFH.
+    SaveFh,
+    /// RENAME of a name in the saved filehandle's directory to a name in the current one.
+    Rename(String, String),
     /// CLOSE.
     Close(StateId),
     /// WRITE (`stable`: FILE_SYNC4, else UNSTABLE4).
@@ -74,6 +85,16 @@ pub enum Op {
     Remove(String),
     /// READLINK of the current filehandle (a symbolic link).
     ReadLink,
+}
+
+/// What an OPEN names (`open_claim4`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// CLAIM_NULL: a name in the current directory.
+    Null(String),
+    /// CLAIM_PREVIOUS: the current filehandle, open before the server restarted (a reclaim
+    /// during its grace period; no delegation).
+    Previous,
 }
 
 /// What an operation answered (its result beyond the status).
@@ -117,6 +138,9 @@ pub(super) mod num {
     pub(crate) const READ: u32 = 25;
     pub(crate) const READLINK: u32 = 27;
     pub(crate) const REMOVE: u32 = 28;
+    pub(crate) const RENAME: u32 = 29;
+    pub(crate) const SAVEFH: u32 = 32;
+    pub(crate) const SETATTR: u32 = 34;
     pub(crate) const WRITE: u32 = 38;
     pub(crate) const EXCHANGE_ID: u32 = 42;
     pub(crate) const CREATE_SESSION: u32 = 43;
@@ -173,6 +197,9 @@ const STATUS_NAMES: &[(u32, &str)] = &[
     (10025, "NFS4ERR_BAD_STATEID"),
     (10029, "NFS4ERR_SYMLINK"),
     (10032, "NFS4ERR_ATTRNOTSUPP"),
+    (10033, "NFS4ERR_NO_GRACE"),
+    (10034, "NFS4ERR_RECLAIM_BAD"),
+    (10035, "NFS4ERR_RECLAIM_CONFLICT"),
     (10036, "NFS4ERR_BADXDR"),
     (10038, "NFS4ERR_OPENMODE"),
     (10040, "NFS4ERR_BADCHAR"),
@@ -224,14 +251,16 @@ pub(super) fn encode(e: &mut Enc, op: &Op) {
             super::ops_ns::encode_getattr_bitmap(e);
         }
         Op::Open {
-            name,
+            claim,
             create,
             clientid,
+            access,
+            deny,
         } => {
             e.u32(num::OPEN)
                 .u32(0) // seqid (ignored in 4.1)
-                .u32(3) // OPEN4_SHARE_ACCESS_BOTH
-                .u32(0) // OPEN4_SHARE_DENY_NONE
+                .u32(*access)
+                .u32(*deny)
                 .u64(*clientid)
                 .opaque(format!("strata-nfs42-{}", std::process::id()).as_bytes());
             if *create {
@@ -242,7 +271,31 @@ pub(super) fn encode(e: &mut Enc, op: &Op) {
             } else {
                 e.u32(0);
             }
-            e.u32(0).opaque(name.as_bytes()); // CLAIM_NULL
+            match claim {
+                Claim::Null(name) => {
+                    e.u32(0).opaque(name.as_bytes());
+                }
+                // CLAIM_PREVIOUS, OPEN_DELEGATE_NONE.
+                Claim::Previous => {
+                    e.u32(1).u32(0);
+                }
+            }
+        }
+        Op::SetSize(s, size) => {
+            // The size is attribute 4: word 0, bit 4.
+            e.u32(num::SETATTR);
+            stateid(e, s);
+            let mut vals = Enc::default();
+            vals.u64(*size);
+            e.u32(1).u32(1 << 4).opaque(&vals.0);
+        }
+        Op::SaveFh => {
+            e.u32(num::SAVEFH);
+        }
+        Op::Rename(from, to) => {
+            e.u32(num::RENAME)
+                .opaque(from.as_bytes())
+                .opaque(to.as_bytes());
         }
         Op::Close(s) => {
             e.u32(num::CLOSE).u32(0);
@@ -324,7 +377,16 @@ pub(super) fn read_bitmap(d: &mut Dec<'_>) -> DecResult<Vec<u32>> {
 /// Decodes the result (after its status, which was NFS4_OK) of an operation.
 pub(super) fn decode(d: &mut Dec<'_>, op: &Op) -> DecResult<Answer> {
     Ok(match op {
-        Op::PutRootFh | Op::PutFh(_) | Op::Lookup(_) => Answer::Done,
+        Op::PutRootFh | Op::PutFh(_) | Op::Lookup(_) | Op::SaveFh => Answer::Done,
+        Op::SetSize(..) => {
+            read_bitmap(d)?; // attrsset
+            Answer::Done
+        }
+        Op::Rename(..) => {
+            skip_change_info(d)?;
+            skip_change_info(d)?;
+            Answer::Done
+        }
         Op::Allocate(..) | Op::Deallocate(..) => Answer::Done,
         Op::GetFh => Answer::Fh(d.opaque(128)?.to_vec()),
         Op::GetAttr => Answer::Attrs(decode_attrs(d)?),
@@ -415,12 +477,110 @@ mod tests {
         assert_eq!(&b[..4], &62u32.to_be_bytes());
     }
 
+    fn words(b: &[u8]) -> Vec<u32> {
+        b.chunks(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    #[test]
+    fn share_reservations_reclaims_setattr_and_rename_have_their_rfc_layout() {
+        let owner = format!("strata-nfs42-{}", std::process::id());
+        let mut head = vec![18, 0, 3, 3, 0, 9, owner.len() as u32];
+        head.extend(words(&{
+            let mut o = owner.clone().into_bytes();
+            o.resize(o.len().div_ceil(4) * 4, 0);
+            o
+        }));
+        // OPEN: seqid 0, ACCESS_BOTH, DENY_BOTH, clientid 9 (a hyper), the owner; OPEN4_CREATE
+        // UNCHECKED4 with the mode 0644; CLAIM_NULL and the name.
+        let w = words(&encoded(&Op::Open {
+            claim: Claim::Null("f".into()),
+            create: true,
+            clientid: 9,
+            access: 3,
+            deny: 3,
+        }));
+        let mut want = head.clone();
+        want.extend([
+            1,
+            0,
+            2,
+            0,
+            1 << 1,
+            4,
+            0o644,
+            0,
+            1,
+            u32::from_be_bytes(*b"f\0\0\0"),
+        ]);
+        assert_eq!(w, want);
+        // A reclaim: OPEN4_NOCREATE, CLAIM_PREVIOUS (1) with OPEN_DELEGATE_NONE (0).
+        let w = words(&encoded(&Op::Open {
+            claim: Claim::Previous,
+            create: false,
+            clientid: 9,
+            access: 3,
+            deny: 3,
+        }));
+        let mut want = head;
+        want.extend([0, 1, 0]);
+        assert_eq!(w, want);
+        // SETATTR (34): the stateid, then fattr4 {bitmap {1 << 4}: the size; 8 bytes}.
+        let s = StateId {
+            seqid: 2,
+            other: [0x11; 12],
+        };
+        let w = words(&encoded(&Op::SetSize(s, 1 << 30)));
+        assert_eq!(
+            w,
+            [
+                34,
+                2,
+                0x1111_1111,
+                0x1111_1111,
+                0x1111_1111,
+                1,
+                1 << 4,
+                8,
+                0,
+                1 << 30
+            ]
+        );
+        // SAVEFH (32); RENAME (29) of two names.
+        assert_eq!(words(&encoded(&Op::SaveFh)), [32]);
+        assert_eq!(
+            words(&encoded(&Op::Rename("x~".into(), "x".into()))),
+            [
+                29,
+                2,
+                u32::from_be_bytes(*b"x~\0\0"),
+                1,
+                u32::from_be_bytes(*b"x\0\0\0")
+            ]
+        );
+        // Their results: SETATTR's attrsset bitmap; RENAME's two change_info4.
+        let mut e = Enc::default();
+        e.u32(1).u32(1 << 4);
+        let set = Op::SetSize(s, 0);
+        assert_eq!(decode(&mut Dec::new(&e.0), &set), Ok(Answer::Done));
+        assert!(decode(&mut Dec::new(&e.0[..4]), &set).is_err());
+        let mut e = Enc::default();
+        e.bool(true).u64(1).u64(2).bool(false).u64(3).u64(4);
+        let rename = Op::Rename("a".into(), "b".into());
+        assert_eq!(decode(&mut Dec::new(&e.0), &rename), Ok(Answer::Done));
+        assert!(decode(&mut Dec::new(&e.0[..20]), &rename).is_err());
+        assert_eq!(status_name(10033), "NFS4ERR_NO_GRACE");
+    }
+
     #[test]
     fn results_that_do_not_decode_are_errors() {
         let open = Op::Open {
-            name: "x".into(),
+            claim: Claim::Null("x".into()),
             create: false,
             clientid: 1,
+            access: 3,
+            deny: 0,
         };
         // A delegation nobody asked for, then a truncated stateid.
         let mut e = Enc::default();
@@ -455,6 +615,9 @@ mod tests {
             (10004, "NFS4ERR_NOTSUPP"),
             (10008, "NFS4ERR_DELAY"),
             (10012, "NFS4ERR_LOCKED"),
+            (10033, "NFS4ERR_NO_GRACE"),
+            (10034, "NFS4ERR_RECLAIM_BAD"),
+            (10035, "NFS4ERR_RECLAIM_CONFLICT"),
             (10036, "NFS4ERR_BADXDR"),
             (10054, "NFS4ERR_COMPLETE_ALREADY"),
             (10063, "NFS4ERR_SEQ_MISORDERED"),
@@ -479,10 +642,22 @@ mod tests {
             Op::GetFh,
             Op::GetAttr,
             Op::Open {
-                name: "x".into(),
+                claim: Claim::Null("x".into()),
                 create: true,
                 clientid: 1,
+                access: 3,
+                deny: 3,
             },
+            Op::Open {
+                claim: Claim::Previous,
+                create: false,
+                clientid: 1,
+                access: 3,
+                deny: 3,
+            },
+            Op::SetSize(s, 1 << 30),
+            Op::SaveFh,
+            Op::Rename("a~".into(), "a".into()),
             Op::Close(s),
             Op::Write(s, 0, vec![1], true),
             Op::Commit,
