@@ -9,6 +9,7 @@ mod conf;
 mod fsck;
 mod gateway;
 mod job;
+mod offload;
 mod report;
 mod restore;
 mod snapshot;
@@ -71,6 +72,10 @@ enum Cmd {
     /// The long operations of a running gateway (syncs, rollbacks): list, show, cancel.
     #[command(subcommand)]
     Job(job::JobCmd),
+    /// The VAAI-NAS-style offload verbs (what an ESXi host plugin asks of the array): fast
+    /// and full clones of a volume, space reserved, extended statistics.
+    #[command(subcommand)]
+    Offload(offload::OffloadCmd),
     /// Work with ganesha.conf files.
     #[command(subcommand)]
     Conf(ConfCmd),
@@ -254,6 +259,7 @@ fn main() -> ExitCode {
         Cmd::Volume(cmd) => volume::run(cmd),
         Cmd::Snapshot(cmd) => snapshot::run(cmd),
         Cmd::Job(cmd) => job::run(cmd),
+        Cmd::Offload(cmd) => offload::run(cmd),
         Cmd::Conf(ConfCmd::Check { file }) => conf_check(&file),
         Cmd::Conf(ConfCmd::Render { profile, data_dir }) => conf_render(&profile, &data_dir),
         Cmd::Restore(a) => restore::restore(

@@ -89,6 +89,18 @@ impl Kind {
     }
 }
 
+/// A volume's space by what it shares with the volumes it was cloned from (the VAAI-style
+/// extended statistics): of the bytes it maps, those in its ancestors' SCOs are shared with
+/// them, the rest (written since the clone, or copied up by a flatten) are its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VolumeSharing {
+    /// Bytes of the volume's mapped clusters (its own and its ancestors'), 4 KiB each.
+    pub used_bytes: u64,
+    /// Of those, the bytes in the volume's own SCOs: what it does not share with its parent
+    /// (all of them for a volume that is no clone).
+    pub unshared_bytes: u64,
+}
+
 /// How a SETXATTR treats an attribute already there (RFC 8276 `setxattr_option4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XattrMode {

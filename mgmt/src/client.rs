@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::ErrorBody;
+use crate::offload::{OffloadCloneReport, OffloadStatsReport};
 use crate::protocol::{Reply, Request, RequestLine, ResponseLine, MAX_RESPONSE, PROTOCOL_VERSION};
 use crate::reports::{
     JobListReport, JobReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport,
@@ -212,6 +213,43 @@ impl MgmtClient {
         match self.call(&req)? {
             Reply::Job(j) => Ok(j),
             other => Err(mismatch("volume_flatten", &other)),
+        }
+    }
+
+    /// [`Request::OffloadClone`]: a fast clone, or (`full`) a clone then flattened (with
+    /// `wait`, answered once the flatten ended).
+    pub fn offload_clone(
+        &mut self,
+        source: &str,
+        path: &str,
+        full: bool,
+        wait: bool,
+    ) -> Result<OffloadCloneReport, ClientError> {
+        let req = Request::OffloadClone {
+            source: source.into(),
+            path: path.into(),
+            full,
+            wait,
+        };
+        match self.call(&req)? {
+            Reply::OffloadClone(r) => Ok(r),
+            other => Err(mismatch("offload_clone", &other)),
+        }
+    }
+
+    /// [`Request::OffloadReserve`]: the volume's state after the reservation.
+    pub fn offload_reserve(&mut self, path: &str) -> Result<VolumeReport, ClientError> {
+        match self.call(&Request::OffloadReserve { path: path.into() })? {
+            Reply::VolumeInfo(v) => Ok(v),
+            other => Err(mismatch("offload_reserve", &other)),
+        }
+    }
+
+    /// [`Request::OffloadStats`].
+    pub fn offload_stats(&mut self, path: &str) -> Result<OffloadStatsReport, ClientError> {
+        match self.call(&Request::OffloadStats { path: path.into() })? {
+            Reply::OffloadStats(r) => Ok(r),
+            other => Err(mismatch("offload_stats", &other)),
         }
     }
 

@@ -42,11 +42,13 @@
 
 mod client;
 mod error;
+mod offload;
 mod protocol;
 mod reports;
 
 pub use self::client::{parse_response, ClientError, MgmtClient};
 pub use self::error::{ErrorBody, ErrorKind};
+pub use self::offload::{OffloadCloneReport, OffloadStatsReport};
 pub use self::protocol::{
     Reply, Request, RequestLine, ResponseLine, MAX_REQUEST, MAX_RESPONSE, PROTOCOL_VERSION,
 };

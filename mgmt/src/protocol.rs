@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorBody;
+use crate::offload::{OffloadCloneReport, OffloadStatsReport};
 use crate::reports::{
     JobListReport, JobReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport,
     StatusReport, SyncReport, VolumeCloneReport, VolumeCreateReport, VolumeListReport,
@@ -162,6 +163,35 @@ pub enum Request {
         /// The snapshot.
         name: String,
     },
+    /// VAAI-NAS "clone file": the volume at `source` cloned as a new volume at `path` (a
+    /// name with a volume suffix, in an existing directory), at a snapshot of `source` taken
+    /// now. Fast (the default): the new volume shares every byte with `source` until one of
+    /// them writes it, nothing copied. With `full`, the clone is then flattened (a job): once
+    /// it is done, the new volume reads nothing of `source`.
+    OffloadClone {
+        /// The volume cloned.
+        source: String,
+        /// The new volume.
+        path: String,
+        /// Flatten the clone (a full copy).
+        #[serde(default)]
+        full: bool,
+        /// With `full`: answer once the flatten ended (the default); without, at once.
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    /// VAAI-NAS "reserve space": ALLOCATE over the whole volume at `path` (its clusters not
+    /// written yet are counted as reserved; a thick-provisioned disk).
+    OffloadReserve {
+        /// The volume.
+        path: String,
+    },
+    /// VAAI-NAS "extended statistics": the volume's size, used bytes, and how much of it is
+    /// its own and how much shared with the volumes it was cloned from.
+    OffloadStats {
+        /// The volume.
+        path: String,
+    },
 }
 
 fn yes() -> bool {
@@ -206,6 +236,10 @@ pub enum Reply {
     /// Answer to [`Request::JobShow`], [`Request::JobCancel`], and to a request that started a
     /// job without waiting for it.
     Job(JobReport),
+    /// Answer to [`Request::OffloadClone`].
+    OffloadClone(OffloadCloneReport),
+    /// Answer to [`Request::OffloadStats`].
+    OffloadStats(OffloadStatsReport),
 }
 
 /// A response line: the version and either a result or an error.

@@ -5,7 +5,7 @@ use super::Filesystem;
 use crate::error::{Error, Result};
 use crate::progress::{NoProgress, Progress};
 use crate::registry::ino_of;
-use crate::types::{Attr, Cred, Handle, Ino, Snapshot};
+use crate::types::{Attr, Cred, Handle, Ino, Snapshot, VolumeSharing};
 
 /// What a volume is in a chain of clones (for listings).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -156,6 +156,18 @@ impl Filesystem {
                 .iter()
                 .map(|a| (ino_of(a.volume), a.last_tlog))
                 .collect(),
+        })
+    }
+
+    /// What volume `h` shares with the volumes it was cloned from: its mapped bytes, and of
+    /// them those in its own SCOs (counted over its whole map, a window at a time).
+    pub fn volume_sharing(&self, h: Handle) -> Result<VolumeSharing> {
+        let v = self.snapshot_volume(h)?;
+        let s = v.volume().sharing()?;
+        let cluster = crate::volume::format::CLUSTER_SIZE_U64;
+        Ok(VolumeSharing {
+            used_bytes: s.mapped * cluster,
+            unshared_bytes: s.own * cluster,
         })
     }
 

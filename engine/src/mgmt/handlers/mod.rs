@@ -1,11 +1,12 @@
 //! One handler per resource: `status` (the gateway), `sync` (everything to the backend),
 //! `volume` (one volume's state), `snapshot` (a volume's snapshots), `job` (long operations),
-//! `fsck` (the backend checked). Each takes the request's fields and the server's shared
+//! `fsck` (the backend checked), `offload` (the VAAI-NAS-style verbs). Each takes the request's fields and the server's shared
 //! state and returns the reply or the error to answer.
 
 mod clone;
 mod fsck;
 mod job;
+mod offload;
 mod snapshot;
 mod status;
 mod sync;
@@ -53,6 +54,14 @@ pub(super) fn dispatch(req: Request, shared: &Arc<Shared>) -> Result<Reply, Erro
         Request::JobList => job::list(shared),
         Request::JobShow { id } => job::show(shared, id),
         Request::JobCancel { id } => job::cancel(shared, id),
+        Request::OffloadClone {
+            source,
+            path,
+            full,
+            wait,
+        } => offload::offload_clone(shared, source, path, full, wait),
+        Request::OffloadReserve { path } => offload::offload_reserve(shared, path),
+        Request::OffloadStats { path } => offload::offload_stats(shared, path),
     }
 }
 

@@ -20,6 +20,7 @@
 
 mod flatten;
 mod lineage;
+mod sharing;
 mod template;
 
 pub(crate) use self::lineage::{Ancestor, Lineage};
