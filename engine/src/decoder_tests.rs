@@ -51,6 +51,8 @@ fn inode() -> impl Strategy<Value = Inode> {
                 // A device carries its numbers where others carry a target.
                 let (target, rdev) = if kind.is_device() {
                     (Vec::new(), DeviceId { major, minor })
+                } else if kind.is_special() {
+                    (Vec::new(), DeviceId::default())
                 } else {
                     (target, DeviceId::default())
                 };

@@ -17,6 +17,10 @@ use crate::log::GLevel;
 /// bindgen does not carry).
 const INVALIDATE: u32 = 0x01 | 0x04;
 
+/// `FSAL_UP_INVALIDATE_ATTRS` alone (a change of attributes only: a directory keeps its
+/// cached entries).
+const INVALIDATE_ATTRS: u32 = 0x01;
+
 /// The up-call vectors of the live exports (as addresses), registered at create_export and
 /// removed at release; held while calling so that a release waits for a call in progress.
 static VECTORS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
@@ -38,9 +42,18 @@ pub(crate) fn hook() -> ChangeHook {
     Arc::new(invalidate)
 }
 
-/// Invalidates `h` in every export's cache: the FSAL calls it after a change MDCACHE does not
-/// see as one (extended attributes), so the next GETATTR shows the new change attribute.
-pub(crate) fn invalidate(h: Handle) {
+/// Invalidates `h`'s attributes in every export's cache: the FSAL calls it after a change
+/// MDCACHE does not see as one (extended attributes), so the next GETATTR shows the new change
+/// attribute.
+pub(crate) fn invalidate_attrs(h: Handle) {
+    invalidate_with(h, INVALIDATE_ATTRS)
+}
+
+fn invalidate(h: Handle) {
+    invalidate_with(h, INVALIDATE)
+}
+
+fn invalidate_with(h: Handle, flags: u32) {
     let key = h.to_bytes();
     let vectors = VECTORS.lock();
     for &v in vectors.iter() {
@@ -54,7 +67,7 @@ pub(crate) fn invalidate(h: Handle) {
         // outlives the call; MDCACHE's invalidate sets up its own op context and copies the key.
         let status = unsafe {
             match (*up).invalidate {
-                Some(f) => f(up, &mut desc, INVALIDATE),
+                Some(f) => f(up, &mut desc, flags),
                 None => continue,
             }
         };

@@ -87,7 +87,27 @@ fn special_files_by_nfs4_create_and_nfs3_mknod_survive_a_sigkill() {
         .map(|n| looked_up(&tg, n))
         .collect();
     assert_eq!(after, before);
-    // A special file has no data: READ/WRITE refused, REMOVE works, its name is free again.
+    // Only root makes device nodes (a user's would reach a client's disks); a FIFO is
+    // anyone's with write permission on the directory.
+    tg.client(3, &["mkdir", "/shared"]).expect_ok("mkdir");
+    tg.client(3, &["chmod", "/shared", "777"])
+        .expect_ok("chmod");
+    let url = format!("{}&uid=1000&gid=1000", tg.url(3, ""));
+    let as_user = |args: &[&str]| {
+        let mut all: Vec<&str> = vec![&url];
+        all.extend_from_slice(args);
+        tg.run_timeout(client_bin(), all, CMD_TIMEOUT)
+    };
+    let dev = as_user(&["mknod", "/shared/sda", "blk", "8", "0"]);
+    assert_eq!(dev.num("errno"), 1, "EPERM for a user's device: {dev}");
+    as_user(&["mknod", "/shared/fifo", "fifo"]).expect_ok("a user's FIFO");
+    assert_eq!(
+        tg.client(3, &["stat", "/shared/fifo"])
+            .expect_ok("stat")
+            .num("uid"),
+        1000
+    );
+    // REMOVE works on special files, and the name is free again.
     nfs4(
         &tg,
         "/",

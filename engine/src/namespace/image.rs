@@ -261,8 +261,25 @@ pub(crate) fn import_rows(
                     info.volumes.push(i);
                 }
                 9 => {
-                    let (i, name) = (k.u64()?, k.bytes()?);
-                    xattrs.insert((i, name), v.bytes()?)?;
+                    // Rows come in table order: the inodes are in already.
+                    let (i, name, value) = (k.u64()?, k.bytes()?, v.bytes()?);
+                    let owner = inodes.get(i)?.map(|r| super::Inode::decode(r.value()));
+                    match owner {
+                        Some(Ok(o)) if super::xattrs::carries(o.kind) => {}
+                        _ => {
+                            return Err(damaged(&format!(
+                                "an extended attribute of inode {i}, which carries none"
+                            )))
+                        }
+                    }
+                    if super::xattrs::check_name(name).is_err()
+                        || value.len() > super::XATTR_VALUE_MAX
+                    {
+                        return Err(damaged(&format!(
+                            "an extended attribute of inode {i} out of bounds"
+                        )));
+                    }
+                    xattrs.insert((i, name), value)?;
                     info.xattrs += 1;
                 }
                 _ => return Err(damaged(&format!("table number {n}"))),
@@ -329,13 +346,19 @@ mod tests {
             ino: d,
             generation: di.generation,
         };
-        let (f, _, _) = a
+        let (f, fi, _) = a
             .create(dh, b"f", node(Kind::File), CreateMode::Unchecked)
             .expect("create");
+        let fh = Handle {
+            ino: f,
+            generation: fi.generation,
+        };
+        a.xattr_set(fh, b"k", b"v", crate::types::XattrMode::Create)
+            .expect("setxattr");
         let (rows, _) = a.export_rows(&mut |_| Ok(true)).expect("export");
         let db = Database::create(t.path().join("b.redb")).expect("db");
         let got = import_rows(&db, &rows, a.fsid(), 77, 1000).expect("import");
-        assert_eq!((got.next_ino, got.inodes), (1000, 3));
+        assert_eq!((got.next_ino, got.inodes, got.xattrs), (1000, 3, 1));
         assert_eq!(got.kinds.directories, 2);
         let b = Namespace::open(db).expect("open");
         assert_eq!(b.fsid(), a.fsid());
@@ -343,6 +366,7 @@ mod tests {
         assert_eq!(b.next_ino().expect("next"), 1000);
         let (back, i) = b.lookup(dh, b"f").expect("lookup");
         assert_eq!((back, i.kind, i.mode & 0o7777), (f, Kind::File, 0o640));
+        assert_eq!(b.xattr_get(fh, b"k").expect("getxattr"), b"v");
         // Every row but meta's next_ino and gateway came back as it was.
         let (again, _) = b.export_rows(&mut |_| Ok(true)).expect("export");
         let changed = super::super::rows::diff(&rows, &again);
@@ -373,6 +397,28 @@ mod tests {
             v.push(0);
         }
         cases.push((long, a.fsid()));
+        // Extended attributes of an inode that is not there, or out of bounds.
+        let xattr = |ino: u64, name: &[u8], len: usize| {
+            let (mut k, mut v) = (Writer::default(), Writer::default());
+            k.u64(ino);
+            k.bytes(name).expect("name");
+            v.bytes(&vec![1u8; len]).expect("value");
+            ((9u8, k.buf), v.buf)
+        };
+        for (ino, name, len) in [
+            (999, &b"a"[..], 1),
+            (crate::namespace::ROOT, b"", 1),
+            (
+                crate::namespace::ROOT,
+                b"a",
+                super::super::XATTR_VALUE_MAX + 1,
+            ),
+        ] {
+            let mut bad = rows.clone();
+            let (k, v) = xattr(ino, name, len);
+            bad.insert(k, v);
+            cases.push((bad, a.fsid()));
+        }
         for (i, (bad, fsid)) in cases.into_iter().enumerate() {
             let db = Database::create(t.path().join(format!("b{i}.redb"))).expect("db");
             let e = import_rows(&db, &bad, fsid, 5, 0).expect_err("unsound");

@@ -172,6 +172,10 @@ impl Inode {
                 ));
             }
             (Vec::new(), rdev)
+        } else if matches!(kind, Kind::Fifo | Kind::Socket) && r.pos != b.len() {
+            return Err(Error::Io(
+                "special file inode record longer than its fields".into(),
+            ));
         } else {
             (b[r.pos..].to_vec(), DeviceId::default())
         };

@@ -299,10 +299,9 @@ pub(crate) fn decode_image(b: &[u8]) -> Result<(Header, Rows)> {
         b: body(b, &IMAGE_MAGIC)?,
     };
     check_version(&mut r)?;
-    // An earlier build's image holds the first tables only (later ones were added at the
-    // end): the rest are empty.
+    // An image of a build before `xattrs` holds the first 9 tables only: that one is empty.
     let tables = r.u32()? as usize;
-    if tables == 0 || tables > TABLES.len() {
+    if tables != TABLES.len() && tables != TABLES.len() - 1 {
         return Err(damaged("it does not hold the tables this build knows"));
     }
     let h = Header {
@@ -474,8 +473,8 @@ mod tests {
         let crc = crc32c::crc32c(&old[..]);
         old.extend_from_slice(&crc.to_le_bytes());
         assert_eq!(decode_image(&old).expect("decode"), (h, a));
-        // More tables than this build knows, or none, is refused.
-        for n in [0, TABLES.len() as u32 + 1] {
+        // Fewer tables than any build wrote, none, or more than this build knows: refused.
+        for n in [0, TABLES.len() as u32 - 2, TABLES.len() as u32 + 1] {
             let mut bad = img[..img.len() - CRC_LEN].to_vec();
             bad[12..16].copy_from_slice(&n.to_le_bytes());
             let crc = crc32c::crc32c(&bad[..]);

@@ -139,6 +139,7 @@ fn extended_attributes_their_modes_limits_and_kinds() {
         vec![b"Z".to_vec(), b"a".to_vec()]
     );
     // Limits: the name, the value, an object's total; nothing changes on a refusal.
+    let change_before = ns.get(h).expect("get").change;
     let long = [b'n'; XATTR_NAME_MAX + 1];
     assert!(matches!(
         ns.xattr_set(h, &long, b"", XattrMode::Either),
@@ -155,6 +156,12 @@ fn extended_attributes_their_modes_limits_and_kinds() {
         ns.xattr_set(h, b"big", &big, XattrMode::Either),
         Err(Error::XattrTooBig)
     ));
+    assert_eq!(
+        ns.get(h).expect("get").change,
+        change_before,
+        "a refused change changes nothing"
+    );
+    assert_eq!(ns.xattr_list(h).expect("list").len(), 2);
     let max = vec![7u8; XATTR_VALUE_MAX];
     let mut n = 0;
     let full = loop {
@@ -190,6 +197,13 @@ fn extended_attributes_their_modes_limits_and_kinds() {
         ns.xattr_set(sh, b"a", b"", XattrMode::Either),
         Err(Error::NotSupported(_))
     ));
+    assert!(matches!(
+        ns.xattr_remove(sh, b"a"),
+        Err(Error::NotSupported(_))
+    ));
+    // ... and read as having none (as Linux answers for `user.` attributes there).
+    assert!(matches!(ns.xattr_get(sh, b"a"), Err(Error::NoXattr)));
+    assert!(ns.xattr_list(sh).expect("list").is_empty());
     // They go with the inode: a file purged, a directory removed.
     let orphan = ns.remove(root, b"f", false).expect("unlink");
     assert!(orphan.is_some());
@@ -239,6 +253,10 @@ fn special_files_keep_their_kind_and_numbers_and_go_with_their_last_link() {
         };
         assert_eq!(bi.rdev, want, "{kind:?}");
         assert_eq!(Inode::decode(&i.encode()).expect("decode"), i);
+        // A record with bytes after its fields is refused (devices carry exactly 8).
+        let mut longer = i.encode();
+        longer.push(0);
+        assert!(Inode::decode(&longer).is_err(), "{kind:?}");
         let h = Handle {
             ino,
             generation: i.generation,

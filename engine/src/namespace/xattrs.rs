@@ -3,7 +3,8 @@
 //!
 //! Each change is one write transaction, durable when it returns like every other namespace
 //! change, and bumps the object's ctime and change counter. Only regular files, volumes and
-//! directories carry them (as Linux keeps `user.` attributes). The limits below are answered
+//! directories carry them (as Linux keeps `user.` attributes): the others list none, read
+//! none (NOXATTR) and refuse a change (NOTSUPP). The limits below are answered
 //! with the matching NFS errors; an object's attributes go with its inode.
 
 use super::names::now;
@@ -32,7 +33,7 @@ fn span(ino: Ino) -> std::ops::RangeInclusive<(u64, &'static [u8])> {
     (ino, &[][..])..=(ino, &ABOVE_NAMES[..])
 }
 
-fn check_name(name: &[u8]) -> Result<()> {
+pub(super) fn check_name(name: &[u8]) -> Result<()> {
     if name.is_empty() || name.contains(&0) {
         return Err(Error::Invalid(
             "an extended attribute name is empty or holds a NUL byte".into(),
@@ -44,9 +45,15 @@ fn check_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Only regular files, volumes and directories carry extended attributes.
+/// Whether objects of `kind` carry extended attributes: regular files, volumes, directories.
+pub(super) fn carries(kind: Kind) -> bool {
+    kind.is_regular() || kind == Kind::Directory
+}
+
+/// Only regular files, volumes and directories take extended attributes (the others read as
+/// having none, as Linux answers for `user.` attributes).
 fn check_kind(kind: Kind) -> Result<()> {
-    if kind.is_regular() || kind == Kind::Directory {
+    if carries(kind) {
         Ok(())
     } else {
         Err(Error::NotSupported(
@@ -60,7 +67,9 @@ impl Namespace {
     pub(crate) fn xattr_get(&self, h: Handle, name: &[u8]) -> Result<Vec<u8>> {
         check_name(name)?;
         let txn = self.db.begin_read()?;
-        check_kind(load(&txn.open_table(INODES)?, h)?.kind)?;
+        if !carries(load(&txn.open_table(INODES)?, h)?.kind) {
+            return Err(Error::NoXattr);
+        }
         let t = txn.open_table(XATTRS)?;
         let v = t.get((h.ino, name))?.ok_or(Error::NoXattr)?;
         Ok(v.value().to_vec())
@@ -69,7 +78,9 @@ impl Namespace {
     /// `h`'s attribute names, in byte order.
     pub(crate) fn xattr_list(&self, h: Handle) -> Result<Vec<Vec<u8>>> {
         let txn = self.db.begin_read()?;
-        check_kind(load(&txn.open_table(INODES)?, h)?.kind)?;
+        if !carries(load(&txn.open_table(INODES)?, h)?.kind) {
+            return Ok(Vec::new());
+        }
         let t = txn.open_table(XATTRS)?;
         let mut names = Vec::new();
         for r in t.range(span(h.ino))? {

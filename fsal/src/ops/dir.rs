@@ -203,6 +203,11 @@ pub(super) unsafe extern "C" fn mknode(
             ffi::BLOCK_FILE => Kind::BlockDevice,
             _ => return Err(err(ffi::ERR_FSAL_BADTYPE, libc::EINVAL)),
         };
+        // Only root makes device nodes (as a kernel without CAP_MKNOD refuses them): a device
+        // a user made would reach a client's disks through any mount without `nodev`.
+        if kind.is_device() && super::caller_cred().uid != 0 {
+            return Err(err(ffi::ERR_FSAL_PERM, libc::EPERM));
+        }
         let rdev = rdev_of(attrs_in)?;
         let (cred, mut set, mode) = create_cred(attrs_in)?;
         may_change_entries(dir)?;

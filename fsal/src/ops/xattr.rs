@@ -41,6 +41,28 @@ unsafe fn bytes_of<'a>(s: *const ffi::utf8string) -> FResult<&'a [u8]> {
     })
 }
 
+/// `EXPORT_OPTION_MD_WRITE_ACCESS` (`nfs_exports.h`, a `#define` the bindings do not carry):
+/// the export lets this client change metadata.
+const EXPORT_MD_WRITE: u32 = 0x0000_0100;
+
+/// Ganesha 4.3 checks no export permission for the xattr operations (their `exp_perm_flags`
+/// are 0): a change on an export this client may only read is refused here (ROFS).
+fn export_writable() -> FResult<()> {
+    // SAFETY: strata_get_op_ctx returns Ganesha's thread-local request context or null; its
+    // export_perms is plain data set up for this request.
+    let options = unsafe {
+        let ctx = ffi::strata_get_op_ctx();
+        if ctx.is_null() {
+            return Err(err(ffi::ERR_FSAL_SERVERFAULT, libc::EIO));
+        }
+        (*ctx).export_perms.options
+    };
+    if options & EXPORT_MD_WRITE == 0 {
+        return Err(err(ffi::ERR_FSAL_ROFS, libc::EROFS));
+    }
+    Ok(())
+}
+
 /// The caller's permission `what` (FSAL_R_OK or FSAL_W_OK) on `obj`, by its mode bits.
 fn allowed(obj: *mut ffi::fsal_obj_handle, what: u32) -> FResult<()> {
     // SAFETY: obj is our live handle for the whole call; fsal_test_access reads its attributes
@@ -109,10 +131,11 @@ pub(super) unsafe extern "C" fn setxattrs(
         };
         // SAFETY: obj is our live handle; name and value are Ganesha's arguments.
         let (me, name, value) = unsafe { (from_obj(obj), bytes_of(name)?, bytes_of(value)?) };
+        export_writable()?;
         allowed(obj, ffi::FSAL_W_OK)?;
         eng("setxattr", fs.setxattr(me.h, name, value, how))?;
         // MDCACHE passes SETXATTR through without refreshing the attributes it holds.
-        crate::upcall::invalidate(me.h);
+        crate::upcall::invalidate_attrs(me.h);
         Ok(())
     })
 }
@@ -125,9 +148,10 @@ pub(super) unsafe extern "C" fn removexattrs(
         let fs = fs()?;
         // SAFETY: obj is our live handle; name is Ganesha's argument.
         let (me, name) = unsafe { (from_obj(obj), bytes_of(name)?) };
+        export_writable()?;
         allowed(obj, ffi::FSAL_W_OK)?;
         eng("removexattr", fs.removexattr(me.h, name))?;
-        crate::upcall::invalidate(me.h);
+        crate::upcall::invalidate_attrs(me.h);
         Ok(())
     })
 }
@@ -175,8 +199,10 @@ pub(super) unsafe extern "C" fn listxattrs(
             .ok()
             .filter(|&s| s <= all.len())
             .ok_or_else(|| err(ffi::ERR_FSAL_BADCOOKIE, libc::EINVAL))?;
-        let got = page(&all, start, maxcount as usize)
-            .ok_or_else(|| err(ffi::ERR_FSAL_TOOSMALL, libc::ERANGE))?;
+        // Ganesha's overhead leaves out the names array's own length word.
+        let budget = (maxcount as usize).saturating_sub(4);
+        let got =
+            page(&all, start, budget).ok_or_else(|| err(ffi::ERR_FSAL_TOOSMALL, libc::ERANGE))?;
         let entries = alloc_entries(got)?;
         // SAFETY: Ganesha's out arguments for this call; it frees every entry's bytes and the
         // array with gsh_free (free) after encoding the reply.

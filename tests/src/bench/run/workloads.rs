@@ -67,6 +67,7 @@ pub(super) fn rand_workloads() -> Vec<RandWork> {
         w("rand read 4K qd16", false, 16, 0),
         w("rand write 4K qd1", true, 1, 0),
         w("rand write 4K qd16", true, 16, 0),
+        w("rand write 4K qd1 commit/1", true, 1, 1),
         w("rand write 4K qd1 commit/16", true, 1, COMMIT_EVERY),
         w("rand write 4K qd16 commit/16", true, 16, COMMIT_EVERY),
     ]
