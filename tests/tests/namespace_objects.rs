@@ -152,6 +152,23 @@ fn extended_attributes_on_a_file_a_volume_and_a_directory_survive_a_sigkill() {
             "{path}: {r}"
         );
     }
+    // LISTXATTRS in pages: 20 names of 3 bytes (8 bytes each in the reply) with a budget of
+    // 64 bytes (52 after Ganesha's cookie and eof, 48 after the array's length word: 6 a
+    // page) come back exactly once each, in byte order, over 4 pages; a budget too small for
+    // one name is TOOSMALL (Ganesha's own check below 20 bytes, the FSAL's above).
+    let mut cmds = String::from("create");
+    let names: Vec<String> = (0..20).map(|i| format!("n{i:02}")).collect();
+    for n in &names {
+        cmds.push_str(&format!(" setxattr {n} v"));
+    }
+    cmds.push_str(
+        " listxattrs maxcount=64 expect=NFS4ERR_TOOSMALL listxattrs maxcount=19 \
+         expect=NFS4ERR_TOOSMALL listxattrs maxcount=20 listxattrs maxcount=24",
+    );
+    let r = nfs4(&tg, "/paged.txt", &cmds);
+    assert_eq!(at(&r, 21, "names"), names.join(","), "{r}");
+    assert_eq!(at(&r, 21, "pages"), "4", "{r}");
+    assert_eq!(at(&r, 24, "pages"), "20", "one name a page: {r}");
     // A volume (by its suffix) and a directory carry them too.
     nfs4(
         &tg,

@@ -25,7 +25,8 @@
 //! - `getattr` (of the file, or the directory after `dir`): `size= space_used= fileid= type=`
 //!   (`reg`, `dir`, `lnk`, `blk`, `chr`, `sock`, `fifo`) `mode=` (octal) `nlink=` `change=`, and for a
 //!   device `rdev=MAJOR,MINOR`;
-//! - `setxattr NAME VALUE [either|create|replace]`, `getxattr NAME`, `listxattrs`,
+//! - `setxattr NAME VALUE [either|create|replace]`, `getxattr NAME`, `listxattrs
+//!   [maxcount=N]` (every page until eof: `names=` and `pages=`),
 //!   `removexattr NAME`;
 //! - in the directory (PATH itself after `dir`, else PATH's parent), CREATE of an entry, each
 //!   then printing its attributes as `getattr` does and `mode_set=` (the server's `attrset`
@@ -469,15 +470,16 @@ fn one(f: &mut File, cmd: &str, args: &mut std::slice::Iter<'_, String>) -> Outc
             }
         }
         "listxattrs" => {
+            let maxcount = maxcount_word(args);
             let mut names = Vec::new();
             let mut cookie = 0;
-            for _ in 0..1000 {
-                match f.run(vec![Op::ListXattrs(cookie)])?.pop() {
+            for page in 1..=1000 {
+                match f.run(vec![Op::ListXattrs(cookie, maxcount)])?.pop() {
                     Some(Answer::Names(n, next, eof)) => {
                         names.extend(n);
                         cookie = next;
                         if eof {
-                            return Ok(format!("names={}", names.join(",")));
+                            return Ok(format!("names={} pages={page}", names.join(",")));
                         }
                     }
                     other => {
@@ -498,6 +500,22 @@ fn one(f: &mut File, cmd: &str, args: &mut std::slice::Iter<'_, String>) -> Outc
             f.run(vec![Op::RemoveXattr(name)]).map(|_| String::new())
         }
         c => usage(&format!("unknown command {c}")),
+    }
+}
+
+/// LISTXATTRS' optional `maxcount=N` (the reply's byte budget; 64 KiB without it).
+fn maxcount_word<'a>(args: &mut (impl Iterator<Item = &'a String> + Clone)) -> u32 {
+    match args
+        .clone()
+        .next()
+        .and_then(|a| a.strip_prefix("maxcount="))
+    {
+        Some(n) => {
+            args.next();
+            n.parse()
+                .unwrap_or_else(|_| usage(&format!("maxcount={n}: a number expected")))
+        }
+        None => 64 << 10,
     }
 }
 
@@ -524,7 +542,10 @@ fn validate(cmds: &[String], dir: bool) {
                 num(&mut args, "offset");
                 num(&mut args, "length");
             }
-            "commit" | "getattr" | "close" | "listxattrs" => {}
+            "commit" | "getattr" | "close" => {}
+            "listxattrs" => {
+                maxcount_word(&mut args);
+            }
             "setsize" => {
                 num(&mut args, "size");
                 if args.clone().next().is_some_and(|a| a == "anon") {

@@ -304,7 +304,7 @@ fn op_number(op: &Op) -> u32 {
         Op::Seek(..) => num::SEEK,
         Op::GetXattr(_) => num::GETXATTR,
         Op::SetXattr(..) => num::SETXATTR,
-        Op::ListXattrs(_) => num::LISTXATTRS,
+        Op::ListXattrs(..) => num::LISTXATTRS,
         Op::RemoveXattr(_) => num::REMOVEXATTR,
         Op::Create { .. } => num::CREATE,
         Op::Remove(_) => num::REMOVE,

@@ -67,8 +67,8 @@ pub enum Op {
     GetXattr(String),
     /// SETXATTR (option: 0 either, 1 create, 2 replace).
     SetXattr(String, Vec<u8>, u32),
-    /// LISTXATTRS from a cookie.
-    ListXattrs(u64),
+    /// LISTXATTRS from a cookie, with the reply's byte budget (`lxa_maxcount`).
+    ListXattrs(u64, u32),
     /// REMOVEXATTR.
     RemoveXattr(String),
     /// CREATE of a non-regular object named `name` in the current directory, with mode
@@ -338,8 +338,8 @@ pub(super) fn encode(e: &mut Enc, op: &Op) {
                 .opaque(name.as_bytes())
                 .opaque(value);
         }
-        Op::ListXattrs(cookie) => {
-            e.u32(num::LISTXATTRS).u64(*cookie).u32(64 << 10);
+        Op::ListXattrs(cookie, maxcount) => {
+            e.u32(num::LISTXATTRS).u64(*cookie).u32(*maxcount);
         }
         Op::RemoveXattr(name) => {
             e.u32(num::REMOVEXATTR).opaque(name.as_bytes());
@@ -439,7 +439,7 @@ pub(super) fn decode(d: &mut Dec<'_>, op: &Op) -> DecResult<Answer> {
             Answer::Created(read_bitmap(d)?)
         }
         Op::ReadLink => Answer::Link(d.opaque(4096)?.to_vec()),
-        Op::ListXattrs(_) => {
+        Op::ListXattrs(..) => {
             let cookie = d.u64()?;
             let n = d.count(65_536)?;
             let mut names = Vec::new();
@@ -665,7 +665,7 @@ mod tests {
             Op::Seek(s, 0, true),
             Op::GetXattr("user.a".into()),
             Op::SetXattr("user.a".into(), vec![1], 0),
-            Op::ListXattrs(0),
+            Op::ListXattrs(0, 64 << 10),
             Op::RemoveXattr("user.a".into()),
             Op::Create {
                 kind: CreateKind::Fifo,
