@@ -105,6 +105,11 @@ fn fast_and_full_clones_reserve_and_extended_statistics_through_the_socket() {
         (&(4 * MIB).into(), &(4 * MIB).into(), &0.into(), &0.into()),
         "{s}"
     );
+    // The snapshot the full clone took on its source went with its job (it would keep the
+    // source's old data forever); the fast clone's stays (the clone reads it).
+    let snaps = json(&run(&["snapshot", "list", SRC, "--json"]).expect_ok("snapshots"));
+    let n = snaps["snapshots"].as_array().map(Vec::len);
+    assert_eq!(n, Some(1), "only the fast clone's snapshot: {snaps}");
     tg.client(3, &["unlink", SRC])
         .expect_ok("remove the source");
     verify(&tg, FULL, 0, 4 * MIB, 1);

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use super::clone::{clone, flatten};
+use super::clone::clone;
 use super::engine_error;
 use super::volume::{volume_handle, volume_info};
-use crate::mgmt::{ErrorBody, OffloadCloneReport, OffloadStatsReport, Reply, Shared};
+use crate::mgmt::{spawn_job, ErrorBody, OffloadCloneReport, OffloadStatsReport, Reply, Shared};
 
 /// [`crate::mgmt::Request::OffloadClone`].
 pub(super) fn offload_clone(
@@ -31,26 +31,44 @@ pub(super) fn offload_clone(
             flatten: None,
         }));
     }
-    let job = match flatten(shared, path.clone(), wait) {
-        Ok(Reply::Job(j)) => j,
-        Ok(_) => {
-            return Err(engine_error(
-                crate::Error::Io("the flatten answered something else".into()),
-                &path,
-            ))
-        }
-        Err(e) => {
-            // The clone stands (a fast one): say so, and how to finish the full copy.
-            return Err(ErrorBody {
-                kind: e.kind,
-                message: format!(
-                    "{path} was cloned from {source} but not flattened ({}); it still reads \
-                     {source}: `strata volume flatten {path}` finishes the full clone",
-                    e.message
-                ),
-            });
-        }
+    // The clone stands (a fast one) if what follows fails: say so, and how to finish it.
+    let linked = |e: ErrorBody| ErrorBody {
+        kind: e.kind,
+        message: format!(
+            "{path} was cloned from {source} but not flattened ({}); it still reads \
+             {source}: `strata volume flatten {path}` finishes the full clone",
+            e.message
+        ),
     };
+    let src = volume_handle(shared, &source).map_err(linked)?;
+    let h = volume_handle(shared, &path).map_err(linked)?;
+    // A template's own snapshot stays; one taken for this clone goes once the flatten is done
+    // (kept, it would hold the source's data of that moment forever).
+    let template = shared
+        .fs
+        .volume_clone_info(src)
+        .map_err(|e| linked(engine_error(e, &source)))?
+        .template;
+    let taken =
+        (template.as_deref() != Some(made.snapshot.as_str())).then(|| made.snapshot.clone());
+    let fs = shared.fs.clone();
+    let (p, s) = (path.clone(), source.clone());
+    let job = spawn_job(shared, "full_clone", path.clone(), move |job| {
+        fs.volume_flatten_with(h, job)
+            .map_err(|e| engine_error(e, &format!("flattening {p}")))?;
+        if let Some(snap) = taken {
+            if let Err(e) = fs.snapshot_delete(src, &snap) {
+                tracing::warn!(source = %s, snapshot = %snap, error = %e,
+                    "a full clone is done, but the snapshot taken for it was not deleted");
+            }
+        }
+        Ok(())
+    })
+    .map_err(linked)?;
+    if wait {
+        job.wait().map_err(linked)?;
+    }
+    let job = job.report();
     Ok(Reply::OffloadClone(OffloadCloneReport {
         clone: made,
         flatten: Some(job),
