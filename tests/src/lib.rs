@@ -313,6 +313,15 @@ impl TestGateway {
         )
     }
 
+    /// Like [`TestGateway::strata`], with these `STRATA { }` parameters added.
+    pub fn strata_with_params(params: &[(&str, &str)]) -> Option<TestGateway> {
+        Self::strata_with(|c| {
+            if let Some(pairs) = c.strata.as_mut() {
+                pairs.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            }
+        })
+    }
+
     /// Ganesha's own VFS FSAL exporting a fresh temp directory at [`VFS_PSEUDO`].
     pub fn vfs() -> Option<TestGateway> {
         if !require_tools(GATEWAY_TOOLS) {

@@ -60,11 +60,7 @@ fn clone_template_and_flatten_commands_through_the_gateway() {
     let Some(bin) = strata_cli() else {
         return;
     };
-    let Some(mut tg) = TestGateway::strata_with(|c| {
-        if let Some(pairs) = c.strata.as_mut() {
-            pairs.push(("SCO_Max_Age".into(), "1".into()));
-        }
-    }) else {
+    let Some(mut tg) = TestGateway::strata_with_params(&[("SCO_Max_Age", "1")]) else {
         return;
     };
     let data = tg.data_dir.clone();

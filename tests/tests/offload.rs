@@ -31,11 +31,7 @@ fn fast_and_full_clones_reserve_and_extended_statistics_through_the_socket() {
     let Some(bin) = strata_cli() else {
         return;
     };
-    let Some(tg) = TestGateway::strata_with(|c| {
-        if let Some(pairs) = c.strata.as_mut() {
-            pairs.push(("SCO_Max_Age".into(), "1".into()));
-        }
-    }) else {
+    let Some(tg) = TestGateway::strata_with_params(&[("SCO_Max_Age", "1")]) else {
         return;
     };
     let data = tg.data_dir.clone();
