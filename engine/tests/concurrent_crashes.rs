@@ -539,7 +539,9 @@ fn lifetime(w: &mut World, seed: u64, life: u64, rng: &mut SimRng) {
     // changes hands: the windows between a commit round's start and its fsyncs end there).
     let cut_at_sco_dir = fast && rng.below(2) == 0;
     match if cut_at_sco_dir { 3 } else { rng.below(3) } {
-        0 => w.sim.cut_power_after(1000 + rng.below(5000)),
+        // Small writes make about twice as many operations as they did before the write-ahead
+        // log (each is logged there too): the window scales with them.
+        0 => w.sim.cut_power_after(2000 + rng.below(10000)),
         1 => {
             count(&STATS.cut_at_fsync);
             w.sim.cut_power_at_sync(50 + rng.below(800));

@@ -1,8 +1,9 @@
 //! Group commit (COMMIT and stable writes) and every fsync site of the VolumeDriver.
 //!
-//! A commit round makes durable, in this order: the SCOs sealed since the last round, the open
-//! SCO, the open TLog, then the `sco/` and `tlog/` directories when names were created or
-//! removed there. Concurrent callers share one round: a leader fsyncs for every caller that
+//! A commit round makes durable either the write-ahead log alone, when every change since the
+//! last round is logged there (`wal/`: a few writes), or, in this order, the SCOs sealed since
+//! the last round, the open SCO and the open TLog; then the `sco/` and `tlog/` directories
+//! when names were created or removed there. Concurrent callers share one round: a leader fsyncs for every caller that
 //! arrived before it started. [`FsyncSite`] names each fsync so that the crash tests can switch
 //! each off in turn and prove it necessary.
 
@@ -48,6 +49,17 @@ pub(crate) enum FsyncSite {
     /// Uncork: the MetaDataStore (redb) commit that applies TLogs now on the backend, before
     /// their local files are deleted.
     MdsCommit,
+    /// Commit: fdatasync of the write-ahead log, for a window wholly logged there (`wal/`).
+    CommitWal,
+    /// The write-ahead log's head made durable: at a TLog's close, at a restart after the
+    /// replay, and when more than half the ring lies behind the durable head.
+    WalHead,
+    /// Restart: fdatasync of the files the write-ahead log's replay wrote, before its head
+    /// moves past their records.
+    WalReplay,
+    /// Creating the write-ahead log: fdatasync of the new file before its rename, and fsync of
+    /// the volume directory after it.
+    WalCreate,
     /// Eviction: fsync of the `sco/` directory after a stub was renamed over a SCO, so that the
     /// space freed stays free. Not in [`FsyncSite::ALL`]: the whole SCO and its stub are both
     /// valid after a crash.
@@ -57,7 +69,7 @@ pub(crate) enum FsyncSite {
 impl FsyncSite {
     /// Every site the crash tests prove necessary (all but [`FsyncSite::RestartCut`]).
     #[cfg(test)]
-    pub(crate) const ALL: [FsyncSite; 10] = [
+    pub(crate) const ALL: [FsyncSite; 14] = [
         FsyncSite::CommitSealedSco,
         FsyncSite::CommitSco,
         FsyncSite::CommitTlog,
@@ -68,6 +80,10 @@ impl FsyncSite {
         FsyncSite::CloseTlog,
         FsyncSite::CreateTlog,
         FsyncSite::MdsCommit,
+        FsyncSite::CommitWal,
+        FsyncSite::WalHead,
+        FsyncSite::WalReplay,
+        FsyncSite::WalCreate,
     ];
 }
 
@@ -121,12 +137,17 @@ impl Volume {
         r.map(|_| ())
     }
 
-    /// One round of group commit; returns the write generation it made durable.
+    /// One round of group commit; returns the write generation it made durable. A window
+    /// wholly in the write-ahead log costs one fdatasync of it; any other is made durable in
+    /// place (`wal/`, step 2).
     pub(super) fn commit_round(&self) -> Result<u64> {
-        let (gen, sealed, sco, tlog, sco_dir, tlog_dir) = {
-            let st = self.state.read();
+        let (gen, window, wal, sealed, sco, tlog, sco_dir, tlog_dir) = {
+            let mut st = self.state.write();
+            let window = st.wal.take_window();
             let s = (
                 st.write_gen,
+                window,
+                st.wal.file(),
                 st.unsynced.clone(),
                 st.sco.as_ref().map(|s| (s.seq, s.file.clone())),
                 (st.tlog.seq, st.tlog.file.clone()),
@@ -136,31 +157,37 @@ impl Volume {
             s
         };
         self.counters.commit_rounds.fetch_add(1, Ordering::Relaxed);
-        // Data first (every SCO holding clusters written before the round), then the TLog that
-        // names it.
-        for (seq, f) in &sealed {
+        if window.whole {
+            self.fsync(FsyncSite::CommitWal, &*wal, "write-ahead log")?;
+            self.counters.wal_rounds.fetch_add(1, Ordering::Relaxed);
+            self.state.write().wal.synced(window.written_head);
+        } else {
+            // Data first (every SCO holding clusters written before the round), then the TLog
+            // that names it.
+            for (seq, f) in &sealed {
+                self.fsync(
+                    FsyncSite::CommitSealedSco,
+                    &**f,
+                    &format!("SCO {}", sco_name(*seq)),
+                )?;
+            }
+            if !sealed.is_empty() {
+                // A TLog roll may have synced (and dropped) some of them meanwhile: harmless.
+                let done: BTreeSet<u64> = sealed.iter().map(|(s, _)| *s).collect();
+                self.state
+                    .write()
+                    .unsynced
+                    .retain(|(s, _)| !done.contains(s));
+            }
+            if let Some((seq, f)) = sco {
+                self.fsync(FsyncSite::CommitSco, &*f, &format!("SCO {}", sco_name(seq)))?;
+            }
             self.fsync(
-                FsyncSite::CommitSealedSco,
-                &**f,
-                &format!("SCO {}", sco_name(*seq)),
+                FsyncSite::CommitTlog,
+                &*tlog.1,
+                &format!("TLog {}", tlog_name(tlog.0)),
             )?;
         }
-        if !sealed.is_empty() {
-            // A TLog roll may have synced (and dropped) some of them meanwhile: harmless.
-            let done: BTreeSet<u64> = sealed.iter().map(|(s, _)| *s).collect();
-            self.state
-                .write()
-                .unsynced
-                .retain(|(s, _)| !done.contains(s));
-        }
-        if let Some((seq, f)) = sco {
-            self.fsync(FsyncSite::CommitSco, &*f, &format!("SCO {}", sco_name(seq)))?;
-        }
-        self.fsync(
-            FsyncSite::CommitTlog,
-            &*tlog.1,
-            &format!("TLog {}", tlog_name(tlog.0)),
-        )?;
         // The marks are recorded only once the fsyncs returned: until then a TLog close that
         // runs meanwhile still sees the names as not durable and fsyncs them itself.
         if let Some(mark) = sco_dir {
@@ -170,6 +197,14 @@ impl Volume {
         if let Some(mark) = tlog_dir {
             self.fsync_dir(FsyncSite::CommitTlogDir, &self.tlog_dir)?;
             self.state.write().tlog_dir.synced_up_to(mark);
+        }
+        if !window.whole {
+            // Everything before the window's end is durable in place now.
+            let sync_now = self.state.write().wal.advance_head(window.end)?;
+            if sync_now {
+                self.fsync(FsyncSite::WalHead, &*wal, "write-ahead log head")?;
+                self.state.write().wal.synced(window.end);
+            }
         }
         Ok(gen)
     }

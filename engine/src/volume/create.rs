@@ -17,6 +17,7 @@ use crate::volume::mds::cork::Overlay;
 use crate::volume::mds::store::Mds;
 use crate::volume::options::{VolumeOptions, MAX_VOLUME_SIZE};
 use crate::volume::state::{Counters, OpenTlog, State, SyncState, Volume};
+use crate::volume::wal::Wal;
 use crate::volume::{files, layout};
 
 /// Makes `dir` ready to receive a new volume (create, or a backend restart): its `sco/` and
@@ -36,7 +37,15 @@ pub(super) fn prepare_empty_dir(fs: &dyn LocalFs, dir: &Path) -> Result<(PathBuf
     {
         return Err(Error::Exists);
     }
-    files::remove_durably(fs, &layout::mds_path(dir))?;
+    // A write-ahead log left by an earlier volume here names its files: it must not be
+    // replayed into the new one's.
+    for p in [
+        layout::wal_path(dir),
+        layout::wal_tmp_path(dir),
+        layout::mds_path(dir),
+    ] {
+        files::remove_durably(fs, &p)?;
+    }
     Ok((sco_dir, tlog_dir))
 }
 
@@ -68,6 +77,7 @@ impl Volume {
             )));
         }
         let (sco_dir, tlog_dir) = prepare_empty_dir(&*fs, dir)?;
+        let wal = Wal::create(&*fs, dir, id, skip_fsync)?;
         let mds_syncs = Arc::new(AtomicU64::new(0));
         let mds = Mds::open(
             &*fs,
@@ -117,6 +127,7 @@ impl Volume {
                 scos: BTreeMap::new(),
                 backend_tlog: 0,
                 logged: 0,
+                wal,
             },
             skip_fsync,
             (mds, mds_syncs),
@@ -197,7 +208,9 @@ impl Volume {
             files::empty_dir_durably(&*self.fs, d)?;
         }
         if let Some(dir) = self.sco_dir.parent() {
-            files::remove_durably(&*self.fs, &layout::mds_path(dir))?;
+            for p in [layout::wal_path(dir), layout::mds_path(dir)] {
+                files::remove_durably(&*self.fs, &p)?;
+            }
         }
         Ok(())
     }

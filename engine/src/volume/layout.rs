@@ -6,6 +6,8 @@
 //!   sco/<seq>.evicting   the stub an eviction is writing, renamed over the SCO once durable
 //!   tlog/<seq>           a TLog not yet applied to the MetaDataStore
 //!   mds.redb             the MetaDataStore
+//!   wal                  the write-ahead log of small commits (`volume/wal/`)
+//!   wal.new              a write-ahead log being created, renamed to `wal` once durable
 //!   restoring            present while a backend restart writes the directory
 //!   rolling-back         present while a rollback appends its entries (the TLog it started
 //!                        in and the first SCO it made): a restart cuts them off
@@ -56,4 +58,14 @@ pub(crate) fn rollback_marker(dir: &Path) -> PathBuf {
 /// `<dir>/rollback`.
 pub(crate) fn rollback_dir(dir: &Path) -> PathBuf {
     dir.join("rollback")
+}
+
+/// `<dir>/wal`: the write-ahead log of small commits.
+pub(crate) fn wal_path(dir: &Path) -> PathBuf {
+    dir.join("wal")
+}
+
+/// `<dir>/wal.new`: a write-ahead log being created.
+pub(crate) fn wal_tmp_path(dir: &Path) -> PathBuf {
+    dir.join("wal.new")
 }

@@ -13,6 +13,7 @@ use crate::volume::format::{
 use crate::volume::int::u32_of;
 use crate::volume::mds::store::{Loc, Op};
 use crate::volume::state::{OpenSco, OpenTlog, ScoEntry, State, Volume};
+use crate::volume::wal::Target;
 
 /// A TLog longer than this is closed at the next write, whatever its SCO count: half of what
 /// a reader accepts ([`MAX_TLOG_LEN`]).
@@ -37,9 +38,11 @@ impl Volume {
             };
             let k = ((self.opts.sco_clusters - sco.clusters) as usize).min(n - i);
             let chunk = &buf[i * CLUSTER_SIZE..(i + k) * CLUSTER_SIZE];
+            let at = ScoFooter::offset(sco.clusters);
             sco.file
-                .write_at(chunk, ScoFooter::offset(sco.clusters))
+                .write_at(chunk, at)
                 .map_err(|e| io_err(format!("SCO {}", sco_name(sco.seq)), e))?;
+            st.wal.log(Target::Sco(sco.seq), at, chunk)?;
             sco.crc = crc32c::crc32c_append(sco.crc, chunk);
             let mut entries = Vec::with_capacity(k);
             let mut locs = Vec::with_capacity(k);
@@ -88,6 +91,7 @@ impl Volume {
         t.file
             .write_at(&bytes, t.len)
             .map_err(|e| io_err(format!("TLog {}", tlog_name(t.seq)), e))?;
+        st.wal.log(Target::Tlog(t.seq), t.len, &bytes)?;
         t.len += bytes.len() as u64;
         t.crc = crc32c::crc32c_append(t.crc, &bytes);
         t.first_entry.get_or_insert_with(std::time::Instant::now);
@@ -113,15 +117,14 @@ impl Volume {
                 .fs
                 .create_new(&path)
                 .map_err(|e| io_err(path.display(), e))?;
-            file.write_at(
-                &ScoHeader {
-                    volume: self.id,
-                    seq,
-                }
-                .encode(),
-                0,
-            )
-            .map_err(|e| io_err(path.display(), e))?;
+            let header = ScoHeader {
+                volume: self.id,
+                seq,
+            }
+            .encode();
+            file.write_at(&header, 0)
+                .map_err(|e| io_err(path.display(), e))?;
+            st.wal.log(Target::Sco(seq), 0, &header)?;
             st.sco_dir.touch();
             self.handles.lock().insert(seq, file.clone());
             st.sco = Some(OpenSco {
@@ -147,9 +150,12 @@ impl Volume {
             clusters: sco.clusters,
             data_crc: sco.crc,
         };
+        let footer = footer.encode();
+        let at = ScoFooter::offset(sco.clusters);
         sco.file
-            .write_at(&footer.encode(), ScoFooter::offset(sco.clusters))
+            .write_at(&footer, at)
             .map_err(|e| io_err(&what, e))?;
+        st.wal.log(Target::Sco(sco.seq), at, &footer)?;
         // Not waited for here (a writer would stall on every full SCO): the next commit round,
         // or at the latest the close of this TLog, makes it durable. Until then a restart checks
         // every cluster of it against its MD5 (see `open`).
@@ -219,7 +225,22 @@ impl Volume {
         self.tlog_append(st, &[Entry::TlogClosed { crc }])?;
         let what = format!("TLog {}", tlog_name(st.tlog.seq));
         self.fsync(FsyncSite::CloseTlog, &*st.tlog.file, &what)?;
-        self.start_next_tlog(st)
+        self.start_next_tlog(st)?;
+        // Everything the write-ahead log holds is durable in place now (the open SCO, when
+        // there is one, holds only its header: made durable too): its head moves to the end,
+        // durably, before the closed TLog can be uploaded and its files deleted or evicted.
+        if let Some(sco) = &st.sco {
+            self.fsync(
+                FsyncSite::SealSco,
+                &*sco.file,
+                &format!("SCO {}", sco_name(sco.seq)),
+            )?;
+        }
+        if let Some(head) = st.wal.head_to_end()? {
+            self.fsync(FsyncSite::WalHead, &*st.wal.file(), "write-ahead log head")?;
+            st.wal.synced(head);
+        }
+        Ok(())
     }
 
     /// Starts the TLog after the open one: header + fdatasync; its name becomes durable at the

@@ -8,7 +8,8 @@
 //! - `write`: writes and resizes (read-modify-write of partial clusters); `log`: appending to
 //!   the open SCO and TLog, sealing SCOs, closing TLogs; `read`: the read path (local SCOs, or
 //!   the cluster cache and the backend for evicted ones).
-//! - `commit`: group commit and every fsync site (`FsyncSite`).
+//! - `commit`: group commit and every fsync site (`FsyncSite`); `wal`: the write-ahead log
+//!   that makes a small commit durable with one fdatasync.
 //! - `restart`: opening a volume from its local files, in numbered steps (replay, repair).
 //! - `evict`: replacing a disposable SCO by its stub; `cache`: the eviction policy (LFU
 //!   between watermarks); `cluster_cache`: the content-addressed cache of clusters read from
@@ -50,6 +51,7 @@ mod space;
 mod state;
 mod stats;
 mod verify;
+mod wal;
 mod write;
 
 #[cfg(test)]

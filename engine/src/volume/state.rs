@@ -154,6 +154,8 @@ pub(super) struct State {
     /// Clusters logged over the volume's life (as counted by the MetaDataStore, plus the
     /// corked TLogs): what a snapshot records to tell the bytes written between two.
     pub(super) logged: u64,
+    /// The write-ahead log of small commits.
+    pub(super) wal: crate::volume::wal::Wal,
 }
 
 pub(super) struct SyncState {
@@ -165,6 +167,8 @@ pub(super) struct SyncState {
 pub(super) struct Counters {
     pub(super) commits: AtomicU64,
     pub(super) commit_rounds: AtomicU64,
+    /// Commit rounds served by one fdatasync of the write-ahead log.
+    pub(super) wal_rounds: AtomicU64,
     pub(super) fsyncs: AtomicU64,
     pub(super) clusters_written: AtomicU64,
     /// Mapped clusters unmapped (holes punched, zeros written).

@@ -536,6 +536,15 @@ pub(super) fn fresh(opts: VolumeOptions) -> (SimFs, Arc<dyn LocalFs>, Volume) {
     (fs, lfs, vol)
 }
 
+/// Removes the volume's write-ahead log durably: damage a test makes to a TLog or SCO then
+/// stands, as it would if the log's records had been lost too (with them, a restart writes the
+/// committed bytes back).
+pub(super) fn forget_wal(fs: &SimFs) {
+    fs.remove_file(&layout::wal_path(&dir()))
+        .expect("remove the write-ahead log");
+    fs.sync_dir(&dir()).expect("sync");
+}
+
 pub(super) fn read_vec(vol: &Volume, off: u64, len: usize) -> Vec<u8> {
     let mut b = vec![0u8; len];
     let n = vol.read(off, &mut b).expect("read");
@@ -551,6 +560,7 @@ fn torn_tail_of_the_last_tlog_is_cut() {
         vol.write(8192, &[2u8; 4096], false).expect("write");
         vol.sync().expect("sync");
         drop(vol);
+        forget_wal(&fs);
         // Damage the last entry (the cluster at 8192) of the only TLog, durably.
         let mut t = fs.read_file(&tlog_path(1)).expect("tlog");
         let len = t.len();

@@ -250,6 +250,10 @@ pub(crate) fn remove_local_state(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
 }
 
 fn remove_local(fs: &dyn LocalFs, dir: &Path) -> Result<()> {
+    // The write-ahead log first: it names the files removed next.
+    for p in [layout::wal_path(dir), layout::wal_tmp_path(dir)] {
+        files::remove_durably(fs, &p)?;
+    }
     for d in [layout::sco_dir(dir), layout::tlog_dir(dir)] {
         files::empty_dir_durably(fs, &d)?;
     }

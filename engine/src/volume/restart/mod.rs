@@ -1,7 +1,8 @@
 //! Opening an existing volume from its local files (local restart). Each step is a function
 //! below, run in this order by [`Volume::open`]:
 //!
-//! 0. A rollback a crash cut short (its marker is there) is undone, and the volume a rollback
+//! 0. The write-ahead log is replayed into the SCO and TLog files (`wal/`, step 5); then a
+//!    rollback a crash cut short (its marker is there) is undone, and the volume a rollback
 //!    rebuilt is removed (`snapshot/rollback.rs`).
 //! 1. [`list_tlogs`]: the local TLogs, in sequence order (no `tlog/` directory: no volume).
 //! 2. The MetaDataStore is opened ([`Mds::open`]; a volume from before it was on disk gets an
@@ -54,6 +55,7 @@ use crate::volume::mds::cork::Overlay;
 use crate::volume::mds::store::{Loc, Mds, Op};
 use crate::volume::options::VolumeOptions;
 use crate::volume::state::{OpenSco, OpenTlog, ScoEntry, State, Volume};
+use crate::volume::wal::Wal;
 
 /// The SCO files found in `sco/` (step 4).
 struct ScoFiles {
@@ -97,7 +99,12 @@ impl Volume {
         opts.check()?;
         let sco_dir = layout::sco_dir(dir);
         let tlog_dir = layout::tlog_dir(dir);
-        // 0. A rollback cut short is undone; what it rebuilt is thrown away.
+        // 0. The write-ahead log is replayed into the files (before anything reads them, and
+        //    before a rollback's undo removes what the log may name).
+        //    No `tlog/` directory: no volume here (and no log to create).
+        list_tlogs(&*fs, &tlog_dir)?;
+        let (wal, _) = Wal::recover(&*fs, dir, id, skip_fsync)?;
+        // A rollback cut short is undone; what it rebuilt is thrown away.
         crate::volume::snapshot::undo_unfinished_rollback(&fs, dir)?;
         crate::volume::snapshot::remove_rollback_dir(&*fs, &layout::rollback_dir(dir))?;
         // 1.
@@ -190,6 +197,7 @@ impl Volume {
             backend_tlog: meta.applied_tlog,
             // The replay below adds the corked TLogs' clusters.
             logged: meta.logged_clusters,
+            wal,
         };
         let vol = Volume::assemble(
             fs.clone(),
