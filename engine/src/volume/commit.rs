@@ -3,8 +3,8 @@
 //! A commit round makes durable either the write-ahead log alone, when every change since the
 //! last round is logged there (`wal/`: a few writes), or, in this order, the SCOs sealed since
 //! the last round, the open SCO and the open TLog; then the `sco/` and `tlog/` directories
-//! when names were created or removed there. Concurrent callers share one round: a leader fsyncs for every caller that
-//! arrived before it started. [`FsyncSite`] names each fsync so that the crash tests can switch
+//! when names were created or removed there. Concurrent callers share one round: a leader
+//! fsyncs for every caller that arrived before it started. [`FsyncSite`] names each fsync so that the crash tests can switch
 //! each off in turn and prove it necessary.
 
 use std::collections::BTreeSet;

@@ -103,7 +103,7 @@ impl Volume {
         //    before a rollback's undo removes what the log may name).
         //    No `tlog/` directory: no volume here (and no log to create).
         list_tlogs(&*fs, &tlog_dir)?;
-        let (wal, _) = Wal::recover(&*fs, dir, id, skip_fsync)?;
+        let wal = Wal::recover(&*fs, dir, id, skip_fsync)?;
         // A rollback cut short is undone; what it rebuilt is thrown away.
         crate::volume::snapshot::undo_unfinished_rollback(&fs, dir)?;
         crate::volume::snapshot::remove_rollback_dir(&*fs, &layout::rollback_dir(dir))?;

@@ -102,8 +102,6 @@ pub(super) struct Wal {
     window_whole: bool,
     /// Bytes logged in this window.
     window_bytes: u64,
-    /// Records written over the log's life in this run (for tests and statistics).
-    pub(super) records: u64,
 }
 
 impl std::fmt::Debug for Wal {
@@ -116,21 +114,21 @@ impl std::fmt::Debug for Wal {
     }
 }
 
-/// What [`Wal::recover`] did.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Recovered {
-    /// Records written back into their files.
-    pub(super) replayed: u64,
-    /// Records whose file does not exist (never named durably).
-    pub(super) skipped: u64,
-}
-
 fn sync(skip: Option<FsyncSite>, site: FsyncSite, f: &dyn LocalFile, what: &str) -> Result<()> {
     if skip == Some(site) {
         return Ok(());
     }
     f.sync_data()
         .map_err(|e| io_err(format!("{what}: fdatasync"), e))
+}
+
+/// Removes the file at `path` unless it does not exist (not durably: what it held is never read).
+fn remove_if_exists(fs: &dyn LocalFs, path: &Path) -> Result<()> {
+    match fs.remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path.display(), e)),
+    }
 }
 
 /// Where the header with slot sequence `seq` goes: the slots alternate, so that a torn write
@@ -155,11 +153,7 @@ impl Wal {
     ) -> Result<Wal> {
         let tmp = layout::wal_tmp_path(dir);
         let path = layout::wal_path(dir);
-        match fs.remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(tmp.display(), e)),
-        }
+        remove_if_exists(fs, &tmp)?;
         let f = fs.create_new(&tmp).map_err(|e| io_err(tmp.display(), e))?;
         let zeros = vec![0u8; 1 << 20];
         let total = HEADER_AREA + RING;
@@ -201,7 +195,6 @@ impl Wal {
             slot_seq: h.seq,
             window_whole: false,
             window_bytes: 0,
-            records: 0,
         }
     }
 
@@ -214,21 +207,17 @@ impl Wal {
         dir: &Path,
         volume: VolumeId,
         skip: Option<FsyncSite>,
-    ) -> Result<(Wal, Recovered)> {
+    ) -> Result<Wal> {
         let path = layout::wal_path(dir);
         let f = match fs.open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok((Wal::create(fs, dir, volume, skip)?, Recovered::default()));
+                return Wal::create(fs, dir, volume, skip);
             }
             Err(e) => return Err(io_err(path.display(), e)),
         };
         // A creation cut short after a rename of an earlier one: nothing in it.
-        match fs.remove_file(&layout::wal_tmp_path(dir)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(layout::wal_tmp_path(dir).display(), e)),
-        }
+        remove_if_exists(fs, &layout::wal_tmp_path(dir))?;
         let len = f.file_len().map_err(|e| io_err(path.display(), e))?;
         if !(HEADER_AREA + (64 << 10)..=HEADER_AREA + (1 << 30)).contains(&len) {
             return Err(wal_err(&path, format!("unexpected length {len}")));
@@ -258,7 +247,8 @@ impl Wal {
             ));
         }
         let ring = &all[usize_of(HEADER_AREA)..];
-        let mut rec = Recovered::default();
+        // Records written back into their files, and records whose file does not exist.
+        let (mut replayed, mut skipped) = (0u64, 0u64);
         let mut files: BTreeMap<PathBuf, Option<Arc<dyn LocalFile>>> = BTreeMap::new();
         let mut pos = h.head;
         while pos - h.head < h.ring {
@@ -291,9 +281,9 @@ impl Wal {
                 Some(file) => {
                     file.write_at(found.payload, found.off)
                         .map_err(|e| io_err(p.display(), e))?;
-                    rec.replayed += 1;
+                    replayed += 1;
                 }
-                None => rec.skipped += 1,
+                None => skipped += 1,
             }
             pos += (RECORD_HEADER_LEN + found.payload.len()) as u64;
         }
@@ -307,11 +297,11 @@ impl Wal {
                 )?;
             }
         }
-        if rec.replayed + rec.skipped > 0 {
+        if replayed + skipped > 0 {
             tracing::info!(
                 volume = %volume,
-                replayed = rec.replayed,
-                skipped = rec.skipped,
+                replayed,
+                skipped,
                 "write-ahead log replayed"
             );
         }
@@ -326,7 +316,7 @@ impl Wal {
             &path.display().to_string(),
         )?;
         wal.durable_head = pos;
-        Ok((wal, rec))
+        Ok(wal)
     }
 
     /// Writes `head` (and the run) into the older header slot, without waiting.
@@ -376,7 +366,6 @@ impl Wal {
             .map_err(|e| io_err("write-ahead log", e))?;
         self.pos = at + need;
         self.window_bytes += need;
-        self.records += 1;
         Ok(())
     }
 
