@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use strata_backend::{FaultyStore, MemStore, ObjectStore};
-use strata_engine::volume::md5;
+use strata_engine::volume::ClusterHash;
 use strata_engine::volume::{CrashMode, SimFs, SimRng};
 use strata_engine::*;
 use support::crash_disk::CrashDisk;
@@ -117,8 +117,8 @@ struct Oracle {
     size: u64,
     committed: Vec<u8>,
     committed_size: u64,
-    /// MD5s of the values each cluster (of the region) took since the last commit.
-    alts: HashMap<u64, Vec<[u8; 16]>>,
+    /// hashes of the values each cluster (of the region) took since the last commit.
+    alts: HashMap<u64, Vec<ClusterHash>>,
     alt_sizes: Vec<u64>,
 }
 
@@ -143,7 +143,7 @@ impl Oracle {
         }
         for ca in from / C..=(to - 1) / C {
             let s = (ca * C) as usize;
-            let m = md5(&self.content[s..s + C as usize]);
+            let m = ClusterHash::of(&self.content[s..s + C as usize]);
             self.alts.entry(ca).or_default().push(m);
         }
     }
@@ -196,7 +196,10 @@ impl Oracle {
             let s = (ca * C) as usize;
             let c = &now[s..s + C as usize];
             if c != &self.committed[s..s + C as usize]
-                && !self.alts.get(&ca).is_some_and(|v| v.contains(&md5(c)))
+                && !self
+                    .alts
+                    .get(&ca)
+                    .is_some_and(|v| v.contains(&ClusterHash::of(c)))
             {
                 panic!(
                     "{ctx}: {} cluster {} lost committed data ({} later values)",

@@ -7,7 +7,7 @@
 //! 4. Every volume and hidden volume with a manifest is restored into a scratch directory under
 //!    `Data_Dir` (`registry/fsck.rs`): its manifest, metadata checkpoint and TLogs are read and
 //!    verified (a truncated or damaged one: damage); `deep` reads every byte back, each cluster
-//!    checked against its MD5 (a damaged or missing SCO: damage).
+//!    checked against its hash (a damaged or missing SCO: damage).
 //! 5. Orphans: keys outside the known prefixes, objects of a volume the namespace does not
 //!    have (and is not deleting or building as a clone), extents no map names and the namespace does not already list
 //!    as garbage, namespace images other than the head's.

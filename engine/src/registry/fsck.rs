@@ -1,7 +1,7 @@
 //! `strata fsck`'s check of one volume's backend namespace: a backend restart into a scratch
 //! directory (which reads and verifies the manifest, the metadata checkpoint and every TLog
 //! after it, CRCs included), then, `deep`, every byte of the volume read back through the
-//! read path (ranged GETs of the SCOs, each cluster checked against its MD5; no cluster cache,
+//! read path (ranged GETs of the SCOs, each cluster checked against its hash; no cluster cache,
 //! so every read goes to the backend).
 
 use std::path::Path;

@@ -1,18 +1,21 @@
-//! The cluster cache: 4 KiB clusters keyed by the MD5 of their content, least-recently-used
-//! eviction, bounded in bytes (`Cluster_Cache_Size`), shared by every volume of the engine.
+//! The cluster cache: 4 KiB clusters keyed by the hash of their content ([`ClusterHash`]:
+//! algorithm and digest), least-recently-used eviction, bounded in bytes
+//! (`Cluster_Cache_Size`), shared by every volume of the engine.
 //!
 //! It sits in front of the backend: a read of a cluster whose SCO is not in the local SCO
-//! cache looks here first (by the MD5 the MetaDataStore holds), and a cluster fetched from the
-//! backend (MD5-verified) is kept here. Because the key is the content, volumes holding the same
-//! data (clones of one template, copies of one image) share cached clusters.
+//! cache looks here first (by the hash the MetaDataStore holds), and a cluster fetched from the
+//! backend (verified against that hash) is kept here. Because the key is the content, volumes
+//! holding the same data (clones of one template, copies of one image) share cached clusters.
 //!
-//! Invariant: every entry's data has the MD5 of its key — callers insert only data they have
+//! Invariant: every entry's data has the hash of its key — callers insert only data they have
 //! verified. The cache never holds anything that is not also on the backend, so it needs no
 //! persistence and is empty after a restart.
 //!
-//! MD5 is not collision-resistant against a deliberate attacker: a guest that can craft a
-//! collision with another volume's cluster could make that volume read its data from here. Set
-//! `Cluster_Cache_Size = 0` when volumes of mutually untrusting tenants share one gateway.
+//! Clusters written since BLAKE3 are keyed by it, which resists deliberate collisions. Clusters
+//! written before carry MD5, which does not: a guest that can craft an MD5 collision with
+//! another volume's old cluster could make that volume read its data from here. Set
+//! `Cluster_Cache_Size = 0` when volumes of mutually untrusting tenants share one gateway and
+//! hold data written before BLAKE3.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,14 +23,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use super::format::{CLUSTER_SIZE, CLUSTER_SIZE_U64};
+use super::format::{ClusterHash, CLUSTER_SIZE, CLUSTER_SIZE_U64};
 
 /// Independent LRU lists, chosen by the first key byte, so concurrent readers rarely wait for
 /// each other. Each holds an equal share of the capacity: the order is LRU per shard, which is
-/// close to global LRU for uniformly distributed keys such as MD5s.
+/// close to global LRU for uniformly distributed keys such as hashes.
 const SHARDS: usize = 16;
 
-type Shard = Mutex<LruCache<[u8; 16], Box<[u8]>>>;
+type Shard = Mutex<LruCache<ClusterHash, Box<[u8]>>>;
 
 /// Counters of the cluster cache since the engine started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -94,25 +97,26 @@ impl ClusterCache {
         !self.shards.is_empty()
     }
 
-    fn shard(&self, md5: &[u8; 16]) -> Option<&Shard> {
+    fn shard(&self, key: &ClusterHash) -> Option<&Shard> {
         if self.shards.is_empty() {
             return None;
         }
-        self.shards.get(usize::from(md5[0]) % self.shards.len())
+        self.shards
+            .get(usize::from(key.digest()[0]) % self.shards.len())
     }
 
-    /// Copies `out.len()` bytes starting at `within` of the cluster with content hash `md5`
+    /// Copies `out.len()` bytes starting at `within` of the cluster with content hash `key`
     /// into `out` and marks it recently used. False (and `out` untouched) on a miss or when the
     /// range does not fit in a cluster.
-    pub(crate) fn get(&self, md5: &[u8; 16], within: usize, out: &mut [u8]) -> bool {
-        let Some(shard) = self.shard(md5) else {
+    pub(crate) fn get(&self, key: &ClusterHash, within: usize, out: &mut [u8]) -> bool {
+        let Some(shard) = self.shard(key) else {
             return false;
         };
         let end = within.saturating_add(out.len());
         if end > CLUSTER_SIZE {
             return false;
         }
-        let hit = match shard.lock().get(md5) {
+        let hit = match shard.lock().get(key) {
             Some(data) => {
                 out.copy_from_slice(&data[within..end]);
                 true
@@ -124,21 +128,21 @@ impl ClusterCache {
         hit
     }
 
-    /// Keeps `data` (one whole cluster whose MD5 the caller verified to be `md5`), dropping the
+    /// Keeps `data` (one whole cluster the caller verified against `key`), dropping the
     /// least recently used cluster of its shard when full. Data of another length is ignored.
-    pub(crate) fn insert(&self, md5: [u8; 16], data: &[u8]) {
-        let Some(shard) = self.shard(&md5) else {
+    pub(crate) fn insert(&self, key: ClusterHash, data: &[u8]) {
+        let Some(shard) = self.shard(&key) else {
             return;
         };
         if data.len() != CLUSTER_SIZE {
             return;
         }
         let mut s = shard.lock();
-        if s.get(&md5).is_some() {
+        if s.get(&key).is_some() {
             // Same key, same content: only its recency changes.
             return;
         }
-        if s.push(md5, data.into()).is_some() {
+        if s.push(key, data.into()).is_some() {
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
         self.inserts.fetch_add(1, Ordering::Relaxed);
@@ -162,7 +166,6 @@ impl ClusterCache {
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
-    use crate::volume::format::md5;
 
     fn cluster(tag: u32) -> Vec<u8> {
         let mut c: Vec<u8> = (0..CLUSTER_SIZE as u32)
@@ -176,7 +179,7 @@ mod tests {
     fn a_cluster_is_found_by_its_content_hash() {
         let c = ClusterCache::new(1 << 20);
         let a = cluster(1);
-        let ka = md5(&a);
+        let ka = ClusterHash::of(&a);
         let mut out = vec![0u8; 100];
         assert!(!c.get(&ka, 0, &mut out));
         c.insert(ka, &a);
@@ -199,7 +202,7 @@ mod tests {
         let c = ClusterCache::new(64 * CLUSTER_SIZE_U64 + 100);
         assert_eq!(c.stats().capacity, 64 * CLUSTER_SIZE_U64);
         let data: Vec<Vec<u8>> = (0..1000).map(cluster).collect();
-        let keys: Vec<[u8; 16]> = data.iter().map(|d| md5(d)).collect();
+        let keys: Vec<ClusterHash> = data.iter().map(|d| ClusterHash::of(d)).collect();
         let mut out = vec![0u8; 1];
         for (i, (k, d)) in keys.iter().zip(&data).enumerate() {
             c.insert(*k, d);
@@ -226,16 +229,16 @@ mod tests {
             let c = ClusterCache::new(cap);
             assert!(!c.is_enabled());
             let a = cluster(7);
-            c.insert(md5(&a), &a);
+            c.insert(ClusterHash::of(&a), &a);
             let mut out = vec![0u8; 8];
-            assert!(!c.get(&md5(&a), 0, &mut out));
+            assert!(!c.get(&ClusterHash::of(&a), 0, &mut out));
             assert_eq!(c.stats().bytes, 0);
         }
         // A few clusters: fewer shards, the exact bound.
         let c = ClusterCache::new(3 * CLUSTER_SIZE_U64);
         for t in 0..50 {
             let d = cluster(t);
-            c.insert(md5(&d), &d);
+            c.insert(ClusterHash::of(&d), &d);
         }
         assert_eq!(c.stats().bytes, 3 * CLUSTER_SIZE_U64);
     }
@@ -244,12 +247,12 @@ mod tests {
     fn inserting_the_same_content_twice_keeps_one_copy() {
         let c = ClusterCache::new(1 << 20);
         let a = cluster(3);
-        c.insert(md5(&a), &a);
-        c.insert(md5(&a), &a);
+        c.insert(ClusterHash::of(&a), &a);
+        c.insert(ClusterHash::of(&a), &a);
         let s = c.stats();
         assert_eq!((s.inserts, s.bytes), (1, CLUSTER_SIZE_U64));
         // Data of the wrong length is refused.
-        c.insert([9; 16], &a[..100]);
+        c.insert(ClusterHash::of(b"x"), &a[..100]);
         assert_eq!(c.stats().inserts, 1);
     }
 }

@@ -101,7 +101,7 @@ impl Volume {
             crc: crc32c::crc32c(&header),
             scos: 0,
             first_entry: None,
-            unmap_ok: true,
+            ours: true,
         };
         let vol = Volume::assemble(
             fs,

@@ -10,8 +10,8 @@ use super::backend::keys::Epochs;
 use super::backend::manifest::Manifest;
 use super::format::parse_tlog;
 use super::format::{
-    parse_seq_name, sco_name, Entry, ScoFooter, ScoHeader, TlogHeader, VolumeId, MAX_SCO_CLUSTERS,
-    SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
+    parse_seq_name, sco_name, ClusterHash, Entry, HashAlg, ScoFooter, ScoHeader, TlogHeader,
+    VolumeId, MAX_SCO_CLUSTERS, SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
 };
 use super::mds::checkpoint as ck;
 use super::mds::store::Loc;
@@ -85,13 +85,13 @@ fn entry() -> impl Strategy<Value = Entry> {
             any::<u64>(),
             any::<u64>(),
             0..MAX_SCO_CLUSTERS,
-            any::<[u8; 16]>()
+            cluster_hash()
         )
-            .prop_map(|(address, sco, offset, md5)| Entry::Cluster {
+            .prop_map(|(address, sco, offset, hash)| Entry::Cluster {
                 address,
                 sco,
                 offset,
-                md5
+                hash
             }),
         (any::<u64>(), 0..=MAX_SCO_CLUSTERS, any::<u32>())
             .prop_map(|(sco, clusters, crc)| Entry::ScoSealed { sco, clusters, crc }),
@@ -100,13 +100,13 @@ fn entry() -> impl Strategy<Value = Entry> {
             any::<u64>(),
             any::<u64>(),
             0..MAX_SCO_CLUSTERS,
-            any::<[u8; 16]>()
+            cluster_hash()
         )
-            .prop_map(|(address, sco, offset, md5)| Entry::Remap {
+            .prop_map(|(address, sco, offset, hash)| Entry::Remap {
                 address,
                 sco,
                 offset,
-                md5
+                hash
             }),
     ]
 }
@@ -153,11 +153,20 @@ fn reseal(mut b: Vec<u8>) -> Vec<u8> {
 }
 
 fn loc() -> impl Strategy<Value = Loc> {
-    (any::<u64>(), 0..MAX_SCO_CLUSTERS, any::<[u8; 16]>()).prop_map(|(sco, offset, md5)| Loc {
+    (any::<u64>(), 0..MAX_SCO_CLUSTERS, cluster_hash()).prop_map(|(sco, offset, hash)| Loc {
         sco,
         offset,
-        md5,
+        hash,
     })
+}
+
+/// A stored hash of either algorithm.
+fn cluster_hash() -> impl Strategy<Value = ClusterHash> {
+    (
+        prop_oneof![Just(HashAlg::Md5), Just(HashAlg::Blake3)],
+        any::<[u8; 16]>(),
+    )
+        .prop_map(|(alg, digest)| ClusterHash::from_parts(alg, digest))
 }
 
 proptest! {
@@ -295,7 +304,7 @@ proptest! {
         id in volume_id(), n in 1u64.., page in 0u64..1 << 40,
         real in 0usize..8, count in any::<u64>()
     ) {
-        let l = Loc { sco: 1, offset: 0, md5: [0; 16] };
+        let l = Loc { sco: 1, offset: 0, hash: ClusterHash::of(b"") };
         let entries: Vec<(u64, Loc)> =
             (0..real as u64).map(|a| (page * ck::PAGE_CLUSTERS + a, l)).collect();
         let mut p = ck::encode_page(id, n, page, &entries);
@@ -363,8 +372,12 @@ proptest! {
 
     #[test]
     fn mds_locations_round_trip_every_value(b in any::<[u8; 28]>(), l in loc()) {
-        prop_assert_eq!(Loc::decode(&b).encode(), b);
-        prop_assert_eq!(Loc::decode(&l.encode()), l);
+        // Byte 11 (the cluster index's top byte) names the hash's algorithm: 0 or 1.
+        match Loc::decode(&b) {
+            Ok(d) => prop_assert_eq!(d.encode(), b),
+            Err(_) => prop_assert!(b[11] > 1),
+        }
+        prop_assert_eq!(Loc::decode(&l.encode()), Ok(l));
     }
 
     #[test]

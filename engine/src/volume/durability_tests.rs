@@ -371,7 +371,7 @@ fn a_tlog_long_with_resizes_is_closed_by_its_length() {
 }
 
 /// From the review of issue 10: a read-modify-write whose fetch from the backend fails (here a
-/// corrupt object: MD5 mismatch) changed nothing, so it fails that write only; the volume is
+/// corrupt object: hash mismatch) changed nothing, so it fails that write only; the volume is
 /// not halted and other writes and COMMITs go on.
 #[test]
 fn a_failed_fetch_for_a_read_modify_write_does_not_halt_the_volume() {
@@ -389,7 +389,7 @@ fn a_failed_fetch_for_a_read_modify_write_does_not_halt_the_volume() {
     let err = vol
         .write(19 * CLUSTER_SIZE_U64 + 1, b"x", false)
         .expect_err("the corrupt cluster cannot be read-modify-written");
-    assert!(err.to_string().contains("MD5 mismatch"), "{err}");
+    assert!(err.to_string().contains("hash mismatch"), "{err}");
     vol.write(600 * CLUSTER_SIZE_U64, &[1u8; CLUSTER_SIZE], true)
         .expect("the volume goes on after a failed fetch");
 }

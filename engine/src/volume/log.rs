@@ -7,8 +7,8 @@ use crate::error::{Error, Result};
 use crate::volume::commit::FsyncSite;
 use crate::volume::files::io_err;
 use crate::volume::format::{
-    md5, sco_name, tlog_name, Entry, ScoFooter, ScoHeader, TlogHeader, CLUSTER_SIZE, MAX_TLOG_LEN,
-    TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
+    sco_name, tlog_name, ClusterHash, Entry, ScoFooter, ScoHeader, TlogHeader, CLUSTER_SIZE,
+    MAX_TLOG_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
 };
 use crate::volume::int::u32_of;
 use crate::volume::mds::store::{Loc, Op};
@@ -21,14 +21,15 @@ pub(super) const TLOG_ROLL_LEN: u64 = MAX_TLOG_LEN / 2;
 
 impl Volume {
     /// Appends whole clusters for addresses `first..` to the open SCO(s), logs them and updates
-    /// the MetaDataStore; `hashes` are their MD5s when the caller computed them already.
+    /// the MetaDataStore; `hashes` are their hashes when the caller computed them already.
     pub(super) fn append_hashed(
         &self,
         st: &mut State,
         first: u64,
         buf: &[u8],
-        hashes: Option<&[[u8; 16]]>,
+        hashes: Option<&[ClusterHash]>,
     ) -> Result<()> {
+        self.ensure_our_tlog(st)?;
         let n = buf.len() / CLUSTER_SIZE;
         let mut i = 0;
         while i < n {
@@ -49,7 +50,7 @@ impl Volume {
             for j in 0..k {
                 let m = match hashes.and_then(|h| h.get(i + j)) {
                     Some(h) => *h,
-                    None => md5(&chunk[j * CLUSTER_SIZE..(j + 1) * CLUSTER_SIZE]),
+                    None => ClusterHash::of(&chunk[j * CLUSTER_SIZE..(j + 1) * CLUSTER_SIZE]),
                 };
                 let address = first + (i + j) as u64;
                 let offset = sco.clusters + u32_of(j);
@@ -57,14 +58,14 @@ impl Volume {
                     address,
                     sco: sco.seq,
                     offset,
-                    md5: m,
+                    hash: m,
                 });
                 locs.push((
                     address,
                     Loc {
                         sco: sco.seq,
                         offset,
-                        md5: m,
+                        hash: m,
                     },
                 ));
             }
@@ -78,6 +79,23 @@ impl Volume {
                 .clusters_written
                 .fetch_add(k as u64, Ordering::Relaxed);
             i += k;
+        }
+        Ok(())
+    }
+
+    /// Closes an older build's open TLog (left before an upgrade; its SCO sealed first), so
+    /// that what only this build writes (`Unmap` entries, BLAKE3 hashes) goes into a TLog
+    /// whose header that build refuses: it would cut an Unmap as a torn tail, and take a
+    /// BLAKE3 hash for an MD5.
+    pub(super) fn ensure_our_tlog(&self, st: &mut State) -> Result<()> {
+        if st.tlog.ours {
+            return Ok(());
+        }
+        if st.sco.as_ref().is_some_and(|s| s.clusters > 0) {
+            self.seal_open_sco(st)?;
+        }
+        if !st.tlog.ours {
+            self.roll_tlog(st)?;
         }
         Ok(())
     }
@@ -158,7 +176,7 @@ impl Volume {
         st.wal.log(Target::Sco(sco.seq), at, &footer)?;
         // Not waited for here (a writer would stall on every full SCO): the next commit round,
         // or at the latest the close of this TLog, makes it durable. Until then a restart checks
-        // every cluster of it against its MD5 (see `open`).
+        // every cluster of it against its hash (see `open`).
         sco.file.start_writeback().map_err(|e| io_err(&what, e))?;
         st.unsynced.push((sco.seq, sco.file.clone()));
         self.tlog_append(
@@ -271,7 +289,7 @@ impl Volume {
             crc: crc32c::crc32c(&header),
             scos: 0,
             first_entry: None,
-            unmap_ok: true,
+            ours: true,
         };
         st.tlog_dir.touch();
         Ok(())

@@ -68,6 +68,8 @@ mod epoch_tests;
 #[allow(clippy::cast_possible_truncation)]
 mod eviction_tests;
 #[cfg(test)]
+mod hash_tests;
+#[cfg(test)]
 mod recovery_point_tests;
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
@@ -84,7 +86,7 @@ mod tests;
 // What other crates see: the local-file layer (a test or an embedder gives the engine a
 // crash-simulating one through `OpenOptions::volume_fs`), the restore marker a test plants, and
 // the cluster hash. Everything else is the engine's own.
-pub use self::format::{md5, FormatError};
+pub use self::format::{ClusterHash, FormatError, HashAlg};
 pub use self::layout::RESTORE_MARKER;
 pub use self::localfs::{CrashMode, LocalFile, LocalFs, SimFs, SimRng, StdFs};
 

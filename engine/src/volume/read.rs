@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::volume::clone::ScoSource;
 use crate::volume::files::io_err;
-use crate::volume::format::{md5, sco_name, ScoFooter, CLUSTER_SIZE, CLUSTER_SIZE_U64};
+use crate::volume::format::{sco_name, ScoFooter, CLUSTER_SIZE, CLUSTER_SIZE_U64};
 use crate::volume::int::usize_of;
 use crate::volume::localfs::LocalFile;
 use crate::volume::mds::store::Loc;
@@ -139,9 +139,9 @@ impl Volume {
     /// Reads clusters of an evicted SCO (of this volume or of an ancestor) found at `src`: `run` holds their locations,
     /// contiguous in one SCO, and `buf` receives `buf.len()` bytes from `within` of the first
     /// one on. Each cluster is
-    /// taken from the cluster cache by its MD5 when there; the others come from the backend SCO
+    /// taken from the cluster cache by its hash when there; the others come from the backend SCO
     /// object with ONE ranged GET (from the first missing cluster to the last), are verified
-    /// against their MD5 and kept in the cluster cache. An unreachable backend is `Delay` (the
+    /// against their hash and kept in the cluster cache. An unreachable backend is `Delay` (the
     /// client retries); a mismatch is an error.
     pub(super) fn read_remote(
         &self,
@@ -170,7 +170,7 @@ impl Volume {
             let (lo, hi) = Self::run_slice(i, within, buf.len());
             let hit = cache
                 .as_ref()
-                .is_some_and(|c| c.get(&loc.md5, lo.0, &mut buf[hi.0..hi.1]));
+                .is_some_and(|c| c.get(&loc.hash, lo.0, &mut buf[hi.0..hi.1]));
             if hit {
                 self.counters
                     .cluster_cache_hits
@@ -185,7 +185,7 @@ impl Volume {
         let start = ScoFooter::offset(run[m0].offset);
         let len = (m1 - m0 + 1) as u64 * CLUSTER_SIZE_U64;
         // An ancestor's SCO still whole in its owner's local cache is read there (checked by
-        // the MD5s); anything else from the backend.
+        // the hashes); anything else from the backend.
         let local = src
             .ancestor
             .and_then(|a| self.ancestor_local(a, &run[m0..=m1], start));
@@ -200,9 +200,9 @@ impl Volume {
         };
         for i in missing {
             let c = &data[(i - m0) * CLUSTER_SIZE..(i - m0 + 1) * CLUSTER_SIZE];
-            if !verified && md5(c) != run[i].md5 {
+            if !verified && !run[i].hash.matches(c) {
                 return Err(Error::Io(format!(
-                    "backend SCO {} cluster {}: MD5 mismatch: the backend copy is corrupt",
+                    "backend SCO {} cluster {}: hash mismatch: the backend copy is corrupt",
                     sco_name(run[i].sco),
                     run[i].offset
                 )));
@@ -210,7 +210,7 @@ impl Volume {
             let (lo, hi) = Self::run_slice(i, within, buf.len());
             buf[hi.0..hi.1].copy_from_slice(&c[lo.0..lo.1]);
             if let Some(cc) = &cache {
-                cc.insert(run[i].md5, c);
+                cc.insert(run[i].hash, c);
             }
             self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         }

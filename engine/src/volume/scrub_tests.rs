@@ -59,7 +59,7 @@ fn live_bytes(views: &[&[u8]]) -> u64 {
     for v in views {
         for (a, c) in v.chunks(4096).enumerate() {
             if c.iter().any(|b| *b != 0) {
-                set.insert((a, format::md5(c)));
+                set.insert((a, format::ClusterHash::of(c)));
             }
         }
     }

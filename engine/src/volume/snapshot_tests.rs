@@ -367,7 +367,7 @@ fn a_remap_to_a_cluster_never_logged_is_refused_at_restart() {
                 address: 0,
                 sco: 999,
                 offset: 0,
-                md5: [0; 16],
+                hash: ClusterHash::of(b""),
             }],
         )
         .expect("append");

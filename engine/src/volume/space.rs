@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::types::SeekWhat;
-use crate::volume::format::{md5, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64};
+use crate::volume::format::{ClusterHash, Entry, HashAlg, CLUSTER_SIZE, CLUSTER_SIZE_U64};
 use crate::volume::state::{State, Volume};
 
 /// Most clusters one `Unmap` entry (and one hold of the volume lock) covers: 1 GiB.
@@ -23,15 +23,16 @@ const UNMAP_CHUNK: u64 = 1 << 18;
 /// Clusters of the map looked at per hold of the volume lock when seeking (256 MiB).
 const SEEK_WINDOW: u64 = 1 << 16;
 
-/// The MD5 of a cluster of zeros.
-fn zero_md5() -> [u8; 16] {
-    static ZERO: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
-    *ZERO.get_or_init(|| md5(&[0u8; CLUSTER_SIZE]))
+/// The hash of a cluster of zeros by `alg` (computed once per algorithm).
+fn zero_hash(alg: HashAlg) -> ClusterHash {
+    static ZERO: [std::sync::OnceLock<ClusterHash>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    *ZERO[usize::from(alg.code()) % 2].get_or_init(|| ClusterHash::with(alg, &[0u8; CLUSTER_SIZE]))
 }
 
-/// Whether a cluster is all zeros (`hash`: its MD5, when known, checked first).
-fn is_zero(c: &[u8], hash: Option<&[u8; 16]>) -> bool {
-    hash.is_none_or(|h| *h == zero_md5()) && c.iter().all(|b| *b == 0)
+/// Whether a cluster is all zeros (`hash`: its hash, when known, checked first).
+fn is_zero(c: &[u8], hash: Option<&ClusterHash>) -> bool {
+    hash.is_none_or(|h| *h == zero_hash(h.alg())) && c.iter().all(|b| *b == 0)
 }
 
 impl Volume {
@@ -47,7 +48,7 @@ impl Volume {
         st: &mut State,
         first: u64,
         buf: &[u8],
-        hashes: Option<&[[u8; 16]]>,
+        hashes: Option<&[ClusterHash]>,
     ) -> Result<()> {
         if !self.zero_detect.load(Ordering::Relaxed) {
             return self.append_hashed(st, first, buf, hashes);
@@ -82,16 +83,7 @@ impl Volume {
         if gone == 0 {
             return Ok(());
         }
-        if !st.tlog.unmap_ok {
-            // An older build's open TLog (before an upgrade): that build would cut an Unmap
-            // in it as a torn tail. Close it (its SCO sealed first); the next one is ours.
-            if st.sco.as_ref().is_some_and(|s| s.clusters > 0) {
-                self.seal_open_sco(st)?;
-            }
-            if !st.tlog.unmap_ok {
-                self.roll_tlog(st)?;
-            }
-        }
+        self.ensure_our_tlog(st)?;
         self.tlog_append(
             st,
             &[Entry::Unmap {

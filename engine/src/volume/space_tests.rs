@@ -244,10 +244,12 @@ fn unmaps_go_only_into_tlogs_whose_header_older_builds_refuse() {
     use super::format::{parse_tlog, Entry, TlogHeader, TLOG_HEADER_LEN};
     let w = World::new();
     let v = w.create(P);
+    // The open TLog as an older build wrote it: MD5 hashes, under a header without the Unmap
+    // flag (nor the hashes flag).
+    format::hash_as_older_build(true);
     v.write(0, &[3u8; 65_536], true).expect("write");
+    format::hash_as_older_build(false);
     drop(v);
-    // The open TLog as an older build wrote it: the same bytes under a header without the
-    // Unmap flag.
     let path = layout::tlog_dir(std::path::Path::new("/v").join(P.to_string()).as_path())
         .join(format::tlog_name(1));
     let f = w.lfs.open(&path).expect("open TLog");

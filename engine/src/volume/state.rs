@@ -116,8 +116,9 @@ pub(super) struct OpenTlog {
     /// When its first entry was written (None while it holds none): its entries are not on the
     /// backend until it is closed, so `SCO_Max_Age` is measured from here.
     pub(super) first_entry: Option<std::time::Instant>,
-    /// Its header carries `TLOG_FLAG_UNMAP` (this build made it): `Unmap` entries may go in.
-    pub(super) unmap_ok: bool,
+    /// Its header carries every flag this build writes (`TLOG_FLAG_UNMAP`,
+    /// `TLOG_FLAG_HASHES`: this build made it): `Unmap` entries and BLAKE3 hashes may go in.
+    pub(super) ours: bool,
 }
 
 pub(super) struct State {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::format::{md5, tlog_name, CLUSTER_SIZE, CLUSTER_SIZE_U64, TLOG_ENTRY_LEN};
+use super::format::{tlog_name, ClusterHash, CLUSTER_SIZE, CLUSTER_SIZE_U64, TLOG_ENTRY_LEN};
 use super::*;
 use super::{cache::EvictionReport, commit::FsyncSite, layout::MDS_FILE};
 use crate::error::Error;
@@ -37,8 +37,8 @@ struct Oracle {
     size: u64,
     committed: Vec<u8>,
     committed_size: u64,
-    /// MD5s of the values each cluster took since the last commit.
-    alts: HashMap<u64, Vec<[u8; 16]>>,
+    /// hashes of the values each cluster took since the last commit.
+    alts: HashMap<u64, Vec<ClusterHash>>,
     alt_sizes: Vec<u64>,
 }
 
@@ -60,7 +60,7 @@ impl Oracle {
         }
         for ca in from / CLUSTER_SIZE_U64..=(to - 1) / CLUSTER_SIZE_U64 {
             let s = (ca * CLUSTER_SIZE_U64) as usize;
-            let m = md5(&self.content[s..s + CLUSTER_SIZE]);
+            let m = ClusterHash::of(&self.content[s..s + CLUSTER_SIZE]);
             self.alts.entry(ca).or_default().push(m);
         }
     }
@@ -110,7 +110,10 @@ impl Oracle {
                 .map_err(|e| format!("read cluster {ca}: {e}"))?;
             let s = (ca * CLUSTER_SIZE_U64) as usize;
             if c[..] != self.committed[s..s + CLUSTER_SIZE]
-                && !self.alts.get(&ca).is_some_and(|v| v.contains(&md5(&c)))
+                && !self
+                    .alts
+                    .get(&ca)
+                    .is_some_and(|v| v.contains(&ClusterHash::of(&c)))
             {
                 let first_diff = c.iter().zip(&self.committed[s..]).position(|(a, b)| a != b);
                 return Err(format!(
@@ -809,7 +812,7 @@ pub(super) fn fail_puts() -> FailPuts {
 }
 
 /// Backend restart, then reads of the (lazily restored) SCOs go to `store`.
-fn restore_from<S: ObjectStore + 'static>(
+pub(super) fn restore_from<S: ObjectStore + 'static>(
     rt: &tokio::runtime::Runtime,
     store: &Arc<S>,
     fs: Arc<dyn LocalFs>,
@@ -980,7 +983,7 @@ fn a_corrupted_backend_sco_is_rejected_when_read_after_restore() {
     rt.block_on(store.put(&key, Bytes::from(b)))
         .expect("corrupt");
     let fs2: Arc<dyn LocalFs> = Arc::new(SimFs::new());
-    // Restore fetches metadata only; the damaged cluster is caught by its MD5 when read.
+    // Restore fetches metadata only; the damaged cluster is caught by its hash when read.
     let vol2 = restore_from(&rt, &store, fs2, small_opts()).expect("restore");
     assert_eq!(
         read_vec(&vol2, 0, 4096),
@@ -989,7 +992,7 @@ fn a_corrupted_backend_sco_is_rejected_when_read_after_restore() {
     );
     let mut buf = vec![0u8; 4096];
     let err = vol2.read(4096, &mut buf).expect_err("corrupt cluster");
-    assert!(err.to_string().contains("MD5 mismatch"), "{err}");
+    assert!(err.to_string().contains("hash mismatch"), "{err}");
 }
 
 /// Random writes (some of zeros), holes punched, resizes and "sync and wait" backups; at random
@@ -1218,7 +1221,7 @@ fn verify_finds_corruption_that_reads_cannot_see() {
     assert_eq!(
         problems
             .iter()
-            .filter(|p| p.contains("MD5 mismatch"))
+            .filter(|p| p.contains("hash mismatch"))
             .count(),
         1,
         "{problems:?}"
@@ -1452,7 +1455,7 @@ fn a_corrupt_or_unreachable_backend_cluster_is_a_clear_error() {
     rt.block_on(store.put(&key, Bytes::from(obj))).expect("put");
     let mut b = vec![0u8; 4096];
     let err = vol.read(19 * 4096, &mut b).expect_err("corrupt cluster");
-    assert!(err.to_string().contains("MD5 mismatch"), "{err}");
+    assert!(err.to_string().contains("hash mismatch"), "{err}");
     // The other clusters of that SCO still read.
     assert_eq!(read_vec(&vol, 18 * 4096, 4096), data[18 * 4096..19 * 4096]);
     // The backend unreachable: the client is told to retry later, and the volume is not halted.

@@ -1,20 +1,20 @@
 //! An online check of everything a volume keeps locally (SCO headers, footers and CRCs, every
-//! live cluster's MD5).
+//! live cluster's hash).
 
 use std::collections::BTreeSet;
 
 use crate::error::Result;
 use crate::volume::files::read_all;
 use crate::volume::format::{
-    md5, sco_name, FormatError, ScoFooter, ScoHeader, CLUSTER_SIZE, CLUSTER_SIZE_U64,
-    SCO_FOOTER_LEN, SCO_HEADER_LEN,
+    sco_name, FormatError, ScoFooter, ScoHeader, CLUSTER_SIZE, CLUSTER_SIZE_U64, SCO_FOOTER_LEN,
+    SCO_HEADER_LEN,
 };
 use crate::volume::int::usize_of;
 use crate::volume::state::Volume;
 
 impl Volume {
     /// Checks the integrity of everything the volume keeps locally (an online fsck): every
-    /// sealed SCO's header, footer and data CRC32C, and the MD5 of every live cluster against
+    /// sealed SCO's header, footer and data CRC32C, and the hash of every live cluster against
     /// its TLog entry. Reads everything: meant for tests, scrubbing and repair tools. Returns
     /// the problems found (empty when all verifies); I/O errors are errors. (Only the tests
     /// call it today; scrubbing will.)
@@ -79,9 +79,9 @@ impl Volume {
         let mut c = vec![0u8; CLUSTER_SIZE];
         for (ca, loc) in &all {
             match self.read_loc(&st, loc, &mut c, 0) {
-                Ok(()) if md5(&c) == loc.md5 => {}
+                Ok(()) if loc.hash.matches(&c) => {}
                 Ok(()) => problems.push(format!(
-                    "cluster {ca} (SCO {} cluster {}): MD5 mismatch",
+                    "cluster {ca} (SCO {} cluster {}): hash mismatch",
                     sco_name(loc.sco),
                     loc.offset
                 )),

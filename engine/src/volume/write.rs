@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::volume::format::{md5, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64};
+use crate::volume::format::{ClusterHash, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64};
 use crate::volume::int::usize_of;
 use crate::volume::mds::store::Loc;
 use crate::volume::options::MAX_VOLUME_SIZE;
@@ -41,9 +41,13 @@ impl Volume {
         if !data.is_empty() {
             // Whole clusters are hashed before the volume lock is taken, so concurrent writers
             // hash in parallel instead of one after the other under it.
-            let hashes: Option<Vec<[u8; 16]>> = (off.is_multiple_of(CLUSTER_SIZE_U64)
+            let hashes: Option<Vec<ClusterHash>> = (off.is_multiple_of(CLUSTER_SIZE_U64)
                 && data.len().is_multiple_of(CLUSTER_SIZE))
-            .then(|| data.chunks_exact(CLUSTER_SIZE).map(md5).collect());
+            .then(|| {
+                data.chunks_exact(CLUSTER_SIZE)
+                    .map(ClusterHash::of)
+                    .collect()
+            });
             if let Some(h) = &hashes {
                 self.guarded(|| {
                     let mut st = self.state.write();
@@ -73,7 +77,7 @@ impl Volume {
         Ok(())
     }
 
-    /// [`Volume::write_locked`] for whole clusters with their MD5s already computed: no
+    /// [`Volume::write_locked`] for whole clusters with their hashes already computed: no
     /// read-modify-write and no copy of the data.
     fn write_aligned_locked(
         &self,
@@ -81,7 +85,7 @@ impl Volume {
         off: u64,
         end: u64,
         data: &[u8],
-        hashes: &[[u8; 16]],
+        hashes: &[ClusterHash],
     ) -> Result<()> {
         let before = (st.tlog.seq, st.tlog.len);
         self.grow_to(st, end)?;

@@ -136,7 +136,7 @@ pub(crate) fn rows(t: &Target, s: &Settings, big: (&str, u64), image: (&str, u64
     match built {
         Ok(()) => {
             // Each read twice, the second counted: the first warms the page cache of the SCO
-            // files both read (the clone reads the image's, MD5-checked).
+            // files both read (the clone reads the image's, hash-checked).
             let last = chain.last().cloned().unwrap_or_default();
             let parent = randread(image.0).and_then(|_| randread(image.0));
             let cold = randread(&last);
@@ -147,7 +147,7 @@ pub(crate) fn rows(t: &Target, s: &Settings, big: (&str, u64), image: (&str, u64
             let note = cold.as_ref().ok().map(|c| {
                 format!(
                     "the second run; the first {c:.0} IOPS. The clone reads the clusters it \
-                     shares from the image's local SCO files (each checked by its MD5), the \
+                     shares from the image's local SCO files (each checked by its hash), the \
                      image from the same files (unchecked)"
                 )
             });

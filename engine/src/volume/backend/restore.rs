@@ -27,7 +27,7 @@ impl Volume {
     /// after it are fetched and replayed; without one every TLog is. Every object is verified
     /// (CRCs, magic, version, volume id). SCOs are not downloaded: they are all on the backend,
     /// so they are recorded as evicted (a header stub, or nothing for checkpointed ones) and reads
-    /// fetch their clusters with ranged GETs, MD5-verified. Data that never reached the backend
+    /// fetch their clusters with ranged GETs, hash-verified. Data that never reached the backend
     /// is not there. On any error nothing of the partial local state is left behind.
     pub(crate) async fn restore(
         store: &dyn ObjectStore,

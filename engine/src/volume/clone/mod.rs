@@ -159,7 +159,7 @@ impl Volume {
 
     /// The clusters of `run` (contiguous in one SCO of ancestor `i`, from byte `start` of
     /// it), read from the ancestor's local SCO file when it is there whole and every cluster
-    /// matches its MD5; `None` otherwise (the caller reads the backend). A sealed SCO file is
+    /// matches its hash; `None` otherwise (the caller reads the backend). A sealed SCO file is
     /// never changed in place (an eviction renames a stub over it; an open file keeps its
     /// data), and a short read or a mismatch only sends the read to the backend.
     pub(super) fn ancestor_local(
@@ -168,7 +168,7 @@ impl Volume {
         run: &[crate::volume::mds::store::Loc],
         start: u64,
     ) -> Option<Vec<u8>> {
-        use crate::volume::format::{md5, sco_name, CLUSTER_SIZE};
+        use crate::volume::format::{sco_name, CLUSTER_SIZE};
         let first = run.first()?;
         let dir = (self.ancestor_stores.lock().clone()?.local_dir)(self.ancestor(i).ok()?);
         let f = self
@@ -182,7 +182,7 @@ impl Volume {
         let whole = data
             .chunks_exact(CLUSTER_SIZE)
             .zip(run)
-            .all(|(c, loc)| md5(c) == loc.md5);
+            .all(|(c, loc)| loc.hash.matches(c));
         whole.then_some(data)
     }
 

@@ -4,13 +4,13 @@
 
 use super::sco::MAX_SCO_CLUSTERS;
 use super::tlog::TLOG_ENTRY_LEN;
-use super::{arr16, check_crc, le_u32, le_u64, FormatError};
+use super::{arr16, check_crc, le_u32, le_u64, ClusterHash, FormatError, HashAlg};
 
 /// One TLog entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Entry {
-    /// Cluster `address` of the volume now lives at cluster `offset` of SCO `sco`; `md5` is the
-    /// MD5 of its 4 KiB.
+    /// Cluster `address` of the volume now lives at cluster `offset` of SCO `sco`; `hash` is
+    /// the hash of its 4 KiB.
     Cluster {
         /// Cluster address in the volume (byte offset / 4096).
         address: u64,
@@ -18,8 +18,8 @@ pub(crate) enum Entry {
         sco: u64,
         /// Cluster index inside the SCO.
         offset: u32,
-        /// MD5 of the cluster's content.
-        md5: [u8; 16],
+        /// The hash of the cluster's content.
+        hash: ClusterHash,
     },
     /// SCO `sco` was sealed with `clusters` clusters whose CRC32C is `crc`; its bytes were
     /// fsynced before this entry was written.
@@ -47,8 +47,8 @@ pub(crate) enum Entry {
         sco: u64,
         /// Cluster index inside the SCO.
         offset: u32,
-        /// MD5 of the cluster's content.
-        md5: [u8; 16],
+        /// The hash of the cluster's content.
+        hash: ClusterHash,
     },
     /// Clusters `address .. address + count` read as zeros from now on: their locations are
     /// superseded and nothing is written to a SCO (a discard, or whole clusters of zeros).
@@ -82,25 +82,27 @@ impl Entry {
                 address,
                 sco,
                 offset,
-                md5,
+                hash,
             } => {
                 b[0] = KIND_CLUSTER;
                 b[4..8].copy_from_slice(&offset.to_le_bytes());
                 b[8..16].copy_from_slice(&address.to_le_bytes());
                 b[16..24].copy_from_slice(&sco.to_le_bytes());
-                b[24..40].copy_from_slice(&md5);
+                b[24..40].copy_from_slice(hash.digest());
+                b[40..44].copy_from_slice(&u32::from(hash.alg().code()).to_le_bytes());
             }
             Entry::Remap {
                 address,
                 sco,
                 offset,
-                md5,
+                hash,
             } => {
                 b[0] = KIND_REMAP;
                 b[4..8].copy_from_slice(&offset.to_le_bytes());
                 b[8..16].copy_from_slice(&address.to_le_bytes());
                 b[16..24].copy_from_slice(&sco.to_le_bytes());
-                b[24..40].copy_from_slice(&md5);
+                b[24..40].copy_from_slice(hash.digest());
+                b[40..44].copy_from_slice(&u32::from(hash.alg().code()).to_le_bytes());
             }
             Entry::ScoSealed { sco, clusters, crc } => {
                 b[0] = KIND_SCO_SEALED;
@@ -144,6 +146,11 @@ impl Entry {
         if b[1..4] != [0, 0, 0] {
             return Err(bad("reserved bytes are not zero"));
         }
+        // Field d of a Cluster or Remap entry: the hash's algorithm.
+        let hash_at = |b: &[u8]| match HashAlg::from_code(le_u32(b, 40)) {
+            Some(alg) => Ok(ClusterHash::from_parts(alg, arr16(b, 24))),
+            None => Err(bad(&format!("unknown hash algorithm {}", le_u32(b, 40)))),
+        };
         // Field a: a cluster index (below the limit) or a cluster count (up to it).
         let a = le_u32(b, 4);
         Ok(match b[0] {
@@ -162,13 +169,13 @@ impl Entry {
                 offset: a,
                 address: le_u64(b, 8),
                 sco: le_u64(b, 16),
-                md5: arr16(b, 24),
+                hash: hash_at(b)?,
             },
             KIND_REMAP => Entry::Remap {
                 offset: a,
                 address: le_u64(b, 8),
                 sco: le_u64(b, 16),
-                md5: arr16(b, 24),
+                hash: hash_at(b)?,
             },
             KIND_SCO_SEALED => Entry::ScoSealed {
                 clusters: a,

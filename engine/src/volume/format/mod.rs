@@ -5,11 +5,12 @@
 //! - `id`: [`VolumeId`]; `names`: file and object names; `error`: [`FormatError`].
 //! - `sco`: the SCO header and footer; `tlog`: the TLog header and parsing a whole TLog;
 //!   `entry`: the 48-byte TLog entry; `compacted`: SCO and TLog objects compacted by the
-//!   scrubber.
+//!   scrubber; `hash`: [`ClusterHash`], a cluster's content hash.
 
 mod compacted;
 mod entry;
 mod error;
+mod hash;
 mod id;
 mod names;
 mod sco;
@@ -22,11 +23,16 @@ pub(crate) use self::compacted::{
 };
 pub(crate) use self::entry::Entry;
 pub use self::error::FormatError;
+#[cfg(test)]
+pub(crate) use self::hash::hash_as_older_build;
+pub use self::hash::{ClusterHash, HashAlg};
 pub(crate) use self::id::VolumeId;
 pub(crate) use self::names::{parse_seq_name, sco_name, sco_stub_name, tlog_name, SCO_STUB_SUFFIX};
 pub(crate) use self::sco::{
     ScoFooter, ScoHeader, MAX_SCO_CLUSTERS, MAX_SCO_LEN, SCO_FOOTER_LEN, SCO_HEADER_LEN,
 };
+#[cfg(test)]
+pub(crate) use self::tlog::TLOG_FLAG_UNMAP;
 pub(crate) use self::tlog::{
     encode_compacted_tlog, parse_tlog, TlogHeader, MAX_TLOG_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
 };
@@ -83,12 +89,4 @@ pub(crate) fn check_crc(what: &str, stored: u32, covered: &[u8]) -> Result<(), F
         });
     }
     Ok(())
-}
-
-/// The MD5 of a cluster.
-pub fn md5(data: &[u8]) -> [u8; 16] {
-    use md5::Digest;
-    let mut h = md5::Md5::new();
-    h.update(data);
-    h.finalize().into()
 }

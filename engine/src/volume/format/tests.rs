@@ -9,7 +9,7 @@ fn entries_round_trip_and_detect_flips() {
             address: 7,
             sco: 3,
             offset: 12,
-            md5: [9; 16],
+            hash: ClusterHash::from_parts(HashAlg::Md5, [9; 16]),
         },
         Entry::ScoSealed {
             sco: 3,
@@ -22,7 +22,7 @@ fn entries_round_trip_and_detect_flips() {
             address: 9,
             sco: 2,
             offset: 5,
-            md5: [7; 16],
+            hash: ClusterHash::from_parts(HashAlg::Blake3, [7; 16]),
         },
     ];
     for e in entries {
@@ -40,6 +40,15 @@ fn entries_round_trip_and_detect_flips() {
     assert!(matches!(
         Entry::decode("e", &[0u8; TLOG_ENTRY_LEN]),
         Err(FormatError::Crc { .. })
+    ));
+    // A Cluster entry whose field d names no known hash algorithm is refused under a valid CRC.
+    let mut b = entries[0].encode();
+    b[40] = 2;
+    let crc = crc32c::crc32c(&b[..44]);
+    b[44..].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(
+        Entry::decode("e", &b),
+        Err(FormatError::Inconsistent { reason, .. }) if reason.contains("unknown hash algorithm")
     ));
 }
 
@@ -79,7 +88,7 @@ fn headers_and_footer_round_trip_and_reject_garbage() {
 fn crc_and_md5_are_the_standard_ones() {
     assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
     assert_eq!(
-        md5(b""),
+        *ClusterHash::with(HashAlg::Md5, b"").digest(),
         [
             0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8,
             0x42, 0x7e

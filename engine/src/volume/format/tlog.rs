@@ -31,6 +31,14 @@ pub(crate) const TLOG_FLAG_COMPACTED: u16 = 1;
 /// open TLog as a torn tail, losing what follows it. An `Unmap` is only ever logged in a TLog
 /// with this flag (an open TLog of an older build is closed first).
 pub(crate) const TLOG_FLAG_UNMAP: u16 = 2;
+/// Header flag (bit 2): the field *d* of Cluster and Remap entries names the algorithm of their
+/// hash ([`super::HashAlg`]; every TLog this build creates). Without it *d* is 0 (MD5): builds
+/// from before BLAKE3 refuse the header instead of taking a BLAKE3 hash for an MD5. A BLAKE3
+/// hash only ever goes into a TLog with this flag (an open TLog of an older build is closed
+/// first).
+pub(crate) const TLOG_FLAG_HASHES: u16 = 4;
+/// The flags of every TLog this build creates.
+const TLOG_FLAGS_OURS: u16 = TLOG_FLAG_UNMAP | TLOG_FLAG_HASHES;
 
 /// The header at the start of every TLog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,13 +50,13 @@ pub(crate) struct TlogHeader {
 }
 
 impl TlogHeader {
-    /// Encodes the header as the log writes it ([`TLOG_FLAG_UNMAP`]).
+    /// Encodes the header as the log writes it ([`TLOG_FLAG_UNMAP`], [`TLOG_FLAG_HASHES`]).
     pub(crate) fn encode(&self) -> [u8; TLOG_HEADER_LEN] {
-        self.encode_flags(TLOG_FLAG_UNMAP)
+        self.encode_flags(TLOG_FLAGS_OURS)
     }
 
     /// Encodes the header with `flags` (bytes 10..12; [`TLOG_FLAG_COMPACTED`],
-    /// [`TLOG_FLAG_UNMAP`]).
+    /// [`TLOG_FLAG_UNMAP`], [`TLOG_FLAG_HASHES`]).
     pub(crate) fn encode_flags(&self, flags: u16) -> [u8; TLOG_HEADER_LEN] {
         let mut b = [0u8; TLOG_HEADER_LEN];
         b[0..8].copy_from_slice(&TLOG_MAGIC);
@@ -108,7 +116,7 @@ impl TlogHeader {
 /// CRC32C of everything before it. What [`parse_tlog`] reads back.
 pub(crate) fn encode_compacted_tlog(header: &TlogHeader, entries: &[Entry]) -> Vec<u8> {
     let mut b = Vec::with_capacity(TLOG_HEADER_LEN + (entries.len() + 1) * TLOG_ENTRY_LEN);
-    b.extend_from_slice(&header.encode_flags(TLOG_FLAG_COMPACTED | TLOG_FLAG_UNMAP));
+    b.extend_from_slice(&header.encode_flags(TLOG_FLAG_COMPACTED | TLOG_FLAGS_OURS));
     for e in entries {
         if !matches!(e, Entry::TlogClosed { .. }) {
             b.extend_from_slice(&e.encode());
@@ -128,6 +136,8 @@ pub(crate) struct ParsedTlog {
     pub compacted: bool,
     /// Written by a build that logs `Unmap` entries ([`TLOG_FLAG_UNMAP`]).
     pub unmap_ok: bool,
+    /// Written by a build that names each hash's algorithm ([`TLOG_FLAG_HASHES`]).
+    pub hashes_ok: bool,
     /// Bytes up to the end of the last verified entry.
     pub valid_len: u64,
 }
@@ -143,7 +153,7 @@ pub(crate) fn parse_tlog(
 ) -> Result<ParsedTlog, FormatError> {
     let h = TlogHeader::decode(what, data)?;
     let flags = le_u16(data, 10);
-    if flags & !(TLOG_FLAG_COMPACTED | TLOG_FLAG_UNMAP) != 0 {
+    if flags & !(TLOG_FLAG_COMPACTED | TLOG_FLAGS_OURS) != 0 {
         return Err(FormatError::Inconsistent {
             what: what.to_string(),
             reason: format!("unknown header flags {flags:#06x}"),
@@ -183,6 +193,14 @@ pub(crate) fn parse_tlog(
                 reason: "entry after TLogClosed".into(),
             });
         }
+        if let Entry::Cluster { hash, .. } | Entry::Remap { hash, .. } = e {
+            if flags & TLOG_FLAG_HASHES == 0 && hash.alg() != super::HashAlg::Md5 {
+                return Err(FormatError::Inconsistent {
+                    what: ewhat,
+                    reason: "a hash other than MD5 in a TLog whose header allows only MD5".into(),
+                });
+            }
+        }
         if let Entry::TlogClosed { crc } = e {
             let computed = crc32c::crc32c(&data[..pos]);
             if crc != computed {
@@ -202,5 +220,6 @@ pub(crate) fn parse_tlog(
         entries,
         compacted: flags & TLOG_FLAG_COMPACTED != 0,
         unmap_ok: flags & TLOG_FLAG_UNMAP != 0,
+        hashes_ok: flags & TLOG_FLAG_HASHES != 0,
     })
 }

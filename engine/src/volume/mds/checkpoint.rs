@@ -8,9 +8,9 @@
 //! per writer like every data key. Checkpoints from before epochs have epoch 0 (id N, keys
 //! `mds/<N>/...`).
 
-use super::store::Loc;
+use super::store::{pack_index, unpack_index, Loc};
 use crate::volume::backend::keys::epoch_suffix;
-use crate::volume::format::{FormatError, VolumeId, MAX_SCO_CLUSTERS};
+use crate::volume::format::{ClusterHash, FormatError, VolumeId, MAX_SCO_CLUSTERS};
 use crate::volume::int::u32_of;
 
 /// Cluster addresses per checkpoint page.
@@ -180,8 +180,8 @@ pub(in crate::volume) fn encode_page(
     for (a, l) in entries {
         b.extend_from_slice(&a.to_le_bytes());
         b.extend_from_slice(&l.sco.to_le_bytes());
-        b.extend_from_slice(&l.offset.to_le_bytes());
-        b.extend_from_slice(&l.md5);
+        b.extend_from_slice(&pack_index(l.offset, l.hash.alg()).to_le_bytes());
+        b.extend_from_slice(l.hash.digest());
     }
     seal(b)
 }
@@ -224,20 +224,26 @@ pub(in crate::volume) fn decode_page(
             return Err(bad(format!("address {a} out of order or outside the page")));
         }
         prev = Some(a);
-        let offset = u32_at(e, 16);
+        let packed = u32_at(e, 16);
+        let Some((offset, alg)) = unpack_index(packed) else {
+            return Err(bad(format!(
+                "address {a}: unknown hash algorithm {}",
+                packed >> 24
+            )));
+        };
         if offset >= MAX_SCO_CLUSTERS {
             return Err(bad(format!(
                 "address {a}: cluster index {offset} beyond any SCO"
             )));
         }
-        let mut md5 = [0u8; 16];
-        md5.copy_from_slice(&e[20..36]);
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&e[20..36]);
         out.push((
             a,
             Loc {
                 sco: u64_at(e, 8),
                 offset,
-                md5,
+                hash: ClusterHash::from_parts(alg, digest),
             },
         ));
     }
@@ -352,7 +358,7 @@ mod tests {
         let l = Loc {
             sco: 3,
             offset: 9,
-            md5: [0xaa; 16],
+            hash: ClusterHash::of(b"x"),
         };
         let entries = vec![(65_536 * 2 + 1, l), (65_536 * 2 + 7, l)];
         let b = encode_page(id, 5, 2, &entries);

@@ -1,4 +1,4 @@
-//! The MetaDataStore: where each cluster of a volume lives (SCO, offset, MD5), the sealed SCOs
+//! The MetaDataStore: where each cluster of a volume lives (SCO, offset, hash), the sealed SCOs
 //! and the size.
 //!
 //! - `store`: the on-disk part, one redb database per volume (`mds.redb`), holding the effect

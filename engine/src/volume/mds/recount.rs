@@ -16,7 +16,7 @@ use crate::volume::format::{Entry, CLUSTER_SIZE_U64};
 
 /// Scratch: address -> its position as of the TLogs replayed so far.
 const RECOUNT_MAP: TableDefinition<u64, [u8; 28]> = TableDefinition::new("recount_map");
-/// Scratch: (SCO, index) -> (address, TLog that superseded it, MD5).
+/// Scratch: (SCO, index) -> (address, TLog that superseded it, hash).
 const RECOUNT_GONE: TableDefinition<(u64, u32), (u64, u64, [u8; 16])> =
     TableDefinition::new("recount_gone");
 /// Scratch: positions a Remap entry of the replayed TLogs mapped again.
@@ -61,22 +61,23 @@ impl Mds {
                         address,
                         sco,
                         offset,
-                        md5,
+                        hash,
                     }
                     | Entry::Remap {
                         address,
                         sco,
                         offset,
-                        md5,
+                        hash,
                     } => {
-                        let new = Loc { sco, offset, md5 };
+                        let new = Loc { sco, offset, hash };
                         gone.remove((sco, offset)).map_err(db_err)?;
                         let old = map
                             .insert(address, new.encode())
                             .map_err(db_err)?
-                            .map(|v| Loc::decode(&v.value()));
+                            .map(|v| Loc::decode(&v.value()))
+                            .transpose()?;
                         if let Some(old) = old.filter(|o| *o != new) {
-                            gone.insert((old.sco, old.offset), (address, t, old.md5))
+                            gone.insert((old.sco, old.offset), (address, t, *old.hash.digest()))
                                 .map_err(db_err)?;
                         }
                     }
@@ -91,11 +92,11 @@ impl Mds {
                         let mut cut = Vec::new();
                         for r in map.range(from..to).map_err(db_err)? {
                             let (k, v) = r.map_err(db_err)?;
-                            cut.push((k.value(), Loc::decode(&v.value())));
+                            cut.push((k.value(), Loc::decode(&v.value())?));
                         }
                         for (a, old) in cut {
                             map.remove(a).map_err(db_err)?;
-                            gone.insert((old.sco, old.offset), (a, t, old.md5))
+                            gone.insert((old.sco, old.offset), (a, t, *old.hash.digest()))
                                 .map_err(db_err)?;
                         }
                     }
@@ -132,7 +133,7 @@ impl Mds {
             for r in gone.iter().map_err(db_err)? {
                 let (k, v) = r.map_err(db_err)?;
                 let (sco, idx) = k.value();
-                let (addr, t, _md5) = v.value();
+                let (addr, t, _hash) = v.value();
                 let Some(t0) = scos.get(sco).map_err(db_err)?.map(|v| v.value().0) else {
                     continue;
                 };
@@ -147,7 +148,8 @@ impl Mds {
                 let now = clusters
                     .get(addr)
                     .map_err(db_err)?
-                    .map(|v| Loc::decode(&v.value()));
+                    .map(|v| Loc::decode(&v.value()))
+                    .transpose()?;
                 if now.is_some_and(|l| (l.sco, l.offset) == (sco, idx)) {
                     continue;
                 }

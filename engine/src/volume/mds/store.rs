@@ -16,6 +16,7 @@ use super::checkpoint::{page_of, Index, ScoRow, PAGE_CLUSTERS};
 use crate::error::{Error, Result};
 use crate::volume::backend::keys::Epochs;
 use crate::volume::files::io_err;
+use crate::volume::format::{ClusterHash, FormatError, HashAlg};
 use crate::volume::localfs::{LocalFile, LocalFs};
 
 /// Format version of `mds.redb` (the `format` key of the `meta` table): 2 since checkpoint
@@ -28,7 +29,8 @@ pub(in crate::volume) const MDS_FORMAT: u64 = 2;
 /// format 2 again.
 pub(in crate::volume) const MDS_FORMAT_CLONE: u64 = 3;
 
-/// cluster address -> sco (u64 LE) | offset (u32 LE) | md5 (16 bytes).
+/// cluster address -> sco (u64 LE) | offset (low 24 bits of a u32 LE; the top byte is the
+/// hash's algorithm) | hash digest (16 bytes).
 pub(super) const CLUSTERS: TableDefinition<u64, [u8; 28]> = TableDefinition::new("clusters");
 /// SCO sequence -> (sealing TLog, clusters, data CRC32C), every sealed SCO applied.
 pub(super) const SCOS: TableDefinition<u64, (u64, u32, u32)> = TableDefinition::new("scos");
@@ -101,7 +103,7 @@ impl SnapshotTx {
             .map_err(db_err)?
         {
             let (k, v) = e.map_err(db_err)?;
-            out.push((k.value(), Loc::decode(&v.value())));
+            out.push((k.value(), Loc::decode(&v.value())?));
         }
         Ok(out)
     }
@@ -129,36 +131,56 @@ impl SnapshotTx {
     }
 }
 
-/// Where a cluster lives, and the MD5 of its content (one MetaDataStore value).
+/// Where a cluster lives, and the hash of its content (one MetaDataStore value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(in crate::volume) struct Loc {
     pub(in crate::volume) sco: u64,
     pub(in crate::volume) offset: u32,
-    pub(in crate::volume) md5: [u8; 16],
+    pub(in crate::volume) hash: ClusterHash,
 }
 
 impl Loc {
+    /// Bytes 8..12: the cluster index in its low 24 bits (it is below 2^18), the hash's
+    /// algorithm in the top byte (0, MD5, in every value written before BLAKE3).
     pub(in crate::volume) fn encode(&self) -> [u8; 28] {
         let mut b = [0u8; 28];
         b[..8].copy_from_slice(&self.sco.to_le_bytes());
-        b[8..12].copy_from_slice(&self.offset.to_le_bytes());
-        b[12..].copy_from_slice(&self.md5);
+        b[8..12].copy_from_slice(&pack_index(self.offset, self.hash.alg()).to_le_bytes());
+        b[12..].copy_from_slice(self.hash.digest());
         b
     }
 
-    pub(in crate::volume) fn decode(b: &[u8; 28]) -> Loc {
+    /// Decodes a value this build or an earlier one wrote; an algorithm it does not know (a
+    /// later build's) is an error.
+    pub(in crate::volume) fn decode(b: &[u8; 28]) -> std::result::Result<Loc, FormatError> {
         let mut sco = [0u8; 8];
         sco.copy_from_slice(&b[..8]);
         let mut off = [0u8; 4];
         off.copy_from_slice(&b[8..12]);
-        let mut md5 = [0u8; 16];
-        md5.copy_from_slice(&b[12..]);
-        Loc {
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&b[12..]);
+        let packed = u32::from_le_bytes(off);
+        let (offset, alg) = unpack_index(packed).ok_or_else(|| FormatError::Inconsistent {
+            what: "MetaDataStore location".to_string(),
+            reason: format!("unknown hash algorithm {}", packed >> 24),
+        })?;
+        Ok(Loc {
             sco: u64::from_le_bytes(sco),
-            offset: u32::from_le_bytes(off),
-            md5,
-        }
+            offset,
+            hash: ClusterHash::from_parts(alg, digest),
+        })
     }
+}
+
+/// A cluster index (below 2^24) and a hash algorithm in one `u32`: the index in the low 24
+/// bits, the algorithm's code in the top byte (MetaDataStore values, checkpoint pages).
+pub(in crate::volume) fn pack_index(offset: u32, alg: HashAlg) -> u32 {
+    (offset & 0x00ff_ffff) | (u32::from(alg.code()) << 24)
+}
+
+/// The inverse of [`pack_index`]; `None` for an unknown algorithm.
+pub(in crate::volume) fn unpack_index(v: u32) -> Option<(u32, HashAlg)> {
+    Some((v & 0x00ff_ffff, HashAlg::from_code(v >> 24)?))
 }
 
 /// One change of the MetaDataStore, as logged by a TLog entry.
@@ -378,7 +400,7 @@ impl Mds {
         let mut out = Vec::new();
         for r in t.range(from..to).map_err(db_err)? {
             let (k, v) = r.map_err(db_err)?;
-            out.push((k.value(), Loc::decode(&v.value())));
+            out.push((k.value(), Loc::decode(&v.value())?));
         }
         Ok(out)
     }
@@ -451,7 +473,8 @@ impl Mds {
                         let old = clusters
                             .insert(a, loc.encode())
                             .map_err(db_err)?
-                            .map(|v| Loc::decode(&v.value()));
+                            .map(|v| Loc::decode(&v.value()))
+                            .transpose()?;
                         if old != Some(loc) {
                             live.mapped(&scos, loc, t)?;
                             if let Some(old) = old {
@@ -530,7 +553,7 @@ impl Cut<'_, '_> {
             if pages.last() != Some(&p) {
                 pages.push(p);
             }
-            cut.push(Loc::decode(&v.value()));
+            cut.push(Loc::decode(&v.value())?);
         }
         if cut.is_empty() {
             return Ok(());

@@ -68,7 +68,7 @@ struct ScoFiles {
 impl Volume {
     /// Opens an existing volume from its local SCOs and TLogs (local restart): replays every
     /// TLog in order, verifying every CRC; cuts a torn tail of the last TLog at the first entry
-    /// that does not verify (an entry whose CRC fails, or a cluster of the unsealed SCO whose MD5
+    /// that does not verify (an entry whose CRC fails, or a cluster of the unsealed SCO whose hash
     /// does not match its data); seals the last SCO; makes the repaired state durable. Anything
     /// else that does not verify is an error naming the file and what failed.
     pub(crate) fn open(
@@ -181,7 +181,7 @@ impl Volume {
                 scos: last.replayed_scos,
                 // Entries left by the last run count as just written.
                 first_entry: (last.cut > TLOG_HEADER_LEN as u64).then(std::time::Instant::now),
-                unmap_ok: last.unmap_ok,
+                ours: last.ours,
             },
             next_sco,
             write_gen: 0,

@@ -13,7 +13,7 @@ use crate::volume::int::usize_of;
 use crate::volume::localfs::LocalFs;
 
 /// Whether sealed SCO `seq` is whole on local disk: exact length, header and footer matching
-/// its ScoSealed entry (its clusters are checked one by one against their MD5s elsewhere). A
+/// its ScoSealed entry (its clusters are checked one by one against their hashes elsewhere). A
 /// missing file is not whole; other I/O errors are errors.
 pub(in crate::volume) fn sealed_sco_is_whole(
     fs: &dyn LocalFs,
@@ -52,7 +52,7 @@ const REPAIR_CHUNK: usize = 1 << 20;
 
 /// A sealed SCO of the open TLog whose header or footer did not survive (a crash before the
 /// seal was durable, or damage): when its clusters are all there with the data CRC its
-/// ScoSealed entry names (each was also checked against its MD5), the header and footer are
+/// ScoSealed entry names (each was also checked against its hash), the header and footer are
 /// written again, durably, and the seal stands. False when the data does not match: the caller
 /// cuts the TLog there.
 pub(in crate::volume) fn repair_sealed_sco(

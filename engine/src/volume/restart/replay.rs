@@ -65,7 +65,7 @@ impl ReplayCtx<'_> {
                 address,
                 sco,
                 offset,
-                md5,
+                hash,
             } => {
                 if rp.sealed.contains(&sco) {
                     return Err(bad(format!(
@@ -81,13 +81,13 @@ impl ReplayCtx<'_> {
                     )));
                 }
                 *next = offset + 1;
-                map_cluster(rp, address, Loc { sco, offset, md5 }).map_err(bad)?;
+                map_cluster(rp, address, Loc { sco, offset, hash }).map_err(bad)?;
             }
             Entry::Remap {
                 address,
                 sco,
                 offset,
-                md5,
+                hash,
             } => {
                 // A cluster logged before: earlier in these TLogs, or in a SCO sealed in an
                 // applied TLog (the MetaDataStore's SCO table); below what was logged of it.
@@ -101,7 +101,7 @@ impl ReplayCtx<'_> {
                         sco_name(sco)
                     )));
                 }
-                map_cluster(rp, address, Loc { sco, offset, md5 }).map_err(bad)?;
+                map_cluster(rp, address, Loc { sco, offset, hash }).map_err(bad)?;
             }
             Entry::ScoSealed { sco, clusters, crc } => {
                 let seen = rp.sco_clusters.get(&sco).copied().unwrap_or(0);

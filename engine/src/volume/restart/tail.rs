@@ -2,7 +2,7 @@
 //!
 //! SCOs sealed in closed TLogs are durable (closing a TLog fdatasyncs them first). The SCOs the
 //! last, open TLog writes or seals may not be (a seal does not wait for its data; a commit or
-//! the TLog's close does): every cluster of them is checked against its MD5, every ScoSealed
+//! the TLog's close does): every cluster of them is checked against its hash, every ScoSealed
 //! against the SCO's footer, and the log is cut at the first that does not verify — nothing
 //! after it was acknowledged.
 
@@ -16,8 +16,8 @@ use super::replay::{Replay, ReplayCtx};
 use crate::error::Result;
 use crate::volume::files::{io_err, read_all};
 use crate::volume::format::{
-    md5, parse_tlog, sco_name, tlog_name, Entry, ScoFooter, TlogHeader, CLUSTER_SIZE,
-    CLUSTER_SIZE_U64, TLOG_HEADER_LEN,
+    parse_tlog, sco_name, tlog_name, Entry, ScoFooter, TlogHeader, CLUSTER_SIZE, CLUSTER_SIZE_U64,
+    TLOG_HEADER_LEN,
 };
 use crate::volume::localfs::LocalFile;
 
@@ -43,8 +43,9 @@ pub(super) struct LastTlog {
     pub(super) replayed_scos: u32,
     /// A compacted TLog (a backend restart's last one may be one; it is closed then).
     compacted: bool,
-    /// Its header allows `Unmap` entries (this build or a later one wrote it).
-    pub(super) unmap_ok: bool,
+    /// Its header carries every flag this build writes (`Unmap` entries and BLAKE3 hashes
+    /// may go in).
+    pub(super) ours: bool,
 }
 
 impl LastTlog {
@@ -88,7 +89,7 @@ impl LastTlog {
             closed,
             replayed_scos: 0,
             compacted: parsed.compacted,
-            unmap_ok: parsed.unmap_ok,
+            ours: parsed.unmap_ok && parsed.hashes_ok,
         };
         if !closed {
             if let Some(at) = last.first_unwritten(ctx, rp)? {
@@ -105,7 +106,7 @@ impl LastTlog {
 
     /// The offset of the first entry whose data is not on disk: a ScoSealed whose SCO is not
     /// whole (and cannot be repaired from data that verifies), or a cluster whose bytes do not
-    /// match its MD5 (or whose SCO is missing: its name never became durable). Entries of SCOs
+    /// match its hash (or whose SCO is missing: its name never became durable). Entries of SCOs
     /// sealed in closed TLogs are not checked (those are durable).
     fn first_unwritten(&self, ctx: &ReplayCtx<'_>, rp: &Replay) -> Result<Option<u64>> {
         let mut handles: HashMap<u64, Option<Arc<dyn LocalFile>>> = HashMap::new();
@@ -124,7 +125,7 @@ impl LastTlog {
             if let Entry::Cluster {
                 sco,
                 offset,
-                md5: m,
+                hash: m,
                 ..
             } = e
             {
@@ -152,7 +153,7 @@ impl LastTlog {
                         let n = f
                             .read_at(&mut c, ScoFooter::offset(*offset))
                             .map_err(|e| io_err(&swhat, e))?;
-                        n == CLUSTER_SIZE && md5(&c) == *m
+                        n == CLUSTER_SIZE && m.matches(&c)
                     }
                     None => false,
                 };

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::progress::{cancelled_error, Progress};
 use crate::volume::commit::FsyncSite;
 use crate::volume::files::{self, io_err};
-use crate::volume::format::{md5, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64, TLOG_HEADER_LEN};
+use crate::volume::format::{ClusterHash, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64, TLOG_HEADER_LEN};
 use crate::volume::localfs::LocalFs;
 use crate::volume::mds::store::Loc;
 use crate::volume::snapshot::SnapshotInfo;
@@ -187,7 +187,7 @@ impl Volume {
                         None => {
                             // The one zero cluster, written for the first hole.
                             let z = [0u8; CLUSTER_SIZE];
-                            self.append_hashed(st, a, &z, Some(&[md5(&z)]))?;
+                            self.append_hashed(st, a, &z, Some(&[ClusterHash::of(&z)]))?;
                             zero = self.lookup(st, a)?;
                             continue;
                         }
@@ -202,10 +202,11 @@ impl Volume {
                     address: *a,
                     sco: l.sco,
                     offset: l.offset,
-                    md5: l.md5,
+                    hash: l.hash,
                 })
                 .collect();
             if !entries.is_empty() {
+                self.ensure_our_tlog(st)?;
                 self.tlog_append(st, &entries)?;
                 let tlog = st.tlog.seq;
                 self.map_clusters(st, tlog, &locs)?;
