@@ -34,10 +34,10 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::io_err;
 use crate::error::{Error, Result};
 use crate::volume::format::{
-    parse_seq_name, CLUSTER_SIZE_U64, SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN,
+    parse_seq_name, CLUSTER_SIZE, CLUSTER_SIZE_U64, SCO_FOOTER_LEN, SCO_HEADER_LEN, TLOG_ENTRY_LEN,
     TLOG_HEADER_LEN,
 };
-use crate::volume::{LocalFs, Volume, VolumeOptions};
+use crate::volume::{is_zeros, LocalFs, Volume, VolumeOptions};
 
 /// Running totals and the last measurement.
 #[derive(Debug, Default)]
@@ -228,6 +228,26 @@ pub(crate) fn cost(offset: u64, len: u64, opts: VolumeOptions) -> u64 {
     (clusters * CLUSTER_SIZE_U64)
         .saturating_add((clusters + 1) * TLOG_ENTRY_LEN as u64)
         .saturating_add(scos * per_sco)
+}
+
+/// [`cost`] of writing `data` at `offset`, less the whole clusters of zeros in it when
+/// `zero_detect` is on: those are unmapped (one TLog entry, counted), nothing is written to a
+/// SCO, and the backend has nothing of them to take.
+pub(crate) fn write_cost(offset: u64, data: &[u8], opts: VolumeOptions, zero_detect: bool) -> u64 {
+    let full = cost(offset, data.len() as u64, opts);
+    if !zero_detect {
+        return full;
+    }
+    // The first whole cluster starts `skip` bytes into `data`.
+    let skip =
+        usize::try_from(offset.next_multiple_of(CLUSTER_SIZE_U64) - offset).unwrap_or(usize::MAX);
+    let zeros = data
+        .get(skip..)
+        .unwrap_or_default()
+        .chunks_exact(CLUSTER_SIZE)
+        .filter(|c| is_zeros(c))
+        .count() as u64;
+    full.saturating_sub(zeros * CLUSTER_SIZE_U64)
 }
 
 /// The newest TLog known to be on the backend: the manifest's, as last read, and at least the

@@ -78,8 +78,12 @@ impl ObjectData for VolumeObject {
 
     fn write(&self, offset: u64, data: &[u8], _mtime: crate::types::Timestamp) -> Result<()> {
         let d = &self.data;
-        let len = data.len() as u64;
-        let _in_flight = self.admit(super::backlog::cost(offset, len, d.vol.options()))?;
+        let _in_flight = self.admit(super::backlog::write_cost(
+            offset,
+            data,
+            d.vol.options(),
+            d.vol.zero_detect(),
+        ))?;
         d.vol.write(offset, data, false)
     }
 

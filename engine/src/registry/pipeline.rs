@@ -13,8 +13,8 @@ use crate::volume::Volume;
 /// Longest wait between two failed pipeline passes.
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
-/// The background pipeline of one volume, the only upload loop: a pass every `interval` (a
-/// quarter of `max_age`, between 100 ms and 5 s) uploads closed TLogs, their SCOs and the
+/// The background pipeline of one volume, the only upload loop: a pass as soon as a TLog closes
+/// and every `interval` (a quarter of `max_age`, between 100 ms and 5 s) uploads closed TLogs, their SCOs and the
 /// manifest, sealing a partial SCO older than `max_age` first; failures back off exponentially
 /// (from `interval`, doubling, capped at 30 s, plus up to a quarter of jitter) until the
 /// backend answers again. Nothing is dropped meanwhile: what is not uploaded stays local. A
@@ -41,9 +41,10 @@ pub(super) async fn pipeline(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            // A writer waits for room: a pass now, unless the backend is failing (the backoff
-            // stands).
+            // A writer waits for room, or a TLog closed: a pass now, unless the backend is
+            // failing (the backoff stands).
             _ = backlog.wanted(), if !failing => {}
+            _ = vol.tlog_closed(), if !failing => {}
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
         }
         if *stop.borrow() {

@@ -323,6 +323,94 @@ fn a_writer_faster_than_the_backend_is_paced_and_never_refused() {
     vols.stop_all();
 }
 
+/// The upload follows the log: a TLog's close starts a pipeline pass at once, instead of at the
+/// next tick (every `SCO_Max_Age / 4`, up to 5 s). Before, a fast writer filled the write
+/// buffer's soft mark between two ticks with data the backend could have taken, and was paced
+/// by an upload rate that had never been measured (1 MiB/s).
+#[test]
+fn a_closed_tlog_is_uploaded_without_waiting_for_the_pipeline_tick() {
+    use crate::data::ObjectData;
+    let t = tempfile::tempdir().expect("tempdir");
+    let rt = crate::runtime::build().expect("runtime");
+    let store: Arc<dyn ObjectStore> = Arc::new(MemStore::new());
+    // SCO_Max_Age 1 h: a pipeline tick every 5 s.
+    let vols = paced_registry_with(
+        t.path(),
+        store,
+        &rt,
+        64 << 20,
+        Duration::from_secs(60),
+        |c| c.max_age = Duration::from_secs(3600),
+    );
+    let v = vols.open_or_create(2, 0, true).expect("create");
+    let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
+    // Two SCOs of 16 clusters close TLog 1 (the second SCO is sealed by the first cluster
+    // after it).
+    let data = vec![0x33u8; 33 * 4096];
+    let t0 = std::time::Instant::now();
+    obj.write(0, &data, Timestamp::default()).expect("write");
+    // Everything but the open TLog's one cluster goes up; bounded well below the 5 s tick.
+    let deadline = t0 + Duration::from_millis(2500);
+    loop {
+        let pending = v.volume().bytes_not_on_backend();
+        if pending <= 4096 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "TLog 1 still not on the backend after {:?}: {pending} bytes pending",
+            t0.elapsed()
+        );
+        std::thread::yield_now();
+    }
+    vols.stop_all();
+}
+
+/// Zeros are not backlog: with `Zero_Detect` on, whole clusters of zeros are unmapped (one TLog
+/// entry, nothing for the backend to take), so writing them is never paced, however much of
+/// them goes by: over holes, and over data (once that data is on the backend). Before, each
+/// such write reserved its whole length, and a guest writing zeros (an image import, a disk
+/// being zeroed) was held to the upload rate of data that did not exist.
+#[test]
+fn writing_zeros_is_never_paced() {
+    use crate::data::ObjectData;
+    const BUF: u64 = 2 << 20;
+    const PIECE: usize = 128 << 10;
+    let t = tempfile::tempdir().expect("tempdir");
+    let rt = crate::runtime::build().expect("runtime");
+    let store = Arc::new(HookedStore::new(
+        Arc::new(MemStore::new()),
+        SlowPuts(Duration::from_millis(15)),
+    ));
+    let vols = paced_registry(t.path(), store, &rt, BUF, Duration::from_secs(60));
+    let v = vols.open_or_create(2, 0, true).expect("create");
+    let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
+    let total = 4 * BUF as usize;
+    // Data over the first half, on the backend before the zeros come.
+    let data = vec![0x5au8; total / 2];
+    for (i, piece) in data.chunks(PIECE).enumerate() {
+        obj.write((i * PIECE) as u64, piece, Timestamp::default())
+            .expect("write");
+    }
+    vols.flush(&v).expect("flush");
+    let before = vols.info(&v).writes_paced;
+    let zeros = vec![0u8; PIECE];
+    for i in 0..total / PIECE {
+        obj.write((i * PIECE) as u64, &zeros, Timestamp::default())
+            .expect("write zeros");
+    }
+    let info = vols.info(&v);
+    assert_eq!(
+        info.writes_paced - before,
+        0,
+        "writes of zeros were paced: {info:?}"
+    );
+    let mut got = vec![1u8; total];
+    assert_eq!(v.volume().read(0, &mut got).expect("read"), total);
+    assert!(got.iter().all(|b| *b == 0));
+    vols.stop_all();
+}
+
 /// Issue 11: with the backend down, writes go on (paced) up to the hard mark; there they wait,
 /// and only once the backend made no progress for `Backend_Stall_Timeout` are they answered
 /// `Delay`; when the backend is back, writes resume and nothing is lost.

@@ -193,6 +193,7 @@ impl Volume {
             tlog_roll_len: AtomicU64::new(crate::volume::log::TLOG_ROLL_LEN),
             zero_detect: std::sync::atomic::AtomicBool::new(true),
             reserved: Mutex::new(reserved),
+            tlog_closed: tokio::sync::Notify::new(),
         }
     }
 

@@ -258,7 +258,15 @@ impl Volume {
             self.fsync(FsyncSite::WalHead, &*st.wal.file(), "write-ahead log head")?;
             st.wal.synced(head);
         }
+        // The upload pipeline takes it now rather than at its next tick.
+        self.tlog_closed.notify_one();
         Ok(())
+    }
+
+    /// Resolves once a TLog closed since the last call (at once if one did meanwhile): what
+    /// the upload pipeline waits for besides its tick.
+    pub(crate) async fn tlog_closed(&self) {
+        self.tlog_closed.notified().await;
     }
 
     /// Starts the TLog after the open one: header + fdatasync; its name becomes durable at the

@@ -97,4 +97,5 @@ pub(crate) use self::format::VolumeId;
 pub(crate) use self::format::{le_u32, le_u64};
 pub(crate) use self::options::VolumeOptions;
 pub(crate) use self::options::{table_default, table_text};
+pub(crate) use self::space::is_zeros;
 pub(crate) use self::state::Volume;

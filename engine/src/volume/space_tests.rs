@@ -298,3 +298,18 @@ fn read_zeros(v: &Volume, off: u64, len: usize) -> bool {
     let mut b = vec![1u8; len];
     v.read(off, &mut b).expect("read") == len && b.iter().all(|x| *x == 0)
 }
+
+#[test]
+fn zeros_are_found_wherever_a_nonzero_byte_hides_and_hash_like_any_cluster() {
+    use super::space::{is_zeros, new_cluster_hash};
+    let mut c = vec![0u8; 4096];
+    assert!(is_zeros(&c) && is_zeros(&[]) && is_zeros(&c[..10]));
+    for at in [0, 1, 63, 64, 65, 511, 575, 576, 2048, 4095] {
+        c[at] = 0x80;
+        assert!(!is_zeros(&c), "byte {at}");
+        assert!(!is_zeros(&c[..=at]), "short, byte {at}");
+        assert_eq!(new_cluster_hash(&c), format::ClusterHash::of(&c));
+        c[at] = 0;
+    }
+    assert_eq!(new_cluster_hash(&c), format::ClusterHash::of(&c));
+}

@@ -251,6 +251,8 @@ pub(crate) struct Volume {
     pub(super) zero_detect: std::sync::atomic::AtomicBool,
     /// The ranges ALLOCATE reserved (cluster addresses), as `mds.redb` holds them.
     pub(super) reserved: Mutex<crate::volume::mds::ranges::Ranges>,
+    /// Notified when a TLog closes: its SCOs and it can go to the backend now.
+    pub(super) tlog_closed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Volume {

@@ -45,7 +45,7 @@ impl Volume {
                 && data.len().is_multiple_of(CLUSTER_SIZE))
             .then(|| {
                 data.chunks_exact(CLUSTER_SIZE)
-                    .map(ClusterHash::of)
+                    .map(super::space::new_cluster_hash)
                     .collect()
             });
             if let Some(h) = &hashes {

@@ -18,6 +18,14 @@ pub enum HashAlg {
 }
 
 impl HashAlg {
+    /// The algorithm of new clusters: BLAKE3.
+    pub(crate) fn current() -> HashAlg {
+        #[cfg(test)]
+        if AS_OLDER_BUILD.with(std::cell::Cell::get) {
+            return HashAlg::Md5;
+        }
+        HashAlg::Blake3
+    }
     /// Its stored code.
     pub(crate) fn code(self) -> u8 {
         match self {
@@ -46,11 +54,7 @@ pub struct ClusterHash {
 impl ClusterHash {
     /// The hash new clusters carry (BLAKE3).
     pub fn of(data: &[u8]) -> ClusterHash {
-        #[cfg(test)]
-        if AS_OLDER_BUILD.with(std::cell::Cell::get) {
-            return ClusterHash::with(HashAlg::Md5, data);
-        }
-        ClusterHash::with(HashAlg::Blake3, data)
+        ClusterHash::with(HashAlg::current(), data)
     }
 
     /// The hash of `data` by `alg`.
