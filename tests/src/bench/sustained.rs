@@ -40,7 +40,18 @@ pub(crate) fn run(t: &mut Target, s: &Settings) -> Result<(f64, Option<String>),
     }
     let mut c = t.cmd("qemu-img");
     c.args([
-        "bench", "-w", "-t", "none", "-f", "raw", "-s", "1M", "-d", "8",
+        "bench",
+        "-w",
+        "--pattern",
+        crate::bench::run::QEMU_PATTERN,
+        "-t",
+        "none",
+        "-f",
+        "raw",
+        "-s",
+        "1M",
+        "-d",
+        "8",
     ])
     .args(["-c", &(len / MIB).to_string()])
     .arg(&url);

@@ -5,7 +5,7 @@ mod target;
 mod workloads;
 
 use self::system::bench_system;
-pub(crate) use self::target::{dir_usage, run_bounded, Target};
+pub(crate) use self::target::{dir_usage, run_bounded, Target, QEMU_PATTERN};
 use crate::bench::report::Measurement;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

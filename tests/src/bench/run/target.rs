@@ -14,6 +14,9 @@ use strata_ganesha_conf::conf::{Export, FsalBlock, GaneshaConf};
 use strata_ganesha_conf::launcher::{Latency, S3ServerOptions};
 use strata_tests::{kv_line, vfs_conf, TestGateway};
 
+/// The byte `qemu-img bench` writes (`--pattern`): 0xa5.
+pub(crate) const QEMU_PATTERN: &str = "165";
+
 /// The S3 column's setup: the S3 test server (`scripts/setup` installs it) behind
 /// `strata-delay-proxy` (built next to the plugin) at [`S3_DELAY_MS`], and `conf` pointed at it.
 fn s3_setup(
@@ -267,7 +270,9 @@ impl Target {
             .args(["-d", &w.depth.to_string()])
             .args(["-s", &w.bs.to_string()]);
         if w.write {
-            c.arg("-w");
+            // Data, not qemu-img's default of zeros: Strata stores no zeros (`Zero_Detect`),
+            // so zeros would measure another path than a guest's writes of data.
+            c.args(["-w", "--pattern", QEMU_PATTERN]);
             if w.flush_every > 0 {
                 c.args(["--flush-interval", &w.flush_every.to_string()]);
             }
