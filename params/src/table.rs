@@ -228,7 +228,7 @@ pub static PARAMS: &[Param] = &[
         name: "Cluster_Cache_Size",
         ty: ParamType::Size { min: 0, max: TIB },
         default: "1G",
-        doc: "Bound of the content-addressed cluster cache shared by all volumes; 0 = off",
+        doc: "Bound of the content-addressed cluster cache shared by all volumes, a local file (`<Data_Dir>/cluster-cache`, in the page cache, not in the gateway's memory); 0 = off",
     },
     Param {
         name: "Scrub_Interval",

@@ -41,7 +41,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::{io_err, Error, Result};
 use crate::types::{Ino, VolumeInfo};
-use crate::volume::cluster_cache::{ClusterCache, ClusterCacheStats};
+use crate::volume::cluster_cache::{ClusterCache, ClusterCacheStats, CLUSTER_CACHE_FILE};
 use crate::volume::{LocalFs, StdFs, VolumeId, VolumeOptions};
 
 use self::backlog::{known_on_backend, pending_bytes};
@@ -150,7 +150,11 @@ impl VolumeRegistry {
         });
         VolumeRegistry {
             cache,
-            clusters: Arc::new(ClusterCache::new(cfg.cluster_cache_size)),
+            clusters: Arc::new(ClusterCache::open(
+                &*fs,
+                &cfg.dir.with_file_name(CLUSTER_CACHE_FILE),
+                cfg.cluster_cache_size,
+            )),
             cfg,
             fs,
             fsid,
