@@ -464,10 +464,17 @@ pub(crate) fn fill(url: &str, path: &str, size: u64) -> Result<String, String> {
         Ok(fh) => fh,
         Err(_) => client.open(path, true)?,
     };
-    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8 ^ 0x3c).collect();
+    let mut chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8 ^ 0x3c).collect();
     let mut off = 0;
     while off < size {
         let n = (size - off).min(chunk.len() as u64) as usize;
+        // Every 4 KiB block starts with its offset, so no two hold the same bytes: a
+        // content-addressed cache (Strata's cluster cache) cannot serve one from another.
+        for (k, block) in chunk[..n].chunks_mut(4096).enumerate() {
+            let at = (off + k as u64 * 4096).to_le_bytes();
+            let len = block.len().min(8);
+            block[..len].copy_from_slice(&at[..len]);
+        }
         client.pwrite(fh, off, &chunk[..n])?;
         off += n as u64;
     }
