@@ -120,7 +120,7 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
          mapped            {} ({}): clusters holding data; holes and zeros take none\n\
          allocated         {} ({}), {} ({}) of it reserved by ALLOCATE and not written\n\
          not on backend    {} ({}){}\n\
-         commits           {} ({} group-commit rounds)\n\
+         commits           {} ({} group-commit rounds, {} of them by the write-ahead log alone)\n\
          clusters written  {}; {} unmapped (holes punched, zeros written)\n\
          SCOs sealed       {}\n\
          cache             {} hits, {} misses (hit rate {rate})\n\
@@ -147,6 +147,7 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
             .map_or_else(String::new, |ms| format!(", the oldest change {} old", age(ms))),
         v.commits,
         v.commit_rounds,
+        v.wal_rounds,
         v.clusters_written,
         v.clusters_unmapped,
         v.scos_sealed,

@@ -341,6 +341,8 @@ pub struct VolumeInfo {
     pub commits: u64,
     /// Group-commit rounds (each one set of fsyncs) since the volume was opened.
     pub commit_rounds: u64,
+    /// Of those, rounds that fdatasynced only the write-ahead log of small commits.
+    pub wal_rounds: u64,
     /// Clusters appended to SCOs since the volume was opened.
     pub clusters_written: u64,
     /// Mapped clusters unmapped since it was opened (holes punched, zeros written).

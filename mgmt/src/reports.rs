@@ -120,6 +120,9 @@ pub struct VolumeReport {
     pub commits: u64,
     /// Group-commit rounds since the gateway opened it.
     pub commit_rounds: u64,
+    /// Of those, rounds that fdatasynced only the write-ahead log of small commits.
+    #[serde(default)]
+    pub wal_rounds: u64,
     /// Clusters written since the gateway opened it.
     pub clusters_written: u64,
     /// Mapped clusters unmapped since the gateway opened it: holes punched (DEALLOCATE, a

@@ -318,6 +318,19 @@ pub fn sigkill_rounds(
     min_commits: u64,
     seed_base: u64,
 ) -> Vec<u8> {
+    sigkill_rounds_with(tg, path, rounds, min_commits, seed_base, &|_| {})
+}
+
+/// [`sigkill_rounds`], calling `before_kill` with the gateway in each round once the writer
+/// reached `min_commits` COMMITs, just before the SIGKILL (the writer still running).
+pub fn sigkill_rounds_with(
+    tg: &mut TestGateway,
+    path: &str,
+    rounds: u64,
+    min_commits: u64,
+    seed_base: u64,
+    before_kill: &dyn Fn(&TestGateway),
+) -> Vec<u8> {
     const COUNT: u64 = 100_000;
     let mut base = vec![0u8; SIZE as usize];
     for round in 0..rounds {
@@ -332,6 +345,7 @@ pub fn sigkill_rounds(
             "round {round}: writer did not reach {min_commits} commits while running: {}",
             w.output()
         );
+        before_kill(tg);
         tg.gw_mut().kill_ganesha().expect("SIGKILL ganesha");
         // The writer's last line before the kill bounds what was acknowledged; stop it before
         // the restart so that it cannot write to the new server.

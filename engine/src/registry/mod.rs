@@ -345,6 +345,7 @@ impl VolumeRegistry {
             pending_backend_since: v.vol.not_on_backend_since(),
             commits: s.commits,
             commit_rounds: s.commit_rounds,
+            wal_rounds: s.wal_rounds,
             clusters_written: s.clusters_written,
             clusters_unmapped: s.clusters_unmapped,
             scos_sealed: s.scos_sealed,

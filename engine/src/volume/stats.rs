@@ -11,6 +11,8 @@ pub(crate) struct VolumeStats {
     pub commits: u64,
     /// Group-commit rounds: each fsyncs for every commit that joined before it started.
     pub commit_rounds: u64,
+    /// Of those, rounds that made durable only the write-ahead log (small windows).
+    pub wal_rounds: u64,
     /// fsync/fdatasync calls made (all sites).
     pub fsyncs: u64,
     /// Clusters appended to SCOs.
@@ -55,6 +57,7 @@ impl Volume {
         VolumeStats {
             commits: c.commits.load(Ordering::Relaxed),
             commit_rounds: c.commit_rounds.load(Ordering::Relaxed),
+            wal_rounds: c.wal_rounds.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed) + self.mds_syncs.load(Ordering::Relaxed),
             clusters_written: c.clusters_written.load(Ordering::Relaxed),
             clusters_unmapped: c.clusters_unmapped.load(Ordering::Relaxed),

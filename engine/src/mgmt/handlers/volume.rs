@@ -57,6 +57,7 @@ pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, E
         pending_backend_age_ms: v.pending_backend_since.map(super::status::age_ms),
         commits: v.commits,
         commit_rounds: v.commit_rounds,
+        wal_rounds: v.wal_rounds,
         clusters_written: v.clusters_written,
         clusters_unmapped: v.clusters_unmapped,
         scos_sealed: v.scos_sealed,
