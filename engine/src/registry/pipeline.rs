@@ -13,9 +13,9 @@ use crate::volume::Volume;
 /// Longest wait between two failed pipeline passes.
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
-/// The background pipeline of one volume, the only upload loop: a pass as soon as a TLog closes
-/// and every `interval` (a quarter of `max_age`, between 100 ms and 5 s) uploads closed TLogs, their SCOs and the
-/// manifest, sealing a partial SCO older than `max_age` first; failures back off exponentially
+/// The background pipeline of one volume, the only upload loop: a pass as soon as a TLog
+/// closes and every `interval` (a quarter of `max_age`, between 100 ms and 5 s) uploads closed
+/// TLogs, their SCOs and the manifest, sealing a partial SCO older than `max_age` first; failures back off exponentially
 /// (from `interval`, doubling, capped at 30 s, plus up to a quarter of jitter) until the
 /// backend answers again. Nothing is dropped meanwhile: what is not uploaded stays local. A
 /// final error (the backend refused a conditional write: another writer) is never retried: the

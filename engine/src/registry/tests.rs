@@ -262,6 +262,22 @@ fn paced_registry_with(
     ))
 }
 
+/// Volume 2 of a registry with a `buf` write buffer whose backend takes 15 ms per PUT (slower
+/// than a writer).
+fn slow_backend_volume(
+    dir: &Path,
+    rt: &tokio::runtime::Runtime,
+    buf: u64,
+) -> (Arc<VolumeRegistry>, Arc<crate::registry::OpenVolume>) {
+    let store = Arc::new(HookedStore::new(
+        Arc::new(MemStore::new()),
+        SlowPuts(Duration::from_millis(15)),
+    ));
+    let vols = paced_registry(dir, store, rt, buf, Duration::from_secs(60));
+    let v = vols.open_or_create(2, 0, true).expect("create");
+    (vols, v)
+}
+
 /// Issue 11: a writer faster than the backend is paced, not refused: 4x the write buffer goes
 /// through with no error, writes waited once the backlog crossed the soft mark, and the
 /// backlog never went past the hard mark by more than one write.
@@ -272,12 +288,7 @@ fn a_writer_faster_than_the_backend_is_paced_and_never_refused() {
     const PIECE: usize = 128 << 10;
     let t = tempfile::tempdir().expect("tempdir");
     let rt = crate::runtime::build().expect("runtime");
-    let store = Arc::new(HookedStore::new(
-        Arc::new(MemStore::new()),
-        SlowPuts(Duration::from_millis(15)),
-    ));
-    let vols = paced_registry(t.path(), store, &rt, BUF, Duration::from_secs(60));
-    let v = vols.open_or_create(2, 0, true).expect("create");
+    let (vols, v) = slow_backend_volume(t.path(), &rt, BUF);
     let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
     let total = 4 * BUF as usize;
     let data: Vec<u8> = (0..total).map(|i| (i % 253) as u8).collect();
@@ -378,12 +389,7 @@ fn writing_zeros_is_never_paced() {
     const PIECE: usize = 128 << 10;
     let t = tempfile::tempdir().expect("tempdir");
     let rt = crate::runtime::build().expect("runtime");
-    let store = Arc::new(HookedStore::new(
-        Arc::new(MemStore::new()),
-        SlowPuts(Duration::from_millis(15)),
-    ));
-    let vols = paced_registry(t.path(), store, &rt, BUF, Duration::from_secs(60));
-    let v = vols.open_or_create(2, 0, true).expect("create");
+    let (vols, v) = slow_backend_volume(t.path(), &rt, BUF);
     let obj = crate::registry::VolumeObject::new(v.clone(), &vols);
     let total = 4 * BUF as usize;
     // Data over the first half, on the backend before the zeros come.

@@ -129,7 +129,7 @@ impl ClusterCache {
         }
         ClusterCache {
             capacity: first * CLUSTER_SIZE_U64,
-            file: if shards.is_empty() { None } else { file },
+            file,
             shards,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -169,7 +169,7 @@ impl ClusterCache {
             let mut s = shard.lock();
             match s.index.get(key).copied() {
                 Some(slot) => {
-                    let mut c = vec![0u8; CLUSTER_SIZE];
+                    let mut c = [0u8; CLUSTER_SIZE];
                     let ok = matches!(file.read_at(&mut c, slot * CLUSTER_SIZE_U64), Ok(n) if n == CLUSTER_SIZE)
                         && key.matches(&c);
                     if ok {

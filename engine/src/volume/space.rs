@@ -25,9 +25,13 @@ const SEEK_WINDOW: u64 = 1 << 16;
 
 /// The hash of a cluster of zeros by `alg` (computed once per algorithm).
 fn zero_hash(alg: HashAlg) -> ClusterHash {
-    static ZERO: [std::sync::OnceLock<ClusterHash>; 2] =
-        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
-    *ZERO[usize::from(alg.code()) % 2].get_or_init(|| ClusterHash::with(alg, &[0u8; CLUSTER_SIZE]))
+    static MD5: std::sync::OnceLock<ClusterHash> = std::sync::OnceLock::new();
+    static BLAKE3: std::sync::OnceLock<ClusterHash> = std::sync::OnceLock::new();
+    let cell = match alg {
+        HashAlg::Md5 => &MD5,
+        HashAlg::Blake3 => &BLAKE3,
+    };
+    *cell.get_or_init(|| ClusterHash::with(alg, &[0u8; CLUSTER_SIZE]))
 }
 
 /// The hash a new cluster `c` carries: a cluster of zeros costs a scan, not a hash.
