@@ -30,7 +30,7 @@ impl Filesystem {
             // Writes nothing: a zero-length write past the end must not grow the file (POSIX
             // pwrite), nor touch mtime or the change counter.
             if stable {
-                self.commit_live(h.ino, &live)?;
+                self.commit_for_client(h.ino, &live)?;
                 return Ok((0, Stability::Stable));
             }
             return Ok((0, Stability::Unstable));
@@ -39,7 +39,7 @@ impl Filesystem {
         live.data.write(offset, data, t)?;
         self.note_data_change(h, &live, t)?;
         if stable {
-            self.commit_live(h.ino, &live)?;
+            self.commit_for_client(h.ino, &live)?;
             return Ok((data.len(), Stability::Stable));
         }
         Ok((data.len(), Stability::Unstable))
@@ -67,12 +67,18 @@ impl Filesystem {
 
     /// Makes every write to `h` so far durable.
     pub fn commit(&self, h: Handle) -> Result<()> {
-        let inode = self.get_valid(h)?;
-        if !inode.kind.is_regular() {
-            return Ok(());
-        }
-        let live = self.get_live(h)?;
-        self.commit_live(h.ino, &live)
+        // A loaded object is a regular one of this generation: no namespace lookup then.
+        let live = match self.peek_live(h.ino) {
+            Some(l) if l.generation == h.generation => l,
+            _ => {
+                let inode = self.get_valid(h)?;
+                if !inode.kind.is_regular() {
+                    return Ok(());
+                }
+                self.get_live(h)?
+            }
+        };
+        self.commit_for_client(h.ino, &live)
     }
 
     /// Records an open (NFSv4 OPEN state): the object keeps its data while opened.

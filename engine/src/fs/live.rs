@@ -166,6 +166,21 @@ impl Filesystem {
             .sync(&mut |c: &Commit| self.persist(ino, live, c, false))
     }
 
+    /// A client's COMMIT (or stable write): [`Filesystem::commit_live`], except that a
+    /// volume's pending attributes (mtime, change) are left for the uploader's next round
+    /// (`upload.rs`, within [`super::upload::UPLOAD_EVERY`]) instead of a namespace
+    /// transaction per COMMIT. The volume's data is durable when this returns; its namespace
+    /// record only caches attributes the loaded object already answers with (`attr_of`).
+    pub(super) fn commit_for_client(&self, ino: Ino, live: &Live) -> Result<()> {
+        if live.data.as_file().is_some() {
+            return self.commit_live(ino, live);
+        }
+        if !live.data.is_dirty() {
+            return Ok(());
+        }
+        live.data.sync(&mut |_: &Commit| Ok(()))
+    }
+
     /// Attributes from an inode record, with the pending state of unstable writes on top.
     pub(super) fn attr_of(&self, ino: Ino, i: &Inode) -> Attr {
         let mut a = Attr {

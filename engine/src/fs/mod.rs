@@ -27,6 +27,9 @@ mod sync;
 mod upload;
 mod xattrs;
 
+#[cfg(test)]
+mod attr_tests;
+
 pub use self::config::{BackendConfig, EngineConfig};
 pub use self::fsck::{FsckOptions, QUARANTINE_PREFIX};
 use self::live::Live;

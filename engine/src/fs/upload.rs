@@ -18,6 +18,7 @@
 //! as garbage when they fail); the writers' pacing sees no progress and slows them down.
 
 use super::live::{persist_commit, Live};
+use crate::data::Commit;
 use crate::error::Result;
 use crate::file_data::FileShared;
 use crate::namespace::Namespace;
@@ -94,6 +95,7 @@ impl FileSide {
                 }
             }
         }
+        self.record_volume_attrs();
         // One durable commit for the round; until it returns nothing relies on the records. It
         // also persists the namespace changes durable only in the journal, once they waited
         // as long as file data does (`redo.rs`), so their segments can go.
@@ -116,6 +118,32 @@ impl FileSide {
             first_err.get_or_insert(e);
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Records the attributes (mtime, change, size) that clients' COMMITs left pending on
+    /// volumes whose data is durable (`Filesystem::commit_for_client`), each in a namespace
+    /// transaction that is not durable yet (the round's durable commit covers them). A volume
+    /// written since its last COMMIT waits for the next one.
+    fn record_volume_attrs(&self) {
+        let due: Vec<(Ino, Arc<Live>)> = self
+            .live
+            .lock()
+            .iter()
+            .filter(|(_, l)| {
+                l.data.as_file().is_none() && l.pending.lock().is_some() && !l.data.is_dirty()
+            })
+            .map(|(i, l)| (*i, l.clone()))
+            .collect();
+        for (ino, live) in due {
+            let c = Commit {
+                size: live.data.size(),
+                lazy: true,
+                ..Commit::default()
+            };
+            if let Err(e) = persist_commit(&self.ns, ino, &live, &c, false) {
+                tracing::debug!(ino, error = %e, "recording a volume's attributes failed");
+            }
+        }
     }
 
     /// Step 2: deletes the segments every loaded file has applied.

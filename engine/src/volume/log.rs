@@ -144,7 +144,7 @@ impl Volume {
                 .map_err(|e| io_err(path.display(), e))?;
             st.wal.log(Target::Sco(seq), 0, &header)?;
             st.sco_dir.touch();
-            self.handles.lock().insert(seq, file.clone());
+            self.keep_handle(seq, file.clone());
             st.sco = Some(OpenSco {
                 seq,
                 file,

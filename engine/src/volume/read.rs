@@ -17,20 +17,31 @@ use crate::volume::state::{State, Volume};
 /// Most clusters of an evicted SCO fetched by one ranged GET (1 MiB).
 const REMOTE_RUN: u64 = 256;
 
+/// Most SCO files a volume keeps open.
+pub(super) const MAX_HANDLES: usize = 256;
+
 impl Volume {
     pub(super) fn sco_handle(&self, seq: u64) -> Result<Arc<dyn LocalFile>> {
-        let mut h = self.handles.lock();
-        if let Some(f) = h.get(&seq) {
+        if let Some(f) = self.handles.lock().get(&seq) {
             return Ok(f.clone());
         }
         let path = self.sco_dir.join(sco_name(seq));
         let f = self.fs.open(&path).map_err(|e| io_err(path.display(), e))?;
-        // A crude bound on open descriptors; an LRU comes with the SCO cache.
-        if h.len() >= 256 {
-            h.clear();
-        }
-        h.insert(seq, f.clone());
+        self.keep_handle(seq, f.clone());
         Ok(f)
+    }
+
+    /// Keeps `f` open as SCO `seq`'s file; at [`MAX_HANDLES`], one other (any) is closed first.
+    /// Not all of them: reads spread over a little more SCOs than the bound would otherwise
+    /// reopen most of their files again and again.
+    pub(super) fn keep_handle(&self, seq: u64, f: Arc<dyn LocalFile>) {
+        let mut h = self.handles.lock();
+        if h.len() >= MAX_HANDLES && !h.contains_key(&seq) {
+            if let Some(other) = h.keys().next().copied() {
+                h.remove(&other);
+            }
+        }
+        h.insert(seq, f);
     }
 
     /// Reads up to `buf.len()` bytes at `off`; returns the count (short only at the end of the

@@ -2058,3 +2058,30 @@ fn a_read_waiting_for_the_backend_does_not_block_writers() {
     assert_eq!(reader.join().expect("reader"), oracle[&0]);
     writer.join().expect("writer");
 }
+
+#[test]
+fn reads_over_more_scos_than_the_open_file_bound_keep_most_files_open() {
+    // One cluster per SCO: each cluster written is a SCO of its own.
+    let opts = VolumeOptions {
+        sco_clusters: 1,
+        tlog_scos: 64,
+        checkpoint_tlogs: 64,
+    };
+    let (_fs, _lfs, vol) = fresh(opts);
+    let n = super::read::MAX_HANDLES as u64 + 8;
+    for a in 0..n {
+        vol.write(a * CLUSTER_SIZE_U64, &[(a % 200) as u8 + 1; 16], false)
+            .expect("write");
+    }
+    for round in 0..2 {
+        for a in 0..n {
+            assert_eq!(
+                read_vec(&vol, a * CLUSTER_SIZE_U64, 16),
+                vec![(a % 200) as u8 + 1; 16],
+                "round {round}, cluster {a}"
+            );
+        }
+        // At the bound, one file is closed for the next, not all of them.
+        assert_eq!(vol.handles.lock().len(), super::read::MAX_HANDLES);
+    }
+}

@@ -2,7 +2,7 @@
 //! objects are marked for deletion since when, and the totals `strata volume info` shows.
 //! Layout: `FORMATS.md`, "Scrubbing and garbage collection".
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::liveness::{DEAD, SCO_DEAD};
 use super::store::{db_err, Mds, META};

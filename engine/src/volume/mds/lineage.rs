@@ -1,7 +1,7 @@
 //! The clone tables of the MetaDataStore: the volume's lineage (the volumes whose SCOs it
 //! still reads), the template mark, and loading a clone's map. Layout: `FORMATS.md`, "Clones".
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::checkpoint::ScoRow;
 use super::store::{db_err, Mds, META};

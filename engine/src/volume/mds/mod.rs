@@ -21,6 +21,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod compaction;
 pub(crate) mod cork;
+pub(crate) mod db;
 pub(crate) mod lineage;
 pub(crate) mod liveness;
 pub(crate) mod ranges;

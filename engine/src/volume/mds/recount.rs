@@ -7,7 +7,7 @@
 //! again at its address, one a Remap mapped again (in those TLogs or since: it may back other
 //! addresses), or one already recorded.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
 use super::liveness::{boundaries, viewed, DEAD, PINNED, REMAPPED, SCO_DEAD};
 use super::store::{db_err, Loc, Mds, CLUSTERS, META, SCOS};

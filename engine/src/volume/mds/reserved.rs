@@ -2,7 +2,7 @@
 //! Kept in `mds.redb` (table `reserved`, start -> end), local only: they are accounting, not
 //! data, and a backend restart starts without them.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::ranges::Ranges;
 use super::store::{db_err, Mds};

@@ -4,7 +4,7 @@
 //! depend on how many snapshots the volume has (a few B-tree updates). Layout: `FORMATS.md`,
 //! "Snapshots".
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::store::{db_err, Mds, META};
 use crate::error::{Error, Result};

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::checkpoint::{page_of, Index, ScoRow, PAGE_CLUSTERS};
 use crate::error::{Error, Result};
@@ -258,7 +258,7 @@ pub(in crate::volume) struct MdsMeta {
 
 /// One volume's MetaDataStore database.
 pub(in crate::volume) struct Mds {
-    pub(super) db: redb::Database,
+    pub(super) db: super::db::Db,
 }
 
 impl std::fmt::Debug for Mds {
@@ -298,7 +298,9 @@ impl Mds {
             .set_cache_size(8 << 20)
             .create_with_backend(backend)
             .map_err(db_err)?;
-        let mds = Mds { db };
+        let mds = Mds {
+            db: super::db::Db::new(db),
+        };
         let tx = mds.db.begin_write().map_err(db_err)?;
         {
             let mut meta = tx.open_table(META).map_err(db_err)?;
@@ -395,8 +397,7 @@ impl Mds {
         if from >= to {
             return Ok(Vec::new());
         }
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(CLUSTERS).map_err(db_err)?;
+        let t = self.db.clusters().map_err(db_err)?;
         let mut out = Vec::new();
         for r in t.range(from..to).map_err(db_err)? {
             let (k, v) = r.map_err(db_err)?;
@@ -429,8 +430,7 @@ impl Mds {
         if addrs.is_empty() {
             return Ok(Vec::new());
         }
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(CLUSTERS).map_err(db_err)?;
+        let t = self.db.clusters().map_err(db_err)?;
         addrs
             .iter()
             .map(|a| Ok(t.get(*a).map_err(db_err)?.is_some()))
