@@ -1,6 +1,6 @@
 //! Creating a volume (and preparing an empty directory for one) and destroying its local files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -171,7 +171,7 @@ impl Volume {
             }),
             sync_cv: Condvar::new(),
             halted: Mutex::new(None),
-            handles: Mutex::new(HashMap::new()),
+            handles: Mutex::new(Default::default()),
             counters: Counters::default(),
             skip_fsync,
             backend: tokio::sync::Mutex::new(Default::default()),

@@ -122,7 +122,7 @@ impl Volume {
                 .map_err(|e| io_err(path.display(), e))?;
             // Durable at the next fsync of `sco/`: [`Volume::sync_evictions`] after a batch.
             st.sco_dir.touch();
-            self.handles.lock().remove(&sco);
+            self.handles.lock().remove(sco);
             let Some(e) = st.scos.get_mut(&sco) else {
                 return Ok(0);
             };

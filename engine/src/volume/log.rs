@@ -144,7 +144,7 @@ impl Volume {
                 .map_err(|e| io_err(path.display(), e))?;
             st.wal.log(Target::Sco(seq), 0, &header)?;
             st.sco_dir.touch();
-            self.keep_handle(seq, file.clone());
+            self.handles.lock().keep(seq, file.clone());
             st.sco = Some(OpenSco {
                 seq,
                 file,

@@ -42,6 +42,7 @@ pub(crate) mod layout;
 pub(crate) mod localfs;
 mod log;
 mod mds;
+mod open_files;
 mod options;
 mod read;
 mod restart;

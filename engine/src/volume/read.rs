@@ -17,31 +17,15 @@ use crate::volume::state::{State, Volume};
 /// Most clusters of an evicted SCO fetched by one ranged GET (1 MiB).
 const REMOTE_RUN: u64 = 256;
 
-/// Most SCO files a volume keeps open.
-pub(super) const MAX_HANDLES: usize = 256;
-
 impl Volume {
     pub(super) fn sco_handle(&self, seq: u64) -> Result<Arc<dyn LocalFile>> {
-        if let Some(f) = self.handles.lock().get(&seq) {
-            return Ok(f.clone());
+        if let Some(f) = self.handles.lock().get(seq) {
+            return Ok(f);
         }
         let path = self.sco_dir.join(sco_name(seq));
         let f = self.fs.open(&path).map_err(|e| io_err(path.display(), e))?;
-        self.keep_handle(seq, f.clone());
+        self.handles.lock().keep(seq, f.clone());
         Ok(f)
-    }
-
-    /// Keeps `f` open as SCO `seq`'s file; at [`MAX_HANDLES`], one other (any) is closed first.
-    /// Not all of them: reads spread over a little more SCOs than the bound would otherwise
-    /// reopen most of their files again and again.
-    pub(super) fn keep_handle(&self, seq: u64, f: Arc<dyn LocalFile>) {
-        let mut h = self.handles.lock();
-        if h.len() >= MAX_HANDLES && !h.contains_key(&seq) {
-            if let Some(other) = h.keys().next().copied() {
-                h.remove(&other);
-            }
-        }
-        h.insert(seq, f);
     }
 
     /// Reads up to `buf.len()` bytes at `off`; returns the count (short only at the end of the

@@ -3,7 +3,7 @@
 //! the halted flag. The methods are split by concern over the sibling files: `create`, `write`,
 //! `log`, `read`, `commit`, `restart`, `evict`, `verify`, `mds` (the cork) and `backend`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -206,7 +206,8 @@ pub(crate) struct Volume {
     /// Set after an I/O error that left the volume's files in an unknown state: every later
     /// operation fails until the volume is reopened (which replays and repairs).
     pub(super) halted: Mutex<Option<String>>,
-    pub(super) handles: Mutex<HashMap<u64, Arc<dyn LocalFile>>>,
+    /// The SCO files kept open for reads (`open_files.rs`).
+    pub(super) handles: Mutex<crate::volume::open_files::OpenFiles>,
     pub(super) counters: Counters,
     pub(super) skip_fsync: Option<FsyncSite>,
     /// What the backend pipeline knows of the backend (serializes backups).

@@ -2068,7 +2068,7 @@ fn reads_over_more_scos_than_the_open_file_bound_keep_most_files_open() {
         checkpoint_tlogs: 64,
     };
     let (_fs, _lfs, vol) = fresh(opts);
-    let n = super::read::MAX_HANDLES as u64 + 8;
+    let n = super::open_files::MAX_OPEN as u64 + 8;
     for a in 0..n {
         vol.write(a * CLUSTER_SIZE_U64, &[(a % 200) as u8 + 1; 16], false)
             .expect("write");
@@ -2082,6 +2082,6 @@ fn reads_over_more_scos_than_the_open_file_bound_keep_most_files_open() {
             );
         }
         // At the bound, one file is closed for the next, not all of them.
-        assert_eq!(vol.handles.lock().len(), super::read::MAX_HANDLES);
+        assert_eq!(vol.handles.lock().len(), super::open_files::MAX_OPEN);
     }
 }
