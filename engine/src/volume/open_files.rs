@@ -84,29 +84,26 @@ mod tests {
         for seq in 0..made {
             open.keep(seq, file.clone());
         }
-        let live = made - MAX_OPEN as u64 + 1..made;
         let mut rng = SimRng::new(7);
-        let mut misses = 0;
-        for _ in 0..20_000 {
-            let seq = live.start + rng.below(live.end - live.start);
-            if open.get(seq).is_none() {
-                misses += 1;
-                open.keep(seq, file.clone());
+        // 20,000 reads of random SCOs in `live`, each reopening its file when it is closed;
+        // returns how many did.
+        let mut reads = |live: std::ops::Range<u64>| {
+            let mut misses = 0;
+            for _ in 0..20_000 {
+                let seq = live.start + rng.below(live.end - live.start);
+                if open.get(seq).is_none() {
+                    misses += 1;
+                    open.keep(seq, file.clone());
+                }
             }
-        }
-        assert_eq!(open.len(), MAX_OPEN);
+            misses
+        };
+        let misses = reads(made - MAX_OPEN as u64 + 1..made);
         assert_eq!(misses, 0, "the live SCOs were the most recent already");
         // One more live SCO than the bound: each read of a file closed meanwhile reopens it,
         // about once per MAX_OPEN + 1 reads, never at every read.
-        let live = made - MAX_OPEN as u64 - 1..made;
-        let mut misses = 0;
-        for _ in 0..20_000 {
-            let seq = live.start + rng.below(live.end - live.start);
-            if open.get(seq).is_none() {
-                misses += 1;
-                open.keep(seq, file.clone());
-            }
-        }
+        let misses = reads(made - MAX_OPEN as u64 - 1..made);
+        assert_eq!(open.len(), MAX_OPEN);
         assert!(
             misses < 20_000 / 50,
             "{misses} of 20000 reads reopened their file"
