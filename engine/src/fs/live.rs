@@ -175,9 +175,6 @@ impl Filesystem {
         if live.data.as_file().is_some() {
             return self.commit_live(ino, live);
         }
-        if !live.data.is_dirty() {
-            return Ok(());
-        }
         live.data.sync(&mut |_: &Commit| Ok(()))
     }
 

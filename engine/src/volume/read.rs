@@ -19,12 +19,15 @@ const REMOTE_RUN: u64 = 256;
 
 impl Volume {
     pub(super) fn sco_handle(&self, seq: u64) -> Result<Arc<dyn LocalFile>> {
-        if let Some(f) = self.handles.lock().get(seq) {
+        // Held across the open: an eviction's removal of the handle (after its stub replaced
+        // the file) cannot fall between this open and the keep below.
+        let mut h = self.handles.lock();
+        if let Some(f) = h.get(seq) {
             return Ok(f);
         }
         let path = self.sco_dir.join(sco_name(seq));
         let f = self.fs.open(&path).map_err(|e| io_err(path.display(), e))?;
-        self.handles.lock().keep(seq, f.clone());
+        h.keep(seq, f.clone());
         Ok(f)
     }
 
