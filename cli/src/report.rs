@@ -55,6 +55,7 @@ pub(crate) fn engine_report(sock: &Path, r: &StatusReport) -> String {
          data dir  {}\n  backend   {}\n  fsid      {:#x}\n  \
          space     {} available of {} ({} free); {} of {} inodes free\n  \
          cluster cache {} of {} held; {} hits, {} misses\n  \
+         map cache {} of {} held; {} hits, {} misses\n  \
          not on backend  volumes {} ({}), files {} ({}); namespace {}\n",
         sock.display(),
         r.gateway_version,
@@ -73,6 +74,10 @@ pub(crate) fn engine_report(sock: &Path, r: &StatusReport) -> String {
         human(r.cluster_cache.capacity),
         r.cluster_cache.hits,
         r.cluster_cache.misses,
+        human(r.map_cache.bytes),
+        human(r.map_cache.capacity),
+        r.map_cache.hits,
+        r.map_cache.misses,
         human(r.not_on_backend.volume_bytes),
         pending_age(r.not_on_backend.volume_age_ms),
         human(r.not_on_backend.file_bytes),

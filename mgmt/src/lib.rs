@@ -54,7 +54,7 @@ pub use self::protocol::{
 };
 pub use self::reports::{
     ClusterCacheReport, FsckFinding, FsckReport, HiddenVolumeItem, JobListReport, JobReport,
-    RecoveryPointReport, ScrubInfoReport, SnapshotDeleteReport, SnapshotListReport, SnapshotReport,
-    SpaceReport, StatusReport, SyncReport, VolumeCloneReport, VolumeCreateReport, VolumeListItem,
-    VolumeListReport, VolumeReport,
+    MapCacheReport, RecoveryPointReport, ScrubInfoReport, SnapshotDeleteReport, SnapshotListReport,
+    SnapshotReport, SpaceReport, StatusReport, SyncReport, VolumeCloneReport, VolumeCreateReport,
+    VolumeListItem, VolumeListReport, VolumeReport,
 };

@@ -43,6 +43,9 @@ pub struct StatusReport {
     /// The cluster cache shared by all volumes.
     #[serde(default)]
     pub cluster_cache: ClusterCacheReport,
+    /// The decoded cluster-map pages shared by all volumes' reads.
+    #[serde(default)]
+    pub map_cache: MapCacheReport,
     /// What losing the local disk now would lose.
     #[serde(default)]
     pub not_on_backend: RecoveryPointReport,
@@ -79,6 +82,19 @@ pub struct ClusterCacheReport {
     /// Lookups that found the cluster (a backend read saved).
     pub hits: u64,
     /// Lookups that did not.
+    pub misses: u64,
+}
+
+/// The cache of decoded cluster-map pages in [`StatusReport`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapCacheReport {
+    /// Its bound in bytes (`Map_Cache_Size`; 0: off).
+    pub capacity: u64,
+    /// Bytes of pages held.
+    pub bytes: u64,
+    /// Page lookups answered from memory.
+    pub hits: u64,
+    /// Page lookups that read a volume's `mds.redb`.
     pub misses: u64,
 }
 

@@ -94,6 +94,8 @@ pub struct StrataSettings {
     pub backend_stall_timeout: Duration,
     /// Cluster cache bound, bytes.
     pub cluster_cache_size: u64,
+    /// `Map_Cache_Size`: bytes of decoded cluster-map pages kept for reads (0: off).
+    pub map_cache_size: u64,
     /// Time between background scrub passes (zero: only on demand).
     pub scrub_interval: Duration,
     /// Percent of live data below which a SCO is compacted.
@@ -388,6 +390,7 @@ impl StrataSettings {
             write_throttle_start: number("Write_Throttle_Start"),
             backend_stall_timeout: Duration::from_secs(number("Backend_Stall_Timeout")),
             cluster_cache_size: number("Cluster_Cache_Size"),
+            map_cache_size: number("Map_Cache_Size"),
             scrub_interval: Duration::from_secs(number("Scrub_Interval")),
             scrub_threshold: number("Scrub_Threshold"),
             scrub_bandwidth: number("Scrub_Bandwidth"),

@@ -231,6 +231,12 @@ pub static PARAMS: &[Param] = &[
         doc: "Bound of the content-addressed cluster cache shared by all volumes, a local file (`<Data_Dir>/cluster-cache`, in the page cache, not in the gateway's memory); 0 = off",
     },
     Param {
+        name: "Map_Cache_Size",
+        ty: ParamType::Size { min: 0, max: 64 * GIB },
+        default: "64M",
+        doc: "Bound of the decoded pages of the volumes' cluster maps kept for reads, shared by all volumes, in the gateway's memory; 0 = off (every READ looks its clusters up in the volume's mds.redb)",
+    },
+    Param {
         name: "Scrub_Interval",
         ty: ParamType::Seconds {
             min: 0,

@@ -324,6 +324,7 @@ fn table_is_complete_and_unique() {
             "Write_Throttle_Start",
             "Backend_Stall_Timeout",
             "Cluster_Cache_Size",
+            "Map_Cache_Size",
             "Scrub_Interval",
             "Scrub_Threshold",
             "Scrub_Bandwidth",

@@ -220,3 +220,69 @@ fn strata_sync_volume_info_and_status_through_the_gateway() {
     assert_eq!(r.code(), 3, "{r}");
     assert!(r.stdout.contains("engine: not answering"), "{r}");
 }
+
+/// `strata status --json`'s map cache counters: (hits, misses).
+fn map_cache_counters(d: &str) -> (u64, u64) {
+    let s = json(&strata(&["status", "--data-dir", d, "--json"]).expect_ok("status --json"));
+    let m = &s["engine"]["map_cache"];
+    assert_eq!(m["capacity"], 64 * MIB, "the default Map_Cache_Size: {s}");
+    (
+        m["hits"].as_u64().expect("hits"),
+        m["misses"].as_u64().expect("misses"),
+    )
+}
+
+#[test]
+fn volume_reads_go_through_the_map_cache_and_see_each_synced_overwrite() {
+    let Some(tg) = TestGateway::strata() else {
+        return;
+    };
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let d = tg.data_dir.display().to_string();
+    let url = tg.qemu_url("/m-flat.vmdk");
+    let qemu = |args: &[&str]| {
+        let r = tg
+            .run_timeout(args[0], &args[1..], CMD_TIMEOUT)
+            .expect_ok(&args.join(" "));
+        assert!(
+            !r.stdout.contains("failed") && !r.stderr.contains("failed"),
+            "{}: {r}",
+            args.join(" ")
+        );
+    };
+    let io = |cmds: &[&str]| {
+        let mut args = vec!["qemu-io", "-f", "raw"];
+        for c in cmds {
+            args.extend(["-c", c]);
+        }
+        args.push(&url);
+        qemu(&args);
+    };
+    let sync = || {
+        strata(&["sync", "--wait", "--data-dir", &d]).expect_ok("strata sync --wait");
+    };
+    qemu(&["qemu-img", "create", "-f", "raw", &url, "4M"]);
+    io(&["write -P 0xab 0 1M", "flush"]);
+    // On the backend: the MetaDataStore holds the map, READs look it up.
+    sync();
+    let (h0, m0) = map_cache_counters(&d);
+    io(&["read -P 0xab 0 1M"]);
+    io(&["read -P 0xab 0 1M"]);
+    let (h1, m1) = map_cache_counters(&d);
+    assert!(m1 > m0, "the first reads filled pages: {m0} -> {m1} misses");
+    assert!(h1 > h0, "the second reads hit them: {h0} -> {h1} hits");
+    // Overwrites and zeros (unmapped) applied to the MetaDataStore under cached pages.
+    io(&["write -P 0xcd 256k 64k", "write -z 512k 64k", "flush"]);
+    sync();
+    io(&[
+        "read -P 0xab 0 256k",
+        "read -P 0xcd 256k 64k",
+        "read -P 0xab 320k 192k",
+        "read -P 0 512k 64k",
+        "read -P 0xab 576k 448k",
+    ]);
+    let (h2, _) = map_cache_counters(&d);
+    assert!(h2 > h1, "{h1} -> {h2} hits");
+}

@@ -71,6 +71,9 @@ pub struct EngineConfig {
     /// Bound of the content-addressed cluster cache shared by all volumes, bytes
     /// (`Cluster_Cache_Size`; 0: off).
     pub cluster_cache_size: u64,
+    /// Bound of the decoded cluster-map pages shared by all volumes, bytes (`Map_Cache_Size`;
+    /// 0: off).
+    pub map_cache_size: u64,
     /// Time between background scrub and GC passes over every volume (`Scrub_Interval`;
     /// zero: only on demand).
     pub scrub_interval: std::time::Duration,
@@ -114,6 +117,7 @@ impl EngineConfig {
             backend_stall_timeout: secs("Backend_Stall_Timeout"),
             sco_cache_size: number("SCO_Cache_Size"),
             cluster_cache_size: number("Cluster_Cache_Size"),
+            map_cache_size: number("Map_Cache_Size"),
             scrub_interval: secs("Scrub_Interval"),
             scrub_threshold: number("Scrub_Threshold"),
             scrub_bandwidth: number("Scrub_Bandwidth"),
@@ -166,6 +170,7 @@ impl EngineConfig {
         c.backend_stall_timeout = s.backend_stall_timeout;
         c.sco_cache_size = s.sco_cache_size;
         c.cluster_cache_size = s.cluster_cache_size;
+        c.map_cache_size = s.map_cache_size;
         c.scrub_interval = s.scrub_interval;
         c.scrub_threshold = s.scrub_threshold;
         c.scrub_bandwidth = s.scrub_bandwidth;

@@ -259,6 +259,7 @@ impl Filesystem {
                 stall_timeout: config.backend_stall_timeout,
                 sco_cache_size: config.sco_cache_size,
                 cluster_cache_size: config.cluster_cache_size,
+                map_cache_size: config.map_cache_size,
                 scrub: crate::volume::scrub::ScrubOptions {
                     threshold: config.scrub_threshold as f64 / 100.0,
                     grace: config.gc_grace,

@@ -121,6 +121,11 @@ impl Filesystem {
         self.volumes.cluster_cache_stats()
     }
 
+    /// Counters of the decoded map pages shared by all volumes (`Map_Cache_Size`).
+    pub fn map_cache_stats(&self) -> crate::volume::MapCacheStats {
+        self.volumes.map_cache_stats()
+    }
+
     /// State of the volume `h` (`Invalid` if `h` is not a volume).
     pub fn volume_stats(&self, h: Handle) -> Result<VolumeInfo> {
         let inode = self.get_valid(h)?;

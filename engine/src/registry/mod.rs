@@ -43,6 +43,7 @@ use crate::error::{io_err, Error, Result};
 use crate::types::{Ino, VolumeInfo};
 use crate::volume::cluster_cache::{ClusterCache, ClusterCacheStats, CLUSTER_CACHE_FILE};
 use crate::volume::{LocalFs, StdFs, VolumeId, VolumeOptions};
+use crate::volume::{MapCache, MapCacheStats};
 
 use self::backlog::{known_on_backend, pending_bytes};
 pub(crate) use self::clone::ino_of;
@@ -80,6 +81,8 @@ pub(crate) struct RegistryConfig {
     pub sco_cache_size: u64,
     /// `Cluster_Cache_Size`: the bound of the cluster cache shared by all volumes (0: off).
     pub cluster_cache_size: u64,
+    /// `Map_Cache_Size`: the bound of the decoded map pages shared by all volumes (0: off).
+    pub map_cache_size: u64,
     /// `Scrub_Threshold`, `GC_Grace`, `Scrub_Bandwidth`: how a scrub pass runs.
     pub scrub: crate::volume::scrub::ScrubOptions,
     /// `Scrub_Interval`: time between background passes (zero: only on demand).
@@ -102,6 +105,8 @@ pub(crate) struct VolumeRegistry {
     cache: Arc<ScoCache>,
     /// The content-addressed cluster cache every volume reads evicted clusters through.
     clusters: Arc<ClusterCache>,
+    /// The decoded cluster-map pages every volume's lookups share (none when off).
+    maps: Option<Arc<MapCache>>,
     /// Open volumes. Held only briefly: a volume that is opening holds its own gate instead.
     open: Mutex<HashMap<Ino, Arc<OpenVolume>>>,
     /// One gate per volume being opened, so that it is opened once, while opening other volumes
@@ -155,6 +160,7 @@ impl VolumeRegistry {
                 &cfg.dir.with_file_name(CLUSTER_CACHE_FILE),
                 cfg.cluster_cache_size,
             )),
+            maps: MapCache::new(cfg.map_cache_size),
             cfg,
             fs,
             fsid,
@@ -387,6 +393,11 @@ impl VolumeRegistry {
     /// Counters of the cluster cache shared by all volumes.
     pub(crate) fn cluster_cache_stats(&self) -> ClusterCacheStats {
         self.clusters.stats()
+    }
+
+    /// Counters of the map cache shared by all volumes (zeros when it is off).
+    pub(crate) fn map_cache_stats(&self) -> MapCacheStats {
+        self.maps.as_ref().map(|m| m.stats()).unwrap_or_default()
     }
 
     /// Stops every pipeline (engine shutdown); a pass in flight is abandoned (uploads are

@@ -103,6 +103,9 @@ impl VolumeRegistry {
         };
         vol.set_backend(store.clone(), self.rt.clone(), self.cfg.epoch);
         vol.set_cluster_cache(self.clusters.clone());
+        if let Some(maps) = &self.maps {
+            vol.set_map_cache(maps.clone());
+        }
         vol.set_zero_detect(self.cfg.zero_detect);
         vol.set_ancestor_stores(self.ancestor_stores());
         let vol = Arc::new(vol);

@@ -76,6 +76,7 @@ fn registry(
         stall_timeout: Duration::from_secs(60),
         sco_cache_size: 0,
         cluster_cache_size: 0,
+        map_cache_size: 1 << 20,
         scrub: crate::volume::scrub::ScrubOptions {
             threshold: 0.75,
             grace: Duration::ZERO,
@@ -243,6 +244,7 @@ fn paced_registry_with(
         stall_timeout: stall,
         sco_cache_size: 0,
         cluster_cache_size: 0,
+        map_cache_size: 1 << 20,
         scrub: crate::volume::scrub::ScrubOptions {
             threshold: 0.75,
             grace: Duration::ZERO,
@@ -798,6 +800,7 @@ fn the_registry_evicts_down_to_the_sco_cache_size_after_a_flush() {
         stall_timeout: Duration::from_secs(60),
         sco_cache_size: 8 * sco,
         cluster_cache_size: 0,
+        map_cache_size: 1 << 20,
         scrub: crate::volume::scrub::ScrubOptions {
             threshold: 0.75,
             grace: Duration::ZERO,

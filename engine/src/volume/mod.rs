@@ -71,6 +71,9 @@ mod eviction_tests;
 #[cfg(test)]
 mod hash_tests;
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
+mod map_cache_tests;
+#[cfg(test)]
 mod recovery_point_tests;
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
@@ -90,6 +93,7 @@ mod tests;
 pub use self::format::{ClusterHash, FormatError, HashAlg};
 pub use self::layout::RESTORE_MARKER;
 pub use self::localfs::{CrashMode, LocalFile, LocalFs, SimFs, SimRng, StdFs};
+pub(crate) use self::mds::map_cache::{MapCache, MapCacheStats};
 
 pub(crate) use self::backend::manifest;
 pub(crate) use self::backend::{remove_local_state, restore_interrupted};

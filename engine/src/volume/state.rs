@@ -339,4 +339,9 @@ impl Volume {
     pub(crate) fn set_cluster_cache(&self, cache: Arc<ClusterCache>) {
         *self.cluster_cache.lock() = Some(cache);
     }
+
+    /// Sets the cache of decoded map pages its lookups go through (shared by all volumes).
+    pub(crate) fn set_map_cache(&self, cache: Arc<crate::volume::MapCache>) {
+        self.mds.set_map_cache(cache);
+    }
 }

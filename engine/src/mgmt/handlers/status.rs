@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::engine_error;
 use crate::fs::BackendConfig;
 use crate::mgmt::{
-    ClusterCacheReport, ErrorBody, RecoveryPointReport, Reply, Shared, SpaceReport, StatusReport,
-    PROTOCOL_VERSION,
+    ClusterCacheReport, ErrorBody, MapCacheReport, RecoveryPointReport, Reply, Shared, SpaceReport,
+    StatusReport, PROTOCOL_VERSION,
 };
 
 /// [`crate::mgmt::Request::Status`].
@@ -19,6 +19,7 @@ pub(super) fn status(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
         BackendConfig::S3(s3) => format!("s3 {}", s3.location()),
     };
     let c = fs.cluster_cache_stats();
+    let m = fs.map_cache_stats();
     let rp = fs.recovery_point();
     Ok(Reply::Status(StatusReport {
         gateway_version: env!("CARGO_PKG_VERSION").into(),
@@ -41,6 +42,12 @@ pub(super) fn status(shared: &Arc<Shared>) -> Result<Reply, ErrorBody> {
             bytes: c.bytes,
             hits: c.hits,
             misses: c.misses,
+        },
+        map_cache: MapCacheReport {
+            capacity: fs.config().map_cache_size,
+            bytes: m.bytes,
+            hits: m.hits,
+            misses: m.misses,
         },
         not_on_backend: RecoveryPointReport {
             volume_bytes: rp.volume_bytes,

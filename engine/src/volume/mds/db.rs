@@ -15,14 +15,26 @@
 //! applied is still in the overlay then (the uncork trims the overlay only after its commit,
 //! under the volume lock), so it reads the same. Dropping the table at each commit also means
 //! no old snapshot stays pinned while writes go on (redb cannot reuse pages a live reader sees).
+//!
+//! Above the snapshot, decoded pages of the map are kept in the engine's [`MapCache`] (when
+//! the registry gave the volume one) by the same two rules: a page read from the snapshot of
+//! generation `g` is kept only while no commit came since (under `shared`), and each commit,
+//! under `shared` too, forgets the pages it changed ([`Touched`]; all of them, by a new epoch,
+//! when it does not say). As for the snapshot, the uncork trims its overlay only after that.
 
+use std::collections::BTreeSet;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use redb::ReadableDatabase;
 
+use super::map_cache::{self, MapCache, MapPage};
 use super::store::CLUSTERS;
+
+/// Most pages a commit names one by one; beyond, it forgets all of the volume's.
+const MAX_TOUCHED: usize = 4096;
 
 /// The cluster map as one snapshot reads it.
 pub(in crate::volume) type ClusterTable = redb::ReadOnlyTable<u64, [u8; 28]>;
@@ -32,6 +44,38 @@ pub(in crate::volume) struct Db {
     inner: redb::Database,
     /// The commit generation, and the cluster map shared by lookups since that commit.
     shared: Mutex<(u64, Option<Arc<ClusterTable>>)>,
+    /// This open's key in the map cache.
+    id: u64,
+    /// Cached pages of an older epoch are stale (changed only under `shared`).
+    epoch: AtomicU64,
+    /// The engine's cache of decoded map pages, once the registry gave it.
+    cache: OnceLock<Arc<MapCache>>,
+}
+
+/// The map pages a write transaction changed: its commit forgets them in the map cache.
+#[derive(Debug)]
+pub(in crate::volume) enum Touched {
+    /// Unknown, or too many to name: every page of the volume.
+    All,
+    /// These pages ([`map_cache::page_of`]).
+    Pages(BTreeSet<u64>),
+}
+
+impl Touched {
+    /// None yet.
+    pub(super) fn none() -> Touched {
+        Touched::Pages(BTreeSet::new())
+    }
+
+    /// Cluster address `a` changed.
+    pub(super) fn add(&mut self, a: u64) {
+        if let Touched::Pages(p) = self {
+            p.insert(map_cache::page_of(a));
+            if p.len() > MAX_TOUCHED {
+                *self = Touched::All;
+            }
+        }
+    }
 }
 
 impl Db {
@@ -39,6 +83,43 @@ impl Db {
         Db {
             inner,
             shared: Mutex::new((0, None)),
+            id: map_cache::new_id(),
+            epoch: AtomicU64::new(0),
+            cache: OnceLock::new(),
+        }
+    }
+
+    /// Keeps decoded map pages in `cache` from now on (once; later calls change nothing).
+    pub(super) fn set_map_cache(&self, cache: Arc<MapCache>) {
+        let _ = self.cache.set(cache);
+    }
+
+    /// Whether map pages are cached.
+    pub(super) fn caching(&self) -> bool {
+        self.cache.get().is_some()
+    }
+
+    /// `f` of page `page` of the map if cached and current; `fill` when the caller reads
+    /// and keeps it on a miss (a miss is counted then).
+    pub(super) fn cached<R>(
+        &self,
+        page: u64,
+        fill: bool,
+        f: impl FnOnce(&MapPage) -> R,
+    ) -> Option<R> {
+        let c = self.cache.get()?;
+        c.with(self.id, page, self.epoch.load(Ordering::Acquire), fill, f)
+    }
+
+    /// Keeps `p`, read from the snapshot of commit generation `generation`, unless a commit
+    /// came since (rule 1 of `map_cache.rs`).
+    pub(super) fn keep(&self, page: u64, generation: u64, p: &Arc<MapPage>) {
+        let Some(c) = self.cache.get() else {
+            return;
+        };
+        let s = self.shared.lock();
+        if s.0 == generation {
+            c.insert(self.id, page, self.epoch.load(Ordering::Relaxed), p.clone());
         }
     }
 
@@ -52,21 +133,28 @@ impl Db {
         Ok(WriteTx {
             tx: self.inner.begin_write()?,
             db: self,
+            touched: Touched::All,
         })
     }
 
     /// The cluster map of the latest commit, shared by lookups (step 1 above).
     pub(super) fn clusters(&self) -> Result<Arc<ClusterTable>, redb::Error> {
+        Ok(self.snapshot()?.0)
+    }
+
+    /// [`Db::clusters`], with the commit generation it holds every commit of (it may hold
+    /// later ones too).
+    pub(super) fn snapshot(&self) -> Result<(Arc<ClusterTable>, u64), redb::Error> {
         let generation = {
             let s = self.shared.lock();
             if let Some(t) = &s.1 {
-                return Ok(t.clone());
+                return Ok((t.clone(), s.0));
             }
             s.0
         };
         let table = Arc::new(self.inner.begin_read()?.open_table(CLUSTERS)?);
         self.share(generation, &table);
-        Ok(table)
+        Ok((table, generation))
     }
 
     /// Shares `table`, opened after commit generation `generation`, unless a commit came since.
@@ -82,16 +170,36 @@ impl Db {
 pub(in crate::volume) struct WriteTx<'a> {
     tx: redb::WriteTransaction,
     db: &'a Db,
+    touched: Touched,
 }
 
 impl WriteTx<'_> {
-    /// Commits; then no lookup starts from a snapshot before this commit (step 2 above).
+    /// Says which map pages this transaction changes (without it, its commit forgets every
+    /// cached page of the volume).
+    pub(super) fn set_touched(&mut self, touched: Touched) {
+        self.touched = touched;
+    }
+
+    /// Commits; then no lookup starts from a snapshot before this commit (step 2 above), nor
+    /// from a cached page it changed.
     pub(super) fn commit(self) -> Result<(), redb::CommitError> {
         let r = self.tx.commit();
         // Also after a failed commit: what redb holds then is unknown.
         let mut s = self.db.shared.lock();
         s.0 += 1;
         s.1 = None;
+        match (&r, self.touched, self.db.cache.get()) {
+            (_, _, None) => {}
+            (Ok(()), Touched::Pages(pages), Some(c)) => {
+                for p in pages {
+                    c.remove(self.db.id, p);
+                }
+            }
+            _ => {
+                self.db.epoch.fetch_add(1, Ordering::Release);
+            }
+        }
+        drop(s);
         r
     }
 }
@@ -172,6 +280,47 @@ mod tests {
         put(&db, 3, 9);
         db.share(generation, &old);
         assert_eq!(get(&db, 3), Some(9), "the older snapshot was kept");
+    }
+
+    fn cached(db: &Db, page: u64) -> bool {
+        db.cached(page, true, |_| ()).is_some()
+    }
+
+    #[test]
+    fn a_commit_that_names_no_pages_forgets_every_cached_page() {
+        let db = db();
+        db.set_map_cache(MapCache::new(1 << 20).expect("on"));
+        for p in [0, 5] {
+            let (_, generation) = db.snapshot().expect("snapshot");
+            db.keep(p, generation, &Arc::new(MapPage::default()));
+        }
+        assert!(cached(&db, 0) && cached(&db, 5));
+        // Names page 5 only: page 0 stays.
+        let mut tx = db.begin_write().expect("write");
+        let mut t = Touched::none();
+        t.add(5 * map_cache::PAGE + 3);
+        tx.set_touched(t);
+        tx.commit().expect("commit");
+        assert!(cached(&db, 0) && !cached(&db, 5));
+        // Names nothing (any commit but the uncork's): all of them go.
+        put(&db, 1, 1);
+        assert!(!cached(&db, 0));
+    }
+
+    #[test]
+    fn a_page_read_before_a_commit_is_not_kept_after_it() {
+        let db = db();
+        db.set_map_cache(MapCache::new(1 << 20).expect("on"));
+        let (_, generation) = db.snapshot().expect("snapshot");
+        put(&db, 2, 4);
+        db.keep(0, generation, &Arc::new(MapPage::default()));
+        assert!(
+            !cached(&db, 0),
+            "a page older than the last commit was kept"
+        );
+        let (_, generation) = db.snapshot().expect("snapshot");
+        db.keep(0, generation, &Arc::new(MapPage::default()));
+        assert!(cached(&db, 0));
     }
 
     #[test]

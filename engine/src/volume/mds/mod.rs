@@ -6,6 +6,8 @@
 //! - `cork`: the in-memory part on top of it, the effect of TLogs not yet on the backend, and
 //!   uncorking (applying them to redb once the manifest names them); `ranges`: sets of address
 //!   ranges (the holes an unmap not yet applied made, reserved ranges).
+//! - `db`: the redb database and the snapshot lookups share; `map_cache`: decoded pages of the
+//!   map shared by every volume (`Map_Cache_Size`), kept true by `db`'s commits.
 //! - `checkpoint`: paged, incremental copies of the store on the backend, from which a backend
 //!   restart starts.
 //! - `snapshots`: the snapshot tables (records, names, where each stands on the backend).
@@ -24,6 +26,7 @@ pub(crate) mod cork;
 pub(crate) mod db;
 pub(crate) mod lineage;
 pub(crate) mod liveness;
+pub(crate) mod map_cache;
 pub(crate) mod ranges;
 pub(crate) mod recount;
 pub(crate) mod reserved;

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::checkpoint::{page_of, Index, ScoRow, PAGE_CLUSTERS};
+use super::db::Touched;
+use super::map_cache::{self, MapCache, MapPage};
 use crate::error::{Error, Result};
 use crate::volume::backend::keys::Epochs;
 use crate::volume::files::io_err;
@@ -256,6 +258,10 @@ pub(in crate::volume) struct MdsMeta {
     pub(in crate::volume) logged_clusters: u64,
 }
 
+/// Ranges of at most this many map pages are looked up through the map cache (a READ of up
+/// to 1 MiB); longer ones (scans) read the snapshot without filling it.
+const CACHED_RANGE_PAGES: u64 = 8;
+
 /// One volume's MetaDataStore database.
 pub(in crate::volume) struct Mds {
     pub(super) db: super::db::Db,
@@ -397,8 +403,20 @@ impl Mds {
         if from >= to {
             return Ok(Vec::new());
         }
-        let t = self.db.clusters().map_err(db_err)?;
         let mut out = Vec::new();
+        let (first, last) = (map_cache::page_of(from), map_cache::page_of(to - 1));
+        if self.db.caching() && last - first < CACHED_RANGE_PAGES {
+            for p in first..=last {
+                let hit = self
+                    .db
+                    .cached(p, true, |page| page.extend_range(p, from, to, &mut out));
+                if hit.is_none() {
+                    self.page(p)?.extend_range(p, from, to, &mut out);
+                }
+            }
+            return Ok(out);
+        }
+        let t = self.db.clusters().map_err(db_err)?;
         for r in t.range(from..to).map_err(db_err)? {
             let (k, v) = r.map_err(db_err)?;
             out.push((k.value(), Loc::decode(&v.value())?));
@@ -430,11 +448,45 @@ impl Mds {
         if addrs.is_empty() {
             return Ok(Vec::new());
         }
-        let t = self.db.clusters().map_err(db_err)?;
+        let mut t = None;
         addrs
             .iter()
-            .map(|a| Ok(t.get(*a).map_err(db_err)?.is_some()))
+            .map(|a| {
+                let p = map_cache::page_of(*a);
+                if let Some(hit) = self.db.cached(p, false, |page| page.get(p, *a).is_some()) {
+                    return Ok(hit);
+                }
+                if t.is_none() {
+                    t = Some(self.db.clusters().map_err(db_err)?);
+                }
+                let Some(t) = &t else {
+                    return Err(Error::Io("mds.redb: no snapshot".into()));
+                };
+                Ok(t.get(*a).map_err(db_err)?.is_some())
+            })
             .collect()
+    }
+
+    /// Page `p` of the map, read from the shared snapshot and kept in the map cache.
+    fn page(&self, p: u64) -> Result<Arc<MapPage>> {
+        let (t, generation) = self.db.snapshot().map_err(db_err)?;
+        let lo = p.saturating_mul(map_cache::PAGE);
+        let mut entries = Vec::new();
+        for r in t
+            .range(lo..lo.saturating_add(map_cache::PAGE))
+            .map_err(db_err)?
+        {
+            let (k, v) = r.map_err(db_err)?;
+            entries.push((k.value(), Loc::decode(&v.value())?));
+        }
+        let page = Arc::new(MapPage::new(p, entries));
+        self.db.keep(p, generation, &page);
+        Ok(page)
+    }
+
+    /// Keeps decoded pages of the map in the engine's `cache` from now on.
+    pub(in crate::volume) fn set_map_cache(&self, cache: Arc<MapCache>) {
+        self.db.set_map_cache(cache);
     }
 
     /// Every sealed SCO: sequence -> (sealing TLog, clusters, CRC32C).
@@ -458,7 +510,8 @@ impl Mds {
         applied_tlog: u64,
         size: u64,
     ) -> Result<()> {
-        let tx = self.db.begin_write().map_err(db_err)?;
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        let mut touched = Touched::none();
         {
             let mut live = super::liveness::Tracker::new(&tx)?;
             let mut clusters = tx.open_table(CLUSTERS).map_err(db_err)?;
@@ -470,6 +523,7 @@ impl Mds {
                 match op {
                     Op::Cluster(a, loc) => {
                         logged += 1;
+                        touched.add(a);
                         let old = clusters
                             .insert(a, loc.encode())
                             .map_err(db_err)?
@@ -494,6 +548,7 @@ impl Mds {
                             dirty: &mut dirty,
                             live: &mut live,
                             scos: &scos,
+                            touched: &mut touched,
                         };
                         cut.range(keep, u64::MAX, t)?;
                         last_page = None;
@@ -504,6 +559,7 @@ impl Mds {
                             dirty: &mut dirty,
                             live: &mut live,
                             scos: &scos,
+                            touched: &mut touched,
                         };
                         cut.range(from, to, t)?;
                         last_page = None;
@@ -529,6 +585,7 @@ impl Mds {
             meta.insert("logged_clusters", before + logged)
                 .map_err(db_err)?;
         }
+        tx.set_touched(touched);
         tx.commit().map_err(db_err)
     }
 }
@@ -539,6 +596,7 @@ struct Cut<'a, 't> {
     dirty: &'a mut redb::Table<'t, u64, ()>,
     live: &'a mut super::liveness::Tracker<'t>,
     scos: &'a redb::Table<'t, u64, (u64, u32, u32)>,
+    touched: &'a mut Touched,
 }
 
 impl Cut<'_, '_> {
@@ -549,6 +607,7 @@ impl Cut<'_, '_> {
         let mut cut = Vec::new();
         for r in self.clusters.range(from..to).map_err(db_err)? {
             let (k, v) = r.map_err(db_err)?;
+            self.touched.add(k.value());
             let p = page_of(k.value());
             if pages.last() != Some(&p) {
                 pages.push(p);
