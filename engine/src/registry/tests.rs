@@ -750,7 +750,7 @@ fn a_volume_reopened_with_the_backend_down_counts_only_what_it_did_not_upload() 
         Arc::new(MemStore::new()),
         HoldPut::default(),
     ));
-    {
+    let first = {
         let vols = paced_registry(
             t.path(),
             store.clone(),
@@ -765,7 +765,13 @@ fn a_volume_reopened_with_the_backend_down_counts_only_what_it_did_not_upload() 
         vols.flush(&v).expect("flush");
         assert_eq!(vols.info(&v).pending_backend_bytes, 0);
         vols.stop_all();
-    }
+        Arc::downgrade(&v)
+    };
+    // The stopped pipeline lets the volume go when its pass ends: only then may another
+    // registry open the same files (one process never opens a volume's mds.redb twice).
+    poll_until("the first registry's volume closed", || {
+        first.strong_count() == 0
+    });
     store.hook().down.store(true, SeqCst);
     let vols = paced_registry(t.path(), store.clone(), &rt, BUF, Duration::from_secs(60));
     let v = vols.open_or_create(2, 0, false).expect("reopen");

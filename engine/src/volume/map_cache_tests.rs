@@ -20,6 +20,9 @@ fn reads_through_the_map_cache_see_every_change_the_store_applies() {
     vol.set_map_cache(cache.clone());
     vol.resize(SIZE).expect("size");
     let mut model = vec![0u8; SIZE as usize];
+    // Which clusters are mapped (hold data): what `space_used` counts, kept exact by the
+    // write path's look-ups of the map (`Mds::contains`).
+    let mut mapped = vec![false; (SIZE / CLUSTER) as usize];
     let mut rng = SimRng::new(0x3a9);
     for round in 0..60u64 {
         match rng.below(4) {
@@ -32,12 +35,14 @@ fn reads_through_the_map_cache_see_every_change_the_store_applies() {
                 vol.write(off, &vec![b; (n * CLUSTER) as usize], false)
                     .expect("write");
                 model[off as usize..(off + n * CLUSTER) as usize].fill(b);
+                mapped[first as usize..(first + n) as usize].fill(true);
             }
             2 => {
                 let first = rng.below(SIZE / CLUSTER - 16);
                 let n = 1 + rng.below(16);
                 vol.punch(first * CLUSTER, n * CLUSTER).expect("punch");
                 model[(first * CLUSTER) as usize..((first + n) * CLUSTER) as usize].fill(0);
+                mapped[first as usize..(first + n) as usize].fill(false);
             }
             _ => {
                 // A shrink drops the tail's mappings; growing back reads zeros there.
@@ -45,12 +50,15 @@ fn reads_through_the_map_cache_see_every_change_the_store_applies() {
                 vol.resize(keep).expect("shrink");
                 vol.resize(SIZE).expect("grow");
                 model[keep as usize..].fill(0);
+                mapped[(keep / CLUSTER) as usize..].fill(false);
             }
         }
         if rng.below(2) == 0 {
             // Uploads and uncorks: the MetaDataStore commits what the overlay held.
             rt.block_on(vol.backup(&*store, true)).expect("backup");
         }
+        let live = mapped.iter().filter(|m| **m).count() as u64;
+        assert_eq!(vol.space_used(), live * CLUSTER, "round {round}");
         // Every cluster, one read each (a READ's lookup goes through the cache).
         for c in 0..SIZE / CLUSTER {
             let got = read_vec(&vol, c * CLUSTER, CLUSTER as usize);

@@ -258,6 +258,10 @@ pub(in crate::volume) struct MdsMeta {
     pub(in crate::volume) logged_clusters: u64,
 }
 
+/// [`Mds::contains`] walks the map once when its addresses span less than this many times
+/// their count (a write of many clusters), and looks each up otherwise.
+const DENSE_PROBE: u64 = 4;
+
 /// Ranges of at most this many map pages are looked up through the map cache (a READ of up
 /// to 1 MiB); longer ones (scans) read the snapshot without filling it.
 const CACHED_RANGE_PAGES: u64 = 8;
@@ -445,8 +449,11 @@ impl Mds {
 
     /// Which of `addrs` have an entry.
     pub(in crate::volume) fn contains(&self, addrs: &[u64]) -> Result<Vec<bool>> {
-        if addrs.is_empty() {
+        let (Some(&lo), Some(&hi)) = (addrs.iter().min(), addrs.iter().max()) else {
             return Ok(Vec::new());
+        };
+        if addrs.len() > 1 && hi - lo < DENSE_PROBE * addrs.len() as u64 {
+            return self.contains_dense(addrs, lo, hi);
         }
         let mut t = None;
         addrs
@@ -465,6 +472,28 @@ impl Mds {
                 Ok(t.get(*a).map_err(db_err)?.is_some())
             })
             .collect()
+    }
+
+    /// [`Mds::contains`] of addresses close together (a large write's): one walk of the map
+    /// from `lo` to `hi`, not a descent per address.
+    fn contains_dense(&self, addrs: &[u64], lo: u64, hi: u64) -> Result<Vec<bool>> {
+        let mut want: Vec<(u64, usize)> = addrs.iter().copied().zip(0..).collect();
+        want.sort_unstable();
+        let mut out = vec![false; addrs.len()];
+        let t = self.db.clusters().map_err(db_err)?;
+        let mut next = want.iter().peekable();
+        for r in t.range(lo..=hi).map_err(db_err)? {
+            let (k, _) = r.map_err(db_err)?;
+            let k = k.value();
+            while next.next_if(|(a, _)| *a < k).is_some() {}
+            while let Some((_, i)) = next.next_if(|(a, _)| *a == k) {
+                out[*i] = true;
+            }
+            if next.peek().is_none() {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Page `p` of the map, read from the shared snapshot and kept in the map cache.
