@@ -750,11 +750,15 @@ fn a_volume_reopened_with_the_backend_down_counts_only_what_it_did_not_upload() 
         Arc::new(MemStore::new()),
         HoldPut::default(),
     ));
+    // The first registry runs on its own runtime, shut down (its tasks dropped, their volumes
+    // closed, redb's files written to the end) before another registry opens the same files:
+    // one process never has a volume's mds.redb open twice.
+    let rt1 = crate::runtime::build().expect("runtime");
     let first = {
         let vols = paced_registry(
             t.path(),
             store.clone(),
-            &rt,
+            &rt1,
             4 * BUF,
             Duration::from_secs(60),
         );
@@ -765,13 +769,15 @@ fn a_volume_reopened_with_the_backend_down_counts_only_what_it_did_not_upload() 
         vols.flush(&v).expect("flush");
         assert_eq!(vols.info(&v).pending_backend_bytes, 0);
         vols.stop_all();
-        Arc::downgrade(&v)
+        // The pipeline holds the Volume itself (not the registry's OpenVolume).
+        Arc::downgrade(v.volume())
     };
-    // The stopped pipeline lets the volume go when its pass ends: only then may another
-    // registry open the same files (one process never opens a volume's mds.redb twice).
-    poll_until("the first registry's volume closed", || {
-        first.strong_count() == 0
-    });
+    drop(rt1);
+    assert_eq!(
+        first.strong_count(),
+        0,
+        "the first registry's volume is closed"
+    );
     store.hook().down.store(true, SeqCst);
     let vols = paced_registry(t.path(), store.clone(), &rt, BUF, Duration::from_secs(60));
     let v = vols.open_or_create(2, 0, false).expect("reopen");

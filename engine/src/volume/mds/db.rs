@@ -99,16 +99,10 @@ impl Db {
         self.cache.get().is_some()
     }
 
-    /// `f` of page `page` of the map if cached and current; `fill` when the caller reads
-    /// and keeps it on a miss (a miss is counted then).
-    pub(super) fn cached<R>(
-        &self,
-        page: u64,
-        fill: bool,
-        f: impl FnOnce(&MapPage) -> R,
-    ) -> Option<R> {
+    /// `f` of page `page` of the map if cached and current.
+    pub(super) fn cached<R>(&self, page: u64, f: impl FnOnce(&MapPage) -> R) -> Option<R> {
         let c = self.cache.get()?;
-        c.with(self.id, page, self.epoch.load(Ordering::Acquire), fill, f)
+        c.with(self.id, page, self.epoch.load(Ordering::Acquire), f)
     }
 
     /// Keeps `p`, read from the snapshot of commit generation `generation`, unless a commit
@@ -283,7 +277,7 @@ mod tests {
     }
 
     fn cached(db: &Db, page: u64) -> bool {
-        db.cached(page, true, |_| ()).is_some()
+        db.cached(page, |_| ()).is_some()
     }
 
     #[test]

@@ -111,7 +111,7 @@ struct Shard {
 pub struct MapCacheStats {
     /// Page lookups answered from the cache.
     pub hits: u64,
-    /// Page lookups that read `mds.redb`.
+    /// Page lookups that did not find the page (the caller read `mds.redb`).
     pub misses: u64,
     /// Bytes held now.
     pub bytes: u64,
@@ -159,14 +159,12 @@ impl MapCache {
     }
 
     /// `f` of page `page` of database `id`, if cached at `epoch` (called under the shard's
-    /// lock: `f` only copies out); `count` says whether a miss is counted (a probe that does
-    /// not fill is not).
+    /// lock: `f` only copies out).
     pub(in crate::volume) fn with<R>(
         &self,
         id: u64,
         page: u64,
         epoch: u64,
-        count: bool,
         f: impl FnOnce(&MapPage) -> R,
     ) -> Option<R> {
         let mut s = self.shard(id, page).lock();
@@ -176,7 +174,7 @@ impl MapCache {
         };
         if r.is_some() {
             s.hits += 1;
-        } else if count {
+        } else {
             s.misses += 1;
         }
         r
@@ -258,7 +256,7 @@ mod tests {
                 (i * PAGE..(i + 1) * PAGE).map(|a| (a, loc(a))),
             ))
         };
-        let get = |id, p, epoch| c.with(id, p, epoch, true, |_| ()).is_some();
+        let get = |id, p, epoch| c.with(id, p, epoch, |_| ()).is_some();
         c.insert(1, 0, 5, page(0));
         assert!(get(1, 0, 5));
         assert!(!get(1, 0, 6), "a page of an older epoch");

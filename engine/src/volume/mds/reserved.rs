@@ -32,7 +32,9 @@ impl Mds {
 
     /// Replaces the reserved ranges, durably.
     pub(in crate::volume) fn set_reserved(&self, r: &Ranges) -> Result<()> {
-        let tx = self.db.begin_write().map_err(db_err)?;
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        // The cluster map is not written: cached map pages stay.
+        tx.set_touched(super::db::Touched::none());
         {
             let mut t = tx.open_table(RESERVED).map_err(db_err)?;
             t.retain(|_, _| false).map_err(db_err)?;

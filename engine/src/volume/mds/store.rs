@@ -413,7 +413,7 @@ impl Mds {
             for p in first..=last {
                 let hit = self
                     .db
-                    .cached(p, true, |page| page.extend_range(p, from, to, &mut out));
+                    .cached(p, |page| page.extend_range(p, from, to, &mut out));
                 if hit.is_none() {
                     self.page(p)?.extend_range(p, from, to, &mut out);
                 }
@@ -460,7 +460,7 @@ impl Mds {
             .iter()
             .map(|a| {
                 let p = map_cache::page_of(*a);
-                if let Some(hit) = self.db.cached(p, false, |page| page.get(p, *a).is_some()) {
+                if let Some(hit) = self.db.cached(p, |page| page.get(p, *a).is_some()) {
                     return Ok(hit);
                 }
                 if t.is_none() {
@@ -686,7 +686,9 @@ impl Mds {
         written: &[u64],
         pages: &[(u64, u64)],
     ) -> Result<()> {
-        let tx = self.db.begin_write().map_err(db_err)?;
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        // The cluster map is not written: cached map pages stay.
+        tx.set_touched(Touched::none());
         {
             let mut dirty = tx.open_table(DIRTY).map_err(db_err)?;
             for p in written {
