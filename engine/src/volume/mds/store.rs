@@ -455,23 +455,23 @@ impl Mds {
         if addrs.len() > 1 && hi - lo < DENSE_PROBE * addrs.len() as u64 {
             return self.contains_dense(addrs, lo, hi);
         }
-        let mut t = None;
-        addrs
-            .iter()
-            .map(|a| {
-                let p = map_cache::page_of(*a);
-                if let Some(hit) = self.db.cached(p, |page| page.get(p, *a).is_some()) {
-                    return Ok(hit);
-                }
-                if t.is_none() {
-                    t = Some(self.db.clusters().map_err(db_err)?);
-                }
-                let Some(t) = &t else {
-                    return Err(Error::Io("mds.redb: no snapshot".into()));
-                };
-                Ok(t.get(*a).map_err(db_err)?.is_some())
-            })
-            .collect()
+        // The shared snapshot, taken at the first address the map cache does not answer.
+        let mut snapshot = None;
+        let mut out = Vec::with_capacity(addrs.len());
+        for &a in addrs {
+            let p = map_cache::page_of(a);
+            if let Some(hit) = self.db.cached(p, |page| page.get(p, a).is_some()) {
+                out.push(hit);
+                continue;
+            }
+            let t = match snapshot.take() {
+                Some(t) => t,
+                None => self.db.clusters().map_err(db_err)?,
+            };
+            out.push(t.get(a).map_err(db_err)?.is_some());
+            snapshot = Some(t);
+        }
+        Ok(out)
     }
 
     /// [`Mds::contains`] of addresses close together (a large write's): one walk of the map
