@@ -72,8 +72,7 @@ impl VolumeObject {
 
 impl ObjectData for VolumeObject {
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(usize, bool)> {
-        let n = self.data.vol.read(offset, buf)?;
-        Ok((n, offset + n as u64 >= self.data.vol.size()))
+        self.data.vol.read_to_end(offset, buf)
     }
 
     fn write(&self, offset: u64, data: &[u8], _mtime: crate::types::Timestamp) -> Result<()> {

@@ -6,7 +6,7 @@
 //! first: a policy that closes the least recently used does both. Finding it scans the map
 //! (a miss costs an `open` anyway, far more than 256 comparisons).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use crate::volume::localfs::LocalFile;
@@ -17,7 +17,7 @@ pub(super) const MAX_OPEN: usize = 256;
 /// Open SCO files by sequence number, each with the tick of its last use.
 #[derive(Default)]
 pub(super) struct OpenFiles {
-    files: HashMap<u64, (Arc<dyn LocalFile>, u64)>,
+    files: FxHashMap<u64, (Arc<dyn LocalFile>, u64)>,
     tick: u64,
 }
 

@@ -34,13 +34,47 @@ impl Volume {
     /// Reads up to `buf.len()` bytes at `off`; returns the count (short only at the end of the
     /// volume). Never-written clusters read as zeros.
     pub(crate) fn read(&self, off: u64, buf: &mut [u8]) -> Result<usize> {
+        Ok(self.read_to_end(off, buf)?.0)
+    }
+
+    /// [`Volume::read`], and whether the read reached the end of the volume (with the size it
+    /// read under the same lock: a READ's end-of-file flag).
+    pub(crate) fn read_to_end(&self, off: u64, buf: &mut [u8]) -> Result<(usize, bool)> {
         self.check_halted()?;
         let st = self.state.read();
         if off >= st.size || buf.is_empty() {
-            return Ok(0);
+            return Ok((0, off >= st.size));
         }
         let n = usize_of((buf.len() as u64).min(st.size - off));
         let end = off + n as u64;
+        let at_end = end >= st.size;
+        let first = off / CLUSTER_SIZE_U64;
+        if first == (end - 1) / CLUSTER_SIZE_U64 {
+            // Inside one cluster (every 4 KiB READ): no run to collect, no allocation.
+            let loc = self.lookup(&st, first)?;
+            let entry = loc.and_then(|l| st.scos.get(&l.sco));
+            if let Some(e) = entry {
+                e.reads.fetch_add(1, Ordering::Relaxed);
+            }
+            match loc {
+                None => {
+                    buf[..n].fill(0);
+                    return Ok((n, at_end));
+                }
+                Some(loc) if !entry.is_some_and(|e| e.evicted) => {
+                    self.read_loc(&st, &loc, &mut buf[..n], off % CLUSTER_SIZE_U64)?;
+                    self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((n, at_end));
+                }
+                Some(loc) => {
+                    // Evicted: fetched from the backend once the volume lock is released.
+                    let src = self.sco_source(&st, loc.sco)?;
+                    drop(st);
+                    self.read_remote(&[loc], &mut buf[..n], off % CLUSTER_SIZE_U64, src)?;
+                    return Ok((n, at_end));
+                }
+            }
+        }
         let map = self.lookup_range(&st, off / CLUSTER_SIZE_U64, end.div_ceil(CLUSTER_SIZE_U64))?;
         // Runs of evicted SCOs, fetched from the backend after the volume lock is released
         // (writers must not wait for the backend): (buffer range, offset in the first cluster,
@@ -102,7 +136,7 @@ impl Volume {
         for (range, within, run, src) in remote {
             self.read_remote(&run, &mut buf[range], within, src)?;
         }
-        Ok(n)
+        Ok((n, at_end))
     }
 
     /// Reads `buf.len()` bytes at `within` of the cluster at `loc` and on (a run of clusters

@@ -54,6 +54,18 @@ impl LocalFile for StdFile {
     }
 }
 
+/// Opens `path` with `O_NOATIME`: the engine's files are read on every READ of a volume, and
+/// an access time nobody reads must not dirty their inodes (a journal write for the first
+/// READ after each write under `relatime`). The kernel refuses the flag (`EPERM`) to a process
+/// that neither owns the file nor has `CAP_FOWNER`: such a file opens without it.
+fn open_noatime(o: &OpenOptions, path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match o.clone().custom_flags(libc::O_NOATIME).open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => o.open(path),
+        r => r,
+    }
+}
+
 impl LocalFs for StdFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -67,15 +79,14 @@ impl LocalFs for StdFs {
         Ok(())
     }
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
+        let f = open_noatime(
+            OpenOptions::new().read(true).write(true).create_new(true),
+            path,
+        )?;
         Ok(Arc::new(StdFile(f)))
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
-        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        let f = open_noatime(OpenOptions::new().read(true).write(true), path)?;
         Ok(Arc::new(StdFile(f)))
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -120,5 +131,41 @@ impl LocalFs for StdFs {
     }
     fn real_path(&self, path: &Path) -> Option<PathBuf> {
         Some(path.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::FileTimes;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn reading_an_engine_file_leaves_its_access_time_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sco");
+        std::fs::write(&path, [7u8; 4096]).expect("write");
+        // An access time older than the modification: under relatime (this machine's mounts)
+        // the kernel would update it at the next read.
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        File::options()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_times(
+                FileTimes::new()
+                    .set_accessed(old)
+                    .set_modified(SystemTime::now()),
+            )
+            .expect("set times");
+        let f = StdFs.open(&path).expect("open");
+        let mut buf = [0u8; 4096];
+        assert_eq!(f.read_at(&mut buf, 0).expect("read"), 4096);
+        assert_eq!(buf, [7u8; 4096]);
+        let atime = std::fs::metadata(&path)
+            .expect("stat")
+            .accessed()
+            .expect("atime");
+        assert_eq!(atime, old, "the read updated the access time");
     }
 }

@@ -43,7 +43,7 @@ impl Volume {
         if st.db_empty || st.ov.trim.is_some_and(|t| ca >= t) || st.ov.holes.contains(ca) {
             return Ok(None);
         }
-        Ok(self.mds.range(ca, ca + 1)?.first().map(|(_, l)| *l))
+        self.mds.get(ca)
     }
 
     /// Every mapped cluster with an address in `from..to` (one redb range scan, then the

@@ -107,7 +107,7 @@ impl Db {
 
     /// Keeps `p`, read from the snapshot of commit generation `generation`, unless a commit
     /// came since (rule 1 of `map_cache.rs`).
-    pub(super) fn keep(&self, page: u64, generation: u64, p: &Arc<MapPage>) {
+    pub(super) fn keep(&self, page: u64, generation: u64, p: &MapPage) {
         let Some(c) = self.cache.get() else {
             return;
         };
@@ -286,7 +286,7 @@ mod tests {
         db.set_map_cache(MapCache::new(1 << 20).expect("on"));
         for p in [0, 5] {
             let (_, generation) = db.snapshot().expect("snapshot");
-            db.keep(p, generation, &Arc::new(MapPage::default()));
+            db.keep(p, generation, &MapPage::default());
         }
         assert!(cached(&db, 0) && cached(&db, 5));
         // Names page 5 only: page 0 stays.
@@ -307,13 +307,13 @@ mod tests {
         db.set_map_cache(MapCache::new(1 << 20).expect("on"));
         let (_, generation) = db.snapshot().expect("snapshot");
         put(&db, 2, 4);
-        db.keep(0, generation, &Arc::new(MapPage::default()));
+        db.keep(0, generation, &MapPage::default());
         assert!(
             !cached(&db, 0),
             "a page older than the last commit was kept"
         );
         let (_, generation) = db.snapshot().expect("snapshot");
-        db.keep(0, generation, &Arc::new(MapPage::default()));
+        db.keep(0, generation, &MapPage::default());
         assert!(cached(&db, 0));
     }
 

@@ -402,6 +402,23 @@ impl Mds {
         t.len().map_err(db_err)
     }
 
+    /// The entry of address `a`, if any (from the map cache when it holds `a`'s page: no
+    /// allocation on a hit, which is every 4 KiB READ of a warm volume).
+    pub(in crate::volume) fn get(&self, a: u64) -> Result<Option<Loc>> {
+        let p = map_cache::page_of(a);
+        if self.db.caching() {
+            if let Some(hit) = self.db.cached(p, |page| page.get(p, a)) {
+                return Ok(hit);
+            }
+            return Ok(self.page(p)?.get(p, a));
+        }
+        let t = self.db.clusters().map_err(db_err)?;
+        match t.get(a).map_err(db_err)? {
+            Some(v) => Ok(Some(Loc::decode(&v.value())?)),
+            None => Ok(None),
+        }
+    }
+
     /// Every entry with an address in `from..to`, in address order.
     pub(in crate::volume) fn range(&self, from: u64, to: u64) -> Result<Vec<(u64, Loc)>> {
         if from >= to {
@@ -497,7 +514,7 @@ impl Mds {
     }
 
     /// Page `p` of the map, read from the shared snapshot and kept in the map cache.
-    fn page(&self, p: u64) -> Result<Arc<MapPage>> {
+    fn page(&self, p: u64) -> Result<MapPage> {
         let (t, generation) = self.db.snapshot().map_err(db_err)?;
         let lo = p.saturating_mul(map_cache::PAGE);
         let mut entries = Vec::new();
@@ -508,7 +525,7 @@ impl Mds {
             let (k, v) = r.map_err(db_err)?;
             entries.push((k.value(), Loc::decode(&v.value())?));
         }
-        let page = Arc::new(MapPage::new(p, entries));
+        let page = MapPage::new(p, entries);
         self.db.keep(p, generation, &page);
         Ok(page)
     }
