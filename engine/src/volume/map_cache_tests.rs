@@ -1,6 +1,7 @@
 //! Reads through the map cache (`mds/map_cache.rs`) against a model of the volume: every change
 //! a commit of the MetaDataStore applies (writes, holes, shrinks, restarts) is seen by the next
-//! read, whether the cache held the page before or not.
+//! read, whether the cache held the page before or not: one cluster at a time (a READ's
+//! single-address look-up) and unaligned runs across pages (the range walk).
 
 use std::sync::Arc;
 
@@ -64,6 +65,17 @@ fn reads_through_the_map_cache_see_every_change_the_store_applies() {
             let got = read_vec(&vol, c * CLUSTER, CLUSTER as usize);
             let want = &model[(c * CLUSTER) as usize..((c + 1) * CLUSTER) as usize];
             assert!(got == want, "round {round}: cluster {c} reads stale data");
+        }
+        // Runs across clusters and pages, unaligned (the range walk over cached pages).
+        for _ in 0..16 {
+            let off = rng.below(SIZE - 3 * 64 * CLUSTER);
+            let len = 1 + rng.below(3 * 64 * CLUSTER);
+            let got = read_vec(&vol, off, len as usize);
+            let want = &model[off as usize..(off + len) as usize];
+            assert!(
+                got == want,
+                "round {round}: {len} bytes at {off} read stale data"
+            );
         }
     }
     let s = cache.stats();

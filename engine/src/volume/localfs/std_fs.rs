@@ -54,15 +54,19 @@ impl LocalFile for StdFile {
     }
 }
 
-/// Opens `path` with `O_NOATIME`: the engine's files are read on every READ of a volume, and
-/// an access time nobody reads must not dirty their inodes (a journal write for the first
-/// READ after each write under `relatime`). The kernel refuses the flag (`EPERM`) to a process
-/// that neither owns the file nor has `CAP_FOWNER`: such a file opens without it.
-fn open_noatime(o: &OpenOptions, path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match o.clone().custom_flags(libc::O_NOATIME).open(path) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => o.open(path),
-        r => r,
+/// Sets `O_NOATIME` on an open engine file: SCOs are read on every READ of a volume, and an
+/// access time nobody reads must not dirty their inodes (a journal write for the first READ
+/// after each write under `relatime`). Set after the open, not in it: the kernel checks the
+/// flag after `O_CREAT | O_EXCL` made the file, and refuses it (`EPERM`) where the process
+/// neither owns the file nor has `CAP_FOWNER`; such a file keeps its access times (the flag
+/// only saves an inode write, so a refusal is not an error).
+fn set_noatime(f: &File) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(bits) = fcntl(f, FcntlArg::F_GETFL) {
+        let _refused = fcntl(
+            f,
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(bits) | OFlag::O_NOATIME),
+        );
     }
 }
 
@@ -79,14 +83,17 @@ impl LocalFs for StdFs {
         Ok(())
     }
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
-        let f = open_noatime(
-            OpenOptions::new().read(true).write(true).create_new(true),
-            path,
-        )?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        set_noatime(&f);
         Ok(Arc::new(StdFile(f)))
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn LocalFile>> {
-        let f = open_noatime(OpenOptions::new().read(true).write(true), path)?;
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        set_noatime(&f);
         Ok(Arc::new(StdFile(f)))
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -140,17 +147,13 @@ mod tests {
     use std::fs::FileTimes;
     use std::time::{Duration, SystemTime};
 
-    #[test]
-    fn reading_an_engine_file_leaves_its_access_time_alone() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("sco");
-        std::fs::write(&path, [7u8; 4096]).expect("write");
-        // An access time older than the modification: under relatime (this machine's mounts)
-        // the kernel would update it at the next read.
+    /// Gives `path` an access time older than its modification (under relatime, this
+    /// machine's mounts, the kernel would update it at the next read) and returns it.
+    fn age_atime(path: &Path) -> SystemTime {
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         File::options()
             .write(true)
-            .open(&path)
+            .open(path)
             .expect("open")
             .set_times(
                 FileTimes::new()
@@ -158,14 +161,34 @@ mod tests {
                     .set_modified(SystemTime::now()),
             )
             .expect("set times");
-        let f = StdFs.open(&path).expect("open");
-        let mut buf = [0u8; 4096];
-        assert_eq!(f.read_at(&mut buf, 0).expect("read"), 4096);
-        assert_eq!(buf, [7u8; 4096]);
-        let atime = std::fs::metadata(&path)
-            .expect("stat")
-            .accessed()
-            .expect("atime");
-        assert_eq!(atime, old, "the read updated the access time");
+        old
+    }
+
+    #[test]
+    fn reading_an_engine_file_leaves_its_access_time_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // One file opened, one created by the engine.
+        let opened = dir.path().join("opened");
+        std::fs::write(&opened, [7u8; 4096]).expect("write");
+        let created = dir.path().join("created");
+        let c = StdFs.create_new(&created).expect("create");
+        c.write_at(&[7u8; 4096], 0).expect("write");
+        let o = StdFs.open(&opened).expect("open");
+        for (path, f) in [(&opened, &o), (&created, &c)] {
+            let old = age_atime(path);
+            let mut buf = [0u8; 4096];
+            assert_eq!(f.read_at(&mut buf, 0).expect("read"), 4096);
+            assert_eq!(buf, [7u8; 4096]);
+            let atime = std::fs::metadata(path)
+                .expect("stat")
+                .accessed()
+                .expect("atime");
+            assert_eq!(
+                atime,
+                old,
+                "{}: the read updated the access time",
+                path.display()
+            );
+        }
     }
 }

@@ -111,9 +111,11 @@ impl Db {
         let Some(c) = self.cache.get() else {
             return;
         };
+        // Copied before the lock every commit takes.
+        let copy = p.clone();
         let s = self.shared.lock();
         if s.0 == generation {
-            c.insert(self.id, page, self.epoch.load(Ordering::Relaxed), p.clone());
+            c.insert(self.id, page, self.epoch.load(Ordering::Relaxed), copy);
         }
     }
 

@@ -224,30 +224,34 @@ impl MapCache {
     /// oldest pages no lookup used since the bound last passed over them. Called under the
     /// database's lock (rule 1 above).
     pub(in crate::volume) fn insert(&self, id: u64, page: u64, epoch: u64, p: MapPage) {
+        let need = p.bytes();
+        if need > self.shard_budget {
+            return;
+        }
         let mut s = self.shard(id, page).lock();
-        s.bytes += p.bytes();
-        let new = Cached {
-            epoch,
-            used: false,
-            page: p,
-        };
-        if let Some(old) = s.pages.put((id, page), new) {
+        if let Some(old) = s.pages.pop(&(id, page)) {
             s.bytes -= old.page.bytes();
         }
-        // Each second chance clears a mark: at most one pass over the shard before a page goes.
-        let mut chances = s.pages.len();
-        while s.bytes > self.shard_budget {
+        // Room first, so the new page is never its own victim. A second chance clears the
+        // mark: at most one pass over the shard before an unmarked page goes.
+        while s.bytes + need > self.shard_budget {
             let Some((k, mut c)) = s.pages.pop_lru() else {
                 break;
             };
-            if c.used && chances > 0 {
-                chances -= 1;
+            if c.used {
                 c.used = false;
                 s.pages.push(k, c);
             } else {
                 s.bytes -= c.page.bytes();
             }
         }
+        s.bytes += need;
+        let new = Cached {
+            epoch,
+            used: false,
+            page: p,
+        };
+        s.pages.push((id, page), new);
     }
 
     /// Forgets page `page` of database `id` (rule 2 above).
@@ -366,8 +370,12 @@ mod tests {
         assert!(!get(same[1]), "the older unused page went");
         assert!(get(same[0]), "the used one had a second chance");
         assert!(get(same[2]));
-        // Both are marked now: the bound still holds (one pass clears the marks).
+        // Both are marked now: one pass clears the marks, then the older of them goes; the
+        // new page stays.
         c.insert(1, same[1], 0, page(same[1]));
+        assert!(get(same[1]), "the page just inserted stays");
+        assert!(get(same[2]));
+        assert!(!get(same[0]), "after the pass, the oldest went");
         let bytes = c.shard(1, 0).lock().bytes;
         assert!(bytes <= c.shard_budget, "{bytes} > {}", c.shard_budget);
     }
