@@ -1,6 +1,7 @@
 //! The read path: clusters from the local SCO cache, or from the cluster cache and the backend
 //! (one ranged GET per run) when their SCO was evicted.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -16,6 +17,22 @@ use crate::volume::state::{State, Volume};
 
 /// Most clusters of an evicted SCO fetched by one ranged GET (1 MiB).
 const REMOTE_RUN: u64 = 256;
+
+/// The locations of the clusters a read covers: of its one cluster (every 4 KiB READ: one
+/// address looked up, nothing allocated), or of a run of them.
+enum ReadMap {
+    One(u64, Option<Loc>),
+    Run(BTreeMap<u64, Loc>),
+}
+
+impl ReadMap {
+    fn get(&self, a: u64) -> Option<&Loc> {
+        match self {
+            ReadMap::One(at, loc) => loc.as_ref().filter(|_| *at == a),
+            ReadMap::Run(m) => m.get(&a),
+        }
+    }
+}
 
 impl Volume {
     pub(super) fn sco_handle(&self, seq: u64) -> Result<Arc<dyn LocalFile>> {
@@ -48,34 +65,12 @@ impl Volume {
         let n = usize_of((buf.len() as u64).min(st.size - off));
         let end = off + n as u64;
         let at_end = end >= st.size;
-        let first = off / CLUSTER_SIZE_U64;
-        if first == (end - 1) / CLUSTER_SIZE_U64 {
-            // Inside one cluster (every 4 KiB READ): no run to collect, no allocation.
-            let loc = self.lookup(&st, first)?;
-            let entry = loc.and_then(|l| st.scos.get(&l.sco));
-            if let Some(e) = entry {
-                e.reads.fetch_add(1, Ordering::Relaxed);
-            }
-            match loc {
-                None => {
-                    buf[..n].fill(0);
-                    return Ok((n, at_end));
-                }
-                Some(loc) if !entry.is_some_and(|e| e.evicted) => {
-                    self.read_loc(&st, &loc, &mut buf[..n], off % CLUSTER_SIZE_U64)?;
-                    self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((n, at_end));
-                }
-                Some(loc) => {
-                    // Evicted: fetched from the backend once the volume lock is released.
-                    let src = self.sco_source(&st, loc.sco)?;
-                    drop(st);
-                    self.read_remote(&[loc], &mut buf[..n], off % CLUSTER_SIZE_U64, src)?;
-                    return Ok((n, at_end));
-                }
-            }
-        }
-        let map = self.lookup_range(&st, off / CLUSTER_SIZE_U64, end.div_ceil(CLUSTER_SIZE_U64))?;
+        let (from, to) = (off / CLUSTER_SIZE_U64, end.div_ceil(CLUSTER_SIZE_U64));
+        let map = if to - from == 1 {
+            ReadMap::One(from, self.lookup(&st, from)?)
+        } else {
+            ReadMap::Run(self.lookup_range(&st, from, to)?)
+        };
         // Runs of evicted SCOs, fetched from the backend after the volume lock is released
         // (writers must not wait for the backend): (buffer range, offset in the first cluster,
         // locations). What a location names never changes, so reading it later is safe.
@@ -86,7 +81,7 @@ impl Volume {
             let ca = pos / CLUSTER_SIZE_U64;
             let within = pos % CLUSTER_SIZE_U64;
             let b0 = usize_of(pos - off);
-            match map.get(&ca) {
+            match map.get(ca) {
                 None => {
                     let stop = ((ca + 1) * CLUSTER_SIZE_U64).min(end);
                     buf[b0..usize_of(stop - off)].fill(0);
@@ -103,7 +98,7 @@ impl Volume {
                     // backend for more than REMOTE_RUN clusters at once.
                     let cap = if evicted { ca + REMOTE_RUN } else { u64::MAX };
                     while stop_ca < cap && stop_ca * CLUSTER_SIZE_U64 < end {
-                        match map.get(&stop_ca) {
+                        match map.get(stop_ca) {
                             Some(l)
                                 if l.sco == loc.sco
                                     && u64::from(l.offset)
@@ -118,7 +113,7 @@ impl Volume {
                     let range = b0..usize_of(stop - off);
                     if evicted {
                         let run: Vec<Loc> =
-                            (ca..stop_ca).filter_map(|a| map.get(&a).copied()).collect();
+                            (ca..stop_ca).filter_map(|a| map.get(a).copied()).collect();
                         remote.push((range, within, run, self.sco_source(&st, loc.sco)?));
                     } else {
                         self.read_loc(&st, loc, &mut buf[range], within)?;
