@@ -13,7 +13,7 @@
 //! - `restart`: opening a volume from its local files, in numbered steps (replay, repair).
 //! - `evict`: replacing a disposable SCO by its stub; `cache`: the eviction policy (LFU
 //!   between watermarks); `cluster_cache`: the content-addressed cache of clusters read from
-//!   the backend.
+//!   the backend; `page_cache`: dropping the OS page cache of SCOs nothing reads any more.
 //! - `verify`: the online check of everything kept locally.
 //! - `mds`: the MetaDataStore (redb store, the in-memory cork, backend checkpoints).
 //! - `backend`: the ordered upload to the backend, backend restart, the manifest.
@@ -44,6 +44,7 @@ mod log;
 mod mds;
 mod open_files;
 mod options;
+mod page_cache;
 mod read;
 mod restart;
 pub(crate) mod scrub;

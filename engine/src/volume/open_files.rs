@@ -49,9 +49,9 @@ impl OpenFiles {
         self.files.insert(seq, (f, self.tick));
     }
 
-    /// Closes SCO `seq`'s file (it was evicted or replaced).
-    pub(super) fn remove(&mut self, seq: u64) {
-        self.files.remove(&seq);
+    /// Closes SCO `seq`'s file (it was evicted, replaced or died), or hands it to the caller.
+    pub(super) fn remove(&mut self, seq: u64) -> Option<Arc<dyn LocalFile>> {
+        self.files.remove(&seq).map(|(f, _)| f)
     }
 
     /// Closes every file.

@@ -31,6 +31,11 @@ pub trait LocalFile: Send + Sync + fmt::Debug {
     fn start_writeback(&self) -> io::Result<()> {
         Ok(())
     }
+    /// Drops the file's clean pages from the OS page cache (nothing will read them again).
+    /// A hint: the bytes stay on disk; guarantees nothing.
+    fn drop_cache(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A local filesystem as the VolumeDriver uses it.

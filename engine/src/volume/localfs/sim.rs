@@ -37,6 +37,8 @@ struct Inode {
     durable: Vec<u8>,
     current: Vec<u8>,
     pending: Vec<FileOp>,
+    /// [`LocalFile::drop_cache`] calls (there is no page cache here: only counted).
+    cache_drops: u64,
 }
 
 fn apply(v: &mut Vec<u8>, op: &FileOp) {
@@ -348,31 +350,39 @@ impl SimFs {
         self.state.lock().dir_syncs
     }
 
+    /// The inode the name `path` points at now.
+    fn ino_at(st: &SimState, path: &Path) -> io::Result<u64> {
+        let (d, n) = split(path)?;
+        st.dirs
+            .get(&d)
+            .and_then(|dir| dir.current.get(&n))
+            .copied()
+            .ok_or_else(|| not_found(path))
+    }
+
     /// The current bytes of the file at `path` (tests use it to corrupt files on purpose).
     pub fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         let st = self.state.lock();
-        let (d, n) = split(path)?;
-        let ino = st
-            .dirs
-            .get(&d)
-            .and_then(|dir| dir.current.get(&n))
-            .ok_or_else(|| not_found(path))?;
+        let ino = SimFs::ino_at(&st, path)?;
         Ok(st
             .inodes
-            .get(ino)
+            .get(&ino)
             .map(|i| i.current.clone())
             .unwrap_or_default())
+    }
+
+    /// How many times the page cache of the file at `path` was dropped
+    /// ([`LocalFile::drop_cache`]).
+    pub fn cache_drops(&self, path: &Path) -> io::Result<u64> {
+        let st = self.state.lock();
+        let ino = SimFs::ino_at(&st, path)?;
+        Ok(st.inodes.get(&ino).map_or(0, |i| i.cache_drops))
     }
 
     /// Replaces the file at `path` with `data`, durably (tests use it to corrupt files).
     pub fn overwrite_durably(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut st = self.state.lock();
-        let (d, n) = split(path)?;
-        let ino = *st
-            .dirs
-            .get(&d)
-            .and_then(|dir| dir.current.get(&n))
-            .ok_or_else(|| not_found(path))?;
+        let ino = SimFs::ino_at(&st, path)?;
         let node = st.inodes.entry(ino).or_default();
         node.durable = data.to_vec();
         node.current = data.to_vec();
@@ -459,6 +469,12 @@ impl LocalFile for SimFile {
         node.durable = node.current.clone();
         node.pending.clear();
         Ok(())
+    }
+    fn drop_cache(&self) -> io::Result<()> {
+        let ino = self.ino;
+        self.with(false, |st| {
+            st.inodes.entry(ino).or_default().cache_drops += 1;
+        })
     }
 }
 

@@ -52,6 +52,12 @@ impl LocalFile for StdFile {
             Err(io::Error::last_os_error())
         }
     }
+    fn drop_cache(&self) -> io::Result<()> {
+        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+        // Whole file (length 0: to the end). Dirty pages are not dropped, only clean ones.
+        posix_fadvise(&self.0, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED)
+            .map_err(io::Error::from)
+    }
 }
 
 /// Sets `O_NOATIME` on an open engine file: SCOs are read on every READ of a volume, and an
@@ -190,5 +196,48 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    /// Pages of the file at `path` in the OS page cache (mincore over a mapping of it).
+    fn resident_pages(path: &Path) -> usize {
+        use std::os::fd::AsRawFd;
+        let f = File::open(path).expect("open");
+        let len = usize::try_from(f.metadata().expect("stat").len()).expect("len");
+        let page = 4096;
+        // SAFETY: maps `len` bytes of a file open for reading, read-only and shared; nothing
+        // dereferences the mapping; it is unmapped below.
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(at, libc::MAP_FAILED, "mmap");
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        // SAFETY: `at` maps `len` bytes (page aligned, from mmap); `vec` has one byte per page.
+        let r = unsafe { libc::mincore(at, len, vec.as_mut_ptr()) };
+        // SAFETY: unmaps exactly the mapping made above.
+        unsafe { libc::munmap(at, len) };
+        assert_eq!(r, 0, "mincore");
+        vec.iter().filter(|b| **b & 1 == 1).count()
+    }
+
+    #[test]
+    fn dropping_the_cache_of_a_synced_file_leaves_none_of_its_pages_in_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sco");
+        let f = StdFs.create_new(&path).expect("create");
+        f.write_at(&[7u8; 64 * 4096], 0).expect("write");
+        f.sync_data().expect("sync");
+        assert_eq!(resident_pages(&path), 64, "written pages stay cached");
+        f.drop_cache().expect("drop");
+        assert_eq!(resident_pages(&path), 0, "no page left after the drop");
+        let mut buf = [0u8; 4096];
+        assert_eq!(f.read_at(&mut buf, 63 * 4096).expect("read"), 4096);
+        assert_eq!(buf, [7u8; 4096], "the bytes are still on disk");
     }
 }

@@ -1,6 +1,7 @@
 //! The cork: the effect of TLogs not yet on the backend, kept in memory on top of `mds.redb`
 //! ([`Overlay`]); lookups consult it first. Uncorking applies the TLogs the backend manifest
-//! now names to redb in one durable transaction, then deletes their local files.
+//! now names to redb in one durable transaction, then deletes their local files and drops the
+//! page cache of the SCOs it made wholly dead.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -193,9 +194,9 @@ impl Volume {
         // redb remembers a failed write (every later commit fails): halt, so that a reopen
         // (which replays the TLogs, still local) repairs it instead of corked entries and local
         // TLogs piling up behind a MetaDataStore that can no longer take them.
-        let db_empty = self.guarded(|| {
-            self.mds.apply(&ops, last, size)?;
-            Ok(self.mds.mapped()? == 0)
+        let (db_empty, dead) = self.guarded(|| {
+            let dead = self.mds.apply(&ops, last, size)?;
+            Ok((self.mds.mapped()? == 0, dead))
         })?;
         {
             let mut st = self.state.write();
@@ -232,6 +233,7 @@ impl Volume {
             st.db_empty = db_empty;
             st.backend_tlog = st.backend_tlog.max(last);
         }
+        self.drop_dead_pages(&dead);
         for seq in from..=last {
             let p = self.tlog_dir.join(tlog_name(seq));
             match self.fs.remove_file(&p) {

@@ -94,6 +94,8 @@ pub(super) struct Tracker<'t> {
     bounds: BTreeSet<u64>,
     /// SCOs sealed in TLogs up to this one are the ancestors' (a clone's lineage).
     base: u64,
+    /// SCOs whose every position became dead in this transaction (see [`Tracker::whole`]).
+    whole: Vec<u64>,
 }
 
 impl<'t> Tracker<'t> {
@@ -106,7 +108,15 @@ impl<'t> Tracker<'t> {
             pinned: tx.open_table(PINNED).map_err(db_err)?,
             remapped: tx.open_table(REMAPPED).map_err(db_err)?,
             seen: Default::default(),
+            whole: Vec::new(),
         })
+    }
+
+    /// The SCOs this transaction made wholly dead: its last position died here. Nothing reads
+    /// them again, so the uncork drops their pages from the OS page cache (a hint; see
+    /// `Volume::drop_dead_pages`).
+    pub(super) fn whole(&self) -> &[u64] {
+        &self.whole
     }
 
     /// `old` lost its address in TLog `t` (`scos`: the SCO table of the same transaction; a
@@ -121,22 +131,24 @@ impl<'t> Tracker<'t> {
         if self.remapped.get(pos).map_err(db_err)?.is_some() {
             return Ok(());
         }
-        let t0 = scos
-            .get(old.sco)
-            .map_err(db_err)?
-            .map_or(t, |v| v.value().0);
+        // (sealed in TLog, clusters, crc); none yet when sealed in `t` itself.
+        let sealed = scos.get(old.sco).map_err(db_err)?.map(|v| v.value());
+        let t0 = sealed.map_or(t, |v| v.0);
         if t0 <= self.base {
             return Ok(());
         }
         if viewed(&self.bounds, t0, t) {
             self.pinned.insert(pos, t).map_err(db_err)?;
         } else if self.dead.insert(pos, ()).map_err(db_err)?.is_none() {
-            let n = self
+            let n = 1 + self
                 .sco_dead
                 .get(old.sco)
                 .map_err(db_err)?
                 .map_or(0, |v| v.value());
-            self.sco_dead.insert(old.sco, n + 1).map_err(db_err)?;
+            self.sco_dead.insert(old.sco, n).map_err(db_err)?;
+            if sealed.is_some_and(|s| s.1 == n) {
+                self.whole.push(old.sco);
+            }
         }
         Ok(())
     }

@@ -549,16 +549,17 @@ impl Mds {
 
     /// Applies `ops` (in order) and sets `applied_tlog` and `size`, in one durable transaction.
     /// Each op comes with the TLog that logged it: the positions it supersedes are recorded
-    /// as dead or pinned in the same transaction (`liveness.rs`).
+    /// as dead or pinned in the same transaction (`liveness.rs`). Returns the SCOs it made
+    /// wholly dead.
     pub(in crate::volume) fn apply(
         &self,
         ops: &[(u64, Op)],
         applied_tlog: u64,
         size: u64,
-    ) -> Result<()> {
+    ) -> Result<Vec<u64>> {
         let mut tx = self.db.begin_write().map_err(db_err)?;
         let mut touched = Touched::none();
-        {
+        let whole = {
             let mut live = super::liveness::Tracker::new(&tx)?;
             let mut clusters = tx.open_table(CLUSTERS).map_err(db_err)?;
             let mut scos = tx.open_table(SCOS).map_err(db_err)?;
@@ -630,9 +631,11 @@ impl Mds {
                 .map_or(0, |v| v.value());
             meta.insert("logged_clusters", before + logged)
                 .map_err(db_err)?;
-        }
+            live.whole().to_vec()
+        };
         tx.set_touched(touched);
-        tx.commit().map_err(db_err)
+        tx.commit().map_err(db_err)?;
+        Ok(whole)
     }
 }
 
