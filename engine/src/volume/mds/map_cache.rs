@@ -13,17 +13,21 @@
 //! The pages of a volume that closed stay until the bound evicts them: keys carry a volume id
 //! no other open of any volume is given again.
 //!
-//! Eviction is a second chance over insertion order (CLOCK): a hit only marks its page as used,
-//! so a READ never reorders the shard's list (a reorder touches three nodes scattered in memory
-//! under the shard's lock); the bound passes over a marked page once, clearing its mark.
+//! Eviction is a second chance (CLOCK): a hit only marks its page as used, so a READ never
+//! reorders anything; the bound's hand passes over a marked page once, clearing its mark.
+//!
+//! Each shard keeps its pages in one array of fixed-size slots, reserved once at its bound in
+//! memory advised for transparent huge pages (`huge_vec.rs`): a random READ looks up a page
+//! nobody touched lately, and in slots spread over 4 KiB pages that was a TLB miss as well as a
+//! cache miss. Slots are touched, and so take memory, only as pages are kept.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use lru::LruCache;
 use parking_lot::Mutex;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::FxHashMap;
 
+use super::huge_vec::HugeVec;
 use super::store::Loc;
 use crate::volume::int::usize_of;
 
@@ -31,8 +35,11 @@ use crate::volume::int::usize_of;
 pub(in crate::volume) const PAGE: u64 = 64;
 /// Shards of the cache (each with its own lock and a share of the bound).
 const SHARDS: usize = 8;
-/// Bytes a page costs besides its locations (the LRU node with the key and the page).
-const PAGE_OVERHEAD: usize = 128;
+/// [`PAGE`] as an array length.
+const SLOTS: usize = 64;
+const _: () = assert!(SLOTS as u64 == PAGE);
+/// Bytes one kept page costs: its slot, and its entry in the shard's index.
+const PAGE_BYTES: usize = std::mem::size_of::<Slot>() + 32;
 
 /// The page holding cluster address `a`.
 pub(in crate::volume) fn page_of(a: u64) -> u64 {
@@ -47,50 +54,39 @@ pub(in crate::volume) fn new_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The map entries of one page: which of its [`PAGE`] addresses are mapped (bit `i` for
-/// address `page * PAGE + i`), and their locations in address order. A lookup reads the bitmap
-/// and one location: a READ of a cold page touches two cache lines, not a binary search's six.
-#[derive(Debug, Default, Clone)]
+/// The map entries of one page: the location of each of its [`PAGE`] addresses (address
+/// `page * PAGE + i` at `i`), or none. A lookup reads one cache line.
+#[derive(Debug, Clone)]
 pub(in crate::volume) struct MapPage {
-    mapped: u64,
-    locs: Vec<Loc>,
+    locs: [Option<Loc>; SLOTS],
 }
 
-/// [`PAGE`] as an array length.
-const SLOTS: usize = 64;
-// One bit of `MapPage::mapped` per address of a page.
-const _: () = assert!(PAGE == u64::BITS as u64 && SLOTS as u64 == PAGE);
+impl Default for MapPage {
+    fn default() -> Self {
+        MapPage {
+            locs: [None; SLOTS],
+        }
+    }
+}
 
 impl MapPage {
     /// A page from its entries (`(address, location)`; those outside page `page` are ignored,
     /// the last of an address wins).
     pub(in crate::volume) fn new(page: u64, entries: impl IntoIterator<Item = (u64, Loc)>) -> Self {
         let base = page * PAGE;
-        let mut all: [Option<Loc>; SLOTS] = [None; SLOTS];
+        let mut p = MapPage::default();
         for (a, l) in entries {
             if let Some(i) = a.checked_sub(base).filter(|i| *i < PAGE) {
-                all[usize_of(i)] = Some(l);
+                p.locs[usize_of(i)] = Some(l);
             }
         }
-        let mut mapped = 0u64;
-        let mut locs = Vec::new();
-        for (i, l) in all.iter().enumerate() {
-            if let Some(l) = l {
-                mapped |= 1 << i;
-                locs.push(*l);
-            }
-        }
-        MapPage { mapped, locs }
+        p
     }
 
     /// The location of address `a` (in this page `page`), if mapped.
     pub(in crate::volume) fn get(&self, page: u64, a: u64) -> Option<Loc> {
         let i = a.checked_sub(page * PAGE).filter(|i| *i < PAGE)?;
-        if self.mapped & (1 << i) == 0 {
-            return None;
-        }
-        let before = (self.mapped & ((1u64 << i) - 1)).count_ones() as usize;
-        self.locs.get(before).copied()
+        self.locs[usize_of(i)]
     }
 
     /// Appends to `out` the entries of this page (`page`) with an address in `from..to`.
@@ -102,45 +98,94 @@ impl MapPage {
         out: &mut Vec<(u64, Loc)>,
     ) {
         let base = page * PAGE;
-        let mut bits = self.mapped;
-        let mut at = 0;
-        while bits != 0 {
-            let i = u64::from(bits.trailing_zeros());
-            bits &= bits - 1;
-            let a = base + i;
-            if a >= to {
-                break;
+        let lo = from.clamp(base, base + PAGE);
+        let hi = to.clamp(lo, base + PAGE);
+        for a in lo..hi {
+            if let Some(l) = self.locs[usize_of(a - base)] {
+                out.push((a, l));
             }
-            if a >= from {
-                if let Some(l) = self.locs.get(at) {
-                    out.push((a, *l));
-                }
-            }
-            at += 1;
         }
-    }
-
-    fn bytes(&self) -> usize {
-        PAGE_OVERHEAD + self.locs.capacity() * std::mem::size_of::<Loc>()
     }
 }
 
-/// A cached page: the volume's epoch when inserted, whether a lookup used it since the bound
-/// last passed over it, the page.
-struct Cached {
-    epoch: u64,
-    used: bool,
+/// A kept page and its key (none while the slot is free).
+struct Slot {
+    key: Option<(u64, u64)>,
     page: MapPage,
 }
 
-/// (volume database id, page) -> the cached page, oldest first (the order of insertion and of
-/// second chances, not of hits).
+/// Where a kept page is, and the volume's epoch when it was kept.
+#[derive(Clone, Copy)]
+struct Entry {
+    slot: u32,
+    epoch: u64,
+}
+
+/// (volume database id, page) -> the kept page.
 struct Shard {
-    pages: LruCache<(u64, u64), Cached, FxBuildHasher>,
-    bytes: usize,
+    index: FxHashMap<(u64, u64), Entry>,
+    slots: HugeVec<Slot>,
+    /// Per slot: a lookup used it since the hand last passed.
+    used: Vec<bool>,
+    /// Slots whose page was forgotten.
+    free: Vec<u32>,
+    /// The next slot the bound looks at.
+    hand: usize,
     /// Counted under the lock: no counter shared by every READ.
     hits: u64,
     misses: u64,
+}
+
+impl Shard {
+    /// A shard of at most `capacity` pages (none where the memory for them cannot be reserved:
+    /// the cache is then off in this shard, and says so).
+    fn new(capacity: usize) -> Shard {
+        let slots = HugeVec::with_capacity(capacity).unwrap_or_else(|| {
+            tracing::warn!(
+                pages = capacity,
+                "the map cache could not reserve memory for its pages: one shard is off"
+            );
+            HugeVec::empty()
+        });
+        Shard {
+            index: FxHashMap::default(),
+            used: Vec::new(),
+            slots,
+            free: Vec::new(),
+            hand: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// A slot for a new page: a free one, a new one below the bound, or the first unmarked one
+    /// from the hand on (a marked one loses its mark: at most one pass before a victim).
+    fn take_slot(&mut self, page: MapPage) -> usize {
+        if let Some(i) = self.free.pop() {
+            let i = i as usize;
+            self.slots[i].page = page;
+            return i;
+        }
+        let page = match self.slots.push(Slot { key: None, page }) {
+            Ok(i) => {
+                self.used.push(false);
+                return i;
+            }
+            Err(s) => s.page,
+        };
+        loop {
+            let i = self.hand;
+            self.hand = (i + 1) % self.slots.len();
+            if std::mem::take(&mut self.used[i]) {
+                continue;
+            }
+            if let Some(k) = self.slots[i].key.take() {
+                self.index.remove(&k);
+            }
+            self.slots[i].page = page;
+            return i;
+        }
+    }
 }
 
 /// Counters of the cache since the engine started.
@@ -157,13 +202,14 @@ pub struct MapCacheStats {
 /// The cache of decoded map pages shared by an engine's volumes.
 pub(crate) struct MapCache {
     shards: Vec<Mutex<Shard>>,
-    shard_budget: usize,
+    /// Pages each shard keeps at most.
+    shard_pages: usize,
 }
 
 impl std::fmt::Debug for MapCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MapCache")
-            .field("budget", &(self.shard_budget * SHARDS))
+            .field("pages", &(self.shard_pages * SHARDS))
             .finish()
     }
 }
@@ -175,18 +221,13 @@ impl MapCache {
         if budget == 0 {
             return None;
         }
+        // Slots are numbered in 32 bits.
+        let shard_pages = (budget / SHARDS / PAGE_BYTES).min(u32::MAX as usize);
         Some(Arc::new(MapCache {
             shards: (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        pages: LruCache::unbounded_with_hasher(FxBuildHasher),
-                        bytes: 0,
-                        hits: 0,
-                        misses: 0,
-                    })
-                })
+                .map(|_| Mutex::new(Shard::new(shard_pages)))
                 .collect(),
-            shard_budget: (budget / SHARDS).max(1),
+            shard_pages,
         }))
     }
 
@@ -204,11 +245,13 @@ impl MapCache {
         epoch: u64,
         f: impl FnOnce(&MapPage) -> R,
     ) -> Option<R> {
-        let mut s = self.shard(id, page).lock();
-        let r = match s.pages.peek_mut(&(id, page)) {
-            Some(c) if c.epoch == epoch => {
-                c.used = true;
-                Some(f(&c.page))
+        let mut g = self.shard(id, page).lock();
+        let s = &mut *g;
+        let r = match s.index.get(&(id, page)) {
+            Some(e) if e.epoch == epoch => {
+                let i = e.slot as usize;
+                s.used[i] = true;
+                Some(f(&s.slots[i].page))
             }
             _ => None,
         };
@@ -220,45 +263,39 @@ impl MapCache {
         r
     }
 
-    /// Keeps `p` as page `page` of database `id` at `epoch`, evicting beyond the bound the
-    /// oldest pages no lookup used since the bound last passed over them. Called under the
+    /// Keeps `p` as page `page` of database `id` at `epoch`; at the bound, the first page from
+    /// the hand on that no lookup used since the hand last passed goes. Called under the
     /// database's lock (rule 1 above).
     pub(in crate::volume) fn insert(&self, id: u64, page: u64, epoch: u64, p: MapPage) {
-        let need = p.bytes();
-        if need > self.shard_budget {
+        let key = (id, page);
+        let mut g = self.shard(id, page).lock();
+        let s = &mut *g;
+        if s.slots.capacity() == 0 {
             return;
         }
-        let mut s = self.shard(id, page).lock();
-        if let Some(old) = s.pages.pop(&(id, page)) {
-            s.bytes -= old.page.bytes();
-        }
-        // Room first, so the new page is never its own victim. A second chance clears the
-        // mark: at most one pass over the shard before an unmarked page goes.
-        while s.bytes + need > self.shard_budget {
-            let Some((k, mut c)) = s.pages.pop_lru() else {
-                break;
-            };
-            if c.used {
-                c.used = false;
-                s.pages.push(k, c);
-            } else {
-                s.bytes -= c.page.bytes();
+        let i = match s.index.get(&key) {
+            Some(e) => {
+                let i = e.slot as usize;
+                s.slots[i].page = p;
+                i
             }
-        }
-        s.bytes += need;
-        let new = Cached {
-            epoch,
-            used: false,
-            page: p,
+            None => s.take_slot(p),
         };
-        s.pages.push((id, page), new);
+        s.slots[i].key = Some(key);
+        s.used[i] = false;
+        let slot = u32::try_from(i).unwrap_or(u32::MAX);
+        s.index.insert(key, Entry { slot, epoch });
     }
 
     /// Forgets page `page` of database `id` (rule 2 above).
     pub(in crate::volume) fn remove(&self, id: u64, page: u64) {
-        let mut s = self.shard(id, page).lock();
-        if let Some(old) = s.pages.pop(&(id, page)) {
-            s.bytes -= old.page.bytes();
+        let mut g = self.shard(id, page).lock();
+        let s = &mut *g;
+        if let Some(e) = s.index.remove(&(id, page)) {
+            let i = e.slot as usize;
+            s.slots[i].key = None;
+            s.used[i] = false;
+            s.free.push(e.slot);
         }
     }
 
@@ -269,7 +306,7 @@ impl MapCache {
             let s = s.lock();
             t.hits += s.hits;
             t.misses += s.misses;
-            t.bytes += s.bytes as u64;
+            t.bytes += (s.index.len() * PAGE_BYTES) as u64;
         }
         t
     }
@@ -332,7 +369,7 @@ mod tests {
 
     #[test]
     fn an_older_epoch_misses_and_the_bound_evicts_the_oldest_unused_pages() {
-        let one = MapPage::new(0, (0..PAGE).map(|a| (a, loc(a)))).bytes();
+        let one = PAGE_BYTES;
         let c = MapCache::new((one * SHARDS * 2) as u64).expect("on");
         let page = |i: u64| MapPage::new(i, (i * PAGE..(i + 1) * PAGE).map(|a| (a, loc(a))));
         let get = |id, p, epoch| c.with(id, p, epoch, |_| ()).is_some();
@@ -357,7 +394,7 @@ mod tests {
     fn a_page_used_since_the_last_pass_outlives_an_older_unused_one() {
         let page = |i: u64| MapPage::new(i, (i * PAGE..(i + 1) * PAGE).map(|a| (a, loc(a))));
         // Room for two pages in each shard; three pages of one shard.
-        let c = MapCache::new((page(0).bytes() * SHARDS * 2) as u64).expect("on");
+        let c = MapCache::new((PAGE_BYTES * SHARDS * 2) as u64).expect("on");
         let same: Vec<u64> = (0..)
             .filter(|p| std::ptr::eq(c.shard(1, *p), c.shard(1, 0)))
             .take(3)
@@ -376,7 +413,46 @@ mod tests {
         assert!(get(same[1]), "the page just inserted stays");
         assert!(get(same[2]));
         assert!(!get(same[0]), "after the pass, the oldest went");
-        let bytes = c.shard(1, 0).lock().bytes;
-        assert!(bytes <= c.shard_budget, "{bytes} > {}", c.shard_budget);
+        let kept = c.shard(1, 0).lock().index.len();
+        assert!(kept <= c.shard_pages, "{kept} > {}", c.shard_pages);
+    }
+
+    proptest::proptest! {
+        /// Inserts, removes and lookups in any order: a lookup finds the page last kept under
+        /// its key and epoch or nothing, never another key's page (slots are reused by the
+        /// hand and by forgotten pages), and no shard holds more than its bound.
+        #[test]
+        fn the_cache_answers_only_with_the_page_last_kept_under_a_key(
+            ops in proptest::collection::vec((0u8..3, 0u64..2, 0u64..24, 0u64..2), 1..300),
+        ) {
+            let c = MapCache::new((PAGE_BYTES * SHARDS * 3) as u64).expect("on");
+            let mut model = std::collections::HashMap::new();
+            for (n, (op, id, page, epoch)) in ops.into_iter().enumerate() {
+                let key = (id, page);
+                match op {
+                    0 => {
+                        let sco = n as u64;
+                        let p = MapPage::new(page, [(page * PAGE + page % PAGE, loc(sco))]);
+                        c.insert(id, page, epoch, p);
+                        model.insert(key, (epoch, sco));
+                    }
+                    1 => {
+                        c.remove(id, page);
+                        model.remove(&key);
+                    }
+                    _ => {
+                        let got = c.with(id, page, epoch, |p| p.get(page, page * PAGE + page % PAGE));
+                        if let Some(got) = got {
+                            let want = model.get(&key).filter(|(e, _)| *e == epoch).map(|(_, s)| loc(*s));
+                            proptest::prop_assert!(want.is_some(), "{key:?} found after it went");
+                            proptest::prop_assert_eq!(got, want);
+                        }
+                    }
+                }
+                for s in &c.shards {
+                    proptest::prop_assert!(s.lock().index.len() <= c.shard_pages);
+                }
+            }
+        }
     }
 }
