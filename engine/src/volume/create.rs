@@ -172,6 +172,7 @@ impl Volume {
             sync_cv: Condvar::new(),
             halted: Mutex::new(None),
             handles: Mutex::new(Default::default()),
+            sealed: Mutex::new(Vec::new()),
             counters: Counters::default(),
             skip_fsync,
             backend: tokio::sync::Mutex::new(Default::default()),

@@ -11,7 +11,7 @@ use crate::volume::format::{
     MAX_TLOG_LEN, TLOG_ENTRY_LEN, TLOG_HEADER_LEN,
 };
 use crate::volume::int::u32_of;
-use crate::volume::mds::store::{Loc, Op};
+use crate::volume::mds::store::{Known, Loc, Op};
 use crate::volume::state::{OpenSco, OpenTlog, ScoEntry, State, Volume};
 use crate::volume::wal::Target;
 
@@ -21,13 +21,15 @@ pub(super) const TLOG_ROLL_LEN: u64 = MAX_TLOG_LEN / 2;
 
 impl Volume {
     /// Appends whole clusters for addresses `first..` to the open SCO(s), logs them and updates
-    /// the MetaDataStore; `hashes` are their hashes when the caller computed them already.
+    /// the MetaDataStore; `hashes` are their hashes when the caller computed them already,
+    /// `known` which of them redb had (see [`Volume::map_clusters`]).
     pub(super) fn append_hashed(
         &self,
         st: &mut State,
         first: u64,
         buf: &[u8],
         hashes: Option<&[ClusterHash]>,
+        known: Option<&Known>,
     ) -> Result<()> {
         self.ensure_our_tlog(st)?;
         let n = buf.len() / CLUSTER_SIZE;
@@ -72,7 +74,7 @@ impl Volume {
             sco.clusters += u32_of(k);
             self.tlog_append(st, &entries)?;
             let tlog = st.tlog.seq;
-            self.map_clusters(st, tlog, &locs)?;
+            self.map_clusters(st, tlog, &locs, known)?;
             let seq = st.tlog.seq;
             *st.tlog_bytes.entry(seq).or_default() += (k * CLUSTER_SIZE) as u64;
             self.counters
@@ -176,8 +178,9 @@ impl Volume {
         st.wal.log(Target::Sco(sco.seq), at, &footer)?;
         // Not waited for here (a writer would stall on every full SCO): the next commit round,
         // or at the latest the close of this TLog, makes it durable. Until then a restart checks
-        // every cluster of it against its hash (see `open`).
-        sco.file.start_writeback().map_err(|e| io_err(&what, e))?;
+        // every cluster of it against its hash (see `open`). Its writeback starts once the lock
+        // is released (submitting 4 MiB of writes takes longer than anything else here).
+        self.sealed.lock().push(sco.file.clone());
         st.unsynced.push((sco.seq, sco.file.clone()));
         self.tlog_append(
             st,
@@ -205,6 +208,18 @@ impl Volume {
             self.roll_tlog(st)?;
         }
         Ok(())
+    }
+
+    /// Starts the writeback of the SCOs sealed since the last call, without the volume lock
+    /// (a hint: a commit, or the TLog's close, makes them durable whatever it did). Every
+    /// writer calls it after its write.
+    pub(super) fn start_sealed_writeback(&self) {
+        let sealed = std::mem::take(&mut *self.sealed.lock());
+        for f in sealed {
+            if let Err(e) = f.start_writeback() {
+                tracing::debug!(volume = %self.id, error = %e, "starting a sealed SCO's writeback failed");
+            }
+        }
     }
 
     /// Closes the open TLog once it is longer than [`TLOG_ROLL_LEN`], whatever its SCO count:

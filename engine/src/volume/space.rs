@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use crate::error::{Error, Result};
 use crate::types::SeekWhat;
 use crate::volume::format::{ClusterHash, Entry, HashAlg, CLUSTER_SIZE, CLUSTER_SIZE_U64};
+use crate::volume::mds::store::Known;
 use crate::volume::state::{State, Volume};
 
 /// Most clusters one `Unmap` entry (and one hold of the volume lock) covers: 1 GiB.
@@ -71,16 +72,18 @@ impl Volume {
     }
 
     /// Stores whole clusters `buf` at cluster `first`: runs of zero clusters are unmapped (with
-    /// zero detection on), the others appended to the open SCO.
+    /// zero detection on), the others appended to the open SCO (`hashes` and `known`: what the
+    /// caller computed and looked up before the lock, see [`Volume::append_hashed`]).
     pub(super) fn store_clusters(
         &self,
         st: &mut State,
         first: u64,
         buf: &[u8],
         hashes: Option<&[ClusterHash]>,
+        known: Option<&Known>,
     ) -> Result<()> {
         if !self.zero_detect.load(Ordering::Relaxed) {
-            return self.append_hashed(st, first, buf, hashes);
+            return self.append_hashed(st, first, buf, hashes, known);
         }
         let zero: Vec<bool> = buf
             .chunks_exact(CLUSTER_SIZE)
@@ -98,7 +101,7 @@ impl Volume {
                 self.unmap_locked(st, from, to)?;
             } else {
                 let h = hashes.and_then(|h| h.get(i..j));
-                self.append_hashed(st, from, &buf[i * CLUSTER_SIZE..j * CLUSTER_SIZE], h)?;
+                self.append_hashed(st, from, &buf[i * CLUSTER_SIZE..j * CLUSTER_SIZE], h, known)?;
             }
             i = j;
         }

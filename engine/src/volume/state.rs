@@ -208,6 +208,9 @@ pub(crate) struct Volume {
     pub(super) halted: Mutex<Option<String>>,
     /// The SCO files kept open for reads (`open_files.rs`).
     pub(super) handles: Mutex<crate::volume::open_files::OpenFiles>,
+    /// SCOs sealed under the lock whose writeback the writer starts once it let the lock go
+    /// ([`Volume::start_sealed_writeback`]).
+    pub(super) sealed: Mutex<Vec<Arc<dyn LocalFile>>>,
     pub(super) counters: Counters,
     pub(super) skip_fsync: Option<FsyncSite>,
     /// What the backend pipeline knows of the backend (serializes backups).

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::volume::format::{ClusterHash, Entry, CLUSTER_SIZE, CLUSTER_SIZE_U64};
 use crate::volume::int::usize_of;
-use crate::volume::mds::store::Loc;
+use crate::volume::mds::store::{Known, Loc};
 use crate::volume::options::MAX_VOLUME_SIZE;
 use crate::volume::state::{State, Volume};
 
@@ -49,11 +49,14 @@ impl Volume {
                     .collect()
             });
             if let Some(h) = &hashes {
+                // So is which of them redb maps (for the mapped-cluster count); under the lock
+                // only if a commit came meanwhile. A failed look-up is retried there.
+                let known = self.mds.known(off / CLUSTER_SIZE_U64, h.len() as u64).ok();
                 self.guarded(|| {
                     let mut st = self.state.write();
                     // Under the lock: a template's snapshot is the last change.
                     self.check_writable()?;
-                    self.write_aligned_locked(&mut st, off, end, data, h)
+                    self.write_aligned_locked(&mut st, off, end, data, h, known.as_ref())
                 })?;
             } else {
                 self.with_rmw(|st, fetched| {
@@ -71,14 +74,15 @@ impl Volume {
                 })?;
             }
         }
+        self.start_sealed_writeback();
         if stable {
             self.sync()?;
         }
         Ok(())
     }
 
-    /// [`Volume::write_locked`] for whole clusters with their hashes already computed: no
-    /// read-modify-write and no copy of the data.
+    /// [`Volume::write_locked`] for whole clusters with their hashes already computed (and
+    /// which of them redb maps, `known`): no read-modify-write and no copy of the data.
     fn write_aligned_locked(
         &self,
         st: &mut State,
@@ -86,10 +90,11 @@ impl Volume {
         end: u64,
         data: &[u8],
         hashes: &[ClusterHash],
+        known: Option<&Known>,
     ) -> Result<()> {
         let before = (st.tlog.seq, st.tlog.len);
         self.grow_to(st, end)?;
-        self.store_clusters(st, off / CLUSTER_SIZE_U64, data, Some(hashes))?;
+        self.store_clusters(st, off / CLUSTER_SIZE_U64, data, Some(hashes), known)?;
         // Zeros over holes log nothing: nothing for a commit to make durable.
         if (st.tlog.seq, st.tlog.len) != before {
             st.write_gen += 1;
@@ -146,7 +151,7 @@ impl Volume {
         }
         // Nothing changes before the write is sure to be accepted: the size grows only now.
         self.grow_to(st, end)?;
-        self.store_clusters(st, first, &buf, None)?;
+        self.store_clusters(st, first, &buf, None, None)?;
         Ok(Ok(()))
     }
 
@@ -220,7 +225,7 @@ impl Volume {
                     match self.rmw_base(st, ca, fetched)? {
                         Base::Have(mut c) => {
                             c[usize_of(tail)..].fill(0);
-                            self.append_hashed(st, ca, &c, None)?;
+                            self.append_hashed(st, ca, &c, None, None)?;
                         }
                         Base::Fetch(loc) => return Ok(Err(vec![(ca, loc)])),
                     }
@@ -235,5 +240,44 @@ impl Volume {
         })?;
         // Reservations past the end go with the clusters.
         self.unreserve(size.div_ceil(CLUSTER_SIZE_U64), u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use strata_backend::MemStore;
+
+    use crate::volume::space::new_cluster_hash;
+    use crate::volume::tests::{fresh, mt_rt, small_opts};
+
+    /// Which addresses redb maps, looked up before the lock, then a commit that maps one of
+    /// them: the write does not trust the stale answer (it would count that cluster twice).
+    #[test]
+    fn a_lookup_made_before_a_commit_is_not_trusted_after_it() {
+        let rt = mt_rt();
+        let store = Arc::new(MemStore::new());
+        let (_fs, _lfs, vol) = fresh(small_opts());
+        vol.set_backend(store.clone(), rt.handle().clone(), 1);
+        vol.write(4096, &[9u8; 4096], false).expect("write");
+        let known = vol.mds.known(0, 1).expect("look-up");
+        // Another writer maps address 0, and the uncork commits it to redb.
+        vol.write(0, &[1u8; 4096], false).expect("write");
+        rt.block_on(vol.backup(&*store, true)).expect("backup");
+        assert_eq!(vol.space_used(), 2 * 4096);
+        let data = [2u8; 4096];
+        let mut st = vol.state.write();
+        vol.write_aligned_locked(
+            &mut st,
+            0,
+            4096,
+            &data,
+            &[new_cluster_hash(&data)],
+            Some(&known),
+        )
+        .expect("write");
+        drop(st);
+        assert_eq!(vol.space_used(), 2 * 4096, "address 0 was mapped already");
     }
 }

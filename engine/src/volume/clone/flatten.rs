@@ -146,7 +146,7 @@ impl Volume {
                     continue;
                 }
                 let c = &data[k * CLUSTER_SIZE..(k + 1) * CLUSTER_SIZE];
-                self.append_hashed(&mut st, *a, c, Some(&[l.hash]))?;
+                self.append_hashed(&mut st, *a, c, Some(&[l.hash]), None)?;
                 copied += 1;
             }
             st.write_gen += 1;

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::volume::files::io_err;
 use crate::volume::format::{tlog_name, CLUSTER_SIZE_U64};
 use crate::volume::mds::ranges::Ranges;
-use crate::volume::mds::store::{Loc, Op};
+use crate::volume::mds::store::{Known, Loc, Op};
 use crate::volume::state::{State, Volume};
 
 /// The corked part of the MetaDataStore: the effect of TLogs not yet applied to `mds.redb`
@@ -73,12 +73,14 @@ impl Volume {
     }
 
     /// Records new locations of clusters (already logged in the open TLog) in the overlay and
-    /// keeps the mapped-cluster count exact.
+    /// keeps the mapped-cluster count exact (with `known`, what the writer looked up in redb
+    /// before taking the lock, when no commit came since).
     pub(in crate::volume) fn map_clusters(
         &self,
         st: &mut State,
         tlog: u64,
         locs: &[(u64, Loc)],
+        known: Option<&Known>,
     ) -> Result<()> {
         let fresh: Vec<u64> = locs
             .iter()
@@ -92,7 +94,10 @@ impl Volume {
                 .copied()
                 .filter(|a| st.ov.trim.is_none_or(|t| *a < t) && !st.ov.holes.contains(*a))
                 .collect();
-            new -= self.mds.contains(&probe)?.iter().filter(|b| **b).count() as u64;
+            new -= match known.and_then(|k| self.mds.count_known(k, &probe)) {
+                Some(n) => n,
+                None => self.mds.contains(&probe)?.iter().filter(|b| **b).count() as u64,
+            };
         }
         st.mapped += new;
         st.logged += locs.len() as u64;

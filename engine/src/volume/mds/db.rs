@@ -138,6 +138,11 @@ impl Db {
         Ok(self.snapshot()?.0)
     }
 
+    /// The commit generation: it changes with every commit.
+    pub(super) fn generation(&self) -> u64 {
+        self.shared.lock().0
+    }
+
     /// [`Db::clusters`], with the commit generation it holds every commit of (it may hold
     /// later ones too).
     pub(super) fn snapshot(&self) -> Result<(Arc<ClusterTable>, u64), redb::Error> {

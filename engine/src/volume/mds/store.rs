@@ -133,6 +133,13 @@ impl SnapshotTx {
     }
 }
 
+/// Which of a run of addresses had an entry, as of one commit generation ([`Mds::known`]).
+pub(in crate::volume) struct Known {
+    generation: u64,
+    first: u64,
+    mapped: Vec<bool>,
+}
+
 /// Where a cluster lives, and the hash of its content (one MetaDataStore value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(in crate::volume) struct Loc {
@@ -462,6 +469,33 @@ impl Mds {
             }
         }
         Ok(n)
+    }
+
+    /// Which of the addresses `first..first + n` have an entry, looked up before the volume
+    /// lock is taken (a large write's look-up, off the lock the other writers wait for).
+    pub(in crate::volume) fn known(&self, first: u64, n: u64) -> Result<Known> {
+        // Read first: a commit during the look-up changes it, and the answer is not used.
+        let generation = self.db.generation();
+        let addrs: Vec<u64> = (first..first.saturating_add(n)).collect();
+        Ok(Known {
+            generation,
+            first,
+            mapped: self.contains(&addrs)?,
+        })
+    }
+
+    /// How many of `addrs` have an entry, by `k`: `None` when a commit came since it was
+    /// looked up or it does not cover them all (then ask [`Mds::contains`]).
+    pub(in crate::volume) fn count_known(&self, k: &Known, addrs: &[u64]) -> Option<u64> {
+        if self.db.generation() != k.generation {
+            return None;
+        }
+        let mut n = 0;
+        for a in addrs {
+            let i = usize::try_from(a.checked_sub(k.first)?).ok()?;
+            n += u64::from(*k.mapped.get(i)?);
+        }
+        Some(n)
     }
 
     /// Which of `addrs` have an entry.

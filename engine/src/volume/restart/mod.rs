@@ -242,7 +242,7 @@ impl Volume {
         for (tlog, op) in ops {
             let joins = matches!(op, Op::Cluster(a, _) if tlog == run_tlog && !in_run.contains(&a));
             if !joins && !run.is_empty() {
-                self.map_clusters(st, run_tlog, &run)?;
+                self.map_clusters(st, run_tlog, &run, None)?;
                 run.clear();
                 in_run.clear();
             }
@@ -261,7 +261,7 @@ impl Volume {
             }
         }
         if !run.is_empty() {
-            self.map_clusters(st, run_tlog, &run)?;
+            self.map_clusters(st, run_tlog, &run, None)?;
         }
         Ok(())
     }

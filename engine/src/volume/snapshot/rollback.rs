@@ -187,7 +187,7 @@ impl Volume {
                         None => {
                             // The one zero cluster, written for the first hole.
                             let z = [0u8; CLUSTER_SIZE];
-                            self.append_hashed(st, a, &z, Some(&[ClusterHash::of(&z)]))?;
+                            self.append_hashed(st, a, &z, Some(&[ClusterHash::of(&z)]), None)?;
                             zero = self.lookup(st, a)?;
                             continue;
                         }
@@ -209,7 +209,7 @@ impl Volume {
                 self.ensure_our_tlog(st)?;
                 self.tlog_append(st, &entries)?;
                 let tlog = st.tlog.seq;
-                self.map_clusters(st, tlog, &locs)?;
+                self.map_clusters(st, tlog, &locs, None)?;
             }
             self.roll_if_long(st)?;
             from = to;
