@@ -45,12 +45,8 @@ impl Volume {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use strata_backend::MemStore;
-
     use crate::volume::format::sco_name;
-    use crate::volume::tests::{fresh, mt_rt, read_vec};
+    use crate::volume::tests::{fresh_backed, read_vec};
     use crate::volume::{SimFs, Volume, VolumeOptions};
 
     /// 32 KiB SCOs, one per TLog.
@@ -81,10 +77,7 @@ mod tests {
 
     #[test]
     fn only_scos_no_view_reads_any_more_leave_the_page_cache() {
-        let rt = mt_rt();
-        let store = Arc::new(MemStore::new());
-        let (fs, _lfs, vol) = fresh(opts());
-        vol.set_backend(store.clone(), rt.handle().clone(), 1);
+        let (rt, store, fs, vol) = fresh_backed(opts());
         // Two full SCOs: a holds clusters 0..8, b 8..16.
         write(&vol, 0, 16, 1);
         rt.block_on(vol.backup(&*store, true)).expect("backup");

@@ -539,6 +539,17 @@ pub(super) fn fresh(opts: VolumeOptions) -> (SimFs, Arc<dyn LocalFs>, Volume) {
     (fs, lfs, vol)
 }
 
+/// [`fresh`], uploading to an in-memory store through a runtime of its own.
+pub(super) fn fresh_backed(
+    opts: VolumeOptions,
+) -> (tokio::runtime::Runtime, Arc<MemStore>, SimFs, Volume) {
+    let rt = mt_rt();
+    let store = Arc::new(MemStore::new());
+    let (fs, _lfs, vol) = fresh(opts);
+    vol.set_backend(store.clone(), rt.handle().clone(), 1);
+    (rt, store, fs, vol)
+}
+
 /// Removes the volume's write-ahead log durably: damage a test makes to a TLog or SCO then
 /// stands, as it would if the log's records had been lost too (with them, a restart writes the
 /// committed bytes back).

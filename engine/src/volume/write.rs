@@ -245,21 +245,14 @@ impl Volume {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use strata_backend::MemStore;
-
     use crate::volume::space::new_cluster_hash;
-    use crate::volume::tests::{fresh, mt_rt, small_opts};
+    use crate::volume::tests::{fresh_backed, small_opts};
 
     /// Which addresses redb maps, looked up before the lock, then a commit that maps one of
     /// them: the write does not trust the stale answer (it would count that cluster twice).
     #[test]
     fn a_lookup_made_before_a_commit_is_not_trusted_after_it() {
-        let rt = mt_rt();
-        let store = Arc::new(MemStore::new());
-        let (_fs, _lfs, vol) = fresh(small_opts());
-        vol.set_backend(store.clone(), rt.handle().clone(), 1);
+        let (rt, store, _fs, vol) = fresh_backed(small_opts());
         vol.write(4096, &[9u8; 4096], false).expect("write");
         let known = vol.mds.known(0, 1).expect("look-up");
         // Another writer maps address 0, and the uncork commits it to redb.
