@@ -212,7 +212,8 @@ impl Volume {
 
     /// Starts the writeback of the SCOs sealed since the last call, without the volume lock
     /// (a hint: a commit, or the TLog's close, makes them durable whatever it did). Every
-    /// writer calls it after its write.
+    /// writer calls it after its write, and so does the pipeline's close of the open TLog
+    /// (rarer sealers, a rollback or a restart, leave theirs to the next write).
     pub(super) fn start_sealed_writeback(&self) {
         let sealed = std::mem::take(&mut *self.sealed.lock());
         for f in sealed {

@@ -33,6 +33,7 @@ impl Volume {
             st.write_gen += 1;
             Ok((st.tlog.seq - 1, st.logged))
         })?;
+        self.start_sealed_writeback();
         self.sync()?;
         Ok(at)
     }
