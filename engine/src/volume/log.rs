@@ -2,6 +2,7 @@
 //! a full SCO; closing a TLog and starting the next one.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::volume::commit::FsyncSite;
@@ -180,7 +181,7 @@ impl Volume {
         // or at the latest the close of this TLog, makes it durable. Until then a restart checks
         // every cluster of it against its hash (see `open`). Its writeback starts once the lock
         // is released (submitting 4 MiB of writes takes longer than anything else here).
-        self.sealed.lock().push(sco.file.clone());
+        self.sealed.lock().push(Arc::downgrade(&sco.file));
         st.unsynced.push((sco.seq, sco.file.clone()));
         self.tlog_append(
             st,
@@ -212,11 +213,12 @@ impl Volume {
 
     /// Starts the writeback of the SCOs sealed since the last call, without the volume lock
     /// (a hint: a commit, or the TLog's close, makes them durable whatever it did). Every
-    /// writer calls it after its write, and so does the pipeline's close of the open TLog
-    /// (rarer sealers, a rollback or a restart, leave theirs to the next write).
+    /// writer calls it after its write, and so do the pipeline's close of the open TLog and a
+    /// flatten's copy (rarer sealers, a rollback or a restart, leave theirs to the next write:
+    /// the list holds weak references, so it keeps no file open).
     pub(super) fn start_sealed_writeback(&self) {
         let sealed = std::mem::take(&mut *self.sealed.lock());
-        for f in sealed {
+        for f in sealed.iter().filter_map(std::sync::Weak::upgrade) {
             if let Err(e) = f.start_writeback() {
                 tracing::debug!(volume = %self.id, error = %e, "starting a sealed SCO's writeback failed");
             }

@@ -19,11 +19,23 @@ use std::io;
 use crate::volume::format::sco_name;
 use crate::volume::state::Volume;
 
+/// Most dead SCOs one uncork drops (each may cost an open): a whole-volume unmap or shrink
+/// can kill a SCO per 4 MiB at once, and the uncork must not stall on a hint.
+const MAX_DROPS: usize = 1024;
+
 impl Volume {
-    /// Drops the page cache of the wholly dead SCOs `dead` and closes their files. A SCO
-    /// already removed is skipped; a failure is only logged (nothing depends on it).
+    /// Drops the page cache of the wholly dead SCOs `dead` (the first [`MAX_DROPS`]) and closes
+    /// their files. A SCO already removed is skipped; a failure is only logged (nothing depends
+    /// on it).
     pub(super) fn drop_dead_pages(&self, dead: &[u64]) {
-        for &seq in dead {
+        if dead.len() > MAX_DROPS {
+            tracing::debug!(
+                volume = %self.id,
+                dead = dead.len(),
+                "only the first {MAX_DROPS} dead SCOs leave the page cache now"
+            );
+        }
+        for &seq in dead.iter().take(MAX_DROPS) {
             let open = self.handles.lock().remove(seq);
             let file = match open {
                 Some(f) => Ok(f),

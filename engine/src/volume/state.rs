@@ -209,8 +209,9 @@ pub(crate) struct Volume {
     /// The SCO files kept open for reads (`open_files.rs`).
     pub(super) handles: Mutex<crate::volume::open_files::OpenFiles>,
     /// SCOs sealed under the lock whose writeback the writer starts once it let the lock go
-    /// ([`Volume::start_sealed_writeback`]).
-    pub(super) sealed: Mutex<Vec<Arc<dyn LocalFile>>>,
+    /// ([`Volume::start_sealed_writeback`]). Weak: a SCO made durable (or closed) meanwhile is
+    /// skipped, and no file stays open for this list.
+    pub(super) sealed: Mutex<Vec<std::sync::Weak<dyn LocalFile>>>,
     pub(super) counters: Counters,
     pub(super) skip_fsync: Option<FsyncSite>,
     /// What the backend pipeline knows of the backend (serializes backups).

@@ -246,7 +246,35 @@ impl Volume {
 #[cfg(test)]
 mod tests {
     use crate::volume::space::new_cluster_hash;
-    use crate::volume::tests::{fresh_backed, small_opts};
+    use crate::volume::tests::{fresh, fresh_backed, small_opts};
+    use crate::volume::VolumeOptions;
+
+    /// SCOs sealed by a path that does not start their writeback (a rollback's, a restart's)
+    /// wait in a list for the next writer; once the TLog's close made them durable and their
+    /// handles closed, that list keeps none of them open.
+    #[test]
+    fn sealed_scos_waiting_for_their_writeback_are_not_kept_open() {
+        let opts = VolumeOptions {
+            sco_clusters: 2,
+            tlog_scos: 64,
+            checkpoint_tlogs: 64,
+        };
+        let (_fs, _lfs, vol) = fresh(opts);
+        let data = [3u8; 5 * 4096];
+        let mut st = vol.state.write();
+        vol.append_hashed(&mut st, 0, &data, None, None)
+            .expect("append");
+        assert_eq!(vol.sealed.lock().len(), 2, "two full SCOs sealed");
+        vol.roll_tlog(&mut st).expect("close the TLog");
+        drop(st);
+        vol.handles.lock().clear();
+        assert!(
+            vol.sealed.lock().iter().all(|w| w.upgrade().is_none()),
+            "the list holds a sealed SCO's file open"
+        );
+        vol.start_sealed_writeback();
+        assert!(vol.sealed.lock().is_empty());
+    }
 
     /// Which addresses redb maps, looked up before the lock, then a commit that maps one of
     /// them: the write does not trust the stale answer (it would count that cluster twice).

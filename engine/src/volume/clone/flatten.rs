@@ -136,7 +136,7 @@ impl Volume {
             )?;
             i = j;
         }
-        self.guarded(|| {
+        let copied = self.guarded(|| {
             let mut st = self.state.write();
             let now = self.lookup_range(&st, from, to)?;
             let mut copied = 0;
@@ -152,6 +152,8 @@ impl Volume {
             st.write_gen += 1;
             self.roll_if_long(&mut st)?;
             Ok(copied)
-        })
+        });
+        self.start_sealed_writeback();
+        copied
     }
 }
