@@ -16,10 +16,9 @@
 //! Eviction is a second chance (CLOCK): a hit only marks its page as used, so a READ never
 //! reorders anything; the bound's hand passes over a marked page once, clearing its mark.
 //!
-//! Each shard keeps its pages in one array of fixed-size slots, reserved once at its bound in
-//! memory advised for transparent huge pages (`huge_vec.rs`): a random READ looks up a page
-//! nobody touched lately, and in slots spread over 4 KiB pages that was a TLB miss as well as a
-//! cache miss. Slots are touched, and so take memory, only as pages are kept.
+//! Each shard keeps its pages in one array of fixed-size slots, grown as pages are kept up to
+//! its bound: a random READ looks up a page nobody touched lately, and finds its location in
+//! one cache line of one allocation (not an LRU node pointing to a vector of locations).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,7 +26,6 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
-use super::huge_vec::HugeVec;
 use super::store::Loc;
 use crate::volume::int::usize_of;
 
@@ -124,7 +122,9 @@ struct Entry {
 /// (volume database id, page) -> the kept page.
 struct Shard {
     index: FxHashMap<(u64, u64), Entry>,
-    slots: HugeVec<Slot>,
+    slots: Vec<Slot>,
+    /// The most slots it holds.
+    bound: usize,
     /// Per slot: a lookup used it since the hand last passed.
     used: Vec<bool>,
     /// Slots whose page was forgotten.
@@ -137,20 +137,13 @@ struct Shard {
 }
 
 impl Shard {
-    /// A shard of at most `capacity` pages (none where the memory for them cannot be reserved:
-    /// the cache is then off in this shard, and says so).
-    fn new(capacity: usize) -> Shard {
-        let slots = HugeVec::with_capacity(capacity).unwrap_or_else(|| {
-            tracing::warn!(
-                pages = capacity,
-                "the map cache could not reserve memory for its pages: one shard is off"
-            );
-            HugeVec::empty()
-        });
+    /// A shard of at most `bound` pages.
+    fn new(bound: usize) -> Shard {
         Shard {
             index: FxHashMap::default(),
             used: Vec::new(),
-            slots,
+            slots: Vec::new(),
+            bound,
             free: Vec::new(),
             hand: 0,
             hits: 0,
@@ -159,20 +152,25 @@ impl Shard {
     }
 
     /// A slot for a new page: a free one, a new one below the bound, or the first unmarked one
-    /// from the hand on (a marked one loses its mark: at most one pass before a victim).
+    /// from the hand on (a marked one loses its mark: at most one pass before a victim). Called
+    /// only with a bound above 0.
     fn take_slot(&mut self, page: MapPage) -> usize {
         if let Some(i) = self.free.pop() {
             let i = i as usize;
             self.slots[i].page = page;
             return i;
         }
-        let page = match self.slots.push(Slot { key: None, page }) {
-            Ok(i) => {
-                self.used.push(false);
-                return i;
+        if self.slots.len() < self.bound {
+            if self.slots.len() == self.slots.capacity() {
+                // Doubling, but never past the bound.
+                let more = self.slots.len().max(16).min(self.bound - self.slots.len());
+                self.slots.reserve_exact(more);
+                self.used.reserve_exact(more);
             }
-            Err(s) => s.page,
-        };
+            self.slots.push(Slot { key: None, page });
+            self.used.push(false);
+            return self.slots.len() - 1;
+        }
         loop {
             let i = self.hand;
             self.hand = (i + 1) % self.slots.len();
@@ -270,7 +268,7 @@ impl MapCache {
         let key = (id, page);
         let mut g = self.shard(id, page).lock();
         let s = &mut *g;
-        if s.slots.capacity() == 0 {
+        if s.bound == 0 {
             return;
         }
         let i = match s.index.get(&key) {

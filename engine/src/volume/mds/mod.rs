@@ -7,8 +7,7 @@
 //!   uncorking (applying them to redb once the manifest names them); `ranges`: sets of address
 //!   ranges (the holes an unmap not yet applied made, reserved ranges).
 //! - `db`: the redb database and the snapshot lookups share; `map_cache`: decoded pages of the
-//!   map shared by every volume (`Map_Cache_Size`), kept true by `db`'s commits, its slots in a
-//!   `huge_vec` (memory advised for transparent huge pages).
+//!   map shared by every volume (`Map_Cache_Size`), kept true by `db`'s commits.
 //! - `checkpoint`: paged, incremental copies of the store on the backend, from which a backend
 //!   restart starts.
 //! - `snapshots`: the snapshot tables (records, names, where each stands on the backend).
@@ -25,7 +24,6 @@ pub(crate) mod checkpoint;
 pub(crate) mod compaction;
 pub(crate) mod cork;
 pub(crate) mod db;
-mod huge_vec;
 pub(crate) mod lineage;
 pub(crate) mod liveness;
 pub(crate) mod map_cache;
