@@ -49,9 +49,13 @@ impl Volume {
                     .collect()
             });
             if let Some(h) = &hashes {
-                // So is which of them redb maps (for the mapped-cluster count); under the lock
-                // only if a commit came meanwhile. A failed look-up is retried there.
-                let known = self.mds.known(off / CLUSTER_SIZE_U64, h.len() as u64).ok();
+                // So is which of them redb maps (for the mapped-cluster count) when they are
+                // several; under the lock only if a commit came meanwhile. A failed look-up is
+                // retried there. One cluster (a 4 KiB write) is one map-cache hit under the lock,
+                // where the overlay may answer first: looking it up twice would cost more.
+                let known = (h.len() > 1)
+                    .then(|| self.mds.known(off / CLUSTER_SIZE_U64, h.len() as u64).ok())
+                    .flatten();
                 self.guarded(|| {
                     let mut st = self.state.write();
                     // Under the lock: a template's snapshot is the last change.
@@ -257,7 +261,7 @@ mod tests {
         let opts = VolumeOptions {
             sco_clusters: 2,
             tlog_scos: 64,
-            checkpoint_tlogs: 64,
+            ..small_opts()
         };
         let (_fs, _lfs, vol) = fresh(opts);
         let data = [3u8; 5 * 4096];
