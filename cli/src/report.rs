@@ -125,7 +125,7 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
          mapped            {} ({}): clusters holding data; holes and zeros take none\n\
          allocated         {} ({}), {} ({}) of it reserved by ALLOCATE and not written\n\
          not on backend    {} ({}){}\n\
-         commits           {} ({} group-commit rounds, {} of them by the write-ahead log alone)\n\
+         commits           {} ({} group-commit rounds, {} of them by the write-ahead log alone; {} expected, the log's writeback started by the write before)\n\
          clusters written  {}; {} unmapped (holes punched, zeros written)\n\
          SCOs sealed       {}\n\
          cache             {} hits, {} misses (hit rate {rate})\n\
@@ -153,6 +153,7 @@ pub(crate) fn volume_report(v: &VolumeReport) -> String {
         v.commits,
         v.commit_rounds,
         v.wal_rounds,
+        v.expected_commits,
         v.clusters_written,
         v.clusters_unmapped,
         v.scos_sealed,

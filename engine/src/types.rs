@@ -343,6 +343,9 @@ pub struct VolumeInfo {
     pub commit_rounds: u64,
     /// Of those, rounds that fdatasynced only the write-ahead log of small commits.
     pub wal_rounds: u64,
+    /// Writes after which the volume's pattern of writes and COMMITs said a COMMIT would
+    /// follow: the write-ahead log's writeback was started then.
+    pub expected_commits: u64,
     /// Clusters appended to SCOs since the volume was opened.
     pub clusters_written: u64,
     /// Mapped clusters unmapped since it was opened (holes punched, zeros written).

@@ -139,6 +139,10 @@ pub struct VolumeReport {
     /// Of those, rounds that fdatasynced only the write-ahead log of small commits.
     #[serde(default)]
     pub wal_rounds: u64,
+    /// Writes after which a COMMIT was expected (the same number of writes as between the
+    /// last two COMMITs): the write-ahead log's writeback was started then.
+    #[serde(default)]
+    pub expected_commits: u64,
     /// Clusters written since the gateway opened it.
     pub clusters_written: u64,
     /// Mapped clusters unmapped since the gateway opened it: holes punched (DEALLOCATE, a

@@ -84,7 +84,8 @@ fn sigkill_during_a_write_workload_keeps_every_committed_byte() {
     // About 20 MiB committed per round: several SCOs, some already uploaded. Just before each
     // kill: the workload's COMMITs were answered by the volume's write-ahead log alone (most
     // of its windows are small), so the kill lands after such COMMITs and the restart
-    // replays the log.
+    // replays the log; and the volume expected those COMMITs (one every 8 writes) and started
+    // the log's writeback at the write before each.
     let wal_answered = |tg: &TestGateway| {
         let mut cmd = std::process::Command::new(&strata);
         let d = tg.data_dir.display().to_string();
@@ -96,6 +97,10 @@ fn sigkill_during_a_write_workload_keeps_every_committed_byte() {
         assert!(
             wal.is_some_and(|w| w > 0 && rounds.is_some_and(|r| w <= r)),
             "no COMMIT answered by the write-ahead log before the kill: {info}"
+        );
+        assert!(
+            info["expected_commits"].as_u64().is_some_and(|e| e > 0),
+            "no COMMIT expected: {info}"
         );
     };
     sigkill_rounds_with(&mut tg, VOL, 3, 75, 0x5eed_0000_0000, &wal_answered);

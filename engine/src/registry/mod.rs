@@ -352,6 +352,7 @@ impl VolumeRegistry {
             commits: s.commits,
             commit_rounds: s.commit_rounds,
             wal_rounds: s.wal_rounds,
+            expected_commits: s.expected_commits,
             clusters_written: s.clusters_written,
             clusters_unmapped: s.clusters_unmapped,
             scos_sealed: s.scos_sealed,

@@ -112,6 +112,7 @@ impl Volume {
     pub(crate) fn sync(&self) -> Result<()> {
         self.check_halted()?;
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.pattern.committed();
         let target = self.state.read().write_gen;
         let mut g = self.sync.lock();
         loop {

@@ -174,6 +174,7 @@ impl Volume {
             handles: Mutex::new(Default::default()),
             sealed: Mutex::new(Vec::new()),
             counters: Counters::default(),
+            pattern: Default::default(),
             skip_fsync,
             backend: tokio::sync::Mutex::new(Default::default()),
             remote: Mutex::new(None),

@@ -35,6 +35,7 @@ mod commit;
 mod create;
 mod dirsync;
 mod evict;
+mod expected_commit;
 pub(crate) mod files;
 pub(crate) mod format;
 mod int;
@@ -69,6 +70,8 @@ mod epoch_tests;
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 mod eviction_tests;
+#[cfg(test)]
+mod expected_commit_tests;
 #[cfg(test)]
 mod hash_tests;
 #[cfg(test)]

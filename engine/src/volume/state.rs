@@ -170,6 +170,8 @@ pub(super) struct Counters {
     pub(super) commit_rounds: AtomicU64,
     /// Commit rounds served by one fdatasync of the write-ahead log.
     pub(super) wal_rounds: AtomicU64,
+    /// Writes after which a COMMIT was expected (`expected_commit.rs`).
+    pub(super) expected_commits: AtomicU64,
     pub(super) fsyncs: AtomicU64,
     pub(super) clusters_written: AtomicU64,
     /// Mapped clusters unmapped (holes punched, zeros written).
@@ -213,6 +215,8 @@ pub(crate) struct Volume {
     /// skipped, and no file stays open for this list.
     pub(super) sealed: Mutex<Vec<std::sync::Weak<dyn LocalFile>>>,
     pub(super) counters: Counters,
+    /// How many writes come between COMMITs (`expected_commit.rs`).
+    pub(super) pattern: crate::volume::expected_commit::CommitPattern,
     pub(super) skip_fsync: Option<FsyncSite>,
     /// What the backend pipeline knows of the backend (serializes backups).
     pub(super) backend: tokio::sync::Mutex<crate::volume::backend::BackendState>,

@@ -13,6 +13,9 @@ pub(crate) struct VolumeStats {
     pub commit_rounds: u64,
     /// Of those, rounds that made durable only the write-ahead log (small windows).
     pub wal_rounds: u64,
+    /// Writes after which a COMMIT was expected: the write-ahead log's writeback started then
+    /// (`expected_commit.rs`).
+    pub expected_commits: u64,
     /// fsync/fdatasync calls made (all sites).
     pub fsyncs: u64,
     /// Clusters appended to SCOs.
@@ -58,6 +61,7 @@ impl Volume {
             commits: c.commits.load(Ordering::Relaxed),
             commit_rounds: c.commit_rounds.load(Ordering::Relaxed),
             wal_rounds: c.wal_rounds.load(Ordering::Relaxed),
+            expected_commits: c.expected_commits.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed) + self.mds_syncs.load(Ordering::Relaxed),
             clusters_written: c.clusters_written.load(Ordering::Relaxed),
             clusters_unmapped: c.clusters_unmapped.load(Ordering::Relaxed),

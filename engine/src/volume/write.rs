@@ -81,6 +81,8 @@ impl Volume {
         self.start_sealed_writeback();
         if stable {
             self.sync()?;
+        } else if !data.is_empty() {
+            self.expect_commit();
         }
         Ok(())
     }

@@ -58,6 +58,7 @@ pub(super) fn volume_info(shared: &Arc<Shared>, path: String) -> Result<Reply, E
         commits: v.commits,
         commit_rounds: v.commit_rounds,
         wal_rounds: v.wal_rounds,
+        expected_commits: v.expected_commits,
         clusters_written: v.clusters_written,
         clusters_unmapped: v.clusters_unmapped,
         scos_sealed: v.scos_sealed,

@@ -39,6 +39,8 @@ struct Inode {
     pending: Vec<FileOp>,
     /// [`LocalFile::drop_cache`] calls (there is no page cache here: only counted).
     cache_drops: u64,
+    /// [`LocalFile::start_writeback`] calls (a hint: only counted).
+    writebacks: u64,
 }
 
 fn apply(v: &mut Vec<u8>, op: &FileOp) {
@@ -379,6 +381,14 @@ impl SimFs {
         Ok(st.inodes.get(&ino).map_or(0, |i| i.cache_drops))
     }
 
+    /// How many times the writeback of the file at `path` was started
+    /// ([`LocalFile::start_writeback`]).
+    pub fn writebacks(&self, path: &Path) -> io::Result<u64> {
+        let st = self.state.lock();
+        let ino = SimFs::ino_at(&st, path)?;
+        Ok(st.inodes.get(&ino).map_or(0, |i| i.writebacks))
+    }
+
     /// Replaces the file at `path` with `data`, durably (tests use it to corrupt files).
     pub fn overwrite_durably(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut st = self.state.lock();
@@ -474,6 +484,12 @@ impl LocalFile for SimFile {
         let ino = self.ino;
         self.with(false, |st| {
             st.inodes.entry(ino).or_default().cache_drops += 1;
+        })
+    }
+    fn start_writeback(&self) -> io::Result<()> {
+        let ino = self.ino;
+        self.with(false, |st| {
+            st.inodes.entry(ino).or_default().writebacks += 1;
         })
     }
 }

@@ -381,6 +381,12 @@ impl Wal {
         w
     }
 
+    /// Every change since the window began is logged here: a round now costs one fdatasync of
+    /// this file.
+    pub(super) fn window_whole(&self) -> bool {
+        self.window_whole
+    }
+
     /// The log's file (a commit round fdatasyncs it without the volume lock).
     pub(super) fn file(&self) -> Arc<dyn LocalFile> {
         self.file.clone()
