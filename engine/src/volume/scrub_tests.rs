@@ -417,6 +417,34 @@ fn holes_a_rollback_maps_to_one_zero_cluster_stay_readable_after_a_scrub() {
     assert!(view_at(&w, &v, "small")[..SPACE / 2] == small[..]);
 }
 
+/// A snapshot's superseded positions are pinned while it exists; a rollback maps them again,
+/// and that must drop their pinned rows: otherwise deleting the snapshot later finds them
+/// read by no view, makes them dead, and the scrub removes clusters the map reads.
+#[test]
+fn positions_a_rollback_maps_again_stay_after_their_snapshot_is_deleted_and_a_scrub() {
+    let w = World::new();
+    let mut rng = SimRng::new(29);
+    let v = w.create_with(V, opts());
+    v.resize(SPACE as u64).expect("resize");
+    let mut old = vec![0u8; SPACE];
+    overwrite(&v, &mut old, &mut rng, 1);
+    v.snapshot_create("old", Vec::new()).expect("snapshot");
+    let mut head = old.clone();
+    overwrite(&v, &mut head, &mut rng, 2);
+    w.backup(&v);
+    assert!(v.mds.liveness_rows().expect("rows").1 > 0, "nothing pinned");
+    v.snapshot_rollback("old", &NoProgress).expect("rollback");
+    w.backup(&v);
+    v.snapshot_delete("old").expect("delete the snapshot");
+    w.backup(&v);
+    scrub(&v);
+    evict_all(&v);
+    assert!(
+        whole(&v) == old,
+        "a cluster the rollback mapped back changed"
+    );
+}
+
 #[test]
 fn after_a_backend_restart_a_pass_recounts_older_tlogs_and_reclaims_their_garbage() {
     // A backend restart loads the map from a checkpoint: what the TLogs before it superseded

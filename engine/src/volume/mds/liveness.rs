@@ -19,8 +19,12 @@
 //!   it. Deleting a snapshot changes nothing here (constant time); the scrubber re-evaluates
 //!   the pinned rows against the boundaries left and moves those no view reads to dead.
 //!
-//! The cost is a few B-tree updates per change applied, and the tables hold only positions
-//! that are superseded and still on the backend: nothing multiplies snapshots by SCOs.
+//! The cost is a few B-tree updates per change applied (the inserts into `dead_clusters` and
+//! the look-ups of the new position's rows; the SCO rows and dead counts an uncork meets once
+//! per cluster are kept in memory for its transaction, and the dead counts written once at its
+//! end; empty `pinned_clusters` and `remapped_clusters` tables are not searched), and the
+//! tables hold only positions that are superseded and still on the backend: nothing multiplies
+//! snapshots by SCOs.
 //!
 //! Rules that keep "dead" safe (a position is marked dead only when truly unreadable): a
 //! position a Remap mapped again (a rollback: a position mapped twice in one transaction, or
@@ -31,9 +35,9 @@
 //! ancestors' SCOs are not tracked (the ancestors' own tables and reader points protect
 //! them). Layout: `FORMATS.md`, "Scrubbing and garbage collection".
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
 
 use super::store::{db_err, Loc, Mds, SCOS};
 use crate::error::Result;
@@ -94,29 +98,84 @@ pub(super) struct Tracker<'t> {
     bounds: BTreeSet<u64>,
     /// SCOs sealed in TLogs up to this one are the ancestors' (a clone's lineage).
     base: u64,
-    /// SCOs whose every position became dead in this transaction (see [`Tracker::whole`]).
+    /// SCOs whose every position became dead in this transaction (see [`Tracker::finish`]).
     whole: Vec<u64>,
+    /// The SCO table's rows read in this transaction (an uncork meets each SCO once per
+    /// cluster): dropped when the transaction seals the SCO ([`Tracker::sealed`]).
+    sco_rows: HashMap<u64, Option<(u64, u32, u32)>>,
+    /// `sco_dead` as this transaction changed it, written by [`Tracker::finish`] (0: no row).
+    dead_counts: HashMap<u64, u32>,
+    /// `remapped_clusters` holds no row (it has one only after a rollback): no look-up then.
+    no_remapped: bool,
+    /// `pinned_clusters` holds no row (it has some only while a snapshot or a clone reads a
+    /// superseded position): nothing to remove then.
+    no_pinned: bool,
 }
 
 impl<'t> Tracker<'t> {
     pub(super) fn new(tx: &'t WriteTransaction) -> Result<Tracker<'t>> {
+        let remapped = tx.open_table(REMAPPED).map_err(db_err)?;
+        let pinned = tx.open_table(PINNED).map_err(db_err)?;
         Ok(Tracker {
             bounds: boundaries(tx)?,
             base: super::lineage::lineage_base(tx)?,
             dead: tx.open_table(DEAD).map_err(db_err)?,
             sco_dead: tx.open_table(SCO_DEAD).map_err(db_err)?,
-            pinned: tx.open_table(PINNED).map_err(db_err)?,
-            remapped: tx.open_table(REMAPPED).map_err(db_err)?,
+            no_pinned: pinned.is_empty().map_err(db_err)?,
+            pinned,
+            no_remapped: remapped.is_empty().map_err(db_err)?,
+            remapped,
             seen: Default::default(),
             whole: Vec::new(),
+            sco_rows: HashMap::new(),
+            dead_counts: HashMap::new(),
         })
     }
 
-    /// The SCOs this transaction made wholly dead: its last position died here. Nothing reads
-    /// them again, so the uncork drops their pages from the OS page cache (a hint; see
-    /// `Volume::drop_dead_pages`).
-    pub(super) fn whole(&self) -> &[u64] {
-        &self.whole
+    /// Writes the dead counts this transaction changed; returns the SCOs it made wholly dead
+    /// (their last position died here). Nothing reads those again, so the uncork drops their
+    /// pages from the OS page cache (a hint; see `Volume::drop_dead_pages`). Called once,
+    /// before the transaction commits.
+    pub(super) fn finish(mut self) -> Result<Vec<u64>> {
+        for (sco, n) in std::mem::take(&mut self.dead_counts) {
+            if n == 0 {
+                self.sco_dead.remove(sco).map_err(db_err)?;
+            } else {
+                self.sco_dead.insert(sco, n).map_err(db_err)?;
+            }
+        }
+        Ok(self.whole)
+    }
+
+    /// The transaction wrote `sco`'s row in the SCO table.
+    pub(super) fn sealed(&mut self, sco: u64) {
+        self.sco_rows.remove(&sco);
+    }
+
+    /// `sco`'s row in the SCO table: (sealed in TLog, clusters, crc).
+    fn sco_row(
+        &mut self,
+        scos: &Table<'t, u64, (u64, u32, u32)>,
+        sco: u64,
+    ) -> Result<Option<(u64, u32, u32)>> {
+        if let Some(r) = self.sco_rows.get(&sco) {
+            return Ok(*r);
+        }
+        let r = scos.get(sco).map_err(db_err)?.map(|v| v.value());
+        self.sco_rows.insert(sco, r);
+        Ok(r)
+    }
+
+    /// How many dead positions `sco` has, as this transaction left it.
+    fn dead_count(&mut self, sco: u64) -> Result<u32> {
+        if let Some(n) = self.dead_counts.get(&sco) {
+            return Ok(*n);
+        }
+        Ok(self
+            .sco_dead
+            .get(sco)
+            .map_err(db_err)?
+            .map_or(0, |v| v.value()))
     }
 
     /// `old` lost its address in TLog `t` (`scos`: the SCO table of the same transaction; a
@@ -128,24 +187,21 @@ impl<'t> Tracker<'t> {
         t: u64,
     ) -> Result<()> {
         let pos = (old.sco, old.offset);
-        if self.remapped.get(pos).map_err(db_err)?.is_some() {
+        if !self.no_remapped && self.remapped.get(pos).map_err(db_err)?.is_some() {
             return Ok(());
         }
         // (sealed in TLog, clusters, crc); none yet when sealed in `t` itself.
-        let sealed = scos.get(old.sco).map_err(db_err)?.map(|v| v.value());
+        let sealed = self.sco_row(scos, old.sco)?;
         let t0 = sealed.map_or(t, |v| v.0);
         if t0 <= self.base {
             return Ok(());
         }
         if viewed(&self.bounds, t0, t) {
             self.pinned.insert(pos, t).map_err(db_err)?;
+            self.no_pinned = false;
         } else if self.dead.insert(pos, ()).map_err(db_err)?.is_none() {
-            let n = 1 + self
-                .sco_dead
-                .get(old.sco)
-                .map_err(db_err)?
-                .map_or(0, |v| v.value());
-            self.sco_dead.insert(old.sco, n).map_err(db_err)?;
+            let n = 1 + self.dead_count(old.sco)?;
+            self.dead_counts.insert(old.sco, n);
             if sealed.is_some_and(|s| s.1 == n) {
                 self.whole.push(old.sco);
             }
@@ -162,30 +218,22 @@ impl<'t> Tracker<'t> {
         t: u64,
     ) -> Result<()> {
         let pos = (new.sco, new.offset);
-        let older = scos
-            .get(new.sco)
-            .map_err(db_err)?
-            .is_some_and(|v| v.value().0 < t);
+        let older = self.sco_row(scos, new.sco)?.is_some_and(|v| v.0 < t);
         if !self.seen.insert(pos) || older {
             self.remapped.insert(pos, ()).map_err(db_err)?;
+            self.no_remapped = false;
         }
-        self.pinned.remove(pos).map_err(db_err)?;
+        if !self.no_pinned {
+            self.pinned.remove(pos).map_err(db_err)?;
+        }
         if self.dead.remove(pos).map_err(db_err)?.is_some() {
             tracing::warn!(
                 sco = new.sco,
                 index = new.offset,
                 "a dead cluster was mapped again"
             );
-            let n = self
-                .sco_dead
-                .get(new.sco)
-                .map_err(db_err)?
-                .map_or(0, |v| v.value());
-            if n <= 1 {
-                self.sco_dead.remove(new.sco).map_err(db_err)?;
-            } else {
-                self.sco_dead.insert(new.sco, n - 1).map_err(db_err)?;
-            }
+            let n = self.dead_count(new.sco)?;
+            self.dead_counts.insert(new.sco, n.saturating_sub(1));
         }
         Ok(())
     }

@@ -653,6 +653,7 @@ impl Mds {
                         crc,
                     } => {
                         scos.insert(sco, (tlog, n, crc)).map_err(db_err)?;
+                        live.sealed(sco);
                     }
                 }
             }
@@ -665,7 +666,7 @@ impl Mds {
                 .map_or(0, |v| v.value());
             meta.insert("logged_clusters", before + logged)
                 .map_err(db_err)?;
-            live.whole().to_vec()
+            live.finish()?
         };
         tx.set_touched(touched);
         tx.commit().map_err(db_err)?;
