@@ -82,10 +82,10 @@ fn sigkill_during_a_write_workload_keeps_every_committed_byte() {
     };
     create_object(&tg, VOL);
     // About 20 MiB committed per round: several SCOs, some already uploaded. Just before each
-    // kill: the workload's COMMITs were answered by the volume's write-ahead log alone (most
-    // of its windows are small), so the kill lands after such COMMITs and the restart
-    // replays the log; and the volume expected those COMMITs (one every 8 writes) and started
-    // the log's writeback at the write before each.
+    // kill: some of the workload's COMMITs were answered by the volume's write-ahead log alone
+    // (the windows of 8 writes small enough for it), so the kill lands after such COMMITs and
+    // the restart replays the log; and the volume expected some of those COMMITs (one every 8
+    // writes) and started the log's writeback at the write before each.
     let wal_answered = |tg: &TestGateway| {
         let mut cmd = std::process::Command::new(&strata);
         let d = tg.data_dir.display().to_string();

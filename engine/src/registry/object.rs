@@ -103,7 +103,7 @@ impl ObjectData for VolumeObject {
 
     fn sync(&self, persist: Persist<'_>) -> Result<()> {
         // The volume's fsyncs are the durability point; the namespace only caches the size.
-        self.data.vol.sync()?;
+        self.data.vol.commit()?;
         persist(&Commit {
             size: self.data.vol.size(),
             lazy: true,

@@ -107,12 +107,18 @@ impl Volume {
             .map_err(|e| io_err(format!("{}: fsync", dir.display()), e))
     }
 
+    /// A client's COMMIT: [`Volume::sync`], counted in the pattern of writes and COMMITs
+    /// (`expected_commit.rs`; the engine's own syncs, an upload's or a resize's, are not).
+    pub(crate) fn commit(&self) -> Result<()> {
+        self.pattern.committed();
+        self.sync()
+    }
+
     /// Makes every change completed before this call durable (COMMIT). Concurrent callers share
     /// one round of fsyncs: a leader fsyncs for every caller that arrived before it started.
     pub(crate) fn sync(&self) -> Result<()> {
         self.check_halted()?;
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
-        self.pattern.committed();
         let target = self.state.read().write_gen;
         let mut g = self.sync.lock();
         loop {

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::volume::state::Volume;
 
-/// How many writes came between the last COMMITs (a heuristic: races between concurrent
-/// writers and committers only make it guess wrong).
+/// How many writes came between the last client COMMITs ([`Volume::commit`]; a heuristic:
+/// races between concurrent writers and committers only make it guess wrong).
 #[derive(Debug, Default)]
 pub(super) struct CommitPattern {
     /// Unstable writes since the last COMMIT.
@@ -59,11 +59,15 @@ impl Volume {
             st.wal.window_whole().then(|| st.wal.file())
         };
         let Some(wal) = wal else { return };
-        self.counters
-            .expected_commits
-            .fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = wal.start_writeback() {
-            tracing::debug!(volume = %self.id, error = %e, "starting the write-ahead log's writeback failed");
+        match wal.start_writeback() {
+            Ok(()) => {
+                self.counters
+                    .expected_commits
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(volume = %self.id, error = %e, "starting the write-ahead log's writeback failed");
+            }
         }
     }
 }

@@ -56,7 +56,7 @@ fn an_expected_commit_starts_the_write_ahead_logs_writeback_at_the_write_before_
         vol.write(i * CLUSTER_SIZE_U64, &[1u8; 4096], false)
             .expect("write");
         assert_eq!(started(), 0, "window {i}: no pattern yet");
-        vol.sync().expect("commit");
+        vol.commit().expect("commit");
     }
     vol.write(9 * CLUSTER_SIZE_U64, &[7u8; 4096], false)
         .expect("write");
@@ -72,14 +72,32 @@ fn an_expected_commit_starts_the_write_ahead_logs_writeback_at_the_write_before_
     vol.write(10 * CLUSTER_SIZE_U64, &[7u8; 4096], false)
         .expect("write");
     assert_eq!(started(), 1);
-    vol.sync().expect("commit");
+    vol.commit().expect("commit");
     // A window larger than the log takes is made durable in place by its COMMIT: the log's
     // writeback would be of no use to it.
     let big = vec![2u8; 1 << 20];
     for _ in 0..3 {
         vol.write(0, &big, false).expect("write");
-        vol.sync().expect("commit");
+        vol.commit().expect("commit");
     }
     assert_eq!(started(), 1);
     assert_eq!(vol.stats().expected_commits, 1);
+}
+
+#[test]
+fn only_client_commits_end_a_window() {
+    let (fs, _lfs, vol) = fresh(VolumeOptions::default());
+    let wal = layout::wal_path(&dir());
+    let started = || fs.writebacks(&wal).expect("the log");
+    // Windows of two writes; the engine syncs (an upload pass) between the two each time.
+    for w in 0..3u64 {
+        vol.write(w * CLUSTER_SIZE_U64, &[1u8; 4096], false)
+            .expect("write");
+        assert_eq!(started(), 0, "window {w}: not after one write of two");
+        vol.sync().expect("the engine's sync");
+        vol.write((w + 10) * CLUSTER_SIZE_U64, &[2u8; 4096], false)
+            .expect("write");
+        assert_eq!(started(), u64::from(w == 2), "window {w}");
+        vol.commit().expect("commit");
+    }
 }
