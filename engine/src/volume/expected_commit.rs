@@ -10,7 +10,7 @@
 //!
 //! Only a window wholly in the write-ahead log (`wal/`) is worth it: any other is made durable
 //! in place by its COMMIT. A hint: durability still comes only from the COMMIT's fdatasync,
-//! and a wrong guess only writes earlier what the kernel would have written anyway.
+//! and a wrong guess costs one early writeback of the log's newest records.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
