@@ -313,3 +313,30 @@ fn zeros_are_found_wherever_a_nonzero_byte_hides_and_hash_like_any_cluster() {
     }
     assert_eq!(new_cluster_hash(&c), format::ClusterHash::of(&c));
 }
+
+/// An uncork recomputes which redb entries the changes still corked hide: a hole punched
+/// (and a shrink) in the open TLog must keep hiding the data redb holds for that range after
+/// an earlier TLog is applied.
+#[test]
+fn holes_and_shrinks_still_corked_hide_the_data_an_uncork_left_in_redb() {
+    let (rt, store, _fs, v) = super::tests::fresh_backed(small_opts());
+    let old = vec![7u8; 8 * 4096];
+    v.write(0, &old, false).expect("write");
+    v.write(64 * 4096, &old, false).expect("write");
+    rt.block_on(v.backup(&*store, true)).expect("backup");
+    assert!(v.stats().applied_tlog > 0, "the data is in redb");
+    // Enough to close at least one more TLog, then a hole and a shrink in the open one.
+    v.write(128 * 4096, &vec![9u8; 64 * 4096], false)
+        .expect("write");
+    v.punch(0, 8 * 4096).expect("punch");
+    v.resize(64 * 4096).expect("shrink");
+    v.resize(128 * 4096).expect("grow back");
+    let applied = v.stats().applied_tlog;
+    rt.block_on(v.backup(&*store, false)).expect("backup");
+    assert!(v.stats().applied_tlog > applied, "a later TLog was applied");
+    assert_eq!(
+        whole(&v),
+        vec![0u8; 128 * 4096],
+        "corked hole or shrink lost"
+    );
+}

@@ -27,11 +27,44 @@ pub(in crate::volume) struct Overlay {
     /// Unmaps not yet applied: redb entries inside these ranges are holes, unless `by_addr`
     /// has a newer one.
     pub(in crate::volume) holes: Ranges,
+    /// The TLogs in `ops` holding a shrink or an unmap (what `trim` and `holes` come from), so
+    /// that an uncork recomputes those from them alone, not from every corked op.
+    shaping: std::collections::BTreeSet<u64>,
 }
 
 impl Overlay {
+    /// Appends a change other than a cluster's (those go in by [`Volume::map_clusters`]).
     pub(in crate::volume) fn push(&mut self, tlog: u64, op: Op) {
+        if matches!(op, Op::Resize { shrink: true, .. } | Op::Unmap { .. }) {
+            self.shaping.insert(tlog);
+        }
         self.ops.entry(tlog).or_default().push(op);
+    }
+
+    /// The TLogs up to `last` were applied to redb: drops their changes, and recomputes
+    /// `trim` and `holes` from the shrinks and unmaps still corked.
+    fn applied(&mut self, last: u64) {
+        self.ops = self.ops.split_off(&(last + 1));
+        self.shaping = self.shaping.split_off(&(last + 1));
+        let shaping = || {
+            self.shaping
+                .iter()
+                .filter_map(|t| self.ops.get(t))
+                .flatten()
+        };
+        self.trim = shaping()
+            .filter_map(|op| match op {
+                Op::Resize { size, shrink: true } => Some(size.div_ceil(CLUSTER_SIZE_U64)),
+                _ => None,
+            })
+            .min();
+        let mut holes = Ranges::default();
+        for op in shaping() {
+            if let Op::Unmap { from, to } = op {
+                holes.insert(*from, *to);
+            }
+        }
+        self.holes = holes;
     }
 }
 
@@ -205,8 +238,6 @@ impl Volume {
         })?;
         {
             let mut st = self.state.write();
-            let keep = st.ov.ops.split_off(&(last + 1));
-            st.ov.ops = keep;
             for (_, op) in &ops {
                 if let Op::Cluster(a, _) = op {
                     if st.ov.by_addr.get(a).is_some_and(|(_, t)| *t <= last) {
@@ -214,25 +245,8 @@ impl Volume {
                     }
                 }
             }
-            // Only shrinks still corked make redb entries stale.
-            st.ov.trim = st
-                .ov
-                .ops
-                .values()
-                .flatten()
-                .filter_map(|op| match op {
-                    Op::Resize { size, shrink: true } => Some(size.div_ceil(CLUSTER_SIZE_U64)),
-                    _ => None,
-                })
-                .min();
-            // Only unmaps still corked make redb entries holes.
-            let mut holes = Ranges::default();
-            for op in st.ov.ops.values().flatten() {
-                if let Op::Unmap { from, to } = op {
-                    holes.insert(*from, *to);
-                }
-            }
-            st.ov.holes = holes;
+            // Only shrinks and unmaps still corked make redb entries stale (holes).
+            st.ov.applied(last);
             st.applied_tlog = last;
             st.applied_size = size;
             st.db_empty = db_empty;
