@@ -3,10 +3,10 @@
 //! A client that commits after every few writes (a guest's `O_DSYNC` writes, a database's
 //! log, an NFS client flushing each write) sends each COMMIT only once the writes' replies came
 //! back: a round trip during which the disk sits idle. When the volume saw the same number of
-//! writes between its last two COMMITs and the current window reaches that number, the write
-//! that completes it starts the writeback of the log's records at once (not waiting for it):
-//! the COMMIT's fdatasync then finds them written or on their way, and is left mostly with the
-//! device's cache flush.
+//! writes between its last two client COMMITs and the current window reaches that number, the
+//! write that completes it starts the writeback of the log's records at once (not waiting for
+//! it): the COMMIT's fdatasync then finds them written or on their way, and is left mostly with
+//! the device's cache flush.
 //!
 //! Only a window wholly in the write-ahead log (`wal/`) is worth it: any other is made durable
 //! in place by its COMMIT. A hint: durability still comes only from the COMMIT's fdatasync,
