@@ -150,7 +150,12 @@ impl Volume {
     pub(super) fn commit_round(&self) -> Result<u64> {
         let (gen, window, wal, sealed, sco, tlog, sco_dir, tlog_dir) = {
             let mut st = self.state.write();
-            let window = st.wal.take_window();
+            let window = st.wal.take_window()?;
+            if !window.whole {
+                // Made durable in place below, and the log's head then moves past the window:
+                // every byte of it must be in its file first (`deferred.rs`, rule 2).
+                Self::flush_deferred(&mut st)?;
+            }
             let s = (
                 st.write_gen,
                 window,

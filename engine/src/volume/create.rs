@@ -99,6 +99,7 @@ impl Volume {
             file,
             len: TLOG_HEADER_LEN as u64,
             crc: crc32c::crc32c(&header),
+            deferred: Default::default(),
             scos: 0,
             first_entry: None,
             ours: true,

@@ -43,10 +43,13 @@ impl Volume {
             let k = ((self.opts.sco_clusters - sco.clusters) as usize).min(n - i);
             let chunk = &buf[i * CLUSTER_SIZE..(i + k) * CLUSTER_SIZE];
             let at = ScoFooter::offset(sco.clusters);
-            sco.file
-                .write_at(chunk, at)
-                .map_err(|e| io_err(format!("SCO {}", sco_name(sco.seq)), e))?;
-            st.wal.log(Target::Sco(sco.seq), at, chunk)?;
+            let (seq, file) = (sco.seq, &*sco.file);
+            let what = || format!("SCO {}", sco_name(seq));
+            if st.wal.log(Target::Sco(seq), at, chunk)? {
+                sco.deferred.push(file, at, chunk, &what)?;
+            } else {
+                sco.deferred.write_through(file, at, chunk, &what)?;
+            }
             sco.crc = crc32c::crc32c_append(sco.crc, chunk);
             let mut entries = Vec::with_capacity(k);
             let mut locs = Vec::with_capacity(k);
@@ -109,10 +112,13 @@ impl Volume {
             bytes.extend_from_slice(&e.encode());
         }
         let t = &mut st.tlog;
-        t.file
-            .write_at(&bytes, t.len)
-            .map_err(|e| io_err(format!("TLog {}", tlog_name(t.seq)), e))?;
-        st.wal.log(Target::Tlog(t.seq), t.len, &bytes)?;
+        let (seq, file) = (t.seq, &*t.file);
+        let what = || format!("TLog {}", tlog_name(seq));
+        if st.wal.log(Target::Tlog(seq), t.len, &bytes)? {
+            t.deferred.push(file, t.len, &bytes, &what)?;
+        } else {
+            t.deferred.write_through(file, t.len, &bytes, &what)?;
+        }
         t.len += bytes.len() as u64;
         t.crc = crc32c::crc32c_append(t.crc, &bytes);
         t.first_entry.get_or_insert_with(std::time::Instant::now);
@@ -153,6 +159,7 @@ impl Volume {
                 file,
                 clusters: 0,
                 crc: 0,
+                deferred: Default::default(),
                 created: std::time::Instant::now(),
             });
         }
@@ -162,10 +169,13 @@ impl Volume {
     /// Seals the open SCO: footer, fdatasync, then the ScoSealed entry (so a ScoSealed entry
     /// always names a SCO whose bytes are durable); closes the TLog when it covers enough SCOs.
     pub(super) fn seal_open_sco(&self, st: &mut State) -> Result<()> {
-        let Some(sco) = st.sco.take() else {
+        let Some(mut sco) = st.sco.take() else {
             return Ok(());
         };
         let what = format!("SCO {}", sco_name(sco.seq));
+        // Its clusters are all in the file before the footer (`deferred.rs`, rule 2): once
+        // sealed it is read, synced and uploaded as a file.
+        sco.deferred.flush(&*sco.file, &|| what.clone())?;
         let footer = ScoFooter {
             seq: sco.seq,
             clusters: sco.clusters,
@@ -259,6 +269,9 @@ impl Volume {
         }
         let crc = st.tlog.crc;
         self.tlog_append(st, &[Entry::TlogClosed { crc }])?;
+        // Its entries (and the open SCO's clusters) are in the files before the fsyncs below
+        // and before the log's head moves past their records (`deferred.rs`, rule 2).
+        Self::flush_deferred(st)?;
         let what = format!("TLog {}", tlog_name(st.tlog.seq));
         self.fsync(FsyncSite::CloseTlog, &*st.tlog.file, &what)?;
         self.start_next_tlog(st)?;
@@ -279,6 +292,39 @@ impl Volume {
         // The upload pipeline takes it now rather than at its next tick.
         self.tlog_closed.notify_one();
         Ok(())
+    }
+
+    /// Writes into their files the open SCO's clusters and the open TLog's entries that only
+    /// the write-ahead log held so far (`deferred.rs`, rule 2).
+    pub(super) fn flush_deferred(st: &mut State) -> Result<()> {
+        st.wal.flush()?;
+        if let Some(sco) = st.sco.as_mut() {
+            let seq = sco.seq;
+            sco.deferred
+                .flush(&*sco.file, &|| format!("SCO {}", sco_name(seq)))?;
+        }
+        let t = &mut st.tlog;
+        let seq = t.seq;
+        t.deferred
+            .flush(&*t.file, &|| format!("TLog {}", tlog_name(seq)))
+    }
+
+    /// Test knob: writes what waits in memory into the files (`deferred.rs`), so that a test
+    /// may read or damage them while the volume is open.
+    #[cfg(test)]
+    pub(crate) fn write_deferred(&self) -> Result<()> {
+        Self::flush_deferred(&mut self.state.write())
+    }
+
+    /// Test knob: forgets what waits in memory without writing it, as the death of the process
+    /// would (`deferred.rs`); the volume must not be used afterwards.
+    #[cfg(test)]
+    pub(crate) fn lose_deferred(&self) {
+        let mut st = self.state.write();
+        if let Some(sco) = st.sco.as_mut() {
+            sco.deferred = Default::default();
+        }
+        st.tlog.deferred = Default::default();
     }
 
     /// Resolves once a TLog closed since the last call (at once if one did meanwhile): what
@@ -313,6 +359,7 @@ impl Volume {
             file,
             len: TLOG_HEADER_LEN as u64,
             crc: crc32c::crc32c(&header),
+            deferred: Default::default(),
             scos: 0,
             first_entry: None,
             ours: true,
@@ -325,5 +372,16 @@ impl Volume {
     #[cfg(test)]
     pub(crate) fn set_tlog_roll_len(&self, len: u64) {
         self.tlog_roll_len.store(len, Ordering::Relaxed);
+    }
+}
+
+/// A volume closed cleanly leaves its open SCO and TLog whole in their files, as before
+/// anything waited in memory (`deferred.rs`; the write-ahead log's replay would bring them
+/// back at the next open anyway).
+impl Drop for Volume {
+    fn drop(&mut self) {
+        if let Err(e) = Self::flush_deferred(self.state.get_mut()) {
+            tracing::warn!(volume = %self.id, error = %e, "writing the open log's last bytes at close failed; the write-ahead log still holds them");
+        }
     }
 }

@@ -33,6 +33,7 @@ pub(crate) mod clone;
 pub(crate) mod cluster_cache;
 mod commit;
 mod create;
+mod deferred;
 mod dirsync;
 mod evict;
 mod expected_commit;

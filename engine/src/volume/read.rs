@@ -148,17 +148,28 @@ impl Volume {
             let src = self.sco_source(st, loc.sco)?;
             return self.read_remote(std::slice::from_ref(loc), buf, within, src);
         }
-        let f = self.sco_handle(loc.sco)?;
         let off = ScoFooter::offset(loc.offset) + within;
-        let n = f
-            .read_at(buf, off)
-            .map_err(|e| io_err(format!("SCO {}", sco_name(loc.sco)), e))?;
-        if n != buf.len() {
-            return Err(Error::Io(format!(
+        // The open SCO's newest clusters may be only in memory yet (`deferred.rs`, rule 3).
+        let from_file = match st.sco.as_ref().filter(|s| s.seq == loc.sco) {
+            Some(open) => open.deferred.read(off, buf),
+            None => Some(buf.len()),
+        };
+        let short = || {
+            Error::Io(format!(
                 "SCO {}: short read at cluster {} (the SCO is truncated)",
                 sco_name(loc.sco),
                 loc.offset
-            )));
+            ))
+        };
+        let k = from_file.ok_or_else(short)?;
+        if k > 0 {
+            let n = self
+                .sco_handle(loc.sco)?
+                .read_at(&mut buf[..k], off)
+                .map_err(|e| io_err(format!("SCO {}", sco_name(loc.sco)), e))?;
+            if n != k {
+                return Err(short());
+            }
         }
         Ok(())
     }

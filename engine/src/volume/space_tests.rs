@@ -258,6 +258,8 @@ fn unmaps_go_only_into_tlogs_whose_header_older_builds_refuse() {
     f.sync_data().expect("sync");
     let v = w.open(P);
     v.punch(0, 8192).expect("punch");
+    // The open TLog's entries may wait in memory (`deferred.rs`): into the file first.
+    v.write_deferred().expect("write what waits");
     let tlogs = |seq: u64| {
         let p = layout::tlog_dir(std::path::Path::new("/v").join(P.to_string()).as_path())
             .join(format::tlog_name(seq));

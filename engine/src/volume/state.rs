@@ -14,6 +14,7 @@ use strata_backend::ObjectStore;
 use crate::error::{Error, Result};
 use crate::volume::cluster_cache::ClusterCache;
 use crate::volume::commit::FsyncSite;
+use crate::volume::deferred::Deferred;
 use crate::volume::dirsync::DirSync;
 use crate::volume::format::{
     ScoFooter, VolumeId, CLUSTER_SIZE_U64, SCO_FOOTER_LEN, SCO_HEADER_LEN,
@@ -101,6 +102,8 @@ pub(super) struct OpenSco {
     pub(super) file: Arc<dyn LocalFile>,
     pub(super) clusters: u32,
     pub(super) crc: u32,
+    /// Clusters the write-ahead log holds that the file does not yet (`deferred.rs`).
+    pub(super) deferred: Deferred,
     /// When the SCO was created: partial SCOs older than `SCO_Max_Age` are sealed for upload.
     pub(super) created: std::time::Instant,
 }
@@ -111,6 +114,8 @@ pub(super) struct OpenTlog {
     pub(super) len: u64,
     /// CRC32C of every byte of the TLog so far.
     pub(super) crc: u32,
+    /// Entries the write-ahead log holds that the file does not yet (`deferred.rs`).
+    pub(super) deferred: Deferred,
     /// ScoSealed entries in this TLog.
     pub(super) scos: u32,
     /// When its first entry was written (None while it holds none): its entries are not on the

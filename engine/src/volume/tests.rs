@@ -438,7 +438,9 @@ fn restart_window_scenario(skip: Option<FsyncSite>) -> Result<(), String> {
             let vol = Volume::create_inner(lfs.clone(), &dir(), VOL, opts, 0, skip).map_err(e)?;
             vol.write(0, &a, true).map_err(e)?;
             vol.write(4 * 4096, &b, false).map_err(e)?;
-            // The TLog entries of `b` become durable, its data does not.
+            // The TLog entries of `b` become durable, its data does not (both are written into
+            // the files first: they may wait in memory, `deferred.rs`).
+            vol.write_deferred().map_err(e)?;
             let t = fs.read_file(&tlog_path(1)).map_err(|e| e.to_string())?;
             fs.overwrite_durably(&tlog_path(1), &t)
                 .map_err(|e| e.to_string())?;

@@ -73,6 +73,7 @@ impl Volume {
                             st.write_gen += 1;
                         }
                         self.roll_if_long(st)?;
+                        st.wal.flush()?;
                     }
                     Ok(r)
                 })?;
@@ -105,7 +106,9 @@ impl Volume {
         if (st.tlog.seq, st.tlog.len) != before {
             st.write_gen += 1;
         }
-        self.roll_if_long(st)
+        self.roll_if_long(st)?;
+        // One pwrite of the write-ahead log for all this write logged there.
+        st.wal.flush()
     }
 
     /// Grows the volume to `end` if it is smaller, logged before the clusters written there so
@@ -242,6 +245,7 @@ impl Volume {
             self.set_size(st, tlog, size)?;
             st.write_gen += 1;
             self.roll_if_long(st)?;
+            st.wal.flush()?;
             Ok(Ok(()))
         })?;
         // Reservations past the end go with the clusters.

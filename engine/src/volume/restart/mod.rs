@@ -178,6 +178,7 @@ impl Volume {
                 file: last.file.clone(),
                 len: last.cut,
                 crc: crc32c::crc32c(&last.data[..last.cut_usize()]),
+                deferred: Default::default(),
                 scos: last.replayed_scos,
                 // Entries left by the last run count as just written.
                 first_entry: (last.cut > TLOG_HEADER_LEN as u64).then(std::time::Instant::now),
@@ -365,6 +366,7 @@ impl Volume {
             file: f,
             clusters,
             crc,
+            deferred: Default::default(),
             created: std::time::Instant::now(),
         });
         self.seal_open_sco(st)

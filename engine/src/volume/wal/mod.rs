@@ -7,11 +7,15 @@
 //!    entries) is also appended here as a record — its file, offset and bytes — as long as
 //!    the *commit window* (what was written since the last commit round began) stays within
 //!    [`WINDOW`] and the ring has room behind the durable head. Once one write does not fit,
-//!    the rest of the window is not logged here: the window is no longer *whole*.
-//! 2. A commit round takes the window (under the volume lock). A whole window is made durable
-//!    by one fdatasync of this file (`FsyncSite::CommitWal`), plus the `sco/` and `tlog/`
-//!    directories when names were created there: the SCO and TLog stay in the page cache. A
-//!    window that is not whole is made durable in place, as without this log (the SCOs, the
+//!    the rest of the window is not logged here: the window is no longer *whole*. The records
+//!    of one write of the volume go into this file in one `pwrite` at its end
+//!    ([`Wal::flush`]), and the SCO's and TLog's copies of what was logged may wait in memory
+//!    (`volume/deferred.rs`): a 4 KiB write costs one `pwrite`, not four.
+//! 2. A commit round takes the window (under the volume lock; the staged records written). A
+//!    whole window is made durable by one fdatasync of this file (`FsyncSite::CommitWal`),
+//!    plus the `sco/` and `tlog/` directories when names were created there: the SCO and TLog
+//!    copies stay in the page cache or in memory. A window that is not whole is made durable
+//!    in place, as without this log (what waited in memory written first; then the SCOs, the
 //!    TLog, the directories); then everything before the window's end is durable in place,
 //!    and the *head* moves there.
 //! 3. The head is the position of the oldest record a replay may need. Its value is written
@@ -20,8 +24,8 @@
 //!    (`FsyncSite::WalHead`) when more than half of the ring lies behind the durable head. The
 //!    ring reuses space only behind the *durable* head, so a replay never meets an overwritten
 //!    record where it expects one it needs.
-//! 4. A TLog's close makes everything durable in place (its SCOs, itself, the open SCO's
-//!    header) and then moves the head to the end, durably: no record ever names a TLog that was
+//! 4. A TLog's close makes everything durable in place (what waited in memory written first;
+//!    its SCOs, itself, the open SCO's header) and then moves the head to the end, durably: no record ever names a TLog that was
 //!    closed, so none names a file the upload, the uncork or an eviction may delete or replace.
 //! 5. A restart replays first, before anything else reads the volume's files: the records from
 //!    the head on, up to the first one that does not verify, are written into their files
@@ -30,7 +34,9 @@
 //!    moves to the end and the run number goes up, durably (`FsyncSite::WalHead`). Records of
 //!    an earlier run that lie beyond the end are never replayed: a record carries its run. A
 //!    replay only repeats writes that were made, in order: its result is a state the page
-//!    cache could have left by itself, which the rest of the restart already handles.
+//!    cache could have left by itself, which the rest of the restart already handles. (Bytes
+//!    that waited in memory when the process died are such writes too: logged, not yet in
+//!    their file.)
 //!
 //! A volume directory without this file (made by an older build, a backend restart, a clone)
 //! gets a new one at open; one is created under a temporary name, filled with zeros (a commit
@@ -46,7 +52,8 @@ use std::sync::Arc;
 
 pub(super) use self::record::Target;
 use self::record::{
-    decode_record, encode_record, Header, HEADER_AREA, RECORD_HEADER_LEN, SLOTS, SLOT_LEN,
+    decode_record, encode_record, encode_record_into, Header, HEADER_AREA, RECORD_HEADER_LEN,
+    SLOTS, SLOT_LEN,
 };
 use crate::error::{Error, Result};
 use crate::volume::commit::FsyncSite;
@@ -70,6 +77,10 @@ pub(super) const WINDOW: u64 = 256 << 10;
 /// Small in unit tests, so that the crash workload takes both kinds of commit round.
 #[cfg(test)]
 pub(super) const WINDOW: u64 = 24 << 10;
+
+/// The most staging memory a volume keeps between writes (a write larger than this stages in
+/// memory it gives back at [`Wal::flush`]).
+const STAGED_KEEP: usize = 64 << 10;
 
 /// What a commit round takes from the log (step 2).
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +113,11 @@ pub(super) struct Wal {
     window_whole: bool,
     /// Bytes logged in this window.
     window_bytes: u64,
+    /// Records logged and not yet written into the file: one `pwrite` per write of the volume
+    /// ([`Wal::flush`]) instead of one per record.
+    staged: Vec<u8>,
+    /// The position of the first staged byte (the staged records end at `pos`).
+    staged_at: u64,
 }
 
 impl std::fmt::Debug for Wal {
@@ -195,6 +211,8 @@ impl Wal {
             slot_seq: h.seq,
             window_whole: false,
             window_bytes: 0,
+            staged: Vec::new(),
+            staged_at: h.head,
         }
     }
 
@@ -337,10 +355,11 @@ impl Wal {
     }
 
     /// Step 1: logs `bytes` written at `off` into `target`, if the window is still whole and
-    /// this fits in it and in the ring; otherwise the window is no longer whole.
-    pub(super) fn log(&mut self, target: Target, off: u64, bytes: &[u8]) -> Result<()> {
+    /// this fits in it and in the ring (true: logged; the caller may defer the file's copy,
+    /// `deferred.rs`); otherwise the window is no longer whole (false).
+    pub(super) fn log(&mut self, target: Target, off: u64, bytes: &[u8]) -> Result<bool> {
         if !self.window_whole {
-            return Ok(());
+            return Ok(false);
         }
         let ring = self.ring;
         let need = (RECORD_HEADER_LEN + bytes.len()) as u64;
@@ -352,25 +371,47 @@ impl Wal {
         };
         if self.window_bytes + need > WINDOW || at + need - self.durable_head > ring {
             self.window_whole = false;
-            return Ok(());
+            return Ok(false);
         }
-        if at != self.pos && lap_left >= RECORD_HEADER_LEN as u64 {
-            let wrap = encode_record(self.run, self.pos, None, 0, &[]);
-            self.file
-                .write_at(&wrap, HEADER_AREA + self.pos % ring)
-                .map_err(|e| io_err("write-ahead log", e))?;
+        if at != self.pos {
+            // The staged records stay within one lap of the file.
+            self.flush()?;
+            if lap_left >= RECORD_HEADER_LEN as u64 {
+                let wrap = encode_record(self.run, self.pos, None, 0, &[]);
+                self.file
+                    .write_at(&wrap, HEADER_AREA + self.pos % ring)
+                    .map_err(|e| io_err("write-ahead log", e))?;
+            }
         }
-        let r = encode_record(self.run, at, Some(target), off, bytes);
-        self.file
-            .write_at(&r, HEADER_AREA + at % ring)
-            .map_err(|e| io_err("write-ahead log", e))?;
+        if self.staged.is_empty() {
+            self.staged_at = at;
+        }
+        encode_record_into(&mut self.staged, self.run, at, Some(target), off, bytes);
         self.pos = at + need;
         self.window_bytes += need;
+        Ok(true)
+    }
+
+    /// Writes the records staged by [`Wal::log`] into the file: at the end of every write of
+    /// the volume (so that its records outlive the process, as the page cache does), before a
+    /// commit round fdatasyncs the log ([`Wal::take_window`]), and when the volume is closed.
+    pub(super) fn flush(&mut self) -> Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_at(&self.staged, HEADER_AREA + self.staged_at % self.ring)
+            .map_err(|e| io_err("write-ahead log", e))?;
+        self.staged.clear();
+        // What a large write staged is not kept for the small ones after it.
+        self.staged.shrink_to(STAGED_KEEP);
         Ok(())
     }
 
-    /// Step 2: the window a commit round takes; the next one begins.
-    pub(super) fn take_window(&mut self) -> Window {
+    /// Step 2: the window a commit round takes (its records written into the file, for the
+    /// round's fdatasync); the next one begins.
+    pub(super) fn take_window(&mut self) -> Result<Window> {
+        self.flush()?;
         let w = Window {
             whole: self.window_whole,
             end: self.pos,
@@ -378,7 +419,7 @@ impl Wal {
         };
         self.window_whole = true;
         self.window_bytes = 0;
-        w
+        Ok(w)
     }
 
     /// Every change since the window began is logged here: a round now costs one fdatasync of

@@ -103,12 +103,27 @@ pub(super) fn encode_record(
     off: u64,
     payload: &[u8],
 ) -> Vec<u8> {
+    let mut b = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
+    encode_record_into(&mut b, run, pos, target, off, payload);
+    b
+}
+
+/// [`encode_record`], appended to `out` (records staged for one write, `Wal::log`).
+pub(super) fn encode_record_into(
+    out: &mut Vec<u8>,
+    run: u32,
+    pos: u64,
+    target: Option<Target>,
+    off: u64,
+    payload: &[u8],
+) {
     let (kind, seq) = match target {
         Some(Target::Sco(s)) => (1u8, s),
         Some(Target::Tlog(s)) => (2u8, s),
         None => (3u8, 0),
     };
-    let mut b = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
+    let start = out.len();
+    let b = out;
     b.extend_from_slice(RECORD_MAGIC);
     b.extend_from_slice(&run.to_le_bytes());
     b.extend_from_slice(&[kind, 0, 0, 0, 0, 0, 0, 0]);
@@ -121,10 +136,9 @@ pub(super) fn encode_record(
             .unwrap_or(u32::MAX)
             .to_le_bytes(),
     );
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&b), payload);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&b[start..]), payload);
     b.extend_from_slice(&crc.to_le_bytes());
     b.extend_from_slice(payload);
-    b
 }
 
 /// A record found at a position: what it writes where (`None` target: a wrap).
