@@ -316,17 +316,6 @@ impl Volume {
         Self::flush_deferred(&mut self.state.write())
     }
 
-    /// Test knob: forgets what waits in memory without writing it, as the death of the process
-    /// would (`deferred.rs`); the volume must not be used afterwards.
-    #[cfg(test)]
-    pub(crate) fn lose_deferred(&self) {
-        let mut st = self.state.write();
-        if let Some(sco) = st.sco.as_mut() {
-            sco.deferred = Default::default();
-        }
-        st.tlog.deferred = Default::default();
-    }
-
     /// Resolves once a TLog closed since the last call (at once if one did meanwhile): what
     /// the upload pipeline waits for besides its tick.
     pub(crate) async fn tlog_closed(&self) {
@@ -380,6 +369,10 @@ impl Volume {
 /// back at the next open anyway).
 impl Drop for Volume {
     fn drop(&mut self) {
+        // A halted volume's files are left as the error left them.
+        if self.check_halted().is_err() {
+            return;
+        }
         if let Err(e) = Self::flush_deferred(self.state.get_mut()) {
             tracing::warn!(volume = %self.id, error = %e, "writing the open log's last bytes at close failed; the write-ahead log still holds them");
         }

@@ -373,15 +373,17 @@ impl Wal {
             self.window_whole = false;
             return Ok(false);
         }
-        if at != self.pos {
-            // The staged records stay within one lap of the file.
+        // The staged records stay within one lap of the file: a record that starts the next
+        // lap (after a wrap, or where the last one ended exactly at the ring's end) is staged
+        // anew, or one pwrite would run past the ring.
+        if !self.staged.is_empty() && at / ring != self.staged_at / ring {
             self.flush()?;
-            if lap_left >= RECORD_HEADER_LEN as u64 {
-                let wrap = encode_record(self.run, self.pos, None, 0, &[]);
-                self.file
-                    .write_at(&wrap, HEADER_AREA + self.pos % ring)
-                    .map_err(|e| io_err("write-ahead log", e))?;
-            }
+        }
+        if at != self.pos && lap_left >= RECORD_HEADER_LEN as u64 {
+            let wrap = encode_record(self.run, self.pos, None, 0, &[]);
+            self.file
+                .write_at(&wrap, HEADER_AREA + self.pos % ring)
+                .map_err(|e| io_err("write-ahead log", e))?;
         }
         if self.staged.is_empty() {
             self.staged_at = at;

@@ -106,7 +106,8 @@ fn a_small_write_costs_one_pwrite_of_the_log_its_files_copies_wait_and_reads_see
     // The cluster's and its entry's records in the log; nothing into the SCO or the TLog.
     assert_eq!(fs.mutating_ops() - ops, 1, "one pwrite, of the log");
     assert_eq!(files_now(&fs), before, "the files' copies wait in memory");
-    // A READ takes them from memory: the cluster alone, and across the SCO's file and memory.
+    // A READ takes them from memory: one cluster, and a run of two (the straddle of the file
+    // and memory is `deferred.rs`'s unit test).
     assert_eq!(read_vec(&vol, 5 * CLUSTER_SIZE_U64, 4096), vec![2u8; 4096]);
     vol.write(6 * CLUSTER_SIZE_U64, &[3u8; 4096], false)
         .expect("write");
@@ -132,7 +133,8 @@ fn what_waits_in_memory_dies_with_the_process_and_the_log_brings_it_back() {
         vol.sync().expect("commit");
         // Not committed: only in the log's page cache (and in memory).
         vol.write(8192, &[3u8; 4096], false).expect("write");
-        vol.lose_deferred();
+        // The process dies: nothing of its memory reaches the files.
+        fs.cut_power_after(0);
         drop(vol);
         if machine {
             fs.crash(CrashMode::DropAll);
@@ -218,4 +220,121 @@ fn a_hole_punched_in_a_whole_window_survives_a_power_cut() {
     assert_eq!(read_vec(&vol, 0, 4096), vec![4u8; 4096]);
     assert_eq!(read_vec(&vol, 4096, 4096), vec![0u8; 4096]);
     assert_eq!(read_vec(&vol, 8192, 4096), vec![4u8; 4096]);
+}
+
+#[test]
+fn records_staged_across_the_ring_end_are_written_in_their_own_laps() {
+    use super::record::{HEADER_AREA, RECORD_HEADER_LEN};
+    use super::{Target, Wal, RING};
+    let fs = crate::volume::SimFs::new();
+    fs.create_dir_all(&dir()).expect("dir");
+    let mut w = Wal::create(&fs, &dir(), VOL, None).expect("create");
+    // Records of 4096 bytes, the head moved along by rounds made in place, up to one record
+    // before the ring's end.
+    let payload = vec![7u8; 4096 - RECORD_HEADER_LEN];
+    let per_lap = RING / 4096;
+    for i in 0..per_lap - 1 {
+        if i % 4 == 0 {
+            let win = w.take_window().expect("window");
+            w.advance_head(win.end).expect("head");
+            w.synced(win.end);
+        }
+        assert!(w.log(Target::Sco(1), i * 4096, &payload).expect("log"));
+        w.flush().expect("flush");
+    }
+    let win = w.take_window().expect("window");
+    w.advance_head(win.end).expect("head");
+    w.synced(win.end);
+    assert_eq!(RING - w.pos % RING, 4096);
+    // One write of the volume: its first record ends exactly at the ring's end, its second
+    // starts the next lap; one flush.
+    assert!(w.log(Target::Sco(1), 0, &payload).expect("log"));
+    assert!(w.log(Target::Tlog(1), 64, &[1u8; 48]).expect("log"));
+    w.flush().expect("flush");
+    let path = layout::wal_path(&dir());
+    let file = fs.read_file(&path).expect("wal");
+    assert_eq!(
+        file.len() as u64,
+        HEADER_AREA + RING,
+        "nothing past the ring"
+    );
+    // The second record is at the start of the ring, where a replay looks for it.
+    let start = usize::try_from(HEADER_AREA).expect("small");
+    assert_eq!(&file[start..start + 4], b"WREC");
+}
+
+/// A process that dies (SIGKILL: nothing of its memory reaches the files, the page cache
+/// stays) between random operations: every write that returned is there after the restart,
+/// committed or not (the page cache kept them before anything waited in memory; now the
+/// write-ahead log must).
+#[test]
+fn a_process_death_between_operations_keeps_every_write_that_returned() {
+    use crate::volume::tests::small_opts;
+    use crate::volume::SimRng;
+    const SPACE: u64 = 96;
+    let at = |x: u64| usize::try_from(x).expect("small");
+    for seed in 1..=24u64 {
+        let mut rng = SimRng::new(seed);
+        let opts = if seed % 2 == 0 {
+            small_opts()
+        } else {
+            VolumeOptions::default()
+        };
+        let (fs, lfs, first) = fresh(opts);
+        let mut vol = Some(first);
+        let mut content = vec![0u8; at(SPACE * 4096)];
+        let mut size = 0u64;
+        for step in 0..300u32 {
+            let v = vol.as_ref().expect("volume");
+            let byte = u8::try_from(rng.below(250) + 1).expect("byte");
+            match rng.below(10) {
+                0..=4 => {
+                    let ca = rng.below(SPACE - 8);
+                    let most = if rng.below(4) == 0 { 8 } else { 2 };
+                    let n = 1 + rng.below(most);
+                    let data = vec![byte; at(n * 4096)];
+                    v.write(ca * 4096, &data, rng.below(8) == 0).expect("write");
+                    content[at(ca * 4096)..at((ca + n) * 4096)].copy_from_slice(&data);
+                    size = size.max((ca + n) * 4096);
+                }
+                5 => {
+                    let off = rng.below(SPACE * 4096 - 5000);
+                    let len = 1 + rng.below(4999);
+                    v.write(off, &vec![byte; at(len)], false).expect("write");
+                    content[at(off)..at(off + len)].fill(byte);
+                    size = size.max(off + len);
+                }
+                6 => {
+                    let new = rng.below(SPACE * 4096);
+                    v.resize(new).expect("resize");
+                    if new < size {
+                        content[at(new)..].fill(0);
+                    }
+                    size = new;
+                }
+                7 if size > 0 => {
+                    let off = rng.below(size);
+                    let len = rng.below(3 * 4096);
+                    v.punch(off, len).expect("punch");
+                    content[at(off)..at((off + len).min(size))].fill(0);
+                }
+                8 => v.sync().expect("sync"),
+                _ => {
+                    // The process dies: its memory (what waits for the files) is lost.
+                    fs.cut_power_after(0);
+                    drop(vol.take());
+                    fs.restart_process();
+                    let nv = Volume::open(lfs.clone(), &dir(), VOL, opts)
+                        .unwrap_or_else(|e| panic!("seed {seed} step {step}: open: {e}"));
+                    assert_eq!(nv.size(), size, "seed {seed} step {step}: size");
+                    let got = read_vec(&nv, 0, at(size));
+                    let first = got.iter().zip(&content).position(|(a, b)| a != b);
+                    assert_eq!(first, None, "seed {seed} step {step}: first difference");
+                    let problems = nv.verify().expect("verify");
+                    assert!(problems.is_empty(), "seed {seed} step {step}: {problems:?}");
+                    vol = Some(nv);
+                }
+            }
+        }
+    }
 }
