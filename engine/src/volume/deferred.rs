@@ -39,21 +39,25 @@ pub(super) struct Deferred {
 }
 
 impl Deferred {
-    /// Defers `data`, which belongs at `off` (rule 1: the write-ahead log holds it). What waits
-    /// is written first when `data` does not follow it or would pass [`LIMIT`]; `data` itself
-    /// is written at once when it is that large alone.
-    pub(super) fn push(
+    /// Appends `data` at file offset `off`. When the write-ahead log took it (`logged`, rule 1)
+    /// it waits here, unless it is [`LIMIT`] bytes or more; otherwise it is written at once.
+    /// What waits is written first whenever `data` is written at once, does not follow it, or
+    /// would take it past [`LIMIT`]: the file's bytes stay in the order they were appended.
+    pub(super) fn append(
         &mut self,
         file: &dyn LocalFile,
         off: u64,
         data: &[u8],
+        logged: bool,
         what: &dyn Fn() -> String,
     ) -> Result<()> {
-        let follows = off == self.end();
-        if !self.bytes.is_empty() && (!follows || self.bytes.len() + data.len() > LIMIT) {
+        let waits = logged && data.len() < LIMIT;
+        if !self.bytes.is_empty()
+            && (!waits || off != self.end() || self.bytes.len() + data.len() > LIMIT)
+        {
             self.flush(file, what)?;
         }
-        if data.len() >= LIMIT {
+        if !waits {
             return file.write_at(data, off).map_err(|e| io_err(what(), e));
         }
         if self.bytes.is_empty() {
@@ -72,19 +76,6 @@ impl Deferred {
             .map_err(|e| io_err(what(), e))?;
         self.bytes.clear();
         Ok(())
-    }
-
-    /// Writes `data` at `off` at once, after what waits (rule 1, for bytes the write-ahead log
-    /// did not take).
-    pub(super) fn write_through(
-        &mut self,
-        file: &dyn LocalFile,
-        off: u64,
-        data: &[u8],
-        what: &dyn Fn() -> String,
-    ) -> Result<()> {
-        self.flush(file, what)?;
-        file.write_at(data, off).map_err(|e| io_err(what(), e))
     }
 
     /// The file offset just past what waits (where the next deferred byte must go).
@@ -142,22 +133,24 @@ mod tests {
     fn bytes_wait_until_the_limit_or_a_flush_and_keep_their_order() {
         let (_fs, f) = file();
         let mut d = Deferred::default();
-        d.write_through(&*f, 0, b"head", &what).expect("header");
-        d.push(&*f, 4, b"abc", &what).expect("push");
-        d.push(&*f, 7, b"def", &what).expect("push");
+        d.append(&*f, 0, b"head", false, &what).expect("header");
+        d.append(&*f, 4, b"abc", true, &what).expect("push");
+        d.append(&*f, 7, b"def", true, &what).expect("push");
         assert_eq!(
             contents(&*f),
             b"head",
             "deferred bytes are not in the file yet"
         );
         // Bytes the log did not take are written after the ones waiting.
-        d.write_through(&*f, 10, b"XY", &what).expect("through");
+        d.append(&*f, 10, b"XY", false, &what).expect("through");
         assert_eq!(contents(&*f), b"headabcdefXY");
         // A push that would pass the limit writes what waits first.
-        d.push(&*f, 12, b"z", &what).expect("push");
-        d.push(&*f, 13, &vec![7u8; LIMIT - 1], &what).expect("push");
+        d.append(&*f, 12, b"z", true, &what).expect("push");
+        d.append(&*f, 13, &vec![7u8; LIMIT - 1], true, &what)
+            .expect("push");
         assert_eq!(contents(&*f).len(), 12, "up to the limit, everything waits");
-        d.push(&*f, 12 + LIMIT as u64, b"w", &what).expect("push");
+        d.append(&*f, 12 + LIMIT as u64, b"w", true, &what)
+            .expect("push");
         assert_eq!(
             contents(&*f).len(),
             12 + LIMIT,
@@ -166,7 +159,7 @@ mod tests {
         d.flush(&*f, &what).expect("flush");
         assert_eq!(contents(&*f).len(), 13 + LIMIT);
         // Data as large as the limit goes straight to the file.
-        d.push(&*f, 13 + LIMIT as u64, &vec![1u8; LIMIT], &what)
+        d.append(&*f, 13 + LIMIT as u64, &vec![1u8; LIMIT], true, &what)
             .expect("push");
         assert_eq!(contents(&*f).len(), 13 + 2 * LIMIT);
     }
@@ -175,8 +168,8 @@ mod tests {
     fn a_push_that_does_not_follow_writes_what_waits_first() {
         let (_fs, f) = file();
         let mut d = Deferred::default();
-        d.push(&*f, 0, b"aaaa", &what).expect("push");
-        d.push(&*f, 8, b"bbbb", &what).expect("push");
+        d.append(&*f, 0, b"aaaa", true, &what).expect("push");
+        d.append(&*f, 8, b"bbbb", true, &what).expect("push");
         assert_eq!(&contents(&*f)[..4], b"aaaa");
         let mut buf = [0u8; 4];
         assert_eq!(d.read(8, &mut buf), Some(0));
@@ -187,8 +180,8 @@ mod tests {
     fn a_read_takes_the_waiting_part_from_memory_and_the_rest_from_the_file() {
         let (_fs, f) = file();
         let mut d = Deferred::default();
-        d.write_through(&*f, 0, b"0123", &what).expect("through");
-        d.push(&*f, 4, b"4567", &what).expect("push");
+        d.append(&*f, 0, b"0123", false, &what).expect("through");
+        d.append(&*f, 4, b"4567", true, &what).expect("push");
         // Wholly before what waits: all from the file.
         let mut b = [0u8; 3];
         assert_eq!(d.read(1, &mut b), Some(3));

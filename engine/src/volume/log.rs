@@ -45,11 +45,8 @@ impl Volume {
             let at = ScoFooter::offset(sco.clusters);
             let (seq, file) = (sco.seq, &*sco.file);
             let what = || format!("SCO {}", sco_name(seq));
-            if st.wal.log(Target::Sco(seq), at, chunk)? {
-                sco.deferred.push(file, at, chunk, &what)?;
-            } else {
-                sco.deferred.write_through(file, at, chunk, &what)?;
-            }
+            let logged = st.wal.log(Target::Sco(seq), at, chunk)?;
+            sco.deferred.append(file, at, chunk, logged, &what)?;
             sco.crc = crc32c::crc32c_append(sco.crc, chunk);
             let mut entries = Vec::with_capacity(k);
             let mut locs = Vec::with_capacity(k);
@@ -114,11 +111,8 @@ impl Volume {
         let t = &mut st.tlog;
         let (seq, file) = (t.seq, &*t.file);
         let what = || format!("TLog {}", tlog_name(seq));
-        if st.wal.log(Target::Tlog(seq), t.len, &bytes)? {
-            t.deferred.push(file, t.len, &bytes, &what)?;
-        } else {
-            t.deferred.write_through(file, t.len, &bytes, &what)?;
-        }
+        let logged = st.wal.log(Target::Tlog(seq), t.len, &bytes)?;
+        t.deferred.append(file, t.len, &bytes, logged, &what)?;
         t.len += bytes.len() as u64;
         t.crc = crc32c::crc32c_append(t.crc, &bytes);
         t.first_entry.get_or_insert_with(std::time::Instant::now);
