@@ -368,7 +368,11 @@ impl Drop for Volume {
             return;
         }
         if let Err(e) = Self::flush_deferred(self.state.get_mut()) {
-            tracing::warn!(volume = %self.id, error = %e, "writing the open log's last bytes at close failed; the write-ahead log still holds them");
+            tracing::warn!(
+                volume = %self.id,
+                error = %e,
+                "writing the open log's last bytes at close failed; the write-ahead log holds them"
+            );
         }
     }
 }

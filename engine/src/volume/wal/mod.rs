@@ -25,8 +25,9 @@
 //!    ring reuses space only behind the *durable* head, so a replay never meets an overwritten
 //!    record where it expects one it needs.
 //! 4. A TLog's close makes everything durable in place (what waited in memory written first;
-//!    its SCOs, itself, the open SCO's header) and then moves the head to the end, durably: no record ever names a TLog that was
-//!    closed, so none names a file the upload, the uncork or an eviction may delete or replace.
+//!    its SCOs, itself, the open SCO's header) and then moves the head to the end, durably: no
+//!    record ever names a TLog that was closed, so none names a file the upload, the uncork or
+//!    an eviction may delete or replace.
 //! 5. A restart replays first, before anything else reads the volume's files: the records from
 //!    the head on, up to the first one that does not verify, are written into their files
 //!    (a file that does not exist was never named durably, so no acknowledged record is in

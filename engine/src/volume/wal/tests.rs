@@ -170,9 +170,9 @@ fn a_window_that_stops_being_whole_between_a_cluster_and_its_entry_is_made_durab
     // window's end so that, for one k, a 4 KiB cluster still fits in the window and its entry
     // no longer does. The cluster then waited in memory while the round made the window
     // durable in place: it must have been written into the SCO first.
-    let record = 48u64;
-    let entry = record + 48;
-    let cluster = 4096 + record;
+    let record = super::record::RECORD_HEADER_LEN as u64;
+    let entry = record + crate::volume::format::TLOG_ENTRY_LEN as u64;
+    let cluster = CLUSTER_SIZE_U64 + record;
     let most = WINDOW.div_ceil(entry) + 1;
     let mut met = false;
     for k in 0..most {
