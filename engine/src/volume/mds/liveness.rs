@@ -19,10 +19,11 @@
 //!   it. Deleting a snapshot changes nothing here (constant time); the scrubber re-evaluates
 //!   the pinned rows against the boundaries left and moves those no view reads to dead.
 //!
-//! The cost is a few B-tree updates per change applied (the inserts into `dead_clusters` and
-//! the look-ups of the new position's rows; the SCO rows and dead counts an uncork meets once
-//! per cluster are kept in memory for its transaction, and the dead counts written once at its
-//! end; empty `pinned_clusters` and `remapped_clusters` tables are not searched), and the
+//! The cost is a few B-tree updates per change applied (the inserts into `dead_clusters`, and
+//! for a Remap the look-ups of the position's rows: a position mapped for the first time is
+//! in no table yet; the SCO rows and dead counts an uncork meets once per cluster are kept in
+//! memory for its transaction, and the dead counts written once at its end; empty
+//! `pinned_clusters` and `remapped_clusters` tables are not searched), and the
 //! tables hold only positions that are superseded and still on the backend: nothing multiplies
 //! snapshots by SCOs.
 //!
@@ -219,10 +220,14 @@ impl<'t> Tracker<'t> {
     ) -> Result<()> {
         let pos = (new.sco, new.offset);
         let older = self.sco_row(scos, new.sco)?.is_some_and(|v| v.0 < t);
-        if !self.seen.insert(pos) || older {
-            self.remapped.insert(pos, ()).map_err(db_err)?;
-            self.no_remapped = false;
+        if self.seen.insert(pos) && !older {
+            // Mapped for the first time (a write, not a Remap): a position is superseded only
+            // after it was mapped, and one mapped by an earlier transaction is in a SCO sealed
+            // before `t`. So it is in neither `pinned_clusters` nor `dead_clusters`.
+            return Ok(());
         }
+        self.remapped.insert(pos, ()).map_err(db_err)?;
+        self.no_remapped = false;
         if !self.no_pinned {
             self.pinned.remove(pos).map_err(db_err)?;
         }
