@@ -158,7 +158,10 @@ impl Namespace {
             st.committed += 1;
             st.committed
         };
-        txn.commit()?;
+        let done = txn.commit();
+        // After the commit returned, before this operation does (`inode_cache.rs`, step 2).
+        self.inodes.invalidate();
+        done?;
         if counted {
             let mut st = self.group.state.lock();
             st.finished = st.finished.max(seq);

@@ -11,6 +11,7 @@ mod extent_sweep;
 mod fsck;
 mod image;
 mod inode;
+mod inode_cache;
 mod jobs;
 mod names;
 mod redo;
@@ -95,6 +96,8 @@ pub(crate) struct Namespace {
     /// Why this gateway changes nothing any more (another gateway took the backend over), set
     /// once and read without a lock (every write asks).
     deposed: std::sync::OnceLock<String>,
+    /// The inodes [`Namespace::get`] read since the last commit (`inode_cache.rs`).
+    inodes: self::inode_cache::InodeCache,
 }
 
 /// Longest run of lazy (unsynced) commits: redb reuses the space a transaction frees only after
@@ -235,6 +238,7 @@ impl Namespace {
             lazy_synced: parking_lot::Mutex::new(std::time::Instant::now()),
             ino_limit: std::sync::atomic::AtomicU64::new(u64::MAX),
             deposed: std::sync::OnceLock::new(),
+            inodes: Default::default(),
         })
     }
 
@@ -263,11 +267,26 @@ impl Namespace {
             .ok_or_else(|| Error::Io("meta has no next_ino".into()))
     }
 
-    /// Reads one inode.
+    /// Reads one inode (the last read's answer when no write transaction committed since:
+    /// `inode_cache.rs`).
     pub(crate) fn get(&self, h: Handle) -> Result<Inode> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(INODES)?;
-        load(&t, h)
+        let epoch = self.inodes.epoch();
+        let inode = match self.inodes.get(h.ino, epoch) {
+            Some(i) => i,
+            None => {
+                let txn = self.db.begin_read()?;
+                let t = txn.open_table(INODES)?;
+                let Some(i) = get_inode(&t, h.ino)? else {
+                    return Err(Error::Stale);
+                };
+                self.inodes.keep(h.ino, epoch, &i);
+                i
+            }
+        };
+        if inode.generation != h.generation {
+            return Err(Error::Stale);
+        }
+        Ok(inode)
     }
 
     /// Reads one inode by number, whatever its generation.

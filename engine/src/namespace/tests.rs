@@ -277,3 +277,83 @@ fn special_files_keep_their_kind_and_numbers_and_go_with_their_last_link() {
         );
     }
 }
+
+/// The root's handle, and file `f` made in it (its handle and inode).
+fn one_file(ns: &Namespace) -> (Handle, Handle, Inode) {
+    let root = Handle {
+        ino: ROOT,
+        generation: ns.fsid(),
+    };
+    let (ino, i, _) = ns
+        .create(root, b"f", file(0o644), CreateMode::Guarded)
+        .expect("f");
+    let h = Handle {
+        ino,
+        generation: i.generation,
+    };
+    (root, h, i)
+}
+
+#[test]
+fn a_read_inode_shows_every_change_committed_after_it() {
+    let (_d, ns) = ns();
+    let (root, h, i) = one_file(&ns);
+    let ino = h.ino;
+    // Read twice: the second answer may come from the inode cache.
+    assert_eq!(ns.get(h).expect("get").mode, 0o644);
+    assert_eq!(ns.get(h).expect("get again").mode, 0o644);
+    let set = crate::types::SetAttr {
+        mode: Some(0o600),
+        ..Default::default()
+    };
+    ns.setattr(h, &set).expect("setattr");
+    assert_eq!(ns.get(h).expect("get after").mode, 0o600, "a stale inode");
+    // Removed: what redb holds now, not what was read before.
+    ns.remove(root, b"f", false).expect("rm");
+    let direct = |h: Handle| -> Result<Inode> {
+        let txn = ns.db.begin_read()?;
+        load(&txn.open_table(INODES)?, h)
+    };
+    let (got, want) = (ns.get(h), direct(h));
+    match (&got, &want) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(Error::Stale), Err(Error::Stale)) => {}
+        _ => panic!("after the remove: {got:?}, redb: {want:?}"),
+    }
+    // Another generation of the same number is stale.
+    let other = Handle {
+        ino,
+        generation: i.generation + 1,
+    };
+    assert!(matches!(ns.get(other), Err(Error::Stale)));
+}
+
+#[test]
+fn a_reader_never_sees_an_inode_older_than_a_change_that_returned() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let (_d, ns) = ns();
+    let (_, h, i) = one_file(&ns);
+    let returned = AtomicU32::new(i.uid);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for uid in 100..400u32 {
+                let set = crate::types::SetAttr {
+                    uid: Some(uid),
+                    ..Default::default()
+                };
+                ns.setattr(h, &set).expect("setattr");
+                returned.store(uid, Ordering::Release);
+            }
+        });
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let floor = returned.load(Ordering::Acquire);
+                let got = ns.get(h).expect("get").uid;
+                assert!(got >= floor, "read uid {got} after uid {floor} was set");
+                if floor == 399 {
+                    break;
+                }
+            });
+        }
+    });
+}
