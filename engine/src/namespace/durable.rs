@@ -158,9 +158,10 @@ impl Namespace {
             st.committed += 1;
             st.committed
         };
+        // The inodes read before stay unused from now on (`inode_cache.rs`, step 3).
+        let committing = self.inodes.committing();
         let done = txn.commit();
-        // After the commit returned, before this operation does (`inode_cache.rs`, step 2).
-        self.inodes.invalidate();
+        drop(committing);
         done?;
         if counted {
             let mut st = self.group.state.lock();

@@ -8,16 +8,20 @@
 //! inode rows cannot change, so a read repeats the last one's answer.
 //!
 //! # The protocol
-//! 1. A reader takes the epoch *before* it looks anything up, and keeps what it read from
-//!    redb under that epoch.
-//! 2. A writer bumps the epoch *after* its transaction's commit returned (or failed), before
-//!    the operation that made it returns.
-//! 3. An entry is used only while the epoch is still the one it was kept under.
+//! The epoch is even while no write transaction commits, odd while one does (writers are
+//! serialised: one commits at a time).
+//! 1. A reader takes the epoch *before* it looks anything up. An odd one: it reads redb and
+//!    keeps nothing.
+//! 2. It keeps what it read from redb only if the epoch, checked again under the cache's lock,
+//!    is still the even one it took: then no commit began since, and the row it read is the
+//!    current one.
+//! 3. A writer makes the epoch odd *before* its transaction's commit and even again *after* the
+//!    commit returned (or failed), before the operation that made it returns.
+//! 4. An entry is used only under the epoch it was kept under.
 //!
-//! A read that raced a commit may keep the old row or the new one, but under the old epoch,
-//! which no later reader uses. A reader that meets the old epoch between a commit and its bump
-//! answers what was true before the write, whose operation has not returned yet: every
-//! operation that starts after a write returned sees its change.
+//! So an entry kept under an even epoch is what redb held all through that epoch, and a reader
+//! that started after a write returned takes a later epoch: it never sees an older row, nor one
+//! older than what another reader already answered.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,26 +47,47 @@ impl InodeCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Step 3: the inode kept for `ino` under `epoch`, if any.
+    /// Step 4: the inode kept for `ino` under `epoch`, if any (none while a commit runs).
     pub(super) fn get(&self, ino: Ino, epoch: u64) -> Option<Inode> {
+        if epoch % 2 == 1 {
+            return None;
+        }
         match self.entries.lock().get(&ino) {
             Some((e, i)) if *e == epoch => Some(i.clone()),
             _ => None,
         }
     }
 
-    /// Step 1: keeps `inode`, read from redb after `epoch` was taken.
+    /// Step 2: keeps `inode`, read from redb after `epoch` was taken, if no commit began since.
     pub(super) fn keep(&self, ino: Ino, epoch: u64, inode: &Inode) {
+        if epoch % 2 == 1 {
+            return;
+        }
         let mut m = self.entries.lock();
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return;
+        }
         if m.len() >= MAX_ENTRIES && !m.contains_key(&ino) {
             m.clear();
         }
         m.insert(ino, (epoch, inode.clone()));
     }
 
-    /// Step 2: a write transaction committed (or failed): nothing kept before is used again.
-    pub(super) fn invalidate(&self) {
+    /// Step 3: a write transaction is about to commit; the epoch is even again when the
+    /// returned guard is dropped (after the commit returned or failed, or a panic).
+    pub(super) fn committing(&self) -> Committing<'_> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        Committing(self)
+    }
+}
+
+/// A commit in progress ([`InodeCache::committing`]).
+#[must_use]
+pub(super) struct Committing<'a>(&'a InodeCache);
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        self.0.epoch.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -84,11 +109,40 @@ mod tests {
         assert!(c.get(5, e).is_none());
         c.keep(5, e, &inode(10));
         assert_eq!(c.get(5, e).map(|i| i.size), Some(10));
-        c.invalidate();
+        drop(c.committing());
         assert!(c.get(5, c.epoch()).is_none(), "a commit invalidates it");
-        // A read that raced the commit keeps under the old epoch: never used again.
+        // A read begun before the commit keeps nothing.
         c.keep(5, e, &inode(11));
         assert!(c.get(5, c.epoch()).is_none());
+    }
+
+    #[test]
+    fn nothing_is_kept_or_answered_while_a_commit_runs() {
+        let c = InodeCache::default();
+        let before = c.epoch();
+        let commit = c.committing();
+        // A reader that took the epoch before the commit began read the old row: not kept.
+        c.keep(5, before, &inode(1));
+        assert!(
+            c.get(5, before).is_none(),
+            "a row read before the commit is kept"
+        );
+        // One that takes it during the commit reads redb (the old row or the new one), and
+        // neither keeps nor answers from the cache.
+        let during = c.epoch();
+        c.keep(5, during, &inode(1));
+        assert!(
+            c.get(5, during).is_none(),
+            "answered from the cache during a commit"
+        );
+        drop(commit);
+        let after = c.epoch();
+        assert!(
+            c.get(5, after).is_none(),
+            "neither the old row nor the racing one"
+        );
+        c.keep(5, after, &inode(2));
+        assert_eq!(c.get(5, after).map(|i| i.size), Some(2));
     }
 
     #[test]
