@@ -104,17 +104,8 @@ fn xattr_rows(ns: &Namespace, ino: Ino) -> usize {
 #[test]
 fn extended_attributes_their_modes_limits_and_kinds() {
     let (_d, ns) = ns();
-    let root = Handle {
-        ino: ROOT,
-        generation: ns.fsid(),
-    };
-    let (ino, i, _) = ns
-        .create(root, b"f", file(0o644), CreateMode::Guarded)
-        .expect("create");
-    let h = Handle {
-        ino,
-        generation: i.generation,
-    };
+    let (root, h, i) = one_file(&ns);
+    let ino = h.ino;
     assert!(matches!(ns.xattr_get(h, b"a"), Err(Error::NoXattr)));
     assert!(matches!(
         ns.xattr_set(h, b"a", b"1", XattrMode::Replace),
