@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use super::FREEZING;
 use crate::error::{Error, Result};
-use crate::volume::snapshot::{SnapshotInfo, SnapshotRecord};
+use crate::volume::snapshot::SnapshotInfo;
 use crate::volume::state::Volume;
 
 impl Volume {
@@ -32,30 +32,7 @@ impl Volume {
                 _ => return Err(Error::Invalid("the volume is a template already".into())),
             }
         }
-        let r = (|| {
-            if self.mds.snapshot_by_name(name)?.is_some() {
-                return Err(Error::Exists);
-            }
-            let (tlog, logged) = self.close_open_tlog()?;
-            let created = crate::namespace::now();
-            let volume = self.id();
-            self.mds.snapshot_add(
-                name,
-                tlog,
-                |id| {
-                    SnapshotRecord {
-                        id,
-                        name: name.to_string(),
-                        tlog,
-                        created,
-                        logged_clusters: logged,
-                        meta: vec![("strata.template".into(), "1".into())],
-                    }
-                    .encode(volume)
-                },
-                true,
-            )
-        })();
+        let r = self.add_snapshot(name, vec![("strata.template".into(), "1".into())], true);
         match r {
             Ok(id) => {
                 self.template.store(id, Ordering::Release);

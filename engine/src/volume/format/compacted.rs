@@ -19,7 +19,10 @@
 //! | H + 4096·j | 4096 | the cluster of the j-th kept index |
 //! | H + 4096·k | 4 | CRC32C of the k·4096 cluster bytes |
 
-use super::{check_crc, le_u32, le_u64, FormatError, VolumeId, CLUSTER_SIZE, MAX_SCO_CLUSTERS};
+use super::{
+    check_crc, check_start, check_version, le_u16, le_u32, le_u64, FormatError, VolumeId,
+    CLUSTER_SIZE, MAX_SCO_CLUSTERS,
+};
 
 const MAGIC: [u8; 8] = *b"STRSCOCP";
 const VERSION: u16 = 1;
@@ -102,29 +105,9 @@ impl CompactedHeader {
         sco: u64,
     ) -> Result<CompactedHeader, FormatError> {
         let need = Self::needed(what, b)?;
-        if b.len() < need {
-            return Err(FormatError::Truncated {
-                what: what.into(),
-                len: b.len() as u64,
-                need: need as u64,
-            });
-        }
-        let mut magic = [0u8; 8];
-        magic.copy_from_slice(&b[..8]);
-        if magic != MAGIC {
-            return Err(FormatError::BadMagic {
-                what: what.into(),
-                found: magic,
-            });
-        }
+        check_start(what, b, need, MAGIC)?;
         check_crc(what, le_u32(b, need - 4), &b[..need - 4])?;
-        let version = u16::from_le_bytes([b[8], b[9]]);
-        if version != VERSION {
-            return Err(FormatError::BadVersion {
-                what: what.into(),
-                found: version,
-            });
-        }
+        check_version(what, le_u16(b, 8), VERSION)?;
         let bad = |reason: String| FormatError::Inconsistent {
             what: what.into(),
             reason,

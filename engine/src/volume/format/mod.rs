@@ -78,6 +78,37 @@ fn arr16(b: &[u8], at: usize) -> [u8; 16] {
     a
 }
 
+/// The start of every record this module decodes: `b` holds at least `need` bytes and begins
+/// with `magic`; otherwise an error naming `what`.
+fn check_start(what: &str, b: &[u8], need: usize, magic: [u8; 8]) -> Result<(), FormatError> {
+    if b.len() < need {
+        return Err(FormatError::Truncated {
+            what: what.to_string(),
+            len: b.len() as u64,
+            need: need as u64,
+        });
+    }
+    let found = arr8(b, 0);
+    if found != magic {
+        return Err(FormatError::BadMagic {
+            what: what.to_string(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// A version other than `want` is an error naming `what`.
+fn check_version(what: &str, found: u16, want: u16) -> Result<(), FormatError> {
+    if found != want {
+        return Err(FormatError::BadVersion {
+            what: what.to_string(),
+            found,
+        });
+    }
+    Ok(())
+}
+
 /// A CRC32C mismatch of `covered` against `stored` is an error naming `what`.
 pub(crate) fn check_crc(what: &str, stored: u32, covered: &[u8]) -> Result<(), FormatError> {
     let computed = crc32c::crc32c(covered);

@@ -2,8 +2,8 @@
 //! sealed). Byte layout: `engine/FORMATS.md`, "SCO".
 
 use super::{
-    arr16, arr8, check_crc, le_u16, le_u32, le_u64, FormatError, VolumeId, CLUSTER_SIZE,
-    CLUSTER_SIZE_U64, FORMAT_VERSION,
+    arr16, check_crc, check_start, check_version, le_u16, le_u32, le_u64, FormatError, VolumeId,
+    CLUSTER_SIZE, CLUSTER_SIZE_U64, FORMAT_VERSION,
 };
 use crate::volume::int::{u32_of, usize_of};
 
@@ -52,27 +52,8 @@ impl ScoHeader {
     /// Decodes and verifies a header: the first [`SCO_HEADER_LEN`] bytes of `b` (magic,
     /// version, CRC, cluster size, and the zero padding the CRC does not cover).
     pub(crate) fn decode(what: &str, b: &[u8]) -> Result<ScoHeader, FormatError> {
-        if b.len() < usize_of(SCO_HEADER_LEN) {
-            return Err(FormatError::Truncated {
-                what: what.to_string(),
-                len: b.len() as u64,
-                need: SCO_HEADER_LEN,
-            });
-        }
-        let magic = arr8(b, 0);
-        if magic != SCO_MAGIC {
-            return Err(FormatError::BadMagic {
-                what: what.to_string(),
-                found: magic,
-            });
-        }
-        let version = le_u16(b, 8);
-        if version != FORMAT_VERSION {
-            return Err(FormatError::BadVersion {
-                what: what.to_string(),
-                found: version,
-            });
-        }
+        check_start(what, b, usize_of(SCO_HEADER_LEN), SCO_MAGIC)?;
+        check_version(what, le_u16(b, 8), FORMAT_VERSION)?;
         check_crc(&format!("{what} header"), le_u32(b, 40), &b[0..40])?;
         let cs = le_u32(b, 12);
         if cs as usize != CLUSTER_SIZE {
@@ -131,20 +112,12 @@ impl ScoFooter {
 
     /// Decodes and verifies a footer.
     pub(crate) fn decode(what: &str, b: &[u8]) -> Result<ScoFooter, FormatError> {
-        if b.len() < SCO_FOOTER_LEN {
-            return Err(FormatError::Truncated {
-                what: format!("{what} footer"),
-                len: b.len() as u64,
-                need: SCO_FOOTER_LEN as u64,
-            });
-        }
-        let magic = arr8(b, 0);
-        if magic != SCO_FOOTER_MAGIC {
-            return Err(FormatError::BadMagic {
-                what: format!("{what} footer"),
-                found: magic,
-            });
-        }
+        check_start(
+            &format!("{what} footer"),
+            b,
+            SCO_FOOTER_LEN,
+            SCO_FOOTER_MAGIC,
+        )?;
         check_crc(&format!("{what} footer"), le_u32(b, 28), &b[0..28])?;
         let clusters = le_u32(b, 16);
         if clusters > MAX_SCO_CLUSTERS {

@@ -3,8 +3,8 @@
 
 use super::Entry;
 use super::{
-    arr16, arr8, check_crc, le_u16, le_u32, le_u64, FormatError, VolumeId, CLUSTER_SIZE,
-    FORMAT_VERSION,
+    arr16, check_crc, check_start, check_version, le_u16, le_u32, le_u64, FormatError, VolumeId,
+    CLUSTER_SIZE, FORMAT_VERSION,
 };
 use crate::volume::int::u32_of;
 
@@ -74,27 +74,8 @@ impl TlogHeader {
 
     /// Decodes and verifies a header (magic, version, CRC, entry and cluster size).
     pub(crate) fn decode(what: &str, b: &[u8]) -> Result<TlogHeader, FormatError> {
-        if b.len() < TLOG_HEADER_LEN {
-            return Err(FormatError::Truncated {
-                what: what.to_string(),
-                len: b.len() as u64,
-                need: TLOG_HEADER_LEN as u64,
-            });
-        }
-        let magic = arr8(b, 0);
-        if magic != TLOG_MAGIC {
-            return Err(FormatError::BadMagic {
-                what: what.to_string(),
-                found: magic,
-            });
-        }
-        let version = le_u16(b, 8);
-        if version != FORMAT_VERSION {
-            return Err(FormatError::BadVersion {
-                what: what.to_string(),
-                found: version,
-            });
-        }
+        check_start(what, b, TLOG_HEADER_LEN, TLOG_MAGIC)?;
+        check_version(what, le_u16(b, 8), FORMAT_VERSION)?;
         check_crc(&format!("{what} header"), le_u32(b, 60), &b[0..60])?;
         let es = le_u32(b, 12);
         let cs = le_u32(b, 40);

@@ -53,6 +53,19 @@ impl Volume {
     ) -> Result<SnapshotInfo> {
         check_name(name).map_err(Error::Invalid)?;
         check_meta(&meta).map_err(Error::Invalid)?;
+        self.add_snapshot(name, meta, false)?;
+        self.snapshot_info(name)
+    }
+
+    /// Closes the open TLog and records snapshot `name` of it (with `template`, the template
+    /// mark too, in the same durable transaction); returns its id. A name in use is `Exists`.
+    /// The caller checked the name and the metadata.
+    pub(in crate::volume) fn add_snapshot(
+        &self,
+        name: &str,
+        meta: Vec<(String, String)>,
+        template: bool,
+    ) -> Result<u64> {
         if self.mds.snapshot_by_name(name)?.is_some() {
             return Err(Error::Exists);
         }
@@ -73,9 +86,8 @@ impl Volume {
                 }
                 .encode(volume)
             },
-            false,
-        )?;
-        self.snapshot_info(name)
+            template,
+        )
     }
 
     /// Snapshot `name` (`NotFound` without one).
