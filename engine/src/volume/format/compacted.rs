@@ -20,8 +20,8 @@
 //! | H + 4096·k | 4 | CRC32C of the k·4096 cluster bytes |
 
 use super::{
-    check_crc, check_start, check_version, le_u16, le_u32, le_u64, FormatError, VolumeId,
-    CLUSTER_SIZE, MAX_SCO_CLUSTERS,
+    check_crc, check_len, check_start, check_version, le_u16, le_u32, le_u64, FormatError,
+    VolumeId, CLUSTER_SIZE, MAX_SCO_CLUSTERS,
 };
 
 const MAGIC: [u8; 8] = *b"STRSCOCP";
@@ -79,13 +79,7 @@ impl CompactedHeader {
 
     /// How many bytes of the object to read to decode its header, given its first 4096.
     pub(crate) fn needed(what: &str, first: &[u8]) -> Result<usize, FormatError> {
-        if first.len() < FIXED {
-            return Err(FormatError::Truncated {
-                what: what.into(),
-                len: first.len() as u64,
-                need: FIXED as u64,
-            });
-        }
+        check_len(what, first, FIXED)?;
         let k = le_u32(first, 44);
         if k > MAX_SCO_CLUSTERS {
             return Err(FormatError::Inconsistent {

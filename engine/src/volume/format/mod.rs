@@ -78,9 +78,8 @@ fn arr16(b: &[u8], at: usize) -> [u8; 16] {
     a
 }
 
-/// The start of every record this module decodes: `b` holds at least `need` bytes and begins
-/// with `magic`; otherwise an error naming `what`.
-fn check_start(what: &str, b: &[u8], need: usize, magic: [u8; 8]) -> Result<(), FormatError> {
+/// `b` holds at least `need` bytes; otherwise an error naming `what`.
+fn check_len(what: &str, b: &[u8], need: usize) -> Result<(), FormatError> {
     if b.len() < need {
         return Err(FormatError::Truncated {
             what: what.to_string(),
@@ -88,6 +87,13 @@ fn check_start(what: &str, b: &[u8], need: usize, magic: [u8; 8]) -> Result<(), 
             need: need as u64,
         });
     }
+    Ok(())
+}
+
+/// The start of every record this module decodes: `b` holds at least `need` bytes and begins
+/// with `magic`; otherwise an error naming `what`.
+fn check_start(what: &str, b: &[u8], need: usize, magic: [u8; 8]) -> Result<(), FormatError> {
+    check_len(what, b, need)?;
     let found = arr8(b, 0);
     if found != magic {
         return Err(FormatError::BadMagic {
