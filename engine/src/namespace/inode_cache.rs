@@ -8,20 +8,24 @@
 //! inode rows cannot change, so a read repeats the last one's answer.
 //!
 //! # The protocol
-//! The epoch is even while no write transaction commits, odd while one does (writers are
-//! serialised: one commits at a time).
-//! 1. A reader takes the epoch *before* it looks anything up. An odd one: it reads redb and
-//!    keeps nothing.
+//! The epoch counts, in its low 16 bits, the commits in flight, and above them the commits
+//! begun. Writers are serialised by redb, but one may begin its commit before the one before
+//! it has counted itself out (redb lets the next writer in as the commit ends, before
+//! `commit` returns), so the count may briefly be two.
+//! 1. A reader takes the epoch *before* it looks anything up. One with a commit in flight: it
+//!    reads redb and keeps nothing.
 //! 2. It keeps what it read from redb only if the epoch, checked again under the cache's lock,
-//!    is still the even one it took: then no commit began since, and the row it read is the
+//!    is still the one it took: then no commit began since, and the row it read is the
 //!    current one.
-//! 3. A writer makes the epoch odd *before* its transaction's commit and even again *after* the
-//!    commit returned (or failed), before the operation that made it returns.
+//! 3. A writer counts a commit begun and in flight *before* its transaction's commit, and out
+//!    of flight *after* the commit returned (or failed), before the operation that made it
+//!    returns.
 //! 4. An entry is used only under the epoch it was kept under.
 //!
-//! So an entry kept under an even epoch is what redb held all through that epoch, and a reader
-//! that started after a write returned takes a later epoch: it never sees an older row, nor one
-//! older than what another reader already answered.
+//! An epoch with no commit in flight comes after every commit begun before it ended, and is
+//! never seen again once the next commit begins. So an entry is what redb held all through
+//! its epoch, and a reader that started after a write returned takes a later epoch: it never
+//! sees an older row, nor one older than what another reader already answered.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +37,14 @@ use crate::types::Ino;
 
 /// Most inodes kept: reached, the cache starts again empty (a few hundred KiB at most).
 const MAX_ENTRIES: usize = 4096;
+
+/// One commit begun, in the epoch (above the count of commits in flight).
+const BEGUN: u64 = 1 << 16;
+
+/// Whether a commit is in flight at `epoch`.
+fn in_flight(epoch: u64) -> bool {
+    !epoch.is_multiple_of(BEGUN)
+}
 
 /// See the module documentation.
 #[derive(Debug, Default)]
@@ -49,7 +61,7 @@ impl InodeCache {
 
     /// Step 4: the inode kept for `ino` under `epoch`, if any (none while a commit runs).
     pub(super) fn get(&self, ino: Ino, epoch: u64) -> Option<Inode> {
-        if epoch % 2 == 1 {
+        if in_flight(epoch) {
             return None;
         }
         match self.entries.lock().get(&ino) {
@@ -60,7 +72,7 @@ impl InodeCache {
 
     /// Step 2: keeps `inode`, read from redb after `epoch` was taken, if no commit began since.
     pub(super) fn keep(&self, ino: Ino, epoch: u64, inode: &Inode) {
-        if epoch % 2 == 1 {
+        if in_flight(epoch) {
             return;
         }
         let mut m = self.entries.lock();
@@ -73,10 +85,10 @@ impl InodeCache {
         m.insert(ino, (epoch, inode.clone()));
     }
 
-    /// Step 3: a write transaction is about to commit; the epoch is even again when the
+    /// Step 3: a write transaction is about to commit; it is counted out of flight when the
     /// returned guard is dropped (after the commit returned or failed, or a panic).
     pub(super) fn committing(&self) -> Committing<'_> {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.epoch.fetch_add(BEGUN + 1, Ordering::AcqRel);
         Committing(self)
     }
 }
@@ -87,7 +99,7 @@ pub(super) struct Committing<'a>(&'a InodeCache);
 
 impl Drop for Committing<'_> {
     fn drop(&mut self) {
-        self.0.epoch.fetch_add(1, Ordering::AcqRel);
+        self.0.epoch.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -140,6 +152,36 @@ mod tests {
         assert!(
             c.get(5, after).is_none(),
             "neither the old row nor the racing one"
+        );
+        c.keep(5, after, &inode(2));
+        assert_eq!(c.get(5, after).map(|i| i.size), Some(2));
+    }
+
+    #[test]
+    fn a_commit_begun_before_the_last_one_counted_itself_out_keeps_the_cache_off() {
+        let c = InodeCache::default();
+        let first = c.committing();
+        // redb lets the next writer commit before the first one's guard is dropped.
+        let second = c.committing();
+        let during = c.epoch();
+        c.keep(5, during, &inode(1));
+        assert!(
+            c.get(5, during).is_none(),
+            "answered while two commits are in flight"
+        );
+        drop(first);
+        let still = c.epoch();
+        c.keep(5, still, &inode(1));
+        assert!(
+            c.get(5, still).is_none(),
+            "the second commit is still in flight"
+        );
+        drop(second);
+        let after = c.epoch();
+        assert!(c.get(5, after).is_none());
+        assert!(
+            ![during, still].contains(&after),
+            "an epoch seen during a commit came back"
         );
         c.keep(5, after, &inode(2));
         assert_eq!(c.get(5, after).map(|i| i.size), Some(2));
