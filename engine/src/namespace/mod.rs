@@ -123,7 +123,13 @@ fn get_inode(t: &impl ReadableTable<u64, &'static [u8]>, ino: Ino) -> Result<Opt
 
 /// Loads the inode a handle names; `Stale` if it is gone or from another filesystem.
 fn load(t: &impl ReadableTable<u64, &'static [u8]>, h: Handle) -> Result<Inode> {
-    match get_inode(t, h.ino)? {
+    of_handle(get_inode(t, h.ino)?, h)
+}
+
+/// The inode a handle names, given what its number holds; `Stale` if it is gone or from
+/// another generation.
+fn of_handle(i: Option<Inode>, h: Handle) -> Result<Inode> {
+    match i {
         Some(i) if i.generation == h.generation => Ok(i),
         _ => Err(Error::Stale),
     }
@@ -271,22 +277,15 @@ impl Namespace {
     /// `inode_cache.rs`).
     pub(crate) fn get(&self, h: Handle) -> Result<Inode> {
         let epoch = self.inodes.epoch();
-        let inode = match self.inodes.get(h.ino, epoch) {
-            Some(i) => i,
-            None => {
-                let txn = self.db.begin_read()?;
-                let t = txn.open_table(INODES)?;
-                let Some(i) = get_inode(&t, h.ino)? else {
-                    return Err(Error::Stale);
-                };
-                self.inodes.keep(h.ino, epoch, &i);
-                i
-            }
-        };
-        if inode.generation != h.generation {
-            return Err(Error::Stale);
+        if let Some(i) = self.inodes.get(h.ino, epoch) {
+            return of_handle(Some(i), h);
         }
-        Ok(inode)
+        let txn = self.db.begin_read()?;
+        let i = get_inode(&txn.open_table(INODES)?, h.ino)?;
+        if let Some(i) = &i {
+            self.inodes.keep(h.ino, epoch, i);
+        }
+        of_handle(i, h)
     }
 
     /// Reads one inode by number, whatever its generation.

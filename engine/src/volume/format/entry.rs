@@ -4,7 +4,7 @@
 
 use super::sco::MAX_SCO_CLUSTERS;
 use super::tlog::TLOG_ENTRY_LEN;
-use super::{arr16, check_crc, le_u32, le_u64, ClusterHash, FormatError, HashAlg};
+use super::{arr16, check_crc, check_len, le_u32, le_u64, ClusterHash, FormatError, HashAlg};
 
 /// One TLog entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,13 +131,7 @@ impl Entry {
 
     /// Decodes and verifies one entry (`what` names it in errors).
     pub(crate) fn decode(what: &str, b: &[u8]) -> Result<Entry, FormatError> {
-        if b.len() < TLOG_ENTRY_LEN {
-            return Err(FormatError::Truncated {
-                what: what.to_string(),
-                len: b.len() as u64,
-                need: TLOG_ENTRY_LEN as u64,
-            });
-        }
+        check_len(what, b, TLOG_ENTRY_LEN)?;
         check_crc(what, le_u32(b, 44), &b[0..44])?;
         let bad = |reason: &str| FormatError::Inconsistent {
             what: what.to_string(),

@@ -112,17 +112,13 @@ impl ScoFooter {
 
     /// Decodes and verifies a footer.
     pub(crate) fn decode(what: &str, b: &[u8]) -> Result<ScoFooter, FormatError> {
-        check_start(
-            &format!("{what} footer"),
-            b,
-            SCO_FOOTER_LEN,
-            SCO_FOOTER_MAGIC,
-        )?;
-        check_crc(&format!("{what} footer"), le_u32(b, 28), &b[0..28])?;
+        let what = format!("{what} footer");
+        check_start(&what, b, SCO_FOOTER_LEN, SCO_FOOTER_MAGIC)?;
+        check_crc(&what, le_u32(b, 28), &b[0..28])?;
         let clusters = le_u32(b, 16);
         if clusters > MAX_SCO_CLUSTERS {
             return Err(FormatError::Inconsistent {
-                what: format!("{what} footer"),
+                what,
                 reason: format!("{clusters} clusters, at most {MAX_SCO_CLUSTERS} allowed"),
             });
         }

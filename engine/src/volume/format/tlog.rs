@@ -154,15 +154,8 @@ pub(crate) fn parse_tlog(
     let mut closed = false;
     while pos < data.len() {
         let ewhat = format!("{what} entry at byte {pos}");
-        let decoded = if data.len() - pos < TLOG_ENTRY_LEN {
-            Err(FormatError::Truncated {
-                what: ewhat.clone(),
-                len: (data.len() - pos) as u64,
-                need: TLOG_ENTRY_LEN as u64,
-            })
-        } else {
-            Entry::decode(&ewhat, &data[pos..pos + TLOG_ENTRY_LEN])
-        };
+        // A short tail is `Truncated` there.
+        let decoded = Entry::decode(&ewhat, &data[pos..data.len().min(pos + TLOG_ENTRY_LEN)]);
         let e = match decoded {
             Ok(e) => e,
             Err(_) if tail_may_tear && !closed => break,
